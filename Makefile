@@ -1,0 +1,173 @@
+# lockbench: libdlock (core/) and the lockbench harness (harness/).
+#
+#   make                    build/libdlock.a, build/libdlock.so*, build/lockbench
+#   make test               unit and integration tests; ends with "N passed, N failed"
+#   make test-sanitize      the suite under ASan+UBSan, then under TSan
+#   make demo               the seed scenarios on a managed redis-server
+#   make bench              performance ratios (see README)
+#   make install            PREFIX=/usr/local DESTDIR=
+#   make deps               check (and on Debian, as root, install) what the build needs
+#
+# SANITIZER=address|undefined|address,undefined|thread builds into build/san-<name>/.
+# WERROR=1 turns warnings into errors (CI sets it).  V=1 shows the commands.
+
+VERSION := $(shell sed -n 's/^\#define DLOCK_VERSION "\(.*\)"/\1/p' core/dlock.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+BINDIR  ?= $(PREFIX)/bin
+PKGDIR  ?= $(LIBDIR)/pkgconfig
+
+CC      ?= cc
+PKGS     = hiredis jansson
+DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+OPT     ?= -O2 -g
+CFLAGS  ?= $(OPT)
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) \
+             $(DEP_CFLAGS) -Icore -Iharness -I$(O)/core -MMD -MP
+LDLIBS   = $(DEP_LIBS) -lpthread -lm
+
+ifeq ($(WERROR),1)
+  ALL_CFLAGS += -Werror
+endif
+
+comma := ,
+O := build
+ifneq ($(SANITIZER),)
+  O := build/san-$(subst $(comma),-,$(SANITIZER))
+  SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+  ALL_CFLAGS += $(SAN_FLAGS)
+  LDFLAGS += $(SAN_FLAGS)
+endif
+ifeq ($(V),1)
+  Q =
+  say = @true
+else
+  Q = @
+  say = @printf '  %-6s %s\n'
+endif
+
+# ---- sources -------------------------------------------------------------
+
+CORE_SRC     := $(wildcard core/*.c)
+CORE_OBJ     := $(CORE_SRC:%.c=$(O)/%.o) $(O)/core/scripts.o
+LUA          := $(sort $(wildcard core/scripts/*.lua))
+
+HARNESS_SRC  := $(filter-out harness/main.c harness/fuzz_%.c,$(wildcard harness/*.c))
+HARNESS_OBJ  := $(HARNESS_SRC:%.c=$(O)/%.o)
+
+CORE_TESTS    := $(patsubst %.c,$(O)/%,$(wildcard core/test/test_*.c))
+HARNESS_TESTS := $(patsubst %.c,$(O)/%,$(wildcard harness/test/test_*.c))
+CORE_TEST_SUPPORT    := $(patsubst %.c,$(O)/%.o,$(filter-out core/test/test_%.c,$(wildcard core/test/*.c)))
+HARNESS_TEST_SUPPORT := $(patsubst %.c,$(O)/%.o,$(filter-out harness/test/test_%.c,$(wildcard harness/test/*.c)))
+EXAMPLES      := $(patsubst %.c,$(O)/%,$(wildcard core/examples/*.c))
+
+LIB_A   := $(O)/libdlock.a
+LIB_SO  := $(O)/libdlock.so.$(VERSION)
+BIN     := $(if $(wildcard harness/main.c),$(O)/lockbench)
+
+.PHONY: all lib test test-sanitize check-build demo bench install uninstall deps clean fuzz examples
+all: lib $(BIN) examples
+
+lib: $(LIB_A) $(LIB_SO)
+examples: $(EXAMPLES)
+
+# ---- library -------------------------------------------------------------
+
+$(O)/%.o: %.c
+	$(say) CC $<
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The Lua scripts are kept as readable files and embedded as C strings with their SHA1,
+# so the driver can send EVALSHA and fall back to EVAL only after a NOSCRIPT.
+$(O)/core/scripts.c: $(LUA) scripts/embed-lua.sh
+	$(say) GEN $@
+	@mkdir -p $(dir $@)
+	$(Q)sh scripts/embed-lua.sh $(LUA) > $@.tmp && mv $@.tmp $@
+
+$(O)/core/scripts.o: $(O)/core/scripts.c
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIB_A): $(CORE_OBJ)
+	$(say) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(LIB_SO): $(CORE_OBJ)
+	$(say) LD $@
+	$(Q)$(CC) -shared -Wl,-soname,libdlock.so.$(SOMAJOR) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)ln -sf libdlock.so.$(VERSION) $(O)/libdlock.so.$(SOMAJOR)
+	$(Q)ln -sf libdlock.so.$(VERSION) $(O)/libdlock.so
+
+$(O)/dlock.pc: Makefile core/dlock.h
+	@mkdir -p $(O)
+	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
+	  'Name: dlock' 'Description: Distributed locks on Redis (token, legacy SETNX, Redlock)' \
+	  'Version: $(VERSION)' 'Requires.private: hiredis' \
+	  'Libs: -L$${libdir} -ldlock' 'Libs.private: -lpthread' 'Cflags: -I$${includedir}' > $@
+
+# ---- harness ---------------------------------------------------------------
+
+$(O)/lockbench: $(O)/harness/main.o $(HARNESS_OBJ) $(LIB_A)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- tests and examples ----------------------------------------------------
+
+# Core tests link the managed-server module so integration tests can start redis-server.
+$(O)/core/test/%: $(O)/core/test/%.o $(CORE_TEST_SUPPORT) $(O)/harness/servers.o $(LIB_A)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+
+$(O)/harness/test/%: $(O)/harness/test/%.o $(HARNESS_TEST_SUPPORT) $(HARNESS_OBJ) $(LIB_A)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+
+$(O)/core/examples/%: $(O)/core/examples/%.o $(O)/harness/servers.o $(LIB_A)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+check-build: all $(CORE_TESTS) $(HARNESS_TESTS)
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory check-build
+	$(Q)sh scripts/run-tests.sh $(O)
+
+test-sanitize: deps
+	$(Q)$(MAKE) --no-print-directory test SANITIZER=address,undefined
+	$(Q)$(MAKE) --no-print-directory test SANITIZER=thread
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)sh scripts/demo.sh $(O)
+
+# ---- install -------------------------------------------------------------
+
+install: all $(O)/dlock.pc
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGDIR) $(DESTDIR)$(BINDIR)
+	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf libdlock.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libdlock.so.$(SOMAJOR)
+	ln -sf libdlock.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libdlock.so
+	install -m 644 core/dlock.h $(DESTDIR)$(INCDIR)/
+	install -m 644 $(O)/dlock.pc $(DESTDIR)$(PKGDIR)/
+	$(if $(BIN),install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/)
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libdlock.* $(DESTDIR)$(INCDIR)/dlock.h \
+	      $(DESTDIR)$(PKGDIR)/dlock.pc $(DESTDIR)$(BINDIR)/lockbench
+
+deps:
+	$(Q)sh scripts/deps.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -1,0 +1,628 @@
+/* client.c -- a client's connections: URLs, connect with AUTH and SELECT, reconnect after any
+ * error, and the exchange of one batch of commands with a deadline.
+ *
+ * Every command of a batch is written to every server before any reply is read, and the replies
+ * are read with poll(2) across all servers against one deadline: a server that is down or slow
+ * costs one command timeout, not one per server, and N servers cost one round trip, not N.
+ * A context that timed out or failed is dropped (its stream position is unknown) and reconnected
+ * on next use. Writes run with SIGPIPE blocked and any SIGPIPE they raise is consumed, because
+ * hiredis 0.14 writes with write(2) and the library must never kill its host process. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "internal.h"
+
+typedef struct conn {
+    char *host;        /* NULL for a unix socket */
+    int port;
+    char *path;        /* unix socket path */
+    char *user;
+    char *pass;
+    int db;
+    char where[96];    /* host:port or path, for messages; never the credentials */
+    redisContext *ctx;
+    int64_t timeout_ms;  /* the socket timeout set on ctx */
+} conn;
+
+struct dlock_client {
+    int n;
+    conn conns[DLOCK__MAX_SERVERS];
+    dlock_hook hook;
+    void *hook_ud;
+    /* interruption: the flag is read without the lock; the lock and condvar make sleeps wake */
+    atomic_bool interrupted;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* back-off jitter */
+    dlock__rng rng;
+    uint64_t rng_seed;
+    bool rng_ready;
+    /* statistics; commands is atomic because a watchdog thread sends too */
+    atomic_uint_fast64_t commands;
+    dlock_stats total;
+    dlock_stats last;
+    uint64_t commands_at_acquire;
+    char err[256];
+};
+
+/* ---- URLs ---------------------------------------------------------------- */
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Copies [s, s+len) with %XX sequences decoded. */
+static char *pct_decode(const char *s, size_t len)
+{
+    char *out = malloc(len + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static bool parse_int(const char *s, size_t len, int lo, int hi, int *out)
+{
+    long v = 0;
+    if (len == 0 || len > 9)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < lo || v > hi)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+/* redis://[user:password@]host[:port][/db] -- a userinfo without ':' is a password, as
+ * redis-cli reads it. */
+static int parse_redis_url(conn *cn, const char *url, char *err, size_t errlen)
+{
+    const char *p = url + strlen("redis://");
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon) {
+            if (colon > p)
+                cn->user = pct_decode(p, (size_t)(colon - p));
+            cn->pass = pct_decode(colon + 1, (size_t)(at - colon - 1));
+        } else {
+            cn->pass = pct_decode(p, (size_t)(at - p));
+        }
+        p = at + 1;
+    }
+    const char *host = p, *host_end;
+    if (*p == '[') {
+        host_end = strchr(p, ']');
+        if (!host_end)
+            goto bad;
+        host++;
+        p = host_end + 1;
+    } else {
+        p += strcspn(p, ":/");
+        host_end = p;
+    }
+    if (host_end == host)
+        goto bad;
+    cn->host = strndup(host, (size_t)(host_end - host));
+    cn->port = 6379;
+    if (*p == ':') {
+        size_t len = strcspn(++p, "/");
+        if (!parse_int(p, len, 1, 65535, &cn->port))
+            goto bad;
+        p += len;
+    }
+    if (*p == '/' && p[1] != '\0') {
+        if (!parse_int(p + 1, strlen(p + 1), 0, 1 << 20, &cn->db))
+            goto bad;
+    } else if (*p != '\0' && strcmp(p, "/") != 0) {
+        goto bad;
+    }
+    snprintf(cn->where, sizeof cn->where, "%s:%d", cn->host, cn->port);
+    return 0;
+bad:
+    /* The URL may hold a password: name the part that is wrong, not the URL. */
+    snprintf(err, errlen, "bad Redis URL (expected redis://[user:password@]host:port[/db])");
+    return -1;
+}
+
+static int parse_url(conn *cn, const char *url, char *err, size_t errlen)
+{
+    memset(cn, 0, sizeof *cn);
+    if (strncmp(url, "redis://", 8) == 0)
+        return parse_redis_url(cn, url, err, errlen);
+    if (strncmp(url, "unix://", 7) == 0 && url[7] == '/') {
+        cn->path = strdup(url + 7);
+        snprintf(cn->where, sizeof cn->where, "%s", cn->path);
+        return 0;
+    }
+    if (strncmp(url, "rediss://", 9) == 0)
+        snprintf(err, errlen, "rediss:// (TLS) is not supported");
+    else
+        snprintf(err, errlen, "bad URL: expected redis://host:port or unix:///path");
+    return -1;
+}
+
+static void conn_clear(conn *cn)
+{
+    if (cn->ctx)
+        redisFree(cn->ctx);
+    free(cn->host);
+    free(cn->path);
+    free(cn->user);
+    if (cn->pass)
+        explicit_bzero(cn->pass, strlen(cn->pass));
+    free(cn->pass);
+    memset(cn, 0, sizeof *cn);
+}
+
+/* ---- SIGPIPE ------------------------------------------------------------- */
+
+typedef struct pipe_guard {
+    sigset_t old;
+    bool was_pending;
+} pipe_guard;
+
+static void sigpipe_block(pipe_guard *g)
+{
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigpending(&pending);
+    g->was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
+}
+
+static void sigpipe_unblock(pipe_guard *g)
+{
+    if (!g->was_pending) {
+        sigset_t set;
+        struct timespec zero = {0, 0};
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        while (sigtimedwait(&set, NULL, &zero) > 0)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* ---- connections --------------------------------------------------------- */
+
+static struct timeval tv_ms(int64_t ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return tv;
+}
+
+static void conn_drop(conn *cn)
+{
+    if (cn->ctx) {
+        redisFree(cn->ctx);
+        cn->ctx = NULL;
+    }
+}
+
+/* A command on a fresh connection (AUTH, SELECT): true when the reply is not an error. */
+static bool setup_command(conn *cn, int argc, const char **argv, char *err, size_t errlen)
+{
+    pipe_guard g;
+    sigpipe_block(&g);
+    redisReply *r = redisCommandArgv(cn->ctx, argc, argv, NULL);
+    sigpipe_unblock(&g);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "%s: %s failed: %s", cn->where, argv[0],
+                 r ? r->str : cn->ctx->errstr);
+        freeReplyObject(r);
+        return false;
+    }
+    freeReplyObject(r);
+    return true;
+}
+
+/* Connects, authenticates and selects the database. 0, or -1 with err filled. The bool says
+ * whether the failure is the server's answer (AUTH, SELECT) rather than the network. */
+static int conn_open(conn *cn, int64_t timeout_ms, char *err, size_t errlen, bool *refused)
+{
+    struct timeval tv = tv_ms(timeout_ms);
+    *refused = false;
+    cn->ctx = cn->path ? redisConnectUnixWithTimeout(cn->path, tv)
+                       : redisConnectWithTimeout(cn->host, cn->port, tv);
+    if (!cn->ctx || cn->ctx->err) {
+        snprintf(err, errlen, "%s: %s", cn->where, cn->ctx ? cn->ctx->errstr : "out of memory");
+        conn_drop(cn);
+        return -1;
+    }
+    redisSetTimeout(cn->ctx, tv);
+    cn->timeout_ms = timeout_ms;
+    if (cn->pass) {
+        const char *argv[3] = {"AUTH", cn->user ? cn->user : cn->pass, cn->pass};
+        if (!setup_command(cn, cn->user ? 3 : 2, argv, err, errlen))
+            goto refused;
+    }
+    if (cn->db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", cn->db);
+        const char *argv[2] = {"SELECT", db};
+        if (!setup_command(cn, 2, argv, err, errlen))
+            goto refused;
+    }
+    return 0;
+refused:
+    *refused = cn->ctx && !cn->ctx->err;
+    conn_drop(cn);
+    return -1;
+}
+
+static bool conn_ready(dlock_client *c, conn *cn, int64_t timeout_ms)
+{
+    bool refused;
+    if (!cn->ctx && conn_open(cn, timeout_ms, c->err, sizeof c->err, &refused) < 0)
+        return false;
+    if (cn->timeout_ms != timeout_ms) {
+        redisSetTimeout(cn->ctx, tv_ms(timeout_ms));
+        cn->timeout_ms = timeout_ms;
+    }
+    return true;
+}
+
+/* ---- the client ---------------------------------------------------------- */
+
+dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t errlen)
+{
+    char scratch[8];
+    if (!err) {
+        err = scratch;
+        errlen = sizeof scratch;
+    }
+    if (!urls || n < 1 || n > DLOCK__MAX_SERVERS) {
+        snprintf(err, errlen, "need 1 to %d server URLs, got %d", DLOCK__MAX_SERVERS, n);
+        return NULL;
+    }
+    dlock_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    for (int i = 0; i < n; i++, c->n++) {
+        if (!urls[i] || parse_url(&c->conns[i], urls[i], err, errlen) < 0)
+            goto fail;
+    }
+    /* One server: it must answer now. Several (redlock): a server that is down is tolerated and
+     * retried on use, since the quorum is the point; a refused AUTH or SELECT never is. */
+    for (int i = 0; i < n; i++) {
+        bool refused;
+        if (conn_open(&c->conns[i], 1000, err, errlen, &refused) < 0 && (n == 1 || refused))
+            goto fail;
+    }
+    return c;
+fail:
+    dlock_client_free(c);
+    return NULL;
+}
+
+void dlock_client_free(dlock_client *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->n; i++)
+        conn_clear(&c->conns[i]);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+const char *dlock_client_errstr(const dlock_client *c)
+{
+    return c ? c->err : "no client";
+}
+
+void dlock__client_set_err(dlock_client *c, const char *msg)
+{
+    if (c && msg != c->err)
+        snprintf(c->err, sizeof c->err, "%s", msg);
+}
+
+int dlock__client_nservers(const dlock_client *c)
+{
+    return c->n;
+}
+
+void dlock_client_set_hook(dlock_client *c, dlock_hook fn, void *ud)
+{
+    c->hook = fn;
+    c->hook_ud = ud;
+}
+
+void dlock_client_interrupt(dlock_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    atomic_store(&c->interrupted, true);
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Reads and clears the interruption: it cancels the acquire in progress, or the next one. */
+bool dlock__client_interrupted(const dlock_client *c)
+{
+    return atomic_exchange(&((dlock_client *)c)->interrupted, false);
+}
+
+bool dlock__client_sleep(dlock_client *c, int64_t us)
+{
+    if (atomic_load(&c->interrupted))
+        return false;
+    if (us <= 0)
+        return true;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = ts.tv_nsec + (us % 1000000) * 1000;
+    ts.tv_sec += us / 1000000 + ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+    pthread_mutex_lock(&c->mu);
+    while (!atomic_load(&c->interrupted)) {
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return !atomic_load(&c->interrupted);
+}
+
+dlock__rng *dlock__client_rng(dlock_client *c, uint64_t seed)
+{
+    if (seed == 0 && !c->rng_ready) {
+        if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
+            seed = (uint64_t)dlock__mono_us() ^ (uint64_t)(uintptr_t)c;
+        c->rng_seed = 0;
+        dlock__rng_seed(&c->rng, seed);
+        c->rng_ready = true;
+    } else if (seed != 0 && (!c->rng_ready || seed != c->rng_seed)) {
+        c->rng_seed = seed;
+        dlock__rng_seed(&c->rng, seed);
+        c->rng_ready = true;
+    }
+    return &c->rng;
+}
+
+void dlock__client_begin_acquire(dlock_client *c)
+{
+    c->commands_at_acquire = atomic_load(&c->commands);
+}
+
+void dlock__client_end_acquire(dlock_client *c, uint64_t attempts, int64_t waited_us)
+{
+    c->last.acquires = 1;
+    c->last.attempts = attempts;
+    c->last.commands = atomic_load(&c->commands) - c->commands_at_acquire;
+    c->last.waited_us = waited_us;
+    c->total.acquires++;
+    c->total.attempts += attempts;
+    c->total.waited_us += waited_us;
+}
+
+void dlock_client_stats(const dlock_client *c, dlock_stats *total, dlock_stats *last_acquire)
+{
+    if (total) {
+        *total = c->total;
+        total->commands = atomic_load(&((dlock_client *)c)->commands);
+    }
+    if (last_acquire)
+        *last_acquire = c->last;
+}
+
+/* ---- exchange ------------------------------------------------------------ */
+
+/* Appends one command; scripts go as EVALSHA, or EVAL when eval is set. */
+static int append_cmd(redisContext *ctx, const dlock__cmd *cmd, bool eval)
+{
+    const char *argv[DLOCK__MAX_ARGV + 3];
+    char nkeys[8];
+    int argc = 0;
+    if (cmd->script) {
+        snprintf(nkeys, sizeof nkeys, "%d", cmd->nkeys);
+        argv[argc++] = eval ? "EVAL" : "EVALSHA";
+        argv[argc++] = eval ? cmd->script->text : cmd->script->sha;
+        argv[argc++] = nkeys;
+    }
+    for (int i = 0; i < cmd->argc; i++)
+        argv[argc++] = cmd->argv[i];
+    return redisAppendCommandArgv(ctx, argc, argv, NULL);
+}
+
+static bool flush(conn *cn)
+{
+    int done = 0;
+    pipe_guard g;
+    sigpipe_block(&g);
+    while (!done && redisBufferWrite(cn->ctx, &done) == REDIS_OK)
+        ;
+    sigpipe_unblock(&g);
+    return done;
+}
+
+typedef struct pending {
+    int want[DLOCK__MAX_SERVERS];  /* replies still expected from each server */
+    int next[DLOCK__MAX_SERVERS];  /* the batch index the next reply of each server answers */
+} pending;
+
+static int next_cmd_of(const dlock__batch *b, int server, int from)
+{
+    while (from < b->n && b->cmd[from].server != server)
+        from++;
+    return from;
+}
+
+/* Takes the replies already parsed from server s. false when its connection failed. */
+static bool drain(conn *cn, int s, const dlock__batch *b, redisReply **replies, pending *p)
+{
+    while (p->want[s] > 0) {
+        void *r = NULL;
+        if (redisGetReplyFromReader(cn->ctx, &r) != REDIS_OK)
+            return false;
+        if (!r)
+            return true;
+        replies[p->next[s]] = r;
+        p->next[s] = next_cmd_of(b, s, p->next[s] + 1);
+        p->want[s]--;
+    }
+    return true;
+}
+
+static void read_replies(dlock_client *c, const dlock__batch *b, redisReply **replies,
+                         pending *p, int64_t deadline_us)
+{
+    for (;;) {
+        struct pollfd fds[DLOCK__MAX_SERVERS];
+        int who[DLOCK__MAX_SERVERS], nfds = 0;
+        for (int s = 0; s < c->n; s++) {
+            if (p->want[s] > 0 && !drain(&c->conns[s], s, b, replies, p))
+                p->want[s] = 0, conn_drop(&c->conns[s]);
+            if (p->want[s] > 0) {
+                fds[nfds] = (struct pollfd){.fd = c->conns[s].ctx->fd, .events = POLLIN};
+                who[nfds++] = s;
+            }
+        }
+        if (nfds == 0)
+            return;
+        int64_t left_us = deadline_us - dlock__mono_us();
+        int rc = left_us > 0 ? poll(fds, (nfds_t)nfds, (int)((left_us + 999) / 1000)) : 0;
+        if (rc == 0 || (rc < 0 && errno != EINTR)) {
+            /* Out of time: these servers' streams are mid-reply, so start them afresh. */
+            for (int i = 0; i < nfds; i++) {
+                snprintf(c->err, sizeof c->err, "%s: command timed out", c->conns[who[i]].where);
+                p->want[who[i]] = 0;
+                conn_drop(&c->conns[who[i]]);
+            }
+            return;
+        }
+        for (int i = 0; i < nfds; i++) {
+            if (fds[i].revents && redisBufferRead(c->conns[who[i]].ctx) != REDIS_OK) {
+                snprintf(c->err, sizeof c->err, "%s: %s", c->conns[who[i]].where,
+                         c->conns[who[i]].ctx->errstr);
+                p->want[who[i]] = 0;
+                conn_drop(&c->conns[who[i]]);
+            }
+        }
+    }
+}
+
+static bool is_noscript(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+/* A server that lost its script cache (restart, SCRIPT FLUSH) gets the script's text once. */
+static void resend_noscript(dlock_client *c, const dlock__batch *b, redisReply **replies)
+{
+    for (int i = 0; i < b->n; i++) {
+        conn *cn = &c->conns[b->cmd[i].server];
+        if (!is_noscript(replies[i]) || !cn->ctx)
+            continue;
+        freeReplyObject(replies[i]);
+        replies[i] = NULL;
+        void *r = NULL;
+        atomic_fetch_add(&c->commands, 1);
+        if (append_cmd(cn->ctx, &b->cmd[i], true) != REDIS_OK || !flush(cn) ||
+            redisGetReply(cn->ctx, &r) != REDIS_OK)
+            conn_drop(cn);
+        replies[i] = r;
+    }
+}
+
+int dlock__exchange(dlock_client *c, const dlock__batch *b, redisReply **replies,
+                    int64_t timeout_ms)
+{
+    pending p = {{0}, {0}};
+    int64_t deadline_us = dlock__mono_us() + timeout_ms * 1000;
+
+    for (int i = 0; i < b->n; i++)
+        replies[i] = NULL;
+    for (int i = 0; i < b->n; i++) {
+        if (c->hook && c->hook(c->hook_ud, dlock__cmd_name(&b->cmd[i])) != 0) {
+            snprintf(c->err, sizeof c->err, "canceled by the client's hook");
+            return DLOCK_ECANCELED;
+        }
+    }
+    for (int s = 0; s < c->n; s++)
+        p.next[s] = next_cmd_of(b, s, 0);
+    for (int i = 0; i < b->n; i++) {
+        int s = b->cmd[i].server;
+        conn *cn = &c->conns[s];
+        if (p.want[s] < 0 || !conn_ready(c, cn, timeout_ms)) {
+            p.want[s] = -1;  /* unreachable for this exchange: its replies stay NULL */
+            continue;
+        }
+        append_cmd(cn->ctx, &b->cmd[i], false);
+        p.want[s]++;
+        atomic_fetch_add(&c->commands, 1);
+    }
+    for (int s = 0; s < c->n; s++) {
+        if (p.want[s] < 0)
+            p.want[s] = 0;
+        if (p.want[s] > 0 && !flush(&c->conns[s])) {
+            snprintf(c->err, sizeof c->err, "%s: %s", c->conns[s].where, c->conns[s].ctx->errstr);
+            p.want[s] = 0;
+            conn_drop(&c->conns[s]);
+        }
+    }
+    read_replies(c, b, replies, &p, deadline_us);
+    resend_noscript(c, b, replies);
+    return DLOCK_OK;
+}
+
+/* ---- the fencing check on the protected resource ----------------------- */
+
+int dlock_fenced_set(dlock_client *c, const char *key, uint64_t fence, const char *value)
+{
+    if (!c || !key || !value || fence == 0)
+        return DLOCK_EINVAL;
+    char *fence_key = NULL, token[24];
+    if (asprintf(&fence_key, "%s:fence", key) < 0)
+        return DLOCK_ENOMEM;
+    snprintf(token, sizeof token, "%" PRIu64, fence);
+    dlock__batch b = {0};
+    redisReply *r[1];
+    dlock__add_script(&b, 0, &dlock__script_fenced_set, 2, key, fence_key, token, value, NULL);
+    dlock__exchange(c, &b, r, c->conns[0].timeout_ms > 0 ? c->conns[0].timeout_ms : 1000);
+    int rc;
+    if (r[0] && r[0]->type == REDIS_REPLY_INTEGER) {
+        rc = r[0]->integer == 1 ? DLOCK_OK : DLOCK_ESTALE;
+    } else {
+        snprintf(c->err, sizeof c->err, "fenced write: %s",
+                 r[0] ? (r[0]->str ? r[0]->str : "unexpected reply") : "no reply");
+        rc = DLOCK_EIO;
+    }
+    freeReplyObject(r[0]);
+    free(fence_key);
+    return rc;
+}

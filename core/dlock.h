@@ -1,0 +1,153 @@
+/* dlock.h -- distributed locks on Redis.
+ *
+ * libdlock takes a named lock on one Redis server (token, legacy) or on N independent servers
+ * (redlock). A client is used by one thread at a time; create one per thread.
+ *
+ *     const char *url = "redis://127.0.0.1:6379";
+ *     char err[256];
+ *     dlock_client *c = dlock_client_new(&url, 1, err, sizeof err);
+ *     dlock_options o;
+ *     dlock_options_init(&o);
+ *     o.ttl_ms = 10000;
+ *     o.wait_timeout_ms = 2000;
+ *     dlock *l;
+ *     int rc = dlock_acquire(c, "orders:42", &o, &l);
+ *     if (rc == DLOCK_OK) {
+ *         ... critical section ...
+ *         dlock_release(l);
+ *     } else {
+ *         fprintf(stderr, "%s: %s\n", dlock_strerror(rc), dlock_client_errstr(c));
+ *     }
+ *     dlock_client_free(c);
+ */
+#ifndef DLOCK_H
+#define DLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DLOCK_VERSION_MAJOR 0
+#define DLOCK_VERSION_MINOR 1
+#define DLOCK_VERSION_PATCH 0
+#define DLOCK_VERSION "0.1.0"
+
+#if defined(__GNUC__)
+#define DLOCK_API __attribute__((visibility("default")))
+#else
+#define DLOCK_API
+#endif
+
+/* Return codes: 0 or negative. */
+#define DLOCK_OK          0
+#define DLOCK_ETIMEDOUT  -1  /* waited wait_timeout_ms and did not get the lock */
+#define DLOCK_EBUSY      -2  /* try-once (wait_timeout_ms 0) and the lock is held */
+#define DLOCK_ENOTOWNER  -3  /* release/extend of a lock that expired or was taken by another */
+#define DLOCK_EIO        -4  /* Redis unreachable, timed out, or answered with an error */
+#define DLOCK_EINVAL     -5  /* bad argument or option combination */
+#define DLOCK_ECANCELED  -6  /* dlock_client_interrupt, or the hook asked to cancel */
+#define DLOCK_ENOMEM     -7
+#define DLOCK_ESTALE     -8  /* dlock_fenced_set: the write carried an older fencing token */
+
+typedef struct dlock_client dlock_client;  /* connections to the lock servers; one thread at a time */
+typedef struct dlock dlock;                /* a held lock */
+
+typedef enum {
+    DLOCK_TOKEN,    /* SET NX PX with a random token; owner-only release and extend (default) */
+    DLOCK_LEGACY,   /* the classic SETNX-with-expiry-value lock, flaws included (baseline) */
+    DLOCK_REDLOCK   /* the token lock on N independent servers with a quorum */
+} dlock_algorithm;
+
+typedef enum {
+    DLOCK_WAIT_POLL,    /* retry after the back-off delay (default) */
+    DLOCK_WAIT_NOTIFY,  /* woken by the releasing client; back-off as the fallback */
+    DLOCK_WAIT_FIFO     /* served in arrival order */
+} dlock_wait;
+
+typedef enum {
+    DLOCK_BACKOFF_NONE,                 /* 0 */
+    DLOCK_BACKOFF_CONSTANT,             /* base */
+    DLOCK_BACKOFF_LINEAR,               /* min(cap, base*n) */
+    DLOCK_BACKOFF_EXPONENTIAL,          /* min(cap, base*2^n) (default) */
+    DLOCK_BACKOFF_FULL_JITTER,          /* uniform(0, min(cap, base*2^n)) */
+    DLOCK_BACKOFF_EQUAL_JITTER,         /* v/2 + uniform(0, v/2), v = min(cap, base*2^n) */
+    DLOCK_BACKOFF_DECORRELATED_JITTER,  /* min(cap, uniform(base, 3*prev)), prev starts at base */
+    DLOCK_BACKOFF_SERVICESTACK          /* uniform(0, min(100 ms * 2^n, 20 s)); ignores base, cap */
+} dlock_backoff_policy;
+
+typedef struct dlock_backoff {
+    dlock_backoff_policy policy;
+    int64_t base_ms;  /* 1 */
+    int64_t cap_ms;   /* 100 */
+} dlock_backoff;
+
+/* Unix time in milliseconds. Only the legacy algorithm reads the wall clock. */
+typedef int64_t (*dlock_wallclock_fn)(void *ud);
+
+/* Called before every command the client (or its watchdog) sends, with the command's name.
+ * It may block (the client is paused meanwhile); non-zero cancels the operation in progress,
+ * which then returns DLOCK_ECANCELED. */
+typedef int (*dlock_hook)(void *ud, const char *command);
+
+typedef struct dlock_options {
+    dlock_algorithm algorithm;   /* DLOCK_TOKEN */
+    int64_t ttl_ms;              /* 30000; 0 = never expires */
+    int64_t wait_timeout_ms;     /* -1 = wait forever (default); 0 = try once */
+    dlock_wait wait;             /* DLOCK_WAIT_POLL */
+    dlock_backoff backoff;       /* exponential, base 1 ms, cap 100 ms */
+    bool renew;                  /* false: no watchdog */
+    bool fencing;                /* false; token algorithm only */
+    double drift_factor;         /* 0.01 (redlock) */
+    int64_t command_timeout_ms;  /* 1000 */
+    uint64_t seed;               /* 0 = random; seeds the back-off jitter only */
+    dlock_wallclock_fn wallclock;  /* NULL = CLOCK_REALTIME */
+    void *wallclock_ud;
+} dlock_options;
+
+/* Statistics of one client: totals since creation, and the last acquire call alone. */
+typedef struct dlock_stats {
+    uint64_t acquires;   /* acquire calls */
+    uint64_t attempts;   /* tries to take the lock (first try included) */
+    uint64_t commands;   /* Redis commands sent by the lock core (acquire, wait, release, renew) */
+    int64_t  waited_us;  /* time inside acquire calls, monotonic */
+} dlock_stats;
+
+DLOCK_API void          dlock_options_init(dlock_options *o);
+DLOCK_API const char   *dlock_strerror(int code);
+
+/* urls: n of "redis://[user:password@]host:port[/db]" or "unix:///path". Connects to each and
+ * sends AUTH and SELECT as needed; NULL on failure with the reason (never the password) in err. */
+DLOCK_API dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t errlen);
+DLOCK_API void          dlock_client_free(dlock_client *c);  /* accepts NULL; does not release */
+DLOCK_API const char   *dlock_client_errstr(const dlock_client *c);  /* detail of the last error */
+DLOCK_API void          dlock_client_interrupt(dlock_client *c);     /* thread-safe */
+DLOCK_API void          dlock_client_set_hook(dlock_client *c, dlock_hook fn, void *ud);
+DLOCK_API void          dlock_client_stats(const dlock_client *c, dlock_stats *total,
+                                           dlock_stats *last_acquire);
+
+/* Takes the lock named key. o NULL = defaults. On DLOCK_OK *out is the held lock. */
+DLOCK_API int           dlock_acquire(dlock_client *c, const char *key, const dlock_options *o,
+                                      dlock **out);
+/* Releases and frees l (also on error). token/redlock delete only their own lock; legacy
+ * deletes whatever holds the key, as the classic algorithm does. Accepts NULL. */
+DLOCK_API int           dlock_release(dlock *l);
+/* Sets the lease to ttl_ms from now (0 = never expires) if l still owns the lock. */
+DLOCK_API int           dlock_extend(dlock *l, int64_t ttl_ms);
+DLOCK_API uint64_t      dlock_fencing_token(const dlock *l);  /* 0 when fencing is off */
+DLOCK_API const char   *dlock_key(const dlock *l);
+
+/* The protected resource's side of fencing: on the server of c (one URL), writes value to key
+ * unless a write with a newer fencing token already happened there. The check and the write are
+ * one script, so a stale writer cannot slip in between. DLOCK_ESTALE when rejected. */
+DLOCK_API int           dlock_fenced_set(dlock_client *c, const char *key, uint64_t fence,
+                                         const char *value);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DLOCK_H */

@@ -1,0 +1,137 @@
+/* driver.c -- the blocking driver: runs an algorithm's step functions over the client's
+ * connections, and the wait between tries.
+ *
+ * acquire: try; if the lock is held, wait the back-off delay (never past the deadline) and try
+ * again, until it is taken, wait_timeout_ms runs out (measured on the monotonic clock: one last
+ * try at the deadline, then DLOCK_ETIMEDOUT), the client is interrupted, or an error occurs. */
+#include <stdlib.h>
+
+#include "internal.h"
+
+static dlock__now now_of(const dlock *l)
+{
+    dlock__now n = {.mono_us = dlock__mono_us()};
+    n.wall_ms = l->opt.wallclock ? l->opt.wallclock(l->opt.wallclock_ud) : dlock__wall_ms();
+    return n;
+}
+
+static void free_replies(redisReply **r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        freeReplyObject(r[i]);
+        r[i] = NULL;
+    }
+}
+
+/* Runs one operation (a try, a release, an extend) to its decision. */
+int dlock__run(dlock *l, dlock__step_fn step)
+{
+    dlock__batch out;
+    redisReply *replies[DLOCK__MAX_BATCH];
+    int nreplies = 0, rc;
+
+    l->phase = 0;
+    l->err[0] = '\0';
+    l->started_us = dlock__mono_us();
+    for (;;) {
+        dlock__now now = now_of(l);
+        out.n = 0;
+        rc = step(l, &now, replies, nreplies, &out);
+        free_replies(replies, nreplies);
+        if (rc != DLOCK__SEND)
+            break;
+        rc = dlock__exchange(l->client, &out, replies, l->opt.command_timeout_ms);
+        if (rc != DLOCK_OK)
+            return rc;
+        nreplies = out.n;
+    }
+    if (rc != DLOCK_OK && rc != DLOCK_EBUSY && l->err[0])
+        dlock__client_set_err(l->client, l->err);
+    return rc;
+}
+
+static int wait_loop(dlock *l)
+{
+    dlock_client *c = l->client;
+    const dlock_options *o = &l->opt;
+    dlock__rng *rng = dlock__client_rng(c, o->seed);
+    int64_t start = dlock__mono_us();
+    int64_t deadline = o->wait_timeout_ms > 0 ? start + o->wait_timeout_ms * 1000 : INT64_MAX;
+    int64_t prev_us = 0;
+    uint64_t tries = 0;
+    int rc;
+
+    dlock__client_begin_acquire(c);
+    for (int failures = 1;; failures++) {
+        if (dlock__client_interrupted(c)) {
+            rc = DLOCK_ECANCELED;
+            break;
+        }
+        tries++;
+        rc = dlock__run(l, l->algo->acquire);
+        if (rc != DLOCK_EBUSY || o->wait_timeout_ms == 0)
+            break;
+        int64_t now = dlock__mono_us();
+        if (now >= deadline) {
+            rc = DLOCK_ETIMEDOUT;
+            break;
+        }
+        int64_t delay = dlock__backoff_us(&o->backoff, failures, &prev_us, rng);
+        if (delay > deadline - now)
+            delay = deadline - now;
+        if (!dlock__client_sleep(c, delay))
+            continue;  /* interrupted: the check at the top consumes it */
+    }
+    dlock__client_end_acquire(c, tries, dlock__mono_us() - start);
+    if (rc == DLOCK_ETIMEDOUT)
+        dlock__client_set_err(c, "timed out waiting for the lock");
+    else if (rc == DLOCK_ECANCELED)
+        dlock__client_set_err(c, "interrupted");
+    return rc;
+}
+
+int dlock_acquire(dlock_client *c, const char *key, const dlock_options *o, dlock **out)
+{
+    dlock_options defaults;
+    char err[160];
+    if (!c || !key || !out)
+        return DLOCK_EINVAL;
+    *out = NULL;
+    if (!o) {
+        dlock_options_init(&defaults);
+        o = &defaults;
+    }
+    if (dlock__check_options(o, dlock__client_nservers(c), err, sizeof err) != DLOCK_OK) {
+        dlock__client_set_err(c, err);
+        return DLOCK_EINVAL;
+    }
+    dlock *l = dlock__lock_new(c, key, o, dlock__client_nservers(c));
+    if (!l)
+        return DLOCK_ENOMEM;
+    int rc = wait_loop(l);
+    if (rc == DLOCK_OK)
+        *out = l;
+    else
+        dlock__lock_free(l);
+    return rc;
+}
+
+int dlock_release(dlock *l)
+{
+    if (!l)
+        return DLOCK_EINVAL;
+    int rc = dlock__run(l, l->algo->release);
+    dlock__lock_free(l);
+    return rc;
+}
+
+int dlock_extend(dlock *l, int64_t ttl_ms)
+{
+    if (!l || ttl_ms < 0)
+        return DLOCK_EINVAL;
+    dlock__set_ttl_arg(l, ttl_ms);
+    int rc = dlock__run(l, l->algo->extend);
+    if (rc == DLOCK_OK)
+        l->opt.ttl_ms = ttl_ms;
+    return rc;
+}

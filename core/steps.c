@@ -1,0 +1,85 @@
+/* steps.c -- the vocabulary the step functions share: adding commands to a batch and reading
+ * replies. A NULL reply means the server did not answer (down, timed out, connection lost). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static dlock__cmd *add_va(dlock__batch *b, int server, const dlock__script *s, int nkeys,
+                          const char *first, va_list ap)
+{
+    if (b->n >= DLOCK__MAX_BATCH)
+        return NULL;
+    dlock__cmd *c = &b->cmd[b->n++];
+    c->server = server;
+    c->script = s;
+    c->nkeys = nkeys;
+    c->argc = 0;
+    for (const char *a = first; a != NULL && c->argc < DLOCK__MAX_ARGV; a = va_arg(ap, const char *))
+        c->argv[c->argc++] = a;
+    return c;
+}
+
+/* dlock__add(b, server, "SET", key, value, NULL) */
+dlock__cmd *dlock__add(dlock__batch *b, int server, const char *arg0, ...)
+{
+    va_list ap;
+    va_start(ap, arg0);
+    dlock__cmd *c = add_va(b, server, NULL, 0, arg0, ap);
+    va_end(ap);
+    return c;
+}
+
+/* dlock__add_script(b, server, &script, nkeys, key..., arg..., NULL) */
+dlock__cmd *dlock__add_script(dlock__batch *b, int server, const dlock__script *s, int nkeys, ...)
+{
+    va_list ap;
+    va_start(ap, nkeys);
+    const char *first = va_arg(ap, const char *);
+    dlock__cmd *c = add_va(b, server, s, nkeys, first, ap);
+    va_end(ap);
+    return c;
+}
+
+const char *dlock__cmd_name(const dlock__cmd *c)
+{
+    return c->script ? "EVALSHA" : c->argv[0];
+}
+
+bool dlock__reply_is_status(const redisReply *r, const char *status)
+{
+    return r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, status) == 0;
+}
+
+bool dlock__reply_is_nil(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_NIL;
+}
+
+bool dlock__reply_int(const redisReply *r, long long *v)
+{
+    if (!r || r->type != REDIS_REPLY_INTEGER)
+        return false;
+    *v = r->integer;
+    return true;
+}
+
+int dlock__fail(dlock *l, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(l->err, sizeof l->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* For a reply that is neither of the expected ones: say what came instead. */
+int dlock__reply_error(dlock *l, const redisReply *r, const char *what)
+{
+    if (!r)
+        return dlock__fail(l, DLOCK_EIO, "%s: no reply from the server", what);
+    if (r->type == REDIS_REPLY_ERROR)
+        return dlock__fail(l, DLOCK_EIO, "%s: %s", what, r->str);
+    return dlock__fail(l, DLOCK_EIO, "%s: unexpected reply of type %d", what, r->type);
+}

@@ -1,0 +1,482 @@
+/* test_lock.c -- libdlock against a real redis-server that the test starts and stops itself:
+ * the seed's two examples, ownership on release, fencing, interruption, hooks, URLs and AUTH,
+ * reconnection and SIGPIPE safety. */
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "scripted.h"
+#include "servers.h"
+
+static lb_server *server;
+static const char *url;
+
+static int64_t now_ms(void)
+{
+    return dlock__mono_us() / 1000;
+}
+
+static redisContext *raw(void)
+{
+    redisContext *r = redisConnect("127.0.0.1", lb_server_port(server));
+    assert_non_null(r);
+    assert_int_equal(r->err, 0);
+    return r;
+}
+
+/* A command whose integer or string reply is returned as a number (nil = -1). */
+static long long query(const char *fmt, const char *arg)
+{
+    redisContext *r = raw();
+    redisReply *rep = redisCommand(r, fmt, arg);
+    assert_non_null(rep);
+    long long v = rep->type == REDIS_REPLY_INTEGER ? rep->integer
+                : rep->type == REDIS_REPLY_STRING  ? atoll(rep->str)
+                                                   : -1;
+    freeReplyObject(rep);
+    redisFree(r);
+    return v;
+}
+
+static dlock_client *client(void)
+{
+    char err[256];
+    dlock_client *c = dlock_client_new(&url, 1, err, sizeof err);
+    if (!c)
+        fail_msg("dlock_client_new: %s", err);
+    return c;
+}
+
+static dlock_options opts(dlock_algorithm a, int64_t ttl, int64_t wait)
+{
+    dlock_options o;
+    dlock_options_init(&o);
+    o.algorithm = a;
+    o.ttl_ms = ttl;
+    o.wait_timeout_ms = wait;
+    return o;
+}
+
+/* Polls until key no longer exists, up to a deadline. */
+static void wait_gone(const char *key, int64_t within_ms)
+{
+    int64_t deadline = now_ms() + within_ms;
+    while (query("EXISTS %s", key) == 1) {
+        assert_true(now_ms() < deadline);
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ---- the seed's first example: five clients, one counter ----------------- */
+
+typedef struct worker {
+    dlock_algorithm algorithm;
+    const char *key;
+    const char *counter;
+    int rc;
+} worker;
+
+static void *increment(void *arg)
+{
+    worker *w = arg;
+    dlock_client *c = client();
+    redisContext *r = raw();
+    dlock_options o = opts(w->algorithm, 30000, 10000);
+    dlock *l = NULL;
+    w->rc = dlock_acquire(c, w->key, &o, &l);
+    if (w->rc == DLOCK_OK) {
+        redisReply *v = redisCommand(r, "GET %s", w->counter);
+        long long n = v && v->type == REDIS_REPLY_STRING ? atoll(v->str) : 0;
+        freeReplyObject(v);
+        struct timespec hold = {0, 5000000};  /* the seed's artificial delay inside the lock */
+        nanosleep(&hold, NULL);
+        freeReplyObject(redisCommand(r, "SET %s %lld", w->counter, n + 1));
+        w->rc = dlock_release(l);
+    }
+    redisFree(r);
+    dlock_client_free(c);
+    return NULL;
+}
+
+static void five_clients(dlock_algorithm a, const char *key, const char *counter)
+{
+    pthread_t t[5];
+    worker w[5];
+    for (int i = 0; i < 5; i++) {
+        w[i] = (worker){.algorithm = a, .key = key, .counter = counter, .rc = 99};
+        assert_int_equal(pthread_create(&t[i], NULL, increment, &w[i]), 0);
+    }
+    for (int i = 0; i < 5; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].rc, DLOCK_OK);
+    }
+    assert_int_equal(query("GET %s", counter), 5);
+    assert_int_equal(query("EXISTS %s", key), 0);
+}
+
+static void five_clients_token(void **state)
+{
+    five_clients(DLOCK_TOKEN, "t5:lock", "t5:counter");
+}
+
+static void five_clients_legacy(void **state)
+{
+    five_clients(DLOCK_LEGACY, "l5:lock", "l5:counter");
+}
+
+/* ---- the seed's second example: a 2 s wait on a lock never released ------ */
+
+static void never_released(dlock_algorithm a, const char *key)
+{
+    dlock_client *holder = client(), *waiter = client();
+    dlock_options o = opts(a, 0, 0);  /* never expires */
+    dlock *held = NULL, *got = NULL;
+    assert_int_equal(dlock_acquire(holder, key, &o, &held), DLOCK_OK);
+    o.wait_timeout_ms = 2000;
+    int64_t start = now_ms();
+    assert_int_equal(dlock_acquire(waiter, key, &o, &got), DLOCK_ETIMEDOUT);
+    int64_t took = now_ms() - start;
+    assert_in_range(took, 2000, 2500);
+    assert_null(got);
+    dlock_stats last;
+    dlock_client_stats(waiter, NULL, &last);
+    assert_true(last.attempts > 10);  /* exponential back-off capped at 100 ms: ~20 tries */
+    assert_in_range(last.waited_us / 1000, 2000, 2500);
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    dlock_client_free(holder);
+    dlock_client_free(waiter);
+}
+
+static void wait_timeout_token(void **state)
+{
+    never_released(DLOCK_TOKEN, "tt:lock");
+}
+
+static void wait_timeout_legacy(void **state)
+{
+    never_released(DLOCK_LEGACY, "lt:lock");
+}
+
+static void try_once_is_busy(void **state)
+{
+    dlock_client *a = client(), *b = client();
+    dlock_options o = opts(DLOCK_TOKEN, 10000, 0);
+    dlock *la, *lb;
+    assert_int_equal(dlock_acquire(a, "busy:lock", &o, &la), DLOCK_OK);
+    assert_int_equal(dlock_acquire(b, "busy:lock", &o, &lb), DLOCK_EBUSY);
+    dlock_stats last;
+    dlock_client_stats(b, NULL, &last);
+    assert_int_equal(last.attempts, 1);
+    assert_int_equal(last.commands, 1);
+    assert_int_equal(dlock_release(la), DLOCK_OK);
+    dlock_client_free(a);
+    dlock_client_free(b);
+}
+
+/* ---- ownership ----------------------------------------------------------- */
+
+static void token_release_after_expiry_spares_the_new_holder(void **state)
+{
+    dlock_client *a = client(), *b = client();
+    dlock_options o = opts(DLOCK_TOKEN, 50, 5000);
+    dlock *la, *lb;
+    assert_int_equal(dlock_acquire(a, "own:lock", &o, &la), DLOCK_OK);
+    wait_gone("own:lock", 2000);
+    o.ttl_ms = 30000;
+    assert_int_equal(dlock_acquire(b, "own:lock", &o, &lb), DLOCK_OK);
+    assert_int_equal(dlock_release(la), DLOCK_ENOTOWNER);
+    assert_int_equal(query("EXISTS %s", "own:lock"), 1);  /* b's lock survived */
+    assert_int_equal(dlock_release(lb), DLOCK_OK);
+    assert_int_equal(query("EXISTS %s", "own:lock"), 0);
+    dlock_client_free(a);
+    dlock_client_free(b);
+}
+
+/* The seed's flaw, kept on purpose: a holder whose lease ran out deletes its successor's lock. */
+static void legacy_release_after_expiry_deletes_the_new_holder(void **state)
+{
+    dlock_client *a = client(), *b = client();
+    dlock_options o = opts(DLOCK_LEGACY, 50, 5000);
+    dlock *la, *lb;
+    assert_int_equal(dlock_acquire(a, "lown:lock", &o, &la), DLOCK_OK);
+    o.ttl_ms = 30000;
+    assert_int_equal(dlock_acquire(b, "lown:lock", &o, &lb), DLOCK_OK);  /* takes over */
+    assert_int_equal(query("EXISTS %s", "lown:lock"), 1);
+    assert_int_equal(dlock_release(la), DLOCK_OK);
+    assert_int_equal(query("EXISTS %s", "lown:lock"), 0);  /* b's lock is gone */
+    dlock_release(lb);
+    dlock_client_free(a);
+    dlock_client_free(b);
+}
+
+static void extend_moves_the_lease(void **state)
+{
+    dlock_client *a = client();
+    dlock_options o = opts(DLOCK_TOKEN, 200, 0);
+    dlock *l;
+    assert_int_equal(dlock_acquire(a, "ext:lock", &o, &l), DLOCK_OK);
+    assert_int_equal(dlock_extend(l, 60000), DLOCK_OK);
+    assert_in_range(query("PTTL %s", "ext:lock"), 50000, 60000);
+    assert_int_equal(dlock_extend(l, 0), DLOCK_OK);
+    assert_int_equal(query("PTTL %s", "ext:lock"), -1);  /* no expiry */
+    assert_int_equal(query("DEL %s", "ext:lock"), 1);
+    assert_int_equal(dlock_extend(l, 1000), DLOCK_ENOTOWNER);
+    assert_int_equal(dlock_release(l), DLOCK_ENOTOWNER);
+    dlock_client_free(a);
+}
+
+/* ---- fencing ------------------------------------------------------------- */
+
+static void stale_fencing_token_is_rejected(void **state)
+{
+    dlock_client *a = client(), *b = client(), *resource = client();
+    dlock_options o = opts(DLOCK_TOKEN, 50, 5000);
+    o.fencing = true;
+    dlock *la, *lb;
+    assert_int_equal(dlock_acquire(a, "fence:lock", &o, &la), DLOCK_OK);
+    uint64_t t1 = dlock_fencing_token(la);
+    assert_true(t1 > 0);
+    wait_gone("fence:lock", 2000);  /* a "pauses" past its lease */
+    assert_int_equal(dlock_acquire(b, "fence:lock", &o, &lb), DLOCK_OK);
+    uint64_t t2 = dlock_fencing_token(lb);
+    assert_true(t2 > t1);
+    assert_int_equal(dlock_fenced_set(resource, "fence:data", t2, "from-b"), DLOCK_OK);
+    assert_int_equal(dlock_fenced_set(resource, "fence:data", t1, "from-a"), DLOCK_ESTALE);
+    assert_int_equal(dlock_fenced_set(resource, "fence:data", t2, "again-b"), DLOCK_OK);
+    redisContext *r = raw();
+    redisReply *v = redisCommand(r, "GET fence:data");
+    assert_string_equal(v->str, "again-b");
+    freeReplyObject(v);
+    redisFree(r);
+    dlock_release(la);
+    assert_int_equal(dlock_release(lb), DLOCK_OK);
+    dlock_client_free(a);
+    dlock_client_free(b);
+    dlock_client_free(resource);
+}
+
+/* ---- interruption, hooks, statistics --------------------------------------- */
+
+static void interrupt_cancels_a_blocked_acquire(void **state)
+{
+    dlock_client *a = client(), *b = client();
+    dlock_options o = opts(DLOCK_TOKEN, 30000, -1);
+    dlock *la, *lb;
+    assert_int_equal(dlock_acquire(a, "intr:lock", &o, &la), DLOCK_OK);
+    /* The interruption is kept until an acquire consumes it, so the order does not matter. */
+    dlock_client_interrupt(b);
+    assert_int_equal(dlock_acquire(b, "intr:lock", &o, &lb), DLOCK_ECANCELED);
+    o.wait_timeout_ms = 0;
+    assert_int_equal(dlock_acquire(b, "intr:lock", &o, &lb), DLOCK_EBUSY);  /* consumed */
+    dlock_release(la);
+    dlock_client_free(a);
+    dlock_client_free(b);
+}
+
+typedef struct waiter_arg {
+    dlock_client *c;
+    int rc;
+} waiter_arg;
+
+static void *wait_forever(void *arg)
+{
+    waiter_arg *w = arg;
+    dlock_options o = opts(DLOCK_TOKEN, 30000, -1);
+    o.backoff.cap_ms = 20;
+    dlock *l = NULL;
+    w->rc = dlock_acquire(w->c, "intr2:lock", &o, &l);
+    return NULL;
+}
+
+static void interrupt_from_another_thread(void **state)
+{
+    dlock_client *a = client();
+    waiter_arg w = {.c = client(), .rc = 99};
+    dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
+    dlock *la;
+    pthread_t t;
+    assert_int_equal(dlock_acquire(a, "intr2:lock", &o, &la), DLOCK_OK);
+    assert_int_equal(pthread_create(&t, NULL, wait_forever, &w), 0);
+    dlock_client_interrupt(w.c);
+    pthread_join(t, NULL);
+    assert_int_equal(w.rc, DLOCK_ECANCELED);
+    dlock_release(la);
+    dlock_client_free(a);
+    dlock_client_free(w.c);
+}
+
+typedef struct hook_log {
+    int calls;
+    int cancel_at;  /* cancel on this call (1-based), 0 = never */
+    char last[16];
+} hook_log;
+
+static int hook(void *ud, const char *command)
+{
+    hook_log *h = ud;
+    snprintf(h->last, sizeof h->last, "%s", command);
+    return ++h->calls == h->cancel_at;
+}
+
+static void hook_sees_every_command_and_can_cancel(void **state)
+{
+    dlock_client *a = client();
+    hook_log h = {0};
+    dlock_client_set_hook(a, hook, &h);
+    dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
+    dlock *l;
+    assert_int_equal(dlock_acquire(a, "hook:lock", &o, &l), DLOCK_OK);
+    assert_int_equal(h.calls, 1);
+    assert_string_equal(h.last, "SET");
+    assert_int_equal(dlock_release(l), DLOCK_OK);
+    assert_int_equal(h.calls, 2);
+    assert_string_equal(h.last, "EVALSHA");
+    dlock_stats total;
+    dlock_client_stats(a, &total, NULL);
+    assert_int_equal(total.commands, 2);
+    assert_int_equal(total.acquires, 1);
+    h.cancel_at = 3;
+    assert_int_equal(dlock_acquire(a, "hook:lock", &o, &l), DLOCK_ECANCELED);
+    assert_int_equal(query("EXISTS %s", "hook:lock"), 0);  /* nothing was sent */
+    dlock_client_free(a);
+}
+
+/* ---- connections ----------------------------------------------------------- */
+
+static void bad_urls_are_refused(void **state)
+{
+    const char *bad[] = {"http://127.0.0.1:1", "redis://127.0.0.1:99999", "redis://", "unix://x",
+                         "redis://:hunter2@127.0.0.1:abc", "rediss://127.0.0.1:6379"};
+    char err[256];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_null(dlock_client_new(&bad[i], 1, err, sizeof err));
+        assert_true(strlen(err) > 0);
+        assert_null(strstr(err, "hunter2"));
+    }
+    assert_null(dlock_client_new(&url, 0, err, sizeof err));
+}
+
+static void auth_select_and_secret_keeping(void **state)
+{
+    char err[256], u[128];
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(s);
+    redisContext *r = redisConnect("127.0.0.1", lb_server_port(s));
+    freeReplyObject(redisCommand(r, "ACL SETUSER alice on >s3cret ~* +@all"));
+    freeReplyObject(redisCommand(r, "CONFIG SET requirepass hunter2"));
+    const char *p = u;
+    dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
+    dlock *l;
+
+    snprintf(u, sizeof u, "redis://:hunter2@127.0.0.1:%d/3", lb_server_port(s));
+    dlock_client *c = dlock_client_new(&p, 1, err, sizeof err);
+    assert_non_null(c);
+    assert_int_equal(dlock_acquire(c, "db3:lock", &o, &l), DLOCK_OK);
+    freeReplyObject(redisCommand(r, "AUTH hunter2"));
+    redisReply *v = redisCommand(r, "SELECT 3");
+    freeReplyObject(v);
+    v = redisCommand(r, "EXISTS db3:lock");
+    assert_int_equal(v->integer, 1);
+    freeReplyObject(v);
+    dlock_release(l);
+    dlock_client_free(c);
+
+    snprintf(u, sizeof u, "redis://alice:s3cret@127.0.0.1:%d", lb_server_port(s));
+    c = dlock_client_new(&p, 1, err, sizeof err);
+    assert_non_null(c);
+    dlock_client_free(c);
+
+    snprintf(u, sizeof u, "redis://:wrong-hunter3@127.0.0.1:%d", lb_server_port(s));
+    assert_null(dlock_client_new(&p, 1, err, sizeof err));
+    assert_non_null(strstr(err, "AUTH"));
+    assert_null(strstr(err, "hunter3"));
+
+    redisFree(r);
+    lb_server_stop(s);
+}
+
+/* A dead server gives DLOCK_EIO (never a SIGPIPE), and the client reconnects once it is back. */
+static void survives_server_death_and_reconnects(void **state)
+{
+    char err[256], u[64];
+    signal(SIGPIPE, SIG_DFL);
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(s);
+    snprintf(u, sizeof u, "%s", lb_server_url(s));
+    const char *p = u;
+    dlock_client *c = dlock_client_new(&p, 1, err, sizeof err);
+    assert_non_null(c);
+    dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
+    o.command_timeout_ms = 300;
+    dlock *l;
+    assert_int_equal(dlock_acquire(c, "k", &o, &l), DLOCK_OK);
+    assert_int_equal(lb_server_kill(s), 0);
+    assert_int_equal(dlock_release(l), DLOCK_EIO);  /* writes into a closed socket */
+    assert_true(strlen(dlock_client_errstr(c)) > 0);
+    for (int i = 0; i < 3; i++)  /* each try reconnects, is refused, reports it */
+        assert_int_equal(dlock_acquire(c, "k", &o, &l), DLOCK_EIO);
+    assert_int_equal(lb_server_restart(s, err, sizeof err), 0);
+    assert_int_equal(dlock_acquire(c, "k", &o, &l), DLOCK_OK);
+    assert_int_equal(dlock_release(l), DLOCK_OK);
+    dlock_client_free(c);
+    lb_server_stop(s);
+}
+
+static void script_cache_flush_falls_back_to_eval(void **state)
+{
+    dlock_client *a = client();
+    dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
+    dlock *l;
+    assert_int_equal(dlock_acquire(a, "flush:lock", &o, &l), DLOCK_OK);
+    redisContext *r = raw();
+    freeReplyObject(redisCommand(r, "SCRIPT FLUSH"));
+    redisFree(r);
+    assert_int_equal(dlock_release(l), DLOCK_OK);
+    assert_int_equal(query("EXISTS %s", "flush:lock"), 0);
+    dlock_client_free(a);
+}
+
+static int start_server(void **state)
+{
+    char err[256];
+    server = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    if (!server) {
+        fprintf(stderr, "cannot start redis-server: %s\n", err);
+        return -1;
+    }
+    url = lb_server_url(server);
+    return 0;
+}
+
+static int stop_server(void **state)
+{
+    lb_server_stop(server);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(five_clients_token),
+        cmocka_unit_test(five_clients_legacy),
+        cmocka_unit_test(wait_timeout_token),
+        cmocka_unit_test(wait_timeout_legacy),
+        cmocka_unit_test(try_once_is_busy),
+        cmocka_unit_test(token_release_after_expiry_spares_the_new_holder),
+        cmocka_unit_test(legacy_release_after_expiry_deletes_the_new_holder),
+        cmocka_unit_test(extend_moves_the_lease),
+        cmocka_unit_test(stale_fencing_token_is_rejected),
+        cmocka_unit_test(interrupt_cancels_a_blocked_acquire),
+        cmocka_unit_test(interrupt_from_another_thread),
+        cmocka_unit_test(hook_sees_every_command_and_can_cancel),
+        cmocka_unit_test(bad_urls_are_refused),
+        cmocka_unit_test(auth_select_and_secret_keeping),
+        cmocka_unit_test(survives_server_death_and_reconnects),
+        cmocka_unit_test(script_cache_flush_falls_back_to_eval),
+    };
+    return cmocka_run_group_tests_name("lock", tests, start_server, stop_server);
+}

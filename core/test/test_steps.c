@@ -1,0 +1,367 @@
+/* test_steps.c -- the token and legacy step functions, driven by scripted replies. */
+#include "scripted.h"
+
+static const dlock__now T0 = {.mono_us = 5000000, .wall_ms = 1000000};
+
+/* Feeds one step with replies; returns its result and leaves the next batch in out. */
+static int feed(dlock *l, dlock__step_fn step, const dlock__now *now, dlock__batch *out,
+                int n, ...)
+{
+    redisReply *r[DLOCK__MAX_BATCH];
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++)
+        r[i] = va_arg(ap, redisReply *);
+    va_end(ap);
+    out->n = 0;
+    return step(l, now, r, n, out);
+}
+
+static dlock *new_lock(dlock_algorithm a, int64_t ttl, bool fencing)
+{
+    dlock_options o;
+    dlock_options_init(&o);
+    o.algorithm = a;
+    o.ttl_ms = ttl;
+    o.fencing = fencing;
+    dlock *l = scripted_lock(&o, 1);
+    l->phase = 0;
+    return l;
+}
+
+/* ---- token --------------------------------------------------------------- */
+
+static void token_acquire_sends_set_nx_px(void **state)
+{
+    dlock *l = new_lock(DLOCK_TOKEN, 30000, false);
+    dlock__batch b;
+    assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 0), DLOCK__SEND);
+    assert_int_equal(b.n, 1);
+    assert_cmd(&b, 0, 0, NULL, "SET", "res", l->token, "NX", "PX", "30000", NULL);
+    assert_int_equal(strlen(l->token), 32);
+    redisReply ok = R_STATUS("OK");
+    assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, &ok), DLOCK_OK);
+    assert_int_equal(dlock_fencing_token(l), 0);
+    dlock__lock_free(l);
+}
+
+static void token_acquire_without_ttl_sets_no_expiry(void **state)
+{
+    dlock *l = new_lock(DLOCK_TOKEN, 0, false);
+    dlock__batch b;
+    assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 0), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, NULL, "SET", "res", l->token, "NX", NULL);
+    dlock__lock_free(l);
+}
+
+static void token_acquire_held_is_busy(void **state)
+{
+    dlock *l = new_lock(DLOCK_TOKEN, 30000, false);
+    dlock__batch b;
+    redisReply nil = R_NIL;
+    feed(l, dlock__token.acquire, &T0, &b, 0);
+    assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, &nil), DLOCK_EBUSY);
+    assert_int_equal(b.n, 0);
+    dlock__lock_free(l);
+}
+
+static void token_acquire_error_or_no_reply_is_eio(void **state)
+{
+    dlock *l = new_lock(DLOCK_TOKEN, 30000, false);
+    dlock__batch b;
+    redisReply err = R_ERROR("OOM command not allowed");
+    feed(l, dlock__token.acquire, &T0, &b, 0);
+    assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, &err), DLOCK_EIO);
+    assert_non_null(strstr(l->err, "OOM command not allowed"));
+    l->phase = 0;
+    feed(l, dlock__token.acquire, &T0, &b, 0);
+    assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, (redisReply *)NULL), DLOCK_EIO);
+    assert_non_null(strstr(l->err, "no reply"));
+    dlock__lock_free(l);
+}
+
+static void tokens_are_random_and_distinct(void **state)
+{
+    dlock *a = new_lock(DLOCK_TOKEN, 1, false), *b = new_lock(DLOCK_TOKEN, 1, false);
+    assert_string_not_equal(a->token, b->token);
+    assert_int_equal(strspn(a->token, "0123456789abcdef"), 32);
+    dlock__lock_free(a);
+    dlock__lock_free(b);
+}
+
+static void fencing_acquire_returns_the_incremented_token(void **state)
+{
+    dlock *l = new_lock(DLOCK_TOKEN, 5000, true);
+    dlock__batch b;
+    assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 0), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, &dlock__script_acquire_fenced, "res", "res:fence", l->token, "5000", NULL);
+    assert_int_equal(b.cmd[0].nkeys, 2);
+    redisReply seven = R_INT(7);
+    assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, &seven), DLOCK_OK);
+    assert_int_equal(dlock_fencing_token(l), 7);
+    dlock__lock_free(l);
+}
+
+static void fencing_acquire_held_is_busy(void **state)
+{
+    dlock *l = new_lock(DLOCK_TOKEN, 5000, true);
+    dlock__batch b;
+    redisReply zero = R_INT(0), bad = R_STATUS("OK");
+    feed(l, dlock__token.acquire, &T0, &b, 0);
+    assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, &zero), DLOCK_EBUSY);
+    assert_int_equal(dlock_fencing_token(l), 0);
+    l->phase = 0;
+    feed(l, dlock__token.acquire, &T0, &b, 0);
+    assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, &bad), DLOCK_EIO);
+    dlock__lock_free(l);
+}
+
+static void token_release_compares_and_deletes(void **state)
+{
+    dlock *l = new_lock(DLOCK_TOKEN, 30000, false);
+    dlock__batch b;
+    redisReply one = R_INT(1), zero = R_INT(0);
+    assert_int_equal(feed(l, dlock__token.release, &T0, &b, 0), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, &dlock__script_release, "res", l->token, NULL);
+    assert_int_equal(b.cmd[0].nkeys, 1);
+    assert_int_equal(feed(l, dlock__token.release, &T0, &b, 1, &one), DLOCK_OK);
+    /* someone else's token (or no key): nothing deleted, not ours */
+    l->phase = 0;
+    feed(l, dlock__token.release, &T0, &b, 0);
+    assert_int_equal(feed(l, dlock__token.release, &T0, &b, 1, &zero), DLOCK_ENOTOWNER);
+    dlock__lock_free(l);
+}
+
+static void token_extend_compares_and_pexpires(void **state)
+{
+    dlock *l = new_lock(DLOCK_TOKEN, 30000, false);
+    dlock__batch b;
+    redisReply one = R_INT(1), zero = R_INT(0);
+    dlock__set_ttl_arg(l, 45000);
+    assert_int_equal(feed(l, dlock__token.extend, &T0, &b, 0), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, &dlock__script_extend, "res", l->token, "45000", NULL);
+    assert_int_equal(feed(l, dlock__token.extend, &T0, &b, 1, &one), DLOCK_OK);
+    l->phase = 0;
+    feed(l, dlock__token.extend, &T0, &b, 0);
+    assert_int_equal(feed(l, dlock__token.extend, &T0, &b, 1, &zero), DLOCK_ENOTOWNER);
+    dlock__lock_free(l);
+}
+
+/* ---- legacy -------------------------------------------------------------- */
+
+static void legacy_setnx_success(void **state)
+{
+    dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
+    dlock__batch b;
+    redisReply one = R_INT(1);
+    assert_int_equal(feed(l, dlock__legacy.acquire, &T0, &b, 0), DLOCK__SEND);
+    /* the value is the expiry: wall clock + lease + 1 */
+    assert_cmd(&b, 0, 0, NULL, "SETNX", "res", "1030001", NULL);
+    assert_int_equal(feed(l, dlock__legacy.acquire, &T0, &b, 1, &one), DLOCK_OK);
+    dlock__lock_free(l);
+}
+
+static void legacy_without_ttl_leases_365_days(void **state)
+{
+    dlock *l = new_lock(DLOCK_LEGACY, 0, false);
+    dlock__batch b;
+    feed(l, dlock__legacy.acquire, &T0, &b, 0);
+    assert_cmd(&b, 0, 0, NULL, "SETNX", "res", "31537000001", NULL);
+    dlock__lock_free(l);
+}
+
+/* SETNX fails; WATCH/GET shows the value given; returns the step's result after that. */
+static int legacy_after_get(dlock *l, const dlock__now *now, redisReply *get, dlock__batch *b)
+{
+    redisReply zero = R_INT(0), ok = R_STATUS("OK");
+    feed(l, dlock__legacy.acquire, now, b, 0);
+    assert_int_equal(feed(l, dlock__legacy.acquire, now, b, 1, &zero), DLOCK__SEND);
+    assert_int_equal(b->n, 2);
+    assert_cmd(b, 0, 0, NULL, "WATCH", "res", NULL);
+    assert_cmd(b, 1, 0, NULL, "GET", "res", NULL);
+    return feed(l, dlock__legacy.acquire, now, b, 2, &ok, get);
+}
+
+static void legacy_live_lock_unwatches_and_is_busy(void **state)
+{
+    dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
+    dlock__batch b;
+    redisReply future = R_STRING("1000001"), ok = R_STATUS("OK");
+    assert_int_equal(legacy_after_get(l, &T0, &future, &b), DLOCK__SEND);
+    assert_int_equal(b.n, 1);
+    assert_cmd(&b, 0, 0, NULL, "UNWATCH", NULL);
+    assert_int_equal(feed(l, dlock__legacy.acquire, &T0, &b, 1, &ok), DLOCK_EBUSY);
+    dlock__lock_free(l);
+}
+
+static void legacy_expired_lock_is_taken_over(void **state)
+{
+    dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
+    dlock__batch b;
+    redisReply past = R_STRING("999999"), ok = R_STATUS("OK"), queued = R_STATUS("QUEUED"),
+               committed = R_ARRAY0;
+    assert_int_equal(legacy_after_get(l, &T0, &past, &b), DLOCK__SEND);
+    assert_int_equal(b.n, 3);
+    assert_cmd(&b, 0, 0, NULL, "MULTI", NULL);
+    assert_cmd(&b, 1, 0, NULL, "SET", "res", "1030001", NULL);
+    assert_cmd(&b, 2, 0, NULL, "EXEC", NULL);
+    assert_int_equal(feed(l, dlock__legacy.acquire, &T0, &b, 3, &ok, &queued, &committed),
+                     DLOCK_OK);
+    dlock__lock_free(l);
+}
+
+static void legacy_expiry_equal_to_now_counts_as_expired(void **state)
+{
+    dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
+    dlock__batch b;
+    redisReply now = R_STRING("1000000");
+    assert_int_equal(legacy_after_get(l, &T0, &now, &b), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, NULL, "MULTI", NULL);
+    dlock__lock_free(l);
+}
+
+static void legacy_takeover_race_lost_is_busy(void **state)
+{
+    dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
+    dlock__batch b;
+    redisReply past = R_STRING("1"), ok = R_STATUS("OK"), queued = R_STATUS("QUEUED"),
+               aborted = R_NIL;
+    legacy_after_get(l, &T0, &past, &b);
+    assert_int_equal(feed(l, dlock__legacy.acquire, &T0, &b, 3, &ok, &queued, &aborted),
+                     DLOCK_EBUSY);
+    dlock__lock_free(l);
+}
+
+static void legacy_non_numeric_or_missing_value_is_busy(void **state)
+{
+    dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
+    dlock__batch b;
+    redisReply garbage = R_STRING("12abc"), nil = R_NIL;
+    assert_int_equal(legacy_after_get(l, &T0, &garbage, &b), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, NULL, "UNWATCH", NULL);
+    l->phase = 0;
+    assert_int_equal(legacy_after_get(l, &T0, &nil, &b), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, NULL, "UNWATCH", NULL);
+    dlock__lock_free(l);
+}
+
+/* The flaw: expiry is judged by the reader's clock, so a clock running ahead steals a lock
+ * that is live by the holder's clock. */
+static void legacy_skewed_clock_takes_over_a_live_lock(void **state)
+{
+    dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
+    dlock__batch b;
+    redisReply live = R_STRING("1020000");
+    assert_int_equal(legacy_after_get(l, &T0, &live, &b), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, NULL, "UNWATCH", NULL);
+    dlock__now ahead = T0;
+    ahead.wall_ms += 60000;
+    l->phase = 0;
+    assert_int_equal(legacy_after_get(l, &ahead, &live, &b), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, NULL, "MULTI", NULL);
+    dlock__lock_free(l);
+}
+
+static void legacy_release_is_an_unconditional_del(void **state)
+{
+    dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
+    dlock__batch b;
+    redisReply one = R_INT(1), zero = R_INT(0);
+    assert_int_equal(feed(l, dlock__legacy.release, &T0, &b, 0), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, NULL, "DEL", "res", NULL);
+    assert_int_equal(feed(l, dlock__legacy.release, &T0, &b, 1, &one), DLOCK_OK);
+    l->phase = 0;
+    feed(l, dlock__legacy.release, &T0, &b, 0);
+    assert_int_equal(feed(l, dlock__legacy.release, &T0, &b, 1, &zero), DLOCK_OK);
+    dlock__lock_free(l);
+}
+
+static void legacy_has_no_extend(void **state)
+{
+    dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
+    dlock__batch b;
+    assert_int_equal(feed(l, dlock__legacy.extend, &T0, &b, 0), DLOCK_EINVAL);
+    assert_int_equal(b.n, 0);
+    dlock__lock_free(l);
+}
+
+static void legacy_watch_error_is_eio(void **state)
+{
+    dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
+    dlock__batch b;
+    redisReply zero = R_INT(0), err = R_ERROR("ERR WATCH inside MULTI is not allowed"),
+               v = R_STRING("1");
+    feed(l, dlock__legacy.acquire, &T0, &b, 0);
+    feed(l, dlock__legacy.acquire, &T0, &b, 1, &zero);
+    assert_int_equal(feed(l, dlock__legacy.acquire, &T0, &b, 2, &err, &v), DLOCK_EIO);
+    assert_non_null(strstr(l->err, "WATCH"));
+    dlock__lock_free(l);
+}
+
+/* ---- options ------------------------------------------------------------- */
+
+static void option_combinations_are_checked(void **state)
+{
+    dlock_options o;
+    char err[128];
+    dlock_options_init(&o);
+    assert_int_equal(dlock__check_options(&o, 1, err, sizeof err), DLOCK_OK);
+    o.fencing = true;
+    o.algorithm = DLOCK_LEGACY;
+    assert_int_equal(dlock__check_options(&o, 1, err, sizeof err), DLOCK_EINVAL);
+    assert_non_null(strstr(err, "fencing"));
+    dlock_options_init(&o);
+    assert_int_equal(dlock__check_options(&o, 3, err, sizeof err), DLOCK_EINVAL);
+    o.ttl_ms = -5;
+    assert_int_equal(dlock__check_options(&o, 1, err, sizeof err), DLOCK_EINVAL);
+    dlock_options_init(&o);
+    o.backoff.cap_ms = 0;
+    o.backoff.base_ms = 10;
+    assert_int_equal(dlock__check_options(&o, 1, err, sizeof err), DLOCK_EINVAL);
+}
+
+static void options_defaults_match_the_spec(void **state)
+{
+    dlock_options o;
+    dlock_options_init(&o);
+    assert_int_equal(o.algorithm, DLOCK_TOKEN);
+    assert_int_equal(o.ttl_ms, 30000);
+    assert_int_equal(o.wait_timeout_ms, -1);
+    assert_int_equal(o.wait, DLOCK_WAIT_POLL);
+    assert_int_equal(o.backoff.policy, DLOCK_BACKOFF_EXPONENTIAL);
+    assert_int_equal(o.backoff.base_ms, 1);
+    assert_int_equal(o.backoff.cap_ms, 100);
+    assert_false(o.renew);
+    assert_false(o.fencing);
+    assert_true(o.drift_factor > 0.0099 && o.drift_factor < 0.0101);
+    assert_int_equal(o.command_timeout_ms, 1000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(token_acquire_sends_set_nx_px),
+        cmocka_unit_test(token_acquire_without_ttl_sets_no_expiry),
+        cmocka_unit_test(token_acquire_held_is_busy),
+        cmocka_unit_test(token_acquire_error_or_no_reply_is_eio),
+        cmocka_unit_test(tokens_are_random_and_distinct),
+        cmocka_unit_test(fencing_acquire_returns_the_incremented_token),
+        cmocka_unit_test(fencing_acquire_held_is_busy),
+        cmocka_unit_test(token_release_compares_and_deletes),
+        cmocka_unit_test(token_extend_compares_and_pexpires),
+        cmocka_unit_test(legacy_setnx_success),
+        cmocka_unit_test(legacy_without_ttl_leases_365_days),
+        cmocka_unit_test(legacy_live_lock_unwatches_and_is_busy),
+        cmocka_unit_test(legacy_expired_lock_is_taken_over),
+        cmocka_unit_test(legacy_expiry_equal_to_now_counts_as_expired),
+        cmocka_unit_test(legacy_takeover_race_lost_is_busy),
+        cmocka_unit_test(legacy_non_numeric_or_missing_value_is_busy),
+        cmocka_unit_test(legacy_skewed_clock_takes_over_a_live_lock),
+        cmocka_unit_test(legacy_release_is_an_unconditional_del),
+        cmocka_unit_test(legacy_has_no_extend),
+        cmocka_unit_test(legacy_watch_error_is_eio),
+        cmocka_unit_test(option_combinations_are_checked),
+        cmocka_unit_test(options_defaults_match_the_spec),
+    };
+    return cmocka_run_group_tests_name("steps", tests, NULL, NULL);
+}

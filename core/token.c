@@ -1,0 +1,80 @@
+/* token.c -- the token lock on one server.
+ *
+ *   acquire  SET key token NX PX ttl          (PX left out when ttl is 0: never expires)
+ *            or, with fencing, acquire_fenced.lua: the same SET and, if it took the lock,
+ *            INCR <key>:fence in the same script, so tokens rise strictly with each holder
+ *   release  release.lua: DEL only if the value is still our token
+ *   extend   extend.lua:  PEXPIRE (or PERSIST) only if the value is still our token
+ *
+ * Safety: only the holder of the token can release or extend, so a client whose lease expired
+ * cannot delete the next holder's lock. Mutual exclusion holds while the holder's work fits in
+ * its lease; a pause longer than the lease (GC, VM, network) lets two clients act at once, which
+ * only fencing, checked by the protected resource, makes harmless. Liveness: a crashed holder's
+ * lock expires after ttl. */
+#include "internal.h"
+
+static int token_acquire(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+                         dlock__batch *out)
+{
+    long long v;
+    switch (l->phase++) {
+    case 0:
+        if (l->opt.fencing)
+            dlock__add_script(out, 0, &dlock__script_acquire_fenced, 2, l->key, l->fence_key,
+                              l->token, l->ttl_arg, NULL);
+        else if (l->opt.ttl_ms > 0)
+            dlock__add(out, 0, "SET", l->key, l->token, "NX", "PX", l->ttl_arg, NULL);
+        else
+            dlock__add(out, 0, "SET", l->key, l->token, "NX", NULL);
+        return DLOCK__SEND;
+    default:
+        if (l->opt.fencing && dlock__reply_int(r[0], &v) && v >= 0) {
+            l->fence = (uint64_t)v;
+            return v > 0 ? DLOCK_OK : DLOCK_EBUSY;
+        }
+        if (!l->opt.fencing && dlock__reply_is_status(r[0], "OK"))
+            return DLOCK_OK;
+        if (!l->opt.fencing && dlock__reply_is_nil(r[0]))
+            return DLOCK_EBUSY;
+        return dlock__reply_error(l, r[0], "acquire");
+    }
+}
+
+/* Reads the 1/0 answer of the compare-and-act scripts. */
+static int owner_reply(dlock *l, const redisReply *r, const char *what)
+{
+    long long v;
+    if (!dlock__reply_int(r, &v))
+        return dlock__reply_error(l, r, what);
+    if (v == 1)
+        return DLOCK_OK;
+    return dlock__fail(l, DLOCK_ENOTOWNER, "%s: the lock expired or belongs to another client",
+                       what);
+}
+
+static int token_release(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+                         dlock__batch *out)
+{
+    if (l->phase++ == 0) {
+        dlock__add_script(out, 0, &dlock__script_release, 1, l->key, l->token, NULL);
+        return DLOCK__SEND;
+    }
+    return owner_reply(l, r[0], "release");
+}
+
+static int token_extend(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+                        dlock__batch *out)
+{
+    if (l->phase++ == 0) {
+        dlock__add_script(out, 0, &dlock__script_extend, 1, l->key, l->token, l->ttl_arg, NULL);
+        return DLOCK__SEND;
+    }
+    return owner_reply(l, r[0], "extend");
+}
+
+const dlock__algo dlock__token = {
+    .name = "token",
+    .acquire = token_acquire,
+    .release = token_release,
+    .extend = token_extend,
+};

@@ -1,0 +1,55 @@
+#!/bin/sh
+# Runs every test program of a build (cmocka binaries in BUILD/core/test and BUILD/harness/test,
+# shell tests in harness/test/*.sh), each as TAP, and ends with "N passed, N failed".
+# A program that dies or exits non-zero without reporting a failure counts as one failure.
+# Usage: run-tests.sh BUILD_DIR [NAME-FILTER]
+set -u
+build=${1:-build}
+filter=${2:-}
+export CMOCKA_MESSAGE_OUTPUT=TAP
+export LOCKBENCH="$build/lockbench"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
+limit=${TEST_TIME_LIMIT:-600}
+
+passed=0 failed=0 failures=""
+log=$(mktemp) || exit 1
+trap 'rm -f "$log"' EXIT
+
+run_one() {  # run_one NAME COMMAND...
+    name=$1; shift
+    start=$(date +%s)
+    timeout -k 5 "$limit" "$@" >"$log" 2>&1
+    rc=$?
+    p=$(grep -c '^ok ' "$log")
+    f=$(grep -c '^not ok ' "$log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+        [ "$rc" -eq 124 ] && echo "# $name: killed after ${limit}s" >>"$log"
+        echo "# $name: exited with status $rc" >>"$log"
+    fi
+    passed=$((passed + p)) failed=$((failed + f))
+    printf '%-40s %3d passed, %d failed  (%ss)\n' "$name" "$p" "$f" "$(( $(date +%s) - start ))"
+    if [ "$f" -gt 0 ]; then
+        failures="$failures $name"
+        sed 's/^/    /' "$log"
+    fi
+}
+
+for t in "$build"/core/test/test_* "$build"/harness/test/test_*; do
+    case "$t" in *.o|*.d) continue ;; esac
+    [ -x "$t" ] || continue
+    case "$t" in *"$filter"*) ;; *) continue ;; esac
+    run_one "$(basename "$t")" "$t"
+done
+for t in harness/test/*.sh; do
+    [ -f "$t" ] || continue
+    case "$t" in *"$filter"*) ;; *) continue ;; esac
+    run_one "$(basename "$t")" sh "$t"
+done
+
+[ -n "$failures" ] && echo "failed:$failures"
+[ -n "${TEST_TALLY:-}" ] && echo "$passed $failed" >>"$TEST_TALLY"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
