@@ -1,0 +1,366 @@
+/* test_servers.c -- managed redis-server processes: start, kill, restart with and without
+ * persistence, pause, stop. Every test keeps its servers in the fixture state so the teardown
+ * stops them even when an assertion fails mid-way. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "servers.h"
+
+#include <hiredis/hiredis.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_FIXTURE_SERVERS 4
+#define TEST_TIME_LIMIT_S   120
+
+typedef struct {
+    lb_server *servers[MAX_FIXTURE_SERVERS];
+    redisContext *conns[MAX_FIXTURE_SERVERS];
+    char err[512];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < MAX_FIXTURE_SERVERS; i++) {
+        if (f->conns[i] != NULL)
+            redisFree(f->conns[i]);
+        lb_server_stop(f->servers[i]);
+    }
+    free(f);
+    return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static lb_server *start_server(fixture *f, int i, lb_persistence p)
+{
+    f->servers[i] = lb_server_start(p, f->err, sizeof f->err);
+    if (f->servers[i] == NULL)
+        fail_msg("lb_server_start: %s", f->err);
+    return f->servers[i];
+}
+
+/* A fresh connection with a command timeout; NULL-safe to inspect c->err. */
+static redisContext *connect_to(const lb_server *s, int timeout_ms)
+{
+    struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", lb_server_port(s), tv);
+    assert_non_null(c);
+    if (c->err == 0)
+        assert_int_equal(redisSetTimeout(c, tv), REDIS_OK);
+    return c;
+}
+
+static redisContext *connect_slot(fixture *f, int i, int timeout_ms)
+{
+    if (f->conns[i] != NULL)
+        redisFree(f->conns[i]);
+    f->conns[i] = connect_to(f->servers[i], timeout_ms);
+    if (f->conns[i]->err != 0)
+        fail_msg("connect to port %d: %s", lb_server_port(f->servers[i]), f->conns[i]->errstr);
+    return f->conns[i];
+}
+
+static void expect_status(redisContext *c, const char *want, const char *cmd)
+{
+    redisReply *r = redisCommand(c, cmd);
+    if (r == NULL)
+        fail_msg("%s: no reply: %s", cmd, c->errstr);
+    if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, want) != 0) {
+        int type = r->type;
+        freeReplyObject(r);
+        fail_msg("%s: reply type %d, want status %s", cmd, type, want);
+    }
+    freeReplyObject(r);
+}
+
+/* GET key; returns 1 and copies the value, 0 for nil. */
+static int get_key(redisContext *c, const char *key, char *out, size_t outlen)
+{
+    redisReply *r = redisCommand(c, "GET %s", key);
+    if (r == NULL)
+        fail_msg("GET %s: no reply: %s", key, c->errstr);
+    int found = r->type == REDIS_REPLY_STRING;
+    if (found)
+        snprintf(out, outlen, "%s", r->str);
+    else if (r->type != REDIS_REPLY_NIL)
+        fail_msg("GET %s: unexpected reply type %d", key, r->type);
+    freeReplyObject(r);
+    return found;
+}
+
+static bool dir_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* ---- tests --------------------------------------------------------------------------------- */
+
+static void test_start_answers_ping_and_set(void **state)
+{
+    fixture *f = *state;
+    lb_server *s = start_server(f, 0, LB_PERSIST_NONE);
+    char want[64], val[64];
+    snprintf(want, sizeof want, "redis://127.0.0.1:%d", lb_server_port(s));
+    assert_string_equal(lb_server_url(s), want);
+    assert_true(lb_server_pid(s) > 0);
+    assert_true(lb_server_is_running(s));
+    assert_false(lb_server_is_paused(s));
+    assert_true(dir_exists(lb_server_dir(s)));
+
+    redisContext *c = connect_slot(f, 0, 1000);
+    expect_status(c, "PONG", "PING");
+    expect_status(c, "OK", "SET lb:test hello");
+    assert_int_equal(get_key(c, "lb:test", val, sizeof val), 1);
+    assert_string_equal(val, "hello");
+}
+
+static void test_kill_refuses_connections(void **state)
+{
+    fixture *f = *state;
+    lb_server *s = start_server(f, 0, LB_PERSIST_NONE);
+    pid_t pid = lb_server_pid(s);
+    assert_int_equal(lb_server_kill(s), 0);
+    assert_int_equal(lb_server_pid(s), 0);
+    assert_false(lb_server_is_running(s));
+    assert_int_equal(kill(pid, 0), -1);
+    assert_int_equal(errno, ESRCH);
+    assert_true(dir_exists(lb_server_dir(s)));   /* files stay for a restart */
+
+    redisContext *c = connect_to(s, 500);
+    f->conns[0] = c;
+    assert_int_equal(c->err, REDIS_ERR_IO);
+    assert_non_null(strstr(c->errstr, "refused"));
+    assert_int_equal(lb_server_kill(s), -1);     /* nothing left to kill */
+}
+
+static void restart_after_set(fixture *f, lb_persistence p, char *val, size_t vallen, int *found)
+{
+    lb_server *s = start_server(f, 0, p);
+    int port = lb_server_port(s);
+    expect_status(connect_slot(f, 0, 1000), "OK", "SET lb:persist survived");
+    assert_int_equal(lb_server_kill(s), 0);
+    if (lb_server_restart(s, f->err, sizeof f->err) != 0)
+        fail_msg("lb_server_restart: %s", f->err);
+    assert_int_equal(lb_server_port(s), port);
+    assert_true(lb_server_pid(s) > 0);
+    *found = get_key(connect_slot(f, 0, 1000), "lb:persist", val, vallen);
+}
+
+static void test_restart_aof_always_keeps_key(void **state)
+{
+    char val[64] = "";
+    int found = 0;
+    restart_after_set(*state, LB_PERSIST_AOF_ALWAYS, val, sizeof val, &found);
+    assert_int_equal(found, 1);
+    assert_string_equal(val, "survived");
+}
+
+static void test_restart_none_loses_key(void **state)
+{
+    char val[64] = "";
+    int found = 1;
+    restart_after_set(*state, LB_PERSIST_NONE, val, sizeof val, &found);
+    assert_int_equal(found, 0);
+}
+
+static void test_restart_while_running(void **state)
+{
+    fixture *f = *state;
+    lb_server *s = start_server(f, 0, LB_PERSIST_NONE);
+    pid_t old = lb_server_pid(s);
+    if (lb_server_restart(s, f->err, sizeof f->err) != 0)
+        fail_msg("lb_server_restart: %s", f->err);
+    assert_int_not_equal(lb_server_pid(s), old);
+    expect_status(connect_slot(f, 0, 1000), "PONG", "PING");
+}
+
+static void test_pause_times_out_resume_answers(void **state)
+{
+    fixture *f = *state;
+    lb_server *s = start_server(f, 0, LB_PERSIST_NONE);
+    redisContext *c = connect_slot(f, 0, 200);
+    expect_status(c, "PONG", "PING");
+
+    assert_int_equal(lb_server_pause(s), 0);
+    assert_true(lb_server_is_paused(s));
+    assert_true(lb_server_is_running(s));
+    int64_t t0 = now_ms();
+    redisReply *r = redisCommand(c, "PING");
+    int64_t waited = now_ms() - t0;
+    bool answered = r != NULL;
+    freeReplyObject(r);
+    assert_false(answered);
+    assert_int_equal(c->err, REDIS_ERR_IO);
+    assert_in_range(waited, 150, 2000);
+
+    assert_int_equal(lb_server_resume(s), 0);
+    assert_false(lb_server_is_paused(s));
+    expect_status(connect_slot(f, 0, 1000), "PONG", "PING");
+}
+
+static void test_two_servers_differ(void **state)
+{
+    fixture *f = *state;
+    lb_server *a = start_server(f, 0, LB_PERSIST_NONE);
+    lb_server *b = start_server(f, 1, LB_PERSIST_AOF_EVERYSEC);
+    assert_int_not_equal(lb_server_port(a), lb_server_port(b));
+    assert_int_not_equal(lb_server_pid(a), lb_server_pid(b));
+    assert_string_not_equal(lb_server_dir(a), lb_server_dir(b));
+    assert_string_not_equal(lb_server_url(a), lb_server_url(b));
+    expect_status(connect_slot(f, 0, 1000), "PONG", "PING");
+    expect_status(connect_slot(f, 1, 1000), "PONG", "PING");
+}
+
+static void expect_stopped(pid_t pid, const char *dir)
+{
+    errno = 0;
+    assert_int_equal(kill(pid, 0), -1);
+    assert_int_equal(errno, ESRCH);
+    assert_false(dir_exists(dir));
+}
+
+static void test_stop_removes_process_and_dir(void **state)
+{
+    fixture *f = *state;
+    lb_server *s = start_server(f, 0, LB_PERSIST_AOF_ALWAYS);
+    expect_status(connect_slot(f, 0, 1000), "OK", "SET lb:stop x");  /* AOF files in a subdir */
+    pid_t pid = lb_server_pid(s);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", lb_server_dir(s));
+    assert_true(dir_exists(dir));
+
+    f->servers[0] = NULL;
+    lb_server_stop(s);
+    expect_stopped(pid, dir);
+    lb_server_stop(NULL);
+}
+
+static void test_stop_paused_server(void **state)
+{
+    fixture *f = *state;
+    lb_server *s = start_server(f, 0, LB_PERSIST_NONE);
+    pid_t pid = lb_server_pid(s);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", lb_server_dir(s));
+    assert_int_equal(lb_server_pause(s), 0);
+
+    int64_t t0 = now_ms();
+    f->servers[0] = NULL;
+    lb_server_stop(s);
+    assert_in_range(now_ms() - t0, 0, 1500);     /* SIGCONT let it act on SIGTERM */
+    expect_stopped(pid, dir);
+}
+
+/* Starts a server with PATH pointing at a directory holding only a redis-server shell script
+ * with the given body; the real PATH is in $REAL_PATH for a script that execs the real one. */
+static lb_server *start_with_fake_redis(fixture *f, const char *body)
+{
+    char bindir[] = "/tmp/lockbench-fake-XXXXXX", script[600], count[600];
+    assert_non_null(mkdtemp(bindir));
+    snprintf(script, sizeof script, "%s/redis-server", bindir);
+    snprintf(count, sizeof count, "%s/count", bindir);
+    FILE *fp = fopen(script, "w");
+    assert_non_null(fp);
+    fprintf(fp, "#!/bin/sh\nCOUNT='%s'\n%s", count, body);
+    fclose(fp);
+    chmod(script, 0755);
+
+    char *saved = strdup(getenv("PATH") ? getenv("PATH") : "");
+    setenv("REAL_PATH", saved, 1);
+    setenv("PATH", bindir, 1);
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, f->err, sizeof f->err);
+    setenv("PATH", saved, 1);
+    free(saved);
+    f->servers[0] = s;
+    unlink(script);
+    unlink(count);
+    rmdir(bindir);
+    return s;
+}
+
+/* A redis-server that dies at once: the error must carry its last log lines. */
+static void test_start_failure_reports_log(void **state)
+{
+    fixture *f = *state;
+    lb_server *s = start_with_fake_redis(f, "echo 'fatal: fake server refuses to start' >&2\n"
+                                            "exit 1\n");
+    assert_null(s);
+    assert_non_null(strstr(f->err, "fake server refuses to start"));
+}
+
+/* Another process taking the probed port before redis binds it: start tries a new port. */
+static void test_port_race_retries(void **state)
+{
+    fixture *f = *state;
+    lb_server *s = start_with_fake_redis(f,
+        "n=0; [ -f \"$COUNT\" ] && read n < \"$COUNT\"\n"   /* builtins only: PATH is bare */
+        "echo $((n + 1)) > \"$COUNT\"\n"
+        "if [ \"$n\" -lt 2 ]; then\n"
+        "  echo 'Could not create server TCP listening socket: Address already in use' >&2\n"
+        "  exit 1\n"
+        "fi\n"
+        "PATH=\"$REAL_PATH\" exec redis-server \"$@\"\n");
+    if (s == NULL)
+        fail_msg("lb_server_start: %s", f->err);
+    expect_status(connect_slot(f, 0, 1000), "PONG", "PING");
+}
+
+static void test_start_without_redis_in_path(void **state)
+{
+    fixture *f = *state;
+    char *saved = strdup(getenv("PATH") ? getenv("PATH") : "");
+    setenv("PATH", "/nonexistent-lockbench-dir", 1);
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, f->err, sizeof f->err);
+    setenv("PATH", saved, 1);
+    free(saved);
+    f->servers[0] = s;
+    assert_null(s);
+    assert_non_null(strstr(f->err, "redis-server"));
+}
+
+int main(void)
+{
+    alarm(TEST_TIME_LIMIT_S);   /* a hang fails the run; PR_SET_PDEATHSIG takes the servers */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_start_answers_ping_and_set, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_refuses_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_aof_always_keeps_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_none_loses_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_while_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_times_out_resume_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_servers_differ, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_removes_process_and_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_paused_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_failure_reports_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_port_race_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_without_redis_in_path, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
