@@ -1,0 +1,974 @@
+/* gate.c -- `lockbench gate BASELINE CURRENT`: the regression gate of SPEC section 8.
+ *
+ * Reads two summary.json files (SPEC section 6), matches their variants by name and turns each
+ * comparison into a row: correctness rows (hard gate: a figure that was 0 and no longer is, an
+ * expectation that passed and now fails, a variant that vanished) and performance rows (soft
+ * gate, driven by the lb__metrics table below). The rows are then printed as a terminal table and,
+ * on request, written as Markdown, JSON and github-action-benchmark input.
+ *
+ * Default thresholds, chosen from how noisy each figure is between repeats on one machine:
+ *   throughput_per_s                 10 %  (bigger is better)
+ *   acquire_ms.p50                   15 %
+ *   acquire_ms.p99                   25 %  (tails move most under scheduling noise)
+ *   redis.commands_per_acquisition    5 %  (nearly deterministic: a rise means more polling)
+ * With >= LB_GATE_MIN_REPEATS repeats on both sides a change past its threshold is a regression
+ * only when the Mann-Whitney p < LB_GATE_ALPHA; otherwise the threshold alone decides and the
+ * verdict is marked weak. */
+#include "gate.h"
+#include "stats.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LB__THROUGHPUT "throughput_per_s"
+
+static const lb_gate_metric lb__metrics[] = {
+    {LB__THROUGHPUT,                   true,  10.0, "acquisitions/s"},
+    {"acquire_ms.p50",                 false, 15.0, "ms"},
+    {"acquire_ms.p99",                 false, 25.0, "ms"},
+    {"redis.commands_per_acquisition", false,  5.0, "commands"},
+};
+#define LB__NMETRICS (sizeof lb__metrics / sizeof lb__metrics[0])
+
+/* Correctness counters: any rise from 0 fails, however fast the run was. */
+static const char *const lb__counters[] = {"overlaps", "counter.lost_updates", "errors"};
+#define LB__NCOUNTERS (sizeof lb__counters / sizeof lb__counters[0])
+
+const lb_gate_metric *lb_gate_metrics(size_t *count)
+{
+    *count = LB__NMETRICS;
+    return lb__metrics;
+}
+
+/* ---- state ---------------------------------------------------------------------------------- */
+
+typedef enum {
+    LB__V_OK, LB__V_IMPROVED, LB__V_NOISE, LB__V_REGRESSION, LB__V_FAIL, LB__V_NEW, LB__V_NODATA
+} lb__verdict;
+
+/* Terminal/Markdown wording, and the stable names --json uses. */
+static const char *const lb__verdict_text[] = {
+    "ok", "improved", "noise (p >= 0.05)", "REGRESSION", "FAIL", "new", "no data"};
+static const char *const lb__verdict_key[] = {
+    "ok", "improved", "noise", "regression", "fail", "new", "no-data"};
+
+typedef struct {
+    const char           *variant;
+    const char           *metric;      /* dotted summary path, or "variant" for presence */
+    const lb_gate_metric *perf;        /* NULL for correctness rows */
+    double                base, cur;   /* NAN when that side has no figure */
+    bool                  boolean;     /* base/cur are 0/1 and print as false/true */
+    const char           *base_text;   /* replaces base/cur in presence rows */
+    const char           *cur_text;
+    double                change_pct;  /* NAN when not computed */
+    double                p;           /* NAN when no test was run */
+    double                threshold;   /* NAN for correctness rows */
+    size_t                n_base, n_cur;
+    bool                  weak;        /* performance verdict from the threshold alone */
+    const char           *reason;      /* why a correctness row fails */
+    json_t               *failures;    /* current's expect.failures (borrowed) */
+    lb__verdict           verdict;
+} lb__row;
+
+typedef struct {
+    const char *role;      /* "baseline" or "current" */
+    char       *file;      /* the summary.json read */
+    json_t     *root;
+    json_t     *variants;
+    const char *scenario;
+    double      raw_ops;   /* calibration.raw_ops_per_s, when --normalize */
+} lb__side;
+
+typedef struct {
+    const char *input[2];
+    double      threshold[LB__NMETRICS];
+    bool        normalize;
+    const char *markdown, *json, *bench_smaller, *bench_bigger;
+} lb__opts;
+
+typedef struct {
+    lb__opts  opt;
+    lb__side  side[2];     /* [0] baseline, [1] current */
+    lb__row  *rows;
+    size_t    nrows, cap;
+} lb__gate;
+
+/* ---- messages ------------------------------------------------------------------------------- */
+
+static const char lb__usage[] =
+    "usage: lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize]\n"
+    "                      [--markdown FILE] [--json FILE] [--benchmark-json FILE]\n"
+    "                      [--benchmark-json-bigger FILE]\n"
+    "BASELINE, CURRENT: result directories (holding summary.json) or summary.json files.\n"
+    "METRIC: throughput_per_s (default 10), acquire_ms.p50 (15), acquire_ms.p99 (25),\n"
+    "        redis.commands_per_acquisition (5); PCT is the allowed change in percent.\n"
+    "Exit status: 0 pass, 1 regression, 2 bad input.\n";
+
+__attribute__((format(printf, 1, 2)))
+static int lb__bad(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("lockbench gate: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return LB_GATE_BAD_INPUT;
+}
+
+/* Names the variant as well as the key, so a user can find the spot in a long summary. */
+static int lb__bad_key(const lb__side *s, size_t vi, const char *path, const char *problem)
+{
+    const char *name = json_string_value(json_object_get(json_array_get(s->variants, vi), "name"));
+    return lb__bad("%s: variants[%zu] (\"%s\"): %s %s", s->file, vi, name ? name : "?", path,
+                   problem);
+}
+
+/* ---- options -------------------------------------------------------------------------------- */
+
+static int lb__parse_threshold(lb__opts *o, const char *spec)
+{
+    const char *eq = strchr(spec, '=');
+    if (!eq)
+        return lb__bad("--threshold %s: expected METRIC=PCT, e.g. acquire_ms.p99=20", spec);
+    size_t len = (size_t)(eq - spec), i;
+    for (i = 0; i < LB__NMETRICS; i++)
+        if (strlen(lb__metrics[i].path) == len && strncmp(lb__metrics[i].path, spec, len) == 0)
+            break;
+    if (i == LB__NMETRICS)
+        return lb__bad("--threshold: unknown metric \"%.*s\" (one of throughput_per_s, "
+                       "acquire_ms.p50, acquire_ms.p99, redis.commands_per_acquisition)",
+                       (int)len, spec);
+    char *end;
+    errno = 0;
+    double pct = strtod(eq + 1, &end);
+    if (*end == '%')
+        end++;
+    if (end == eq + 1 || *end || errno || !isfinite(pct) || pct < 0)
+        return lb__bad("--threshold %s: PCT must be a non-negative number of percent", spec);
+    o->threshold[i] = pct;
+    return 0;
+}
+
+/* Points *dest at the value of `--name VALUE` or `--name=VALUE`; 1 when argv[*i] is not --name. */
+static int lb__option_value(int argc, char **argv, int *i, const char *name, const char **dest)
+{
+    size_t len = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, len) != 0)
+        return 1;
+    if (a[len] == '=') {
+        *dest = a + len + 1;
+        return 0;
+    }
+    if (a[len] != '\0')
+        return 1;
+    if (*i + 1 >= argc)
+        return lb__bad("%s needs a value\n%s", name, lb__usage);
+    *dest = argv[++*i];
+    return 0;
+}
+
+/* One option at argv[*i]; 0 done, 1 not an option we know, 2 bad value. */
+static int lb__parse_option(lb__opts *o, int argc, char **argv, int *i)
+{
+    static const struct { const char *name; size_t offset; } files[] = {
+        {"--markdown", offsetof(lb__opts, markdown)},
+        {"--json", offsetof(lb__opts, json)},
+        {"--benchmark-json", offsetof(lb__opts, bench_smaller)},
+        {"--benchmark-json-bigger", offsetof(lb__opts, bench_bigger)},
+    };
+    if (strcmp(argv[*i], "--normalize") == 0) {
+        o->normalize = true;
+        return 0;
+    }
+    const char *v;
+    int rc = lb__option_value(argc, argv, i, "--threshold", &v);
+    if (rc != 1)
+        return rc ? rc : lb__parse_threshold(o, v);
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
+        const char **dest = (const char **)((char *)o + files[k].offset);
+        rc = lb__option_value(argc, argv, i, files[k].name, dest);
+        if (rc != 1)
+            return rc;
+    }
+    return 1;
+}
+
+/* 0 parsed, -1 --help printed, LB_GATE_BAD_INPUT on a usage error. */
+static int lb__parse_args(int argc, char **argv, lb__opts *o)
+{
+    int npos = 0;
+    bool options_done = false;
+    for (size_t k = 0; k < LB__NMETRICS; k++)
+        o->threshold[k] = lb__metrics[k].default_threshold_pct;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!options_done && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
+            fputs(lb__usage, stdout);
+            return -1;
+        }
+        if (!options_done && strcmp(a, "--") == 0) {
+            options_done = true;
+        } else if (!options_done && a[0] == '-' && a[1] != '\0') {
+            int rc = lb__parse_option(o, argc, argv, &i);
+            if (rc == 1)
+                return lb__bad("unknown option %s\n%s", a, lb__usage);
+            if (rc)
+                return rc;
+        } else if (npos < 2) {
+            o->input[npos++] = a;
+        } else {
+            return lb__bad("unexpected argument %s (only BASELINE and CURRENT)\n%s", a, lb__usage);
+        }
+    }
+    if (npos < 2)
+        return lb__bad("needs BASELINE and CURRENT\n%s", lb__usage);
+    return 0;
+}
+
+/* ---- reading summary.json ------------------------------------------------------------------- */
+
+/* The value at a dotted path ("acquire_ms.p99") below obj, or NULL. */
+static json_t *lb__lookup(json_t *obj, const char *path)
+{
+    char key[128];
+    while (obj && *path) {
+        size_t len = strcspn(path, ".");
+        if (len >= sizeof key)
+            return NULL;
+        memcpy(key, path, len);
+        key[len] = '\0';
+        obj = json_object_get(obj, key);
+        path += len + (path[len] == '.');
+    }
+    return obj;
+}
+
+static int lb__resolve_file(lb__side *s, const char *arg)
+{
+    struct stat st;
+    if (stat(arg, &st) != 0)
+        return lb__bad("%s %s: %s", s->role, arg, strerror(errno));
+    int n = S_ISDIR(st.st_mode) ? asprintf(&s->file, "%s/summary.json", arg)
+                                : asprintf(&s->file, "%s", arg);
+    if (n < 0) {
+        s->file = NULL;
+        return lb__bad("out of memory");
+    }
+    if (S_ISDIR(st.st_mode) && access(s->file, F_OK) != 0)
+        return lb__bad("%s %s: no summary.json in this directory (not a result directory, or "
+                       "the run did not finish)", s->role, arg);
+    return 0;
+}
+
+/* Names must be unique: the gate matches variants by name. */
+static int lb__check_variants(const lb__side *s)
+{
+    for (size_t i = 0; i < json_array_size(s->variants); i++) {
+        json_t *v = json_array_get(s->variants, i);
+        const char *name = json_string_value(json_object_get(v, "name"));
+        if (!json_is_object(v) || !name)
+            return lb__bad("%s: variants[%zu]: missing key name (a string)", s->file, i);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(name, json_string_value(json_object_get(json_array_get(s->variants, j),
+                                                                "name"))) == 0)
+                return lb__bad("%s: variants[%zu]: duplicate variant name \"%s\"", s->file, i,
+                               name);
+    }
+    return 0;
+}
+
+static int lb__check_top(lb__side *s)
+{
+    json_t *complete = json_object_get(s->root, "complete");
+    if (!json_is_object(s->root))
+        return lb__bad("%s: the top level is not an object", s->file);
+    if (!json_is_boolean(complete))
+        return lb__bad("%s: missing key complete (a boolean)", s->file);
+    if (!json_is_true(complete))
+        return lb__bad("%s: \"complete\" is false: the %s run ended early and its figures "
+                       "cannot be compared; run it again", s->file, s->role);
+    s->scenario = json_string_value(json_object_get(s->root, "scenario"));
+    if (!s->scenario)
+        return lb__bad("%s: missing key scenario (a string)", s->file);
+    s->variants = json_object_get(s->root, "variants");
+    if (!json_is_array(s->variants))
+        return lb__bad("%s: missing key variants (an array); a per-variant summary.json "
+                       "cannot be gated, pass the run's directory", s->file);
+    return lb__check_variants(s);
+}
+
+static int lb__load_side(lb__side *s, const char *arg)
+{
+    int rc = lb__resolve_file(s, arg);
+    if (rc)
+        return rc;
+    json_error_t e;
+    s->root = json_load_file(s->file, 0, &e);
+    if (!s->root && e.line > 0)
+        return lb__bad("%s:%d:%d: %s", s->file, e.line, e.column, e.text);
+    if (!s->root && strstr(e.text, s->file))   /* "unable to open FILE: ..." names it */
+        return lb__bad("%s", e.text);
+    if (!s->root)
+        return lb__bad("%s: %s", s->file, e.text);
+    return lb__check_top(s);
+}
+
+static int lb__load_calibration(lb__side *s)
+{
+    json_t *raw = lb__lookup(s->root, "calibration.raw_ops_per_s");
+    if (!raw)
+        return lb__bad("%s: --normalize needs calibration.raw_ops_per_s, which is missing",
+                       s->file);
+    s->raw_ops = json_number_value(raw);
+    if (!json_is_number(raw) || !(s->raw_ops > 0))
+        return lb__bad("%s: calibration.raw_ops_per_s must be a number above 0 for --normalize",
+                       s->file);
+    return 0;
+}
+
+/* The number at path in variant vi; JSON null (no data, e.g. no acquisitions) gives NAN
+ * when null_ok. */
+static int lb__number(const lb__side *s, size_t vi, const char *path, bool null_ok, double *out)
+{
+    json_t *v = lb__lookup(json_array_get(s->variants, vi), path);
+    if (!v)
+        return lb__bad_key(s, vi, path, "is missing");
+    if (json_is_null(v) && null_ok) {
+        *out = NAN;
+        return 0;
+    }
+    if (!json_is_number(v))
+        return lb__bad_key(s, vi, path, "is not a number");
+    *out = json_number_value(v);
+    return 0;
+}
+
+/* The per-repeat values of path (under "repeats"), malloc'd; *n = 0 without repeats. */
+static int lb__repeats(const lb__side *s, size_t vi, const char *path, double **vals, size_t *n)
+{
+    char where[160];
+    snprintf(where, sizeof where, "repeats.%s", path);
+    json_t *list = lb__lookup(json_array_get(s->variants, vi), where);
+    *vals = NULL;
+    *n = 0;
+    if (!list || json_is_null(list))
+        return 0;
+    if (!json_is_array(list))
+        return lb__bad_key(s, vi, where, "is not an array");
+    *vals = malloc((json_array_size(list) + 1) * sizeof **vals);
+    if (!*vals)
+        return lb__bad("out of memory");
+    for (size_t k = 0; k < json_array_size(list); k++) {
+        json_t *x = json_array_get(list, k);
+        if (!json_is_number(x))
+            return lb__bad_key(s, vi, where, "holds a value that is not a number");
+        (*vals)[(*n)++] = json_number_value(x);
+    }
+    return 0;
+}
+
+static ssize_t lb__find_variant(const lb__side *s, const char *name)
+{
+    for (size_t i = 0; i < json_array_size(s->variants); i++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(s->variants, i), "name")),
+                   name) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+/* ---- comparing ------------------------------------------------------------------------------ */
+
+static lb__row *lb__add_row(lb__gate *g, const char *variant, const char *metric)
+{
+    if (g->nrows == g->cap) {
+        size_t cap = g->cap ? 2 * g->cap : 32;
+        lb__row *r = realloc(g->rows, cap * sizeof *r);
+        if (!r)
+            return NULL;
+        g->rows = r;
+        g->cap = cap;
+    }
+    lb__row *r = &g->rows[g->nrows++];
+    *r = (lb__row){.variant = variant, .metric = metric, .base = NAN, .cur = NAN,
+                   .change_pct = NAN, .p = NAN, .threshold = NAN, .verdict = LB__V_OK};
+    return r;
+}
+
+/* A figure that was 0 and is not any more; a counter that was already non-zero is shown but
+ * not gated, since the baseline itself was broken there. Rows only for non-zero figures. */
+static int lb__check_counter(lb__gate *g, size_t bvi, size_t cvi, const char *name,
+                             const char *path)
+{
+    double b, c;
+    int rc = lb__number(&g->side[0], bvi, path, false, &b);
+    if (!rc)
+        rc = lb__number(&g->side[1], cvi, path, false, &c);
+    if (rc || (b == 0 && c == 0))
+        return rc;
+    lb__row *r = lb__add_row(g, name, path);
+    if (!r)
+        return lb__bad("out of memory");
+    r->base = b;
+    r->cur = c;
+    if (b == 0 && c > 0) {
+        r->verdict = LB__V_FAIL;
+        r->reason = "was 0 in the baseline";
+    }
+    return 0;
+}
+
+static int lb__expect_passed(const lb__side *s, size_t vi, bool *passed)
+{
+    json_t *v = lb__lookup(json_array_get(s->variants, vi), "expect.passed");
+    if (!json_is_boolean(v))
+        return lb__bad_key(s, vi, "expect.passed", v ? "is not a boolean" : "is missing");
+    *passed = json_is_true(v);
+    return 0;
+}
+
+static int lb__check_expect(lb__gate *g, size_t bvi, size_t cvi, const char *name)
+{
+    bool b, c;
+    int rc = lb__expect_passed(&g->side[0], bvi, &b);
+    if (!rc)
+        rc = lb__expect_passed(&g->side[1], cvi, &c);
+    if (rc || (b && c))
+        return rc;
+    lb__row *r = lb__add_row(g, name, "expect.passed");
+    if (!r)
+        return lb__bad("out of memory");
+    r->boolean = true;
+    r->base = b;
+    r->cur = c;
+    r->failures = lb__lookup(json_array_get(g->side[1].variants, cvi), "expect.failures");
+    if (b && !c) {
+        r->verdict = LB__V_FAIL;
+        r->reason = "an expectation that passed in the baseline fails";
+    }
+    return 0;
+}
+
+/* One side's figure for a metric: the median of its repeats when it has them (SPEC: the
+ * summary's figure is that median), else the summary's figure; throughput optionally divided by
+ * the side's calibration so baselines from another machine stay comparable. */
+typedef struct {
+    double  value;
+    double *reps;
+    size_t  n;
+} lb__sample;
+
+static int lb__read_sample(const lb__gate *g, int side, size_t vi, const lb_gate_metric *m,
+                           lb__sample *out)
+{
+    const lb__side *s = &g->side[side];
+    int rc = lb__number(s, vi, m->path, true, &out->value);
+    if (!rc)
+        rc = lb__repeats(s, vi, m->path, &out->reps, &out->n);
+    if (rc)
+        return rc;
+    if (out->n > 0)
+        out->value = lb_median(out->reps, out->n);
+    if (g->opt.normalize && strcmp(m->path, LB__THROUGHPUT) == 0) {
+        out->value /= s->raw_ops;
+        for (size_t k = 0; k < out->n; k++)
+            out->reps[k] /= s->raw_ops;
+    }
+    return 0;
+}
+
+/* Relative change in percent; a change from 0 is infinite in its direction. */
+static double lb__change_pct(double base, double cur)
+{
+    if (base == 0)
+        return cur == 0 ? 0 : copysign(INFINITY, cur);
+    return (cur - base) / fabs(base) * 100;
+}
+
+static void lb__judge(lb__row *r, const lb__sample *b, const lb__sample *c)
+{
+    r->base = b->value;
+    r->cur = c->value;
+    r->n_base = b->n;
+    r->n_cur = c->n;
+    if (isnan(b->value) || isnan(c->value)) {
+        r->verdict = LB__V_NODATA;
+        return;
+    }
+    r->change_pct = lb__change_pct(b->value, c->value);
+    double worse = r->perf->bigger_is_better ? -r->change_pct : r->change_pct;
+    lb_mwu t;
+    r->weak = b->n < LB_GATE_MIN_REPEATS || c->n < LB_GATE_MIN_REPEATS;
+    if (!r->weak && lb_mann_whitney(b->reps, b->n, c->reps, c->n, &t) == 0)
+        r->p = t.p;
+    bool significant = r->weak || r->p < LB_GATE_ALPHA;
+    if (worse > r->threshold)
+        r->verdict = significant ? LB__V_REGRESSION : LB__V_NOISE;
+    else if (-worse > r->threshold && significant)
+        r->verdict = LB__V_IMPROVED;
+    else
+        r->verdict = LB__V_OK;
+}
+
+/* cvi < 0: a variant only the current run has; its figures are listed (and go to the
+ * benchmark files) but not judged. */
+static int lb__check_metric(lb__gate *g, ssize_t bvi, size_t cvi, const char *name, size_t mi)
+{
+    lb__sample b = {NAN, NULL, 0}, c = {NAN, NULL, 0};
+    int rc = bvi >= 0 ? lb__read_sample(g, 0, (size_t)bvi, &lb__metrics[mi], &b) : 0;
+    if (!rc)
+        rc = lb__read_sample(g, 1, cvi, &lb__metrics[mi], &c);
+    lb__row *r = rc ? NULL : lb__add_row(g, name, lb__metrics[mi].path);
+    if (!rc && !r)
+        rc = lb__bad("out of memory");
+    if (r) {
+        r->perf = &lb__metrics[mi];
+        r->threshold = g->opt.threshold[mi];
+        lb__judge(r, &b, &c);
+        if (bvi < 0)
+            r->verdict = LB__V_NEW;
+    }
+    free(b.reps);
+    free(c.reps);
+    return rc;
+}
+
+static int lb__compare_variant(lb__gate *g, size_t bvi, size_t cvi)
+{
+    const char *name = json_string_value(json_object_get(json_array_get(g->side[0].variants, bvi),
+                                                         "name"));
+    int rc = 0;
+    for (size_t k = 0; k < LB__NCOUNTERS && !rc; k++)
+        rc = lb__check_counter(g, bvi, cvi, name, lb__counters[k]);
+    if (!rc)
+        rc = lb__check_expect(g, bvi, cvi, name);
+    for (size_t m = 0; m < LB__NMETRICS && !rc; m++)
+        rc = lb__check_metric(g, (ssize_t)bvi, cvi, name, m);
+    return rc;
+}
+
+static int lb__missing_variant(lb__gate *g, const char *name)
+{
+    lb__row *r = lb__add_row(g, name, "variant");
+    if (!r)
+        return lb__bad("out of memory");
+    r->base_text = "present";
+    r->cur_text = "missing";
+    r->verdict = LB__V_FAIL;
+    r->reason = "the baseline's variant is missing in the current run";
+    return 0;
+}
+
+static int lb__compare(lb__gate *g)
+{
+    const lb__side *b = &g->side[0], *c = &g->side[1];
+    int rc = 0;
+    for (size_t i = 0; i < json_array_size(b->variants) && !rc; i++) {
+        const char *name = json_string_value(json_object_get(json_array_get(b->variants, i),
+                                                             "name"));
+        ssize_t ci = lb__find_variant(c, name);
+        rc = ci < 0 ? lb__missing_variant(g, name) : lb__compare_variant(g, i, (size_t)ci);
+    }
+    for (size_t i = 0; i < json_array_size(c->variants) && !rc; i++) {
+        const char *name = json_string_value(json_object_get(json_array_get(c->variants, i),
+                                                             "name"));
+        for (size_t m = 0; lb__find_variant(b, name) < 0 && m < LB__NMETRICS && !rc; m++)
+            rc = lb__check_metric(g, -1, i, name, m);
+    }
+    return rc;
+}
+
+/* ---- verdict and cells ---------------------------------------------------------------------- */
+
+static bool lb__row_fails(const lb__row *r)
+{
+    return r->verdict == LB__V_FAIL || r->verdict == LB__V_REGRESSION;
+}
+
+static size_t lb__count(const lb__gate *g, bool (*pred)(const lb__row *))
+{
+    size_t n = 0;
+    for (size_t i = 0; i < g->nrows; i++)
+        n += pred(&g->rows[i]);
+    return n;
+}
+
+static bool lb__row_weak(const lb__row *r)
+{
+    return r->weak && r->verdict != LB__V_NODATA && r->verdict != LB__V_NEW;
+}
+
+static bool lb__row_perf(const lb__row *r)
+{
+    return r->perf && r->verdict != LB__V_NEW;
+}
+
+enum { LB__COL_VARIANT, LB__COL_METRIC, LB__COL_BASE, LB__COL_CUR, LB__COL_CHANGE, LB__COL_P,
+       LB__COL_VERDICT, LB__NCOLS };
+typedef char lb__cells[LB__NCOLS][64];
+
+static const char *const lb__headers[LB__NCOLS] = {
+    "variant", "metric", "baseline", "current", "change", "p-value", "verdict"};
+
+/* Four significant digits, but no exponent for large figures (throughput). */
+static void lb__format_value(char *buf, size_t len, double v, bool boolean, const char *text)
+{
+    if (text)
+        snprintf(buf, len, "%s", text);
+    else if (isnan(v))
+        snprintf(buf, len, "-");
+    else if (boolean)
+        snprintf(buf, len, "%s", v != 0 ? "true" : "false");
+    else if (fabs(v) >= 1000)
+        snprintf(buf, len, "%.0f", v);
+    else
+        snprintf(buf, len, "%.4g", v);
+}
+
+static void lb__format_row(const lb__row *r, lb__cells cells)
+{
+    snprintf(cells[LB__COL_VARIANT], sizeof cells[0], "%s", r->variant);
+    snprintf(cells[LB__COL_METRIC], sizeof cells[0], "%s", r->metric);
+    lb__format_value(cells[LB__COL_BASE], sizeof cells[0], r->base, r->boolean, r->base_text);
+    lb__format_value(cells[LB__COL_CUR], sizeof cells[0], r->cur, r->boolean, r->cur_text);
+    if (isnan(r->change_pct))
+        snprintf(cells[LB__COL_CHANGE], sizeof cells[0], "-");
+    else
+        snprintf(cells[LB__COL_CHANGE], sizeof cells[0], "%+.1f%%", r->change_pct);
+    if (isnan(r->p))
+        snprintf(cells[LB__COL_P], sizeof cells[0], "-");
+    else if (r->p < 0.001)
+        snprintf(cells[LB__COL_P], sizeof cells[0], "<0.001");
+    else
+        snprintf(cells[LB__COL_P], sizeof cells[0], "%.3f", r->p);
+    snprintf(cells[LB__COL_VERDICT], sizeof cells[0], "%s%s", lb__verdict_text[r->verdict],
+             lb__row_weak(r) ? " (weak)" : "");
+}
+
+/* "PASS: ..." or "FAIL: ..." -- the one line a CI log or PR comment leads with. */
+static void lb__headline(const lb__gate *g, FILE *f)
+{
+    size_t fails = lb__count(g, lb__row_fails);
+    if (fails == 0) {
+        fprintf(f, "PASS: scenario %s, %zu metrics compared, no regression", g->side[0].scenario,
+                lb__count(g, lb__row_perf));
+        return;
+    }
+    fprintf(f, "FAIL: scenario %s, %zu regression%s:", g->side[0].scenario, fails,
+            fails == 1 ? "" : "s");
+    const char *sep = " ";
+    for (size_t i = 0; i < g->nrows; i++)
+        if (lb__row_fails(&g->rows[i])) {
+            fprintf(f, "%s%s %s", sep, g->rows[i].variant, g->rows[i].metric);
+            sep = ", ";
+        }
+}
+
+/* Notes under the table: weak verdicts, failed expectations, how throughput was scaled. */
+static void lb__notes(const lb__gate *g, FILE *f, const char *bullet)
+{
+    size_t weak = lb__count(g, lb__row_weak);
+    if (weak)
+        fprintf(f, "%sweak: fewer than %d repeats on one or both sides for %zu metric%s; the "
+                "threshold alone decided (run with --repeat %d or more)\n", bullet,
+                LB_GATE_MIN_REPEATS, weak, weak == 1 ? "" : "s", LB_GATE_MIN_REPEATS);
+    for (size_t i = 0; i < g->nrows; i++) {
+        const lb__row *r = &g->rows[i];
+        for (size_t k = 0; r->verdict == LB__V_FAIL && k < json_array_size(r->failures); k++) {
+            json_t *x = json_array_get(r->failures, k);
+            char *bound = json_dumps(json_object_get(x, "bound"), JSON_ENCODE_ANY | JSON_COMPACT);
+            char *value = json_dumps(json_object_get(x, "value"), JSON_ENCODE_ANY | JSON_COMPACT);
+            fprintf(f, "%s%s: expectation failed: %s = %s, bound %s\n", bullet, r->variant,
+                    json_string_value(json_object_get(x, "path")), value ? value : "?",
+                    bound ? bound : "?");
+            free(bound);
+            free(value);
+        }
+    }
+    if (g->opt.normalize)
+        fprintf(f, "%sthroughput_per_s divided by calibration.raw_ops_per_s (baseline %.0f, "
+                "current %.0f)\n", bullet, g->side[0].raw_ops, g->side[1].raw_ops);
+    fprintf(f, "%sthresholds:", bullet);
+    for (size_t m = 0; m < LB__NMETRICS; m++)
+        fprintf(f, " %s %g%%%s", lb__metrics[m].path, g->opt.threshold[m],
+                m + 1 < LB__NMETRICS ? "," : "\n");
+}
+
+/* ---- terminal and Markdown ------------------------------------------------------------------ */
+
+static void lb__print_line(FILE *f, const char *const cells[LB__NCOLS], const int width[LB__NCOLS])
+{
+    for (int c = 0; c + 1 < LB__NCOLS; c++)
+        fprintf(f, "%-*s  ", width[c], cells[c]);
+    fprintf(f, "%s\n", cells[LB__NCOLS - 1]);
+}
+
+static int lb__write_table(FILE *f, const lb__gate *g)
+{
+    int width[LB__NCOLS];
+    lb__cells cells;
+    const char *ptr[LB__NCOLS];
+    for (int c = 0; c < LB__NCOLS; c++)
+        width[c] = (int)strlen(lb__headers[c]);
+    for (size_t i = 0; i < g->nrows; i++) {
+        lb__format_row(&g->rows[i], cells);
+        for (int c = 0; c < LB__NCOLS; c++)
+            if ((int)strlen(cells[c]) > width[c])
+                width[c] = (int)strlen(cells[c]);
+    }
+    lb__print_line(f, lb__headers, width);
+    for (size_t i = 0; i < g->nrows; i++) {
+        lb__format_row(&g->rows[i], cells);
+        for (int c = 0; c < LB__NCOLS; c++)
+            ptr[c] = cells[c];
+        lb__print_line(f, ptr, width);
+    }
+    lb__notes(g, f, "");
+    lb__headline(g, f);
+    fputc('\n', f);
+    return 0;
+}
+
+/* A table cell must not contain a bare '|'. */
+static void lb__md_cell(FILE *f, const char *s)
+{
+    fputs("| ", f);
+    for (; *s; s++) {
+        if (*s == '|')
+            fputc('\\', f);
+        fputc(*s, f);
+    }
+    fputc(' ', f);
+}
+
+static int lb__write_markdown(FILE *f, const lb__gate *g)
+{
+    lb__cells cells;
+    fputs("**lockbench gate ", f);
+    lb__headline(g, f);
+    fputs("**\n\n", f);
+    for (int c = 0; c < LB__NCOLS; c++)
+        lb__md_cell(f, lb__headers[c]);
+    fputs("|\n", f);
+    for (int c = 0; c < LB__NCOLS; c++)   /* figures right-aligned, words left */
+        fputs(c >= LB__COL_BASE && c <= LB__COL_P ? "|--:" : "|---", f);
+    fputs("|\n", f);
+    for (size_t i = 0; i < g->nrows; i++) {
+        lb__format_row(&g->rows[i], cells);
+        if (lb__row_fails(&g->rows[i]))
+            snprintf(cells[LB__COL_VERDICT], sizeof cells[0], "**%s%s**",
+                     lb__verdict_text[g->rows[i].verdict],
+                     lb__row_weak(&g->rows[i]) ? " (weak)" : "");
+        for (int c = 0; c < LB__NCOLS; c++)
+            lb__md_cell(f, cells[c]);
+        fputs("|\n", f);
+    }
+    fputc('\n', f);
+    lb__notes(g, f, "- ");
+    return 0;
+}
+
+/* ---- JSON outputs --------------------------------------------------------------------------- */
+
+static json_t *lb__json_number(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+static json_t *lb__json_side(const lb__row *r, double v, const char *text)
+{
+    if (text)
+        return json_string(text);
+    if (r->boolean)
+        return json_boolean(v != 0);
+    return lb__json_number(v);
+}
+
+static json_t *lb__json_row(const lb__row *r)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "variant", json_string(r->variant));
+    json_object_set_new(o, "metric", json_string(r->metric));
+    json_object_set_new(o, "kind", json_string(r->perf ? "performance" : "correctness"));
+    json_object_set_new(o, "baseline", lb__json_side(r, r->base, r->base_text));
+    json_object_set_new(o, "current", lb__json_side(r, r->cur, r->cur_text));
+    json_object_set_new(o, "change_pct", lb__json_number(r->change_pct));
+    json_object_set_new(o, "p_value", lb__json_number(r->p));
+    json_object_set_new(o, "threshold_pct", lb__json_number(r->threshold));
+    json_object_set_new(o, "repeats", json_pack("{s:I,s:I}", "baseline", (json_int_t)r->n_base,
+                                                "current", (json_int_t)r->n_cur));
+    json_object_set_new(o, "weak", json_boolean(lb__row_weak(r)));
+    json_object_set_new(o, "verdict", json_string(lb__verdict_key[r->verdict]));
+    if (r->reason)
+        json_object_set_new(o, "reason", json_string(r->reason));
+    if (r->failures && r->verdict == LB__V_FAIL)
+        json_object_set(o, "failures", r->failures);
+    return o;
+}
+
+static int lb__dump(FILE *f, json_t *doc)
+{
+    int rc = doc ? json_dumpf(doc, f, JSON_INDENT(2) | JSON_REAL_PRECISION(15)) : -1;
+    json_decref(doc);
+    fputc('\n', f);
+    return rc;
+}
+
+static int lb__write_json(FILE *f, const lb__gate *g)
+{
+    json_t *doc = json_object(), *thr = json_object(), *rows = json_array();
+    bool fail = lb__count(g, lb__row_fails) > 0;
+    for (size_t m = 0; m < LB__NMETRICS; m++)
+        json_object_set_new(thr, lb__metrics[m].path, json_real(g->opt.threshold[m]));
+    for (size_t i = 0; i < g->nrows; i++)
+        json_array_append_new(rows, lb__json_row(&g->rows[i]));
+    json_object_set_new(doc, "scenario", json_string(g->side[0].scenario));
+    json_object_set_new(doc, "baseline", json_string(g->side[0].file));
+    json_object_set_new(doc, "current", json_string(g->side[1].file));
+    json_object_set_new(doc, "passed", json_boolean(!fail));
+    json_object_set_new(doc, "exit_code", json_integer(fail ? LB_GATE_REGRESSION : LB_GATE_PASS));
+    json_object_set_new(doc, "normalized", json_boolean(g->opt.normalize));
+    json_object_set_new(doc, "alpha", json_real(LB_GATE_ALPHA));
+    json_object_set_new(doc, "min_repeats", json_integer(LB_GATE_MIN_REPEATS));
+    json_object_set_new(doc, "weak", json_boolean(lb__count(g, lb__row_weak) > 0));
+    json_object_set_new(doc, "thresholds_pct", thr);
+    json_object_set_new(doc, "results", rows);
+    return lb__dump(f, doc);
+}
+
+/* github-action-benchmark's input: [{name, unit, value}], one file per direction. */
+static int lb__write_benchmark(FILE *f, const lb__gate *g, bool bigger)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < g->nrows; i++) {
+        const lb__row *r = &g->rows[i];
+        if (!r->perf || r->perf->bigger_is_better != bigger || isnan(r->cur))
+            continue;
+        char *name = NULL;
+        if (asprintf(&name, "%s/%s %s", g->side[1].scenario, r->variant, r->metric) < 0)
+            continue;
+        bool scaled = g->opt.normalize && strcmp(r->metric, LB__THROUGHPUT) == 0;
+        json_array_append_new(list, json_pack("{s:s,s:s,s:f}", "name", name, "unit",
+                                              scaled ? "acquisitions/raw op" : r->perf->unit,
+                                              "value", r->cur));
+        free(name);
+    }
+    return lb__dump(f, list);
+}
+
+static int lb__write_smaller(FILE *f, const lb__gate *g)
+{
+    return lb__write_benchmark(f, g, false);
+}
+
+static int lb__write_bigger(FILE *f, const lb__gate *g)
+{
+    return lb__write_benchmark(f, g, true);
+}
+
+/* ---- files ---------------------------------------------------------------------------------- */
+
+/* Writes through a temporary name in the same directory and renames it, so a reader (a CI step
+ * posting the comment) never sees half a file. */
+static int lb__write_atomic(const char *path, int (*emit)(FILE *, const lb__gate *),
+                            const lb__gate *g)
+{
+    char *tmp = NULL;
+    if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
+        return lb__bad("out of memory");
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        free(tmp);
+        return lb__bad("cannot write %s: %s", path, strerror(e));
+    }
+    mode_t mask = umask(0);   /* mkstemp creates 0600; give the file the usual mode */
+    umask(mask);
+    (void)fchmod(fd, 0666 & ~mask);
+    int rc = emit(f, g);
+    rc |= fflush(f) | ferror(f);
+    int e = errno;
+    rc |= fclose(f);
+    if (rc || rename(tmp, path) != 0) {
+        e = rc ? e : errno;
+        unlink(tmp);
+        free(tmp);
+        return lb__bad("cannot write %s: %s", path, strerror(e));
+    }
+    free(tmp);
+    return 0;
+}
+
+static int lb__write_outputs(const lb__gate *g)
+{
+    const struct {
+        const char *path;
+        int (*emit)(FILE *, const lb__gate *);
+    } out[] = {
+        {g->opt.markdown, lb__write_markdown},
+        {g->opt.json, lb__write_json},
+        {g->opt.bench_smaller, lb__write_smaller},
+        {g->opt.bench_bigger, lb__write_bigger},
+    };
+    int rc = 0;
+    for (size_t i = 0; i < sizeof out / sizeof out[0]; i++)
+        if (out[i].path && lb__write_atomic(out[i].path, out[i].emit, g) != 0)
+            rc = LB_GATE_BAD_INPUT;
+    return rc;
+}
+
+/* ---- entry point ---------------------------------------------------------------------------- */
+
+static int lb__load(lb__gate *g)
+{
+    int rc = 0;
+    for (int s = 0; s < 2 && !rc; s++)
+        rc = lb__load_side(&g->side[s], g->opt.input[s]);
+    for (int s = 0; s < 2 && !rc && g->opt.normalize; s++)
+        rc = lb__load_calibration(&g->side[s]);
+    if (!rc && strcmp(g->side[0].scenario, g->side[1].scenario) != 0)
+        rc = lb__bad("%s is scenario \"%s\" but %s is scenario \"%s\": compare runs of the same "
+                     "scenario", g->side[0].file, g->side[0].scenario, g->side[1].file,
+                     g->side[1].scenario);
+    return rc;
+}
+
+static void lb__free(lb__gate *g)
+{
+    for (int s = 0; s < 2; s++) {
+        json_decref(g->side[s].root);
+        free(g->side[s].file);
+    }
+    free(g->rows);
+}
+
+int lb_gate_main(int argc, char **argv)
+{
+    lb__gate g = {.side = {{.role = "baseline"}, {.role = "current"}}};
+    int rc = lb__parse_args(argc, argv, &g.opt);
+    if (rc)
+        return rc < 0 ? LB_GATE_PASS : rc;
+    rc = lb__load(&g);
+    if (!rc)
+        rc = lb__compare(&g);
+    if (!rc) {
+        lb__write_table(stdout, &g);
+        fflush(stdout);
+        rc = lb__write_outputs(&g);
+    }
+    if (!rc)
+        rc = lb__count(&g, lb__row_fails) ? LB_GATE_REGRESSION : LB_GATE_PASS;
+    lb__free(&g);
+    return rc;
+}

@@ -1,0 +1,230 @@
+/* test_stats.c -- medians, Jain's index and the Mann-Whitney U test against hand-checked values.
+ *
+ * Where the expected numbers come from:
+ *  - Critical values: the standard table of Mann-Whitney critical U for a two-sided test at
+ *    alpha = 0.05 (e.g. in Siegel & Castellan, or any statistics textbook appendix): the largest
+ *    U that is significant. For each (n1, n2, Ucrit) below, the exact two-sided p must be
+ *    <= 0.05 at Ucrit and > 0.05 at Ucrit + 1.
+ *  - Exact p-values by hand: with no ties, the number of orderings of n1 a's and n2 b's with
+ *    U = k equals the number of partitions of k into at most n1 parts, none larger than n2.
+ *    For 5 vs 5: k = 0, 1, 2, 3 give 1, 1, 2 ({2}, {1,1}), 3 ({3}, {2,1}, {1,1,1}) orderings out
+ *    of C(10, 5) = 252, so P(U <= 2) = 4/252 and P(U <= 3) = 7/252; for 3 vs 4, P(U = 0) =
+ *    1/C(7, 3) = 1/35. Two-sided p doubles them. These agree with enumerating every ordering.
+ *  - The tie example is worked through in full in test_mwu_ties_normal_approximation. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <string.h>
+
+#include "stats.h"
+
+#define assert_close(a, b, eps)                                                               \
+    do {                                                                                      \
+        double a_ = (a), b_ = (b);                                                            \
+        if (!(fabs(a_ - b_) <= (eps)))                                                        \
+            fail_msg("%s = %.12g, expected %.12g (+- %g)", #a, a_, b_, (double)(eps));        \
+    } while (0)
+
+/* ---- median --------------------------------------------------------------------------------- */
+
+static void test_median(void **state)
+{
+    double odd[] = {5, 1, 3}, even[] = {4, 1, 3, 2}, one[] = {7.5};
+    assert_close(lb_median(odd, 3), 3, 0);
+    assert_close(lb_median(even, 4), 2.5, 0);
+    assert_close(lb_median(one, 1), 7.5, 0);
+    /* the input is left in its order */
+    assert_close(odd[0], 5, 0);
+    assert_close(even[0], 4, 0);
+}
+
+static void test_median_empty_or_nan(void **state)
+{
+    double x[] = {1, NAN, 3};
+    assert_true(isnan(lb_median(NULL, 0)));
+    assert_true(isnan(lb_median(x, 3)));
+}
+
+/* ---- Jain's index --------------------------------------------------------------------------- */
+
+static void test_jain_index(void **state)
+{
+    double equal[] = {10, 10, 10, 10}, one_gets_all[] = {0, 0, 12, 0}, two_of_four[] = {5, 0, 5, 0};
+    double mixed[] = {1, 2, 3};
+    assert_close(lb_jain_index(equal, 4), 1.0, 1e-12);
+    assert_close(lb_jain_index(one_gets_all, 4), 0.25, 1e-12);   /* 1/n */
+    assert_close(lb_jain_index(two_of_four, 4), 0.5, 1e-12);     /* k/n */
+    assert_close(lb_jain_index(mixed, 3), 36.0 / 42.0, 1e-12);   /* 6^2 / (3 * 14) */
+}
+
+static void test_jain_index_degenerate(void **state)
+{
+    double zeros[] = {0, 0, 0};
+    assert_close(lb_jain_index(NULL, 0), 1.0, 0);
+    assert_close(lb_jain_index(zeros, 3), 1.0, 0);
+}
+
+/* ---- Mann-Whitney: exact distribution ------------------------------------------------------- */
+
+static void test_mwu_exact_cdf_by_hand(void **state)
+{
+    assert_close(lb_mwu_exact_cdf(5, 5, 0), 1.0 / 252, 1e-15);
+    assert_close(lb_mwu_exact_cdf(5, 5, 2), 4.0 / 252, 1e-15);
+    assert_close(lb_mwu_exact_cdf(5, 5, 3), 7.0 / 252, 1e-15);
+    assert_close(lb_mwu_exact_cdf(3, 4, 0), 1.0 / 35, 1e-15);
+    assert_close(lb_mwu_exact_cdf(3, 4, 12), 1.0, 1e-15);        /* U <= n1*n2: everything */
+    assert_close(lb_mwu_exact_cdf(1, 1, 0), 0.5, 1e-15);
+    assert_true(isnan(lb_mwu_exact_cdf(21, 5, 3)));
+}
+
+static void test_mwu_exact_critical_values(void **state)
+{
+    /* n1, n2, critical U (two-sided, alpha = 0.05) from the standard table */
+    static const struct { size_t n1, n2; double ucrit; } table[] = {
+        {3, 5, 0},  {4, 4, 0},  {4, 6, 2},   {5, 5, 2},   {6, 6, 5},   {6, 9, 10},
+        {7, 7, 8},  {8, 8, 13}, {9, 11, 23}, {10, 10, 23}, {15, 15, 64}, {20, 20, 127},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        double at = 2 * lb_mwu_exact_cdf(table[i].n1, table[i].n2, table[i].ucrit);
+        double above = 2 * lb_mwu_exact_cdf(table[i].n1, table[i].n2, table[i].ucrit + 1);
+        if (!(at <= 0.05 && above > 0.05))
+            fail_msg("n1=%zu n2=%zu: p(U=%g) = %.5f, p(U=%g) = %.5f", table[i].n1, table[i].n2,
+                     table[i].ucrit, at, table[i].ucrit + 1, above);
+    }
+}
+
+static void test_mwu_exact_test(void **state)
+{
+    double a[] = {1, 2, 3, 4, 5}, b[] = {6, 7, 8, 9, 10};
+    double c[] = {1, 2, 3, 4, 7}, d[] = {5, 6, 8, 9, 10};   /* 7 beats 5 and 6: U = 2 */
+    lb_mwu r;
+    assert_int_equal(lb_mann_whitney(a, 5, b, 5, &r), 0);
+    assert_true(r.exact);
+    assert_close(r.u, 0, 0);
+    assert_close(r.u1, 0, 0);
+    assert_close(r.p, 2.0 / 252, 1e-15);
+
+    assert_int_equal(lb_mann_whitney(c, 5, d, 5, &r), 0);
+    assert_close(r.u, 2, 0);
+    assert_close(r.p, 8.0 / 252, 1e-15);   /* 0.0317 < 0.05: U = 2 is the critical value */
+
+    /* swapping the samples: U1 becomes n1*n2 - U1, the test is the same */
+    assert_int_equal(lb_mann_whitney(d, 5, c, 5, &r), 0);
+    assert_close(r.u1, 23, 0);
+    assert_close(r.u, 2, 0);
+    assert_close(r.p, 8.0 / 252, 1e-15);
+}
+
+static void test_mwu_exact_unequal_sizes(void **state)
+{
+    double a[] = {1.1, 2.2, 3.3}, b[] = {4.4, 5.5, 6.6, 7.7};
+    double same[] = {1, 4, 6}, other[] = {2, 3, 5, 7};   /* U1 = 0+2+3 = 5, mean 6 */
+    lb_mwu r;
+    assert_int_equal(lb_mann_whitney(a, 3, b, 4, &r), 0);
+    assert_true(r.exact);
+    assert_close(r.p, 2.0 / 35, 1e-15);   /* 0.057: not significant even fully separated */
+
+    assert_int_equal(lb_mann_whitney(same, 3, other, 4, &r), 0);
+    assert_close(r.u1, 5, 0);
+    assert_true(r.p > 0.5);
+}
+
+/* ---- Mann-Whitney: normal approximation ----------------------------------------------------- */
+
+/* a = {1, 2, 2, 3, 4}, b = {2, 3, 5, 5, 6, 7}. Pooled and sorted, with midranks:
+ *   1a:1  2a,2a,2b:3  3a,3b:5.5  4a:7  5b,5b:8.5  6b:10  7b:11
+ *   R1 = 1 + 3 + 3 + 5.5 + 7 = 19.5, U1 = 19.5 - 5*6/2 = 4.5, mean n1n2/2 = 15
+ *   ties: groups of 3, 2, 2 -> T = 24 + 6 + 6 = 36
+ *   var = 5*6/12 * (12 - 36/(11*10)) = 2.5 * 11.672727 = 29.181818
+ *   z = (|4.5 - 15| - 0.5) / sqrt(29.181818) = 10 / 5.402020 = 1.851159
+ *   p = erfc(z / sqrt 2) = 0.064147 */
+static void test_mwu_ties_normal_approximation(void **state)
+{
+    double a[] = {1, 2, 2, 3, 4}, b[] = {2, 3, 5, 5, 6, 7};
+    lb_mwu r;
+    assert_int_equal(lb_mann_whitney(a, 5, b, 6, &r), 0);
+    assert_false(r.exact);
+    assert_close(r.u1, 4.5, 0);
+    assert_close(r.u, 4.5, 0);
+    assert_close(r.z, 1.851159, 1e-6);
+    assert_close(r.p, 0.064147, 1e-6);
+}
+
+/* 25 vs 25, fully separated, no ties: past the exact limit. mean 312.5,
+ * var = 25*25*51/12 = 2656.25, z = (312.5 - 0.5) / sqrt(2656.25) = 6.053722. */
+static void test_mwu_large_samples_normal(void **state)
+{
+    double a[25], b[25];
+    for (int i = 0; i < 25; i++) {
+        a[i] = i;
+        b[i] = 100 + i;
+    }
+    lb_mwu r;
+    assert_int_equal(lb_mann_whitney(a, 25, b, 25, &r), 0);
+    assert_false(r.exact);
+    assert_close(r.u, 0, 0);
+    assert_close(r.z, 312.0 / sqrt(2656.25), 1e-9);
+    assert_close(r.p, erfc(312.0 / sqrt(2656.25) / sqrt(2.0)), 1e-15);
+    assert_true(r.p < 1e-8);
+}
+
+/* At 20 vs 20, U = 127 (the table's critical value): the approximation agrees with the exact
+ * p = 0.0491 to within a few thousandths, as it should at this size. */
+static void test_mwu_normal_close_to_exact(void **state)
+{
+    double exact = 2 * lb_mwu_exact_cdf(20, 20, 127);
+    double z = (200 - 127 - 0.5) / sqrt(20.0 * 20 * 41 / 12);
+    assert_close(erfc(z / sqrt(2.0)), exact, 0.003);
+}
+
+static void test_mwu_all_tied(void **state)
+{
+    double a[] = {3, 3, 3, 3, 3}, b[] = {3, 3, 3, 3, 3, 3};
+    lb_mwu r;
+    assert_int_equal(lb_mann_whitney(a, 5, b, 6, &r), 0);
+    assert_close(r.p, 1.0, 0);
+    assert_close(r.u1, 15, 0);
+}
+
+static void test_mwu_identical_samples(void **state)
+{
+    double a[] = {1, 2, 3, 4, 5};
+    lb_mwu r;
+    assert_int_equal(lb_mann_whitney(a, 5, a, 5, &r), 0);   /* every value ties once */
+    assert_close(r.p, 1.0, 0);
+}
+
+static void test_mwu_bad_input(void **state)
+{
+    double a[] = {1, 2}, n[] = {1, NAN};
+    lb_mwu r = {.p = 42};
+    assert_int_equal(lb_mann_whitney(a, 2, a, 0, &r), -1);
+    assert_int_equal(lb_mann_whitney(a, 0, a, 2, &r), -1);
+    assert_int_equal(lb_mann_whitney(a, 2, n, 2, &r), -1);
+    assert_close(r.p, 42, 0);   /* untouched on error */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_median),
+        cmocka_unit_test(test_median_empty_or_nan),
+        cmocka_unit_test(test_jain_index),
+        cmocka_unit_test(test_jain_index_degenerate),
+        cmocka_unit_test(test_mwu_exact_cdf_by_hand),
+        cmocka_unit_test(test_mwu_exact_critical_values),
+        cmocka_unit_test(test_mwu_exact_test),
+        cmocka_unit_test(test_mwu_exact_unequal_sizes),
+        cmocka_unit_test(test_mwu_ties_normal_approximation),
+        cmocka_unit_test(test_mwu_large_samples_normal),
+        cmocka_unit_test(test_mwu_normal_close_to_exact),
+        cmocka_unit_test(test_mwu_all_tied),
+        cmocka_unit_test(test_mwu_identical_samples),
+        cmocka_unit_test(test_mwu_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
