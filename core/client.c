@@ -34,6 +34,8 @@ typedef struct conn {
 struct dlock_client {
     int n;
     conn conns[DLOCK__MAX_SERVERS];
+    char *urls[DLOCK__MAX_SERVERS];  /* kept to open the watchdog's own connections */
+    dlock__watchdog *watchdog;       /* started by the first renewed lock */
     dlock_hook hook;
     void *hook_ud;
     /* interruption: the flag is read without the lock; the lock and condvar make sleeps wake */
@@ -315,7 +317,8 @@ dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t
     pthread_cond_init(&c->cv, &ca);
     pthread_condattr_destroy(&ca);
     for (int i = 0; i < n; i++, c->n++) {
-        if (!urls[i] || parse_url(&c->conns[i], urls[i], err, errlen) < 0)
+        if (!urls[i] || parse_url(&c->conns[i], urls[i], err, errlen) < 0 ||
+            !(c->urls[i] = strdup(urls[i])))
             goto fail;
     }
     /* One server: it must answer now. Several (redlock): a server that is down is tolerated and
@@ -335,8 +338,13 @@ void dlock_client_free(dlock_client *c)
 {
     if (!c)
         return;
-    for (int i = 0; i < c->n; i++)
+    dlock__watchdog_free(c->watchdog);
+    for (int i = 0; i < c->n; i++) {
         conn_clear(&c->conns[i]);
+        if (c->urls[i])
+            explicit_bzero(c->urls[i], strlen(c->urls[i]));
+        free(c->urls[i]);
+    }
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     free(c);
@@ -362,6 +370,27 @@ void dlock_client_set_hook(dlock_client *c, dlock_hook fn, void *ud)
 {
     c->hook = fn;
     c->hook_ud = ud;
+    if (c->watchdog)
+        dlock__client_copy_hook(dlock__watchdog_conn(c->watchdog), c);
+}
+
+void dlock__client_copy_hook(dlock_client *dst, const dlock_client *src)
+{
+    dst->hook = src->hook;
+    dst->hook_ud = src->hook_ud;
+}
+
+dlock_client *dlock__client_clone(const dlock_client *c, char *err, size_t errlen)
+{
+    dlock_client *clone = dlock_client_new((const char *const *)c->urls, c->n, err, errlen);
+    if (clone)
+        dlock__client_copy_hook(clone, c);
+    return clone;
+}
+
+dlock__watchdog **dlock__client_watchdog(dlock_client *c)
+{
+    return &c->watchdog;
 }
 
 void dlock_client_interrupt(dlock_client *c)
@@ -434,7 +463,8 @@ void dlock_client_stats(const dlock_client *c, dlock_stats *total, dlock_stats *
 {
     if (total) {
         *total = c->total;
-        total->commands = atomic_load(&((dlock_client *)c)->commands);
+        total->commands = atomic_load(&((dlock_client *)c)->commands) +
+                          dlock__watchdog_commands(c->watchdog);
     }
     if (last_acquire)
         *last_acquire = c->last;
@@ -563,7 +593,7 @@ int dlock__exchange(dlock_client *c, const dlock__batch *b, redisReply **replies
                     int64_t timeout_ms)
 {
     pending p = {{0}, {0}};
-    int64_t deadline_us = dlock__mono_us() + timeout_ms * 1000;
+    int64_t deadline_us = dlock__mono_us() + (timeout_ms + b->block_ms) * 1000;
 
     for (int i = 0; i < b->n; i++)
         replies[i] = NULL;
@@ -610,7 +640,7 @@ int dlock_fenced_set(dlock_client *c, const char *key, uint64_t fence, const cha
     if (asprintf(&fence_key, "%s:fence", key) < 0)
         return DLOCK_ENOMEM;
     snprintf(token, sizeof token, "%" PRIu64, fence);
-    dlock__batch b = {0};
+    dlock__batch b = {.n = 0};
     redisReply *r[1];
     dlock__add_script(&b, 0, &dlock__script_fenced_set, 2, key, fence_key, token, value, NULL);
     dlock__exchange(c, &b, r, c->conns[0].timeout_ms > 0 ? c->conns[0].timeout_ms : 1000);

@@ -93,19 +93,25 @@ typedef int64_t (*dlock_wallclock_fn)(void *ud);
  * which then returns DLOCK_ECANCELED. */
 typedef int (*dlock_hook)(void *ud, const char *command);
 
+/* Called from the watchdog thread when a renewed lock could not be extended (it expired, was
+ * taken, or its servers stayed unreachable until the lease ran out). Keep it short. */
+typedef void (*dlock_lost_fn)(void *ud, const char *key);
+
 typedef struct dlock_options {
     dlock_algorithm algorithm;   /* DLOCK_TOKEN */
     int64_t ttl_ms;              /* 30000; 0 = never expires */
     int64_t wait_timeout_ms;     /* -1 = wait forever (default); 0 = try once */
     dlock_wait wait;             /* DLOCK_WAIT_POLL */
     dlock_backoff backoff;       /* exponential, base 1 ms, cap 100 ms */
-    bool renew;                  /* false: no watchdog */
+    bool renew;                  /* false; true: a watchdog thread extends the lease every ttl/3 */
     bool fencing;                /* false; token algorithm only */
     double drift_factor;         /* 0.01 (redlock) */
     int64_t command_timeout_ms;  /* 1000 */
     uint64_t seed;               /* 0 = random; seeds the back-off jitter only */
     dlock_wallclock_fn wallclock;  /* NULL = CLOCK_REALTIME */
     void *wallclock_ud;
+    dlock_lost_fn on_lost;       /* NULL; with renew, told when the lock is lost */
+    void *on_lost_ud;
 } dlock_options;
 
 /* Statistics of one client: totals since creation, and the last acquire call alone. */
@@ -129,16 +135,27 @@ DLOCK_API void          dlock_client_set_hook(dlock_client *c, dlock_hook fn, vo
 DLOCK_API void          dlock_client_stats(const dlock_client *c, dlock_stats *total,
                                            dlock_stats *last_acquire);
 
-/* Takes the lock named key. o NULL = defaults. On DLOCK_OK *out is the held lock. */
+/* Takes the lock named key. o NULL = defaults. On DLOCK_OK *out is the held lock.
+ * Wait modes: poll with any algorithm; notify and fifo with token (fencing allowed).
+ * Auxiliary keys are the key plus a suffix: :fence, :signal, :signal:<token>, :queue,
+ * :queue:beat, :queue:seq. */
 DLOCK_API int           dlock_acquire(dlock_client *c, const char *key, const dlock_options *o,
                                       dlock **out);
 /* Releases and frees l (also on error). token/redlock delete only their own lock; legacy
  * deletes whatever holds the key, as the classic algorithm does. Accepts NULL. */
 DLOCK_API int           dlock_release(dlock *l);
+/* Frees l without releasing: the lock stays until its lease runs out (or forever). */
+DLOCK_API void          dlock_abandon(dlock *l);
 /* Sets the lease to ttl_ms from now (0 = never expires) if l still owns the lock. */
 DLOCK_API int           dlock_extend(dlock *l, int64_t ttl_ms);
 DLOCK_API uint64_t      dlock_fencing_token(const dlock *l);  /* 0 when fencing is off */
 DLOCK_API const char   *dlock_key(const dlock *l);
+/* With renew: true once the watchdog failed to extend the lock; extend and release then return
+ * DLOCK_ENOTOWNER. */
+DLOCK_API bool          dlock_is_lost(const dlock *l);
+/* Milliseconds of the lease left as this client knows it (redlock: the validity after drift);
+ * -1 when the lock never expires. */
+DLOCK_API int64_t       dlock_validity_ms(const dlock *l);
 
 /* The protected resource's side of fencing: on the server of c (one URL), writes value to key
  * unless a write with a newer fencing token already happened there. The check and the write are

@@ -1,9 +1,12 @@
-/* driver.c -- the blocking driver: runs an algorithm's step functions over the client's
+/* driver.c -- the blocking driver: runs an algorithm's step functions over a client's
  * connections, and the wait between tries.
  *
- * acquire: try; if the lock is held, wait the back-off delay (never past the deadline) and try
- * again, until it is taken, wait_timeout_ms runs out (measured on the monotonic clock: one last
- * try at the deadline, then DLOCK_ETIMEDOUT), the client is interrupted, or an error occurs. */
+ * acquire: try; if the lock is held, wait -- sleep the back-off delay, or run the wait mode's
+ * wait step (BLPOP on a signal) -- and try again, until the lock is taken, wait_timeout_ms runs
+ * out (on the monotonic clock: the last wait is cut to the deadline and one last try is made
+ * there, then DLOCK_ETIMEDOUT), the client is interrupted, or an error occurs. A wait mode that
+ * keeps state on the server (a FIFO queue entry) gets a leave step when the caller gives up. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -23,8 +26,8 @@ static void free_replies(redisReply **r, int n)
     }
 }
 
-/* Runs one operation (a try, a release, an extend) to its decision. */
-int dlock__run(dlock *l, dlock__step_fn step)
+/* Runs one operation (a try, a wait, a release, an extend) to its decision, on client c. */
+int dlock__run_on(dlock *l, dlock_client *c, dlock__step_fn step)
 {
     dlock__batch out;
     redisReply *replies[DLOCK__MAX_BATCH];
@@ -32,22 +35,45 @@ int dlock__run(dlock *l, dlock__step_fn step)
 
     l->phase = 0;
     l->err[0] = '\0';
-    l->started_us = dlock__mono_us();
     for (;;) {
         dlock__now now = now_of(l);
         out.n = 0;
+        out.block_ms = 0;
         rc = step(l, &now, replies, nreplies, &out);
         free_replies(replies, nreplies);
         if (rc != DLOCK__SEND)
             break;
-        rc = dlock__exchange(l->client, &out, replies, l->opt.command_timeout_ms);
+        rc = dlock__exchange(c, &out, replies, l->opt.command_timeout_ms);
         if (rc != DLOCK_OK)
             return rc;
         nreplies = out.n;
     }
     if (rc != DLOCK_OK && rc != DLOCK_EBUSY && l->err[0])
-        dlock__client_set_err(l->client, l->err);
+        dlock__client_set_err(c, l->err);
     return rc;
+}
+
+int dlock__run(dlock *l, dlock__step_fn step)
+{
+    return dlock__run_on(l, l->client, step);
+}
+
+/* Between two tries: OK = the lock was handed to us, EBUSY = try again, else an error. */
+static int wait_between(dlock *l, int64_t delay_us, int64_t left_us)
+{
+    if (!l->algo->wait)
+        return dlock__client_sleep(l->client, delay_us) ? DLOCK_EBUSY : DLOCK_ECANCELED;
+    l->wait_us = delay_us;
+    l->wait_left_us = left_us;
+    return dlock__run(l, l->algo->wait);
+}
+
+static void set_timeout_err(dlock *l)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "timed out waiting for the lock%s%s%s", l->err[0] ? " (last try: " : "",
+             l->err, l->err[0] ? ")" : "");
+    dlock__client_set_err(l->client, msg);
 }
 
 static int wait_loop(dlock *l)
@@ -74,18 +100,21 @@ static int wait_loop(dlock *l)
         int64_t now = dlock__mono_us();
         if (now >= deadline) {
             rc = DLOCK_ETIMEDOUT;
+            set_timeout_err(l);
             break;
         }
+        int64_t left = deadline == INT64_MAX ? INT64_MAX : deadline - now;
         int64_t delay = dlock__backoff_us(&o->backoff, failures, &prev_us, rng);
-        if (delay > deadline - now)
-            delay = deadline - now;
-        if (!dlock__client_sleep(c, delay))
-            continue;  /* interrupted: the check at the top consumes it */
+        if (delay > left)
+            delay = left;
+        rc = wait_between(l, delay, left);
+        if (rc != DLOCK_EBUSY && rc != DLOCK_ECANCELED)
+            break;  /* handed to us, or an error */
     }
+    if (rc != DLOCK_OK && l->algo->leave)
+        dlock__run(l, l->algo->leave);  /* a crash (the hook cancels) cannot leave: the bound does */
     dlock__client_end_acquire(c, tries, dlock__mono_us() - start);
-    if (rc == DLOCK_ETIMEDOUT)
-        dlock__client_set_err(c, "timed out waiting for the lock");
-    else if (rc == DLOCK_ECANCELED)
+    if (rc == DLOCK_ECANCELED)
         dlock__client_set_err(c, "interrupted");
     return rc;
 }
@@ -110,9 +139,12 @@ int dlock_acquire(dlock_client *c, const char *key, const dlock_options *o, dloc
         return DLOCK_ENOMEM;
     int rc = wait_loop(l);
     if (rc == DLOCK_OK)
+        rc = dlock__renew_start(l);
+    if (rc == DLOCK_OK) {
         *out = l;
-    else
+    } else {
         dlock__lock_free(l);
+    }
     return rc;
 }
 
@@ -120,15 +152,28 @@ int dlock_release(dlock *l)
 {
     if (!l)
         return DLOCK_EINVAL;
+    dlock__renew_stop(l);
     int rc = dlock__run(l, l->algo->release);
+    if (atomic_load(&l->lost) && rc == DLOCK_OK)
+        rc = DLOCK_ENOTOWNER;  /* its lease lapsed while unrenewed, even if nobody took it */
     dlock__lock_free(l);
     return rc;
+}
+
+void dlock_abandon(dlock *l)
+{
+    if (!l)
+        return;
+    dlock__renew_stop(l);
+    dlock__lock_free(l);
 }
 
 int dlock_extend(dlock *l, int64_t ttl_ms)
 {
     if (!l || ttl_ms < 0)
         return DLOCK_EINVAL;
+    if (atomic_load(&l->lost))
+        return DLOCK_ENOTOWNER;
     dlock__set_ttl_arg(l, ttl_ms);
     int rc = dlock__run(l, l->algo->extend);
     if (rc == DLOCK_OK)

@@ -31,6 +31,14 @@ extern const dlock__script dlock__script_acquire_fenced;
 extern const dlock__script dlock__script_release;
 extern const dlock__script dlock__script_extend;
 extern const dlock__script dlock__script_fenced_set;
+extern const dlock__script dlock__script_notify_release;
+extern const dlock__script dlock__script_fifo_acquire;
+extern const dlock__script dlock__script_fifo_release;
+
+/* How long a FIFO waiter may go without a heartbeat before it counts as gone, and how often a
+ * waiter sends one (at most this long blocked between tries). */
+#define DLOCK__FIFO_WAITER_BOUND_MS 2000
+#define DLOCK__FIFO_HEARTBEAT_MS 500
 
 /* One command for one server. A script command's argv holds its keys, then its arguments; the
  * driver sends it as EVALSHA (EVAL after a NOSCRIPT). Strings must outlive the exchange. */
@@ -44,6 +52,7 @@ typedef struct dlock__cmd {
 
 typedef struct dlock__batch {
     int n;
+    int64_t block_ms;  /* how long the server may legitimately hold the reply (BLPOP) */
     dlock__cmd cmd[DLOCK__MAX_BATCH];
 } dlock__batch;
 
@@ -66,10 +75,21 @@ struct dlock {
     char token[33];               /* 128 random bits, hex */
     char ttl_arg[24];             /* ttl in ms, as sent */
     char value[24];               /* legacy: the expiry value we wrote */
+    char *signal_key;             /* notify: <key>:signal; fifo: <key>:signal:<token> */
+    char *queue_key;              /* fifo: <key>:queue, <key>:queue:beat, <key>:queue:seq */
+    char *beat_key;
+    char *seq_key;
+    char *signal_prefix;          /* fifo: <key>:signal: */
+    char member[64];              /* fifo: token:ttl:fencing, our entry in the queue */
+    char wait_arg[24];            /* BLPOP timeout in seconds */
+    int64_t wait_us;              /* the back-off delay before the next try */
+    int64_t wait_left_us;         /* time left until the wait deadline (INT64_MAX = none) */
     uint64_t fence;               /* fencing token, 0 = none */
     int phase;                    /* step progress within one operation */
     int64_t started_us;           /* when the current operation began (monotonic) */
-    int64_t valid_until_us;       /* redlock: end of the validity window */
+    _Atomic int64_t valid_until_us; /* end of the lease as we know it (monotonic); INT64_MAX = none */
+    atomic_bool lost;             /* the watchdog failed to extend it */
+    struct dlock__renewal *renewal; /* non-NULL while the watchdog renews it */
     char err[192];                /* why the last operation failed */
 };
 
@@ -81,10 +101,24 @@ struct dlock__algo {
     dlock__step_fn acquire;  /* one try: OK, EBUSY (held elsewhere) or EIO */
     dlock__step_fn release;  /* OK, ENOTOWNER or EIO */
     dlock__step_fn extend;   /* OK, ENOTOWNER or EIO; the new ttl is in ttl_arg */
+    dlock__step_fn wait;     /* between tries, up to wait_us: OK = the lock was handed to us,
+                                EBUSY = try again; NULL = sleep the back-off delay */
+    dlock__step_fn leave;    /* after giving up (timeout, cancel, error); NULL = nothing to undo */
 };
 
 extern const dlock__algo dlock__token;
+extern const dlock__algo dlock__token_notify;
+extern const dlock__algo dlock__token_fifo;
 extern const dlock__algo dlock__legacy;
+extern const dlock__algo dlock__redlock;
+
+/* token.c: the pieces the wait modes share */
+int dlock__token_acquire(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+                         dlock__batch *out);
+int dlock__token_extend(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+                        dlock__batch *out);
+int dlock__owner_reply(dlock *l, const redisReply *r, const char *what);
+void dlock__set_wait_arg(dlock *l);
 
 /* steps.c: building batches and reading replies */
 dlock__cmd *dlock__add(dlock__batch *b, int server, const char *arg0, ...);
@@ -100,6 +134,8 @@ int  dlock__reply_error(dlock *l, const redisReply *r, const char *what);
 dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o, int nservers);
 void   dlock__lock_free(dlock *l);
 int    dlock__check_options(const dlock_options *o, int nservers, char *err, size_t errlen);
+const dlock__algo *dlock__algo_of(const dlock_options *o);
+int64_t dlock__drift_us(const dlock_options *o);
 void   dlock__set_ttl_arg(dlock *l, int64_t ttl_ms);
 int    dlock__random_token(char out[33]);
 
@@ -128,7 +164,19 @@ void dlock__client_begin_acquire(dlock_client *c);
 void dlock__client_end_acquire(dlock_client *c, uint64_t attempts, int64_t waited_us);
 dlock__rng *dlock__client_rng(dlock_client *c, uint64_t seed);
 
+/* the watchdog (renew.c) */
+typedef struct dlock__watchdog dlock__watchdog;
+int  dlock__renew_start(dlock *l);
+void dlock__renew_stop(dlock *l);
+void dlock__watchdog_free(dlock__watchdog *w);
+uint64_t dlock__watchdog_commands(const dlock__watchdog *w);
+dlock__watchdog **dlock__client_watchdog(dlock_client *c);
+dlock_client *dlock__watchdog_conn(dlock__watchdog *w);
+dlock_client *dlock__client_clone(const dlock_client *c, char *err, size_t errlen);
+void dlock__client_copy_hook(dlock_client *dst, const dlock_client *src);
+
 /* driver.c */
 int dlock__run(dlock *l, dlock__step_fn step);
+int dlock__run_on(dlock *l, dlock_client *c, dlock__step_fn step);
 
 #endif /* DLOCK_INTERNAL_H */

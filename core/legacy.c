@@ -38,6 +38,13 @@ static bool parse_expiry(const redisReply *r, int64_t *out)
     return true;
 }
 
+static int acquired(dlock *l)
+{
+    int64_t lease = l->opt.ttl_ms > 0 ? l->opt.ttl_ms : LEGACY_FOREVER_MS;
+    l->valid_until_us = l->started_us + lease * 1000;
+    return DLOCK_OK;
+}
+
 static int legacy_acquire(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
                           dlock__batch *out)
 {
@@ -46,6 +53,7 @@ static int legacy_acquire(dlock *l, const dlock__now *now, redisReply *const *r,
     switch (l->phase) {
     case 0: {
         int64_t lease = l->opt.ttl_ms > 0 ? l->opt.ttl_ms : LEGACY_FOREVER_MS;
+        l->started_us = now->mono_us;
         snprintf(l->value, sizeof l->value, "%" PRId64, now->wall_ms + lease + 1);
         dlock__add(out, 0, "SETNX", l->key, l->value, NULL);
         l->phase = SETNX_SENT;
@@ -55,7 +63,7 @@ static int legacy_acquire(dlock *l, const dlock__now *now, redisReply *const *r,
         if (!dlock__reply_int(r[0], &v))
             return dlock__reply_error(l, r[0], "SETNX");
         if (v == 1)
-            return DLOCK_OK;
+            return acquired(l);
         dlock__add(out, 0, "WATCH", l->key, NULL);
         dlock__add(out, 0, "GET", l->key, NULL);
         l->phase = WATCH_SENT;
@@ -81,7 +89,7 @@ static int legacy_acquire(dlock *l, const dlock__now *now, redisReply *const *r,
         if (dlock__reply_is_nil(r[2]))
             return DLOCK_EBUSY;  /* another client changed the key after our WATCH */
         if (r[2] && r[2]->type == REDIS_REPLY_ARRAY)
-            return DLOCK_OK;
+            return acquired(l);
         return dlock__reply_error(l, r[2], "EXEC");
     case UNWATCH_SENT:
         if (!dlock__reply_is_status(r[0], "OK"))

@@ -44,10 +44,13 @@ const char *dlock_strerror(int code)
 int dlock__check_options(const dlock_options *o, int nservers, char *err, size_t errlen)
 {
     const char *why = NULL;
-    if (o->algorithm != DLOCK_TOKEN && o->algorithm != DLOCK_LEGACY)
-        why = "unknown or unsupported algorithm";
-    else if (nservers != 1)
-        why = "token and legacy locks take exactly one server";
+    bool redlock = o->algorithm == DLOCK_REDLOCK;
+    if ((unsigned)o->algorithm > DLOCK_REDLOCK)
+        why = "unknown algorithm";
+    else if (!redlock && nservers != 1)
+        why = "token and legacy locks take exactly one server URL";
+    else if (redlock && (nservers % 2 == 0 || nservers > DLOCK__MAX_SERVERS))
+        why = "redlock takes an odd number of servers, 1 to 9";
     else if (o->ttl_ms < 0)
         why = "ttl_ms must be >= 0";
     else if (o->wait_timeout_ms < -1)
@@ -58,17 +61,27 @@ int dlock__check_options(const dlock_options *o, int nservers, char *err, size_t
         why = "backoff needs 0 <= base_ms <= cap_ms";
     else if ((unsigned)o->backoff.policy > DLOCK_BACKOFF_SERVICESTACK)
         why = "unknown backoff policy";
-    else if (o->wait != DLOCK_WAIT_POLL)
-        why = "wait mode not supported yet; use DLOCK_WAIT_POLL";
+    else if ((unsigned)o->wait > DLOCK_WAIT_FIFO)
+        why = "unknown wait mode";
+    else if (o->wait != DLOCK_WAIT_POLL && o->algorithm != DLOCK_TOKEN)
+        why = "notify and fifo waiting need the token algorithm";
+    else if (o->fencing && redlock)
+        why = "fencing needs one source of strictly increasing tokens; redlock has N servers";
     else if (o->fencing && o->algorithm != DLOCK_TOKEN)
         why = "fencing needs the token algorithm";
     else if (o->renew && o->algorithm == DLOCK_LEGACY)
         why = "the legacy algorithm cannot renew (it has no extend)";
-    else if (o->renew)
-        why = "renew not supported yet";
+    else if (redlock && (o->drift_factor < 0 || o->drift_factor >= 1))
+        why = "drift_factor must be in [0, 1)";
     if (why)
         snprintf(err, errlen, "%s", why);
     return why ? DLOCK_EINVAL : DLOCK_OK;
+}
+
+/* Redlock's allowance for clock drift between servers: ttl * drift_factor + 2 ms. */
+int64_t dlock__drift_us(const dlock_options *o)
+{
+    return (int64_t)((double)o->ttl_ms * 1000.0 * o->drift_factor) + 2000;
 }
 
 int dlock__random_token(char out[33])
@@ -92,9 +105,34 @@ void dlock__set_ttl_arg(dlock *l, int64_t ttl_ms)
     snprintf(l->ttl_arg, sizeof l->ttl_arg, "%" PRId64, ttl_ms);
 }
 
-static const dlock__algo *algo_of(dlock_algorithm a)
+const dlock__algo *dlock__algo_of(const dlock_options *o)
 {
-    return a == DLOCK_LEGACY ? &dlock__legacy : &dlock__token;
+    if (o->algorithm == DLOCK_LEGACY)
+        return &dlock__legacy;
+    if (o->algorithm == DLOCK_REDLOCK)
+        return &dlock__redlock;
+    if (o->wait == DLOCK_WAIT_NOTIFY)
+        return &dlock__token_notify;
+    if (o->wait == DLOCK_WAIT_FIFO)
+        return &dlock__token_fifo;
+    return &dlock__token;
+}
+
+/* The auxiliary keys of the wait modes, named from the lock's key (and token). */
+static bool name_wait_keys(dlock *l)
+{
+    const char *k = l->key;
+    if (l->opt.wait == DLOCK_WAIT_NOTIFY)
+        return asprintf(&l->signal_key, "%s:signal", k) >= 0;
+    if (l->opt.wait != DLOCK_WAIT_FIFO)
+        return true;
+    snprintf(l->member, sizeof l->member, "%s:%lld:%d", l->token, (long long)l->opt.ttl_ms,
+             l->opt.fencing ? 1 : 0);
+    return asprintf(&l->signal_key, "%s:signal:%s", k, l->token) >= 0 &&
+           asprintf(&l->signal_prefix, "%s:signal:", k) >= 0 &&
+           asprintf(&l->queue_key, "%s:queue", k) >= 0 &&
+           asprintf(&l->beat_key, "%s:queue:beat", k) >= 0 &&
+           asprintf(&l->seq_key, "%s:queue:seq", k) >= 0;
 }
 
 dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o, int nservers)
@@ -104,11 +142,12 @@ dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o,
         return NULL;
     l->client = c;
     l->opt = *o;
-    l->algo = algo_of(o->algorithm);
+    l->algo = dlock__algo_of(o);
     l->nservers = nservers;
+    l->valid_until_us = INT64_MAX;
     l->key = strdup(key);
     if (!l->key || asprintf(&l->fence_key, "%s:fence", key) < 0 ||
-        dlock__random_token(l->token) < 0) {
+        dlock__random_token(l->token) < 0 || !name_wait_keys(l)) {
         dlock__lock_free(l);
         return NULL;
     }
@@ -122,6 +161,11 @@ void dlock__lock_free(dlock *l)
         return;
     free(l->key);
     free(l->fence_key);
+    free(l->signal_key);
+    free(l->signal_prefix);
+    free(l->queue_key);
+    free(l->beat_key);
+    free(l->seq_key);
     free(l);
 }
 
@@ -133,4 +177,20 @@ uint64_t dlock_fencing_token(const dlock *l)
 const char *dlock_key(const dlock *l)
 {
     return l ? l->key : NULL;
+}
+
+bool dlock_is_lost(const dlock *l)
+{
+    return l && atomic_load(&l->lost);
+}
+
+int64_t dlock_validity_ms(const dlock *l)
+{
+    if (!l)
+        return 0;
+    int64_t until = atomic_load(&l->valid_until_us);
+    if (until == INT64_MAX)
+        return -1;
+    int64_t left = until - dlock__mono_us();
+    return left > 0 ? left / 1000 : 0;
 }

@@ -83,3 +83,11 @@ int dlock__reply_error(dlock *l, const redisReply *r, const char *what)
         return dlock__fail(l, DLOCK_EIO, "%s: %s", what, r->str);
     return dlock__fail(l, DLOCK_EIO, "%s: unexpected reply of type %d", what, r->type);
 }
+
+/* BLPOP's timeout, in seconds: at least 1 ms, since 0 would block forever. */
+void dlock__set_wait_arg(dlock *l)
+{
+    int64_t us = l->wait_us > 1000 ? l->wait_us : 1000;
+    snprintf(l->wait_arg, sizeof l->wait_arg, "%lld.%03lld", (long long)(us / 1000000),
+             (long long)(us / 1000 % 1000));
+}

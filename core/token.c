@@ -11,14 +11,23 @@
  * its lease; a pause longer than the lease (GC, VM, network) lets two clients act at once, which
  * only fencing, checked by the protected resource, makes harmless. Liveness: a crashed holder's
  * lock expires after ttl. */
+#include <stdlib.h>
+
 #include "internal.h"
 
-static int token_acquire(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+/* The lease is counted from the moment the request left, never from the reply. */
+static void lease_from(dlock *l, int64_t start_us)
+{
+    l->valid_until_us = l->opt.ttl_ms > 0 ? start_us + l->opt.ttl_ms * 1000 : INT64_MAX;
+}
+
+int dlock__token_acquire(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
                          dlock__batch *out)
 {
     long long v;
     switch (l->phase++) {
     case 0:
+        l->started_us = now->mono_us;
         if (l->opt.fencing)
             dlock__add_script(out, 0, &dlock__script_acquire_fenced, 2, l->key, l->fence_key,
                               l->token, l->ttl_arg, NULL);
@@ -30,10 +39,13 @@ static int token_acquire(dlock *l, const dlock__now *now, redisReply *const *r, 
     default:
         if (l->opt.fencing && dlock__reply_int(r[0], &v) && v >= 0) {
             l->fence = (uint64_t)v;
+            lease_from(l, l->started_us);
             return v > 0 ? DLOCK_OK : DLOCK_EBUSY;
         }
-        if (!l->opt.fencing && dlock__reply_is_status(r[0], "OK"))
+        if (!l->opt.fencing && dlock__reply_is_status(r[0], "OK")) {
+            lease_from(l, l->started_us);
             return DLOCK_OK;
+        }
         if (!l->opt.fencing && dlock__reply_is_nil(r[0]))
             return DLOCK_EBUSY;
         return dlock__reply_error(l, r[0], "acquire");
@@ -41,7 +53,7 @@ static int token_acquire(dlock *l, const dlock__now *now, redisReply *const *r, 
 }
 
 /* Reads the 1/0 answer of the compare-and-act scripts. */
-static int owner_reply(dlock *l, const redisReply *r, const char *what)
+int dlock__owner_reply(dlock *l, const redisReply *r, const char *what)
 {
     long long v;
     if (!dlock__reply_int(r, &v))
@@ -59,22 +71,29 @@ static int token_release(dlock *l, const dlock__now *now, redisReply *const *r, 
         dlock__add_script(out, 0, &dlock__script_release, 1, l->key, l->token, NULL);
         return DLOCK__SEND;
     }
-    return owner_reply(l, r[0], "release");
+    return dlock__owner_reply(l, r[0], "release");
 }
 
-static int token_extend(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+/* ttl_arg holds the new lease; opt.ttl_ms is updated by the caller on success. */
+int dlock__token_extend(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
                         dlock__batch *out)
 {
     if (l->phase++ == 0) {
+        l->started_us = now->mono_us;
         dlock__add_script(out, 0, &dlock__script_extend, 1, l->key, l->token, l->ttl_arg, NULL);
         return DLOCK__SEND;
     }
-    return owner_reply(l, r[0], "extend");
+    int rc = dlock__owner_reply(l, r[0], "extend");
+    if (rc == DLOCK_OK) {
+        int64_t ttl = atoll(l->ttl_arg);
+        l->valid_until_us = ttl > 0 ? l->started_us + ttl * 1000 : INT64_MAX;
+    }
+    return rc;
 }
 
 const dlock__algo dlock__token = {
     .name = "token",
-    .acquire = token_acquire,
+    .acquire = dlock__token_acquire,
     .release = token_release,
-    .extend = token_extend,
+    .extend = dlock__token_extend,
 };

@@ -1,0 +1,146 @@
+/* redlock.c -- the token lock on N independent servers with a quorum (Redlock).
+ *
+ *   acquire  SET key token NX PX ttl on every server, all sent before any reply is read;
+ *            held if at least N/2+1 said OK and validity = ttl - elapsed - drift > 0, with
+ *            drift = ttl * drift_factor + 2 ms and elapsed on the monotonic clock; otherwise
+ *            release.lua on every server (a server that timed out may still have set it) and
+ *            try again later
+ *   release  release.lua on every server
+ *   extend   extend.lua on every server; held again only with a quorum inside the validity
+ *
+ * Safety needs a majority of servers that did not lose the key: a server that restarts without
+ * fsync'd persistence, or before the TTL passed, can let a second client reach a quorum. A
+ * server that is down or slow costs one command timeout (the driver reads all servers against
+ * one deadline); with a majority down, tries fail until the wait deadline. */
+#include <stdlib.h>
+
+#include "internal.h"
+
+static int quorum(const dlock *l)
+{
+    return l->nservers / 2 + 1;
+}
+
+/* The validity left after an operation that started at l->started_us. */
+static int64_t validity_us(const dlock *l, const dlock__now *now)
+{
+    if (l->opt.ttl_ms == 0)
+        return INT64_MAX;
+    return l->opt.ttl_ms * 1000 - (now->mono_us - l->started_us) - dlock__drift_us(&l->opt);
+}
+
+static void send_all_release(dlock *l, dlock__batch *out)
+{
+    for (int s = 0; s < l->nservers; s++)
+        dlock__add_script(out, s, &dlock__script_release, 1, l->key, l->token, NULL);
+}
+
+typedef struct tally {
+    int yes;       /* did it */
+    int answered;  /* replied at all, yes or no */
+} tally;
+
+static tally count_int_one(redisReply *const *r, int nr)
+{
+    tally t = {0, 0};
+    long long v;
+    for (int i = 0; i < nr; i++) {
+        if (dlock__reply_int(r[i], &v)) {
+            t.answered++;
+            t.yes += v == 1;
+        }
+    }
+    return t;
+}
+
+enum { SET_SENT = 1, UNDO_SENT };
+
+static int redlock_acquire(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+                           dlock__batch *out)
+{
+    switch (l->phase) {
+    case 0:
+        l->started_us = now->mono_us;
+        for (int s = 0; s < l->nservers; s++) {
+            if (l->opt.ttl_ms > 0)
+                dlock__add(out, s, "SET", l->key, l->token, "NX", "PX", l->ttl_arg, NULL);
+            else
+                dlock__add(out, s, "SET", l->key, l->token, "NX", NULL);
+        }
+        l->phase = SET_SENT;
+        return DLOCK__SEND;
+    case SET_SENT: {
+        int ok = 0, held = 0;
+        for (int i = 0; i < nr; i++) {
+            ok += dlock__reply_is_status(r[i], "OK");
+            held += dlock__reply_is_nil(r[i]);
+        }
+        int64_t valid = validity_us(l, now);
+        if (ok >= quorum(l) && valid > 0) {
+            l->valid_until_us = valid == INT64_MAX ? INT64_MAX : now->mono_us + valid;
+            return DLOCK_OK;
+        }
+        dlock__fail(l, DLOCK_EBUSY, "%d of %d servers granted (%d held elsewhere, %d failed)%s",
+                    ok, l->nservers, held, l->nservers - ok - held,
+                    ok >= quorum(l) ? ", too late for the validity" : "");
+        send_all_release(l, out);
+        l->phase = UNDO_SENT;
+        return DLOCK__SEND;
+    }
+    default:
+        return DLOCK_EBUSY;  /* undone or not, the try failed; TTLs clean up what is left */
+    }
+}
+
+static int redlock_release(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+                           dlock__batch *out)
+{
+    if (l->phase++ == 0) {
+        send_all_release(l, out);
+        return DLOCK__SEND;
+    }
+    tally t = count_int_one(r, nr);
+    if (t.yes >= quorum(l))
+        return DLOCK_OK;
+    if (t.answered >= quorum(l))
+        return dlock__fail(l, DLOCK_ENOTOWNER, "release: only %d of %d servers still held it",
+                           t.yes, l->nservers);
+    return dlock__fail(l, DLOCK_EIO, "release: only %d of %d servers answered", t.answered,
+                       l->nservers);
+}
+
+static int redlock_extend(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+                          dlock__batch *out)
+{
+    if (l->phase++ == 0) {
+        if (now->mono_us >= l->valid_until_us)
+            return dlock__fail(l, DLOCK_ENOTOWNER, "extend: the validity already ran out");
+        l->started_us = now->mono_us;
+        for (int s = 0; s < l->nservers; s++)
+            dlock__add_script(out, s, &dlock__script_extend, 1, l->key, l->token, l->ttl_arg,
+                              NULL);
+        return DLOCK__SEND;
+    }
+    tally t = count_int_one(r, nr);
+    dlock_options o = l->opt;
+    o.ttl_ms = atoll(l->ttl_arg);
+    int64_t valid = o.ttl_ms == 0 ? INT64_MAX
+                                  : o.ttl_ms * 1000 - (now->mono_us - l->started_us) -
+                                        dlock__drift_us(&o);
+    if (t.yes >= quorum(l) && valid > 0) {
+        l->valid_until_us = valid == INT64_MAX ? INT64_MAX : now->mono_us + valid;
+        return DLOCK_OK;
+    }
+    if (t.answered >= quorum(l) || t.yes >= quorum(l))
+        return dlock__fail(l, DLOCK_ENOTOWNER, "extend: %d of %d servers extended it%s", t.yes,
+                           l->nservers, t.yes >= quorum(l) ? ", too late" : "");
+    return dlock__fail(l, DLOCK_EIO, "extend: only %d of %d servers answered", t.answered,
+                       l->nservers);
+}
+
+const dlock__algo dlock__redlock = {
+    .name = "redlock",
+    .acquire = redlock_acquire,
+    .release = redlock_release,
+    .extend = redlock_extend,
+};

@@ -1,0 +1,209 @@
+/* renew.c -- the watchdog: a thread per client that extends the leases of its renewed locks.
+ *
+ * A lock taken with renew is extended every ttl/3 on the watchdog's own connections (a client's
+ * connections belong to its thread), through the client's hook like every other command, so a
+ * paused client's renewals pause with it. An extension that finds the lock gone, or that cannot
+ * reach the servers before the lease runs out, marks the lock lost: dlock_is_lost() turns true,
+ * extend and release return DLOCK_ENOTOWNER, and on_lost is called, from the watchdog thread.
+ *
+ * The watchdog works on a private copy of the lock (its step state must not race with the
+ * owner's), and publishes only `lost` and `valid_until_us`, which are atomic. */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "internal.h"
+
+typedef struct dlock__renewal {
+    dlock *lock;                 /* the owner's lock */
+    dlock shadow;                /* the watchdog's copy: same key and token, own step state */
+    int64_t next_us;             /* when to extend next */
+    bool busy;                   /* the watchdog is extending it right now */
+    bool done;                   /* lost: nothing more to do */
+    struct dlock__renewal *next;
+} renewal;
+
+struct dlock__watchdog {
+    dlock_client *owner;
+    dlock_client *conn;          /* the watchdog's own connections */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;           /* monotonic: wakes the thread, and waiters on busy */
+    bool stop;
+    renewal *list;
+};
+
+static int64_t period_us(const dlock *l)
+{
+    return l->opt.ttl_ms * 1000 / 3;
+}
+
+static void wait_until(dlock__watchdog *w, int64_t when_us)
+{
+    if (when_us == INT64_MAX) {
+        pthread_cond_wait(&w->cv, &w->mu);
+        return;
+    }
+    struct timespec ts = {.tv_sec = when_us / 1000000, .tv_nsec = when_us % 1000000 * 1000};
+    pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+}
+
+static renewal *next_due(dlock__watchdog *w, int64_t *when_us)
+{
+    renewal *due = NULL;
+    *when_us = INT64_MAX;
+    for (renewal *r = w->list; r; r = r->next) {
+        if (!r->busy && !r->done && r->next_us < *when_us) {
+            *when_us = r->next_us;
+            due = r;
+        }
+    }
+    return due;
+}
+
+/* One extension, with the lock released; decides what happens next. */
+static void extend_one(dlock__watchdog *w, renewal *r)
+{
+    r->busy = true;
+    pthread_mutex_unlock(&w->mu);
+    int rc = dlock__run_on(&r->shadow, w->conn, r->shadow.algo->extend);
+    int64_t now = dlock__mono_us();
+    pthread_mutex_lock(&w->mu);
+    r->busy = false;
+    if (rc == DLOCK_OK) {
+        atomic_store(&r->lock->valid_until_us, atomic_load(&r->shadow.valid_until_us));
+        r->next_us = now + period_us(&r->shadow);
+    } else if (rc == DLOCK_ENOTOWNER || now >= atomic_load(&r->lock->valid_until_us)) {
+        r->done = true;
+        atomic_store(&r->lock->lost, true);
+        if (r->shadow.opt.on_lost)
+            r->shadow.opt.on_lost(r->shadow.opt.on_lost_ud, r->shadow.key);
+    } else {
+        r->next_us = now + period_us(&r->shadow) / 4;  /* unreachable: retry within the lease */
+    }
+    pthread_cond_broadcast(&w->cv);
+}
+
+static void *watchdog_main(void *arg)
+{
+    dlock__watchdog *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        int64_t when;
+        renewal *r = next_due(w, &when);
+        if (r && when <= dlock__mono_us())
+            extend_one(w, r);
+        else
+            wait_until(w, when);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static dlock__watchdog *watchdog_new(dlock_client *owner)
+{
+    char err[256];
+    dlock__watchdog *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->owner = owner;
+    w->conn = dlock__client_clone(owner, err, sizeof err);
+    if (!w->conn) {
+        dlock__client_set_err(owner, err);
+        free(w);
+        return NULL;
+    }
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&w->thread, NULL, watchdog_main, w) != 0) {
+        dlock_client_free(w->conn);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void dlock__watchdog_free(dlock__watchdog *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    while (w->list) {
+        renewal *r = w->list;
+        w->list = r->next;
+        r->lock->renewal = NULL;
+        free(r);
+    }
+    dlock_client_free(w->conn);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+int dlock__renew_start(dlock *l)
+{
+    if (!l->opt.renew || l->opt.ttl_ms == 0)
+        return DLOCK_OK;  /* a lock that never expires needs no renewing */
+    dlock__watchdog **wp = dlock__client_watchdog(l->client);
+    if (!*wp && !(*wp = watchdog_new(l->client)))
+        return DLOCK_EIO;
+    dlock__watchdog *w = *wp;
+    renewal *r = calloc(1, sizeof *r);
+    if (!r)
+        return DLOCK_ENOMEM;
+    r->lock = l;
+    r->shadow = *l;
+    r->shadow.client = w->conn;
+    r->shadow.renewal = NULL;
+    r->next_us = dlock__mono_us() + period_us(l);
+    pthread_mutex_lock(&w->mu);
+    r->next = w->list;
+    w->list = r;
+    l->renewal = r;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return DLOCK_OK;
+}
+
+/* Stops renewing l, waiting for an extension in flight to finish. */
+void dlock__renew_stop(dlock *l)
+{
+    if (!l->renewal)
+        return;
+    dlock__watchdog *w = *dlock__client_watchdog(l->client);
+    pthread_mutex_lock(&w->mu);
+    while (l->renewal->busy)
+        pthread_cond_wait(&w->cv, &w->mu);
+    for (renewal **p = &w->list; *p; p = &(*p)->next) {
+        if (*p == l->renewal) {
+            *p = l->renewal->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    free(l->renewal);
+    l->renewal = NULL;
+}
+
+/* Commands the watchdog sent, for the owner's statistics. */
+uint64_t dlock__watchdog_commands(const dlock__watchdog *w)
+{
+    dlock_stats total;
+    if (!w)
+        return 0;
+    dlock_client_stats(w->conn, &total, NULL);
+    return total.commands;
+}
+
+dlock_client *dlock__watchdog_conn(dlock__watchdog *w)
+{
+    return w->conn;
+}

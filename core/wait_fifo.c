@@ -1,0 +1,99 @@
+/* wait_fifo.c -- the token lock with waiters served in arrival order, and hand-off on release.
+ *
+ *   acquire  fifo_acquire.lua: join the queue <key>:queue (once, numbered by <key>:queue:seq),
+ *            refresh our heartbeat in <key>:queue:beat, take the lock only if we are the head
+ *            and it is free
+ *   wait     BLPOP <key>:signal:<token>, DLOCK__FIFO_HEARTBEAT_MS (or less before the deadline);
+ *            the back-off policy plays no part, since the hand-off wakes the waiter
+ *   release  fifo_release.lua: compare-and-delete, then set the lock to the first live
+ *            waiter's token and push its fencing token to that waiter's signal list
+ *   leave    fifo_release.lua: a waiter that gives up leaves the queue, and passes the lock on
+ *            if it was handed to it meanwhile
+ *
+ * Order: a newcomer joins at the tail and can take the lock only from the head, so nobody jumps
+ * the queue. Hand-off: the next holder owns the lock when the release script ends; its BLPOP
+ * returns with the fencing token and no further round trip is needed. Crashed waiters: every
+ * try refreshes the waiter's heartbeat deadline (DLOCK__FIFO_WAITER_BOUND_MS ahead) and a waiter
+ * blocks at most DLOCK__FIFO_HEARTBEAT_MS between tries, so a waiter that crashed or gave up
+ * without leaving is dropped from the queue within the bound. A waiter that crashes after the
+ * lock was handed to it holds it until the TTL, like any crashed holder. */
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
+static int fifo_acquire(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+                        dlock__batch *out)
+{
+    long long v;
+    if (l->phase++ == 0) {
+        l->started_us = now->mono_us;
+        dlock__add_script(out, 0, &dlock__script_fifo_acquire, 6, l->key, l->queue_key,
+                          l->beat_key, l->seq_key, l->fence_key, l->signal_key, l->token,
+                          l->member, l->ttl_arg, XSTR(DLOCK__FIFO_WAITER_BOUND_MS),
+                          l->opt.fencing ? "1" : "0", NULL);
+        return DLOCK__SEND;
+    }
+    if (!dlock__reply_int(r[0], &v))
+        return dlock__reply_error(l, r[0], "fifo acquire");
+    if (v < 0)
+        return DLOCK_EBUSY;
+    l->fence = (uint64_t)v;
+    l->valid_until_us = l->opt.ttl_ms > 0 ? l->started_us + l->opt.ttl_ms * 1000 : INT64_MAX;
+    return DLOCK_OK;
+}
+
+static int fifo_release(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+                        dlock__batch *out)
+{
+    if (l->phase++ == 0) {
+        dlock__add_script(out, 0, &dlock__script_fifo_release, 4, l->key, l->queue_key,
+                          l->beat_key, l->fence_key, l->token, l->member, l->signal_prefix,
+                          NULL);
+        return DLOCK__SEND;
+    }
+    return dlock__owner_reply(l, r[0], "release");
+}
+
+/* The hand-off arrives as our signal list's element: the fencing token. */
+static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+                     dlock__batch *out)
+{
+    if (l->phase++ == 0) {
+        l->started_us = now->mono_us;
+        l->wait_us = DLOCK__FIFO_HEARTBEAT_MS * 1000;
+        if (l->wait_us > l->wait_left_us)
+            l->wait_us = l->wait_left_us;
+        dlock__set_wait_arg(l);
+        dlock__add(out, 0, "BLPOP", l->signal_key, l->wait_arg, NULL);
+        out->block_ms = l->wait_us / 1000 + 1;
+        return DLOCK__SEND;
+    }
+    if (dlock__reply_is_nil(r[0]))
+        return DLOCK_EBUSY;
+    if (!r[0] || r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements != 2 ||
+        r[0]->element[1]->type != REDIS_REPLY_STRING)
+        return dlock__reply_error(l, r[0], "BLPOP");
+    l->fence = strtoull(r[0]->element[1]->str, NULL, 10);
+    /* The lease began at the hand-off, which came after we started waiting. */
+    l->valid_until_us = l->opt.ttl_ms > 0 ? l->started_us + l->opt.ttl_ms * 1000 : INT64_MAX;
+    return DLOCK_OK;
+}
+
+static int fifo_leave(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+                      dlock__batch *out)
+{
+    int rc = fifo_release(l, now, r, nr, out);
+    return rc == DLOCK_ENOTOWNER ? DLOCK_OK : rc;
+}
+
+const dlock__algo dlock__token_fifo = {
+    .name = "token+fifo",
+    .acquire = fifo_acquire,
+    .release = fifo_release,
+    .extend = dlock__token_extend,
+    .wait = fifo_wait,
+    .leave = fifo_leave,
+};
