@@ -17,7 +17,7 @@
 #define DLOCK__SEND 1        /* step result: send the batch, call again with the replies */
 
 #define DLOCK__MAX_SERVERS 9
-#define DLOCK__MAX_ARGV 8
+#define DLOCK__MAX_ARGV 12
 #define DLOCK__MAX_BATCH (3 * DLOCK__MAX_SERVERS)
 
 /* A Lua script from core/scripts/, embedded at build time with its SHA1. */

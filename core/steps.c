@@ -1,5 +1,6 @@
 /* steps.c -- the vocabulary the step functions share: adding commands to a batch and reading
  * replies. A NULL reply means the server did not answer (down, timed out, connection lost). */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,8 +17,10 @@ static dlock__cmd *add_va(dlock__batch *b, int server, const dlock__script *s, i
     c->script = s;
     c->nkeys = nkeys;
     c->argc = 0;
-    for (const char *a = first; a != NULL && c->argc < DLOCK__MAX_ARGV; a = va_arg(ap, const char *))
+    for (const char *a = first; a != NULL; a = va_arg(ap, const char *)) {
+        assert(c->argc < DLOCK__MAX_ARGV);  /* a step asking for more is a programming error */
         c->argv[c->argc++] = a;
+    }
     return c;
 }
 

@@ -1,0 +1,256 @@
+/* test_wait_steps.c -- redlock's quorum and validity, and the notify and FIFO wait steps,
+ * driven by scripted replies. */
+#include "scripted.h"
+
+static dlock__now at(int64_t mono_us)
+{
+    return (dlock__now){.mono_us = mono_us, .wall_ms = 1000000};
+}
+
+static int feed(dlock *l, dlock__step_fn step, dlock__now now, dlock__batch *out, int n,
+                redisReply **r)
+{
+    out->n = 0;
+    out->block_ms = 0;
+    return step(l, &now, r, n, out);
+}
+
+static dlock *lock_with(dlock_algorithm a, dlock_wait w, int64_t ttl, bool fencing, int n)
+{
+    dlock_options o;
+    dlock_options_init(&o);
+    o.algorithm = a;
+    o.wait = w;
+    o.ttl_ms = ttl;
+    o.fencing = fencing;
+    dlock *l = scripted_lock(&o, n);
+    l->phase = 0;
+    return l;
+}
+
+/* ---- redlock ------------------------------------------------------------- */
+
+static redisReply OK = R_STATUS("OK"), NIL = R_NIL, ONE = R_INT(1), ZERO = R_INT(0);
+
+/* Sends SET to 5 servers at t0, replies with r at t1; returns the decision or SEND (undo). */
+static int redlock_try(dlock *l, dlock__batch *b, redisReply **r, int64_t t1)
+{
+    l->phase = 0;
+    assert_int_equal(feed(l, dlock__redlock.acquire, at(0), b, 0, NULL), DLOCK__SEND);
+    assert_int_equal(b->n, 5);
+    for (int s = 0; s < 5; s++)
+        assert_cmd(b, s, s, NULL, "SET", "res", l->token, "NX", "PX", "10000", NULL);
+    return feed(l, dlock__redlock.acquire, at(t1), b, 5, r);
+}
+
+static void redlock_quorum_reached(void **state)
+{
+    dlock *l = lock_with(DLOCK_REDLOCK, DLOCK_WAIT_POLL, 10000, false, 5);
+    dlock__batch b;
+    redisReply *r[5] = {&OK, &OK, &NIL, &OK, NULL};
+    assert_int_equal(redlock_try(l, &b, r, 5000), DLOCK_OK);
+    /* validity = 10000 - 5 - (100 + 2) ms, from the reply's time */
+    assert_int_equal(l->valid_until_us, 5000 + (10000000 - 5000 - 102000));
+    dlock__lock_free(l);
+}
+
+static void redlock_quorum_missed_undoes_everywhere(void **state)
+{
+    dlock *l = lock_with(DLOCK_REDLOCK, DLOCK_WAIT_POLL, 10000, false, 5);
+    dlock__batch b;
+    redisReply *r[5] = {&OK, &OK, &NIL, &NIL, NULL};
+    assert_int_equal(redlock_try(l, &b, r, 1000), DLOCK__SEND);
+    assert_int_equal(b.n, 5);
+    for (int s = 0; s < 5; s++)
+        assert_cmd(&b, s, s, &dlock__script_release, "res", l->token, NULL);
+    assert_non_null(strstr(l->err, "2 of 5"));
+    redisReply *undo[5] = {&ONE, &ONE, &ZERO, &ZERO, NULL};
+    assert_int_equal(feed(l, dlock__redlock.acquire, at(2000), &b, 5, undo), DLOCK_EBUSY);
+    dlock__lock_free(l);
+}
+
+static void redlock_quorum_too_late_is_a_failure(void **state)
+{
+    dlock *l = lock_with(DLOCK_REDLOCK, DLOCK_WAIT_POLL, 10000, false, 5);
+    dlock__batch b;
+    redisReply *r[5] = {&OK, &OK, &OK, &OK, &OK};
+    /* 9.9 s elapsed: 10000 - 9900 - 102 < 0 */
+    assert_int_equal(redlock_try(l, &b, r, 9900000), DLOCK__SEND);
+    assert_non_null(strstr(l->err, "too late"));
+    assert_int_equal(b.n, 5);
+    dlock__lock_free(l);
+}
+
+static void redlock_release_and_extend_need_a_quorum(void **state)
+{
+    dlock *l = lock_with(DLOCK_REDLOCK, DLOCK_WAIT_POLL, 10000, false, 3);
+    dlock__batch b;
+    redisReply *two[3] = {&ONE, &ONE, NULL}, *one[3] = {&ONE, &ZERO, NULL},
+               *none[3] = {&ONE, NULL, NULL};
+    l->valid_until_us = 50000000;
+    l->phase = 0;
+    assert_int_equal(feed(l, dlock__redlock.release, at(0), &b, 0, NULL), DLOCK__SEND);
+    assert_int_equal(b.n, 3);
+    assert_int_equal(feed(l, dlock__redlock.release, at(10), &b, 3, two), DLOCK_OK);
+    l->phase = 0;
+    feed(l, dlock__redlock.release, at(0), &b, 0, NULL);
+    assert_int_equal(feed(l, dlock__redlock.release, at(10), &b, 3, one), DLOCK_ENOTOWNER);
+    l->phase = 0;
+    feed(l, dlock__redlock.release, at(0), &b, 0, NULL);
+    assert_int_equal(feed(l, dlock__redlock.release, at(10), &b, 3, none), DLOCK_EIO);
+
+    dlock__set_ttl_arg(l, 10000);
+    l->phase = 0;
+    assert_int_equal(feed(l, dlock__redlock.extend, at(1000), &b, 0, NULL), DLOCK__SEND);
+    assert_cmd(&b, 2, 2, &dlock__script_extend, "res", l->token, "10000", NULL);
+    assert_int_equal(feed(l, dlock__redlock.extend, at(2000), &b, 3, two), DLOCK_OK);
+    assert_int_equal(l->valid_until_us, 2000 + 10000000 - 1000 - 102000);
+    /* an extend that starts after the validity ran out is refused without sending */
+    l->valid_until_us = 100;
+    l->phase = 0;
+    assert_int_equal(feed(l, dlock__redlock.extend, at(1000), &b, 0, NULL), DLOCK_ENOTOWNER);
+    assert_int_equal(b.n, 0);
+    dlock__lock_free(l);
+}
+
+static void redlock_options_are_checked(void **state)
+{
+    dlock_options o;
+    char err[160];
+    dlock_options_init(&o);
+    o.algorithm = DLOCK_REDLOCK;
+    assert_int_equal(dlock__check_options(&o, 5, err, sizeof err), DLOCK_OK);
+    assert_int_equal(dlock__check_options(&o, 4, err, sizeof err), DLOCK_EINVAL);
+    o.fencing = true;
+    assert_int_equal(dlock__check_options(&o, 5, err, sizeof err), DLOCK_EINVAL);
+    assert_non_null(strstr(err, "fencing"));
+    o.fencing = false;
+    o.wait = DLOCK_WAIT_FIFO;
+    assert_int_equal(dlock__check_options(&o, 5, err, sizeof err), DLOCK_EINVAL);
+}
+
+/* ---- notify -------------------------------------------------------------- */
+
+static void notify_release_signals(void **state)
+{
+    dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_NOTIFY, 30000, false, 1);
+    dlock__batch b;
+    redisReply *r[1] = {&ONE};
+    assert_ptr_equal(l->algo, &dlock__token_notify);
+    assert_int_equal(feed(l, l->algo->release, at(0), &b, 0, NULL), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, &dlock__script_notify_release, "res", "res:signal", l->token, NULL);
+    assert_int_equal(feed(l, l->algo->release, at(0), &b, 1, r), DLOCK_OK);
+    dlock__lock_free(l);
+}
+
+static void notify_wait_blocks_for_the_backoff_then_retries(void **state)
+{
+    dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_NOTIFY, 30000, false, 1);
+    dlock__batch b;
+    redisReply woken_el[2] = {R_STRING("res:signal"), R_STRING("1")};
+    redisReply *els[2] = {&woken_el[0], &woken_el[1]};
+    redisReply woken = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
+    redisReply *r1[1] = {&woken}, *r2[1] = {&NIL}, *r3[1] = {NULL};
+    l->wait_us = 64000;
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 0, NULL), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, NULL, "BLPOP", "res:signal", "0.064", NULL);
+    assert_int_equal(b.block_ms, 65);
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 1, r1), DLOCK_EBUSY);  /* woken */
+    l->phase = 0;
+    l->wait_us = 0;  /* never BLPOP 0: that would block forever */
+    feed(l, l->algo->wait, at(0), &b, 0, NULL);
+    assert_cmd(&b, 0, 0, NULL, "BLPOP", "res:signal", "0.001", NULL);
+    /* a lost signal only costs the back-off: the timeout also says "try again" */
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 1, r2), DLOCK_EBUSY);
+    l->phase = 0;
+    feed(l, l->algo->wait, at(0), &b, 0, NULL);
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 1, r3), DLOCK_EIO);
+    dlock__lock_free(l);
+}
+
+/* ---- fifo ---------------------------------------------------------------- */
+
+static void fifo_acquire_joins_and_waits_its_turn(void **state)
+{
+    dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 30000, true, 1);
+    dlock__batch b;
+    redisReply waiting = R_INT(-1), got = R_INT(12);
+    redisReply *r1[1] = {&waiting}, *r2[1] = {&got};
+    char member[64];
+    snprintf(member, sizeof member, "%s:30000:1", l->token);
+    assert_ptr_equal(l->algo, &dlock__token_fifo);
+    assert_int_equal(feed(l, l->algo->acquire, at(0), &b, 0, NULL), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, &dlock__script_fifo_acquire, "res", "res:queue", "res:queue:beat",
+               "res:queue:seq", "res:fence", b.cmd[0].argv[5], l->token, member, "30000", "2000",
+               "1", NULL);
+    assert_int_equal(b.cmd[0].nkeys, 6);
+    assert_non_null(strstr(b.cmd[0].argv[5], l->token));  /* our own signal list */
+    assert_int_equal(feed(l, l->algo->acquire, at(0), &b, 1, r1), DLOCK_EBUSY);
+    l->phase = 0;
+    feed(l, l->algo->acquire, at(0), &b, 0, NULL);
+    assert_int_equal(feed(l, l->algo->acquire, at(0), &b, 1, r2), DLOCK_OK);
+    assert_int_equal(dlock_fencing_token(l), 12);
+    dlock__lock_free(l);
+}
+
+static void fifo_wait_takes_the_handoff(void **state)
+{
+    dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 30000, true, 1);
+    dlock__batch b;
+    redisReply el[2] = {R_STRING("res:signal:x"), R_STRING("41")};
+    redisReply *els[2] = {&el[0], &el[1]};
+    redisReply handed = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
+    redisReply *r1[1] = {&handed}, *r2[1] = {&NIL};
+    /* the back-off plays no part: the wait is the heartbeat period, cut to the deadline */
+    l->wait_us = 5000;
+    l->wait_left_us = INT64_MAX;
+    assert_int_equal(feed(l, l->algo->wait, at(7000000), &b, 0, NULL), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, NULL, "BLPOP", l->signal_key, "0.500", NULL);
+    assert_int_equal(feed(l, l->algo->wait, at(7100000), &b, 1, r1), DLOCK_OK);
+    assert_int_equal(dlock_fencing_token(l), 41);
+    assert_int_equal(l->valid_until_us, 7000000 + 30000000);  /* counted from the wait's start */
+    l->phase = 0;
+    l->wait_left_us = 120000;
+    feed(l, l->algo->wait, at(0), &b, 0, NULL);
+    assert_cmd(&b, 0, 0, NULL, "BLPOP", l->signal_key, "0.120", NULL);
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 1, r2), DLOCK_EBUSY);
+    dlock__lock_free(l);
+}
+
+static void fifo_release_and_leave_hand_on(void **state)
+{
+    dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 30000, false, 1);
+    dlock__batch b;
+    redisReply *r0[1] = {&ZERO}, *r1[1] = {&ONE};
+    char member[64];
+    snprintf(member, sizeof member, "%s:30000:0", l->token);
+    assert_int_equal(feed(l, l->algo->release, at(0), &b, 0, NULL), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, &dlock__script_fifo_release, "res", "res:queue", "res:queue:beat",
+               "res:fence", l->token, member, "res:signal:", NULL);
+    assert_int_equal(feed(l, l->algo->release, at(0), &b, 1, r1), DLOCK_OK);
+    l->phase = 0;
+    feed(l, l->algo->release, at(0), &b, 0, NULL);
+    assert_int_equal(feed(l, l->algo->release, at(0), &b, 1, r0), DLOCK_ENOTOWNER);
+    /* leaving: not holding the lock is the normal case */
+    l->phase = 0;
+    feed(l, l->algo->leave, at(0), &b, 0, NULL);
+    assert_int_equal(feed(l, l->algo->leave, at(0), &b, 1, r0), DLOCK_OK);
+    dlock__lock_free(l);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(redlock_quorum_reached),
+        cmocka_unit_test(redlock_quorum_missed_undoes_everywhere),
+        cmocka_unit_test(redlock_quorum_too_late_is_a_failure),
+        cmocka_unit_test(redlock_release_and_extend_need_a_quorum),
+        cmocka_unit_test(redlock_options_are_checked),
+        cmocka_unit_test(notify_release_signals),
+        cmocka_unit_test(notify_wait_blocks_for_the_backoff_then_retries),
+        cmocka_unit_test(fifo_acquire_joins_and_waits_its_turn),
+        cmocka_unit_test(fifo_wait_takes_the_handoff),
+        cmocka_unit_test(fifo_release_and_leave_hand_on),
+    };
+    return cmocka_run_group_tests_name("wait_steps", tests, NULL, NULL);
+}
