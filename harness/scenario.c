@@ -1,0 +1,1388 @@
+/* scenario.c -- load, override, validate and default a scenario (SPEC section 5).
+ *
+ * The only file that reads scenario JSON. A load runs these steps on a jansson tree:
+ *
+ *   parse (duplicate keys rejected) → apply --set → decode the base → for each variant:
+ *   copy the raw base, apply its `set`, fold its expectations in, decode it as a whole.
+ *
+ * "Decode" validates and fills in one pass, driven by the field tables below: each table entry
+ * names a key, its type and range, its default (as JSON text) and where its value goes in the C
+ * struct. The same pass builds the resolved tree (keys in table order, defaults filled) that
+ * scenario.json is written from; the strings of an lb_scenario point into that tree, which the
+ * scenario keeps alive. Checks that involve more than one key (fencing needs token, redlock
+ * needs an odd number of servers, …) run after a section is decoded.
+ *
+ * Layers: --set edits the file as written, before anything is resolved. A client group's lock,
+ * workload and network are the resolved base sections with the group's keys laid over them, and
+ * a variant is the resolved base with its paths replaced; both are decoded again. Building on
+ * the resolved base means a reloaded scenario.json resolves to the same groups and variants.
+ * One default depends on another key: a layer that sets duration_ms but not iterations gets the
+ * iteration default that goes with its duration (see rederive_iterations).
+ *
+ * The first error stops the load; its message goes to the caller's buffer as
+ * "FILE: [variants[I] (NAME): ]KEY.PATH: message".
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+
+#include "scenario.h"
+
+#define MS_MAX      1000000000000LL   /* ~31 years: bounds durations so sums cannot overflow */
+#define NAME_MAX_LEN 64
+#define STR_MAX_LEN  200
+#define PATH_LEN     320
+#define DEF_ITERATIONS "iterations"   /* marker: the default depends on duration_ms */
+
+_Static_assert(sizeof(lb_algorithm) == sizeof(int), "enums are stored as int");
+
+struct lb__scenario_priv {
+    json_t *resolved;   /* scenario.json; owns the strings of the scenario */
+    json_t *keep;       /* decoded group sections (own the strings of the groups) */
+    char   *file;
+};
+
+/* ---- names --------------------------------------------------------------------------------- */
+
+static const char *const algorithm_names[] = {"token", "legacy", "redlock", NULL};
+static const char *const wait_names[] = {"poll", "notify", "fifo", NULL};
+static const char *const backoff_names[] = {
+    "none", "constant", "linear", "exponential", "full-jitter", "equal-jitter",
+    "decorrelated-jitter", "servicestack", NULL};
+static const char *const cs_names[] = {"counter", "incr", "none", NULL};
+static const char *const persistence_names[] = {"none", "aof-everysec", "aof-always", NULL};
+static const char *const action_names[] = {
+    "crash", "pause", "delay", "partition", "reset", "kill-server", "pause-server",
+    "clock-skew", NULL};
+static const char *const when_names[] = {"holding", NULL};
+
+static const char *name_of(const char *const *names, size_t n, int i)
+{
+    return i >= 0 && (size_t)i < n ? names[i] : "?";
+}
+#define NAME_OF(tbl, i) name_of(tbl, sizeof(tbl) / sizeof(tbl[0]) - 1, (int)(i))
+
+const char *lb_algorithm_name(lb_algorithm a) { return NAME_OF(algorithm_names, a); }
+const char *lb_wait_name(lb_wait w) { return NAME_OF(wait_names, w); }
+const char *lb_backoff_policy_name(lb_backoff_policy p) { return NAME_OF(backoff_names, p); }
+const char *lb_critical_section_name(lb_critical_section c) { return NAME_OF(cs_names, c); }
+const char *lb_persistence_name(lb_persistence p) { return NAME_OF(persistence_names, p); }
+const char *lb_event_action_name(lb_event_action a) { return NAME_OF(action_names, a); }
+
+/* ---- summary paths an expectation may name (SPEC section 6) ------------------------------- */
+
+static const char *const summary_paths[] = {
+    "clients", "elapsed_ms", "acquisitions", "timeouts", "errors", "crashed_clients",
+    "throughput_per_s", "overlaps",
+    "acquire_ms.count", "acquire_ms.mean", "acquire_ms.p50", "acquire_ms.p90",
+    "acquire_ms.p99", "acquire_ms.p999", "acquire_ms.max",
+    "timeout_ms.count", "timeout_ms.mean", "timeout_ms.p50", "timeout_ms.max",
+    "handoff_ms.count", "handoff_ms.mean", "handoff_ms.p50", "handoff_ms.p99", "handoff_ms.max",
+    "fairness.jain", "fairness.jain_wait", "fairness.min_acquisitions",
+    "fairness.max_acquisitions", "fairness.max_wait_ms",
+    "counter.acked", "counter.attempted", "counter.actual", "counter.lost_updates",
+    "counter.stale_writes_rejected",
+    "redis.commands", "redis.commands_per_acquisition",
+    NULL};
+
+bool lb_summary_path_is_known(const char *path)
+{
+    for (const char *const *p = summary_paths; *p; p++)
+        if (strcmp(*p, path) == 0)
+            return true;
+    return false;
+}
+
+/* ---- errors --------------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *file;
+    char        prefix[160];   /* "variants[I] (NAME): " while resolving a variant */
+    char       *err;
+    size_t      errlen;
+    bool        external_servers;
+} ctx;
+
+/* Writes "FILE: PREFIX PATH: message" and returns -1. */
+static int fail(ctx *c, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(ctx *c, const char *path, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (c->err && c->errlen)
+        snprintf(c->err, c->errlen, "%s: %s%s%s%s", c->file, c->prefix, path,
+                 *path ? ": " : "", msg);
+    return -1;
+}
+
+/* A short rendering of a value for "got X": its JSON on one line, or for a long container
+ * only its kind. */
+static const char *describe(const json_t *v, char *buf, size_t n)
+{
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+    if (!s)
+        return "a value";
+    if (strlen(s) <= 60)
+        snprintf(buf, n, "%s", s);
+    else if (json_is_object(v) || json_is_array(v))
+        snprintf(buf, n, "%s", json_is_object(v) ? "an object" : "an array");
+    else
+        snprintf(buf, n, "%.57s...", s);
+    free(s);
+    return buf;
+}
+#define GOT(v) describe((v), (char[80]){0}, 80)
+
+/* Appends to a path buffer, truncating (a truncated path in a message beats no message). */
+static void path_append(char *out, size_t *n, const char *s)
+{
+    size_t len = strnlen(s, PATH_LEN - 1 - *n);
+    memcpy(out + *n, s, len);
+    *n += len;
+    out[*n] = '\0';
+}
+
+/* out = parent.key (out may not alias parent). */
+static void path_key(char *out, const char *parent, const char *key)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    path_append(out, &n, parent);
+    if (*parent)
+        path_append(out, &n, ".");
+    path_append(out, &n, key);
+}
+
+static void path_index(char *out, const char *parent, size_t i)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%zu", i);
+    path_key(out, parent, num);
+}
+
+/* ---- the schema ------------------------------------------------------------------------------ */
+
+typedef enum { F_INT, F_NUM, F_BOOL, F_STR, F_ENUM, F_DIST, F_OBJ, F_SKIP } ftype;
+
+typedef struct field {
+    const char         *key;
+    ftype               type;
+    size_t              off;        /* of the value in the struct being filled */
+    const char         *def;        /* default as JSON text; NULL = required */
+    int64_t             min, max;   /* F_INT; F_STR: length */
+    double              dmin, dmax; /* F_NUM */
+    bool                nullable;   /* F_INT: null stores null_as */
+    int64_t             null_as;
+    bool                narrow;     /* F_INT stored in an int */
+    const char *const  *names;      /* F_ENUM */
+    const struct field *sub;        /* F_OBJ */
+} field;
+
+#define INT_F(k, T, m, d, lo, hi) \
+    {.key = k, .type = F_INT, .off = offsetof(T, m), .def = d, .min = lo, .max = hi}
+#define NINT_F(k, T, m, d, lo, hi, nv) \
+    {.key = k, .type = F_INT, .off = offsetof(T, m), .def = d, .min = lo, .max = hi, \
+     .nullable = true, .null_as = nv}
+#define NUM_F(k, T, m, d, lo, hi) \
+    {.key = k, .type = F_NUM, .off = offsetof(T, m), .def = d, .dmin = lo, .dmax = hi}
+#define BOOL_F(k, T, m, d) {.key = k, .type = F_BOOL, .off = offsetof(T, m), .def = d}
+#define STR_F(k, T, m, d, minlen, maxlen) \
+    {.key = k, .type = F_STR, .off = offsetof(T, m), .def = d, .min = minlen, .max = maxlen}
+#define ENUM_F(k, T, m, d, n) {.key = k, .type = F_ENUM, .off = offsetof(T, m), .def = d, .names = n}
+#define DIST_F(k, T, m, d) {.key = k, .type = F_DIST, .off = offsetof(T, m), .def = d}
+#define OBJ_F(k, T, m, s) {.key = k, .type = F_OBJ, .off = offsetof(T, m), .def = "{}", .sub = s}
+#define SKIP_F(k) {.key = k, .type = F_SKIP}
+#define END_F {.key = NULL}
+
+static const field backoff_fields[] = {
+    ENUM_F("policy", lb_backoff, policy, "\"exponential\"", backoff_names),
+    INT_F("base_ms", lb_backoff, base_ms, "1", 0, MS_MAX),
+    INT_F("cap_ms", lb_backoff, cap_ms, "100", 0, MS_MAX),
+    END_F};
+
+static const field lock_fields[] = {
+    ENUM_F("algorithm", lb_lock, algorithm, "\"token\"", algorithm_names),
+    STR_F("key", lb_lock, key, "\"testlock\"", 1, STR_MAX_LEN),
+    INT_F("keys", lb_lock, keys, "1", 1, 100000),
+    NINT_F("ttl_ms", lb_lock, ttl_ms, "30000", 0, MS_MAX, 0),
+    NINT_F("wait_timeout_ms", lb_lock, wait_timeout_ms, "null", 0, MS_MAX, -1),
+    ENUM_F("wait", lb_lock, wait, "\"poll\"", wait_names),
+    OBJ_F("backoff", lb_lock, backoff, backoff_fields),
+    BOOL_F("renew", lb_lock, renew, "false"),
+    BOOL_F("fencing", lb_lock, fencing, "false"),
+    NUM_F("drift_factor", lb_lock, drift_factor, "0.01", 0, 1),
+    INT_F("command_timeout_ms", lb_lock, command_timeout_ms, "1000", 1, MS_MAX),
+    END_F};
+
+static const field workload_fields[] = {
+    NINT_F("iterations", lb_workload, iterations, DEF_ITERATIONS, 1, MS_MAX, 0),
+    NINT_F("duration_ms", lb_workload, duration_ms, "null", 1, MS_MAX, -1),
+    DIST_F("hold_ms", lb_workload, hold_ms, "0"),
+    DIST_F("think_ms", lb_workload, think_ms, "0"),
+    ENUM_F("critical_section", lb_workload, critical_section, "\"counter\"", cs_names),
+    BOOL_F("release", lb_workload, release, "true"),
+    END_F};
+
+static const field network_fields[] = {
+    INT_F("latency_ms", lb_network, latency_ms, "0", 0, MS_MAX),
+    INT_F("jitter_ms", lb_network, jitter_ms, "0", 0, MS_MAX),
+    END_F};
+
+static const field redis_fields[] = {
+    {.key = "servers", .type = F_INT, .off = offsetof(lb_redis, servers), .def = "1",
+     .min = 1, .max = LB_SCENARIO_MAX_SERVERS, .narrow = true},
+    ENUM_F("persistence", lb_redis, persistence, "\"none\"", persistence_names),
+    END_F};
+
+static const field top_fields[] = {
+    STR_F("name", lb_scenario, name, NULL, 1, NAME_MAX_LEN),
+    STR_F("description", lb_scenario, description, "\"\"", 0, 4000),
+    INT_F("seed", lb_scenario, seed, "1", 0, INT64_MAX),
+    OBJ_F("redis", lb_scenario, redis, redis_fields),
+    OBJ_F("lock", lb_scenario, lock, lock_fields),
+    OBJ_F("workload", lb_scenario, workload, workload_fields),
+    OBJ_F("network", lb_scenario, network, network_fields),
+    SKIP_F("clients"), SKIP_F("events"), SKIP_F("variants"), SKIP_F("expect"),
+    END_F};
+
+#define DEFAULT_CLIENTS "[{\"name\": \"worker\", \"count\": 5}]"
+
+/* A group's own keys; lock, workload and network are merged over the base and decoded apart. */
+static const field group_fields[] = {
+    STR_F("name", lb_client_group, name, NULL, 1, NAME_MAX_LEN),   /* default "group-I", set by the caller */
+    INT_F("count", lb_client_group, count, "1", 1, LB_SCENARIO_MAX_CLIENTS),
+    INT_F("start_ms", lb_client_group, start_ms, "0", 0, MS_MAX),
+    SKIP_F("lock"), SKIP_F("workload"), SKIP_F("network"),
+    END_F};
+
+static const field variant_fields[] = {
+    STR_F("name", lb_variant, name, NULL, 1, NAME_MAX_LEN),
+    SKIP_F("set"),
+    END_F};
+
+/* Events are decoded into this, then copied into an lb_event. */
+typedef struct {
+    int64_t at_ms;
+    int     action, when;
+    int64_t restart_after_ms, duration_ms, latency_ms, jitter_ms, server, offset_ms;
+} event_raw;
+
+static const field event_fields[] = {
+    INT_F("at_ms", event_raw, at_ms, NULL, 0, MS_MAX),
+    ENUM_F("do", event_raw, action, NULL, action_names),
+    SKIP_F("clients"),
+    ENUM_F("when", event_raw, when, NULL, when_names),
+    NINT_F("restart_after_ms", event_raw, restart_after_ms, NULL, 0, MS_MAX, -1),
+    INT_F("duration_ms", event_raw, duration_ms, NULL, 0, MS_MAX),
+    INT_F("latency_ms", event_raw, latency_ms, NULL, 0, MS_MAX),
+    INT_F("jitter_ms", event_raw, jitter_ms, "0", 0, MS_MAX),
+    INT_F("server", event_raw, server, NULL, 0, MS_MAX),
+    INT_F("offset_ms", event_raw, offset_ms, NULL, -MS_MAX, MS_MAX),
+    END_F};
+
+/* Bits index event_fields. */
+enum { E_AT = 1 << 0, E_DO = 1 << 1, E_CLIENTS = 1 << 2, E_WHEN = 1 << 3, E_RESTART = 1 << 4,
+       E_DURATION = 1 << 5, E_LATENCY = 1 << 6, E_JITTER = 1 << 7, E_SERVER = 1 << 8,
+       E_OFFSET = 1 << 9 };
+
+/* Per action (lb_event_action order): the keys it requires and the ones it also accepts. */
+static const struct { unsigned required, optional; } action_keys[] = {
+    [LB_EV_CRASH]        = {E_CLIENTS, E_WHEN | E_RESTART},
+    [LB_EV_PAUSE]        = {E_CLIENTS | E_DURATION, E_WHEN},
+    [LB_EV_DELAY]        = {E_CLIENTS | E_LATENCY | E_DURATION, E_JITTER},
+    [LB_EV_PARTITION]    = {E_CLIENTS | E_DURATION, 0},
+    [LB_EV_RESET]        = {E_CLIENTS, 0},
+    [LB_EV_KILL_SERVER]  = {E_SERVER, E_RESTART},
+    [LB_EV_PAUSE_SERVER] = {E_SERVER | E_DURATION, 0},
+    [LB_EV_CLOCK_SKEW]   = {E_CLIENTS | E_OFFSET, 0},
+};
+
+static const field *find_field(const field *fields, const char *key)
+{
+    for (const field *f = fields; f->key; f++)
+        if (strcmp(f->key, key) == 0)
+            return f;
+    return NULL;
+}
+
+/* ---- decoding values ---------------------------------------------------------------------- */
+
+/* A range small enough to state is stated ("an integer from 1 to 9"); else only its sign. */
+static bool int_range_stated(const field *f)
+{
+    return f->max < MS_MAX || f->min < 0;
+}
+
+static void int_phrase(const field *f, char *buf, size_t n)
+{
+    if (int_range_stated(f))
+        snprintf(buf, n, "an integer from %" PRId64 " to %" PRId64, f->min, f->max);
+    else
+        snprintf(buf, n, "%s", f->min == 0 ? "a non-negative integer"
+                             : f->min == 1 ? "a positive integer" : "an integer");
+}
+
+static int decode_int(ctx *c, const field *f, json_t *v, void *dst, const char *path)
+{
+    int64_t x = f->null_as;
+    if (!(f->nullable && json_is_null(v))) {
+        char what[96];
+        int_phrase(f, what, sizeof what);
+        x = json_integer_value(v);
+        if (!json_is_integer(v) || x < f->min || (int_range_stated(f) && x > f->max))
+            return fail(c, path, "must be %s%s, got %s", what, f->nullable ? " or null" : "",
+                        GOT(v));
+        if (x > f->max)
+            return fail(c, path, "must be at most %" PRId64 ", got %s", f->max, GOT(v));
+    }
+    if (f->narrow)
+        *(int *)dst = (int)x;
+    else
+        *(int64_t *)dst = x;
+    return 0;
+}
+
+static int decode_num(ctx *c, const field *f, json_t *v, void *dst, const char *path)
+{
+    if (!json_is_number(v) || json_number_value(v) < f->dmin || json_number_value(v) > f->dmax)
+        return fail(c, path, "must be a number from %g to %g, got %s", f->dmin, f->dmax, GOT(v));
+    *(double *)dst = json_number_value(v);
+    return 0;
+}
+
+static bool is_plain_string(const json_t *v)
+{
+    return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
+}
+
+static int decode_str(ctx *c, const field *f, json_t *v, void *dst, const char *path)
+{
+    if (!is_plain_string(v))
+        return fail(c, path, "must be a string, got %s", GOT(v));
+    size_t len = json_string_length(v);
+    if ((int64_t)len < f->min || (int64_t)len > f->max)
+        return fail(c, path, "must be a string of %" PRId64 " to %" PRId64 " characters, got %s",
+                    f->min, f->max, GOT(v));
+    *(const char **)dst = json_string_value(v);
+    return 0;
+}
+
+static int decode_enum(ctx *c, const field *f, json_t *v, void *dst, const char *path)
+{
+    if (is_plain_string(v))
+        for (int i = 0; f->names[i]; i++)
+            if (strcmp(f->names[i], json_string_value(v)) == 0) {
+                memcpy(dst, &i, sizeof i);
+                return 0;
+            }
+    char list[256] = "";
+    for (int i = 0; f->names[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                 f->names[i]);
+    return fail(c, path, "must be one of %s, got %s", list, GOT(v));
+}
+
+static int decode_bool(ctx *c, json_t *v, void *dst, const char *path)
+{
+    if (!json_is_boolean(v))
+        return fail(c, path, "must be true or false, got %s", GOT(v));
+    *(bool *)dst = json_is_true(v);
+    return 0;
+}
+
+static bool is_ms(const json_t *v)
+{
+    return json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= MS_MAX;
+}
+
+/* A number, {"uniform": [a, b]} or {"exponential": mean}, all non-negative integers (ms). */
+static int decode_dist(ctx *c, json_t *v, lb_dist *d, const char *path)
+{
+    char sub[PATH_LEN];
+    json_t *u = json_object_get(v, "uniform"), *e = json_object_get(v, "exponential");
+    if (is_ms(v)) {
+        *d = (lb_dist){.kind = LB_DIST_FIXED, .a = json_integer_value(v),
+                       .b = json_integer_value(v)};
+        return 0;
+    }
+    if (json_is_object(v) && json_object_size(v) == 1 && u) {
+        path_key(sub, path, "uniform");
+        if (!json_is_array(u) || json_array_size(u) != 2 || !is_ms(json_array_get(u, 0)) ||
+            !is_ms(json_array_get(u, 1)))
+            return fail(c, sub, "must be [a, b] with non-negative integers, got %s",
+                        GOT(u));
+        *d = (lb_dist){.kind = LB_DIST_UNIFORM, .a = json_integer_value(json_array_get(u, 0)),
+                       .b = json_integer_value(json_array_get(u, 1))};
+        if (d->a > d->b)
+            return fail(c, sub, "a must not exceed b, got [%" PRId64 ", %" PRId64 "]", d->a,
+                        d->b);
+        return 0;
+    }
+    if (json_is_object(v) && json_object_size(v) == 1 && e) {
+        path_key(sub, path, "exponential");
+        if (!is_ms(e))
+            return fail(c, sub, "must be a non-negative integer (the mean), got %s", GOT(e));
+        *d = (lb_dist){.kind = LB_DIST_EXPONENTIAL, .mean = json_integer_value(e)};
+        return 0;
+    }
+    return fail(c, path, "must be a non-negative integer, {\"uniform\": [a, b]} or "
+                         "{\"exponential\": mean}, got %s", GOT(v));
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p)
+        abort();   /* a scenario is small: running out of memory here is not recoverable */
+    return p;
+}
+
+/* ---- decoding objects ---------------------------------------------------------------------- */
+
+static int decode_object(ctx *c, const field *fields, json_t *in, void *base, const char *path,
+                         json_t **out);
+
+/* Validates v against f, stores it at base + f->off and returns the resolved value in *out. */
+static int decode_value(ctx *c, const field *f, json_t *v, void *base, const char *path,
+                        json_t **out)
+{
+    void *dst = (char *)base + f->off;
+    int rc = -1;
+    switch (f->type) {
+    case F_INT:  rc = decode_int(c, f, v, dst, path); break;
+    case F_NUM:  rc = decode_num(c, f, v, dst, path); break;
+    case F_BOOL: rc = decode_bool(c, v, dst, path); break;
+    case F_STR:  rc = decode_str(c, f, v, dst, path); break;
+    case F_ENUM: rc = decode_enum(c, f, v, dst, path); break;
+    case F_DIST: rc = decode_dist(c, v, dst, path); break;
+    case F_OBJ:  return decode_object(c, f->sub, v, dst, path, out);
+    case F_SKIP: rc = 0; break;
+    }
+    *out = rc == 0 ? json_incref(v) : NULL;
+    return rc;
+}
+
+static json_t *load_default(const field *f, const json_t *in)
+{
+    const char *def = f->def;
+    if (strcmp(def, DEF_ITERATIONS) == 0) {   /* one iteration unless a duration bounds the run */
+        const json_t *d = json_object_get(in, "duration_ms");
+        def = d && !json_is_null(d) ? "null" : "1";
+    }
+    return json_loads(def, JSON_DECODE_ANY, NULL);
+}
+
+static int check_keys(ctx *c, const field *fields, json_t *in, const char *path)
+{
+    const char *key;
+    size_t len;
+    json_t *v;
+    json_object_keylen_foreach(in, key, len, v) {
+        if (len != strlen(key) || !find_field(fields, key)) {
+            char sub[PATH_LEN];
+            path_key(sub, path, key);
+            return fail(c, sub, "unknown key");
+        }
+    }
+    return 0;
+}
+
+/* Decodes the object `in` (NULL = absent: all defaults) into base, key by key in table order;
+ * *out is the resolved object (table order, defaults filled, F_SKIP keys left to the caller). */
+static int decode_object(ctx *c, const field *fields, json_t *in, void *base, const char *path,
+                         json_t **out)
+{
+    *out = NULL;
+    if (in && !json_is_object(in))
+        return fail(c, path, "%s be an object, got %s", *path ? "must" : "the top level must",
+                    GOT(in));
+    if (in && check_keys(c, fields, in, path) < 0)
+        return -1;
+    json_t *res = json_object();
+    for (const field *f = fields; f->key; f++) {
+        if (f->type == F_SKIP)
+            continue;
+        char sub[PATH_LEN];
+        path_key(sub, path, f->key);
+        json_t *v = in ? json_object_get(in, f->key) : NULL, *owned = NULL, *rv;
+        if (!v && f->type != F_OBJ) {
+            if (!f->def) {
+                json_decref(res);
+                return fail(c, sub, "missing required key");
+            }
+            v = owned = load_default(f, in);
+        }
+        int rc = decode_value(c, f, v, base, sub, &rv);
+        json_decref(owned);
+        if (rc < 0) {
+            json_decref(res);
+            return -1;
+        }
+        json_object_set_new(res, f->key, rv);
+    }
+    *out = res;
+    return 0;
+}
+
+static bool is_name(const char *s)
+{
+    if (!*s || strlen(s) > NAME_MAX_LEN)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
+            return false;
+    return true;
+}
+
+static int check_name(ctx *c, const json_t *v, const char *path)
+{
+    if (!is_name(json_string_value(v)))
+        return fail(c, path, "must match [a-z0-9-]+ (at most %d characters), got %s",
+                    NAME_MAX_LEN, GOT(v));
+    return 0;
+}
+
+/* ---- client groups ------------------------------------------------------------------------ */
+
+/* The base section as written with the group's keys laid over it; nested sections (backoff)
+ * merge key by key, everything else is replaced. */
+static json_t *merge_section(json_t *base, json_t *over, const field *fields)
+{
+    json_t *out = json_is_object(base) ? json_copy(base) : json_object(), *v;
+    const char *key;
+    size_t len;
+    json_object_keylen_foreach(over, key, len, v) {
+        const field *f = len == strlen(key) ? find_field(fields, key) : NULL;
+        json_t *bv = json_object_getn(out, key, len);
+        if (f && f->type == F_OBJ && json_is_object(v) && json_is_object(bv))
+            json_object_setn_new(out, key, len, merge_section(bv, v, f->sub));
+        else
+            json_object_setn(out, key, len, v);
+    }
+    return out;
+}
+
+/* Where a check involving k1 (and k2) is reported: the group's override when it sets one of
+ * them, else the base section. */
+static void check_path(char *out, const json_t *over, const char *gpath, const char *section,
+                       const char *k1, const char *k2)
+{
+    bool in_group = over && (json_object_get(over, k1) || (k2 && json_object_get(over, k2)));
+    path_key(out, in_group ? gpath : section, k1);
+}
+
+static int check_lock(ctx *c, const lb_lock *l, int servers, const json_t *over,
+                      const char *gpath)
+{
+    char p[PATH_LEN];
+    const char *alg = lb_algorithm_name(l->algorithm);
+    check_path(p, over, gpath, "lock", "algorithm", NULL);
+    if (l->algorithm != LB_ALG_REDLOCK && servers != 1)
+        return fail(c, p, "%s uses exactly one server, but redis.servers is %d", alg, servers);
+    if (l->algorithm == LB_ALG_REDLOCK && servers % 2 == 0)
+        return fail(c, p, "redlock needs an odd number of servers, but redis.servers is %d",
+                    servers);
+    check_path(p, over, gpath, "lock", "fencing", "algorithm");
+    if (l->fencing && l->algorithm != LB_ALG_TOKEN)
+        return fail(c, p, "needs algorithm token, got %s", alg);
+    check_path(p, over, gpath, "lock", "renew", "algorithm");
+    if (l->renew && l->algorithm == LB_ALG_LEGACY)
+        return fail(c, p, "needs algorithm token or redlock, got legacy");
+    check_path(p, over, gpath, "lock", "backoff", NULL);
+    if (l->backoff.base_ms > l->backoff.cap_ms)
+        return fail(c, p, "base_ms must not exceed cap_ms, got %" PRId64 " > %" PRId64,
+                    l->backoff.base_ms, l->backoff.cap_ms);
+    return 0;
+}
+
+static int check_workload(ctx *c, const lb_workload *w, const json_t *over, const char *gpath)
+{
+    bool in_group = over && (json_object_get(over, "iterations") ||
+                             json_object_get(over, "duration_ms"));
+    if (w->iterations == 0 && w->duration_ms < 0)
+        return fail(c, in_group ? gpath : "workload",
+                    "iterations and duration_ms are both null: nothing would end the run");
+    return 0;
+}
+
+/* A layer (a group's workload, a variant's set) that sets duration_ms but not iterations gets
+ * the iteration default that goes with its duration (none for a number, 1 for null), not the
+ * base's resolved value: "iterations applies only when duration_ms is null". */
+static void rederive_iterations(json_t *workload, const json_t *layer)
+{
+    if (json_object_get(layer, "duration_ms") && !json_object_get(layer, "iterations"))
+        json_object_del(workload, "iterations");
+}
+
+/* Decodes the group's effective `key` section into dst; keeps the group's override (as
+ * written) in the resolved group. */
+static int decode_section(ctx *c, lb_scenario *s, json_t *group, json_t *rgroup,
+                          const char *key, const field *fields, void *dst, const char *gpath)
+{
+    char path[PATH_LEN];
+    path_key(path, gpath, key);
+    json_t *over = json_object_get(group, key), *res;
+    if (over && !json_is_object(over))
+        return fail(c, path, "must be an object, got %s", GOT(over));
+    json_t *merged = merge_section(json_object_get(s->priv->resolved, key), over, fields);
+    if (strcmp(key, "workload") == 0)
+        rederive_iterations(merged, over);
+    int rc = decode_object(c, fields, merged, dst, path, &res);
+    json_decref(merged);
+    if (rc < 0)
+        return -1;
+    json_array_append_new(s->priv->keep, res);
+    if (over)
+        json_object_set(rgroup, key, over);
+    if (strcmp(key, "lock") == 0)
+        return check_lock(c, dst, s->redis.servers, over, path);
+    if (strcmp(key, "workload") == 0)
+        return check_workload(c, dst, over, path);
+    return 0;
+}
+
+static int decode_group_sections(ctx *c, lb_scenario *s, json_t *g, json_t *rg,
+                                 lb_client_group *grp, const char *gpath)
+{
+    if (decode_section(c, s, g, rg, "lock", lock_fields, &grp->lock, gpath) < 0 ||
+        decode_section(c, s, g, rg, "workload", workload_fields, &grp->workload,
+                       gpath) < 0 ||
+        decode_section(c, s, g, rg, "network", network_fields, &grp->network, gpath) < 0)
+        return -1;
+    return 0;
+}
+
+static int decode_group(ctx *c, lb_scenario *s, json_t *g, size_t i, json_t *res)
+{
+    char gpath[PATH_LEN], npath[PATH_LEN];
+    lb_client_group *grp = &s->groups[i];
+    path_index(gpath, "clients", i);
+    path_key(npath, gpath, "name");
+    if (!json_is_object(g))
+        return fail(c, gpath, "must be an object, got %s", GOT(g));
+    json_t *gin = json_copy(g), *rg;
+    if (!json_object_get(gin, "name"))
+        json_object_set_new(gin, "name", json_sprintf("group-%zu", i));
+    int rc = decode_object(c, group_fields, gin, grp, gpath, &rg);
+    json_decref(gin);
+    if (rc < 0)
+        return -1;
+    json_array_append_new(res, rg);
+    if (check_name(c, json_object_get(rg, "name"), npath) < 0)
+        return -1;
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(s->groups[j].name, grp->name) == 0)
+            return fail(c, npath, "duplicate group name %s", GOT(json_object_get(rg, "name")));
+    if (decode_group_sections(c, s, g, rg, grp, gpath) < 0)
+        return -1;
+    grp->first_client = s->nclients;
+    s->nclients += (size_t)grp->count;
+    if (s->nclients > LB_SCENARIO_MAX_CLIENTS)
+        return fail(c, "clients", "%zu clients in all, at most %d", s->nclients,
+                    LB_SCENARIO_MAX_CLIENTS);
+    return 0;
+}
+
+static int decode_clients(ctx *c, json_t *raw, lb_scenario *s, json_t **out)
+{
+    json_t *in = json_object_get(raw, "clients"), *owned = NULL;
+    if (!in)
+        in = owned = json_loads(DEFAULT_CLIENTS, 0, NULL);
+    int rc = -1;
+    *out = json_array();
+    if (!json_is_array(in) || json_array_size(in) == 0)
+        fail(c, "clients", "must be a non-empty array of client groups, got %s", GOT(in));
+    else {
+        s->ngroups = json_array_size(in);
+        s->groups = xcalloc(s->ngroups, sizeof *s->groups);
+        rc = 0;
+        for (size_t i = 0; i < s->ngroups && rc == 0; i++)
+            rc = decode_group(c, s, json_array_get(in, i), i, *out);
+    }
+    json_decref(owned);
+    return rc;
+}
+
+/* ---- events --------------------------------------------------------------------------------- */
+
+static int field_index(const field *fields, const char *key, size_t len)
+{
+    for (int i = 0; fields[i].key; i++)
+        if (len == strlen(key) && strcmp(fields[i].key, key) == 0)
+            return i;
+    return -1;
+}
+
+/* "all" or a non-empty list of distinct client numbers. */
+static int decode_event_clients(ctx *c, const json_t *v, const lb_scenario *s, lb_event *ev,
+                                const char *path)
+{
+    if (is_plain_string(v) && strcmp(json_string_value(v), "all") == 0) {
+        ev->all_clients = true;
+        ev->nclients = s->nclients;
+        ev->clients = xcalloc(s->nclients, sizeof *ev->clients);
+        for (size_t i = 0; i < s->nclients; i++)
+            ev->clients[i] = (int)i;
+        return 0;
+    }
+    if (!json_is_array(v) || json_array_size(v) == 0)
+        return fail(c, path, "must be \"all\" or a non-empty list of client numbers, got %s",
+                    GOT(v));
+    ev->clients = xcalloc(json_array_size(v), sizeof *ev->clients);
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        char sub[PATH_LEN];
+        json_t *x = json_array_get(v, i);
+        json_int_t n = json_integer_value(x);
+        path_index(sub, path, i);
+        if (!json_is_integer(x) || n < 0)
+            return fail(c, sub, "must be a client number, got %s", GOT(x));
+        if ((size_t)n >= s->nclients)
+            return fail(c, sub, "client %" JSON_INTEGER_FORMAT " does not exist (clients are 0 to "
+                        "%zu)", n, s->nclients - 1);
+        for (size_t j = 0; j < i; j++)
+            if (ev->clients[j] == n)
+                return fail(c, sub, "client %" JSON_INTEGER_FORMAT " is listed twice", n);
+        ev->clients[ev->nclients++] = (int)n;
+    }
+    return 0;
+}
+
+static int check_event_keys(ctx *c, json_t *v, unsigned allowed, const char *action,
+                            const char *path)
+{
+    const char *key;
+    size_t len;
+    json_t *x;
+    json_object_keylen_foreach(v, key, len, x) {
+        char sub[PATH_LEN];
+        int i = field_index(event_fields, key, len);
+        path_key(sub, path, key);
+        if (i < 0)
+            return fail(c, sub, "unknown key");
+        if (!(allowed & (1u << i)))
+            return fail(c, sub, "unknown key for %s", action);
+    }
+    return 0;
+}
+
+/* Decodes the keys the action takes, in table order, into r (and the client list into ev). */
+static int decode_event_fields(ctx *c, json_t *v, const lb_scenario *s, event_raw *r,
+                               lb_event *ev, const char *path, json_t *res)
+{
+    unsigned required = E_AT | E_DO | action_keys[r->action].required;
+    unsigned allowed = required | action_keys[r->action].optional;
+    for (int i = 0; event_fields[i].key; i++) {
+        const field *f = &event_fields[i];
+        char sub[PATH_LEN];
+        json_t *x = json_object_get(v, f->key), *owned = NULL, *rv = NULL;
+        path_key(sub, path, f->key);
+        if (!(allowed & (1u << i)) || (!x && !(required & (1u << i)) && !f->def))
+            continue;
+        if (!x && (required & (1u << i)))
+            return i == 0 ? fail(c, sub, "missing required key")
+                          : fail(c, sub, "missing required key for %s", action_names[r->action]);
+        if (!x)
+            x = owned = load_default(f, v);
+        int rc = f->type == F_SKIP ? decode_event_clients(c, x, s, ev, sub)
+                                   : decode_value(c, f, x, r, sub, &rv);
+        if (rc == 0 && f->type == F_SKIP)
+            rv = json_incref(x);
+        json_decref(owned);
+        if (rc < 0)
+            return -1;
+        json_object_set_new(res, f->key, rv);
+    }
+    return 0;
+}
+
+static int check_event_server(ctx *c, const event_raw *r, const lb_scenario *s,
+                              const char *path)
+{
+    char sub[PATH_LEN];
+    if (r->action != LB_EV_KILL_SERVER && r->action != LB_EV_PAUSE_SERVER)
+        return 0;
+    path_key(sub, path, "server");
+    if (r->server >= s->redis.servers)
+        return fail(c, sub, "server %" PRId64 " does not exist (redis.servers is %d)", r->server,
+                    s->redis.servers);
+    path_key(sub, path, "do");
+    if (c->external_servers)
+        return fail(c, sub, "%s needs servers that lockbench manages, not --redis",
+                    action_names[r->action]);
+    return 0;
+}
+
+static int decode_event(ctx *c, json_t *v, size_t i, lb_scenario *s, json_t *res_events)
+{
+    char path[PATH_LEN], sub[PATH_LEN];
+    event_raw r = {.when = -1, .restart_after_ms = -1, .server = -1};
+    lb_event *ev = &s->events[i];
+    json_t *d, *rv;
+    path_index(path, "events", i);
+    path_key(sub, path, "do");
+    if (!json_is_object(v))
+        return fail(c, path, "must be an object, got %s", GOT(v));
+    if (!(d = json_object_get(v, "do")))
+        return fail(c, sub, "missing required key");
+    if (decode_value(c, find_field(event_fields, "do"), d, &r, sub, &rv) < 0)
+        return -1;
+    json_decref(rv);
+    unsigned allowed = E_AT | E_DO | action_keys[r.action].required |
+                       action_keys[r.action].optional;
+    if (check_event_keys(c, v, allowed, action_names[r.action], path) < 0)
+        return -1;
+    json_t *res = json_object();
+    json_array_append_new(res_events, res);
+    if (decode_event_fields(c, v, s, &r, ev, path, res) < 0 ||
+        check_event_server(c, &r, s, path) < 0)
+        return -1;
+    ev->at_ms = r.at_ms;
+    ev->action = (lb_event_action)r.action;
+    ev->when_holding = r.when == 0;
+    ev->restart_after_ms = r.restart_after_ms;
+    ev->duration_ms = r.duration_ms;
+    ev->latency_ms = r.latency_ms;
+    ev->jitter_ms = r.jitter_ms;
+    ev->server = (int)r.server;
+    ev->offset_ms = r.offset_ms;
+    return 0;
+}
+
+static int decode_events(ctx *c, json_t *raw, lb_scenario *s, json_t **out)
+{
+    json_t *in = json_object_get(raw, "events");
+    *out = json_array();
+    if (!in)
+        return 0;
+    if (!json_is_array(in))
+        return fail(c, "events", "must be an array of events, got %s", GOT(in));
+    s->nevents = json_array_size(in);
+    s->events = xcalloc(s->nevents, sizeof *s->events);
+    for (size_t i = 0; i < s->nevents; i++)
+        if (decode_event(c, json_array_get(in, i), i, s, *out) < 0)
+            return -1;
+    return 0;
+}
+
+/* ---- variants ----------------------------------------------------------------------------- */
+
+static int decode_sets(ctx *c, json_t *set, lb_variant *v, const char *path)
+{
+    const char *key;
+    size_t len;
+    json_t *x;
+    if (!json_is_object(set))
+        return fail(c, path, "must be an object mapping key paths to values, got %s", GOT(set));
+    v->sets = xcalloc(json_object_size(set), sizeof *v->sets);
+    json_object_keylen_foreach(set, key, len, x) {
+        char sub[PATH_LEN];
+        size_t first = strcspn(key, ".");
+        path_key(sub, path, key);
+        if (len != strlen(key) || len == 0)
+            return fail(c, sub, "must be a dotted key path");
+        if ((first == 4 && strncmp(key, "name", 4) == 0) ||
+            (first == 8 && strncmp(key, "variants", 8) == 0) ||
+            (first == 6 && strncmp(key, "expect", 6) == 0))
+            return fail(c, sub, "a variant cannot set name, variants or expect (per-variant "
+                                "expectations go under expect.variants)");
+        v->sets[v->nsets].path = key;
+        v->sets[v->nsets++].value = json_dumps(x, JSON_ENCODE_ANY | JSON_COMPACT);
+    }
+    return 0;
+}
+
+static int decode_variant(ctx *c, lb_scenario *s, json_t *in, size_t i, json_t *res)
+{
+    char path[PATH_LEN], sub[PATH_LEN];
+    lb_variant *v = &s->variants[i];
+    json_t *rv, *set;
+    path_index(path, "variants", i);
+    path_key(sub, path, "name");
+    if (decode_object(c, variant_fields, in, v, path, &rv) < 0)
+        return -1;
+    json_array_append_new(res, rv);
+    if (check_name(c, json_object_get(rv, "name"), sub) < 0)
+        return -1;
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(s->variants[j].name, v->name) == 0)
+            return fail(c, sub, "duplicate variant name %s", GOT(json_object_get(rv, "name")));
+    set = json_object_get(in, "set");
+    json_object_set_new(rv, "set", set ? json_incref(set) : json_object());
+    path_key(sub, path, "set");
+    return decode_sets(c, json_object_get(rv, "set"), v, sub);
+}
+
+static int decode_variants(ctx *c, json_t *raw, lb_scenario *s, json_t **out)
+{
+    json_t *in = json_object_get(raw, "variants");
+    *out = json_array();
+    if (!in)
+        return 0;
+    if (!json_is_array(in))
+        return fail(c, "variants", "must be an array of variants, got %s", GOT(in));
+    s->nvariants = json_array_size(in);
+    s->variants = xcalloc(s->nvariants, sizeof *s->variants);
+    for (size_t i = 0; i < s->nvariants; i++)
+        if (decode_variant(c, s, json_array_get(in, i), i, *out) < 0)
+            return -1;
+    return 0;
+}
+
+/* ---- expectations --------------------------------------------------------------------------- */
+
+static int decode_bound(ctx *c, json_t *v, lb_expect *e, const char *path)
+{
+    const char *key;
+    size_t len;
+    json_t *x;
+    if (json_is_number(v)) {
+        *e = (lb_expect){e->path, true, json_number_value(v), json_number_value(v)};
+        return 0;
+    }
+    if (!json_is_object(v) || json_object_size(v) == 0)
+        return fail(c, path, "must be a number or {\"min\": a, \"max\": b}, got %s", GOT(v));
+    e->min = -INFINITY;
+    e->max = INFINITY;
+    json_object_keylen_foreach(v, key, len, x) {
+        char sub[PATH_LEN];
+        bool is_min = strcmp(key, "min") == 0;
+        path_key(sub, path, key);
+        if (len != strlen(key) || (!is_min && strcmp(key, "max") != 0))
+            return fail(c, sub, "unknown key");
+        if (!json_is_number(x))
+            return fail(c, sub, "must be a number, got %s", GOT(x));
+        *(is_min ? &e->min : &e->max) = json_number_value(x);
+    }
+    if (e->min > e->max)
+        return fail(c, path, "min %g is greater than max %g", e->min, e->max);
+    return 0;
+}
+
+/* Decodes path → bound pairs of `in` into e[*n...]; "variants" is skipped when skip_variants. */
+static int decode_expect_map(ctx *c, json_t *in, const char *path, lb_expect *e, size_t *n,
+                             bool skip_variants)
+{
+    const char *key;
+    size_t len;
+    json_t *v;
+    json_object_keylen_foreach(in, key, len, v) {
+        char sub[PATH_LEN];
+        path_key(sub, path, key);
+        if (skip_variants && strcmp(key, "variants") == 0 && len == strlen(key))
+            continue;
+        if (len != strlen(key) || !lb_summary_path_is_known(key))
+            return fail(c, sub, "unknown summary path");
+        e[*n].path = key;
+        if (decode_bound(c, v, &e[*n], sub) < 0)
+            return -1;
+        ++*n;
+    }
+    return 0;
+}
+
+static bool has_variant(const lb_scenario *s, const char *name)
+{
+    for (size_t i = 0; i < s->nvariants; i++)
+        if (strcmp(s->variants[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* expect.variants: {NAME: {path: bound}}; validated here, folded into each variant later. */
+static int check_variant_expects(ctx *c, json_t *in, const lb_scenario *s)
+{
+    const char *key;
+    size_t len;
+    json_t *m;
+    if (!json_is_object(in))
+        return fail(c, "expect.variants", "must be an object mapping variant names to "
+                    "expectations, got %s", GOT(in));
+    json_object_keylen_foreach(in, key, len, m) {
+        char sub[PATH_LEN];
+        path_key(sub, "expect.variants", key);
+        if (len != strlen(key) || !has_variant(s, key))
+            return fail(c, sub, "no such variant");
+        if (!json_is_object(m))
+            return fail(c, sub, "must be an object mapping summary paths to bounds, got %s",
+                        GOT(m));
+        lb_expect *tmp = xcalloc(json_object_size(m), sizeof *tmp);
+        size_t n = 0;
+        int rc = decode_expect_map(c, m, sub, tmp, &n, false);
+        free(tmp);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int decode_expect(ctx *c, json_t *raw, lb_scenario *s, json_t **out)
+{
+    json_t *in = json_object_get(raw, "expect"), *pv;
+    *out = NULL;
+    if (!in) {
+        *out = json_object();
+        return 0;
+    }
+    if (!json_is_object(in))
+        return fail(c, "expect", "must be an object mapping summary paths to bounds, got %s",
+                    GOT(in));
+    *out = json_incref(in);
+    s->expect = xcalloc(json_object_size(in), sizeof *s->expect);
+    if (decode_expect_map(c, in, "expect", s->expect, &s->nexpect, true) < 0)
+        return -1;
+    pv = json_object_get(in, "variants");
+    return pv ? check_variant_expects(c, pv, s) : 0;
+}
+
+/* ---- decoding a whole scenario ------------------------------------------------------------ */
+
+static lb_scenario *scenario_new(const char *file)
+{
+    lb_scenario *s = xcalloc(1, sizeof *s);
+    s->priv = xcalloc(1, sizeof *s->priv);
+    s->priv->keep = json_array();
+    s->priv->file = strdup(file);
+    if (!s->priv->file)
+        abort();
+    s->file = s->priv->file;
+    return s;
+}
+
+typedef int (*section_fn)(ctx *c, json_t *raw, lb_scenario *s, json_t **out);
+
+static int decode_scenario(ctx *c, json_t *raw, lb_scenario *s)
+{
+    static const struct { const char *key; section_fn fn; } sections[] = {
+        {"clients", decode_clients}, {"events", decode_events},
+        {"variants", decode_variants}, {"expect", decode_expect}};
+    json_t *res;
+    if (decode_object(c, top_fields, raw, s, "", &res) < 0)
+        return -1;
+    s->priv->resolved = res;
+    if (check_name(c, json_object_get(res, "name"), "name") < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
+        json_t *part;
+        int rc = sections[i].fn(c, raw, s, &part);
+        if (part)
+            json_object_set_new(res, sections[i].key, part);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- --set and a variant's set: replacing a dotted path ------------------------------------- */
+
+static bool is_index(const char *s)
+{
+    return *s && strspn(s, "0123456789") == strlen(s) && strlen(s) < 10;
+}
+
+static json_t *child_of(json_t *cur, const char *seg)
+{
+    if (json_is_object(cur))
+        return json_object_get(cur, seg);
+    return is_index(seg) ? json_array_get(cur, strtoul(seg, NULL, 10)) : NULL;
+}
+
+static int no_child(ctx *c, json_t *cur, const char *walked, const char *seg, const char *label)
+{
+    if (!is_index(seg))
+        return fail(c, label, "%s is a list: %s is not an index", walked, seg);
+    return fail(c, label, "%s has no element %s (it has %zu)", walked, seg, json_array_size(cur));
+}
+
+static int set_child(ctx *c, json_t *cur, const char *seg, json_t *value, const char *walked,
+                     const char *label)
+{
+    if (json_is_object(cur))
+        return json_object_set_new(cur, seg, value) == 0 ? 0
+               : fail(c, label, "the key is not valid UTF-8");
+    if (child_of(cur, seg))
+        return json_array_set_new(cur, strtoul(seg, NULL, 10), value);
+    json_decref(value);
+    return no_child(c, cur, walked, seg, label);
+}
+
+static json_t *object_member(json_t *parent, const char *key)
+{
+    json_t *o = json_object_get(parent, key);
+    if (!o && json_is_object(parent) && json_object_set_new(parent, key, json_object()) == 0)
+        o = json_object_get(parent, key);
+    return json_is_object(o) ? o : NULL;
+}
+
+/* expect.PATH and expect.variants.NAME.PATH: summary paths are dotted themselves, so they are
+ * one key, not a walk. */
+static int set_expect(ctx *c, json_t *root, const char *rest, json_t *value, const char *label)
+{
+    json_t *e = object_member(root, "expect");
+    const char *name = rest + strlen("variants."), *dot = strchr(name, '.');
+    if (e && strncmp(rest, "variants.", 9) == 0 && dot && dot != name && dot[1]) {
+        char nm[PATH_LEN];
+        snprintf(nm, sizeof nm, "%.*s", (int)(dot - name), name);
+        e = object_member(object_member(e, "variants"), nm);
+        rest = dot + 1;
+    }
+    if (!e || !*rest) {
+        json_decref(value);
+        return fail(c, label, !e ? "the expectations are not an object" : "empty key");
+    }
+    return json_object_set_new(e, rest, value) == 0 ? 0
+           : fail(c, label, "the key is not valid UTF-8");
+}
+
+/* Replaces the value at a dotted path (value is stolen). Missing objects on the way are created
+ * (a missing clients list starts from the default one); list elements must exist. What the
+ * result means is checked by the decode that follows. */
+static int apply_path(ctx *c, json_t *root, const char *path, json_t *value, const char *what)
+{
+    char label[PATH_LEN], buf[PATH_LEN], walked[PATH_LEN] = "";
+    snprintf(label, sizeof label, "%s %s", what, path);
+    if (!*path || strlen(path) >= sizeof buf) {
+        json_decref(value);
+        return fail(c, label, *path ? "path too long" : "empty path");
+    }
+    if (strncmp(path, "expect.", 7) == 0)
+        return set_expect(c, root, path + 7, value, label);
+    strcpy(buf, path);
+    json_t *cur = root;
+    for (char *seg = buf, *dot;; seg = dot + 1) {
+        if ((dot = strchr(seg, '.')))
+            *dot = '\0';
+        if (!*seg) {
+            json_decref(value);
+            return fail(c, label, "empty key in the path");
+        }
+        if (!dot)
+            return set_child(c, cur, seg, value, walked, label);
+        json_t *child = child_of(cur, seg);
+        if (!child && json_is_array(cur)) {
+            json_decref(value);
+            return no_child(c, cur, walked, seg, label);
+        }
+        if (!child) {
+            bool clients = cur == root && strcmp(seg, "clients") == 0;
+            child = clients ? json_loads(DEFAULT_CLIENTS, 0, NULL) : json_object();
+            if (json_object_set_new(cur, seg, child) < 0) {
+                json_decref(value);
+                return fail(c, label, "the key is not valid UTF-8");
+            }
+        }
+        char tmp[PATH_LEN];
+        path_key(tmp, walked, seg);
+        memcpy(walked, tmp, sizeof walked);
+        if (!json_is_object(child) && !json_is_array(child)) {
+            json_decref(value);
+            return fail(c, label, "%s is not an object", walked);
+        }
+        cur = child;
+    }
+}
+
+static int apply_override(ctx *c, json_t *root, const lb_override *o)
+{
+    if (!o->path || !o->value)
+        return fail(c, "--set", "needs PATH=VALUE");
+    json_t *v = json_loads(o->value, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+    if (!v)
+        v = json_string(o->value);   /* not JSON: the text itself */
+    if (!v) {
+        char label[PATH_LEN];
+        snprintf(label, sizeof label, "--set %s", o->path);
+        return fail(c, label, "VALUE is neither JSON nor UTF-8 text");
+    }
+    return apply_path(c, root, o->path, v, "--set");
+}
+
+bool lb_override_from_arg(char *arg, lb_override *out)
+{
+    char *eq = strchr(arg, '=');
+    if (!eq || eq == arg)
+        return false;
+    *eq = '\0';
+    out->path = arg;
+    out->value = eq + 1;
+    return true;
+}
+
+/* ---- resolving variants ------------------------------------------------------------------- */
+
+/* Moves expect.variants.NAME into expect (overriding common paths) and drops the rest. */
+static void fold_expect(json_t *raw, const char *name)
+{
+    json_t *e = json_object_get(raw, "expect");
+    json_t *mine = json_incref(json_object_get(json_object_get(e, "variants"), name));
+    if (json_is_object(e))
+        json_object_del(e, "variants");
+    if (json_is_object(e) && json_is_object(mine))
+        json_object_update(e, mine);
+    json_decref(mine);
+}
+
+/* A variant is the resolved base with its paths replaced, decoded again. Starting from the
+ * resolved form (not the file as written) makes a reloaded scenario.json resolve each variant
+ * exactly as the original did. */
+static int resolve_variant(ctx *c, lb_scenario *base, size_t i)
+{
+    lb_variant *v = &base->variants[i];
+    json_t *vdef = json_array_get(json_object_get(base->priv->resolved, "variants"), i);
+    json_t *set = json_object_get(vdef, "set"), *vraw = json_deep_copy(base->priv->resolved);
+    int rc = 0;
+    snprintf(c->prefix, sizeof c->prefix, "variants[%zu] (%s): ", i, v->name);
+    for (size_t k = 0; k < v->nsets && rc == 0; k++)
+        rc = apply_path(c, vraw, v->sets[k].path,
+                        json_deep_copy(json_object_get(set, v->sets[k].path)), "set");
+    if (json_object_get(set, "workload.duration_ms") && !json_object_get(set, "workload.iterations"))
+        json_object_del(json_object_get(vraw, "workload"), "iterations");   /* as for a group */
+    if (rc == 0) {
+        json_object_del(vraw, "variants");
+        fold_expect(vraw, v->name);
+        v->scenario = scenario_new(base->file);
+        v->scenario->variant = v->name;
+        rc = decode_scenario(c, vraw, v->scenario);
+    }
+    json_decref(vraw);
+    c->prefix[0] = '\0';
+    return rc;
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+static int load_root(ctx *c, json_t *root, const lb_load_options *opt, lb_scenario **out)
+{
+    lb_scenario *s = NULL;
+    for (size_t i = 0; opt && i < opt->noverrides; i++)
+        if (apply_override(c, root, &opt->overrides[i]) < 0)
+            return -1;
+    s = scenario_new(c->file);
+    if (decode_scenario(c, root, s) < 0)
+        goto fail;
+    s->variant = s->nvariants ? NULL : "default";
+    for (size_t i = 0; i < s->nvariants; i++)
+        if (resolve_variant(c, s, i) < 0)
+            goto fail;
+    *out = s;
+    return 0;
+fail:
+    lb_scenario_free(s);
+    return -1;
+}
+
+/* Parse errors carry the position: "FILE:LINE:COL: message". */
+static int finish_load(ctx *c, json_t *root, const json_error_t *e, const lb_load_options *opt,
+                       lb_scenario **out)
+{
+    *out = NULL;
+    if (!root) {
+        if (e->line > 0 && c->err && c->errlen)
+            snprintf(c->err, c->errlen, "%s:%d:%d: %s", c->file, e->line, e->column, e->text);
+        else
+            fail(c, "", "%s", e->text);
+        return -1;
+    }
+    int rc = load_root(c, root, opt, out);
+    json_decref(root);
+    return rc;
+}
+
+int lb_scenario_load(const char *path, const lb_load_options *opt, lb_scenario **out,
+                     char *err, size_t errlen)
+{
+    ctx c = {.file = path, .err = err, .errlen = errlen,
+             .external_servers = opt && opt->external_servers};
+    json_error_t e;
+    FILE *f = fopen(path, "rb");
+    *out = NULL;
+    struct stat st;
+    if (!f)
+        return fail(&c, "", "cannot open: %s", strerror(errno));
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return fail(&c, "", "cannot read: %s", strerror(EISDIR));
+    }
+    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &e);
+    fclose(f);
+    return finish_load(&c, root, &e, opt, out);
+}
+
+int lb_scenario_load_buffer(const char *name, const char *data, size_t len,
+                            const lb_load_options *opt, lb_scenario **out,
+                            char *err, size_t errlen)
+{
+    ctx c = {.file = name, .err = err, .errlen = errlen,
+             .external_servers = opt && opt->external_servers};
+    json_error_t e;
+    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &e);
+    return finish_load(&c, root, &e, opt, out);
+}
+
+void lb_scenario_free(lb_scenario *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nvariants; i++) {
+        lb_scenario_free(s->variants[i].scenario);
+        for (size_t k = 0; k < s->variants[i].nsets; k++)
+            free(s->variants[i].sets[k].value);
+        free(s->variants[i].sets);
+    }
+    free(s->variants);
+    for (size_t i = 0; i < s->nevents; i++)
+        free(s->events[i].clients);
+    free(s->events);
+    free(s->groups);
+    free(s->expect);
+    if (s->priv) {
+        json_decref(s->priv->resolved);
+        json_decref(s->priv->keep);
+        free(s->priv->file);
+        free(s->priv);
+    }
+    free(s);
+}
+
+/* ---- accessors ------------------------------------------------------------------------------ */
+
+size_t lb_scenario_variant_count(const lb_scenario *s)
+{
+    return s->nvariants ? s->nvariants : 1;
+}
+
+const char *lb_scenario_variant_name(const lb_scenario *s, size_t i)
+{
+    const lb_scenario *v = lb_scenario_variant(s, i);
+    return v ? v->variant : NULL;
+}
+
+const lb_scenario *lb_scenario_variant(const lb_scenario *s, size_t i)
+{
+    if (!s->nvariants)
+        return i == 0 ? s : NULL;
+    return i < s->nvariants ? s->variants[i].scenario : NULL;
+}
+
+char *lb_scenario_dump(const lb_scenario *s)
+{
+    char *text = json_dumps(s->priv->resolved, JSON_INDENT(2));
+    size_t n = text ? strlen(text) : 0;
+    char *out = text ? realloc(text, n + 2) : NULL;
+    if (!out) {
+        free(text);
+        return NULL;
+    }
+    memcpy(out + n, "\n", 2);
+    return out;
+}

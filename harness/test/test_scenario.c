@@ -1,0 +1,679 @@
+/* test_scenario.c -- the scenario loader: the invalid corpus, the shipped scenarios, defaults,
+ * group overrides, variants, --set, null mappings and events. Runs from the repository root. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scenario.h"
+
+#define INVALID_DIR "scenarios/invalid"
+
+static char err[1024];
+
+/* Loads JSON text; fails the test if it does not load. */
+static lb_scenario *load_ok(const char *json, const lb_load_options *opt)
+{
+    lb_scenario *s = NULL;
+    err[0] = '\0';
+    int rc = lb_scenario_load_buffer("t.json", json, strlen(json), opt, &s, err, sizeof err);
+    if (rc != 0)
+        print_error("unexpected error: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_non_null(s);
+    return s;
+}
+
+/* Loads JSON text that must fail with exactly `want`. */
+static void load_fails(const char *json, const lb_load_options *opt, const char *want)
+{
+    lb_scenario *s = (lb_scenario *)1;
+    err[0] = '\0';
+    assert_int_equal(lb_scenario_load_buffer("t.json", json, strlen(json), opt, &s, err,
+                                             sizeof err), -1);
+    assert_null(s);
+    assert_string_equal(err, want);
+}
+
+static lb_scenario *load_with(const char *json, const char *const *sets, size_t n)
+{
+    lb_override ov[16];
+    char buf[16][256];
+    assert_true(n <= 16);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(buf[i], sizeof buf[i], "%s", sets[i]);
+        assert_true(lb_override_from_arg(buf[i], &ov[i]));
+    }
+    lb_load_options opt = {.overrides = ov, .noverrides = n};
+    lb_scenario *s = NULL;
+    err[0] = '\0';
+    lb_scenario_load_buffer("t.json", json, strlen(json), &opt, &s, err, sizeof err);
+    return s;
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    return buf;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* ---- corpus and shipped scenarios ------------------------------------------------------- */
+
+static void test_invalid_corpus(void **state)
+{
+    (void)state;
+    DIR *d = opendir(INVALID_DIR);
+    assert_non_null(d);
+    int cases = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        char json[512], error[512];
+        if (!ends_with(e->d_name, ".json"))
+            continue;
+        snprintf(json, sizeof json, "%s/%s", INVALID_DIR, e->d_name);
+        snprintf(error, sizeof error, "%s/%.*s.error", INVALID_DIR,
+                 (int)(strlen(e->d_name) - 5), e->d_name);
+        const char *want = read_text(error);
+        lb_scenario *s = NULL;
+        err[0] = '\0';
+        int rc = lb_scenario_load(json, NULL, &s, err, sizeof err);
+        if (rc != -1 || strcmp(err, want) != 0)
+            print_error("%s:\n  want: %s\n  got:  %s\n", json, want, rc ? err : "(loaded)");
+        assert_int_equal(rc, -1);
+        assert_string_equal(err, want);
+        assert_null(s);
+        cases++;
+    }
+    closedir(d);
+    assert_true(cases >= 24);
+}
+
+/* Every .error has its .json (and the reverse is checked above by read_text). */
+static void test_invalid_corpus_pairs(void **state)
+{
+    (void)state;
+    DIR *d = opendir(INVALID_DIR);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        char json[512];
+        if (e->d_name[0] == '.')
+            continue;
+        assert_true(ends_with(e->d_name, ".json") || ends_with(e->d_name, ".error"));
+        if (!ends_with(e->d_name, ".error"))
+            continue;
+        snprintf(json, sizeof json, "%s/%.*s.json", INVALID_DIR, (int)(strlen(e->d_name) - 6),
+                 e->d_name);
+        FILE *f = fopen(json, "rb");
+        if (!f)
+            print_error("%s has no .json\n", e->d_name);
+        assert_non_null(f);
+        fclose(f);
+    }
+    closedir(d);
+}
+
+/* Every scenarios/NAME.json loads, and its dump loads back to the same dump. */
+static void test_shipped_scenarios_load(void **state)
+{
+    (void)state;
+    DIR *d = opendir("scenarios");
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[512];
+        if (!ends_with(e->d_name, ".json"))
+            continue;
+        snprintf(path, sizeof path, "scenarios/%s", e->d_name);
+        lb_scenario *s = NULL, *again = NULL;
+        if (lb_scenario_load(path, NULL, &s, err, sizeof err) != 0)
+            print_error("%s\n", err);
+        assert_non_null(s);
+        char *dump = lb_scenario_dump(s);
+        assert_non_null(dump);
+        assert_int_equal(lb_scenario_load_buffer(path, dump, strlen(dump), NULL, &again, err,
+                                                 sizeof err), 0);
+        char *dump2 = lb_scenario_dump(again);
+        assert_string_equal(dump, dump2);
+        free(dump);
+        free(dump2);
+        lb_scenario_free(again);
+        lb_scenario_free(s);
+        n++;
+    }
+    closedir(d);
+    assert_true(n >= 2);
+}
+
+static void test_seed_scenarios(void **state)
+{
+    (void)state;
+    lb_scenario *s = NULL;
+    assert_int_equal(lb_scenario_load("scenarios/seed-timeout.json", NULL, &s, err, sizeof err),
+                     0);
+    assert_int_equal(s->ngroups, 2);
+    assert_false(s->groups[0].workload.release);
+    assert_int_equal(s->groups[0].lock.ttl_ms, 0);
+    assert_int_equal(s->groups[1].lock.wait_timeout_ms, 2000);
+    assert_true(s->groups[1].start_ms > 0);
+    assert_true(s->groups[1].workload.release);
+    assert_int_equal(s->groups[1].first_client, 1);
+    bool found = false;
+    for (size_t i = 0; i < s->nexpect; i++)
+        if (strcmp(s->expect[i].path, "timeout_ms.max") == 0) {
+            found = true;
+            assert_false(s->expect[i].equal);
+            assert_true(s->expect[i].min == 2000 && s->expect[i].max == 2500);
+        }
+    assert_true(found);
+    lb_scenario_free(s);
+
+    assert_int_equal(lb_scenario_load("scenarios/seed-five-clients.json", NULL, &s, err,
+                                      sizeof err), 0);
+    assert_int_equal(s->nclients, 5);
+    assert_string_equal(s->expect[0].path, "counter.actual");
+    assert_true(s->expect[0].equal && s->expect[0].min == 5);
+    lb_scenario_free(s);
+}
+
+/* ---- defaults and mappings ---------------------------------------------------------------- */
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    lb_scenario *s = load_ok("{\"name\": \"x\"}", NULL);
+    assert_string_equal(s->name, "x");
+    assert_string_equal(s->description, "");
+    assert_int_equal(s->seed, 1);
+    assert_int_equal(s->redis.servers, 1);
+    assert_int_equal(s->redis.persistence, LB_PERSIST_NONE);
+    const lb_lock *l = &s->lock;
+    assert_int_equal(l->algorithm, LB_ALG_TOKEN);
+    assert_string_equal(l->key, "testlock");
+    assert_int_equal(l->keys, 1);
+    assert_int_equal(l->ttl_ms, 30000);
+    assert_int_equal(l->wait_timeout_ms, -1);
+    assert_int_equal(l->wait, LB_WAIT_POLL);
+    assert_int_equal(l->backoff.policy, LB_BACKOFF_EXPONENTIAL);
+    assert_int_equal(l->backoff.base_ms, 1);
+    assert_int_equal(l->backoff.cap_ms, 100);
+    assert_false(l->renew);
+    assert_false(l->fencing);
+    assert_true(fabs(l->drift_factor - 0.01) < 1e-12);
+    assert_int_equal(l->command_timeout_ms, 1000);
+    assert_int_equal(s->workload.iterations, 1);
+    assert_int_equal(s->workload.duration_ms, -1);
+    assert_int_equal(s->workload.hold_ms.kind, LB_DIST_FIXED);
+    assert_int_equal(s->workload.hold_ms.a, 0);
+    assert_int_equal(s->workload.think_ms.a, 0);
+    assert_int_equal(s->workload.critical_section, LB_CS_COUNTER);
+    assert_true(s->workload.release);
+    assert_int_equal(s->network.latency_ms, 0);
+    assert_int_equal(s->network.jitter_ms, 0);
+    assert_int_equal(s->ngroups, 1);
+    assert_string_equal(s->groups[0].name, "worker");
+    assert_int_equal(s->groups[0].count, 5);
+    assert_int_equal(s->groups[0].start_ms, 0);
+    assert_memory_equal(&s->groups[0].workload, &s->workload, sizeof s->workload);
+    assert_int_equal(s->groups[0].lock.ttl_ms, 30000);
+    assert_int_equal(s->nclients, 5);
+    assert_int_equal(s->nevents, 0);
+    assert_int_equal(s->nexpect, 0);
+    assert_int_equal(s->nvariants, 0);
+    assert_int_equal(lb_scenario_variant_count(s), 1);
+    assert_string_equal(lb_scenario_variant_name(s, 0), "default");
+    assert_ptr_equal(lb_scenario_variant(s, 0), s);
+    assert_null(lb_scenario_variant(s, 1));
+
+    char *dump = lb_scenario_dump(s);
+    for (const char *k = "\"redis\"\0\"persistence\"\0\"backoff\"\0\"drift_factor\"\0"
+                         "\"critical_section\"\0\"clients\"\0\"events\"\0\"variants\"\0"
+                         "\"expect\"\0\"wait_timeout_ms\": null\0";
+         *k; k += strlen(k) + 1)
+        assert_non_null(strstr(dump, k));
+    free(dump);
+    lb_scenario_free(s);
+}
+
+static void test_null_mapping(void **state)
+{
+    (void)state;
+    lb_scenario *s = load_ok("{\"name\": \"x\", \"lock\": {\"ttl_ms\": null, \"wait_timeout_ms\": 0},"
+                             " \"workload\": {\"duration_ms\": 500}}", NULL);
+    assert_int_equal(s->lock.ttl_ms, 0);
+    assert_int_equal(s->lock.wait_timeout_ms, 0);
+    assert_int_equal(s->workload.duration_ms, 500);
+    assert_int_equal(s->workload.iterations, 0);   /* a duration alone: no iteration limit */
+    lb_scenario_free(s);
+
+    s = load_ok("{\"name\": \"x\", \"lock\": {\"wait_timeout_ms\": null},"
+                " \"workload\": {\"duration_ms\": 500, \"iterations\": 3}}", NULL);
+    assert_int_equal(s->lock.ttl_ms, 30000);
+    assert_int_equal(s->lock.wait_timeout_ms, -1);
+    assert_int_equal(s->workload.iterations, 3);
+    lb_scenario_free(s);
+}
+
+static void test_distributions(void **state)
+{
+    (void)state;
+    lb_scenario *s = load_ok("{\"name\": \"x\", \"workload\": {\"hold_ms\": {\"uniform\": [2, 9]},"
+                             " \"think_ms\": {\"exponential\": 4}}}", NULL);
+    assert_int_equal(s->workload.hold_ms.kind, LB_DIST_UNIFORM);
+    assert_int_equal(s->workload.hold_ms.a, 2);
+    assert_int_equal(s->workload.hold_ms.b, 9);
+    assert_int_equal(s->workload.think_ms.kind, LB_DIST_EXPONENTIAL);
+    assert_int_equal(s->workload.think_ms.mean, 4);
+    lb_scenario_free(s);
+    load_fails("{\"name\": \"x\", \"workload\": {\"hold_ms\": {\"uniform\": [2]}}}", NULL,
+               "t.json: workload.hold_ms.uniform: must be [a, b] with non-negative integers, "
+               "got [2]");
+    load_fails("{\"name\": \"x\", \"workload\": {\"hold_ms\": -1}}", NULL,
+               "t.json: workload.hold_ms: must be a non-negative integer, {\"uniform\": [a, b]} "
+               "or {\"exponential\": mean}, got -1");
+}
+
+/* ---- client groups -------------------------------------------------------------------------- */
+
+static void test_group_overrides(void **state)
+{
+    (void)state;
+    lb_scenario *s = load_ok(
+        "{\"name\": \"x\", \"lock\": {\"ttl_ms\": 500, \"backoff\": {\"policy\": \"linear\","
+        " \"cap_ms\": 50}}, \"workload\": {\"duration_ms\": 1000, \"hold_ms\": 3},"
+        " \"network\": {\"latency_ms\": 2},"
+        " \"clients\": [{\"name\": \"a\", \"count\": 2},"
+        "  {\"count\": 3, \"start_ms\": 40, \"lock\": {\"backoff\": {\"base_ms\": 5}, \"wait\": \"fifo\"},"
+        "   \"workload\": {\"iterations\": 7}, \"network\": {\"jitter_ms\": 1}}]}", NULL);
+    assert_int_equal(s->ngroups, 2);
+    assert_int_equal(s->nclients, 5);
+    const lb_client_group *a = &s->groups[0], *b = &s->groups[1];
+    assert_string_equal(a->name, "a");
+    assert_int_equal(a->first_client, 0);
+    assert_int_equal(a->lock.ttl_ms, 500);
+    assert_int_equal(a->lock.wait, LB_WAIT_POLL);
+    assert_int_equal(a->workload.iterations, 0);
+    assert_string_equal(b->name, "group-1");
+    assert_int_equal(b->first_client, 2);
+    assert_int_equal(b->count, 3);
+    assert_int_equal(b->start_ms, 40);
+    assert_int_equal(b->lock.ttl_ms, 500);                        /* inherited */
+    assert_int_equal(b->lock.wait, LB_WAIT_FIFO);                 /* overridden */
+    assert_int_equal(b->lock.backoff.policy, LB_BACKOFF_LINEAR);  /* nested merge */
+    assert_int_equal(b->lock.backoff.base_ms, 5);
+    assert_int_equal(b->lock.backoff.cap_ms, 50);
+    assert_int_equal(b->workload.iterations, 7);
+    assert_int_equal(b->workload.duration_ms, 1000);
+    assert_int_equal(b->workload.hold_ms.a, 3);
+    assert_int_equal(b->network.latency_ms, 2);
+    assert_int_equal(b->network.jitter_ms, 1);
+    lb_scenario_free(s);
+
+    /* The group's effective workload gets the default that fits it, and so does its reload. */
+    s = load_ok("{\"name\": \"x\", \"workload\": {\"duration_ms\": 100}, \"clients\": ["
+                "{\"workload\": {\"duration_ms\": null}}, {\"name\": \"b\"},"
+                " {\"name\": \"c\", \"workload\": {\"duration_ms\": 50}}]}", NULL);
+    assert_int_equal(s->workload.iterations, 0);
+    assert_int_equal(s->groups[0].workload.iterations, 1);
+    assert_int_equal(s->groups[0].workload.duration_ms, -1);
+    assert_int_equal(s->groups[1].workload.iterations, 0);
+    assert_int_equal(s->groups[2].workload.iterations, 0);
+    char *dump = lb_scenario_dump(s);
+    lb_scenario *again = load_ok(dump, NULL);
+    free(dump);
+    for (size_t i = 0; i < 3; i++)
+        assert_memory_equal(&again->groups[i].workload, &s->groups[i].workload,
+                            sizeof s->workload);
+    lb_scenario_free(again);
+    lb_scenario_free(s);
+
+    load_fails("{\"name\": \"x\", \"clients\": [{\"lock\": 5}]}", NULL,
+               "t.json: clients.0.lock: must be an object, got 5");
+    load_fails("{\"name\": \"x\", \"clients\": [{\"count\": 3}, {\"lock\": {\"ttl_ms\": -1}}]}",
+               NULL, "t.json: clients.1.lock.ttl_ms: must be a non-negative integer or null, "
+                     "got -1");
+    load_fails("{\"name\": \"x\", \"redis\": {\"servers\": 3}, \"clients\": [{\"lock\": "
+               "{\"algorithm\": \"redlock\"}}, {\"name\": \"b\"}]}", NULL,
+               "t.json: lock.algorithm: token uses exactly one server, but redis.servers is 3");
+    load_fails("{\"name\": \"x\", \"clients\": [{\"count\": 6000}, {\"name\": \"b\", "
+               "\"count\": 6000}]}", NULL, "t.json: clients: 12000 clients in all, at most 10000");
+}
+
+/* ---- variants ----------------------------------------------------------------------------- */
+
+static const char *variants_json =
+    "{\"name\": \"x\", \"lock\": {\"backoff\": {\"cap_ms\": 20}},"
+    " \"variants\": [{\"name\": \"full-jitter\", \"set\": {\"lock.backoff.policy\": \"full-jitter\"}},"
+    "  {\"name\": \"redlock\", \"set\": {\"redis.servers\": 3, \"lock.algorithm\": \"redlock\","
+    "   \"clients.0.count\": 2}},"
+    "  {\"name\": \"plain\"}],"
+    " \"expect\": {\"overlaps\": 0, \"errors\": 0,"
+    "  \"variants\": {\"redlock\": {\"errors\": {\"max\": 3}, \"acquisitions\": 2}}}}";
+
+static const lb_expect *find_expect(const lb_scenario *s, const char *path)
+{
+    for (size_t i = 0; i < s->nexpect; i++)
+        if (strcmp(s->expect[i].path, path) == 0)
+            return &s->expect[i];
+    return NULL;
+}
+
+static void test_variants(void **state)
+{
+    (void)state;
+    lb_scenario *s = load_ok(variants_json, NULL);
+    assert_null(s->variant);
+    assert_int_equal(lb_scenario_variant_count(s), 3);
+    assert_string_equal(lb_scenario_variant_name(s, 0), "full-jitter");
+    assert_string_equal(lb_scenario_variant_name(s, 1), "redlock");
+    assert_string_equal(lb_scenario_variant_name(s, 2), "plain");
+    assert_null(lb_scenario_variant(s, 3));
+    assert_int_equal(s->variants[1].nsets, 3);
+    assert_string_equal(s->variants[1].sets[0].path, "redis.servers");
+    assert_string_equal(s->variants[1].sets[0].value, "3");
+    assert_string_equal(s->variants[1].sets[1].value, "\"redlock\"");
+    assert_int_equal(s->variants[2].nsets, 0);
+
+    const lb_scenario *fj = lb_scenario_variant(s, 0), *rl = lb_scenario_variant(s, 1);
+    assert_string_equal(fj->variant, "full-jitter");
+    assert_int_equal(fj->groups[0].lock.backoff.policy, LB_BACKOFF_FULL_JITTER);
+    assert_int_equal(fj->groups[0].lock.backoff.cap_ms, 20);
+    assert_int_equal(fj->nvariants, 0);
+    assert_int_equal(fj->nexpect, 2);
+    assert_int_equal(rl->redis.servers, 3);
+    assert_int_equal(rl->groups[0].lock.algorithm, LB_ALG_REDLOCK);
+    assert_int_equal(rl->groups[0].lock.backoff.policy, LB_BACKOFF_EXPONENTIAL);
+    assert_int_equal(rl->nclients, 2);
+    assert_int_equal(rl->nexpect, 3);
+    const lb_expect *e = find_expect(rl, "errors");
+    assert_non_null(e);
+    assert_false(e->equal);
+    assert_true(isinf(e->min) && e->min < 0 && e->max == 3);
+    e = find_expect(rl, "acquisitions");
+    assert_true(e && e->equal && e->min == 2);
+    /* the base is untouched */
+    assert_int_equal(s->redis.servers, 1);
+    assert_int_equal(s->nexpect, 2);
+    assert_int_equal(s->groups[0].lock.backoff.policy, LB_BACKOFF_EXPONENTIAL);
+
+    char *dump = lb_scenario_dump(s);
+    lb_scenario *again;
+    assert_non_null(strstr(dump, "\"full-jitter\""));
+    free(dump);
+    dump = lb_scenario_dump(rl);
+    assert_non_null(strstr(dump, "\"redlock\""));
+    assert_null(strstr(dump, "full-jitter"));
+    free(dump);
+    lb_scenario_free(s);
+
+    /* a variant that sets a duration drops the one-iteration default; the dump reloads to the
+     * same variants */
+    s = load_ok("{\"name\": \"x\", \"variants\": [{\"name\": \"timed\", \"set\": "
+                "{\"workload.duration_ms\": 300}}, {\"name\": \"both\", \"set\": "
+                "{\"workload.duration_ms\": 300, \"workload.iterations\": 4}}]}", NULL);
+    assert_int_equal(s->workload.iterations, 1);
+    assert_int_equal(lb_scenario_variant(s, 0)->groups[0].workload.iterations, 0);
+    assert_int_equal(lb_scenario_variant(s, 0)->groups[0].workload.duration_ms, 300);
+    assert_int_equal(lb_scenario_variant(s, 1)->groups[0].workload.iterations, 4);
+    dump = lb_scenario_dump(s);
+    again = load_ok(dump, NULL);
+    free(dump);
+    for (size_t i = 0; i < 2; i++) {
+        char *a = lb_scenario_dump(lb_scenario_variant(s, i));
+        char *b = lb_scenario_dump(lb_scenario_variant(again, i));
+        assert_string_equal(a, b);
+        free(a);
+        free(b);
+    }
+    lb_scenario_free(again);
+    lb_scenario_free(s);
+
+    load_fails("{\"name\": \"x\", \"variants\": [{\"name\": \"a\", \"set\": "
+               "{\"redis.servers\": 2}}]}", NULL,
+               "t.json: variants[0] (a): lock.algorithm: token uses exactly one server, but "
+               "redis.servers is 2");
+    load_fails("{\"name\": \"x\", \"variants\": [{\"name\": \"a\", \"set\": "
+               "{\"clients.1.count\": 2}}]}", NULL,
+               "t.json: variants[0] (a): set clients.1.count: clients has no element 1 (it has 1)");
+    load_fails("{\"name\": \"x\", \"variants\": [{\"name\": \"a\", \"sets\": {}}]}", NULL,
+               "t.json: variants.0.sets: unknown key");
+    load_fails("{\"name\": \"x\", \"variants\": {\"a\": {}}}", NULL,
+               "t.json: variants: must be an array of variants, got {\"a\": {}}");
+}
+
+/* ---- --set ------------------------------------------------------------------------------------ */
+
+static void test_set_overrides(void **state)
+{
+    (void)state;
+    const char *sets[] = {"lock.backoff.policy=full-jitter", "clients.0.count=2", "seed=42",
+                          "workload.hold_ms={\"uniform\": [1, 3]}", "lock.ttl_ms=null",
+                          "expect.counter.actual=2", "lock.key=\"k\"", "seed=43"};
+    lb_scenario *s = load_with("{\"name\": \"x\"}", sets, 8);
+    assert_non_null(s);
+    assert_int_equal(s->lock.backoff.policy, LB_BACKOFF_FULL_JITTER);
+    assert_int_equal(s->groups[0].lock.backoff.policy, LB_BACKOFF_FULL_JITTER);
+    assert_int_equal(s->groups[0].count, 2);
+    assert_string_equal(s->groups[0].name, "worker");
+    assert_int_equal(s->seed, 43);   /* the last one wins: --seed goes after the --sets */
+    assert_int_equal(s->workload.hold_ms.kind, LB_DIST_UNIFORM);
+    assert_int_equal(s->lock.ttl_ms, 0);
+    assert_string_equal(s->lock.key, "k");
+    assert_int_equal(s->nexpect, 1);
+    assert_string_equal(s->expect[0].path, "counter.actual");
+    lb_scenario_free(s);
+
+    /* per-variant expectation and a variant's own key */
+    const char *vsets[] = {"expect.variants.redlock.overlaps=1"};
+    s = load_with(variants_json, vsets, 1);
+    assert_non_null(s);
+    assert_true(find_expect(lb_scenario_variant(s, 1), "overlaps")->min == 1);
+    assert_true(find_expect(lb_scenario_variant(s, 0), "overlaps")->min == 0);
+    lb_scenario_free(s);
+
+    const char *bad[][2] = {
+        {"lock.ttl_ms=abc", "t.json: lock.ttl_ms: must be a non-negative integer or null, "
+                            "got \"abc\""},
+        {"lock.backof.policy=none", "t.json: lock.backof: unknown key"},
+        {"clients.3.count=1", "t.json: --set clients.3.count: clients has no element 3 (it has 1)"},
+        {"clients.x.count=1", "t.json: --set clients.x.count: clients is a list: x is not an index"},
+        {"name.x=1", "t.json: --set name.x: name is not an object"},
+        {"lock..ttl_ms=1", "t.json: --set lock..ttl_ms: empty key in the path"},
+        {"redis.servers=3", "t.json: lock.algorithm: token uses exactly one server, but "
+                            "redis.servers is 3"},
+        {"expect.p99=1", "t.json: expect.p99: unknown summary path"},
+        {"seed=-1", "t.json: seed: must be a non-negative integer, got -1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        s = load_with("{\"name\": \"x\"}", &bad[i][0], 1);
+        assert_null(s);
+        assert_string_equal(err, bad[i][1]);
+    }
+
+    lb_override none = {NULL, "1"};
+    lb_load_options opt = {.overrides = &none, .noverrides = 1};
+    load_fails("{\"name\": \"x\"}", &opt, "t.json: --set: needs PATH=VALUE");
+
+    char arg[] = "a.b=c=d", noeq[] = "abc", nopath[] = "=1";
+    lb_override o;
+    assert_true(lb_override_from_arg(arg, &o));
+    assert_string_equal(o.path, "a.b");
+    assert_string_equal(o.value, "c=d");
+    assert_false(lb_override_from_arg(noeq, &o));
+    assert_false(lb_override_from_arg(nopath, &o));
+}
+
+/* ---- events ------------------------------------------------------------------------------- */
+
+static void test_events(void **state)
+{
+    (void)state;
+    lb_scenario *s = load_ok(
+        "{\"name\": \"x\", \"redis\": {\"servers\": 3}, \"lock\": {\"algorithm\": \"redlock\"},"
+        " \"events\": ["
+        "  {\"at_ms\": 10, \"do\": \"crash\", \"clients\": [4, 1], \"when\": \"holding\","
+        "   \"restart_after_ms\": 100},"
+        "  {\"at_ms\": 20, \"do\": \"pause\", \"clients\": \"all\", \"duration_ms\": 50},"
+        "  {\"at_ms\": 30, \"do\": \"delay\", \"clients\": [0], \"latency_ms\": 5,"
+        "   \"duration_ms\": 60},"
+        "  {\"at_ms\": 40, \"do\": \"partition\", \"clients\": [2], \"duration_ms\": 70},"
+        "  {\"at_ms\": 50, \"do\": \"reset\", \"clients\": [3]},"
+        "  {\"at_ms\": 60, \"do\": \"kill-server\", \"server\": 2},"
+        "  {\"at_ms\": 70, \"do\": \"pause-server\", \"server\": 1, \"duration_ms\": 80},"
+        "  {\"at_ms\": 80, \"do\": \"clock-skew\", \"clients\": [0], \"offset_ms\": -500},"
+        "  {\"at_ms\": 0, \"do\": \"crash\", \"clients\": [0]}]}", NULL);
+    assert_int_equal(s->nevents, 9);
+    const lb_event *e = s->events;
+    assert_int_equal(e[0].action, LB_EV_CRASH);
+    assert_int_equal(e[0].at_ms, 10);
+    assert_false(e[0].all_clients);
+    assert_int_equal(e[0].nclients, 2);
+    assert_int_equal(e[0].clients[0], 4);
+    assert_int_equal(e[0].clients[1], 1);
+    assert_true(e[0].when_holding);
+    assert_int_equal(e[0].restart_after_ms, 100);
+    assert_int_equal(e[0].server, -1);
+    assert_int_equal(e[1].action, LB_EV_PAUSE);
+    assert_true(e[1].all_clients);
+    assert_int_equal(e[1].nclients, 5);
+    assert_int_equal(e[1].clients[4], 4);
+    assert_false(e[1].when_holding);
+    assert_int_equal(e[1].duration_ms, 50);
+    assert_int_equal(e[2].action, LB_EV_DELAY);
+    assert_int_equal(e[2].latency_ms, 5);
+    assert_int_equal(e[2].jitter_ms, 0);
+    assert_int_equal(e[2].duration_ms, 60);
+    assert_int_equal(e[3].action, LB_EV_PARTITION);
+    assert_int_equal(e[3].duration_ms, 70);
+    assert_int_equal(e[4].action, LB_EV_RESET);
+    assert_int_equal(e[4].clients[0], 3);
+    assert_int_equal(e[5].action, LB_EV_KILL_SERVER);
+    assert_int_equal(e[5].server, 2);
+    assert_int_equal(e[5].nclients, 0);
+    assert_int_equal(e[5].restart_after_ms, -1);
+    assert_int_equal(e[6].action, LB_EV_PAUSE_SERVER);
+    assert_int_equal(e[6].server, 1);
+    assert_int_equal(e[6].duration_ms, 80);
+    assert_int_equal(e[7].action, LB_EV_CLOCK_SKEW);
+    assert_int_equal(e[7].offset_ms, -500);
+    assert_int_equal(e[8].restart_after_ms, -1);
+    assert_string_equal(lb_event_action_name(e[5].action), "kill-server");
+    lb_scenario_free(s);
+
+    load_fails("{\"name\": \"x\", \"events\": [{\"do\": \"reset\", \"clients\": [0]}]}", NULL,
+               "t.json: events.0.at_ms: missing required key");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"clients\": [0]}]}", NULL,
+               "t.json: events.0.do: missing required key");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"delay\", \"clients\": [0],"
+               " \"duration_ms\": 5}]}", NULL,
+               "t.json: events.0.latency_ms: missing required key for delay");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"crash\", \"clients\": [0],"
+               " \"when\": \"idle\"}]}", NULL,
+               "t.json: events.0.when: must be one of holding, got \"idle\"");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"reset\", \"clients\": []}]}",
+               NULL, "t.json: events.0.clients: must be \"all\" or a non-empty list of client "
+                     "numbers, got []");
+    load_fails("{\"name\": \"x\", \"events\": {}}", NULL,
+               "t.json: events: must be an array of events, got {}");
+}
+
+static void test_external_servers(void **state)
+{
+    (void)state;
+    const char *kill = "{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"kill-server\","
+                       " \"server\": 0}]}";
+    const char *pause = "{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"pause-server\","
+                        " \"server\": 0, \"duration_ms\": 10}]}";
+    lb_load_options ext = {.external_servers = true};
+    lb_scenario_free(load_ok(kill, NULL));
+    load_fails(kill, &ext, "t.json: events.0.do: kill-server needs servers that lockbench "
+                           "manages, not --redis");
+    load_fails(pause, &ext, "t.json: events.0.do: pause-server needs servers that lockbench "
+                            "manages, not --redis");
+    lb_scenario_free(load_ok("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"reset\","
+                             " \"clients\": \"all\"}]}", &ext));
+}
+
+/* ---- odds and ends -------------------------------------------------------------------------- */
+
+static void test_files_and_parse_errors(void **state)
+{
+    (void)state;
+    lb_scenario *s = (lb_scenario *)1;
+    assert_int_equal(lb_scenario_load("scenarios/no-such-file.json", NULL, &s, err, sizeof err),
+                     -1);
+    assert_null(s);
+    assert_string_equal(err, "scenarios/no-such-file.json: cannot open: No such file or directory");
+    assert_int_equal(lb_scenario_load("scenarios", NULL, &s, err, sizeof err), -1);
+    assert_string_equal(err, "scenarios: cannot read: Is a directory");
+    load_fails("{\"name\": \"x\",\n  \"seed\": }", NULL,
+               "t.json:2:11: unexpected token near '}'");
+    load_fails("", NULL, "t.json:1:0: '[' or '{' expected near end of file");
+    load_fails("{\"name\": \"x\", \"seed\": 1.5}", NULL,
+               "t.json: seed: must be a non-negative integer, got 1.5");
+    /* a tiny error buffer truncates, never overflows */
+    char small[8];
+    assert_int_equal(lb_scenario_load_buffer("t.json", "[]", 2, NULL, &s, small, sizeof small), -1);
+    assert_string_equal(small, "t.json:");
+}
+
+static void test_summary_paths_and_names(void **state)
+{
+    (void)state;
+    const char *known[] = {"counter.actual", "overlaps", "timeouts", "acquire_ms.p99",
+                           "timeout_ms.max", "fairness.jain", "errors", "acquisitions",
+                           "crashed_clients", "counter.lost_updates",
+                           "counter.stale_writes_rejected", "throughput_per_s",
+                           "redis.commands_per_acquisition", "handoff_ms.p50"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        assert_true(lb_summary_path_is_known(known[i]));
+    assert_false(lb_summary_path_is_known("acquire_ms"));
+    assert_false(lb_summary_path_is_known("fairness.per_client"));
+    assert_string_equal(lb_algorithm_name(LB_ALG_REDLOCK), "redlock");
+    assert_string_equal(lb_wait_name(LB_WAIT_NOTIFY), "notify");
+    assert_string_equal(lb_backoff_policy_name(LB_BACKOFF_DECORRELATED_JITTER),
+                        "decorrelated-jitter");
+    assert_string_equal(lb_backoff_policy_name(LB_BACKOFF_SERVICESTACK), "servicestack");
+    assert_string_equal(lb_critical_section_name(LB_CS_INCR), "incr");
+    assert_string_equal(lb_persistence_name(LB_PERSIST_AOF_ALWAYS), "aof-always");
+    lb_scenario_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_invalid_corpus),
+        cmocka_unit_test(test_invalid_corpus_pairs),
+        cmocka_unit_test(test_shipped_scenarios_load),
+        cmocka_unit_test(test_seed_scenarios),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_null_mapping),
+        cmocka_unit_test(test_distributions),
+        cmocka_unit_test(test_group_overrides),
+        cmocka_unit_test(test_variants),
+        cmocka_unit_test(test_set_overrides),
+        cmocka_unit_test(test_events),
+        cmocka_unit_test(test_external_servers),
+        cmocka_unit_test(test_files_and_parse_errors),
+        cmocka_unit_test(test_summary_paths_and_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
