@@ -1,0 +1,171 @@
+/* main.c -- lockbench's command line: parse the flags, dispatch to run | validate | plot | gate.
+ * Exit codes: 0 success, 1 an expectation failed or the gate found a regression, 2 bad input or
+ * usage, 3 environment (a Redis server could not be started or reached). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dlock.h"
+#include "gate.h"
+#include "plot.h"
+#include "run.h"
+
+static const char usage_text[] =
+    "usage: lockbench run SCENARIO.json... [--out DIR] [--redis URL]... [--repeat N] [--seed N]\n"
+    "                     [--resource URL] [--set PATH=VALUE]... [--no-plot] [--quiet]\n"
+    "       lockbench validate SCENARIO.json...\n"
+    "       lockbench plot RESULT_DIR [--format png|svg] [--plot-preview]\n"
+    "       lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize]\n"
+    "                      [--markdown FILE] [--json FILE] [--benchmark-json FILE]\n"
+    "                      [--benchmark-json-bigger FILE]\n"
+    "       lockbench --help | --version\n"
+    "\n"
+    "run       replays each scenario against managed redis-server processes (or --redis URLs),\n"
+    "          writes results/<name>/<timestamp>/ and checks the scenario's expectations\n"
+    "validate  loads and checks scenarios without running them\n"
+    "plot      redraws the charts of a results folder with gnuplot\n"
+    "gate      compares two results (folders or summary.json files) for regressions\n"
+    "\n"
+    "exit codes: 0 ok, 1 expectation failed or regression, 2 bad input, 3 environment\n";
+
+static int usage(const char *fmt, const char *arg)
+{
+    if (fmt) {
+        fprintf(stderr, "lockbench: ");
+        fprintf(stderr, fmt, arg);
+        fprintf(stderr, "\n");
+    }
+    fputs(usage_text, stderr);
+    return LB_EXIT_USAGE;
+}
+
+static bool parse_count(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+typedef struct cli {
+    lb_run_options o;
+    const char *redis[LB_SCENARIO_MAX_SERVERS];
+    lb_override sets[256];
+    char seed_arg[32];
+} cli;
+
+/* The flags of run and validate. Returns -1 on success, else the exit code. */
+static int parse_run_flags(cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"out", required_argument, NULL, 'o'},   {"redis", required_argument, NULL, 'r'},
+        {"repeat", required_argument, NULL, 'n'}, {"seed", required_argument, NULL, 's'},
+        {"resource", required_argument, NULL, 'R'}, {"set", required_argument, NULL, 'S'},
+        {"no-plot", no_argument, NULL, 'P'},     {"quiet", no_argument, NULL, 'q'},
+        {NULL, 0, NULL, 0},
+    };
+    long v;
+    int ch;
+    bool seeded = false;
+    c->o = (lb_run_options){.repeat = 1, .plot_format = "png", .redis = c->redis, .sets = c->sets};
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'o': c->o.out = optarg; break;
+        case 'R': c->o.resource = optarg; break;
+        case 'P': c->o.no_plot = true; break;
+        case 'q': c->o.quiet = true; break;
+        case 'r':
+            if (c->o.nredis == LB_SCENARIO_MAX_SERVERS)
+                return usage("at most 9 --redis URLs", NULL);
+            c->redis[c->o.nredis++] = optarg;
+            break;
+        case 'n':
+            if (!parse_count(optarg, 1, 1000, &v))
+                return usage("--repeat: expected a number from 1 to 1000, got '%s'", optarg);
+            c->o.repeat = (int)v;
+            break;
+        case 's':
+            if (!parse_count(optarg, 0, 0x7fffffffL, &v))
+                return usage("--seed: expected a non-negative number, got '%s'", optarg);
+            snprintf(c->seed_arg, sizeof c->seed_arg, "%ld", v);
+            seeded = true;
+            break;
+        case 'S':
+            if (c->o.nsets == 255 || !lb_override_from_arg(optarg, &c->sets[c->o.nsets]))
+                return usage("--set: expected PATH=VALUE, got '%s'", optarg);
+            c->o.nsets++;
+            break;
+        default:
+            return usage(NULL, NULL);
+        }
+    }
+    if (seeded)  /* --seed N is --set seed=N, applied last */
+        c->sets[c->o.nsets++] = (lb_override){.path = "seed", .value = c->seed_arg};
+    if (optind >= argc)
+        return usage("%s: no scenario file given", argv[0]);
+    return -1;
+}
+
+static int cmd_run(int argc, char **argv, bool validate_only)
+{
+    static cli c;
+    int rc = parse_run_flags(&c, argc, argv);
+    if (rc >= 0)
+        return rc;
+    size_t n = (size_t)(argc - optind);
+    if (validate_only)
+        return lb_validate_scenarios(argv + optind, n, &c.o);
+    return lb_run_scenarios(argv + optind, n, &c.o);
+}
+
+static int cmd_plot(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"format", required_argument, NULL, 'f'},
+        {"plot-preview", no_argument, NULL, 'p'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *format = "png";
+    bool preview = false;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (ch == 'f' && (strcmp(optarg, "png") == 0 || strcmp(optarg, "svg") == 0))
+            format = optarg;
+        else if (ch == 'f')
+            return usage("--format: expected png or svg, got '%s'", optarg);
+        else if (ch == 'p')
+            preview = true;
+        else
+            return usage(NULL, NULL);
+    }
+    if (optind != argc - 1)
+        return usage("plot: expected one results folder", NULL);
+    return lb_plot_command(argv[optind], format, preview);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage("no command given", NULL);
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage_text, stdout);
+        return LB_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("lockbench %s (libdlock %s)\n", DLOCK_VERSION, DLOCK_VERSION);
+        return LB_EXIT_OK;
+    }
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 1, argv + 1, false);
+    if (strcmp(cmd, "validate") == 0)
+        return cmd_run(argc - 1, argv + 1, true);
+    if (strcmp(cmd, "plot") == 0)
+        return cmd_plot(argc - 1, argv + 1);
+    if (strcmp(cmd, "gate") == 0)
+        return lb_gate_main(argc - 1, argv + 1);
+    return usage("unknown command '%s'", cmd);
+}

@@ -1,0 +1,714 @@
+/* metrics.c -- the measure stage: a run's raw record (runner.h) → the figures of summary.json.
+ *
+ * Everything here is computed after the client threads have joined, from their per-client
+ * histograms, counters and acquisition logs; nothing runs on the hot path. The definitions are
+ * SPEC section 6 (repeated in metrics.h); the choices the SPEC leaves open are documented next
+ * to the code that makes them: the handoff rule (lb__handoff), the timeline's bins
+ * (lb__timeline) and how repeats combine (lb_metrics_combine). */
+#include "metrics.h"
+#include "stats.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LB__BIN_US INT64_C(100000)   /* timeline.csv: one row per 100 ms */
+
+static double lb__ms(int64_t us)
+{
+    return (double)us / 1000.0;
+}
+
+/* ---- latency from the merged histograms ----------------------------------------------------- */
+
+/* Merges one histogram per client (acquire_hist when acquire, else timeout_hist) into a fresh
+ * one. A saturated counter only makes far percentiles approximate, so it is not an error. */
+static lb_hist *lb__merge(const lb_run_result *run, bool acquire)
+{
+    lb_hist *h = lb_hist_new();
+    for (size_t i = 0; h && i < run->nclients; i++) {
+        const lb_hist *src = acquire ? run->clients[i].acquire_hist : run->clients[i].timeout_hist;
+        if (src)
+            (void)lb_hist_merge(h, src);
+    }
+    return h;
+}
+
+lb_hist *lb_metrics_merge_acquire(const lb_run_result *run)
+{
+    return lb__merge(run, true);
+}
+
+static void lb__latency_of(const lb_hist *h, lb_latency *l)
+{
+    *l = (lb_latency){.count = lb_hist_count(h)};
+    if (l->count == 0)
+        return;
+    l->mean = lb_hist_mean(h) / 1000.0;
+    l->p50 = lb__ms(lb_hist_value_at_percentile(h, 50.0));
+    l->p90 = lb__ms(lb_hist_value_at_percentile(h, 90.0));
+    l->p99 = lb__ms(lb_hist_value_at_percentile(h, 99.0));
+    l->p999 = lb__ms(lb_hist_value_at_percentile(h, 99.9));
+    l->max = lb__ms(lb_hist_max(h));
+}
+
+static int lb__latencies(const lb_run_result *run, lb_summary *s)
+{
+    lb_hist *acq = lb__merge(run, true), *to = lb__merge(run, false);
+    int rc = acq && to ? 0 : -1;
+    if (rc == 0) {
+        lb__latency_of(acq, &s->acquire_ms);
+        lb__latency_of(to, &s->timeout_ms);
+    }
+    lb_hist_free(acq);
+    lb_hist_free(to);
+    return rc;
+}
+
+/* ---- totals --------------------------------------------------------------------------------- */
+
+static void lb__totals(const lb_run_result *run, lb_summary *s)
+{
+    for (size_t i = 0; i < run->nclients; i++) {
+        const lb_client_result *c = &run->clients[i];
+        s->acquisitions += c->acquisitions;
+        s->timeouts += c->timeouts;
+        s->errors += c->errors;
+        s->crashed_clients += c->crashed;
+        s->counter.attempted += c->cs_attempted;
+        s->counter.acked += c->cs_acked;
+        s->counter.stale_writes_rejected += c->stale_rejected;
+        s->redis.commands += (int64_t)c->commands;
+    }
+    s->counter.actual = run->counter_actual;
+    s->counter.lost_updates = s->counter.acked > s->counter.actual
+                                  ? s->counter.acked - s->counter.actual : 0;
+    s->overlaps = run->overlaps;
+    s->faults_applied = run->faults_applied;
+    s->elapsed_ms = lb__ms(run->elapsed_us);
+    s->throughput_per_s = run->elapsed_us > 0
+                              ? (double)s->acquisitions / ((double)run->elapsed_us / 1e6) : 0;
+    s->redis.commands_per_acquisition = s->acquisitions > 0
+                              ? (double)s->redis.commands / (double)s->acquisitions : 0;
+}
+
+/* ---- fairness ------------------------------------------------------------------------------- */
+
+static const char *lb__group_name(const lb_scenario *v, size_t group)
+{
+    return group < v->ngroups && v->groups[group].name ? v->groups[group].name : "";
+}
+
+static lb_client_summary lb__client_summary(const lb_scenario *v, const lb_client_result *c)
+{
+    return (lb_client_summary){
+        .client = c->client, .group = lb__group_name(v, c->group),
+        .acquisitions = c->acquisitions, .timeouts = c->timeouts, .errors = c->errors,
+        .mean_wait_ms = c->acquisitions > 0 ? lb__ms(c->wait_sum_us) / (double)c->acquisitions
+                                            : 0,
+        .max_wait_ms = lb__ms(c->wait_max_us)};
+}
+
+static int lb__fairness(const lb_scenario *v, const lb_run_result *run, lb_summary *s)
+{
+    size_t n = run->nclients, nwait = 0;
+    double *acq = malloc((n + 1) * sizeof *acq), *wait = malloc((n + 1) * sizeof *wait);
+    lb_client_summary *pc = calloc(n + 1, sizeof *pc);
+    if (!acq || !wait || !pc) {
+        free(acq);
+        free(wait);
+        free(pc);
+        return -1;
+    }
+    s->fairness.min_acquisitions = n ? INT64_MAX : 0;
+    for (size_t i = 0; i < n; i++) {
+        pc[i] = lb__client_summary(v, &run->clients[i]);
+        acq[i] = (double)pc[i].acquisitions;
+        if (pc[i].acquisitions > 0)
+            wait[nwait++] = pc[i].mean_wait_ms;
+        if (pc[i].acquisitions < s->fairness.min_acquisitions)
+            s->fairness.min_acquisitions = pc[i].acquisitions;
+        if (pc[i].acquisitions > s->fairness.max_acquisitions)
+            s->fairness.max_acquisitions = pc[i].acquisitions;
+        if (pc[i].max_wait_ms > s->fairness.max_wait_ms)
+            s->fairness.max_wait_ms = pc[i].max_wait_ms;
+    }
+    s->fairness.jain = lb_jain_index(acq, n);
+    s->fairness.jain_wait = lb_jain_index(wait, nwait);
+    s->fairness.nclients = n;
+    s->fairness.per_client = pc;
+    free(acq);
+    free(wait);
+    return 0;
+}
+
+/* ---- handoff -------------------------------------------------------------------------------- */
+
+/* One successful acquire: from acquire returning (start) to the end of the tenure (end). */
+typedef struct {
+    int32_t key;
+    int64_t start, end;
+    uint8_t how;     /* lb_hold_end */
+} lb__hold;
+
+static int lb__hold_cmp(const void *a, const void *b)
+{
+    const lb__hold *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return (x->start > y->start) - (x->start < y->start);
+}
+
+/* Every successful acquire of the run, sorted by key, then by when acquire returned. */
+static lb__hold *lb__holds(const lb_run_result *run, size_t *n)
+{
+    size_t total = 0, k = 0;
+    for (size_t i = 0; i < run->nclients; i++)
+        total += run->clients[i].log.count;
+    lb__hold *h = malloc((total + 1) * sizeof *h);
+    if (!h)
+        return NULL;
+    for (size_t i = 0; i < run->nclients; i++) {
+        const lb_acq_log *log = &run->clients[i].log;
+        for (size_t j = 0; j < log->count; j++) {
+            const lb_acquisition *a = lb_acq_log_at(log, j);
+            if (a->result == LB_RES_OK)
+                h[k++] = (lb__hold){a->key, a->end_us, a->released_us, a->end};
+        }
+    }
+    qsort(h, k, sizeof *h, lb__hold_cmp);
+    *n = k;
+    return h;
+}
+
+/* The first hold (in sort order) on key whose acquire returned at or after t. */
+static size_t lb__first_at_or_after(const lb__hold *h, size_t n, int32_t key, int64_t t)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (h[mid].key < key || (h[mid].key == key && h[mid].start < t))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* A tenure ended when the holder released (or found the lock already lost) or crashed while
+ * holding; a kept hold (release: false) is handed over only by its TTL, which the harness does
+ * not observe, so it gives no sample. */
+static bool lb__tenure_ended(const lb__hold *h)
+{
+    return h->end >= 0 &&
+           (h->how == LB_END_RELEASED || h->how == LB_END_NOTOWNER || h->how == LB_END_CRASHED);
+}
+
+/* Nearest rank (the sample of rank ceil(p/100 * n)), as the histogram reports percentiles. */
+static int64_t lb__rank(const int64_t *sorted, size_t n, double p)
+{
+    double r = ceil(p / 100.0 * (double)n);
+    size_t i = r < 1 ? 0 : (size_t)r - 1;
+    return sorted[i < n ? i : n - 1];
+}
+
+static int lb__i64_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void lb__latency_of_samples(int64_t *x, size_t n, lb_latency *l)
+{
+    *l = (lb_latency){.count = (int64_t)n};
+    if (n == 0)
+        return;
+    qsort(x, n, sizeof *x, lb__i64_cmp);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += (double)x[i];
+    l->mean = sum / (double)n / 1000.0;
+    l->p50 = lb__ms(lb__rank(x, n, 50.0));
+    l->p90 = lb__ms(lb__rank(x, n, 90.0));
+    l->p99 = lb__ms(lb__rank(x, n, 99.0));
+    l->p999 = lb__ms(lb__rank(x, n, 99.9));
+    l->max = lb__ms(x[n - 1]);
+}
+
+/* Handoff rule: for every hold whose tenure ended (lb__tenure_ended) at time R, the next
+ * successful acquire of the same key is the first hold, in order of its acquire returning
+ * (end_us), whose end_us >= R, by any client, the same one included; the sample is its end_us
+ * - R. A hold that no later acquire follows gives no sample. Holds that overlap (an unsafe lock)
+ * are not special: each ended tenure looks forward from its own end, so two of them may share
+ * the same next acquire. Percentiles are exact (nearest rank over the sorted samples). */
+static int lb__handoff(const lb_run_result *run, lb_summary *s)
+{
+    size_t n = 0, ns = 0;
+    lb__hold *h = lb__holds(run, &n);
+    int64_t *gap = h ? malloc((n + 1) * sizeof *gap) : NULL;
+    if (!gap) {
+        free(h);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!lb__tenure_ended(&h[i]))
+            continue;
+        size_t j = lb__first_at_or_after(h, n, h[i].key, h[i].end);
+        if (j == i)   /* a zero-length hold is not its own successor */
+            j++;
+        if (j < n && h[j].key == h[i].key)
+            gap[ns++] = h[j].start - h[i].end;
+    }
+    lb__latency_of_samples(gap, ns, &s->handoff_ms);
+    free(gap);
+    free(h);
+    return 0;
+}
+
+/* ---- timeline ------------------------------------------------------------------------------- */
+
+/* +1 when a hold starts, -1 when it ends; ends sort before starts at the same instant, so a
+ * hold ending at t and one starting at t are never counted as inside together. */
+typedef struct {
+    int64_t t;
+    int     delta;
+} lb__edge;
+
+static int lb__edge_cmp(const void *a, const void *b)
+{
+    const lb__edge *x = a, *y = b;
+    if (x->t != y->t)
+        return x->t < y->t ? -1 : 1;
+    return x->delta - y->delta;
+}
+
+static size_t lb__bin(const lb_summary *s, int64_t t_us)
+{
+    if (t_us <= 0)
+        return 0;
+    size_t b = (size_t)(t_us / LB__BIN_US);
+    return b < s->nbins ? b : s->nbins - 1;
+}
+
+static void lb__timeline_counts(const lb_run_result *run, lb_summary *s)
+{
+    for (size_t i = 0; i < run->nclients; i++) {
+        const lb_acq_log *log = &run->clients[i].log;
+        for (size_t j = 0; j < log->count; j++) {
+            const lb_acquisition *a = lb_acq_log_at(log, j);
+            lb_timeline_bin *b = &s->timeline[lb__bin(s, a->end_us)];
+            b->acquisitions += a->result == LB_RES_OK;
+            b->timeouts += a->result == LB_RES_TIMEOUT;
+            b->errors += a->result == LB_RES_ERROR;
+        }
+    }
+}
+
+/* Holds as half-open intervals [end_us, released_us), at least 1 µs long so a zero-length hold
+ * still counts; a hold the runner left open (released_us -1, e.g. an interrupted run) lasts to
+ * the end of the run. */
+static lb__edge *lb__hold_edges(const lb_run_result *run, size_t *n)
+{
+    size_t total = 0, k = 0;
+    for (size_t i = 0; i < run->nclients; i++)
+        total += run->clients[i].log.count;
+    lb__edge *e = malloc((2 * total + 1) * sizeof *e);
+    for (size_t i = 0; e && i < run->nclients; i++) {
+        const lb_acq_log *log = &run->clients[i].log;
+        for (size_t j = 0; j < log->count; j++) {
+            const lb_acquisition *a = lb_acq_log_at(log, j);
+            if (a->result != LB_RES_OK)
+                continue;
+            int64_t end = a->released_us >= 0 ? a->released_us : run->elapsed_us;
+            e[k++] = (lb__edge){a->end_us, +1};
+            e[k++] = (lb__edge){end > a->end_us ? end : a->end_us + 1, -1};
+        }
+    }
+    if (e)
+        qsort(e, k, sizeof *e, lb__edge_cmp);
+    *n = k;
+    return e;
+}
+
+/* The most holds inside at once during each bin: the count carried into the bin (after the ends
+ * at its first instant) and the count after every edge inside it. */
+static int lb__timeline_holders(const lb_run_result *run, lb_summary *s)
+{
+    size_t n, k = 0;
+    lb__edge *e = lb__hold_edges(run, &n);
+    if (!e)
+        return -1;
+    int64_t cur = 0;
+    for (size_t b = 0; b < s->nbins; b++) {
+        int64_t start = (int64_t)b * LB__BIN_US;
+        bool last = b + 1 == s->nbins;
+        while (k < n && (e[k].t < start || (e[k].t == start && e[k].delta < 0)))
+            cur += e[k++].delta;
+        int64_t most = cur;
+        while (k < n && (last || e[k].t < start + LB__BIN_US)) {
+            cur += e[k++].delta;
+            if (cur > most)
+                most = cur;
+        }
+        s->timeline[b].holders = most;
+    }
+    free(e);
+    return 0;
+}
+
+/* A fault is in effect over [start_us, end_us); one without an end (end_us -1: an instant such
+ * as crash or reset) counts in the bin of its start only. */
+static void lb__timeline_faults(const lb_run_result *run, lb_summary *s)
+{
+    for (size_t i = 0; i < run->nfaults; i++) {
+        const lb_fault_record *f = &run->faults[i];
+        if (!f->applied || f->start_us < 0)
+            continue;
+        int64_t last_us = f->end_us > f->start_us ? f->end_us - 1 : f->start_us;
+        for (size_t b = lb__bin(s, f->start_us); b <= lb__bin(s, last_us); b++)
+            s->timeline[b].active_faults++;
+    }
+}
+
+/* Bins of 100 ms from 0 to elapsed (at least one); whatever lies past elapsed (a fault still
+ * in effect at the end) is counted in the last bin. */
+static int lb__timeline(const lb_run_result *run, lb_summary *s)
+{
+    int64_t el = run->elapsed_us > 0 ? run->elapsed_us : 0;
+    s->nbins = (size_t)((el + LB__BIN_US - 1) / LB__BIN_US);
+    if (s->nbins == 0)
+        s->nbins = 1;
+    s->timeline = calloc(s->nbins, sizeof *s->timeline);
+    if (!s->timeline)
+        return -1;
+    for (size_t b = 0; b < s->nbins; b++)
+        s->timeline[b].t_ms = (int64_t)b * (LB__BIN_US / 1000);
+    lb__timeline_counts(run, s);
+    lb__timeline_faults(run, s);
+    return lb__timeline_holders(run, s);
+}
+
+/* ---- compute -------------------------------------------------------------------------------- */
+
+int lb_metrics_compute(const lb_scenario *variant, const lb_run_result *run, lb_summary *out)
+{
+    *out = (lb_summary){
+        .name = variant->variant ? variant->variant : variant->name,
+        .algorithm = lb_algorithm_name(variant->lock.algorithm),
+        .wait = lb_wait_name(variant->lock.wait),
+        .backoff = lb_backoff_policy_name(variant->lock.backoff.policy),
+        .clients = (int64_t)variant->nclients,
+        .expect.passed = true};
+    lb__totals(run, out);
+    int rc = lb__latencies(run, out);
+    if (!rc)
+        rc = lb__fairness(variant, run, out);
+    if (!rc)
+        rc = lb__handoff(run, out);
+    if (!rc)
+        rc = lb__timeline(run, out);
+    if (rc)
+        lb_summary_free(out);
+    return rc;
+}
+
+/* ---- paths ---------------------------------------------------------------------------------- */
+
+/* The summary's numeric fields by dotted path: expectations (lb_metrics_value) and the repeat
+ * combination (lb_metrics_combine) both go through this table. */
+typedef struct {
+    const char *path;
+    size_t      off;
+    bool        is_int;
+} lb__field;
+
+#define LB__D(p, m) {p, offsetof(lb_summary, m), false}
+#define LB__I(p, m) {p, offsetof(lb_summary, m), true}
+#define LB__LAT(p, m)                                                                          \
+    LB__I(p ".count", m.count), LB__D(p ".mean", m.mean), LB__D(p ".p50", m.p50),              \
+    LB__D(p ".p90", m.p90), LB__D(p ".p99", m.p99), LB__D(p ".p999", m.p999),                  \
+    LB__D(p ".max", m.max)
+
+static const lb__field lb__fields[] = {
+    LB__I("clients", clients),
+    LB__D("elapsed_ms", elapsed_ms),
+    LB__I("acquisitions", acquisitions),
+    LB__I("timeouts", timeouts),
+    LB__I("errors", errors),
+    LB__I("crashed_clients", crashed_clients),
+    LB__D("throughput_per_s", throughput_per_s),
+    LB__I("overlaps", overlaps),
+    LB__LAT("acquire_ms", acquire_ms),
+    LB__LAT("timeout_ms", timeout_ms),
+    LB__LAT("handoff_ms", handoff_ms),
+    LB__D("fairness.jain", fairness.jain),
+    LB__D("fairness.jain_wait", fairness.jain_wait),
+    LB__I("fairness.min_acquisitions", fairness.min_acquisitions),
+    LB__I("fairness.max_acquisitions", fairness.max_acquisitions),
+    LB__D("fairness.max_wait_ms", fairness.max_wait_ms),
+    LB__I("counter.acked", counter.acked),
+    LB__I("counter.attempted", counter.attempted),
+    LB__I("counter.actual", counter.actual),
+    LB__I("counter.lost_updates", counter.lost_updates),
+    LB__I("counter.stale_writes_rejected", counter.stale_writes_rejected),
+    LB__I("redis.commands", redis.commands),
+    LB__D("redis.commands_per_acquisition", redis.commands_per_acquisition),
+    LB__I("faults_applied", faults_applied),
+};
+#define LB__NFIELDS (sizeof lb__fields / sizeof lb__fields[0])
+
+static const lb__field *lb__field_of(const char *path)
+{
+    for (size_t i = 0; i < LB__NFIELDS; i++)
+        if (strcmp(lb__fields[i].path, path) == 0)
+            return &lb__fields[i];
+    return NULL;
+}
+
+static double lb__get(const lb_summary *s, const lb__field *f)
+{
+    const char *p = (const char *)s + f->off;
+    return f->is_int ? (double)*(const int64_t *)p : *(const double *)p;
+}
+
+static void lb__set(lb_summary *s, const lb__field *f, double v)
+{
+    char *p = (char *)s + f->off;
+    if (f->is_int)
+        *(int64_t *)p = (int64_t)llround(v);
+    else
+        *(double *)p = v;
+}
+
+bool lb_metrics_value(const lb_summary *s, const char *path, double *value)
+{
+    const lb__field *f = lb__field_of(path);
+    if (f)
+        *value = lb__get(s, f);
+    return f != NULL;
+}
+
+/* ---- expectations --------------------------------------------------------------------------- */
+
+static bool lb__equal(double v, double want)
+{
+    return v == want || fabs(v - want) <= 1e-9 * fmax(fabs(v), fabs(want));
+}
+
+/* "5", "[2000, 2500]", or ">= 5" / "<= 2500" when one side is open. */
+static void lb__bound_text(const lb_expect *e, char *buf, size_t len)
+{
+    if (e->equal)
+        snprintf(buf, len, "%g", e->min);
+    else if (isinf(e->min) && e->min < 0)
+        snprintf(buf, len, "<= %g", e->max);
+    else if (isinf(e->max) && e->max > 0)
+        snprintf(buf, len, ">= %g", e->min);
+    else
+        snprintf(buf, len, "[%g, %g]", e->min, e->max);
+}
+
+static bool lb__holds_expect(const lb_expect *e, double v)
+{
+    return e->equal ? lb__equal(v, e->min) : (v >= e->min && v <= e->max);
+}
+
+/* An unknown path (the loader rejects them, so only a hand-built scenario has one) fails with
+ * value NaN rather than passing silently. */
+void lb_metrics_check(const lb_scenario *variant, lb_summary *s)
+{
+    free(s->expect.failures);
+    s->expect.failures = calloc(variant->nexpect + 1, sizeof *s->expect.failures);
+    s->expect.nfailures = 0;
+    s->expect.passed = s->expect.failures != NULL;
+    for (size_t i = 0; s->expect.failures && i < variant->nexpect; i++) {
+        const lb_expect *e = &variant->expect[i];
+        double v = NAN;
+        bool known = lb_metrics_value(s, e->path, &v);
+        if (known && lb__holds_expect(e, v))
+            continue;
+        lb_expect_failure *f = &s->expect.failures[s->expect.nfailures++];
+        snprintf(f->path, sizeof f->path, "%s", e->path);
+        f->value = v;
+        if (known)
+            lb__bound_text(e, f->bound, sizeof f->bound);
+        else
+            snprintf(f->bound, sizeof f->bound, "a known summary path");
+        s->expect.passed = false;
+    }
+}
+
+/* ---- combining repeats ---------------------------------------------------------------------- */
+
+/* Summed over repeats: the correctness counts SPEC section 5 names (overlaps, lost updates,
+ * errors, timeouts, crashed clients), and with them the other counts of things that happened
+ * (the counter's figures, faults applied), so that acked - actual still reads as lost updates
+ * over the whole set. lost_updates is the sum of each repeat's own, not recomputed from sums. */
+static const char *const lb__summed[] = {
+    "timeouts", "errors", "crashed_clients", "overlaps", "counter.acked", "counter.attempted",
+    "counter.actual", "counter.lost_updates", "counter.stale_writes_rejected", "faults_applied",
+};
+
+/* Medians: the performance figures and sizes of one run (elapsed, acquisitions, throughput,
+ * fairness, commands). Integer figures are rounded to the nearest integer. Latency blocks are
+ * handled by lb__combine_latency. */
+static const char *const lb__medianed[] = {
+    "elapsed_ms", "acquisitions", "throughput_per_s", "fairness.jain", "fairness.jain_wait",
+    "fairness.min_acquisitions", "fairness.max_acquisitions", "fairness.max_wait_ms",
+    "redis.commands", "redis.commands_per_acquisition",
+};
+
+static void lb__combine_sum(const lb_summary *r, size_t n, const lb__field *f, lb_summary *out)
+{
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += lb__get(&r[i], f);
+    lb__set(out, f, sum);
+}
+
+static void lb__combine_median(const lb_summary *r, size_t n, const lb__field *f, double *x,
+                               lb_summary *out)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = lb__get(&r[i], f);
+    lb__set(out, f, lb_median(x, n));
+}
+
+/* A latency block: count is the median over all repeats; the other figures are medians over
+ * the repeats that have samples (a repeat with no samples reports 0s, which are not latencies). */
+static void lb__combine_latency(const lb_summary *r, size_t n, size_t off, double *x,
+                                lb_latency *out)
+{
+    static const size_t field[] = {offsetof(lb_latency, mean), offsetof(lb_latency, p50),
+                                   offsetof(lb_latency, p90), offsetof(lb_latency, p99),
+                                   offsetof(lb_latency, p999), offsetof(lb_latency, max)};
+    for (size_t i = 0; i < n; i++)
+        x[i] = (double)((const lb_latency *)((const char *)&r[i] + off))->count;
+    *out = (lb_latency){.count = (int64_t)llround(lb_median(x, n))};
+    for (size_t k = 0; k < sizeof field / sizeof field[0]; k++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            const lb_latency *l = (const lb_latency *)((const char *)&r[i] + off);
+            if (l->count > 0)
+                x[m++] = *(const double *)((const char *)l + field[k]);
+        }
+        *(double *)((char *)out + field[k]) = m ? lb_median(x, m) : 0;
+    }
+}
+
+static int lb__combine_repeats(const lb_summary *r, size_t n, lb_repeats *rep)
+{
+    rep->throughput_per_s = malloc(n * sizeof(double));
+    rep->acquire_p50 = malloc(n * sizeof(double));
+    rep->acquire_p99 = malloc(n * sizeof(double));
+    rep->commands_per_acquisition = malloc(n * sizeof(double));
+    if (!rep->throughput_per_s || !rep->acquire_p50 || !rep->acquire_p99 ||
+        !rep->commands_per_acquisition)
+        return -1;
+    rep->n = n;
+    for (size_t i = 0; i < n; i++) {
+        rep->throughput_per_s[i] = r[i].throughput_per_s;
+        rep->acquire_p50[i] = r[i].acquire_ms.p50;
+        rep->acquire_p99[i] = r[i].acquire_ms.p99;
+        rep->commands_per_acquisition[i] = r[i].redis.commands_per_acquisition;
+    }
+    return 0;
+}
+
+/* Every repeat's failures, the bound prefixed with the repeat's number (1-based) when there
+ * is more than one repeat. */
+static int lb__combine_expect(const lb_summary *r, size_t n, lb_summary *out)
+{
+    size_t total = 0;
+    out->expect.passed = true;
+    for (size_t i = 0; i < n; i++) {
+        total += r[i].expect.nfailures;
+        out->expect.passed &= r[i].expect.passed;
+    }
+    out->expect.failures = calloc(total + 1, sizeof *out->expect.failures);
+    if (!out->expect.failures)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < r[i].expect.nfailures; k++) {
+            lb_expect_failure *f = &out->expect.failures[out->expect.nfailures++];
+            *f = r[i].expect.failures[k];
+            if (n > 1)
+                snprintf(f->bound, sizeof f->bound, "repeat %u: %.40s", (unsigned)(i + 1),
+                         r[i].expect.failures[k].bound);
+        }
+    return 0;
+}
+
+/* per_client and timeline describe one run, and a median of tables is no run at all: the
+ * combined summary carries copies of the first repeat's. */
+static int lb__combine_tables(const lb_summary *first, lb_summary *out)
+{
+    size_t nc = first->fairness.nclients, nb = first->nbins;
+    out->fairness.per_client = malloc((nc + 1) * sizeof *out->fairness.per_client);
+    out->timeline = malloc((nb + 1) * sizeof *out->timeline);
+    if (!out->fairness.per_client || !out->timeline)
+        return -1;
+    if (nc)
+        memcpy(out->fairness.per_client, first->fairness.per_client, nc * sizeof(lb_client_summary));
+    if (nb)
+        memcpy(out->timeline, first->timeline, nb * sizeof(lb_timeline_bin));
+    out->fairness.nclients = nc;
+    out->nbins = nb;
+    return 0;
+}
+
+/* Expectations are checked on every repeat (lb_metrics_check on each) before combining; the
+ * combined summary's expect is their union and should not be checked again. n must be >= 1;
+ * n == 1 (no --repeat) gives a copy of that summary, without per-repeat lists (SPEC: repeats is
+ * present only with --repeat) and with the failures' bounds unprefixed. */
+int lb_metrics_combine(const lb_summary *r, size_t n, lb_summary *out)
+{
+    *out = (lb_summary){0};
+    if (n == 0)
+        return -1;
+    double *x = malloc(n * sizeof *x);
+    if (!x)
+        return -1;
+    out->name = r[0].name;
+    out->algorithm = r[0].algorithm;
+    out->wait = r[0].wait;
+    out->backoff = r[0].backoff;
+    out->clients = r[0].clients;
+    for (size_t i = 0; i < sizeof lb__summed / sizeof lb__summed[0]; i++)
+        lb__combine_sum(r, n, lb__field_of(lb__summed[i]), out);
+    for (size_t i = 0; i < sizeof lb__medianed / sizeof lb__medianed[0]; i++)
+        lb__combine_median(r, n, lb__field_of(lb__medianed[i]), x, out);
+    lb__combine_latency(r, n, offsetof(lb_summary, acquire_ms), x, &out->acquire_ms);
+    lb__combine_latency(r, n, offsetof(lb_summary, timeout_ms), x, &out->timeout_ms);
+    lb__combine_latency(r, n, offsetof(lb_summary, handoff_ms), x, &out->handoff_ms);
+    free(x);
+    int rc = n > 1 ? lb__combine_repeats(r, n, &out->repeats) : 0;
+    if (!rc)
+        rc = lb__combine_expect(r, n, out);
+    if (!rc)
+        rc = lb__combine_tables(&r[0], out);
+    if (rc)
+        lb_summary_free(out);
+    return rc;
+}
+
+void lb_summary_free(lb_summary *s)
+{
+    if (!s)
+        return;
+    free(s->fairness.per_client);
+    free(s->timeline);
+    free(s->repeats.throughput_per_s);
+    free(s->repeats.acquire_p50);
+    free(s->repeats.acquire_p99);
+    free(s->repeats.commands_per_acquisition);
+    free(s->expect.failures);
+    s->fairness.per_client = NULL;
+    s->fairness.nclients = 0;
+    s->timeline = NULL;
+    s->nbins = 0;
+    s->repeats = (lb_repeats){0};
+    s->expect.failures = NULL;
+    s->expect.nfailures = 0;
+}

@@ -1,0 +1,750 @@
+/* results.c -- the write stage: summary.json, the CSVs, latency.hgrm, the comparison files and
+ * the terminal tables (SPEC section 6; the CSV columns are documented in README.md).
+ *
+ * Every file goes through lb__afile: written under a hidden temporary name in its own folder
+ * (".NAME.XXXXXX", so neither a user nor a plot script mistakes it for a result), flushed,
+ * fsync'd and renamed over NAME. A run killed at any point leaves either the old file, the new
+ * one or a stray temporary, never a truncated NAME.
+ *
+ * JSON: latency figures with no samples (count 0) are written as null, not 0, because a 0 ms
+ * p99 would read as a real (and impossibly good) figure to the gate and to a reader; the
+ * per-repeat lists stay numeric (the gate requires numbers there). */
+#include "results.h"
+#include "dlock.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LB__JSON_FLAGS (JSON_INDENT(2) | JSON_REAL_PRECISION(10) | JSON_PRESERVE_ORDER)
+
+__attribute__((format(printf, 3, 4)))
+static int lb__fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* ---- files ---------------------------------------------------------------------------------- */
+
+/* mkdir -p: an existing directory is fine. */
+static int lb__mkdirs(const char *dir)
+{
+    char *p = strdup(dir);
+    if (!p)
+        return -1;
+    int rc = 0;
+    for (char *s = p + 1; rc == 0; s++) {
+        bool end = *s == '\0';
+        if (*s != '/' && !end)
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST)
+            rc = -1;
+        if (end)
+            break;
+        *s = '/';
+    }
+    struct stat st;
+    if (rc == 0 && stat(p, &st) != 0)
+        rc = -1;
+    else if (rc == 0 && !S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        rc = -1;
+    }
+    free(p);
+    return rc;
+}
+
+typedef struct {
+    FILE *f;
+    char *tmp;
+    const char *path;
+} lb__afile;
+
+static char *lb__tmp_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    int dirlen = slash ? (int)(slash - path + 1) : 0;
+    char *tmp;
+    if (asprintf(&tmp, "%.*s.%s.XXXXXX", dirlen, path, slash ? slash + 1 : path) < 0)
+        return NULL;
+    return tmp;
+}
+
+static int lb__afile_open(lb__afile *a, const char *path)
+{
+    *a = (lb__afile){.path = path, .tmp = lb__tmp_name(path)};
+    if (!a->tmp)
+        return -1;
+    int fd = mkstemp(a->tmp);
+    if (fd < 0 || fchmod(fd, 0644) != 0 || !(a->f = fdopen(fd, "w"))) {
+        int e = errno;
+        if (fd >= 0) {
+            close(fd);
+            unlink(a->tmp);
+        }
+        free(a->tmp);
+        a->tmp = NULL;
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+static void lb__afile_abort(lb__afile *a)
+{
+    int e = errno;
+    if (a->f)
+        fclose(a->f);
+    if (a->tmp)
+        unlink(a->tmp);
+    free(a->tmp);
+    *a = (lb__afile){0};
+    errno = e;
+}
+
+/* ok false: something went wrong while writing; the temporary is removed. */
+static int lb__afile_commit(lb__afile *a, bool ok)
+{
+    if (!ok || ferror(a->f) || fflush(a->f) != 0 || fsync(fileno(a->f)) != 0) {
+        if (!errno)
+            errno = EIO;
+        lb__afile_abort(a);
+        return -1;
+    }
+    int rc = fclose(a->f);
+    a->f = NULL;
+    if (rc == 0)
+        rc = rename(a->tmp, a->path);
+    if (rc != 0) {
+        lb__afile_abort(a);
+        return -1;
+    }
+    free(a->tmp);
+    *a = (lb__afile){0};
+    return 0;
+}
+
+int lb_write_atomic(const char *path, const char *data, size_t len)
+{
+    lb__afile a;
+    if (lb__afile_open(&a, path) != 0)
+        return -1;
+    errno = 0;
+    bool ok = fwrite(data, 1, len, a.f) == len;
+    return lb__afile_commit(&a, ok);
+}
+
+/* A file of dir written by fn(f, arg), atomically; err names the file on failure. */
+typedef bool (*lb__writer)(FILE *f, const void *arg);
+
+static int lb__write_file(const char *dir, const char *name, lb__writer fn, const void *arg,
+                          char *err, size_t errlen)
+{
+    char *path;
+    if (asprintf(&path, "%s/%s", dir, name) < 0)
+        return lb__fail(err, errlen, "%s/%s: out of memory", dir, name);
+    lb__afile a;
+    int rc = lb__afile_open(&a, path);
+    if (rc == 0) {
+        errno = 0;
+        bool ok = fn(a.f, arg);
+        rc = lb__afile_commit(&a, ok);
+    }
+    if (rc != 0)
+        lb__fail(err, errlen, "%s: %s", path, strerror(errno ? errno : EIO));
+    free(path);
+    return rc;
+}
+
+static int lb__prepare_dir(const char *dir, char *err, size_t errlen)
+{
+    if (lb__mkdirs(dir) != 0)
+        return lb__fail(err, errlen, "%s: %s", dir, strerror(errno));
+    return 0;
+}
+
+/* ---- JSON ----------------------------------------------------------------------------------- */
+
+static json_t *lb__real(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+static json_t *lb__str(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+/* A figure of a latency block: null when there were no samples. */
+static json_t *lb__lat(const lb_latency *l, double v)
+{
+    return l->count > 0 ? lb__real(v) : json_null();
+}
+
+/* keys: the block's fields in SPEC order, a subset of "mean p50 p90 p99 p999 max". */
+static json_t *lb__latency_json(const lb_latency *l, const char *const *keys)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "count", json_integer(l->count));
+    for (; *keys; keys++) {
+        const char *k = *keys;
+        double v = !strcmp(k, "mean") ? l->mean : !strcmp(k, "p50") ? l->p50
+                 : !strcmp(k, "p90") ? l->p90 : !strcmp(k, "p99") ? l->p99
+                 : !strcmp(k, "p999") ? l->p999 : l->max;
+        json_object_set_new(o, k, lb__lat(l, v));
+    }
+    return o;
+}
+
+static json_t *lb__client_json(const lb_client_summary *c)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "client", json_integer(c->client));
+    json_object_set_new(o, "group", lb__str(c->group));
+    json_object_set_new(o, "acquisitions", json_integer(c->acquisitions));
+    json_object_set_new(o, "timeouts", json_integer(c->timeouts));
+    json_object_set_new(o, "errors", json_integer(c->errors));
+    json_object_set_new(o, "mean_wait_ms", lb__real(c->mean_wait_ms));
+    json_object_set_new(o, "max_wait_ms", lb__real(c->max_wait_ms));
+    return o;
+}
+
+static json_t *lb__fairness_json(const lb_summary *s)
+{
+    json_t *o = json_object(), *pc = json_array();
+    json_object_set_new(o, "jain", lb__real(s->fairness.jain));
+    json_object_set_new(o, "jain_wait", lb__real(s->fairness.jain_wait));
+    json_object_set_new(o, "min_acquisitions", json_integer(s->fairness.min_acquisitions));
+    json_object_set_new(o, "max_acquisitions", json_integer(s->fairness.max_acquisitions));
+    json_object_set_new(o, "max_wait_ms", lb__real(s->fairness.max_wait_ms));
+    for (size_t i = 0; i < s->fairness.nclients; i++)
+        json_array_append_new(pc, lb__client_json(&s->fairness.per_client[i]));
+    json_object_set_new(o, "per_client", pc);
+    return o;
+}
+
+static json_t *lb__counter_json(const lb_summary *s)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "acked", json_integer(s->counter.acked));
+    json_object_set_new(o, "attempted", json_integer(s->counter.attempted));
+    json_object_set_new(o, "actual", json_integer(s->counter.actual));
+    json_object_set_new(o, "lost_updates", json_integer(s->counter.lost_updates));
+    json_object_set_new(o, "stale_writes_rejected", json_integer(s->counter.stale_writes_rejected));
+    return o;
+}
+
+static json_t *lb__list(const double *x, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, isfinite(x[i]) ? json_real(x[i]) : json_real(0));
+    return a;
+}
+
+/* The same paths as the figures, so the gate finds "repeats.acquire_ms.p99". */
+static json_t *lb__repeats_json(const lb_repeats *r)
+{
+    json_t *o = json_object(), *acq = json_object(), *redis = json_object();
+    json_object_set_new(o, "throughput_per_s", lb__list(r->throughput_per_s, r->n));
+    json_object_set_new(acq, "p50", lb__list(r->acquire_p50, r->n));
+    json_object_set_new(acq, "p99", lb__list(r->acquire_p99, r->n));
+    json_object_set_new(o, "acquire_ms", acq);
+    json_object_set_new(redis, "commands_per_acquisition",
+                        lb__list(r->commands_per_acquisition, r->n));
+    json_object_set_new(o, "redis", redis);
+    return o;
+}
+
+static json_t *lb__expect_json(const lb_summary *s)
+{
+    json_t *o = json_object(), *fails = json_array();
+    json_object_set_new(o, "passed", json_boolean(s->expect.passed));
+    for (size_t i = 0; i < s->expect.nfailures; i++) {
+        const lb_expect_failure *f = &s->expect.failures[i];
+        json_array_append_new(fails, json_pack("{s:s, s:o, s:s}", "path", f->path,
+                                               "value", lb__real(f->value), "bound", f->bound));
+    }
+    json_object_set_new(o, "failures", fails);
+    return o;
+}
+
+static void lb__variant_head(json_t *o, const lb_summary *s)
+{
+    json_object_set_new(o, "name", lb__str(s->name));
+    json_object_set_new(o, "algorithm", lb__str(s->algorithm));
+    json_object_set_new(o, "wait", lb__str(s->wait));
+    json_object_set_new(o, "backoff", lb__str(s->backoff));
+    json_object_set_new(o, "clients", json_integer(s->clients));
+    json_object_set_new(o, "elapsed_ms", lb__real(s->elapsed_ms));
+    json_object_set_new(o, "acquisitions", json_integer(s->acquisitions));
+    json_object_set_new(o, "timeouts", json_integer(s->timeouts));
+    json_object_set_new(o, "errors", json_integer(s->errors));
+    json_object_set_new(o, "crashed_clients", json_integer(s->crashed_clients));
+    json_object_set_new(o, "throughput_per_s", lb__real(s->throughput_per_s));
+}
+
+/* One VARIANT object of SPEC section 6, keys in its order. */
+static json_t *lb__variant_json(const lb_summary *s)
+{
+    static const char *const acq[] = {"mean", "p50", "p90", "p99", "p999", "max", NULL};
+    static const char *const to[] = {"mean", "p50", "max", NULL};
+    static const char *const ho[] = {"mean", "p50", "p99", "max", NULL};
+    json_t *o = json_object();
+    lb__variant_head(o, s);
+    json_object_set_new(o, "acquire_ms", lb__latency_json(&s->acquire_ms, acq));
+    json_object_set_new(o, "timeout_ms", lb__latency_json(&s->timeout_ms, to));
+    json_object_set_new(o, "handoff_ms", lb__latency_json(&s->handoff_ms, ho));
+    json_object_set_new(o, "fairness", lb__fairness_json(s));
+    json_object_set_new(o, "counter", lb__counter_json(s));
+    json_object_set_new(o, "overlaps", json_integer(s->overlaps));
+    json_object_set_new(o, "redis", json_pack("{s:I, s:o}", "commands",
+                                              (json_int_t)s->redis.commands,
+                                              "commands_per_acquisition",
+                                              lb__real(s->redis.commands_per_acquisition)));
+    json_object_set_new(o, "faults_applied", json_integer(s->faults_applied));
+    if (s->repeats.n > 0)
+        json_object_set_new(o, "repeats", lb__repeats_json(&s->repeats));
+    json_object_set_new(o, "expect", lb__expect_json(s));
+    return o;
+}
+
+/* Takes the reference to doc. */
+static int lb__write_json(const char *dir, const char *name, json_t *doc, char *err,
+                          size_t errlen)
+{
+    char *text = doc ? json_dumps(doc, LB__JSON_FLAGS) : NULL;
+    json_decref(doc);
+    if (!text)
+        return lb__fail(err, errlen, "%s/%s: out of memory", dir, name);
+    char *path;
+    int rc = asprintf(&path, "%s/%s", dir, name) < 0 ? -1 : 0;
+    if (rc == 0) {
+        size_t len = strlen(text);
+        text[len] = '\n';   /* the dump's NUL becomes a final newline; len + 1 bytes written */
+        rc = lb_write_atomic(path, text, len + 1);
+        if (rc != 0)
+            lb__fail(err, errlen, "%s: %s", path, strerror(errno));
+        free(path);
+    } else {
+        lb__fail(err, errlen, "%s/%s: out of memory", dir, name);
+    }
+    free(text);
+    return rc;
+}
+
+int lb_results_write_summary(const char *dir, const lb_summary *s, char *err, size_t errlen)
+{
+    if (lb__prepare_dir(dir, err, errlen) != 0)
+        return -1;
+    return lb__write_json(dir, "summary.json", lb__variant_json(s), err, errlen);
+}
+
+/* ---- CSV ------------------------------------------------------------------------------------ */
+
+/* Milliseconds with 3 decimals from microseconds, exactly (no floating point). */
+static void lb__put_ms(FILE *f, int64_t us)
+{
+    uint64_t a = us < 0 ? (uint64_t)0 - (uint64_t)us : (uint64_t)us;
+    fprintf(f, "%s%" PRIu64 ".%03" PRIu64, us < 0 ? "-" : "", a / 1000, a % 1000);
+}
+
+/* RFC 4180: quoted when it holds a comma, quote or line break ("clients=0,1"). */
+static void lb__put_str(FILE *f, const char *s)
+{
+    s = s ? s : "";
+    if (!s[strcspn(s, ",\"\r\n")]) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static const char *lb__result_name(uint8_t r)
+{
+    static const char *const names[] = {"ok", "timeout", "error", "canceled", "abandoned"};
+    return r < sizeof names / sizeof names[0] ? names[r] : "unknown";
+}
+
+static const char *lb__end_name(uint8_t e)
+{
+    static const char *const names[] = {"", "released", "notowner", "kept", "crashed"};
+    return e < sizeof names / sizeof names[0] ? names[e] : "";
+}
+
+/* acquisitions.csv rows: the clients' logs merged by call time (ties: client, then log order). */
+typedef struct {
+    const lb_acquisition *a;
+    size_t client, seq;
+} lb__row;
+
+static int lb__row_cmp(const void *x, const void *y)
+{
+    const lb__row *p = x, *q = y;
+    if (p->a->call_us != q->a->call_us)
+        return p->a->call_us < q->a->call_us ? -1 : 1;
+    if (p->client != q->client)
+        return p->client < q->client ? -1 : 1;
+    return (p->seq > q->seq) - (p->seq < q->seq);
+}
+
+typedef struct {
+    const lb_summary    *s;
+    const lb_run_result *run;
+} lb__run_files;
+
+static const char *lb__client_group(const lb_summary *s, size_t i)
+{
+    return i < s->fairness.nclients ? s->fairness.per_client[i].group : "";
+}
+
+static void lb__put_acquisition(FILE *f, const lb__run_files *rf, const lb__row *r)
+{
+    const lb_acquisition *a = r->a;
+    const lb_client_result *c = &rf->run->clients[r->client];
+    fprintf(f, "%d,", c->client);
+    lb__put_str(f, lb__client_group(rf->s, r->client));
+    fprintf(f, ",%" PRId32 ",", a->key);
+    lb__put_ms(f, a->call_us);
+    fputc(',', f);
+    lb__put_ms(f, a->end_us);
+    fputc(',', f);
+    lb__put_ms(f, a->end_us - a->call_us);
+    fprintf(f, ",%s,%" PRIu32 ",%" PRIu32 ",%" PRIu64 ",", lb__result_name(a->result),
+            a->attempts, a->commands, a->fence);
+    if (a->released_us >= 0)
+        lb__put_ms(f, a->released_us);
+    fprintf(f, ",%s,%d\n", lb__end_name(a->end), a->overlap ? 1 : 0);
+}
+
+static bool lb__acquisitions_csv(FILE *f, const void *arg)
+{
+    const lb__run_files *rf = arg;
+    size_t total = 0, k = 0;
+    for (size_t i = 0; i < rf->run->nclients; i++)
+        total += rf->run->clients[i].log.count;
+    lb__row *rows = malloc((total + 1) * sizeof *rows);
+    if (!rows) {
+        errno = ENOMEM;
+        return false;
+    }
+    for (size_t i = 0; i < rf->run->nclients; i++)
+        for (size_t j = 0; j < rf->run->clients[i].log.count; j++)
+            rows[k++] = (lb__row){lb_acq_log_at(&rf->run->clients[i].log, j), i, j};
+    qsort(rows, k, sizeof *rows, lb__row_cmp);
+    fputs("client,group,key,call_ms,end_ms,wait_ms,result,attempts,commands,fence,released_ms,"
+          "end,overlap\n", f);
+    for (size_t i = 0; i < k; i++)
+        lb__put_acquisition(f, rf, &rows[i]);
+    free(rows);
+    return true;
+}
+
+static bool lb__timeline_csv(FILE *f, const void *arg)
+{
+    const lb_summary *s = ((const lb__run_files *)arg)->s;
+    fputs("t_ms,acquisitions,timeouts,errors,holders,active_faults\n", f);
+    for (size_t i = 0; i < s->nbins; i++) {
+        const lb_timeline_bin *b = &s->timeline[i];
+        fprintf(f, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "\n",
+                b->t_ms, b->acquisitions, b->timeouts, b->errors, b->holders, b->active_faults);
+    }
+    return true;
+}
+
+static bool lb__events_csv(FILE *f, const void *arg)
+{
+    const lb_run_result *run = ((const lb__run_files *)arg)->run;
+    fputs("at_ms,start_ms,end_ms,action,target,detail,status\n", f);
+    for (size_t i = 0; i < run->nfaults; i++) {
+        const lb_fault_record *e = &run->faults[i];
+        fprintf(f, "%" PRId64 ",", e->at_ms);
+        if (e->start_us >= 0)
+            lb__put_ms(f, e->start_us);
+        fputc(',', f);
+        if (e->end_us >= 0)
+            lb__put_ms(f, e->end_us);
+        fprintf(f, ",%s,", lb_event_action_name(e->action));
+        lb__put_str(f, e->target);
+        fputc(',', f);
+        lb__put_str(f, e->detail);
+        fprintf(f, ",%s\n", e->applied ? "applied" : "skipped");
+    }
+    return true;
+}
+
+static bool lb__clients_csv(FILE *f, const void *arg)
+{
+    const lb_summary *s = ((const lb__run_files *)arg)->s;
+    fputs("client,group,acquisitions,timeouts,errors,mean_wait_ms,max_wait_ms\n", f);
+    for (size_t i = 0; i < s->fairness.nclients; i++) {
+        const lb_client_summary *c = &s->fairness.per_client[i];
+        fprintf(f, "%d,", c->client);
+        lb__put_str(f, c->group);
+        fprintf(f, ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%.3f,%.3f\n", c->acquisitions,
+                c->timeouts, c->errors, c->mean_wait_ms, c->max_wait_ms);
+    }
+    return true;
+}
+
+static bool lb__hgrm(FILE *f, const void *arg)
+{
+    lb_hist *h = lb_metrics_merge_acquire(((const lb__run_files *)arg)->run);
+    if (!h) {
+        errno = ENOMEM;
+        return false;
+    }
+    bool ok = lb_hist_write_hgrm(h, f, 1000.0) == 0;
+    lb_hist_free(h);
+    return ok;
+}
+
+int lb_results_write_run(const char *dir, const lb_summary *s, const lb_run_result *run,
+                         char *err, size_t errlen)
+{
+    static const struct {
+        const char *name;
+        lb__writer  fn;
+    } files[] = {
+        {"acquisitions.csv", lb__acquisitions_csv}, {"timeline.csv", lb__timeline_csv},
+        {"events.csv", lb__events_csv},             {"clients.csv", lb__clients_csv},
+        {"latency.hgrm", lb__hgrm},
+    };
+    lb__run_files rf = {s, run};
+    if (lb_results_write_summary(dir, s, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (lb__write_file(dir, files[i].name, files[i].fn, &rf, err, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+/* ---- the scenario folder -------------------------------------------------------------------- */
+
+static json_t *lb__top_json(const lb_scenario *sc, const lb_summary *v, size_t n,
+                            const lb_calibration *cal, const char *started_at, bool complete)
+{
+    json_t *o = json_object(), *vars = json_array();
+    bool passed = complete;
+    for (size_t i = 0; i < n; i++) {
+        passed = passed && v[i].expect.passed;
+        json_array_append_new(vars, lb__variant_json(&v[i]));
+    }
+    json_object_set_new(o, "scenario", lb__str(sc->name));
+    json_object_set_new(o, "complete", json_boolean(complete));
+    json_object_set_new(o, "passed", json_boolean(passed));
+    json_object_set_new(o, "started_at", lb__str(started_at));
+    json_object_set_new(o, "lockbench_version", json_string(DLOCK_VERSION));
+    json_object_set_new(o, "calibration",
+                        json_pack("{s:o, s:o}", "ping_rtt_us",
+                                  cal ? lb__real(cal->ping_rtt_us) : json_null(),
+                                  "raw_ops_per_s",
+                                  cal ? lb__real(cal->raw_ops_per_s) : json_null()));
+    json_object_set_new(o, "variants", vars);
+    return o;
+}
+
+/* The comparison's figures, numbers with no data as 0 (the CSV feeds gnuplot). */
+static double lb__or0(const lb_latency *l, double v)
+{
+    return l->count > 0 ? v : 0;
+}
+
+typedef struct {
+    const lb_summary *v;
+    size_t            n;
+} lb__variants;
+
+static bool lb__comparison_md(FILE *f, const void *arg)
+{
+    const lb__variants *vs = arg;
+    fputs("| variant | algorithm | wait | backoff | acquisitions | throughput/s | p50 ms | p99 ms "
+          "| timeouts | overlaps | lost updates | commands/acq | expect |\n"
+          "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n", f);
+    for (size_t i = 0; i < vs->n; i++) {
+        const lb_summary *s = &vs->v[i];
+        fprintf(f, "| %s | %s | %s | %s | %" PRId64 " | %.1f | %.3f | %.3f | %" PRId64
+                   " | %" PRId64 " | %" PRId64 " | %.2f | %s |\n",
+                s->name, s->algorithm, s->wait, s->backoff, s->acquisitions, s->throughput_per_s,
+                lb__or0(&s->acquire_ms, s->acquire_ms.p50),
+                lb__or0(&s->acquire_ms, s->acquire_ms.p99), s->timeouts, s->overlaps,
+                s->counter.lost_updates, s->redis.commands_per_acquisition,
+                s->expect.passed ? "pass" : "FAIL");
+    }
+    return true;
+}
+
+static json_t *lb__comparison_row(const lb_summary *s)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "variant", lb__str(s->name));
+    json_object_set_new(o, "algorithm", lb__str(s->algorithm));
+    json_object_set_new(o, "wait", lb__str(s->wait));
+    json_object_set_new(o, "backoff", lb__str(s->backoff));
+    json_object_set_new(o, "acquisitions", json_integer(s->acquisitions));
+    json_object_set_new(o, "throughput_per_s", lb__real(s->throughput_per_s));
+    json_object_set_new(o, "p50_ms", lb__lat(&s->acquire_ms, s->acquire_ms.p50));
+    json_object_set_new(o, "p99_ms", lb__lat(&s->acquire_ms, s->acquire_ms.p99));
+    json_object_set_new(o, "timeouts", json_integer(s->timeouts));
+    json_object_set_new(o, "overlaps", json_integer(s->overlaps));
+    json_object_set_new(o, "lost_updates", json_integer(s->counter.lost_updates));
+    json_object_set_new(o, "commands_per_acquisition",
+                        lb__real(s->redis.commands_per_acquisition));
+    json_object_set_new(o, "expect", json_string(s->expect.passed ? "pass" : "fail"));
+    return o;
+}
+
+static bool lb__comparison_csv(FILE *f, const void *arg)
+{
+    const lb__variants *vs = arg;
+    fputs("variant,throughput_per_s,p50_ms,p99_ms,commands_per_acquisition,elapsed_ms,"
+          "total_commands\n", f);
+    for (size_t i = 0; i < vs->n; i++) {
+        const lb_summary *s = &vs->v[i];
+        lb__put_str(f, s->name);
+        fprintf(f, ",%.3f,%.3f,%.3f,%.4f,%.3f,%" PRId64 "\n", s->throughput_per_s,
+                lb__or0(&s->acquire_ms, s->acquire_ms.p50),
+                lb__or0(&s->acquire_ms, s->acquire_ms.p99), s->redis.commands_per_acquisition,
+                s->elapsed_ms, s->redis.commands);
+    }
+    return true;
+}
+
+static int lb__write_comparison(const char *dir, const lb_summary *v, size_t n, char *err,
+                                size_t errlen)
+{
+    lb__variants vs = {v, n};
+    json_t *rows = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(rows, lb__comparison_row(&v[i]));
+    if (lb__write_json(dir, "comparison.json", rows, err, errlen) != 0 ||
+        lb__write_file(dir, "comparison.md", lb__comparison_md, &vs, err, errlen) != 0 ||
+        lb__write_file(dir, "comparison.csv", lb__comparison_csv, &vs, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+static int lb__write_scenario(const char *dir, const lb_scenario *s, char *err, size_t errlen)
+{
+    char *text = lb_scenario_dump(s), *path = NULL;
+    int rc = text && asprintf(&path, "%s/scenario.json", dir) >= 0 ? 0 : -1;
+    if (rc != 0) {
+        path = NULL;
+        lb__fail(err, errlen, "%s/scenario.json: out of memory", dir);
+    } else if ((rc = lb_write_atomic(path, text, strlen(text))) != 0) {
+        lb__fail(err, errlen, "%s: %s", path, strerror(errno));
+    }
+    free(path);
+    free(text);
+    return rc;
+}
+
+int lb_results_write_top(const char *dir, const lb_scenario *s, const lb_summary *variants,
+                         size_t n, const lb_calibration *cal, const char *started_at,
+                         bool complete, char *err, size_t errlen)
+{
+    if (lb__prepare_dir(dir, err, errlen) != 0 || lb__write_scenario(dir, s, err, errlen) != 0)
+        return -1;
+    if (n > 1 && lb__write_comparison(dir, variants, n, err, errlen) != 0)
+        return -1;
+    /* summary.json last: its presence is what the gate takes as "the run finished writing" */
+    return lb__write_json(dir, "summary.json",
+                          lb__top_json(s, variants, n, cal, started_at, complete), err, errlen);
+}
+
+/* ---- the terminal --------------------------------------------------------------------------- */
+
+void lb_results_print_variant(FILE *f, const lb_summary *s)
+{
+    const lb_latency *a = &s->acquire_ms;
+    fprintf(f, "%s (%s, %s, %s): %" PRId64 " clients, %.0f ms\n", s->name, s->algorithm,
+            s->wait, s->backoff, s->clients, s->elapsed_ms);
+    fprintf(f, "  acquisitions %-10" PRId64 " throughput %.1f/s\n", s->acquisitions,
+            s->throughput_per_s);
+    if (a->count > 0)
+        fprintf(f, "  acquire ms   p50 %.3f  p99 %.3f  max %.3f\n", a->p50, a->p99, a->max);
+    else
+        fprintf(f, "  acquire ms   no acquisitions\n");
+    fprintf(f, "  timeouts %" PRId64 "  errors %" PRId64 "  overlaps %" PRId64 "\n", s->timeouts,
+            s->errors, s->overlaps);
+    fprintf(f, "  counter acked %" PRId64 "  actual %" PRId64 "  lost %" PRId64 "\n",
+            s->counter.acked, s->counter.actual, s->counter.lost_updates);
+    fprintf(f, "  commands/acq %.2f  jain %.3f\n", s->redis.commands_per_acquisition,
+            s->fairness.jain);
+}
+
+#define LB__NCOLS 10
+#define LB__CELL  48
+
+static void lb__comparison_cells(const lb_summary *s, char cell[LB__NCOLS][LB__CELL])
+{
+    snprintf(cell[0], LB__CELL, "%s", s->name ? s->name : "");
+    snprintf(cell[1], LB__CELL, "%s", s->algorithm ? s->algorithm : "");
+    snprintf(cell[2], LB__CELL, "%" PRId64, s->acquisitions);
+    snprintf(cell[3], LB__CELL, "%.1f", s->throughput_per_s);
+    snprintf(cell[4], LB__CELL, "%.3f", lb__or0(&s->acquire_ms, s->acquire_ms.p50));
+    snprintf(cell[5], LB__CELL, "%.3f", lb__or0(&s->acquire_ms, s->acquire_ms.p99));
+    snprintf(cell[6], LB__CELL, "%" PRId64, s->timeouts);
+    snprintf(cell[7], LB__CELL, "%" PRId64, s->overlaps);
+    snprintf(cell[8], LB__CELL, "%.2f", s->redis.commands_per_acquisition);
+    snprintf(cell[9], LB__CELL, "%s", s->expect.passed ? "pass" : "FAIL");
+}
+
+/* Columns as wide as their widest cell; names left-aligned, numbers right-aligned. */
+void lb_results_print_comparison(FILE *f, const lb_summary *variants, size_t n)
+{
+    static const char *const head[LB__NCOLS] = {"variant", "algorithm", "acquisitions",
+                                                "throughput/s", "p50 ms", "p99 ms", "timeouts",
+                                                "overlaps", "commands/acq", "expect"};
+    char (*cells)[LB__NCOLS][LB__CELL] = malloc((n + 1) * sizeof *cells);
+    if (!cells)
+        return;
+    int width[LB__NCOLS];
+    for (int c = 0; c < LB__NCOLS; c++) {
+        snprintf(cells[0][c], LB__CELL, "%s", head[c]);
+        width[c] = (int)strlen(head[c]);
+    }
+    for (size_t i = 0; i < n; i++)
+        lb__comparison_cells(&variants[i], cells[i + 1]);
+    for (size_t i = 1; i <= n; i++)
+        for (int c = 0; c < LB__NCOLS; c++)
+            if ((int)strlen(cells[i][c]) > width[c])
+                width[c] = (int)strlen(cells[i][c]);
+    for (size_t i = 0; i <= n; i++) {
+        for (int c = 0; c < LB__NCOLS; c++) {
+            bool left = c < 2, last = c == LB__NCOLS - 1;
+            fprintf(f, "%s%*s", c ? "  " : "", last ? 0 : left ? -width[c] : width[c],
+                    cells[i][c]);
+        }
+        fputc('\n', f);
+    }
+    free(cells);
+}
+
+void lb_results_print_failures(FILE *f, const lb_summary *s)
+{
+    for (size_t i = 0; i < s->expect.nfailures; i++) {
+        const lb_expect_failure *e = &s->expect.failures[i];
+        fprintf(f, "EXPECT FAILED %s: %s = %g, expected %s\n", s->name ? s->name : "", e->path,
+                e->value, e->bound);
+    }
+}

@@ -1,0 +1,489 @@
+/* run.c -- the `run` and `validate` commands: each scenario through the pipeline of run.h.
+ *
+ * Servers: without --redis, every variant and repeat gets fresh managed servers (the lock
+ * servers plus one for the protected counter, which no event touches). With --redis, the
+ * scenario's lock servers are the first URLs given and the counter lives on --resource or the
+ * first URL; nothing is flushed, every key carries lockbench:<run-id>:<variant>:<repeat>: and
+ * those keys are deleted when the variant's repeat ends. */
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "metrics.h"
+#include "plot.h"
+#include "proxy.h"
+#include "results.h"
+#include "run.h"
+#include "runner.h"
+#include "servers.h"
+
+/* ---- Ctrl-C ---------------------------------------------------------------- */
+
+static struct sigaction previous_int;
+
+/* The first Ctrl-C ends the run cleanly (results marked incomplete); the second is the managed
+ * servers' handler, which kills them and lets the signal through. */
+static void on_interrupt(int sig)
+{
+    lb_runner_stop();
+    sigaction(SIGINT, &previous_int, NULL);
+}
+
+static void catch_interrupt(void)
+{
+    struct sigaction sa = {.sa_handler = on_interrupt};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &previous_int);
+}
+
+/* ---- servers ------------------------------------------------------------------ */
+
+typedef struct servers {
+    lb_server *lock[LB_SCENARIO_MAX_SERVERS];
+    lb_server *resource;
+    const char *urls[LB_SCENARIO_MAX_SERVERS];
+    const char *resource_url;
+    int n;
+} servers;
+
+static void servers_stop(servers *s)
+{
+    for (int i = 0; i < s->n; i++)
+        lb_server_stop(s->lock[i]);
+    lb_server_stop(s->resource);
+    memset(s, 0, sizeof *s);
+}
+
+static int servers_start(servers *s, const lb_scenario *v, const lb_run_options *o, char *err,
+                         size_t errlen)
+{
+    static bool caught;
+    memset(s, 0, sizeof *s);
+    s->n = v->redis.servers;
+    if (o->nredis > 0) {
+        for (int i = 0; i < s->n; i++)
+            s->urls[i] = o->redis[i];
+        s->resource_url = o->resource ? o->resource : o->redis[0];
+        return 0;
+    }
+    for (int i = 0; i < s->n; i++) {
+        if (!(s->lock[i] = lb_server_start(v->redis.persistence, err, errlen))) {
+            s->n = i;
+            servers_stop(s);
+            return -1;
+        }
+        s->urls[i] = lb_server_url(s->lock[i]);
+    }
+    if (o->resource) {
+        s->resource_url = o->resource;
+    } else if ((s->resource = lb_server_start(LB_PERSIST_NONE, err, errlen))) {
+        s->resource_url = lb_server_url(s->resource);
+    } else {
+        servers_stop(s);
+        return -1;
+    }
+    if (!caught) {
+        catch_interrupt();  /* after the servers module installed its own handler */
+        caught = true;
+    }
+    return 0;
+}
+
+/* ---- plain hiredis helpers: calibration and clean-up ------------------------------ */
+
+static redisContext *connect_url(const char *url)
+{
+    char host[256];
+    int port;
+    struct timeval tv = {2, 0};
+    if (sscanf(url, "redis://%255[^:]:%d", host, &port) != 2)
+        return NULL;
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    if (c)
+        redisSetTimeout(c, tv);
+    return c;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The machine's pace: the median PING round trip, and pipelined PINGs per second. */
+static void calibrate(const char *url, lb_calibration *cal)
+{
+    enum { PINGS = 101, BURSTS = 20, BURST = 1000 };
+    double rtt[PINGS];
+    redisContext *c = connect_url(url);
+    memset(cal, 0, sizeof *cal);
+    if (!c)
+        return;
+    for (int i = 0; i < PINGS; i++) {
+        int64_t t = now_us();
+        freeReplyObject(redisCommand(c, "PING"));
+        rtt[i] = (double)(now_us() - t);
+    }
+    qsort(rtt, PINGS, sizeof *rtt, cmp_double);
+    cal->ping_rtt_us = rtt[PINGS / 2];
+    int64_t t = now_us();
+    for (int b = 0; b < BURSTS && !c->err; b++) {
+        for (int i = 0; i < BURST; i++)
+            redisAppendCommand(c, "PING");
+        for (int i = 0; i < BURST; i++) {
+            void *r = NULL;
+            if (redisGetReply(c, &r) != REDIS_OK)
+                break;
+            freeReplyObject(r);
+        }
+    }
+    int64_t took = now_us() - t;
+    cal->raw_ops_per_s = took > 0 && !c->err ? BURSTS * BURST * 1e6 / (double)took : 0;
+    redisFree(c);
+}
+
+/* Deletes every key under prefix: bounded by the keyspace, SCAN ends at cursor 0. */
+static void delete_prefix(const char *url, const char *prefix)
+{
+    redisContext *c = connect_url(url);
+    char cursor[32] = "0";
+    for (int rounds = 0; c && rounds < 100000; rounds++) {
+        redisReply *r = redisCommand(c, "SCAN %s MATCH %s* COUNT 1000", cursor, prefix);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            freeReplyObject(r);
+            break;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++)
+            freeReplyObject(redisCommand(c, "UNLINK %s", r->element[1]->element[i]->str));
+        freeReplyObject(r);
+        if (strcmp(cursor, "0") == 0)
+            break;
+    }
+    if (c)
+        redisFree(c);
+}
+
+/* ---- folders ------------------------------------------------------------------ */
+
+static int mkdirs(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* results/<name>/<stamp>, with results/<name>/latest pointing to it. */
+static char *default_out(const char *name, const char *stamp)
+{
+    char *dir, *link, *tmp;
+    if (asprintf(&dir, "results/%s/%s", name, stamp) < 0)
+        return NULL;
+    if (mkdirs(dir) == 0 && asprintf(&link, "results/%s/latest", name) >= 0) {
+        if (asprintf(&tmp, "%s.tmp%d", link, (int)getpid()) >= 0) {
+            unlink(tmp);
+            if (symlink(stamp, tmp) == 0 && rename(tmp, link) < 0)
+                unlink(tmp);
+            free(tmp);
+        }
+        free(link);
+    }
+    return dir;
+}
+
+static char *out_dir(const lb_scenario *s, const lb_run_options *o, size_t nfiles,
+                     const char *stamp)
+{
+    char *dir = NULL;
+    if (!o->out)
+        return default_out(s->name, stamp);
+    if (nfiles > 1) {
+        if (asprintf(&dir, "%s/%s", o->out, s->name) < 0)
+            return NULL;
+    } else {
+        dir = strdup(o->out);
+    }
+    if (dir && mkdirs(dir) < 0) {
+        free(dir);
+        return NULL;
+    }
+    return dir;
+}
+
+/* ---- one scenario -------------------------------------------------------------- */
+
+typedef struct scenario_run {
+    const lb_scenario *s;
+    const lb_run_options *o;
+    const char *dir;
+    const char *run_id;
+    size_t nv;
+    int repeats;
+    lb_summary *runs;       /* nv x repeats, variant-major */
+    lb_summary *combined;   /* nv */
+    lb_calibration cal;
+    bool calibrated;
+    bool complete;
+    char err[512];
+} scenario_run;
+
+static bool needs_proxy(const lb_scenario *v)
+{
+    for (size_t g = 0; g < v->ngroups; g++)
+        if (v->groups[g].network.latency_ms > 0 || v->groups[g].network.jitter_ms > 0)
+            return true;
+    for (size_t i = 0; i < v->nevents; i++) {
+        lb_event_action a = v->events[i].action;
+        if (a == LB_EV_DELAY || a == LB_EV_PARTITION || a == LB_EV_RESET)
+            return true;
+    }
+    return false;
+}
+
+static char *run_folder(const scenario_run *sr, const char *variant, int rep)
+{
+    char *dir;
+    int rc = sr->repeats > 1 ? asprintf(&dir, "%s/%s/repeat-%d", sr->dir, variant, rep + 1)
+                             : asprintf(&dir, "%s/%s", sr->dir, variant);
+    return rc < 0 ? NULL : dir;
+}
+
+/* One variant, one repeat: servers up, clients run, figures measured and written. */
+static int run_once(scenario_run *sr, size_t vi, int rep)
+{
+    const lb_scenario *v = lb_scenario_variant(sr->s, vi);
+    const char *vname = lb_scenario_variant_name(sr->s, vi);
+    servers sv;
+    lb_run_result run;
+    char prefix[256];
+    if (servers_start(&sv, v, sr->o, sr->err, sizeof sr->err) < 0)
+        return LB_EXIT_ENV;
+    if (!sr->calibrated) {
+        calibrate(sv.urls[0], &sr->cal);
+        sr->calibrated = true;
+    }
+    lb_proxy *proxy = NULL;
+    if (needs_proxy(v) && !(proxy = lb_proxy_start(v->seed, sr->err, sizeof sr->err))) {
+        servers_stop(&sv);
+        return LB_EXIT_ENV;
+    }
+    snprintf(prefix, sizeof prefix, "lockbench:%s:%s:%d:", sr->run_id, vname, rep + 1);
+    lb_run_target t = {
+        .lock_urls = sv.urls, .nservers = sv.n, .resource_url = sv.resource_url,
+        .prefix = prefix, .servers = sv.lock[0] ? sv.lock : NULL, .proxy = proxy,
+        .progress = !sr->o->quiet && isatty(STDERR_FILENO),
+    };
+    if (!sr->o->quiet)
+        fprintf(stderr, "%s / %s\n", sr->s->name, vname);
+    int rc = lb_runner_run(v, &t, &run, sr->err, sizeof sr->err);
+    lb_proxy_stop(proxy);
+    if (sr->o->nredis > 0) {
+        for (int i = 0; i < sv.n; i++)
+            delete_prefix(sv.urls[i], prefix);
+        if (sr->o->resource || sv.n == 0)
+            delete_prefix(sv.resource_url, prefix);
+    }
+    servers_stop(&sv);
+    if (rc < 0)
+        return LB_EXIT_ENV;
+    lb_summary *sum = &sr->runs[vi * (size_t)sr->repeats + (size_t)rep];
+    char *dir = run_folder(sr, vname, rep);
+    rc = lb_metrics_compute(v, &run, sum) < 0 || !dir ? -1 : 0;
+    if (rc == 0) {
+        lb_metrics_check(v, sum);
+        rc = lb_results_write_run(dir, sum, &run, sr->err, sizeof sr->err);
+    }
+    sr->complete &= run.complete;
+    lb_run_result_free(&run);
+    free(dir);
+    return rc < 0 ? LB_EXIT_ENV : LB_EXIT_OK;
+}
+
+static int combine_and_write(scenario_run *sr, const char *started_at)
+{
+    for (size_t vi = 0; vi < sr->nv; vi++) {
+        lb_summary *reps = &sr->runs[vi * (size_t)sr->repeats];
+        if (lb_metrics_combine(reps, (size_t)sr->repeats, &sr->combined[vi]) < 0)
+            return -1;
+        if (sr->repeats > 1) {
+            char *dir;
+            if (asprintf(&dir, "%s/%s", sr->dir, lb_scenario_variant_name(sr->s, vi)) < 0)
+                return -1;
+            int rc = lb_results_write_summary(dir, &sr->combined[vi], sr->err, sizeof sr->err);
+            free(dir);
+            if (rc < 0)
+                return -1;
+        }
+    }
+    return lb_results_write_top(sr->dir, sr->s, sr->combined, sr->nv, &sr->cal, started_at,
+                                sr->complete, sr->err, sizeof sr->err);
+}
+
+static void report(const scenario_run *sr)
+{
+    for (size_t vi = 0; vi < sr->nv; vi++)
+        lb_results_print_failures(stderr, &sr->combined[vi]);
+    if (sr->o->quiet)
+        return;
+    if (sr->nv == 1)
+        lb_results_print_variant(stdout, &sr->combined[0]);
+    else
+        lb_results_print_comparison(stdout, sr->combined, sr->nv);
+    printf("results: %s\n", sr->dir);
+}
+
+static void plot(const scenario_run *sr)
+{
+    char msg[512];
+    const char *names[64];
+    size_t n = sr->nv < 64 ? sr->nv : 64;
+    if (sr->o->no_plot)
+        return;
+    for (size_t i = 0; i < n; i++)
+        names[i] = lb_scenario_variant_name(sr->s, i);
+    int rc = lb_plot_results(sr->dir, sr->s->name, names, n, sr->repeats > 1 ? sr->repeats : 0,
+                             sr->o->plot_format, msg, sizeof msg);
+    if (rc != 0 || !sr->o->quiet)
+        fprintf(stderr, "%s\n", msg);
+}
+
+static void iso_now(char *buf, size_t len, char *stamp, size_t stamplen)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%S%z", &tm);
+    strftime(stamp, stamplen, "%Y%m%d-%H%M%S", &tm);
+}
+
+static bool all_passed(const scenario_run *sr)
+{
+    for (size_t vi = 0; vi < sr->nv; vi++)
+        if (!sr->combined[vi].expect.passed)
+            return false;
+    return sr->complete;
+}
+
+static int run_scenario(const lb_scenario *s, const lb_run_options *o, size_t nfiles,
+                        const char *run_id)
+{
+    char started[64], stamp[32];
+    iso_now(started, sizeof started, stamp, sizeof stamp);
+    scenario_run sr = {.s = s, .o = o, .run_id = run_id, .repeats = o->repeat, .complete = true};
+    sr.nv = lb_scenario_variant_count(s);
+    sr.runs = calloc(sr.nv * (size_t)sr.repeats, sizeof *sr.runs);
+    sr.combined = calloc(sr.nv, sizeof *sr.combined);
+    char *dir = out_dir(s, o, nfiles, stamp);
+    sr.dir = dir;
+    int rc = LB_EXIT_OK;
+    if (!sr.runs || !sr.combined || !dir) {
+        fprintf(stderr, "lockbench: %s: cannot create the results folder\n", s->name);
+        rc = LB_EXIT_ENV;
+    }
+    /* Interleaved: A B A B ..., so drift over time hits every variant alike. */
+    for (int rep = 0; rc == LB_EXIT_OK && rep < sr.repeats && sr.complete; rep++)
+        for (size_t vi = 0; rc == LB_EXIT_OK && vi < sr.nv && sr.complete; vi++)
+            rc = run_once(&sr, vi, rep);
+    if (rc == LB_EXIT_OK && !sr.complete)
+        sr.repeats = 1;  /* interrupted: what ran is written, marked incomplete */
+    if (rc == LB_EXIT_OK && combine_and_write(&sr, started) < 0)
+        rc = LB_EXIT_ENV;
+    if (rc == LB_EXIT_OK) {
+        report(&sr);
+        plot(&sr);
+        rc = all_passed(&sr) ? LB_EXIT_OK : LB_EXIT_FAILED;
+    } else {
+        fprintf(stderr, "lockbench: %s: %s\n", s->name, sr.err);
+    }
+    for (size_t i = 0; sr.runs && i < sr.nv * (size_t)o->repeat; i++)
+        lb_summary_free(&sr.runs[i]);
+    for (size_t i = 0; sr.combined && i < sr.nv; i++)
+        lb_summary_free(&sr.combined[i]);
+    free(sr.runs);
+    free(sr.combined);
+    free(dir);
+    return rc;
+}
+
+/* ---- commands ------------------------------------------------------------------ */
+
+static int load_all(char *const *files, size_t n, const lb_run_options *o, lb_scenario **out)
+{
+    lb_load_options lo = {.overrides = o->sets, .noverrides = o->nsets,
+                          .external_servers = o->nredis > 0};
+    char err[1024];
+    int rc = LB_EXIT_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (lb_scenario_load(files[i], &lo, &out[i], err, sizeof err) < 0) {
+            fprintf(stderr, "%s\n", err);
+            rc = LB_EXIT_USAGE;
+            continue;
+        }
+        if (o->nredis > 0 && (size_t)out[i]->redis.servers > o->nredis) {
+            fprintf(stderr, "%s: redis.servers: the scenario needs %d servers, --redis gave %zu\n",
+                    files[i], out[i]->redis.servers, o->nredis);
+            rc = LB_EXIT_USAGE;
+        }
+    }
+    return rc;
+}
+
+int lb_validate_scenarios(char *const *files, size_t nfiles, const lb_run_options *o)
+{
+    lb_scenario **s = calloc(nfiles, sizeof *s);
+    if (!s)
+        return LB_EXIT_ENV;
+    int rc = load_all(files, nfiles, o, s);
+    for (size_t i = 0; i < nfiles; i++) {
+        if (s[i] && !o->quiet)
+            printf("%s: ok (%s, %zu clients, %zu variants)\n", files[i], s[i]->name,
+                   s[i]->nclients, lb_scenario_variant_count(s[i]));
+        lb_scenario_free(s[i]);
+    }
+    free(s);
+    return rc;
+}
+
+int lb_run_scenarios(char *const *files, size_t nfiles, const lb_run_options *o)
+{
+    lb_scenario **s = calloc(nfiles, sizeof *s);
+    char run_id[32];
+    if (!s)
+        return LB_EXIT_ENV;
+    int rc = load_all(files, nfiles, o, s);  /* every file valid before any server starts */
+    snprintf(run_id, sizeof run_id, "%lx%04x", (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
+    for (size_t i = 0; rc == LB_EXIT_OK && i < nfiles; i++) {
+        int r = run_scenario(s[i], o, nfiles, run_id);
+        if (r > rc)
+            rc = r;
+    }
+    for (size_t i = 0; i < nfiles; i++)
+        lb_scenario_free(s[i]);
+    free(s);
+    return rc;
+}

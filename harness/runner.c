@@ -1,0 +1,1067 @@
+/* runner.c -- the run stage: one thread per client, a start barrier, the workload, and the
+ * fault schedule on the calling (main) thread.
+ *
+ * A client thread loops: acquire, critical section, release, think, until its iterations are
+ * done, the run's deadline passes, or it crashes. What it measures goes into its own
+ * lb_client_result (a histogram and an acquisition log of its own: no lock and no allocation
+ * per sample, bar a log chunk every few thousand acquisitions). The only state shared on the hot
+ * path is the oracle's per-key count of live clients inside the critical section, an atomic.
+ *
+ * Faults reach a client through its control block: the lock core's hook (called before every
+ * command, the watchdog's included) blocks while the client is paused and cancels once it has
+ * crashed; the client thread checks the same block at the points where it talks to the
+ * protected resource, and at the "holding" point (after reading the counter, before writing
+ * it) for events with "when": "holding". Network faults go through the proxy, server faults
+ * through the managed servers, clock skew through the lock core's wall-clock hook.
+ *
+ * The main thread applies the schedule because a managed redis-server restarted by a thread
+ * dies with that thread (PR_SET_PDEATHSIG), and the main thread outlives the run. */
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dlock.h"
+#include "proxy.h"
+#include "runner.h"
+#include "servers.h"
+
+#define CLIENT_STACK (256 * 1024)
+
+/* The scenario's enums map onto the lock core's by value. */
+_Static_assert((int)LB_ALG_REDLOCK == (int)DLOCK_REDLOCK && (int)LB_ALG_LEGACY == (int)DLOCK_LEGACY,
+               "algorithm enums differ");
+_Static_assert((int)LB_WAIT_FIFO == (int)DLOCK_WAIT_FIFO && (int)LB_WAIT_NOTIFY == (int)DLOCK_WAIT_NOTIFY,
+               "wait enums differ");
+_Static_assert((int)LB_BACKOFF_SERVICESTACK == (int)DLOCK_BACKOFF_SERVICESTACK &&
+                   (int)LB_BACKOFF_FULL_JITTER == (int)DLOCK_BACKOFF_FULL_JITTER,
+               "backoff enums differ");
+#define KEY_MAX 256
+
+/* ---- time ---------------------------------------------------------------- */
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static struct timespec abs_mono(int64_t us)
+{
+    return (struct timespec){.tv_sec = us / 1000000, .tv_nsec = us % 1000000 * 1000};
+}
+
+/* ---- per-client control: what faults do to a client ---------------------- */
+
+typedef struct ctl {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;           /* monotonic */
+    bool paused;
+    bool crashed;                /* crash requested: the hook cancels, the thread stops */
+    bool crash_when_holding;
+    int64_t pause_when_holding_us;  /* > 0: pause this long at the holding point */
+    int64_t restart_after_us;       /* for a crash: -1 = stay down */
+    atomic_llong skew_ms;        /* clock-skew offset */
+} ctl;
+
+typedef struct run run;
+
+typedef struct client {
+    run *run;
+    int id;
+    size_t group;
+    const lb_client_group *g;
+    int key;                     /* index into run->keys */
+    ctl ctl;
+    dlock_client *lock;
+    redisContext *res;           /* the protected resource */
+    dlock_client *fenced;        /* the resource again, for fenced writes */
+    int links[LB_SCENARIO_MAX_SERVERS];  /* proxy links, -1 = direct */
+    char *urls[LB_SCENARIO_MAX_SERVERS];
+    uint64_t rng;
+    lb_client_result *out;
+    atomic_llong done_acquisitions;  /* for the progress line */
+    bool setup_failed;
+    uint64_t commands_before;    /* of incarnations before a restart */
+    pthread_t thread;
+} client;
+
+struct run {
+    const lb_scenario *sc;
+    const lb_run_target *t;
+    size_t n;
+    client *clients;
+    size_t ready;                /* clients connected and waiting at the start barrier */
+    bool go;                     /* the barrier opens (t0 is set) */
+    int64_t t0;                  /* the start barrier, monotonic µs */
+    int64_t deadline;            /* t0 + duration, or INT64_MAX */
+    bool abort;                  /* set before `go` when setup failed */
+    size_t nkeys;
+    char *keys[KEY_MAX];
+    atomic_int inside[KEY_MAX];  /* the oracle: live clients inside the critical section */
+    atomic_llong overlaps;
+    atomic_int running;          /* clients not yet finished */
+    pthread_mutex_t done_mu;
+    pthread_cond_t done_cv;      /* signalled as clients finish, wakes the scheduler */
+    char err[320];
+};
+
+static atomic_bool stop_requested;
+
+void lb_runner_stop(void)
+{
+    atomic_store(&stop_requested, true);
+}
+
+static void ctl_init(ctl *c)
+{
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    c->restart_after_us = -1;
+}
+
+static void ctl_destroy(ctl *c)
+{
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+}
+
+/* Blocks while paused. false once the client has crashed. */
+static bool ctl_checkpoint(ctl *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (c->paused && !c->crashed)
+        pthread_cond_wait(&c->cv, &c->mu);
+    bool alive = !c->crashed;
+    pthread_mutex_unlock(&c->mu);
+    return alive;
+}
+
+static bool ctl_crashed(ctl *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool crashed = c->crashed;
+    pthread_mutex_unlock(&c->mu);
+    return crashed;
+}
+
+/* Sleeps until the monotonic time `until`, or the crash. false once crashed. */
+static bool ctl_sleep_until(ctl *c, int64_t until)
+{
+    struct timespec ts = abs_mono(until);
+    pthread_mutex_lock(&c->mu);
+    while (!c->crashed && mono_us() < until) {
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    bool alive = !c->crashed;
+    pthread_mutex_unlock(&c->mu);
+    return alive && ctl_checkpoint(c);
+}
+
+static void ctl_set(ctl *c, bool *flag, bool value)
+{
+    pthread_mutex_lock(&c->mu);
+    *flag = value;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The lock core's hook: every command, the watchdog's too. */
+static int client_hook(void *ud, const char *command)
+{
+    return !ctl_checkpoint(&((client *)ud)->ctl);
+}
+
+static int64_t skewed_wallclock(void *ud)
+{
+    client *c = ud;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + atomic_load(&c->ctl.skew_ms);
+}
+
+/* ---- distributions --------------------------------------------------------- */
+
+static double uniform01(uint64_t *s)
+{
+    /* xorshift64*: the workload's randomness, reproducible from the scenario seed */
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return (double)((*s * 0x2545F4914F6CDD1DULL) >> 11) * 0x1.0p-53;
+}
+
+static int64_t sample_us(const lb_dist *d, uint64_t *rng)
+{
+    switch (d->kind) {
+    case LB_DIST_UNIFORM:
+        return (int64_t)((d->a + (d->b - d->a) * uniform01(rng)) * 1000.0);
+    case LB_DIST_EXPONENTIAL:
+        return (int64_t)(-log(1.0 - uniform01(rng)) * (double)d->mean * 1000.0);
+    case LB_DIST_FIXED:
+    default:
+        return d->a * 1000;
+    }
+}
+
+/* ---- setup ----------------------------------------------------------------- */
+
+static int intern_key(run *r, const char *name)
+{
+    for (size_t i = 0; i < r->nkeys; i++)
+        if (strcmp(r->keys[i], name) == 0)
+            return (int)i;
+    if (r->nkeys == KEY_MAX)
+        return -1;
+    r->keys[r->nkeys] = strdup(name);
+    return (int)r->nkeys++;
+}
+
+/* The lock key of client c: prefix + key, or prefix + key:i mod K. */
+static int assign_key(run *r, client *c)
+{
+    char name[512];
+    const lb_lock *lk = &c->g->lock;
+    if (lk->keys > 1)
+        snprintf(name, sizeof name, "%s%s:%lld", r->t->prefix, lk->key,
+                 (long long)(c->id % lk->keys));
+    else
+        snprintf(name, sizeof name, "%s%s", r->t->prefix, lk->key);
+    c->key = intern_key(r, name);
+    return c->key;
+}
+
+static bool needs_proxy(const run *r, const client *c)
+{
+    if (c->g->network.latency_ms > 0 || c->g->network.jitter_ms > 0)
+        return true;
+    for (size_t i = 0; i < r->sc->nevents; i++) {
+        const lb_event *e = &r->sc->events[i];
+        if (e->action != LB_EV_DELAY && e->action != LB_EV_PARTITION && e->action != LB_EV_RESET)
+            continue;
+        for (size_t k = 0; k < e->nclients; k++)
+            if (e->clients[k] == c->id)
+                return true;
+    }
+    return false;
+}
+
+/* The URLs a client connects to: its proxy links where it has faults, the servers otherwise. */
+static int client_urls(run *r, client *c)
+{
+    const lb_run_target *t = r->t;
+    bool proxied = t->proxy && needs_proxy(r, c);
+    for (int s = 0; s < t->nservers; s++) {
+        char host[256];
+        int port = 0, lport;
+        c->links[s] = -1;
+        if (proxied && sscanf(t->lock_urls[s], "redis://%255[^:]:%d", host, &port) == 2) {
+            c->links[s] = lb_proxy_add_link(t->proxy, host, port, &lport);
+            if (c->links[s] < 0)
+                return -1;
+            const lb_network *n = &c->g->network;
+            lb_proxy_set_latency(t->proxy, c->links[s], n->latency_ms * 1000, n->jitter_ms * 1000);
+            if (asprintf(&c->urls[s], "redis://127.0.0.1:%d", lport) < 0)
+                return -1;
+        } else if (!(c->urls[s] = strdup(t->lock_urls[s]))) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static redisContext *connect_resource(const char *url)
+{
+    char host[256];
+    int port;
+    if (sscanf(url, "redis://%255[^:]:%d", host, &port) != 2)
+        return NULL;
+    struct timeval tv = {2, 0};
+    redisContext *ctx = redisConnectWithTimeout(host, port, tv);
+    if (ctx && !ctx->err)
+        redisSetTimeout(ctx, tv);
+    return ctx;
+}
+
+/* A client's connections: its lock client (through the proxy when it has network faults) and
+ * the protected resource (never through the proxy: no event touches it). */
+static bool client_connect(client *c, char *err, size_t errlen)
+{
+    dlock_client *lock = dlock_client_new((const char *const *)c->urls, c->run->t->nservers,
+                                          err, errlen);
+    if (!lock)
+        return false;
+    dlock_client_set_hook(lock, client_hook, c);
+    pthread_mutex_lock(&c->ctl.mu);
+    c->lock = lock;  /* the scheduler interrupts it under the same lock */
+    pthread_mutex_unlock(&c->ctl.mu);
+    c->res = connect_resource(c->run->t->resource_url);
+    if (!c->res || c->res->err) {
+        snprintf(err, errlen, "protected resource %s: %s", c->run->t->resource_url,
+                 c->res ? c->res->errstr : "cannot connect");
+        return false;
+    }
+    if (c->g->lock.fencing) {
+        const char *u = c->run->t->resource_url;
+        c->fenced = dlock_client_new(&u, 1, err, errlen);
+        if (!c->fenced)
+            return false;
+    }
+    return true;
+}
+
+static void client_disconnect(client *c)
+{
+    dlock_stats total;
+    if (c->lock) {
+        dlock_client_stats(c->lock, &total, NULL);
+        c->commands_before += total.commands;
+    }
+    pthread_mutex_lock(&c->ctl.mu);
+    dlock_client *lock = c->lock;
+    c->lock = NULL;
+    pthread_mutex_unlock(&c->ctl.mu);
+    dlock_client_free(lock);
+    dlock_client_free(c->fenced);
+    if (c->res)
+        redisFree(c->res);
+    c->fenced = NULL;
+    c->res = NULL;
+}
+
+/* ---- the workload ---------------------------------------------------------- */
+
+static int64_t since_t0(const client *c)
+{
+    return mono_us() - c->run->t0;
+}
+
+static void options_of(client *c, dlock_options *o)
+{
+    const lb_lock *lk = &c->g->lock;
+    dlock_options_init(o);
+    o->algorithm = (dlock_algorithm)lk->algorithm;
+    o->ttl_ms = lk->ttl_ms;
+    o->wait_timeout_ms = lk->wait_timeout_ms;
+    o->wait = (dlock_wait)lk->wait;
+    o->backoff.policy = (dlock_backoff_policy)lk->backoff.policy;
+    o->backoff.base_ms = lk->backoff.base_ms;
+    o->backoff.cap_ms = lk->backoff.cap_ms;
+    o->renew = lk->renew;
+    o->fencing = lk->fencing;
+    o->drift_factor = lk->drift_factor;
+    o->command_timeout_ms = lk->command_timeout_ms;
+    o->seed = c->run->sc->seed * 1000003 + (uint64_t)c->id + 1;
+    o->wallclock = skewed_wallclock;
+    o->wallclock_ud = c;
+}
+
+static lb_result classify(client *c, int rc)
+{
+    switch (rc) {
+    case DLOCK_OK: return LB_RES_OK;
+    case DLOCK_ETIMEDOUT:
+    case DLOCK_EBUSY: return LB_RES_TIMEOUT;
+    case DLOCK_ECANCELED: return ctl_crashed(&c->ctl) ? LB_RES_CANCELED : LB_RES_ABANDONED;
+    default: return LB_RES_ERROR;
+    }
+}
+
+static void record_acquire(client *c, lb_acquisition *a, int rc)
+{
+    dlock_stats last;
+    dlock_client_stats(c->lock, NULL, &last);
+    a->end_us = since_t0(c);
+    a->attempts = (uint32_t)last.attempts;
+    a->commands = (uint32_t)last.commands;
+    a->result = (uint8_t)classify(c, rc);
+    int64_t wait = a->end_us - a->call_us;
+    lb_client_result *o = c->out;
+    switch (a->result) {
+    case LB_RES_OK:
+        o->acquisitions++;
+        o->wait_sum_us += wait;
+        if (wait > o->wait_max_us)
+            o->wait_max_us = wait;
+        lb_hist_record(o->acquire_hist, wait);
+        atomic_fetch_add_explicit(&c->done_acquisitions, 1, memory_order_relaxed);
+        break;
+    case LB_RES_TIMEOUT:
+        o->timeouts++;
+        lb_hist_record(o->timeout_hist, wait);
+        break;
+    case LB_RES_ERROR:
+        o->errors++;
+        break;
+    }
+}
+
+/* Enter and leave, for the oracle. Crashed clients leave too: they are not live. */
+static void cs_enter(client *c, lb_acquisition *a)
+{
+    if (atomic_fetch_add(&c->run->inside[c->key], 1) > 0) {
+        a->overlap = true;
+        atomic_fetch_add(&c->run->overlaps, 1);
+    }
+    c->out->cs_attempted++;
+}
+
+static void cs_leave(client *c)
+{
+    atomic_fetch_sub(&c->run->inside[c->key], 1);
+}
+
+/* The point between reading the counter and writing it: where "when": "holding" events act.
+ * false when the client crashed here. */
+static bool holding_point(client *c)
+{
+    ctl *k = &c->ctl;
+    pthread_mutex_lock(&k->mu);
+    if (k->crash_when_holding) {
+        k->crash_when_holding = false;
+        k->crashed = true;
+    }
+    int64_t pause = k->pause_when_holding_us;
+    k->pause_when_holding_us = 0;
+    pthread_mutex_unlock(&k->mu);
+    if (pause > 0)
+        return ctl_sleep_until(k, mono_us() + pause);  /* a freeze: no traffic, no renewals */
+    return ctl_checkpoint(k);
+}
+
+static long long read_counter(client *c, const char *counter, bool *ok)
+{
+    redisReply *r = redisCommand(c->res, "GET %s", counter);
+    *ok = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
+    long long v = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    freeReplyObject(r);
+    return v;
+}
+
+static bool write_counter(client *c, const char *counter, long long v, uint64_t fence)
+{
+    char buf[32];
+    if (fence > 0) {
+        snprintf(buf, sizeof buf, "%lld", v);
+        int rc = dlock_fenced_set(c->fenced, counter, fence, buf);
+        c->out->stale_rejected += rc == DLOCK_ESTALE;
+        return rc == DLOCK_OK;
+    }
+    redisReply *r = redisCommand(c->res, "SET %s %lld", counter, v);
+    bool ok = r && r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    return ok;
+}
+
+/* The critical section. false when the client crashed inside it. */
+static bool critical_section(client *c, uint64_t fence)
+{
+    const lb_workload *w = &c->g->workload;
+    char counter[600];
+    bool ok;
+    int64_t hold = sample_us(&w->hold_ms, &c->rng);
+    snprintf(counter, sizeof counter, "%s:counter", c->run->keys[c->key]);
+    switch (w->critical_section) {
+    case LB_CS_COUNTER: {
+        if (!ctl_checkpoint(&c->ctl))
+            return false;
+        long long v = read_counter(c, counter, &ok);
+        if (!holding_point(c))
+            return false;
+        if (hold > 0 && !ctl_sleep_until(&c->ctl, mono_us() + hold))
+            return false;
+        if (ok && write_counter(c, counter, v + 1, fence))
+            c->out->cs_acked++;
+        return true;
+    }
+    case LB_CS_INCR: {
+        if (!holding_point(c))
+            return false;
+        if (hold > 0 && !ctl_sleep_until(&c->ctl, mono_us() + hold))
+            return false;
+        redisReply *r = redisCommand(c->res, "INCR %s", counter);
+        c->out->cs_acked += r && r->type == REDIS_REPLY_INTEGER;
+        freeReplyObject(r);
+        return true;
+    }
+    case LB_CS_NONE:
+    default:
+        if (!holding_point(c))
+            return false;
+        return hold <= 0 || ctl_sleep_until(&c->ctl, mono_us() + hold);
+    }
+}
+
+static void end_hold(client *c, lb_acquisition *a, dlock *l)
+{
+    if (!c->g->workload.release) {
+        a->end = LB_END_KEPT;
+        a->released_us = since_t0(c);
+        dlock_abandon(l);
+        return;
+    }
+    int rc = dlock_release(l);
+    a->released_us = since_t0(c);
+    a->end = rc == DLOCK_ENOTOWNER ? LB_END_NOTOWNER : LB_END_RELEASED;
+}
+
+static bool out_of_time(const client *c)
+{
+    return atomic_load(&stop_requested) || mono_us() >= c->run->deadline;
+}
+
+/* One acquire, critical section and release. false when the client crashed. */
+static bool one_iteration(client *c, const dlock_options *o, const char *key)
+{
+    lb_acquisition *a = lb_acq_log_append(&c->out->log);
+    if (!a)
+        return false;
+    *a = (lb_acquisition){.key = c->key, .released_us = -1, .call_us = since_t0(c)};
+    dlock *l = NULL;
+    int rc = dlock_acquire(c->lock, key, o, &l);
+    record_acquire(c, a, rc);
+    if (rc != DLOCK_OK)
+        return a->result != LB_RES_CANCELED;
+    a->fence = dlock_fencing_token(l);
+    cs_enter(c, a);
+    bool alive = critical_section(c, a->fence);
+    cs_leave(c);
+    if (!alive) {
+        a->end = LB_END_CRASHED;
+        a->released_us = since_t0(c);
+        dlock_abandon(l);  /* never released: its connections are cut below */
+        return false;
+    }
+    end_hold(c, a, l);
+    return ctl_checkpoint(&c->ctl);
+}
+
+/* The crash: connections closed without a word; maybe a new client later, in its place. */
+static bool crash_and_maybe_restart(client *c)
+{
+    char err[256];
+    client_disconnect(c);
+    c->out->crashes++;
+    c->out->crashed = true;
+    pthread_mutex_lock(&c->ctl.mu);
+    int64_t restart = c->ctl.restart_after_us;
+    pthread_mutex_unlock(&c->ctl.mu);
+    if (restart < 0)
+        return false;
+    struct timespec ts = abs_mono(mono_us() + restart);
+    pthread_mutex_lock(&c->ctl.mu);
+    while (!atomic_load(&stop_requested) &&
+           pthread_cond_timedwait(&c->ctl.cv, &c->ctl.mu, &ts) != ETIMEDOUT)
+        ;
+    c->ctl.crashed = false;
+    c->ctl.restart_after_us = -1;
+    pthread_mutex_unlock(&c->ctl.mu);
+    if (out_of_time(c) || !client_connect(c, err, sizeof err))
+        return false;
+    c->out->crashed = false;
+    return true;
+}
+
+static void workload(client *c)
+{
+    const lb_workload *w = &c->g->workload;
+    dlock_options o;
+    options_of(c, &o);
+    const char *key = c->run->keys[c->key];
+    if (c->g->start_ms > 0 && !ctl_sleep_until(&c->ctl, c->run->t0 + c->g->start_ms * 1000))
+        goto crashed;
+    for (int64_t i = 0; w->iterations == 0 || i < w->iterations; i++) {
+        if (out_of_time(c))
+            return;
+        if (!one_iteration(c, &o, key))
+            goto crashed;
+        int64_t think = sample_us(&w->think_ms, &c->rng);
+        if (think > 0 && !ctl_sleep_until(&c->ctl, mono_us() + think))
+            goto crashed;
+        continue;
+crashed:
+        if (!crash_and_maybe_restart(c))
+            return;
+    }
+}
+
+static void finish(client *c)
+{
+    c->out->end_us = since_t0(c);
+    pthread_mutex_lock(&c->run->done_mu);
+    atomic_fetch_sub(&c->run->running, 1);
+    pthread_cond_broadcast(&c->run->done_cv);
+    pthread_mutex_unlock(&c->run->done_mu);
+}
+
+/* Every client connects first; then all start together. false when the run is aborted. */
+static bool start_barrier(run *r)
+{
+    pthread_mutex_lock(&r->done_mu);
+    r->ready++;
+    pthread_cond_broadcast(&r->done_cv);
+    while (!r->go)
+        pthread_cond_wait(&r->done_cv, &r->done_mu);
+    bool go = !r->abort;
+    pthread_mutex_unlock(&r->done_mu);
+    return go;
+}
+
+/* The main thread's side: waits for the started clients, then opens the barrier at t0. */
+static void open_barrier(run *r, size_t started)
+{
+    pthread_mutex_lock(&r->done_mu);
+    while (r->ready < started)
+        pthread_cond_wait(&r->done_cv, &r->done_mu);
+    for (size_t i = 0; i < started; i++)
+        r->abort |= r->clients[i].setup_failed;
+    r->abort |= started < r->n;
+    r->t0 = mono_us();
+    int64_t duration = r->sc->workload.duration_ms;
+    for (size_t g = 0; g < r->sc->ngroups; g++)
+        if (r->sc->groups[g].workload.duration_ms > duration)
+            duration = r->sc->groups[g].workload.duration_ms;
+    r->deadline = duration >= 0 ? r->t0 + duration * 1000 : INT64_MAX;
+    r->go = true;
+    pthread_cond_broadcast(&r->done_cv);
+    pthread_mutex_unlock(&r->done_mu);
+}
+
+static void *client_main(void *arg)
+{
+    client *c = arg;
+    char err[256];
+    if (!client_connect(c, err, sizeof err)) {
+        c->setup_failed = true;
+        pthread_mutex_lock(&c->run->done_mu);
+        if (!c->run->err[0])
+            snprintf(c->run->err, sizeof c->run->err, "client %d: %s", c->id, err);
+        pthread_mutex_unlock(&c->run->done_mu);
+    }
+    if (start_barrier(c->run))
+        workload(c);
+    dlock_stats total;
+    if (c->lock) {
+        dlock_client_stats(c->lock, &total, NULL);
+        c->out->commands = c->commands_before + total.commands;
+    } else {
+        c->out->commands = c->commands_before;
+    }
+    finish(c);
+    return NULL;
+}
+
+/* ---- the fault schedule ------------------------------------------------------ */
+
+typedef struct action {
+    int64_t at_us;       /* from t0 */
+    size_t event;        /* index into the scenario's events */
+    bool ending;         /* the end of a timed fault (or a restart) */
+} action;
+
+static int by_time(const void *a, const void *b)
+{
+    const action *x = a, *y = b;
+    return (x->at_us > y->at_us) - (x->at_us < y->at_us);
+}
+
+static int64_t event_end_us(const lb_event *e)
+{
+    switch (e->action) {
+    case LB_EV_PAUSE:
+        return e->when_holding ? -1 : e->duration_ms * 1000;
+    case LB_EV_DELAY:
+    case LB_EV_PARTITION:
+    case LB_EV_PAUSE_SERVER:
+        return e->duration_ms * 1000;
+    case LB_EV_KILL_SERVER:
+        return e->restart_after_ms >= 0 ? e->restart_after_ms * 1000 : -1;
+    default:
+        return -1;
+    }
+}
+
+static void describe(const lb_event *e, lb_fault_record *f)
+{
+    f->at_ms = e->at_ms;
+    f->action = e->action;
+    f->start_us = f->end_us = -1;
+    if (e->server >= 0) {
+        snprintf(f->target, sizeof f->target, "server=%d", e->server);
+    } else if (e->all_clients) {
+        snprintf(f->target, sizeof f->target, "clients=all");
+    } else {
+        size_t len = (size_t)snprintf(f->target, sizeof f->target, "clients=");
+        for (size_t i = 0; i < e->nclients && len < sizeof f->target; i++)
+            len += (size_t)snprintf(f->target + len, sizeof f->target - len, "%s%d",
+                                    i ? "," : "", e->clients[i]);
+    }
+    switch (e->action) {
+    case LB_EV_DELAY:
+        snprintf(f->detail, sizeof f->detail, "latency_ms=%lld jitter_ms=%lld duration_ms=%lld",
+                 (long long)e->latency_ms, (long long)e->jitter_ms, (long long)e->duration_ms);
+        break;
+    case LB_EV_CLOCK_SKEW:
+        snprintf(f->detail, sizeof f->detail, "offset_ms=%lld", (long long)e->offset_ms);
+        break;
+    case LB_EV_CRASH:
+    case LB_EV_KILL_SERVER:
+        snprintf(f->detail, sizeof f->detail, "%srestart_after_ms=%lld",
+                 e->when_holding ? "when=holding " : "", (long long)e->restart_after_ms);
+        break;
+    default:
+        snprintf(f->detail, sizeof f->detail, "%sduration_ms=%lld",
+                 e->when_holding ? "when=holding " : "", (long long)e->duration_ms);
+        break;
+    }
+}
+
+static void for_clients(run *r, const lb_event *e, void (*fn)(run *, client *, const lb_event *, bool),
+                        bool ending)
+{
+    for (size_t i = 0; i < e->nclients; i++)
+        if (e->clients[i] >= 0 && (size_t)e->clients[i] < r->n)
+            fn(r, &r->clients[e->clients[i]], e, ending);
+}
+
+static void do_crash(run *r, client *c, const lb_event *e, bool ending)
+{
+    pthread_mutex_lock(&c->ctl.mu);
+    c->ctl.restart_after_us = e->restart_after_ms >= 0 ? e->restart_after_ms * 1000 : -1;
+    if (e->when_holding) {
+        c->ctl.crash_when_holding = true;
+    } else {
+        c->ctl.crashed = true;
+        if (c->lock)
+            dlock_client_interrupt(c->lock);  /* wakes a back-off sleep at once */
+    }
+    pthread_cond_broadcast(&c->ctl.cv);
+    pthread_mutex_unlock(&c->ctl.mu);
+}
+
+/* At the run's deadline (or Ctrl-C) a wait in progress is abandoned. */
+static void interrupt_all(run *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        client *c = &r->clients[i];
+        pthread_mutex_lock(&c->ctl.mu);
+        if (c->lock)
+            dlock_client_interrupt(c->lock);
+        pthread_mutex_unlock(&c->ctl.mu);
+    }
+}
+
+static void do_pause(run *r, client *c, const lb_event *e, bool ending)
+{
+    if (e->when_holding) {
+        pthread_mutex_lock(&c->ctl.mu);
+        c->ctl.pause_when_holding_us = e->duration_ms * 1000;
+        pthread_mutex_unlock(&c->ctl.mu);
+        return;
+    }
+    ctl_set(&c->ctl, &c->ctl.paused, !ending);
+}
+
+static void do_network(run *r, client *c, const lb_event *e, bool ending)
+{
+    for (int s = 0; s < r->t->nservers; s++) {
+        int link = c->links[s];
+        if (link < 0)
+            continue;
+        const lb_network *n = &c->g->network;
+        if (e->action == LB_EV_DELAY)
+            lb_proxy_set_latency(r->t->proxy, link, (ending ? n->latency_ms : e->latency_ms) * 1000,
+                                 (ending ? n->jitter_ms : e->jitter_ms) * 1000);
+        else if (e->action == LB_EV_PARTITION)
+            lb_proxy_set_partition(r->t->proxy, link, !ending);
+        else if (e->action == LB_EV_RESET)
+            lb_proxy_reset(r->t->proxy, link);
+    }
+}
+
+static void do_skew(run *r, client *c, const lb_event *e, bool ending)
+{
+    atomic_store(&c->ctl.skew_ms, e->offset_ms);
+}
+
+static bool do_server(run *r, const lb_event *e, bool ending)
+{
+    struct lb_server *s = r->t->servers ? r->t->servers[e->server] : NULL;
+    char err[256];
+    if (!s)
+        return false;
+    if (e->action == LB_EV_PAUSE_SERVER)
+        return (ending ? lb_server_resume(s) : lb_server_pause(s)) == 0;
+    if (!ending)
+        return lb_server_kill(s) == 0;
+    if (lb_server_restart(s, err, sizeof err) < 0) {
+        fprintf(stderr, "lockbench: restarting server %d: %s\n", e->server, err);
+        return false;
+    }
+    return true;
+}
+
+static bool apply(run *r, const lb_event *e, bool ending)
+{
+    switch (e->action) {
+    case LB_EV_CRASH: for_clients(r, e, do_crash, ending); return true;
+    case LB_EV_PAUSE: for_clients(r, e, do_pause, ending); return true;
+    case LB_EV_CLOCK_SKEW: for_clients(r, e, do_skew, ending); return true;
+    case LB_EV_DELAY:
+    case LB_EV_PARTITION:
+    case LB_EV_RESET:
+        if (!r->t->proxy)
+            return false;
+        for_clients(r, e, do_network, ending);
+        return true;
+    case LB_EV_KILL_SERVER:
+    case LB_EV_PAUSE_SERVER:
+        return do_server(r, e, ending);
+    }
+    return false;
+}
+
+static void progress(run *r, int64_t now, lb_run_result *out, int64_t *next_us)
+{
+    if (!r->t->progress || now < *next_us)
+        return;
+    *next_us = now + 250000;
+    int64_t acq = 0;
+    for (size_t i = 0; i < r->n; i++)
+        acq += atomic_load_explicit(&r->clients[i].done_acquisitions, memory_order_relaxed);
+    double s = (double)(now - r->t0) / 1e6;
+    if (s < 1.0)
+        return;
+    fprintf(stderr, "\r  %6.1f s  %9.0f acquisitions/s  %lld faults applied ", s,
+            (double)acq / s, (long long)out->faults_applied);
+}
+
+/* Waits until `at_us`, a client finishing, or the next progress tick, whichever comes first. */
+static void wait_for(run *r, int64_t at_us)
+{
+    int64_t tick = mono_us() + 100000;
+    struct timespec ts = abs_mono(at_us < tick ? at_us : tick);
+    pthread_mutex_lock(&r->done_mu);
+    if (atomic_load(&r->running) > 0 && mono_us() < at_us)
+        pthread_cond_timedwait(&r->done_cv, &r->done_mu, &ts);
+    pthread_mutex_unlock(&r->done_mu);
+}
+
+static void schedule(run *r, lb_run_result *out)
+{
+    const lb_scenario *sc = r->sc;
+    action *acts = calloc(2 * sc->nevents + 1, sizeof *acts);
+    size_t n = 0, next = 0;
+    int64_t next_progress = 0;
+    for (size_t i = 0; acts && i < sc->nevents; i++) {
+        acts[n++] = (action){.at_us = sc->events[i].at_ms * 1000, .event = i};
+        int64_t end = event_end_us(&sc->events[i]);
+        if (end >= 0)
+            acts[n++] = (action){.at_us = (sc->events[i].at_ms * 1000) + end, .event = i,
+                                 .ending = true};
+    }
+    if (acts)
+        qsort(acts, n, sizeof *acts, by_time);
+    bool abandoned = false;
+    while (atomic_load(&r->running) > 0) {
+        int64_t now = mono_us();
+        progress(r, now, out, &next_progress);
+        if (!abandoned && (now >= r->deadline || atomic_load(&stop_requested))) {
+            interrupt_all(r);
+            abandoned = true;
+        }
+        if (next < n && now - r->t0 >= acts[next].at_us) {
+            action *a = &acts[next++];
+            const lb_event *e = &sc->events[a->event];
+            lb_fault_record *f = &out->faults[a->event];
+            bool ok = apply(r, e, a->ending);
+            if (!a->ending) {
+                f->applied = ok;
+                f->start_us = ok ? mono_us() - r->t0 : -1;
+                out->faults_applied += ok;
+            } else if (f->applied) {
+                f->end_us = mono_us() - r->t0;
+            }
+            continue;
+        }
+        int64_t wake = next < n ? r->t0 + acts[next].at_us : INT64_MAX;
+        wait_for(r, !abandoned && r->deadline < wake ? r->deadline : wake);
+    }
+    /* Faults still open when the clients finished end with the run; heal what we broke. */
+    for (; next < n; next++) {
+        action *a = &acts[next];
+        if (a->ending && out->faults[a->event].applied) {
+            apply(r, &sc->events[a->event], true);
+            out->faults[a->event].end_us = mono_us() - r->t0;
+        }
+    }
+    if (r->t->progress && mono_us() - r->t0 >= 1000000)
+        fputc('\n', stderr);
+    free(acts);
+}
+
+/* ---- the run ---------------------------------------------------------------- */
+
+static int64_t read_counters(run *r)
+{
+    redisContext *ctx = connect_resource(r->t->resource_url);
+    int64_t sum = 0;
+    for (size_t k = 0; ctx && !ctx->err && k < r->nkeys; k++) {
+        redisReply *v = redisCommand(ctx, "GET %s:counter", r->keys[k]);
+        if (v && v->type == REDIS_REPLY_STRING)
+            sum += atoll(v->str);
+        freeReplyObject(v);
+    }
+    if (ctx)
+        redisFree(ctx);
+    return sum;
+}
+
+static int prepare_clients(run *r, lb_run_result *out)
+{
+    size_t id = 0;
+    for (size_t g = 0; g < r->sc->ngroups; g++) {
+        for (int64_t k = 0; k < r->sc->groups[g].count; k++, id++) {
+            client *c = &r->clients[id];
+            c->run = r;
+            c->id = (int)id;
+            c->group = g;
+            c->g = &r->sc->groups[g];
+            c->out = &out->clients[id];
+            c->out->client = (int)id;
+            c->out->group = g;
+            c->out->acquire_hist = lb_hist_new();
+            c->out->timeout_hist = lb_hist_new();
+            c->rng = (r->sc->seed + 1) * 0x9E3779B97F4A7C15ULL ^ (id + 1) * 0xBF58476D1CE4E5B9ULL;
+            ctl_init(&c->ctl);
+            if (!c->out->acquire_hist || !c->out->timeout_hist || assign_key(r, c) < 0 ||
+                client_urls(r, c) < 0) {
+                snprintf(r->err, sizeof r->err, "client %zu: out of memory or too many keys", id);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int start_threads(run *r, size_t *started)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, CLIENT_STACK);
+    for (*started = 0; *started < r->n; (*started)++) {
+        if (pthread_create(&r->clients[*started].thread, &attr, client_main,
+                           &r->clients[*started]) != 0) {
+            snprintf(r->err, sizeof r->err, "cannot start client thread %zu: %s", *started,
+                     strerror(errno));
+            break;
+        }
+    }
+    pthread_attr_destroy(&attr);
+    return *started == r->n ? 0 : -1;
+}
+
+static void free_run(run *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        ctl_destroy(&r->clients[i].ctl);
+        for (int s = 0; s < LB_SCENARIO_MAX_SERVERS; s++)
+            free(r->clients[i].urls[s]);
+    }
+    for (size_t k = 0; k < r->nkeys; k++)
+        free(r->keys[k]);
+    free(r->clients);
+    pthread_mutex_destroy(&r->done_mu);
+    pthread_cond_destroy(&r->done_cv);
+}
+
+static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_run_result *out)
+{
+    memset(out, 0, sizeof *out);
+    r->sc = sc;
+    r->t = t;
+    r->n = sc->nclients;
+    r->clients = calloc(r->n, sizeof *r->clients);
+    out->clients = calloc(r->n, sizeof *out->clients);
+    out->faults = calloc(sc->nevents + 1, sizeof *out->faults);
+    out->nclients = r->n;
+    out->nfaults = sc->nevents;
+    pthread_mutex_init(&r->done_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->done_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (!r->clients || !out->clients || !out->faults) {
+        snprintf(r->err, sizeof r->err, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < sc->nevents; i++)
+        describe(&sc->events[i], &out->faults[i]);
+    return prepare_clients(r, out);
+}
+
+int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *out, char *err,
+                  size_t errlen)
+{
+    run r = {0};
+    size_t started = 0;
+    atomic_store(&stop_requested, false);
+    int rc = init_run(&r, sc, t, out);
+    if (rc == 0)
+        rc = start_threads(&r, &started);
+    atomic_store(&r.running, (int)started);  /* none can finish before the barrier opens */
+    if (rc < 0 && started == 0) {
+        snprintf(err, errlen, "%s", r.err);
+        free_run(&r);
+        return -1;
+    }
+    /* Threads that did start wait at the barrier; a partial start is aborted through it. */
+    open_barrier(&r, started);
+    if (!r.abort)
+        schedule(&r, out);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(r.clients[i].thread, NULL);
+    for (size_t i = 0; i < started; i++)
+        client_disconnect(&r.clients[i]);
+    if (r.abort) {
+        snprintf(err, errlen, "%s", r.err[0] ? r.err : "clients could not start");
+        free_run(&r);
+        return -1;
+    }
+    for (size_t i = 0; i < r.n; i++)
+        if (out->clients[i].end_us > out->elapsed_us)
+            out->elapsed_us = out->clients[i].end_us;
+    out->complete = !atomic_load(&stop_requested);
+    out->nkeys = (int64_t)r.nkeys;
+    out->overlaps = atomic_load(&r.overlaps);
+    out->counter_actual = read_counters(&r);
+    free_run(&r);
+    return 0;
+}
+
+void lb_run_result_free(lb_run_result *r)
+{
+    for (size_t i = 0; r && i < r->nclients; i++) {
+        lb_hist_free(r->clients[i].acquire_hist);
+        lb_hist_free(r->clients[i].timeout_hist);
+        lb_acq_log_free(&r->clients[i].log);
+    }
+    if (r) {
+        free(r->clients);
+        free(r->faults);
+        memset(r, 0, sizeof *r);
+    }
+}

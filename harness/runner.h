@@ -1,0 +1,120 @@
+/* runner.h -- the run stage: client threads, the start barrier, the workload, the fault schedule.
+ *
+ * lb_runner_run runs one resolved variant against servers that are already up and returns what
+ * happened, raw: per client a latency histogram and a log of every acquire call, the faults as
+ * applied, the oracle's overlap count and the counter's figures. metrics.c turns that into the
+ * summary; results.c writes it. Times are microseconds since the start barrier (monotonic). */
+#ifndef LB_RUNNER_H
+#define LB_RUNNER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "histogram.h"
+#include "scenario.h"
+
+typedef enum {
+    LB_RES_OK,         /* acquired */
+    LB_RES_TIMEOUT,    /* waited wait_timeout_ms (or tried once and found it held) */
+    LB_RES_ERROR,      /* Redis unreachable, timed out, protocol error */
+    LB_RES_CANCELED,   /* the client crashed while waiting */
+    LB_RES_ABANDONED   /* the run's deadline came while waiting: neither acquisition nor timeout */
+} lb_result;
+
+typedef enum {
+    LB_END_NONE,       /* not acquired */
+    LB_END_RELEASED,   /* released */
+    LB_END_NOTOWNER,   /* release found the lock expired or taken */
+    LB_END_KEPT,       /* workload.release false: left held */
+    LB_END_CRASHED     /* crashed while holding */
+} lb_hold_end;
+
+/* One acquire call. */
+typedef struct lb_acquisition {
+    int64_t  call_us;      /* acquire called */
+    int64_t  end_us;       /* acquire returned */
+    int64_t  released_us;  /* the hold ended (release returned, crash, end of hold when kept);
+                              -1 when not acquired */
+    uint64_t fence;        /* fencing token, 0 when off */
+    uint32_t attempts;     /* tries inside the call */
+    uint32_t commands;     /* commands the lock core sent for the call */
+    int32_t  key;          /* key index, 0 … keys-1 */
+    uint8_t  result;       /* lb_result */
+    uint8_t  end;          /* lb_hold_end */
+    bool     overlap;      /* entered the critical section while another live client was in it */
+} lb_acquisition;
+
+/* An append-only log of acquisitions, grown in chunks so appending never moves a record. */
+typedef struct lb_acq_chunk lb_acq_chunk;
+typedef struct lb_acq_log {
+    lb_acq_chunk *head, *tail;
+    size_t count;
+} lb_acq_log;
+
+lb_acquisition       *lb_acq_log_append(lb_acq_log *log);   /* NULL when out of memory */
+const lb_acquisition *lb_acq_log_at(const lb_acq_log *log, size_t i);
+void                  lb_acq_log_free(lb_acq_log *log);
+
+typedef struct lb_client_result {
+    int          client;         /* 0-based, file order of groups */
+    size_t       group;          /* index into the scenario's groups */
+    lb_hist     *acquire_hist;   /* waits of successful acquires, µs */
+    lb_hist     *timeout_hist;   /* waits of acquires that timed out, µs */
+    int64_t      acquisitions, timeouts, errors;
+    int64_t      wait_sum_us;    /* over successful acquires */
+    int64_t      wait_max_us;
+    uint64_t     commands;       /* sent by this client's lock core (all its incarnations) */
+    int64_t      cs_attempted;   /* critical sections entered */
+    int64_t      cs_acked;       /* counter writes Redis acknowledged */
+    int64_t      stale_rejected; /* fenced writes rejected as stale */
+    bool         crashed;        /* crashed and not restarted */
+    int          crashes;        /* times it crashed */
+    int64_t      end_us;         /* when it finished */
+    lb_acq_log   log;
+} lb_client_result;
+
+/* A fault as scheduled and as applied. */
+typedef struct lb_fault_record {
+    int64_t          at_ms;      /* as scheduled */
+    int64_t          start_us;   /* applied; -1 when skipped */
+    int64_t          end_us;     /* ended (pause, delay, partition, restart); -1 = instant or open */
+    lb_event_action  action;
+    char             target[64]; /* "clients=0,1", "server=2", "clients=all" */
+    char             detail[96]; /* "duration_ms=500", "latency_ms=20 jitter_ms=5", ... */
+    bool             applied;
+} lb_fault_record;
+
+typedef struct lb_run_result {
+    bool              complete;     /* false when interrupted */
+    int64_t           elapsed_us;   /* start barrier → the last client's end */
+    int64_t           nkeys;
+    size_t            nclients;
+    lb_client_result *clients;
+    size_t            nfaults;
+    lb_fault_record  *faults;
+    int64_t           overlaps;     /* the oracle's count */
+    int64_t           counter_actual;  /* the counters' final values, summed (counter, incr) */
+    int64_t           faults_applied;
+} lb_run_result;
+
+/* Where a run goes. */
+typedef struct lb_run_target {
+    const char *const *lock_urls;   /* one per lock server */
+    int                nservers;
+    const char        *resource_url;  /* the protected counter's store */
+    const char        *prefix;        /* every key starts with it: lockbench:<run-id>:<variant>:<repeat>: */
+    struct lb_server **servers;       /* managed lock servers (server events), NULL with --redis */
+    struct lb_proxy   *proxy;         /* the fault proxy, NULL when no client needs it */
+    bool               progress;      /* show a progress line (a terminal, not --quiet) */
+} lb_run_target;
+
+/* Runs the variant. 0, or -1 with err filled (an environment failure: exit 3). */
+int  lb_runner_run(const lb_scenario *variant, const lb_run_target *target, lb_run_result *out,
+                   char *err, size_t errlen);
+void lb_run_result_free(lb_run_result *r);
+
+/* Asks a run in progress to stop (Ctrl-C): clients finish their critical section and stop. */
+void lb_runner_stop(void);
+
+#endif
