@@ -154,8 +154,8 @@ int dlock_release(dlock *l)
         return DLOCK_EINVAL;
     dlock__renew_stop(l);
     int rc = dlock__run(l, l->algo->release);
-    if (atomic_load(&l->lost) && rc == DLOCK_OK)
-        rc = DLOCK_ENOTOWNER;  /* its lease lapsed while unrenewed, even if nobody took it */
+    if (atomic_load(&l->lost))
+        rc = DLOCK_ENOTOWNER;  /* the delete was best effort: the lease had already lapsed */
     dlock__lock_free(l);
     return rc;
 }

@@ -6,7 +6,9 @@
  *   wait     BLPOP <key>:signal:<token>, DLOCK__FIFO_HEARTBEAT_MS (or less before the deadline);
  *            the back-off policy plays no part, since the hand-off wakes the waiter
  *   release  fifo_release.lua: compare-and-delete, then set the lock to the first live
- *            waiter's token and push its fencing token to that waiter's signal list
+ *            waiter's token, with a lease of at most the waiter bound, and push its fencing
+ *            token to that waiter's signal list; the waiter, woken, extends the lease to its
+ *            own ttl (one round trip) unless its ttl is within the bound
  *   leave    fifo_release.lua: a waiter that gives up leaves the queue, and passes the lock on
  *            if it was handed to it meanwhile
  *
@@ -16,7 +18,8 @@
  * try refreshes the waiter's heartbeat deadline (DLOCK__FIFO_WAITER_BOUND_MS ahead) and a waiter
  * blocks at most DLOCK__FIFO_HEARTBEAT_MS between tries, so a waiter that crashed or gave up
  * without leaving is dropped from the queue within the bound. A waiter that crashes after the
- * lock was handed to it holds it until the TTL, like any crashed holder. */
+ * lock was handed to it holds it for at most the bound, since the hand-off lease is that short
+ * until the live waiter extends it. */
 #include <stdlib.h>
 
 #include "internal.h"
@@ -51,17 +54,26 @@ static int fifo_release(dlock *l, const dlock__now *now, redisReply *const *r, i
     if (l->phase++ == 0) {
         dlock__add_script(out, 0, &dlock__script_fifo_release, 4, l->key, l->queue_key,
                           l->beat_key, l->fence_key, l->token, l->member, l->signal_prefix,
-                          NULL);
+                          XSTR(DLOCK__FIFO_WAITER_BOUND_MS), NULL);
         return DLOCK__SEND;
     }
     return dlock__owner_reply(l, r[0], "release");
 }
 
-/* The hand-off arrives as our signal list's element: the fencing token. */
+static bool short_handoff_lease(const dlock *l)
+{
+    return l->opt.ttl_ms == 0 || l->opt.ttl_ms > DLOCK__FIFO_WAITER_BOUND_MS;
+}
+
+enum { BLPOP_SENT = 1, EXTEND_SENT };
+
+/* The hand-off arrives as our signal list's element: the fencing token. Its lease is at most
+ * the waiter bound, so a longer ttl is taken at once with an extend. */
 static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
                      dlock__batch *out)
 {
-    if (l->phase++ == 0) {
+    switch (l->phase) {
+    case 0:
         l->started_us = now->mono_us;
         l->wait_us = DLOCK__FIFO_HEARTBEAT_MS * 1000;
         if (l->wait_us > l->wait_left_us)
@@ -69,17 +81,35 @@ static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int 
         dlock__set_wait_arg(l);
         dlock__add(out, 0, "BLPOP", l->signal_key, l->wait_arg, NULL);
         out->block_ms = l->wait_us / 1000 + 1;
+        l->phase = BLPOP_SENT;
         return DLOCK__SEND;
+    case BLPOP_SENT:
+        if (dlock__reply_is_nil(r[0]))
+            return DLOCK_EBUSY;
+        if (!r[0] || r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements != 2 ||
+            r[0]->element[1]->type != REDIS_REPLY_STRING)
+            return dlock__reply_error(l, r[0], "BLPOP");
+        l->fence = strtoull(r[0]->element[1]->str, NULL, 10);
+        /* The lease began at the hand-off, which came after we started waiting. */
+        l->valid_until_us = l->started_us + DLOCK__FIFO_WAITER_BOUND_MS * 1000;
+        if (!short_handoff_lease(l)) {
+            l->valid_until_us = l->started_us + l->opt.ttl_ms * 1000;
+            return DLOCK_OK;
+        }
+        l->started_us = now->mono_us;
+        dlock__add_script(out, 0, &dlock__script_extend, 1, l->key, l->token, l->ttl_arg, NULL);
+        l->phase = EXTEND_SENT;
+        return DLOCK__SEND;
+    default: {
+        int rc = dlock__owner_reply(l, r[0], "extend after hand-off");
+        if (rc == DLOCK_ENOTOWNER)
+            return DLOCK_EBUSY;  /* the short lease ran out first: queue again */
+        if (rc == DLOCK_OK)
+            l->valid_until_us = l->opt.ttl_ms > 0 ? l->started_us + l->opt.ttl_ms * 1000
+                                                  : INT64_MAX;
+        return rc;
     }
-    if (dlock__reply_is_nil(r[0]))
-        return DLOCK_EBUSY;
-    if (!r[0] || r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements != 2 ||
-        r[0]->element[1]->type != REDIS_REPLY_STRING)
-        return dlock__reply_error(l, r[0], "BLPOP");
-    l->fence = strtoull(r[0]->element[1]->str, NULL, 10);
-    /* The lease began at the hand-off, which came after we started waiting. */
-    l->valid_until_us = l->opt.ttl_ms > 0 ? l->started_us + l->opt.ttl_ms * 1000 : INT64_MAX;
-    return DLOCK_OK;
+    }
 }
 
 static int fifo_leave(dlock *l, const dlock__now *now, redisReply *const *r, int nr,

@@ -16,9 +16,15 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
     redis.call('ZREM', KEYS[3], m)
 end
 
--- Handed to us by the previous holder while we were not looking at our signal.
+-- Handed to us by the previous holder while we were not looking at our signal: the hand-off
+-- lease is short (the waiter bound), so take our own.
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     redis.call('DEL', KEYS[6])
+    if tonumber(ARGV[3]) > 0 then
+        redis.call('PEXPIRE', KEYS[1], ARGV[3])
+    else
+        redis.call('PERSIST', KEYS[1])
+    end
     if ARGV[5] == '1' then
         return tonumber(redis.call('GET', KEYS[5]) or '0')
     end

@@ -2,7 +2,9 @@
 -- to the waiter's token here, in the same script, and the waiter's signal list gets the fencing
 -- token, so the waiter holds the lock as soon as its BLPOP returns.
 -- KEYS[1] lock, KEYS[2] queue, KEYS[3] heartbeats, KEYS[4] fencing counter.
--- ARGV[1] token, ARGV[2] our member, ARGV[3] signal-list prefix (<key>:signal:).
+-- ARGV[1] token, ARGV[2] our member, ARGV[3] signal-list prefix (<key>:signal:),
+-- ARGV[4] waiter bound ms. The handed-over lease is at most the bound: a waiter that crashed
+-- just before its turn holds the lock no longer than that; a live one extends it at once.
 -- The waiter's signal list is named from its token, so it cannot be declared in KEYS: this
 -- script is for a standalone server, not a cluster.
 -- Returns 1 when we held the lock (now released or handed on), 0 otherwise.
@@ -27,11 +29,11 @@ end
 local token, ttl, fencing = string.match(next, '^([^:]+):(%d+):([01])$')
 redis.call('ZREM', KEYS[2], next)
 redis.call('ZREM', KEYS[3], next)
-if tonumber(ttl) > 0 then
-    redis.call('SET', KEYS[1], token, 'PX', ttl)
-else
-    redis.call('SET', KEYS[1], token)
+local lease = tonumber(ttl)
+if lease == 0 or lease > tonumber(ARGV[4]) then
+    lease = tonumber(ARGV[4])
 end
+redis.call('SET', KEYS[1], token, 'PX', lease)
 local fence = 0
 if fencing == '1' then
     fence = redis.call('INCR', KEYS[4])

@@ -206,14 +206,39 @@ static void fifo_wait_takes_the_handoff(void **state)
     l->wait_left_us = INT64_MAX;
     assert_int_equal(feed(l, l->algo->wait, at(7000000), &b, 0, NULL), DLOCK__SEND);
     assert_cmd(&b, 0, 0, NULL, "BLPOP", l->signal_key, "0.500", NULL);
-    assert_int_equal(feed(l, l->algo->wait, at(7100000), &b, 1, r1), DLOCK_OK);
+    /* the hand-off lease is at most the waiter bound: a 30 s ttl is taken with an extend */
+    assert_int_equal(feed(l, l->algo->wait, at(7100000), &b, 1, r1), DLOCK__SEND);
     assert_int_equal(dlock_fencing_token(l), 41);
-    assert_int_equal(l->valid_until_us, 7000000 + 30000000);  /* counted from the wait's start */
+    assert_cmd(&b, 0, 0, &dlock__script_extend, "res", l->token, "30000", NULL);
+    redisReply *one[1] = {&ONE}, *zero[1] = {&ZERO};
+    assert_int_equal(feed(l, l->algo->wait, at(7200000), &b, 1, one), DLOCK_OK);
+    assert_int_equal(l->valid_until_us, 7100000 + 30000000);  /* from the extend's start */
+    /* the short lease ran out before the extend: back to the queue */
+    l->phase = 0;
+    feed(l, l->algo->wait, at(0), &b, 0, NULL);
+    feed(l, l->algo->wait, at(0), &b, 1, r1);
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 1, zero), DLOCK_EBUSY);
     l->phase = 0;
     l->wait_left_us = 120000;
     feed(l, l->algo->wait, at(0), &b, 0, NULL);
     assert_cmd(&b, 0, 0, NULL, "BLPOP", l->signal_key, "0.120", NULL);
     assert_int_equal(feed(l, l->algo->wait, at(0), &b, 1, r2), DLOCK_EBUSY);
+    dlock__lock_free(l);
+}
+
+static void fifo_short_ttl_needs_no_extend(void **state)
+{
+    dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 500, false, 1);
+    dlock__batch b;
+    redisReply el[2] = {R_STRING("res:signal:x"), R_STRING("0")};
+    redisReply *els[2] = {&el[0], &el[1]};
+    redisReply handed = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
+    redisReply *r1[1] = {&handed};
+    l->wait_left_us = INT64_MAX;
+    feed(l, l->algo->wait, at(1000), &b, 0, NULL);
+    assert_int_equal(feed(l, l->algo->wait, at(2000), &b, 1, r1), DLOCK_OK);
+    assert_int_equal(b.n, 0);
+    assert_int_equal(l->valid_until_us, 1000 + 500000);
     dlock__lock_free(l);
 }
 
@@ -226,7 +251,7 @@ static void fifo_release_and_leave_hand_on(void **state)
     snprintf(member, sizeof member, "%s:30000:0", l->token);
     assert_int_equal(feed(l, l->algo->release, at(0), &b, 0, NULL), DLOCK__SEND);
     assert_cmd(&b, 0, 0, &dlock__script_fifo_release, "res", "res:queue", "res:queue:beat",
-               "res:fence", l->token, member, "res:signal:", NULL);
+               "res:fence", l->token, member, "res:signal:", "2000", NULL);
     assert_int_equal(feed(l, l->algo->release, at(0), &b, 1, r1), DLOCK_OK);
     l->phase = 0;
     feed(l, l->algo->release, at(0), &b, 0, NULL);
@@ -250,6 +275,7 @@ int main(void)
         cmocka_unit_test(notify_wait_blocks_for_the_backoff_then_retries),
         cmocka_unit_test(fifo_acquire_joins_and_waits_its_turn),
         cmocka_unit_test(fifo_wait_takes_the_handoff),
+        cmocka_unit_test(fifo_short_ttl_needs_no_extend),
         cmocka_unit_test(fifo_release_and_leave_hand_on),
     };
     return cmocka_run_group_tests_name("wait_steps", tests, NULL, NULL);

@@ -1,0 +1,285 @@
+/* test_e2e.c -- lockbench as a user runs it: the binary, real servers, the files it writes.
+ * $LOCKBENCH names the binary (the test runner sets it; default build/lockbench). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "servers.h"
+
+static const char *bin(void)
+{
+    const char *b = getenv("LOCKBENCH");
+    return b && *b ? b : "build/lockbench";
+}
+
+/* Runs lockbench with args (a shell fragment of our own, no user input); returns its exit
+ * code and leaves stderr in *err (malloc'd) when err is not NULL. */
+static int lockbench(char **err, const char *fmt, ...)
+{
+    char args[2048], cmd[4096], errfile[] = "/tmp/lockbench-e2e-XXXXXX";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    int fd = mkstemp(errfile);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>%s", bin(), args, errfile);
+    int status = system(cmd);
+    if (err) {
+        FILE *f = fopen(errfile, "r");
+        *err = calloc(1, 65536);
+        if (f) {
+            size_t n = fread(*err, 1, 65535, f);
+            (*err)[n] = '\0';
+            fclose(f);
+        }
+    }
+    unlink(errfile);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static char *tempdir(void)
+{
+    char tmpl[] = "/tmp/lockbench-e2e-out-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return strdup(d);
+}
+
+static void rmtree(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static json_t *load_json(const char *dir, const char *file)
+{
+    char path[1024];
+    json_error_t e;
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    json_t *j = json_load_file(path, 0, &e);
+    if (!j)
+        fail_msg("%s: %s", path, e.text);
+    return j;
+}
+
+/* A number at a dotted path below obj. */
+static double num(json_t *obj, const char *path)
+{
+    char buf[256], *save, *part;
+    snprintf(buf, sizeof buf, "%s", path);
+    for (part = strtok_r(buf, ".", &save); part; part = strtok_r(NULL, ".", &save))
+        obj = json_object_get(obj, part);
+    if (!json_is_number(obj))
+        fail_msg("%s is not a number", path);
+    return json_number_value(obj);
+}
+
+static size_t count_lines(const char *dir, const char *file)
+{
+    char path[1024], line[4096];
+    size_t n = 0;
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f))
+        n++;
+    fclose(f);
+    return n;
+}
+
+static void version_and_help(void **state)
+{
+    assert_int_equal(lockbench(NULL, "--version"), 0);
+    assert_int_equal(lockbench(NULL, "--help"), 0);
+    char *err;
+    assert_int_equal(lockbench(&err, "frobnicate"), 2);
+    assert_non_null(strstr(err, "unknown command"));
+    free(err);
+    assert_int_equal(lockbench(&err, "run --repeat 0 scenarios/seed-five-clients.json"), 2);
+    assert_non_null(strstr(err, "--repeat"));
+    free(err);
+}
+
+static void missing_file_is_bad_input(void **state)
+{
+    char *err;
+    assert_int_equal(lockbench(&err, "validate scenarios/no-such-file.json"), 2);
+    assert_non_null(strstr(err, "scenarios/no-such-file.json"));
+    free(err);
+}
+
+/* Every invalid scenario exits 2 with exactly its .error line, through the binary. */
+static void invalid_scenarios_exit_2_with_their_message(void **state)
+{
+    DIR *d = opendir("scenarios/invalid");
+    struct dirent *e;
+    int checked = 0;
+    assert_non_null(d);
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
+            continue;
+        char want_path[512], want[2048] = "", *err;
+        snprintf(want_path, sizeof want_path, "scenarios/invalid/%.*s.error", (int)(len - 5),
+                 e->d_name);
+        FILE *f = fopen(want_path, "r");
+        assert_non_null(f);
+        size_t n = fread(want, 1, sizeof want - 1, f);
+        want[n] = '\0';
+        fclose(f);
+        assert_int_equal(lockbench(&err, "validate scenarios/invalid/%s", e->d_name), 2);
+        if (strcmp(err, want) != 0)
+            fail_msg("%s:\n got  %s want %s", e->d_name, err, want);
+        free(err);
+        checked++;
+    }
+    closedir(d);
+    assert_true(checked >= 20);
+}
+
+static void seed_five_clients(void **state)
+{
+    char *out = tempdir();
+    assert_int_equal(lockbench(NULL, "run scenarios/seed-five-clients.json --out %s --no-plot", out), 0);
+    json_t *top = load_json(out, "summary.json");
+    assert_true(json_is_true(json_object_get(top, "complete")));
+    assert_true(json_is_true(json_object_get(top, "passed")));
+    assert_true(num(top, "calibration.raw_ops_per_s") > 0);
+    json_t *v = json_array_get(json_object_get(top, "variants"), 0);
+    assert_int_equal(num(v, "counter.actual"), 5);
+    assert_int_equal(num(v, "counter.acked"), 5);
+    assert_int_equal(num(v, "overlaps"), 0);
+    assert_int_equal(num(v, "acquisitions"), 5);
+    assert_int_equal(num(v, "fairness.min_acquisitions"), 1);
+    assert_true(num(v, "acquire_ms.max") >= num(v, "acquire_ms.p50"));
+    /* the seed's artificial delay inside the lock: 5 holds of 20 ms one after another */
+    assert_true(num(v, "elapsed_ms") >= 100);
+    assert_int_equal(count_lines(out, "default/acquisitions.csv"), 6);
+    json_t *sc = load_json(out, "scenario.json");
+    assert_string_equal(json_string_value(json_object_get(sc, "name")), "seed-five-clients");
+    json_decref(sc);
+    json_decref(top);
+    rmtree(out);
+    free(out);
+}
+
+static void seed_timeout(void **state)
+{
+    char *out = tempdir();
+    assert_int_equal(lockbench(NULL, "run scenarios/seed-timeout.json --out %s --no-plot", out), 0);
+    json_t *v = load_json(out, "default/summary.json");
+    assert_int_equal(num(v, "timeouts"), 1);
+    assert_in_range((int64_t)num(v, "timeout_ms.max"), 2000, 2500);
+    assert_int_equal(num(v, "counter.actual"), 1);
+    assert_int_equal(num(v, "acquisitions"), 1);
+    json_decref(v);
+    rmtree(out);
+    free(out);
+}
+
+static void failed_expectation_exits_1_and_says_why(void **state)
+{
+    char *out = tempdir(), *err;
+    assert_int_equal(lockbench(&err, "run scenarios/seed-five-clients.json --out %s --no-plot "
+                                     "--quiet --set expect.counter.actual=6", out), 1);
+    assert_non_null(strstr(err, "counter.actual"));
+    json_t *top = load_json(out, "summary.json");
+    assert_true(json_is_false(json_object_get(top, "passed")));
+    json_decref(top);
+    free(err);
+    rmtree(out);
+    free(out);
+}
+
+static void repeats_and_set_overrides(void **state)
+{
+    char *out = tempdir();
+    assert_int_equal(lockbench(NULL, "run scenarios/seed-five-clients.json --out %s --no-plot "
+                                     "--quiet --repeat 2 --set clients.0.count=3 "
+                                     "--set expect.counter.actual=3 --set expect.acquisitions=3",
+                               out), 0);
+    json_t *top = load_json(out, "summary.json");
+    json_t *v = json_array_get(json_object_get(top, "variants"), 0);
+    json_t *tp = json_object_get(json_object_get(v, "repeats"), "throughput_per_s");
+    assert_int_equal(json_array_size(tp), 2);
+    assert_int_equal(num(v, "clients"), 3);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/default/repeat-2", out);
+    assert_int_equal(count_lines(dir, "acquisitions.csv"), 4);
+    json_decref(top);
+    rmtree(out);
+    free(out);
+}
+
+/* With --redis: nothing is flushed and every key lockbench made is gone afterwards. */
+static void external_server_is_left_as_found(void **state)
+{
+    char err[256], *out = tempdir();
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(s);
+    redisContext *r = redisConnect("127.0.0.1", lb_server_port(s));
+    freeReplyObject(redisCommand(r, "SET precious 1"));
+    assert_int_equal(lockbench(NULL, "run scenarios/seed-five-clients.json --out %s --no-plot "
+                                     "--quiet --redis %s", out, lb_server_url(s)), 0);
+    redisReply *n = redisCommand(r, "DBSIZE");
+    assert_int_equal(n->integer, 1);
+    freeReplyObject(n);
+    n = redisCommand(r, "GET precious");
+    assert_string_equal(n->str, "1");
+    freeReplyObject(n);
+    redisFree(r);
+    lb_server_stop(s);
+    rmtree(out);
+    free(out);
+}
+
+static void variants_write_a_comparison(void **state)
+{
+    char *out = tempdir();
+    assert_int_equal(lockbench(NULL, "run scenarios/algorithms.json --out %s --no-plot --quiet "
+                                     "--set workload.iterations=3 --set expect.counter.actual=30 "
+                                     "--set expect.acquisitions=30", out), 0);
+    json_t *cmp = load_json(out, "comparison.json");
+    assert_int_equal(json_array_size(cmp), 5);
+    json_decref(cmp);
+    assert_int_equal(count_lines(out, "comparison.csv"), 6);
+    json_t *top = load_json(out, "summary.json");
+    for (size_t i = 0; i < 5; i++) {
+        json_t *v = json_array_get(json_object_get(top, "variants"), i);
+        assert_int_equal(num(v, "overlaps"), 0);
+        assert_int_equal(num(v, "counter.actual"), 30);
+    }
+    json_decref(top);
+    rmtree(out);
+    free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(version_and_help),
+        cmocka_unit_test(missing_file_is_bad_input),
+        cmocka_unit_test(invalid_scenarios_exit_2_with_their_message),
+        cmocka_unit_test(seed_five_clients),
+        cmocka_unit_test(seed_timeout),
+        cmocka_unit_test(failed_expectation_exits_1_and_says_why),
+        cmocka_unit_test(repeats_and_set_overrides),
+        cmocka_unit_test(external_server_is_left_as_found),
+        cmocka_unit_test(variants_write_a_comparison),
+    };
+    return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
+}
