@@ -19,6 +19,7 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 BINDIR  ?= $(PREFIX)/bin
 PKGDIR  ?= $(LIBDIR)/pkgconfig
+SHAREDIR ?= $(PREFIX)/share/lockbench
 
 CC      ?= cc
 PKGS     = hiredis jansson
@@ -159,13 +160,25 @@ install: all $(O)/dlock.pc
 	install -m 644 core/dlock.h $(DESTDIR)$(INCDIR)/
 	install -m 644 $(O)/dlock.pc $(DESTDIR)$(PKGDIR)/
 	$(if $(BIN),install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/)
+	install -d $(DESTDIR)$(SHAREDIR)/plot
+	install -m 644 plot/*.gp $(DESTDIR)$(SHAREDIR)/plot/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libdlock.* $(DESTDIR)$(INCDIR)/dlock.h \
 	      $(DESTDIR)$(PKGDIR)/dlock.pc $(DESTDIR)$(BINDIR)/lockbench
+	rm -rf $(DESTDIR)$(SHAREDIR)
 
 deps:
 	$(Q)sh scripts/deps.sh
+
+# The scenario loader under libFuzzer, for FUZZ_SECONDS (clang).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@mkdir -p build/fuzz-corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=gnu11 \
+	  -D_GNU_SOURCE -Iharness harness/fuzz_scenario.c harness/scenario.c \
+	  $$(pkg-config --cflags --libs jansson) -o build/fuzz_scenario
+	build/fuzz_scenario -max_total_time=$(FUZZ_SECONDS) build/fuzz-corpus scenarios scenarios/invalid
 
 clean:
 	rm -rf build

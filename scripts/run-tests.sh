@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs every test program of a build (cmocka binaries in BUILD/core/test and BUILD/harness/test,
-# shell tests in harness/test/*.sh), each as TAP, and ends with "N passed, N failed".
+# shell tests in core/test/*.sh and harness/test/*.sh), each as TAP, and ends with "N passed, N failed".
 # A program that dies or exits non-zero without reporting a failure counts as one failure.
 # Usage: run-tests.sh BUILD_DIR [NAME-FILTER]
 set -u
@@ -43,7 +43,7 @@ for t in "$build"/core/test/test_* "$build"/harness/test/test_*; do
     case "$t" in *"$filter"*) ;; *) continue ;; esac
     run_one "$(basename "$t")" "$t"
 done
-for t in harness/test/*.sh; do
+for t in core/test/*.sh harness/test/*.sh; do
     [ -f "$t" ] || continue
     case "$t" in *"$filter"*) ;; *) continue ;; esac
     run_one "$(basename "$t")" sh "$t"
