@@ -153,11 +153,18 @@ bad:
     return -1;
 }
 
+static void conn_clear(conn *cn);
+
+/* Fills cn from url; on failure cn is left empty. */
 static int parse_url(conn *cn, const char *url, char *err, size_t errlen)
 {
     memset(cn, 0, sizeof *cn);
-    if (strncmp(url, "redis://", 8) == 0)
-        return parse_redis_url(cn, url, err, errlen);
+    if (strncmp(url, "redis://", 8) == 0) {
+        if (parse_redis_url(cn, url, err, errlen) == 0)
+            return 0;
+        conn_clear(cn);
+        return -1;
+    }
     if (strncmp(url, "unix://", 7) == 0 && url[7] == '/') {
         cn->path = strdup(url + 7);
         snprintf(cn->where, sizeof cn->where, "%s", cn->path);
