@@ -152,6 +152,15 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)sh scripts/demo.sh $(O)
 
+# Side-by-side performance ratios (README, Performance); writes results/bench/<timestamp>/.
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all $(O)/bench_hist
+	$(Q)sh scripts/bench.sh $(O)
+
+$(O)/bench_hist: $(O)/harness/tools/bench_hist.o $(HARNESS_OBJ) $(LIB_A)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # ---- install -------------------------------------------------------------
 
 install: all $(O)/dlock.pc

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "dlock.h"
+#include "oracle.h"
 #include "proxy.h"
 #include "runner.h"
 #include "servers.h"
@@ -42,7 +43,6 @@ _Static_assert((int)LB_WAIT_FIFO == (int)DLOCK_WAIT_FIFO && (int)LB_WAIT_NOTIFY 
 _Static_assert((int)LB_BACKOFF_SERVICESTACK == (int)DLOCK_BACKOFF_SERVICESTACK &&
                    (int)LB_BACKOFF_FULL_JITTER == (int)DLOCK_BACKOFF_FULL_JITTER,
                "backoff enums differ");
-#define KEY_MAX 256
 
 /* ---- time ---------------------------------------------------------------- */
 
@@ -104,9 +104,8 @@ struct run {
     int64_t deadline;            /* t0 + duration, or INT64_MAX */
     bool abort;                  /* set before `go` when setup failed */
     size_t nkeys;
-    char *keys[KEY_MAX];
-    atomic_int inside[KEY_MAX];  /* the oracle: live clients inside the critical section */
-    atomic_llong overlaps;
+    char **keys;                 /* the lock keys in use: at most one per client */
+    lb_oracle *oracle;
     atomic_int running;          /* clients not yet finished */
     pthread_mutex_t done_mu;
     pthread_cond_t done_cv;      /* signalled as clients finish, wakes the scheduler */
@@ -223,9 +222,8 @@ static int intern_key(run *r, const char *name)
     for (size_t i = 0; i < r->nkeys; i++)
         if (strcmp(r->keys[i], name) == 0)
             return (int)i;
-    if (r->nkeys == KEY_MAX)
+    if (!(r->keys[r->nkeys] = strdup(name)))
         return -1;
-    r->keys[r->nkeys] = strdup(name);
     return (int)r->nkeys++;
 }
 
@@ -411,16 +409,13 @@ static void record_acquire(client *c, lb_acquisition *a, int rc)
 /* Enter and leave, for the oracle. Crashed clients leave too: they are not live. */
 static void cs_enter(client *c, lb_acquisition *a)
 {
-    if (atomic_fetch_add(&c->run->inside[c->key], 1) > 0) {
-        a->overlap = true;
-        atomic_fetch_add(&c->run->overlaps, 1);
-    }
+    a->overlap = lb_oracle_enter(c->run->oracle, (size_t)c->key);
     c->out->cs_attempted++;
 }
 
 static void cs_leave(client *c)
 {
-    atomic_fetch_sub(&c->run->inside[c->key], 1);
+    lb_oracle_leave(c->run->oracle, (size_t)c->key);
 }
 
 /* The point between reading the counter and writing it: where "when": "holding" events act.
@@ -948,7 +943,7 @@ static int prepare_clients(run *r, lb_run_result *out)
             ctl_init(&c->ctl);
             if (!c->out->acquire_hist || !c->out->timeout_hist || assign_key(r, c) < 0 ||
                 client_urls(r, c) < 0) {
-                snprintf(r->err, sizeof r->err, "client %zu: out of memory or too many keys", id);
+                snprintf(r->err, sizeof r->err, "client %zu: out of memory", id);
                 return -1;
             }
         }
@@ -982,6 +977,8 @@ static void free_run(run *r)
     }
     for (size_t k = 0; k < r->nkeys; k++)
         free(r->keys[k]);
+    free(r->keys);
+    lb_oracle_free(r->oracle);
     free(r->clients);
     pthread_mutex_destroy(&r->done_mu);
     pthread_cond_destroy(&r->done_cv);
@@ -994,6 +991,7 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
     r->t = t;
     r->n = sc->nclients;
     r->clients = calloc(r->n, sizeof *r->clients);
+    r->keys = calloc(r->n, sizeof *r->keys);
     out->clients = calloc(r->n, sizeof *out->clients);
     out->faults = calloc(sc->nevents + 1, sizeof *out->faults);
     out->nclients = r->n;
@@ -1004,13 +1002,19 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r->done_cv, &ca);
     pthread_condattr_destroy(&ca);
-    if (!r->clients || !out->clients || !out->faults) {
+    if (!r->clients || !r->keys || !out->clients || !out->faults) {
         snprintf(r->err, sizeof r->err, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < sc->nevents; i++)
         describe(&sc->events[i], &out->faults[i]);
-    return prepare_clients(r, out);
+    if (prepare_clients(r, out) < 0)
+        return -1;
+    if (!(r->oracle = lb_oracle_new(r->nkeys))) {
+        snprintf(r->err, sizeof r->err, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *out, char *err,
@@ -1046,7 +1050,7 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
             out->elapsed_us = out->clients[i].end_us;
     out->complete = !atomic_load(&stop_requested);
     out->nkeys = (int64_t)r.nkeys;
-    out->overlaps = atomic_load(&r.overlaps);
+    out->overlaps = lb_oracle_overlaps(r.oracle);
     out->counter_actual = read_counters(&r);
     free_run(&r);
     return 0;
