@@ -375,16 +375,24 @@ int dlock__client_nservers(const dlock_client *c)
 
 void dlock_client_set_hook(dlock_client *c, dlock_hook fn, void *ud)
 {
+    pthread_mutex_lock(&c->mu);
     c->hook = fn;
     c->hook_ud = ud;
+    pthread_mutex_unlock(&c->mu);
     if (c->watchdog)
         dlock__client_copy_hook(dlock__watchdog_conn(c->watchdog), c);
 }
 
 void dlock__client_copy_hook(dlock_client *dst, const dlock_client *src)
 {
-    dst->hook = src->hook;
-    dst->hook_ud = src->hook_ud;
+    pthread_mutex_lock(&((dlock_client *)src)->mu);
+    dlock_hook fn = src->hook;
+    void *ud = src->hook_ud;
+    pthread_mutex_unlock(&((dlock_client *)src)->mu);
+    pthread_mutex_lock(&dst->mu);
+    dst->hook = fn;
+    dst->hook_ud = ud;
+    pthread_mutex_unlock(&dst->mu);
 }
 
 dlock_client *dlock__client_clone(const dlock_client *c, char *err, size_t errlen)
@@ -604,8 +612,12 @@ int dlock__exchange(dlock_client *c, const dlock__batch *b, redisReply **replies
 
     for (int i = 0; i < b->n; i++)
         replies[i] = NULL;
+    pthread_mutex_lock(&c->mu);  /* the hook may be replaced while a watchdog sends */
+    dlock_hook hook = c->hook;
+    void *hook_ud = c->hook_ud;
+    pthread_mutex_unlock(&c->mu);
     for (int i = 0; i < b->n; i++) {
-        if (c->hook && c->hook(c->hook_ud, dlock__cmd_name(&b->cmd[i])) != 0) {
+        if (hook && hook(hook_ud, dlock__cmd_name(&b->cmd[i])) != 0) {
             snprintf(c->err, sizeof c->err, "canceled by the client's hook");
             return DLOCK_ECANCELED;
         }
