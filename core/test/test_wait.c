@@ -1,0 +1,703 @@
+/* test_wait.c -- the notify and fifo wait modes against a real redis-server: many clients on one
+ * key (counter exact, no overlaps, fencing tokens increasing), FIFO order and hand-off, crashed
+ * and timed-out FIFO waiters, and notification speed with its back-off fallback. */
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "scripted.h"
+#include "servers.h"
+
+static lb_server *server;
+static const char *url;
+
+static int64_t now_ms(void)
+{
+    return dlock__mono_us() / 1000;
+}
+
+static void sleep_us(int64_t us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- raw access to the server ---------------------------------------------- */
+
+static redisContext *raw(void)
+{
+    struct timeval tv = {2, 0};
+    redisContext *r = redisConnectWithTimeout("127.0.0.1", lb_server_port(server), tv);
+    if (!r || r->err) {
+        if (r)
+            redisFree(r);
+        return NULL;
+    }
+    redisSetTimeout(r, tv);
+    return r;
+}
+
+/* A command whose integer or string reply is returned as a number (nil = -1). */
+static long long query(const char *fmt, const char *arg)
+{
+    redisContext *r = raw();
+    assert_non_null(r);
+    redisReply *rep = redisCommand(r, fmt, arg);
+    assert_non_null(rep);
+    long long v = rep->type == REDIS_REPLY_INTEGER ? rep->integer
+                : rep->type == REDIS_REPLY_STRING  ? atoll(rep->str)
+                                                   : -1;
+    freeReplyObject(rep);
+    redisFree(r);
+    return v;
+}
+
+/* Clients blocked in BLPOP (or any blocking command) on the server right now. */
+static long long blocked_clients(void)
+{
+    redisContext *r = raw();
+    assert_non_null(r);
+    redisReply *rep = redisCommand(r, "INFO clients");
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_STRING);
+    const char *p = strstr(rep->str, "blocked_clients:");
+    assert_non_null(p);
+    long long n = atoll(p + strlen("blocked_clients:"));
+    freeReplyObject(rep);
+    redisFree(r);
+    return n;
+}
+
+static long long zcard(const char *key)
+{
+    return query("ZCARD %s", key);
+}
+
+/* Polls until f(arg) == want, to a deadline; returns the ms it took, fails the test at the
+ * deadline. */
+static int64_t poll_until(long long (*f)(const char *), const char *arg, long long want,
+                          int64_t within_ms, const char *what)
+{
+    int64_t start = now_ms(), deadline = start + within_ms;
+    long long got;
+    while ((got = f(arg)) != want) {
+        if (now_ms() >= deadline)
+            fail_msg("%s: still %lld after %lld ms, want %lld", what, got, (long long)within_ms,
+                     want);
+        sleep_us(2000);
+    }
+    return now_ms() - start;
+}
+
+static long long blocked_clients_of(const char *unused)
+{
+    return blocked_clients();
+}
+
+/* ---- clients, options, a pausable/crashable hook ------------------------------------ */
+
+static dlock_client *client(void)
+{
+    char err[256];
+    dlock_client *c = dlock_client_new(&url, 1, err, sizeof err);
+    if (!c)
+        fail_msg("dlock_client_new: %s", err);
+    return c;
+}
+
+static dlock_options wait_opts(dlock_wait mode, int64_t ttl, int64_t wait)
+{
+    dlock_options o;
+    dlock_options_init(&o);
+    o.wait = mode;
+    o.ttl_ms = ttl;
+    o.wait_timeout_ms = wait;
+    return o;
+}
+
+/* The hook: while `pause` is set, a command named `pause_on` (any command if NULL) blocks;
+ * once `crash` is set every command is refused, as if the client had died. */
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool pause;
+    const char *pause_on;
+    atomic_bool crash;
+    atomic_int blocked;
+    atomic_int calls;
+} gate;
+
+static void gate_init(gate *g, const char *pause_on)
+{
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->pause = false;
+    g->pause_on = pause_on;
+    atomic_init(&g->crash, false);
+    atomic_init(&g->blocked, 0);
+    atomic_init(&g->calls, 0);
+}
+
+static void gate_set_pause(gate *g, bool on)
+{
+    pthread_mutex_lock(&g->mu);
+    g->pause = on;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_destroy(gate *g)
+{
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
+}
+
+static int gate_hook(void *ud, const char *command)
+{
+    gate *g = ud;
+    atomic_fetch_add(&g->calls, 1);
+    if (atomic_load(&g->crash))
+        return 1;
+    pthread_mutex_lock(&g->mu);
+    if (g->pause && (!g->pause_on || strcmp(command, g->pause_on) == 0)) {
+        atomic_fetch_add(&g->blocked, 1);
+        while (g->pause)
+            pthread_cond_wait(&g->cv, &g->mu);
+        atomic_fetch_sub(&g->blocked, 1);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return atomic_load(&g->crash) ? 1 : 0;
+}
+
+static gate *gate_of_poll;
+static long long gate_blocked(const char *unused)
+{
+    return atomic_load(&gate_of_poll->blocked);
+}
+
+/* ---- a waiter in its own thread ---------------------------------------------------------- */
+
+typedef struct waiter {
+    dlock_client *c;
+    const char *key;
+    dlock_options o;
+    atomic_int *order_seq;   /* shared: the order in which waiters got the lock */
+    int64_t hold_us;         /* how long to hold before releasing */
+    bool keep;               /* do not release (the test does) */
+    /* results */
+    int rc;
+    int release_rc;
+    int order;
+    int64_t got_ms;          /* monotonic ms when acquire returned */
+    uint64_t fence;
+    dlock_stats last;
+    dlock *l;
+    pthread_t thread;
+} waiter;
+
+static void *waiter_main(void *arg)
+{
+    waiter *w = arg;
+    w->l = NULL;
+    w->rc = dlock_acquire(w->c, w->key, &w->o, &w->l);
+    w->got_ms = now_ms();
+    dlock_client_stats(w->c, NULL, &w->last);
+    w->order = -1;
+    w->release_rc = 99;
+    if (w->rc == DLOCK_OK) {
+        if (w->order_seq)
+            w->order = atomic_fetch_add(w->order_seq, 1);
+        w->fence = dlock_fencing_token(w->l);
+        if (w->hold_us > 0)
+            sleep_us(w->hold_us);
+        if (!w->keep) {
+            w->release_rc = dlock_release(w->l);
+            w->l = NULL;
+        }
+    }
+    return NULL;
+}
+
+static void waiter_start(waiter *w)
+{
+    w->rc = 99;
+    assert_int_equal(pthread_create(&w->thread, NULL, waiter_main, w), 0);
+}
+
+static void waiter_join(waiter *w)
+{
+    pthread_join(w->thread, NULL);
+}
+
+/* ---- 20 clients on one key ---------------------------------------------------------------- */
+
+#define THREADS 20
+#define ROUNDS 25
+
+typedef struct contention {
+    dlock_wait mode;
+    const char *key;
+    const char *counter;
+    atomic_int inside;
+    atomic_int overlaps;
+    atomic_int failures;
+    atomic_int fence_errors;
+    atomic_uint_fast64_t last_fence;
+    atomic_int done;
+    atomic_uint seed;
+    char err[256];
+} contention;
+
+static void *contend(void *arg)
+{
+    contention *k = arg;
+    char errbuf[256];
+    unsigned seed = atomic_fetch_add(&k->seed, 7919) + 1;
+    dlock_client *c = dlock_client_new(&url, 1, errbuf, sizeof errbuf);
+    redisContext *r = raw();
+    if (!c || !r) {
+        atomic_fetch_add(&k->failures, ROUNDS);
+        dlock_client_free(c);
+        if (r)
+            redisFree(r);
+        return NULL;
+    }
+    dlock_options o = wait_opts(k->mode, 10000, 30000);
+    o.fencing = true;
+    for (int i = 0; i < ROUNDS; i++) {
+        dlock *l = NULL;
+        int rc = dlock_acquire(c, k->key, &o, &l);
+        if (rc != DLOCK_OK) {
+            snprintf(k->err, sizeof k->err, "acquire: %s: %s", dlock_strerror(rc),
+                     dlock_client_errstr(c));
+            atomic_fetch_add(&k->failures, 1);
+            continue;
+        }
+        if (atomic_fetch_add(&k->inside, 1) != 0)
+            atomic_fetch_add(&k->overlaps, 1);
+        uint64_t fence = dlock_fencing_token(l);
+        uint64_t prev = atomic_exchange(&k->last_fence, fence);
+        if (fence <= prev)
+            atomic_fetch_add(&k->fence_errors, 1);
+        redisReply *v = redisCommand(r, "GET %s", k->counter);
+        long long x = v && v->type == REDIS_REPLY_STRING ? atoll(v->str) : 0;
+        freeReplyObject(v);
+        sleep_us(rand_r(&seed) % 201);
+        freeReplyObject(redisCommand(r, "SET %s %lld", k->counter, x + 1));
+        atomic_fetch_sub(&k->inside, 1);
+        rc = dlock_release(l);
+        if (rc != DLOCK_OK) {
+            snprintf(k->err, sizeof k->err, "release: %s: %s", dlock_strerror(rc),
+                     dlock_client_errstr(c));
+            atomic_fetch_add(&k->failures, 1);
+        } else {
+            atomic_fetch_add(&k->done, 1);
+        }
+    }
+    redisFree(r);
+    dlock_client_free(c);
+    return NULL;
+}
+
+static void twenty_clients(dlock_wait mode, const char *key, const char *counter)
+{
+    contention k = {.mode = mode, .key = key, .counter = counter};
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, contend, &k), 0);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    if (atomic_load(&k.failures) != 0)
+        fail_msg("%d failed acquisitions or releases, last: %s", atomic_load(&k.failures), k.err);
+    assert_int_equal(atomic_load(&k.overlaps), 0);
+    assert_int_equal(atomic_load(&k.fence_errors), 0);
+    assert_int_equal(atomic_load(&k.done), THREADS * ROUNDS);
+    assert_int_equal(query("GET %s", counter), THREADS * ROUNDS);
+    assert_int_equal(atomic_load(&k.last_fence), THREADS * ROUNDS);  /* one token per holder */
+    assert_int_equal(query("EXISTS %s", key), 0);
+}
+
+static void notify_twenty_clients(void **state)
+{
+    twenty_clients(DLOCK_WAIT_NOTIFY, "n20:lock", "n20:counter");
+}
+
+static void fifo_twenty_clients(void **state)
+{
+    twenty_clients(DLOCK_WAIT_FIFO, "f20:lock", "f20:counter");
+    assert_int_equal(zcard("f20:lock:queue"), 0);
+    assert_int_equal(zcard("f20:lock:queue:beat"), 0);
+}
+
+/* ---- FIFO ---------------------------------------------------------------------------------- */
+
+#define NWAITERS 8
+
+/* Waiters that arrive while the lock is held get it in their order of arrival; a newcomer
+ * cannot jump the queue. */
+static void fifo_order_is_arrival_order(void **state)
+{
+    const char *key = "fo:lock";
+    dlock_client *hc = client();
+    dlock_options o = wait_opts(DLOCK_WAIT_FIFO, 30000, 20000);
+    o.fencing = true;
+    dlock *held;
+    assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
+    uint64_t held_fence = dlock_fencing_token(held);
+    assert_true(held_fence > 0);
+
+    atomic_int seq = 0;
+    waiter w[NWAITERS];
+    for (int i = 0; i < NWAITERS; i++) {
+        w[i] = (waiter){.c = client(), .key = key, .o = o, .order_seq = &seq, .hold_us = 2000};
+        waiter_start(&w[i]);
+        poll_until(zcard, "fo:lock:queue", i + 1, 5000, "queue length");
+    }
+
+    /* A newcomer trying once is refused and leaves no entry behind. */
+    dlock_client *nc = client();
+    dlock_options once = o;
+    once.wait_timeout_ms = 0;
+    dlock *nl = NULL;
+    assert_int_equal(dlock_acquire(nc, key, &once, &nl), DLOCK_EBUSY);
+    assert_int_equal(zcard("fo:lock:queue"), NWAITERS);
+
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    uint64_t prev = held_fence;
+    for (int i = 0; i < NWAITERS; i++)
+        waiter_join(&w[i]);
+    for (int i = 0; i < NWAITERS; i++) {
+        if (w[i].rc != DLOCK_OK)
+            fail_msg("waiter %d: %s", i, dlock_strerror(w[i].rc));
+        assert_int_equal(w[i].release_rc, DLOCK_OK);
+        if (w[i].order != i)
+            fail_msg("waiter %d (arrived %d-th) got the lock %d-th", i, i, w[i].order);
+        assert_true(w[i].fence > prev);
+        prev = w[i].fence;
+        dlock_client_free(w[i].c);
+    }
+    assert_int_equal(zcard("fo:lock:queue"), 0);
+    assert_int_equal(query("EXISTS %s", key), 0);
+    dlock_client_free(nc);
+    dlock_client_free(hc);
+}
+
+/* A waiter that dies in the queue (its hook refuses everything: no heartbeat, no leave) is
+ * dropped within the documented bound, and the next waiter then gets the lock. */
+static void fifo_crashed_waiter_is_removed(void **state)
+{
+    const char *key = "fc:lock";
+    dlock_client *hc = client();
+    dlock_options o = wait_opts(DLOCK_WAIT_FIFO, 30000, 10000);
+    dlock *held;
+    assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
+
+    gate g;
+    gate_init(&g, NULL);
+    waiter w1 = {.c = client(), .key = key, .o = o};
+    dlock_client_set_hook(w1.c, gate_hook, &g);
+    waiter_start(&w1);
+    poll_until(zcard, "fc:lock:queue", 1, 5000, "queue length");
+    waiter w2 = {.c = client(), .key = key, .o = o, .hold_us = 1000};
+    waiter_start(&w2);
+    poll_until(zcard, "fc:lock:queue", 2, 5000, "queue length");
+
+    int64_t crashed = now_ms();
+    atomic_store(&g.crash, true);
+    waiter_join(&w1);
+    assert_int_equal(w1.rc, DLOCK_ECANCELED);
+    assert_int_equal(zcard("fc:lock:queue"), 2);  /* it could not leave */
+
+    poll_until(zcard, "fc:lock:queue", 1,
+               DLOCK__FIFO_WAITER_BOUND_MS + DLOCK__FIFO_HEARTBEAT_MS + 1500, "crashed waiter");
+    int64_t removed_after = now_ms() - crashed;
+    /* not before its last heartbeat (at most one heartbeat period before the crash) lapsed */
+    assert_in_range(removed_after, DLOCK__FIFO_WAITER_BOUND_MS - DLOCK__FIFO_HEARTBEAT_MS - 200,
+                    DLOCK__FIFO_WAITER_BOUND_MS + DLOCK__FIFO_HEARTBEAT_MS + 1500);
+    assert_int_equal(zcard("fc:lock:queue:beat"), 1);
+
+    int64_t released = now_ms();
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    waiter_join(&w2);
+    assert_int_equal(w2.rc, DLOCK_OK);
+    assert_int_equal(w2.release_rc, DLOCK_OK);
+    assert_in_range(w2.got_ms - released, 0, 300);
+    assert_int_equal(zcard("fc:lock:queue"), 0);
+    assert_int_equal(query("EXISTS %s", key), 0);
+    dlock_client_free(w1.c);
+    dlock_client_free(w2.c);
+    dlock_client_free(hc);
+    gate_destroy(&g);
+}
+
+/* The same crash, but the holder releases right after it, while the dead waiter's heartbeat is
+ * still fresh: the queue must still move on within the bound (the dead waiter must not end up
+ * holding the lock for its whole ttl). */
+static void fifo_crashed_head_does_not_block_past_the_bound(void **state)
+{
+    const char *key = "fch:lock";
+    dlock_client *hc = client();
+    dlock_options o = wait_opts(DLOCK_WAIT_FIFO, 30000, 10000);
+    dlock *held;
+    assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
+
+    gate g;
+    gate_init(&g, NULL);
+    waiter w1 = {.c = client(), .key = key, .o = o};
+    dlock_client_set_hook(w1.c, gate_hook, &g);
+    waiter_start(&w1);
+    poll_until(zcard, "fch:lock:queue", 1, 5000, "queue length");
+    dlock_options o2 = o;
+    o2.wait_timeout_ms = DLOCK__FIFO_WAITER_BOUND_MS + DLOCK__FIFO_HEARTBEAT_MS + 1500;
+    waiter w2 = {.c = client(), .key = key, .o = o2, .hold_us = 1000};
+    waiter_start(&w2);
+    poll_until(zcard, "fch:lock:queue", 2, 5000, "queue length");
+
+    atomic_store(&g.crash, true);
+    waiter_join(&w1);
+    assert_int_equal(w1.rc, DLOCK_ECANCELED);
+    int64_t released = now_ms();
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    waiter_join(&w2);
+    long long pttl = query("PTTL %s", key);
+    dlock_client_free(w1.c);
+    dlock_client_free(w2.c);
+    dlock_client_free(hc);
+    gate_destroy(&g);
+    redisContext *r = raw();
+    freeReplyObject(redisCommand(r, "DEL %s", key));
+    redisFree(r);
+    if (w2.rc != DLOCK_OK)
+        fail_msg("the waiter behind a crashed one: %s after %lld ms (the lock is held, by the "
+                 "dead waiter, for another %lld ms)",
+                 dlock_strerror(w2.rc), (long long)(w2.got_ms - released), pttl);
+    assert_in_range(w2.got_ms - released, 0,
+                    DLOCK__FIFO_WAITER_BOUND_MS + DLOCK__FIFO_HEARTBEAT_MS + 1500);
+}
+
+/* A waiter that gives up leaves the queue (and its heartbeat) at once. */
+static void fifo_timeout_leaves_the_queue(void **state)
+{
+    const char *key = "ft:lock";
+    dlock_client *hc = client();
+    dlock_options o = wait_opts(DLOCK_WAIT_FIFO, 30000, 0);
+    dlock *held;
+    assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
+
+    o.wait_timeout_ms = 700;
+    waiter w = {.c = client(), .key = key, .o = o};
+    int64_t t0 = now_ms();
+    waiter_start(&w);
+    poll_until(zcard, "ft:lock:queue", 1, 5000, "queue length");
+    assert_int_equal(zcard("ft:lock:queue:beat"), 1);
+    waiter_join(&w);
+    assert_int_equal(w.rc, DLOCK_ETIMEDOUT);
+    assert_in_range(w.got_ms - t0, 700, 700 + 500);
+    assert_int_equal(zcard("ft:lock:queue"), 0);
+    assert_int_equal(zcard("ft:lock:queue:beat"), 0);
+
+    /* and the lock then goes to nobody: the holder's release just frees it */
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    assert_int_equal(query("EXISTS %s", key), 0);
+    dlock_client_free(w.c);
+    dlock_client_free(hc);
+}
+
+/* The hand-off: the waiter blocked on its signal is given the lock and a newer fencing token by
+ * the release itself, without another try. */
+static void fifo_handoff_carries_the_fencing_token(void **state)
+{
+    const char *key = "fh:lock";
+    dlock_client *hc = client(), *resource = client();
+    dlock_options o = wait_opts(DLOCK_WAIT_FIFO, 30000, 10000);
+    o.fencing = true;
+    dlock *held;
+    assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
+    uint64_t t1 = dlock_fencing_token(held);
+    assert_true(t1 > 0);
+    assert_int_equal(dlock_fenced_set(resource, "fh:data", t1, "one"), DLOCK_OK);
+
+    waiter w = {.c = client(), .key = key, .o = o, .keep = true};
+    waiter_start(&w);
+    poll_until(zcard, "fh:lock:queue", 1, 5000, "queue length");
+    poll_until(blocked_clients_of, NULL, 1, 5000, "waiter blocked on its signal");
+    int64_t released = now_ms();
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    waiter_join(&w);
+    assert_int_equal(w.rc, DLOCK_OK);
+    assert_in_range(w.got_ms - released, 0, 200);
+    assert_int_equal(w.last.attempts, 1);  /* handed over: no second try */
+    assert_true(w.fence > t1);
+    assert_int_equal(dlock_fencing_token(w.l), w.fence);
+    assert_int_equal(query("GET %s", "fh:lock:fence"), (long long)w.fence);
+    assert_int_equal(dlock_fenced_set(resource, "fh:data", w.fence, "two"), DLOCK_OK);
+    assert_int_equal(dlock_fenced_set(resource, "fh:data", t1, "stale"), DLOCK_ESTALE);
+    assert_int_equal(dlock_release(w.l), DLOCK_OK);
+    assert_int_equal(query("EXISTS %s", key), 0);
+
+    /* the next holder, through the plain path, gets a newer one still */
+    dlock *again;
+    assert_int_equal(dlock_acquire(hc, key, &o, &again), DLOCK_OK);
+    assert_true(dlock_fencing_token(again) > w.fence);
+    assert_int_equal(dlock_release(again), DLOCK_OK);
+    dlock_client_free(w.c);
+    dlock_client_free(hc);
+    dlock_client_free(resource);
+}
+
+/* ---- notify -------------------------------------------------------------------------------- */
+
+/* A blocked waiter wakes within about a round trip of the release, not after its back-off
+ * step. */
+static void notify_wakes_the_waiter_fast(void **state)
+{
+    const char *key = "nw:lock";
+    dlock_client *hc = client();
+    dlock_options o = wait_opts(DLOCK_WAIT_NOTIFY, 30000, 5000);
+    o.backoff = (dlock_backoff){.policy = DLOCK_BACKOFF_CONSTANT, .base_ms = 500, .cap_ms = 500};
+    dlock *held;
+    assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
+
+    for (int round = 0; round < 3; round++) {
+        waiter w = {.c = client(), .key = key, .o = o, .keep = true};
+        waiter_start(&w);
+        poll_until(blocked_clients_of, NULL, 1, 5000, "waiter blocked on the signal");
+        int64_t released = now_ms();
+        assert_int_equal(dlock_release(held), DLOCK_OK);
+        waiter_join(&w);
+        assert_int_equal(w.rc, DLOCK_OK);
+        if (w.got_ms - released > 100)
+            fail_msg("round %d: the waiter took %lld ms after the release (back-off 500 ms)",
+                     round, (long long)(w.got_ms - released));
+        assert_int_equal(w.last.attempts, 2);
+        held = w.l;  /* the waiter's lock is the next round's held one */
+        dlock_client_free(hc);
+        hc = w.c;
+    }
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    dlock_client_free(hc);
+}
+
+/* The signal is lost (deleted before the waiter reads it): the back-off wakes the waiter. */
+static void notify_lost_signal_falls_back_to_backoff(void **state)
+{
+    const char *key = "nl:lock";
+    dlock_client *hc = client();
+    dlock_options o = wait_opts(DLOCK_WAIT_NOTIFY, 30000, 5000);
+    o.backoff = (dlock_backoff){.policy = DLOCK_BACKOFF_CONSTANT, .base_ms = 300, .cap_ms = 300};
+    dlock *held;
+    assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
+
+    gate g;
+    gate_init(&g, "BLPOP");
+    g.pause = true;
+    waiter w = {.c = client(), .key = key, .o = o};
+    dlock_client_set_hook(w.c, gate_hook, &g);
+    waiter_start(&w);
+    gate_of_poll = &g;
+    poll_until(gate_blocked, NULL, 1, 5000, "waiter held before its BLPOP");
+
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    assert_int_equal(query("LLEN %s", "nl:lock:signal"), 1);  /* the release did signal */
+    assert_int_equal(query("DEL %s", "nl:lock:signal"), 1);    /* ... and the signal is lost */
+    int64_t resumed = now_ms();
+    gate_set_pause(&g, false);
+    waiter_join(&w);
+    assert_int_equal(w.rc, DLOCK_OK);
+    assert_int_equal(w.release_rc, DLOCK_OK);
+    /* woken by the back-off (300 ms), not by a signal, and not much later */
+    assert_in_range(w.got_ms - resumed, 250, 300 + 400);
+    dlock_client_free(w.c);
+    dlock_client_free(hc);
+    gate_destroy(&g);
+}
+
+/* A holder that dies (its lock is never released, so never signalled) only costs its TTL. */
+static void notify_expired_holder_costs_its_ttl(void **state)
+{
+    const char *key = "ne:lock";
+    dlock_client *hc = client();
+    dlock_options o = wait_opts(DLOCK_WAIT_NOTIFY, 300, 5000);
+    o.backoff = (dlock_backoff){.policy = DLOCK_BACKOFF_CONSTANT, .base_ms = 100, .cap_ms = 100};
+    dlock *held;
+    int64_t taken = now_ms();
+    assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
+    dlock_abandon(held);
+
+    o.ttl_ms = 30000;
+    waiter w = {.c = client(), .key = key, .o = o};
+    waiter_start(&w);
+    waiter_join(&w);
+    assert_int_equal(w.rc, DLOCK_OK);
+    assert_int_equal(w.release_rc, DLOCK_OK);
+    assert_in_range(w.got_ms - taken, 300 - 20, 300 + 100 + 300);
+    assert_true(w.last.attempts >= 2);
+    dlock_client_free(w.c);
+    dlock_client_free(hc);
+}
+
+/* Fencing tokens increase across holders that wait by notification. */
+static void notify_fencing_increases(void **state)
+{
+    const char *key = "nf:lock";
+    dlock_client *hc = client(), *resource = client();
+    dlock_options o = wait_opts(DLOCK_WAIT_NOTIFY, 30000, 5000);
+    o.fencing = true;
+    dlock *held;
+    assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
+    uint64_t t1 = dlock_fencing_token(held);
+    assert_true(t1 > 0);
+    waiter w = {.c = client(), .key = key, .o = o, .keep = true};
+    waiter_start(&w);
+    poll_until(blocked_clients_of, NULL, 1, 5000, "waiter blocked on the signal");
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    waiter_join(&w);
+    assert_int_equal(w.rc, DLOCK_OK);
+    assert_true(w.fence > t1);
+    assert_int_equal(dlock_fenced_set(resource, "nf:data", w.fence, "new"), DLOCK_OK);
+    assert_int_equal(dlock_fenced_set(resource, "nf:data", t1, "old"), DLOCK_ESTALE);
+    assert_int_equal(dlock_release(w.l), DLOCK_OK);
+    dlock_client_free(w.c);
+    dlock_client_free(hc);
+    dlock_client_free(resource);
+}
+
+/* ---- fixtures ----------------------------------------------------------------------------- */
+
+static int start_server(void **state)
+{
+    char err[256];
+    server = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    if (!server) {
+        fprintf(stderr, "cannot start redis-server: %s\n", err);
+        return -1;
+    }
+    url = lb_server_url(server);
+    return 0;
+}
+
+static int stop_server(void **state)
+{
+    lb_server_stop(server);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(notify_twenty_clients),
+        cmocka_unit_test(fifo_twenty_clients),
+        cmocka_unit_test(fifo_order_is_arrival_order),
+        cmocka_unit_test(fifo_crashed_waiter_is_removed),
+        cmocka_unit_test(fifo_crashed_head_does_not_block_past_the_bound),
+        cmocka_unit_test(fifo_timeout_leaves_the_queue),
+        cmocka_unit_test(fifo_handoff_carries_the_fencing_token),
+        cmocka_unit_test(notify_wakes_the_waiter_fast),
+        cmocka_unit_test(notify_lost_signal_falls_back_to_backoff),
+        cmocka_unit_test(notify_expired_holder_costs_its_ttl),
+        cmocka_unit_test(notify_fencing_increases),
+    };
+    return cmocka_run_group_tests_name("wait", tests, start_server, stop_server);
+}
