@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "plot.h"
 #include "proxy.h"
+#include "report.h"
 #include "results.h"
 #include "run.h"
 #include "runner.h"
@@ -412,6 +413,9 @@ static int run_scenario(const lb_scenario *s, const lb_run_options *o, size_t nf
     if (rc == LB_EXIT_OK && !sr.complete)
         sr.repeats = 1;  /* interrupted: what ran is written, marked incomplete */
     if (rc == LB_EXIT_OK && combine_and_write(&sr, started) < 0)
+        rc = LB_EXIT_ENV;
+    if (rc == LB_EXIT_OK && lb_report_write(sr.dir, s, sr.combined, sr.nv, sr.repeats,
+                                            o->plot_format, sr.err, sizeof sr.err) < 0)
         rc = LB_EXIT_ENV;
     if (rc == LB_EXIT_OK) {
         report(&sr);
