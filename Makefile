@@ -5,6 +5,7 @@
 #   make test-sanitize      the suite under ASan+UBSan, then under TSan
 #   make demo               the seed scenarios on a managed redis-server
 #   make bench              performance ratios (see README)
+#   make gate               scenarios/gate/ against results/baselines/ (regression gate)
 #   make install            PREFIX=/usr/local DESTDIR=
 #   make deps               check (and on Debian, as root, install) what the build needs
 #
@@ -73,7 +74,7 @@ LIB_A   := $(O)/libdlock.a
 LIB_SO  := $(O)/libdlock.so.$(VERSION)
 BIN     := $(if $(wildcard harness/main.c),$(O)/lockbench)
 
-.PHONY: all lib test test-sanitize check-build demo bench install uninstall deps clean fuzz examples
+.PHONY: all lib test test-sanitize check-build demo bench gate install uninstall deps clean fuzz examples
 all: lib $(BIN) examples
 
 lib: $(LIB_A) $(LIB_SO)
@@ -151,6 +152,12 @@ test-sanitize: deps
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)sh scripts/demo.sh $(O)
+
+# The regression gate on scenarios/gate/ against results/baselines/ (GATE_UPDATE=1 rewrites them).
+GATE_REPEATS ?= 5
+gate: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)sh scripts/gate.sh $(O) $(GATE_REPEATS)
 
 # Side-by-side performance ratios (README, Performance); writes results/bench/<timestamp>/.
 bench: deps

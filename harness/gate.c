@@ -13,10 +13,16 @@
  *   redis.commands_per_acquisition    5 %  (nearly deterministic: a rise means more polling)
  * With >= LB_GATE_MIN_REPEATS repeats on both sides a change past its threshold is a regression
  * only when the Mann-Whitney p < LB_GATE_ALPHA; otherwise the threshold alone decides and the
- * verdict is marked weak. */
+ * verdict is marked weak.
+ *
+ * A side may also be a folder of rounds: subfolders that each hold one run's summary.json (the
+ * strict recipe runs base and head alternately, one run at a time). The rounds are folded into
+ * one summary whose repeats are the rounds: medians for the performance figures, sums for the
+ * correctness counters, expectations passed only if every round passed. */
 #include "gate.h"
 #include "stats.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -106,7 +112,8 @@ static const char lb__usage[] =
     "usage: lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize]\n"
     "                      [--markdown FILE] [--json FILE] [--benchmark-json FILE]\n"
     "                      [--benchmark-json-bigger FILE]\n"
-    "BASELINE, CURRENT: result directories (holding summary.json) or summary.json files.\n"
+    "BASELINE, CURRENT: result directories (holding summary.json) or summary.json files, or\n"
+    "  folders of rounds (subfolders each holding one run's summary.json), folded as repeats.\n"
     "METRIC: throughput_per_s (default 10), acquire_ms.p50 (15), acquire_ms.p99 (25),\n"
     "        redis.commands_per_acquisition (5); PCT is the allowed change in percent.\n"
     "Exit status: 0 pass, 1 regression, 2 bad input.\n";
@@ -306,11 +313,8 @@ static int lb__check_top(lb__side *s)
     return lb__check_variants(s);
 }
 
-static int lb__load_side(lb__side *s, const char *arg)
+static int lb__load_root(lb__side *s)
 {
-    int rc = lb__resolve_file(s, arg);
-    if (rc)
-        return rc;
     json_error_t e;
     s->root = json_load_file(s->file, 0, &e);
     if (!s->root && e.line > 0)
@@ -319,7 +323,164 @@ static int lb__load_side(lb__side *s, const char *arg)
         return lb__bad("%s", e.text);
     if (!s->root)
         return lb__bad("%s: %s", s->file, e.text);
-    return lb__check_top(s);
+    return 0;
+}
+
+/* ---- rounds --------------------------------------------------------------------------------- */
+
+static const char *const lb__summed[] = {"overlaps", "counter.lost_updates", "errors",
+                                         "timeouts", "crashed_clients"};
+
+/* Sets obj.path (dotted) to v, creating the objects on the way; steals v. */
+static void lb__set_path(json_t *obj, const char *path, json_t *v)
+{
+    char key[128];
+    size_t len = strcspn(path, ".");
+    snprintf(key, sizeof key, "%.*s", (int)len, path);
+    if (path[len] == '\0') {
+        json_object_set_new(obj, key, v);
+        return;
+    }
+    json_t *next = json_object_get(obj, key);
+    if (!json_is_object(next)) {
+        next = json_object();
+        json_object_set_new(obj, key, next);
+    }
+    lb__set_path(next, path + len + 1, v);
+}
+
+static json_t *lb__variant_named(json_t *root, const char *name)
+{
+    json_t *vs = json_object_get(root, "variants"), *v;
+    size_t i;
+    json_array_foreach(vs, i, v) {
+        const char *n = json_string_value(json_object_get(v, "name"));
+        if (n && strcmp(n, name) == 0)
+            return v;
+    }
+    return NULL;
+}
+
+/* Folds the rounds' figures for one variant into out (a copy of the first round's). */
+static void lb__fold_variant(json_t *out, json_t *const *rounds, size_t n)
+{
+    const char *name = json_string_value(json_object_get(out, "name"));
+    double vals[256];
+    for (size_t m = 0; m < LB__NMETRICS; m++) {
+        json_t *list = json_array();
+        size_t k = 0;
+        for (size_t r = 0; r < n && k < 256; r++) {
+            json_t *x = lb__lookup(lb__variant_named(rounds[r], name), lb__metrics[m].path);
+            if (json_is_number(x)) {
+                vals[k++] = json_number_value(x);
+                json_array_append_new(list, json_real(vals[k - 1]));
+            }
+        }
+        char where[160];
+        snprintf(where, sizeof where, "repeats.%s", lb__metrics[m].path);
+        lb__set_path(out, where, list);
+        if (k > 0)
+            lb__set_path(out, lb__metrics[m].path, json_real(lb_median(vals, k)));
+    }
+    for (size_t c = 0; c < sizeof lb__summed / sizeof *lb__summed; c++) {
+        double sum = 0;
+        for (size_t r = 0; r < n; r++)
+            sum += json_number_value(lb__lookup(lb__variant_named(rounds[r], name), lb__summed[c]));
+        lb__set_path(out, lb__summed[c], json_real(sum));
+    }
+    bool passed = true;
+    for (size_t r = 0; r < n; r++)
+        passed &= json_is_true(lb__lookup(lb__variant_named(rounds[r], name), "expect.passed"));
+    lb__set_path(out, "expect.passed", json_boolean(passed));
+}
+
+static int lb__cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The summary.json files of arg's subfolders, sorted; NULL-terminated, malloc'd. */
+static char **lb__round_files(const char *arg, size_t *n)
+{
+    DIR *d = opendir(arg);
+    struct dirent *e;
+    char **files = NULL;
+    *n = 0;
+    while (d && (e = readdir(d))) {
+        char *f;
+        if (e->d_name[0] == '.' || asprintf(&f, "%s/%s/summary.json", arg, e->d_name) < 0)
+            continue;
+        char **grown = access(f, F_OK) == 0 ? realloc(files, (*n + 2) * sizeof *files) : NULL;
+        if (!grown) {
+            free(f);
+            continue;
+        }
+        files = grown;
+        files[(*n)++] = f;
+        files[*n] = NULL;
+    }
+    if (d)
+        closedir(d);
+    if (files)
+        qsort(files, *n, sizeof *files, lb__cmp_str);
+    return files;
+}
+
+static int lb__load_rounds(lb__side *s, const char *arg, char **files, size_t n)
+{
+    json_t **rounds = calloc(n, sizeof *rounds);
+    int rc = rounds ? 0 : lb__bad("out of memory");
+    for (size_t r = 0; rc == 0 && r < n; r++) {
+        lb__side one = {.role = s->role, .file = files[r]};
+        rc = lb__load_root(&one);
+        if (rc == 0)
+            rc = lb__check_top(&one);
+        rounds[r] = one.root;
+    }
+    if (rc == 0) {
+        s->root = json_deep_copy(rounds[0]);
+        json_t *v;
+        size_t i;
+        json_array_foreach(json_object_get(s->root, "variants"), i, v)
+            lb__fold_variant(v, rounds, n);
+        double raw[256];
+        size_t k = 0;
+        for (size_t r = 0; r < n && k < 256; r++) {
+            json_t *x = lb__lookup(rounds[r], "calibration.raw_ops_per_s");
+            if (json_is_number(x))
+                raw[k++] = json_number_value(x);
+        }
+        if (k > 0)
+            lb__set_path(s->root, "calibration.raw_ops_per_s", json_real(lb_median(raw, k)));
+    }
+    for (size_t r = 0; rounds && r < n; r++)
+        json_decref(rounds[r]);
+    free(rounds);
+    return rc;
+}
+
+static int lb__load_side(lb__side *s, const char *arg)
+{
+    struct stat st;
+    size_t n = 0;
+    char **rounds = NULL;
+    char summary[4096];
+    snprintf(summary, sizeof summary, "%s/summary.json", arg);
+    if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode) && access(summary, F_OK) != 0)
+        rounds = lb__round_files(arg, &n);
+    if (rounds) {
+        if (asprintf(&s->file, "%s", arg) < 0)
+            s->file = NULL;
+        int rc = s->file ? lb__load_rounds(s, arg, rounds, n) : lb__bad("out of memory");
+        for (size_t i = 0; i < n; i++)
+            free(rounds[i]);
+        free(rounds);
+        return rc ? rc : lb__check_top(s);
+    }
+    int rc = lb__resolve_file(s, arg);
+    if (rc == 0)
+        rc = lb__load_root(s);
+    return rc ? rc : lb__check_top(s);
 }
 
 static int lb__load_calibration(lb__side *s)

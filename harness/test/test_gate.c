@@ -655,6 +655,45 @@ static void test_metric_table(void **state)
     assert_false(m[3].bigger_is_better);
 }
 
+/* Rounds: a folder of one-run results on each side, folded into repeats. Five rounds of a
+ * halved throughput are a significant regression (exact p = 2/252 for full separation); five
+ * rounds of the same figures pass; an overlap in any one round fails. */
+static void write_rounds(const char *side, const double *tput, size_t n, int overlap_round)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", tmp_path(side));
+    assert_int_equal(mkdir(dir, 0755), 0);
+    for (size_t r = 0; r < n; r++) {
+        char name[300];
+        snprintf(name, sizeof name, "%s/r%zu", side, r + 1);
+        assert_int_equal(mkdir(tmp_path(name), 0755), 0);
+        json_t *root = load_base();
+        set_num(root, "token-poll", "throughput_per_s", tput[r]);
+        if ((int)r == overlap_round)
+            set_num(root, "token-poll", "overlaps", 1);
+        snprintf(name, sizeof name, "%s/r%zu/summary.json", side, r + 1);
+        save(root, name);
+    }
+}
+
+static void test_rounds_are_folded_into_repeats(void **state)
+{
+    const double base[5] = {1000, 1010, 990, 1005, 995}, half[5] = {500, 505, 495, 510, 490};
+    write_rounds("base-rounds", base, 5, -1);
+    write_rounds("same-rounds", base, 5, -1);
+    write_rounds("half-rounds", half, 5, -1);
+    write_rounds("overlap-rounds", base, 5, 3);
+    assert_int_equal(run_gate(tmp_path("base-rounds"), tmp_path("same-rounds"), NULL),
+                     LB_GATE_PASS);
+    assert_int_equal(run_gate(tmp_path("base-rounds"), tmp_path("half-rounds"), NULL),
+                     LB_GATE_REGRESSION);
+    assert_contains(out_text, "-50.0%");
+    assert_contains(out_text, "0.008    REGRESSION");  /* 2/252, not weak */
+    assert_int_equal(run_gate(tmp_path("base-rounds"), tmp_path("overlap-rounds"), NULL),
+                     LB_GATE_REGRESSION);
+    assert_contains(out_text, "overlaps");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -686,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_output_files),
         cmocka_unit_test(test_unwritable_output_is_bad_input),
         cmocka_unit_test(test_metric_table),
+        cmocka_unit_test(test_rounds_are_folded_into_repeats),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
