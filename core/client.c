@@ -194,22 +194,23 @@ static void conn_clear(conn *cn)
 
 typedef struct pipe_guard {
     sigset_t old;
-    bool was_pending;
 } pipe_guard;
 
+/* Blocks SIGPIPE for the calling thread. A SIGPIPE that a write raises then stays pending
+ * instead of killing the process, and sigpipe_unblock consumes it. None can be pending from
+ * before: a thread-directed SIGPIPE is delivered at once while unblocked; and if the caller had
+ * SIGPIPE blocked already, whatever is pending is theirs and is left alone. */
 static void sigpipe_block(pipe_guard *g)
 {
-    sigset_t set, pending;
+    sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
-    sigpending(&pending);
-    g->was_pending = sigismember(&pending, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, &g->old);
 }
 
-static void sigpipe_unblock(pipe_guard *g)
+static void sigpipe_unblock(pipe_guard *g, bool write_failed)
 {
-    if (!g->was_pending) {
+    if (write_failed && !sigismember(&g->old, SIGPIPE)) {
         sigset_t set;
         struct timespec zero = {0, 0};
         sigemptyset(&set);
@@ -242,7 +243,7 @@ static bool setup_command(conn *cn, int argc, const char **argv, char *err, size
     pipe_guard g;
     sigpipe_block(&g);
     redisReply *r = redisCommandArgv(cn->ctx, argc, argv, NULL);
-    sigpipe_unblock(&g);
+    sigpipe_unblock(&g, r == NULL);
     if (!r || r->type == REDIS_REPLY_ERROR) {
         snprintf(err, errlen, "%s: %s failed: %s", cn->where, argv[0],
                  r ? r->str : cn->ctx->errstr);
@@ -511,7 +512,7 @@ static bool flush(conn *cn)
     sigpipe_block(&g);
     while (!done && redisBufferWrite(cn->ctx, &done) == REDIS_OK)
         ;
-    sigpipe_unblock(&g);
+    sigpipe_unblock(&g, !done);
     return done;
 }
 
@@ -581,47 +582,13 @@ static void read_replies(dlock_client *c, const dlock__batch *b, redisReply **re
     }
 }
 
-static bool is_noscript(const redisReply *r)
-{
-    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
-}
-
-/* A server that lost its script cache (restart, SCRIPT FLUSH) gets the script's text once. */
-static void resend_noscript(dlock_client *c, const dlock__batch *b, redisReply **replies)
-{
-    for (int i = 0; i < b->n; i++) {
-        conn *cn = &c->conns[b->cmd[i].server];
-        if (!is_noscript(replies[i]) || !cn->ctx)
-            continue;
-        freeReplyObject(replies[i]);
-        replies[i] = NULL;
-        void *r = NULL;
-        atomic_fetch_add(&c->commands, 1);
-        if (append_cmd(cn->ctx, &b->cmd[i], true) != REDIS_OK || !flush(cn) ||
-            redisGetReply(cn->ctx, &r) != REDIS_OK)
-            conn_drop(cn);
-        replies[i] = r;
-    }
-}
-
-int dlock__exchange(dlock_client *c, const dlock__batch *b, redisReply **replies,
-                    int64_t timeout_ms)
+/* Writes every command of b to its server, then reads every reply against one deadline.
+ * Scripts go as EVALSHA, or as EVAL when eval is set. Unanswered replies stay NULL. */
+static void send_and_read(dlock_client *c, const dlock__batch *b, redisReply **replies,
+                          int64_t timeout_ms, bool eval)
 {
     pending p = {{0}, {0}};
     int64_t deadline_us = dlock__mono_us() + (timeout_ms + b->block_ms) * 1000;
-
-    for (int i = 0; i < b->n; i++)
-        replies[i] = NULL;
-    pthread_mutex_lock(&c->mu);  /* the hook may be replaced while a watchdog sends */
-    dlock_hook hook = c->hook;
-    void *hook_ud = c->hook_ud;
-    pthread_mutex_unlock(&c->mu);
-    for (int i = 0; i < b->n; i++) {
-        if (hook && hook(hook_ud, dlock__cmd_name(&b->cmd[i])) != 0) {
-            snprintf(c->err, sizeof c->err, "canceled by the client's hook");
-            return DLOCK_ECANCELED;
-        }
-    }
     for (int s = 0; s < c->n; s++)
         p.next[s] = next_cmd_of(b, s, 0);
     for (int i = 0; i < b->n; i++) {
@@ -631,7 +598,7 @@ int dlock__exchange(dlock_client *c, const dlock__batch *b, redisReply **replies
             p.want[s] = -1;  /* unreachable for this exchange: its replies stay NULL */
             continue;
         }
-        append_cmd(cn->ctx, &b->cmd[i], false);
+        append_cmd(cn->ctx, &b->cmd[i], eval);
         p.want[s]++;
         atomic_fetch_add(&c->commands, 1);
     }
@@ -645,7 +612,53 @@ int dlock__exchange(dlock_client *c, const dlock__batch *b, redisReply **replies
         }
     }
     read_replies(c, b, replies, &p, deadline_us);
-    resend_noscript(c, b, replies);
+}
+
+static bool is_noscript(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+/* Servers that lost their script cache (a restart, SCRIPT FLUSH) get the scripts' text, all in
+ * one more round trip; EVAL caches them again. */
+static void resend_noscript(dlock_client *c, const dlock__batch *b, redisReply **replies,
+                            int64_t timeout_ms)
+{
+    dlock__batch retry = {.n = 0, .block_ms = b->block_ms};
+    int from[DLOCK__MAX_BATCH];
+    redisReply *again[DLOCK__MAX_BATCH];
+    for (int i = 0; i < b->n; i++) {
+        if (!is_noscript(replies[i]))
+            continue;
+        freeReplyObject(replies[i]);
+        replies[i] = NULL;
+        from[retry.n] = i;
+        retry.cmd[retry.n++] = b->cmd[i];
+    }
+    if (retry.n == 0)
+        return;
+    send_and_read(c, &retry, again, timeout_ms, true);
+    for (int k = 0; k < retry.n; k++)
+        replies[from[k]] = again[k];
+}
+
+int dlock__exchange(dlock_client *c, const dlock__batch *b, redisReply **replies,
+                    int64_t timeout_ms)
+{
+    for (int i = 0; i < b->n; i++)
+        replies[i] = NULL;
+    pthread_mutex_lock(&c->mu);  /* the hook may be replaced while a watchdog sends */
+    dlock_hook hook = c->hook;
+    void *hook_ud = c->hook_ud;
+    pthread_mutex_unlock(&c->mu);
+    for (int i = 0; i < b->n; i++) {
+        if (hook && hook(hook_ud, dlock__cmd_name(&b->cmd[i])) != 0) {
+            snprintf(c->err, sizeof c->err, "canceled by the client's hook");
+            return DLOCK_ECANCELED;
+        }
+    }
+    send_and_read(c, b, replies, timeout_ms, false);
+    resend_noscript(c, b, replies, timeout_ms);
     return DLOCK_OK;
 }
 

@@ -1,10 +1,12 @@
 /* driver.c -- the blocking driver: runs an algorithm's step functions over a client's
  * connections, and the wait between tries.
  *
- * acquire: try; if the lock is held, wait -- sleep the back-off delay, or run the wait mode's
- * wait step (BLPOP on a signal) -- and try again, until the lock is taken, wait_timeout_ms runs
- * out (on the monotonic clock: the last wait is cut to the deadline and one last try is made
- * there, then DLOCK_ETIMEDOUT), the client is interrupted, or an error occurs. A wait mode that
+ * acquire: try; if the lock is held (or Redis could not be reached), wait -- sleep the back-off
+ * delay, or run the wait mode's wait step (BLPOP on a signal) -- and try again, until the lock
+ * is taken, wait_timeout_ms runs out (on the monotonic clock: the last wait is cut to the
+ * deadline and one last try is made there, then DLOCK_ETIMEDOUT, or DLOCK_EIO when that try
+ * could not reach Redis), the client is interrupted, or another error occurs. A try-once
+ * returns the first try's result. A wait mode that
  * keeps state on the server (a FIFO queue entry) gets a leave step when the caller gives up. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,12 +97,16 @@ static int wait_loop(dlock *l)
         }
         tries++;
         rc = dlock__run(l, l->algo->acquire);
-        if (rc != DLOCK_EBUSY || o->wait_timeout_ms == 0)
+        /* Redis unreachable is a failed try like a held lock while there is time to wait: the
+         * next try reconnects (a restarted server, a dropped connection). */
+        bool io_failed = rc == DLOCK_EIO;
+        if ((rc != DLOCK_EBUSY && !io_failed) || o->wait_timeout_ms == 0)
             break;
         int64_t now = dlock__mono_us();
         if (now >= deadline) {
-            rc = DLOCK_ETIMEDOUT;
-            set_timeout_err(l);
+            rc = io_failed ? DLOCK_EIO : DLOCK_ETIMEDOUT;
+            if (!io_failed)
+                set_timeout_err(l);
             break;
         }
         int64_t left = deadline == INT64_MAX ? INT64_MAX : deadline - now;
@@ -148,12 +154,20 @@ int dlock_acquire(dlock_client *c, const char *key, const dlock_options *o, dloc
     return rc;
 }
 
+/* Release and extend are safe to repeat (compare-and-act), so an I/O error gets one more go
+ * on a fresh connection: a connection left over from before a server restart fails once. */
+static int run_twice_on_eio(dlock *l, dlock__step_fn step)
+{
+    int rc = dlock__run(l, step);
+    return rc == DLOCK_EIO ? dlock__run(l, step) : rc;
+}
+
 int dlock_release(dlock *l)
 {
     if (!l)
         return DLOCK_EINVAL;
     dlock__renew_stop(l);
-    int rc = dlock__run(l, l->algo->release);
+    int rc = run_twice_on_eio(l, l->algo->release);
     if (atomic_load(&l->lost))
         rc = DLOCK_ENOTOWNER;  /* the delete was best effort: the lease had already lapsed */
     dlock__lock_free(l);
@@ -175,7 +189,7 @@ int dlock_extend(dlock *l, int64_t ttl_ms)
     if (atomic_load(&l->lost))
         return DLOCK_ENOTOWNER;
     dlock__set_ttl_arg(l, ttl_ms);
-    int rc = dlock__run(l, l->algo->extend);
+    int rc = run_twice_on_eio(l, l->algo->extend);
     if (rc == DLOCK_OK)
         l->opt.ttl_ms = ttl_ms;
     return rc;

@@ -86,6 +86,7 @@ int64_t dlock__drift_us(const dlock_options *o)
 
 int dlock__random_token(char out[33])
 {
+    static const char hex[] = "0123456789abcdef";
     unsigned char raw[16];
     size_t got = 0;
     while (got < sizeof raw) {
@@ -95,8 +96,11 @@ int dlock__random_token(char out[33])
         if (n > 0)
             got += (size_t)n;
     }
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    for (size_t i = 0; i < sizeof raw; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[32] = '\0';
     return 0;
 }
 
