@@ -387,7 +387,7 @@ static const char *lb__result_name(uint8_t r)
 
 static const char *lb__end_name(uint8_t e)
 {
-    static const char *const names[] = {"", "released", "notowner", "kept", "crashed"};
+    static const char *const names[] = {"", "released", "notowner", "kept", "crashed", "failed"};
     return e < sizeof names / sizeof names[0] ? names[e] : "";
 }
 

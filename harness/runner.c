@@ -509,7 +509,8 @@ static void end_hold(client *c, lb_acquisition *a, dlock *l)
     }
     int rc = dlock_release(l);
     a->released_us = since_t0(c);
-    a->end = rc == DLOCK_ENOTOWNER ? LB_END_NOTOWNER : LB_END_RELEASED;
+    a->end = rc == DLOCK_OK ? LB_END_RELEASED : rc == DLOCK_ENOTOWNER ? LB_END_NOTOWNER
+                                                                      : LB_END_FAILED;
 }
 
 static bool out_of_time(const client *c)
@@ -569,25 +570,29 @@ static bool crash_and_maybe_restart(client *c)
     return true;
 }
 
+/* Iterations until done, the deadline, or a crash without restart. A crash before start_ms
+ * costs no iteration, and a client restarted early still waits for its start. */
 static void workload(client *c)
 {
     const lb_workload *w = &c->g->workload;
     dlock_options o;
     options_of(c, &o);
     const char *key = c->run->keys[c->key];
-    if (c->g->start_ms > 0 && !ctl_sleep_until(&c->ctl, c->run->t0 + c->g->start_ms * 1000))
-        goto crashed;
-    for (int64_t i = 0; w->iterations == 0 || i < w->iterations; i++) {
-        if (out_of_time(c))
-            return;
-        if (!one_iteration(c, &o, key))
-            goto crashed;
-        int64_t think = sample_us(&w->think_ms, &c->rng);
-        if (think > 0 && !ctl_sleep_until(&c->ctl, mono_us() + think))
-            goto crashed;
-        continue;
-crashed:
-        if (!crash_and_maybe_restart(c))
+    int64_t start = c->run->t0 + c->g->start_ms * 1000;
+    for (int64_t done = 0; w->iterations == 0 || done < w->iterations;) {
+        bool alive;
+        if (mono_us() < start) {
+            alive = ctl_sleep_until(&c->ctl, start);
+        } else {
+            if (out_of_time(c))
+                return;
+            alive = one_iteration(c, &o, key);
+            done++;
+            int64_t think = sample_us(&w->think_ms, &c->rng);
+            if (alive && think > 0)
+                alive = ctl_sleep_until(&c->ctl, mono_us() + think);
+        }
+        if (!alive && !crash_and_maybe_restart(c))
             return;
     }
 }

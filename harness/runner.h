@@ -27,7 +27,8 @@ typedef enum {
     LB_END_RELEASED,   /* released */
     LB_END_NOTOWNER,   /* release found the lock expired or taken */
     LB_END_KEPT,       /* workload.release false: left held */
-    LB_END_CRASHED     /* crashed while holding */
+    LB_END_CRASHED,    /* crashed while holding */
+    LB_END_FAILED      /* release failed (Redis unreachable): the lock stays until its TTL */
 } lb_hold_end;
 
 /* One acquire call. */

@@ -399,6 +399,9 @@ static int write_conf(const lb_server *s, char *err, size_t errlen)
     fputs("save \"\"\n", f);    /* no RDB snapshots: persistence is only what the AOF says */
     put_persistence(f, s->persistence);
     fputs("enable-debug-command yes\n", f);
+    /* A thousand clients connect at once at a run's start: the default backlog of 511 would
+     * drop some of their SYNs and their connects time out. The kernel caps it at somaxconn. */
+    fputs("tcp-backlog 4096\nmaxclients 20000\n", f);
     if (fclose(f) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", conf, strerror(errno));
         return -1;
