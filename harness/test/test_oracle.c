@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <semaphore.h>
 
 #include "oracle.h"
 
@@ -64,7 +65,7 @@ static void a_crashed_client_is_not_live(void **state)
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* Real mutual exclusion (a mutex) must show zero overlaps; no exclusion must show some. */
+/* Real mutual exclusion (a mutex) must show zero overlaps. */
 static void *worker(void *arg)
 {
     lb_oracle *o = arg;
@@ -79,15 +80,31 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static void *unguarded(void *arg)
+/* Two threads inside at once, by construction: the first enters and waits in there until the
+ * second has entered. */
+typedef struct both_inside {
+    lb_oracle *o;
+    sem_t first_in, second_in;
+    bool first_overlapped, second_overlapped;
+} both_inside;
+
+static void *first(void *arg)
 {
-    lb_oracle *o = arg;
-    for (int i = 0; i < ROUNDS; i++) {
-        lb_oracle_enter(o, 0);
-        for (volatile int spin = 0; spin < 50; spin++)
-            ;
-        lb_oracle_leave(o, 0);
-    }
+    both_inside *b = arg;
+    b->first_overlapped = lb_oracle_enter(b->o, 0);
+    sem_post(&b->first_in);
+    sem_wait(&b->second_in);
+    lb_oracle_leave(b->o, 0);
+    return NULL;
+}
+
+static void *second(void *arg)
+{
+    both_inside *b = arg;
+    sem_wait(&b->first_in);
+    b->second_overlapped = lb_oracle_enter(b->o, 0);
+    sem_post(&b->second_in);
+    lb_oracle_leave(b->o, 0);
     return NULL;
 }
 
@@ -103,11 +120,19 @@ static void concurrent_counts_are_exact(void **state)
         assert_null(r);
     }
     assert_int_equal(lb_oracle_overlaps(o), 0);
-    for (int i = 0; i < THREADS; i++)
-        pthread_create(&t[i], NULL, unguarded, o);
-    for (int i = 0; i < THREADS; i++)
-        pthread_join(t[i], NULL);
-    assert_true(lb_oracle_overlaps(o) > 0);
+
+    both_inside b = {.o = o};
+    sem_init(&b.first_in, 0, 0);
+    sem_init(&b.second_in, 0, 0);
+    pthread_create(&t[0], NULL, first, &b);
+    pthread_create(&t[1], NULL, second, &b);
+    pthread_join(t[0], NULL);
+    pthread_join(t[1], NULL);
+    assert_false(b.first_overlapped);
+    assert_true(b.second_overlapped);
+    assert_int_equal(lb_oracle_overlaps(o), 1);
+    sem_destroy(&b.first_in);
+    sem_destroy(&b.second_in);
     lb_oracle_free(o);
 }
 
