@@ -8,51 +8,16 @@
 #include <time.h>
 
 #include "scripted.h"
-#include "servers.h"
+#include "fixture.h"
 
 #define NSERVERS 5
 #define CMD_TIMEOUT_MS 300
 
-static lb_server *servers[NSERVERS];
-static const char *urls[NSERVERS];
-
-static int64_t now_ms(void)
-{
-    return dlock__mono_us() / 1000;
-}
-
 /* ---- raw access to one server --------------------------------------------- */
-
-static redisContext *raw(int i)
-{
-    struct timeval tv = {1, 0};
-    redisContext *r = redisConnectWithTimeout("127.0.0.1", lb_server_port(servers[i]), tv);
-    if (!r || r->err) {
-        if (r)
-            redisFree(r);
-        return NULL;
-    }
-    redisSetTimeout(r, tv);
-    return r;
-}
-
-/* The string value of key on server i, or NULL (no such key, or the server does not answer).
- * The caller frees it. */
-static char *raw_get(int i, const char *key)
-{
-    redisContext *r = raw(i);
-    if (!r)
-        return NULL;
-    redisReply *v = redisCommand(r, "GET %s", key);
-    char *s = v && v->type == REDIS_REPLY_STRING ? strdup(v->str) : NULL;
-    freeReplyObject(v);
-    redisFree(r);
-    return s;
-}
 
 static void raw_set(int i, const char *key, const char *value)
 {
-    redisContext *r = raw(i);
+    redisContext *r = fx_raw(i);
     assert_non_null(r);
     redisReply *v = redisCommand(r, "SET %s %s PX 60000", key, value);
     assert_non_null(v);
@@ -63,7 +28,7 @@ static void raw_set(int i, const char *key, const char *value)
 
 static long long raw_pttl(int i, const char *key)
 {
-    redisContext *r = raw(i);
+    redisContext *r = fx_raw(i);
     assert_non_null(r);
     redisReply *v = redisCommand(r, "PTTL %s", key);
     assert_non_null(v);
@@ -78,7 +43,7 @@ static int count_holding(int n, const char *key, const char *value)
 {
     int k = 0;
     for (int i = 0; i < n; i++) {
-        char *v = raw_get(i, key);
+        char *v = fx_get(i, key);
         k += v && strcmp(v, value) == 0;
         free(v);
     }
@@ -90,7 +55,7 @@ static int count_existing(int n, const char *key)
 {
     int k = 0;
     for (int i = 0; i < n; i++) {
-        char *v = raw_get(i, key);
+        char *v = fx_get(i, key);
         k += v != NULL;
         free(v);
     }
@@ -98,15 +63,6 @@ static int count_existing(int n, const char *key)
 }
 
 /* ---- clients and options ---------------------------------------------------- */
-
-static dlock_client *client(int n)
-{
-    char err[256];
-    dlock_client *c = dlock_client_new(urls, n, err, sizeof err);
-    if (!c)
-        fail_msg("dlock_client_new: %s", err);
-    return c;
-}
 
 static dlock_options redlock_opts(int64_t ttl, int64_t wait)
 {
@@ -128,20 +84,20 @@ static int64_t drift_ms(const dlock_options *o)
 
 static void kill_server(int i)
 {
-    assert_int_equal(lb_server_kill(servers[i]), 0);
-    assert_false(lb_server_is_running(servers[i]));
+    assert_int_equal(lb_server_kill(fx_servers[i]), 0);
+    assert_false(lb_server_is_running(fx_servers[i]));
 }
 
 /* ---- all servers up ----------------------------------------------------------- */
 
 static void acquire_release_on(int n, const char *key)
 {
-    dlock_client *c = client(n);
+    dlock_client *c = fx_client(n);
     dlock_options o = redlock_opts(10000, 0);
     dlock *l = NULL;
-    int64_t t0 = now_ms();
+    int64_t t0 = fx_now_ms();
     assert_int_equal(dlock_acquire(c, key, &o, &l), DLOCK_OK);
-    int64_t took = now_ms() - t0;
+    int64_t took = fx_now_ms() - t0;
     assert_non_null(l);
     assert_int_equal(dlock_fencing_token(l), 0);
     assert_string_equal(dlock_key(l), key);
@@ -157,7 +113,7 @@ static void acquire_release_on(int n, const char *key)
     assert_true(v >= o.ttl_ms - drift_ms(&o) - took - 500);
 
     /* A second client cannot take it while it is held. */
-    dlock_client *other = client(n);
+    dlock_client *other = fx_client(n);
     dlock *l2 = NULL;
     assert_int_equal(dlock_acquire(other, key, &o, &l2), DLOCK_EBUSY);
     assert_null(l2);
@@ -185,7 +141,7 @@ static void acquire_release_5(void **state)
  * drift factor. */
 static void validity_accounts_for_drift(void **state)
 {
-    dlock_client *c = client(3);
+    dlock_client *c = fx_client(3);
     dlock_options o = redlock_opts(2000, 0);
     o.drift_factor = 0.25;  /* drift = 502 ms */
     dlock *l;
@@ -205,7 +161,7 @@ static void validity_accounts_for_drift(void **state)
 /* ttl 0: the keys never expire and the validity is unbounded (-1). */
 static void never_expiring_redlock(void **state)
 {
-    dlock_client *c = client(3);
+    dlock_client *c = fx_client(3);
     dlock_options o = redlock_opts(0, 0);
     dlock *l;
     assert_int_equal(dlock_acquire(c, "rl3:forever", &o, &l), DLOCK_OK);
@@ -225,18 +181,18 @@ static void never_expiring_redlock(void **state)
 
 static void taken_with_servers_killed(int n, int nkilled, const char *key)
 {
-    dlock_client *c = client(n);
+    dlock_client *c = fx_client(n);
     /* The client connected while all were up; kill the last nkilled under its feet. */
     for (int i = n - nkilled; i < n; i++)
         kill_server(i);
     dlock_options o = redlock_opts(10000, 2000);
     for (int round = 0; round < 3; round++) {  /* the dead connections are noticed and retried */
         dlock *l = NULL;
-        int64_t t0 = now_ms();
+        int64_t t0 = fx_now_ms();
         int rc = dlock_acquire(c, key, &o, &l);
         if (rc != DLOCK_OK)
             fail_msg("round %d: %s: %s", round, dlock_strerror(rc), dlock_client_errstr(c));
-        assert_true(now_ms() - t0 < CMD_TIMEOUT_MS + 500);
+        assert_true(fx_now_ms() - t0 < CMD_TIMEOUT_MS + 500);
         assert_int_equal(count_holding(n - nkilled, key, l->token), n - nkilled);
         assert_true(dlock_validity_ms(l) <= o.ttl_ms - drift_ms(&o));
         assert_int_equal(dlock_extend(l, 20000), DLOCK_OK);
@@ -247,7 +203,7 @@ static void taken_with_servers_killed(int n, int nkilled, const char *key)
     dlock_client_free(c);
 
     /* A client created while they are down also works. */
-    c = client(n);
+    c = fx_client(n);
     dlock *l = NULL;
     assert_int_equal(dlock_acquire(c, key, &o, &l), DLOCK_OK);
     assert_int_equal(dlock_release(l), DLOCK_OK);
@@ -283,9 +239,9 @@ static void *try_thread(void *arg)
     timed_try *t = arg;
     dlock_options o = redlock_opts(10000, t->wait_ms);
     dlock *l = NULL;
-    int64_t t0 = now_ms();
+    int64_t t0 = fx_now_ms();
     t->rc = dlock_acquire(t->c, t->key, &o, &l);
-    t->took_ms = now_ms() - t0;
+    t->took_ms = fx_now_ms() - t0;
     snprintf(t->err, sizeof t->err, "%s", dlock_client_errstr(t->c));
     if (t->rc == DLOCK_OK)
         dlock_release(l);
@@ -297,7 +253,7 @@ static void *try_thread(void *arg)
 static void majority_killed_times_out(int n, const char *key)
 {
     int nkilled = n / 2 + 1;
-    dlock_client *a = client(n), *b = client(n);
+    dlock_client *a = fx_client(n), *b = fx_client(n);
     for (int i = 0; i < nkilled; i++)
         kill_server(i);
     timed_try ta = {.c = a, .key = key, .wait_ms = 300, .rc = 99};
@@ -355,8 +311,8 @@ static void *contend(void *arg)
 {
     contention *k = arg;
     char errbuf[256];
-    dlock_client *c = dlock_client_new(urls, k->n, errbuf, sizeof errbuf);
-    redisContext *r = raw(0);
+    dlock_client *c = dlock_client_new(fx_urls, k->n, errbuf, sizeof errbuf);
+    redisContext *r = fx_raw(0);
     if (!c || !r) {
         atomic_fetch_add(&k->failures, ROUNDS);
         dlock_client_free(c);
@@ -404,7 +360,7 @@ static void contention_run(int n, int nkilled, const char *key, const char *coun
         fail_msg("%d failed acquisitions or releases, last: %s", atomic_load(&k.failures), k.err);
     assert_int_equal(atomic_load(&k.overlaps), 0);
     assert_int_equal(atomic_load(&k.done), CONTENDERS * ROUNDS);
-    char *v = raw_get(0, counter);
+    char *v = fx_get(0, counter);
     assert_non_null(v);
     assert_int_equal(atoll(v), CONTENDERS * ROUNDS);
     free(v);
@@ -427,23 +383,23 @@ static void three_contention_one_killed(void **state)
  * waits for it one command timeout, all servers against one deadline, and never hangs. */
 static void one_paused_costs_one_timeout(void **state)
 {
-    dlock_client *c = client(3);
-    assert_int_equal(lb_server_pause(servers[2]), 0);
+    dlock_client *c = fx_client(3);
+    assert_int_equal(lb_server_pause(fx_servers[2]), 0);
     dlock_options o = redlock_opts(5000, 0);
     for (int round = 0; round < 2; round++) {  /* the second round reconnects to the paused one */
         dlock *l = NULL;
-        int64_t t0 = now_ms();
+        int64_t t0 = fx_now_ms();
         int rc = dlock_acquire(c, "rl3:pause1", &o, &l);
-        int64_t took = now_ms() - t0;
+        int64_t took = fx_now_ms() - t0;
         if (rc != DLOCK_OK)
             fail_msg("round %d: %s: %s", round, dlock_strerror(rc), dlock_client_errstr(c));
         assert_in_range(took, 0, CMD_TIMEOUT_MS + 400);
         int64_t v = dlock_validity_ms(l);
         assert_true(v <= o.ttl_ms - drift_ms(&o) - took + 5);
         assert_int_equal(count_holding(2, "rl3:pause1", l->token), 2);
-        t0 = now_ms();
+        t0 = fx_now_ms();
         assert_int_equal(dlock_release(l), DLOCK_OK);
-        assert_in_range(now_ms() - t0, 0, CMD_TIMEOUT_MS + 400);
+        assert_in_range(fx_now_ms() - t0, 0, CMD_TIMEOUT_MS + 400);
         assert_int_equal(count_existing(2, "rl3:pause1"), 0);
     }
     dlock_client_free(c);
@@ -453,23 +409,23 @@ static void one_paused_costs_one_timeout(void **state)
  * then the undo sent to every server), never more. */
 static void majority_paused_fails_in_bounded_time(void **state)
 {
-    dlock_client *c = client(3);
-    assert_int_equal(lb_server_pause(servers[1]), 0);
-    assert_int_equal(lb_server_pause(servers[2]), 0);
+    dlock_client *c = fx_client(3);
+    assert_int_equal(lb_server_pause(fx_servers[1]), 0);
+    assert_int_equal(lb_server_pause(fx_servers[2]), 0);
     dlock_options o = redlock_opts(5000, 0);
     dlock *l = NULL;
-    int64_t t0 = now_ms();
+    int64_t t0 = fx_now_ms();
     int rc = dlock_acquire(c, "rl3:pause2", &o, &l);
-    int64_t took = now_ms() - t0;
+    int64_t took = fx_now_ms() - t0;
     assert_int_not_equal(rc, DLOCK_OK);
     assert_null(l);
     assert_in_range(took, CMD_TIMEOUT_MS - 50, 2 * CMD_TIMEOUT_MS + 500);
     assert_int_equal(count_existing(1, "rl3:pause2"), 0);  /* undone where it was granted */
 
     o.wait_timeout_ms = 300;
-    t0 = now_ms();
+    t0 = fx_now_ms();
     rc = dlock_acquire(c, "rl3:pause2", &o, &l);
-    took = now_ms() - t0;
+    took = fx_now_ms() - t0;
     if (rc != DLOCK_ETIMEDOUT)
         fail_msg("majority paused: %s: %s", dlock_strerror(rc), dlock_client_errstr(c));
     /* the wait ends at the first try that finishes after the deadline */
@@ -482,7 +438,7 @@ static void majority_paused_fails_in_bounded_time(void **state)
 
 static void extend_needs_a_quorum(void **state)
 {
-    dlock_client *c = client(3);
+    dlock_client *c = fx_client(3);
     dlock_options o = redlock_opts(2000, 0);
     dlock *l;
     assert_int_equal(dlock_acquire(c, "rl3:ext", &o, &l), DLOCK_OK);
@@ -497,10 +453,10 @@ static void extend_needs_a_quorum(void **state)
     assert_in_range(dlock_validity_ms(l), 40000 - 402 - 500, 40000 - 402);
 
     kill_server(1);  /* a majority down: the extension cannot count */
-    int64_t t0 = now_ms();
+    int64_t t0 = fx_now_ms();
     int rc = dlock_extend(l, 50000);
     assert_int_not_equal(rc, DLOCK_OK);
-    assert_true(now_ms() - t0 < CMD_TIMEOUT_MS + 500);
+    assert_true(fx_now_ms() - t0 < CMD_TIMEOUT_MS + 500);
     assert_true(strlen(dlock_client_errstr(c)) > 0);
     /* the surviving server's lease may have moved, but the lock is not reported as extended */
     assert_true(dlock_validity_ms(l) <= 40000);
@@ -511,7 +467,7 @@ static void extend_needs_a_quorum(void **state)
 /* An extension with a quorum holding someone else's token fails as not-owner. */
 static void extend_of_a_lost_lock_is_not_owner(void **state)
 {
-    dlock_client *c = client(3);
+    dlock_client *c = fx_client(3);
     dlock_options o = redlock_opts(10000, 0);
     dlock *l;
     assert_int_equal(dlock_acquire(c, "rl3:extlost", &o, &l), DLOCK_OK);
@@ -529,7 +485,7 @@ static void extend_of_a_lost_lock_is_not_owner(void **state)
 
 static void fencing_is_refused(void **state)
 {
-    dlock_client *c = client(3);
+    dlock_client *c = fx_client(3);
     dlock_options o = redlock_opts(10000, 0);
     o.fencing = true;
     dlock *l = (dlock *)1;
@@ -544,7 +500,7 @@ static void fencing_is_refused(void **state)
     dlock_client_free(c);
 
     /* an even number of servers is refused too */
-    c = client(4);
+    c = fx_client(4);
     o.fencing = false;
     assert_int_equal(dlock_acquire(c, "rl4:even", &o, &l), DLOCK_EINVAL);
     assert_true(strlen(dlock_client_errstr(c)) > 0);
@@ -557,12 +513,12 @@ static void foreign_majority_is_busy_and_undone(void **state)
 {
     raw_set(0, "rl3:foreign", "foreign");
     raw_set(1, "rl3:foreign", "foreign");
-    dlock_client *c = client(3);
+    dlock_client *c = fx_client(3);
     dlock_options o = redlock_opts(10000, 0);
     dlock *l = NULL;
     assert_int_equal(dlock_acquire(c, "rl3:foreign", &o, &l), DLOCK_EBUSY);
     assert_null(l);
-    char *v = raw_get(2, "rl3:foreign");
+    char *v = fx_get(2, "rl3:foreign");
     if (v)
         fail_msg("our SET on the third server was not undone (it holds %s)", v);
     assert_int_equal(count_holding(3, "rl3:foreign", "foreign"), 2);
@@ -570,7 +526,7 @@ static void foreign_majority_is_busy_and_undone(void **state)
     /* the same with waiting: every try is undone, the foreign holders stay */
     o.wait_timeout_ms = 200;
     assert_int_equal(dlock_acquire(c, "rl3:foreign", &o, &l), DLOCK_ETIMEDOUT);
-    assert_null(raw_get(2, "rl3:foreign"));
+    assert_null(fx_get(2, "rl3:foreign"));
     assert_int_equal(count_holding(3, "rl3:foreign", "foreign"), 2);
     dlock_client_free(c);
 }
@@ -579,7 +535,7 @@ static void five_foreign_majority_is_undone(void **state)
 {
     for (int i = 0; i < 3; i++)
         raw_set(i * 2, "rl5:foreign", "foreign");  /* servers 0, 2, 4 */
-    dlock_client *c = client(5);
+    dlock_client *c = fx_client(5);
     dlock_options o = redlock_opts(10000, 0);
     dlock *l = NULL;
     assert_int_equal(dlock_acquire(c, "rl5:foreign", &o, &l), DLOCK_EBUSY);
@@ -593,7 +549,7 @@ static void five_foreign_majority_is_undone(void **state)
 static void foreign_minority_still_acquires(void **state)
 {
     raw_set(0, "rl3:minor", "foreign");
-    dlock_client *c = client(3);
+    dlock_client *c = fx_client(3);
     dlock_options o = redlock_opts(10000, 0);
     dlock *l = NULL;
     assert_int_equal(dlock_acquire(c, "rl3:minor", &o, &l), DLOCK_OK);
@@ -606,49 +562,12 @@ static void foreign_minority_still_acquires(void **state)
 
 /* ---- fixtures --------------------------------------------------------------------------------- */
 
-/* Before each test: every server running, none paused, all empty. */
-static int reset_servers(void **state)
-{
-    char err[256];
-    for (int i = 0; i < NSERVERS; i++) {
-        if (lb_server_is_paused(servers[i]))
-            lb_server_resume(servers[i]);
-        if (!lb_server_is_running(servers[i]) &&
-            lb_server_restart(servers[i], err, sizeof err) != 0) {
-            fprintf(stderr, "cannot restart server %d: %s\n", i, err);
-            return -1;
-        }
-        redisContext *r = raw(i);
-        if (!r)
-            return -1;
-        freeReplyObject(redisCommand(r, "FLUSHALL"));
-        redisFree(r);
-    }
-    return 0;
-}
+#define T(f) cmocka_unit_test_setup(f, fx_reset)
 
 static int start_servers(void **state)
 {
-    char err[256];
-    for (int i = 0; i < NSERVERS; i++) {
-        servers[i] = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
-        if (!servers[i]) {
-            fprintf(stderr, "cannot start redis-server: %s\n", err);
-            return -1;
-        }
-        urls[i] = lb_server_url(servers[i]);
-    }
-    return 0;
+    return fx_start(NSERVERS);
 }
-
-static int stop_servers(void **state)
-{
-    for (int i = 0; i < NSERVERS; i++)
-        lb_server_stop(servers[i]);
-    return 0;
-}
-
-#define T(f) cmocka_unit_test_setup(f, reset_servers)
 
 int main(void)
 {
@@ -673,5 +592,5 @@ int main(void)
         T(five_foreign_majority_is_undone),
         T(foreign_minority_still_acquires),
     };
-    return cmocka_run_group_tests_name("redlock", tests, start_servers, stop_servers);
+    return cmocka_run_group_tests_name("redlock", tests, start_servers, fx_stop);
 }

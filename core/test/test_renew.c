@@ -9,55 +9,15 @@
 #include <time.h>
 
 #include "scripted.h"
-#include "servers.h"
+#include "fixture.h"
 
 #define NSERVERS 3
 
-static lb_server *servers[NSERVERS];
-static const char *urls[NSERVERS];
-
-static int64_t now_ms(void)
-{
-    return dlock__mono_us() / 1000;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- raw access ---------------------------------------------------------------- */
-
-static redisContext *raw(int i)
-{
-    struct timeval tv = {1, 0};
-    redisContext *r = redisConnectWithTimeout("127.0.0.1", lb_server_port(servers[i]), tv);
-    if (!r || r->err) {
-        if (r)
-            redisFree(r);
-        return NULL;
-    }
-    redisSetTimeout(r, tv);
-    return r;
-}
-
-/* The value of key on server i (NULL when missing); the caller frees it. */
-static char *raw_get(int i, const char *key)
-{
-    redisContext *r = raw(i);
-    if (!r)
-        return NULL;
-    redisReply *v = redisCommand(r, "GET %s", key);
-    char *s = v && v->type == REDIS_REPLY_STRING ? strdup(v->str) : NULL;
-    freeReplyObject(v);
-    redisFree(r);
-    return s;
-}
 
 static bool holds(int i, const char *key, const char *value)
 {
-    char *v = raw_get(i, key);
+    char *v = fx_get(i, key);
     bool same = v && strcmp(v, value) == 0;
     free(v);
     return same;
@@ -65,7 +25,7 @@ static bool holds(int i, const char *key, const char *value)
 
 static long long raw_int(int i, const char *fmt, const char *key)
 {
-    redisContext *r = raw(i);
+    redisContext *r = fx_raw(i);
     assert_non_null(r);
     redisReply *v = redisCommand(r, fmt, key);
     assert_non_null(v);
@@ -76,15 +36,6 @@ static long long raw_int(int i, const char *fmt, const char *key)
 }
 
 /* ---- clients ------------------------------------------------------------------------ */
-
-static dlock_client *client(int n)
-{
-    char err[256];
-    dlock_client *c = dlock_client_new(urls, n, err, sizeof err);
-    if (!c)
-        fail_msg("dlock_client_new: %s", err);
-    return c;
-}
 
 static dlock_options renew_opts(int64_t ttl)
 {
@@ -111,13 +62,13 @@ static void on_lost(void *ud, const char *key)
 /* Polls the flag to a deadline; the ms it took. */
 static int64_t wait_lost(lost_flag *f, int64_t within_ms)
 {
-    int64_t start = now_ms();
+    int64_t start = fx_now_ms();
     while (atomic_load(&f->calls) == 0) {
-        if (now_ms() - start > within_ms)
+        if (fx_now_ms() - start > within_ms)
             fail_msg("on_lost not called within %lld ms", (long long)within_ms);
-        sleep_ms(2);
+        fx_sleep_ms(2);
     }
-    return now_ms() - start;
+    return fx_now_ms() - start;
 }
 
 /* ---- a renewed lock lives on ---------------------------------------------------------- */
@@ -126,7 +77,7 @@ static int64_t wait_lost(lost_flag *f, int64_t within_ms)
  * it with our token and a lease no longer than the ttl. */
 static void outlives_its_ttl(int n, dlock_algorithm algorithm, const char *key)
 {
-    dlock_client *c = client(n);
+    dlock_client *c = fx_client(n);
     dlock_options o = renew_opts(300);
     o.algorithm = algorithm;
     lost_flag f = {0};
@@ -134,19 +85,19 @@ static void outlives_its_ttl(int n, dlock_algorithm algorithm, const char *key)
     o.on_lost_ud = &f;
     dlock *l;
     assert_int_equal(dlock_acquire(c, key, &o, &l), DLOCK_OK);
-    int64_t start = now_ms();
+    int64_t start = fx_now_ms();
     int checks = 0;
-    while (now_ms() - start < 5 * o.ttl_ms) {
+    while (fx_now_ms() - start < 5 * o.ttl_ms) {
         for (int i = 0; i < n; i++) {
             if (!holds(i, key, l->token))
                 fail_msg("server %d lost the lock after %lld ms (ttl 300)", i,
-                         (long long)(now_ms() - start));
+                         (long long)(fx_now_ms() - start));
             assert_in_range(raw_int(i, "PTTL %s", key), 1, 300);
         }
         assert_false(dlock_is_lost(l));
         assert_in_range(dlock_validity_ms(l), 0, 300);
         checks++;
-        sleep_ms(20);
+        fx_sleep_ms(20);
     }
     assert_true(checks >= 10);
     assert_int_equal(atomic_load(&f.calls), 0);
@@ -170,7 +121,7 @@ static void renewed_redlock_outlives_five_ttls(void **state)
 /* A redlock lock keeps renewing on a quorum with one server killed. */
 static void renewed_redlock_survives_one_server_dying(void **state)
 {
-    dlock_client *c = client(3);
+    dlock_client *c = fx_client(3);
     dlock_options o = renew_opts(300);
     o.algorithm = DLOCK_REDLOCK;
     o.command_timeout_ms = 100;
@@ -179,13 +130,13 @@ static void renewed_redlock_survives_one_server_dying(void **state)
     o.on_lost_ud = &f;
     dlock *l;
     assert_int_equal(dlock_acquire(c, "rn3:kill", &o, &l), DLOCK_OK);
-    assert_int_equal(lb_server_kill(servers[2]), 0);
-    int64_t start = now_ms();
-    while (now_ms() - start < 5 * o.ttl_ms) {
+    assert_int_equal(lb_server_kill(fx_servers[2]), 0);
+    int64_t start = fx_now_ms();
+    while (fx_now_ms() - start < 5 * o.ttl_ms) {
         assert_true(holds(0, "rn3:kill", l->token));
         assert_true(holds(1, "rn3:kill", l->token));
         assert_false(dlock_is_lost(l));
-        sleep_ms(20);
+        fx_sleep_ms(20);
     }
     assert_int_equal(atomic_load(&f.calls), 0);
     assert_int_equal(dlock_release(l), DLOCK_OK);
@@ -196,7 +147,7 @@ static void renewed_redlock_survives_one_server_dying(void **state)
 /* With a majority gone the extension fails and, once the lease is over, the lock is lost. */
 static void renewed_redlock_lost_with_a_majority_gone(void **state)
 {
-    dlock_client *c = client(3);
+    dlock_client *c = fx_client(3);
     dlock_options o = renew_opts(300);
     o.algorithm = DLOCK_REDLOCK;
     o.command_timeout_ms = 100;
@@ -205,8 +156,8 @@ static void renewed_redlock_lost_with_a_majority_gone(void **state)
     o.on_lost_ud = &f;
     dlock *l;
     assert_int_equal(dlock_acquire(c, "rn3:maj", &o, &l), DLOCK_OK);
-    assert_int_equal(lb_server_kill(servers[1]), 0);
-    assert_int_equal(lb_server_kill(servers[2]), 0);
+    assert_int_equal(lb_server_kill(fx_servers[1]), 0);
+    assert_int_equal(lb_server_kill(fx_servers[2]), 0);
     int64_t took = wait_lost(&f, 2000);
     assert_in_range(took, 0, 300 + 500);
     assert_true(dlock_is_lost(l));
@@ -226,7 +177,7 @@ static void renewed_redlock_lost_with_a_majority_gone(void **state)
 
 static void deleted_lock_is_reported_lost(void **state)
 {
-    dlock_client *c = client(1);
+    dlock_client *c = fx_client(1);
     dlock_options o = renew_opts(300);
     lost_flag f = {0};
     o.on_lost = on_lost;
@@ -243,7 +194,7 @@ static void deleted_lock_is_reported_lost(void **state)
     assert_int_equal(dlock_extend(l, 1000), DLOCK_ENOTOWNER);
     assert_int_equal(raw_int(0, "EXISTS %s", "rn:del"), 0);  /* the failed extend created nothing */
     /* someone else takes it; our release must leave theirs alone */
-    dlock_client *other = client(1);
+    dlock_client *other = fx_client(1);
     dlock_options po = renew_opts(30000);
     po.renew = false;
     dlock *theirs;
@@ -259,14 +210,14 @@ static void deleted_lock_is_reported_lost(void **state)
 /* A lock taken over by another token (an outside SET) is lost too, and the new value stays. */
 static void overwritten_lock_is_reported_lost(void **state)
 {
-    dlock_client *c = client(1);
+    dlock_client *c = fx_client(1);
     dlock_options o = renew_opts(300);
     lost_flag f = {0};
     o.on_lost = on_lost;
     o.on_lost_ud = &f;
     dlock *l;
     assert_int_equal(dlock_acquire(c, "rn:over", &o, &l), DLOCK_OK);
-    redisContext *r = raw(0);
+    redisContext *r = fx_raw(0);
     assert_non_null(r);
     freeReplyObject(redisCommand(r, "SET rn:over intruder PX 60000"));
     redisFree(r);
@@ -309,7 +260,7 @@ static void paused_client_stops_renewing(void **state)
     pause_gate g = {.paused = false};
     pthread_mutex_init(&g.mu, NULL);
     pthread_cond_init(&g.cv, NULL);
-    dlock_client *c = client(1);
+    dlock_client *c = fx_client(1);
     dlock_client_set_hook(c, pause_hook, &g);
     dlock_options o = renew_opts(300);
     lost_flag f = {0};
@@ -319,16 +270,16 @@ static void paused_client_stops_renewing(void **state)
     assert_int_equal(dlock_acquire(c, "rn:pause", &o, &l), DLOCK_OK);
 
     /* renewing while running: the hook sees the watchdog's commands */
-    int64_t start = now_ms();
+    int64_t start = fx_now_ms();
     for (;;) {
         pthread_mutex_lock(&g.mu);
         int calls = g.calls;
         pthread_mutex_unlock(&g.mu);
         if (calls >= 3)
             break;
-        if (now_ms() - start > 2000)
+        if (fx_now_ms() - start > 2000)
             fail_msg("the hook saw %d commands in 2 s of renewals", calls);
-        sleep_ms(5);
+        fx_sleep_ms(5);
     }
 
     pthread_mutex_lock(&g.mu);
@@ -344,16 +295,16 @@ static void paused_client_stops_renewing(void **state)
     int blocked = g.blocked;
     pthread_mutex_unlock(&g.mu);
     assert_int_equal(blocked, 1);
-    int64_t paused_at = now_ms();
+    int64_t paused_at = fx_now_ms();
 
     /* while it is paused the lease runs out, and another client takes the lock */
-    dlock_client *other = client(1);
+    dlock_client *other = fx_client(1);
     dlock_options po = renew_opts(30000);
     po.renew = false;
     po.wait_timeout_ms = 2000;
     dlock *theirs;
     assert_int_equal(dlock_acquire(other, "rn:pause", &po, &theirs), DLOCK_OK);
-    assert_in_range(now_ms() - paused_at, 0, 300 + 200);
+    assert_in_range(fx_now_ms() - paused_at, 0, 300 + 200);
     assert_true(holds(0, "rn:pause", theirs->token));
     assert_int_equal(atomic_load(&f.calls), 0);  /* the paused watchdog cannot know yet */
 
@@ -381,11 +332,11 @@ static void hook_set_while_renewing_reaches_the_watchdog(void **state)
     pause_gate g = {.paused = false};
     pthread_mutex_init(&g.mu, NULL);
     pthread_cond_init(&g.cv, NULL);
-    dlock_client *c = client(1);
+    dlock_client *c = fx_client(1);
     dlock_options o = renew_opts(300);
     dlock *l;
     assert_int_equal(dlock_acquire(c, "rn:late", &o, &l), DLOCK_OK);
-    sleep_ms(150);  /* the workload: the watchdog has extended at least once */
+    fx_sleep_ms(150);  /* the workload: the watchdog has extended at least once */
     pthread_mutex_lock(&g.mu);
     g.paused = true;
     pthread_mutex_unlock(&g.mu);
@@ -414,7 +365,7 @@ static void hook_set_while_renewing_reaches_the_watchdog(void **state)
 
 static void release_stops_renewing(void **state)
 {
-    dlock_client *c = client(1);
+    dlock_client *c = fx_client(1);
     dlock_options o = renew_opts(300);
     lost_flag f = {0};
     o.on_lost = on_lost;
@@ -423,7 +374,7 @@ static void release_stops_renewing(void **state)
     assert_int_equal(dlock_acquire(c, "rn:stop", &o, &l), DLOCK_OK);
     dlock_stats before, after, later;
     dlock_client_stats(c, &before, NULL);
-    sleep_ms(1000);  /* the workload: hold the lock for a second */
+    fx_sleep_ms(1000);  /* the workload: hold the lock for a second */
     dlock_client_stats(c, &after, NULL);
     /* about one extension per 100 ms while held */
     assert_in_range(after.commands - before.commands, 5, 15);
@@ -432,7 +383,7 @@ static void release_stops_renewing(void **state)
     assert_int_equal(dlock_release(l), DLOCK_OK);
     assert_int_equal(raw_int(0, "EXISTS %s", "rn:stop"), 0);
     dlock_client_stats(c, &after, NULL);
-    sleep_ms(700);  /* more than two renewal periods */
+    fx_sleep_ms(700);  /* more than two renewal periods */
     dlock_client_stats(c, &later, NULL);
     assert_int_equal(later.commands, after.commands);
     assert_int_equal(raw_int(0, "EXISTS %s", "rn:stop"), 0);
@@ -440,7 +391,7 @@ static void release_stops_renewing(void **state)
 
     /* the same client renews its next lock again */
     assert_int_equal(dlock_acquire(c, "rn:stop", &o, &l), DLOCK_OK);
-    sleep_ms(600);
+    fx_sleep_ms(600);
     assert_true(holds(0, "rn:stop", l->token));
     assert_int_equal(dlock_release(l), DLOCK_OK);
     dlock_client_free(c);
@@ -449,35 +400,35 @@ static void release_stops_renewing(void **state)
 /* dlock_abandon stops the renewals too: the lease then runs out. */
 static void abandon_stops_renewing(void **state)
 {
-    dlock_client *c = client(1);
+    dlock_client *c = fx_client(1);
     dlock_options o = renew_opts(300);
     dlock *l;
     assert_int_equal(dlock_acquire(c, "rn:abandon", &o, &l), DLOCK_OK);
     dlock_abandon(l);
-    int64_t start = now_ms();
+    int64_t start = fx_now_ms();
     while (raw_int(0, "EXISTS %s", "rn:abandon") == 1) {
-        if (now_ms() - start > 1500)
+        if (fx_now_ms() - start > 1500)
             fail_msg("an abandoned lock was still renewed after 1.5 s (ttl 300 ms)");
-        sleep_ms(5);
+        fx_sleep_ms(5);
     }
-    assert_in_range(now_ms() - start, 0, 300 + 200);
+    assert_in_range(fx_now_ms() - start, 0, 300 + 200);
     dlock_client_free(c);
 }
 
 /* Several renewed locks of one client, freed with the client still holding one. */
 static void several_locks_and_client_free(void **state)
 {
-    dlock_client *c = client(1);
+    dlock_client *c = fx_client(1);
     dlock_options o = renew_opts(300);
     dlock *a, *b;
     assert_int_equal(dlock_acquire(c, "rn:a", &o, &a), DLOCK_OK);
     o.ttl_ms = 600;
     assert_int_equal(dlock_acquire(c, "rn:b", &o, &b), DLOCK_OK);
-    sleep_ms(1500);  /* the workload */
+    fx_sleep_ms(1500);  /* the workload */
     assert_true(holds(0, "rn:a", a->token));
     assert_true(holds(0, "rn:b", b->token));
     assert_int_equal(dlock_release(a), DLOCK_OK);
-    sleep_ms(700);
+    fx_sleep_ms(700);
     assert_true(holds(0, "rn:b", b->token));
     assert_int_equal(dlock_release(b), DLOCK_OK);
     dlock_client_free(c);
@@ -487,7 +438,7 @@ static void several_locks_and_client_free(void **state)
 
 static void stats_count_the_watchdog(void **state)
 {
-    dlock_client *c = client(1);
+    dlock_client *c = fx_client(1);
     dlock_options o = renew_opts(300);
     dlock *l;
     assert_int_equal(dlock_acquire(c, "rn:stats", &o, &l), DLOCK_OK);
@@ -495,14 +446,14 @@ static void stats_count_the_watchdog(void **state)
     dlock_client_stats(c, &t0, &last);
     assert_int_equal(t0.commands, 1);
     assert_int_equal(last.commands, 1);
-    int64_t start = now_ms();
+    int64_t start = fx_now_ms();
     do {
         dlock_client_stats(c, &t1, NULL);
-        if (now_ms() - start > 2000)
+        if (fx_now_ms() - start > 2000)
             fail_msg("total.commands stayed at %llu while renewing", (unsigned long long)t1.commands);
-        sleep_ms(5);
+        fx_sleep_ms(5);
     } while (t1.commands < t0.commands + 3);
-    assert_in_range(now_ms() - start, 200, 2000);  /* three extensions take about 300 ms */
+    assert_in_range(fx_now_ms() - start, 200, 2000);  /* three extensions take about 300 ms */
     assert_int_equal(t1.acquires, 1);
     assert_int_equal(dlock_release(l), DLOCK_OK);
     dlock_client_free(c);
@@ -510,48 +461,12 @@ static void stats_count_the_watchdog(void **state)
 
 /* ---- fixtures ----------------------------------------------------------------------------- */
 
-static int reset_servers(void **state)
-{
-    char err[256];
-    for (int i = 0; i < NSERVERS; i++) {
-        if (lb_server_is_paused(servers[i]))
-            lb_server_resume(servers[i]);
-        if (!lb_server_is_running(servers[i]) &&
-            lb_server_restart(servers[i], err, sizeof err) != 0) {
-            fprintf(stderr, "cannot restart server %d: %s\n", i, err);
-            return -1;
-        }
-        redisContext *r = raw(i);
-        if (!r)
-            return -1;
-        freeReplyObject(redisCommand(r, "FLUSHALL"));
-        redisFree(r);
-    }
-    return 0;
-}
+#define T(f) cmocka_unit_test_setup(f, fx_reset)
 
 static int start_servers(void **state)
 {
-    char err[256];
-    for (int i = 0; i < NSERVERS; i++) {
-        servers[i] = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
-        if (!servers[i]) {
-            fprintf(stderr, "cannot start redis-server: %s\n", err);
-            return -1;
-        }
-        urls[i] = lb_server_url(servers[i]);
-    }
-    return 0;
+    return fx_start(NSERVERS);
 }
-
-static int stop_servers(void **state)
-{
-    for (int i = 0; i < NSERVERS; i++)
-        lb_server_stop(servers[i]);
-    return 0;
-}
-
-#define T(f) cmocka_unit_test_setup(f, reset_servers)
 
 int main(void)
 {
@@ -569,5 +484,5 @@ int main(void)
         T(several_locks_and_client_free),
         T(stats_count_the_watchdog),
     };
-    return cmocka_run_group_tests_name("renew", tests, start_servers, stop_servers);
+    return cmocka_run_group_tests_name("renew", tests, start_servers, fx_stop);
 }
