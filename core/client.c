@@ -1,9 +1,10 @@
 /* client.c -- a client's connections: URLs, connect with AUTH and SELECT, reconnect after any
  * error, and the exchange of one batch of commands with a deadline.
  *
- * Every command of a batch is written to every server before any reply is read, and the replies
- * are read with poll(2) across all servers against one deadline: a server that is down or slow
- * costs one command timeout, not one per server, and N servers cost one round trip, not N.
+ * A batch's commands are written to all their servers before any reply is read, and the
+ * replies are read with poll(2) across all servers against one deadline: a server that is slow
+ * costs one command timeout, not one per server, and N servers cost one round trip, not N. (A
+ * server that must be reconnected first costs its connect timeout on top.)
  * A context that timed out or failed is dropped (its stream position is unknown) and reconnected
  * on next use. Writes run with SIGPIPE blocked and any SIGPIPE they raise is consumed, because
  * hiredis 0.14 writes with write(2) and the library must never kill its host process. */
@@ -588,9 +589,10 @@ static void send_and_read(dlock_client *c, const dlock__batch *b, redisReply **r
                           int64_t timeout_ms, bool eval)
 {
     pending p = {{0}, {0}};
-    int64_t deadline_us = dlock__mono_us() + (timeout_ms + b->block_ms) * 1000;
     for (int s = 0; s < c->n; s++)
         p.next[s] = next_cmd_of(b, s, 0);
+    for (int i = 0; i < b->n; i++)
+        replies[i] = NULL;
     for (int i = 0; i < b->n; i++) {
         int s = b->cmd[i].server;
         conn *cn = &c->conns[s];
@@ -602,6 +604,9 @@ static void send_and_read(dlock_client *c, const dlock__batch *b, redisReply **r
         p.want[s]++;
         atomic_fetch_add(&c->commands, 1);
     }
+    /* The deadline starts once every server is connected: a reconnect (with its own timeout)
+     * must not eat the time the healthy servers have to answer. */
+    int64_t deadline_us = dlock__mono_us() + (timeout_ms + b->block_ms) * 1000;
     for (int s = 0; s < c->n; s++) {
         if (p.want[s] < 0)
             p.want[s] = 0;

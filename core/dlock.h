@@ -130,7 +130,12 @@ DLOCK_API const char   *dlock_strerror(int code);
 DLOCK_API dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t errlen);
 DLOCK_API void          dlock_client_free(dlock_client *c);  /* accepts NULL; does not release */
 DLOCK_API const char   *dlock_client_errstr(const dlock_client *c);  /* detail of the last error */
-DLOCK_API void          dlock_client_interrupt(dlock_client *c);     /* thread-safe */
+/* Thread-safe: cancels the acquire in progress on c, or the next one if none is (the request is
+ * kept until an acquire consumes it); that acquire returns DLOCK_ECANCELED. A back-off sleep
+ * wakes at once; a wait blocked in Redis returns within its slice (notify: the back-off delay,
+ * fifo: 500 ms) and a command in flight within command_timeout_ms. */
+DLOCK_API void          dlock_client_interrupt(dlock_client *c);
+/* The hook is called from the client's thread and, with renew, from its watchdog thread. */
 DLOCK_API void          dlock_client_set_hook(dlock_client *c, dlock_hook fn, void *ud);
 DLOCK_API void          dlock_client_stats(const dlock_client *c, dlock_stats *total,
                                            dlock_stats *last_acquire);

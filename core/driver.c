@@ -10,6 +10,7 @@
  * keeps state on the server (a FIFO queue entry) gets a leave step when the caller gives up. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -60,11 +61,14 @@ int dlock__run(dlock *l, dlock__step_fn step)
     return dlock__run_on(l, l->client, step);
 }
 
-/* Between two tries: OK = the lock was handed to us, EBUSY = try again, else an error. */
+/* Between two tries: OK = the lock was handed to us, EBUSY = try again (also after an
+ * interrupted sleep: the loop's check reports it), ECANCELED = the hook cancelled, EIO. */
 static int wait_between(dlock *l, int64_t delay_us, int64_t left_us)
 {
-    if (!l->algo->wait)
-        return dlock__client_sleep(l->client, delay_us) ? DLOCK_EBUSY : DLOCK_ECANCELED;
+    if (!l->algo->wait) {
+        dlock__client_sleep(l->client, delay_us);
+        return DLOCK_EBUSY;
+    }
     l->wait_us = delay_us;
     l->wait_left_us = left_us;
     return dlock__run(l, l->algo->wait);
@@ -78,6 +82,40 @@ static void set_timeout_err(dlock *l)
     dlock__client_set_err(l->client, msg);
 }
 
+/* Deletes the lock if it holds our token; true when it did. A try whose reply was lost may have
+ * taken the lock all the same, and every later try of this call would then be refused by our own
+ * token until its TTL -- forever without one. The legacy lock cannot tell its own value from
+ * another's, so it is left alone. */
+static bool undo_unconfirmed(dlock *l)
+{
+    char err[sizeof l->err];
+    if (l->algo == &dlock__legacy)
+        return false;
+    memcpy(err, l->err, sizeof err);
+    bool ours = dlock__run(l, l->algo->release) == DLOCK_OK;
+    memcpy(l->err, err, sizeof err);
+    return ours;
+}
+
+/* A lock granted with no lease left (the reply, or a FIFO hand-off, took longer than the ttl)
+ * may already be someone else's: it counts as a failed try. */
+static int check_granted(dlock *l, int rc)
+{
+    if (rc == DLOCK_OK && l->algo != &dlock__legacy &&
+        atomic_load(&l->valid_until_us) <= dlock__mono_us()) {
+        undo_unconfirmed(l);
+        return dlock__fail(l, DLOCK_EBUSY, "granted after its lease had run out");
+    }
+    return rc;
+}
+
+/* Redis unreachable is a failed try like a held lock while there is time to wait: the next try
+ * reconnects (a restarted server, a dropped connection). */
+static bool retryable(int rc)
+{
+    return rc == DLOCK_EBUSY || rc == DLOCK_EIO;
+}
+
 static int wait_loop(dlock *l)
 {
     dlock_client *c = l->client;
@@ -87,6 +125,7 @@ static int wait_loop(dlock *l)
     int64_t deadline = o->wait_timeout_ms > 0 ? start + o->wait_timeout_ms * 1000 : INT64_MAX;
     int64_t prev_us = 0;
     uint64_t tries = 0;
+    bool unconfirmed = false;  /* a try failed without an answer: it may hold the lock */
     int rc;
 
     dlock__client_begin_acquire(c);
@@ -96,32 +135,41 @@ static int wait_loop(dlock *l)
             break;
         }
         tries++;
-        rc = dlock__run(l, l->algo->acquire);
-        /* Redis unreachable is a failed try like a held lock while there is time to wait: the
-         * next try reconnects (a restarted server, a dropped connection). */
-        bool io_failed = rc == DLOCK_EIO;
-        if ((rc != DLOCK_EBUSY && !io_failed) || o->wait_timeout_ms == 0)
+        rc = check_granted(l, dlock__run(l, l->algo->acquire));
+        if (rc == DLOCK_EIO) {
+            unconfirmed = true;
+        } else if (rc == DLOCK_EBUSY && unconfirmed) {
+            unconfirmed = false;
+            if (undo_unconfirmed(l)) {
+                failures--;  /* it was our own lost try that held it: try again at once */
+                continue;
+            }
+        }
+        if (!retryable(rc) || o->wait_timeout_ms == 0)
             break;
         int64_t now = dlock__mono_us();
         if (now >= deadline) {
-            rc = io_failed ? DLOCK_EIO : DLOCK_ETIMEDOUT;
-            if (!io_failed)
+            if (rc == DLOCK_EBUSY) {
+                rc = DLOCK_ETIMEDOUT;
                 set_timeout_err(l);
+            }
             break;
         }
         int64_t left = deadline == INT64_MAX ? INT64_MAX : deadline - now;
         int64_t delay = dlock__backoff_us(&o->backoff, failures, &prev_us, rng);
         if (delay > left)
             delay = left;
-        rc = wait_between(l, delay, left);
-        if (rc != DLOCK_EBUSY && rc != DLOCK_ECANCELED)
-            break;  /* handed to us, or an error */
+        rc = check_granted(l, wait_between(l, delay, left));
+        if (!retryable(rc))
+            break;  /* handed to us, or cancelled by the hook */
     }
+    if (rc != DLOCK_OK && unconfirmed)
+        undo_unconfirmed(l);
     if (rc != DLOCK_OK && l->algo->leave)
         dlock__run(l, l->algo->leave);  /* a crash (the hook cancels) cannot leave: the bound does */
     dlock__client_end_acquire(c, tries, dlock__mono_us() - start);
     if (rc == DLOCK_ECANCELED)
-        dlock__client_set_err(c, "interrupted");
+        dlock__client_set_err(c, "canceled");
     return rc;
 }
 
@@ -144,13 +192,12 @@ int dlock_acquire(dlock_client *c, const char *key, const dlock_options *o, dloc
     if (!l)
         return DLOCK_ENOMEM;
     int rc = wait_loop(l);
+    if (rc == DLOCK_OK && (rc = dlock__renew_start(l)) != DLOCK_OK)
+        dlock__run(l, l->algo->release);  /* no watchdog: do not leave the lock behind */
     if (rc == DLOCK_OK)
-        rc = dlock__renew_start(l);
-    if (rc == DLOCK_OK) {
         *out = l;
-    } else {
+    else
         dlock__lock_free(l);
-    }
     return rc;
 }
 
@@ -182,15 +229,26 @@ void dlock_abandon(dlock *l)
     dlock__lock_free(l);
 }
 
+int dlock__extend_now(dlock *l, int64_t ttl_ms)
+{
+    char old[sizeof l->ttl_arg];
+    memcpy(old, l->ttl_arg, sizeof old);
+    dlock__set_ttl_arg(l, ttl_ms);
+    int rc = run_twice_on_eio(l, l->algo->extend);
+    if (rc == DLOCK_OK)
+        l->opt.ttl_ms = ttl_ms;
+    else
+        memcpy(l->ttl_arg, old, sizeof old);
+    return rc;
+}
+
 int dlock_extend(dlock *l, int64_t ttl_ms)
 {
     if (!l || ttl_ms < 0)
         return DLOCK_EINVAL;
     if (atomic_load(&l->lost))
         return DLOCK_ENOTOWNER;
-    dlock__set_ttl_arg(l, ttl_ms);
-    int rc = run_twice_on_eio(l, l->algo->extend);
-    if (rc == DLOCK_OK)
-        l->opt.ttl_ms = ttl_ms;
-    return rc;
+    if (l->renewal)
+        return dlock__renew_extend(l, ttl_ms);
+    return dlock__extend_now(l, ttl_ms);
 }

@@ -87,6 +87,7 @@ struct dlock {
     uint64_t fence;               /* fencing token, 0 = none */
     int phase;                    /* step progress within one operation */
     int64_t started_us;           /* when the current operation began (monotonic) */
+    int64_t queued_us;            /* fifo: when our last try (which found us waiting) was sent */
     _Atomic int64_t valid_until_us; /* end of the lease as we know it (monotonic); INT64_MAX = none */
     atomic_bool lost;             /* the watchdog failed to extend it */
     struct dlock__renewal *renewal; /* non-NULL while the watchdog renews it */
@@ -137,6 +138,9 @@ int    dlock__check_options(const dlock_options *o, int nservers, char *err, siz
 const dlock__algo *dlock__algo_of(const dlock_options *o);
 int64_t dlock__drift_us(const dlock_options *o);
 void   dlock__set_ttl_arg(dlock *l, int64_t ttl_ms);
+/* The lease as we may count on it: ttl_ms from start_us (a time no later than the moment the
+ * server set it), forever when ttl_ms is 0. */
+void   dlock__lease_from(dlock *l, int64_t start_us, int64_t ttl_ms);
 int    dlock__random_token(char out[33]);
 
 /* backoff.c: the delay before try n+1 after n failures, in microseconds. prev_us carries the
@@ -168,6 +172,8 @@ dlock__rng *dlock__client_rng(dlock_client *c, uint64_t seed);
 typedef struct dlock__watchdog dlock__watchdog;
 int  dlock__renew_start(dlock *l);
 void dlock__renew_stop(dlock *l);
+/* The owner's own extend of a renewed lock, kept in step with the watchdog's. */
+int  dlock__renew_extend(dlock *l, int64_t ttl_ms);
 void dlock__watchdog_free(dlock__watchdog *w);
 uint64_t dlock__watchdog_commands(const dlock__watchdog *w);
 dlock__watchdog **dlock__client_watchdog(dlock_client *c);
@@ -177,6 +183,7 @@ void dlock__client_copy_hook(dlock_client *dst, const dlock_client *src);
 
 /* driver.c */
 int dlock__run(dlock *l, dlock__step_fn step);
+int dlock__extend_now(dlock *l, int64_t ttl_ms);  /* the extend itself, watchdog aside */
 int dlock__run_on(dlock *l, dlock_client *c, dlock__step_fn step);
 
 #endif /* DLOCK_INTERNAL_H */

@@ -40,8 +40,7 @@ static bool parse_expiry(const redisReply *r, int64_t *out)
 
 static int acquired(dlock *l)
 {
-    int64_t lease = l->opt.ttl_ms > 0 ? l->opt.ttl_ms : LEGACY_FOREVER_MS;
-    l->valid_until_us = l->started_us + lease * 1000;
+    dlock__lease_from(l, l->started_us, l->opt.ttl_ms > 0 ? l->opt.ttl_ms : LEGACY_FOREVER_MS);
     return DLOCK_OK;
 }
 

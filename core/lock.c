@@ -109,6 +109,11 @@ void dlock__set_ttl_arg(dlock *l, int64_t ttl_ms)
     snprintf(l->ttl_arg, sizeof l->ttl_arg, "%" PRId64, ttl_ms);
 }
 
+void dlock__lease_from(dlock *l, int64_t start_us, int64_t ttl_ms)
+{
+    atomic_store(&l->valid_until_us, ttl_ms > 0 ? start_us + ttl_ms * 1000 : INT64_MAX);
+}
+
 const dlock__algo *dlock__algo_of(const dlock_options *o)
 {
     if (o->algorithm == DLOCK_LEGACY)

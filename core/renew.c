@@ -33,9 +33,16 @@ struct dlock__watchdog {
     renewal *list;
 };
 
+/* How often a lease is renewed: every third of it, so two renewals can fail before it lapses. */
 static int64_t period_us(const dlock *l)
 {
     return l->opt.ttl_ms * 1000 / 3;
+}
+
+/* When to renew next after a lease was set at start_us; never for a lock that never expires. */
+static int64_t next_renewal(const dlock *l, int64_t start_us)
+{
+    return l->opt.ttl_ms > 0 ? start_us + period_us(l) : INT64_MAX;
 }
 
 static void wait_until(dlock__watchdog *w, int64_t when_us)
@@ -61,7 +68,7 @@ static renewal *next_due(dlock__watchdog *w, int64_t *when_us)
     return due;
 }
 
-/* One extension, with the lock released; decides what happens next. */
+/* One extension, made with the watchdog's mutex released; decides what happens next. */
 static void extend_one(dlock__watchdog *w, renewal *r)
 {
     r->busy = true;
@@ -70,18 +77,25 @@ static void extend_one(dlock__watchdog *w, renewal *r)
     int64_t now = dlock__mono_us();
     pthread_mutex_lock(&w->mu);
     r->busy = false;
+    pthread_cond_broadcast(&w->cv);
     if (rc == DLOCK_OK) {
         atomic_store(&r->lock->valid_until_us, atomic_load(&r->shadow.valid_until_us));
-        r->next_us = now + period_us(&r->shadow);
+        r->next_us = next_renewal(&r->shadow, r->shadow.started_us);
     } else if (rc == DLOCK_ENOTOWNER || now >= atomic_load(&r->lock->valid_until_us)) {
         r->done = true;
         atomic_store(&r->lock->lost, true);
-        if (r->shadow.opt.on_lost)
-            r->shadow.opt.on_lost(r->shadow.opt.on_lost_ud, r->shadow.key);
+        dlock_lost_fn fn = r->shadow.opt.on_lost;
+        void *ud = r->shadow.opt.on_lost_ud;
+        const char *key = r->shadow.key;
+        /* Without the mutex: the callback may release the lock, which stops its renewal (and
+         * frees r, which is not touched after this). */
+        pthread_mutex_unlock(&w->mu);
+        if (fn)
+            fn(ud, key);
+        pthread_mutex_lock(&w->mu);
     } else {
         r->next_us = now + period_us(&r->shadow) / 4;  /* unreachable: retry within the lease */
     }
-    pthread_cond_broadcast(&w->cv);
 }
 
 static void *watchdog_main(void *arg)
@@ -163,7 +177,8 @@ int dlock__renew_start(dlock *l)
     r->shadow = *l;
     r->shadow.client = w->conn;
     r->shadow.renewal = NULL;
-    r->next_us = dlock__mono_us() + period_us(l);
+    /* From the lease's start, not from now: creating the watchdog took time. */
+    r->next_us = next_renewal(l, atomic_load(&l->valid_until_us) - l->opt.ttl_ms * 1000);
     pthread_mutex_lock(&w->mu);
     r->next = w->list;
     w->list = r;
@@ -191,6 +206,30 @@ void dlock__renew_stop(dlock *l)
     pthread_mutex_unlock(&w->mu);
     free(l->renewal);
     l->renewal = NULL;
+}
+
+/* The owner's extend of a renewed lock: the watchdog holds off meanwhile (so the two never
+ * race over the lease they report), then renews at the new ttl. */
+int dlock__renew_extend(dlock *l, int64_t ttl_ms)
+{
+    dlock__watchdog *w = *dlock__client_watchdog(l->client);
+    renewal *r = l->renewal;
+    pthread_mutex_lock(&w->mu);
+    while (r->busy)
+        pthread_cond_wait(&w->cv, &w->mu);
+    r->busy = true;
+    pthread_mutex_unlock(&w->mu);
+    int rc = dlock__extend_now(l, ttl_ms);
+    pthread_mutex_lock(&w->mu);
+    r->busy = false;
+    if (rc == DLOCK_OK) {
+        r->shadow.opt.ttl_ms = ttl_ms;
+        dlock__set_ttl_arg(&r->shadow, ttl_ms);
+        r->next_us = next_renewal(&r->shadow, l->started_us);
+    }
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return rc;
 }
 
 /* Commands the watchdog sent, for the owner's statistics. */

@@ -15,12 +15,6 @@
 
 #include "internal.h"
 
-/* The lease is counted from the moment the request left, never from the reply. */
-static void lease_from(dlock *l, int64_t start_us)
-{
-    l->valid_until_us = l->opt.ttl_ms > 0 ? start_us + l->opt.ttl_ms * 1000 : INT64_MAX;
-}
-
 int dlock__token_acquire(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
                          dlock__batch *out)
 {
@@ -39,11 +33,11 @@ int dlock__token_acquire(dlock *l, const dlock__now *now, redisReply *const *r, 
     default:
         if (l->opt.fencing && dlock__reply_int(r[0], &v) && v >= 0) {
             l->fence = (uint64_t)v;
-            lease_from(l, l->started_us);
+            dlock__lease_from(l, l->started_us, l->opt.ttl_ms);  /* from the request, not the reply */
             return v > 0 ? DLOCK_OK : DLOCK_EBUSY;
         }
         if (!l->opt.fencing && dlock__reply_is_status(r[0], "OK")) {
-            lease_from(l, l->started_us);
+            dlock__lease_from(l, l->started_us, l->opt.ttl_ms);  /* from the request, not the reply */
             return DLOCK_OK;
         }
         if (!l->opt.fencing && dlock__reply_is_nil(r[0]))
@@ -84,10 +78,8 @@ int dlock__token_extend(dlock *l, const dlock__now *now, redisReply *const *r, i
         return DLOCK__SEND;
     }
     int rc = dlock__owner_reply(l, r[0], "extend");
-    if (rc == DLOCK_OK) {
-        int64_t ttl = atoll(l->ttl_arg);
-        l->valid_until_us = ttl > 0 ? l->started_us + ttl * 1000 : INT64_MAX;
-    }
+    if (rc == DLOCK_OK)
+        dlock__lease_from(l, l->started_us, atoll(l->ttl_arg));
     return rc;
 }
 

@@ -41,10 +41,12 @@ static int fifo_acquire(dlock *l, const dlock__now *now, redisReply *const *r, i
     }
     if (!dlock__reply_int(r[0], &v))
         return dlock__reply_error(l, r[0], "fifo acquire");
-    if (v < 0)
+    if (v < 0) {
+        l->queued_us = l->started_us;  /* a hand-off can only come after this try ran */
         return DLOCK_EBUSY;
+    }
     l->fence = (uint64_t)v;
-    l->valid_until_us = l->opt.ttl_ms > 0 ? l->started_us + l->opt.ttl_ms * 1000 : INT64_MAX;
+    dlock__lease_from(l, l->started_us, l->opt.ttl_ms);
     return DLOCK_OK;
 }
 
@@ -74,7 +76,6 @@ static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int 
 {
     switch (l->phase) {
     case 0:
-        l->started_us = now->mono_us;
         l->wait_us = DLOCK__FIFO_HEARTBEAT_MS * 1000;
         if (l->wait_us > l->wait_left_us)
             l->wait_us = l->wait_left_us;
@@ -90,10 +91,10 @@ static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int 
             r[0]->element[1]->type != REDIS_REPLY_STRING)
             return dlock__reply_error(l, r[0], "BLPOP");
         l->fence = strtoull(r[0]->element[1]->str, NULL, 10);
-        /* The lease began at the hand-off, which came after we started waiting. */
-        l->valid_until_us = l->started_us + DLOCK__FIFO_WAITER_BOUND_MS * 1000;
+        /* The hand-off lease began after our last try ran on the server, so counting it from
+         * when that try was sent never overstates it. */
         if (!short_handoff_lease(l)) {
-            l->valid_until_us = l->started_us + l->opt.ttl_ms * 1000;
+            dlock__lease_from(l, l->queued_us, l->opt.ttl_ms);
             return DLOCK_OK;
         }
         l->started_us = now->mono_us;
@@ -105,8 +106,7 @@ static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int 
         if (rc == DLOCK_ENOTOWNER)
             return DLOCK_EBUSY;  /* the short lease ran out first: queue again */
         if (rc == DLOCK_OK)
-            l->valid_until_us = l->opt.ttl_ms > 0 ? l->started_us + l->opt.ttl_ms * 1000
-                                                  : INT64_MAX;
+            dlock__lease_from(l, l->started_us, l->opt.ttl_ms);
         return rc;
     }
     }

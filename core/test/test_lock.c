@@ -440,6 +440,36 @@ static void script_cache_flush_falls_back_to_eval(void **state)
     dlock_client_free(a);
 }
 
+/* The server stalls past the command timeout while our SET is in flight: the reply is lost but
+ * the SET runs. The lock must not stay behind held by our token (forever, with no ttl). */
+static void lost_reply_does_not_strand_the_lock(void **state)
+{
+    dlock_client *a = client();
+    dlock_options o = opts(DLOCK_TOKEN, 0, 1500);
+    o.command_timeout_ms = 100;
+    o.backoff.policy = DLOCK_BACKOFF_CONSTANT;
+    o.backoff.base_ms = 50;
+    o.backoff.cap_ms = 50;
+    redisContext *r = raw();
+    redisAppendCommand(r, "DEBUG SLEEP 0.3");  /* sent, not waited for */
+    int done = 0;
+    while (!done)
+        assert_int_equal(redisBufferWrite(r, &done), REDIS_OK);
+    dlock *l = NULL;
+    int rc = dlock_acquire(a, "lost:lock", &o, &l);
+    void *reply;
+    assert_int_equal(redisGetReply(r, &reply), REDIS_OK);  /* the sleep is over */
+    freeReplyObject(reply);
+    redisFree(r);
+    if (rc == DLOCK_OK) {
+        assert_int_equal(dlock_release(l), DLOCK_OK);
+    } else {
+        assert_int_equal(rc, DLOCK_ETIMEDOUT);
+    }
+    assert_int_equal(query("EXISTS %s", "lost:lock"), 0);
+    dlock_client_free(a);
+}
+
 static int start_server(void **state)
 {
     char err[256];
@@ -477,6 +507,7 @@ int main(void)
         cmocka_unit_test(auth_select_and_secret_keeping),
         cmocka_unit_test(survives_server_death_and_reconnects),
         cmocka_unit_test(script_cache_flush_falls_back_to_eval),
+        cmocka_unit_test(lost_reply_does_not_strand_the_lock),
     };
     return cmocka_run_group_tests_name("lock", tests, start_server, stop_server);
 }

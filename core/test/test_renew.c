@@ -463,6 +463,28 @@ static void stats_count_the_watchdog(void **state)
 
 #define T(f) cmocka_unit_test_setup(f, fx_reset)
 
+/* The owner's extend and the watchdog's renewals do not undo each other: extending a renewed
+ * lock to "never expires" keeps it so, and a longer ttl is what the watchdog renews from then. */
+static void extend_of_a_renewed_lock_sticks(void **state)
+{
+    dlock_client *c = fx_client(1);
+    dlock_options o = renew_opts(300);
+    dlock *l;
+    assert_int_equal(dlock_acquire(c, "re:ext", &o, &l), DLOCK_OK);
+    fx_sleep_ms(150);  /* the workload: hold while the watchdog is due */
+    assert_int_equal(dlock_extend(l, 0), DLOCK_OK);
+    fx_sleep_ms(600);  /* two renewal periods of the old ttl */
+    assert_int_equal(raw_int(0, "PTTL %s", "re:ext"), -1);
+    assert_int_equal(dlock_validity_ms(l), -1);
+    assert_int_equal(dlock_extend(l, 2000), DLOCK_OK);
+    fx_sleep_ms(800);  /* the watchdog renews a 2 s lease every 667 ms */
+    assert_in_range(raw_int(0, "PTTL %s", "re:ext"), 1, 2000);
+    assert_true(dlock_validity_ms(l) > 1000);
+    assert_false(dlock_is_lost(l));
+    assert_int_equal(dlock_release(l), DLOCK_OK);
+    dlock_client_free(c);
+}
+
 static int start_servers(void **state)
 {
     return fx_start(NSERVERS);
@@ -471,6 +493,7 @@ static int start_servers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        T(extend_of_a_renewed_lock_sticks),
         T(renewed_lock_outlives_five_ttls),
         T(renewed_redlock_outlives_five_ttls),
         T(renewed_redlock_survives_one_server_dying),

@@ -233,11 +233,17 @@ static void fifo_short_ttl_needs_no_extend(void **state)
     redisReply el[2] = {R_STRING("res:signal:x"), R_STRING("0")};
     redisReply *els[2] = {&el[0], &el[1]};
     redisReply handed = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
-    redisReply *r1[1] = {&handed};
+    redisReply *r1[1] = {&handed}, waiting = R_INT(-1);
+    redisReply *r0[1] = {&waiting};
     l->wait_left_us = INT64_MAX;
-    feed(l, l->algo->wait, at(1000), &b, 0, NULL);
-    assert_int_equal(feed(l, l->algo->wait, at(2000), &b, 1, r1), DLOCK_OK);
+    feed(l, l->algo->acquire, at(1000), &b, 0, NULL);  /* our last try, sent at 1 ms */
+    assert_int_equal(feed(l, l->algo->acquire, at(3000), &b, 1, r0), DLOCK_EBUSY);
+    l->phase = 0;
+    feed(l, l->algo->wait, at(400000), &b, 0, NULL);    /* a stall before the BLPOP */
+    assert_int_equal(feed(l, l->algo->wait, at(450000), &b, 1, r1), DLOCK_OK);
     assert_int_equal(b.n, 0);
+    /* the hand-off came after our try ran, possibly long before the BLPOP: the lease counts
+     * from the try, never from the wait */
     assert_int_equal(l->valid_until_us, 1000 + 500000);
     dlock__lock_free(l);
 }
