@@ -45,7 +45,7 @@ lb_acquisition *lb_acq_log_append(lb_acq_log *log)
         log->tail = t = c;
     }
     lb_acquisition *a = &t->rec[t->used++];
-    *a = (lb_acquisition){.released_us = -1};
+    *a = (lb_acquisition){.left_us = -1, .released_us = -1};
     log->count++;
     return a;
 }

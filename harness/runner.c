@@ -524,7 +524,8 @@ static bool one_iteration(client *c, const dlock_options *o, const char *key)
     lb_acquisition *a = lb_acq_log_append(&c->out->log);
     if (!a)
         return false;
-    *a = (lb_acquisition){.key = c->key, .released_us = -1, .call_us = since_t0(c)};
+    *a = (lb_acquisition){.key = c->key, .left_us = -1, .released_us = -1,
+                          .call_us = since_t0(c)};
     dlock *l = NULL;
     int rc = dlock_acquire(c->lock, key, o, &l);
     record_acquire(c, a, rc);
@@ -534,9 +535,10 @@ static bool one_iteration(client *c, const dlock_options *o, const char *key)
     cs_enter(c, a);
     bool alive = critical_section(c, a->fence);
     cs_leave(c);
+    a->left_us = since_t0(c);
     if (!alive) {
         a->end = LB_END_CRASHED;
-        a->released_us = since_t0(c);
+        a->released_us = a->left_us;
         dlock_abandon(l);  /* never released: its connections are cut below */
         return false;
     }

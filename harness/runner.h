@@ -35,6 +35,8 @@ typedef enum {
 typedef struct lb_acquisition {
     int64_t  call_us;      /* acquire called */
     int64_t  end_us;       /* acquire returned */
+    int64_t  left_us;      /* left the critical section (before the release call, or the
+                              crash); -1 when not acquired */
     int64_t  released_us;  /* the hold ended (release returned, crash, end of hold when kept);
                               -1 when not acquired */
     uint64_t fence;        /* fencing token, 0 when off */
