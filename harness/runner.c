@@ -63,10 +63,12 @@ static struct timespec abs_mono(int64_t us)
 typedef struct ctl {
     pthread_mutex_t mu;
     pthread_cond_t cv;           /* monotonic */
-    bool paused;
+    int paused;                  /* pauses in effect: they may overlap */
     bool crashed;                /* crash requested: the hook cancels, the thread stops */
-    bool crash_when_holding;
-    int64_t pause_when_holding_us;  /* > 0: pause this long at the holding point */
+    bool stopping;               /* the run's deadline or Ctrl-C: no new iteration starts */
+    int crash_when_holding;      /* the event (index + 1) that arms it, 0 = none */
+    int pause_when_holding;      /* likewise */
+    int64_t pause_when_holding_us;  /* how long that pause lasts */
     int64_t restart_after_us;       /* for a crash: -1 = stay down */
     atomic_llong skew_ms;        /* clock-skew offset */
 } ctl;
@@ -84,6 +86,7 @@ typedef struct client {
     redisContext *res;           /* the protected resource */
     dlock_client *fenced;        /* the resource again, for fenced writes */
     int links[LB_SCENARIO_MAX_SERVERS];  /* proxy links, -1 = direct */
+    int partitions;              /* partitions in effect (the scheduler's alone) */
     char *urls[LB_SCENARIO_MAX_SERVERS];
     uint64_t rng;
     lb_client_result *out;
@@ -101,10 +104,13 @@ struct run {
     size_t ready;                /* clients connected and waiting at the start barrier */
     bool go;                     /* the barrier opens (t0 is set) */
     int64_t t0;                  /* the start barrier, monotonic µs */
-    int64_t deadline;            /* t0 + duration, or INT64_MAX */
+    int64_t *deadline;           /* per group: t0 + its duration, or INT64_MAX */
+    bool *stopped;               /* per group: its deadline has been applied */
     bool abort;                  /* set before `go` when setup failed */
     size_t nkeys;
     char **keys;                 /* the lock keys in use: at most one per client */
+    atomic_llong *fired_start;   /* per event: when a "when": "holding" event fired, -1 = not */
+    atomic_llong *fired_end;
     lb_oracle *oracle;
     atomic_int running;          /* clients not yet finished */
     pthread_mutex_t done_mu;
@@ -140,7 +146,7 @@ static void ctl_destroy(ctl *c)
 static bool ctl_checkpoint(ctl *c)
 {
     pthread_mutex_lock(&c->mu);
-    while (c->paused && !c->crashed)
+    while (c->paused > 0 && !c->crashed)
         pthread_cond_wait(&c->cv, &c->mu);
     bool alive = !c->crashed;
     pthread_mutex_unlock(&c->mu);
@@ -155,24 +161,37 @@ static bool ctl_crashed(ctl *c)
     return crashed;
 }
 
-/* Sleeps until the monotonic time `until`, or the crash. false once crashed. */
-static bool ctl_sleep_until(ctl *c, int64_t until)
+typedef enum { SLEPT, CRASHED, STOPPED } sleep_end;
+
+/* Sleeps until the monotonic time `until`, the crash, or -- for a stoppable sleep, one between
+ * iterations -- the end of the run. A sleep inside the critical section is not stoppable: at the
+ * deadline a holder finishes its work and releases. */
+static sleep_end ctl_sleep_until(ctl *c, int64_t until, bool stoppable)
 {
     struct timespec ts = abs_mono(until);
     pthread_mutex_lock(&c->mu);
-    while (!c->crashed && mono_us() < until) {
+    while (!c->crashed && !(stoppable && c->stopping) && mono_us() < until) {
         if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT)
             break;
     }
-    bool alive = !c->crashed;
+    sleep_end e = c->crashed ? CRASHED : stoppable && c->stopping ? STOPPED : SLEPT;
     pthread_mutex_unlock(&c->mu);
-    return alive && ctl_checkpoint(c);
+    return e == SLEPT && !ctl_checkpoint(c) ? CRASHED : e;
 }
 
-static void ctl_set(ctl *c, bool *flag, bool value)
+/* A sleep inside the critical section: false once crashed. */
+static bool ctl_hold(ctl *c, int64_t us)
+{
+    return us <= 0 || ctl_sleep_until(c, mono_us() + us, false) == SLEPT;
+}
+
+/* A pause starts (+1) or ends (-1); pauses may overlap, the client runs when none is left. */
+static void ctl_pause(ctl *c, int delta)
 {
     pthread_mutex_lock(&c->mu);
-    *flag = value;
+    c->paused += delta;
+    if (c->paused < 0)
+        c->paused = 0;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }
@@ -418,21 +437,40 @@ static void cs_leave(client *c)
     lb_oracle_leave(c->run->oracle, (size_t)c->key);
 }
 
+/* When a "when": "holding" event fires, its real window is kept for events.csv: earliest start
+ * and latest end over the clients it fired on. */
+static void fired(run *r, int event, int64_t start_us, int64_t end_us)
+{
+    long long v;
+    while ((v = atomic_load(&r->fired_start[event])) < 0 || v > start_us)
+        if (atomic_compare_exchange_weak(&r->fired_start[event], &v, start_us))
+            break;
+    while ((v = atomic_load(&r->fired_end[event])) < end_us)
+        if (atomic_compare_exchange_weak(&r->fired_end[event], &v, end_us))
+            break;
+}
+
 /* The point between reading the counter and writing it: where "when": "holding" events act.
  * false when the client crashed here. */
 static bool holding_point(client *c)
 {
     ctl *k = &c->ctl;
     pthread_mutex_lock(&k->mu);
-    if (k->crash_when_holding) {
-        k->crash_when_holding = false;
-        k->crashed = true;
-    }
-    int64_t pause = k->pause_when_holding_us;
-    k->pause_when_holding_us = 0;
+    int crash = k->crash_when_holding, pause = k->pause_when_holding;
+    int64_t pause_us = k->pause_when_holding_us;
+    k->crash_when_holding = k->pause_when_holding = 0;
+    k->crashed |= crash > 0;
     pthread_mutex_unlock(&k->mu);
-    if (pause > 0)
-        return ctl_sleep_until(k, mono_us() + pause);  /* a freeze: no traffic, no renewals */
+    int64_t now = since_t0(c);
+    if (crash > 0) {
+        fired(c->run, crash - 1, now, now);
+        return false;
+    }
+    if (pause > 0) {
+        bool alive = ctl_hold(k, pause_us);  /* a freeze: no traffic, no renewals */
+        fired(c->run, pause - 1, now, since_t0(c));
+        return alive;
+    }
     return ctl_checkpoint(k);
 }
 
@@ -473,18 +511,14 @@ static bool critical_section(client *c, uint64_t fence)
         if (!ctl_checkpoint(&c->ctl))
             return false;
         long long v = read_counter(c, counter, &ok);
-        if (!holding_point(c))
-            return false;
-        if (hold > 0 && !ctl_sleep_until(&c->ctl, mono_us() + hold))
+        if (!holding_point(c) || !ctl_hold(&c->ctl, hold))
             return false;
         if (ok && write_counter(c, counter, v + 1, fence))
             c->out->cs_acked++;
         return true;
     }
     case LB_CS_INCR: {
-        if (!holding_point(c))
-            return false;
-        if (hold > 0 && !ctl_sleep_until(&c->ctl, mono_us() + hold))
+        if (!holding_point(c) || !ctl_hold(&c->ctl, hold))
             return false;
         redisReply *r = redisCommand(c->res, "INCR %s", counter);
         c->out->cs_acked += r && r->type == REDIS_REPLY_INTEGER;
@@ -493,9 +527,7 @@ static bool critical_section(client *c, uint64_t fence)
     }
     case LB_CS_NONE:
     default:
-        if (!holding_point(c))
-            return false;
-        return hold <= 0 || ctl_sleep_until(&c->ctl, mono_us() + hold);
+        return holding_point(c) && ctl_hold(&c->ctl, hold);
     }
 }
 
@@ -515,22 +547,26 @@ static void end_hold(client *c, lb_acquisition *a, dlock *l)
 
 static bool out_of_time(const client *c)
 {
-    return atomic_load(&stop_requested) || mono_us() >= c->run->deadline;
+    return atomic_load(&stop_requested) || mono_us() >= c->run->deadline[c->group];
 }
 
-/* One acquire, critical section and release. false when the client crashed. */
-static bool one_iteration(client *c, const dlock_options *o, const char *key)
+typedef enum { ITER_DONE, ITER_ERROR, ITER_CRASHED } iteration;
+
+/* One acquire, critical section and release. */
+static iteration one_iteration(client *c, const dlock_options *o, const char *key)
 {
     lb_acquisition *a = lb_acq_log_append(&c->out->log);
     if (!a)
-        return false;
+        return ITER_ERROR;  /* out of memory: the acquisition goes unrecorded, the run goes on */
     *a = (lb_acquisition){.key = c->key, .left_us = -1, .released_us = -1,
                           .call_us = since_t0(c)};
     dlock *l = NULL;
     int rc = dlock_acquire(c->lock, key, o, &l);
     record_acquire(c, a, rc);
     if (rc != DLOCK_OK)
-        return a->result != LB_RES_CANCELED;
+        return a->result == LB_RES_CANCELED ? ITER_CRASHED
+               : a->result == LB_RES_ERROR  ? ITER_ERROR
+                                            : ITER_DONE;
     a->fence = dlock_fencing_token(l);
     cs_enter(c, a);
     bool alive = critical_section(c, a->fence);
@@ -540,10 +576,19 @@ static bool one_iteration(client *c, const dlock_options *o, const char *key)
         a->end = LB_END_CRASHED;
         a->released_us = a->left_us;
         dlock_abandon(l);  /* never released: its connections are cut below */
-        return false;
+        return ITER_CRASHED;
     }
     end_hold(c, a, l);
-    return ctl_checkpoint(&c->ctl);
+    return ctl_checkpoint(&c->ctl) ? ITER_DONE : ITER_CRASHED;
+}
+
+/* After an error (Redis unreachable, a try-once against a dead server) a client waits the
+ * back-off cap, at least 1 ms and at most 1 s, before its next acquire: a dead server must not
+ * turn the run into a tight loop that logs errors by the hundred thousand. */
+static int64_t error_pause_us(const client *c)
+{
+    int64_t ms = c->g->lock.backoff.cap_ms;
+    return (ms < 1 ? 1 : ms > 1000 ? 1000 : ms) * 1000;
 }
 
 /* The crash: connections closed without a word; maybe a new client later, in its place. */
@@ -560,8 +605,7 @@ static bool crash_and_maybe_restart(client *c)
         return false;
     struct timespec ts = abs_mono(mono_us() + restart);
     pthread_mutex_lock(&c->ctl.mu);
-    while (!atomic_load(&stop_requested) &&
-           pthread_cond_timedwait(&c->ctl.cv, &c->ctl.mu, &ts) != ETIMEDOUT)
+    while (!c->ctl.stopping && pthread_cond_timedwait(&c->ctl.cv, &c->ctl.mu, &ts) != ETIMEDOUT)
         ;
     c->ctl.crashed = false;
     c->ctl.restart_after_us = -1;
@@ -573,7 +617,8 @@ static bool crash_and_maybe_restart(client *c)
 }
 
 /* Iterations until done, the deadline, or a crash without restart. A crash before start_ms
- * costs no iteration, and a client restarted early still waits for its start. */
+ * costs no iteration, a client restarted early still waits for its start, and no think time
+ * follows the last iteration. */
 static void workload(client *c)
 {
     const lb_workload *w = &c->g->workload;
@@ -582,19 +627,23 @@ static void workload(client *c)
     const char *key = c->run->keys[c->key];
     int64_t start = c->run->t0 + c->g->start_ms * 1000;
     for (int64_t done = 0; w->iterations == 0 || done < w->iterations;) {
-        bool alive;
+        sleep_end e = SLEPT;
         if (mono_us() < start) {
-            alive = ctl_sleep_until(&c->ctl, start);
+            e = ctl_sleep_until(&c->ctl, start, true);
         } else {
             if (out_of_time(c))
                 return;
-            alive = one_iteration(c, &o, key);
-            done++;
-            int64_t think = sample_us(&w->think_ms, &c->rng);
-            if (alive && think > 0)
-                alive = ctl_sleep_until(&c->ctl, mono_us() + think);
+            iteration it = one_iteration(c, &o, key);
+            bool last = w->iterations != 0 && ++done >= w->iterations;
+            int64_t pause = sample_us(&w->think_ms, &c->rng);
+            if (it == ITER_ERROR && pause < error_pause_us(c))
+                pause = error_pause_us(c);
+            if (it == ITER_CRASHED)
+                e = CRASHED;
+            else if (pause > 0 && !last)
+                e = ctl_sleep_until(&c->ctl, mono_us() + pause, true);
         }
-        if (!alive && !crash_and_maybe_restart(c))
+        if (e == STOPPED || (e == CRASHED && !crash_and_maybe_restart(c)))
             return;
     }
 }
@@ -631,11 +680,10 @@ static void open_barrier(run *r, size_t started)
         r->abort |= r->clients[i].setup_failed;
     r->abort |= started < r->n;
     r->t0 = mono_us();
-    int64_t duration = r->sc->workload.duration_ms;
-    for (size_t g = 0; g < r->sc->ngroups; g++)
-        if (r->sc->groups[g].workload.duration_ms > duration)
-            duration = r->sc->groups[g].workload.duration_ms;
-    r->deadline = duration >= 0 ? r->t0 + duration * 1000 : INT64_MAX;
+    for (size_t g = 0; g < r->sc->ngroups; g++) {
+        int64_t d = r->sc->groups[g].workload.duration_ms;
+        r->deadline[g] = d >= 0 ? r->t0 + d * 1000 : INT64_MAX;
+    }
     r->go = true;
     pthread_cond_broadcast(&r->done_cv);
     pthread_mutex_unlock(&r->done_mu);
@@ -673,10 +721,14 @@ typedef struct action {
     bool ending;         /* the end of a timed fault (or a restart) */
 } action;
 
+/* In time order; at the same time an ending comes before a start, so back-to-back faults of
+ * one kind do not cancel each other. */
 static int by_time(const void *a, const void *b)
 {
     const action *x = a, *y = b;
-    return (x->at_us > y->at_us) - (x->at_us < y->at_us);
+    if (x->at_us != y->at_us)
+        return (x->at_us > y->at_us) - (x->at_us < y->at_us);
+    return (int)y->ending - (int)x->ending;
 }
 
 static int64_t event_end_us(const lb_event *e)
@@ -738,12 +790,17 @@ static void for_clients(run *r, const lb_event *e, void (*fn)(run *, client *, c
             fn(r, &r->clients[e->clients[i]], e, ending);
 }
 
+static int event_index(const run *r, const lb_event *e)
+{
+    return (int)(e - r->sc->events);
+}
+
 static void do_crash(run *r, client *c, const lb_event *e, bool ending)
 {
     pthread_mutex_lock(&c->ctl.mu);
     c->ctl.restart_after_us = e->restart_after_ms >= 0 ? e->restart_after_ms * 1000 : -1;
     if (e->when_holding) {
-        c->ctl.crash_when_holding = true;
+        c->ctl.crash_when_holding = event_index(r, e) + 1;
     } else {
         c->ctl.crashed = true;
         if (c->lock)
@@ -753,14 +810,20 @@ static void do_crash(run *r, client *c, const lb_event *e, bool ending)
     pthread_mutex_unlock(&c->ctl.mu);
 }
 
-/* At the run's deadline (or Ctrl-C) a wait in progress is abandoned. */
-static void interrupt_all(run *r)
+/* At a group's deadline (or Ctrl-C, for every group) a wait in progress is abandoned and no new
+ * iteration starts: sleeps between iterations end, a client in its critical section finishes. */
+static void stop_group(run *r, size_t group)
 {
+    r->stopped[group] = true;
     for (size_t i = 0; i < r->n; i++) {
         client *c = &r->clients[i];
+        if (c->group != group)
+            continue;
         pthread_mutex_lock(&c->ctl.mu);
+        c->ctl.stopping = true;
         if (c->lock)
             dlock_client_interrupt(c->lock);
+        pthread_cond_broadcast(&c->ctl.cv);
         pthread_mutex_unlock(&c->ctl.mu);
     }
 }
@@ -769,15 +832,21 @@ static void do_pause(run *r, client *c, const lb_event *e, bool ending)
 {
     if (e->when_holding) {
         pthread_mutex_lock(&c->ctl.mu);
+        c->ctl.pause_when_holding = event_index(r, e) + 1;
         c->ctl.pause_when_holding_us = e->duration_ms * 1000;
         pthread_mutex_unlock(&c->ctl.mu);
         return;
     }
-    ctl_set(&c->ctl, &c->ctl.paused, !ending);
+    ctl_pause(&c->ctl, ending ? -1 : 1);
 }
 
 static void do_network(run *r, client *c, const lb_event *e, bool ending)
 {
+    if (e->action == LB_EV_PARTITION) {  /* overlapping partitions: heal when the last ends */
+        c->partitions += ending ? -1 : 1;
+        if (c->partitions != (ending ? 0 : 1))
+            return;
+    }
     for (int s = 0; s < r->t->nservers; s++) {
         int link = c->links[s];
         if (link < 0)
@@ -861,6 +930,23 @@ static void wait_for(run *r, int64_t at_us)
     pthread_mutex_unlock(&r->done_mu);
 }
 
+/* Stops the groups whose deadline has come (all of them on Ctrl-C); returns the next deadline
+ * still ahead. */
+static int64_t stop_due_groups(run *r, int64_t now)
+{
+    int64_t next = INT64_MAX;
+    bool all = atomic_load(&stop_requested);
+    for (size_t g = 0; g < r->sc->ngroups; g++) {
+        if (r->stopped[g])
+            continue;
+        if (all || now >= r->deadline[g])
+            stop_group(r, g);
+        else if (r->deadline[g] < next)
+            next = r->deadline[g];
+    }
+    return next;
+}
+
 static void schedule(run *r, lb_run_result *out)
 {
     const lb_scenario *sc = r->sc;
@@ -876,14 +962,10 @@ static void schedule(run *r, lb_run_result *out)
     }
     if (acts)
         qsort(acts, n, sizeof *acts, by_time);
-    bool abandoned = false;
     while (atomic_load(&r->running) > 0) {
         int64_t now = mono_us();
         progress(r, now, out, &next_progress);
-        if (!abandoned && (now >= r->deadline || atomic_load(&stop_requested))) {
-            interrupt_all(r);
-            abandoned = true;
-        }
+        int64_t next_deadline = stop_due_groups(r, now);
         if (next < n && now - r->t0 >= acts[next].at_us) {
             action *a = &acts[next++];
             const lb_event *e = &sc->events[a->event];
@@ -899,7 +981,7 @@ static void schedule(run *r, lb_run_result *out)
             continue;
         }
         int64_t wake = next < n ? r->t0 + acts[next].at_us : INT64_MAX;
-        wait_for(r, !abandoned && r->deadline < wake ? r->deadline : wake);
+        wait_for(r, next_deadline < wake ? next_deadline : wake);
     }
     /* Faults still open when the clients finished end with the run; heal what we broke. */
     for (; next < n; next++) {
@@ -915,6 +997,28 @@ static void schedule(run *r, lb_run_result *out)
 }
 
 /* ---- the run ---------------------------------------------------------------- */
+
+/* The real windows of the faults, once the run is over. A "when": "holding" event counts from
+ * the moment it fired (if it ever did), not from when it was armed; a fault with no end of its
+ * own (a kill without restart, a clock skew) lasts to the end of the run. */
+static void record_windows(run *r, lb_run_result *out)
+{
+    for (size_t i = 0; i < r->sc->nevents; i++) {
+        const lb_event *e = &r->sc->events[i];
+        lb_fault_record *f = &out->faults[i];
+        if (e->when_holding) {
+            bool did = atomic_load(&r->fired_start[i]) >= 0;
+            out->faults_applied -= f->applied && !did;
+            f->applied = did;
+            f->start_us = did ? atomic_load(&r->fired_start[i]) : -1;
+            f->end_us = did && e->action == LB_EV_PAUSE ? atomic_load(&r->fired_end[i]) : -1;
+        } else if (f->applied && f->end_us < 0 &&
+                   ((e->action == LB_EV_KILL_SERVER && e->restart_after_ms < 0) ||
+                    e->action == LB_EV_CLOCK_SKEW)) {
+            f->end_us = out->elapsed_us;
+        }
+    }
+}
 
 static int64_t read_counters(run *r)
 {
@@ -985,6 +1089,10 @@ static void free_run(run *r)
     for (size_t k = 0; k < r->nkeys; k++)
         free(r->keys[k]);
     free(r->keys);
+    free(r->fired_start);
+    free(r->fired_end);
+    free(r->deadline);
+    free(r->stopped);
     lb_oracle_free(r->oracle);
     free(r->clients);
     pthread_mutex_destroy(&r->done_mu);
@@ -999,6 +1107,10 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
     r->n = sc->nclients;
     r->clients = calloc(r->n, sizeof *r->clients);
     r->keys = calloc(r->n, sizeof *r->keys);
+    r->fired_start = calloc(sc->nevents + 1, sizeof *r->fired_start);
+    r->deadline = calloc(sc->ngroups, sizeof *r->deadline);
+    r->stopped = calloc(sc->ngroups, sizeof *r->stopped);
+    r->fired_end = calloc(sc->nevents + 1, sizeof *r->fired_end);
     out->clients = calloc(r->n, sizeof *out->clients);
     out->faults = calloc(sc->nevents + 1, sizeof *out->faults);
     out->nclients = r->n;
@@ -1009,12 +1121,16 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r->done_cv, &ca);
     pthread_condattr_destroy(&ca);
-    if (!r->clients || !r->keys || !out->clients || !out->faults) {
+    if (!r->clients || !r->keys || !out->clients || !out->faults || !r->fired_start ||
+        !r->fired_end || !r->deadline || !r->stopped) {
         snprintf(r->err, sizeof r->err, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < sc->nevents; i++)
+    for (size_t i = 0; i < sc->nevents; i++) {
         describe(&sc->events[i], &out->faults[i]);
+        atomic_store(&r->fired_start[i], -1);
+        atomic_store(&r->fired_end[i], -1);
+    }
     if (prepare_clients(r, out) < 0)
         return -1;
     if (!(r->oracle = lb_oracle_new(r->nkeys))) {
@@ -1055,6 +1171,7 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
     for (size_t i = 0; i < r.n; i++)
         if (out->clients[i].end_us > out->elapsed_us)
             out->elapsed_us = out->clients[i].end_us;
+    record_windows(&r, out);
     out->complete = !atomic_load(&stop_requested);
     out->nkeys = (int64_t)r.nkeys;
     out->overlaps = lb_oracle_overlaps(r.oracle);
