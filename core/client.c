@@ -1,13 +1,13 @@
-/* client.c -- a client's connections: URLs, connect with AUTH and SELECT, reconnect after any
- * error, and the exchange of one batch of commands with a deadline.
+/* client.c -- a client: its connections (reconnected after any error), interruption, statistics,
+ * and the exchange of one batch of commands with a deadline. URLs and connecting are in
+ * connect.c.
  *
  * A batch's commands are written to all their servers before any reply is read, and the
  * replies are read with poll(2) across all servers against one deadline: a server that is slow
  * costs one command timeout, not one per server, and N servers cost one round trip, not N. (A
  * server that must be reconnected first costs its connect timeout on top.)
  * A context that timed out or failed is dropped (its stream position is unknown) and reconnected
- * on next use. Writes run with SIGPIPE blocked and any SIGPIPE they raise is consumed, because
- * hiredis 0.14 writes with write(2) and the library must never kill its host process. */
+ * on next use. Writes run under connect.c's SIGPIPE guard. */
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -18,16 +18,11 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "connect.h"
 #include "internal.h"
 
 typedef struct conn {
-    char *host;        /* NULL for a unix socket */
-    int port;
-    char *path;        /* unix socket path */
-    char *user;
-    char *pass;
-    int db;
-    char where[96];    /* host:port or path, for messages; never the credentials */
+    dlock__url url;
     redisContext *ctx;
     int64_t timeout_ms;  /* the socket timeout set on ctx */
 } conn;
@@ -55,181 +50,6 @@ struct dlock_client {
     char err[256];
 };
 
-/* ---- URLs ---------------------------------------------------------------- */
-
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Copies [s, s+len) with %XX sequences decoded. */
-static char *pct_decode(const char *s, size_t len)
-{
-    char *out = malloc(len + 1), *o = out;
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
-static bool parse_int(const char *s, size_t len, int lo, int hi, int *out)
-{
-    long v = 0;
-    if (len == 0 || len > 9)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < lo || v > hi)
-        return false;
-    *out = (int)v;
-    return true;
-}
-
-/* redis://[user:password@]host[:port][/db] -- a userinfo without ':' is a password, as
- * redis-cli reads it. */
-static int parse_redis_url(conn *cn, const char *url, char *err, size_t errlen)
-{
-    const char *p = url + strlen("redis://");
-    const char *at = strrchr(p, '@');
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            if (colon > p)
-                cn->user = pct_decode(p, (size_t)(colon - p));
-            cn->pass = pct_decode(colon + 1, (size_t)(at - colon - 1));
-        } else {
-            cn->pass = pct_decode(p, (size_t)(at - p));
-        }
-        p = at + 1;
-    }
-    const char *host = p, *host_end;
-    if (*p == '[') {
-        host_end = strchr(p, ']');
-        if (!host_end)
-            goto bad;
-        host++;
-        p = host_end + 1;
-    } else {
-        p += strcspn(p, ":/");
-        host_end = p;
-    }
-    if (host_end == host)
-        goto bad;
-    cn->host = strndup(host, (size_t)(host_end - host));
-    cn->port = 6379;
-    if (*p == ':') {
-        size_t len = strcspn(++p, "/");
-        if (!parse_int(p, len, 1, 65535, &cn->port))
-            goto bad;
-        p += len;
-    }
-    if (*p == '/' && p[1] != '\0') {
-        if (!parse_int(p + 1, strlen(p + 1), 0, 1 << 20, &cn->db))
-            goto bad;
-    } else if (*p != '\0' && strcmp(p, "/") != 0) {
-        goto bad;
-    }
-    snprintf(cn->where, sizeof cn->where, "%s:%d", cn->host, cn->port);
-    return 0;
-bad:
-    /* The URL may hold a password: name the part that is wrong, not the URL. */
-    snprintf(err, errlen, "bad Redis URL (expected redis://[user:password@]host:port[/db])");
-    return -1;
-}
-
-static void conn_clear(conn *cn);
-
-/* Fills cn from url; on failure cn is left empty. */
-static int parse_url(conn *cn, const char *url, char *err, size_t errlen)
-{
-    memset(cn, 0, sizeof *cn);
-    if (strncmp(url, "redis://", 8) == 0) {
-        if (parse_redis_url(cn, url, err, errlen) == 0)
-            return 0;
-        conn_clear(cn);
-        return -1;
-    }
-    if (strncmp(url, "unix://", 7) == 0 && url[7] == '/') {
-        cn->path = strdup(url + 7);
-        snprintf(cn->where, sizeof cn->where, "%s", cn->path);
-        return 0;
-    }
-    if (strncmp(url, "rediss://", 9) == 0)
-        snprintf(err, errlen, "rediss:// (TLS) is not supported");
-    else
-        snprintf(err, errlen, "bad URL: expected redis://host:port or unix:///path");
-    return -1;
-}
-
-static void conn_clear(conn *cn)
-{
-    if (cn->ctx)
-        redisFree(cn->ctx);
-    free(cn->host);
-    free(cn->path);
-    free(cn->user);
-    if (cn->pass)
-        explicit_bzero(cn->pass, strlen(cn->pass));
-    free(cn->pass);
-    memset(cn, 0, sizeof *cn);
-}
-
-/* ---- SIGPIPE ------------------------------------------------------------- */
-
-typedef struct pipe_guard {
-    sigset_t old;
-} pipe_guard;
-
-/* Blocks SIGPIPE for the calling thread. A SIGPIPE that a write raises then stays pending
- * instead of killing the process, and sigpipe_unblock consumes it. None can be pending from
- * before: a thread-directed SIGPIPE is delivered at once while unblocked; and if the caller had
- * SIGPIPE blocked already, whatever is pending is theirs and is left alone. */
-static void sigpipe_block(pipe_guard *g)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, &g->old);
-}
-
-static void sigpipe_unblock(pipe_guard *g, bool write_failed)
-{
-    if (write_failed && !sigismember(&g->old, SIGPIPE)) {
-        sigset_t set;
-        struct timespec zero = {0, 0};
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        while (sigtimedwait(&set, NULL, &zero) > 0)
-            ;
-    }
-    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-}
-
-/* ---- connections --------------------------------------------------------- */
-
-static struct timeval tv_ms(int64_t ms)
-{
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    return tv;
-}
-
 static void conn_drop(conn *cn)
 {
     if (cn->ctx) {
@@ -238,55 +58,23 @@ static void conn_drop(conn *cn)
     }
 }
 
-/* A command on a fresh connection (AUTH, SELECT): true when the reply is not an error. */
-static bool setup_command(conn *cn, int argc, const char **argv, char *err, size_t errlen)
+static void conn_clear(conn *cn)
 {
-    pipe_guard g;
-    sigpipe_block(&g);
-    redisReply *r = redisCommandArgv(cn->ctx, argc, argv, NULL);
-    sigpipe_unblock(&g, r == NULL);
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-        snprintf(err, errlen, "%s: %s failed: %s", cn->where, argv[0],
-                 r ? r->str : cn->ctx->errstr);
-        freeReplyObject(r);
-        return false;
-    }
-    freeReplyObject(r);
-    return true;
+    conn_drop(cn);
+    dlock__url_clear(&cn->url);
 }
 
-/* Connects, authenticates and selects the database. 0, or -1 with err filled. The bool says
- * whether the failure is the server's answer (AUTH, SELECT) rather than the network. */
+static struct timeval tv_ms(int64_t ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return tv;
+}
+
 static int conn_open(conn *cn, int64_t timeout_ms, char *err, size_t errlen, bool *refused)
 {
-    struct timeval tv = tv_ms(timeout_ms);
-    *refused = false;
-    cn->ctx = cn->path ? redisConnectUnixWithTimeout(cn->path, tv)
-                       : redisConnectWithTimeout(cn->host, cn->port, tv);
-    if (!cn->ctx || cn->ctx->err) {
-        snprintf(err, errlen, "%s: %s", cn->where, cn->ctx ? cn->ctx->errstr : "out of memory");
-        conn_drop(cn);
-        return -1;
-    }
-    redisSetTimeout(cn->ctx, tv);
+    cn->ctx = dlock__connect(&cn->url, timeout_ms, err, errlen, refused);
     cn->timeout_ms = timeout_ms;
-    if (cn->pass) {
-        const char *argv[3] = {"AUTH", cn->user ? cn->user : cn->pass, cn->pass};
-        if (!setup_command(cn, cn->user ? 3 : 2, argv, err, errlen))
-            goto refused;
-    }
-    if (cn->db != 0) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", cn->db);
-        const char *argv[2] = {"SELECT", db};
-        if (!setup_command(cn, 2, argv, err, errlen))
-            goto refused;
-    }
-    return 0;
-refused:
-    *refused = cn->ctx && !cn->ctx->err;
-    conn_drop(cn);
-    return -1;
+    return cn->ctx ? 0 : -1;
 }
 
 static bool conn_ready(dlock_client *c, conn *cn, int64_t timeout_ms)
@@ -326,7 +114,7 @@ dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t
     pthread_cond_init(&c->cv, &ca);
     pthread_condattr_destroy(&ca);
     for (int i = 0; i < n; i++, c->n++) {
-        if (!urls[i] || parse_url(&c->conns[i], urls[i], err, errlen) < 0 ||
+        if (!urls[i] || dlock__url_parse(&c->conns[i].url, urls[i], err, errlen) < 0 ||
             !(c->urls[i] = strdup(urls[i])))
             goto fail;
     }
@@ -509,11 +297,11 @@ static int append_cmd(redisContext *ctx, const dlock__cmd *cmd, bool eval)
 static bool flush(conn *cn)
 {
     int done = 0;
-    pipe_guard g;
-    sigpipe_block(&g);
+    dlock__pipe_guard g;
+    dlock__sigpipe_block(&g);
     while (!done && redisBufferWrite(cn->ctx, &done) == REDIS_OK)
         ;
-    sigpipe_unblock(&g, !done);
+    dlock__sigpipe_unblock(&g, !done);
     return done;
 }
 
@@ -566,7 +354,7 @@ static void read_replies(dlock_client *c, const dlock__batch *b, redisReply **re
         if (rc == 0 || (rc < 0 && errno != EINTR)) {
             /* Out of time: these servers' streams are mid-reply, so start them afresh. */
             for (int i = 0; i < nfds; i++) {
-                snprintf(c->err, sizeof c->err, "%s: command timed out", c->conns[who[i]].where);
+                snprintf(c->err, sizeof c->err, "%s: command timed out", c->conns[who[i]].url.where);
                 p->want[who[i]] = 0;
                 conn_drop(&c->conns[who[i]]);
             }
@@ -574,7 +362,7 @@ static void read_replies(dlock_client *c, const dlock__batch *b, redisReply **re
         }
         for (int i = 0; i < nfds; i++) {
             if (fds[i].revents && redisBufferRead(c->conns[who[i]].ctx) != REDIS_OK) {
-                snprintf(c->err, sizeof c->err, "%s: %s", c->conns[who[i]].where,
+                snprintf(c->err, sizeof c->err, "%s: %s", c->conns[who[i]].url.where,
                          c->conns[who[i]].ctx->errstr);
                 p->want[who[i]] = 0;
                 conn_drop(&c->conns[who[i]]);
@@ -611,7 +399,7 @@ static void send_and_read(dlock_client *c, const dlock__batch *b, redisReply **r
         if (p.want[s] < 0)
             p.want[s] = 0;
         if (p.want[s] > 0 && !flush(&c->conns[s])) {
-            snprintf(c->err, sizeof c->err, "%s: %s", c->conns[s].where, c->conns[s].ctx->errstr);
+            snprintf(c->err, sizeof c->err, "%s: %s", c->conns[s].url.where, c->conns[s].ctx->errstr);
             p.want[s] = 0;
             conn_drop(&c->conns[s]);
         }

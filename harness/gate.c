@@ -361,8 +361,12 @@ static json_t *lb__variant_named(json_t *root, const char *name)
     return NULL;
 }
 
-/* Folds the rounds' figures for one variant into out (a copy of the first round's). */
-static void lb__fold_variant(json_t *out, json_t *const *rounds, size_t n)
+/* Folds the rounds' figures for one variant into out (a copy of the first round's). A round
+ * whose figure is null (no data: no acquisitions, so no acquire latency) or that lacks the
+ * variant adds nothing to the list, so the folded figure is the median over the rounds that
+ * have it, and fewer than LB_GATE_MIN_REPEATS numbers left make the verdict weak; a figure
+ * that is neither a number nor null is bad input. */
+static int lb__fold_variant(json_t *out, json_t *const *rounds, char *const *files, size_t n)
 {
     const char *name = json_string_value(json_object_get(out, "name"));
     double vals[256];
@@ -371,10 +375,15 @@ static void lb__fold_variant(json_t *out, json_t *const *rounds, size_t n)
         size_t k = 0;
         for (size_t r = 0; r < n && k < 256; r++) {
             json_t *x = lb__lookup(lb__variant_named(rounds[r], name), lb__metrics[m].path);
-            if (json_is_number(x)) {
-                vals[k++] = json_number_value(x);
-                json_array_append_new(list, json_real(vals[k - 1]));
+            if (!x || json_is_null(x))
+                continue;
+            if (!json_is_number(x)) {
+                json_decref(list);
+                return lb__bad("%s: variant \"%s\": %s is neither a number nor null", files[r],
+                               name, lb__metrics[m].path);
             }
+            vals[k++] = json_number_value(x);
+            json_array_append_new(list, json_real(vals[k - 1]));
         }
         char where[160];
         snprintf(where, sizeof where, "repeats.%s", lb__metrics[m].path);
@@ -392,6 +401,7 @@ static void lb__fold_variant(json_t *out, json_t *const *rounds, size_t n)
     for (size_t r = 0; r < n; r++)
         passed &= json_is_true(lb__lookup(lb__variant_named(rounds[r], name), "expect.passed"));
     lb__set_path(out, "expect.passed", json_boolean(passed));
+    return 0;
 }
 
 static int lb__cmp_str(const void *a, const void *b)
@@ -442,7 +452,8 @@ static int lb__load_rounds(lb__side *s, const char *arg, char **files, size_t n)
         json_t *v;
         size_t i;
         json_array_foreach(json_object_get(s->root, "variants"), i, v)
-            lb__fold_variant(v, rounds, n);
+            if (rc == 0)
+                rc = lb__fold_variant(v, rounds, files, n);
         double raw[256];
         size_t k = 0;
         for (size_t r = 0; r < n && k < 256; r++) {
@@ -513,7 +524,10 @@ static int lb__number(const lb__side *s, size_t vi, const char *path, bool null_
     return 0;
 }
 
-/* The per-repeat values of path (under "repeats"), malloc'd; *n = 0 without repeats. */
+/* The per-repeat numbers of path (under "repeats"), malloc'd; *n = 0 without repeats. A null
+ * entry is a repeat that has no such figure (no acquisitions, so no acquire latency): it is
+ * skipped, and *n counts the numbers only, so fewer than LB_GATE_MIN_REPEATS of them make the
+ * verdict weak. Anything else that is not a number is bad input. */
 static int lb__repeats(const lb__side *s, size_t vi, const char *path, double **vals, size_t *n)
 {
     char where[160];
@@ -530,8 +544,10 @@ static int lb__repeats(const lb__side *s, size_t vi, const char *path, double **
         return lb__bad("out of memory");
     for (size_t k = 0; k < json_array_size(list); k++) {
         json_t *x = json_array_get(list, k);
+        if (json_is_null(x))
+            continue;
         if (!json_is_number(x))
-            return lb__bad_key(s, vi, where, "holds a value that is not a number");
+            return lb__bad_key(s, vi, where, "holds a value that is neither a number nor null");
         (*vals)[(*n)++] = json_number_value(x);
     }
     return 0;

@@ -100,6 +100,21 @@ static const char *lb__group_name(const lb_scenario *v, size_t group)
     return group < v->ngroups && v->groups[group].name ? v->groups[group].name : "";
 }
 
+/* The longest acquire call of a client that ended ok or timed out, from its acquisition log (a
+ * wait that ended in an error, a crash or the run's deadline is not a wait for the lock, and
+ * wait_max_us covers successful acquires only, so it is not used). */
+static int64_t lb__max_wait_us(const lb_client_result *c)
+{
+    int64_t most = 0;
+    for (size_t j = 0; j < c->log.count; j++) {
+        const lb_acquisition *a = lb_acq_log_at(&c->log, j);
+        bool waited = a->result == LB_RES_OK || a->result == LB_RES_TIMEOUT;
+        if (waited && a->end_us - a->call_us > most)
+            most = a->end_us - a->call_us;
+    }
+    return most;
+}
+
 static lb_client_summary lb__client_summary(const lb_scenario *v, const lb_client_result *c)
 {
     return (lb_client_summary){
@@ -107,9 +122,11 @@ static lb_client_summary lb__client_summary(const lb_scenario *v, const lb_clien
         .acquisitions = c->acquisitions, .timeouts = c->timeouts, .errors = c->errors,
         .mean_wait_ms = c->acquisitions > 0 ? lb__ms(c->wait_sum_us) / (double)c->acquisitions
                                             : 0,
-        .max_wait_ms = lb__ms(c->wait_max_us)};
+        .max_wait_ms = lb__ms(lb__max_wait_us(c))};
 }
 
+/* max_wait_ms, overall and per client, is over every acquire call that returned ok or timed
+ * out; mean_wait_ms and jain_wait are over successful acquires only. */
 static int lb__fairness(const lb_scenario *v, const lb_run_result *run, lb_summary *s)
 {
     size_t n = run->nclients, nwait = 0;
@@ -145,11 +162,13 @@ static int lb__fairness(const lb_scenario *v, const lb_run_result *run, lb_summa
 
 /* ---- handoff -------------------------------------------------------------------------------- */
 
-/* One successful acquire: from acquire returning (start) to the end of the tenure (end). */
+/* One successful acquire: acquire returned at start, the tenure ended at end (released_us, -1
+ * when it has none); client and seq (the log index) only make the order total. */
 typedef struct {
     int32_t key;
     int64_t start, end;
     uint8_t how;     /* lb_hold_end */
+    size_t  client, seq;
 } lb__hold;
 
 static int lb__hold_cmp(const void *a, const void *b)
@@ -157,10 +176,15 @@ static int lb__hold_cmp(const void *a, const void *b)
     const lb__hold *x = a, *y = b;
     if (x->key != y->key)
         return x->key < y->key ? -1 : 1;
-    return (x->start > y->start) - (x->start < y->start);
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    if (x->client != y->client)
+        return x->client < y->client ? -1 : 1;
+    return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-/* Every successful acquire of the run, sorted by key, then by when acquire returned. */
+/* Every successful acquire of the run, sorted by key, then by when acquire returned (ties: client
+ * number, then log order). */
 static lb__hold *lb__holds(const lb_run_result *run, size_t *n)
 {
     size_t total = 0, k = 0;
@@ -174,26 +198,12 @@ static lb__hold *lb__holds(const lb_run_result *run, size_t *n)
         for (size_t j = 0; j < log->count; j++) {
             const lb_acquisition *a = lb_acq_log_at(log, j);
             if (a->result == LB_RES_OK)
-                h[k++] = (lb__hold){a->key, a->end_us, a->released_us, a->end};
+                h[k++] = (lb__hold){a->key, a->end_us, a->released_us, a->end, i, j};
         }
     }
     qsort(h, k, sizeof *h, lb__hold_cmp);
     *n = k;
     return h;
-}
-
-/* The first hold (in sort order) on key whose acquire returned at or after t. */
-static size_t lb__first_at_or_after(const lb__hold *h, size_t n, int32_t key, int64_t t)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (h[mid].key < key || (h[mid].key == key && h[mid].start < t))
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
 }
 
 /* A tenure ended when the holder released (or found the lock already lost) or crashed while
@@ -236,12 +246,18 @@ static void lb__latency_of_samples(int64_t *x, size_t n, lb_latency *l)
     l->max = lb__ms(x[n - 1]);
 }
 
-/* Handoff rule: for every hold whose tenure ended (lb__tenure_ended) at time R, the next
- * successful acquire of the same key is the first hold, in order of its acquire returning
- * (end_us), whose end_us >= R, by any client, the same one included; the sample is its end_us
- * - R. A hold that no later acquire follows gives no sample. Holds that overlap (an unsafe lock)
- * are not special: each ended tenure looks forward from its own end, so two of them may share
- * the same next acquire. Percentiles are exact (nearest rank over the sorted samples). */
+/* Handoff rule: per key, the successful holds in order of their acquire returning (end_us).
+ * For every hold whose tenure ended (lb__tenure_ended) at R = released_us, its successor is the
+ * next hold in that order, by any client, the same one included; the sample is
+ * max(0, successor.end_us - R). A hold that is last on its key gives no sample.
+ *
+ * The successor is not "the first acquire at or after R": with notify or fifo waiting the
+ * release script hands the lock over (or wakes the waiter) before dlock_release returns to its
+ * caller, so the next holder's acquire often returns before R. Looking forward from R would skip
+ * that real successor and pair R with some later acquire; taking the next hold instead gives the
+ * true successor, and the clamp at 0 records such a server-side hand-off as immediate. Holds
+ * that overlap (an unsafe lock) are not special: each hold's successor is still the next one in
+ * the order. Percentiles are exact (nearest rank over the sorted samples). */
 static int lb__handoff(const lb_run_result *run, lb_summary *s)
 {
     size_t n = 0, ns = 0;
@@ -251,14 +267,11 @@ static int lb__handoff(const lb_run_result *run, lb_summary *s)
         free(h);
         return -1;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (!lb__tenure_ended(&h[i]))
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (!lb__tenure_ended(&h[i]) || h[i + 1].key != h[i].key)
             continue;
-        size_t j = lb__first_at_or_after(h, n, h[i].key, h[i].end);
-        if (j == i)   /* a zero-length hold is not its own successor */
-            j++;
-        if (j < n && h[j].key == h[i].key)
-            gap[ns++] = h[j].start - h[i].end;
+        int64_t d = h[i + 1].start - h[i].end;
+        gap[ns++] = d > 0 ? d : 0;
     }
     lb__latency_of_samples(gap, ns, &s->handoff_ms);
     free(gap);
@@ -305,9 +318,13 @@ static void lb__timeline_counts(const lb_run_result *run, lb_summary *s)
     }
 }
 
-/* Holds as half-open intervals [end_us, released_us), at least 1 µs long so a zero-length hold
- * still counts; a hold the runner left open (released_us -1, e.g. an interrupted run) lasts to
- * the end of the run. */
+/* The time inside the critical section as a half-open interval [end_us, left_us): from acquire
+ * returning to leaving the critical section (before the release call, or the crash; a kept
+ * hold's left_us is set too), at least 1 µs long so a zero-length hold still counts. The release
+ * call is not inside: with notify or fifo waiting the next holder is often inside before the
+ * previous one's release returns, and [end_us, released_us) would count both at once. An ok row
+ * without left_us falls back to released_us, and one without either (a hold the runner left
+ * open, e.g. an interrupted run) lasts to the end of the run. */
 static lb__edge *lb__hold_edges(const lb_run_result *run, size_t *n)
 {
     size_t total = 0, k = 0;
@@ -320,7 +337,8 @@ static lb__edge *lb__hold_edges(const lb_run_result *run, size_t *n)
             const lb_acquisition *a = lb_acq_log_at(log, j);
             if (a->result != LB_RES_OK)
                 continue;
-            int64_t end = a->released_us >= 0 ? a->released_us : run->elapsed_us;
+            int64_t end = a->left_us >= 0 ? a->left_us
+                        : a->released_us >= 0 ? a->released_us : run->elapsed_us;
             e[k++] = (lb__edge){a->end_us, +1};
             e[k++] = (lb__edge){end > a->end_us ? end : a->end_us + 1, -1};
         }
@@ -597,6 +615,9 @@ static void lb__combine_latency(const lb_summary *r, size_t n, size_t off, doubl
     }
 }
 
+/* The per-repeat lists. A repeat without acquisitions has no acquire latency: its p50 and p99
+ * are NAN (written as null), not 0, matching the combined figures, which are medians over the
+ * repeats that have samples (lb__combine_latency). */
 static int lb__combine_repeats(const lb_summary *r, size_t n, lb_repeats *rep)
 {
     rep->throughput_per_s = malloc(n * sizeof(double));
@@ -609,8 +630,9 @@ static int lb__combine_repeats(const lb_summary *r, size_t n, lb_repeats *rep)
     rep->n = n;
     for (size_t i = 0; i < n; i++) {
         rep->throughput_per_s[i] = r[i].throughput_per_s;
-        rep->acquire_p50[i] = r[i].acquire_ms.p50;
-        rep->acquire_p99[i] = r[i].acquire_ms.p99;
+        bool sampled = r[i].acquire_ms.count > 0;
+        rep->acquire_p50[i] = sampled ? r[i].acquire_ms.p50 : NAN;
+        rep->acquire_p99[i] = sampled ? r[i].acquire_ms.p99 : NAN;
         rep->commands_per_acquisition[i] = r[i].redis.commands_per_acquisition;
     }
     return 0;

@@ -4,7 +4,8 @@
  * Definitions: elapsed from the start barrier to the last client's end; throughput =
  * acquisitions / elapsed; acquire_ms over successful acquires (call → success), timeout_ms over
  * timed-out ones; handoff_ms from the end of one holder's tenure on a key (release returned, or
- * the crash) to the next successful acquire of that key; jain over per-client acquisitions,
+ * the crash) to the acquire of the next holder of that key in acquire order, clamped at 0 (a
+ * server-side hand-off can grant it before the release call returns); jain over per-client acquisitions,
  * jain_wait over per-client mean waits of clients that acquired at least once; lost_updates =
  * max(0, acked - actual). Latencies are in milliseconds. */
 #ifndef LB_METRICS_H

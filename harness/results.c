@@ -7,8 +7,9 @@
  * one or a stray temporary, never a truncated NAME.
  *
  * JSON: latency figures with no samples (count 0) are written as null, not 0, because a 0 ms
- * p99 would read as a real (and impossibly good) figure to the gate and to a reader; the
- * per-repeat lists stay numeric (the gate requires numbers there). */
+ * p99 would read as a real (and impossibly good) figure to the gate and to a reader. The same
+ * holds in the per-repeat lists: a repeat without acquisitions has null for its acquire p50 and
+ * p99 (metrics.c leaves NAN there), and the gate skips those entries. */
 #include "results.h"
 #include "dlock.h"
 
@@ -247,11 +248,12 @@ static json_t *lb__counter_json(const lb_summary *s)
     return o;
 }
 
+/* One value per repeat, in repeat order; a repeat without the figure (NAN) is null. */
 static json_t *lb__list(const double *x, size_t n)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, isfinite(x[i]) ? json_real(x[i]) : json_real(0));
+        json_array_append_new(a, lb__real(x[i]));
     return a;
 }
 
@@ -431,6 +433,9 @@ static void lb__put_acquisition(FILE *f, const lb__run_files *rf, const lb__row 
     lb__put_ms(f, a->end_us - a->call_us);
     fprintf(f, ",%s,%" PRIu32 ",%" PRIu32 ",%" PRIu64 ",", lb__result_name(a->result),
             a->attempts, a->commands, a->fence);
+    if (a->left_us >= 0)
+        lb__put_ms(f, a->left_us);
+    fputc(',', f);
     if (a->released_us >= 0)
         lb__put_ms(f, a->released_us);
     fprintf(f, ",%s,%d\n", lb__end_name(a->end), a->overlap ? 1 : 0);
@@ -451,8 +456,8 @@ static bool lb__acquisitions_csv(FILE *f, const void *arg)
         for (size_t j = 0; j < rf->run->clients[i].log.count; j++)
             rows[k++] = (lb__row){lb_acq_log_at(&rf->run->clients[i].log, j), i, j};
     qsort(rows, k, sizeof *rows, lb__row_cmp);
-    fputs("client,group,key,call_ms,end_ms,wait_ms,result,attempts,commands,fence,released_ms,"
-          "end,overlap\n", f);
+    fputs("client,group,key,call_ms,end_ms,wait_ms,result,attempts,commands,fence,left_ms,"
+          "released_ms,end,overlap\n", f);
     for (size_t i = 0; i < k; i++)
         lb__put_acquisition(f, rf, &rows[i]);
     free(rows);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "endpoint.h"
 #include "metrics.h"
 #include "plot.h"
 #include "proxy.h"
@@ -36,11 +37,19 @@ static void on_interrupt(int sig)
     sigaction(SIGINT, &previous_int, NULL);
 }
 
+/* Installed once, after the managed servers' own handler (which it then chains to on a second
+ * Ctrl-C); a SIGINT the caller ignores (nohup) stays ignored. */
 static void catch_interrupt(void)
 {
+    static bool installed;
     struct sigaction sa = {.sa_handler = on_interrupt};
+    if (installed)
+        return;
+    installed = true;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &previous_int);
+    sigaction(SIGINT, NULL, &previous_int);
+    if (previous_int.sa_handler != SIG_IGN)
+        sigaction(SIGINT, &sa, &previous_int);
 }
 
 /* ---- servers ------------------------------------------------------------------ */
@@ -64,7 +73,6 @@ static void servers_stop(servers *s)
 static int servers_start(servers *s, const lb_scenario *v, const lb_run_options *o, char *err,
                          size_t errlen)
 {
-    static bool caught;
     memset(s, 0, sizeof *s);
     s->n = v->redis.servers;
     if (o->nredis > 0) {
@@ -89,10 +97,7 @@ static int servers_start(servers *s, const lb_scenario *v, const lb_run_options 
         servers_stop(s);
         return -1;
     }
-    if (!caught) {
-        catch_interrupt();  /* after the servers module installed its own handler */
-        caught = true;
-    }
+    catch_interrupt();  /* after the servers module installed its own handler */
     return 0;
 }
 
@@ -100,19 +105,8 @@ static int servers_start(servers *s, const lb_scenario *v, const lb_run_options 
 
 static redisContext *connect_url(const char *url)
 {
-    char host[256];
-    int port;
-    struct timeval tv = {2, 0};
-    if (sscanf(url, "redis://%255[^:]:%d", host, &port) != 2)
-        return NULL;
-    redisContext *c = redisConnectWithTimeout(host, port, tv);
-    if (c && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    if (c)
-        redisSetTimeout(c, tv);
-    return c;
+    char err[200];
+    return lb_endpoint_connect(url, 2000, err, sizeof err);
 }
 
 static int64_t now_us(void)
@@ -172,8 +166,17 @@ static void delete_prefix(const char *url, const char *prefix)
             break;
         }
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-        for (size_t i = 0; i < r->element[1]->elements; i++)
-            freeReplyObject(redisCommand(c, "UNLINK %s", r->element[1]->element[i]->str));
+        redisReply *keys = r->element[1];
+        if (keys->elements > 0) {  /* one UNLINK per page of keys */
+            const char **argv = calloc(keys->elements + 1, sizeof *argv);
+            for (size_t i = 0; argv && i < keys->elements; i++)
+                argv[i + 1] = keys->element[i]->str;
+            if (argv) {
+                argv[0] = "UNLINK";
+                freeReplyObject(redisCommandArgv(c, (int)keys->elements + 1, argv, NULL));
+            }
+            free(argv);
+        }
         freeReplyObject(r);
         if (strcmp(cursor, "0") == 0)
             break;
@@ -246,7 +249,9 @@ typedef struct scenario_run {
     size_t nv;
     int repeats;
     lb_summary *runs;       /* nv x repeats, variant-major */
-    lb_summary *combined;   /* nv */
+    int *ran;               /* per variant: repeats completed (runs[vi * repeats + 0 .. ran-1]) */
+    lb_summary *combined;   /* the variants that ran, in order */
+    size_t ncombined;
     lb_calibration cal;
     bool calibrated;
     bool complete;
@@ -320,57 +325,69 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
         rc = lb_results_write_run(dir, sum, &run, sr->err, sizeof sr->err);
     }
     sr->complete &= run.complete;
+    sr->ran[vi] += rc == 0;
     lb_run_result_free(&run);
     free(dir);
     return rc < 0 ? LB_EXIT_ENV : LB_EXIT_OK;
 }
 
+/* Combines each variant's completed repeats; a variant that never ran (the run was interrupted
+ * first) is left out rather than written empty. */
 static int combine_and_write(scenario_run *sr, const char *started_at)
 {
     for (size_t vi = 0; vi < sr->nv; vi++) {
+        if (sr->ran[vi] == 0)
+            continue;
         lb_summary *reps = &sr->runs[vi * (size_t)sr->repeats];
-        if (lb_metrics_combine(reps, (size_t)sr->repeats, &sr->combined[vi]) < 0)
+        lb_summary *out = &sr->combined[sr->ncombined];
+        if (lb_metrics_combine(reps, (size_t)sr->ran[vi], out) < 0)
             return -1;
+        sr->ncombined++;
         if (sr->repeats > 1) {
             char *dir;
             if (asprintf(&dir, "%s/%s", sr->dir, lb_scenario_variant_name(sr->s, vi)) < 0)
                 return -1;
-            int rc = lb_results_write_summary(dir, &sr->combined[vi], sr->err, sizeof sr->err);
+            int rc = lb_results_write_summary(dir, out, sr->err, sizeof sr->err);
             free(dir);
             if (rc < 0)
                 return -1;
         }
     }
-    return lb_results_write_top(sr->dir, sr->s, sr->combined, sr->nv, &sr->cal, started_at,
-                                sr->complete, sr->err, sizeof sr->err);
+    return lb_results_write_top(sr->dir, sr->s, sr->combined, sr->ncombined, &sr->cal,
+                                started_at, sr->complete, sr->err, sizeof sr->err);
 }
 
 static void report(const scenario_run *sr)
 {
-    for (size_t vi = 0; vi < sr->nv; vi++)
+    for (size_t vi = 0; vi < sr->ncombined; vi++)
         lb_results_print_failures(stderr, &sr->combined[vi]);
     if (sr->o->quiet)
         return;
-    if (sr->nv == 1)
+    if (sr->ncombined == 1)
         lb_results_print_variant(stdout, &sr->combined[0]);
-    else
-        lb_results_print_comparison(stdout, sr->combined, sr->nv);
+    else if (sr->ncombined > 1)
+        lb_results_print_comparison(stdout, sr->combined, sr->ncombined);
+    if (!sr->complete)
+        printf("interrupted: the results hold what ran, marked \"complete\": false\n");
     printf("results: %s\n", sr->dir);
 }
 
 static void plot(const scenario_run *sr)
 {
     char msg[512];
-    const char *names[64];
-    size_t n = sr->nv < 64 ? sr->nv : 64;
-    if (sr->o->no_plot)
+    const char **names = calloc(sr->ncombined + 1, sizeof *names);
+    size_t n = 0;
+    if (sr->o->no_plot || !names) {
+        free(names);
         return;
-    for (size_t i = 0; i < n; i++)
-        names[i] = lb_scenario_variant_name(sr->s, i);
+    }
+    for (size_t i = 0; i < sr->ncombined; i++)
+        names[n++] = sr->combined[i].name;
     int rc = lb_plot_results(sr->dir, sr->s->name, names, n, sr->repeats > 1 ? sr->repeats : 0,
                              sr->o->plot_format, msg, sizeof msg);
     if (rc != 0 || !sr->o->quiet)
         fprintf(stderr, "%s\n", msg);
+    free(names);
 }
 
 static void iso_now(char *buf, size_t len, char *stamp, size_t stamplen)
@@ -384,7 +401,7 @@ static void iso_now(char *buf, size_t len, char *stamp, size_t stamplen)
 
 static bool all_passed(const scenario_run *sr)
 {
-    for (size_t vi = 0; vi < sr->nv; vi++)
+    for (size_t vi = 0; vi < sr->ncombined; vi++)
         if (!sr->combined[vi].expect.passed)
             return false;
     return sr->complete;
@@ -398,43 +415,64 @@ static int run_scenario(const lb_scenario *s, const lb_run_options *o, size_t nf
     scenario_run sr = {.s = s, .o = o, .run_id = run_id, .repeats = o->repeat, .complete = true};
     sr.nv = lb_scenario_variant_count(s);
     sr.runs = calloc(sr.nv * (size_t)sr.repeats, sizeof *sr.runs);
+    sr.ran = calloc(sr.nv, sizeof *sr.ran);
     sr.combined = calloc(sr.nv, sizeof *sr.combined);
     char *dir = out_dir(s, o, nfiles, stamp);
     sr.dir = dir;
     int rc = LB_EXIT_OK;
-    if (!sr.runs || !sr.combined || !dir) {
+    if (!sr.runs || !sr.ran || !sr.combined || !dir) {
         fprintf(stderr, "lockbench: %s: cannot create the results folder\n", s->name);
         rc = LB_EXIT_ENV;
     }
     /* Interleaved: A B A B ..., so drift over time hits every variant alike. */
-    for (int rep = 0; rc == LB_EXIT_OK && rep < sr.repeats && sr.complete; rep++)
-        for (size_t vi = 0; rc == LB_EXIT_OK && vi < sr.nv && sr.complete; vi++)
+    for (int rep = 0; rc == LB_EXIT_OK && rep < sr.repeats && sr.complete; rep++) {
+        for (size_t vi = 0; rc == LB_EXIT_OK && vi < sr.nv && sr.complete; vi++) {
             rc = run_once(&sr, vi, rep);
-    if (rc == LB_EXIT_OK && !sr.complete)
-        sr.repeats = 1;  /* interrupted: what ran is written, marked incomplete */
+            sr.complete &= !lb_runner_stopped();
+        }
+    }
     if (rc == LB_EXIT_OK && combine_and_write(&sr, started) < 0)
         rc = LB_EXIT_ENV;
-    if (rc == LB_EXIT_OK && lb_report_write(sr.dir, s, sr.combined, sr.nv, sr.repeats,
+    if (rc == LB_EXIT_OK && lb_report_write(sr.dir, s, sr.combined, sr.ncombined, sr.repeats,
                                             o->plot_format, sr.err, sizeof sr.err) < 0)
         rc = LB_EXIT_ENV;
     if (rc == LB_EXIT_OK) {
         report(&sr);
         plot(&sr);
-        rc = all_passed(&sr) ? LB_EXIT_OK : LB_EXIT_FAILED;
+        rc = !sr.complete ? LB_EXIT_INTERRUPTED : all_passed(&sr) ? LB_EXIT_OK : LB_EXIT_FAILED;
     } else {
         fprintf(stderr, "lockbench: %s: %s\n", s->name, sr.err);
     }
     for (size_t i = 0; sr.runs && i < sr.nv * (size_t)o->repeat; i++)
         lb_summary_free(&sr.runs[i]);
-    for (size_t i = 0; sr.combined && i < sr.nv; i++)
+    for (size_t i = 0; sr.combined && i < sr.ncombined; i++)
         lb_summary_free(&sr.combined[i]);
     free(sr.runs);
+    free(sr.ran);
     free(sr.combined);
     free(dir);
     return rc;
 }
 
 /* ---- commands ------------------------------------------------------------------ */
+
+static bool needs_proxy(const lb_scenario *v);
+
+/* A scenario with network faults relays its clients through the proxy, which speaks TCP. */
+static bool proxied_over_unix(const lb_scenario *s, const lb_run_options *o)
+{
+    char host[256];
+    int port;
+    for (size_t v = 0; v < lb_scenario_variant_count(s); v++) {
+        const lb_scenario *var = lb_scenario_variant(s, v);
+        if (!needs_proxy(var))
+            continue;
+        for (int i = 0; i < var->redis.servers; i++)
+            if (lb_endpoint_hostport(o->redis[i], host, sizeof host, &port) < 0)
+                return true;
+    }
+    return false;
+}
 
 static int load_all(char *const *files, size_t n, const lb_run_options *o, lb_scenario **out)
 {
@@ -452,13 +490,60 @@ static int load_all(char *const *files, size_t n, const lb_run_options *o, lb_sc
             fprintf(stderr, "%s: redis.servers: the scenario needs %d servers, --redis gave %zu\n",
                     files[i], out[i]->redis.servers, o->nredis);
             rc = LB_EXIT_USAGE;
+        } else if (o->nredis > 0 && proxied_over_unix(out[i], o)) {
+            fprintf(stderr, "%s: network: network faults relay clients over TCP; --redis gave a "
+                            "unix:// URL\n", files[i]);
+            rc = LB_EXIT_USAGE;
         }
     }
     return rc;
 }
 
-int lb_validate_scenarios(char *const *files, size_t nfiles, const lb_run_options *o)
+/* The command line's URLs, checked (exit 2 naming the flag) and given $REDISCLI_AUTH. */
+typedef struct urls {
+    char *redis[LB_SCENARIO_MAX_SERVERS];
+    char *resource;
+    lb_run_options o;
+} urls;
+
+static int resolve_urls(const lb_run_options *in, urls *u)
 {
+    char err[200];
+    memset(u, 0, sizeof *u);
+    u->o = *in;
+    for (size_t i = 0; i < in->nredis; i++) {
+        if (lb_endpoint_check(in->redis[i], err, sizeof err) < 0) {
+            fprintf(stderr, "lockbench: --redis: %s\n", err);
+            return LB_EXIT_USAGE;
+        }
+        u->redis[i] = lb_endpoint_with_env_auth(in->redis[i]);
+    }
+    if (in->resource && lb_endpoint_check(in->resource, err, sizeof err) < 0) {
+        fprintf(stderr, "lockbench: --resource: %s\n", err);
+        return LB_EXIT_USAGE;
+    }
+    u->resource = in->resource ? lb_endpoint_with_env_auth(in->resource) : NULL;
+    u->o.redis = (const char **)u->redis;
+    u->o.resource = u->resource;
+    return LB_EXIT_OK;
+}
+
+static void free_urls(urls *u)
+{
+    for (size_t i = 0; i < LB_SCENARIO_MAX_SERVERS; i++)
+        free(u->redis[i]);
+    free(u->resource);
+}
+
+int lb_validate_scenarios(char *const *files, size_t nfiles, const lb_run_options *given)
+{
+    urls u;
+    int urc = resolve_urls(given, &u);
+    const lb_run_options *o = &u.o;
+    if (urc != LB_EXIT_OK) {
+        free_urls(&u);
+        return urc;
+    }
     lb_scenario **s = calloc(nfiles, sizeof *s);
     if (!s)
         return LB_EXIT_ENV;
@@ -470,18 +555,28 @@ int lb_validate_scenarios(char *const *files, size_t nfiles, const lb_run_option
         lb_scenario_free(s[i]);
     }
     free(s);
+    free_urls(&u);
     return rc;
 }
 
-int lb_run_scenarios(char *const *files, size_t nfiles, const lb_run_options *o)
+int lb_run_scenarios(char *const *files, size_t nfiles, const lb_run_options *given)
 {
-    lb_scenario **s = calloc(nfiles, sizeof *s);
+    urls u;
+    int urc = resolve_urls(given, &u);
+    const lb_run_options *o = &u.o;
+    lb_scenario **s = urc == LB_EXIT_OK ? calloc(nfiles, sizeof *s) : NULL;
     char run_id[32];
-    if (!s)
-        return LB_EXIT_ENV;
+    if (!s) {
+        free_urls(&u);
+        return urc != LB_EXIT_OK ? urc : LB_EXIT_ENV;
+    }
     int rc = load_all(files, nfiles, o, s);  /* every file valid before any server starts */
+    if (o->nredis > 0)
+        catch_interrupt();  /* no managed server will install its handler first */
     snprintf(run_id, sizeof run_id, "%lx%04x", (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
-    for (size_t i = 0; rc == LB_EXIT_OK && i < nfiles; i++) {
+    /* A failed expectation does not stop the other scenarios; bad input, a broken
+     * environment or Ctrl-C does. */
+    for (size_t i = 0; (rc == LB_EXIT_OK || rc == LB_EXIT_FAILED) && i < nfiles; i++) {
         int r = run_scenario(s[i], o, nfiles, run_id);
         if (r > rc)
             rc = r;
@@ -489,5 +584,6 @@ int lb_run_scenarios(char *const *files, size_t nfiles, const lb_run_options *o)
     for (size_t i = 0; i < nfiles; i++)
         lb_scenario_free(s[i]);
     free(s);
+    free_urls(&u);
     return rc;
 }

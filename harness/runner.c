@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "dlock.h"
+#include "endpoint.h"
 #include "oracle.h"
 #include "proxy.h"
 #include "runner.h"
@@ -123,6 +124,11 @@ static atomic_bool stop_requested;
 void lb_runner_stop(void)
 {
     atomic_store(&stop_requested, true);
+}
+
+bool lb_runner_stopped(void)
+{
+    return atomic_load(&stop_requested);
 }
 
 static void ctl_init(ctl *c)
@@ -284,32 +290,23 @@ static int client_urls(run *r, client *c)
         char host[256];
         int port = 0, lport;
         c->links[s] = -1;
-        if (proxied && sscanf(t->lock_urls[s], "redis://%255[^:]:%d", host, &port) == 2) {
-            c->links[s] = lb_proxy_add_link(t->proxy, host, port, &lport);
-            if (c->links[s] < 0)
-                return -1;
+        if (!proxied) {
+            c->urls[s] = strdup(t->lock_urls[s]);
+        } else if (lb_endpoint_hostport(t->lock_urls[s], host, sizeof host, &port) < 0) {
+            snprintf(r->err, sizeof r->err, "server %d: network faults need a TCP URL", s);
+            return -1;
+        } else if ((c->links[s] = lb_proxy_add_link(t->proxy, host, port, &lport)) >= 0) {
             const lb_network *n = &c->g->network;
             lb_proxy_set_latency(t->proxy, c->links[s], n->latency_ms * 1000, n->jitter_ms * 1000);
-            if (asprintf(&c->urls[s], "redis://127.0.0.1:%d", lport) < 0)
-                return -1;
-        } else if (!(c->urls[s] = strdup(t->lock_urls[s]))) {
+            c->urls[s] = lb_endpoint_via(t->lock_urls[s], "127.0.0.1", lport);
+        }
+        if (!c->urls[s]) {
+            if (!r->err[0])
+                snprintf(r->err, sizeof r->err, "client %d: cannot set up its link", c->id);
             return -1;
         }
     }
     return 0;
-}
-
-static redisContext *connect_resource(const char *url)
-{
-    char host[256];
-    int port;
-    if (sscanf(url, "redis://%255[^:]:%d", host, &port) != 2)
-        return NULL;
-    struct timeval tv = {2, 0};
-    redisContext *ctx = redisConnectWithTimeout(host, port, tv);
-    if (ctx && !ctx->err)
-        redisSetTimeout(ctx, tv);
-    return ctx;
 }
 
 /* A client's connections: its lock client (through the proxy when it has network faults) and
@@ -324,10 +321,10 @@ static bool client_connect(client *c, char *err, size_t errlen)
     pthread_mutex_lock(&c->ctl.mu);
     c->lock = lock;  /* the scheduler interrupts it under the same lock */
     pthread_mutex_unlock(&c->ctl.mu);
-    c->res = connect_resource(c->run->t->resource_url);
-    if (!c->res || c->res->err) {
-        snprintf(err, errlen, "protected resource %s: %s", c->run->t->resource_url,
-                 c->res ? c->res->errstr : "cannot connect");
+    char why[200];
+    c->res = lb_endpoint_connect(c->run->t->resource_url, 2000, why, sizeof why);
+    if (!c->res) {
+        snprintf(err, errlen, "protected resource: %s", why);
         return false;
     }
     if (c->g->lock.fencing) {
@@ -1022,9 +1019,10 @@ static void record_windows(run *r, lb_run_result *out)
 
 static int64_t read_counters(run *r)
 {
-    redisContext *ctx = connect_resource(r->t->resource_url);
+    char err[200];
+    redisContext *ctx = lb_endpoint_connect(r->t->resource_url, 2000, err, sizeof err);
     int64_t sum = 0;
-    for (size_t k = 0; ctx && !ctx->err && k < r->nkeys; k++) {
+    for (size_t k = 0; ctx && k < r->nkeys; k++) {
         redisReply *v = redisCommand(ctx, "GET %s:counter", r->keys[k]);
         if (v && v->type == REDIS_REPLY_STRING)
             sum += atoll(v->str);
@@ -1054,7 +1052,8 @@ static int prepare_clients(run *r, lb_run_result *out)
             ctl_init(&c->ctl);
             if (!c->out->acquire_hist || !c->out->timeout_hist || assign_key(r, c) < 0 ||
                 client_urls(r, c) < 0) {
-                snprintf(r->err, sizeof r->err, "client %zu: out of memory", id);
+                if (!r->err[0])
+                    snprintf(r->err, sizeof r->err, "client %zu: out of memory", id);
                 return -1;
             }
         }
@@ -1145,7 +1144,6 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
 {
     run r = {0};
     size_t started = 0;
-    atomic_store(&stop_requested, false);
     int rc = init_run(&r, sc, t, out);
     if (rc == 0)
         rc = start_threads(&r, &started);

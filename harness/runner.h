@@ -117,7 +117,9 @@ int  lb_runner_run(const lb_scenario *variant, const lb_run_target *target, lb_r
                    char *err, size_t errlen);
 void lb_run_result_free(lb_run_result *r);
 
-/* Asks a run in progress to stop (Ctrl-C): clients finish their critical section and stop. */
+/* Asks a run in progress to stop (Ctrl-C): clients finish their critical section and stop. It
+ * stays asked (lb_runner_stopped) so the caller starts no further run. Async-signal-safe. */
 void lb_runner_stop(void);
+bool lb_runner_stopped(void);
 
 #endif

@@ -47,7 +47,7 @@ do for [c=1:n_clients] { ok[c] = 0; to[c] = 0; er[c] = 0; crashed[c] = 0; grp[c]
 group_changes = 0
 stats acq skip 1 using (c = int($1) + 1, r = strcol(7), \
         ok[c] = ok[c] + (r eq 'ok'), to[c] = to[c] + (r eq 'timeout'), er[c] = er[c] + (r eq 'error'), \
-        crashed[c] = crashed[c] || r eq 'canceled' || strcol(12) eq 'crashed', \
+        crashed[c] = crashed[c] || r eq 'canceled' || strcol(13) eq 'crashed', \
         group_changes = group_changes + (grp[c] ne '' && grp[c] ne strcol(2)), \
         grp[c] = strcol(2), 0) nooutput
 

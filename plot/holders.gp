@@ -31,10 +31,10 @@ n_ok = 0; n_timeout = 0; n_overlap = 0; n_lost = 0; n_crashed = 0
 if (n_calls > 0) {
     stats acq skip 1 using (n_clients = $1 + 1 > n_clients ? $1 + 1 : n_clients, \
             t_end = $5 / 1000.0 > t_end ? $5 / 1000.0 : t_end, \
-            t_end = (valid(11) && $11 / 1000.0 > t_end) ? $11 / 1000.0 : t_end, \
+            t_end = (valid(12) && $12 / 1000.0 > t_end) ? $12 / 1000.0 : t_end, \
             n_ok = n_ok + (strcol(7) eq 'ok'), n_timeout = n_timeout + (strcol(7) eq 'timeout'), \
-            n_overlap = n_overlap + (strcol(7) eq 'ok' && $13 == 1), \
-            n_lost = n_lost + (strcol(12) eq 'notowner'), n_crashed = n_crashed + (strcol(12) eq 'crashed'), \
+            n_overlap = n_overlap + (strcol(7) eq 'ok' && $14 == 1), \
+            n_lost = n_lost + (strcol(13) eq 'notowner'), n_crashed = n_crashed + (strcol(13) eq 'crashed'), \
             0) nooutput
 }
 n_clients = int(n_clients)
@@ -63,26 +63,26 @@ if (n_calls == 0) {
 bh = n_clients <= 20 ? 0.32 : 0.4
 wait_lw = n_clients <= 20 ? 1.5 : 0.8
 ms(col) = column(col) / 1000.0
-is_ok = "strcol(7) eq 'ok' && valid(11)"
-hold(kind) = (@is_ok) && (kind eq 'overlap' ? $13 == 1 : \
-              kind eq 'crashed' ? strcol(12) eq 'crashed' && $13 != 1 : \
-              kind eq 'lost' ? strcol(12) eq 'notowner' && $13 != 1 : \
-              strcol(12) ne 'crashed' && strcol(12) ne 'notowner' && $13 != 1)
-bar(kind) = hold(kind) ? (ms(5) + ms(11)) / 2 : NaN
+is_ok = "strcol(7) eq 'ok' && valid(12)"
+hold(kind) = (@is_ok) && (kind eq 'overlap' ? $14 == 1 : \
+              kind eq 'crashed' ? strcol(13) eq 'crashed' && $14 != 1 : \
+              kind eq 'lost' ? strcol(13) eq 'notowner' && $14 != 1 : \
+              strcol(13) ne 'crashed' && strcol(13) ne 'notowner' && $14 != 1)
+bar(kind) = hold(kind) ? (ms(5) + ms(12)) / 2 : NaN
 
 plot acq skip 1 using (ms(4)):1:(ms(5) - ms(4)):(0) with vectors nohead lw wait_lw lc rgb c_wait \
          title 'waiting', \
      '' skip 1 using (ms(4)):(strcol(7) eq 'timeout' ? $1 : NaN):(ms(5) - ms(4)):(0) \
          with vectors nohead lw wait_lw + 0.5 lc rgb c_timeout title (n_timeout > 0 ? 'wait timed out' : ''), \
-     '' skip 1 using (bar('normal')):1:((ms(11) - ms(5)) / 2):(bh) with boxxyerror \
+     '' skip 1 using (bar('normal')):1:((ms(12) - ms(5)) / 2):(bh) with boxxyerror \
          fc rgb c_ok title 'holding', \
-     '' skip 1 using (bar('overlap')):1:((ms(11) - ms(5)) / 2):(bh) with boxxyerror \
+     '' skip 1 using (bar('overlap')):1:((ms(12) - ms(5)) / 2):(bh) with boxxyerror \
          fc rgb c_overlap title (n_overlap > 0 ? 'overlapping hold' : ''), \
-     '' skip 1 using (bar('lost')):1:((ms(11) - ms(5)) / 2):(bh) with boxxyerror \
+     '' skip 1 using (bar('lost')):1:((ms(12) - ms(5)) / 2):(bh) with boxxyerror \
          fc rgb c_lost title (n_lost > 0 ? 'lock lost' : ''), \
-     '' skip 1 using (bar('crashed')):1:((ms(11) - ms(5)) / 2):(bh) with boxxyerror \
+     '' skip 1 using (bar('crashed')):1:((ms(12) - ms(5)) / 2):(bh) with boxxyerror \
          fc rgb c_crash title (n_crashed > 0 ? 'crashed holding' : ''), \
-     '' skip 1 using (strcol(12) eq 'crashed' ? ms(11) : NaN):1 with points pt 2 ps 2.5 lw 2.5 \
+     '' skip 1 using (strcol(13) eq 'crashed' ? ms(12) : NaN):1 with points pt 2 ps 2.5 lw 2.5 \
          lc rgb c_crash notitle, \
-     '' skip 1 using ((@is_ok) && $13 == 1 ? ms(5) : NaN):($1 - bh - 0.08) with points pt 11 ps 2 \
+     '' skip 1 using ((@is_ok) && $14 == 1 ? ms(5) : NaN):($1 - bh - 0.08) with points pt 11 ps 2 \
          lc rgb c_overlap notitle

@@ -329,6 +329,84 @@ static void test_four_repeats_is_weak(void **state)
     assert_contains(out_text, "weak: fewer than 5 repeats");
 }
 
+/* Per-repeat values with nulls (repeats without acquisitions, so without acquire latency). */
+static void set_repeats_json(json_t *root, const char *var, const char *path, json_t *list,
+                             double median)
+{
+    char where[160];
+    snprintf(where, sizeof where, "repeats.%s", path);
+    set_path(variant(root, var), where, list);
+    set_num(root, var, path, median);
+}
+
+/* Seven repeats on each side, two of them null: the nulls are skipped, leaving five numbers a
+ * side, enough for the test: the same full separation as above, U = 0, p = 2/252, not weak. The
+ * figures are the medians of the numbers (10.1 and 14.2). */
+static void test_null_repeats_are_skipped(void **state)
+{
+    json_t *base = load_base(), *cur = load_base();
+    set_repeats_json(base, "token-poll", "acquire_ms.p99",
+                     json_pack("[f,n,f,f,f,n,f]", 10.0, 10.5, 9.8, 10.2, 10.1), 10.1);
+    set_repeats_json(cur, "token-poll", "acquire_ms.p99",
+                     json_pack("[n,f,f,f,n,f,f]", 14.0, 14.5, 13.9, 14.2, 15.0), 14.2);
+    const char *b = save(base, "null-base.json"), *c = save(cur, "null-cur.json");
+    assert_int_equal(run_gate(b, c, "--json", tmp_path("null.json"), NULL), LB_GATE_REGRESSION);
+    assert_string_equal(err_text, "");
+
+    json_t *doc = load_json(tmp_path("null.json"));
+    json_t *row = result(doc, "token-poll", "acquire_ms.p99");
+    assert_string_equal(verdict(row), "regression");
+    assert_true(json_is_false(json_object_get(row, "weak")));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(row, "repeats"),
+                                                        "baseline")), 5);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(row, "repeats"),
+                                                        "current")), 5);
+    assert_true(fabs(json_number_value(json_object_get(row, "p_value")) - 2.0 / 252) < 1e-9);
+    assert_true(fabs(json_number_value(json_object_get(row, "baseline")) - 10.1) < 1e-9);
+    assert_true(fabs(json_number_value(json_object_get(row, "current")) - 14.2) < 1e-9);
+    json_decref(doc);
+}
+
+/* Five repeats but one null on the current side: four numbers, so the verdict is weak; a side
+ * whose repeats are all null has no data. A value that is neither a number nor null is still
+ * bad input. */
+static void test_null_repeats_leave_too_few(void **state)
+{
+    const double b5[5] = {10, 10.5, 9.8, 10.2, 10.1};
+    json_t *base = load_base(), *cur = load_base();
+    set_repeats(base, "token-poll", "acquire_ms.p99", b5, 5, 10.1);
+    set_repeats_json(cur, "token-poll", "acquire_ms.p99",
+                     json_pack("[f,f,n,f,f]", 14.0, 14.5, 14.2, 15.0), 14.35);
+    const char *b = save(base, "few-base.json"), *c = save(cur, "few-cur.json");
+    assert_int_equal(run_gate(b, c, "--json", tmp_path("few.json"), NULL), LB_GATE_REGRESSION);
+    assert_contains(out_text, "REGRESSION (weak)");
+    assert_contains(out_text, "weak: fewer than 5 repeats");
+    json_t *doc = load_json(tmp_path("few.json"));
+    json_t *row = result(doc, "token-poll", "acquire_ms.p99");
+    assert_true(json_is_true(json_object_get(row, "weak")));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(row, "repeats"),
+                                                        "current")), 4);
+    assert_true(fabs(json_number_value(json_object_get(row, "current")) - 14.35) < 1e-9);
+    json_decref(doc);
+
+    cur = load_base();
+    set_path(variant(cur, "token-poll"), "acquire_ms.p50", json_null());
+    set_path(variant(cur, "token-poll"), "repeats.acquire_ms.p50", json_pack("[n,n,n,n,n]"));
+    c = save(cur, "all-null.json");
+    assert_int_equal(run_gate(b, c, "--json", tmp_path("all-null.json"), NULL), LB_GATE_PASS);
+    doc = load_json(tmp_path("all-null.json"));
+    assert_string_equal(verdict(result(doc, "token-poll", "acquire_ms.p50")), "no-data");
+    json_decref(doc);
+
+    cur = load_base();
+    set_repeats_json(cur, "token-poll", "acquire_ms.p99",
+                     json_pack("[f,s,f,f,f]", 14.0, "fast", 14.2, 14.3, 15.0), 14.25);
+    c = save(cur, "string-repeat.json");
+    assert_int_equal(run_gate(b, c, NULL), LB_GATE_BAD_INPUT);
+    assert_contains(err_text, "repeats.acquire_ms.p99");
+    assert_contains(err_text, "neither a number nor null");
+}
+
 /* ---- correctness ---------------------------------------------------------------------------- */
 
 static void test_new_overlap_fails_even_when_faster(void **state)
@@ -694,6 +772,42 @@ static void test_rounds_are_folded_into_repeats(void **state)
     assert_contains(out_text, "overlaps");
 }
 
+/* Rounds where one round had no acquisitions (acquire_ms.p50 and p99 null): folding skips that
+ * round for those figures, leaving 4 numbers, so the p99 verdict is weak; throughput still has
+ * all 5 rounds. The folded p99 is the median of the 4 numbers (here all the base's 10). A round
+ * whose figure is a string is bad input, naming the round's file. */
+static void test_rounds_with_null_figures(void **state)
+{
+    const double base[5] = {1000, 1010, 990, 1005, 995};
+    write_rounds("base-rounds-2", base, 5, -1);
+    write_rounds("null-rounds", base, 5, -1);
+    json_t *r3 = load_json(tmp_path("null-rounds/r3/summary.json"));
+    set_path(variant(r3, "token-poll"), "acquire_ms.p50", json_null());
+    set_path(variant(r3, "token-poll"), "acquire_ms.p99", json_null());
+    save(r3, "null-rounds/r3/summary.json");
+    assert_int_equal(run_gate(tmp_path("base-rounds-2"), tmp_path("null-rounds"), "--json",
+                              tmp_path("rounds.json"), NULL), LB_GATE_PASS);
+    assert_string_equal(err_text, "");
+    json_t *doc = load_json(tmp_path("rounds.json"));
+    json_t *row = result(doc, "token-poll", "acquire_ms.p99");
+    assert_string_equal(verdict(row), "ok");
+    assert_true(json_is_true(json_object_get(row, "weak")));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(row, "repeats"),
+                                                        "current")), 4);
+    assert_true(fabs(json_number_value(json_object_get(row, "current")) - 10.0) < 1e-9);
+    row = result(doc, "token-poll", "throughput_per_s");
+    assert_true(json_is_false(json_object_get(row, "weak")));
+    json_decref(doc);
+
+    json_t *r2 = load_json(tmp_path("null-rounds/r2/summary.json"));
+    set_path(variant(r2, "token-poll"), "acquire_ms.p99", json_string("n/a"));
+    save(r2, "null-rounds/r2/summary.json");
+    assert_int_equal(run_gate(tmp_path("base-rounds-2"), tmp_path("null-rounds"), NULL),
+                     LB_GATE_BAD_INPUT);
+    assert_contains(err_text, "r2/summary.json");
+    assert_contains(err_text, "acquire_ms.p99");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -705,6 +819,8 @@ int main(void)
         cmocka_unit_test(test_p99_past_threshold_not_significant_passes),
         cmocka_unit_test(test_p99_significant_regression_fails),
         cmocka_unit_test(test_four_repeats_is_weak),
+        cmocka_unit_test(test_null_repeats_are_skipped),
+        cmocka_unit_test(test_null_repeats_leave_too_few),
         cmocka_unit_test(test_new_overlap_fails_even_when_faster),
         cmocka_unit_test(test_lost_updates_and_new_errors_fail),
         cmocka_unit_test(test_errors_present_in_baseline_are_not_gated),
@@ -726,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_unwritable_output_is_bad_input),
         cmocka_unit_test(test_metric_table),
         cmocka_unit_test(test_rounds_are_folded_into_repeats),
+        cmocka_unit_test(test_rounds_with_null_figures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

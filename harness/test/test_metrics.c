@@ -59,16 +59,17 @@ static void fixture_free(fixture *x)
     }
 }
 
-/* Logs one acquire call of client c and counts it as the runner does. */
-static void add(fixture *x, int c, int key, int64_t call, int64_t end, int64_t released,
-                lb_result r, lb_hold_end how)
+/* Logs one acquire call of client c, with when it left the critical section (left, -1 when not
+ * acquired), and counts it as the runner does. */
+static void add_left(fixture *x, int c, int key, int64_t call, int64_t end, int64_t left,
+                     int64_t released, lb_result r, lb_hold_end how)
 {
     lb_client_result *cl = &x->cl[c];
     lb_acquisition *a = lb_acq_log_append(&cl->log);
     assert_non_null(a);
-    *a = (lb_acquisition){.call_us = call, .end_us = end, .released_us = released,
-                          .key = key, .result = (uint8_t)r, .end = (uint8_t)how,
-                          .attempts = 1, .commands = 2};
+    *a = (lb_acquisition){.call_us = call, .end_us = end, .left_us = left,
+                          .released_us = released, .key = key, .result = (uint8_t)r,
+                          .end = (uint8_t)how, .attempts = 1, .commands = 2};
     int64_t wait = end - call;
     if (r == LB_RES_OK) {
         cl->acquisitions++;
@@ -81,6 +82,13 @@ static void add(fixture *x, int c, int key, int64_t call, int64_t end, int64_t r
     } else if (r == LB_RES_ERROR) {
         cl->errors++;
     }
+}
+
+/* The same, leaving the critical section when the hold ended (a release that takes no time). */
+static void add(fixture *x, int c, int key, int64_t call, int64_t end, int64_t released,
+                lb_result r, lb_hold_end how)
+{
+    add_left(x, c, key, call, end, r == LB_RES_OK ? released : -1, released, r, how);
 }
 
 static lb_scenario *load(const char *json)
@@ -227,7 +235,10 @@ static void test_lost_updates(void **state)
 
 /* Acquisitions [1,1,1,1] → jain 1; [1,0,0,0] → 1/4. Waits: client 0 waits 2 ms and 4 ms
  * (mean 3), the others 3 ms: jain_wait 1. In the second run only client 0 acquired: jain_wait is
- * over that one client, 1. Groups by the fixture: client i is in group i % 2. */
+ * over that one client, 1. max_wait_ms is over the calls that returned ok or timed out: client
+ * 2's 7 ms timeout is the longest (not client 0's 4 ms acquire); client 3's 50 ms error and
+ * 60 ms abandoned wait do not count (its max_wait_ms is 0). Groups by the fixture: client i is
+ * in group i % 2. */
 static void test_fairness(void **state)
 {
     lb_scenario *sc = load(two_groups);
@@ -248,12 +259,14 @@ static void test_fairness(void **state)
     add(&x, 0, 0, 0, 2000, 2001, LB_RES_OK, LB_END_RELEASED);
     add(&x, 0, 0, 10000, 14000, 14001, LB_RES_OK, LB_END_RELEASED);
     add(&x, 2, 0, 0, 7000, -1, LB_RES_TIMEOUT, LB_END_NONE);
+    add(&x, 3, 0, 0, 50000, -1, LB_RES_ERROR, LB_END_NONE);
+    add(&x, 3, 0, 50000, 110000, -1, LB_RES_ABANDONED, LB_END_NONE);
     assert_int_equal(lb_metrics_compute(sc, &x.run, &s), 0);
     assert_close(s.fairness.jain, 0.25, 1e-12);
     assert_close(s.fairness.jain_wait, 1.0, 1e-12);
     assert_int_equal(s.fairness.min_acquisitions, 0);
     assert_int_equal(s.fairness.max_acquisitions, 2);
-    assert_close(s.fairness.max_wait_ms, 4.0, 1e-12);
+    assert_close(s.fairness.max_wait_ms, 7.0, 1e-12);
     assert_int_equal(s.fairness.nclients, 4);
     const lb_client_summary *pc = s.fairness.per_client;
     assert_int_equal(pc[0].client, 0);
@@ -264,6 +277,9 @@ static void test_fairness(void **state)
     assert_close(pc[0].max_wait_ms, 4.0, 1e-12);
     assert_int_equal(pc[2].timeouts, 1);
     assert_close(pc[2].mean_wait_ms, 0, 0);
+    assert_close(pc[2].max_wait_ms, 7.0, 1e-12);
+    assert_int_equal(pc[3].errors, 1);
+    assert_close(pc[3].max_wait_ms, 0, 0);
     lb_summary_free(&s);
     fixture_free(&x);
     lb_scenario_free(sc);
@@ -271,8 +287,9 @@ static void test_fairness(void **state)
 
 /* ---- handoff -------------------------------------------------------------------------------- */
 
-/* Two clients on key 0 (times in µs):
- *   c0 holds 100 → 1000 (released)     next acquire at or after 1000: c1 at 1200 → 200
+/* Two clients on key 0 (times in µs); each hold's successor is the next hold on its key in
+ * order of acquire returning:
+ *   c0 holds 100 → 1000 (released)     next hold: c1 at 1200                     → 200
  *   c1 holds 1200 → 3000 (released)    next: c0 at 3500                          → 500
  *   c0 holds 3500 → 4000 (notowner)    next: c1 at 4100                          → 100
  *   c1 holds 4100 → 5000 (crashed)     next: c0 at 6000                          → 1000
@@ -302,6 +319,38 @@ static void test_handoff(void **state)
     assert_close(s.handoff_ms.p50, 0.2, 1e-12);
     assert_close(s.handoff_ms.p99, 1.0, 1e-12);
     assert_close(s.handoff_ms.max, 1.0, 1e-12);
+    lb_summary_free(&s);
+    fixture_free(&x);
+    lb_scenario_free(sc);
+}
+
+/* A server-side hand-off (notify, fifo): the release script gives the lock to the waiter, whose
+ * acquire returns before the releasing client's dlock_release does. Key 0 (µs):
+ *   c0 acquired 100, left its critical section 900, release returned 1000
+ *   c1 acquired 950 (before 1000), left 2000, release returned 2100
+ *   c0 acquired 2500, left 2600, release returned 2700; nothing follows
+ * Successors in order of acquire returning: c0@100 → c1@950: max(0, 950 - 1000) = 0 (not c0's
+ * own 2500, which "the first acquire at or after 1000" would pick: 1500); c1 → c0@2500: 400.
+ * Samples 0 and 400 µs: count 2, mean 0.2 ms, p50 (rank 1) 0, max 0.4.
+ * Inside the critical section: [100, 900), [950, 2000), [2500, 2600): never two at once, so the
+ * one bin has holders 1 (counting to the release's return would give 2). */
+static void test_handoff_before_release_returns(void **state)
+{
+    lb_scenario *sc = load(two_groups);
+    fixture x;
+    fixture_init(&x, 2, 3000);
+    add_left(&x, 0, 0, 0, 100, 900, 1000, LB_RES_OK, LB_END_RELEASED);
+    add_left(&x, 1, 0, 50, 950, 2000, 2100, LB_RES_OK, LB_END_RELEASED);
+    add_left(&x, 0, 0, 1000, 2500, 2600, 2700, LB_RES_OK, LB_END_RELEASED);
+    lb_summary s;
+    assert_int_equal(lb_metrics_compute(sc, &x.run, &s), 0);
+    assert_int_equal(s.handoff_ms.count, 2);
+    assert_close(s.handoff_ms.p50, 0, 0);
+    assert_close(s.handoff_ms.mean, 0.2, 1e-12);
+    assert_close(s.handoff_ms.max, 0.4, 1e-12);
+    assert_int_equal(s.nbins, 1);
+    assert_int_equal(s.timeline[0].holders, 1);
+    assert_int_equal(s.overlaps, 0);
     lb_summary_free(&s);
     fixture_free(&x);
     lb_scenario_free(sc);
@@ -368,6 +417,37 @@ static void test_timeline_overlap(void **state)
     assert_int_equal(s.timeline[0].holders, 2);
     assert_int_equal(s.timeline[1].holders, 0);
     assert_int_equal(s.overlaps, 1);
+    lb_summary_free(&s);
+    fixture_free(&x);
+    lb_scenario_free(sc);
+}
+
+/* Holders come from [end_us, left_us); elapsed 300 ms → bins 0, 100, 200. Key 0 (µs):
+ *   c0 kept (release: false): acquired 10000, left 50000 (released_us 50010)   bin 0
+ *   c1 acquired 60000, left_us -1 (not recorded): falls back to released 150000  bins 0, 1
+ *   c2 acquired 120000, left 130000, released 140000: inside beside c1            bin 1
+ *   c3 acquired 250000, neither left nor released (an open hold): to the run's end  bin 2
+ * holders: 1, 2, 1 (the kept hold ends when its client left, not at the end of the run).
+ * Handoff: the kept hold gives no sample; c1 (released 150000) → c2@120000: max(0, -30000) = 0;
+ * c2 (released 140000) → c3@250000: 110000; c3's hold has not ended: none. count 2, max 110 ms. */
+static void test_holders_from_left(void **state)
+{
+    lb_scenario *sc = load(two_groups);
+    fixture x;
+    fixture_init(&x, 4, 300000);
+    add_left(&x, 0, 0, 0, 10000, 50000, 50010, LB_RES_OK, LB_END_KEPT);
+    add_left(&x, 1, 0, 5000, 60000, -1, 150000, LB_RES_OK, LB_END_RELEASED);
+    add_left(&x, 2, 0, 6000, 120000, 130000, 140000, LB_RES_OK, LB_END_RELEASED);
+    add_left(&x, 3, 0, 7000, 250000, -1, -1, LB_RES_OK, LB_END_NONE);
+    lb_summary s;
+    assert_int_equal(lb_metrics_compute(sc, &x.run, &s), 0);
+    assert_int_equal(s.nbins, 3);
+    assert_int_equal(s.timeline[0].holders, 1);
+    assert_int_equal(s.timeline[1].holders, 2);
+    assert_int_equal(s.timeline[2].holders, 1);
+    assert_int_equal(s.handoff_ms.count, 2);
+    assert_close(s.handoff_ms.p50, 0, 0);
+    assert_close(s.handoff_ms.max, 110.0, 1e-12);
     lb_summary_free(&s);
     fixture_free(&x);
     lb_scenario_free(sc);
@@ -556,6 +636,32 @@ static void test_combine(void **state)
     lb_summary_free(&c);
 }
 
+/* A repeat without acquisitions: its acquire p50/p99 are NAN in the per-repeat lists (written
+ * as null), not 0; the combined figures are medians over the two repeats that have samples:
+ * p50 (1 + 3) / 2 = 2, p99 (5 + 9) / 2 = 7; the count is the median of 10, 0, 20. */
+static void test_combine_repeat_without_acquisitions(void **state)
+{
+    lb_summary r[3] = {
+        {.name = "v", .throughput_per_s = 100, .acquisitions = 10,
+         .acquire_ms = {.count = 10, .p50 = 1, .p99 = 5}, .expect = {.passed = true}},
+        {.name = "v", .throughput_per_s = 0, .acquisitions = 0, .expect = {.passed = true}},
+        {.name = "v", .throughput_per_s = 200, .acquisitions = 20,
+         .acquire_ms = {.count = 20, .p50 = 3, .p99 = 9}, .expect = {.passed = true}},
+    };
+    lb_summary c;
+    assert_int_equal(lb_metrics_combine(r, 3, &c), 0);
+    assert_int_equal(c.repeats.n, 3);
+    assert_close(c.repeats.acquire_p50[0], 1, 0);
+    assert_true(isnan(c.repeats.acquire_p50[1]));
+    assert_true(isnan(c.repeats.acquire_p99[1]));
+    assert_close(c.repeats.acquire_p99[2], 9, 0);
+    assert_close(c.repeats.throughput_per_s[1], 0, 0);   /* a real figure: no acquisitions/s */
+    assert_close(c.acquire_ms.p50, 2, 0);
+    assert_close(c.acquire_ms.p99, 7, 0);
+    assert_int_equal(c.acquire_ms.count, 10);
+    lb_summary_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -565,12 +671,15 @@ int main(void)
         cmocka_unit_test(test_lost_updates),
         cmocka_unit_test(test_fairness),
         cmocka_unit_test(test_handoff),
+        cmocka_unit_test(test_handoff_before_release_returns),
         cmocka_unit_test(test_timeline),
         cmocka_unit_test(test_timeline_overlap),
+        cmocka_unit_test(test_holders_from_left),
         cmocka_unit_test(test_value_paths),
         cmocka_unit_test(test_expectations),
         cmocka_unit_test(test_expect_equal_tolerance),
         cmocka_unit_test(test_combine),
+        cmocka_unit_test(test_combine_repeat_without_acquisitions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,14 +45,17 @@ typedef struct {
     lb_summary       s[2];     /* one per variant */
 } fixture;
 
+/* One acquire call; an acquired one left its critical section 0.5 ms before its release
+ * returned. */
 static void add(lb_client_result *c, int64_t call, int64_t end, int64_t released, lb_result r,
                 lb_hold_end how)
 {
     lb_acquisition *a = lb_acq_log_append(&c->log);
     assert_non_null(a);
-    *a = (lb_acquisition){.call_us = call, .end_us = end, .released_us = released,
-                          .result = (uint8_t)r, .end = (uint8_t)how, .attempts = 2,
-                          .commands = 3, .fence = 0};
+    *a = (lb_acquisition){.call_us = call, .end_us = end,
+                          .left_us = r == LB_RES_OK ? released - 500 : -1,
+                          .released_us = released, .result = (uint8_t)r, .end = (uint8_t)how,
+                          .attempts = 2, .commands = 3, .fence = 0};
     if (r == LB_RES_OK) {
         c->acquisitions++;
         c->wait_sum_us += end - call;
@@ -307,6 +310,11 @@ static void test_variant_summary(void **state)
         assert_non_null(json_object_get(c0, ckeys[i]));
     assert_string_equal(json_string_value(json_object_get(c0, "group")), "writers");
     assert_int_equal(json_integer_value(json_object_get(c0, "acquisitions")), 2);
+    /* the longest call that returned ok or timed out: client 1's 100 ms timeout */
+    assert_true(fabs(json_number_value(at(j, "fairness.max_wait_ms")) - 100.0) < 1e-9);
+    assert_true(fabs(json_number_value(json_object_get(c0, "max_wait_ms")) - 2.0) < 1e-9);
+    assert_true(fabs(json_number_value(json_object_get(json_array_get(pc, 1), "max_wait_ms")) -
+                     100.0) < 1e-9);
     assert_null(json_object_get(j, "repeats"));
     assert_true(json_is_true(at(j, "expect.passed")));
     assert_int_equal(json_array_size(at(j, "expect.failures")), 0);
@@ -337,16 +345,20 @@ static void test_csv_files(void **state)
     fixture *x = *state;
     write_run(x, 0, "a");
     char *acq = slurp(path_of(x, "a/acquisitions.csv"));
+    /* left_ms sits right before released_ms, empty (like it) when not acquired */
     assert_string_equal(first_line(acq), "client,group,key,call_ms,end_ms,wait_ms,result,"
-                                         "attempts,commands,fence,released_ms,end,overlap");
+                                         "attempts,commands,fence,left_ms,released_ms,end,"
+                                         "overlap");
     assert_int_equal(count_lines(acq), 1 + 4);
     /* merged by call time across the clients: 0, 100, 3200, 5100 */
     const char *row = strchr(acq, '\n') + 1;
-    assert_string_equal(first_line(row), "0,writers,0,0.000,1.500,1.500,ok,2,3,0,3.000,released,0");
+    assert_string_equal(first_line(row),
+                        "0,writers,0,0.000,1.500,1.500,ok,2,3,0,2.500,3.000,released,0");
     row = strchr(row, '\n') + 1;
-    assert_string_equal(first_line(row), "1,writers,0,0.100,3.100,3.000,ok,2,3,0,5.000,released,0");
+    assert_string_equal(first_line(row),
+                        "1,writers,0,0.100,3.100,3.000,ok,2,3,0,4.500,5.000,released,0");
     row = strchr(strchr(row, '\n') + 1, '\n') + 1;
-    assert_string_equal(first_line(row), "1,writers,0,5.100,105.100,100.000,timeout,2,3,0,,,0");
+    assert_string_equal(first_line(row), "1,writers,0,5.100,105.100,100.000,timeout,2,3,0,,,,0");
     free(acq);
 
     char *tl = slurp(path_of(x, "a/timeline.csv"));
@@ -473,6 +485,54 @@ static void test_repeats_json(void **state)
     lb_summary_free(&c);
 }
 
+/* A repeat without acquisitions has no acquire latency: null in the per-repeat p50 and p99
+ * lists (the other lists stay numeric), and the gate, reading it back, skips the null instead
+ * of refusing the file. */
+static void test_repeats_json_null(void **state)
+{
+    fixture *x = *state;
+    lb_summary c[2];
+    lb_summary r[3] = {x->s[0], x->s[0], x->s[0]};
+    r[1].acquisitions = 0;
+    r[1].throughput_per_s = 0;
+    r[1].acquire_ms = (lb_latency){0};
+    assert_int_equal(lb_metrics_combine(r, 3, &c[0]), 0);
+    assert_int_equal(lb_metrics_combine(r, 3, &c[1]), 0);
+    c[1].name = "b";
+    char err[256];
+    assert_int_equal(lb_results_write_summary(path_of(x, "rep"), &c[0], err, sizeof err), 0);
+    json_t *j = load_json(path_of(x, "rep/summary.json"));
+    json_t *p50 = at(j, "repeats.acquire_ms.p50"), *p99 = at(j, "repeats.acquire_ms.p99");
+    assert_int_equal(json_array_size(p50), 3);
+    assert_true(json_is_number(json_array_get(p50, 0)));
+    assert_true(json_is_null(json_array_get(p50, 1)));
+    assert_true(json_is_number(json_array_get(p50, 2)));
+    assert_true(json_is_null(json_array_get(p99, 1)));
+    assert_true(fabs(json_number_value(json_array_get(p99, 0)) - x->s[0].acquire_ms.p99) < 1e-9);
+    assert_true(json_is_number(json_array_get(at(j, "repeats.throughput_per_s"), 1)));
+    /* the combined figure: the median over the repeats that have samples */
+    assert_true(fabs(json_number_value(at(j, "acquire_ms.p99")) - x->s[0].acquire_ms.p99) < 1e-9);
+    json_decref(j);
+
+    char err2[512] = "";
+    lb_calibration cal = {.ping_rtt_us = 42.5, .raw_ops_per_s = 150000};
+    assert_int_equal(lb_results_write_top(path_of(x, "reptop"), x->sc, c, 2, &cal,
+                                          "2024-05-01T10:00:00Z", true, err2, sizeof err2), 0);
+    char *argv[] = {"gate", path_of(x, "reptop"), path_of(x, "reptop"), NULL};
+    fflush(stdout);
+    int saved = dup(1), null = open("/dev/null", O_WRONLY);
+    assert_true(saved >= 0 && null >= 0);
+    dup2(null, 1);
+    int rc = lb_gate_main(3, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    close(null);
+    assert_int_equal(rc, LB_GATE_PASS);
+    lb_summary_free(&c[0]);
+    lb_summary_free(&c[1]);
+}
+
 /* A folder that cannot be created: -1 and a message naming it. */
 static void test_errors_name_the_path(void **state)
 {
@@ -551,6 +611,7 @@ int main(void)
         T(test_top_level_single_and_failed),
         T(test_gate_reads_it),
         T(test_repeats_json),
+        T(test_repeats_json_null),
         T(test_errors_name_the_path),
         T(test_terminal),
     };

@@ -1,0 +1,42 @@
+/* connect.h -- Redis URLs and connecting to them, for the lock core and for lockbench (which
+ * connects to the same servers and to the protected resource, and should read URLs alike).
+ * Internal: not installed. */
+#ifndef DLOCK_CONNECT_H
+#define DLOCK_CONNECT_H
+
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dlock__url {
+    char *host;        /* NULL for a unix socket */
+    int port;
+    char *path;        /* unix socket path */
+    char *user;
+    char *pass;
+    int db;
+    char where[96];    /* host:port, [v6]:port or path, for messages; never the credentials */
+} dlock__url;
+
+/* redis://[user:password@]host[:port][/db] or unix:///path. 0, or -1 with err filled (the
+ * message never repeats the URL, which may hold a password); on failure u is left empty. */
+int  dlock__url_parse(dlock__url *u, const char *url, char *err, size_t errlen);
+void dlock__url_clear(dlock__url *u);  /* wipes the password */
+
+/* Connects with a timeout (also set as the socket timeout), sends AUTH and SELECT as the URL
+ * asks. NULL on failure with err filled; *refused tells a server's refusal (AUTH, SELECT) from
+ * a network failure. */
+redisContext *dlock__connect(const dlock__url *u, int64_t timeout_ms, char *err, size_t errlen,
+                             bool *refused);
+
+/* hiredis 0.14 writes with write(2): writes go between these so a SIGPIPE never kills the host
+ * process. */
+typedef struct dlock__pipe_guard {
+    sigset_t old;
+} dlock__pipe_guard;
+void dlock__sigpipe_block(dlock__pipe_guard *g);
+void dlock__sigpipe_unblock(dlock__pipe_guard *g, bool write_failed);
+
+#endif
