@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "servers.h"
@@ -294,6 +296,89 @@ static void without_gnuplot_the_run_still_succeeds(void **state)
     free(out);
 }
 
+/* --redis with a password and a database: the run works there, and leaves that database as it
+ * found it; REDISCLI_AUTH supplies a missing password; a wrong one is exit 3, never printed. */
+static void external_server_with_auth_and_db(void **state)
+{
+    char err[256], url[256], *out = tempdir(), *msg;
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(s);
+    redisContext *r = redisConnect("127.0.0.1", lb_server_port(s));
+    freeReplyObject(redisCommand(r, "CONFIG SET requirepass s3cr3t"));
+    freeReplyObject(redisCommand(r, "AUTH s3cr3t"));
+    snprintf(url, sizeof url, "redis://:s3cr3t@127.0.0.1:%d/2", lb_server_port(s));
+    assert_int_equal(lockbench(NULL, "run scenarios/seed-five-clients.json --out %s/a --no-plot "
+                                     "--quiet --redis %s", out, url), 0);
+    redisReply *n = redisCommand(r, "SELECT 2");
+    freeReplyObject(n);
+    n = redisCommand(r, "DBSIZE");
+    assert_int_equal(n->integer, 0);
+    freeReplyObject(n);
+
+    setenv("REDISCLI_AUTH", "s3cr3t", 1);
+    assert_int_equal(lockbench(NULL, "run scenarios/seed-five-clients.json --out %s/b --no-plot "
+                                     "--quiet --redis redis://127.0.0.1:%d", out,
+                               lb_server_port(s)), 0);
+    unsetenv("REDISCLI_AUTH");
+    assert_int_equal(lockbench(&msg, "run scenarios/seed-five-clients.json --out %s/c --no-plot "
+                                     "--quiet --redis redis://:wr0ngpass@127.0.0.1:%d", out,
+                               lb_server_port(s)), 3);
+    assert_null(strstr(msg, "wr0ngpass"));
+    free(msg);
+    assert_int_equal(lockbench(&msg, "run scenarios/seed-five-clients.json --redis localhost:1"), 2);
+    assert_non_null(strstr(msg, "--redis"));
+    free(msg);
+    redisFree(r);
+    lb_server_stop(s);
+    rmtree(out);
+    free(out);
+}
+
+/* Ctrl-C: the run stops cleanly, says so ("complete": false, exit 130) and deletes its keys. */
+static void ctrl_c_writes_incomplete_results(void **state)
+{
+    char err[256], url[64], *out = tempdir(), dir[1100];
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(s);
+    snprintf(url, sizeof url, "%s", lb_server_url(s));
+    snprintf(dir, sizeof dir, "%s/r", out);
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen("/dev/null", "w", stdout);
+        freopen("/dev/null", "w", stderr);
+        execl(bin(), bin(), "run", "scenarios/throughput.json", "--out", dir, "--no-plot",
+              "--redis", url, "--set", "workload.duration_ms=20000", (char *)NULL);
+        _exit(127);
+    }
+    redisContext *r = redisConnect("127.0.0.1", lb_server_port(s));
+    int64_t deadline = time(NULL) + 20;
+    long long keys = 0;
+    while (keys == 0 && time(NULL) < deadline) {  /* the run has begun once its keys exist */
+        redisReply *n = redisCommand(r, "DBSIZE");
+        keys = n ? n->integer : 0;
+        freeReplyObject(n);
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(keys > 0);
+    kill(pid, SIGINT);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 130);
+    json_t *top = load_json(dir, "summary.json");
+    assert_true(json_is_false(json_object_get(top, "complete")));
+    assert_true(num(json_array_get(json_object_get(top, "variants"), 0), "elapsed_ms") < 15000);
+    json_decref(top);
+    redisReply *n = redisCommand(r, "DBSIZE");
+    assert_int_equal(n->integer, 0);
+    freeReplyObject(n);
+    redisFree(r);
+    lb_server_stop(s);
+    rmtree(out);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +392,8 @@ int main(void)
         cmocka_unit_test(external_server_is_left_as_found),
         cmocka_unit_test(variants_write_a_comparison),
         cmocka_unit_test(without_gnuplot_the_run_still_succeeds),
+        cmocka_unit_test(external_server_with_auth_and_db),
+        cmocka_unit_test(ctrl_c_writes_incomplete_results),
     };
     return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
 }
