@@ -1151,6 +1151,7 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
     if (rc < 0 && started == 0) {
         snprintf(err, errlen, "%s", r.err);
         free_run(&r);
+        lb_run_result_free(out);
         return -1;
     }
     /* Threads that did start wait at the barrier; a partial start is aborted through it. */
@@ -1164,6 +1165,7 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
     if (r.abort) {
         snprintf(err, errlen, "%s", r.err[0] ? r.err : "clients could not start");
         free_run(&r);
+        lb_run_result_free(out);
         return -1;
     }
     for (size_t i = 0; i < r.n; i++)

@@ -112,7 +112,8 @@ typedef struct lb_run_target {
     bool               progress;      /* show a progress line (a terminal, not --quiet) */
 } lb_run_target;
 
-/* Runs the variant. 0, or -1 with err filled (an environment failure: exit 3). */
+/* Runs the variant. 0, or -1 with err filled (an environment failure: exit 3) and nothing
+ * left in out to free. */
 int  lb_runner_run(const lb_scenario *variant, const lb_run_target *target, lb_run_result *out,
                    char *err, size_t errlen);
 void lb_run_result_free(lb_run_result *r);
