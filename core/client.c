@@ -108,11 +108,7 @@ dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t
         return NULL;
     }
     pthread_mutex_init(&c->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    dlock__cond_init_monotonic(&c->cv);
     for (int i = 0; i < n; i++, c->n++) {
         if (!urls[i] || dlock__url_parse(&c->conns[i].url, urls[i], err, errlen) < 0 ||
             !(c->urls[i] = strdup(urls[i])))
@@ -218,11 +214,7 @@ bool dlock__client_sleep(dlock_client *c, int64_t us)
         return false;
     if (us <= 0)
         return true;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = ts.tv_nsec + (us % 1000000) * 1000;
-    ts.tv_sec += us / 1000000 + ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
+    struct timespec ts = dlock__mono_timespec(dlock__mono_us() + us);
     pthread_mutex_lock(&c->mu);
     while (!atomic_load(&c->interrupted)) {
         if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT)

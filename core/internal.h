@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 
 #include "dlock.h"
+#include "monotonic.h"
 
 #define DLOCK__SEND 1        /* step result: send the batch, call again with the replies */
 
@@ -153,8 +154,7 @@ uint64_t dlock__rng_next(dlock__rng *r);
 double   dlock__rng_uniform(dlock__rng *r);  /* [0, 1) */
 int64_t  dlock__backoff_us(const dlock_backoff *b, int n, int64_t *prev_us, dlock__rng *r);
 
-/* time.c */
-int64_t dlock__mono_us(void);
+/* time.c (and monotonic.h) */
 int64_t dlock__wall_ms(void);
 
 /* client.c: connections */

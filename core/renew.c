@@ -128,11 +128,7 @@ static dlock__watchdog *watchdog_new(dlock_client *owner)
         return NULL;
     }
     pthread_mutex_init(&w->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    dlock__cond_init_monotonic(&w->cv);
     if (pthread_create(&w->thread, NULL, watchdog_main, w) != 0) {
         dlock_client_free(w->conn);
         free(w);

@@ -37,6 +37,7 @@
  * Closing. A connection closes when both directions have passed their EOF, or at once on an error
  * (the client then gets a reset, as it would from a broken path). Connections closed during a
  * batch of events are freed only after the batch, since later events may still point at them. */
+#include "monotonic.h"
 #include "proxy.h"
 
 #include <errno.h>
@@ -948,11 +949,7 @@ lb_proxy *lb_proxy_start(uint64_t seed, char *err, size_t errlen)
     }
     p->seed = seed;
     pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->applied_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    dlock__cond_init_monotonic(&p->applied_cv);
     if (proxy_init_fds(p) != 0) {
         snprintf(err, errlen, "proxy: epoll/eventfd/timerfd: %s", strerror(errno));
         proxy_free(p);

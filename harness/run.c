@@ -17,6 +17,7 @@
 
 #include "endpoint.h"
 #include "metrics.h"
+#include "monotonic.h"
 #include "plot.h"
 #include "proxy.h"
 #include "report.h"
@@ -109,13 +110,6 @@ static redisContext *connect_url(const char *url)
     return lb_endpoint_connect(url, 2000, err, sizeof err);
 }
 
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -132,13 +126,13 @@ static void calibrate(const char *url, lb_calibration *cal)
     if (!c)
         return;
     for (int i = 0; i < PINGS; i++) {
-        int64_t t = now_us();
+        int64_t t = dlock__mono_us();
         freeReplyObject(redisCommand(c, "PING"));
-        rtt[i] = (double)(now_us() - t);
+        rtt[i] = (double)(dlock__mono_us() - t);
     }
     qsort(rtt, PINGS, sizeof *rtt, cmp_double);
     cal->ping_rtt_us = rtt[PINGS / 2];
-    int64_t t = now_us();
+    int64_t t = dlock__mono_us();
     for (int b = 0; b < BURSTS && !c->err; b++) {
         for (int i = 0; i < BURST; i++)
             redisAppendCommand(c, "PING");
@@ -149,7 +143,7 @@ static void calibrate(const char *url, lb_calibration *cal)
             freeReplyObject(r);
         }
     }
-    int64_t took = now_us() - t;
+    int64_t took = dlock__mono_us() - t;
     cal->raw_ops_per_s = took > 0 && !c->err ? BURSTS * BURST * 1e6 / (double)took : 0;
     redisFree(c);
 }

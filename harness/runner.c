@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "dlock.h"
+#include "monotonic.h"
 #include "endpoint.h"
 #include "oracle.h"
 #include "proxy.h"
@@ -44,20 +45,6 @@ _Static_assert((int)LB_WAIT_FIFO == (int)DLOCK_WAIT_FIFO && (int)LB_WAIT_NOTIFY 
 _Static_assert((int)LB_BACKOFF_SERVICESTACK == (int)DLOCK_BACKOFF_SERVICESTACK &&
                    (int)LB_BACKOFF_FULL_JITTER == (int)DLOCK_BACKOFF_FULL_JITTER,
                "backoff enums differ");
-
-/* ---- time ---------------------------------------------------------------- */
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static struct timespec abs_mono(int64_t us)
-{
-    return (struct timespec){.tv_sec = us / 1000000, .tv_nsec = us % 1000000 * 1000};
-}
 
 /* ---- per-client control: what faults do to a client ---------------------- */
 
@@ -134,11 +121,7 @@ bool lb_runner_stopped(void)
 static void ctl_init(ctl *c)
 {
     pthread_mutex_init(&c->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    dlock__cond_init_monotonic(&c->cv);
     c->restart_after_us = -1;
 }
 
@@ -174,9 +157,9 @@ typedef enum { SLEPT, CRASHED, STOPPED } sleep_end;
  * deadline a holder finishes its work and releases. */
 static sleep_end ctl_sleep_until(ctl *c, int64_t until, bool stoppable)
 {
-    struct timespec ts = abs_mono(until);
+    struct timespec ts = dlock__mono_timespec(until);
     pthread_mutex_lock(&c->mu);
-    while (!c->crashed && !(stoppable && c->stopping) && mono_us() < until) {
+    while (!c->crashed && !(stoppable && c->stopping) && dlock__mono_us() < until) {
         if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT)
             break;
     }
@@ -188,7 +171,7 @@ static sleep_end ctl_sleep_until(ctl *c, int64_t until, bool stoppable)
 /* A sleep inside the critical section: false once crashed. */
 static bool ctl_hold(ctl *c, int64_t us)
 {
-    return us <= 0 || ctl_sleep_until(c, mono_us() + us, false) == SLEPT;
+    return us <= 0 || ctl_sleep_until(c, dlock__mono_us() + us, false) == SLEPT;
 }
 
 /* A pause starts (+1) or ends (-1); pauses may overlap, the client runs when none is left. */
@@ -359,7 +342,7 @@ static void client_disconnect(client *c)
 
 static int64_t since_t0(const client *c)
 {
-    return mono_us() - c->run->t0;
+    return dlock__mono_us() - c->run->t0;
 }
 
 static void options_of(client *c, dlock_options *o)
@@ -544,7 +527,7 @@ static void end_hold(client *c, lb_acquisition *a, dlock *l)
 
 static bool out_of_time(const client *c)
 {
-    return atomic_load(&stop_requested) || mono_us() >= c->run->deadline[c->group];
+    return atomic_load(&stop_requested) || dlock__mono_us() >= c->run->deadline[c->group];
 }
 
 typedef enum { ITER_DONE, ITER_ERROR, ITER_CRASHED } iteration;
@@ -600,7 +583,7 @@ static bool crash_and_maybe_restart(client *c)
     pthread_mutex_unlock(&c->ctl.mu);
     if (restart < 0)
         return false;
-    struct timespec ts = abs_mono(mono_us() + restart);
+    struct timespec ts = dlock__mono_timespec(dlock__mono_us() + restart);
     pthread_mutex_lock(&c->ctl.mu);
     while (!c->ctl.stopping && pthread_cond_timedwait(&c->ctl.cv, &c->ctl.mu, &ts) != ETIMEDOUT)
         ;
@@ -625,7 +608,7 @@ static void workload(client *c)
     int64_t start = c->run->t0 + c->g->start_ms * 1000;
     for (int64_t done = 0; w->iterations == 0 || done < w->iterations;) {
         sleep_end e = SLEPT;
-        if (mono_us() < start) {
+        if (dlock__mono_us() < start) {
             e = ctl_sleep_until(&c->ctl, start, true);
         } else {
             if (out_of_time(c))
@@ -638,7 +621,7 @@ static void workload(client *c)
             if (it == ITER_CRASHED)
                 e = CRASHED;
             else if (pause > 0 && !last)
-                e = ctl_sleep_until(&c->ctl, mono_us() + pause, true);
+                e = ctl_sleep_until(&c->ctl, dlock__mono_us() + pause, true);
         }
         if (e == STOPPED || (e == CRASHED && !crash_and_maybe_restart(c)))
             return;
@@ -676,7 +659,7 @@ static void open_barrier(run *r, size_t started)
     for (size_t i = 0; i < started; i++)
         r->abort |= r->clients[i].setup_failed;
     r->abort |= started < r->n;
-    r->t0 = mono_us();
+    r->t0 = dlock__mono_us();
     for (size_t g = 0; g < r->sc->ngroups; g++) {
         int64_t d = r->sc->groups[g].workload.duration_ms;
         r->deadline[g] = d >= 0 ? r->t0 + d * 1000 : INT64_MAX;
@@ -919,10 +902,10 @@ static void progress(run *r, int64_t now, lb_run_result *out, int64_t *next_us)
 /* Waits until `at_us`, a client finishing, or the next progress tick, whichever comes first. */
 static void wait_for(run *r, int64_t at_us)
 {
-    int64_t tick = mono_us() + 100000;
-    struct timespec ts = abs_mono(at_us < tick ? at_us : tick);
+    int64_t tick = dlock__mono_us() + 100000;
+    struct timespec ts = dlock__mono_timespec(at_us < tick ? at_us : tick);
     pthread_mutex_lock(&r->done_mu);
-    if (atomic_load(&r->running) > 0 && mono_us() < at_us)
+    if (atomic_load(&r->running) > 0 && dlock__mono_us() < at_us)
         pthread_cond_timedwait(&r->done_cv, &r->done_mu, &ts);
     pthread_mutex_unlock(&r->done_mu);
 }
@@ -960,7 +943,7 @@ static void schedule(run *r, lb_run_result *out)
     if (acts)
         qsort(acts, n, sizeof *acts, by_time);
     while (atomic_load(&r->running) > 0) {
-        int64_t now = mono_us();
+        int64_t now = dlock__mono_us();
         progress(r, now, out, &next_progress);
         int64_t next_deadline = stop_due_groups(r, now);
         if (next < n && now - r->t0 >= acts[next].at_us) {
@@ -970,10 +953,10 @@ static void schedule(run *r, lb_run_result *out)
             bool ok = apply(r, e, a->ending);
             if (!a->ending) {
                 f->applied = ok;
-                f->start_us = ok ? mono_us() - r->t0 : -1;
+                f->start_us = ok ? dlock__mono_us() - r->t0 : -1;
                 out->faults_applied += ok;
             } else if (f->applied) {
-                f->end_us = mono_us() - r->t0;
+                f->end_us = dlock__mono_us() - r->t0;
             }
             continue;
         }
@@ -985,10 +968,10 @@ static void schedule(run *r, lb_run_result *out)
         action *a = &acts[next];
         if (a->ending && out->faults[a->event].applied) {
             apply(r, &sc->events[a->event], true);
-            out->faults[a->event].end_us = mono_us() - r->t0;
+            out->faults[a->event].end_us = dlock__mono_us() - r->t0;
         }
     }
-    if (r->t->progress && mono_us() - r->t0 >= 1000000)
+    if (r->t->progress && dlock__mono_us() - r->t0 >= 1000000)
         fputc('\n', stderr);
     free(acts);
 }
@@ -1115,11 +1098,7 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
     out->nclients = r->n;
     out->nfaults = sc->nevents;
     pthread_mutex_init(&r->done_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->done_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    dlock__cond_init_monotonic(&r->done_cv);
     if (!r->clients || !r->keys || !out->clients || !out->faults || !r->fired_start ||
         !r->fired_end || !r->deadline || !r->stopped) {
         snprintf(r->err, sizeof r->err, "out of memory");
