@@ -118,7 +118,8 @@ dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t
      * retried on use, since the quorum is the point; a refused AUTH or SELECT never is. */
     for (int i = 0; i < n; i++) {
         bool refused;
-        if (conn_open(&c->conns[i], 1000, err, errlen, &refused) < 0 && (n == 1 || refused))
+        if (conn_open(&c->conns[i], DLOCK__CONNECT_TIMEOUT_MS, err, errlen, &refused) < 0 &&
+            (n == 1 || refused))
             goto fail;
     }
     return c;
@@ -161,6 +162,8 @@ int dlock__client_nservers(const dlock_client *c)
 
 void dlock_client_set_hook(dlock_client *c, dlock_hook fn, void *ud)
 {
+    if (!c)
+        return;
     pthread_mutex_lock(&c->mu);
     c->hook = fn;
     c->hook_ud = ud;
@@ -196,6 +199,8 @@ dlock__watchdog **dlock__client_watchdog(dlock_client *c)
 
 void dlock_client_interrupt(dlock_client *c)
 {
+    if (!c)
+        return;
     pthread_mutex_lock(&c->mu);
     atomic_store(&c->interrupted, true);
     pthread_cond_broadcast(&c->cv);
@@ -258,6 +263,13 @@ void dlock__client_end_acquire(dlock_client *c, uint64_t attempts, int64_t waite
 
 void dlock_client_stats(const dlock_client *c, dlock_stats *total, dlock_stats *last_acquire)
 {
+    if (!c) {
+        if (total)
+            *total = (dlock_stats){0};
+        if (last_acquire)
+            *last_acquire = (dlock_stats){0};
+        return;
+    }
     if (total) {
         *total = c->total;
         total->commands = atomic_load(&((dlock_client *)c)->commands) +
@@ -460,8 +472,12 @@ int dlock_fenced_set(dlock_client *c, const char *key, uint64_t fence, const cha
     dlock__batch b = {.n = 0};
     redisReply *r[1];
     dlock__add_script(&b, 0, &dlock__script_fenced_set, 2, key, fence_key, token, value, NULL);
-    dlock__exchange(c, &b, r, c->conns[0].timeout_ms > 0 ? c->conns[0].timeout_ms : 1000);
-    int rc;
+    int rc = dlock__exchange(c, &b, r, c->conns[0].timeout_ms > 0 ? c->conns[0].timeout_ms
+                                                                  : DLOCK__CONNECT_TIMEOUT_MS);
+    if (rc != DLOCK_OK) {
+        free(fence_key);
+        return rc;  /* the hook cancelled it: nothing was sent */
+    }
     if (r[0] && r[0]->type == REDIS_REPLY_INTEGER) {
         rc = r[0]->integer == 1 ? DLOCK_OK : DLOCK_ESTALE;
     } else {

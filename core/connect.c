@@ -203,7 +203,7 @@ redisContext *dlock__connect(const dlock__url *u, int64_t timeout_ms, char *err,
         return NULL;
     }
     redisSetTimeout(ctx, tv);
-    if (u->pass) {
+    if (u->pass && *u->pass) {  /* redis://:@host names no password */
         const char *argv[3] = {"AUTH", u->user ? u->user : u->pass, u->pass};
         if (!setup_command(u, ctx, u->user ? 3 : 2, argv, err, errlen))
             goto refused;

@@ -17,6 +17,9 @@
 
 #define DLOCK__SEND 1        /* step result: send the batch, call again with the replies */
 
+/* dlock_client_new connects before any options are known: this long for each server. */
+#define DLOCK__CONNECT_TIMEOUT_MS 1000
+
 #define DLOCK__MAX_SERVERS 9
 #define DLOCK__MAX_ARGV 12
 #define DLOCK__MAX_BATCH (3 * DLOCK__MAX_SERVERS)

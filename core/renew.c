@@ -33,6 +33,9 @@ struct dlock__watchdog {
     renewal *list;
 };
 
+/* After a renewal that could not reach the servers, try again this many times per period. */
+#define RETRIES_PER_PERIOD 4
+
 /* How often a lease is renewed: every third of it, so two renewals can fail before it lapses. */
 static int64_t period_us(const dlock *l)
 {
@@ -94,7 +97,7 @@ static void extend_one(dlock__watchdog *w, renewal *r)
             fn(ud, key);
         pthread_mutex_lock(&w->mu);
     } else {
-        r->next_us = now + period_us(&r->shadow) / 4;  /* unreachable: retry within the lease */
+        r->next_us = now + period_us(&r->shadow) / RETRIES_PER_PERIOD;  /* unreachable: retry */
     }
 }
 

@@ -40,7 +40,7 @@ static int lb__fail(char *err, size_t errlen, const char *fmt, ...)
 /* ---- files ---------------------------------------------------------------------------------- */
 
 /* mkdir -p: an existing directory is fine. */
-static int lb__mkdirs(const char *dir)
+int lb_mkdirs(const char *dir)
 {
     char *p = strdup(dir);
     if (!p)
@@ -172,7 +172,7 @@ static int lb__write_file(const char *dir, const char *name, lb__writer fn, cons
 
 static int lb__prepare_dir(const char *dir, char *err, size_t errlen)
 {
-    if (lb__mkdirs(dir) != 0)
+    if (lb_mkdirs(dir) != 0)
         return lb__fail(err, errlen, "%s: %s", dir, strerror(errno));
     return 0;
 }

@@ -17,6 +17,9 @@ typedef struct lb_calibration {
     double raw_ops_per_s;   /* a short burst of pipelined PINGs: the machine's raw speed */
 } lb_calibration;
 
+/* mkdir -p: 0 when dir exists as a folder afterwards, -1 with errno set. */
+int lb_mkdirs(const char *dir);
+
 /* Writes data to path through a temporary file and rename(2). 0, or -1 with errno set. */
 int lb_write_atomic(const char *path, const char *data, size_t len);
 

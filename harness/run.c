@@ -181,28 +181,13 @@ static void delete_prefix(const char *url, const char *prefix)
 
 /* ---- folders ------------------------------------------------------------------ */
 
-static int mkdirs(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* results/<name>/<stamp>, with results/<name>/latest pointing to it. */
 static char *default_out(const char *name, const char *stamp)
 {
     char *dir, *link, *tmp;
     if (asprintf(&dir, "results/%s/%s", name, stamp) < 0)
         return NULL;
-    if (mkdirs(dir) == 0 && asprintf(&link, "results/%s/latest", name) >= 0) {
+    if (lb_mkdirs(dir) == 0 && asprintf(&link, "results/%s/latest", name) >= 0) {
         if (asprintf(&tmp, "%s.tmp%d", link, (int)getpid()) >= 0) {
             unlink(tmp);
             if (symlink(stamp, tmp) == 0 && rename(tmp, link) < 0)
@@ -226,7 +211,7 @@ static char *out_dir(const lb_scenario *s, const lb_run_options *o, size_t nfile
     } else {
         dir = strdup(o->out);
     }
-    if (dir && mkdirs(dir) < 0) {
+    if (dir && lb_mkdirs(dir) < 0) {
         free(dir);
         return NULL;
     }
@@ -252,19 +237,6 @@ typedef struct scenario_run {
     char err[512];
 } scenario_run;
 
-static bool needs_proxy(const lb_scenario *v)
-{
-    for (size_t g = 0; g < v->ngroups; g++)
-        if (v->groups[g].network.latency_ms > 0 || v->groups[g].network.jitter_ms > 0)
-            return true;
-    for (size_t i = 0; i < v->nevents; i++) {
-        lb_event_action a = v->events[i].action;
-        if (a == LB_EV_DELAY || a == LB_EV_PARTITION || a == LB_EV_RESET)
-            return true;
-    }
-    return false;
-}
-
 static char *run_folder(const scenario_run *sr, const char *variant, int rep)
 {
     char *dir;
@@ -288,7 +260,7 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
         sr->calibrated = true;
     }
     lb_proxy *proxy = NULL;
-    if (needs_proxy(v) && !(proxy = lb_proxy_start(v->seed, sr->err, sizeof sr->err))) {
+    if (lb_runner_needs_proxy(v) && !(proxy = lb_proxy_start(v->seed, sr->err, sizeof sr->err))) {
         servers_stop(&sv);
         return LB_EXIT_ENV;
     }
@@ -450,8 +422,6 @@ static int run_scenario(const lb_scenario *s, const lb_run_options *o, size_t nf
 
 /* ---- commands ------------------------------------------------------------------ */
 
-static bool needs_proxy(const lb_scenario *v);
-
 /* A scenario with network faults relays its clients through the proxy, which speaks TCP. */
 static bool proxied_over_unix(const lb_scenario *s, const lb_run_options *o)
 {
@@ -459,7 +429,7 @@ static bool proxied_over_unix(const lb_scenario *s, const lb_run_options *o)
     int port;
     for (size_t v = 0; v < lb_scenario_variant_count(s); v++) {
         const lb_scenario *var = lb_scenario_variant(s, v);
-        if (!needs_proxy(var))
+        if (!lb_runner_needs_proxy(var))
             continue;
         for (int i = 0; i < var->redis.servers; i++)
             if (lb_endpoint_hostport(o->redis[i], host, sizeof host, &port) < 0)

@@ -264,6 +264,20 @@ static bool needs_proxy(const run *r, const client *c)
     return false;
 }
 
+/* Whether any client of the scenario goes through the fault proxy. */
+bool lb_runner_needs_proxy(const lb_scenario *v)
+{
+    for (size_t g = 0; g < v->ngroups; g++)
+        if (v->groups[g].network.latency_ms > 0 || v->groups[g].network.jitter_ms > 0)
+            return true;
+    for (size_t i = 0; i < v->nevents; i++) {
+        lb_event_action a = v->events[i].action;
+        if (a == LB_EV_DELAY || a == LB_EV_PARTITION || a == LB_EV_RESET)
+            return true;
+    }
+    return false;
+}
+
 /* The URLs a client connects to: its proxy links where it has faults, the servers otherwise. */
 static int client_urls(run *r, client *c)
 {
@@ -762,12 +776,15 @@ static void describe(const lb_event *e, lb_fault_record *f)
     }
 }
 
-static void for_clients(run *r, const lb_event *e, void (*fn)(run *, client *, const lb_event *, bool),
-                        bool ending)
+/* Applies fn to each client of the event; false when it failed for any of them. */
+static bool for_clients(run *r, const lb_event *e,
+                        bool (*fn)(run *, client *, const lb_event *, bool), bool ending)
 {
+    bool ok = true;
     for (size_t i = 0; i < e->nclients; i++)
         if (e->clients[i] >= 0 && (size_t)e->clients[i] < r->n)
-            fn(r, &r->clients[e->clients[i]], e, ending);
+            ok &= fn(r, &r->clients[e->clients[i]], e, ending);
+    return ok;
 }
 
 static int event_index(const run *r, const lb_event *e)
@@ -775,7 +792,7 @@ static int event_index(const run *r, const lb_event *e)
     return (int)(e - r->sc->events);
 }
 
-static void do_crash(run *r, client *c, const lb_event *e, bool ending)
+static bool do_crash(run *r, client *c, const lb_event *e, bool ending)
 {
     pthread_mutex_lock(&c->ctl.mu);
     c->ctl.restart_after_us = e->restart_after_ms >= 0 ? e->restart_after_ms * 1000 : -1;
@@ -788,6 +805,7 @@ static void do_crash(run *r, client *c, const lb_event *e, bool ending)
     }
     pthread_cond_broadcast(&c->ctl.cv);
     pthread_mutex_unlock(&c->ctl.mu);
+    return true;
 }
 
 /* At a group's deadline (or Ctrl-C, for every group) a wait in progress is abandoned and no new
@@ -808,43 +826,48 @@ static void stop_group(run *r, size_t group)
     }
 }
 
-static void do_pause(run *r, client *c, const lb_event *e, bool ending)
+static bool do_pause(run *r, client *c, const lb_event *e, bool ending)
 {
     if (e->when_holding) {
         pthread_mutex_lock(&c->ctl.mu);
         c->ctl.pause_when_holding = event_index(r, e) + 1;
         c->ctl.pause_when_holding_us = e->duration_ms * 1000;
         pthread_mutex_unlock(&c->ctl.mu);
-        return;
+        return true;
     }
     ctl_pause(&c->ctl, ending ? -1 : 1);
+    return true;
 }
 
-static void do_network(run *r, client *c, const lb_event *e, bool ending)
+static bool do_network(run *r, client *c, const lb_event *e, bool ending)
 {
     if (e->action == LB_EV_PARTITION) {  /* overlapping partitions: heal when the last ends */
         c->partitions += ending ? -1 : 1;
         if (c->partitions != (ending ? 0 : 1))
-            return;
+            return true;
     }
+    bool ok = true;
     for (int s = 0; s < r->t->nservers; s++) {
         int link = c->links[s];
         if (link < 0)
             continue;
         const lb_network *n = &c->g->network;
         if (e->action == LB_EV_DELAY)
-            lb_proxy_set_latency(r->t->proxy, link, (ending ? n->latency_ms : e->latency_ms) * 1000,
-                                 (ending ? n->jitter_ms : e->jitter_ms) * 1000);
+            ok &= lb_proxy_set_latency(r->t->proxy, link,
+                                       (ending ? n->latency_ms : e->latency_ms) * 1000,
+                                       (ending ? n->jitter_ms : e->jitter_ms) * 1000) == 0;
         else if (e->action == LB_EV_PARTITION)
-            lb_proxy_set_partition(r->t->proxy, link, !ending);
+            ok &= lb_proxy_set_partition(r->t->proxy, link, !ending) == 0;
         else if (e->action == LB_EV_RESET)
-            lb_proxy_reset(r->t->proxy, link);
+            ok &= lb_proxy_reset(r->t->proxy, link) == 0;
     }
+    return ok;
 }
 
-static void do_skew(run *r, client *c, const lb_event *e, bool ending)
+static bool do_skew(run *r, client *c, const lb_event *e, bool ending)
 {
     atomic_store(&c->ctl.skew_ms, e->offset_ms);
+    return true;
 }
 
 static bool do_server(run *r, const lb_event *e, bool ending)
@@ -867,16 +890,13 @@ static bool do_server(run *r, const lb_event *e, bool ending)
 static bool apply(run *r, const lb_event *e, bool ending)
 {
     switch (e->action) {
-    case LB_EV_CRASH: for_clients(r, e, do_crash, ending); return true;
-    case LB_EV_PAUSE: for_clients(r, e, do_pause, ending); return true;
-    case LB_EV_CLOCK_SKEW: for_clients(r, e, do_skew, ending); return true;
+    case LB_EV_CRASH: return for_clients(r, e, do_crash, ending);
+    case LB_EV_PAUSE: return for_clients(r, e, do_pause, ending);
+    case LB_EV_CLOCK_SKEW: return for_clients(r, e, do_skew, ending);
     case LB_EV_DELAY:
     case LB_EV_PARTITION:
     case LB_EV_RESET:
-        if (!r->t->proxy)
-            return false;
-        for_clients(r, e, do_network, ending);
-        return true;
+        return r->t->proxy && for_clients(r, e, do_network, ending);
     case LB_EV_KILL_SERVER:
     case LB_EV_PAUSE_SERVER:
         return do_server(r, e, ending);

@@ -112,6 +112,9 @@ typedef struct lb_run_target {
     bool               progress;      /* show a progress line (a terminal, not --quiet) */
 } lb_run_target;
 
+/* Whether the variant needs the fault proxy (network latency, or delay/partition/reset events). */
+bool lb_runner_needs_proxy(const lb_scenario *variant);
+
 /* Runs the variant. 0, or -1 with err filled (an environment failure: exit 3) and nothing
  * left in out to free. */
 int  lb_runner_run(const lb_scenario *variant, const lb_run_target *target, lb_run_result *out,
