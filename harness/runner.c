@@ -101,8 +101,10 @@ struct run {
     atomic_llong *fired_end;
     lb_oracle *oracle;
     atomic_int running;          /* clients not yet finished */
-    pthread_mutex_t done_mu;
-    pthread_cond_t done_cv;      /* signalled as clients finish, wakes the scheduler */
+    pthread_mutex_t done_mu;     /* guards ready, go, abort, err */
+    pthread_cond_t done_cv;      /* the main thread waits here: a client is ready, or finished */
+    pthread_cond_t go_cv;        /* the clients wait here for the barrier to open (so a client
+                                    getting ready wakes the main thread, not every other client) */
     char err[320];
 };
 
@@ -647,7 +649,7 @@ static void finish(client *c)
     c->out->end_us = since_t0(c);
     pthread_mutex_lock(&c->run->done_mu);
     atomic_fetch_sub(&c->run->running, 1);
-    pthread_cond_broadcast(&c->run->done_cv);
+    pthread_cond_signal(&c->run->done_cv);  /* only the scheduler waits there now */
     pthread_mutex_unlock(&c->run->done_mu);
 }
 
@@ -656,9 +658,9 @@ static bool start_barrier(run *r)
 {
     pthread_mutex_lock(&r->done_mu);
     r->ready++;
-    pthread_cond_broadcast(&r->done_cv);
+    pthread_cond_signal(&r->done_cv);
     while (!r->go)
-        pthread_cond_wait(&r->done_cv, &r->done_mu);
+        pthread_cond_wait(&r->go_cv, &r->done_mu);
     bool go = !r->abort;
     pthread_mutex_unlock(&r->done_mu);
     return go;
@@ -679,7 +681,7 @@ static void open_barrier(run *r, size_t started)
         r->deadline[g] = d >= 0 ? r->t0 + d * 1000 : INT64_MAX;
     }
     r->go = true;
-    pthread_cond_broadcast(&r->done_cv);
+    pthread_cond_broadcast(&r->go_cv);
     pthread_mutex_unlock(&r->done_mu);
 }
 
@@ -1099,6 +1101,7 @@ static void free_run(run *r)
     free(r->clients);
     pthread_mutex_destroy(&r->done_mu);
     pthread_cond_destroy(&r->done_cv);
+    pthread_cond_destroy(&r->go_cv);
 }
 
 static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_run_result *out)
@@ -1119,6 +1122,7 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
     out->nfaults = sc->nevents;
     pthread_mutex_init(&r->done_mu, NULL);
     dlock__cond_init_monotonic(&r->done_cv);
+    pthread_cond_init(&r->go_cv, NULL);
     if (!r->clients || !r->keys || !out->clients || !out->faults || !r->fired_start ||
         !r->fired_end || !r->deadline || !r->stopped) {
         snprintf(r->err, sizeof r->err, "out of memory");
