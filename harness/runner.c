@@ -771,6 +771,9 @@ static void describe(const lb_event *e, lb_fault_record *f)
         snprintf(f->detail, sizeof f->detail, "%srestart_after_ms=%lld",
                  e->when_holding ? "when=holding " : "", (long long)e->restart_after_ms);
         break;
+    case LB_EV_RESET:
+        f->detail[0] = '\0';  /* an instant: nothing more to say */
+        break;
     default:
         snprintf(f->detail, sizeof f->detail, "%sduration_ms=%lld",
                  e->when_holding ? "when=holding " : "", (long long)e->duration_ms);
