@@ -94,7 +94,9 @@ typedef int64_t (*dlock_wallclock_fn)(void *ud);
 typedef int (*dlock_hook)(void *ud, const char *command);
 
 /* Called from the watchdog thread when a renewed lock could not be extended (it expired, was
- * taken, or its servers stayed unreachable until the lease ran out). Keep it short. */
+ * taken, or its servers stayed unreachable until the lease ran out). Keep it short (set a flag):
+ * a dlock_release or dlock_abandon of that lock on the owner's thread waits for it to return,
+ * and key is valid until then. */
 typedef void (*dlock_lost_fn)(void *ud, const char *key);
 
 typedef struct dlock_options {

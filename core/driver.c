@@ -89,7 +89,9 @@ static void set_timeout_err(dlock *l)
 static bool undo_unconfirmed(dlock *l)
 {
     char err[sizeof l->err];
-    if (l->algo == &dlock__legacy)
+    /* legacy cannot tell; fifo needs no undo: its acquire script takes a lock that holds our
+     * token as ours, and its release would cost us our place in the queue. */
+    if (l->algo == &dlock__legacy || l->algo == &dlock__token_fifo)
         return false;
     memcpy(err, l->err, sizeof err);
     bool ours = dlock__run(l, l->algo->release) == DLOCK_OK;

@@ -91,7 +91,6 @@ struct dlock {
     uint64_t fence;               /* fencing token, 0 = none */
     int phase;                    /* step progress within one operation */
     int64_t started_us;           /* when the current operation began (monotonic) */
-    int64_t queued_us;            /* fifo: when our last try (which found us waiting) was sent */
     _Atomic int64_t valid_until_us; /* end of the lease as we know it (monotonic); INT64_MAX = none */
     atomic_bool lost;             /* the watchdog failed to extend it */
     struct dlock__renewal *renewal; /* non-NULL while the watchdog renews it */

@@ -18,8 +18,9 @@ typedef struct dlock__renewal {
     dlock *lock;                 /* the owner's lock */
     dlock shadow;                /* the watchdog's copy: same key and token, own step state */
     int64_t next_us;             /* when to extend next */
-    bool busy;                   /* the watchdog is extending it right now */
+    bool busy;                   /* the watchdog is extending it, or telling on_lost, right now */
     bool done;                   /* lost: nothing more to do */
+    bool orphaned;               /* its lock stopped it from inside on_lost: free it after */
     struct dlock__renewal *next;
 } renewal;
 
@@ -71,6 +72,36 @@ static renewal *next_due(dlock__watchdog *w, int64_t *when_us)
     return due;
 }
 
+static void unlink_renewal(dlock__watchdog *w, renewal *r)
+{
+    for (renewal **p = &w->list; *p; p = &(*p)->next) {
+        if (*p == r) {
+            *p = r->next;
+            return;
+        }
+    }
+}
+
+/* Calls on_lost without the mutex, and busy: the owner's release waits for the callback to
+ * return (the key it was given stays valid meanwhile). A release from inside the callback runs
+ * on this thread; it orphans the renewal, which is freed here afterwards. */
+static void tell_lost(dlock__watchdog *w, renewal *r)
+{
+    dlock_lost_fn fn = r->shadow.opt.on_lost;
+    if (!fn)
+        return;
+    r->busy = true;
+    pthread_mutex_unlock(&w->mu);
+    fn(r->shadow.opt.on_lost_ud, r->shadow.key);
+    pthread_mutex_lock(&w->mu);
+    r->busy = false;
+    pthread_cond_broadcast(&w->cv);
+    if (r->orphaned) {
+        unlink_renewal(w, r);
+        free(r);
+    }
+}
+
 /* One extension, made with the watchdog's mutex released; decides what happens next. */
 static void extend_one(dlock__watchdog *w, renewal *r)
 {
@@ -87,15 +118,7 @@ static void extend_one(dlock__watchdog *w, renewal *r)
     } else if (rc == DLOCK_ENOTOWNER || now >= atomic_load(&r->lock->valid_until_us)) {
         r->done = true;
         atomic_store(&r->lock->lost, true);
-        dlock_lost_fn fn = r->shadow.opt.on_lost;
-        void *ud = r->shadow.opt.on_lost_ud;
-        const char *key = r->shadow.key;
-        /* Without the mutex: the callback may release the lock, which stops its renewal (and
-         * frees r, which is not touched after this). */
-        pthread_mutex_unlock(&w->mu);
-        if (fn)
-            fn(ud, key);
-        pthread_mutex_lock(&w->mu);
+        tell_lost(w, r);
     } else {
         r->next_us = now + period_us(&r->shadow) / RETRIES_PER_PERIOD;  /* unreachable: retry */
     }
@@ -187,24 +210,26 @@ int dlock__renew_start(dlock *l)
     return DLOCK_OK;
 }
 
-/* Stops renewing l, waiting for an extension in flight to finish. */
+/* Stops renewing l, waiting for an extension (or an on_lost call) in flight to finish -- unless
+ * it is that on_lost call stopping it, on the watchdog's own thread. */
 void dlock__renew_stop(dlock *l)
 {
-    if (!l->renewal)
+    renewal *r = l->renewal;
+    if (!r)
         return;
     dlock__watchdog *w = *dlock__client_watchdog(l->client);
     pthread_mutex_lock(&w->mu);
-    while (l->renewal->busy)
-        pthread_cond_wait(&w->cv, &w->mu);
-    for (renewal **p = &w->list; *p; p = &(*p)->next) {
-        if (*p == l->renewal) {
-            *p = l->renewal->next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&w->mu);
-    free(l->renewal);
     l->renewal = NULL;
+    if (pthread_equal(pthread_self(), w->thread)) {
+        r->orphaned = true;
+        pthread_mutex_unlock(&w->mu);
+        return;
+    }
+    while (r->busy)
+        pthread_cond_wait(&w->cv, &w->mu);
+    unlink_renewal(w, r);
+    pthread_mutex_unlock(&w->mu);
+    free(r);
 }
 
 /* The owner's extend of a renewed lock: the watchdog holds off meanwhile (so the two never

@@ -8,13 +8,13 @@
  *   release  fifo_release.lua: compare-and-delete, then set the lock to the first live
  *            waiter's token, with a lease of at most the waiter bound, and push its fencing
  *            token to that waiter's signal list; the waiter, woken, extends the lease to its
- *            own ttl (one round trip) unless its ttl is within the bound
+ *            own ttl (one round trip), which also confirms the lock is still its own
  *   leave    fifo_release.lua: a waiter that gives up leaves the queue, and passes the lock on
  *            if it was handed to it meanwhile
  *
  * Order: a newcomer joins at the tail and can take the lock only from the head, so nobody jumps
  * the queue. Hand-off: the next holder owns the lock when the release script ends; its BLPOP
- * returns with the fencing token and no further round trip is needed. Crashed waiters: every
+ * returns with the fencing token, and one extend makes the lease its own. Crashed waiters: every
  * try refreshes the waiter's heartbeat deadline (DLOCK__FIFO_WAITER_BOUND_MS ahead) and a waiter
  * blocks at most DLOCK__FIFO_HEARTBEAT_MS between tries, so a waiter that crashed or gave up
  * without leaving is dropped from the queue within the bound. A waiter that crashes after the
@@ -41,10 +41,8 @@ static int fifo_acquire(dlock *l, const dlock__now *now, redisReply *const *r, i
     }
     if (!dlock__reply_int(r[0], &v))
         return dlock__reply_error(l, r[0], "fifo acquire");
-    if (v < 0) {
-        l->queued_us = l->started_us;  /* a hand-off can only come after this try ran */
+    if (v < 0)
         return DLOCK_EBUSY;
-    }
     l->fence = (uint64_t)v;
     dlock__lease_from(l, l->started_us, l->opt.ttl_ms);
     return DLOCK_OK;
@@ -62,15 +60,12 @@ static int fifo_release(dlock *l, const dlock__now *now, redisReply *const *r, i
     return dlock__owner_reply(l, r[0], "release");
 }
 
-static bool short_handoff_lease(const dlock *l)
-{
-    return l->opt.ttl_ms == 0 || l->opt.ttl_ms > DLOCK__FIFO_WAITER_BOUND_MS;
-}
-
 enum { BLPOP_SENT = 1, EXTEND_SENT };
 
-/* The hand-off arrives as our signal list's element: the fencing token. Its lease is at most
- * the waiter bound, so a longer ttl is taken at once with an extend. */
+/* The hand-off arrives as our signal list's element: the fencing token. The waiter then extends
+ * the lease to its own ttl, always: the hand-off lease is at most the waiter bound, and when it
+ * started is known only to the server; the extend both sets the lease from a time we know and
+ * checks that the lock is still ours (a late wake-up, a stale signal). */
 static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
                      dlock__batch *out)
 {
@@ -91,12 +86,6 @@ static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int 
             r[0]->element[1]->type != REDIS_REPLY_STRING)
             return dlock__reply_error(l, r[0], "BLPOP");
         l->fence = strtoull(r[0]->element[1]->str, NULL, 10);
-        /* The hand-off lease began after our last try ran on the server, so counting it from
-         * when that try was sent never overstates it. */
-        if (!short_handoff_lease(l)) {
-            dlock__lease_from(l, l->queued_us, l->opt.ttl_ms);
-            return DLOCK_OK;
-        }
         l->started_us = now->mono_us;
         dlock__add_script(out, 0, &dlock__script_extend, 1, l->key, l->token, l->ttl_arg, NULL);
         l->phase = EXTEND_SENT;
@@ -104,7 +93,7 @@ static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int 
     default: {
         int rc = dlock__owner_reply(l, r[0], "extend after hand-off");
         if (rc == DLOCK_ENOTOWNER)
-            return DLOCK_EBUSY;  /* the short lease ran out first: queue again */
+            return DLOCK_EBUSY;  /* the hand-off lease ran out first: queue again */
         if (rc == DLOCK_OK)
             dlock__lease_from(l, l->started_us, l->opt.ttl_ms);
         return rc;

@@ -32,6 +32,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 
 if not redis.call('ZSCORE', KEYS[2], ARGV[2]) then
+    -- Joining (again): a hand-off signal left from before is stale.
+    redis.call('DEL', KEYS[6])
     redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), ARGV[2])
 end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[2])

@@ -485,6 +485,43 @@ static void extend_of_a_renewed_lock_sticks(void **state)
     dlock_client_free(c);
 }
 
+/* The owner releases its lost lock while on_lost is still running: the release waits for the
+ * callback, which may use the key it was given until it returns (ASan would see otherwise). */
+typedef struct slow_lost {
+    atomic_int entered;
+    char key[64];
+} slow_lost;
+
+static void slow_on_lost(void *ud, const char *key)
+{
+    slow_lost *s = ud;
+    atomic_store(&s->entered, 1);
+    fx_sleep_ms(200);  /* the workload of a slow callback */
+    snprintf(s->key, sizeof s->key, "%s", key);
+}
+
+static void release_waits_for_on_lost(void **state)
+{
+    dlock_client *c = fx_client(1);
+    slow_lost s = {0};
+    dlock_options o = renew_opts(300);
+    o.on_lost = slow_on_lost;
+    o.on_lost_ud = &s;
+    dlock *l;
+    assert_int_equal(dlock_acquire(c, "re:slow", &o, &l), DLOCK_OK);
+    redisContext *r = fx_raw(0);
+    freeReplyObject(redisCommand(r, "DEL re:slow"));
+    redisFree(r);
+    int64_t deadline = fx_now_ms() + 2000;
+    while (!atomic_load(&s.entered)) {
+        assert_true(fx_now_ms() < deadline);
+        fx_sleep_ms(5);
+    }
+    assert_int_equal(dlock_release(l), DLOCK_ENOTOWNER);
+    assert_string_equal(s.key, "re:slow");  /* the callback finished before release returned */
+    dlock_client_free(c);
+}
+
 static int start_servers(void **state)
 {
     return fx_start(NSERVERS);
@@ -494,6 +531,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(extend_of_a_renewed_lock_sticks),
+        T(release_waits_for_on_lost),
         T(renewed_lock_outlives_five_ttls),
         T(renewed_redlock_outlives_five_ttls),
         T(renewed_redlock_survives_one_server_dying),

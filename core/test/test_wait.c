@@ -666,6 +666,58 @@ static void notify_fencing_increases(void **state)
 
 /* ---- fixtures ----------------------------------------------------------------------------- */
 
+/* FIFO with a ttl shorter than the waiters' heartbeat: every waiter is handed the lock in turn
+ * and keeps it (one try per acquisition), none is sent to the back of the queue. */
+typedef struct short_fifo {
+    int id;
+    int max_attempts;
+    int rc;
+} short_fifo;
+
+static void *short_fifo_worker(void *arg)
+{
+    short_fifo *w = arg;
+    char err[256];
+    dlock_client *c = dlock_client_new(&url, 1, err, sizeof err);
+    dlock_options o;
+    dlock_options_init(&o);
+    o.wait = DLOCK_WAIT_FIFO;
+    o.ttl_ms = 100;
+    o.wait_timeout_ms = 5000;
+    w->rc = c ? DLOCK_OK : DLOCK_EIO;
+    for (int i = 0; c && i < 8 && w->rc == DLOCK_OK; i++) {
+        dlock *l;
+        dlock_stats last;
+        w->rc = dlock_acquire(c, "sfifo:lock", &o, &l);
+        dlock_client_stats(c, NULL, &last);
+        if ((int)last.attempts > w->max_attempts)
+            w->max_attempts = (int)last.attempts;
+        if (w->rc != DLOCK_OK)
+            break;
+        struct timespec hold = {0, 60 * 1000000};
+        nanosleep(&hold, NULL);
+        w->rc = dlock_release(l);
+    }
+    dlock_client_free(c);
+    return NULL;
+}
+
+static void fifo_short_ttl_keeps_its_turn(void **state)
+{
+    pthread_t t[4];
+    short_fifo w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (short_fifo){.id = i};
+        assert_int_equal(pthread_create(&t[i], NULL, short_fifo_worker, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].rc, DLOCK_OK);
+        /* 3 holders ahead of 60 ms each: longer than the ttl, well inside one 500 ms slice */
+        assert_in_range(w[i].max_attempts, 1, 2);
+    }
+}
+
 static int start_server(void **state)
 {
     char err[256];
@@ -698,6 +750,7 @@ int main(void)
         cmocka_unit_test(notify_lost_signal_falls_back_to_backoff),
         cmocka_unit_test(notify_expired_holder_costs_its_ttl),
         cmocka_unit_test(notify_fencing_increases),
+        cmocka_unit_test(fifo_short_ttl_keeps_its_turn),
     };
     return cmocka_run_group_tests_name("wait", tests, start_server, stop_server);
 }

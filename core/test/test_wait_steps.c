@@ -226,25 +226,27 @@ static void fifo_wait_takes_the_handoff(void **state)
     dlock__lock_free(l);
 }
 
-static void fifo_short_ttl_needs_no_extend(void **state)
+/* A short ttl is extended after the hand-off too: when the hand-off lease started is known only
+ * to the server, and a stale signal (from before we re-joined the queue) must not grant a lock
+ * that is not ours. */
+static void fifo_short_ttl_handoff_is_confirmed(void **state)
 {
     dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 500, false, 1);
     dlock__batch b;
     redisReply el[2] = {R_STRING("res:signal:x"), R_STRING("0")};
     redisReply *els[2] = {&el[0], &el[1]};
     redisReply handed = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
-    redisReply *r1[1] = {&handed}, waiting = R_INT(-1);
-    redisReply *r0[1] = {&waiting};
+    redisReply *r1[1] = {&handed}, *ours[1] = {&ONE}, *stale[1] = {&ZERO};
     l->wait_left_us = INT64_MAX;
-    feed(l, l->algo->acquire, at(1000), &b, 0, NULL);  /* our last try, sent at 1 ms */
-    assert_int_equal(feed(l, l->algo->acquire, at(3000), &b, 1, r0), DLOCK_EBUSY);
+    feed(l, l->algo->wait, at(400000), &b, 0, NULL);
+    assert_int_equal(feed(l, l->algo->wait, at(450000), &b, 1, r1), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, &dlock__script_extend, "res", l->token, "500", NULL);
+    assert_int_equal(feed(l, l->algo->wait, at(451000), &b, 1, ours), DLOCK_OK);
+    assert_int_equal(l->valid_until_us, 450000 + 500000);  /* from the extend's send */
     l->phase = 0;
-    feed(l, l->algo->wait, at(400000), &b, 0, NULL);    /* a stall before the BLPOP */
-    assert_int_equal(feed(l, l->algo->wait, at(450000), &b, 1, r1), DLOCK_OK);
-    assert_int_equal(b.n, 0);
-    /* the hand-off came after our try ran, possibly long before the BLPOP: the lease counts
-     * from the try, never from the wait */
-    assert_int_equal(l->valid_until_us, 1000 + 500000);
+    feed(l, l->algo->wait, at(0), &b, 0, NULL);
+    feed(l, l->algo->wait, at(0), &b, 1, r1);
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 1, stale), DLOCK_EBUSY);
     dlock__lock_free(l);
 }
 
@@ -281,7 +283,7 @@ int main(void)
         cmocka_unit_test(notify_wait_blocks_for_the_backoff_then_retries),
         cmocka_unit_test(fifo_acquire_joins_and_waits_its_turn),
         cmocka_unit_test(fifo_wait_takes_the_handoff),
-        cmocka_unit_test(fifo_short_ttl_needs_no_extend),
+        cmocka_unit_test(fifo_short_ttl_handoff_is_confirmed),
         cmocka_unit_test(fifo_release_and_leave_hand_on),
     };
     return cmocka_run_group_tests_name("wait_steps", tests, NULL, NULL);
