@@ -160,7 +160,8 @@ static int draw_all(plot_job *j, const char *dir, const char *scenario,
                 snprintf(vdir, sizeof vdir, "%s/%s/repeat-%d", dir, variants[v], r + 1);
             else
                 snprintf(vdir, sizeof vdir, "%s/%s", dir, variants[v]);
-            variant_folder(j, vdir, title);
+            if (is_dir(vdir))  /* an interrupted run has fewer repeats than it asked for */
+                variant_folder(j, vdir, title);
         }
         size_t len = strlen(names);
         snprintf(names + len, sizeof names - len, "%s%s", v ? " " : "", variants[v]);

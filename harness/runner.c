@@ -1121,8 +1121,9 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
     r->fired_end = calloc(sc->nevents + 1, sizeof *r->fired_end);
     out->clients = calloc(r->n, sizeof *out->clients);
     out->faults = calloc(sc->nevents + 1, sizeof *out->faults);
-    out->nclients = r->n;
-    out->nfaults = sc->nevents;
+    out->nclients = out->clients ? r->n : 0;
+    out->nfaults = out->faults ? sc->nevents : 0;
+    r->n = r->clients ? r->n : 0;
     pthread_mutex_init(&r->done_mu, NULL);
     dlock__cond_init_monotonic(&r->done_cv);
     pthread_cond_init(&r->go_cv, NULL);

@@ -344,6 +344,7 @@ static void ctrl_c_writes_incomplete_results(void **state)
     snprintf(dir, sizeof dir, "%s/r", out);
     pid_t pid = fork();
     if (pid == 0) {
+        signal(SIGINT, SIG_DFL);  /* a background job inherits an ignored SIGINT */
         freopen("/dev/null", "w", stdout);
         freopen("/dev/null", "w", stderr);
         execl(bin(), bin(), "run", "scenarios/throughput.json", "--out", dir, "--no-plot",
