@@ -397,6 +397,15 @@ static int run_scenario(const lb_scenario *s, const lb_run_options *o, size_t nf
             sr.complete &= !lb_runner_stopped();
         }
     }
+    /* A later variant's servers failing to start does not lose what already ran: it is written,
+     * marked incomplete, and the run still exits 3. */
+    bool failed_late = rc == LB_EXIT_ENV && sr.ran && sr.ran[0] > 0;
+    if (failed_late) {
+        fprintf(stderr, "lockbench: %s: %s\n", s->name, sr.err);
+        sr.complete = false;
+        if (combine_and_write(&sr, started) < 0)
+            fprintf(stderr, "lockbench: %s: %s\n", s->name, sr.err);
+    }
     if (rc == LB_EXIT_OK && combine_and_write(&sr, started) < 0)
         rc = LB_EXIT_ENV;
     if (rc == LB_EXIT_OK && lb_report_write(sr.dir, s, sr.combined, sr.ncombined, sr.repeats,
@@ -406,7 +415,7 @@ static int run_scenario(const lb_scenario *s, const lb_run_options *o, size_t nf
         report(&sr);
         plot(&sr);
         rc = !sr.complete ? LB_EXIT_INTERRUPTED : all_passed(&sr) ? LB_EXIT_OK : LB_EXIT_FAILED;
-    } else {
+    } else if (!failed_late) {
         fprintf(stderr, "lockbench: %s: %s\n", s->name, sr.err);
     }
     for (size_t i = 0; sr.runs && i < sr.nv * (size_t)o->repeat; i++)

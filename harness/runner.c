@@ -58,6 +58,7 @@ typedef struct ctl {
     int pause_when_holding;      /* likewise */
     int64_t pause_when_holding_us;  /* how long that pause lasts */
     int64_t restart_after_us;       /* for a crash: -1 = stay down */
+    unsigned crashes;               /* crash events received: a new one restarts the down time */
     atomic_llong skew_ms;        /* clock-skew offset */
 } ctl;
 
@@ -595,14 +596,19 @@ static bool crash_and_maybe_restart(client *c)
     c->out->crashes++;
     c->out->crashed = true;
     pthread_mutex_lock(&c->ctl.mu);
-    int64_t restart = c->ctl.restart_after_us;
-    pthread_mutex_unlock(&c->ctl.mu);
-    if (restart < 0)
-        return false;
-    struct timespec ts = dlock__mono_timespec(dlock__mono_us() + restart);
-    pthread_mutex_lock(&c->ctl.mu);
-    while (!c->ctl.stopping && pthread_cond_timedwait(&c->ctl.cv, &c->ctl.mu, &ts) != ETIMEDOUT)
-        ;
+    /* Down until restart_after_us has passed since the latest crash event: one that arrives
+     * while the client is down starts the count again (or keeps it down for good). */
+    for (unsigned seen = c->ctl.crashes - 1; seen != c->ctl.crashes && !c->ctl.stopping;) {
+        seen = c->ctl.crashes;
+        if (c->ctl.restart_after_us < 0) {
+            pthread_mutex_unlock(&c->ctl.mu);
+            return false;
+        }
+        struct timespec ts = dlock__mono_timespec(dlock__mono_us() + c->ctl.restart_after_us);
+        while (!c->ctl.stopping && seen == c->ctl.crashes &&
+               pthread_cond_timedwait(&c->ctl.cv, &c->ctl.mu, &ts) != ETIMEDOUT)
+            ;
+    }
     c->ctl.crashed = false;
     c->ctl.restart_after_us = -1;
     pthread_mutex_unlock(&c->ctl.mu);
@@ -804,6 +810,7 @@ static bool do_crash(run *r, client *c, const lb_event *e, bool ending)
     if (e->when_holding) {
         c->ctl.crash_when_holding = event_index(r, e) + 1;
     } else {
+        c->ctl.crashes++;
         c->ctl.crashed = true;
         if (c->lock)
             dlock_client_interrupt(c->lock);  /* wakes a back-off sleep at once */
