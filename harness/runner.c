@@ -76,6 +76,8 @@ typedef struct client {
     dlock_client *fenced;        /* the resource again, for fenced writes */
     int links[LB_SCENARIO_MAX_SERVERS];  /* proxy links, -1 = direct */
     int partitions;              /* partitions in effect (the scheduler's alone) */
+    const lb_event **delays;     /* delay events in effect, oldest first (the scheduler's) */
+    size_t ndelays;
     char *urls[LB_SCENARIO_MAX_SERVERS];
     uint64_t rng;
     lb_client_result *out;
@@ -851,23 +853,42 @@ static bool do_pause(run *r, client *c, const lb_event *e, bool ending)
     return true;
 }
 
+/* Overlapping delays: the latest one in effect sets the link; when none is left, the group's. */
+static void track_delay(client *c, const lb_event *e, bool ending, int64_t *lat, int64_t *jit)
+{
+    if (!ending) {
+        c->delays[c->ndelays++] = e;
+    } else {
+        for (size_t i = 0; i < c->ndelays; i++) {
+            if (c->delays[i] == e) {
+                memmove(&c->delays[i], &c->delays[i + 1], (c->ndelays - i - 1) * sizeof *c->delays);
+                c->ndelays--;
+                break;
+            }
+        }
+    }
+    const lb_event *now = c->ndelays ? c->delays[c->ndelays - 1] : NULL;
+    *lat = now ? now->latency_ms : c->g->network.latency_ms;
+    *jit = now ? now->jitter_ms : c->g->network.jitter_ms;
+}
+
 static bool do_network(run *r, client *c, const lb_event *e, bool ending)
 {
+    int64_t lat = 0, jit = 0;
     if (e->action == LB_EV_PARTITION) {  /* overlapping partitions: heal when the last ends */
         c->partitions += ending ? -1 : 1;
         if (c->partitions != (ending ? 0 : 1))
             return true;
+    } else if (e->action == LB_EV_DELAY) {
+        track_delay(c, e, ending, &lat, &jit);
     }
     bool ok = true;
     for (int s = 0; s < r->t->nservers; s++) {
         int link = c->links[s];
         if (link < 0)
             continue;
-        const lb_network *n = &c->g->network;
         if (e->action == LB_EV_DELAY)
-            ok &= lb_proxy_set_latency(r->t->proxy, link,
-                                       (ending ? n->latency_ms : e->latency_ms) * 1000,
-                                       (ending ? n->jitter_ms : e->jitter_ms) * 1000) == 0;
+            ok &= lb_proxy_set_latency(r->t->proxy, link, lat * 1000, jit * 1000) == 0;
         else if (e->action == LB_EV_PARTITION)
             ok &= lb_proxy_set_partition(r->t->proxy, link, !ending) == 0;
         else if (e->action == LB_EV_RESET)
@@ -1065,8 +1086,9 @@ static int prepare_clients(run *r, lb_run_result *out)
             c->out->timeout_hist = lb_hist_new();
             c->rng = (r->sc->seed + 1) * 0x9E3779B97F4A7C15ULL ^ (id + 1) * 0xBF58476D1CE4E5B9ULL;
             ctl_init(&c->ctl);
-            if (!c->out->acquire_hist || !c->out->timeout_hist || assign_key(r, c) < 0 ||
-                client_urls(r, c) < 0) {
+            c->delays = calloc(r->sc->nevents + 1, sizeof *c->delays);
+            if (!c->out->acquire_hist || !c->out->timeout_hist || !c->delays ||
+                assign_key(r, c) < 0 || client_urls(r, c) < 0) {
                 if (!r->err[0])
                     snprintf(r->err, sizeof r->err, "client %zu: out of memory", id);
                 return -1;
@@ -1097,6 +1119,7 @@ static void free_run(run *r)
 {
     for (size_t i = 0; i < r->n; i++) {
         ctl_destroy(&r->clients[i].ctl);
+        free(r->clients[i].delays);
         for (int s = 0; s < LB_SCENARIO_MAX_SERVERS; s++)
             free(r->clients[i].urls[s]);
     }
