@@ -380,6 +380,52 @@ static void ctrl_c_writes_incomplete_results(void **state)
     free(out);
 }
 
+/* Mean acquire wait (ms) of rows whose call falls in [from, to) ms. */
+static double mean_wait(const char *csv, double from, double to)
+{
+    FILE *f = fopen(csv, "r");
+    char line[512];
+    double sum = 0;
+    int n = 0;
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof line, f));  /* header */
+    while (fgets(line, sizeof line, f)) {
+        double call, wait;
+        if (sscanf(line, "%*d,%*[^,],%*d,%lf,%*f,%lf", &call, &wait) == 2 && call >= from &&
+            call < to) {
+            sum += wait;
+            n++;
+        }
+    }
+    fclose(f);
+    assert_true(n > 0);
+    return sum / n;
+}
+
+/* A short delay inside a long one: when the short one ends the long one resumes, and when that
+ * ends the link is direct again. Round trips: 60 ms under 30 ms one way, 20 ms under 10. */
+static void overlapping_delays_stack(void **state)
+{
+    char *out = tempdir(), scen[1100], csv[1200];
+    snprintf(scen, sizeof scen, "%s/delays.json", out);
+    FILE *f = fopen(scen, "w");
+    assert_non_null(f);
+    fputs("{\"name\": \"delays\", \"workload\": {\"duration_ms\": 900, \"critical_section\": "
+          "\"none\", \"think_ms\": 5}, \"clients\": [{\"name\": \"a\", \"count\": 1}], "
+          "\"events\": [{\"at_ms\": 100, \"do\": \"delay\", \"clients\": [0], \"latency_ms\": 30, "
+          "\"duration_ms\": 500}, {\"at_ms\": 200, \"do\": \"delay\", \"clients\": [0], "
+          "\"latency_ms\": 10, \"duration_ms\": 100}]}\n", f);
+    fclose(f);
+    assert_int_equal(lockbench(NULL, "run %s --out %s/r --no-plot --quiet", scen, out), 0);
+    snprintf(csv, sizeof csv, "%s/r/default/acquisitions.csv", out);
+    assert_true(mean_wait(csv, 0, 90) < 10);
+    assert_in_range((int64_t)mean_wait(csv, 220, 290), 18, 40);
+    assert_in_range((int64_t)mean_wait(csv, 320, 580), 58, 90);   /* the long delay resumed */
+    assert_true(mean_wait(csv, 650, 900) < 10);                     /* and ended */
+    rmtree(out);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -395,6 +441,7 @@ int main(void)
         cmocka_unit_test(without_gnuplot_the_run_still_succeeds),
         cmocka_unit_test(external_server_with_auth_and_db),
         cmocka_unit_test(ctrl_c_writes_incomplete_results),
+        cmocka_unit_test(overlapping_delays_stack),
     };
     return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
 }
