@@ -122,7 +122,7 @@ int dlock__token_acquire(dlock *l, const dlock__now *now, redisReply *const *r, 
 int dlock__token_extend(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
                         dlock__batch *out);
 int dlock__owner_reply(dlock *l, const redisReply *r, const char *what);
-void dlock__set_wait_arg(dlock *l);
+void dlock__add_blpop(dlock *l, dlock__batch *out, const char *key);
 
 /* steps.c: building batches and reading replies */
 dlock__cmd *dlock__add(dlock__batch *b, int server, const char *arg0, ...);

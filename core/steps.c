@@ -88,9 +88,17 @@ int dlock__reply_error(dlock *l, const redisReply *r, const char *what)
 }
 
 /* BLPOP's timeout, in seconds: at least 1 ms, since 0 would block forever. */
-void dlock__set_wait_arg(dlock *l)
+static void set_wait_arg(dlock *l)
 {
     int64_t us = l->wait_us > 1000 ? l->wait_us : 1000;
     snprintf(l->wait_arg, sizeof l->wait_arg, "%lld.%03lld", (long long)(us / 1000000),
              (long long)(us / 1000 % 1000));
+}
+
+/* The wait modes' blocking step: BLPOP on key for l->wait_us, and the batch may take that long. */
+void dlock__add_blpop(dlock *l, dlock__batch *out, const char *key)
+{
+    set_wait_arg(l);
+    dlock__add(out, 0, "BLPOP", key, l->wait_arg, NULL);
+    out->block_ms = l->wait_us / 1000 + 1;
 }

@@ -74,9 +74,7 @@ static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int 
         l->wait_us = DLOCK__FIFO_HEARTBEAT_MS * 1000;
         if (l->wait_us > l->wait_left_us)
             l->wait_us = l->wait_left_us;
-        dlock__set_wait_arg(l);
-        dlock__add(out, 0, "BLPOP", l->signal_key, l->wait_arg, NULL);
-        out->block_ms = l->wait_us / 1000 + 1;
+        dlock__add_blpop(l, out, l->signal_key);
         l->phase = BLPOP_SENT;
         return DLOCK__SEND;
     case BLPOP_SENT:

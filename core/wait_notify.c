@@ -28,9 +28,7 @@ static int notify_wait(dlock *l, const dlock__now *now, redisReply *const *r, in
                        dlock__batch *out)
 {
     if (l->phase++ == 0) {
-        dlock__set_wait_arg(l);
-        dlock__add(out, 0, "BLPOP", l->signal_key, l->wait_arg, NULL);
-        out->block_ms = l->wait_us / 1000 + 1;
+        dlock__add_blpop(l, out, l->signal_key);
         return DLOCK__SEND;
     }
     if (r[0] && (r[0]->type == REDIS_REPLY_ARRAY || r[0]->type == REDIS_REPLY_NIL))

@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "scripted.h"
-#include "servers.h"
+#include "fixture.h"
 
 static lb_server *server;
 static const char *url;
@@ -720,19 +720,10 @@ static void fifo_short_ttl_keeps_its_turn(void **state)
 
 static int start_server(void **state)
 {
-    char err[256];
-    server = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
-    if (!server) {
-        fprintf(stderr, "cannot start redis-server: %s\n", err);
+    if (fx_start(1) < 0)
         return -1;
-    }
-    url = lb_server_url(server);
-    return 0;
-}
-
-static int stop_server(void **state)
-{
-    lb_server_stop(server);
+    server = fx_servers[0];
+    url = fx_urls[0];
     return 0;
 }
 
@@ -752,5 +743,5 @@ int main(void)
         cmocka_unit_test(notify_fencing_increases),
         cmocka_unit_test(fifo_short_ttl_keeps_its_turn),
     };
-    return cmocka_run_group_tests_name("wait", tests, start_server, stop_server);
+    return cmocka_run_group_tests_name("wait", tests, start_server, fx_stop);
 }
