@@ -92,6 +92,11 @@ static const char *const summary_paths[] = {
     "redis.commands", "redis.commands_per_acquisition",
     NULL};
 
+const char *const *lb_summary_paths(void)
+{
+    return summary_paths;
+}
+
 bool lb_summary_path_is_known(const char *path)
 {
     for (const char *const *p = summary_paths; *p; p++)

@@ -211,8 +211,9 @@ const lb_scenario *lb_scenario_variant(const lb_scenario *s, size_t i);
  * Malloc'd; NULL on allocation failure. */
 char *lb_scenario_dump(const lb_scenario *s);
 
-/* Summary paths an `expect` may name (SPEC section 6). */
+/* Summary paths an `expect` may name (SPEC section 6); the list is NULL-terminated. */
 bool lb_summary_path_is_known(const char *path);
+const char *const *lb_summary_paths(void);
 
 const char *lb_algorithm_name(lb_algorithm a);
 const char *lb_wait_name(lb_wait w);

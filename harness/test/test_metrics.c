@@ -455,31 +455,18 @@ static void test_holders_from_left(void **state)
 
 /* ---- paths and expectations ----------------------------------------------------------------- */
 
-/* Every path scenario.c accepts in `expect` (its summary_paths table, copied here). */
-static const char *const known_paths[] = {
-    "clients", "elapsed_ms", "acquisitions", "timeouts", "errors", "crashed_clients",
-    "throughput_per_s", "overlaps",
-    "acquire_ms.count", "acquire_ms.mean", "acquire_ms.p50", "acquire_ms.p90",
-    "acquire_ms.p99", "acquire_ms.p999", "acquire_ms.max",
-    "timeout_ms.count", "timeout_ms.mean", "timeout_ms.p50", "timeout_ms.max",
-    "handoff_ms.count", "handoff_ms.mean", "handoff_ms.p50", "handoff_ms.p99", "handoff_ms.max",
-    "fairness.jain", "fairness.jain_wait", "fairness.min_acquisitions",
-    "fairness.max_acquisitions", "fairness.max_wait_ms",
-    "counter.acked", "counter.attempted", "counter.actual", "counter.lost_updates",
-    "counter.stale_writes_rejected",
-    "redis.commands", "redis.commands_per_acquisition",
-};
-
 static void test_value_paths(void **state)
 {
     lb_summary s = {.acquisitions = 7, .acquire_ms.p99 = 1.5, .fairness.jain = 0.5,
                     .counter.lost_updates = 3, .redis.commands_per_acquisition = 4.25};
     double v;
-    for (size_t i = 0; i < sizeof known_paths / sizeof known_paths[0]; i++) {
-        assert_true(lb_summary_path_is_known(known_paths[i]));
-        if (!lb_metrics_value(&s, known_paths[i], &v))
-            fail_msg("lb_metrics_value does not know %s", known_paths[i]);
+    size_t n = 0;
+    for (const char *const *path = lb_summary_paths(); *path; path++, n++) {
+        /* every path an expectation may name has a value */
+        if (!lb_metrics_value(&s, *path, &v))
+            fail_msg("lb_metrics_value does not know %s", *path);
     }
+    assert_true(n >= 36);
     assert_true(lb_metrics_value(&s, "acquisitions", &v));
     assert_close(v, 7, 0);
     assert_true(lb_metrics_value(&s, "acquire_ms.p99", &v));
