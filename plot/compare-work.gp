@@ -51,21 +51,21 @@ py(i) = cmp_commands[i] / y_div
 # the points: each label tries right/left of its point, a little above or below, then further
 # away with a thin leader line.
 # Sizes in graph fractions for the 1200x700 canvas and a size-11 font.
-cw = is_dumb ? 0.012 : 0.0075
+cw = is_dumb ? 0.012 : 0.0090  # the key outside narrows the graph: a character is wider in it
 ch = is_dumb ? 0.045 : 0.032
 pr = is_dumb ? 0.012 : 0.012
 array lab_x0[n_cmp]
 array lab_y0[n_cmp]
 array lab_x1[n_cmp]
 array lab_y1[n_cmp]
-array cand_dx[10] = [1, 1, -1, -1, 1, 1, -1, -1, 1, 1]
-array cand_dy[10] = [0.6, -0.6, 0.6, -0.6, 1.6, -1.6, 1.6, -1.6, 2.6, -2.6]
+array cand_dx[16] = [1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1, 1, -1, 1, -1]
+array cand_dy[16] = [0.6, -0.6, 0.6, -0.6, 1.6, -1.6, 1.6, -1.6, 2.6, -2.6, 2.6, -2.6, 3.6, 3.6, 4.6, 4.6]
 boxes_meet(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1) = ax0 < bx1 && bx0 < ax1 && ay0 < by1 && by0 < ay1
 do for [i=1:n_cmp] {
     gx = px(i) / xr; gy = py(i) / yr
     w = strlen(cmp_variant[i]) * cw
     chosen = 0
-    do for [k=1:10] {
+    do for [k=1:16] {
         if (!chosen) {
             x0 = cand_dx[k] > 0 ? gx + 1.2 * cw : gx - 1.2 * cw - w
             yc = gy + cand_dy[k] * ch
@@ -90,5 +90,6 @@ do for [i=1:n_cmp] {
     }
 }
 
-set key top left reverse Left samplen 1 spacing 1.2
+# The key sits outside the plot, where it can cover neither a point nor a label.
+set key outside right top reverse Left samplen 1 spacing 1.2
 plot for [i=1:n_cmp] '+' using (px(i)):(py(i)) every ::0::0 with points lt i ps 2.2 title cmp_variant[i]
