@@ -213,6 +213,11 @@ bool dlock__client_interrupted(const dlock_client *c)
     return atomic_exchange(&((dlock_client *)c)->interrupted, false);
 }
 
+bool dlock__client_interrupt_pending(const dlock_client *c)
+{
+    return atomic_load(&((dlock_client *)c)->interrupted);
+}
+
 bool dlock__client_sleep(dlock_client *c, int64_t us)
 {
     if (atomic_load(&c->interrupted))

@@ -134,8 +134,8 @@ DLOCK_API void          dlock_client_free(dlock_client *c);  /* accepts NULL; do
 DLOCK_API const char   *dlock_client_errstr(const dlock_client *c);  /* detail of the last error */
 /* Thread-safe: cancels the acquire in progress on c, or the next one if none is (the request is
  * kept until an acquire consumes it); that acquire returns DLOCK_ECANCELED. A back-off sleep
- * wakes at once; a wait blocked in Redis returns within its slice (notify: the back-off delay,
- * fifo: 500 ms) and a command in flight within command_timeout_ms. */
+ * wakes at once; a wait blocked in Redis returns within its slice (notify: 100 ms, fifo:
+ * 500 ms, its heartbeat) and a command in flight within command_timeout_ms. */
 DLOCK_API void          dlock_client_interrupt(dlock_client *c);
 /* The hook is called from the client's thread and, with renew, from its watchdog thread. */
 DLOCK_API void          dlock_client_set_hook(dlock_client *c, dlock_hook fn, void *ud);

@@ -69,9 +69,18 @@ static int wait_between(dlock *l, int64_t delay_us, int64_t left_us)
         dlock__client_sleep(l->client, delay_us);
         return DLOCK_EBUSY;
     }
-    l->wait_us = delay_us;
-    l->wait_left_us = left_us;
-    return dlock__run(l, l->algo->wait);
+    /* A wait blocked in Redis cannot be woken from here, so it goes in slices, and an
+     * interrupt is seen within one. */
+    int64_t end = dlock__mono_us() + delay_us;
+    int rc;
+    do {
+        int64_t rest = end - dlock__mono_us();
+        l->wait_us = rest < DLOCK__WAIT_SLICE_US ? rest : DLOCK__WAIT_SLICE_US;
+        l->wait_left_us = left_us;
+        rc = dlock__run(l, l->algo->wait);
+    } while (rc == DLOCK__WAITED && dlock__mono_us() < end &&
+             !dlock__client_interrupt_pending(l->client));
+    return rc == DLOCK__WAITED ? DLOCK_EBUSY : rc;
 }
 
 static void set_timeout_err(dlock *l)

@@ -16,6 +16,10 @@
 #include "monotonic.h"
 
 #define DLOCK__SEND 1        /* step result: send the batch, call again with the replies */
+#define DLOCK__WAITED 2      /* wait step result: the whole slice passed with no signal */
+
+/* A wait blocked in Redis is cut into slices this long, so an interrupt is seen between them. */
+#define DLOCK__WAIT_SLICE_US 100000
 
 /* dlock_client_new connects before any options are known: this long for each server. */
 #define DLOCK__CONNECT_TIMEOUT_MS 1000
@@ -106,7 +110,8 @@ struct dlock__algo {
     dlock__step_fn release;  /* OK, ENOTOWNER or EIO */
     dlock__step_fn extend;   /* OK, ENOTOWNER or EIO; the new ttl is in ttl_arg */
     dlock__step_fn wait;     /* between tries, up to wait_us: OK = the lock was handed to us,
-                                EBUSY = try again; NULL = sleep the back-off delay */
+                                EBUSY = try again now, DLOCK__WAITED = nothing happened (the
+                                driver may wait on); NULL = sleep the back-off delay */
     dlock__step_fn leave;    /* after giving up (timeout, cancel, error); NULL = nothing to undo */
 };
 
@@ -165,7 +170,8 @@ int  dlock__exchange(dlock_client *c, const dlock__batch *b, redisReply **replie
 int  dlock__client_nservers(const dlock_client *c);
 void dlock__client_set_err(dlock_client *c, const char *msg);
 bool dlock__client_sleep(dlock_client *c, int64_t us);  /* false = interrupted */
-bool dlock__client_interrupted(const dlock_client *c);
+bool dlock__client_interrupted(const dlock_client *c);  /* reads and clears the request */
+bool dlock__client_interrupt_pending(const dlock_client *c);
 void dlock__client_begin_acquire(dlock_client *c);
 void dlock__client_end_acquire(dlock_client *c, uint64_t attempts, int64_t waited_us);
 dlock__rng *dlock__client_rng(dlock_client *c, uint64_t seed);

@@ -23,7 +23,8 @@ static int notify_release(dlock *l, const dlock__now *now, redisReply *const *r,
     return dlock__owner_reply(l, r[0], "release");
 }
 
-/* Woken or timed out, the answer is the same: try again now. */
+/* Woken: try again now. Timed out: the driver waits on, or tries again once the back-off delay
+ * is used up. */
 static int notify_wait(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
                        dlock__batch *out)
 {
@@ -31,7 +32,9 @@ static int notify_wait(dlock *l, const dlock__now *now, redisReply *const *r, in
         dlock__add_blpop(l, out, l->signal_key);
         return DLOCK__SEND;
     }
-    if (r[0] && (r[0]->type == REDIS_REPLY_ARRAY || r[0]->type == REDIS_REPLY_NIL))
+    if (dlock__reply_is_nil(r[0]))
+        return DLOCK__WAITED;
+    if (r[0] && r[0]->type == REDIS_REPLY_ARRAY)
         return DLOCK_EBUSY;
     return dlock__reply_error(l, r[0], "BLPOP");
 }

@@ -3,6 +3,7 @@
  * reconnection and SIGPIPE safety. */
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,6 +293,61 @@ static void *wait_forever(void *arg)
     return NULL;
 }
 
+/* A notify waiter blocked in BLPOP for a 4 s back-off step still sees an interrupt within a
+ * slice (100 ms), not at the end of the step. */
+typedef struct notify_waiter {
+    dlock_client *c;
+    atomic_int blpops;
+    int rc;
+    int64_t returned_ms;
+} notify_waiter;
+
+static int count_blpop(void *ud, const char *command)
+{
+    notify_waiter *w = ud;
+    if (strcmp(command, "BLPOP") == 0)
+        atomic_fetch_add(&w->blpops, 1);
+    return 0;
+}
+
+static void *wait_notified(void *arg)
+{
+    notify_waiter *w = arg;
+    dlock_options o = opts(DLOCK_TOKEN, 30000, -1);
+    o.wait = DLOCK_WAIT_NOTIFY;
+    o.backoff = (dlock_backoff){.policy = DLOCK_BACKOFF_CONSTANT, .base_ms = 4000, .cap_ms = 4000};
+    dlock *l = NULL;
+    w->rc = dlock_acquire(w->c, "intr3:lock", &o, &l);
+    w->returned_ms = now_ms();
+    return NULL;
+}
+
+static void interrupt_reaches_a_notify_wait(void **state)
+{
+    dlock_client *a = client();
+    notify_waiter w = {.c = client(), .rc = 99};
+    dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
+    dlock *la;
+    pthread_t t;
+    assert_int_equal(dlock_acquire(a, "intr3:lock", &o, &la), DLOCK_OK);
+    dlock_client_set_hook(w.c, count_blpop, &w);
+    assert_int_equal(pthread_create(&t, NULL, wait_notified, &w), 0);
+    int64_t deadline = now_ms() + 3000;
+    while (atomic_load(&w.blpops) < 2) {  /* a few slices in: deep inside the 4 s step */
+        assert_true(now_ms() < deadline);
+        struct timespec poll_step = {0, 1000000};
+        nanosleep(&poll_step, NULL);
+    }
+    int64_t at = now_ms();
+    dlock_client_interrupt(w.c);
+    pthread_join(t, NULL);
+    assert_int_equal(w.rc, DLOCK_ECANCELED);
+    assert_in_range(w.returned_ms - at, 0, 1000);  /* a slice, with room; never the 4 s step */
+    dlock_release(la);
+    dlock_client_free(a);
+    dlock_client_free(w.c);
+}
+
 static void interrupt_from_another_thread(void **state)
 {
     dlock_client *a = client();
@@ -493,6 +549,7 @@ int main(void)
         cmocka_unit_test(stale_fencing_token_is_rejected),
         cmocka_unit_test(interrupt_cancels_a_blocked_acquire),
         cmocka_unit_test(interrupt_from_another_thread),
+        cmocka_unit_test(interrupt_reaches_a_notify_wait),
         cmocka_unit_test(hook_sees_every_command_and_can_cancel),
         cmocka_unit_test(bad_urls_are_refused),
         cmocka_unit_test(auth_select_and_secret_keeping),
