@@ -2,12 +2,13 @@
  * connections, and the wait between tries.
  *
  * acquire: try; if the lock is held (or Redis could not be reached), wait -- sleep the back-off
- * delay, or run the wait mode's wait step (BLPOP on a signal) -- and try again, until the lock
- * is taken, wait_timeout_ms runs out (on the monotonic clock: the last wait is cut to the
- * deadline and one last try is made there, then DLOCK_ETIMEDOUT, or DLOCK_EIO when that try
- * could not reach Redis), the client is interrupted, or another error occurs. A try-once
- * returns the first try's result. A wait mode that
- * keeps state on the server (a FIFO queue entry) gets a leave step when the caller gives up. */
+ * delay, or run the wait mode's wait step (BLPOP on a signal, in slices) -- and try again, until
+ * the lock is taken, wait_timeout_ms runs out, the client is interrupted, or another error
+ * occurs. The deadline is on the monotonic clock: the last wait is cut to it and one last try
+ * is made there, then DLOCK_ETIMEDOUT (or DLOCK_EIO when that try could not reach Redis). A
+ * try-once returns the first try's result. A wait mode that keeps state on the server (a FIFO
+ * queue entry) gets a leave step when the caller gives up; a try whose reply was lost is
+ * undone by token (see undo_unconfirmed). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
