@@ -42,15 +42,6 @@ static long long query(const char *fmt, const char *arg)
     return v;
 }
 
-static dlock_client *client(void)
-{
-    char err[256];
-    dlock_client *c = dlock_client_new(&url, 1, err, sizeof err);
-    if (!c)
-        fail_msg("dlock_client_new: %s", err);
-    return c;
-}
-
 static dlock_options opts(dlock_algorithm a, int64_t ttl, int64_t wait)
 {
     dlock_options o;
@@ -84,7 +75,7 @@ typedef struct worker {
 static void *increment(void *arg)
 {
     worker *w = arg;
-    dlock_client *c = client();
+    dlock_client *c = fx_client(1);
     redisContext *r = raw();
     dlock_options o = opts(w->algorithm, 30000, 10000);
     dlock *l = NULL;
@@ -133,7 +124,7 @@ static void five_clients_legacy(void **state)
 
 static void never_released(dlock_algorithm a, const char *key)
 {
-    dlock_client *holder = client(), *waiter = client();
+    dlock_client *holder = fx_client(1), *waiter = fx_client(1);
     dlock_options o = opts(a, 0, 0);  /* never expires */
     dlock *held = NULL, *got = NULL;
     assert_int_equal(dlock_acquire(holder, key, &o, &held), DLOCK_OK);
@@ -164,7 +155,7 @@ static void wait_timeout_legacy(void **state)
 
 static void try_once_is_busy(void **state)
 {
-    dlock_client *a = client(), *b = client();
+    dlock_client *a = fx_client(1), *b = fx_client(1);
     dlock_options o = opts(DLOCK_TOKEN, 10000, 0);
     dlock *la, *lb;
     assert_int_equal(dlock_acquire(a, "busy:lock", &o, &la), DLOCK_OK);
@@ -182,7 +173,7 @@ static void try_once_is_busy(void **state)
 
 static void token_release_after_expiry_spares_the_new_holder(void **state)
 {
-    dlock_client *a = client(), *b = client();
+    dlock_client *a = fx_client(1), *b = fx_client(1);
     dlock_options o = opts(DLOCK_TOKEN, 50, 5000);
     dlock *la, *lb;
     assert_int_equal(dlock_acquire(a, "own:lock", &o, &la), DLOCK_OK);
@@ -200,7 +191,7 @@ static void token_release_after_expiry_spares_the_new_holder(void **state)
 /* The seed's flaw, kept on purpose: a holder whose lease ran out deletes its successor's lock. */
 static void legacy_release_after_expiry_deletes_the_new_holder(void **state)
 {
-    dlock_client *a = client(), *b = client();
+    dlock_client *a = fx_client(1), *b = fx_client(1);
     dlock_options o = opts(DLOCK_LEGACY, 50, 5000);
     dlock *la, *lb;
     assert_int_equal(dlock_acquire(a, "lown:lock", &o, &la), DLOCK_OK);
@@ -216,7 +207,7 @@ static void legacy_release_after_expiry_deletes_the_new_holder(void **state)
 
 static void extend_moves_the_lease(void **state)
 {
-    dlock_client *a = client();
+    dlock_client *a = fx_client(1);
     dlock_options o = opts(DLOCK_TOKEN, 200, 0);
     dlock *l;
     assert_int_equal(dlock_acquire(a, "ext:lock", &o, &l), DLOCK_OK);
@@ -234,7 +225,7 @@ static void extend_moves_the_lease(void **state)
 
 static void stale_fencing_token_is_rejected(void **state)
 {
-    dlock_client *a = client(), *b = client(), *resource = client();
+    dlock_client *a = fx_client(1), *b = fx_client(1), *resource = fx_client(1);
     dlock_options o = opts(DLOCK_TOKEN, 50, 5000);
     o.fencing = true;
     dlock *la, *lb;
@@ -264,7 +255,7 @@ static void stale_fencing_token_is_rejected(void **state)
 
 static void interrupt_cancels_a_blocked_acquire(void **state)
 {
-    dlock_client *a = client(), *b = client();
+    dlock_client *a = fx_client(1), *b = fx_client(1);
     dlock_options o = opts(DLOCK_TOKEN, 30000, -1);
     dlock *la, *lb;
     assert_int_equal(dlock_acquire(a, "intr:lock", &o, &la), DLOCK_OK);
@@ -324,8 +315,8 @@ static void *wait_notified(void *arg)
 
 static void interrupt_reaches_a_notify_wait(void **state)
 {
-    dlock_client *a = client();
-    notify_waiter w = {.c = client(), .rc = 99};
+    dlock_client *a = fx_client(1);
+    notify_waiter w = {.c = fx_client(1), .rc = 99};
     dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
     dlock *la;
     pthread_t t;
@@ -350,8 +341,8 @@ static void interrupt_reaches_a_notify_wait(void **state)
 
 static void interrupt_from_another_thread(void **state)
 {
-    dlock_client *a = client();
-    waiter_arg w = {.c = client(), .rc = 99};
+    dlock_client *a = fx_client(1);
+    waiter_arg w = {.c = fx_client(1), .rc = 99};
     dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
     dlock *la;
     pthread_t t;
@@ -380,7 +371,7 @@ static int hook(void *ud, const char *command)
 
 static void hook_sees_every_command_and_can_cancel(void **state)
 {
-    dlock_client *a = client();
+    dlock_client *a = fx_client(1);
     hook_log h = {0};
     dlock_client_set_hook(a, hook, &h);
     dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
@@ -484,7 +475,7 @@ static void survives_server_death_and_reconnects(void **state)
 
 static void script_cache_flush_falls_back_to_eval(void **state)
 {
-    dlock_client *a = client();
+    dlock_client *a = fx_client(1);
     dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
     dlock *l;
     assert_int_equal(dlock_acquire(a, "flush:lock", &o, &l), DLOCK_OK);
@@ -500,7 +491,7 @@ static void script_cache_flush_falls_back_to_eval(void **state)
  * the SET runs. The lock must not stay behind held by our token (forever, with no ttl). */
 static void lost_reply_does_not_strand_the_lock(void **state)
 {
-    dlock_client *a = client();
+    dlock_client *a = fx_client(1);
     dlock_options o = opts(DLOCK_TOKEN, 0, 1500);
     o.command_timeout_ms = 100;
     o.backoff.policy = DLOCK_BACKOFF_CONSTANT;

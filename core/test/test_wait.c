@@ -98,15 +98,6 @@ static long long blocked_clients_of(const char *unused)
 
 /* ---- clients, options, a pausable/crashable hook ------------------------------------ */
 
-static dlock_client *client(void)
-{
-    char err[256];
-    dlock_client *c = dlock_client_new(&url, 1, err, sizeof err);
-    if (!c)
-        fail_msg("dlock_client_new: %s", err);
-    return c;
-}
-
 static dlock_options wait_opts(dlock_wait mode, int64_t ttl, int64_t wait)
 {
     dlock_options o;
@@ -340,7 +331,7 @@ static void fifo_twenty_clients(void **state)
 static void fifo_order_is_arrival_order(void **state)
 {
     const char *key = "fo:lock";
-    dlock_client *hc = client();
+    dlock_client *hc = fx_client(1);
     dlock_options o = wait_opts(DLOCK_WAIT_FIFO, 30000, 20000);
     o.fencing = true;
     dlock *held;
@@ -351,13 +342,13 @@ static void fifo_order_is_arrival_order(void **state)
     atomic_int seq = 0;
     waiter w[NWAITERS];
     for (int i = 0; i < NWAITERS; i++) {
-        w[i] = (waiter){.c = client(), .key = key, .o = o, .order_seq = &seq, .hold_us = 2000};
+        w[i] = (waiter){.c = fx_client(1), .key = key, .o = o, .order_seq = &seq, .hold_us = 2000};
         waiter_start(&w[i]);
         poll_until(zcard, "fo:lock:queue", i + 1, 5000, "queue length");
     }
 
     /* A newcomer trying once is refused and leaves no entry behind. */
-    dlock_client *nc = client();
+    dlock_client *nc = fx_client(1);
     dlock_options once = o;
     once.wait_timeout_ms = 0;
     dlock *nl = NULL;
@@ -389,18 +380,18 @@ static void fifo_order_is_arrival_order(void **state)
 static void fifo_crashed_waiter_is_removed(void **state)
 {
     const char *key = "fc:lock";
-    dlock_client *hc = client();
+    dlock_client *hc = fx_client(1);
     dlock_options o = wait_opts(DLOCK_WAIT_FIFO, 30000, 10000);
     dlock *held;
     assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
 
     gate g;
     gate_init(&g, NULL);
-    waiter w1 = {.c = client(), .key = key, .o = o};
+    waiter w1 = {.c = fx_client(1), .key = key, .o = o};
     dlock_client_set_hook(w1.c, gate_hook, &g);
     waiter_start(&w1);
     poll_until(zcard, "fc:lock:queue", 1, 5000, "queue length");
-    waiter w2 = {.c = client(), .key = key, .o = o, .hold_us = 1000};
+    waiter w2 = {.c = fx_client(1), .key = key, .o = o, .hold_us = 1000};
     waiter_start(&w2);
     poll_until(zcard, "fc:lock:queue", 2, 5000, "queue length");
 
@@ -438,20 +429,20 @@ static void fifo_crashed_waiter_is_removed(void **state)
 static void fifo_crashed_head_does_not_block_past_the_bound(void **state)
 {
     const char *key = "fch:lock";
-    dlock_client *hc = client();
+    dlock_client *hc = fx_client(1);
     dlock_options o = wait_opts(DLOCK_WAIT_FIFO, 30000, 10000);
     dlock *held;
     assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
 
     gate g;
     gate_init(&g, NULL);
-    waiter w1 = {.c = client(), .key = key, .o = o};
+    waiter w1 = {.c = fx_client(1), .key = key, .o = o};
     dlock_client_set_hook(w1.c, gate_hook, &g);
     waiter_start(&w1);
     poll_until(zcard, "fch:lock:queue", 1, 5000, "queue length");
     dlock_options o2 = o;
     o2.wait_timeout_ms = DLOCK__FIFO_WAITER_BOUND_MS + DLOCK__FIFO_HEARTBEAT_MS + 1500;
-    waiter w2 = {.c = client(), .key = key, .o = o2, .hold_us = 1000};
+    waiter w2 = {.c = fx_client(1), .key = key, .o = o2, .hold_us = 1000};
     waiter_start(&w2);
     poll_until(zcard, "fch:lock:queue", 2, 5000, "queue length");
 
@@ -481,13 +472,13 @@ static void fifo_crashed_head_does_not_block_past_the_bound(void **state)
 static void fifo_timeout_leaves_the_queue(void **state)
 {
     const char *key = "ft:lock";
-    dlock_client *hc = client();
+    dlock_client *hc = fx_client(1);
     dlock_options o = wait_opts(DLOCK_WAIT_FIFO, 30000, 0);
     dlock *held;
     assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
 
     o.wait_timeout_ms = 700;
-    waiter w = {.c = client(), .key = key, .o = o};
+    waiter w = {.c = fx_client(1), .key = key, .o = o};
     int64_t t0 = now_ms();
     waiter_start(&w);
     poll_until(zcard, "ft:lock:queue", 1, 5000, "queue length");
@@ -510,7 +501,7 @@ static void fifo_timeout_leaves_the_queue(void **state)
 static void fifo_handoff_carries_the_fencing_token(void **state)
 {
     const char *key = "fh:lock";
-    dlock_client *hc = client(), *resource = client();
+    dlock_client *hc = fx_client(1), *resource = fx_client(1);
     dlock_options o = wait_opts(DLOCK_WAIT_FIFO, 30000, 10000);
     o.fencing = true;
     dlock *held;
@@ -519,7 +510,7 @@ static void fifo_handoff_carries_the_fencing_token(void **state)
     assert_true(t1 > 0);
     assert_int_equal(dlock_fenced_set(resource, "fh:data", t1, "one"), DLOCK_OK);
 
-    waiter w = {.c = client(), .key = key, .o = o, .keep = true};
+    waiter w = {.c = fx_client(1), .key = key, .o = o, .keep = true};
     waiter_start(&w);
     poll_until(zcard, "fh:lock:queue", 1, 5000, "queue length");
     poll_until(blocked_clients_of, NULL, 1, 5000, "waiter blocked on its signal");
@@ -554,14 +545,14 @@ static void fifo_handoff_carries_the_fencing_token(void **state)
 static void notify_wakes_the_waiter_fast(void **state)
 {
     const char *key = "nw:lock";
-    dlock_client *hc = client();
+    dlock_client *hc = fx_client(1);
     dlock_options o = wait_opts(DLOCK_WAIT_NOTIFY, 30000, 5000);
     o.backoff = (dlock_backoff){.policy = DLOCK_BACKOFF_CONSTANT, .base_ms = 500, .cap_ms = 500};
     dlock *held;
     assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
 
     for (int round = 0; round < 3; round++) {
-        waiter w = {.c = client(), .key = key, .o = o, .keep = true};
+        waiter w = {.c = fx_client(1), .key = key, .o = o, .keep = true};
         waiter_start(&w);
         poll_until(blocked_clients_of, NULL, 1, 5000, "waiter blocked on the signal");
         int64_t released = now_ms();
@@ -584,7 +575,7 @@ static void notify_wakes_the_waiter_fast(void **state)
 static void notify_lost_signal_falls_back_to_backoff(void **state)
 {
     const char *key = "nl:lock";
-    dlock_client *hc = client();
+    dlock_client *hc = fx_client(1);
     dlock_options o = wait_opts(DLOCK_WAIT_NOTIFY, 30000, 5000);
     o.backoff = (dlock_backoff){.policy = DLOCK_BACKOFF_CONSTANT, .base_ms = 300, .cap_ms = 300};
     dlock *held;
@@ -593,7 +584,7 @@ static void notify_lost_signal_falls_back_to_backoff(void **state)
     gate g;
     gate_init(&g, "BLPOP");
     g.pause = true;
-    waiter w = {.c = client(), .key = key, .o = o};
+    waiter w = {.c = fx_client(1), .key = key, .o = o};
     dlock_client_set_hook(w.c, gate_hook, &g);
     waiter_start(&w);
     gate_of_poll = &g;
@@ -618,7 +609,7 @@ static void notify_lost_signal_falls_back_to_backoff(void **state)
 static void notify_expired_holder_costs_its_ttl(void **state)
 {
     const char *key = "ne:lock";
-    dlock_client *hc = client();
+    dlock_client *hc = fx_client(1);
     dlock_options o = wait_opts(DLOCK_WAIT_NOTIFY, 300, 5000);
     o.backoff = (dlock_backoff){.policy = DLOCK_BACKOFF_CONSTANT, .base_ms = 100, .cap_ms = 100};
     dlock *held;
@@ -627,7 +618,7 @@ static void notify_expired_holder_costs_its_ttl(void **state)
     dlock_abandon(held);
 
     o.ttl_ms = 30000;
-    waiter w = {.c = client(), .key = key, .o = o};
+    waiter w = {.c = fx_client(1), .key = key, .o = o};
     waiter_start(&w);
     waiter_join(&w);
     assert_int_equal(w.rc, DLOCK_OK);
@@ -642,14 +633,14 @@ static void notify_expired_holder_costs_its_ttl(void **state)
 static void notify_fencing_increases(void **state)
 {
     const char *key = "nf:lock";
-    dlock_client *hc = client(), *resource = client();
+    dlock_client *hc = fx_client(1), *resource = fx_client(1);
     dlock_options o = wait_opts(DLOCK_WAIT_NOTIFY, 30000, 5000);
     o.fencing = true;
     dlock *held;
     assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
     uint64_t t1 = dlock_fencing_token(held);
     assert_true(t1 > 0);
-    waiter w = {.c = client(), .key = key, .o = o, .keep = true};
+    waiter w = {.c = fx_client(1), .key = key, .o = o, .keep = true};
     waiter_start(&w);
     poll_until(blocked_clients_of, NULL, 1, 5000, "waiter blocked on the signal");
     assert_int_equal(dlock_release(held), DLOCK_OK);
