@@ -189,7 +189,56 @@ dlock_client *dlock__watchdog_conn(dlock__watchdog *w);
 dlock_client *dlock__client_clone(const dlock_client *c, char *err, size_t errlen);
 void dlock__client_copy_hook(dlock_client *dst, const dlock_client *src);
 
-/* driver.c */
+/* op.c: an operation as a state machine both drivers run. dlock__op_next advances it until it
+ * needs something: NEED_EXCHANGE -- exchange op->batch with Redis, put the replies in
+ * op->replies and the exchange's result in op->xrc; NEED_SLEEP -- wait until sleep_until_us (or
+ * an interrupt); NEED_NOTHING -- op->rc is the result. */
+typedef enum {
+    DLOCK__NEED_STEP,       /* internal: keep going */
+    DLOCK__NEED_EXCHANGE,
+    DLOCK__NEED_SLEEP,
+    DLOCK__NEED_NOTHING
+} dlock__need;
+
+typedef enum {
+    DLOCK__OP_ACQUIRE,      /* tries and waits until taken, timed out, cancelled or failed */
+    DLOCK__OP_RELEASE,      /* the release step, once more after an I/O error */
+    DLOCK__OP_EXTEND,       /* likewise the extend step */
+    DLOCK__OP_RUN           /* one step function, once */
+} dlock__op_kind;
+
+typedef struct dlock__op {
+    dlock *l;
+    dlock_client *c;                  /* whose connections it uses */
+    dlock__op_kind kind;
+    dlock__step_fn step;              /* DLOCK__OP_RUN: the step */
+    int state;
+    dlock__step_fn running;           /* the step being run */
+    int resume, undo_resume, granted_resume;  /* where a sub-sequence goes on */
+    int step_rc;                      /* the last step's decision */
+    int cur;                          /* acquire: the result so far */
+    int rc;                           /* the result, at NEED_NOTHING */
+    int xrc;                          /* set by the driver after an exchange */
+    dlock__batch batch;
+    redisReply *replies[DLOCK__MAX_BATCH];
+    int nreplies;
+    int64_t sleep_until_us;           /* at NEED_SLEEP */
+    /* acquire */
+    dlock__rng *rng;
+    int64_t start_us, deadline, prev_us, left_us, wait_end_us;
+    uint64_t tries;
+    int failures;
+    bool unconfirmed;                 /* a try failed without an answer: it may hold the lock */
+    bool undo_ours;
+    char saved_err[sizeof ((dlock *)0)->err];
+} dlock__op;
+
+void        dlock__op_init(dlock__op *op, dlock *l, dlock_client *c, dlock__op_kind kind,
+                           dlock__step_fn step);
+dlock__need dlock__op_next(dlock__op *op);
+void        dlock__op_clear(dlock__op *op);  /* frees what an unfinished op holds */
+
+/* driver.c: the blocking driver */
 int dlock__run(dlock *l, dlock__step_fn step);
 int dlock__extend_now(dlock *l, int64_t ttl_ms);  /* the extend itself, watchdog aside */
 int dlock__run_on(dlock *l, dlock_client *c, dlock__step_fn step);
