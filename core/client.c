@@ -9,6 +9,7 @@
  * A context that timed out or failed is dropped (its stream position is unknown) and reconnected
  * on next use. Writes run under connect.c's SIGPIPE guard. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -25,7 +26,31 @@ typedef struct conn {
     dlock__url url;
     redisContext *ctx;
     int64_t timeout_ms;  /* the socket timeout set on ctx */
+    dlock_watch *watch;  /* on a loop: ctx is non-blocking and watched */
+    dlock_client *owner;
+    int index;
 } conn;
+
+/* On a loop: the exchange in flight, read as the replies come (see the non-blocking exchange). */
+typedef struct pending {
+    int want[DLOCK__MAX_SERVERS];  /* replies still expected from each server */
+    int next[DLOCK__MAX_SERVERS];  /* the batch index the next reply of each server answers */
+} pending;
+
+typedef struct xchg {
+    bool active;
+    bool eval;                          /* this round is the NOSCRIPT resend */
+    int64_t timeout_ms;
+    const dlock__batch *b;              /* this round's batch and replies */
+    redisReply **replies;
+    pending p;
+    const dlock__batch *orig;           /* the exchange's own */
+    redisReply **orig_replies;
+    dlock__batch retry;                 /* the resend, and where its replies go */
+    int from[DLOCK__MAX_BATCH];
+    redisReply *again[DLOCK__MAX_BATCH];
+    dlock_timer *timer;                 /* the round's deadline */
+} xchg;
 
 struct dlock_client {
     int n;
@@ -48,10 +73,15 @@ struct dlock_client {
     dlock_stats last;
     uint64_t commands_at_acquire;
     char err[256];
+    /* on a loop (loop.c) */
+    dlock__async *async;
+    xchg *x;
 };
 
 static void conn_drop(conn *cn)
 {
+    dlock_watch_free(cn->watch);
+    cn->watch = NULL;
     if (cn->ctx) {
         redisFree(cn->ctx);
         cn->ctx = NULL;
@@ -70,19 +100,40 @@ static struct timeval tv_ms(int64_t ms)
     return tv;
 }
 
-static int conn_open(conn *cn, int64_t timeout_ms, char *err, size_t errlen, bool *refused)
+static void conn_io(void *ud, bool readable, bool writable);
+static void exchange_abandon(dlock_client *c);
+
+/* On a loop, a connection is non-blocking (hiredis then takes EAGAIN as "no data yet") and
+ * watched. It was connected blocking: AUTH and SELECT are done by then. */
+static int conn_go_nonblocking(dlock_client *c, conn *cn)
+{
+    int fl = fcntl(cn->ctx->fd, F_GETFL);
+    if (fl < 0 || fcntl(cn->ctx->fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+        !(cn->watch = dlock_watch_new(dlock__async_loop(c->async), cn->ctx->fd, conn_io, cn))) {
+        snprintf(c->err, sizeof c->err, "%s: cannot watch the connection", cn->url.where);
+        conn_drop(cn);
+        return -1;
+    }
+    cn->ctx->flags &= ~REDIS_BLOCK;
+    return 0;
+}
+
+static int conn_open(dlock_client *c, conn *cn, int64_t timeout_ms, char *err, size_t errlen,
+                     bool *refused)
 {
     cn->ctx = dlock__connect(&cn->url, timeout_ms, err, errlen, refused);
     cn->timeout_ms = timeout_ms;
+    if (cn->ctx && c->async)
+        return conn_go_nonblocking(c, cn);
     return cn->ctx ? 0 : -1;
 }
 
 static bool conn_ready(dlock_client *c, conn *cn, int64_t timeout_ms)
 {
     bool refused;
-    if (!cn->ctx && conn_open(cn, timeout_ms, c->err, sizeof c->err, &refused) < 0)
+    if (!cn->ctx && conn_open(c, cn, timeout_ms, c->err, sizeof c->err, &refused) < 0)
         return false;
-    if (cn->timeout_ms != timeout_ms) {
+    if (cn->timeout_ms != timeout_ms && !c->async) {
         redisSetTimeout(cn->ctx, tv_ms(timeout_ms));
         cn->timeout_ms = timeout_ms;
     }
@@ -110,6 +161,8 @@ dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t
     pthread_mutex_init(&c->mu, NULL);
     dlock__cond_init_monotonic(&c->cv);
     for (int i = 0; i < n; i++, c->n++) {
+        c->conns[i].owner = c;
+        c->conns[i].index = i;
         if (!urls[i] || dlock__url_parse(&c->conns[i].url, urls[i], err, errlen) < 0 ||
             !(c->urls[i] = strdup(urls[i])))
             goto fail;
@@ -118,7 +171,7 @@ dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t
      * retried on use, since the quorum is the point; a refused AUTH or SELECT never is. */
     for (int i = 0; i < n; i++) {
         bool refused;
-        if (conn_open(&c->conns[i], DLOCK__CONNECT_TIMEOUT_MS, err, errlen, &refused) < 0 &&
+        if (conn_open(c, &c->conns[i], DLOCK__CONNECT_TIMEOUT_MS, err, errlen, &refused) < 0 &&
             (n == 1 || refused))
             goto fail;
     }
@@ -133,6 +186,8 @@ void dlock_client_free(dlock_client *c)
     if (!c)
         return;
     dlock__watchdog_free(c->watchdog);
+    exchange_abandon(c);
+    dlock__async_free(c, c->async);
     for (int i = 0; i < c->n; i++) {
         conn_clear(&c->conns[i]);
         if (c->urls[i])
@@ -205,6 +260,8 @@ void dlock_client_interrupt(dlock_client *c)
     atomic_store(&c->interrupted, true);
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
+    if (c->async)
+        dlock_loop_wake(dlock__async_loop(c->async));  /* async is set once, before any thread */
 }
 
 /* Reads and clears the interruption: it cancels the acquire in progress, or the next one. */
@@ -303,21 +360,25 @@ static int append_cmd(redisContext *ctx, const dlock__cmd *cmd, bool eval)
     return redisAppendCommandArgv(ctx, argc, argv, NULL);
 }
 
-static bool flush(conn *cn)
+/* Writes what is buffered: 1 all of it, 0 some is left (a non-blocking socket is full), -1 the
+ * connection failed. A blocking context writes until done. */
+static int flush(conn *cn)
 {
-    int done = 0;
+    int done = 0, rc;
     dlock__pipe_guard g;
     dlock__sigpipe_block(&g);
-    while (!done && redisBufferWrite(cn->ctx, &done) == REDIS_OK)
-        ;
-    dlock__sigpipe_unblock(&g, !done);
-    return done;
+    do
+        rc = redisBufferWrite(cn->ctx, &done);
+    while (rc == REDIS_OK && !done && (cn->ctx->flags & REDIS_BLOCK));
+    dlock__sigpipe_unblock(&g, rc != REDIS_OK);
+    return rc != REDIS_OK ? -1 : done;
 }
 
-typedef struct pending {
-    int want[DLOCK__MAX_SERVERS];  /* replies still expected from each server */
-    int next[DLOCK__MAX_SERVERS];  /* the batch index the next reply of each server answers */
-} pending;
+static void fail_conn(dlock_client *c, conn *cn, const char *why)
+{
+    snprintf(c->err, sizeof c->err, "%s: %s", cn->url.where, why);
+    conn_drop(cn);
+}
 
 static int next_cmd_of(const dlock__batch *b, int server, int from)
 {
@@ -342,6 +403,32 @@ static bool drain(conn *cn, int s, const dlock__batch *b, redisReply **replies, 
     return true;
 }
 
+/* Appends every command of b to its server's buffer, connecting where needed. The replies start
+ * NULL; a server that cannot be reached keeps them so. */
+static void append_all(dlock_client *c, const dlock__batch *b, redisReply **replies, pending *p,
+                       int64_t timeout_ms, bool eval)
+{
+    memset(p, 0, sizeof *p);
+    for (int s = 0; s < c->n; s++)
+        p->next[s] = next_cmd_of(b, s, 0);
+    for (int i = 0; i < b->n; i++)
+        replies[i] = NULL;
+    for (int i = 0; i < b->n; i++) {
+        int s = b->cmd[i].server;
+        conn *cn = &c->conns[s];
+        if (p->want[s] < 0 || !conn_ready(c, cn, timeout_ms)) {
+            p->want[s] = -1;  /* unreachable for this exchange: its replies stay NULL */
+            continue;
+        }
+        append_cmd(cn->ctx, &b->cmd[i], eval);
+        p->want[s]++;
+        atomic_fetch_add(&c->commands, 1);
+    }
+    for (int s = 0; s < c->n; s++)
+        if (p->want[s] < 0)
+            p->want[s] = 0;
+}
+
 static void read_replies(dlock_client *c, const dlock__batch *b, redisReply **replies,
                          pending *p, int64_t deadline_us)
 {
@@ -363,18 +450,16 @@ static void read_replies(dlock_client *c, const dlock__batch *b, redisReply **re
         if (rc == 0 || (rc < 0 && errno != EINTR)) {
             /* Out of time: these servers' streams are mid-reply, so start them afresh. */
             for (int i = 0; i < nfds; i++) {
-                snprintf(c->err, sizeof c->err, "%s: command timed out", c->conns[who[i]].url.where);
                 p->want[who[i]] = 0;
-                conn_drop(&c->conns[who[i]]);
+                fail_conn(c, &c->conns[who[i]], "command timed out");
             }
             return;
         }
         for (int i = 0; i < nfds; i++) {
-            if (fds[i].revents && redisBufferRead(c->conns[who[i]].ctx) != REDIS_OK) {
-                snprintf(c->err, sizeof c->err, "%s: %s", c->conns[who[i]].url.where,
-                         c->conns[who[i]].ctx->errstr);
+            conn *cn = &c->conns[who[i]];
+            if (fds[i].revents && redisBufferRead(cn->ctx) != REDIS_OK) {
                 p->want[who[i]] = 0;
-                conn_drop(&c->conns[who[i]]);
+                fail_conn(c, cn, cn->ctx->errstr);
             }
         }
     }
@@ -385,32 +470,15 @@ static void read_replies(dlock_client *c, const dlock__batch *b, redisReply **re
 static void send_and_read(dlock_client *c, const dlock__batch *b, redisReply **replies,
                           int64_t timeout_ms, bool eval)
 {
-    pending p = {{0}, {0}};
-    for (int s = 0; s < c->n; s++)
-        p.next[s] = next_cmd_of(b, s, 0);
-    for (int i = 0; i < b->n; i++)
-        replies[i] = NULL;
-    for (int i = 0; i < b->n; i++) {
-        int s = b->cmd[i].server;
-        conn *cn = &c->conns[s];
-        if (p.want[s] < 0 || !conn_ready(c, cn, timeout_ms)) {
-            p.want[s] = -1;  /* unreachable for this exchange: its replies stay NULL */
-            continue;
-        }
-        append_cmd(cn->ctx, &b->cmd[i], eval);
-        p.want[s]++;
-        atomic_fetch_add(&c->commands, 1);
-    }
+    pending p;
+    append_all(c, b, replies, &p, timeout_ms, eval);
     /* The deadline starts once every server is connected: a reconnect (with its own timeout)
      * must not eat the time the healthy servers have to answer. */
     int64_t deadline_us = dlock__mono_us() + (timeout_ms + b->block_ms) * 1000;
     for (int s = 0; s < c->n; s++) {
-        if (p.want[s] < 0)
+        if (p.want[s] > 0 && flush(&c->conns[s]) < 0) {
             p.want[s] = 0;
-        if (p.want[s] > 0 && !flush(&c->conns[s])) {
-            snprintf(c->err, sizeof c->err, "%s: %s", c->conns[s].url.where, c->conns[s].ctx->errstr);
-            p.want[s] = 0;
-            conn_drop(&c->conns[s]);
+            fail_conn(c, &c->conns[s], c->conns[s].ctx->errstr);
         }
     }
     read_replies(c, b, replies, &p, deadline_us);
@@ -422,33 +490,40 @@ static bool is_noscript(const redisReply *r)
 }
 
 /* Servers that lost their script cache (a restart, SCRIPT FLUSH) get the scripts' text, all in
- * one more round trip; EVAL caches them again. */
-static void resend_noscript(dlock_client *c, const dlock__batch *b, redisReply **replies,
-                            int64_t timeout_ms)
+ * one more round trip; EVAL caches them again. Moves the commands answered NOSCRIPT into
+ * retry, noting where their replies go; how many. */
+static int collect_noscript(const dlock__batch *b, redisReply **replies, dlock__batch *retry,
+                            int *from)
 {
-    dlock__batch retry = {.n = 0, .block_ms = b->block_ms};
-    int from[DLOCK__MAX_BATCH];
-    redisReply *again[DLOCK__MAX_BATCH];
+    retry->n = 0;
+    retry->block_ms = b->block_ms;
     for (int i = 0; i < b->n; i++) {
         if (!is_noscript(replies[i]))
             continue;
         freeReplyObject(replies[i]);
         replies[i] = NULL;
-        from[retry.n] = i;
-        retry.cmd[retry.n++] = b->cmd[i];
+        from[retry->n] = i;
+        retry->cmd[retry->n++] = b->cmd[i];
     }
-    if (retry.n == 0)
+    return retry->n;
+}
+
+static void resend_noscript(dlock_client *c, const dlock__batch *b, redisReply **replies,
+                            int64_t timeout_ms)
+{
+    dlock__batch retry;
+    int from[DLOCK__MAX_BATCH];
+    redisReply *again[DLOCK__MAX_BATCH];
+    if (collect_noscript(b, replies, &retry, from) == 0)
         return;
     send_and_read(c, &retry, again, timeout_ms, true);
     for (int k = 0; k < retry.n; k++)
         replies[from[k]] = again[k];
 }
 
-int dlock__exchange(dlock_client *c, const dlock__batch *b, redisReply **replies,
-                    int64_t timeout_ms)
+/* The hook, before every command of the batch: false when it cancels. */
+static bool hook_allows(dlock_client *c, const dlock__batch *b)
 {
-    for (int i = 0; i < b->n; i++)
-        replies[i] = NULL;
     pthread_mutex_lock(&c->mu);  /* the hook may be replaced while a watchdog sends */
     dlock_hook hook = c->hook;
     void *hook_ud = c->hook_ud;
@@ -456,19 +531,212 @@ int dlock__exchange(dlock_client *c, const dlock__batch *b, redisReply **replies
     for (int i = 0; i < b->n; i++) {
         if (hook && hook(hook_ud, dlock__cmd_name(&b->cmd[i])) != 0) {
             snprintf(c->err, sizeof c->err, "canceled by the client's hook");
-            return DLOCK_ECANCELED;
+            return false;
         }
     }
+    return true;
+}
+
+int dlock__exchange(dlock_client *c, const dlock__batch *b, redisReply **replies,
+                    int64_t timeout_ms)
+{
+    for (int i = 0; i < b->n; i++)
+        replies[i] = NULL;
+    if (!hook_allows(c, b))
+        return DLOCK_ECANCELED;
     send_and_read(c, b, replies, timeout_ms, false);
     resend_noscript(c, b, replies, timeout_ms);
     return DLOCK_OK;
+}
+
+/* ---- the non-blocking exchange (on a loop) --------------------------------- *
+ * The same exchange in rounds: a round appends and writes the batch and returns; conn_io reads
+ * replies as they come, the round's timer cuts it off at the deadline. When a round has all it
+ * can get, the NOSCRIPT resend is a second round; then the loop is told. */
+
+static bool round_waiting(const xchg *x, int nservers)
+{
+    for (int s = 0; s < nservers; s++)
+        if (x->p.want[s] > 0)
+            return true;
+    return false;
+}
+
+/* Starts a round; false when it is already over (nothing could be sent). */
+static bool round_start(dlock_client *c, const dlock__batch *b, redisReply **replies, bool eval)
+{
+    xchg *x = c->x;
+    x->b = b;
+    x->replies = replies;
+    x->eval = eval;
+    append_all(c, b, replies, &x->p, x->timeout_ms, eval);
+    for (int s = 0; s < c->n; s++) {
+        conn *cn = &c->conns[s];
+        if (x->p.want[s] == 0)
+            continue;
+        int rc = flush(cn);
+        if (rc < 0) {
+            x->p.want[s] = 0;
+            fail_conn(c, cn, cn->ctx->errstr);
+        } else {
+            dlock_watch_want_write(cn->watch, rc == 0);
+        }
+    }
+    if (!round_waiting(x, c->n))
+        return false;
+    dlock_timer_start(x->timer, (x->timeout_ms + b->block_ms) * 1000);
+    return true;
+}
+
+/* The round has what it can get: true when the exchange is over, false when a NOSCRIPT resend
+ * is under way. */
+static bool round_over(dlock_client *c)
+{
+    xchg *x = c->x;
+    dlock_timer_stop(x->timer);
+    for (;;) {
+        if (x->eval) {
+            for (int k = 0; k < x->retry.n; k++) {
+                x->orig_replies[x->from[k]] = x->again[k];
+                x->again[k] = NULL;
+            }
+            return true;
+        }
+        if (collect_noscript(x->orig, x->orig_replies, &x->retry, x->from) == 0)
+            return true;
+        if (round_start(c, &x->retry, x->again, true))
+            return false;
+    }
+}
+
+int dlock__exchange_start(dlock_client *c, const dlock__batch *b, redisReply **replies,
+                          int64_t timeout_ms, bool *pending_out)
+{
+    xchg *x = c->x;
+    *pending_out = false;
+    for (int i = 0; i < b->n; i++)
+        replies[i] = NULL;
+    if (!hook_allows(c, b))
+        return DLOCK_ECANCELED;
+    x->orig = b;
+    x->orig_replies = replies;
+    x->timeout_ms = timeout_ms;
+    x->active = round_start(c, b, replies, false) || !round_over(c);
+    *pending_out = x->active;
+    return DLOCK_OK;
+}
+
+static void exchange_progress(dlock_client *c)
+{
+    xchg *x = c->x;
+    if (x->active && !round_waiting(x, c->n) && round_over(c)) {
+        x->active = false;
+        dlock__loop_exchanged(c);
+    }
+}
+
+static void conn_io(void *ud, bool readable, bool writable)
+{
+    conn *cn = ud;
+    dlock_client *c = cn->owner;
+    xchg *x = c->x;
+    int s = cn->index;
+    if (writable) {
+        int rc = flush(cn);
+        if (rc < 0) {
+            x->p.want[s] = 0;
+            fail_conn(c, cn, cn->ctx->errstr);
+        } else if (rc == 1) {
+            dlock_watch_want_write(cn->watch, false);
+        }
+    }
+    if (readable && cn->ctx) {
+        /* Outside an exchange only an error or the server's goodbye can come: either ends
+         * the connection, and the next command reconnects. */
+        if (redisBufferRead(cn->ctx) != REDIS_OK ||
+            (x->active && !drain(cn, s, x->b, x->replies, &x->p))) {
+            x->p.want[s] = 0;
+            fail_conn(c, cn, cn->ctx->errstr[0] ? cn->ctx->errstr : "protocol error");
+        } else if (!x->active || x->p.want[s] == 0) {
+            void *stray = NULL;  /* a reply nobody asked for: the stream is out of step */
+            if (redisGetReplyFromReader(cn->ctx, &stray) == REDIS_OK && stray) {
+                freeReplyObject(stray);
+                fail_conn(c, cn, "unexpected reply");
+            }
+        }
+    }
+    exchange_progress(c);
+}
+
+static void round_timeout(void *ud)
+{
+    dlock_client *c = ud;
+    xchg *x = c->x;
+    for (int s = 0; s < c->n; s++) {
+        if (x->p.want[s] > 0) {
+            x->p.want[s] = 0;
+            fail_conn(c, &c->conns[s], "command timed out");
+        }
+    }
+    exchange_progress(c);
+}
+
+/* Called by dlock_client_attach once c->async is set: the connections already open go
+ * non-blocking (one that cannot is dropped and reopened on use). */
+int dlock__client_go_nonblocking(dlock_client *c)
+{
+    if (!(c->x = calloc(1, sizeof *c->x)) ||
+        !(c->x->timer = dlock_timer_new(dlock__async_loop(c->async), round_timeout, c))) {
+        free(c->x);
+        c->x = NULL;
+        return DLOCK_ENOMEM;
+    }
+    for (int s = 0; s < c->n; s++)
+        if (c->conns[s].ctx)
+            conn_go_nonblocking(c, &c->conns[s]);
+    return DLOCK_OK;
+}
+
+/* An exchange cut short by dlock_client_free: the replies it already has. */
+static void exchange_abandon(dlock_client *c)
+{
+    xchg *x = c->x;
+    if (!x)
+        return;
+    if (x->active) {
+        for (int i = 0; i < x->orig->n; i++) {
+            freeReplyObject(x->orig_replies[i]);
+            x->orig_replies[i] = NULL;
+        }
+        for (int k = 0; x->eval && k < x->retry.n; k++) {
+            freeReplyObject(x->again[k]);
+            x->again[k] = NULL;
+        }
+    }
+    dlock_timer_free(x->timer);
+    free(x);
+    c->x = NULL;
+}
+
+bool dlock__client_on_loop(dlock_client *c)
+{
+    if (c && c->async) {
+        snprintf(c->err, sizeof c->err, "this client runs on a loop: use the _async calls");
+        return true;
+    }
+    return false;
+}
+
+dlock__async **dlock__client_async(dlock_client *c)
+{
+    return &c->async;
 }
 
 /* ---- the fencing check on the protected resource ----------------------- */
 
 int dlock_fenced_set(dlock_client *c, const char *key, uint64_t fence, const char *value)
 {
-    if (!c || !key || !value || fence == 0)
+    if (!c || !key || !value || fence == 0 || dlock__client_on_loop(c))
         return DLOCK_EINVAL;
     char *fence_key = NULL, token[24];
     if (asprintf(&fence_key, "%s:fence", key) < 0)

@@ -170,6 +170,68 @@ DLOCK_API int64_t       dlock_validity_ms(const dlock *l);
 DLOCK_API int           dlock_fenced_set(dlock_client *c, const char *key, uint64_t fence,
                                          const char *value);
 
+/* ---- many clients on one thread --------------------------------------------------------
+ *
+ * A loop runs any number of clients on the one thread that calls dlock_loop_run: their
+ * connections are non-blocking, their back-off sleeps are timers, and an operation reports its
+ * result to a callback. The locks and the algorithms are the same as with the blocking calls.
+ *
+ *     dlock_loop *lp = dlock_loop_new(err, sizeof err);
+ *     dlock_client *c = dlock_client_new(&url, 1, err, sizeof err);
+ *     dlock_client_attach(c, lp);
+ *     dlock_acquire_async(c, "orders:42", &o, on_acquired, state);  // on_acquired(state, rc, l)
+ *     while (running)
+ *         dlock_loop_run(lp, 100);
+ *
+ * An attached client takes only the _async calls (the blocking ones return DLOCK_EINVAL) and one
+ * operation at a time. Callbacks run inside dlock_loop_run, never inside the call that started
+ * the operation, and may start the next one. On a loop:
+ *  - renew is refused (DLOCK_EINVAL): the watchdog is a thread of its own;
+ *  - the hook must not block (it runs on the loop's thread); non-zero still cancels;
+ *  - connecting (a client's first command after an error) blocks for up to the command
+ *    timeout, as dlock_client_new does;
+ *  - timers fire up to 1 ms late (epoll_wait's resolution).
+ * Free every client attached to a loop before the loop; a client freed with an operation in
+ * flight drops it without calling its callback (a lock being acquired may be left to its TTL). */
+typedef struct dlock_loop dlock_loop;
+typedef struct dlock_timer dlock_timer;
+typedef struct dlock_watch dlock_watch;
+
+typedef void (*dlock_acquired_fn)(void *ud, int rc, dlock *l);  /* l: the lock when rc == 0 */
+typedef void (*dlock_done_fn)(void *ud, int rc);
+typedef void (*dlock_timer_fn)(void *ud);
+typedef void (*dlock_io_fn)(void *ud, bool readable, bool writable);
+
+DLOCK_API dlock_loop  *dlock_loop_new(char *err, size_t errlen);
+DLOCK_API void         dlock_loop_free(dlock_loop *lp);
+/* Waits up to timeout_ms (-1 = until something happens; 0 = not at all) for I/O, timers and
+ * wake-ups, and runs what is due. Returns the number of callbacks run, or -1 (errno set). */
+DLOCK_API int          dlock_loop_run(dlock_loop *lp, int64_t timeout_ms);
+/* Thread-safe: makes a dlock_loop_run in progress return. */
+DLOCK_API void         dlock_loop_wake(dlock_loop *lp);
+
+/* The caller's own timers and file descriptors on the same loop. A timer fires once per start;
+ * starting a running timer moves it. A watch reports readability always, writability when
+ * asked. */
+DLOCK_API dlock_timer *dlock_timer_new(dlock_loop *lp, dlock_timer_fn fn, void *ud);
+DLOCK_API void         dlock_timer_start(dlock_timer *t, int64_t after_us);
+DLOCK_API void         dlock_timer_stop(dlock_timer *t);
+DLOCK_API void         dlock_timer_free(dlock_timer *t);  /* accepts NULL */
+DLOCK_API dlock_watch *dlock_watch_new(dlock_loop *lp, int fd, dlock_io_fn fn, void *ud);
+DLOCK_API void         dlock_watch_want_write(dlock_watch *w, bool on);
+DLOCK_API void         dlock_watch_free(dlock_watch *w);  /* accepts NULL; does not close fd */
+
+/* Moves c onto lp for good: DLOCK_OK, or DLOCK_EINVAL when it already is on a loop or has a
+ * renewed lock. */
+DLOCK_API int          dlock_client_attach(dlock_client *c, dlock_loop *lp);
+/* Start an operation; DLOCK_OK means fn will be called once with the result. Otherwise the
+ * error is returned at once and fn is never called (DLOCK_EINVAL: bad arguments, not on a
+ * loop, renew asked for, or an operation already in flight on this client). */
+DLOCK_API int          dlock_acquire_async(dlock_client *c, const char *key, const dlock_options *o,
+                                           dlock_acquired_fn fn, void *ud);
+DLOCK_API int          dlock_release_async(dlock *l, dlock_done_fn fn, void *ud);  /* frees l */
+DLOCK_API int          dlock_extend_async(dlock *l, int64_t ttl_ms, dlock_done_fn fn, void *ud);
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,7 +46,7 @@ int dlock_acquire(dlock_client *c, const char *key, const dlock_options *o, dloc
 {
     dlock_options defaults;
     char err[160];
-    if (!c || !key || !out)
+    if (!c || !key || !out || dlock__client_on_loop(c))
         return DLOCK_EINVAL;
     *out = NULL;
     if (!o) {
@@ -72,7 +72,7 @@ int dlock_acquire(dlock_client *c, const char *key, const dlock_options *o, dloc
 
 int dlock_release(dlock *l)
 {
-    if (!l)
+    if (!l || dlock__client_on_loop(l->client))
         return DLOCK_EINVAL;
     dlock__renew_stop(l);
     int rc = drive_kind(l, l->client, DLOCK__OP_RELEASE, NULL);
@@ -105,7 +105,7 @@ int dlock__extend_now(dlock *l, int64_t ttl_ms)
 
 int dlock_extend(dlock *l, int64_t ttl_ms)
 {
-    if (!l || ttl_ms < 0)
+    if (!l || ttl_ms < 0 || dlock__client_on_loop(l->client))
         return DLOCK_EINVAL;
     if (atomic_load(&l->lost))
         return DLOCK_ENOTOWNER;

@@ -176,6 +176,20 @@ void dlock__client_begin_acquire(dlock_client *c);
 void dlock__client_end_acquire(dlock_client *c, uint64_t attempts, int64_t waited_us);
 dlock__rng *dlock__client_rng(dlock_client *c, uint64_t seed);
 
+/* client.c: on a loop (loop.c). The exchange writes the batch and returns; *pending says
+ * whether replies are still to come, in which case dlock__loop_exchanged(c) follows. */
+typedef struct dlock__async dlock__async;
+dlock__async **dlock__client_async(dlock_client *c);
+int  dlock__client_go_nonblocking(dlock_client *c);
+bool dlock__client_on_loop(dlock_client *c);  /* true (with the reason in its err) on a loop */
+int  dlock__exchange_start(dlock_client *c, const dlock__batch *b, redisReply **replies,
+                           int64_t timeout_ms, bool *pending);
+
+/* loop.c */
+void        dlock__loop_exchanged(dlock_client *c);
+dlock_loop *dlock__async_loop(const dlock__async *a);
+void        dlock__async_free(dlock_client *c, dlock__async *a);
+
 /* the watchdog (renew.c) */
 typedef struct dlock__watchdog dlock__watchdog;
 int  dlock__renew_start(dlock *l);
