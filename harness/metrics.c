@@ -415,6 +415,7 @@ int lb_metrics_compute(const lb_scenario *variant, const lb_run_result *run, lb_
         .name = variant->variant ? variant->variant : variant->name,
         .algorithm = lb_algorithm_name(variant->lock.algorithm),
         .wait = lb_wait_name(variant->lock.wait),
+        .driver = lb_driver_name(lb_scenario_driver(variant)),
         .backoff = lb_backoff_policy_name(variant->lock.backoff.policy),
         .clients = (int64_t)variant->nclients,
         .expect.passed = true};
@@ -696,6 +697,7 @@ int lb_metrics_combine(const lb_summary *r, size_t n, lb_summary *out)
     out->algorithm = r[0].algorithm;
     out->wait = r[0].wait;
     out->backoff = r[0].backoff;
+    out->driver = r[0].driver;
     out->clients = r[0].clients;
     for (size_t i = 0; i < sizeof lb__summed / sizeof lb__summed[0]; i++)
         lb__combine_sum(r, n, lb__field_of(lb__summed[i]), out);

@@ -52,6 +52,7 @@ typedef struct lb_repeats {
 
 typedef struct lb_summary {
     const char *name, *algorithm, *wait, *backoff;   /* the variant's settings, borrowed */
+    const char *driver;                              /* "threads" or "loop": how it ran */
     int64_t     clients;
     double      elapsed_ms;
     int64_t     acquisitions, timeouts, errors, crashed_clients;

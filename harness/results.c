@@ -290,6 +290,7 @@ static void lb__variant_head(json_t *o, const lb_summary *s)
     json_object_set_new(o, "algorithm", lb__str(s->algorithm));
     json_object_set_new(o, "wait", lb__str(s->wait));
     json_object_set_new(o, "backoff", lb__str(s->backoff));
+    json_object_set_new(o, "driver", lb__str(s->driver));
     json_object_set_new(o, "clients", json_integer(s->clients));
     json_object_set_new(o, "elapsed_ms", lb__real(s->elapsed_ms));
     json_object_set_new(o, "acquisitions", json_integer(s->acquisitions));

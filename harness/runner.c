@@ -33,6 +33,7 @@
 #include "oracle.h"
 #include "proxy.h"
 #include "runner.h"
+#include "runner_priv.h"
 #include "servers.h"
 
 #define CLIENT_STACK (256 * 1024)
@@ -45,71 +46,6 @@ _Static_assert((int)LB_WAIT_FIFO == (int)DLOCK_WAIT_FIFO && (int)LB_WAIT_NOTIFY 
 _Static_assert((int)LB_BACKOFF_SERVICESTACK == (int)DLOCK_BACKOFF_SERVICESTACK &&
                    (int)LB_BACKOFF_FULL_JITTER == (int)DLOCK_BACKOFF_FULL_JITTER,
                "backoff enums differ");
-
-/* ---- per-client control: what faults do to a client ---------------------- */
-
-typedef struct ctl {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;           /* monotonic */
-    int paused;                  /* pauses in effect: they may overlap */
-    bool crashed;                /* crash requested: the hook cancels, the thread stops */
-    bool stopping;               /* the run's deadline or Ctrl-C: no new iteration starts */
-    int crash_when_holding;      /* the event (index + 1) that arms it, 0 = none */
-    int pause_when_holding;      /* likewise */
-    int64_t pause_when_holding_us;  /* how long that pause lasts */
-    int64_t restart_after_us;       /* for a crash: -1 = stay down */
-    unsigned crashes;               /* crash events received: a new one restarts the down time */
-    atomic_llong skew_ms;        /* clock-skew offset */
-} ctl;
-
-typedef struct run run;
-
-typedef struct client {
-    run *run;
-    int id;
-    size_t group;
-    const lb_client_group *g;
-    int key;                     /* index into run->keys */
-    ctl ctl;
-    dlock_client *lock;
-    redisContext *res;           /* the protected resource */
-    dlock_client *fenced;        /* the resource again, for fenced writes */
-    int links[LB_SCENARIO_MAX_SERVERS];  /* proxy links, -1 = direct */
-    int partitions;              /* partitions in effect (the scheduler's alone) */
-    const lb_event **delays;     /* delay events in effect, oldest first (the scheduler's) */
-    size_t ndelays;
-    char *urls[LB_SCENARIO_MAX_SERVERS];
-    uint64_t rng;
-    lb_client_result *out;
-    atomic_llong done_acquisitions;  /* for the progress line */
-    bool setup_failed;
-    uint64_t commands_before;    /* of incarnations before a restart */
-    pthread_t thread;
-} client;
-
-struct run {
-    const lb_scenario *sc;
-    const lb_run_target *t;
-    size_t n;
-    client *clients;
-    size_t ready;                /* clients connected and waiting at the start barrier */
-    bool go;                     /* the barrier opens (t0 is set) */
-    int64_t t0;                  /* the start barrier, monotonic µs */
-    int64_t *deadline;           /* per group: t0 + its duration, or INT64_MAX */
-    bool *stopped;               /* per group: its deadline has been applied */
-    bool abort;                  /* set before `go` when setup failed */
-    size_t nkeys;
-    char **keys;                 /* the lock keys in use: at most one per client */
-    atomic_llong *fired_start;   /* per event: when a "when": "holding" event fired, -1 = not */
-    atomic_llong *fired_end;
-    lb_oracle *oracle;
-    atomic_int running;          /* clients not yet finished */
-    pthread_mutex_t done_mu;     /* guards ready, go, abort, err */
-    pthread_cond_t done_cv;      /* the main thread waits here: a client is ready, or finished */
-    pthread_cond_t go_cv;        /* the clients wait here for the barrier to open (so a client
-                                    getting ready wakes the main thread, not every other client) */
-    char err[320];
-};
 
 static atomic_bool stop_requested;
 
@@ -215,7 +151,7 @@ static double uniform01(uint64_t *s)
     return (double)((*s * 0x2545F4914F6CDD1DULL) >> 11) * 0x1.0p-53;
 }
 
-static int64_t sample_us(const lb_dist *d, uint64_t *rng)
+int64_t rn_sample_us(const lb_dist *d, uint64_t *rng)
 {
     switch (d->kind) {
     case LB_DIST_UNIFORM:
@@ -313,13 +249,14 @@ static int client_urls(run *r, client *c)
 
 /* A client's connections: its lock client (through the proxy when it has network faults) and
  * the protected resource (never through the proxy: no event touches it). */
-static bool client_connect(client *c, char *err, size_t errlen)
+bool rn_client_connect(client *c, bool hooked, char *err, size_t errlen)
 {
     dlock_client *lock = dlock_client_new((const char *const *)c->urls, c->run->t->nservers,
                                           err, errlen);
     if (!lock)
         return false;
-    dlock_client_set_hook(lock, client_hook, c);
+    if (hooked)
+        dlock_client_set_hook(lock, client_hook, c);
     pthread_mutex_lock(&c->ctl.mu);
     c->lock = lock;  /* the scheduler interrupts it under the same lock */
     pthread_mutex_unlock(&c->ctl.mu);
@@ -338,7 +275,7 @@ static bool client_connect(client *c, char *err, size_t errlen)
     return true;
 }
 
-static void client_disconnect(client *c)
+void rn_client_disconnect(client *c)
 {
     dlock_stats total;
     if (c->lock) {
@@ -359,12 +296,12 @@ static void client_disconnect(client *c)
 
 /* ---- the workload ---------------------------------------------------------- */
 
-static int64_t since_t0(const client *c)
+int64_t rn_since_t0(const client *c)
 {
     return dlock__mono_us() - c->run->t0;
 }
 
-static void options_of(client *c, dlock_options *o)
+void rn_options_of(client *c, dlock_options *o)
 {
     const lb_lock *lk = &c->g->lock;
     dlock_options_init(o);
@@ -395,11 +332,11 @@ static lb_result classify(client *c, int rc)
     }
 }
 
-static void record_acquire(client *c, lb_acquisition *a, int rc)
+void rn_record_acquire(client *c, lb_acquisition *a, int rc)
 {
     dlock_stats last;
     dlock_client_stats(c->lock, NULL, &last);
-    a->end_us = since_t0(c);
+    a->end_us = rn_since_t0(c);
     a->attempts = (uint32_t)last.attempts;
     a->commands = (uint32_t)last.commands;
     a->result = (uint8_t)classify(c, rc);
@@ -425,13 +362,13 @@ static void record_acquire(client *c, lb_acquisition *a, int rc)
 }
 
 /* Enter and leave, for the oracle. Crashed clients leave too: they are not live. */
-static void cs_enter(client *c, lb_acquisition *a)
+void rn_cs_enter(client *c, lb_acquisition *a)
 {
     a->overlap = lb_oracle_enter(c->run->oracle, (size_t)c->key);
     c->out->cs_attempted++;
 }
 
-static void cs_leave(client *c)
+void rn_cs_leave(client *c)
 {
     lb_oracle_leave(c->run->oracle, (size_t)c->key);
 }
@@ -460,14 +397,14 @@ static bool holding_point(client *c)
     k->crash_when_holding = k->pause_when_holding = 0;
     k->crashed |= crash > 0;
     pthread_mutex_unlock(&k->mu);
-    int64_t now = since_t0(c);
+    int64_t now = rn_since_t0(c);
     if (crash > 0) {
         fired(c->run, crash - 1, now, now);
         return false;
     }
     if (pause > 0) {
         bool alive = ctl_hold(k, pause_us);  /* a freeze: no traffic, no renewals */
-        fired(c->run, pause - 1, now, since_t0(c));
+        fired(c->run, pause - 1, now, rn_since_t0(c));
         return alive;
     }
     return ctl_checkpoint(k);
@@ -503,7 +440,7 @@ static bool critical_section(client *c, uint64_t fence)
     const lb_workload *w = &c->g->workload;
     char counter[600];
     bool ok;
-    int64_t hold = sample_us(&w->hold_ms, &c->rng);
+    int64_t hold = rn_sample_us(&w->hold_ms, &c->rng);
     snprintf(counter, sizeof counter, "%s:counter", c->run->keys[c->key]);
     switch (w->critical_section) {
     case LB_CS_COUNTER: {
@@ -534,17 +471,17 @@ static void end_hold(client *c, lb_acquisition *a, dlock *l)
 {
     if (!c->g->workload.release) {
         a->end = LB_END_KEPT;
-        a->released_us = since_t0(c);
+        a->released_us = rn_since_t0(c);
         dlock_abandon(l);
         return;
     }
     int rc = dlock_release(l);
-    a->released_us = since_t0(c);
+    a->released_us = rn_since_t0(c);
     a->end = rc == DLOCK_OK ? LB_END_RELEASED : rc == DLOCK_ENOTOWNER ? LB_END_NOTOWNER
                                                                       : LB_END_FAILED;
 }
 
-static bool out_of_time(const client *c)
+bool rn_out_of_time(const client *c)
 {
     return atomic_load(&stop_requested) || dlock__mono_us() >= c->run->deadline[c->group];
 }
@@ -558,19 +495,19 @@ static iteration one_iteration(client *c, const dlock_options *o, const char *ke
     if (!a)
         return ITER_ERROR;  /* out of memory: the acquisition goes unrecorded, the run goes on */
     *a = (lb_acquisition){.key = c->key, .left_us = -1, .released_us = -1,
-                          .call_us = since_t0(c)};
+                          .call_us = rn_since_t0(c)};
     dlock *l = NULL;
     int rc = dlock_acquire(c->lock, key, o, &l);
-    record_acquire(c, a, rc);
+    rn_record_acquire(c, a, rc);
     if (rc != DLOCK_OK)
         return a->result == LB_RES_CANCELED ? ITER_CRASHED
                : a->result == LB_RES_ERROR  ? ITER_ERROR
                                             : ITER_DONE;
     a->fence = dlock_fencing_token(l);
-    cs_enter(c, a);
+    rn_cs_enter(c, a);
     bool alive = critical_section(c, a->fence);
-    cs_leave(c);
-    a->left_us = since_t0(c);
+    rn_cs_leave(c);
+    a->left_us = rn_since_t0(c);
     if (!alive) {
         a->end = LB_END_CRASHED;
         a->released_us = a->left_us;
@@ -584,7 +521,7 @@ static iteration one_iteration(client *c, const dlock_options *o, const char *ke
 /* After an error (Redis unreachable, a try-once against a dead server) a client waits the
  * back-off cap, at least 1 ms and at most 1 s, before its next acquire: a dead server must not
  * turn the run into a tight loop that logs errors by the hundred thousand. */
-static int64_t error_pause_us(const client *c)
+int64_t rn_error_pause_us(const client *c)
 {
     int64_t ms = c->g->lock.backoff.cap_ms;
     return (ms < 1 ? 1 : ms > 1000 ? 1000 : ms) * 1000;
@@ -594,7 +531,7 @@ static int64_t error_pause_us(const client *c)
 static bool crash_and_maybe_restart(client *c)
 {
     char err[256];
-    client_disconnect(c);
+    rn_client_disconnect(c);
     c->out->crashes++;
     c->out->crashed = true;
     pthread_mutex_lock(&c->ctl.mu);
@@ -614,7 +551,7 @@ static bool crash_and_maybe_restart(client *c)
     c->ctl.crashed = false;
     c->ctl.restart_after_us = -1;
     pthread_mutex_unlock(&c->ctl.mu);
-    if (out_of_time(c) || !client_connect(c, err, sizeof err))
+    if (rn_out_of_time(c) || !rn_client_connect(c, true, err, sizeof err))
         return false;
     c->out->crashed = false;
     return true;
@@ -627,7 +564,7 @@ static void workload(client *c)
 {
     const lb_workload *w = &c->g->workload;
     dlock_options o;
-    options_of(c, &o);
+    rn_options_of(c, &o);
     const char *key = c->run->keys[c->key];
     int64_t start = c->run->t0 + c->g->start_ms * 1000;
     for (int64_t done = 0; w->iterations == 0 || done < w->iterations;) {
@@ -635,13 +572,13 @@ static void workload(client *c)
         if (dlock__mono_us() < start) {
             e = ctl_sleep_until(&c->ctl, start, true);
         } else {
-            if (out_of_time(c))
+            if (rn_out_of_time(c))
                 return;
             iteration it = one_iteration(c, &o, key);
             bool last = w->iterations != 0 && ++done >= w->iterations;
-            int64_t pause = sample_us(&w->think_ms, &c->rng);
-            if (it == ITER_ERROR && pause < error_pause_us(c))
-                pause = error_pause_us(c);
+            int64_t pause = rn_sample_us(&w->think_ms, &c->rng);
+            if (it == ITER_ERROR && pause < rn_error_pause_us(c))
+                pause = rn_error_pause_us(c);
             if (it == ITER_CRASHED)
                 e = CRASHED;
             else if (pause > 0 && !last)
@@ -652,20 +589,19 @@ static void workload(client *c)
     }
 }
 
-static void finish(client *c)
+void rn_finish(client *c)
 {
-    c->out->end_us = since_t0(c);
+    c->out->end_us = rn_since_t0(c);
     pthread_mutex_lock(&c->run->done_mu);
     atomic_fetch_sub(&c->run->running, 1);
     pthread_cond_signal(&c->run->done_cv);  /* only the scheduler waits there now */
     pthread_mutex_unlock(&c->run->done_mu);
 }
 
-/* Every client connects first; then all start together. false when the run is aborted. */
-static bool start_barrier(run *r)
+bool rn_start_barrier(run *r, size_t n)
 {
     pthread_mutex_lock(&r->done_mu);
-    r->ready++;
+    r->ready += n;
     pthread_cond_signal(&r->done_cv);
     while (!r->go)
         pthread_cond_wait(&r->go_cv, &r->done_mu);
@@ -693,27 +629,35 @@ static void open_barrier(run *r, size_t started)
     pthread_mutex_unlock(&r->done_mu);
 }
 
+void rn_setup_failed(client *c, const char *err)
+{
+    c->setup_failed = true;
+    pthread_mutex_lock(&c->run->done_mu);
+    if (!c->run->err[0])
+        snprintf(c->run->err, sizeof c->run->err, "client %d: %s", c->id, err);
+    pthread_mutex_unlock(&c->run->done_mu);
+}
+
+void rn_count_commands(client *c)
+{
+    dlock_stats total;
+    c->out->commands = c->commands_before;
+    if (c->lock) {
+        dlock_client_stats(c->lock, &total, NULL);
+        c->out->commands += total.commands;
+    }
+}
+
 static void *client_main(void *arg)
 {
     client *c = arg;
     char err[256];
-    if (!client_connect(c, err, sizeof err)) {
-        c->setup_failed = true;
-        pthread_mutex_lock(&c->run->done_mu);
-        if (!c->run->err[0])
-            snprintf(c->run->err, sizeof c->run->err, "client %d: %s", c->id, err);
-        pthread_mutex_unlock(&c->run->done_mu);
-    }
-    if (start_barrier(c->run))
+    if (!rn_client_connect(c, true, err, sizeof err))
+        rn_setup_failed(c, err);
+    if (rn_start_barrier(c->run, 1))
         workload(c);
-    dlock_stats total;
-    if (c->lock) {
-        dlock_client_stats(c->lock, &total, NULL);
-        c->out->commands = c->commands_before + total.commands;
-    } else {
-        c->out->commands = c->commands_before;
-    }
-    finish(c);
+    rn_count_commands(c);
+    rn_finish(c);
     return NULL;
 }
 
@@ -1117,6 +1061,7 @@ static int start_threads(run *r, size_t *started)
 
 static void free_run(run *r)
 {
+    rn_loops_join(r);  /* a loop driver that failed to start */
     for (size_t i = 0; i < r->n; i++) {
         ctl_destroy(&r->clients[i].ctl);
         free(r->clients[i].delays);
@@ -1182,8 +1127,9 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
     run r = {0};
     size_t started = 0;
     int rc = init_run(&r, sc, t, out);
+    r.driver = lb_scenario_driver(sc);
     if (rc == 0)
-        rc = start_threads(&r, &started);
+        rc = r.driver == LB_DRIVER_LOOP ? rn_loops_start(&r, &started) : start_threads(&r, &started);
     atomic_store(&r.running, (int)started);  /* none can finish before the barrier opens */
     if (rc < 0 && started == 0) {
         snprintf(err, errlen, "%s", r.err);
@@ -1195,10 +1141,13 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
     open_barrier(&r, started);
     if (!r.abort)
         schedule(&r, out);
+    if (r.driver == LB_DRIVER_LOOP)
+        rn_loops_join(&r);
+    else
+        for (size_t i = 0; i < started; i++)
+            pthread_join(r.clients[i].thread, NULL);
     for (size_t i = 0; i < started; i++)
-        pthread_join(r.clients[i].thread, NULL);
-    for (size_t i = 0; i < started; i++)
-        client_disconnect(&r.clients[i]);
+        rn_client_disconnect(&r.clients[i]);
     if (r.abort) {
         snprintf(err, errlen, "%s", r.err[0] ? r.err : "clients could not start");
         free_run(&r);

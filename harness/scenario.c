@@ -57,6 +57,7 @@ static const char *const backoff_names[] = {
     "none", "constant", "linear", "exponential", "full-jitter", "equal-jitter",
     "decorrelated-jitter", "servicestack", NULL};
 static const char *const cs_names[] = {"counter", "incr", "none", NULL};
+static const char *const driver_names[] = {"auto", "threads", "loop", NULL};
 static const char *const persistence_names[] = {"none", "aof-everysec", "aof-always", NULL};
 static const char *const action_names[] = {
     "crash", "pause", "delay", "partition", "reset", "kill-server", "pause-server",
@@ -73,6 +74,7 @@ const char *lb_algorithm_name(lb_algorithm a) { return NAME_OF(algorithm_names, 
 const char *lb_wait_name(lb_wait w) { return NAME_OF(wait_names, w); }
 const char *lb_backoff_policy_name(lb_backoff_policy p) { return NAME_OF(backoff_names, p); }
 const char *lb_critical_section_name(lb_critical_section c) { return NAME_OF(cs_names, c); }
+const char *lb_driver_name(lb_driver d) { return NAME_OF(driver_names, d); }
 const char *lb_persistence_name(lb_persistence p) { return NAME_OF(persistence_names, p); }
 const char *lb_event_action_name(lb_event_action a) { return NAME_OF(action_names, a); }
 
@@ -254,6 +256,7 @@ static const field top_fields[] = {
     STR_F("name", lb_scenario, name, NULL, 1, NAME_MAX_LEN),
     STR_F("description", lb_scenario, description, "\"\"", 0, 4000),
     INT_F("seed", lb_scenario, seed, "1", 0, INT64_MAX),
+    ENUM_F("driver", lb_scenario, driver, "\"auto\"", driver_names),
     OBJ_F("redis", lb_scenario, redis, redis_fields),
     OBJ_F("lock", lb_scenario, lock, lock_fields),
     OBJ_F("workload", lb_scenario, workload, workload_fields),
@@ -1085,7 +1088,39 @@ static int decode_scenario(ctx *c, json_t *raw, lb_scenario *s)
         if (rc < 0)
             return -1;
     }
+    char why[160];
+    if (s->driver == LB_DRIVER_LOOP && !lb_scenario_loop_capable(s, why, sizeof why))
+        return fail(c, "driver", "the loop driver cannot run this scenario: %s (\"threads\" "
+                    "can, and \"auto\" picks it)", why);
     return 0;
+}
+
+bool lb_scenario_loop_capable(const lb_scenario *s, char *why, size_t whylen)
+{
+    if (s->nevents > 0) {
+        snprintf(why, whylen, "it has events");
+        return false;
+    }
+    for (size_t g = 0; g < s->ngroups; g++) {
+        const lb_client_group *gr = &s->groups[g];
+        if (gr->lock.renew) {
+            snprintf(why, whylen, "clients.%zu renews its lock (the watchdog is a thread)", g);
+            return false;
+        }
+        if (gr->lock.fencing && gr->workload.critical_section == LB_CS_COUNTER) {
+            snprintf(why, whylen, "clients.%zu writes the counter with fencing", g);
+            return false;
+        }
+    }
+    return true;
+}
+
+lb_driver lb_scenario_driver(const lb_scenario *s)
+{
+    char why[160];
+    if (s->driver != LB_DRIVER_AUTO)
+        return s->driver;
+    return lb_scenario_loop_capable(s, why, sizeof why) ? LB_DRIVER_LOOP : LB_DRIVER_THREADS;
 }
 
 /* ---- --set and a variant's set: replacing a dotted path ------------------------------------- */

@@ -51,6 +51,8 @@ typedef enum {
     LB_BACKOFF_SERVICESTACK
 } lb_backoff_policy;
 typedef enum { LB_CS_COUNTER, LB_CS_INCR, LB_CS_NONE } lb_critical_section;
+/* How the clients run: "auto" picks the loop when it can run the scenario, threads otherwise. */
+typedef enum { LB_DRIVER_AUTO, LB_DRIVER_THREADS, LB_DRIVER_LOOP } lb_driver;
 typedef enum { LB_DIST_FIXED, LB_DIST_UNIFORM, LB_DIST_EXPONENTIAL } lb_dist_kind;
 typedef enum {
     LB_EV_CRASH, LB_EV_PAUSE, LB_EV_DELAY, LB_EV_PARTITION, LB_EV_RESET,
@@ -157,6 +159,7 @@ struct lb_scenario {
                                           name for a resolved variant, NULL for the base of a
                                           file with variants */
     uint64_t         seed;             /* 1 */
+    lb_driver        driver;           /* auto */
     lb_redis         redis;
     lb_lock          lock;             /* the base sections (defaults filled) */
     lb_workload      workload;
@@ -219,6 +222,14 @@ const char *lb_algorithm_name(lb_algorithm a);
 const char *lb_wait_name(lb_wait w);
 const char *lb_backoff_policy_name(lb_backoff_policy p);
 const char *lb_critical_section_name(lb_critical_section c);
+const char *lb_driver_name(lb_driver d);
+
+/* Whether the event-loop driver can run a resolved scenario: it has no client events (crash,
+ * pause, network and server faults act on threads and hooks), no renew (the watchdog is a
+ * thread) and no fenced counter writes. false with the first reason in why. */
+bool lb_scenario_loop_capable(const lb_scenario *s, char *why, size_t whylen);
+/* The driver a resolved scenario runs on: its own choice, "auto" resolved. */
+lb_driver lb_scenario_driver(const lb_scenario *s);
 const char *lb_persistence_name(lb_persistence p);
 const char *lb_event_action_name(lb_event_action a);
 

@@ -1,0 +1,521 @@
+/* runloop.c -- the run stage's event-loop driver: a few threads, each running a share of the
+ * clients on a dlock_loop.
+ *
+ * A thread per client spends a run of fifty clients on two cores switching between threads; on
+ * a loop, one thread serves many clients, as redis-benchmark does. Each client is a state
+ * machine doing what runner.c's workload does with blocking calls -- acquire, critical section,
+ * release, think, until its iterations are done or its group's deadline passes -- with the lock
+ * core's _async calls, a non-blocking connection to the protected resource, and timers for the
+ * start, the hold and the think time. It records into the same lb_client_result through the
+ * same functions (runner_priv.h), and the same oracle watches the critical sections.
+ *
+ * It runs scenarios without events, renew or fenced counter writes (lb_scenario_loop_capable):
+ * crashes, pauses and the watchdog act on threads. The main thread still stops the groups at
+ * their deadline (dlock_client_interrupt wakes the loop) and shows the progress line; a
+ * 100 ms tick on each loop ends think-time sleeps once Ctrl-C asked the run to stop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "connect.h"
+#include "endpoint.h"
+#include "monotonic.h"
+#include "runner_priv.h"
+
+#define TICK_US 100000
+
+typedef struct worker worker;
+
+typedef enum { LC_IDLE, LC_SLEEP, LC_BUSY, LC_HOLD, LC_DONE } lc_state;
+
+typedef void (*res_fn)(rn_loop_client *lc, redisReply *r);  /* r NULL: no answer */
+
+struct rn_loop_client {
+    worker *w;
+    client *c;
+    dlock_options o;
+    lc_state state;
+    dlock_timer *timer;          /* start, think and hold */
+    void (*then)(rn_loop_client *lc);  /* what the timer does when it fires */
+    int64_t done;                /* iterations */
+    lb_acquisition *a;           /* the iteration's record */
+    dlock *l;
+    char counter[600];
+    long long counter_value;
+    bool counter_read;
+    /* the protected resource: one command at a time */
+    dlock_watch *res_watch;
+    dlock_timer *res_timer;
+    res_fn res_cb;
+};
+
+struct worker {
+    run *r;
+    dlock_loop *loop;
+    rn_loop_client *lcs;
+    size_t n;
+    size_t active;               /* clients not yet finished */
+    dlock_timer *tick;
+    pthread_t thread;
+};
+
+struct rn_loops {
+    size_t n;
+    worker *w;
+};
+
+static void next_iteration(rn_loop_client *lc);
+
+/* ---- the protected resource ------------------------------------------------------------ */
+
+static void res_close(rn_loop_client *lc)
+{
+    client *c = lc->c;
+    dlock_watch_free(lc->res_watch);
+    lc->res_watch = NULL;
+    if (c->res)
+        redisFree(c->res);
+    c->res = NULL;
+}
+
+static void res_answer(rn_loop_client *lc, redisReply *r)
+{
+    res_fn fn = lc->res_cb;
+    lc->res_cb = NULL;
+    dlock_timer_stop(lc->res_timer);
+    if (fn)
+        fn(lc, r);
+    freeReplyObject(r);
+}
+
+/* The resource went away or out of step: the connection is dropped (the next command
+ * reconnects) and the command in flight has no answer. */
+static void res_fail(rn_loop_client *lc)
+{
+    res_close(lc);
+    res_answer(lc, NULL);
+}
+
+/* Writes what is buffered; false when the connection failed (and was dropped). */
+static bool res_flush(rn_loop_client *lc)
+{
+    int done = 0;
+    dlock__pipe_guard g;
+    dlock__sigpipe_block(&g);
+    int rc = redisBufferWrite(lc->c->res, &done);
+    dlock__sigpipe_unblock(&g, rc != REDIS_OK);
+    if (rc != REDIS_OK) {
+        res_fail(lc);
+        return false;
+    }
+    dlock_watch_want_write(lc->res_watch, !done);  /* a full socket: the rest when it drains */
+    return true;
+}
+
+static void res_io(void *ud, bool readable, bool writable)
+{
+    rn_loop_client *lc = ud;
+    redisContext *ctx = lc->c->res;
+    if (writable && !res_flush(lc))
+        return;
+    if (!readable)
+        return;
+    void *reply = NULL;
+    if (redisBufferRead(ctx) != REDIS_OK || redisGetReplyFromReader(ctx, &reply) != REDIS_OK) {
+        res_fail(lc);
+        return;
+    }
+    if (!reply)
+        return;
+    if (!lc->res_cb) {  /* nobody asked */
+        freeReplyObject(reply);
+        res_fail(lc);
+        return;
+    }
+    res_answer(lc, reply);
+}
+
+static void res_timeout(void *ud)
+{
+    res_fail(ud);
+}
+
+static bool res_open(rn_loop_client *lc)
+{
+    client *c = lc->c;
+    char err[200];
+    if (!c->res && !(c->res = lb_endpoint_connect(c->run->t->resource_url, 2000, err, sizeof err)))
+        return false;
+    int fl = fcntl(c->res->fd, F_GETFL);
+    if (fl < 0 || fcntl(c->res->fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+        !(lc->res_watch = dlock_watch_new(lc->w->loop, c->res->fd, res_io, lc))) {
+        res_close(lc);
+        return false;
+    }
+    c->res->flags &= ~REDIS_BLOCK;  /* hiredis now takes EAGAIN as "not yet" */
+    return true;
+}
+
+/* Sends one command to the resource; fn gets the reply (NULL when there is none). */
+static void res_command(rn_loop_client *lc, res_fn fn, const char *fmt, ...)
+{
+    client *c = lc->c;
+    va_list ap;
+    lc->res_cb = fn;
+    if (!c->res && !res_open(lc)) {
+        res_answer(lc, NULL);
+        return;
+    }
+    va_start(ap, fmt);
+    int rc = redisvAppendCommand(c->res, fmt, ap);
+    va_end(ap);
+    if (rc != REDIS_OK) {
+        res_fail(lc);
+        return;
+    }
+    dlock_timer_start(lc->res_timer, c->g->lock.command_timeout_ms * 1000);
+    res_flush(lc);
+}
+
+/* ---- one iteration ------------------------------------------------------------------------ */
+
+/* Sleeps until the monotonic time `until` (no later than the group's deadline) on the client's
+ * timer, then does next. */
+static void sleep_until(rn_loop_client *lc, int64_t until, lc_state state,
+                        void (*next)(rn_loop_client *lc))
+{
+    lc->state = state;
+    lc->then = next;
+    dlock_timer_start(lc->timer, until - dlock__mono_us());
+}
+
+static void on_timer(void *ud)
+{
+    rn_loop_client *lc = ud;
+    lc->state = LC_BUSY;
+    lc->then(lc);
+}
+
+static void end_client(rn_loop_client *lc)
+{
+    client *c = lc->c;
+    lc->state = LC_DONE;
+    c->out->end_us = rn_since_t0(c);
+    rn_count_commands(c);
+    rn_finish(c);
+    lc->w->active--;
+}
+
+/* After an iteration: the think time (at least the error pause after an error), then the next. */
+static void iteration_over(rn_loop_client *lc, bool error)
+{
+    client *c = lc->c;
+    const lb_workload *wl = &c->g->workload;
+    lc->a = NULL;
+    lc->l = NULL;
+    bool last = wl->iterations != 0 && ++lc->done >= wl->iterations;
+    int64_t pause = rn_sample_us(&wl->think_ms, &c->rng);
+    if (error && pause < rn_error_pause_us(c))
+        pause = rn_error_pause_us(c);
+    if (pause > 0 && !last) {
+        int64_t until = dlock__mono_us() + pause;
+        int64_t deadline = c->run->deadline[c->group];
+        sleep_until(lc, until < deadline ? until : deadline, LC_SLEEP, next_iteration);
+        return;
+    }
+    next_iteration(lc);
+}
+
+static void on_released(void *ud, int rc)
+{
+    rn_loop_client *lc = ud;
+    lb_acquisition *a = lc->a;
+    a->released_us = rn_since_t0(lc->c);
+    a->end = rc == DLOCK_OK ? LB_END_RELEASED : rc == DLOCK_ENOTOWNER ? LB_END_NOTOWNER
+                                                                      : LB_END_FAILED;
+    iteration_over(lc, false);
+}
+
+static void leave(rn_loop_client *lc)
+{
+    client *c = lc->c;
+    lb_acquisition *a = lc->a;
+    rn_cs_leave(c);
+    a->left_us = rn_since_t0(c);
+    if (!c->g->workload.release) {
+        dlock_abandon(lc->l);
+        a->end = LB_END_KEPT;
+        a->released_us = rn_since_t0(c);
+        iteration_over(lc, false);
+    } else if (dlock_release_async(lc->l, on_released, lc) != DLOCK_OK) {
+        dlock_abandon(lc->l);
+        on_released(lc, DLOCK_EIO);
+    }
+}
+
+static void acked(rn_loop_client *lc, bool ok)
+{
+    lc->c->out->cs_acked += ok;
+    leave(lc);
+}
+
+static void on_incr(rn_loop_client *lc, redisReply *r)
+{
+    acked(lc, r && r->type == REDIS_REPLY_INTEGER);
+}
+
+static void on_set(rn_loop_client *lc, redisReply *r)
+{
+    acked(lc, r && r->type == REDIS_REPLY_STATUS);
+}
+
+static void do_incr(rn_loop_client *lc)
+{
+    res_command(lc, on_incr, "INCR %s", lc->counter);
+}
+
+static void do_write(rn_loop_client *lc)
+{
+    if (!lc->counter_read) {
+        leave(lc);
+        return;
+    }
+    res_command(lc, on_set, "SET %s %lld", lc->counter, lc->counter_value + 1);
+}
+
+/* The hold, then next; a zero hold goes straight on. A hold is not cut by the deadline: a
+ * holder finishes its work and releases. */
+static void hold_then(rn_loop_client *lc, void (*next)(rn_loop_client *lc))
+{
+    int64_t hold = rn_sample_us(&lc->c->g->workload.hold_ms, &lc->c->rng);
+    if (hold <= 0) {
+        next(lc);
+        return;
+    }
+    sleep_until(lc, dlock__mono_us() + hold, LC_HOLD, next);
+}
+
+static void on_read(rn_loop_client *lc, redisReply *r)
+{
+    lc->counter_read = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
+    lc->counter_value = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    hold_then(lc, do_write);
+}
+
+static void on_acquired(void *ud, int rc, dlock *l)
+{
+    rn_loop_client *lc = ud;
+    client *c = lc->c;
+    lb_acquisition *a = lc->a;
+    rn_record_acquire(c, a, rc);
+    if (rc != DLOCK_OK) {
+        iteration_over(lc, a->result == LB_RES_ERROR);
+        return;
+    }
+    lc->l = l;
+    a->fence = dlock_fencing_token(l);
+    rn_cs_enter(c, a);
+    switch (c->g->workload.critical_section) {
+    case LB_CS_COUNTER:
+        res_command(lc, on_read, "GET %s", lc->counter);
+        break;
+    case LB_CS_INCR:
+        hold_then(lc, do_incr);
+        break;
+    case LB_CS_NONE:
+    default:
+        hold_then(lc, leave);
+        break;
+    }
+}
+
+/* The top of the client's loop: its start time, its iterations and its group's deadline. */
+static void next_iteration(rn_loop_client *lc)
+{
+    client *c = lc->c;
+    const lb_workload *wl = &c->g->workload;
+    int64_t start = c->run->t0 + c->g->start_ms * 1000;
+    if (wl->iterations != 0 && lc->done >= wl->iterations) {
+        end_client(lc);
+        return;
+    }
+    if (dlock__mono_us() < start && !lb_runner_stopped()) {
+        sleep_until(lc, start, LC_SLEEP, next_iteration);
+        return;
+    }
+    if (rn_out_of_time(c)) {
+        end_client(lc);
+        return;
+    }
+    lb_acquisition *a = lb_acq_log_append(&c->out->log);
+    if (!a) {  /* out of memory: the acquisition goes unrecorded, the run goes on */
+        iteration_over(lc, true);
+        return;
+    }
+    *a = (lb_acquisition){.key = c->key, .left_us = -1, .released_us = -1,
+                          .call_us = rn_since_t0(c)};
+    lc->a = a;
+    lc->state = LC_BUSY;
+    int rc = dlock_acquire_async(c->lock, c->run->keys[c->key], &lc->o, on_acquired, lc);
+    if (rc != DLOCK_OK) {
+        rn_record_acquire(c, a, rc);
+        a->attempts = 0;
+        a->commands = 0;
+        iteration_over(lc, true);
+    }
+}
+
+/* ---- the loop threads --------------------------------------------------------------------- */
+
+/* Every 100 ms: once the run is asked to stop, sleeps between iterations end now. */
+static void on_tick(void *ud)
+{
+    worker *w = ud;
+    if (lb_runner_stopped()) {
+        for (size_t i = 0; i < w->n; i++) {
+            rn_loop_client *lc = &w->lcs[i];
+            if (lc->state == LC_SLEEP) {
+                dlock_timer_stop(lc->timer);
+                lc->state = LC_BUSY;
+                next_iteration(lc);
+            }
+        }
+    }
+    dlock_timer_start(w->tick, TICK_US);
+}
+
+static bool setup_client(worker *w, rn_loop_client *lc, char *err, size_t errlen)
+{
+    client *c = lc->c;
+    lc->w = w;
+    rn_options_of(c, &lc->o);
+    snprintf(lc->counter, sizeof lc->counter, "%s:counter", c->run->keys[c->key]);
+    if (!(lc->timer = dlock_timer_new(w->loop, on_timer, lc)) ||
+        !(lc->res_timer = dlock_timer_new(w->loop, res_timeout, lc))) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    /* no hook: without events nothing pauses or crashes a client */
+    if (!rn_client_connect(c, false, err, errlen))
+        return false;
+    if (dlock_client_attach(c->lock, w->loop) != DLOCK_OK) {
+        snprintf(err, errlen, "cannot move the client onto its loop: %s",
+                 dlock_client_errstr(c->lock));
+        return false;
+    }
+    if (!res_open(lc)) {
+        snprintf(err, errlen, "protected resource: cannot watch the connection");
+        return false;
+    }
+    return true;
+}
+
+static void teardown(worker *w)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        rn_loop_client *lc = &w->lcs[i];
+        res_close(lc);
+        rn_client_disconnect(lc->c);  /* the lock client leaves the loop before the loop goes */
+        dlock_timer_free(lc->timer);
+        dlock_timer_free(lc->res_timer);
+    }
+    dlock_timer_free(w->tick);
+    dlock_loop_free(w->loop);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    char err[256];
+    for (size_t i = 0; i < w->n; i++)
+        if (!setup_client(w, &w->lcs[i], err, sizeof err))
+            rn_setup_failed(w->lcs[i].c, err);
+    if (rn_start_barrier(w->r, w->n)) {
+        w->active = w->n;
+        dlock_timer_start(w->tick, TICK_US);
+        for (size_t i = 0; i < w->n; i++)
+            next_iteration(&w->lcs[i]);
+        while (w->active > 0)
+            if (dlock_loop_run(w->loop, -1) < 0 && errno != EINTR)
+                break;  /* epoll failed: nothing more can happen on this loop */
+    }
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->lcs[i].state != LC_DONE) {
+            rn_count_commands(w->lcs[i].c);
+            rn_finish(w->lcs[i].c);
+        }
+    }
+    teardown(w);
+    return NULL;
+}
+
+/* Half the cores, the other half left to Redis (redis-server is one thread; a loop thread
+ * keeps one core busy), at least one, and never more threads than clients. */
+static size_t loop_threads(size_t nclients)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n = cpus > 1 ? (size_t)cpus / 2 : 1;
+    return n < nclients ? n : nclients > 0 ? nclients : 1;
+}
+
+int rn_loops_start(run *r, size_t *started)
+{
+    size_t nw = loop_threads(r->n);
+    *started = 0;
+    rn_loops *ls = calloc(1, sizeof *ls);
+    if (!ls || !(ls->w = calloc(nw, sizeof *ls->w))) {
+        free(ls);
+        snprintf(r->err, sizeof r->err, "out of memory");
+        return -1;
+    }
+    r->loops = ls;
+    for (size_t k = 0; k < nw; k++) {
+        worker *w = &ls->w[k];
+        char err[200];
+        w->r = r;
+        w->n = r->n / nw + (k < r->n % nw);
+        if (!(w->lcs = calloc(w->n ? w->n : 1, sizeof *w->lcs)) ||
+            !(w->loop = dlock_loop_new(err, sizeof err)) ||
+            !(w->tick = dlock_timer_new(w->loop, on_tick, w))) {
+            snprintf(r->err, sizeof r->err, "cannot set up loop %zu: %s", k,
+                     w->loop ? "out of memory" : err);
+            break;
+        }
+        /* clients dealt round-robin, so each loop gets a share of every group */
+        for (size_t i = 0; i < w->n; i++) {
+            w->lcs[i].c = &r->clients[k + i * nw];
+            w->lcs[i].c->lc = &w->lcs[i];
+        }
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            snprintf(r->err, sizeof r->err, "cannot start loop thread %zu: %s", k, strerror(errno));
+            break;
+        }
+        ls->n++;
+        *started += w->n;
+    }
+    /* a worker that did not start owns nothing the others need */
+    for (size_t k = ls->n; k < nw; k++) {
+        dlock_timer_free(ls->w[k].tick);
+        dlock_loop_free(ls->w[k].loop);
+        free(ls->w[k].lcs);
+    }
+    return ls->n == nw ? 0 : -1;
+}
+
+void rn_loops_join(run *r)
+{
+    rn_loops *ls = r->loops;
+    if (!ls)
+        return;
+    for (size_t k = 0; k < ls->n; k++) {
+        pthread_join(ls->w[k].thread, NULL);
+        free(ls->w[k].lcs);
+    }
+    free(ls->w);
+    free(ls);
+    r->loops = NULL;
+}

@@ -1,0 +1,108 @@
+/* runner_priv.h -- what the run stage's two drivers share: the run, its clients and their
+ * control blocks, and the pieces of the workload that do not depend on how a client runs.
+ * runner.c runs each client on a thread of its own and applies the fault schedule; runloop.c
+ * runs many clients on each of a few event-loop threads. Internal to the run stage. */
+#ifndef LB_RUNNER_PRIV_H
+#define LB_RUNNER_PRIV_H
+
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "dlock.h"
+#include "oracle.h"
+#include "runner.h"
+
+/* ---- per-client control: what faults do to a client ---------------------- */
+
+typedef struct ctl {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;           /* monotonic */
+    int paused;                  /* pauses in effect: they may overlap */
+    bool crashed;                /* crash requested: the hook cancels, the thread stops */
+    bool stopping;               /* the run's deadline or Ctrl-C: no new iteration starts */
+    int crash_when_holding;      /* the event (index + 1) that arms it, 0 = none */
+    int pause_when_holding;      /* likewise */
+    int64_t pause_when_holding_us;  /* how long that pause lasts */
+    int64_t restart_after_us;       /* for a crash: -1 = stay down */
+    unsigned crashes;               /* crash events received: a new one restarts the down time */
+    atomic_llong skew_ms;        /* clock-skew offset */
+} ctl;
+
+typedef struct run run;
+typedef struct rn_loop_client rn_loop_client;
+typedef struct rn_loops rn_loops;
+
+typedef struct client {
+    run *run;
+    int id;
+    size_t group;
+    const lb_client_group *g;
+    int key;                     /* index into run->keys */
+    ctl ctl;
+    dlock_client *lock;
+    redisContext *res;           /* the protected resource */
+    dlock_client *fenced;        /* the resource again, for fenced writes */
+    int links[LB_SCENARIO_MAX_SERVERS];  /* proxy links, -1 = direct */
+    int partitions;              /* partitions in effect (the scheduler's alone) */
+    const lb_event **delays;     /* delay events in effect, oldest first (the scheduler's) */
+    size_t ndelays;
+    char *urls[LB_SCENARIO_MAX_SERVERS];
+    uint64_t rng;
+    lb_client_result *out;
+    atomic_llong done_acquisitions;  /* for the progress line */
+    bool setup_failed;
+    uint64_t commands_before;    /* of incarnations before a restart */
+    pthread_t thread;
+    rn_loop_client *lc;          /* the loop driver's state for it */
+} client;
+
+struct run {
+    const lb_scenario *sc;
+    const lb_run_target *t;
+    size_t n;
+    client *clients;
+    size_t ready;                /* clients connected and waiting at the start barrier */
+    bool go;                     /* the barrier opens (t0 is set) */
+    int64_t t0;                  /* the start barrier, monotonic µs */
+    int64_t *deadline;           /* per group: t0 + its duration, or INT64_MAX */
+    bool *stopped;               /* per group: its deadline has been applied */
+    bool abort;                  /* set before `go` when setup failed */
+    size_t nkeys;
+    char **keys;                 /* the lock keys in use: at most one per client */
+    atomic_llong *fired_start;   /* per event: when a "when": "holding" event fired, -1 = not */
+    atomic_llong *fired_end;
+    lb_oracle *oracle;
+    atomic_int running;          /* clients not yet finished */
+    pthread_mutex_t done_mu;     /* guards ready, go, abort, err */
+    pthread_cond_t done_cv;      /* the main thread waits here: a client is ready, or finished */
+    pthread_cond_t go_cv;        /* the clients wait here for the barrier to open (so a client
+                                    getting ready wakes the main thread, not every other client) */
+    char err[320];
+    lb_driver driver;            /* threads or loop, "auto" resolved */
+    rn_loops *loops;             /* the loop driver's threads */
+};
+
+int64_t rn_since_t0(const client *c);
+int64_t rn_sample_us(const lb_dist *d, uint64_t *rng);
+void    rn_options_of(client *c, dlock_options *o);
+void    rn_record_acquire(client *c, lb_acquisition *a, int rc);
+void    rn_cs_enter(client *c, lb_acquisition *a);
+void    rn_cs_leave(client *c);
+bool    rn_out_of_time(const client *c);
+int64_t rn_error_pause_us(const client *c);
+/* The client's lock client (with the fault hook when hooked) and its resource connections. */
+bool    rn_client_connect(client *c, bool hooked, char *err, size_t errlen);
+void    rn_client_disconnect(client *c);
+void    rn_setup_failed(client *c, const char *err);
+void    rn_count_commands(client *c);   /* into c->out->commands, at the end */
+void    rn_finish(client *c);
+/* Every client connects first, then all start together: n clients arrive. false = aborted. */
+bool    rn_start_barrier(run *r, size_t n);
+
+/* runloop.c: the event-loop driver. Starts the loop threads, each with its share of the
+ * clients; *started counts the clients whose thread started. 0, or -1 with r->err set. */
+int  rn_loops_start(run *r, size_t *started);
+void rn_loops_join(run *r);   /* after every client finished; frees the loops */
+
+#endif
