@@ -335,7 +335,7 @@ static void external_server_with_auth_and_db(void **state)
 }
 
 /* Ctrl-C: the run stops cleanly, says so ("complete": false, exit 130) and deletes its keys. */
-static void ctrl_c_writes_incomplete_results(void **state)
+static void ctrl_c_on(const char *driver)
 {
     char err[256], url[64], *out = tempdir(), dir[1100];
     lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
@@ -348,7 +348,8 @@ static void ctrl_c_writes_incomplete_results(void **state)
         freopen("/dev/null", "w", stdout);
         freopen("/dev/null", "w", stderr);
         execl(bin(), bin(), "run", "scenarios/throughput.json", "--out", dir, "--no-plot",
-              "--redis", url, "--set", "workload.duration_ms=20000", (char *)NULL);
+              "--redis", url, "--set", "workload.duration_ms=20000", "--set", driver,
+              (char *)NULL);
         _exit(127);
     }
     redisContext *r = redisConnect("127.0.0.1", lb_server_port(s));
@@ -378,6 +379,55 @@ static void ctrl_c_writes_incomplete_results(void **state)
     lb_server_stop(s);
     rmtree(out);
     free(out);
+}
+
+static void ctrl_c_writes_incomplete_results(void **state)
+{
+    ctrl_c_on("driver=threads");
+    ctrl_c_on("driver=loop");
+}
+
+/* The same contended workloads on both drivers: each must be exact (the scenario's own
+ * expectations: every acquisition counted once, no overlap, no lost update), and say which ran. */
+static void both_drivers_are_correct(void **state)
+{
+    static const char *const drivers[] = {"threads", "loop"};
+    for (int d = 0; d < 2; d++) {
+        char *out = tempdir();
+        assert_int_equal(lockbench(NULL, "run scenarios/algorithms.json --out %s --no-plot --quiet "
+                                         "--set driver=%s --set workload.iterations=10 "
+                                         "--set expect.counter.actual=100 "
+                                         "--set expect.acquisitions=100",
+                                   out, drivers[d]), 0);
+        json_t *top = load_json(out, "summary.json");
+        json_t *vs = json_object_get(top, "variants");
+        assert_int_equal(json_array_size(vs), 5);
+        for (size_t i = 0; i < json_array_size(vs); i++) {
+            json_t *v = json_array_get(vs, i);
+            assert_string_equal(json_string_value(json_object_get(v, "driver")), drivers[d]);
+            assert_int_equal(num(v, "counter.actual"), 100);
+            assert_int_equal(num(v, "overlaps"), 0);
+        }
+        json_decref(top);
+        rmtree(out);
+        free(out);
+        /* incr and none, many keys, a deadline instead of a count */
+        out = tempdir();
+        assert_int_equal(lockbench(NULL, "run scenarios/throughput.json --out %s --no-plot --quiet "
+                                         "--set driver=%s --set workload.duration_ms=300 "
+                                         "--set clients.0.count=20 --set lock.keys=5 "
+                                         "--set workload.critical_section=incr",
+                                   out, drivers[d]), 0);
+        json_t *v = load_json(out, "default/summary.json");
+        assert_string_equal(json_string_value(json_object_get(v, "driver")), drivers[d]);
+        assert_true(num(v, "acquisitions") > 100);
+        assert_int_equal(num(v, "counter.actual"), num(v, "acquisitions"));
+        assert_int_equal(num(v, "overlaps"), 0);
+        assert_in_range((int64_t)num(v, "elapsed_ms"), 300, 2000);
+        json_decref(v);
+        rmtree(out);
+        free(out);
+    }
 }
 
 /* Mean acquire wait (ms) of rows whose call falls in [from, to) ms. */
@@ -442,6 +492,7 @@ int main(void)
         cmocka_unit_test(external_server_with_auth_and_db),
         cmocka_unit_test(ctrl_c_writes_incomplete_results),
         cmocka_unit_test(overlapping_delays_stack),
+        cmocka_unit_test(both_drivers_are_correct),
     };
     return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
 }
