@@ -1,5 +1,6 @@
 /* lock.c -- options, error strings, and a lock's state apart from any I/O. */
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,18 +85,52 @@ int64_t dlock__drift_us(const dlock_options *o)
     return (int64_t)((double)o->ttl_ms * 1000.0 * o->drift_factor) + 2000;
 }
 
+/* Tokens come from getrandom(2), 32 at a time: a pool per thread, so taking a lock costs no
+ * system call of its own. A forked child empties its copy (the parent's next tokens must not be
+ * the child's too). */
+#define TOKEN_POOL 512
+
+static __thread unsigned char pool[TOKEN_POOL];
+static __thread size_t pool_left;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_forget(void)
+{
+    explicit_bzero(pool, sizeof pool);
+    pool_left = 0;
+}
+
+static void pool_register(void)
+{
+    pthread_atfork(NULL, NULL, pool_forget);
+}
+
+static int random_bytes(unsigned char *out, size_t n)
+{
+    pthread_once(&pool_once, pool_register);
+    if (pool_left < n) {
+        size_t got = 0;
+        while (got < sizeof pool) {
+            ssize_t k = getrandom(pool + got, sizeof pool - got, 0);
+            if (k < 0 && errno != EINTR)
+                return -1;
+            if (k > 0)
+                got += (size_t)k;
+        }
+        pool_left = sizeof pool;
+    }
+    pool_left -= n;
+    memcpy(out, pool + pool_left, n);
+    explicit_bzero(pool + pool_left, n);  /* a token handed out is gone from the pool */
+    return 0;
+}
+
 int dlock__random_token(char out[33])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char raw[16];
-    size_t got = 0;
-    while (got < sizeof raw) {
-        ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
-        if (n < 0 && errno != EINTR)
-            return -1;
-        if (n > 0)
-            got += (size_t)n;
-    }
+    if (random_bytes(raw, sizeof raw) < 0)
+        return -1;
     for (size_t i = 0; i < sizeof raw; i++) {
         out[2 * i] = hex[raw[i] >> 4];
         out[2 * i + 1] = hex[raw[i] & 15];

@@ -1,4 +1,8 @@
 /* test_steps.c -- the token and legacy step functions, driven by scripted replies. */
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "scripted.h"
 
 static const dlock__now T0 = {.mono_us = 5000000, .wall_ms = 1000000};
@@ -337,9 +341,37 @@ static void options_defaults_match_the_spec(void **state)
     assert_int_equal(o.command_timeout_ms, 1000);
 }
 
+/* Tokens come from a per-thread pool of getrandom bytes: distinct one after another, and a
+ * forked child must not hand out the parent's next tokens. */
+static void tokens_are_distinct_across_fork(void **state)
+{
+    char a[33], b[33], parent_next[33], child_next[33] = "";
+    int fd[2];
+    assert_int_equal(dlock__random_token(a), 0);
+    assert_int_equal(dlock__random_token(b), 0);
+    assert_int_equal(strlen(a), 32);
+    assert_string_not_equal(a, b);
+    assert_int_equal(pipe(fd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char t[33];
+        _exit(dlock__random_token(t) == 0 && write(fd[1], t, 33) == 33 ? 0 : 1);
+    }
+    close(fd[1]);
+    assert_int_equal(read(fd[0], child_next, 33), 33);
+    close(fd[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(dlock__random_token(parent_next), 0);
+    assert_string_not_equal(parent_next, child_next);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(tokens_are_distinct_across_fork),
         cmocka_unit_test(token_acquire_sends_set_nx_px),
         cmocka_unit_test(token_acquire_without_ttl_sets_no_expiry),
         cmocka_unit_test(token_acquire_held_is_busy),
