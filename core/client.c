@@ -668,14 +668,40 @@ static void conn_io(void *ud, bool readable, bool writable)
     exchange_progress(c);
 }
 
+/* Reads and takes the replies server s has sent already, without waiting: false when its
+ * connection failed. Bounded: lock replies are small, and what is still missing after this
+ * much has not come. */
+static bool take_arrived(dlock_client *c, int s)
+{
+    xchg *x = c->x;
+    conn *cn = &c->conns[s];
+    for (int i = 0; i < 64 && x->p.want[s] > 0; i++) {
+        struct pollfd pfd = {.fd = cn->ctx->fd, .events = POLLIN};
+        if (poll(&pfd, 1, 0) <= 0)
+            break;
+        if (redisBufferRead(cn->ctx) != REDIS_OK || !drain(cn, s, x->b, x->replies, &x->p))
+            return false;
+    }
+    return true;
+}
+
+/* The round's deadline passed. Its replies may have come all the same and wait unread: the
+ * loop was busy (a slow callback, or more connections ready than one round's events cover)
+ * when they arrived. What has come is taken; only a server that still owes replies failed. */
 static void round_timeout(void *ud)
 {
     dlock_client *c = ud;
     xchg *x = c->x;
     for (int s = 0; s < c->n; s++) {
-        if (x->p.want[s] > 0) {
+        if (x->p.want[s] <= 0)
+            continue;
+        conn *cn = &c->conns[s];
+        if (!take_arrived(c, s)) {
             x->p.want[s] = 0;
-            fail_conn(c, &c->conns[s], "command timed out");
+            fail_conn(c, cn, cn->ctx->errstr[0] ? cn->ctx->errstr : "protocol error");
+        } else if (x->p.want[s] > 0) {
+            x->p.want[s] = 0;
+            fail_conn(c, cn, "command timed out");
         }
     }
     exchange_progress(c);

@@ -135,7 +135,8 @@ DLOCK_API const char   *dlock_client_errstr(const dlock_client *c);  /* detail o
 /* Thread-safe: cancels the acquire in progress on c, or the next one if none is (the request is
  * kept until an acquire consumes it); that acquire returns DLOCK_ECANCELED. A back-off sleep
  * wakes at once; a wait blocked in Redis returns within its slice (notify: 100 ms, fifo:
- * 500 ms, its heartbeat) and a command in flight within command_timeout_ms. */
+ * 500 ms, its heartbeat; Redis may time a blocked command out up to 100 ms late) and a command
+ * in flight within command_timeout_ms. */
 DLOCK_API void          dlock_client_interrupt(dlock_client *c);
 /* The hook is called from the client's thread and, with renew, from its watchdog thread. */
 DLOCK_API void          dlock_client_set_hook(dlock_client *c, dlock_hook fn, void *ud);
@@ -183,7 +184,8 @@ DLOCK_API int           dlock_fenced_set(dlock_client *c, const char *key, uint6
  *     while (running)
  *         dlock_loop_run(lp, 100);
  *
- * An attached client takes only the _async calls (the blocking ones return DLOCK_EINVAL) and one
+ * An attached client takes only the _async calls (the blocking ones return DLOCK_EINVAL and
+ * leave their arguments alone: dlock_release does not free the lock; dlock_abandon works) and one
  * operation at a time. Callbacks run inside dlock_loop_run, never inside the call that started
  * the operation, and may start the next one. On a loop:
  *  - renew is refused (DLOCK_EINVAL): the watchdog is a thread of its own;
@@ -191,8 +193,9 @@ DLOCK_API int           dlock_fenced_set(dlock_client *c, const char *key, uint6
  *  - connecting (a client's first command after an error) blocks for up to the command
  *    timeout, as dlock_client_new does;
  *  - timers fire up to 1 ms late (epoll_wait's resolution).
- * Free every client attached to a loop before the loop; a client freed with an operation in
- * flight drops it without calling its callback (a lock being acquired may be left to its TTL). */
+ * Free every client attached to a loop, and every timer and watch of it, before the loop; a
+ * client freed with an operation in flight drops it without calling its callback (a lock being
+ * acquired may be left to its TTL). */
 typedef struct dlock_loop dlock_loop;
 typedef struct dlock_timer dlock_timer;
 typedef struct dlock_watch dlock_watch;

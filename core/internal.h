@@ -21,6 +21,10 @@
 /* A wait blocked in Redis is cut into slices this long, so an interrupt is seen between them. */
 #define DLOCK__WAIT_SLICE_US 100000
 
+/* A blocking command's reply may come this much after its timeout: Redis times blocked clients
+ * out on its own timer, which runs hz times a second (10 by default). */
+#define DLOCK__BLOCK_SLACK_MS 100
+
 /* dlock_client_new connects before any options are known: this long for each server. */
 #define DLOCK__CONNECT_TIMEOUT_MS 1000
 

@@ -45,6 +45,7 @@ struct dlock_loop {
     dlock_watch *dead;         /* freed watches, released after the round that may still name them */
     dlock_client **clients;    /* attached, to deliver interrupts to sleeping operations */
     size_t nclients, ccap;
+    uint64_t interrupt_pass;   /* counts deliver_interrupts passes */
 };
 
 /* A client's part in the loop: its operation and what it reports to. */
@@ -53,9 +54,11 @@ struct dlock__async {
     dlock__op op;
     dlock_timer *timer;        /* the operation's sleeps, and completions deferred out of a start */
     bool busy;                 /* an operation is in flight */
-    bool sleeping;             /* the timer is a sleep of the operation */
+    bool sleeping;             /* the timer goes on with the operation: a sleep, or a step
+                                  deferred to the next round */
     bool completing;           /* the timer delivers the result */
     bool starting;             /* inside the call that started it: callbacks must wait */
+    uint64_t interrupt_pass;   /* the last deliver_interrupts pass that woke it */
     dlock_acquired_fn acquired;
     dlock_done_fn done;
     void *ud;
@@ -416,10 +419,16 @@ static void advance(dlock_client *c, dlock__async *a)
             bool pending;
             int rc = dlock__exchange_start(c, &a->op.batch, a->op.replies,
                                            a->op.l->opt.command_timeout_ms, &pending);
+            a->op.xrc = rc;
             if (pending)
                 return;  /* dlock__loop_exchanged goes on */
-            a->op.xrc = rc;
-            break;
+            /* Nothing went out (no server could be reached, or the hook cancelled): go on in
+             * the next round. Going on here would let a client whose every command fails at
+             * once (a server down, with no back-off, or a wait step that fails straight back
+             * to a try) run its whole wait inside this call, holding up the loop. */
+            a->sleeping = true;
+            dlock_timer_start(a->timer, 0);
+            return;
         }
         case DLOCK__NEED_SLEEP: {
             int64_t left = a->op.sleep_until_us - dlock__mono_us();
@@ -462,17 +471,25 @@ static void async_timer(void *ud)
     }
 }
 
-/* An interrupted client's sleep ends now; a wait blocked in Redis ends with its slice. */
+/* An interrupted client's sleep ends now; a wait blocked in Redis ends with its slice. A
+ * callback run from here may free clients (the list is compacted, moving a client not yet seen
+ * into a slot already passed) or attach others: after each wake-up the scan starts over,
+ * skipping the clients this pass has woken already. */
 static void deliver_interrupts(dlock_loop *lp)
 {
-    for (size_t i = 0; i < lp->nclients; i++) {
+    uint64_t pass = ++lp->interrupt_pass;
+    for (size_t i = 0; i < lp->nclients;) {
         dlock_client *c = lp->clients[i];
         dlock__async *a = *dlock__client_async(c);
-        if (a->sleeping && dlock__client_interrupt_pending(c)) {
-            dlock_timer_stop(a->timer);
-            a->sleeping = false;
-            advance(c, a);
+        if (a->interrupt_pass == pass || !a->sleeping || !dlock__client_interrupt_pending(c)) {
+            i++;
+            continue;
         }
+        a->interrupt_pass = pass;
+        dlock_timer_stop(a->timer);
+        a->sleeping = false;
+        advance(c, a);
+        i = 0;
     }
 }
 
@@ -545,6 +562,10 @@ int dlock_extend_async(dlock *l, int64_t ttl_ms, dlock_done_fn fn, void *ud)
     dlock__async *a = l ? idle_async(l->client) : NULL;
     if (!a || !fn || ttl_ms < 0)
         return DLOCK_EINVAL;
+    if (l->algo == &dlock__legacy) {
+        dlock__client_set_err(l->client, "the legacy algorithm has no extend");
+        return DLOCK_EINVAL;
+    }
     a->done = fn;
     a->ud = ud;
     a->extend_ttl_ms = ttl_ms;

@@ -230,6 +230,12 @@ static dlock__need acquire_next(dlock__op *op)
             op->state = A_SLICE;
             break;
         }
+        if (op->step_rc == DLOCK_EIO && dlock__mono_us() < op->wait_end_us) {
+            /* Redis unreachable: the rest of the delay is slept, not spun through in tries */
+            op->sleep_until_us = op->wait_end_us;
+            op->state = A_SLEPT;
+            return DLOCK__NEED_SLEEP;
+        }
         check_granted(op, op->step_rc == DLOCK__WAITED ? DLOCK_EBUSY : op->step_rc, A_AFTER_WAIT);
         break;
     case A_AFTER_WAIT:

@@ -100,5 +100,6 @@ void dlock__add_blpop(dlock *l, dlock__batch *out, const char *key)
 {
     set_wait_arg(l);
     dlock__add(out, 0, "BLPOP", key, l->wait_arg, NULL);
-    out->block_ms = l->wait_us / 1000 + 1;
+    /* Redis times blocked clients out on its own timer (hz 10: up to 100 ms late) */
+    out->block_ms = l->wait_us / 1000 + 1 + DLOCK__BLOCK_SLACK_MS;
 }
