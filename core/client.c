@@ -346,14 +346,15 @@ void dlock_client_stats(const dlock_client *c, dlock_stats *total, dlock_stats *
 /* Appends one command; scripts go as EVALSHA, or EVAL when eval is set. */
 static int append_cmd(redisContext *ctx, const dlock__cmd *cmd, bool eval)
 {
+    static const char *const nkeys[DLOCK__MAX_ARGV + 1] = {
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"};
+    _Static_assert(DLOCK__MAX_ARGV == 12, "nkeys covers 0 to DLOCK__MAX_ARGV");
     const char *argv[DLOCK__MAX_ARGV + 3];
-    char nkeys[8];
     int argc = 0;
     if (cmd->script) {
-        snprintf(nkeys, sizeof nkeys, "%d", cmd->nkeys);
         argv[argc++] = eval ? "EVAL" : "EVALSHA";
         argv[argc++] = eval ? cmd->script->text : cmd->script->sha;
-        argv[argc++] = nkeys;
+        argv[argc++] = nkeys[cmd->nkeys];
     }
     for (int i = 0; i < cmd->argc; i++)
         argv[argc++] = cmd->argv[i];

@@ -140,12 +140,18 @@ void dlock__url_clear(dlock__url *cn)
 
 /* ---- SIGPIPE ---------------------------------------------------------------------- */
 
+/* Held by an event loop for a whole round, so each write need not block and unblock it. */
+static __thread bool held;
+static __thread bool held_write_failed;
+
 /* Blocks SIGPIPE for the calling thread. A SIGPIPE that a write raises then stays pending
  * instead of killing the process, and dlock__sigpipe_unblock consumes it. None can be pending from
  * before: a thread-directed SIGPIPE is delivered at once while unblocked; and if the caller had
  * SIGPIPE blocked already, whatever is pending is theirs and is left alone. */
 void dlock__sigpipe_block(dlock__pipe_guard *g)
 {
+    if (held)
+        return;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
@@ -154,6 +160,10 @@ void dlock__sigpipe_block(dlock__pipe_guard *g)
 
 void dlock__sigpipe_unblock(dlock__pipe_guard *g, bool write_failed)
 {
+    if (held) {
+        held_write_failed |= write_failed;
+        return;
+    }
     if (write_failed && !sigismember(&g->old, SIGPIPE)) {
         sigset_t set;
         struct timespec zero = {0, 0};
@@ -163,6 +173,19 @@ void dlock__sigpipe_unblock(dlock__pipe_guard *g, bool write_failed)
             ;
     }
     pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+void dlock__sigpipe_hold(dlock__pipe_guard *g)
+{
+    dlock__sigpipe_block(g);
+    held = true;
+    held_write_failed = false;
+}
+
+void dlock__sigpipe_release(dlock__pipe_guard *g)
+{
+    held = false;
+    dlock__sigpipe_unblock(g, held_write_failed);
 }
 
 /* ---- connections --------------------------------------------------------- */

@@ -38,5 +38,9 @@ typedef struct dlock__pipe_guard {
 } dlock__pipe_guard;
 void dlock__sigpipe_block(dlock__pipe_guard *g);
 void dlock__sigpipe_unblock(dlock__pipe_guard *g, bool write_failed);
+/* The same for many writes (an event loop's round): between these, block and unblock cost
+ * nothing, and a SIGPIPE a failed write raised is consumed at the release. */
+void dlock__sigpipe_hold(dlock__pipe_guard *g);
+void dlock__sigpipe_release(dlock__pipe_guard *g);
 
 #endif

@@ -192,7 +192,9 @@ DLOCK_API int           dlock_fenced_set(dlock_client *c, const char *key, uint6
  *  - the hook must not block (it runs on the loop's thread); non-zero still cancels;
  *  - connecting (a client's first command after an error) blocks for up to the command
  *    timeout, as dlock_client_new does;
- *  - timers fire up to 1 ms late (epoll_wait's resolution).
+ *  - timers fire up to 1 ms late (epoll_wait's resolution);
+ *  - callbacks run with SIGPIPE blocked (a write to a closed socket fails with EPIPE; a SIGPIPE
+ *    the caller's own write raised is delivered when dlock_loop_run returns).
  * Free every client attached to a loop, and every timer and watch of it, before the loop; a
  * client freed with an operation in flight drops it without calling its callback (a lock being
  * acquired may be left to its TTL). */

@@ -14,6 +14,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "connect.h"
 #include "internal.h"
 
 struct dlock_timer {
@@ -295,6 +296,8 @@ int dlock_loop_run(dlock_loop *lp, int64_t timeout_ms)
     if (n < 0 && errno != EINTR)
         return -1;
     int ran = 0;
+    dlock__pipe_guard g;
+    dlock__sigpipe_hold(&g);  /* once for the round's writes, not once per write */
     for (int i = 0; i < n; i++) {
         dlock_watch *w = evs[i].data.ptr;
         if (!w->fn)
@@ -314,6 +317,7 @@ int dlock_loop_run(dlock_loop *lp, int64_t timeout_ms)
         t->fn(t->ud);
         ran++;
     }
+    dlock__sigpipe_release(&g);
     reap_watches(lp);
     return ran;
 }
