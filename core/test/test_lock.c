@@ -473,6 +473,40 @@ static void survives_server_death_and_reconnects(void **state)
     lb_server_stop(s);
 }
 
+/* A dead server under a waiting acquire: notify and fifo wait in Redis, and a wait that cannot
+ * reach it sleeps out the back-off delay. Tries are then a handful in 400 ms, not thousands
+ * of connection attempts in a row. */
+static void waits_do_not_spin_on_a_dead_server(void **state)
+{
+    char err[256], u[64];
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(s);
+    snprintf(u, sizeof u, "%s", lb_server_url(s));
+    const char *p = u;
+    dlock_client *c = dlock_client_new(&p, 1, err, sizeof err);
+    assert_non_null(c);
+    assert_int_equal(lb_server_kill(s), 0);
+    static const dlock_wait modes[] = {DLOCK_WAIT_POLL, DLOCK_WAIT_NOTIFY, DLOCK_WAIT_FIFO};
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        dlock_options o = opts(DLOCK_TOKEN, 30000, 400);
+        o.wait = modes[m];
+        o.backoff = (dlock_backoff){.policy = DLOCK_BACKOFF_CONSTANT, .base_ms = 20, .cap_ms = 20};
+        dlock *l;
+        dlock_stats last;
+        int64_t t0 = fx_now_ms();
+        int rc = dlock_acquire(c, "k", &o, &l);
+        int64_t took = fx_now_ms() - t0;
+        assert_true(rc == DLOCK_EIO || rc == DLOCK_ETIMEDOUT);
+        assert_in_range(took, 380, 2000);
+        dlock_client_stats(c, NULL, &last);
+        if (last.attempts < 5 || last.attempts > 40)
+            fail_msg("wait mode %d: %llu tries in %lld ms", (int)modes[m],
+                     (unsigned long long)last.attempts, (long long)took);
+    }
+    dlock_client_free(c);
+    lb_server_stop(s);
+}
+
 static void script_cache_flush_falls_back_to_eval(void **state)
 {
     dlock_client *a = fx_client(1);
@@ -545,6 +579,7 @@ int main(void)
         cmocka_unit_test(bad_urls_are_refused),
         cmocka_unit_test(auth_select_and_secret_keeping),
         cmocka_unit_test(survives_server_death_and_reconnects),
+        cmocka_unit_test(waits_do_not_spin_on_a_dead_server),
         cmocka_unit_test(script_cache_flush_falls_back_to_eval),
         cmocka_unit_test(lost_reply_does_not_strand_the_lock),
     };
