@@ -44,23 +44,14 @@ int dlock__run(dlock *l, dlock__step_fn step)
 
 int dlock_acquire(dlock_client *c, const char *key, const dlock_options *o, dlock **out)
 {
-    dlock_options defaults;
-    char err[160];
+    int rc;
     if (!c || !key || !out || dlock__client_on_loop(c))
         return DLOCK_EINVAL;
     *out = NULL;
-    if (!o) {
-        dlock_options_init(&defaults);
-        o = &defaults;
-    }
-    if (dlock__check_options(o, dlock__client_nservers(c), err, sizeof err) != DLOCK_OK) {
-        dlock__client_set_err(c, err);
-        return DLOCK_EINVAL;
-    }
-    dlock *l = dlock__lock_new(c, key, o, dlock__client_nservers(c));
+    dlock *l = dlock__lock_prepare(c, key, o, &rc);
     if (!l)
-        return DLOCK_ENOMEM;
-    int rc = drive_kind(l, c, DLOCK__OP_ACQUIRE, NULL);
+        return rc;
+    rc = drive_kind(l, c, DLOCK__OP_ACQUIRE, NULL);
     if (rc == DLOCK_OK && (rc = dlock__renew_start(l)) != DLOCK_OK)
         dlock__run(l, l->algo->release);  /* no watchdog: do not leave the lock behind */
     if (rc == DLOCK_OK)

@@ -145,6 +145,9 @@ int  dlock__reply_error(dlock *l, const redisReply *r, const char *what);
 
 /* lock.c: a lock's lifetime apart from I/O */
 dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o, int nservers);
+/* Checks o (NULL = the defaults) against c's servers and makes the lock an acquire will take;
+ * NULL with *rc set (EINVAL with the reason in c's error, or ENOMEM). */
+dlock *dlock__lock_prepare(dlock_client *c, const char *key, const dlock_options *o, int *rc);
 void   dlock__lock_free(dlock *l);
 int    dlock__check_options(const dlock_options *o, int nservers, char *err, size_t errlen);
 const dlock__algo *dlock__algo_of(const dlock_options *o);

@@ -199,6 +199,25 @@ dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o,
     return l;
 }
 
+dlock *dlock__lock_prepare(dlock_client *c, const char *key, const dlock_options *o, int *rc)
+{
+    dlock_options defaults;
+    char err[160];
+    if (!o) {
+        dlock_options_init(&defaults);
+        o = &defaults;
+    }
+    *rc = dlock__check_options(o, dlock__client_nservers(c), err, sizeof err);
+    if (*rc != DLOCK_OK) {
+        dlock__client_set_err(c, err);
+        return NULL;
+    }
+    dlock *l = dlock__lock_new(c, key, o, dlock__client_nservers(c));
+    if (!l)
+        *rc = DLOCK_ENOMEM;
+    return l;
+}
+
 void dlock__lock_free(dlock *l)
 {
     if (!l)

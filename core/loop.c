@@ -524,26 +524,17 @@ static void start(dlock_client *c, dlock__async *a, dlock *l, dlock__op_kind kin
 int dlock_acquire_async(dlock_client *c, const char *key, const dlock_options *o,
                         dlock_acquired_fn fn, void *ud)
 {
-    dlock_options defaults;
-    char err[160];
+    int rc;
     dlock__async *a = idle_async(c);
     if (!a || !key || !fn)
         return DLOCK_EINVAL;
-    if (!o) {
-        dlock_options_init(&defaults);
-        o = &defaults;
-    }
-    if (dlock__check_options(o, dlock__client_nservers(c), err, sizeof err) != DLOCK_OK) {
-        dlock__client_set_err(c, err);
-        return DLOCK_EINVAL;
-    }
-    if (o->renew) {
+    if (o && o->renew) {
         dlock__client_set_err(c, "renew needs the blocking calls: its watchdog is a thread");
         return DLOCK_EINVAL;
     }
-    dlock *l = dlock__lock_new(c, key, o, dlock__client_nservers(c));
+    dlock *l = dlock__lock_prepare(c, key, o, &rc);
     if (!l)
-        return DLOCK_ENOMEM;
+        return rc;
     a->acquired = fn;
     a->ud = ud;
     start(c, a, l, DLOCK__OP_ACQUIRE);

@@ -81,6 +81,18 @@ char *fx_get(int i, const char *key)
     return s;
 }
 
+long long fx_int(int i, const char *fmt, const char *arg)
+{
+    redisContext *r = fx_raw(i);
+    assert_non_null(r);
+    redisReply *v = redisCommand(r, fmt, arg);
+    assert_non_null(v);
+    long long n = v->type == REDIS_REPLY_INTEGER ? v->integer : -99;
+    freeReplyObject(v);
+    redisFree(r);
+    return n;
+}
+
 dlock_client *fx_client(int n)
 {
     char err[256];

@@ -80,18 +80,6 @@ static dlock_options opts(dlock_algorithm alg, dlock_wait mode, int64_t ttl, int
     return o;
 }
 
-static long long raw_int(int i, const char *fmt, const char *arg)
-{
-    redisContext *r = fx_raw(i);
-    assert_non_null(r);
-    redisReply *v = redisCommand(r, fmt, arg);
-    assert_non_null(v);
-    long long n = v->type == REDIS_REPLY_INTEGER ? v->integer : -99;
-    freeReplyObject(v);
-    redisFree(r);
-    return n;
-}
-
 static void raw_ok(int i, const char *cmd)
 {
     redisContext *r = fx_raw(i);
@@ -389,7 +377,7 @@ static void twenty_on_one_loop(dlock_algorithm alg, dlock_wait mode, bool fencin
     int64_t took = contend(&a, ps, PLAYERS, 60000);
     if (fencing)
         assert_int_equal(a.last_fence, PLAYERS * CYCLES);  /* one token per holder */
-    assert_int_equal(raw_int(0, "EXISTS %s", key), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", key), 0);
     print_message("%s: %d acquisitions in %lld ms\n", key, PLAYERS * CYCLES, (long long)took);
     players_free(ps, PLAYERS);
     dlock_loop_free(lp);
@@ -408,8 +396,8 @@ static void contention_notify_fenced(void **state)
 static void contention_fifo_fenced(void **state)
 {
     twenty_on_one_loop(DLOCK_TOKEN, DLOCK_WAIT_FIFO, true, "lp:fifo");
-    assert_int_equal(raw_int(0, "ZCARD %s", "lp:fifo:queue"), 0);
-    assert_int_equal(raw_int(0, "ZCARD %s", "lp:fifo:queue:beat"), 0);
+    assert_int_equal(fx_int(0, "ZCARD %s", "lp:fifo:queue"), 0);
+    assert_int_equal(fx_int(0, "ZCARD %s", "lp:fifo:queue:beat"), 0);
 }
 
 static void contention_legacy_poll(void **state)
@@ -432,7 +420,7 @@ static void redlock_servers_killed(void **state)
     /* all up */
     contend(&a, ps, RL_PLAYERS, 60000);
     for (int i = 0; i < NSERVERS; i++)
-        assert_int_equal(raw_int(i, "EXISTS %s", "lp:rl"), 0);
+        assert_int_equal(fx_int(i, "EXISTS %s", "lp:rl"), 0);
 
     /* one down: a quorum still; the same clients find their connection to it gone */
     assert_int_equal(lb_server_kill(fx_servers[2]), 0);
@@ -453,7 +441,7 @@ static void redlock_servers_killed(void **state)
     assert_int_equal(acquire_wait(lp, ps[1].c, "lp:rl", &o, &r, 5000), DLOCK_EBUSY);
     assert_in_range(r.at_ms - t0, 0, 1000);
     /* the failed tries undid themselves on the server that is up */
-    assert_int_equal(raw_int(0, "EXISTS %s", "lp:rl"), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", "lp:rl"), 0);
 
     players_free(ps, RL_PLAYERS);
     dlock_loop_free(lp);
@@ -492,7 +480,7 @@ static void redlock_server_paused(void **state)
         assert_true(dlock_validity_ms(r[i].l) <= 10000 - CMD_TIMEOUT_MS + 5);
     }
     for (int i = 0; i < 2; i++)
-        assert_int_equal(raw_int(i, "EXISTS %s", keys[3]), 1);
+        assert_int_equal(fx_int(i, "EXISTS %s", keys[3]), 1);
     t0 = fx_now_ms();
     for (int i = 0; i < RL_PLAYERS; i++)
         assert_int_equal(release_async(r[i].l, &r[i]), DLOCK_OK);
@@ -502,7 +490,7 @@ static void redlock_server_paused(void **state)
         assert_in_range(r[i].at_ms - t0, 0, CMD_TIMEOUT_MS + 700);
     }
     for (int i = 0; i < 2; i++)
-        assert_int_equal(raw_int(i, "EXISTS %s", keys[3]), 0);
+        assert_int_equal(fx_int(i, "EXISTS %s", keys[3]), 0);
     assert_int_equal(lb_server_resume(fx_servers[2]), 0);
     for (int i = 0; i < RL_PLAYERS; i++)
         dlock_client_free(c[i]);
@@ -584,7 +572,7 @@ static void timeout_in_mode(dlock_wait mode, bool loop_holder, const char *key)
     if (mode == DLOCK_WAIT_FIFO) {
         char qk[64];
         snprintf(qk, sizeof qk, "%s:queue", key);
-        assert_int_equal(raw_int(0, "ZCARD %s", qk), 0);  /* the waiter left the queue */
+        assert_int_equal(fx_int(0, "ZCARD %s", qk), 0);  /* the waiter left the queue */
     }
 
     o.wait_timeout_ms = 0;
@@ -598,7 +586,7 @@ static void timeout_in_mode(dlock_wait mode, bool loop_holder, const char *key)
         assert_int_equal(dlock_release(held), DLOCK_OK);
         dlock_client_free(blocking);
     }
-    assert_int_equal(raw_int(0, "EXISTS %s", key), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", key), 0);
     /* and now it is free */
     assert_int_equal(acquire_wait(lp, c, key, &o, &r, 5000), DLOCK_OK);
     assert_int_equal(release_wait(lp, r.l, 5000), DLOCK_OK);
@@ -706,7 +694,7 @@ static void interrupted_while_waiting(dlock_wait mode, const char *key, int64_t 
     if (mode == DLOCK_WAIT_FIFO) {
         char qk[64];
         snprintf(qk, sizeof qk, "%s:queue", key);
-        assert_int_equal(raw_int(0, "ZCARD %s", qk), 0);  /* the canceled waiter left */
+        assert_int_equal(fx_int(0, "ZCARD %s", qk), 0);  /* the canceled waiter left */
     }
 
     assert_int_equal(dlock_release(held), DLOCK_OK);
@@ -838,7 +826,7 @@ static void script_flush_and_restart(void **state)
     free(v);
     assert_int_equal(release_wait(lp, l, 5000), DLOCK_OK);
     assert_int_equal(eval_calls(), evals + 2);
-    assert_int_equal(raw_int(0, "EXISTS %s", "lp:sf"), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", "lp:sf"), 0);
     /* the acquire script was flushed again after its EVAL, the release script was not */
     assert_int_equal(acquire_wait(lp, c, "lp:sf", &o, &r, 5000), DLOCK_OK);
     assert_int_equal(release_wait(lp, r.l, 5000), DLOCK_OK);
@@ -878,7 +866,7 @@ static void script_flush_and_restart(void **state)
     assert_int_equal(acquire_wait(lp, c, "lp:sf", &o, &r, 5000), DLOCK_OK);
     assert_int_equal(dlock_fencing_token(r.l), 1);
     assert_int_equal(release_wait(lp, r.l, 5000), DLOCK_OK);
-    assert_int_equal(raw_int(0, "EXISTS %s", "lp:sf"), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", "lp:sf"), 0);
     assert_int_equal(callbacks_in_start, 0);
 
     dlock_client_free(c);
@@ -945,9 +933,9 @@ static void large_command_goes_in_pieces(void **state)
     assert_int_equal(lb_server_resume(fx_servers[0]), 0);
     assert_true(RUN_UNTIL(lp, r.called, 10000));
     assert_int_equal(r.rc, DLOCK_OK);
-    assert_int_equal(raw_int(0, "EXISTS %s", key), 1);
+    assert_int_equal(fx_int(0, "EXISTS %s", key), 1);
     assert_int_equal(release_wait(lp, r.l, 10000), DLOCK_OK);
-    assert_int_equal(raw_int(0, "EXISTS %s", key), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", key), 0);
 
     dlock_client_free(c);
     dlock_loop_free(lp);
@@ -1105,7 +1093,7 @@ static void contract_no_callback_inside_the_start(void **state)
     assert_true(RUN_UNTIL(lp, r.called, 5000));
     assert_int_equal(r.rc, DLOCK_ECANCELED);
     dlock_client_set_hook(c, NULL, NULL);
-    assert_int_equal(raw_int(0, "DEL %s", "lp:ns"), 1);  /* it stayed */
+    assert_int_equal(fx_int(0, "DEL %s", "lp:ns"), 1);  /* it stayed */
 
     /* the server is down: every try fails at once, without I/O on the loop */
     assert_int_equal(lb_server_kill(fx_servers[0]), 0);
@@ -1167,7 +1155,7 @@ static void chain_done(void *ud, int rc)
         the_chain->rc = rc, the_chain->over = true;
         return;
     }
-    long long pttl = raw_int(0, "PTTL %s", "lp:chain");
+    long long pttl = fx_int(0, "PTTL %s", "lp:chain");
     if (pttl < 59000 || pttl > 60000 || dlock_validity_ms(l) < 59000) {
         the_chain->rc = -100, the_chain->over = true;
         return;
@@ -1192,7 +1180,7 @@ static void contract_callbacks_chain(void **state)
     assert_int_equal(ch.rc, DLOCK_OK);
     assert_int_equal(ch.step, 3);
     assert_int_equal(callbacks_in_start, 0);
-    assert_int_equal(raw_int(0, "EXISTS %s", "lp:chain"), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", "lp:chain"), 0);
     /* extend of a lock that is no longer ours */
     result r;
     assert_int_equal(acquire_wait(lp, ch.c, "lp:chain", &ch.o, &r, 5000), DLOCK_OK);
@@ -1635,8 +1623,8 @@ static void five_hundred_clients(void **state)
                      dlock_client_errstr(rs[i].c));
         assert_int_equal(rs[i].cycles, SCALE_CYCLES);
     }
-    assert_int_equal(raw_int(0, "DBSIZE", NULL), SCALE_CLIENTS);  /* the :fence keys alone */
-    assert_int_equal(raw_int(0, "EXISTS %s", "lp:scale:7"), 0);
+    assert_int_equal(fx_int(0, "DBSIZE", NULL), SCALE_CLIENTS);  /* the :fence keys alone */
+    assert_int_equal(fx_int(0, "EXISTS %s", "lp:scale:7"), 0);
     for (int i = 0; i < SCALE_CLIENTS; i++)
         dlock_client_free(rs[i].c);
     free(rs);

@@ -23,18 +23,6 @@ static bool holds(int i, const char *key, const char *value)
     return same;
 }
 
-static long long raw_int(int i, const char *fmt, const char *key)
-{
-    redisContext *r = fx_raw(i);
-    assert_non_null(r);
-    redisReply *v = redisCommand(r, fmt, key);
-    assert_non_null(v);
-    long long n = v->type == REDIS_REPLY_INTEGER ? v->integer : -99;
-    freeReplyObject(v);
-    redisFree(r);
-    return n;
-}
-
 /* ---- clients ------------------------------------------------------------------------ */
 
 static dlock_options renew_opts(int64_t ttl)
@@ -92,7 +80,7 @@ static void outlives_its_ttl(int n, dlock_algorithm algorithm, const char *key)
             if (!holds(i, key, l->token))
                 fail_msg("server %d lost the lock after %lld ms (ttl 300)", i,
                          (long long)(fx_now_ms() - start));
-            assert_in_range(raw_int(i, "PTTL %s", key), 1, 300);
+            assert_in_range(fx_int(i, "PTTL %s", key), 1, 300);
         }
         assert_false(dlock_is_lost(l));
         assert_in_range(dlock_validity_ms(l), 0, 300);
@@ -103,7 +91,7 @@ static void outlives_its_ttl(int n, dlock_algorithm algorithm, const char *key)
     assert_int_equal(atomic_load(&f.calls), 0);
     assert_int_equal(dlock_release(l), DLOCK_OK);
     for (int i = 0; i < n; i++)
-        assert_int_equal(raw_int(i, "EXISTS %s", key), 0);
+        assert_int_equal(fx_int(i, "EXISTS %s", key), 0);
     assert_int_equal(atomic_load(&f.calls), 0);
     dlock_client_free(c);
 }
@@ -140,7 +128,7 @@ static void renewed_redlock_survives_one_server_dying(void **state)
     }
     assert_int_equal(atomic_load(&f.calls), 0);
     assert_int_equal(dlock_release(l), DLOCK_OK);
-    assert_int_equal(raw_int(0, "EXISTS %s", "rn3:kill"), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", "rn3:kill"), 0);
     dlock_client_free(c);
 }
 
@@ -185,14 +173,14 @@ static void deleted_lock_is_reported_lost(void **state)
     dlock *l;
     assert_int_equal(dlock_acquire(c, "rn:del", &o, &l), DLOCK_OK);
     assert_false(dlock_is_lost(l));
-    assert_int_equal(raw_int(0, "DEL %s", "rn:del"), 1);
+    assert_int_equal(fx_int(0, "DEL %s", "rn:del"), 1);
     /* noticed at the next extension: within a renewal period (ttl/3) and some slack */
     int64_t took = wait_lost(&f, 1000);
     assert_in_range(took, 0, 100 + 300);
     assert_string_equal(f.key, "rn:del");
     assert_true(dlock_is_lost(l));
     assert_int_equal(dlock_extend(l, 1000), DLOCK_ENOTOWNER);
-    assert_int_equal(raw_int(0, "EXISTS %s", "rn:del"), 0);  /* the failed extend created nothing */
+    assert_int_equal(fx_int(0, "EXISTS %s", "rn:del"), 0);  /* the failed extend created nothing */
     /* someone else takes it; our release must leave theirs alone */
     dlock_client *other = fx_client(1);
     dlock_options po = renew_opts(30000);
@@ -225,7 +213,7 @@ static void overwritten_lock_is_reported_lost(void **state)
     assert_true(dlock_is_lost(l));
     assert_int_equal(dlock_release(l), DLOCK_ENOTOWNER);
     assert_true(holds(0, "rn:over", "intruder"));
-    assert_in_range(raw_int(0, "PTTL %s", "rn:over"), 50000, 60000);  /* not extended by us */
+    assert_in_range(fx_int(0, "PTTL %s", "rn:over"), 50000, 60000);  /* not extended by us */
     dlock_client_free(c);
 }
 
@@ -381,12 +369,12 @@ static void release_stops_renewing(void **state)
     assert_true(holds(0, "rn:stop", l->token));
 
     assert_int_equal(dlock_release(l), DLOCK_OK);
-    assert_int_equal(raw_int(0, "EXISTS %s", "rn:stop"), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", "rn:stop"), 0);
     dlock_client_stats(c, &after, NULL);
     fx_sleep_ms(700);  /* more than two renewal periods */
     dlock_client_stats(c, &later, NULL);
     assert_int_equal(later.commands, after.commands);
-    assert_int_equal(raw_int(0, "EXISTS %s", "rn:stop"), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", "rn:stop"), 0);
     assert_int_equal(atomic_load(&f.calls), 0);  /* a release is not a loss */
 
     /* the same client renews its next lock again */
@@ -406,7 +394,7 @@ static void abandon_stops_renewing(void **state)
     assert_int_equal(dlock_acquire(c, "rn:abandon", &o, &l), DLOCK_OK);
     dlock_abandon(l);
     int64_t start = fx_now_ms();
-    while (raw_int(0, "EXISTS %s", "rn:abandon") == 1) {
+    while (fx_int(0, "EXISTS %s", "rn:abandon") == 1) {
         if (fx_now_ms() - start > 1500)
             fail_msg("an abandoned lock was still renewed after 1.5 s (ttl 300 ms)");
         fx_sleep_ms(5);
@@ -474,11 +462,11 @@ static void extend_of_a_renewed_lock_sticks(void **state)
     fx_sleep_ms(150);  /* the workload: hold while the watchdog is due */
     assert_int_equal(dlock_extend(l, 0), DLOCK_OK);
     fx_sleep_ms(600);  /* two renewal periods of the old ttl */
-    assert_int_equal(raw_int(0, "PTTL %s", "re:ext"), -1);
+    assert_int_equal(fx_int(0, "PTTL %s", "re:ext"), -1);
     assert_int_equal(dlock_validity_ms(l), -1);
     assert_int_equal(dlock_extend(l, 2000), DLOCK_OK);
     fx_sleep_ms(800);  /* the watchdog renews a 2 s lease every 667 ms */
-    assert_in_range(raw_int(0, "PTTL %s", "re:ext"), 1, 2000);
+    assert_in_range(fx_int(0, "PTTL %s", "re:ext"), 1, 2000);
     assert_true(dlock_validity_ms(l) > 1000);
     assert_false(dlock_is_lost(l));
     assert_int_equal(dlock_release(l), DLOCK_OK);
