@@ -394,20 +394,11 @@ static const char *lb__end_name(uint8_t e)
     return e < sizeof names / sizeof names[0] ? names[e] : "";
 }
 
-/* acquisitions.csv rows: the clients' logs merged by call time (ties: client, then log order). */
-typedef struct {
-    const lb_acquisition *a;
-    size_t client, seq;
-} lb__row;
-
-static int lb__row_cmp(const void *x, const void *y)
+/* acquisitions.csv rows: the clients' logs merged by call time (ties: client number; a client's
+ * own rows are in call order already). */
+static bool lb__by_call(const lb_acquisition *a, size_t ca, const lb_acquisition *b, size_t cb)
 {
-    const lb__row *p = x, *q = y;
-    if (p->a->call_us != q->a->call_us)
-        return p->a->call_us < q->a->call_us ? -1 : 1;
-    if (p->client != q->client)
-        return p->client < q->client ? -1 : 1;
-    return (p->seq > q->seq) - (p->seq < q->seq);
+    return a->call_us != b->call_us ? a->call_us < b->call_us : ca < cb;
 }
 
 typedef struct {
@@ -420,12 +411,12 @@ static const char *lb__client_group(const lb_summary *s, size_t i)
     return i < s->fairness.nclients ? s->fairness.per_client[i].group : "";
 }
 
-static void lb__put_acquisition(FILE *f, const lb__run_files *rf, const lb__row *r)
+static void lb__put_acquisition(FILE *f, const lb__run_files *rf, const lb_acquisition *a,
+                               size_t client)
 {
-    const lb_acquisition *a = r->a;
-    const lb_client_result *c = &rf->run->clients[r->client];
+    const lb_client_result *c = &rf->run->clients[client];
     fprintf(f, "%d,", c->client);
-    lb__put_str(f, lb__client_group(rf->s, r->client));
+    lb__put_str(f, lb__client_group(rf->s, client));
     fprintf(f, ",%" PRId32 ",", a->key);
     lb__put_ms(f, a->call_us);
     fputc(',', f);
@@ -445,23 +436,17 @@ static void lb__put_acquisition(FILE *f, const lb__run_files *rf, const lb__row 
 static bool lb__acquisitions_csv(FILE *f, const void *arg)
 {
     const lb__run_files *rf = arg;
-    size_t total = 0, k = 0;
-    for (size_t i = 0; i < rf->run->nclients; i++)
-        total += rf->run->clients[i].log.count;
-    lb__row *rows = malloc((total + 1) * sizeof *rows);
-    if (!rows) {
+    lb_acq_merge *m = lb_acq_merge_new(rf->run->clients, rf->run->nclients, lb__by_call);
+    if (!m) {
         errno = ENOMEM;
         return false;
     }
-    for (size_t i = 0; i < rf->run->nclients; i++)
-        for (size_t j = 0; j < rf->run->clients[i].log.count; j++)
-            rows[k++] = (lb__row){lb_acq_log_at(&rf->run->clients[i].log, j), i, j};
-    qsort(rows, k, sizeof *rows, lb__row_cmp);
     fputs("client,group,key,call_ms,end_ms,wait_ms,result,attempts,commands,fence,left_ms,"
           "released_ms,end,overlap\n", f);
-    for (size_t i = 0; i < k; i++)
-        lb__put_acquisition(f, rf, &rows[i]);
-    free(rows);
+    size_t client;
+    for (const lb_acquisition *a; (a = lb_acq_merge_next(m, &client));)
+        lb__put_acquisition(f, rf, a, client);
+    lb_acq_merge_free(m);
     return true;
 }
 

@@ -4,7 +4,7 @@
  * A client thread loops: acquire, critical section, release, think, until its iterations are
  * done, the run's deadline passes, or it crashes. What it measures goes into its own
  * lb_client_result (a histogram and an acquisition log of its own: no lock and no allocation
- * per sample, bar a log chunk every few thousand acquisitions). The only state shared on the hot
+ * per sample; the log writes out a block every 256 acquisitions). The only state shared on the hot
  * path is the oracle's per-key count of live clients inside the critical section, an atomic.
  *
  * Faults reach a client through its control block: the lock core's hook (called before every

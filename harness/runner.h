@@ -48,16 +48,46 @@ typedef struct lb_acquisition {
     bool     overlap;      /* entered the critical section while another live client was in it */
 } lb_acquisition;
 
-/* An append-only log of acquisitions, grown in chunks so appending never moves a record. */
-typedef struct lb_acq_chunk lb_acq_chunk;
+/* An append-only log of acquisitions whose memory does not grow with the run: the newest
+ * records stay in memory (at most LB_ACQ_LOG_BUF), older ones go to an unlinked temporary
+ * file, and readers walk it with a cursor. A record's address is valid until the next append:
+ * a client fills in its current record while the call and the hold go on, and only that one.
+ * A zeroed lb_acq_log is an empty log. */
+#define LB_ACQ_LOG_BUF 256
+
 typedef struct lb_acq_log {
-    lb_acq_chunk *head, *tail;
-    size_t count;
+    lb_acquisition *buf;     /* the records not written out, oldest first */
+    size_t nbuf, cap;
+    size_t count;            /* every record */
+    size_t spilled;          /* records in the file, before those in buf */
+    int fd;                  /* the file, when has_file */
+    bool has_file;
 } lb_acq_log;
 
-lb_acquisition       *lb_acq_log_append(lb_acq_log *log);   /* NULL when out of memory */
-const lb_acquisition *lb_acq_log_at(const lb_acq_log *log, size_t i);
-void                  lb_acq_log_free(lb_acq_log *log);
+lb_acquisition *lb_acq_log_append(lb_acq_log *log);   /* NULL when out of memory */
+void            lb_acq_log_free(lb_acq_log *log);
+
+/* Reads one log in order. The record returned is valid until the next call. */
+typedef struct lb_acq_cursor {
+    const lb_acq_log *log;
+    size_t next;             /* index of the next record */
+    size_t blk_first, blk_n; /* records blk holds: [blk_first, blk_first + blk_n) */
+    lb_acquisition blk[32];
+} lb_acq_cursor;
+
+void                  lb_acq_cursor_init(lb_acq_cursor *c, const lb_acq_log *log);
+const lb_acquisition *lb_acq_cursor_next(lb_acq_cursor *c);  /* NULL at the end */
+
+/* Reads many logs (one per client) as one, in an order each log already has on its own. */
+typedef bool (*lb_acq_before)(const lb_acquisition *a, size_t ca, const lb_acquisition *b,
+                              size_t cb);
+typedef struct lb_acq_merge lb_acq_merge;
+struct lb_client_result;
+lb_acq_merge         *lb_acq_merge_new(const struct lb_client_result *clients, size_t n,
+                                       lb_acq_before before);
+/* The next record in the merged order and its client; NULL at the end. Valid until the next. */
+const lb_acquisition *lb_acq_merge_next(lb_acq_merge *m, size_t *client);
+void                  lb_acq_merge_free(lb_acq_merge *m);
 
 typedef struct lb_client_result {
     int          client;         /* 0-based, file order of groups */

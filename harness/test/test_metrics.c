@@ -107,25 +107,71 @@ static const char two_groups[] =
 
 /* ---- the acquisition log -------------------------------------------------------------------- */
 
-/* Records never move (the runner keeps a pointer while the hold goes on) and index lookup
- * crosses chunk boundaries correctly. */
+/* Memory stays bounded however many records come: the newest LB_ACQ_LOG_BUF stay in memory,
+ * older ones go to the log's file, and a cursor reads them all back in order, two cursors at
+ * once as well. The record being filled in is the one in memory. */
 static void test_acq_log(void **state)
 {
     lb_acq_log log = {0};
-    assert_null(lb_acq_log_at(&log, 0));
-    lb_acquisition *first = lb_acq_log_append(&log);
-    assert_int_equal(first->released_us, -1);
-    first->call_us = 0;
-    for (int64_t i = 1; i < 10000; i++)
-        lb_acq_log_append(&log)->call_us = i;
+    lb_acq_cursor c1, c2;
+    lb_acq_cursor_init(&c1, &log);
+    assert_null(lb_acq_cursor_next(&c1));
+    for (int64_t i = 0; i < 10000; i++) {
+        lb_acquisition *a = lb_acq_log_append(&log);
+        assert_non_null(a);
+        assert_int_equal(a->released_us, -1);
+        a->call_us = i;
+        a->end_us = 2 * i;  /* filled in after the append, as a client does */
+        assert_true(log.nbuf <= LB_ACQ_LOG_BUF);
+    }
     assert_int_equal(log.count, 10000);
-    assert_ptr_equal(lb_acq_log_at(&log, 0), first);
-    for (size_t i = 0; i < 10000; i++)
-        assert_int_equal(lb_acq_log_at(&log, i)->call_us, (int64_t)i);
-    assert_null(lb_acq_log_at(&log, 10000));
+    assert_true(log.has_file);
+    assert_int_equal(log.spilled + log.nbuf, 10000);
+    lb_acq_cursor_init(&c1, &log);
+    lb_acq_cursor_init(&c2, &log);
+    for (int64_t i = 0; i < 10000; i++) {
+        const lb_acquisition *a = lb_acq_cursor_next(&c1);
+        assert_non_null(a);
+        assert_int_equal(a->call_us, i);
+        assert_int_equal(a->end_us, 2 * i);
+        if (i % 3 == 0)
+            assert_int_equal(lb_acq_cursor_next(&c2)->call_us, i / 3);
+    }
+    assert_null(lb_acq_cursor_next(&c1));
     lb_acq_log_free(&log);
     assert_int_equal(log.count, 0);
     lb_acq_log_free(&log);   /* twice is harmless */
+}
+
+static bool by_call(const lb_acquisition *a, size_t ca, const lb_acquisition *b, size_t cb)
+{
+    return a->call_us != b->call_us ? a->call_us < b->call_us : ca < cb;
+}
+
+/* Many logs read as one, in time order (ties: client number), without sorting them in memory;
+ * logs long enough to be in their files. */
+static void test_acq_merge(void **state)
+{
+    lb_client_result cl[3] = {{0}};
+    for (int64_t i = 0; i < 3000; i++) {
+        lb_acq_log_append(&cl[0].log)->call_us = 3 * i;
+        lb_acq_log_append(&cl[1].log)->call_us = 3 * i + 1;
+        if (i % 2 == 0)
+            lb_acq_log_append(&cl[2].log)->call_us = 3 * i;  /* ties with client 0 */
+    }
+    lb_acq_merge *m = lb_acq_merge_new(cl, 3, by_call);
+    assert_non_null(m);
+    int64_t prev = -1;
+    size_t prev_client = 0, n = 0, client;
+    for (const lb_acquisition *a; (a = lb_acq_merge_next(m, &client)); n++) {
+        assert_true(a->call_us > prev || (a->call_us == prev && client > prev_client));
+        prev = a->call_us;
+        prev_client = client;
+    }
+    assert_int_equal(n, 3000 + 3000 + 1500);
+    lb_acq_merge_free(m);
+    for (int i = 0; i < 3; i++)
+        lb_acq_log_free(&cl[i].log);
 }
 
 /* ---- latency, totals ------------------------------------------------------------------------ */
@@ -653,6 +699,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_acq_log),
+        cmocka_unit_test(test_acq_merge),
         cmocka_unit_test(test_latency_and_totals),
         cmocka_unit_test(test_empty_run),
         cmocka_unit_test(test_lost_updates),
