@@ -19,6 +19,8 @@
 #   Scaling: throughput, p99 and peak memory per client for 1, 10, 50, 100, 1000 clients,
 #       uncontended (N keys) and contended (1 key, each wait mode, the best shown).
 #                                                    memory per client target <= 256 KiB
+#       and bounded whatever the run length: u50 again for 4x as long (u50x4) may peak at most
+#       1.25x as high.
 #
 # Environment: BENCH_RUNS (rounds, default 3), BENCH_DURATION_MS (each lockbench run, default
 # 2000), BENCH_SET_REQUESTS (redis-benchmark -c 50 -n, default 150000), BENCH_SET1_REQUESTS
@@ -166,12 +168,12 @@ calc() {
     }'
 }
 
-# run_lb CONFIG ROUND SCENARIO CLIENTS KEYS WAIT
+# run_lb CONFIG ROUND SCENARIO CLIENTS KEYS WAIT [DURATION_MS]
 run_lb() {
-    cfg=$1 round=$2 scen=$3 n=$4 keys=$5 wait=$6
+    cfg=$1 round=$2 scen=$3 n=$4 keys=$5 wait=$6 dur=${7:-$DUR}
     out=$tmp/runs/$cfg.$round
     "$BH" exec --watch "$rpid" "$out.proc" -- "$LB" run "$scen" --redis "$URL" --out "$out" \
-        --no-plot --quiet --set "workload.duration_ms=$DUR" --set "clients.0.count=$n" \
+        --no-plot --quiet --set "workload.duration_ms=$dur" --set "clients.0.count=$n" \
         --set "lock.keys=$keys" --set "lock.wait=$wait" >"$out.log" 2>&1
     rc=$?
     record "$cfg" exit "$round" "$rc"
@@ -255,7 +257,7 @@ echo "settings:  $RUNS alternating rounds; ${DUR} ms per lockbench run; redis-be
 echo "           one redis-server on 127.0.0.1:$port for every run"
 
 # R1's pair side by side, then R2's, then the other scaling rows.
-configs="set u50"
+configs="set u50 u50x4"
 for n in 50 1 $counts; do
     case " $configs " in *" c$n-poll "*) continue;; esac
     [ "$n" -gt 1 ] && [ "$n" -ne 50 ] && configs="$configs u$n"
@@ -279,6 +281,7 @@ while [ "$round" -le "$RUNS" ]; do
             set)  run_set set "$round" 50 "$SET_N" ;;
             set1) run_set set1 "$round" 1 "$SET1_N" ;;
             hist) run_hist "$round" ;;
+            u50x4) run_lb u50x4 "$round" "$UNCONTENDED" 50 50 poll $((DUR * 4)) ;;
             u*)   n=${cfg#u}; run_lb "$cfg" "$round" "$UNCONTENDED" "$n" "$n" poll ;;
             c*)   n=${cfg#c}; n=${n%%-*}; w=${cfg#*-}
                   run_lb "$cfg" "$round" "$CONTENDED" "$n" 1 "$w" ;;
@@ -361,7 +364,14 @@ cmax=c$nmax-$(best_mode "$nmax")
 mem_u=$(med "$umax" kib_per_client)
 mem_c=$(med "$cmax" kib_per_client)
 mem_max=$(awk -v a="$mem_u" -v b="$mem_c" 'BEGIN { if (a == "null") print b; else if (b == "null" || a + 0 >= b + 0) print a; else print b }')
+# Bounded whatever the run length: four times the run may not take more than a quarter more
+# memory (a log kept in memory would take about four times as much).
+rss_short=$(med u50 maxrss_kb)
+rss_long=$(med u50x4 maxrss_kb)
+rss_growth=$(calc div "$rss_long" "$rss_short")
 mem_v=$(verdict "$mem_max" "$MEM_TARGET" le)
+growth_v=$(verdict "$rss_growth" 1.25 le)
+[ "$growth_v" = BELOW ] && mem_v=BELOW
 rss1=$(med c1-poll maxrss_kb)
 mem_marginal=null
 if [ "$nmax" -gt 1 ]; then
@@ -404,6 +414,8 @@ TABLE=$tmp/table.txt
     printf '%-46s %10s  %-8s %s\n' "peak RSS / clients at $nmax clients (KiB)" "$(fmt %.1f "$mem_max")" "<= $MEM_TARGET" "$mem_v"
     printf '     %s KiB per added client: (RSS at %s clients - %s KiB at 1) / %s\n' "$(fmt %.1f "$mem_marginal")" \
         "$nmax" "$(fmt %.0f "$rss1")" "$((nmax - 1))"
+    printf '     run length: 50 clients peak at %s KiB in %s ms and %s KiB in %s ms (x%s, at most x1.25) %s\n' \
+        "$(fmt %.0f "$rss_short")" "$DUR" "$(fmt %.0f "$rss_long")" "$((DUR * 4))" "$(fmt %.2f "$rss_growth")" "$growth_v"
     echo
     echo "scaling (cycles/s, acquire p99 in ms, peak RSS / clients in KiB)"
     printf '%8s | %10s %9s %8s | %-6s %10s %9s %8s | %s\n' clients "uncontended" p99 KiB/cl wait "contended" p99 KiB/cl "contended by mode (cycles/s)"
@@ -473,7 +485,9 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "null null null")
     echo "           \"redis_cpu_share\": $rd_share, \"redis_cpu_cores\": $rd_cores,"
     echo "           \"redis_cpu_share_under_redis_benchmark\": $rb_rd_share},"
     echo "    \"memory\": {\"clients\": $nmax, \"kib_per_client\": $mem_max, \"target_max_kib\": $MEM_TARGET, \"pass\": $(jbool "$mem_v"),"
-    echo "               \"marginal_kib_per_client\": $mem_marginal, \"rss_kib_one_client\": $rss1}"
+    echo "               \"marginal_kib_per_client\": $mem_marginal, \"rss_kib_one_client\": $rss1,"
+    echo "               \"run_length\": {\"clients\": 50, \"duration_ms\": [$DUR, $((DUR * 4))],"
+    echo "                              \"rss_kib\": [$rss_short, $rss_long], \"growth\": $rss_growth, \"target_max_growth\": 1.25}}"
     echo "  },"
     echo "  \"scaling\": ["
     sep=
