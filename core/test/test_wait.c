@@ -3,9 +3,12 @@
  * and timed-out FIFO waiters, and notification speed with its back-off fallback. */
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "scripted.h"
 #include "fixture.h"
@@ -377,6 +380,49 @@ static void fifo_order_is_arrival_order(void **state)
 
 /* A waiter that dies in the queue (its hook refuses everything: no heartbeat, no leave) is
  * dropped within the documented bound, and the next waiter then gets the lock. */
+/* A waiter frozen after its last heartbeat (stopped, then killed) that is handed the lock holds
+ * it no longer than the waiter bound, whatever its ttl -- nothing it sent before freezing may
+ * lengthen the hand-off's lease; and the next waiter gets the lock once that lease runs out. */
+static void fifo_frozen_waiter_holds_at_most_the_bound(void **state)
+{
+    static const int64_t ttls[] = {30000, 0, 1500};
+    for (size_t t = 0; t < sizeof ttls / sizeof ttls[0]; t++) {
+        char key[32];
+        snprintf(key, sizeof key, "fz%zu:lock", t);
+        dlock_client *hc = fx_client(1);
+        dlock_options o = wait_opts(DLOCK_WAIT_FIFO, ttls[t], -1);
+        dlock *held;
+        assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
+        long long blocked = blocked_clients();
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            char err[128];
+            dlock_client *c = dlock_client_new(&fx_urls[0], 1, err, sizeof err);
+            dlock *l;
+            _exit(c && dlock_acquire(c, key, &o, &l) == DLOCK_OK ? 0 : 1);
+        }
+        int64_t deadline = now_ms() + 5000;
+        while (blocked_clients() <= blocked && now_ms() < deadline)
+            sleep_us(2000);
+        assert_true(blocked_clients() > blocked);  /* the child waits in BLPOP */
+        assert_int_equal(kill(pid, SIGSTOP), 0);
+        assert_int_equal(dlock_release(held), DLOCK_OK);  /* hands the lock to the child */
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        long long pttl = query("PTTL %s", key);
+        if (pttl < 1 || pttl > DLOCK__FIFO_WAITER_BOUND_MS)
+            fail_msg("ttl %lld: the frozen waiter's lease is %lld ms", (long long)ttls[t], pttl);
+        dlock_options o3 = wait_opts(DLOCK_WAIT_FIFO, 30000, 5000);
+        int64_t t0 = now_ms();
+        assert_int_equal(dlock_acquire(hc, key, &o3, &held), DLOCK_OK);
+        assert_in_range(now_ms() - t0, 0, DLOCK__FIFO_WAITER_BOUND_MS + 1000);
+        assert_int_equal(dlock_release(held), DLOCK_OK);
+        dlock_client_free(hc);
+    }
+}
+
 static void fifo_crashed_waiter_is_removed(void **state)
 {
     const char *key = "fc:lock";
@@ -725,6 +771,7 @@ int main(void)
         cmocka_unit_test(fifo_twenty_clients),
         cmocka_unit_test(fifo_order_is_arrival_order),
         cmocka_unit_test(fifo_crashed_waiter_is_removed),
+        cmocka_unit_test(fifo_frozen_waiter_holds_at_most_the_bound),
         cmocka_unit_test(fifo_crashed_head_does_not_block_past_the_bound),
         cmocka_unit_test(fifo_timeout_leaves_the_queue),
         cmocka_unit_test(fifo_handoff_carries_the_fencing_token),

@@ -201,22 +201,79 @@ static void fifo_wait_takes_the_handoff(void **state)
     redisReply el[2] = {R_STRING("res:signal:x"), R_STRING("41")};
     redisReply *els[2] = {&el[0], &el[1]};
     redisReply handed = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
+    redisReply *r1[1] = {&handed}, *r2[1] = {&NIL};
+    /* the back-off plays no part: the wait is the heartbeat period, cut to the deadline */
+    l->wait_us = 5000;
+    l->wait_left_us = INT64_MAX;
+    assert_int_equal(feed(l, l->algo->wait, at(7000000), &b, 0, NULL), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, NULL, "BLPOP", l->signal_key, "0.500", NULL);
+    /* the hand-off lease is at most the waiter bound: a 30 s ttl is taken with an extend */
+    assert_int_equal(feed(l, l->algo->wait, at(7100000), &b, 1, r1), DLOCK__SEND);
+    assert_int_equal(dlock_fencing_token(l), 41);
+    assert_cmd(&b, 0, 0, &dlock__script_extend, "res", l->token, "30000", NULL);
+    redisReply *one[1] = {&ONE}, *zero[1] = {&ZERO};
+    assert_int_equal(feed(l, l->algo->wait, at(7200000), &b, 1, one), DLOCK_OK);
+    assert_int_equal(l->valid_until_us, 7100000 + 30000000);  /* from the extend's start */
+    /* the short lease ran out before the extend: back to the queue */
+    l->phase = 0;
+    feed(l, l->algo->wait, at(0), &b, 0, NULL);
+    feed(l, l->algo->wait, at(0), &b, 1, r1);
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 1, zero), DLOCK_EBUSY);
+    l->phase = 0;
+    l->wait_left_us = 120000;
+    feed(l, l->algo->wait, at(0), &b, 0, NULL);
+    assert_cmd(&b, 0, 0, NULL, "BLPOP", l->signal_key, "0.120", NULL);
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 1, r2), DLOCK_EBUSY);
+    dlock__lock_free(l);
+}
+
+/* ttl 0 (never expires) is beyond any bound: the claim is sent only once the signal came, so a
+ * waiter frozen after its heartbeat never makes a handed-over lock permanent; a stale signal
+ * (from before we re-joined the queue) grants nothing. */
+static void fifo_claim_is_not_queued_beyond_the_bound(void **state)
+{
+    dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 0, false, 1);
+    dlock__batch b;
+    redisReply el[2] = {R_STRING("res:signal:x"), R_STRING("0")};
+    redisReply *els[2] = {&el[0], &el[1]};
+    redisReply handed = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
+    redisReply *r1[1] = {&handed}, *ours[1] = {&ONE}, *stale[1] = {&ZERO};
+    l->wait_left_us = INT64_MAX;
+    feed(l, l->algo->wait, at(400000), &b, 0, NULL);
+    assert_int_equal(feed(l, l->algo->wait, at(450000), &b, 1, r1), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, &dlock__script_extend, "res", l->token, "0", NULL);
+    assert_int_equal(feed(l, l->algo->wait, at(451000), &b, 1, ours), DLOCK_OK);
+    assert_int_equal(l->valid_until_us, INT64_MAX);  /* never expires */
+    l->phase = 0;
+    feed(l, l->algo->wait, at(0), &b, 0, NULL);
+    feed(l, l->algo->wait, at(0), &b, 1, r1);
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 1, stale), DLOCK_EBUSY);
+    dlock__lock_free(l);
+}
+
+/* A ttl within the waiter bound: the claim rides behind the BLPOP in the same write, so a
+ * hand-off costs no round trip of its own; the lease is dated from the batch's send, the slice
+ * at most half the ttl. */
+static void fifo_claim_rides_behind_the_blpop(void **state)
+{
+    dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 2000, true, 1);
+    dlock__batch b;
+    redisReply el[2] = {R_STRING("res:signal:x"), R_STRING("41")};
+    redisReply *els[2] = {&el[0], &el[1]};
+    redisReply handed = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
     redisReply fence42 = R_STRING("42");
     redisReply *ours[2] = {&handed, &ONE}, *stale[2] = {&handed, &ZERO};
     redisReply *nothing[2] = {&NIL, &ZERO}, *late[2] = {&NIL, &ONE}, *lost[2] = {NULL, NULL};
     redisReply *lpop[1] = {&fence42};
-    /* the back-off plays no part: the wait is the heartbeat period, cut to the deadline; the
-     * extend that takes a hand-off's lease as ours goes in the same write, behind the BLPOP */
-    l->wait_us = 5000;
     l->wait_left_us = INT64_MAX;
     assert_int_equal(feed(l, l->algo->wait, at(7000000), &b, 0, NULL), DLOCK__SEND);
     assert_int_equal(b.n, 2);
     assert_cmd(&b, 0, 0, NULL, "BLPOP", l->signal_key, "0.500", NULL);
-    assert_cmd(&b, 1, 0, &dlock__script_extend, "res", l->token, "30000", NULL);
+    assert_cmd(&b, 1, 0, &dlock__script_extend, "res", l->token, "2000", NULL);
     assert_int_equal(feed(l, l->algo->wait, at(7100000), &b, 2, ours), DLOCK_OK);
     assert_int_equal(dlock_fencing_token(l), 41);
-    assert_int_equal(l->valid_until_us, 7000000 + 30000000);  /* from the batch's send */
-    /* a signal whose lease ran out before the extend (or a stale one): back to the queue */
+    assert_int_equal(l->valid_until_us, 7000000 + 2000000);  /* from the batch's send */
+    /* a stale signal, or one whose lease ran out before the extend: back to the queue */
     l->phase = 0;
     feed(l, l->algo->wait, at(0), &b, 0, NULL);
     assert_int_equal(feed(l, l->algo->wait, at(0), &b, 2, stale), DLOCK_EBUSY);
@@ -228,37 +285,28 @@ static void fifo_wait_takes_the_handoff(void **state)
     assert_int_equal(feed(l, l->algo->wait, at(0), &b, 2, nothing), DLOCK_EBUSY);
     /* handed over between the BLPOP's timeout and the extend: ours, the signal fetched after */
     l->phase = 0;
+    l->wait_left_us = INT64_MAX;
     feed(l, l->algo->wait, at(9000000), &b, 0, NULL);
     assert_int_equal(feed(l, l->algo->wait, at(9100000), &b, 2, late), DLOCK__SEND);
     assert_cmd(&b, 0, 0, NULL, "LPOP", l->signal_key, NULL);
     assert_int_equal(feed(l, l->algo->wait, at(9200000), &b, 1, lpop), DLOCK_OK);
     assert_int_equal(dlock_fencing_token(l), 42);
-    assert_int_equal(l->valid_until_us, 9000000 + 30000000);
+    assert_int_equal(l->valid_until_us, 9000000 + 2000000);
     /* no answer */
     l->phase = 0;
     feed(l, l->algo->wait, at(0), &b, 0, NULL);
     assert_int_equal(feed(l, l->algo->wait, at(0), &b, 2, lost), DLOCK_EIO);
     dlock__lock_free(l);
-}
-
-/* A short ttl too: its lease is dated from the batch's send, a time no later than the extend
- * ran, whenever the hand-off happened; and a signal alone never grants the lock. */
-static void fifo_short_ttl_handoff_is_confirmed(void **state)
-{
-    dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 500, false, 1);
-    dlock__batch b;
-    redisReply el[2] = {R_STRING("res:signal:x"), R_STRING("0")};
-    redisReply *els[2] = {&el[0], &el[1]};
-    redisReply handed = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
-    redisReply *ours[2] = {&handed, &ONE}, *stale[2] = {&handed, &ZERO};
+    /* a hand-off late in the slice (more than half the ttl after the send): one more extend
+     * dates the lease from now, rather than granting what may be only a sliver of it */
+    l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 300, false, 1);
     l->wait_left_us = INT64_MAX;
-    feed(l, l->algo->wait, at(400000), &b, 0, NULL);
-    assert_cmd(&b, 1, 0, &dlock__script_extend, "res", l->token, "500", NULL);
-    assert_int_equal(feed(l, l->algo->wait, at(450000), &b, 2, ours), DLOCK_OK);
-    assert_int_equal(l->valid_until_us, 400000 + 500000);
-    l->phase = 0;
     feed(l, l->algo->wait, at(0), &b, 0, NULL);
-    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 2, stale), DLOCK_EBUSY);
+    assert_int_equal(feed(l, l->algo->wait, at(400000), &b, 2, ours), DLOCK__SEND);
+    assert_cmd(&b, 0, 0, &dlock__script_extend, "res", l->token, "300", NULL);
+    redisReply *one[1] = {&ONE};
+    assert_int_equal(feed(l, l->algo->wait, at(401000), &b, 1, one), DLOCK_OK);
+    assert_int_equal(l->valid_until_us, 400000 + 300000);
     dlock__lock_free(l);
 }
 
@@ -295,7 +343,8 @@ int main(void)
         cmocka_unit_test(notify_wait_blocks_for_the_backoff_then_retries),
         cmocka_unit_test(fifo_acquire_joins_and_waits_its_turn),
         cmocka_unit_test(fifo_wait_takes_the_handoff),
-        cmocka_unit_test(fifo_short_ttl_handoff_is_confirmed),
+        cmocka_unit_test(fifo_claim_is_not_queued_beyond_the_bound),
+        cmocka_unit_test(fifo_claim_rides_behind_the_blpop),
         cmocka_unit_test(fifo_release_and_leave_hand_on),
     };
     return cmocka_run_group_tests_name("wait_steps", tests, NULL, NULL);
