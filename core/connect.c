@@ -140,8 +140,10 @@ void dlock__url_clear(dlock__url *cn)
 
 /* ---- SIGPIPE ---------------------------------------------------------------------- */
 
-/* Held by an event loop for a whole round, so each write need not block and unblock it. */
-static __thread bool held;
+/* Held by an event loop for a whole round, so each write need not block and unblock it. Rounds
+ * of different loops may nest (a callback running another loop): only the outermost blocks and
+ * restores. */
+static __thread int held;
 static __thread bool held_write_failed;
 
 /* Blocks SIGPIPE for the calling thread. A SIGPIPE that a write raises then stays pending
@@ -177,14 +179,19 @@ void dlock__sigpipe_unblock(dlock__pipe_guard *g, bool write_failed)
 
 void dlock__sigpipe_hold(dlock__pipe_guard *g)
 {
-    dlock__sigpipe_block(g);
-    held = true;
+    if (held++ > 0)
+        return;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
     held_write_failed = false;
 }
 
 void dlock__sigpipe_release(dlock__pipe_guard *g)
 {
-    held = false;
+    if (--held > 0)
+        return;
     dlock__sigpipe_unblock(g, held_write_failed);
 }
 

@@ -185,16 +185,17 @@ DLOCK_API int           dlock_fenced_set(dlock_client *c, const char *key, uint6
  *         dlock_loop_run(lp, 100);
  *
  * An attached client takes only the _async calls (the blocking ones return DLOCK_EINVAL and
- * leave their arguments alone: dlock_release does not free the lock; dlock_abandon works) and one
- * operation at a time. Callbacks run inside dlock_loop_run, never inside the call that started
+ * leave their arguments alone: dlock_release does not free the lock; dlock_abandon works while
+ * no operation on that lock is in flight) and one operation at a time. Callbacks run inside dlock_loop_run, never inside the call that started
  * the operation, and may start the next one. On a loop:
  *  - renew is refused (DLOCK_EINVAL): the watchdog is a thread of its own;
  *  - the hook must not block (it runs on the loop's thread); non-zero still cancels;
  *  - connecting (a client's first command after an error) blocks for up to the command
  *    timeout, as dlock_client_new does;
  *  - timers fire up to 1 ms late (epoll_wait's resolution);
- *  - callbacks run with SIGPIPE blocked (a write to a closed socket fails with EPIPE; a SIGPIPE
- *    the caller's own write raised is delivered when dlock_loop_run returns).
+ *  - callbacks run with SIGPIPE blocked: a write to a closed socket fails with EPIPE, and the
+ *    signal is not delivered (a SIGPIPE the caller's own write raised may be delivered when
+ *    dlock_loop_run returns, or consumed with the library's own).
  * Free every client attached to a loop, and every timer and watch of it, before the loop; a
  * client freed with an operation in flight drops it without calling its callback (a lock being
  * acquired may be left to its TTL). */
@@ -210,7 +211,8 @@ typedef void (*dlock_io_fn)(void *ud, bool readable, bool writable);
 DLOCK_API dlock_loop  *dlock_loop_new(char *err, size_t errlen);
 DLOCK_API void         dlock_loop_free(dlock_loop *lp);
 /* Waits up to timeout_ms (-1 = until something happens; 0 = not at all) for I/O, timers and
- * wake-ups, and runs what is due. Returns the number of callbacks run, or -1 (errno set). */
+ * wake-ups, and runs what is due. Returns the number of callbacks run, or -1 (errno set;
+ * EDEADLK when called from one of this loop's own callbacks). */
 DLOCK_API int          dlock_loop_run(dlock_loop *lp, int64_t timeout_ms);
 /* Thread-safe: makes a dlock_loop_run in progress return. */
 DLOCK_API void         dlock_loop_wake(dlock_loop *lp);
@@ -226,8 +228,8 @@ DLOCK_API dlock_watch *dlock_watch_new(dlock_loop *lp, int fd, dlock_io_fn fn, v
 DLOCK_API void         dlock_watch_want_write(dlock_watch *w, bool on);
 DLOCK_API void         dlock_watch_free(dlock_watch *w);  /* accepts NULL; does not close fd */
 
-/* Moves c onto lp for good: DLOCK_OK, or DLOCK_EINVAL when it already is on a loop or has a
- * renewed lock. */
+/* Moves c onto lp for good: DLOCK_OK, or DLOCK_EINVAL when it already is on a loop or has ever
+ * renewed a lock (its watchdog thread outlives the lock). */
 DLOCK_API int          dlock_client_attach(dlock_client *c, dlock_loop *lp);
 /* Start an operation; DLOCK_OK means fn will be called once with the result. Otherwise the
  * error is returned at once and fn is never called (DLOCK_EINVAL: bad arguments, not on a

@@ -44,6 +44,7 @@ struct dlock_loop {
     size_t ntimers_made;       /* in existence: cap never falls below it */
     uint64_t seq;
     dlock_watch *dead;         /* freed watches, released after the round that may still name them */
+    bool running;              /* inside dlock_loop_run: a nested call is refused */
     dlock_client **clients;    /* attached, to deliver interrupts to sleeping operations */
     size_t nclients, ccap;
     uint64_t interrupt_pass;   /* counts deliver_interrupts passes */
@@ -282,8 +283,8 @@ void dlock_loop_wake(dlock_loop *lp)
 int dlock_loop_run(dlock_loop *lp, int64_t timeout_ms)
 {
     struct epoll_event evs[64];
-    if (!lp) {
-        errno = EINVAL;
+    if (!lp || lp->running) {
+        errno = lp ? EDEADLK : EINVAL;  /* run from its own callback: the round is not done */
         return -1;
     }
     int64_t now = dlock__mono_us();
@@ -296,6 +297,7 @@ int dlock_loop_run(dlock_loop *lp, int64_t timeout_ms)
     if (n < 0 && errno != EINTR)
         return -1;
     int ran = 0;
+    lp->running = true;
     dlock__pipe_guard g;
     dlock__sigpipe_hold(&g);  /* once for the round's writes, not once per write */
     for (int i = 0; i < n; i++) {
@@ -318,6 +320,7 @@ int dlock_loop_run(dlock_loop *lp, int64_t timeout_ms)
         ran++;
     }
     dlock__sigpipe_release(&g);
+    lp->running = false;
     reap_watches(lp);
     return ran;
 }

@@ -96,7 +96,8 @@ lb_hist *lb_hist_new(void)
 {
     lb_hist *h = malloc(sizeof *h);
     if (h)
-        lb_hist_reset(h);   /* the memset also faults every page in now, not on the hot path */
+        lb_hist_reset(h);   /* may become a calloc: pages then fault in on first use, a
+                               few dozen per histogram over a run */
     return h;
 }
 

@@ -343,8 +343,14 @@ static void next_iteration(rn_loop_client *lc)
         end_client(lc);
         return;
     }
-    if (dlock__mono_us() < start && !lb_runner_stopped()) {
-        sleep_until(lc, start, LC_SLEEP, next_iteration);
+    int64_t now = dlock__mono_us(), deadline = c->run->deadline[c->group];
+    if (now < start && now < deadline && !lb_runner_stopped()) {
+        /* the group's deadline ends the wait for a start that lies beyond it */
+        sleep_until(lc, start < deadline ? start : deadline, LC_SLEEP, next_iteration);
+        return;
+    }
+    if (now < start) {
+        end_client(lc);
         return;
     }
     if (rn_out_of_time(c)) {
@@ -490,8 +496,9 @@ int rn_loops_start(run *r, size_t *started)
             w->lcs[i].c = &r->clients[k + i * nw];
             w->lcs[i].c->lc = &w->lcs[i];
         }
-        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-            snprintf(r->err, sizeof r->err, "cannot start loop thread %zu: %s", k, strerror(errno));
+        int rc = pthread_create(&w->thread, NULL, worker_main, w);
+        if (rc != 0) {
+            snprintf(r->err, sizeof r->err, "cannot start loop thread %zu: %s", k, strerror(rc));
             break;
         }
         ls->n++;

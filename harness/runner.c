@@ -1048,10 +1048,11 @@ static int start_threads(run *r, size_t *started)
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, CLIENT_STACK);
     for (*started = 0; *started < r->n; (*started)++) {
-        if (pthread_create(&r->clients[*started].thread, &attr, client_main,
-                           &r->clients[*started]) != 0) {
+        int rc = pthread_create(&r->clients[*started].thread, &attr, client_main,
+                                &r->clients[*started]);
+        if (rc != 0) {
             snprintf(r->err, sizeof r->err, "cannot start client thread %zu: %s", *started,
-                     strerror(errno));
+                     strerror(rc));
             break;
         }
     }

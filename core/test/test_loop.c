@@ -21,7 +21,9 @@
  *  - scale: 500 clients with 500 keys on one loop, 20 cycles each.
  *
  * Every wait polls the loop to a deadline (RUN_UNTIL); times are asserted as ranges. */
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1275,6 +1277,62 @@ static void on_tick(void *ud)
     t->order[(*t->n)++] = t->id;
 }
 
+/* dlock_loop_run from one of the loop's own callbacks is refused (the round is not done); from
+ * another loop's callback it runs, and when the outer round ends the thread's signal mask is
+ * what it was: SIGPIPE blocked only during rounds, nothing else touched. */
+typedef struct nest {
+    dlock_loop *outer, *inner;
+    int self_rc, self_errno, inner_rc;
+    bool fired, inner_fired;
+    sigset_t during;     /* the mask in the outer callback, once the inner round is over */
+} nest;
+
+static void nest_inner(void *ud)
+{
+    ((nest *)ud)->inner_fired = true;
+}
+
+static void nest_outer(void *ud)
+{
+    nest *n = ud;
+    n->fired = true;
+    n->self_rc = dlock_loop_run(n->outer, 0);
+    n->self_errno = errno;
+    n->inner_rc = dlock_loop_run(n->inner, 50);
+    pthread_sigmask(SIG_SETMASK, NULL, &n->during);
+}
+
+static void loops_nest_but_do_not_reenter(void **state)
+{
+    sigset_t before, after;
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, NULL, &before), 0);
+    nest n = {.outer = loop_new(), .inner = loop_new()};
+    dlock_timer *to = dlock_timer_new(n.outer, nest_outer, &n);
+    dlock_timer *ti = dlock_timer_new(n.inner, nest_inner, &n);
+    dlock_timer_start(to, 0);
+    dlock_timer_start(ti, 0);
+    assert_true(RUN_UNTIL(n.outer, n.fired, 2000));
+    assert_int_equal(n.self_rc, -1);
+    assert_int_equal(n.self_errno, EDEADLK);
+    assert_true(n.inner_rc >= 1);
+    assert_true(n.inner_fired);
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, NULL, &after), 0);
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sigismember(&before, sig) != sigismember(&after, sig))
+            fail_msg("signal %d: blocked %d before the rounds, %d after", sig,
+                     sigismember(&before, sig), sigismember(&after, sig));
+        int want = sig == SIGPIPE ? 1 : sigismember(&before, sig);  /* the outer round's hold */
+        if (sigismember(&n.during, sig) != want)
+            fail_msg("signal %d: blocked %d in the outer round after the inner one, want %d",
+                     sig, sigismember(&n.during, sig), want);
+    }
+    assert_int_equal(dlock_loop_run(n.outer, 0) >= 0, true);  /* usable again */
+    dlock_timer_free(to);
+    dlock_timer_free(ti);
+    dlock_loop_free(n.outer);
+    dlock_loop_free(n.inner);
+}
+
 static void timers_in_time_order(void **state)
 {
     dlock_loop *lp = loop_new();
@@ -1667,6 +1725,7 @@ int main(void)
         T(contract_callbacks_chain),
         T(contract_free_in_flight),
         T(timers_in_time_order),
+        T(loops_nest_but_do_not_reenter),
         T(timers_restart_from_callback),
         T(watches_on_pipes),
         T(wake_from_another_thread),

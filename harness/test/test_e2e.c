@@ -427,6 +427,25 @@ static void both_drivers_are_correct(void **state)
         json_decref(v);
         rmtree(out);
         free(out);
+        /* a group whose start lies past its deadline never starts, and does not hold the run */
+        out = tempdir();
+        char path[1100];
+        snprintf(path, sizeof path, "%s/late.json", out);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("{\"name\": \"late\", \"workload\": {\"duration_ms\": 300, "
+              "\"critical_section\": \"none\"}, \"clients\": [{\"name\": \"a\", \"count\": 2}, "
+              "{\"name\": \"b\", \"count\": 2, \"start_ms\": 3000}]}\n", f);
+        fclose(f);
+        assert_int_equal(lockbench(NULL, "run %s --out %s/r --no-plot --quiet --set driver=%s",
+                                   path, out, drivers[d]), 0);
+        char rdir[1100];
+        snprintf(rdir, sizeof rdir, "%s/r", out);
+        v = load_json(rdir, "default/summary.json");
+        assert_in_range((int64_t)num(v, "elapsed_ms"), 300, 1500);
+        json_decref(v);
+        rmtree(out);
+        free(out);
     }
 }
 
