@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "dlock.h"
 #include "gate.h"
@@ -146,8 +147,24 @@ static int cmd_plot(int argc, char **argv)
     return lb_plot_command(argv[optind], format, preview);
 }
 
+/* Each client holds two or three connections and, on a long run, its log's file: a thousand
+ * clients need more descriptors than the usual soft limit of 1024. The soft limit goes up to the
+ * hard one (at most 65536), as redis-server does for itself. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int main(int argc, char **argv)
 {
+    raise_fd_limit();
     if (argc < 2)
         return usage("no command given", NULL);
     const char *cmd = argv[1];

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <signal.h>
 #include <time.h>
@@ -449,6 +450,29 @@ static void both_drivers_are_correct(void **state)
     }
 }
 
+/* Two hundred clients need some 450 descriptors: lockbench raises its own soft limit rather
+ * than fail under a small one (the usual default is 1024; a thousand clients need 2 000). */
+static void many_clients_under_a_small_fd_limit(void **state)
+{
+    struct rlimit saved, small;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    small = saved;
+    small.rlim_cur = 256;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &small), 0);
+    char *out = tempdir();
+    int rc = lockbench(NULL, "run scenarios/throughput.json --out %s --no-plot --quiet "
+                             "--set clients.0.count=200 --set lock.keys=200 "
+                             "--set workload.duration_ms=300", out);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    assert_int_equal(rc, 0);
+    json_t *v = load_json(out, "default/summary.json");
+    assert_int_equal(num(v, "clients"), 200);
+    assert_int_equal(num(v, "errors"), 0);
+    json_decref(v);
+    rmtree(out);
+    free(out);
+}
+
 /* Mean acquire wait (ms) of rows whose call falls in [from, to) ms. */
 static double mean_wait(const char *csv, double from, double to)
 {
@@ -512,6 +536,7 @@ int main(void)
         cmocka_unit_test(ctrl_c_writes_incomplete_results),
         cmocka_unit_test(overlapping_delays_stack),
         cmocka_unit_test(both_drivers_are_correct),
+        cmocka_unit_test(many_clients_under_a_small_fd_limit),
     };
     return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
 }
