@@ -97,6 +97,7 @@ struct dlock {
     int64_t wait_us;              /* the back-off delay before the next try */
     int64_t wait_left_us;         /* time left until the wait deadline (INT64_MAX = none) */
     uint64_t fence;               /* fencing token, 0 = none */
+    uint32_t wait_tries;          /* tries a wait step sent (counted with the acquire's tries) */
     int phase;                    /* step progress within one operation */
     int64_t started_us;           /* when the current operation began (monotonic) */
     _Atomic int64_t valid_until_us; /* end of the lease as we know it (monotonic); INT64_MAX = none */

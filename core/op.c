@@ -181,6 +181,7 @@ static dlock__need acquire_next(dlock__op *op)
         op->start_us = dlock__mono_us();
         op->deadline = o->wait_timeout_ms > 0 ? op->start_us + o->wait_timeout_ms * 1000 : INT64_MAX;
         op->failures = 1;
+        l->wait_tries = 0;
         dlock__client_begin_acquire(c);
         op->state = A_TRY;
         break;
@@ -230,6 +231,8 @@ static dlock__need acquire_next(dlock__op *op)
             op->state = A_SLICE;
             break;
         }
+        if (op->step_rc == DLOCK_EIO)
+            op->unconfirmed = true;  /* a try riding behind the wait may have taken the lock */
         if (op->step_rc == DLOCK_EIO && dlock__mono_us() < op->wait_end_us) {
             /* Redis unreachable: the rest of the delay is slept, not spun through in tries */
             op->sleep_until_us = op->wait_end_us;
@@ -259,7 +262,7 @@ static dlock__need acquire_next(dlock__op *op)
             run(op, l->algo->leave, A_LEFT);  /* a crash (the hook cancels) cannot leave: the bound does */
         break;
     case A_LEFT:
-        dlock__client_end_acquire(c, op->tries, dlock__mono_us() - op->start_us);
+        dlock__client_end_acquire(c, op->tries + l->wait_tries, dlock__mono_us() - op->start_us);
         if (op->cur == DLOCK_ECANCELED)
             dlock__client_set_err(c, "canceled");
         op->rc = op->cur;

@@ -143,9 +143,10 @@ static void notify_release_signals(void **state)
     dlock__lock_free(l);
 }
 
+/* A ttl under ten slices: the wait is the BLPOP alone, and a woken waiter tries again. */
 static void notify_wait_blocks_for_the_backoff_then_retries(void **state)
 {
-    dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_NOTIFY, 30000, false, 1);
+    dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_NOTIFY, 900, false, 1);
     dlock__batch b;
     redisReply woken_el[2] = {R_STRING("res:signal"), R_STRING("1")};
     redisReply *els[2] = {&woken_el[0], &woken_el[1]};
@@ -166,6 +167,43 @@ static void notify_wait_blocks_for_the_backoff_then_retries(void **state)
     l->phase = 0;
     feed(l, l->algo->wait, at(0), &b, 0, NULL);
     assert_int_equal(feed(l, l->algo->wait, at(0), &b, 1, r3), DLOCK_EIO);
+    dlock__lock_free(l);
+}
+
+/* A ttl of ten slices or more: the next try rides behind the BLPOP in the same write (Redis
+ * runs it the moment the BLPOP returns), its lease dated from the batch's send. */
+static void notify_try_rides_behind_the_blpop(void **state)
+{
+    dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_NOTIFY, 1000, false, 1);
+    dlock__batch b;
+    redisReply woken_el[2] = {R_STRING("res:signal"), R_STRING("1")};
+    redisReply *els[2] = {&woken_el[0], &woken_el[1]};
+    redisReply woken = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
+    redisReply *taken[2] = {&woken, &OK}, *barged[2] = {&woken, &NIL};
+    redisReply *quiet[2] = {&NIL, &NIL}, *free_anyway[2] = {&NIL, &OK}, *lost[2] = {NULL, NULL};
+    l->wait_us = 64000;
+    assert_int_equal(feed(l, l->algo->wait, at(5000000), &b, 0, NULL), DLOCK__SEND);
+    assert_int_equal(b.n, 2);
+    assert_cmd(&b, 0, 0, NULL, "BLPOP", "res:signal", "0.064", NULL);
+    assert_cmd(&b, 1, 0, NULL, "SET", "res", l->token, "NX", "PX", "1000", NULL);
+    assert_int_equal(l->wait_tries, 1);
+    assert_int_equal(feed(l, l->algo->wait, at(5050000), &b, 2, taken), DLOCK_OK);
+    assert_int_equal(l->valid_until_us, 5000000 + 1000000);  /* from the batch's send */
+    /* woken, but another client took it first: wait on */
+    l->phase = 0;
+    feed(l, l->algo->wait, at(0), &b, 0, NULL);
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 2, barged), DLOCK__WAITED);
+    /* no signal, still held: wait on; no signal but free (a lost signal): taken */
+    l->phase = 0;
+    feed(l, l->algo->wait, at(0), &b, 0, NULL);
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 2, quiet), DLOCK__WAITED);
+    l->phase = 0;
+    feed(l, l->algo->wait, at(0), &b, 0, NULL);
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 2, free_anyway), DLOCK_OK);
+    l->phase = 0;
+    feed(l, l->algo->wait, at(0), &b, 0, NULL);
+    assert_int_equal(feed(l, l->algo->wait, at(0), &b, 2, lost), DLOCK_EIO);
+    assert_int_equal(l->wait_tries, 5);
     dlock__lock_free(l);
 }
 
@@ -341,6 +379,7 @@ int main(void)
         cmocka_unit_test(redlock_options_are_checked),
         cmocka_unit_test(notify_release_signals),
         cmocka_unit_test(notify_wait_blocks_for_the_backoff_then_retries),
+        cmocka_unit_test(notify_try_rides_behind_the_blpop),
         cmocka_unit_test(fifo_acquire_joins_and_waits_its_turn),
         cmocka_unit_test(fifo_wait_takes_the_handoff),
         cmocka_unit_test(fifo_claim_is_not_queued_beyond_the_bound),
