@@ -17,6 +17,7 @@
 
 #define DLOCK__SEND 1        /* step result: send the batch, call again with the replies */
 #define DLOCK__WAITED 2      /* wait step result: the whole slice passed with no signal */
+#define DLOCK__TRIED 3       /* wait step result: a try sent with the slice found the lock held */
 
 /* A wait blocked in Redis is cut into slices this long, so an interrupt is seen between them. */
 #define DLOCK__WAIT_SLICE_US 100000
@@ -116,7 +117,9 @@ struct dlock__algo {
     dlock__step_fn extend;   /* OK, ENOTOWNER or EIO; the new ttl is in ttl_arg */
     dlock__step_fn wait;     /* between tries, up to wait_us: OK = the lock was handed to us,
                                 EBUSY = try again now, DLOCK__WAITED = nothing happened (the
-                                driver may wait on); NULL = sleep the back-off delay */
+                                driver may wait on), DLOCK__TRIED = a try sent with the wait
+                                found the lock held (it counts as the next try); NULL = sleep
+                                the back-off delay */
     dlock__step_fn leave;    /* after giving up (timeout, cancel, error); NULL = nothing to undo */
 };
 
@@ -249,6 +252,7 @@ typedef struct dlock__op {
     dlock__rng *rng;
     int64_t start_us, deadline, prev_us, left_us, wait_end_us;
     uint64_t tries;
+    uint32_t wait_tries_before;       /* l->wait_tries when the slice was sent */
     int failures;
     bool unconfirmed;                 /* a try failed without an answer: it may hold the lock */
     bool undo_ours;

@@ -222,25 +222,35 @@ static dlock__need acquire_next(dlock__op *op)
         int64_t rest = op->wait_end_us - dlock__mono_us();
         l->wait_us = rest < DLOCK__WAIT_SLICE_US ? rest : DLOCK__WAIT_SLICE_US;
         l->wait_left_us = op->left_us;
+        op->wait_tries_before = l->wait_tries;
         run(op, l->algo->wait, A_SLICED);
         break;
     }
-    case A_SLICED:
-        if (op->step_rc == DLOCK__WAITED && dlock__mono_us() < op->wait_end_us &&
-            !dlock__client_interrupt_pending(c)) {
+    case A_SLICED: {
+        bool more = dlock__mono_us() < op->wait_end_us && !dlock__client_interrupt_pending(c);
+        if ((op->step_rc == DLOCK__WAITED || op->step_rc == DLOCK__TRIED) && more) {
             op->state = A_SLICE;
             break;
         }
-        if (op->step_rc == DLOCK_EIO)
-            op->unconfirmed = true;  /* a try riding behind the wait may have taken the lock */
+        if (op->step_rc == DLOCK__TRIED && !dlock__client_interrupt_pending(c)) {
+            /* the try behind the last slice was this step's try: no second one right after */
+            op->failures++;
+            op->cur = DLOCK_EBUSY;
+            op->state = A_AFTER_TRY;
+            break;
+        }
+        if (op->step_rc == DLOCK_EIO && l->wait_tries != op->wait_tries_before)
+            op->unconfirmed = true;  /* the try riding behind the wait may have taken the lock */
         if (op->step_rc == DLOCK_EIO && dlock__mono_us() < op->wait_end_us) {
             /* Redis unreachable: the rest of the delay is slept, not spun through in tries */
             op->sleep_until_us = op->wait_end_us;
             op->state = A_SLEPT;
             return DLOCK__NEED_SLEEP;
         }
-        check_granted(op, op->step_rc == DLOCK__WAITED ? DLOCK_EBUSY : op->step_rc, A_AFTER_WAIT);
+        bool nothing = op->step_rc == DLOCK__WAITED || op->step_rc == DLOCK__TRIED;
+        check_granted(op, nothing ? DLOCK_EBUSY : op->step_rc, A_AFTER_WAIT);
         break;
+    }
     case A_AFTER_WAIT:
         if (!retryable(op->cur)) {
             op->state = A_FINISH;  /* handed to us, or cancelled by the hook */
@@ -330,6 +340,8 @@ dlock__need dlock__op_next(dlock__op *op)
             break;
         case S_UNDONE:
             op->undo_ours = op->step_rc == DLOCK_OK;
+            if (op->step_rc == DLOCK_EIO)
+                op->unconfirmed = true;  /* the undo itself was lost: the lock may still be ours */
             memcpy(l->err, op->saved_err, sizeof op->saved_err);
             op->state = op->undo_resume;
             break;

@@ -2,7 +2,7 @@
  *
  *   acquire  as token (SET NX PX, or the fencing script)
  *   wait     BLPOP <key>:signal for at most the back-off delay, in slices; with a ttl of a
- *            second or more (or none) each slice carries the next try behind it
+ *            second or more each slice carries the next try behind it
  *   release  notify_release.lua: compare-and-delete, then push one element to <key>:signal
  *
  * A release wakes one blocked waiter within a round trip instead of leaving everyone asleep for
@@ -31,16 +31,18 @@ enum { BLPOP_SENT = 10, TRY_SENT };
 /* Whether the next try rides behind the BLPOP, in the same write: Redis runs it the moment the
  * BLPOP returns, before the releasing client's own next try can arrive, so a woken waiter gets
  * the lock without a round trip of its own. Its lease is dated from the batch's send, up to a
- * slice before Redis set it; with a ttl of at least ten slices (or none) that costs at most a
- * tenth of it. */
+ * slice and Redis's timer slack (200 ms) before Redis set it: a ttl of at least ten slices
+ * loses at most a fifth of it. Never with ttl 0: the queued try runs even for a waiter that
+ * froze in its BLPOP, and a lock that never expires would then stay with it for good; with a
+ * ttl it holds the lock one ttl, as a poll client frozen with its SET in flight does. */
 static bool try_rides_along(const dlock *l)
 {
-    return l->opt.ttl_ms == 0 || l->opt.ttl_ms * 1000 >= 10 * DLOCK__WAIT_SLICE_US;
+    return l->opt.ttl_ms > 0 && l->opt.ttl_ms * 1000 >= 10 * DLOCK__WAIT_SLICE_US;
 }
 
 /* Woken: try again now. Timed out: the driver waits on, or tries again once the back-off delay
- * is used up. With the try behind the BLPOP: taken, or held (woken or not) and the wait goes
- * on. */
+ * is used up. With the try behind the BLPOP: taken, or held (woken or not), and the wait goes
+ * on; at the end of the delay that try was the next one. */
 static int notify_wait(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
                        dlock__batch *out)
 {
@@ -66,7 +68,7 @@ static int notify_wait(dlock *l, const dlock__now *now, redisReply *const *r, in
             return dlock__reply_error(l, r[0], "BLPOP");
         l->phase = 1;  /* the try's reply, read by the try itself */
         int rc = dlock__token_acquire(l, now, r + 1, nr - 1, out);
-        return rc == DLOCK_EBUSY ? DLOCK__WAITED : rc;
+        return rc == DLOCK_EBUSY ? DLOCK__TRIED : rc;
     }
     }
 }

@@ -423,6 +423,60 @@ static void fifo_frozen_waiter_holds_at_most_the_bound(void **state)
     }
 }
 
+/* The same for notify with a lock that never expires: a waiter frozen in its BLPOP must not
+ * take it for good through a try queued behind the BLPOP; the next waiter gets it at once. */
+static void notify_frozen_waiter_does_not_keep_a_lock_forever(void **state)
+{
+    const char *key = "nz:lock";
+    dlock_client *hc = fx_client(1);
+    dlock_options o = wait_opts(DLOCK_WAIT_NOTIFY, 0, -1);
+    dlock *held;
+    assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
+    long long blocked = blocked_clients();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[128];
+        dlock_client *c = dlock_client_new(&fx_urls[0], 1, err, sizeof err);
+        dlock *l;
+        _exit(c && dlock_acquire(c, key, &o, &l) == DLOCK_OK ? 0 : 1);
+    }
+    int64_t deadline = now_ms() + 5000;
+    while (blocked_clients() <= blocked && now_ms() < deadline)
+        sleep_us(2000);
+    assert_true(blocked_clients() > blocked);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    dlock_options o3 = wait_opts(DLOCK_WAIT_NOTIFY, 30000, 3000);
+    int64_t t0 = now_ms();
+    assert_int_equal(dlock_acquire(hc, key, &o3, &held), DLOCK_OK);
+    assert_in_range(now_ms() - t0, 0, 1000);
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    dlock_client_free(hc);
+}
+
+/* A waiter's try behind its last wait slice is the step's try: no second one follows it at
+ * once. A second of waiting on a held lock with the default back-off (delays doubling to
+ * 100 ms, one slice each) makes about a dozen tries, not two dozen. */
+static void notify_one_try_per_backoff_step(void **state)
+{
+    dlock_client *hc = fx_client(1), *wc = fx_client(1);
+    dlock_options o = wait_opts(DLOCK_WAIT_NOTIFY, 30000, 1000);
+    dlock *held, *l;
+    dlock_stats last;
+    assert_int_equal(dlock_acquire(hc, "n1:lock", &o, &held), DLOCK_OK);
+    assert_int_equal(dlock_acquire(wc, "n1:lock", &o, &l), DLOCK_ETIMEDOUT);
+    dlock_client_stats(wc, NULL, &last);
+    if (last.attempts < 6 || last.attempts > 16)
+        fail_msg("%llu tries in a 1 s wait", (unsigned long long)last.attempts);
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    dlock_client_free(wc);
+    dlock_client_free(hc);
+}
+
 static void fifo_crashed_waiter_is_removed(void **state)
 {
     const char *key = "fc:lock";
@@ -774,6 +828,8 @@ int main(void)
         cmocka_unit_test(fifo_order_is_arrival_order),
         cmocka_unit_test(fifo_crashed_waiter_is_removed),
         cmocka_unit_test(fifo_frozen_waiter_holds_at_most_the_bound),
+        cmocka_unit_test(notify_frozen_waiter_does_not_keep_a_lock_forever),
+        cmocka_unit_test(notify_one_try_per_backoff_step),
         cmocka_unit_test(fifo_crashed_head_does_not_block_past_the_bound),
         cmocka_unit_test(fifo_timeout_leaves_the_queue),
         cmocka_unit_test(fifo_handoff_carries_the_fencing_token),
