@@ -378,11 +378,34 @@ static void fifo_order_is_arrival_order(void **state)
     dlock_client_free(hc);
 }
 
-/* A waiter that dies in the queue (its hook refuses everything: no heartbeat, no leave) is
- * dropped within the documented bound, and the next waiter then gets the lock. */
-/* A waiter frozen after its last heartbeat (stopped, then killed) that is handed the lock holds
- * it no longer than the waiter bound, whatever its ttl -- nothing it sent before freezing may
- * lengthen the hand-off's lease; and the next waiter gets the lock once that lease runs out. */
+/* Releases held (taken with o on key) while its next waiter is frozen: a child process waits
+ * for the lock with o, is stopped once it blocks in BLPOP -- its commands already on the server
+ * -- is handed or signalled the lock by the release, and is then killed. */
+static void release_to_a_frozen_waiter(dlock *held, const char *key, const dlock_options *o)
+{
+    long long blocked = blocked_clients();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[128];
+        dlock_client *c = dlock_client_new(&fx_urls[0], 1, err, sizeof err);
+        dlock *l;
+        _exit(c && dlock_acquire(c, key, o, &l) == DLOCK_OK ? 0 : 1);
+    }
+    int64_t deadline = now_ms() + 5000;
+    while (blocked_clients() <= blocked && now_ms() < deadline)
+        sleep_us(2000);
+    assert_true(blocked_clients() > blocked);  /* the child waits in BLPOP */
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+}
+
+/* A waiter frozen after its last heartbeat that is handed the lock holds it no longer than the
+ * waiter bound, whatever its ttl -- nothing it sent before freezing may lengthen the hand-off's
+ * lease; and the next waiter gets the lock once that lease runs out. */
 static void fifo_frozen_waiter_holds_at_most_the_bound(void **state)
 {
     static const int64_t ttls[] = {30000, 0, 1500};
@@ -393,24 +416,7 @@ static void fifo_frozen_waiter_holds_at_most_the_bound(void **state)
         dlock_options o = wait_opts(DLOCK_WAIT_FIFO, ttls[t], -1);
         dlock *held;
         assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
-        long long blocked = blocked_clients();
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            char err[128];
-            dlock_client *c = dlock_client_new(&fx_urls[0], 1, err, sizeof err);
-            dlock *l;
-            _exit(c && dlock_acquire(c, key, &o, &l) == DLOCK_OK ? 0 : 1);
-        }
-        int64_t deadline = now_ms() + 5000;
-        while (blocked_clients() <= blocked && now_ms() < deadline)
-            sleep_us(2000);
-        assert_true(blocked_clients() > blocked);  /* the child waits in BLPOP */
-        assert_int_equal(kill(pid, SIGSTOP), 0);
-        assert_int_equal(dlock_release(held), DLOCK_OK);  /* hands the lock to the child */
-        assert_int_equal(kill(pid, SIGKILL), 0);
-        int status;
-        assert_int_equal(waitpid(pid, &status, 0), pid);
+        release_to_a_frozen_waiter(held, key, &o);
         long long pttl = query("PTTL %s", key);
         if (pttl < 1 || pttl > DLOCK__FIFO_WAITER_BOUND_MS)
             fail_msg("ttl %lld: the frozen waiter's lease is %lld ms", (long long)ttls[t], pttl);
@@ -432,24 +438,7 @@ static void notify_frozen_waiter_does_not_keep_a_lock_forever(void **state)
     dlock_options o = wait_opts(DLOCK_WAIT_NOTIFY, 0, -1);
     dlock *held;
     assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
-    long long blocked = blocked_clients();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char err[128];
-        dlock_client *c = dlock_client_new(&fx_urls[0], 1, err, sizeof err);
-        dlock *l;
-        _exit(c && dlock_acquire(c, key, &o, &l) == DLOCK_OK ? 0 : 1);
-    }
-    int64_t deadline = now_ms() + 5000;
-    while (blocked_clients() <= blocked && now_ms() < deadline)
-        sleep_us(2000);
-    assert_true(blocked_clients() > blocked);
-    assert_int_equal(kill(pid, SIGSTOP), 0);
-    assert_int_equal(dlock_release(held), DLOCK_OK);
-    assert_int_equal(kill(pid, SIGKILL), 0);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    release_to_a_frozen_waiter(held, key, &o);
     dlock_options o3 = wait_opts(DLOCK_WAIT_NOTIFY, 30000, 3000);
     int64_t t0 = now_ms();
     assert_int_equal(dlock_acquire(hc, key, &o3, &held), DLOCK_OK);
@@ -477,6 +466,8 @@ static void notify_one_try_per_backoff_step(void **state)
     dlock_client_free(hc);
 }
 
+/* A waiter that dies in the queue (its hook refuses everything: no heartbeat, no leave) is
+ * dropped within the documented bound, and the next waiter then gets the lock. */
 static void fifo_crashed_waiter_is_removed(void **state)
 {
     const char *key = "fc:lock";
