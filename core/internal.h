@@ -72,7 +72,8 @@ typedef struct dlock__batch {
 /* The time a step is given. */
 typedef struct dlock__now {
     int64_t mono_us;  /* monotonic clock */
-    int64_t wall_ms;  /* the lock's wall clock, Unix ms (legacy only) */
+    int64_t wall_ms;  /* the lock's wall clock, Unix ms; read only for an algorithm that
+                         says it needs it (legacy), else 0 */
 } dlock__now;
 
 typedef struct dlock__algo dlock__algo;
@@ -121,6 +122,7 @@ struct dlock__algo {
                                 found the lock held (it counts as the next try); NULL = sleep
                                 the back-off delay */
     dlock__step_fn leave;    /* after giving up (timeout, cancel, error); NULL = nothing to undo */
+    bool wall_clock;         /* its steps read now->wall_ms */
 };
 
 extern const dlock__algo dlock__token;

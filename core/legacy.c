@@ -120,4 +120,5 @@ const dlock__algo dlock__legacy = {
     .acquire = legacy_acquire,
     .release = legacy_release,
     .extend = legacy_extend,
+    .wall_clock = true,
 };

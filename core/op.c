@@ -46,10 +46,13 @@ enum {
     X_RAN,
 };
 
+/* The time a step is given; the wall clock (through the caller's hook, if any) only for an
+ * algorithm that reads it: a step is taken for every command batch. */
 static dlock__now now_of(const dlock *l)
 {
     dlock__now n = {.mono_us = dlock__mono_us()};
-    n.wall_ms = l->opt.wallclock ? l->opt.wallclock(l->opt.wallclock_ud) : dlock__wall_ms();
+    if (l->algo->wall_clock)
+        n.wall_ms = l->opt.wallclock ? l->opt.wallclock(l->opt.wallclock_ud) : dlock__wall_ms();
     return n;
 }
 
