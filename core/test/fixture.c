@@ -87,7 +87,9 @@ long long fx_int(int i, const char *fmt, const char *arg)
     assert_non_null(r);
     redisReply *v = redisCommand(r, fmt, arg);
     assert_non_null(v);
-    long long n = v->type == REDIS_REPLY_INTEGER ? v->integer : -99;
+    long long n = v->type == REDIS_REPLY_INTEGER ? v->integer
+                : v->type == REDIS_REPLY_STRING  ? atoll(v->str)
+                                                 : -1;
     freeReplyObject(v);
     redisFree(r);
     return n;

@@ -19,7 +19,8 @@ int            fx_stop(void **state);  /* a cmocka group teardown: stops them al
 int            fx_reset(void **state); /* a cmocka setup: every server up, resumed and empty */
 redisContext  *fx_raw(int i);        /* a plain connection to server i, NULL when it is down */
 char          *fx_get(int i, const char *key);  /* GET on server i; NULL when missing; free it */
-long long      fx_int(int i, const char *fmt, const char *arg);  /* an integer reply; -99 if not */
+/* A command on server i whose integer or string reply is read as a number (nil: -1). */
+long long      fx_int(int i, const char *fmt, const char *arg);
 dlock_client  *fx_client(int n);     /* a client of the first n servers (fails the test) */
 int64_t        fx_now_ms(void);      /* monotonic */
 void           fx_sleep_ms(int64_t ms);

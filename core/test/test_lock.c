@@ -20,28 +20,6 @@ static int64_t now_ms(void)
     return dlock__mono_us() / 1000;
 }
 
-static redisContext *raw(void)
-{
-    redisContext *r = redisConnect("127.0.0.1", lb_server_port(server));
-    assert_non_null(r);
-    assert_int_equal(r->err, 0);
-    return r;
-}
-
-/* A command whose integer or string reply is returned as a number (nil = -1). */
-static long long query(const char *fmt, const char *arg)
-{
-    redisContext *r = raw();
-    redisReply *rep = redisCommand(r, fmt, arg);
-    assert_non_null(rep);
-    long long v = rep->type == REDIS_REPLY_INTEGER ? rep->integer
-                : rep->type == REDIS_REPLY_STRING  ? atoll(rep->str)
-                                                   : -1;
-    freeReplyObject(rep);
-    redisFree(r);
-    return v;
-}
-
 static dlock_options opts(dlock_algorithm a, int64_t ttl, int64_t wait)
 {
     dlock_options o;
@@ -56,7 +34,7 @@ static dlock_options opts(dlock_algorithm a, int64_t ttl, int64_t wait)
 static void wait_gone(const char *key, int64_t within_ms)
 {
     int64_t deadline = now_ms() + within_ms;
-    while (query("EXISTS %s", key) == 1) {
+    while (fx_int(0, "EXISTS %s", key) == 1) {
         assert_true(now_ms() < deadline);
         struct timespec ts = {0, 2000000};
         nanosleep(&ts, NULL);
@@ -76,7 +54,8 @@ static void *increment(void *arg)
 {
     worker *w = arg;
     dlock_client *c = fx_client(1);
-    redisContext *r = raw();
+    redisContext *r = fx_raw(0);
+    assert_non_null(r);
     dlock_options o = opts(w->algorithm, 30000, 10000);
     dlock *l = NULL;
     w->rc = dlock_acquire(c, w->key, &o, &l);
@@ -106,8 +85,8 @@ static void five_clients(dlock_algorithm a, const char *key, const char *counter
         pthread_join(t[i], NULL);
         assert_int_equal(w[i].rc, DLOCK_OK);
     }
-    assert_int_equal(query("GET %s", counter), 5);
-    assert_int_equal(query("EXISTS %s", key), 0);
+    assert_int_equal(fx_int(0, "GET %s", counter), 5);
+    assert_int_equal(fx_int(0, "EXISTS %s", key), 0);
 }
 
 static void five_clients_token(void **state)
@@ -181,9 +160,9 @@ static void token_release_after_expiry_spares_the_new_holder(void **state)
     o.ttl_ms = 30000;
     assert_int_equal(dlock_acquire(b, "own:lock", &o, &lb), DLOCK_OK);
     assert_int_equal(dlock_release(la), DLOCK_ENOTOWNER);
-    assert_int_equal(query("EXISTS %s", "own:lock"), 1);  /* b's lock survived */
+    assert_int_equal(fx_int(0, "EXISTS %s", "own:lock"), 1);  /* b's lock survived */
     assert_int_equal(dlock_release(lb), DLOCK_OK);
-    assert_int_equal(query("EXISTS %s", "own:lock"), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", "own:lock"), 0);
     dlock_client_free(a);
     dlock_client_free(b);
 }
@@ -197,9 +176,9 @@ static void legacy_release_after_expiry_deletes_the_new_holder(void **state)
     assert_int_equal(dlock_acquire(a, "lown:lock", &o, &la), DLOCK_OK);
     o.ttl_ms = 30000;
     assert_int_equal(dlock_acquire(b, "lown:lock", &o, &lb), DLOCK_OK);  /* takes over */
-    assert_int_equal(query("EXISTS %s", "lown:lock"), 1);
+    assert_int_equal(fx_int(0, "EXISTS %s", "lown:lock"), 1);
     assert_int_equal(dlock_release(la), DLOCK_OK);
-    assert_int_equal(query("EXISTS %s", "lown:lock"), 0);  /* b's lock is gone */
+    assert_int_equal(fx_int(0, "EXISTS %s", "lown:lock"), 0);  /* b's lock is gone */
     dlock_release(lb);
     dlock_client_free(a);
     dlock_client_free(b);
@@ -212,10 +191,10 @@ static void extend_moves_the_lease(void **state)
     dlock *l;
     assert_int_equal(dlock_acquire(a, "ext:lock", &o, &l), DLOCK_OK);
     assert_int_equal(dlock_extend(l, 60000), DLOCK_OK);
-    assert_in_range(query("PTTL %s", "ext:lock"), 50000, 60000);
+    assert_in_range(fx_int(0, "PTTL %s", "ext:lock"), 50000, 60000);
     assert_int_equal(dlock_extend(l, 0), DLOCK_OK);
-    assert_int_equal(query("PTTL %s", "ext:lock"), -1);  /* no expiry */
-    assert_int_equal(query("DEL %s", "ext:lock"), 1);
+    assert_int_equal(fx_int(0, "PTTL %s", "ext:lock"), -1);  /* no expiry */
+    assert_int_equal(fx_int(0, "DEL %s", "ext:lock"), 1);
     assert_int_equal(dlock_extend(l, 1000), DLOCK_ENOTOWNER);
     assert_int_equal(dlock_release(l), DLOCK_ENOTOWNER);
     dlock_client_free(a);
@@ -239,7 +218,8 @@ static void stale_fencing_token_is_rejected(void **state)
     assert_int_equal(dlock_fenced_set(resource, "fence:data", t2, "from-b"), DLOCK_OK);
     assert_int_equal(dlock_fenced_set(resource, "fence:data", t1, "from-a"), DLOCK_ESTALE);
     assert_int_equal(dlock_fenced_set(resource, "fence:data", t2, "again-b"), DLOCK_OK);
-    redisContext *r = raw();
+    redisContext *r = fx_raw(0);
+    assert_non_null(r);
     redisReply *v = redisCommand(r, "GET fence:data");
     assert_string_equal(v->str, "again-b");
     freeReplyObject(v);
@@ -388,7 +368,7 @@ static void hook_sees_every_command_and_can_cancel(void **state)
     assert_int_equal(total.acquires, 1);
     h.cancel_at = 3;
     assert_int_equal(dlock_acquire(a, "hook:lock", &o, &l), DLOCK_ECANCELED);
-    assert_int_equal(query("EXISTS %s", "hook:lock"), 0);  /* nothing was sent */
+    assert_int_equal(fx_int(0, "EXISTS %s", "hook:lock"), 0);  /* nothing was sent */
     dlock_client_free(a);
 }
 
@@ -514,11 +494,12 @@ static void script_cache_flush_falls_back_to_eval(void **state)
     dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
     dlock *l;
     assert_int_equal(dlock_acquire(a, "flush:lock", &o, &l), DLOCK_OK);
-    redisContext *r = raw();
+    redisContext *r = fx_raw(0);
+    assert_non_null(r);
     freeReplyObject(redisCommand(r, "SCRIPT FLUSH"));
     redisFree(r);
     assert_int_equal(dlock_release(l), DLOCK_OK);
-    assert_int_equal(query("EXISTS %s", "flush:lock"), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", "flush:lock"), 0);
     dlock_client_free(a);
 }
 
@@ -532,7 +513,8 @@ static void lost_reply_does_not_strand_the_lock(void **state)
     o.backoff.policy = DLOCK_BACKOFF_CONSTANT;
     o.backoff.base_ms = 50;
     o.backoff.cap_ms = 50;
-    redisContext *r = raw();
+    redisContext *r = fx_raw(0);
+    assert_non_null(r);
     redisAppendCommand(r, "DEBUG SLEEP 0.3");  /* sent, not waited for */
     int done = 0;
     while (!done)
@@ -548,7 +530,7 @@ static void lost_reply_does_not_strand_the_lock(void **state)
     } else {
         assert_int_equal(rc, DLOCK_ETIMEDOUT);
     }
-    assert_int_equal(query("EXISTS %s", "lost:lock"), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", "lost:lock"), 0);
     dlock_client_free(a);
 }
 

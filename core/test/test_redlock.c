@@ -26,18 +26,6 @@ static void raw_set(int i, const char *key, const char *value)
     redisFree(r);
 }
 
-static long long raw_pttl(int i, const char *key)
-{
-    redisContext *r = fx_raw(i);
-    assert_non_null(r);
-    redisReply *v = redisCommand(r, "PTTL %s", key);
-    assert_non_null(v);
-    long long t = v->type == REDIS_REPLY_INTEGER ? v->integer : -99;
-    freeReplyObject(v);
-    redisFree(r);
-    return t;
-}
-
 /* On how many of servers [0, n) key holds exactly value. */
 static int count_holding(int n, const char *key, const char *value)
 {
@@ -105,7 +93,7 @@ static void acquire_release_on(int n, const char *key)
     /* Every server granted it (all are up), with our token and a lease of about ttl. */
     assert_int_equal(count_holding(n, key, l->token), n);
     for (int i = 0; i < n; i++)
-        assert_in_range(raw_pttl(i, key), 8000, 10000);
+        assert_in_range(fx_int(i, "PTTL %s", key), 8000, 10000);
 
     /* validity = ttl - elapsed - drift: never more than ttl - drift, and the acquire was fast. */
     int64_t v = dlock_validity_ms(l);
@@ -166,11 +154,11 @@ static void never_expiring_redlock(void **state)
     dlock *l;
     assert_int_equal(dlock_acquire(c, "rl3:forever", &o, &l), DLOCK_OK);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(raw_pttl(i, "rl3:forever"), -1);
+        assert_int_equal(fx_int(i, "PTTL %s", "rl3:forever"), -1);
     assert_int_equal(dlock_validity_ms(l), -1);
     assert_int_equal(dlock_extend(l, 5000), DLOCK_OK);
     for (int i = 0; i < 3; i++)
-        assert_in_range(raw_pttl(i, "rl3:forever"), 4000, 5000);
+        assert_in_range(fx_int(i, "PTTL %s", "rl3:forever"), 4000, 5000);
     assert_in_range(dlock_validity_ms(l), 4000, 5000 - 52);
     assert_int_equal(dlock_release(l), DLOCK_OK);
     assert_int_equal(count_existing(3, "rl3:forever"), 0);
@@ -196,7 +184,7 @@ static void taken_with_servers_killed(int n, int nkilled, const char *key)
         assert_int_equal(count_holding(n - nkilled, key, l->token), n - nkilled);
         assert_true(dlock_validity_ms(l) <= o.ttl_ms - drift_ms(&o));
         assert_int_equal(dlock_extend(l, 20000), DLOCK_OK);
-        assert_in_range(raw_pttl(0, key), 15000, 20000);
+        assert_in_range(fx_int(0, "PTTL %s", key), 15000, 20000);
         assert_int_equal(dlock_release(l), DLOCK_OK);
         assert_int_equal(count_existing(n - nkilled, key), 0);
     }
@@ -444,12 +432,12 @@ static void extend_needs_a_quorum(void **state)
     assert_int_equal(dlock_acquire(c, "rl3:ext", &o, &l), DLOCK_OK);
     assert_int_equal(dlock_extend(l, 30000), DLOCK_OK);
     for (int i = 0; i < 3; i++)
-        assert_in_range(raw_pttl(i, "rl3:ext"), 25000, 30000);
+        assert_in_range(fx_int(i, "PTTL %s", "rl3:ext"), 25000, 30000);
     assert_in_range(dlock_validity_ms(l), 30000 - 302 - 500, 30000 - 302);
 
     kill_server(2);  /* one down: still a quorum */
     assert_int_equal(dlock_extend(l, 40000), DLOCK_OK);
-    assert_in_range(raw_pttl(0, "rl3:ext"), 35000, 40000);
+    assert_in_range(fx_int(0, "PTTL %s", "rl3:ext"), 35000, 40000);
     assert_in_range(dlock_validity_ms(l), 40000 - 402 - 500, 40000 - 402);
 
     kill_server(1);  /* a majority down: the extension cannot count */

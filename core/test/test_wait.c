@@ -29,38 +29,10 @@ static void sleep_us(int64_t us)
 
 /* ---- raw access to the server ---------------------------------------------- */
 
-static redisContext *raw(void)
-{
-    struct timeval tv = {2, 0};
-    redisContext *r = redisConnectWithTimeout("127.0.0.1", lb_server_port(server), tv);
-    if (!r || r->err) {
-        if (r)
-            redisFree(r);
-        return NULL;
-    }
-    redisSetTimeout(r, tv);
-    return r;
-}
-
-/* A command whose integer or string reply is returned as a number (nil = -1). */
-static long long query(const char *fmt, const char *arg)
-{
-    redisContext *r = raw();
-    assert_non_null(r);
-    redisReply *rep = redisCommand(r, fmt, arg);
-    assert_non_null(rep);
-    long long v = rep->type == REDIS_REPLY_INTEGER ? rep->integer
-                : rep->type == REDIS_REPLY_STRING  ? atoll(rep->str)
-                                                   : -1;
-    freeReplyObject(rep);
-    redisFree(r);
-    return v;
-}
-
 /* Clients blocked in BLPOP (or any blocking command) on the server right now. */
 static long long blocked_clients(void)
 {
-    redisContext *r = raw();
+    redisContext *r = fx_raw(0);
     assert_non_null(r);
     redisReply *rep = redisCommand(r, "INFO clients");
     assert_non_null(rep);
@@ -75,7 +47,7 @@ static long long blocked_clients(void)
 
 static long long zcard(const char *key)
 {
-    return query("ZCARD %s", key);
+    return fx_int(0, "ZCARD %s", key);
 }
 
 /* Polls until f(arg) == want, to a deadline; returns the ms it took, fails the test at the
@@ -250,7 +222,7 @@ static void *contend(void *arg)
     char errbuf[256];
     unsigned seed = atomic_fetch_add(&k->seed, 7919) + 1;
     dlock_client *c = dlock_client_new(&url, 1, errbuf, sizeof errbuf);
-    redisContext *r = raw();
+    redisContext *r = fx_raw(0);
     if (!c || !r) {
         atomic_fetch_add(&k->failures, ROUNDS);
         dlock_client_free(c);
@@ -308,9 +280,9 @@ static void twenty_clients(dlock_wait mode, const char *key, const char *counter
     assert_int_equal(atomic_load(&k.overlaps), 0);
     assert_int_equal(atomic_load(&k.fence_errors), 0);
     assert_int_equal(atomic_load(&k.done), THREADS * ROUNDS);
-    assert_int_equal(query("GET %s", counter), THREADS * ROUNDS);
+    assert_int_equal(fx_int(0, "GET %s", counter), THREADS * ROUNDS);
     assert_int_equal(atomic_load(&k.last_fence), THREADS * ROUNDS);  /* one token per holder */
-    assert_int_equal(query("EXISTS %s", key), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", key), 0);
 }
 
 static void notify_twenty_clients(void **state)
@@ -373,7 +345,7 @@ static void fifo_order_is_arrival_order(void **state)
         dlock_client_free(w[i].c);
     }
     assert_int_equal(zcard("fo:lock:queue"), 0);
-    assert_int_equal(query("EXISTS %s", key), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", key), 0);
     dlock_client_free(nc);
     dlock_client_free(hc);
 }
@@ -417,7 +389,7 @@ static void fifo_frozen_waiter_holds_at_most_the_bound(void **state)
         dlock *held;
         assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
         release_to_a_frozen_waiter(held, key, &o);
-        long long pttl = query("PTTL %s", key);
+        long long pttl = fx_int(0, "PTTL %s", key);
         if (pttl < 1 || pttl > DLOCK__FIFO_WAITER_BOUND_MS)
             fail_msg("ttl %lld: the frozen waiter's lease is %lld ms", (long long)ttls[t], pttl);
         dlock_options o3 = wait_opts(DLOCK_WAIT_FIFO, 30000, 5000);
@@ -507,7 +479,7 @@ static void fifo_crashed_waiter_is_removed(void **state)
     assert_int_equal(w2.release_rc, DLOCK_OK);
     assert_in_range(w2.got_ms - released, 0, 300);
     assert_int_equal(zcard("fc:lock:queue"), 0);
-    assert_int_equal(query("EXISTS %s", key), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", key), 0);
     dlock_client_free(w1.c);
     dlock_client_free(w2.c);
     dlock_client_free(hc);
@@ -543,12 +515,13 @@ static void fifo_crashed_head_does_not_block_past_the_bound(void **state)
     int64_t released = now_ms();
     assert_int_equal(dlock_release(held), DLOCK_OK);
     waiter_join(&w2);
-    long long pttl = query("PTTL %s", key);
+    long long pttl = fx_int(0, "PTTL %s", key);
     dlock_client_free(w1.c);
     dlock_client_free(w2.c);
     dlock_client_free(hc);
     gate_destroy(&g);
-    redisContext *r = raw();
+    redisContext *r = fx_raw(0);
+    assert_non_null(r);
     freeReplyObject(redisCommand(r, "DEL %s", key));
     redisFree(r);
     if (w2.rc != DLOCK_OK)
@@ -582,7 +555,7 @@ static void fifo_timeout_leaves_the_queue(void **state)
 
     /* and the lock then goes to nobody: the holder's release just frees it */
     assert_int_equal(dlock_release(held), DLOCK_OK);
-    assert_int_equal(query("EXISTS %s", key), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", key), 0);
     dlock_client_free(w.c);
     dlock_client_free(hc);
 }
@@ -613,11 +586,11 @@ static void fifo_handoff_carries_the_fencing_token(void **state)
     assert_int_equal(w.last.attempts, 1);  /* handed over: no second try */
     assert_true(w.fence > t1);
     assert_int_equal(dlock_fencing_token(w.l), w.fence);
-    assert_int_equal(query("GET %s", "fh:lock:fence"), (long long)w.fence);
+    assert_int_equal(fx_int(0, "GET %s", "fh:lock:fence"), (long long)w.fence);
     assert_int_equal(dlock_fenced_set(resource, "fh:data", w.fence, "two"), DLOCK_OK);
     assert_int_equal(dlock_fenced_set(resource, "fh:data", t1, "stale"), DLOCK_ESTALE);
     assert_int_equal(dlock_release(w.l), DLOCK_OK);
-    assert_int_equal(query("EXISTS %s", key), 0);
+    assert_int_equal(fx_int(0, "EXISTS %s", key), 0);
 
     /* the next holder, through the plain path, gets a newer one still */
     dlock *again;
@@ -683,8 +656,8 @@ static void notify_lost_signal_costs_at_most_a_slice(void **state)
     poll_until(gate_blocked, NULL, 1, 5000, "waiter held before its BLPOP");
 
     assert_int_equal(dlock_release(held), DLOCK_OK);
-    assert_int_equal(query("LLEN %s", "nl:lock:signal"), 1);  /* the release did signal */
-    assert_int_equal(query("DEL %s", "nl:lock:signal"), 1);    /* ... and the signal is lost */
+    assert_int_equal(fx_int(0, "LLEN %s", "nl:lock:signal"), 1);  /* the release did signal */
+    assert_int_equal(fx_int(0, "DEL %s", "nl:lock:signal"), 1);    /* ... and the signal is lost */
     int64_t resumed = now_ms();
     gate_set_pause(&g, false);
     waiter_join(&w);

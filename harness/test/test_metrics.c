@@ -13,15 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "close.h"
 #include "metrics.h"
 #include "scenario.h"
-
-#define assert_close(a, b, eps)                                                               \
-    do {                                                                                      \
-        double a_ = (a), b_ = (b);                                                            \
-        if (!(fabs(a_ - b_) <= (eps)))                                                        \
-            fail_msg("%s = %.12g, expected %.12g (+- %g)", #a, a_, b_, (double)(eps));        \
-    } while (0)
 
 /* Within the histogram's 0.1 %. */
 #define assert_hist_close(a, b) assert_close(a, b, fabs((double)(b)) * 0.001)

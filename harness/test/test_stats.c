@@ -20,14 +20,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "close.h"
 #include "stats.h"
-
-#define assert_close(a, b, eps)                                                               \
-    do {                                                                                      \
-        double a_ = (a), b_ = (b);                                                            \
-        if (!(fabs(a_ - b_) <= (eps)))                                                        \
-            fail_msg("%s = %.12g, expected %.12g (+- %g)", #a, a_, b_, (double)(eps));        \
-    } while (0)
 
 /* ---- median --------------------------------------------------------------------------------- */
 
