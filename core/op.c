@@ -33,6 +33,7 @@ enum {
     A_LOST_UNDONE,
     A_DECIDE,
     A_SLEPT,
+    A_SLEPT_TRIED,
     A_SLICE,
     A_SLICED,
     A_AFTER_WAIT,
@@ -219,6 +220,16 @@ static dlock__need acquire_next(dlock__op *op)
         op->cur = DLOCK_EBUSY;  /* an interrupted sleep too: the next A_TRY reports it */
         op->state = A_AFTER_WAIT;
         break;
+    case A_SLEPT_TRIED:
+        if (dlock__client_interrupt_pending(c)) {
+            op->unconfirmed = true;
+            op->state = A_TRY;  /* reports the interrupt */
+            break;
+        }
+        op->failures++;
+        op->cur = DLOCK_EIO;
+        op->state = A_AFTER_TRY;
+        break;
     case A_SLICE: {
         /* A wait blocked in Redis cannot be woken from here, so it goes in slices, and an
          * interrupt is seen within one. */
@@ -242,13 +253,20 @@ static dlock__need acquire_next(dlock__op *op)
             op->state = A_AFTER_TRY;
             break;
         }
-        if (op->step_rc == DLOCK_EIO && l->wait_tries != op->wait_tries_before)
-            op->unconfirmed = true;  /* the try riding behind the wait may have taken the lock */
-        if (op->step_rc == DLOCK_EIO && dlock__mono_us() < op->wait_end_us) {
-            /* Redis unreachable: the rest of the delay is slept, not spun through in tries */
-            op->sleep_until_us = op->wait_end_us;
-            op->state = A_SLEPT;
-            return DLOCK__NEED_SLEEP;
+        if (op->step_rc == DLOCK_EIO) {
+            /* Redis unreachable: the rest of the delay is slept, not spun through in tries. A
+             * try that rode with the wait was this step's try (A_AFTER_TRY marks it
+             * unconfirmed: it may have taken the lock). */
+            bool tried = l->wait_tries != op->wait_tries_before;
+            if (dlock__mono_us() < op->wait_end_us) {
+                op->sleep_until_us = op->wait_end_us;
+                op->state = tried ? A_SLEPT_TRIED : A_SLEPT;
+                return DLOCK__NEED_SLEEP;
+            }
+            if (tried) {
+                op->state = A_SLEPT_TRIED;
+                break;
+            }
         }
         bool nothing = op->step_rc == DLOCK__WAITED || op->step_rc == DLOCK__TRIED;
         check_granted(op, nothing ? DLOCK_EBUSY : op->step_rc, A_AFTER_WAIT);
