@@ -5,8 +5,10 @@
  * binary (build/lockbench -> plot/), in the installed share folder, or in $LOCKBENCH_PLOT_DIR.
  * A machine without gnuplot still gets its results: the charts are skipped with a message. */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,24 +81,27 @@ static void add_var(char *cmd, size_t len, const char *name, const char *value)
     snprintf(cmd + n, len > n ? len - n : 0, "'; ");
 }
 
-/* Runs one script; 0 on success. Its output goes to the terminal only for previews. */
+/* Runs one script; 0 on success. Its output goes to the terminal only for previews. Started
+ * by posix_spawn: nothing of ours runs in the child before gnuplot does, whatever other
+ * threads held when it was made. */
 static int gnuplot(const char *scripts, const char *chart, const char *vars, bool preview)
 {
     char script[PATH_MAX + 64];
     snprintf(script, sizeof script, "%s/%s.gp", scripts, chart);
-    fflush(stdout);  /* or the child would write our buffered output a second time */
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0)
+    char *argv[] = {"gnuplot", "-e", (char *)vars, script, NULL};
+    posix_spawn_file_actions_t fa;
+    if (posix_spawn_file_actions_init(&fa) != 0)
         return -1;
-    if (pid == 0) {
-        if (!preview) {
-            FILE *devnull = freopen("/dev/null", "w", stdout);
-            (void)devnull;
-        }
-        execlp("gnuplot", "gnuplot", "-e", vars, script, (char *)NULL);
-        _exit(127);
-    }
+    int rc = preview ? 0 : posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null",
+                                                            O_WRONLY, 0);
+    fflush(stdout);  /* ours first, then gnuplot's */
+    fflush(stderr);
+    pid_t pid;
+    if (rc == 0)
+        rc = posix_spawnp(&pid, "gnuplot", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return -1;
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
