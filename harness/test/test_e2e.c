@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <signal.h>
+#include <spawn.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -343,16 +345,24 @@ static void ctrl_c_on(const char *driver)
     assert_non_null(s);
     snprintf(url, sizeof url, "%s", lb_server_url(s));
     snprintf(dir, sizeof dir, "%s/r", out);
-    pid_t pid = fork();
-    if (pid == 0) {
-        signal(SIGINT, SIG_DFL);  /* a background job inherits an ignored SIGINT */
-        freopen("/dev/null", "w", stdout);
-        freopen("/dev/null", "w", stderr);
-        execl(bin(), bin(), "run", "scenarios/throughput.json", "--out", dir, "--no-plot",
-              "--redis", url, "--set", "workload.duration_ms=20000", "--set", driver,
-              (char *)NULL);
-        _exit(127);
-    }
+    char *argv[] = {(char *)bin(), "run", "scenarios/throughput.json", "--out", dir,
+                    "--no-plot", "--redis", url, "--set", "workload.duration_ms=20000",
+                    "--set", (char *)driver, NULL};
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_t fa;
+    sigset_t sigint;
+    sigemptyset(&sigint);
+    sigaddset(&sigint, SIGINT);  /* a background job inherits an ignored SIGINT */
+    assert_int_equal(posix_spawnattr_init(&attr), 0);
+    assert_int_equal(posix_spawnattr_setsigdefault(&attr, &sigint), 0);
+    assert_int_equal(posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF), 0);
+    assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
+    assert_int_equal(posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0), 0);
+    assert_int_equal(posix_spawn_file_actions_adddup2(&fa, 1, 2), 0);
+    pid_t pid;
+    assert_int_equal(posix_spawn(&pid, argv[0], &fa, &attr, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
     redisContext *r = redisConnect("127.0.0.1", lb_server_port(s));
     int64_t deadline = time(NULL) + 20;
     long long keys = 0;
