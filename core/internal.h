@@ -123,6 +123,8 @@ struct dlock__algo {
                                 the back-off delay */
     dlock__step_fn leave;    /* after giving up (timeout, cancel, error); NULL = nothing to undo */
     bool wall_clock;         /* its steps read now->wall_ms */
+    bool keeps_lost_tries;   /* a try whose reply was lost is not released (op.c, undo) */
+    bool takes_late_grants;  /* a grant with no lease left counts (op.c, check_granted) */
 };
 
 extern const dlock__algo dlock__token;

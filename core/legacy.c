@@ -121,4 +121,6 @@ const dlock__algo dlock__legacy = {
     .release = legacy_release,
     .extend = legacy_extend,
     .wall_clock = true,
+    .keeps_lost_tries = true,   /* it cannot tell its own value from another's */
+    .takes_late_grants = true,  /* as the seed did */
 };

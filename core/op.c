@@ -96,15 +96,13 @@ static void run(dlock__op *op, dlock__step_fn step, int resume)
 /* Deletes the lock if it holds our token (op->undo_ours says whether it did), then goes on at
  * resume. A try whose reply was lost may have taken the lock all the same, and every later try
  * of this call would then be refused by our own token until its TTL -- forever without one.
- * The legacy lock cannot tell its own value from another's, so it is left alone; fifo needs no
- * undo: its acquire script takes a lock that holds our token as ours, and its release would
- * cost us our place in the queue. */
+ * Algorithms that keep their lost tries (legacy, fifo) are left alone. */
 static void undo(dlock__op *op, int resume)
 {
     dlock *l = op->l;
     op->undo_ours = false;
     op->undo_resume = resume;
-    if (l->algo == &dlock__legacy || l->algo == &dlock__token_fifo) {
+    if (l->algo->keeps_lost_tries) {
         op->state = resume;
         return;
     }
@@ -119,7 +117,7 @@ static void check_granted(dlock__op *op, int rc, int resume)
     dlock *l = op->l;
     op->cur = rc;
     op->state = resume;
-    if (rc == DLOCK_OK && l->algo != &dlock__legacy &&
+    if (rc == DLOCK_OK && !l->algo->takes_late_grants &&
         atomic_load(&l->valid_until_us) <= dlock__mono_us()) {
         op->granted_resume = resume;
         undo(op, S_LATE);

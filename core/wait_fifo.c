@@ -174,4 +174,6 @@ const dlock__algo dlock__token_fifo = {
     .extend = dlock__token_extend,
     .wait = fifo_wait,
     .leave = fifo_leave,
+    .keeps_lost_tries = true,  /* its acquire takes a lock holding our token as ours, and a
+                                  release would lose our place in the queue */
 };
