@@ -116,3 +116,11 @@ void fx_sleep_ms(int64_t ms)
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
 }
+
+int fx_count_hook(void *counter, const char *command)
+{
+    fx_counter *c = counter;
+    if (strcmp(command, c->name) == 0)
+        atomic_fetch_add(&c->n, 1);
+    return 0;
+}

@@ -4,6 +4,7 @@
 #define DLOCK_TEST_FIXTURE_H
 
 #include <hiredis/hiredis.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "dlock.h"
@@ -24,5 +25,13 @@ long long      fx_int(int i, const char *fmt, const char *arg);
 dlock_client  *fx_client(int n);     /* a client of the first n servers (fails the test) */
 int64_t        fx_now_ms(void);      /* monotonic */
 void           fx_sleep_ms(int64_t ms);
+
+/* A client hook (dlock_client_set_hook) counting the commands named `name` that the client
+ * sends, from whichever thread sends them. */
+typedef struct fx_counter {
+    const char *name;
+    atomic_int n;
+} fx_counter;
+int            fx_count_hook(void *counter, const char *command);
 
 #endif

@@ -268,18 +268,10 @@ static void *wait_forever(void *arg)
  * slice (100 ms), not at the end of the step. */
 typedef struct notify_waiter {
     dlock_client *c;
-    atomic_int blpops;
+    fx_counter blpops;
     int rc;
     int64_t returned_ms;
 } notify_waiter;
-
-static int count_blpop(void *ud, const char *command)
-{
-    notify_waiter *w = ud;
-    if (strcmp(command, "BLPOP") == 0)
-        atomic_fetch_add(&w->blpops, 1);
-    return 0;
-}
 
 static void *wait_notified(void *arg)
 {
@@ -296,15 +288,15 @@ static void *wait_notified(void *arg)
 static void interrupt_reaches_a_notify_wait(void **state)
 {
     dlock_client *a = fx_client(1);
-    notify_waiter w = {.c = fx_client(1), .rc = 99};
+    notify_waiter w = {.c = fx_client(1), .blpops = {.name = "BLPOP"}, .rc = 99};
     dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
     dlock *la;
     pthread_t t;
     assert_int_equal(dlock_acquire(a, "intr3:lock", &o, &la), DLOCK_OK);
-    dlock_client_set_hook(w.c, count_blpop, &w);
+    dlock_client_set_hook(w.c, fx_count_hook, &w.blpops);
     assert_int_equal(pthread_create(&t, NULL, wait_notified, &w), 0);
     int64_t deadline = now_ms() + 3000;
-    while (atomic_load(&w.blpops) < 2) {  /* a few slices in: deep inside the 4 s step */
+    while (atomic_load(&w.blpops.n) < 2) {  /* a few slices in: deep inside the 4 s step */
         assert_true(now_ms() < deadline);
         struct timespec poll_step = {0, 1000000};
         nanosleep(&poll_step, NULL);

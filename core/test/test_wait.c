@@ -31,20 +31,47 @@ static void sleep_us(int64_t us)
 
 /* ---- raw access to the server ---------------------------------------------- */
 
-/* Clients blocked in BLPOP (or any blocking command) on the server right now. */
-static long long blocked_clients(void)
+/* The id Redis will give to the next connection is above this one. */
+static long long last_client_id(void)
+{
+    return fx_int(0, "CLIENT ID", NULL);
+}
+
+/* Whether a connection made after `since` (a client id) is blocked in Redis right now: other
+ * tests' clients, or a count taken earlier, cannot stand in for it. */
+static bool newer_client_blocked(long long since)
 {
     redisContext *r = fx_raw(0);
     assert_non_null(r);
-    redisReply *rep = redisCommand(r, "INFO clients");
+    redisReply *rep = redisCommand(r, "CLIENT LIST");
     assert_non_null(rep);
     assert_int_equal(rep->type, REDIS_REPLY_STRING);
-    const char *p = strstr(rep->str, "blocked_clients:");
-    assert_non_null(p);
-    long long n = atoll(p + strlen("blocked_clients:"));
+    bool found = false;
+    for (char *line = rep->str; line && *line && !found;) {  /* "id=7 addr=... flags=b ..." */
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        const char *flags = strstr(line, " flags=");
+        if (flags && strtoll(line + strlen("id="), NULL, 10) > since) {
+            flags += strlen(" flags=");
+            found = memchr(flags, 'b', strcspn(flags, " ")) != NULL;
+        }
+        line = next;
+    }
     freeReplyObject(rep);
     redisFree(r);
-    return n;
+    return found;
+}
+
+/* Polls until a connection made after `since` blocks in Redis (a waiter in BLPOP); false at
+ * the deadline. */
+static bool newer_client_blocks_within(long long since, int64_t within_ms)
+{
+    int64_t deadline = now_ms() + within_ms;
+    bool blocked;
+    while (!(blocked = newer_client_blocked(since)) && now_ms() < deadline)
+        sleep_us(2000);
+    return blocked;
 }
 
 static long long zcard(const char *key)
@@ -66,11 +93,6 @@ static int64_t poll_until(long long (*f)(const char *), const char *arg, long lo
         sleep_us(2000);
     }
     return now_ms() - start;
-}
-
-static long long blocked_clients_of(const char *unused)
-{
-    return blocked_clients();
 }
 
 /* ---- clients, options, a pausable/crashable hook ------------------------------------ */
@@ -143,14 +165,6 @@ static gate *gate_of_poll;
 static long long gate_blocked(const char *unused)
 {
     return atomic_load(&gate_of_poll->blocked);
-}
-
-/* A hook that counts a client's BLPOPs. */
-static int count_blpops(void *ud, const char *command)
-{
-    if (strcmp(command, "BLPOP") == 0)
-        atomic_fetch_add((atomic_int *)ud, 1);
-    return 0;
 }
 
 /* ---- a waiter in its own thread ---------------------------------------------------------- */
@@ -360,37 +374,6 @@ static void fifo_order_is_arrival_order(void **state)
     dlock_client_free(hc);
 }
 
-/* The id Redis will give to the next connection is above this one. */
-static long long last_client_id(void)
-{
-    return fx_int(0, "CLIENT ID", NULL);
-}
-
-/* Whether a connection made after `since` (a client id) is blocked in Redis right now. */
-static bool newer_client_blocked(long long since)
-{
-    redisContext *r = fx_raw(0);
-    assert_non_null(r);
-    redisReply *rep = redisCommand(r, "CLIENT LIST");
-    assert_non_null(rep);
-    assert_int_equal(rep->type, REDIS_REPLY_STRING);
-    bool found = false;
-    for (char *line = rep->str; line && *line && !found;) {  /* "id=7 addr=... flags=b ..." */
-        char *next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        const char *flags = strstr(line, " flags=");
-        if (flags && strtoll(line + strlen("id="), NULL, 10) > since) {
-            flags += strlen(" flags=");
-            found = memchr(flags, 'b', strcspn(flags, " ")) != NULL;
-        }
-        line = next;
-    }
-    freeReplyObject(rep);
-    redisFree(r);
-    return found;
-}
-
 /* The frozen waiter is this program run again ("--waiter <url> <key> <wait mode> <ttl>"):
  * started by posix_spawn, it runs nothing between fork and exec, where a child forked from a
  * process that has had threads can hang inside the thread sanitizer's runtime. */
@@ -418,18 +401,18 @@ static void release_to_a_frozen_waiter(dlock *held, const char *key, const dlock
     long long since = last_client_id();
     pid_t pid;
     assert_int_equal(posix_spawn(&pid, argv[0], NULL, NULL, argv, environ), 0);
-    int64_t deadline = now_ms() + 10000;
-    bool blocked;
-    while (!(blocked = newer_client_blocked(since)) && now_ms() < deadline)
-        sleep_us(2000);
-    if (blocked)
-        assert_int_equal(kill(pid, SIGSTOP), 0);
-    int released = blocked ? dlock_release(held) : DLOCK_OK;
-    assert_int_equal(kill(pid, SIGKILL), 0);
+    bool blocked = newer_client_blocks_within(since, 10000);
+    int stopped = -1, released = -1;
+    if (blocked) {
+        stopped = kill(pid, SIGSTOP);
+        released = dlock_release(held);
+    }
+    kill(pid, SIGKILL);  /* on every path: a waiter left behind would stay blocked */
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     if (!blocked)
         fail_msg("the waiter process did not block in BLPOP within 10 s");
+    assert_int_equal(stopped, 0);
     assert_int_equal(released, DLOCK_OK);
 }
 
@@ -632,10 +615,11 @@ static void fifo_handoff_carries_the_fencing_token(void **state)
     assert_true(t1 > 0);
     assert_int_equal(dlock_fenced_set(resource, "fh:data", t1, "one"), DLOCK_OK);
 
+    long long since = last_client_id();
     waiter w = {.c = fx_client(1), .key = key, .o = o, .keep = true};
     waiter_start(&w);
     poll_until(zcard, "fh:lock:queue", 1, 5000, "queue length");
-    poll_until(blocked_clients_of, NULL, 1, 5000, "waiter blocked on its signal");
+    assert_true(newer_client_blocks_within(since, 5000));  /* on its signal */
     int64_t released = now_ms();
     assert_int_equal(dlock_release(held), DLOCK_OK);
     waiter_join(&w);
@@ -674,11 +658,12 @@ static void notify_wakes_the_waiter_fast(void **state)
     assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
 
     for (int round = 0; round < 3; round++) {
+        long long since = last_client_id();
         waiter w = {.c = fx_client(1), .key = key, .o = o, .keep = true};
-        atomic_int blpops = 0;
-        dlock_client_set_hook(w.c, count_blpops, &blpops);
+        fx_counter blpops = {.name = "BLPOP"};
+        dlock_client_set_hook(w.c, fx_count_hook, &blpops);
         waiter_start(&w);
-        poll_until(blocked_clients_of, NULL, 1, 5000, "waiter blocked on the signal");
+        assert_true(newer_client_blocks_within(since, 5000));  /* on the signal */
         int64_t released = now_ms();
         assert_int_equal(dlock_release(held), DLOCK_OK);
         waiter_join(&w);
@@ -688,7 +673,7 @@ static void notify_wakes_the_waiter_fast(void **state)
                      round, (long long)(w.got_ms - released));
         /* its first try, then the one behind each BLPOP (more than one only if a 100 ms
          * slice ended before the release): none of its own once woken */
-        assert_int_equal(w.last.attempts, 1 + atomic_load(&blpops));
+        assert_int_equal(w.last.attempts, 1 + atomic_load(&blpops.n));
         dlock_client_set_hook(w.c, NULL, NULL);
         held = w.l;  /* the waiter's lock is the next round's held one */
         dlock_client_free(hc);
@@ -769,9 +754,10 @@ static void notify_fencing_increases(void **state)
     assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
     uint64_t t1 = dlock_fencing_token(held);
     assert_true(t1 > 0);
+    long long since = last_client_id();
     waiter w = {.c = fx_client(1), .key = key, .o = o, .keep = true};
     waiter_start(&w);
-    poll_until(blocked_clients_of, NULL, 1, 5000, "waiter blocked on the signal");
+    assert_true(newer_client_blocks_within(since, 5000));  /* on the signal */
     assert_int_equal(dlock_release(held), DLOCK_OK);
     waiter_join(&w);
     assert_int_equal(w.rc, DLOCK_OK);
