@@ -176,14 +176,14 @@ install: all $(O)/dlock.pc
 	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/
 	ln -sf libdlock.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libdlock.so.$(SOMAJOR)
 	ln -sf libdlock.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libdlock.so
-	install -m 644 core/dlock.h $(DESTDIR)$(INCDIR)/
+	install -m 644 core/dlock.h core/dlock_machine.h $(DESTDIR)$(INCDIR)/
 	install -m 644 $(O)/dlock.pc $(DESTDIR)$(PKGDIR)/
 	$(if $(BIN),install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/)
 	install -d $(DESTDIR)$(SHAREDIR)/plot
 	install -m 644 plot/*.gp $(DESTDIR)$(SHAREDIR)/plot/
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBDIR)/libdlock.* $(DESTDIR)$(INCDIR)/dlock.h \
+	rm -f $(DESTDIR)$(LIBDIR)/libdlock.* $(DESTDIR)$(INCDIR)/dlock.h $(DESTDIR)$(INCDIR)/dlock_machine.h \
 	      $(DESTDIR)$(PKGDIR)/dlock.pc $(DESTDIR)$(BINDIR)/lockbench
 	rm -rf $(DESTDIR)$(SHAREDIR)
 

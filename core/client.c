@@ -5,7 +5,8 @@
  * A batch's commands are written to all their servers before any reply is read, and the
  * replies are read with poll(2) across all servers against one deadline: a server that is slow
  * costs one command timeout, not one per server, and N servers cost one round trip, not N. (A
- * server that must be reconnected first costs its connect timeout on top.)
+ * server that must be reconnected first costs its connect timeout on top.) What to send, how
+ * long to wait and when to start afresh are the machine's (op.c) to say; this file does it.
  * A context that timed out or failed is dropped (its stream position is unknown) and reconnected
  * on next use. Writes run under connect.c's SIGPIPE guard. */
 #include <errno.h>
@@ -16,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "connect.h"
@@ -39,17 +39,10 @@ typedef struct pending {
 
 typedef struct xchg {
     bool active;
-    bool eval;                          /* this round is the NOSCRIPT resend */
-    int64_t timeout_ms;
-    const dlock__batch *b;              /* this round's batch and replies */
-    redisReply **replies;
+    const dlock_action *a;              /* the batch, and where its replies go */
+    dlock__answers *ans;
     pending p;
-    const dlock__batch *orig;           /* the exchange's own */
-    redisReply **orig_replies;
-    dlock__batch retry;                 /* the resend, and where its replies go */
-    int from[DLOCK__MAX_BATCH];
-    redisReply *again[DLOCK__MAX_BATCH];
-    dlock_timer *timer;                 /* the round's deadline */
+    dlock_timer *timer;                 /* the deadline */
 } xchg;
 
 struct dlock_client {
@@ -264,10 +257,11 @@ void dlock_client_interrupt(dlock_client *c)
         dlock_loop_wake(dlock__async_loop(c->async));  /* async is set once, before any thread */
 }
 
-/* Reads and clears the interruption: it cancels the acquire in progress, or the next one. */
-bool dlock__client_interrupted(const dlock_client *c)
+/* An interruption cancels the acquire in progress, or the next one: the machine that acted on
+ * it says so, and the request is cleared then. */
+void dlock__client_clear_interrupt(dlock_client *c)
 {
-    return atomic_exchange(&((dlock_client *)c)->interrupted, false);
+    atomic_store(&c->interrupted, false);
 }
 
 bool dlock__client_interrupt_pending(const dlock_client *c)
@@ -291,10 +285,21 @@ bool dlock__client_sleep(dlock_client *c, int64_t us)
     return !atomic_load(&c->interrupted);
 }
 
+dlock_input dlock__client_input(dlock_client *c, const dlock__op *op)
+{
+    const dlock_options *o = &op->l->opt;
+    dlock_input in = {.now_us = dlock__mono_us(), .interrupted = atomic_load(&c->interrupted)};
+    if (dlock__op_reads_wall_clock(op))
+        in.wall_ms = o->wallclock ? o->wallclock(o->wallclock_ud) : dlock__wall_ms();
+    return in;
+}
+
+/* The back-off jitter's generator: seeded from o->seed, or from getrandom when that is 0, and
+ * kept across the client's acquires. */
 dlock__rng *dlock__client_rng(dlock_client *c, uint64_t seed)
 {
     if (seed == 0 && !c->rng_ready) {
-        if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
+        if (dlock__random_bytes(&seed, sizeof seed) < 0)
             seed = (uint64_t)dlock__mono_us() ^ (uint64_t)(uintptr_t)c;
         c->rng_seed = 0;
         dlock__rng_seed(&c->rng, seed);
@@ -343,22 +348,13 @@ void dlock_client_stats(const dlock_client *c, dlock_stats *total, dlock_stats *
 
 /* ---- exchange ------------------------------------------------------------ */
 
-/* Appends one command; scripts go as EVALSHA, or EVAL when eval is set. */
-static int append_cmd(redisContext *ctx, const dlock__cmd *cmd, bool eval)
+/* Writes every command of a machine's batch to its server before any reply is read, and reads
+ * the replies across all servers against one deadline: a server that is slow costs one command
+ * timeout, not one per server, and N servers cost one round trip, not N. */
+
+static int append_cmd(redisContext *ctx, const dlock_command *cmd)
 {
-    static const char *const nkeys[DLOCK__MAX_ARGV + 1] = {
-        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"};
-    _Static_assert(DLOCK__MAX_ARGV == 12, "nkeys covers 0 to DLOCK__MAX_ARGV");
-    const char *argv[DLOCK__MAX_ARGV + 3];
-    int argc = 0;
-    if (cmd->script) {
-        argv[argc++] = eval ? "EVAL" : "EVALSHA";
-        argv[argc++] = eval ? cmd->script->text : cmd->script->sha;
-        argv[argc++] = nkeys[cmd->nkeys];
-    }
-    for (int i = 0; i < cmd->argc; i++)
-        argv[argc++] = cmd->argv[i];
-    return redisAppendCommandArgv(ctx, argc, argv, NULL);
+    return redisAppendCommandArgv(ctx, cmd->argc, (const char **)cmd->argv, NULL);
 }
 
 /* Writes what is buffered: 1 all of it, 0 some is left (a non-blocking socket is full), -1 the
@@ -381,15 +377,15 @@ static void fail_conn(dlock_client *c, conn *cn, const char *why)
     conn_drop(cn);
 }
 
-static int next_cmd_of(const dlock__batch *b, int server, int from)
+static int next_cmd_of(const dlock_action *a, int server, int from)
 {
-    while (from < b->n && b->cmd[from].server != server)
+    while (from < a->ncommands && a->commands[from].server != server)
         from++;
     return from;
 }
 
 /* Takes the replies already parsed from server s. false when its connection failed. */
-static bool drain(conn *cn, int s, const dlock__batch *b, redisReply **replies, pending *p)
+static bool drain(conn *cn, int s, const dlock_action *a, redisReply **replies, pending *p)
 {
     while (p->want[s] > 0) {
         void *r = NULL;
@@ -398,30 +394,33 @@ static bool drain(conn *cn, int s, const dlock__batch *b, redisReply **replies, 
         if (!r)
             return true;
         replies[p->next[s]] = r;
-        p->next[s] = next_cmd_of(b, s, p->next[s] + 1);
+        p->next[s] = next_cmd_of(a, s, p->next[s] + 1);
         p->want[s]--;
     }
     return true;
 }
 
-/* Appends every command of b to its server's buffer, connecting where needed. The replies start
- * NULL; a server that cannot be reached keeps them so. */
-static void append_all(dlock_client *c, const dlock__batch *b, redisReply **replies, pending *p,
-                       int64_t timeout_ms, bool eval)
+/* Appends every command of a to its server's buffer, connecting where needed (anew where the
+ * machine asks). The replies start NULL; a server that cannot be reached keeps them so. */
+static void append_all(dlock_client *c, const dlock_action *a, redisReply **replies, pending *p)
 {
+    int64_t timeout_ms = (a->timeout_us + 999) / 1000;
     memset(p, 0, sizeof *p);
     for (int s = 0; s < c->n; s++)
-        p->next[s] = next_cmd_of(b, s, 0);
-    for (int i = 0; i < b->n; i++)
+        p->next[s] = next_cmd_of(a, s, 0);
+    for (int i = 0; i < a->ncommands; i++) {
         replies[i] = NULL;
-    for (int i = 0; i < b->n; i++) {
-        int s = b->cmd[i].server;
+        if (a->reconnect)
+            conn_drop(&c->conns[a->commands[i].server]);
+    }
+    for (int i = 0; i < a->ncommands; i++) {
+        int s = a->commands[i].server;
         conn *cn = &c->conns[s];
         if (p->want[s] < 0 || !conn_ready(c, cn, timeout_ms)) {
             p->want[s] = -1;  /* unreachable for this exchange: its replies stay NULL */
             continue;
         }
-        append_cmd(cn->ctx, &b->cmd[i], eval);
+        append_cmd(cn->ctx, &a->commands[i]);
         p->want[s]++;
         atomic_fetch_add(&c->commands, 1);
     }
@@ -430,14 +429,14 @@ static void append_all(dlock_client *c, const dlock__batch *b, redisReply **repl
             p->want[s] = 0;
 }
 
-static void read_replies(dlock_client *c, const dlock__batch *b, redisReply **replies,
+static void read_replies(dlock_client *c, const dlock_action *a, redisReply **replies,
                          pending *p, int64_t deadline_us)
 {
     for (;;) {
         struct pollfd fds[DLOCK__MAX_SERVERS];
         int who[DLOCK__MAX_SERVERS], nfds = 0;
         for (int s = 0; s < c->n; s++) {
-            if (p->want[s] > 0 && !drain(&c->conns[s], s, b, replies, p))
+            if (p->want[s] > 0 && !drain(&c->conns[s], s, a, replies, p))
                 p->want[s] = 0, conn_drop(&c->conns[s]);
             if (p->want[s] > 0) {
                 fds[nfds] = (struct pollfd){.fd = c->conns[s].ctx->fd, .events = POLLIN};
@@ -466,71 +465,15 @@ static void read_replies(dlock_client *c, const dlock__batch *b, redisReply **re
     }
 }
 
-/* Writes every command of b to its server, then reads every reply against one deadline.
- * Scripts go as EVALSHA, or as EVAL when eval is set. Unanswered replies stay NULL. */
-static void send_and_read(dlock_client *c, const dlock__batch *b, redisReply **replies,
-                          int64_t timeout_ms, bool eval)
-{
-    pending p;
-    append_all(c, b, replies, &p, timeout_ms, eval);
-    /* The deadline starts once every server is connected: a reconnect (with its own timeout)
-     * must not eat the time the healthy servers have to answer. */
-    int64_t deadline_us = dlock__mono_us() + (timeout_ms + b->block_ms) * 1000;
-    for (int s = 0; s < c->n; s++) {
-        if (p.want[s] > 0 && flush(&c->conns[s]) < 0) {
-            p.want[s] = 0;
-            fail_conn(c, &c->conns[s], c->conns[s].ctx->errstr);
-        }
-    }
-    read_replies(c, b, replies, &p, deadline_us);
-}
-
-static bool is_noscript(const redisReply *r)
-{
-    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
-}
-
-/* Servers that lost their script cache (a restart, SCRIPT FLUSH) get the scripts' text, all in
- * one more round trip; EVAL caches them again. Moves the commands answered NOSCRIPT into
- * retry, noting where their replies go; how many. */
-static int collect_noscript(const dlock__batch *b, redisReply **replies, dlock__batch *retry,
-                            int *from)
-{
-    retry->n = 0;
-    retry->block_ms = b->block_ms;
-    for (int i = 0; i < b->n; i++) {
-        if (!is_noscript(replies[i]))
-            continue;
-        freeReplyObject(replies[i]);
-        replies[i] = NULL;
-        from[retry->n] = i;
-        retry->cmd[retry->n++] = b->cmd[i];
-    }
-    return retry->n;
-}
-
-static void resend_noscript(dlock_client *c, const dlock__batch *b, redisReply **replies,
-                            int64_t timeout_ms)
-{
-    dlock__batch retry;
-    int from[DLOCK__MAX_BATCH];
-    redisReply *again[DLOCK__MAX_BATCH];
-    if (collect_noscript(b, replies, &retry, from) == 0)
-        return;
-    send_and_read(c, &retry, again, timeout_ms, true);
-    for (int k = 0; k < retry.n; k++)
-        replies[from[k]] = again[k];
-}
-
 /* The hook, before every command of the batch: false when it cancels. */
-static bool hook_allows(dlock_client *c, const dlock__batch *b)
+static bool hook_allows(dlock_client *c, const dlock_action *a)
 {
     pthread_mutex_lock(&c->mu);  /* the hook may be replaced while a watchdog sends */
     dlock_hook hook = c->hook;
     void *hook_ud = c->hook_ud;
     pthread_mutex_unlock(&c->mu);
-    for (int i = 0; i < b->n; i++) {
-        if (hook && hook(hook_ud, dlock__cmd_name(&b->cmd[i])) != 0) {
+    for (int i = 0; i < a->ncommands; i++) {
+        if (hook && hook(hook_ud, a->commands[i].argv[0]) != 0) {
             snprintf(c->err, sizeof c->err, "canceled by the client's hook");
             return false;
         }
@@ -538,24 +481,39 @@ static bool hook_allows(dlock_client *c, const dlock__batch *b)
     return true;
 }
 
-int dlock__exchange(dlock_client *c, const dlock__batch *b, redisReply **replies,
-                    int64_t timeout_ms)
+static bool answers_begin(dlock_client *c, const dlock_action *a, dlock__answers *ans)
 {
-    for (int i = 0; i < b->n; i++)
-        replies[i] = NULL;
-    if (!hook_allows(c, b))
+    ans->n = a->ncommands;
+    for (int i = 0; i < ans->n; i++)
+        ans->raw[i] = NULL;
+    return hook_allows(c, a);
+}
+
+int dlock__exchange(dlock_client *c, const dlock_action *a, dlock__answers *ans)
+{
+    pending p;
+    if (!answers_begin(c, a, ans))
         return DLOCK_ECANCELED;
-    send_and_read(c, b, replies, timeout_ms, false);
-    resend_noscript(c, b, replies, timeout_ms);
+    append_all(c, a, ans->raw, &p);
+    /* The deadline starts once every server is connected: a reconnect (with its own timeout)
+     * must not eat the time the healthy servers have to answer. */
+    int64_t deadline_us = dlock__mono_us() + a->timeout_us;
+    for (int s = 0; s < c->n; s++) {
+        if (p.want[s] > 0 && flush(&c->conns[s]) < 0) {
+            p.want[s] = 0;
+            fail_conn(c, &c->conns[s], c->conns[s].ctx->errstr);
+        }
+    }
+    read_replies(c, a, ans->raw, &p, deadline_us);
+    dlock__answers_view(ans);
     return DLOCK_OK;
 }
 
 /* ---- the non-blocking exchange (on a loop) --------------------------------- *
- * The same exchange in rounds: a round appends and writes the batch and returns; conn_io reads
- * replies as they come, the round's timer cuts it off at the deadline. When a round has all it
- * can get, the NOSCRIPT resend is a second round; then the loop is told. */
+ * The same exchange in one round: it appends and writes the batch and returns; conn_io reads
+ * replies as they come, the timer cuts it off at the deadline; then the loop is told. */
 
-static bool round_waiting(const xchg *x, int nservers)
+static bool waiting(const xchg *x, int nservers)
 {
     for (int s = 0; s < nservers; s++)
         if (x->p.want[s] > 0)
@@ -563,14 +521,16 @@ static bool round_waiting(const xchg *x, int nservers)
     return false;
 }
 
-/* Starts a round; false when it is already over (nothing could be sent). */
-static bool round_start(dlock_client *c, const dlock__batch *b, redisReply **replies, bool eval)
+int dlock__exchange_start(dlock_client *c, const dlock_action *a, dlock__answers *ans,
+                          bool *pending_out)
 {
     xchg *x = c->x;
-    x->b = b;
-    x->replies = replies;
-    x->eval = eval;
-    append_all(c, b, replies, &x->p, x->timeout_ms, eval);
+    *pending_out = false;
+    if (!answers_begin(c, a, ans))
+        return DLOCK_ECANCELED;
+    x->a = a;
+    x->ans = ans;
+    append_all(c, a, ans->raw, &x->p);
     for (int s = 0; s < c->n; s++) {
         conn *cn = &c->conns[s];
         if (x->p.want[s] == 0)
@@ -583,46 +543,11 @@ static bool round_start(dlock_client *c, const dlock__batch *b, redisReply **rep
             dlock_watch_want_write(cn->watch, rc == 0);
         }
     }
-    if (!round_waiting(x, c->n))
-        return false;
-    dlock_timer_start(x->timer, (x->timeout_ms + b->block_ms) * 1000);
-    return true;
-}
-
-/* The round has what it can get: true when the exchange is over, false when a NOSCRIPT resend
- * is under way. */
-static bool round_over(dlock_client *c)
-{
-    xchg *x = c->x;
-    dlock_timer_stop(x->timer);
-    for (;;) {
-        if (x->eval) {
-            for (int k = 0; k < x->retry.n; k++) {
-                x->orig_replies[x->from[k]] = x->again[k];
-                x->again[k] = NULL;
-            }
-            return true;
-        }
-        if (collect_noscript(x->orig, x->orig_replies, &x->retry, x->from) == 0)
-            return true;
-        if (round_start(c, &x->retry, x->again, true))
-            return false;
-    }
-}
-
-int dlock__exchange_start(dlock_client *c, const dlock__batch *b, redisReply **replies,
-                          int64_t timeout_ms, bool *pending_out)
-{
-    xchg *x = c->x;
-    *pending_out = false;
-    for (int i = 0; i < b->n; i++)
-        replies[i] = NULL;
-    if (!hook_allows(c, b))
-        return DLOCK_ECANCELED;
-    x->orig = b;
-    x->orig_replies = replies;
-    x->timeout_ms = timeout_ms;
-    x->active = round_start(c, b, replies, false) || !round_over(c);
+    x->active = waiting(x, c->n);
+    if (x->active)
+        dlock_timer_start(x->timer, a->timeout_us);
+    else
+        dlock__answers_view(ans);
     *pending_out = x->active;
     return DLOCK_OK;
 }
@@ -630,8 +555,10 @@ int dlock__exchange_start(dlock_client *c, const dlock__batch *b, redisReply **r
 static void exchange_progress(dlock_client *c)
 {
     xchg *x = c->x;
-    if (x->active && !round_waiting(x, c->n) && round_over(c)) {
+    if (x->active && !waiting(x, c->n)) {
+        dlock_timer_stop(x->timer);
         x->active = false;
+        dlock__answers_view(x->ans);
         dlock__loop_exchanged(c);
     }
 }
@@ -655,7 +582,7 @@ static void conn_io(void *ud, bool readable, bool writable)
         /* Outside an exchange only an error or the server's goodbye can come: either ends
          * the connection, and the next command reconnects. */
         if (redisBufferRead(cn->ctx) != REDIS_OK ||
-            (x->active && !drain(cn, s, x->b, x->replies, &x->p))) {
+            (x->active && !drain(cn, s, x->a, x->ans->raw, &x->p))) {
             x->p.want[s] = 0;
             fail_conn(c, cn, cn->ctx->errstr[0] ? cn->ctx->errstr : "protocol error");
         } else if (!x->active || x->p.want[s] == 0) {
@@ -680,15 +607,15 @@ static bool take_arrived(dlock_client *c, int s)
         struct pollfd pfd = {.fd = cn->ctx->fd, .events = POLLIN};
         if (poll(&pfd, 1, 0) <= 0)
             break;
-        if (redisBufferRead(cn->ctx) != REDIS_OK || !drain(cn, s, x->b, x->replies, &x->p))
+        if (redisBufferRead(cn->ctx) != REDIS_OK || !drain(cn, s, x->a, x->ans->raw, &x->p))
             return false;
     }
     return true;
 }
 
-/* The round's deadline passed. Its replies may have come all the same and wait unread: the
- * loop was busy (a slow callback, or more connections ready than one round's events cover)
- * when they arrived. What has come is taken; only a server that still owes replies failed. */
+/* The deadline passed. The replies may have come all the same and wait unread: the loop was
+ * busy (a slow callback, or more connections ready than one round's events cover) when they
+ * arrived. What has come is taken; only a server that still owes replies failed. */
 static void round_timeout(void *ud)
 {
     dlock_client *c = ud;
@@ -730,16 +657,8 @@ static void exchange_abandon(dlock_client *c)
     xchg *x = c->x;
     if (!x)
         return;
-    if (x->active) {
-        for (int i = 0; i < x->orig->n; i++) {
-            freeReplyObject(x->orig_replies[i]);
-            x->orig_replies[i] = NULL;
-        }
-        for (int k = 0; x->eval && k < x->retry.n; k++) {
-            freeReplyObject(x->again[k]);
-            x->again[k] = NULL;
-        }
-    }
+    if (x->active)
+        dlock__answers_clear(x->ans);
     dlock_timer_free(x->timer);
     free(x);
     c->x = NULL;
@@ -757,35 +676,4 @@ bool dlock__client_on_loop(dlock_client *c)
 dlock__async **dlock__client_async(dlock_client *c)
 {
     return &c->async;
-}
-
-/* ---- the fencing check on the protected resource ----------------------- */
-
-int dlock_fenced_set(dlock_client *c, const char *key, uint64_t fence, const char *value)
-{
-    if (!c || !key || !value || fence == 0 || dlock__client_on_loop(c))
-        return DLOCK_EINVAL;
-    char *fence_key = NULL, token[24];
-    if (asprintf(&fence_key, "%s:fence", key) < 0)
-        return DLOCK_ENOMEM;
-    snprintf(token, sizeof token, "%" PRIu64, fence);
-    dlock__batch b = {.n = 0};
-    redisReply *r[1];
-    dlock__add_script(&b, 0, &dlock__script_fenced_set, 2, key, fence_key, token, value, NULL);
-    int rc = dlock__exchange(c, &b, r, c->conns[0].timeout_ms > 0 ? c->conns[0].timeout_ms
-                                                                  : DLOCK__CONNECT_TIMEOUT_MS);
-    if (rc != DLOCK_OK) {
-        free(fence_key);
-        return rc;  /* the hook cancelled it: nothing was sent */
-    }
-    if (r[0] && r[0]->type == REDIS_REPLY_INTEGER) {
-        rc = r[0]->integer == 1 ? DLOCK_OK : DLOCK_ESTALE;
-    } else {
-        snprintf(c->err, sizeof c->err, "fenced write: %s",
-                 r[0] ? (r[0]->str ? r[0]->str : "unexpected reply") : "no reply");
-        rc = DLOCK_EIO;
-    }
-    freeReplyObject(r[0]);
-    free(fence_key);
-    return rc;
 }

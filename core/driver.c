@@ -1,40 +1,63 @@
-/* driver.c -- the blocking driver: runs an operation's state machine (op.c) over a client's
- * blocking connections, sleeping on the client's condition variable between tries, and the
- * public calls built on it. */
+/* driver.c -- the blocking driver: runs an operation's machine (op.c) over a client's blocking
+ * connections, sleeping on the client's condition variable when it says wait, and the public
+ * calls built on it. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-static int drive(dlock__op *op)
+static int drive(dlock__op *op, dlock_client *c)
 {
+    dlock__answers ans = {.n = 0};
+    dlock_input in = dlock__client_input(c, op);
     for (;;) {
-        switch (dlock__op_next(op)) {
-        case DLOCK__NEED_EXCHANGE:
-            op->xrc = dlock__exchange(op->c, &op->batch, op->replies, op->l->opt.command_timeout_ms);
+        dlock_action a = dlock__op_next(op, &in);
+        dlock__answers_clear(&ans);
+        if (a.interrupt_taken)
+            dlock__client_clear_interrupt(c);
+        int rc = DLOCK_OK;
+        switch (a.what) {
+        case DLOCK_DO_SEND:
+            rc = dlock__exchange(c, &a, &ans);
             break;
-        case DLOCK__NEED_SLEEP:
-            dlock__client_sleep(op->c, op->sleep_until_us - dlock__mono_us());
+        case DLOCK_DO_WAIT:
+            dlock__client_sleep(c, a.until_us - dlock__mono_us());
             break;
-        case DLOCK__NEED_NOTHING:
+        case DLOCK_DO_DONE:
         default:
-            return op->rc;
+            if (a.rc != DLOCK_OK && op->err[0])
+                dlock__client_set_err(c, op->err);
+            return a.rc;
         }
+        in = dlock__client_input(c, op);
+        in.replies = a.what == DLOCK_DO_SEND ? ans.reply : NULL;
+        in.canceled = rc == DLOCK_ECANCELED;
     }
 }
 
-static int drive_kind(dlock *l, dlock_client *c, dlock__op_kind kind, dlock__step_fn step)
+static int drive_kind(dlock *l, dlock_client *c, dlock__op_kind kind, dlock__step_fn step,
+                      int64_t ttl_ms)
 {
     dlock__op op;
-    dlock__op_init(&op, l, c, kind, step);
-    return drive(&op);
+    dlock__rng *rng = kind == DLOCK__OP_ACQUIRE ? dlock__client_rng(c, l->opt.seed) : NULL;
+    if (dlock__op_init(&op, l, kind, step, rng) != DLOCK_OK)
+        return DLOCK_ENOMEM;
+    op.extend_ttl_ms = ttl_ms;
+    if (kind == DLOCK__OP_ACQUIRE)
+        dlock__client_begin_acquire(c);
+    int rc = drive(&op, c);
+    if (kind == DLOCK__OP_ACQUIRE)
+        dlock__client_end_acquire(c, dlock__op_tries(&op), dlock__mono_us() - op.start_us);
+    dlock__op_clear(&op);
+    return rc;
 }
 
 /* Runs one step function to its decision, on client c. */
 int dlock__run_on(dlock *l, dlock_client *c, dlock__step_fn step)
 {
-    return drive_kind(l, c, DLOCK__OP_RUN, step);
+    return drive_kind(l, c, DLOCK__OP_RUN, step, 0);
 }
 
 int dlock__run(dlock *l, dlock__step_fn step)
@@ -51,7 +74,7 @@ int dlock_acquire(dlock_client *c, const char *key, const dlock_options *o, dloc
     dlock *l = dlock__lock_prepare(c, key, o, &rc);
     if (!l)
         return rc;
-    rc = drive_kind(l, c, DLOCK__OP_ACQUIRE, NULL);
+    rc = drive_kind(l, c, DLOCK__OP_ACQUIRE, NULL, 0);
     if (rc == DLOCK_OK && (rc = dlock__renew_start(l)) != DLOCK_OK)
         dlock__run(l, l->algo->release);  /* no watchdog: do not leave the lock behind */
     if (rc == DLOCK_OK)
@@ -66,7 +89,7 @@ int dlock_release(dlock *l)
     if (!l || dlock__client_on_loop(l->client))
         return DLOCK_EINVAL;
     dlock__renew_stop(l);
-    int rc = drive_kind(l, l->client, DLOCK__OP_RELEASE, NULL);
+    int rc = drive_kind(l, l->client, DLOCK__OP_RELEASE, NULL, 0);
     if (atomic_load(&l->lost))
         rc = DLOCK_ENOTOWNER;  /* the delete was best effort: the lease had already lapsed */
     dlock__lock_free(l);
@@ -83,15 +106,7 @@ void dlock_abandon(dlock *l)
 
 int dlock__extend_now(dlock *l, int64_t ttl_ms)
 {
-    char old[sizeof l->ttl_arg];
-    memcpy(old, l->ttl_arg, sizeof old);
-    dlock__set_ttl_arg(l, ttl_ms);
-    int rc = drive_kind(l, l->client, DLOCK__OP_EXTEND, NULL);
-    if (rc == DLOCK_OK)
-        l->opt.ttl_ms = ttl_ms;
-    else
-        memcpy(l->ttl_arg, old, sizeof old);
-    return rc;
+    return drive_kind(l, l->client, DLOCK__OP_EXTEND, NULL, ttl_ms);
 }
 
 int dlock_extend(dlock *l, int64_t ttl_ms)
@@ -103,4 +118,22 @@ int dlock_extend(dlock *l, int64_t ttl_ms)
     if (l->renewal)
         return dlock__renew_extend(l, ttl_ms);
     return dlock__extend_now(l, ttl_ms);
+}
+
+int dlock_fenced_set(dlock_client *c, const char *key, uint64_t fence, const char *value)
+{
+    if (!c || !key || !value || fence == 0 || dlock__client_on_loop(c))
+        return DLOCK_EINVAL;
+    static const unsigned char no_token[16];
+    dlock_options o;
+    dlock_options_init(&o);
+    o.command_timeout_ms = DLOCK__CONNECT_TIMEOUT_MS;
+    dlock *l = dlock__lock_new(c, key, &o, 1, no_token);
+    if (!l)
+        return DLOCK_ENOMEM;
+    snprintf(l->value, sizeof l->value, "%" PRIu64, fence);
+    l->payload = value;
+    int rc = dlock__run(l, dlock__fenced_set_step);
+    dlock__lock_free(l);
+    return rc;
 }

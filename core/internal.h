@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 
 #include "dlock.h"
+#include "dlock_machine.h"
 #include "monotonic.h"
 
 #define DLOCK__SEND 1        /* step result: send the batch, call again with the replies */
@@ -53,21 +54,26 @@ extern const dlock__script dlock__script_fifo_release;
 #define DLOCK__FIFO_WAITER_BOUND_MS 2000
 #define DLOCK__FIFO_HEARTBEAT_MS 500
 
-/* One command for one server. A script command's argv holds its keys, then its arguments; the
- * driver sends it as EVALSHA (EVAL after a NOSCRIPT). Strings must outlive the exchange. */
+/* One command for one server, as sent: a script command is EVALSHA sha nkeys keys... args...
+ * (EVAL text ... after a NOSCRIPT); dlock__cmd_args gives what the step put after that.
+ * Strings must outlive the exchange. */
 typedef struct dlock__cmd {
     int server;
     const dlock__script *script;
     int nkeys;
     int argc;
-    const char *argv[DLOCK__MAX_ARGV];
+    const char *argv[3 + DLOCK__MAX_ARGV];
 } dlock__cmd;
 
+/* A batch has room for cap commands: three per server (legacy's WATCH, GET and MULTI/EXEC
+ * transaction is the most one step sends to one server). */
 typedef struct dlock__batch {
-    int n;
+    int n, cap;
     int64_t block_ms;  /* how long the server may legitimately hold the reply (BLPOP) */
-    dlock__cmd cmd[DLOCK__MAX_BATCH];
+    dlock__cmd *cmd;
 } dlock__batch;
+
+#define DLOCK__BATCH_CAP(nservers) (3 * (nservers))
 
 /* The time a step is given. */
 typedef struct dlock__now {
@@ -77,6 +83,7 @@ typedef struct dlock__now {
 } dlock__now;
 
 typedef struct dlock__algo dlock__algo;
+typedef struct dlock_machine dlock__op;  /* op.c */
 
 /* A lock: taken (while acquiring) or held. The step functions keep their progress in it. */
 struct dlock {
@@ -88,7 +95,8 @@ struct dlock {
     char *fence_key;              /* <key>:fence */
     char token[33];               /* 128 random bits, hex */
     char ttl_arg[24];             /* ttl in ms, as sent */
-    char value[24];               /* legacy: the expiry value we wrote */
+    char value[24];               /* legacy: the expiry value we wrote; fenced write: the token */
+    const char *payload;          /* fenced write: the value to write */
     char *signal_key;             /* notify: <key>:signal; fifo: <key>:signal:<token> */
     char *queue_key;              /* fifo: <key>:queue, <key>:queue:beat, <key>:queue:seq */
     char *beat_key;
@@ -108,7 +116,7 @@ struct dlock {
     char err[192];                /* why the last operation failed */
 };
 
-typedef int (*dlock__step_fn)(dlock *l, const dlock__now *now, redisReply *const *replies,
+typedef int (*dlock__step_fn)(dlock *l, const dlock__now *now, const dlock_reply *const *replies,
                               int nreplies, dlock__batch *out);
 
 struct dlock__algo {
@@ -134,25 +142,32 @@ extern const dlock__algo dlock__legacy;
 extern const dlock__algo dlock__redlock;
 
 /* token.c: the pieces the wait modes share */
-int dlock__token_acquire(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+int dlock__token_acquire(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                          dlock__batch *out);
-int dlock__token_extend(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+int dlock__token_extend(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                         dlock__batch *out);
-int dlock__owner_reply(dlock *l, const redisReply *r, const char *what);
+int dlock__owner_reply(dlock *l, const dlock_reply *r, const char *what);
+/* The protected resource's fenced write: value (payload) under key unless a newer token wrote. */
+int dlock__fenced_set_step(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
+                           dlock__batch *out);
 void dlock__add_blpop(dlock *l, dlock__batch *out, const char *key);
 
 /* steps.c: building batches and reading replies */
 dlock__cmd *dlock__add(dlock__batch *b, int server, const char *arg0, ...);
 dlock__cmd *dlock__add_script(dlock__batch *b, int server, const dlock__script *s, int nkeys, ...);
 const char *dlock__cmd_name(const dlock__cmd *c);
-bool dlock__reply_is_status(const redisReply *r, const char *status);
-bool dlock__reply_is_nil(const redisReply *r);
-bool dlock__reply_int(const redisReply *r, long long *v);
+const char *const *dlock__cmd_args(const dlock__cmd *c);  /* a script's keys, or argv */
+bool dlock__reply_is_noscript(const dlock_reply *r);
+bool dlock__reply_is_status(const dlock_reply *r, const char *status);
+bool dlock__reply_is_nil(const dlock_reply *r);
+bool dlock__reply_int(const dlock_reply *r, long long *v);
 int  dlock__fail(dlock *l, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-int  dlock__reply_error(dlock *l, const redisReply *r, const char *what);
+int  dlock__reply_error(dlock *l, const dlock_reply *r, const char *what);
 
 /* lock.c: a lock's lifetime apart from I/O */
-dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o, int nservers);
+/* token: 16 random bytes, the lock's identity on its servers. */
+dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o, int nservers,
+                       const unsigned char token[16]);
 /* Checks o (NULL = the defaults) against c's servers and makes the lock an acquire will take;
  * NULL with *rc set (EINVAL with the reason in c's error, or ENOMEM). */
 dlock *dlock__lock_prepare(dlock_client *c, const char *key, const dlock_options *o, int *rc);
@@ -164,7 +179,8 @@ void   dlock__set_ttl_arg(dlock *l, int64_t ttl_ms);
 /* The lease as we may count on it: ttl_ms from start_us (a time no later than the moment the
  * server set it), forever when ttl_ms is 0. */
 void   dlock__lease_from(dlock *l, int64_t start_us, int64_t ttl_ms);
-int    dlock__random_token(char out[33]);
+/* entropy.c: random bytes from getrandom(2), for tokens and jitter seeds (drivers only). */
+int    dlock__random_bytes(void *out, size_t n);
 
 /* backoff.c: the delay before try n+1 after n failures, in microseconds. prev_us carries the
  * decorrelated policy's state (start it at 0). */
@@ -179,17 +195,31 @@ int64_t  dlock__backoff_us(const dlock_backoff *b, int n, int64_t *prev_us, dloc
 /* time.c (and monotonic.h) */
 int64_t dlock__wall_ms(void);
 
-/* client.c: connections */
-int  dlock__exchange(dlock_client *c, const dlock__batch *b, redisReply **replies,
-                     int64_t timeout_ms);
+/* reply.c: an exchange's replies, as hiredis parsed them and as the machines read them */
+#define DLOCK__ANSWER_NODES 64
+typedef struct dlock__answers {
+    int n, used;
+    redisReply *raw[DLOCK__MAX_BATCH];
+    const dlock_reply *reply[DLOCK__MAX_BATCH];  /* NULL where raw is */
+    dlock_reply node[DLOCK__ANSWER_NODES];
+} dlock__answers;
+void dlock__answers_view(dlock__answers *ans);   /* fills reply from raw */
+void dlock__answers_clear(dlock__answers *ans);  /* frees raw */
+
+/* client.c: connections. An exchange carries out a machine's DLOCK_DO_SEND: the hook, then
+ * the batch, then its replies into ans (viewed). DLOCK_OK, or DLOCK_ECANCELED when the hook
+ * refused (nothing was sent). */
+int  dlock__exchange(dlock_client *c, const dlock_action *a, dlock__answers *ans);
 int  dlock__client_nservers(const dlock_client *c);
 void dlock__client_set_err(dlock_client *c, const char *msg);
 bool dlock__client_sleep(dlock_client *c, int64_t us);  /* false = interrupted */
-bool dlock__client_interrupted(const dlock_client *c);  /* reads and clears the request */
 bool dlock__client_interrupt_pending(const dlock_client *c);
+void dlock__client_clear_interrupt(dlock_client *c);
 void dlock__client_begin_acquire(dlock_client *c);
 void dlock__client_end_acquire(dlock_client *c, uint64_t attempts, int64_t waited_us);
 dlock__rng *dlock__client_rng(dlock_client *c, uint64_t seed);
+/* The input a driver gives op now: the clocks and c's interrupt state. */
+dlock_input dlock__client_input(dlock_client *c, const dlock__op *op);
 
 /* client.c: on a loop (loop.c). The exchange writes the batch and returns; *pending says
  * whether replies are still to come, in which case dlock__loop_exchanged(c) follows. */
@@ -197,8 +227,8 @@ typedef struct dlock__async dlock__async;
 dlock__async **dlock__client_async(dlock_client *c);
 int  dlock__client_go_nonblocking(dlock_client *c);
 bool dlock__client_on_loop(dlock_client *c);  /* true (with the reason in its err) on a loop */
-int  dlock__exchange_start(dlock_client *c, const dlock__batch *b, redisReply **replies,
-                           int64_t timeout_ms, bool *pending);
+int  dlock__exchange_start(dlock_client *c, const dlock_action *a, dlock__answers *ans,
+                           bool *pending);
 
 /* loop.c */
 void        dlock__loop_exchanged(dlock_client *c);
@@ -218,27 +248,18 @@ dlock_client *dlock__watchdog_conn(dlock__watchdog *w);
 dlock_client *dlock__client_clone(const dlock_client *c, char *err, size_t errlen);
 void dlock__client_copy_hook(dlock_client *dst, const dlock_client *src);
 
-/* op.c: an operation as a state machine both drivers run. dlock__op_next advances it until it
- * needs something: NEED_EXCHANGE -- exchange op->batch with Redis, put the replies in
- * op->replies and the exchange's result in op->xrc; NEED_SLEEP -- wait until sleep_until_us (or
- * an interrupt); NEED_NOTHING -- op->rc is the result. */
-typedef enum {
-    DLOCK__NEED_STEP,       /* internal: keep going */
-    DLOCK__NEED_EXCHANGE,
-    DLOCK__NEED_SLEEP,
-    DLOCK__NEED_NOTHING
-} dlock__need;
-
+/* op.c: an operation as a machine (dlock_machine.h): every driver -- the blocking one
+ * (driver.c), the loop (loop.c), a caller's own, the simulator -- feeds it the time, the
+ * interrupt state and the replies, and does what it answers. */
 typedef enum {
     DLOCK__OP_ACQUIRE,      /* tries and waits until taken, timed out, cancelled or failed */
-    DLOCK__OP_RELEASE,      /* the release step, once more after an I/O error */
+    DLOCK__OP_RELEASE,      /* the release step, once more on a fresh connection after an I/O error */
     DLOCK__OP_EXTEND,       /* likewise the extend step */
     DLOCK__OP_RUN           /* one step function, once */
 } dlock__op_kind;
 
-typedef struct dlock__op {
+struct dlock_machine {
     dlock *l;
-    dlock_client *c;                  /* whose connections it uses */
     dlock__op_kind kind;
     dlock__step_fn step;              /* DLOCK__OP_RUN: the step */
     int state;
@@ -246,27 +267,42 @@ typedef struct dlock__op {
     int resume, undo_resume, granted_resume;  /* where a sub-sequence goes on */
     int step_rc;                      /* the last step's decision */
     int cur;                          /* acquire: the result so far */
-    int rc;                           /* the result, at NEED_NOTHING */
-    int xrc;                          /* set by the driver after an exchange */
-    dlock__batch batch;
-    redisReply *replies[DLOCK__MAX_BATCH];
-    int nreplies;
-    int64_t sleep_until_us;           /* at NEED_SLEEP */
+    int rc;                           /* the result, once done */
+    const dlock_input *in;            /* the input of the call in progress */
+    dlock__batch batch;               /* the step's batch */
+    dlock__batch resend;              /* its commands answered NOSCRIPT, as EVAL */
+    int *resend_from;                 /* where each resent command's reply goes */
+    dlock_reply *kept;                /* the first round's replies while the resend is out */
+    dlock_command *view;              /* the batch as the action shows it */
+    bool fresh;                       /* the next send is on fresh connections */
+    int64_t sleep_until_us;           /* at a wait */
+    int64_t extend_ttl_ms;            /* DLOCK__OP_EXTEND: the new lease */
+    char old_ttl_arg[24];
+    bool interrupt_taken;
     /* acquire */
     dlock__rng *rng;
+    dlock__rng own_rng;               /* when the machine was made without a driver's rng */
     int64_t start_us, deadline, prev_us, left_us, wait_end_us;
     uint64_t tries;
     uint32_t wait_tries_before;       /* l->wait_tries when the slice was sent */
     int failures;
     bool unconfirmed;                 /* a try failed without an answer: it may hold the lock */
     bool undo_ours;
+    bool owns_lock;                   /* dlock_machine_free frees l */
     char saved_err[sizeof ((dlock *)0)->err];
-} dlock__op;
+    char err[256];                    /* why the operation failed */
+};
 
-void        dlock__op_init(dlock__op *op, dlock *l, dlock_client *c, dlock__op_kind kind,
-                           dlock__step_fn step);
-dlock__need dlock__op_next(dlock__op *op);
-void        dlock__op_clear(dlock__op *op);  /* frees what an unfinished op holds */
+/* Makes op ready to run kind on l (its batch sized to l's servers); rng is the back-off's
+ * generator, kept by the driver across acquires (NULL for other kinds). ENOMEM or OK. */
+int  dlock__op_init(dlock__op *op, dlock *l, dlock__op_kind kind, dlock__step_fn step,
+                    dlock__rng *rng);
+/* The next action, given in (see dlock_machine_next). */
+dlock_action dlock__op_next(dlock__op *op, const dlock_input *in);
+void dlock__op_clear(dlock__op *op);  /* frees what the op holds (not l) */
+bool dlock__op_reads_wall_clock(const dlock__op *op);
+/* An acquire's tries so far (wait steps' tries included) and when it began. */
+uint64_t dlock__op_tries(const dlock__op *op);
 
 /* driver.c: the blocking driver */
 int dlock__run(dlock *l, dlock__step_fn step);

@@ -25,9 +25,9 @@
 enum { SETNX_SENT = 1, WATCH_SENT, EXEC_SENT, UNWATCH_SENT };
 
 /* The stored expiry, if the value is a whole number (the seed's long.TryParse). */
-static bool parse_expiry(const redisReply *r, int64_t *out)
+static bool parse_expiry(const dlock_reply *r, int64_t *out)
 {
-    if (!r || r->type != REDIS_REPLY_STRING || r->len == 0)
+    if (!r || r->type != DLOCK_REPLY_STRING || r->len == 0)
         return false;
     char *end;
     errno = 0;
@@ -44,7 +44,7 @@ static int acquired(dlock *l)
     return DLOCK_OK;
 }
 
-static int legacy_acquire(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+static int legacy_acquire(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                           dlock__batch *out)
 {
     long long v;
@@ -70,7 +70,7 @@ static int legacy_acquire(dlock *l, const dlock__now *now, redisReply *const *r,
     case WATCH_SENT:
         if (!dlock__reply_is_status(r[0], "OK"))
             return dlock__reply_error(l, r[0], "WATCH");
-        if (r[1] && r[1]->type == REDIS_REPLY_ERROR)
+        if (r[1] && r[1]->type == DLOCK_REPLY_ERROR)
             return dlock__reply_error(l, r[1], "GET");
         if (!parse_expiry(r[1], &expiry) || expiry > now->wall_ms) {
             dlock__add(out, 0, "UNWATCH", NULL);
@@ -87,7 +87,7 @@ static int legacy_acquire(dlock *l, const dlock__now *now, redisReply *const *r,
             return dlock__reply_error(l, r[0], "MULTI");
         if (dlock__reply_is_nil(r[2]))
             return DLOCK_EBUSY;  /* another client changed the key after our WATCH */
-        if (r[2] && r[2]->type == REDIS_REPLY_ARRAY)
+        if (r[2] && r[2]->type == DLOCK_REPLY_ARRAY)
             return acquired(l);
         return dlock__reply_error(l, r[2], "EXEC");
     case UNWATCH_SENT:
@@ -98,7 +98,7 @@ static int legacy_acquire(dlock *l, const dlock__now *now, redisReply *const *r,
     return dlock__fail(l, DLOCK_EINVAL, "legacy acquire: bad phase %d", l->phase);
 }
 
-static int legacy_release(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+static int legacy_release(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                           dlock__batch *out)
 {
     long long v;
@@ -109,7 +109,7 @@ static int legacy_release(dlock *l, const dlock__now *now, redisReply *const *r,
     return dlock__reply_int(r[0], &v) ? DLOCK_OK : dlock__reply_error(l, r[0], "DEL");
 }
 
-static int legacy_extend(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+static int legacy_extend(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                          dlock__batch *out)
 {
     return dlock__fail(l, DLOCK_EINVAL, "the legacy algorithm has no extend");

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "internal.h"
 
@@ -85,58 +84,14 @@ int64_t dlock__drift_us(const dlock_options *o)
     return (int64_t)((double)o->ttl_ms * 1000.0 * o->drift_factor) + 2000;
 }
 
-/* Tokens come from getrandom(2), 32 at a time: a pool per thread, so taking a lock costs no
- * system call of its own. A forked child empties its copy (the parent's next tokens must not be
- * the child's too). */
-#define TOKEN_POOL 512
-
-static __thread unsigned char pool[TOKEN_POOL];
-static __thread size_t pool_left;
-static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
-
-static void pool_forget(void)
-{
-    explicit_bzero(pool, sizeof pool);
-    pool_left = 0;
-}
-
-static void pool_register(void)
-{
-    pthread_atfork(NULL, NULL, pool_forget);
-}
-
-static int random_bytes(unsigned char *out, size_t n)
-{
-    pthread_once(&pool_once, pool_register);
-    if (pool_left < n) {
-        size_t got = 0;
-        while (got < sizeof pool) {
-            ssize_t k = getrandom(pool + got, sizeof pool - got, 0);
-            if (k < 0 && errno != EINTR)
-                return -1;
-            if (k > 0)
-                got += (size_t)k;
-        }
-        pool_left = sizeof pool;
-    }
-    pool_left -= n;
-    memcpy(out, pool + pool_left, n);
-    explicit_bzero(pool + pool_left, n);  /* a token handed out is gone from the pool */
-    return 0;
-}
-
-int dlock__random_token(char out[33])
+static void hex_token(const unsigned char raw[16], char out[33])
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char raw[16];
-    if (random_bytes(raw, sizeof raw) < 0)
-        return -1;
-    for (size_t i = 0; i < sizeof raw; i++) {
+    for (size_t i = 0; i < 16; i++) {
         out[2 * i] = hex[raw[i] >> 4];
         out[2 * i + 1] = hex[raw[i] & 15];
     }
     out[32] = '\0';
-    return 0;
 }
 
 void dlock__set_ttl_arg(dlock *l, int64_t ttl_ms)
@@ -179,7 +134,8 @@ static bool name_wait_keys(dlock *l)
            asprintf(&l->seq_key, "%s:queue:seq", k) >= 0;
 }
 
-dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o, int nservers)
+dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o, int nservers,
+                       const unsigned char token[16])
 {
     dlock *l = calloc(1, sizeof *l);
     if (!l)
@@ -190,8 +146,8 @@ dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o,
     l->nservers = nservers;
     l->valid_until_us = INT64_MAX;
     l->key = strdup(key);
-    if (!l->key || asprintf(&l->fence_key, "%s:fence", key) < 0 ||
-        dlock__random_token(l->token) < 0 || !name_wait_keys(l)) {
+    hex_token(token, l->token);
+    if (!l->key || asprintf(&l->fence_key, "%s:fence", key) < 0 || !name_wait_keys(l)) {
         dlock__lock_free(l);
         return NULL;
     }
@@ -212,7 +168,14 @@ dlock *dlock__lock_prepare(dlock_client *c, const char *key, const dlock_options
         dlock__client_set_err(c, err);
         return NULL;
     }
-    dlock *l = dlock__lock_new(c, key, o, dlock__client_nservers(c));
+    unsigned char token[16];
+    if (dlock__random_bytes(token, sizeof token) < 0) {
+        dlock__client_set_err(c, "no random bytes for the token (getrandom failed)");
+        *rc = DLOCK_EIO;
+        return NULL;
+    }
+    dlock *l = dlock__lock_new(c, key, o, dlock__client_nservers(c), token);
+    explicit_bzero(token, sizeof token);
     if (!l)
         *rc = DLOCK_ENOMEM;
     return l;

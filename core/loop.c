@@ -4,8 +4,8 @@
  * binary heap of timers, and an eventfd to wake it from other threads. Each attached client
  * runs one operation at a time: the same state machine as the blocking driver (op.c), with an
  * exchange that writes the batch and returns (client.c reads the replies as they come and
- * calls dlock__loop_exchanged), and a timer instead of a sleep. Nothing here allocates per
- * command: an operation, its batch and its timer live in the client's async block. */
+ * calls dlock__loop_exchanged), and a timer instead of a sleep. An operation's machine and
+ * its replies are one allocation made when it starts; nothing here allocates per command. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,10 +50,19 @@ struct dlock_loop {
     uint64_t interrupt_pass;   /* counts deliver_interrupts passes */
 };
 
+/* An operation in flight: its machine and the replies of its exchange, one allocation made
+ * when it starts, so an idle client carries neither. */
+typedef struct flight {
+    dlock__op op;
+    dlock__answers ans;
+} flight;
+
 /* A client's part in the loop: its operation and what it reports to. */
 struct dlock__async {
     dlock_loop *loop;
-    dlock__op op;
+    flight *f;                 /* the operation in flight, or NULL */
+    dlock_action act;          /* what its machine said last */
+    bool canceled;             /* the hook refused the batch */
     dlock_timer *timer;        /* the operation's sleeps, and completions deferred out of a start */
     bool busy;                 /* an operation is in flight */
     bool sleeping;             /* the timer goes on with the operation: a sleep, or a step
@@ -64,8 +73,6 @@ struct dlock__async {
     dlock_acquired_fn acquired;
     dlock_done_fn done;
     void *ud;
-    int64_t extend_ttl_ms;
-    char old_ttl_arg[24];
 };
 
 /* ---- timers ---------------------------------------------------------------------------- */
@@ -374,10 +381,13 @@ void dlock__async_free(dlock_client *c, dlock__async *a)
             break;
         }
     }
-    if (a->busy) {
-        dlock__op_clear(&a->op);
-        if (a->op.kind == DLOCK__OP_ACQUIRE || a->op.kind == DLOCK__OP_RELEASE)
-            dlock__lock_free(a->op.l);
+    if (a->f) {
+        dlock__op *op = &a->f->op;
+        dlock__answers_clear(&a->f->ans);
+        if (op->kind == DLOCK__OP_ACQUIRE || op->kind == DLOCK__OP_RELEASE)
+            dlock__lock_free(op->l);
+        dlock__op_clear(op);
+        free(a->f);
     }
     dlock_timer_free(a->timer);
     free(a);
@@ -388,13 +398,22 @@ dlock_loop *dlock__async_loop(const dlock__async *a)
     return a ? a->loop : NULL;
 }
 
-static void deliver(dlock__async *a)
+/* Ends the operation (freed before the callback, which may start the next one) and reports. */
+static void deliver(dlock_client *c, dlock__async *a)
 {
-    dlock__op *op = &a->op;
+    dlock__op *op = &a->f->op;
+    dlock__op_kind kind = op->kind;
     dlock *l = op->l;
     int rc = op->rc;
+    if (kind == DLOCK__OP_ACQUIRE)
+        dlock__client_end_acquire(c, dlock__op_tries(op), dlock__mono_us() - op->start_us);
+    if (rc != DLOCK_OK && op->err[0])
+        dlock__client_set_err(c, op->err);
+    dlock__op_clear(op);
+    free(a->f);
+    a->f = NULL;
     a->busy = false;
-    switch (op->kind) {
+    switch (kind) {
     case DLOCK__OP_ACQUIRE:
         if (rc != DLOCK_OK) {
             dlock__lock_free(l);
@@ -408,10 +427,6 @@ static void deliver(dlock__async *a)
         break;
     case DLOCK__OP_EXTEND:
     default:
-        if (rc == DLOCK_OK)
-            l->opt.ttl_ms = a->extend_ttl_ms;
-        else
-            memcpy(l->ttl_arg, a->old_ttl_arg, sizeof l->ttl_arg);
         a->done(a->ud, rc);
         break;
     }
@@ -420,13 +435,21 @@ static void deliver(dlock__async *a)
 /* Runs the operation until it waits for I/O or time, or ends. */
 static void advance(dlock_client *c, dlock__async *a)
 {
+    flight *f = a->f;
     for (;;) {
-        switch (dlock__op_next(&a->op)) {
-        case DLOCK__NEED_EXCHANGE: {
+        dlock_input in = dlock__client_input(c, &f->op);
+        if (a->act.what == DLOCK_DO_SEND) {
+            in.replies = f->ans.reply;
+            in.canceled = a->canceled;
+        }
+        a->act = dlock__op_next(&f->op, &in);
+        dlock__answers_clear(&f->ans);
+        if (a->act.interrupt_taken)
+            dlock__client_clear_interrupt(c);
+        switch (a->act.what) {
+        case DLOCK_DO_SEND: {
             bool pending;
-            int rc = dlock__exchange_start(c, &a->op.batch, a->op.replies,
-                                           a->op.l->opt.command_timeout_ms, &pending);
-            a->op.xrc = rc;
+            a->canceled = dlock__exchange_start(c, &a->act, &f->ans, &pending) == DLOCK_ECANCELED;
             if (pending)
                 return;  /* dlock__loop_exchanged goes on */
             /* Nothing went out (no server could be reached, or the hook cancelled): go on in
@@ -437,21 +460,21 @@ static void advance(dlock_client *c, dlock__async *a)
             dlock_timer_start(a->timer, 0);
             return;
         }
-        case DLOCK__NEED_SLEEP: {
-            int64_t left = a->op.sleep_until_us - dlock__mono_us();
+        case DLOCK_DO_WAIT: {
+            int64_t left = a->act.until_us - dlock__mono_us();
             if (left <= 0 || dlock__client_interrupt_pending(c))
                 break;
             a->sleeping = true;
             dlock_timer_start(a->timer, left);
             return;
         }
-        case DLOCK__NEED_NOTHING:
+        case DLOCK_DO_DONE:
         default:
             if (a->starting) {  /* never call back from inside the start */
                 a->completing = true;
                 dlock_timer_start(a->timer, 0);
             } else {
-                deliver(a);
+                deliver(c, a);
             }
             return;
         }
@@ -460,9 +483,7 @@ static void advance(dlock_client *c, dlock__async *a)
 
 void dlock__loop_exchanged(dlock_client *c)
 {
-    dlock__async *a = *dlock__client_async(c);
-    a->op.xrc = DLOCK_OK;
-    advance(c, a);
+    advance(c, *dlock__client_async(c));
 }
 
 static void async_timer(void *ud)
@@ -471,7 +492,7 @@ static void async_timer(void *ud)
     dlock__async *a = *dlock__client_async(c);
     if (a->completing) {
         a->completing = false;
-        deliver(a);
+        deliver(c, a);
     } else if (a->sleeping) {
         a->sleeping = false;
         advance(c, a);
@@ -515,13 +536,25 @@ static dlock__async *idle_async(dlock_client *c)
     return a;
 }
 
-static void start(dlock_client *c, dlock__async *a, dlock *l, dlock__op_kind kind)
+static int start(dlock_client *c, dlock__async *a, dlock *l, dlock__op_kind kind, int64_t ttl_ms)
 {
-    dlock__op_init(&a->op, l, c, kind, NULL);
+    flight *f = malloc(sizeof *f);
+    dlock__rng *rng = kind == DLOCK__OP_ACQUIRE ? dlock__client_rng(c, l->opt.seed) : NULL;
+    if (!f || dlock__op_init(&f->op, l, kind, NULL, rng) != DLOCK_OK) {
+        free(f);
+        return DLOCK_ENOMEM;
+    }
+    f->ans.n = 0;
+    f->op.extend_ttl_ms = ttl_ms;
+    if (kind == DLOCK__OP_ACQUIRE)
+        dlock__client_begin_acquire(c);
+    a->f = f;
+    a->act = (dlock_action){.what = 0};
     a->busy = true;
     a->starting = true;
     advance(c, a);
     a->starting = false;
+    return DLOCK_OK;
 }
 
 int dlock_acquire_async(dlock_client *c, const char *key, const dlock_options *o,
@@ -540,8 +573,9 @@ int dlock_acquire_async(dlock_client *c, const char *key, const dlock_options *o
         return rc;
     a->acquired = fn;
     a->ud = ud;
-    start(c, a, l, DLOCK__OP_ACQUIRE);
-    return DLOCK_OK;
+    if ((rc = start(c, a, l, DLOCK__OP_ACQUIRE, 0)) != DLOCK_OK)
+        dlock__lock_free(l);
+    return rc;
 }
 
 int dlock_release_async(dlock *l, dlock_done_fn fn, void *ud)
@@ -551,8 +585,7 @@ int dlock_release_async(dlock *l, dlock_done_fn fn, void *ud)
         return DLOCK_EINVAL;
     a->done = fn;
     a->ud = ud;
-    start(l->client, a, l, DLOCK__OP_RELEASE);
-    return DLOCK_OK;
+    return start(l->client, a, l, DLOCK__OP_RELEASE, 0);
 }
 
 int dlock_extend_async(dlock *l, int64_t ttl_ms, dlock_done_fn fn, void *ud)
@@ -566,9 +599,5 @@ int dlock_extend_async(dlock *l, int64_t ttl_ms, dlock_done_fn fn, void *ud)
     }
     a->done = fn;
     a->ud = ud;
-    a->extend_ttl_ms = ttl_ms;
-    memcpy(a->old_ttl_arg, l->ttl_arg, sizeof a->old_ttl_arg);
-    dlock__set_ttl_arg(l, ttl_ms);
-    start(l->client, a, l, DLOCK__OP_EXTEND);
-    return DLOCK_OK;
+    return start(l->client, a, l, DLOCK__OP_EXTEND, ttl_ms);
 }

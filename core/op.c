@@ -1,8 +1,10 @@
 /* op.c -- an operation (an acquire with its waits, a release, an extend, one run of a step) as
- * a state machine that says what it needs next: a batch exchanged with Redis, a sleep until a
- * time, or nothing more (it has its result). It reads the clock but does no I/O and never
- * sleeps, so one machine serves both drivers: driver.c runs it over blocking connections and
- * condition-variable sleeps, loop.c over non-blocking connections and timers.
+ * a machine (dlock_machine.h) that is handed the time, the interrupt state and the replies to
+ * its last batch, and answers what to do next: send a batch, wait until a time, or done. It
+ * reads no clock, does no I/O, never sleeps and draws no randomness (the back-off generator and
+ * the token are the driver's), so every driver runs the same decisions: driver.c over blocking
+ * connections and condition-variable sleeps, loop.c over non-blocking connections and timers,
+ * a caller's own event loop, and a simulator in virtual time.
  *
  * acquire: try; if the lock is held (or Redis could not be reached), wait -- sleep the back-off
  * delay, or run the wait mode's wait step (BLPOP on a signal, in slices) -- and try again, until
@@ -14,15 +16,22 @@
  * undone by token (see undo).
  *
  * release and extend are safe to repeat (compare-and-act), so an I/O error gets one more go on
- * a fresh connection: a connection left over from before a server restart fails once. */
+ * a fresh connection: a connection left over from before a server restart fails once.
+ *
+ * Scripts go as EVALSHA; the commands a server answers NOSCRIPT (a restart, SCRIPT FLUSH) go
+ * again as EVAL, in one more round trip, before the step sees the batch's replies. Every
+ * command's replies are due command_timeout_ms after the batch is written, plus what a
+ * blocking command may legitimately take. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
 enum {
     S_RUN_STEP = 1,    /* call op->running with the replies (none at first) */
-    S_EXCHANGED,       /* the driver exchanged the batch: op->xrc says how */
+    S_EXCHANGED,       /* the driver exchanged the batch: the input says how */
+    S_RESENT,          /* the NOSCRIPT resend came back */
     S_UNDONE,          /* the undo's release ran */
     S_LATE,            /* a grant with no lease left was undone */
     S_DONE,
@@ -47,40 +56,69 @@ enum {
     X_RAN,
 };
 
-/* The time a step is given; the wall clock (through the caller's hook, if any) only for an
- * algorithm that reads it: a step is taken for every command batch. */
-static dlock__now now_of(const dlock *l)
+/* What a transition leaves the machine needing. */
+typedef enum {
+    DLOCK__NEED_STEP,       /* keep going */
+    DLOCK__NEED_SLEEP,      /* wait until op->sleep_until_us */
+    DLOCK__NEED_NOTHING     /* op->rc is the result */
+} dlock__need;
+
+static int64_t now_us(const dlock__op *op)
 {
-    dlock__now n = {.mono_us = dlock__mono_us()};
-    if (l->algo->wall_clock)
-        n.wall_ms = l->opt.wallclock ? l->opt.wallclock(l->opt.wallclock_ud) : dlock__wall_ms();
-    return n;
+    return op->in->now_us;
 }
 
-static void free_replies(dlock__op *op)
+static bool interrupted(const dlock__op *op)
 {
-    for (int i = 0; i < op->nreplies; i++) {
-        freeReplyObject(op->replies[i]);
-        op->replies[i] = NULL;
-    }
-    op->nreplies = 0;
+    return op->in->interrupted && !op->interrupt_taken;
 }
 
-void dlock__op_init(dlock__op *op, dlock *l, dlock_client *c, dlock__op_kind kind,
-                    dlock__step_fn step)
+static void set_err(dlock__op *op, const char *msg)
+{
+    if (msg != op->err)
+        snprintf(op->err, sizeof op->err, "%s", msg);
+}
+
+/* One allocation holds the batch, its resend and the views the action shows: sized to the
+ * servers, and only while the operation runs. */
+int dlock__op_init(dlock__op *op, dlock *l, dlock__op_kind kind, dlock__step_fn step,
+                   dlock__rng *rng)
 {
     memset(op, 0, sizeof *op);
+    int cap = DLOCK__BATCH_CAP(l->nservers);
+    size_t cmds = 2 * (size_t)cap * sizeof(dlock__cmd);
+    char *mem = malloc(cmds + (size_t)cap * (sizeof(dlock_command) + sizeof(int)));
+    if (!mem)
+        return DLOCK_ENOMEM;
+    op->batch = (dlock__batch){.cap = cap, .cmd = (dlock__cmd *)mem};
+    op->resend = (dlock__batch){.cap = cap, .cmd = (dlock__cmd *)mem + cap};
+    op->view = (dlock_command *)(mem + cmds);
+    op->resend_from = (int *)(op->view + cap);
     op->l = l;
-    op->c = c;
     op->kind = kind;
     op->step = step;
+    op->rng = rng ? rng : &op->own_rng;
     op->state = kind == DLOCK__OP_ACQUIRE ? A_BEGIN : kind == DLOCK__OP_RUN ? X_BEGIN : R_BEGIN;
+    return DLOCK_OK;
 }
 
 void dlock__op_clear(dlock__op *op)
 {
-    free_replies(op);
+    free(op->batch.cmd);
+    op->batch.cmd = op->resend.cmd = NULL;
+    free(op->kept);
+    op->kept = NULL;
     op->state = S_DONE;
+}
+
+bool dlock__op_reads_wall_clock(const dlock__op *op)
+{
+    return op->l->algo->wall_clock;
+}
+
+uint64_t dlock__op_tries(const dlock__op *op)
+{
+    return op->tries + op->l->wait_tries;
 }
 
 /* Runs step to its decision (op->step_rc), then goes on at resume. */
@@ -118,7 +156,7 @@ static void check_granted(dlock__op *op, int rc, int resume)
     op->cur = rc;
     op->state = resume;
     if (rc == DLOCK_OK && !l->algo->takes_late_grants &&
-        atomic_load(&l->valid_until_us) <= dlock__mono_us()) {
+        atomic_load(&l->valid_until_us) <= now_us(op)) {
         op->granted_resume = resume;
         undo(op, S_LATE);
     }
@@ -131,12 +169,22 @@ static bool retryable(int rc)
     return rc == DLOCK_EBUSY || rc == DLOCK_EIO;
 }
 
-static void set_timeout_err(dlock *l)
+static void set_timeout_err(dlock__op *op)
 {
-    char msg[256];
-    snprintf(msg, sizeof msg, "timed out waiting for the lock%s%s%s", l->err[0] ? " (last try: " : "",
-             l->err, l->err[0] ? ")" : "");
-    dlock__client_set_err(l->client, msg);
+    const dlock *l = op->l;
+    snprintf(op->err, sizeof op->err, "timed out waiting for the lock%s%s%s",
+             l->err[0] ? " (last try: " : "", l->err, l->err[0] ? ")" : "");
+}
+
+/* The driver waits until t, unless the caller has asked to stop: then the machine goes on at
+ * once (the next try reports the interrupt). */
+static dlock__need wait_until(dlock__op *op, int64_t t, int resume)
+{
+    op->state = resume;
+    if (t <= now_us(op) || interrupted(op))
+        return DLOCK__NEED_STEP;
+    op->sleep_until_us = t;
+    return DLOCK__NEED_SLEEP;
 }
 
 /* After a try that failed with time to wait: the delay, then a sleep or the wait step. */
@@ -144,7 +192,7 @@ static dlock__need decide_wait(dlock__op *op)
 {
     dlock *l = op->l;
     const dlock_options *o = &l->opt;
-    int64_t now = dlock__mono_us();
+    int64_t now = now_us(op);
     if (!retryable(op->cur) || o->wait_timeout_ms == 0) {
         op->state = A_FINISH;
         return DLOCK__NEED_STEP;
@@ -152,7 +200,7 @@ static dlock__need decide_wait(dlock__op *op)
     if (now >= op->deadline) {
         if (op->cur == DLOCK_EBUSY) {
             op->cur = DLOCK_ETIMEDOUT;
-            set_timeout_err(l);
+            set_timeout_err(op);
         }
         op->state = A_FINISH;
         return DLOCK__NEED_STEP;
@@ -162,11 +210,8 @@ static dlock__need decide_wait(dlock__op *op)
     if (delay > op->left_us)
         delay = op->left_us;
     op->wait_end_us = now + delay;
-    if (!l->algo->wait) {
-        op->sleep_until_us = op->wait_end_us;
-        op->state = A_SLEPT;
-        return DLOCK__NEED_SLEEP;
-    }
+    if (!l->algo->wait)
+        return wait_until(op, op->wait_end_us, A_SLEPT);
     op->state = A_SLICE;
     return DLOCK__NEED_STEP;
 }
@@ -175,20 +220,18 @@ static dlock__need decide_wait(dlock__op *op)
 static dlock__need acquire_next(dlock__op *op)
 {
     dlock *l = op->l;
-    dlock_client *c = op->c;
     const dlock_options *o = &l->opt;
     switch (op->state) {
     case A_BEGIN:
-        op->rng = dlock__client_rng(c, o->seed);
-        op->start_us = dlock__mono_us();
+        op->start_us = now_us(op);
         op->deadline = o->wait_timeout_ms > 0 ? op->start_us + o->wait_timeout_ms * 1000 : INT64_MAX;
         op->failures = 1;
         l->wait_tries = 0;
-        dlock__client_begin_acquire(c);
         op->state = A_TRY;
         break;
     case A_TRY:
-        if (dlock__client_interrupted(c)) {
+        if (interrupted(op)) {
+            op->interrupt_taken = true;
             op->cur = DLOCK_ECANCELED;
             op->state = A_FINISH;
             break;
@@ -219,7 +262,7 @@ static dlock__need acquire_next(dlock__op *op)
         op->state = A_AFTER_WAIT;
         break;
     case A_SLEPT_TRIED:
-        if (dlock__client_interrupt_pending(c)) {
+        if (interrupted(op)) {
             op->unconfirmed = true;
             op->state = A_TRY;  /* reports the interrupt */
             break;
@@ -231,7 +274,7 @@ static dlock__need acquire_next(dlock__op *op)
     case A_SLICE: {
         /* A wait blocked in Redis cannot be woken from here, so it goes in slices, and an
          * interrupt is seen within one. */
-        int64_t rest = op->wait_end_us - dlock__mono_us();
+        int64_t rest = op->wait_end_us - now_us(op);
         l->wait_us = rest < DLOCK__WAIT_SLICE_US ? rest : DLOCK__WAIT_SLICE_US;
         l->wait_left_us = op->left_us;
         op->wait_tries_before = l->wait_tries;
@@ -239,12 +282,12 @@ static dlock__need acquire_next(dlock__op *op)
         break;
     }
     case A_SLICED: {
-        bool more = dlock__mono_us() < op->wait_end_us && !dlock__client_interrupt_pending(c);
+        bool more = now_us(op) < op->wait_end_us && !interrupted(op);
         if ((op->step_rc == DLOCK__WAITED || op->step_rc == DLOCK__TRIED) && more) {
             op->state = A_SLICE;
             break;
         }
-        if (op->step_rc == DLOCK__TRIED && !dlock__client_interrupt_pending(c)) {
+        if (op->step_rc == DLOCK__TRIED && !interrupted(op)) {
             /* the try behind the last slice was this step's try: no second one right after */
             op->failures++;
             op->cur = DLOCK_EBUSY;
@@ -256,11 +299,8 @@ static dlock__need acquire_next(dlock__op *op)
              * try that rode with the wait was this step's try (A_AFTER_TRY marks it
              * unconfirmed: it may have taken the lock). */
             bool tried = l->wait_tries != op->wait_tries_before;
-            if (dlock__mono_us() < op->wait_end_us) {
-                op->sleep_until_us = op->wait_end_us;
-                op->state = tried ? A_SLEPT_TRIED : A_SLEPT;
-                return DLOCK__NEED_SLEEP;
-            }
+            if (now_us(op) < op->wait_end_us)
+                return wait_until(op, op->wait_end_us, tried ? A_SLEPT_TRIED : A_SLEPT);
             if (tried) {
                 op->state = A_SLEPT_TRIED;
                 break;
@@ -291,9 +331,8 @@ static dlock__need acquire_next(dlock__op *op)
             run(op, l->algo->leave, A_LEFT);  /* a crash (the hook cancels) cannot leave: the bound does */
         break;
     case A_LEFT:
-        dlock__client_end_acquire(c, op->tries + l->wait_tries, dlock__mono_us() - op->start_us);
-        if (op->cur == DLOCK_ECANCELED)
-            dlock__client_set_err(c, "canceled");
+        if (op->cur == DLOCK_ECANCELED && strncmp(op->err, "canceled", 8) != 0)
+            set_err(op, "canceled");  /* by an interrupt; the hook's says so */
         op->rc = op->cur;
         op->state = S_DONE;
         return DLOCK__NEED_NOTHING;
@@ -304,17 +343,28 @@ static dlock__need acquire_next(dlock__op *op)
 /* One transition of a release, an extend or a single run. */
 static dlock__need simple_next(dlock__op *op)
 {
+    dlock *l = op->l;
     switch (op->state) {
     case R_BEGIN:
-        run(op, op->kind == DLOCK__OP_RELEASE ? op->l->algo->release : op->l->algo->extend, R_FIRST);
+        if (op->kind == DLOCK__OP_EXTEND) {
+            memcpy(op->old_ttl_arg, l->ttl_arg, sizeof op->old_ttl_arg);
+            dlock__set_ttl_arg(l, op->extend_ttl_ms);
+        }
+        run(op, op->kind == DLOCK__OP_RELEASE ? l->algo->release : l->algo->extend, R_FIRST);
         break;
     case R_FIRST:
         if (op->step_rc == DLOCK_EIO) {
+            op->fresh = true;
             run(op, op->running, R_SECOND);
             break;
         }
         /* fall through */
     case R_SECOND:
+        if (op->kind == DLOCK__OP_EXTEND && op->step_rc == DLOCK_OK)
+            l->opt.ttl_ms = op->extend_ttl_ms;
+        else if (op->kind == DLOCK__OP_EXTEND)
+            memcpy(l->ttl_arg, op->old_ttl_arg, sizeof l->ttl_arg);
+        /* fall through */
     case X_RAN:
         op->rc = op->step_rc;
         op->state = S_DONE;
@@ -326,36 +376,156 @@ static dlock__need simple_next(dlock__op *op)
     return DLOCK__NEED_STEP;
 }
 
-dlock__need dlock__op_next(dlock__op *op)
+/* ---- sending, and the NOSCRIPT resend -------------------------------------------------- */
+
+static dlock_action send(dlock__op *op, const dlock__batch *b)
+{
+    for (int i = 0; i < b->n; i++)
+        op->view[i] = (dlock_command){b->cmd[i].server, b->cmd[i].argc, b->cmd[i].argv};
+    dlock_action a = {.what = DLOCK_DO_SEND, .commands = op->view, .ncommands = b->n,
+                      .timeout_us = (op->l->opt.command_timeout_ms + b->block_ms) * 1000,
+                      .reconnect = op->fresh};
+    op->fresh = false;
+    return a;
+}
+
+/* Moves the commands answered NOSCRIPT into op->resend as EVAL, noting where their replies go;
+ * how many. */
+static int collect_noscript(dlock__op *op, const dlock_reply *const *r)
+{
+    const dlock__batch *b = &op->batch;
+    dlock__batch *retry = &op->resend;
+    retry->n = 0;
+    retry->block_ms = b->block_ms;
+    for (int i = 0; i < b->n; i++) {
+        if (!b->cmd[i].script || !dlock__reply_is_noscript(r[i]))
+            continue;
+        dlock__cmd *c = &retry->cmd[retry->n];
+        *c = b->cmd[i];
+        c->argv[0] = "EVAL";
+        c->argv[1] = c->script->text;
+        op->resend_from[retry->n++] = i;
+    }
+    return retry->n;
+}
+
+static size_t reply_size(const dlock_reply *r)
+{
+    size_t n = sizeof *r + (r->str ? r->len + 1 : 0);
+    for (size_t i = 0; i < r->elements; i++)
+        n += reply_size(&r->element[i]);
+    return n;
+}
+
+/* Copies r into *to, its elements and strings from *mem on. */
+static void reply_copy(const dlock_reply *r, dlock_reply *to, char **mem)
+{
+    *to = *r;
+    if (r->elements) {
+        dlock_reply *el = (dlock_reply *)*mem;
+        *mem += r->elements * sizeof *el;
+        to->element = el;
+        for (size_t i = 0; i < r->elements; i++)
+            reply_copy(&r->element[i], &el[i], mem);
+    }
+    if (r->str) {
+        memcpy(*mem, r->str, r->len + 1);
+        to->str = *mem;
+        *mem += r->len + 1;
+    }
+}
+
+/* The first round's replies are the driver's only during this call: the ones the step will
+ * read after the resend are copied (a rare path: a server lost its scripts). The copy starts
+ * with the array of pointers the step is given, filled from the resend's replies later. */
+static bool keep_replies(dlock__op *op, const dlock_reply *const *r)
+{
+    int n = op->batch.n;
+    size_t size = (size_t)n * sizeof(dlock_reply *);
+    for (int i = 0; i < n; i++)
+        if (r[i] && !dlock__reply_is_noscript(r[i]))
+            size += reply_size(r[i]);
+    free(op->kept);
+    if (!(op->kept = malloc(size)))
+        return false;
+    const dlock_reply **ptr = (const dlock_reply **)op->kept;
+    char *mem = (char *)(ptr + n);
+    for (int i = 0; i < n; i++) {
+        ptr[i] = NULL;
+        if (!r[i] || dlock__reply_is_noscript(r[i]))
+            continue;
+        dlock_reply *to = (dlock_reply *)mem;
+        mem += sizeof *to;
+        reply_copy(r[i], to, &mem);
+        ptr[i] = to;
+    }
+    return true;
+}
+
+static const dlock_reply *const *merge_resent(dlock__op *op, const dlock_reply *const *again)
+{
+    const dlock_reply **ptr = (const dlock_reply **)op->kept;
+    for (int k = 0; k < op->resend.n; k++)
+        ptr[op->resend_from[k]] = again ? again[k] : NULL;
+    return ptr;
+}
+
+/* ---- the machine ------------------------------------------------------------------------- */
+
+static bool canceled(dlock__op *op)
+{
+    if (!op->in->canceled)
+        return false;
+    set_err(op, "canceled by the client's hook");
+    op->step_rc = DLOCK_ECANCELED;  /* nothing was sent */
+    op->state = op->resume;
+    return true;
+}
+
+dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
 {
     dlock *l = op->l;
+    const dlock_reply *const *replies = NULL;
+    int nreplies = 0;
+    op->in = in;
+    op->interrupt_taken = false;
     for (;;) {
         dlock__need need = DLOCK__NEED_STEP;
         switch (op->state) {
         case S_RUN_STEP: {
-            dlock__now now = now_of(l);
+            dlock__now now = {.mono_us = in->now_us, .wall_ms = l->algo->wall_clock ? in->wall_ms : 0};
             op->batch.n = 0;
             op->batch.block_ms = 0;
-            int rc = op->running(l, &now, op->replies, op->nreplies, &op->batch);
-            free_replies(op);
+            int rc = op->running(l, &now, replies, nreplies, &op->batch);
+            replies = NULL;
+            nreplies = 0;
             if (rc == DLOCK__SEND) {
                 op->state = S_EXCHANGED;
-                return DLOCK__NEED_EXCHANGE;
+                dlock_action a = send(op, &op->batch);
+                a.interrupt_taken = op->interrupt_taken;
+                return a;
             }
             if (rc != DLOCK_OK && rc != DLOCK_EBUSY && l->err[0])
-                dlock__client_set_err(op->c, l->err);
+                set_err(op, l->err);
             op->step_rc = rc;
             op->state = op->resume;
             break;
         }
         case S_EXCHANGED:
-            if (op->xrc != DLOCK_OK) {  /* the hook cancelled: nothing was sent */
-                op->step_rc = op->xrc;
-                op->state = op->resume;
-            } else {
-                op->nreplies = op->batch.n;
-                op->state = S_RUN_STEP;
+            if (canceled(op))
+                break;
+            if (collect_noscript(op, in->replies) > 0 && keep_replies(op, in->replies)) {
+                op->state = S_RESENT;
+                return send(op, &op->resend);
             }
+            replies = in->replies;
+            nreplies = op->batch.n;
+            op->state = S_RUN_STEP;
+            break;
+        case S_RESENT:
+            replies = merge_resent(op, in->canceled ? NULL : in->replies);
+            nreplies = op->batch.n;
+            op->state = S_RUN_STEP;
             break;
         case S_UNDONE:
             op->undo_ours = op->step_rc == DLOCK_OK;
@@ -369,12 +539,113 @@ dlock__need dlock__op_next(dlock__op *op)
             op->state = op->granted_resume;
             break;
         case S_DONE:
-            return DLOCK__NEED_NOTHING;
+            return (dlock_action){.what = DLOCK_DO_DONE, .rc = op->rc,
+                                  .interrupt_taken = op->interrupt_taken};
         default:
             need = op->kind == DLOCK__OP_ACQUIRE ? acquire_next(op) : simple_next(op);
             break;
         }
-        if (need != DLOCK__NEED_STEP)
-            return need;
+        if (need == DLOCK__NEED_SLEEP)
+            return (dlock_action){.what = DLOCK_DO_WAIT, .until_us = op->sleep_until_us,
+                                  .interrupt_taken = op->interrupt_taken};
+        /* DLOCK__NEED_NOTHING: S_DONE answers */
     }
+}
+
+/* ---- the public face (dlock_machine.h) -------------------------------------------------- */
+
+static dlock_machine *machine_new(dlock *l, dlock__op_kind kind, bool owns_lock)
+{
+    dlock_machine *m = malloc(sizeof *m);
+    if (!m || dlock__op_init(m, l, kind, NULL, NULL) != DLOCK_OK) {
+        free(m);
+        return NULL;
+    }
+    m->owns_lock = owns_lock;
+    return m;
+}
+
+dlock_machine *dlock_machine_acquire(const char *key, const dlock_options *o, int nservers,
+                                     const unsigned char token[16], uint64_t jitter_seed,
+                                     char *err, size_t errlen)
+{
+    dlock_options defaults;
+    char scratch[8];
+    if (!err) {
+        err = scratch;
+        errlen = sizeof scratch;
+    }
+    if (!o) {
+        dlock_options_init(&defaults);
+        o = &defaults;
+    }
+    if (!key || !token) {
+        snprintf(err, errlen, "a key and a token are needed");
+        return NULL;
+    }
+    if (dlock__check_options(o, nservers, err, errlen) != DLOCK_OK)
+        return NULL;
+    dlock *l = dlock__lock_new(NULL, key, o, nservers, token);
+    dlock_machine *m = l ? machine_new(l, DLOCK__OP_ACQUIRE, true) : NULL;
+    if (!m) {
+        dlock__lock_free(l);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    dlock__rng_seed(&m->own_rng, o->seed ? o->seed : jitter_seed);
+    return m;
+}
+
+dlock_machine *dlock_machine_release(dlock *l)
+{
+    return l ? machine_new(l, DLOCK__OP_RELEASE, false) : NULL;
+}
+
+dlock_machine *dlock_machine_extend(dlock *l, int64_t ttl_ms)
+{
+    if (!l || ttl_ms < 0 || l->algo == &dlock__legacy)
+        return NULL;
+    dlock_machine *m = machine_new(l, DLOCK__OP_EXTEND, false);
+    if (m)
+        m->extend_ttl_ms = ttl_ms;
+    return m;
+}
+
+dlock_action dlock_machine_next(dlock_machine *m, const dlock_input *in)
+{
+    return dlock__op_next(m, in);
+}
+
+bool dlock_machine_reads_wall_clock(const dlock_machine *m)
+{
+    return m && dlock__op_reads_wall_clock(m);
+}
+
+dlock *dlock_machine_take_lock(dlock_machine *m)
+{
+    if (!m || m->kind != DLOCK__OP_ACQUIRE || m->state != S_DONE || m->rc != DLOCK_OK ||
+        !m->owns_lock)
+        return NULL;
+    m->owns_lock = false;
+    return m->l;
+}
+
+const char *dlock_machine_error(const dlock_machine *m)
+{
+    return m ? m->err : "no machine";
+}
+
+uint64_t dlock_machine_tries(const dlock_machine *m)
+{
+    return m ? dlock__op_tries(m) : 0;
+}
+
+void dlock_machine_free(dlock_machine *m)
+{
+    if (!m)
+        return;
+    dlock__op_clear(m);
+    if (m->owns_lock)
+        dlock__lock_free(m->l);
+    free(m);
 }

@@ -40,7 +40,7 @@ typedef struct tally {
     int answered;  /* replied at all, yes or no */
 } tally;
 
-static tally count_int_one(redisReply *const *r, int nr)
+static tally count_int_one(const dlock_reply *const *r, int nr)
 {
     tally t = {0, 0};
     long long v;
@@ -55,7 +55,7 @@ static tally count_int_one(redisReply *const *r, int nr)
 
 enum { SET_SENT = 1, UNDO_SENT };
 
-static int redlock_acquire(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+static int redlock_acquire(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                            dlock__batch *out)
 {
     switch (l->phase) {
@@ -92,7 +92,7 @@ static int redlock_acquire(dlock *l, const dlock__now *now, redisReply *const *r
     }
 }
 
-static int redlock_release(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+static int redlock_release(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                            dlock__batch *out)
 {
     if (l->phase++ == 0) {
@@ -109,7 +109,7 @@ static int redlock_release(dlock *l, const dlock__now *now, redisReply *const *r
                        l->nservers);
 }
 
-static int redlock_extend(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+static int redlock_extend(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                           dlock__batch *out)
 {
     if (l->phase++ == 0) {

@@ -7,18 +7,26 @@
 
 #include "internal.h"
 
+static const char *const nkeys_arg[DLOCK__MAX_ARGV + 1] = {
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"};
+_Static_assert(DLOCK__MAX_ARGV == 12, "nkeys_arg covers 0 to DLOCK__MAX_ARGV");
+
 static dlock__cmd *add_va(dlock__batch *b, int server, const dlock__script *s, int nkeys,
                           const char *first, va_list ap)
 {
-    if (b->n >= DLOCK__MAX_BATCH)
-        return NULL;
+    assert(b->n < b->cap);  /* the batch is sized to the servers: more is a programming error */
     dlock__cmd *c = &b->cmd[b->n++];
     c->server = server;
     c->script = s;
     c->nkeys = nkeys;
     c->argc = 0;
+    if (s) {
+        c->argv[c->argc++] = "EVALSHA";
+        c->argv[c->argc++] = s->sha;
+        c->argv[c->argc++] = nkeys_arg[nkeys];
+    }
     for (const char *a = first; a != NULL; a = va_arg(ap, const char *)) {
-        assert(c->argc < DLOCK__MAX_ARGV);  /* a step asking for more is a programming error */
+        assert(c->argc < 3 + DLOCK__MAX_ARGV);  /* a step asking for more is a programming error */
         c->argv[c->argc++] = a;
     }
     return c;
@@ -47,22 +55,32 @@ dlock__cmd *dlock__add_script(dlock__batch *b, int server, const dlock__script *
 
 const char *dlock__cmd_name(const dlock__cmd *c)
 {
-    return c->script ? "EVALSHA" : c->argv[0];
+    return c->argv[0];
 }
 
-bool dlock__reply_is_status(const redisReply *r, const char *status)
+const char *const *dlock__cmd_args(const dlock__cmd *c)
 {
-    return r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, status) == 0;
+    return c->script ? c->argv + 3 : c->argv;
 }
 
-bool dlock__reply_is_nil(const redisReply *r)
+bool dlock__reply_is_noscript(const dlock_reply *r)
 {
-    return r && r->type == REDIS_REPLY_NIL;
+    return r && r->type == DLOCK_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
 }
 
-bool dlock__reply_int(const redisReply *r, long long *v)
+bool dlock__reply_is_status(const dlock_reply *r, const char *status)
 {
-    if (!r || r->type != REDIS_REPLY_INTEGER)
+    return r && r->type == DLOCK_REPLY_STATUS && strcmp(r->str, status) == 0;
+}
+
+bool dlock__reply_is_nil(const dlock_reply *r)
+{
+    return r && r->type == DLOCK_REPLY_NIL;
+}
+
+bool dlock__reply_int(const dlock_reply *r, long long *v)
+{
+    if (!r || r->type != DLOCK_REPLY_INTEGER)
         return false;
     *v = r->integer;
     return true;
@@ -78,11 +96,11 @@ int dlock__fail(dlock *l, int code, const char *fmt, ...)
 }
 
 /* For a reply that is neither of the expected ones: say what came instead. */
-int dlock__reply_error(dlock *l, const redisReply *r, const char *what)
+int dlock__reply_error(dlock *l, const dlock_reply *r, const char *what)
 {
     if (!r)
         return dlock__fail(l, DLOCK_EIO, "%s: no reply from the server", what);
-    if (r->type == REDIS_REPLY_ERROR)
+    if (r->type == DLOCK_REPLY_ERROR)
         return dlock__fail(l, DLOCK_EIO, "%s: %s", what, r->str);
     return dlock__fail(l, DLOCK_EIO, "%s: unexpected reply of type %d", what, r->type);
 }

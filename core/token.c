@@ -15,7 +15,7 @@
 
 #include "internal.h"
 
-int dlock__token_acquire(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+int dlock__token_acquire(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                          dlock__batch *out)
 {
     long long v;
@@ -47,7 +47,7 @@ int dlock__token_acquire(dlock *l, const dlock__now *now, redisReply *const *r, 
 }
 
 /* Reads the 1/0 answer of the compare-and-act scripts. */
-int dlock__owner_reply(dlock *l, const redisReply *r, const char *what)
+int dlock__owner_reply(dlock *l, const dlock_reply *r, const char *what)
 {
     long long v;
     if (!dlock__reply_int(r, &v))
@@ -58,7 +58,7 @@ int dlock__owner_reply(dlock *l, const redisReply *r, const char *what)
                        what);
 }
 
-static int token_release(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+static int token_release(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                          dlock__batch *out)
 {
     if (l->phase++ == 0) {
@@ -69,7 +69,7 @@ static int token_release(dlock *l, const dlock__now *now, redisReply *const *r, 
 }
 
 /* ttl_arg holds the new lease; opt.ttl_ms is updated by the caller on success. */
-int dlock__token_extend(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+int dlock__token_extend(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                         dlock__batch *out)
 {
     if (l->phase++ == 0) {
@@ -81,6 +81,22 @@ int dlock__token_extend(dlock *l, const dlock__now *now, redisReply *const *r, i
     if (rc == DLOCK_OK)
         dlock__lease_from(l, l->started_us, atoll(l->ttl_arg));
     return rc;
+}
+
+/* The protected resource's side of fencing (dlock_fenced_set): fenced_set.lua writes
+ * l->payload to the key unless <key>:fence already holds a newer token than l->value. */
+int dlock__fenced_set_step(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
+                           dlock__batch *out)
+{
+    long long v;
+    if (l->phase++ == 0) {
+        dlock__add_script(out, 0, &dlock__script_fenced_set, 2, l->key, l->fence_key, l->value,
+                          l->payload, NULL);
+        return DLOCK__SEND;
+    }
+    if (!dlock__reply_int(r[0], &v))
+        return dlock__reply_error(l, r[0], "fenced write");
+    return v == 1 ? DLOCK_OK : DLOCK_ESTALE;
 }
 
 const dlock__algo dlock__token = {

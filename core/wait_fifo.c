@@ -28,7 +28,7 @@
 #define STR(x) #x
 #define XSTR(x) STR(x)
 
-static int fifo_acquire(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+static int fifo_acquire(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                         dlock__batch *out)
 {
     long long v;
@@ -49,7 +49,7 @@ static int fifo_acquire(dlock *l, const dlock__now *now, redisReply *const *r, i
     return DLOCK_OK;
 }
 
-static int fifo_release(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+static int fifo_release(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                         dlock__batch *out)
 {
     if (l->phase++ == 0) {
@@ -76,7 +76,7 @@ static bool claim_rides_along(const dlock *l)
 /* Ours, through the claim behind the BLPOP; the lease counts from the batch's send. When the
  * BLPOP waited more than half the ttl that leaves less than half of it as far as we know (the
  * server set it later), so one more extend dates it from now. */
-static int handed_over(dlock *l, const dlock__now *now, const redisReply *signal,
+static int handed_over(dlock *l, const dlock__now *now, const dlock_reply *signal,
                        dlock__batch *out)
 {
     l->fence = strtoull(signal->str, NULL, 10);
@@ -101,7 +101,7 @@ static int handed_over(dlock *l, const dlock__now *now, const redisReply *signal
  * late in the slice gets one more extend (handed_over). A hand-off that comes after the BLPOP
  * timed out is caught by the extend; its signal is fetched with one LPOP. With a longer ttl the
  * waiter reads the signal first, then extends (one round trip). */
-static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+static int fifo_wait(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                      dlock__batch *out)
 {
     switch (l->phase) {
@@ -118,8 +118,8 @@ static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int 
         return DLOCK__SEND;
     }
     case CLAIM_SENT: {
-        bool signalled = r[0] && r[0]->type == REDIS_REPLY_ARRAY && r[0]->elements == 2 &&
-                         r[0]->element[1]->type == REDIS_REPLY_STRING;
+        bool signalled = r[0] && r[0]->type == DLOCK_REPLY_ARRAY && r[0]->elements == 2 &&
+                         r[0]->element[1].type == DLOCK_REPLY_STRING;
         if (!signalled && !dlock__reply_is_nil(r[0]))
             return dlock__reply_error(l, r[0], "BLPOP");
         int rc = dlock__owner_reply(l, r[1], "extend after hand-off");
@@ -132,19 +132,19 @@ static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int 
             l->phase = SIGNAL_SENT;
             return DLOCK__SEND;
         }
-        return handed_over(l, now, r[0]->element[1], out);
+        return handed_over(l, now, &r[0]->element[1], out);
     }
     case SIGNAL_SENT:
-        if (!r[0] || r[0]->type != REDIS_REPLY_STRING)
+        if (!r[0] || r[0]->type != DLOCK_REPLY_STRING)
             return dlock__reply_error(l, r[0], "LPOP of the hand-off signal");
         return handed_over(l, now, r[0], out);
     case BLPOP_SENT:
         if (dlock__reply_is_nil(r[0]))
             return DLOCK_EBUSY;
-        if (!r[0] || r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements != 2 ||
-            r[0]->element[1]->type != REDIS_REPLY_STRING)
+        if (!r[0] || r[0]->type != DLOCK_REPLY_ARRAY || r[0]->elements != 2 ||
+            r[0]->element[1].type != DLOCK_REPLY_STRING)
             return dlock__reply_error(l, r[0], "BLPOP");
-        l->fence = strtoull(r[0]->element[1]->str, NULL, 10);
+        l->fence = strtoull(r[0]->element[1].str, NULL, 10);
         l->started_us = now->mono_us;
         dlock__add_script(out, 0, &dlock__script_extend, 1, l->key, l->token, l->ttl_arg, NULL);
         l->phase = EXTEND_SENT;
@@ -160,7 +160,7 @@ static int fifo_wait(dlock *l, const dlock__now *now, redisReply *const *r, int 
     }
 }
 
-static int fifo_leave(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+static int fifo_leave(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                       dlock__batch *out)
 {
     int rc = fifo_release(l, now, r, nr, out);

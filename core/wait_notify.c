@@ -15,7 +15,7 @@
  * expires by its TTL. */
 #include "internal.h"
 
-static int notify_release(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+static int notify_release(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                           dlock__batch *out)
 {
     if (l->phase++ == 0) {
@@ -43,7 +43,7 @@ static bool try_rides_along(const dlock *l)
 /* Woken: try again now. Timed out: the driver waits on, or tries again once the back-off delay
  * is used up. With the try behind the BLPOP: taken, or held (woken or not), and the wait goes
  * on; at the end of the delay that try was the next one. */
-static int notify_wait(dlock *l, const dlock__now *now, redisReply *const *r, int nr,
+static int notify_wait(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                        dlock__batch *out)
 {
     switch (l->phase) {
@@ -60,11 +60,11 @@ static int notify_wait(dlock *l, const dlock__now *now, redisReply *const *r, in
     case BLPOP_SENT:
         if (dlock__reply_is_nil(r[0]))
             return DLOCK__WAITED;
-        if (r[0] && r[0]->type == REDIS_REPLY_ARRAY)
+        if (r[0] && r[0]->type == DLOCK_REPLY_ARRAY)
             return DLOCK_EBUSY;
         return dlock__reply_error(l, r[0], "BLPOP");
     default: {
-        if (!dlock__reply_is_nil(r[0]) && !(r[0] && r[0]->type == REDIS_REPLY_ARRAY))
+        if (!dlock__reply_is_nil(r[0]) && !(r[0] && r[0]->type == DLOCK_REPLY_ARRAY))
             return dlock__reply_error(l, r[0], "BLPOP");
         l->phase = 1;  /* the try's reply, read by the try itself */
         int rc = dlock__token_acquire(l, now, r + 1, nr - 1, out);

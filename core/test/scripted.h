@@ -11,14 +11,20 @@
 
 #include "internal.h"
 
-#define R_STATUS(s) ((redisReply){.type = REDIS_REPLY_STATUS, .str = (char *)(s), .len = sizeof(s) - 1})
-#define R_STRING(s) ((redisReply){.type = REDIS_REPLY_STRING, .str = (char *)(s), .len = sizeof(s) - 1})
-#define R_ERROR(s)  ((redisReply){.type = REDIS_REPLY_ERROR, .str = (char *)(s), .len = sizeof(s) - 1})
-#define R_INT(v)    ((redisReply){.type = REDIS_REPLY_INTEGER, .integer = (v)})
-#define R_NIL       ((redisReply){.type = REDIS_REPLY_NIL})
-#define R_ARRAY0    ((redisReply){.type = REDIS_REPLY_ARRAY})
+#define R_STATUS(s) ((dlock_reply){.type = DLOCK_REPLY_STATUS, .str = (s), .len = sizeof(s) - 1})
+#define R_STRING(s) ((dlock_reply){.type = DLOCK_REPLY_STRING, .str = (s), .len = sizeof(s) - 1})
+#define R_ERROR(s)  ((dlock_reply){.type = DLOCK_REPLY_ERROR, .str = (s), .len = sizeof(s) - 1})
+#define R_INT(v)    ((dlock_reply){.type = DLOCK_REPLY_INTEGER, .integer = (v)})
+#define R_NIL       ((dlock_reply){.type = DLOCK_REPLY_NIL})
+#define R_ARRAY0    ((dlock_reply){.type = DLOCK_REPLY_ARRAY})
+#define R_ARRAY(n, els) ((dlock_reply){.type = DLOCK_REPLY_ARRAY, .elements = (n), .element = (els)})
 
-/* A lock with no client, as the driver would create it. */
+/* A batch with room for any step's commands, named b. */
+#define SCRIPTED_BATCH(b)                          \
+    dlock__cmd b##_cmds[DLOCK__MAX_BATCH];         \
+    dlock__batch b = {.cap = DLOCK__MAX_BATCH, .cmd = b##_cmds}
+
+/* A lock with no client, as the driver would create it (its token: 00 01 02 ... 0f). */
 dlock *scripted_lock(const dlock_options *o, int nservers);
 
 /* Asserts that command i of b goes to server, runs script (NULL for a plain command) and has

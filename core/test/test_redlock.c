@@ -21,7 +21,7 @@ static void raw_set(int i, const char *key, const char *value)
     assert_non_null(r);
     redisReply *v = redisCommand(r, "SET %s %s PX 60000", key, value);
     assert_non_null(v);
-    assert_int_equal(v->type, REDIS_REPLY_STATUS);
+    assert_int_equal(v->type, DLOCK_REPLY_STATUS);
     freeReplyObject(v);
     redisFree(r);
 }
@@ -320,7 +320,7 @@ static void *contend(void *arg)
         if (atomic_fetch_add(&k->inside, 1) != 0)
             atomic_fetch_add(&k->overlaps, 1);
         redisReply *v = redisCommand(r, "GET %s", k->counter);
-        long long x = v && v->type == REDIS_REPLY_STRING ? atoll(v->str) : 0;
+        long long x = v && v->type == DLOCK_REPLY_STRING ? atoll(v->str) : 0;
         freeReplyObject(v);
         freeReplyObject(redisCommand(r, "SET %s %lld", k->counter, x + 1));
         atomic_fetch_sub(&k->inside, 1);

@@ -11,11 +11,11 @@ static const dlock__now T0 = {.mono_us = 5000000, .wall_ms = 1000000};
 static int feed(dlock *l, dlock__step_fn step, const dlock__now *now, dlock__batch *out,
                 int n, ...)
 {
-    redisReply *r[DLOCK__MAX_BATCH];
+    const dlock_reply *r[DLOCK__MAX_BATCH];
     va_list ap;
     va_start(ap, n);
     for (int i = 0; i < n; i++)
-        r[i] = va_arg(ap, redisReply *);
+        r[i] = va_arg(ap, const dlock_reply *);
     va_end(ap);
     out->n = 0;
     return step(l, now, r, n, out);
@@ -38,12 +38,12 @@ static dlock *new_lock(dlock_algorithm a, int64_t ttl, bool fencing)
 static void token_acquire_sends_set_nx_px(void **state)
 {
     dlock *l = new_lock(DLOCK_TOKEN, 30000, false);
-    dlock__batch b;
+    SCRIPTED_BATCH(b);
     assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 0), DLOCK__SEND);
     assert_int_equal(b.n, 1);
     assert_cmd(&b, 0, 0, NULL, "SET", "res", l->token, "NX", "PX", "30000", NULL);
     assert_int_equal(strlen(l->token), 32);
-    redisReply ok = R_STATUS("OK");
+    dlock_reply ok = R_STATUS("OK");
     assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, &ok), DLOCK_OK);
     assert_int_equal(dlock_fencing_token(l), 0);
     dlock__lock_free(l);
@@ -52,7 +52,7 @@ static void token_acquire_sends_set_nx_px(void **state)
 static void token_acquire_without_ttl_sets_no_expiry(void **state)
 {
     dlock *l = new_lock(DLOCK_TOKEN, 0, false);
-    dlock__batch b;
+    SCRIPTED_BATCH(b);
     assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 0), DLOCK__SEND);
     assert_cmd(&b, 0, 0, NULL, "SET", "res", l->token, "NX", NULL);
     dlock__lock_free(l);
@@ -61,8 +61,8 @@ static void token_acquire_without_ttl_sets_no_expiry(void **state)
 static void token_acquire_held_is_busy(void **state)
 {
     dlock *l = new_lock(DLOCK_TOKEN, 30000, false);
-    dlock__batch b;
-    redisReply nil = R_NIL;
+    SCRIPTED_BATCH(b);
+    dlock_reply nil = R_NIL;
     feed(l, dlock__token.acquire, &T0, &b, 0);
     assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, &nil), DLOCK_EBUSY);
     assert_int_equal(b.n, 0);
@@ -72,23 +72,28 @@ static void token_acquire_held_is_busy(void **state)
 static void token_acquire_error_or_no_reply_is_eio(void **state)
 {
     dlock *l = new_lock(DLOCK_TOKEN, 30000, false);
-    dlock__batch b;
-    redisReply err = R_ERROR("OOM command not allowed");
+    SCRIPTED_BATCH(b);
+    dlock_reply err = R_ERROR("OOM command not allowed");
     feed(l, dlock__token.acquire, &T0, &b, 0);
     assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, &err), DLOCK_EIO);
     assert_non_null(strstr(l->err, "OOM command not allowed"));
     l->phase = 0;
     feed(l, dlock__token.acquire, &T0, &b, 0);
-    assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, (redisReply *)NULL), DLOCK_EIO);
+    assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, (const dlock_reply *)NULL), DLOCK_EIO);
     assert_non_null(strstr(l->err, "no reply"));
     dlock__lock_free(l);
 }
 
-static void tokens_are_random_and_distinct(void **state)
+/* The token is the driver's 16 random bytes, in hex: the lock core draws none itself. */
+static void tokens_are_the_drivers_bytes_in_hex(void **state)
 {
-    dlock *a = new_lock(DLOCK_TOKEN, 1, false), *b = new_lock(DLOCK_TOKEN, 1, false);
-    assert_string_not_equal(a->token, b->token);
-    assert_int_equal(strspn(a->token, "0123456789abcdef"), 32);
+    static const unsigned char x[16] = {0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0xfe, 0xff};
+    static const unsigned char y[16] = {0};
+    dlock_options o;
+    dlock_options_init(&o);
+    dlock *a = dlock__lock_new(NULL, "res", &o, 1, x), *b = dlock__lock_new(NULL, "res", &o, 1, y);
+    assert_string_equal(a->token, "deadbeef00010203040506070809feff");
+    assert_string_equal(b->token, "00000000000000000000000000000000");
     dlock__lock_free(a);
     dlock__lock_free(b);
 }
@@ -96,11 +101,11 @@ static void tokens_are_random_and_distinct(void **state)
 static void fencing_acquire_returns_the_incremented_token(void **state)
 {
     dlock *l = new_lock(DLOCK_TOKEN, 5000, true);
-    dlock__batch b;
+    SCRIPTED_BATCH(b);
     assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 0), DLOCK__SEND);
     assert_cmd(&b, 0, 0, &dlock__script_acquire_fenced, "res", "res:fence", l->token, "5000", NULL);
     assert_int_equal(b.cmd[0].nkeys, 2);
-    redisReply seven = R_INT(7);
+    dlock_reply seven = R_INT(7);
     assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, &seven), DLOCK_OK);
     assert_int_equal(dlock_fencing_token(l), 7);
     dlock__lock_free(l);
@@ -109,8 +114,8 @@ static void fencing_acquire_returns_the_incremented_token(void **state)
 static void fencing_acquire_held_is_busy(void **state)
 {
     dlock *l = new_lock(DLOCK_TOKEN, 5000, true);
-    dlock__batch b;
-    redisReply zero = R_INT(0), bad = R_STATUS("OK");
+    SCRIPTED_BATCH(b);
+    dlock_reply zero = R_INT(0), bad = R_STATUS("OK");
     feed(l, dlock__token.acquire, &T0, &b, 0);
     assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, &zero), DLOCK_EBUSY);
     assert_int_equal(dlock_fencing_token(l), 0);
@@ -123,8 +128,8 @@ static void fencing_acquire_held_is_busy(void **state)
 static void token_release_compares_and_deletes(void **state)
 {
     dlock *l = new_lock(DLOCK_TOKEN, 30000, false);
-    dlock__batch b;
-    redisReply one = R_INT(1), zero = R_INT(0);
+    SCRIPTED_BATCH(b);
+    dlock_reply one = R_INT(1), zero = R_INT(0);
     assert_int_equal(feed(l, dlock__token.release, &T0, &b, 0), DLOCK__SEND);
     assert_cmd(&b, 0, 0, &dlock__script_release, "res", l->token, NULL);
     assert_int_equal(b.cmd[0].nkeys, 1);
@@ -139,8 +144,8 @@ static void token_release_compares_and_deletes(void **state)
 static void token_extend_compares_and_pexpires(void **state)
 {
     dlock *l = new_lock(DLOCK_TOKEN, 30000, false);
-    dlock__batch b;
-    redisReply one = R_INT(1), zero = R_INT(0);
+    SCRIPTED_BATCH(b);
+    dlock_reply one = R_INT(1), zero = R_INT(0);
     dlock__set_ttl_arg(l, 45000);
     assert_int_equal(feed(l, dlock__token.extend, &T0, &b, 0), DLOCK__SEND);
     assert_cmd(&b, 0, 0, &dlock__script_extend, "res", l->token, "45000", NULL);
@@ -156,8 +161,8 @@ static void token_extend_compares_and_pexpires(void **state)
 static void legacy_setnx_success(void **state)
 {
     dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
-    dlock__batch b;
-    redisReply one = R_INT(1);
+    SCRIPTED_BATCH(b);
+    dlock_reply one = R_INT(1);
     assert_int_equal(feed(l, dlock__legacy.acquire, &T0, &b, 0), DLOCK__SEND);
     /* the value is the expiry: wall clock + lease + 1 */
     assert_cmd(&b, 0, 0, NULL, "SETNX", "res", "1030001", NULL);
@@ -168,16 +173,17 @@ static void legacy_setnx_success(void **state)
 static void legacy_without_ttl_leases_365_days(void **state)
 {
     dlock *l = new_lock(DLOCK_LEGACY, 0, false);
-    dlock__batch b;
+    SCRIPTED_BATCH(b);
     feed(l, dlock__legacy.acquire, &T0, &b, 0);
     assert_cmd(&b, 0, 0, NULL, "SETNX", "res", "31537000001", NULL);
     dlock__lock_free(l);
 }
 
 /* SETNX fails; WATCH/GET shows the value given; returns the step's result after that. */
-static int legacy_after_get(dlock *l, const dlock__now *now, redisReply *get, dlock__batch *b)
+static int legacy_after_get(dlock *l, const dlock__now *now, const dlock_reply *get,
+                            dlock__batch *b)
 {
-    redisReply zero = R_INT(0), ok = R_STATUS("OK");
+    dlock_reply zero = R_INT(0), ok = R_STATUS("OK");
     feed(l, dlock__legacy.acquire, now, b, 0);
     assert_int_equal(feed(l, dlock__legacy.acquire, now, b, 1, &zero), DLOCK__SEND);
     assert_int_equal(b->n, 2);
@@ -189,8 +195,8 @@ static int legacy_after_get(dlock *l, const dlock__now *now, redisReply *get, dl
 static void legacy_live_lock_unwatches_and_is_busy(void **state)
 {
     dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
-    dlock__batch b;
-    redisReply future = R_STRING("1000001"), ok = R_STATUS("OK");
+    SCRIPTED_BATCH(b);
+    dlock_reply future = R_STRING("1000001"), ok = R_STATUS("OK");
     assert_int_equal(legacy_after_get(l, &T0, &future, &b), DLOCK__SEND);
     assert_int_equal(b.n, 1);
     assert_cmd(&b, 0, 0, NULL, "UNWATCH", NULL);
@@ -201,8 +207,8 @@ static void legacy_live_lock_unwatches_and_is_busy(void **state)
 static void legacy_expired_lock_is_taken_over(void **state)
 {
     dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
-    dlock__batch b;
-    redisReply past = R_STRING("999999"), ok = R_STATUS("OK"), queued = R_STATUS("QUEUED"),
+    SCRIPTED_BATCH(b);
+    dlock_reply past = R_STRING("999999"), ok = R_STATUS("OK"), queued = R_STATUS("QUEUED"),
                committed = R_ARRAY0;
     assert_int_equal(legacy_after_get(l, &T0, &past, &b), DLOCK__SEND);
     assert_int_equal(b.n, 3);
@@ -217,8 +223,8 @@ static void legacy_expired_lock_is_taken_over(void **state)
 static void legacy_expiry_equal_to_now_counts_as_expired(void **state)
 {
     dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
-    dlock__batch b;
-    redisReply now = R_STRING("1000000");
+    SCRIPTED_BATCH(b);
+    dlock_reply now = R_STRING("1000000");
     assert_int_equal(legacy_after_get(l, &T0, &now, &b), DLOCK__SEND);
     assert_cmd(&b, 0, 0, NULL, "MULTI", NULL);
     dlock__lock_free(l);
@@ -227,8 +233,8 @@ static void legacy_expiry_equal_to_now_counts_as_expired(void **state)
 static void legacy_takeover_race_lost_is_busy(void **state)
 {
     dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
-    dlock__batch b;
-    redisReply past = R_STRING("1"), ok = R_STATUS("OK"), queued = R_STATUS("QUEUED"),
+    SCRIPTED_BATCH(b);
+    dlock_reply past = R_STRING("1"), ok = R_STATUS("OK"), queued = R_STATUS("QUEUED"),
                aborted = R_NIL;
     legacy_after_get(l, &T0, &past, &b);
     assert_int_equal(feed(l, dlock__legacy.acquire, &T0, &b, 3, &ok, &queued, &aborted),
@@ -239,8 +245,8 @@ static void legacy_takeover_race_lost_is_busy(void **state)
 static void legacy_non_numeric_or_missing_value_is_busy(void **state)
 {
     dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
-    dlock__batch b;
-    redisReply garbage = R_STRING("12abc"), nil = R_NIL;
+    SCRIPTED_BATCH(b);
+    dlock_reply garbage = R_STRING("12abc"), nil = R_NIL;
     assert_int_equal(legacy_after_get(l, &T0, &garbage, &b), DLOCK__SEND);
     assert_cmd(&b, 0, 0, NULL, "UNWATCH", NULL);
     l->phase = 0;
@@ -254,8 +260,8 @@ static void legacy_non_numeric_or_missing_value_is_busy(void **state)
 static void legacy_skewed_clock_takes_over_a_live_lock(void **state)
 {
     dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
-    dlock__batch b;
-    redisReply live = R_STRING("1020000");
+    SCRIPTED_BATCH(b);
+    dlock_reply live = R_STRING("1020000");
     assert_int_equal(legacy_after_get(l, &T0, &live, &b), DLOCK__SEND);
     assert_cmd(&b, 0, 0, NULL, "UNWATCH", NULL);
     dlock__now ahead = T0;
@@ -269,8 +275,8 @@ static void legacy_skewed_clock_takes_over_a_live_lock(void **state)
 static void legacy_release_is_an_unconditional_del(void **state)
 {
     dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
-    dlock__batch b;
-    redisReply one = R_INT(1), zero = R_INT(0);
+    SCRIPTED_BATCH(b);
+    dlock_reply one = R_INT(1), zero = R_INT(0);
     assert_int_equal(feed(l, dlock__legacy.release, &T0, &b, 0), DLOCK__SEND);
     assert_cmd(&b, 0, 0, NULL, "DEL", "res", NULL);
     assert_int_equal(feed(l, dlock__legacy.release, &T0, &b, 1, &one), DLOCK_OK);
@@ -283,7 +289,7 @@ static void legacy_release_is_an_unconditional_del(void **state)
 static void legacy_has_no_extend(void **state)
 {
     dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
-    dlock__batch b;
+    SCRIPTED_BATCH(b);
     assert_int_equal(feed(l, dlock__legacy.extend, &T0, &b, 0), DLOCK_EINVAL);
     assert_int_equal(b.n, 0);
     dlock__lock_free(l);
@@ -292,8 +298,8 @@ static void legacy_has_no_extend(void **state)
 static void legacy_watch_error_is_eio(void **state)
 {
     dlock *l = new_lock(DLOCK_LEGACY, 30000, false);
-    dlock__batch b;
-    redisReply zero = R_INT(0), err = R_ERROR("ERR WATCH inside MULTI is not allowed"),
+    SCRIPTED_BATCH(b);
+    dlock_reply zero = R_INT(0), err = R_ERROR("ERR WATCH inside MULTI is not allowed"),
                v = R_STRING("1");
     feed(l, dlock__legacy.acquire, &T0, &b, 0);
     feed(l, dlock__legacy.acquire, &T0, &b, 1, &zero);
@@ -343,12 +349,22 @@ static void options_defaults_match_the_spec(void **state)
 
 /* Tokens come from a per-thread pool of getrandom bytes: distinct one after another, and a
  * forked child must not hand out the parent's next tokens. */
+static int random_token(char out[33])
+{
+    unsigned char raw[16];
+    if (dlock__random_bytes(raw, sizeof raw) < 0)
+        return -1;
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
 static void tokens_are_distinct_across_fork(void **state)
 {
     char a[33], b[33], parent_next[33], child_next[33] = "";
     int fd[2];
-    assert_int_equal(dlock__random_token(a), 0);
-    assert_int_equal(dlock__random_token(b), 0);
+    assert_int_equal(random_token(a), 0);
+    assert_int_equal(random_token(b), 0);
     assert_int_equal(strlen(a), 32);
     assert_string_not_equal(a, b);
     assert_int_equal(pipe(fd), 0);
@@ -356,7 +372,7 @@ static void tokens_are_distinct_across_fork(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         char t[33];
-        _exit(dlock__random_token(t) == 0 && write(fd[1], t, 33) == 33 ? 0 : 1);
+        _exit(random_token(t) == 0 && write(fd[1], t, 33) == 33 ? 0 : 1);
     }
     close(fd[1]);
     assert_int_equal(read(fd[0], child_next, 33), 33);
@@ -364,7 +380,7 @@ static void tokens_are_distinct_across_fork(void **state)
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    assert_int_equal(dlock__random_token(parent_next), 0);
+    assert_int_equal(random_token(parent_next), 0);
     assert_string_not_equal(parent_next, child_next);
 }
 
@@ -376,7 +392,7 @@ int main(void)
         cmocka_unit_test(token_acquire_without_ttl_sets_no_expiry),
         cmocka_unit_test(token_acquire_held_is_busy),
         cmocka_unit_test(token_acquire_error_or_no_reply_is_eio),
-        cmocka_unit_test(tokens_are_random_and_distinct),
+        cmocka_unit_test(tokens_are_the_drivers_bytes_in_hex),
         cmocka_unit_test(fencing_acquire_returns_the_incremented_token),
         cmocka_unit_test(fencing_acquire_held_is_busy),
         cmocka_unit_test(token_release_compares_and_deletes),

@@ -8,7 +8,7 @@ static dlock__now at(int64_t mono_us)
 }
 
 static int feed(dlock *l, dlock__step_fn step, dlock__now now, dlock__batch *out, int n,
-                redisReply **r)
+                const dlock_reply **r)
 {
     out->n = 0;
     out->block_ms = 0;
@@ -30,10 +30,10 @@ static dlock *lock_with(dlock_algorithm a, dlock_wait w, int64_t ttl, bool fenci
 
 /* ---- redlock ------------------------------------------------------------- */
 
-static redisReply OK = R_STATUS("OK"), NIL = R_NIL, ONE = R_INT(1), ZERO = R_INT(0);
+static dlock_reply OK = R_STATUS("OK"), NIL = R_NIL, ONE = R_INT(1), ZERO = R_INT(0);
 
 /* Sends SET to 5 servers at t0, replies with r at t1; returns the decision or SEND (undo). */
-static int redlock_try(dlock *l, dlock__batch *b, redisReply **r, int64_t t1)
+static int redlock_try(dlock *l, dlock__batch *b, const dlock_reply **r, int64_t t1)
 {
     l->phase = 0;
     assert_int_equal(feed(l, dlock__redlock.acquire, at(0), b, 0, NULL), DLOCK__SEND);
@@ -46,8 +46,8 @@ static int redlock_try(dlock *l, dlock__batch *b, redisReply **r, int64_t t1)
 static void redlock_quorum_reached(void **state)
 {
     dlock *l = lock_with(DLOCK_REDLOCK, DLOCK_WAIT_POLL, 10000, false, 5);
-    dlock__batch b;
-    redisReply *r[5] = {&OK, &OK, &NIL, &OK, NULL};
+    SCRIPTED_BATCH(b);
+    const dlock_reply *r[5] = {&OK, &OK, &NIL, &OK, NULL};
     assert_int_equal(redlock_try(l, &b, r, 5000), DLOCK_OK);
     /* validity = 10000 - 5 - (100 + 2) ms, from the reply's time */
     assert_int_equal(l->valid_until_us, 5000 + (10000000 - 5000 - 102000));
@@ -57,14 +57,14 @@ static void redlock_quorum_reached(void **state)
 static void redlock_quorum_missed_undoes_everywhere(void **state)
 {
     dlock *l = lock_with(DLOCK_REDLOCK, DLOCK_WAIT_POLL, 10000, false, 5);
-    dlock__batch b;
-    redisReply *r[5] = {&OK, &OK, &NIL, &NIL, NULL};
+    SCRIPTED_BATCH(b);
+    const dlock_reply *r[5] = {&OK, &OK, &NIL, &NIL, NULL};
     assert_int_equal(redlock_try(l, &b, r, 1000), DLOCK__SEND);
     assert_int_equal(b.n, 5);
     for (int s = 0; s < 5; s++)
         assert_cmd(&b, s, s, &dlock__script_release, "res", l->token, NULL);
     assert_non_null(strstr(l->err, "2 of 5"));
-    redisReply *undo[5] = {&ONE, &ONE, &ZERO, &ZERO, NULL};
+    const dlock_reply *undo[5] = {&ONE, &ONE, &ZERO, &ZERO, NULL};
     assert_int_equal(feed(l, dlock__redlock.acquire, at(2000), &b, 5, undo), DLOCK_EBUSY);
     dlock__lock_free(l);
 }
@@ -72,8 +72,8 @@ static void redlock_quorum_missed_undoes_everywhere(void **state)
 static void redlock_quorum_too_late_is_a_failure(void **state)
 {
     dlock *l = lock_with(DLOCK_REDLOCK, DLOCK_WAIT_POLL, 10000, false, 5);
-    dlock__batch b;
-    redisReply *r[5] = {&OK, &OK, &OK, &OK, &OK};
+    SCRIPTED_BATCH(b);
+    const dlock_reply *r[5] = {&OK, &OK, &OK, &OK, &OK};
     /* 9.9 s elapsed: 10000 - 9900 - 102 < 0 */
     assert_int_equal(redlock_try(l, &b, r, 9900000), DLOCK__SEND);
     assert_non_null(strstr(l->err, "too late"));
@@ -84,8 +84,8 @@ static void redlock_quorum_too_late_is_a_failure(void **state)
 static void redlock_release_and_extend_need_a_quorum(void **state)
 {
     dlock *l = lock_with(DLOCK_REDLOCK, DLOCK_WAIT_POLL, 10000, false, 3);
-    dlock__batch b;
-    redisReply *two[3] = {&ONE, &ONE, NULL}, *one[3] = {&ONE, &ZERO, NULL},
+    SCRIPTED_BATCH(b);
+    const dlock_reply *two[3] = {&ONE, &ONE, NULL}, *one[3] = {&ONE, &ZERO, NULL},
                *none[3] = {&ONE, NULL, NULL};
     l->valid_until_us = 50000000;
     l->phase = 0;
@@ -134,8 +134,8 @@ static void redlock_options_are_checked(void **state)
 static void notify_release_signals(void **state)
 {
     dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_NOTIFY, 30000, false, 1);
-    dlock__batch b;
-    redisReply *r[1] = {&ONE};
+    SCRIPTED_BATCH(b);
+    const dlock_reply *r[1] = {&ONE};
     assert_ptr_equal(l->algo, &dlock__token_notify);
     assert_int_equal(feed(l, l->algo->release, at(0), &b, 0, NULL), DLOCK__SEND);
     assert_cmd(&b, 0, 0, &dlock__script_notify_release, "res", "res:signal", l->token, NULL);
@@ -147,11 +147,10 @@ static void notify_release_signals(void **state)
 static void notify_wait_blocks_for_the_backoff_then_retries(void **state)
 {
     dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_NOTIFY, 900, false, 1);
-    dlock__batch b;
-    redisReply woken_el[2] = {R_STRING("res:signal"), R_STRING("1")};
-    redisReply *els[2] = {&woken_el[0], &woken_el[1]};
-    redisReply woken = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
-    redisReply *r1[1] = {&woken}, *r2[1] = {&NIL}, *r3[1] = {NULL};
+    SCRIPTED_BATCH(b);
+    dlock_reply woken_el[2] = {R_STRING("res:signal"), R_STRING("1")};
+    dlock_reply woken = {.type = DLOCK_REPLY_ARRAY, .elements = 2, .element = woken_el};
+    const dlock_reply *r1[1] = {&woken}, *r2[1] = {&NIL}, *r3[1] = {NULL};
     l->wait_us = 64000;
     assert_int_equal(feed(l, l->algo->wait, at(0), &b, 0, NULL), DLOCK__SEND);
     assert_cmd(&b, 0, 0, NULL, "BLPOP", "res:signal", "0.064", NULL);
@@ -175,12 +174,11 @@ static void notify_wait_blocks_for_the_backoff_then_retries(void **state)
 static void notify_try_rides_behind_the_blpop(void **state)
 {
     dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_NOTIFY, 1000, false, 1);
-    dlock__batch b;
-    redisReply woken_el[2] = {R_STRING("res:signal"), R_STRING("1")};
-    redisReply *els[2] = {&woken_el[0], &woken_el[1]};
-    redisReply woken = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
-    redisReply *taken[2] = {&woken, &OK}, *barged[2] = {&woken, &NIL};
-    redisReply *quiet[2] = {&NIL, &NIL}, *free_anyway[2] = {&NIL, &OK}, *lost[2] = {NULL, NULL};
+    SCRIPTED_BATCH(b);
+    dlock_reply woken_el[2] = {R_STRING("res:signal"), R_STRING("1")};
+    dlock_reply woken = {.type = DLOCK_REPLY_ARRAY, .elements = 2, .element = woken_el};
+    const dlock_reply *taken[2] = {&woken, &OK}, *barged[2] = {&woken, &NIL};
+    const dlock_reply *quiet[2] = {&NIL, &NIL}, *free_anyway[2] = {&NIL, &OK}, *lost[2] = {NULL, NULL};
     l->wait_us = 64000;
     assert_int_equal(feed(l, l->algo->wait, at(5000000), &b, 0, NULL), DLOCK__SEND);
     assert_int_equal(b.n, 2);
@@ -220,18 +218,18 @@ static void notify_try_rides_behind_the_blpop(void **state)
 static void fifo_acquire_joins_and_waits_its_turn(void **state)
 {
     dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 30000, true, 1);
-    dlock__batch b;
-    redisReply waiting = R_INT(-1), got = R_INT(12);
-    redisReply *r1[1] = {&waiting}, *r2[1] = {&got};
+    SCRIPTED_BATCH(b);
+    dlock_reply waiting = R_INT(-1), got = R_INT(12);
+    const dlock_reply *r1[1] = {&waiting}, *r2[1] = {&got};
     char member[64];
     snprintf(member, sizeof member, "%s:30000:1", l->token);
     assert_ptr_equal(l->algo, &dlock__token_fifo);
     assert_int_equal(feed(l, l->algo->acquire, at(0), &b, 0, NULL), DLOCK__SEND);
     assert_cmd(&b, 0, 0, &dlock__script_fifo_acquire, "res", "res:queue", "res:queue:beat",
-               "res:queue:seq", "res:fence", b.cmd[0].argv[5], l->token, member, "30000", "2000",
+               "res:queue:seq", "res:fence", dlock__cmd_args(&b.cmd[0])[5], l->token, member, "30000", "2000",
                "1", NULL);
     assert_int_equal(b.cmd[0].nkeys, 6);
-    assert_non_null(strstr(b.cmd[0].argv[5], l->token));  /* our own signal list */
+    assert_non_null(strstr(dlock__cmd_args(&b.cmd[0])[5], l->token));  /* our own signal list */
     assert_int_equal(feed(l, l->algo->acquire, at(0), &b, 1, r1), DLOCK_EBUSY);
     l->phase = 0;
     feed(l, l->algo->acquire, at(0), &b, 0, NULL);
@@ -243,11 +241,10 @@ static void fifo_acquire_joins_and_waits_its_turn(void **state)
 static void fifo_wait_takes_the_handoff(void **state)
 {
     dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 30000, true, 1);
-    dlock__batch b;
-    redisReply el[2] = {R_STRING("res:signal:x"), R_STRING("41")};
-    redisReply *els[2] = {&el[0], &el[1]};
-    redisReply handed = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
-    redisReply *r1[1] = {&handed}, *r2[1] = {&NIL};
+    SCRIPTED_BATCH(b);
+    dlock_reply el[2] = {R_STRING("res:signal:x"), R_STRING("41")};
+    dlock_reply handed = {.type = DLOCK_REPLY_ARRAY, .elements = 2, .element = el};
+    const dlock_reply *r1[1] = {&handed}, *r2[1] = {&NIL};
     /* the back-off plays no part: the wait is the heartbeat period, cut to the deadline */
     l->wait_us = 5000;
     l->wait_left_us = INT64_MAX;
@@ -257,7 +254,7 @@ static void fifo_wait_takes_the_handoff(void **state)
     assert_int_equal(feed(l, l->algo->wait, at(7100000), &b, 1, r1), DLOCK__SEND);
     assert_int_equal(dlock_fencing_token(l), 41);
     assert_cmd(&b, 0, 0, &dlock__script_extend, "res", l->token, "30000", NULL);
-    redisReply *one[1] = {&ONE}, *zero[1] = {&ZERO};
+    const dlock_reply *one[1] = {&ONE}, *zero[1] = {&ZERO};
     assert_int_equal(feed(l, l->algo->wait, at(7200000), &b, 1, one), DLOCK_OK);
     assert_int_equal(l->valid_until_us, 7100000 + 30000000);  /* from the extend's start */
     /* the short lease ran out before the extend: back to the queue */
@@ -279,11 +276,10 @@ static void fifo_wait_takes_the_handoff(void **state)
 static void fifo_claim_is_not_queued_beyond_the_bound(void **state)
 {
     dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 0, false, 1);
-    dlock__batch b;
-    redisReply el[2] = {R_STRING("res:signal:x"), R_STRING("0")};
-    redisReply *els[2] = {&el[0], &el[1]};
-    redisReply handed = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
-    redisReply *r1[1] = {&handed}, *ours[1] = {&ONE}, *stale[1] = {&ZERO};
+    SCRIPTED_BATCH(b);
+    dlock_reply el[2] = {R_STRING("res:signal:x"), R_STRING("0")};
+    dlock_reply handed = {.type = DLOCK_REPLY_ARRAY, .elements = 2, .element = el};
+    const dlock_reply *r1[1] = {&handed}, *ours[1] = {&ONE}, *stale[1] = {&ZERO};
     l->wait_left_us = INT64_MAX;
     feed(l, l->algo->wait, at(400000), &b, 0, NULL);
     assert_int_equal(feed(l, l->algo->wait, at(450000), &b, 1, r1), DLOCK__SEND);
@@ -303,14 +299,13 @@ static void fifo_claim_is_not_queued_beyond_the_bound(void **state)
 static void fifo_claim_rides_behind_the_blpop(void **state)
 {
     dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 2000, true, 1);
-    dlock__batch b;
-    redisReply el[2] = {R_STRING("res:signal:x"), R_STRING("41")};
-    redisReply *els[2] = {&el[0], &el[1]};
-    redisReply handed = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = els};
-    redisReply fence42 = R_STRING("42");
-    redisReply *ours[2] = {&handed, &ONE}, *stale[2] = {&handed, &ZERO};
-    redisReply *nothing[2] = {&NIL, &ZERO}, *late[2] = {&NIL, &ONE}, *lost[2] = {NULL, NULL};
-    redisReply *lpop[1] = {&fence42};
+    SCRIPTED_BATCH(b);
+    dlock_reply el[2] = {R_STRING("res:signal:x"), R_STRING("41")};
+    dlock_reply handed = {.type = DLOCK_REPLY_ARRAY, .elements = 2, .element = el};
+    dlock_reply fence42 = R_STRING("42");
+    const dlock_reply *ours[2] = {&handed, &ONE}, *stale[2] = {&handed, &ZERO};
+    const dlock_reply *nothing[2] = {&NIL, &ZERO}, *late[2] = {&NIL, &ONE}, *lost[2] = {NULL, NULL};
+    const dlock_reply *lpop[1] = {&fence42};
     l->wait_left_us = INT64_MAX;
     assert_int_equal(feed(l, l->algo->wait, at(7000000), &b, 0, NULL), DLOCK__SEND);
     assert_int_equal(b.n, 2);
@@ -350,7 +345,7 @@ static void fifo_claim_rides_behind_the_blpop(void **state)
     feed(l, l->algo->wait, at(0), &b, 0, NULL);
     assert_int_equal(feed(l, l->algo->wait, at(400000), &b, 2, ours), DLOCK__SEND);
     assert_cmd(&b, 0, 0, &dlock__script_extend, "res", l->token, "300", NULL);
-    redisReply *one[1] = {&ONE};
+    const dlock_reply *one[1] = {&ONE};
     assert_int_equal(feed(l, l->algo->wait, at(401000), &b, 1, one), DLOCK_OK);
     assert_int_equal(l->valid_until_us, 400000 + 300000);
     dlock__lock_free(l);
@@ -359,8 +354,8 @@ static void fifo_claim_rides_behind_the_blpop(void **state)
 static void fifo_release_and_leave_hand_on(void **state)
 {
     dlock *l = lock_with(DLOCK_TOKEN, DLOCK_WAIT_FIFO, 30000, false, 1);
-    dlock__batch b;
-    redisReply *r0[1] = {&ZERO}, *r1[1] = {&ONE};
+    SCRIPTED_BATCH(b);
+    const dlock_reply *r0[1] = {&ZERO}, *r1[1] = {&ONE};
     char member[64];
     snprintf(member, sizeof member, "%s:30000:0", l->token);
     assert_int_equal(feed(l, l->algo->release, at(0), &b, 0, NULL), DLOCK__SEND);
