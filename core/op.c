@@ -505,7 +505,8 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
                 a.interrupt_taken = op->interrupt_taken;
                 return a;
             }
-            if (rc != DLOCK_OK && rc != DLOCK_EBUSY && l->err[0])
+            /* an undo's failure is not the operation's: it says why the try failed */
+            if (rc != DLOCK_OK && rc != DLOCK_EBUSY && l->err[0] && op->resume != S_UNDONE)
                 set_err(op, l->err);
             op->step_rc = rc;
             op->state = op->resume;

@@ -1,0 +1,504 @@
+/* test_op.c -- the operation machine (dlock_machine.h) with scripted replies and a fake clock.
+ *
+ * No server and no real time: each test plays a driver that hands the machine a time of its
+ * choosing and the replies it wants, and asserts the exact sequence of actions the machine
+ * answers -- which commands, with which timeout, which waits until when, which result. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "scripted.h"
+
+static const unsigned char TOKEN[16] = {0xab, 0xcd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+#define TOK "abcd0000000000000000000000000001"
+
+/* A driver run by hand: the machine, the time and the last action. */
+typedef struct player {
+    dlock_machine *m;
+    int64_t now_us;
+    bool interrupted;
+    dlock_action a;
+} player;
+
+static dlock_options opts(dlock_wait wait, int64_t ttl_ms, int64_t wait_timeout_ms)
+{
+    dlock_options o;
+    dlock_options_init(&o);
+    o.wait = wait;
+    o.ttl_ms = ttl_ms;
+    o.wait_timeout_ms = wait_timeout_ms;
+    o.backoff.policy = DLOCK_BACKOFF_CONSTANT;
+    o.backoff.base_ms = 10;
+    o.backoff.cap_ms = 10;
+    o.seed = 7;
+    return o;
+}
+
+static void begin(player *p, const dlock_options *o)
+{
+    char err[128] = "";
+    p->now_us = 1000000;
+    p->interrupted = false;
+    p->m = dlock_machine_acquire("res", o, 1, TOKEN, 99, err, sizeof err);
+    assert_non_null(p->m);
+    dlock_input in = {.now_us = p->now_us};
+    p->a = dlock_machine_next(p->m, &in);
+}
+
+/* Answers the last action at time t_us: with n replies (after a send), or none. */
+static void answer(player *p, int64_t t_us, int n, ...)
+{
+    const dlock_reply *r[DLOCK__MAX_BATCH];
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++)
+        r[i] = va_arg(ap, const dlock_reply *);
+    va_end(ap);
+    if (p->a.what == DLOCK_DO_SEND)
+        assert_int_equal(n, p->a.ncommands);
+    p->now_us = t_us;
+    dlock_input in = {.now_us = t_us, .interrupted = p->interrupted,
+                      .replies = p->a.what == DLOCK_DO_SEND ? r : NULL};
+    p->a = dlock_machine_next(p->m, &in);
+    if (p->a.interrupt_taken)
+        p->interrupted = false;
+}
+
+/* Asserts the last action sends exactly these commands' names (argv[0]), NULL-terminated. */
+static void expect_send(const player *p, int64_t timeout_us, ...)
+{
+    va_list ap;
+    int n = 0;
+    assert_int_equal(p->a.what, DLOCK_DO_SEND);
+    va_start(ap, timeout_us);
+    for (const char *name = va_arg(ap, const char *); name; name = va_arg(ap, const char *)) {
+        assert_in_range(n, 0, p->a.ncommands - 1);
+        assert_int_equal(p->a.commands[n].server, 0);
+        assert_string_equal(p->a.commands[n].argv[0], name);
+        n++;
+    }
+    va_end(ap);
+    assert_int_equal(n, p->a.ncommands);
+    assert_int_equal(p->a.timeout_us, timeout_us);
+}
+
+static void expect_arg(const player *p, int cmd, int arg, const char *want)
+{
+    assert_in_range(arg, 0, p->a.commands[cmd].argc - 1);
+    assert_string_equal(p->a.commands[cmd].argv[arg], want);
+}
+
+static void expect_wait(const player *p, int64_t until_us)
+{
+    assert_int_equal(p->a.what, DLOCK_DO_WAIT);
+    assert_int_equal(p->a.until_us, until_us);
+}
+
+static void expect_done(const player *p, int rc)
+{
+    assert_int_equal(p->a.what, DLOCK_DO_DONE);
+    assert_int_equal(p->a.rc, rc);
+}
+
+static void finish(player *p)
+{
+    dlock_machine_free(p->m);
+    p->m = NULL;
+}
+
+static dlock_reply OK = R_STATUS("OK"), NIL = R_NIL, ONE = R_INT(1), ZERO = R_INT(0);
+static const dlock_reply *LOST = NULL;
+#define MS 1000
+#define T0 1000000
+
+/* ---- tries ------------------------------------------------------------------------------ */
+
+static void a_free_lock_is_taken_with_one_set(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, -1);
+    player p;
+    begin(&p, &o);
+    expect_send(&p, 1000 * MS, "SET", NULL);
+    expect_arg(&p, 0, 2, TOK);
+    expect_arg(&p, 0, 5, "30000");
+    answer(&p, T0 + 300, 1, &OK);
+    expect_done(&p, DLOCK_OK);
+    assert_int_equal(dlock_machine_tries(p.m), 1);
+    dlock *l = dlock_machine_take_lock(p.m);
+    assert_non_null(l);
+    assert_null(dlock_machine_take_lock(p.m));  /* taken once */
+    finish(&p);
+    /* the lease counts from the send, not the reply */
+    assert_int_equal(atomic_load(&l->valid_until_us), T0 + 30000 * MS);
+    dlock_abandon(l);
+}
+
+/* The batch's timeout is the command timeout the options give. */
+static void the_command_timeout_is_the_machines(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, 0);
+    o.command_timeout_ms = 250;
+    player p;
+    begin(&p, &o);
+    expect_send(&p, 250 * MS, "SET", NULL);
+    answer(&p, T0 + 250 * MS, 1, LOST);  /* the driver gave up at the timeout */
+    expect_send(&p, 250 * MS, "EVALSHA", NULL);   /* giving up: the lost try may hold it */
+    expect_arg(&p, 0, 1, dlock__script_release.sha);
+    answer(&p, T0 + 251 * MS, 1, &ZERO);
+    expect_done(&p, DLOCK_EIO);
+    assert_non_null(strstr(dlock_machine_error(p.m), "no reply"));
+    finish(&p);
+}
+
+/* A try whose reply was lost may have taken the lock: when the next try finds it held, the
+ * machine releases by token; if that was ours, it tries again at once, as the same attempt. */
+static void a_lost_reply_is_undone_by_token(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, 1000);
+    player p;
+    begin(&p, &o);
+    expect_send(&p, 1000 * MS, "SET", NULL);
+    answer(&p, T0 + 5 * MS, 1, LOST);
+    expect_wait(&p, T0 + 15 * MS);                     /* the back-off: 10 ms */
+    answer(&p, T0 + 15 * MS, 0);
+    expect_send(&p, 1000 * MS, "SET", NULL);
+    answer(&p, T0 + 16 * MS, 1, &NIL);                 /* held: by our lost try? */
+    expect_send(&p, 1000 * MS, "EVALSHA", NULL);       /* release.lua by our token */
+    expect_arg(&p, 0, 1, dlock__script_release.sha);
+    expect_arg(&p, 0, 4, TOK);
+    answer(&p, T0 + 17 * MS, 1, &ONE);                 /* it was ours */
+    expect_send(&p, 1000 * MS, "SET", NULL);           /* so: again, at once */
+    answer(&p, T0 + 18 * MS, 1, &OK);
+    expect_done(&p, DLOCK_OK);
+    assert_int_equal(dlock_machine_tries(p.m), 3);
+    dlock_abandon(dlock_machine_take_lock(p.m));
+    finish(&p);
+}
+
+/* A grant that comes back after the whole lease may be someone else's by now: the machine
+ * deletes it by token and counts a failed try. */
+static void a_grant_with_no_lease_left_is_undone_and_retried(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 100, 1000);
+    player p;
+    begin(&p, &o);
+    expect_send(&p, 1000 * MS, "SET", NULL);
+    answer(&p, T0 + 150 * MS, 1, &OK);                 /* 150 ms for a 100 ms lease */
+    expect_send(&p, 1000 * MS, "EVALSHA", NULL);
+    expect_arg(&p, 0, 1, dlock__script_release.sha);
+    answer(&p, T0 + 151 * MS, 1, &ONE);
+    expect_wait(&p, T0 + 161 * MS);
+    answer(&p, T0 + 161 * MS, 0);
+    expect_send(&p, 1000 * MS, "SET", NULL);
+    answer(&p, T0 + 162 * MS, 1, &OK);
+    expect_done(&p, DLOCK_OK);
+    dlock_abandon(dlock_machine_take_lock(p.m));
+    finish(&p);
+}
+
+/* The last wait is cut to the deadline and one last try is made there. */
+static void the_deadline_cuts_the_wait_and_gets_a_last_try(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, 25);
+    player p;
+    begin(&p, &o);
+    expect_send(&p, 1000 * MS, "SET", NULL);
+    answer(&p, T0 + 1 * MS, 1, &NIL);
+    expect_wait(&p, T0 + 11 * MS);
+    answer(&p, T0 + 11 * MS, 0);
+    expect_send(&p, 1000 * MS, "SET", NULL);
+    answer(&p, T0 + 12 * MS, 1, &NIL);
+    expect_wait(&p, T0 + 22 * MS);
+    answer(&p, T0 + 22 * MS, 0);
+    expect_send(&p, 1000 * MS, "SET", NULL);
+    answer(&p, T0 + 23 * MS, 1, &NIL);
+    expect_wait(&p, T0 + 25 * MS);                     /* 2 ms left, not 10 */
+    answer(&p, T0 + 25 * MS, 0);
+    expect_send(&p, 1000 * MS, "SET", NULL);           /* the last try, at the deadline */
+    answer(&p, T0 + 26 * MS, 1, &NIL);
+    expect_done(&p, DLOCK_ETIMEDOUT);
+    assert_int_equal(dlock_machine_tries(p.m), 4);
+    assert_non_null(strstr(dlock_machine_error(p.m), "timed out"));
+    assert_null(dlock_machine_take_lock(p.m));
+    finish(&p);
+}
+
+/* ---- waits ------------------------------------------------------------------------------ */
+
+/* notify waits in BLPOP slices of at most 100 ms, each given its block time on top of the
+ * command timeout, the last one cut to the back-off delay; then it tries again. */
+static void notify_waits_in_slices(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_NOTIFY, 500, -1);  /* < 1 s: no try behind the BLPOP */
+    o.backoff.base_ms = o.backoff.cap_ms = 250;
+    player p;
+    begin(&p, &o);
+    expect_send(&p, 1000 * MS, "SET", NULL);
+    answer(&p, T0, 1, &NIL);
+    int64_t slice_timeout = (1000 + 100 + 1 + DLOCK__BLOCK_SLACK_MS) * MS;
+    expect_send(&p, slice_timeout, "BLPOP", NULL);
+    expect_arg(&p, 0, 1, "res:signal");
+    expect_arg(&p, 0, 2, "0.100");
+    answer(&p, T0 + 100 * MS, 1, &NIL);
+    expect_send(&p, slice_timeout, "BLPOP", NULL);
+    expect_arg(&p, 0, 2, "0.100");
+    answer(&p, T0 + 200 * MS, 1, &NIL);
+    expect_send(&p, (1000 + 50 + 1 + DLOCK__BLOCK_SLACK_MS) * MS, "BLPOP", NULL);
+    expect_arg(&p, 0, 2, "0.050");                     /* what is left of the 250 ms */
+    answer(&p, T0 + 250 * MS, 1, &NIL);
+    expect_send(&p, 1000 * MS, "SET", NULL);
+    answer(&p, T0 + 251 * MS, 1, &OK);
+    expect_done(&p, DLOCK_OK);
+    dlock_abandon(dlock_machine_take_lock(p.m));
+    finish(&p);
+}
+
+/* An interrupt is seen between slices: no next slice, the acquire ends canceled, and the
+ * machine says it took the interrupt (an interrupt cancels one acquire). */
+static void an_interrupt_is_seen_between_slices(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_NOTIFY, 500, -1);
+    o.backoff.base_ms = o.backoff.cap_ms = 1000;
+    player p;
+    begin(&p, &o);
+    answer(&p, T0, 1, &NIL);
+    expect_send(&p, (1000 + 100 + 1 + DLOCK__BLOCK_SLACK_MS) * MS, "BLPOP", NULL);
+    p.interrupted = true;
+    answer(&p, T0 + 100 * MS, 1, &NIL);
+    expect_done(&p, DLOCK_ECANCELED);
+    assert_true(p.a.interrupt_taken);
+    assert_string_equal(dlock_machine_error(p.m), "canceled");
+    finish(&p);
+}
+
+/* An interrupt ends a back-off wait at once: the next call cancels. */
+static void an_interrupt_ends_a_backoff_wait(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, -1);
+    o.backoff.base_ms = o.backoff.cap_ms = 10000;
+    player p;
+    begin(&p, &o);
+    answer(&p, T0, 1, &NIL);
+    expect_wait(&p, T0 + 10000 * MS);
+    p.interrupted = true;
+    answer(&p, T0 + 5 * MS, 0);                        /* woken early */
+    expect_done(&p, DLOCK_ECANCELED);
+    assert_true(p.a.interrupt_taken);
+    finish(&p);
+}
+
+/* With an interrupt already pending, the machine does not ask to wait at all. */
+static void no_wait_is_asked_with_an_interrupt_pending(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, -1);
+    player p;
+    begin(&p, &o);
+    p.interrupted = true;
+    answer(&p, T0, 1, &NIL);
+    expect_done(&p, DLOCK_ECANCELED);
+    finish(&p);
+}
+
+/* A fifo waiter that gives up leaves the queue (fifo_release.lua by its token). */
+static void a_fifo_waiter_leaves_the_queue_when_it_gives_up(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_FIFO, 30000, 0);  /* try once */
+    dlock_reply queued = R_INT(-1);
+    player p;
+    begin(&p, &o);
+    expect_send(&p, 1000 * MS, "EVALSHA", NULL);
+    expect_arg(&p, 0, 1, dlock__script_fifo_acquire.sha);
+    answer(&p, T0 + 1 * MS, 1, &queued);
+    expect_send(&p, 1000 * MS, "EVALSHA", NULL);
+    expect_arg(&p, 0, 1, dlock__script_fifo_release.sha);
+    answer(&p, T0 + 2 * MS, 1, &ZERO);                 /* not the holder: just left */
+    expect_done(&p, DLOCK_EBUSY);
+    finish(&p);
+}
+
+/* ---- the exchange's outcomes -------------------------------------------------------------- */
+
+/* A server that lost its scripts answers NOSCRIPT: only those commands go again, as EVAL with
+ * the script's text, and the step reads both rounds' replies together. The first round's
+ * replies are the driver's only during its call: the machine must keep its own copy. */
+static void noscript_resends_only_the_scripts_as_eval(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_NOTIFY, 30000, -1);  /* the try rides behind the BLPOP */
+    o.fencing = true;
+    o.backoff.base_ms = o.backoff.cap_ms = 100;
+    player p;
+    begin(&p, &o);
+    expect_send(&p, 1000 * MS, "EVALSHA", NULL);
+    answer(&p, T0, 1, &ZERO);                          /* held */
+    expect_send(&p, (1000 + 100 + 1 + DLOCK__BLOCK_SLACK_MS) * MS, "BLPOP", "EVALSHA", NULL);
+    char key[] = "res:signal", val[] = "1";
+    dlock_reply el[2] = {{.type = DLOCK_REPLY_STRING, .str = key, .len = 10},
+                         {.type = DLOCK_REPLY_STRING, .str = val, .len = 1}};
+    dlock_reply woken = R_ARRAY(2, el), noscript = R_ERROR("NOSCRIPT No matching script.");
+    answer(&p, T0 + 5 * MS, 2, &woken, &noscript);
+    memset(el, 0, sizeof el);                          /* the driver frees its replies */
+    memset(key, 'x', sizeof key - 1);
+    expect_send(&p, (1000 + 100 + 1 + DLOCK__BLOCK_SLACK_MS) * MS, "EVAL", NULL);
+    expect_arg(&p, 0, 1, dlock__script_acquire_fenced.text);
+    expect_arg(&p, 0, 2, "2");
+    expect_arg(&p, 0, 3, "res");
+    dlock_reply fence = R_INT(42);
+    answer(&p, T0 + 6 * MS, 1, &fence);
+    expect_done(&p, DLOCK_OK);
+    dlock *l = dlock_machine_take_lock(p.m);
+    assert_int_equal(dlock_fencing_token(l), 42);
+    dlock_abandon(l);
+    finish(&p);
+}
+
+/* A release whose reply was lost goes once more, on fresh connections. */
+static void a_release_retries_once_on_a_fresh_connection(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, -1);
+    player p;
+    begin(&p, &o);
+    answer(&p, T0, 1, &OK);
+    dlock *l = dlock_machine_take_lock(p.m);
+    finish(&p);
+
+    p.m = dlock_machine_release(l);
+    dlock_input in = {.now_us = T0 + 10 * MS};
+    p.a = dlock_machine_next(p.m, &in);
+    expect_send(&p, 1000 * MS, "EVALSHA", NULL);
+    assert_false(p.a.reconnect);
+    answer(&p, T0 + 1010 * MS, 1, LOST);
+    expect_send(&p, 1000 * MS, "EVALSHA", NULL);
+    assert_true(p.a.reconnect);
+    answer(&p, T0 + 1011 * MS, 1, &ONE);
+    expect_done(&p, DLOCK_OK);
+    finish(&p);
+    dlock_abandon(l);
+}
+
+/* An extend sets the new ttl on success and keeps the old one on failure. */
+static void an_extend_keeps_its_ttl_only_on_success(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, -1);
+    player p;
+    begin(&p, &o);
+    answer(&p, T0, 1, &OK);
+    dlock *l = dlock_machine_take_lock(p.m);
+    finish(&p);
+
+    p.m = dlock_machine_extend(l, 5000);
+    dlock_input in = {.now_us = T0 + 10 * MS};
+    p.a = dlock_machine_next(p.m, &in);
+    expect_arg(&p, 0, 5, "5000");
+    answer(&p, T0 + 11 * MS, 1, &ZERO);                /* not ours any more */
+    expect_done(&p, DLOCK_ENOTOWNER);
+    finish(&p);
+    assert_string_equal(l->ttl_arg, "30000");
+    assert_int_equal(l->opt.ttl_ms, 30000);
+
+    p.m = dlock_machine_extend(l, 5000);
+    p.a = dlock_machine_next(p.m, &in);
+    answer(&p, T0 + 11 * MS, 1, &ONE);
+    expect_done(&p, DLOCK_OK);
+    finish(&p);
+    assert_int_equal(l->opt.ttl_ms, 5000);
+    assert_int_equal(atomic_load(&l->valid_until_us), T0 + 10 * MS + 5000 * MS);
+    dlock_abandon(l);
+}
+
+/* A hook that refuses the batch: nothing was sent, the acquire ends canceled and says why. */
+static void a_refused_batch_cancels(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, -1);
+    player p;
+    begin(&p, &o);
+    dlock_input in = {.now_us = T0, .canceled = true};
+    p.a = dlock_machine_next(p.m, &in);
+    expect_done(&p, DLOCK_ECANCELED);
+    assert_string_equal(dlock_machine_error(p.m), "canceled by the client's hook");
+    finish(&p);
+}
+
+/* The wall clock is the driver's too: legacy asks for it and writes what it was given. */
+static void legacy_reads_the_wall_clock_it_is_given(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 1000, -1);
+    o.algorithm = DLOCK_LEGACY;
+    dlock_machine *m = dlock_machine_acquire("res", &o, 1, TOKEN, 1, NULL, 0);
+    assert_true(dlock_machine_reads_wall_clock(m));
+    dlock_input in = {.now_us = T0, .wall_ms = 1700000000000};
+    dlock_action a = dlock_machine_next(m, &in);
+    assert_int_equal(a.what, DLOCK_DO_SEND);
+    assert_string_equal(a.commands[0].argv[0], "SETNX");
+    assert_string_equal(a.commands[0].argv[2], "1700000001001");  /* wall + ttl + 1 */
+    dlock_machine_free(m);
+
+    o.algorithm = DLOCK_TOKEN;
+    m = dlock_machine_acquire("res", &o, 1, TOKEN, 1, NULL, 0);
+    assert_false(dlock_machine_reads_wall_clock(m));
+    dlock_machine_free(m);
+}
+
+/* The jitter is the seed's: two machines fed the same seed and times wait the same. */
+static void the_same_seed_waits_the_same(void **state)
+{
+    int64_t waits[2][5];
+    for (int run = 0; run < 2; run++) {
+        dlock_options o = opts(DLOCK_WAIT_POLL, 30000, -1);
+        o.seed = 0;  /* the driver's jitter seed decides */
+        o.backoff.policy = DLOCK_BACKOFF_FULL_JITTER;
+        o.backoff.cap_ms = 1000;
+        dlock_machine *m = dlock_machine_acquire("res", &o, 1, TOKEN, 12345, NULL, 0);
+        int64_t t = T0;
+        dlock_input in = {.now_us = t};
+        dlock_action a = dlock_machine_next(m, &in);
+        for (int i = 0; i < 5; i++) {
+            const dlock_reply *r[1] = {&NIL};
+            in = (dlock_input){.now_us = t, .replies = r};
+            a = dlock_machine_next(m, &in);
+            assert_int_equal(a.what, DLOCK_DO_WAIT);
+            waits[run][i] = a.until_us - t;
+            t = a.until_us;
+            in = (dlock_input){.now_us = t};
+            a = dlock_machine_next(m, &in);
+            assert_int_equal(a.what, DLOCK_DO_SEND);
+        }
+        dlock_machine_free(m);
+    }
+    assert_memory_equal(waits[0], waits[1], sizeof waits[0]);
+    assert_true(waits[0][0] != waits[0][1] || waits[0][1] != waits[0][2]);  /* jittered */
+}
+
+static void bad_options_are_refused_with_a_reason(void **state)
+{
+    char err[128] = "";
+    dlock_options o = opts(DLOCK_WAIT_POLL, -5, -1);
+    assert_null(dlock_machine_acquire("res", &o, 1, TOKEN, 1, err, sizeof err));
+    assert_non_null(strstr(err, "ttl_ms"));
+    o = opts(DLOCK_WAIT_POLL, 1000, -1);
+    assert_null(dlock_machine_acquire("res", &o, 2, TOKEN, 1, err, sizeof err));
+    assert_non_null(strstr(err, "one server"));
+    dlock_machine_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_free_lock_is_taken_with_one_set),
+        cmocka_unit_test(the_command_timeout_is_the_machines),
+        cmocka_unit_test(a_lost_reply_is_undone_by_token),
+        cmocka_unit_test(a_grant_with_no_lease_left_is_undone_and_retried),
+        cmocka_unit_test(the_deadline_cuts_the_wait_and_gets_a_last_try),
+        cmocka_unit_test(notify_waits_in_slices),
+        cmocka_unit_test(an_interrupt_is_seen_between_slices),
+        cmocka_unit_test(an_interrupt_ends_a_backoff_wait),
+        cmocka_unit_test(no_wait_is_asked_with_an_interrupt_pending),
+        cmocka_unit_test(a_fifo_waiter_leaves_the_queue_when_it_gives_up),
+        cmocka_unit_test(noscript_resends_only_the_scripts_as_eval),
+        cmocka_unit_test(a_release_retries_once_on_a_fresh_connection),
+        cmocka_unit_test(an_extend_keeps_its_ttl_only_on_success),
+        cmocka_unit_test(a_refused_batch_cancels),
+        cmocka_unit_test(legacy_reads_the_wall_clock_it_is_given),
+        cmocka_unit_test(the_same_seed_waits_the_same),
+        cmocka_unit_test(bad_options_are_refused_with_a_reason),
+    };
+    return cmocka_run_group_tests_name("op", tests, NULL, NULL);
+}
