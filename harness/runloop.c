@@ -2,12 +2,10 @@
  * clients on a dlock_loop.
  *
  * A thread per client spends a run of fifty clients on two cores switching between threads; on
- * a loop, one thread serves many clients, as redis-benchmark does. Each client is a state
- * machine doing what runner.c's workload does with blocking calls -- acquire, critical section,
- * release, think, until its iterations are done or its group's deadline passes -- with the lock
+ * a loop, one thread serves many clients, as redis-benchmark does. Each client runs the same
+ * workload machine (workload.c) as a client thread does, its steps carried out with the lock
  * core's _async calls, a non-blocking connection to the protected resource, and timers for the
- * start, the hold and the think time. It records into the same lb_client_result through the
- * same functions (runner_priv.h), and the same oracle watches the critical sections.
+ * start, the hold and the think time.
  *
  * It runs scenarios without events, renew or fenced counter writes (lb_scenario_loop_capable):
  * crashes, pauses and the watchdog act on threads. The main thread still stops the groups at
@@ -40,13 +38,8 @@ struct rn_loop_client {
     dlock_options o;
     lc_state state;
     dlock_timer *timer;          /* start, think and hold */
-    void (*then)(rn_loop_client *lc);  /* what the timer does when it fires */
-    int64_t done;                /* iterations */
-    lb_acquisition *a;           /* the iteration's record */
     dlock *l;
     char counter[600];
-    long long counter_value;
-    bool counter_read;
     /* the protected resource: one command at a time */
     dlock_watch *res_watch;
     dlock_timer *res_timer;
@@ -68,7 +61,7 @@ struct rn_loops {
     worker *w;
 };
 
-static void next_iteration(rn_loop_client *lc);
+static void pump(rn_loop_client *lc, lb_wl_input in);
 
 /* ---- the protected resource ------------------------------------------------------------ */
 
@@ -181,197 +174,120 @@ static void res_command(rn_loop_client *lc, res_fn fn, const char *fmt, ...)
     res_flush(lc);
 }
 
-/* ---- one iteration ------------------------------------------------------------------------ */
-
-/* Sleeps until the monotonic time `until` (no later than the group's deadline) on the client's
- * timer, then does next. */
-static void sleep_until(rn_loop_client *lc, int64_t until, lc_state state,
-                        void (*next)(rn_loop_client *lc))
-{
-    lc->state = state;
-    lc->then = next;
-    dlock_timer_start(lc->timer, until - dlock__mono_us());
-}
+/* ---- the workload's steps ---------------------------------------------------------------- */
 
 static void on_timer(void *ud)
 {
     rn_loop_client *lc = ud;
     lc->state = LC_BUSY;
-    lc->then(lc);
+    pump(lc, (lb_wl_input){0});
 }
 
 static void end_client(rn_loop_client *lc)
 {
     client *c = lc->c;
     lc->state = LC_DONE;
-    c->out->end_us = rn_since_t0(c);
     rn_count_commands(c);
     rn_finish(c);
     lc->w->active--;
 }
 
-/* After an iteration: the think time (at least the error pause after an error), then the next. */
-static void iteration_over(rn_loop_client *lc, bool error)
+static void on_acquired(void *ud, int rc, dlock *l)
 {
-    client *c = lc->c;
-    const lb_workload *wl = &c->g->workload;
-    lc->a = NULL;
-    lc->l = NULL;
-    bool last = wl->iterations != 0 && ++lc->done >= wl->iterations;
-    int64_t pause = rn_sample_us(&wl->think_ms, &c->rng);
-    if (error && pause < rn_error_pause_us(c))
-        pause = rn_error_pause_us(c);
-    if (pause > 0 && !last) {
-        int64_t until = dlock__mono_us() + pause;
-        int64_t deadline = c->run->deadline[c->group];
-        sleep_until(lc, until < deadline ? until : deadline, LC_SLEEP, next_iteration);
-        return;
-    }
-    next_iteration(lc);
+    rn_loop_client *lc = ud;
+    dlock_stats last;
+    dlock_client_stats(lc->c->lock, NULL, &last);
+    lc->l = l;
+    pump(lc, (lb_wl_input){.rc = rc, .attempts = (uint32_t)last.attempts,
+                           .commands = (uint32_t)last.commands,
+                           .fence = rc == DLOCK_OK ? dlock_fencing_token(l) : 0});
 }
 
 static void on_released(void *ud, int rc)
 {
-    rn_loop_client *lc = ud;
-    lb_acquisition *a = lc->a;
-    a->released_us = rn_since_t0(lc->c);
-    a->end = rc == DLOCK_OK ? LB_END_RELEASED : rc == DLOCK_ENOTOWNER ? LB_END_NOTOWNER
-                                                                      : LB_END_FAILED;
-    iteration_over(lc, false);
-}
-
-static void leave(rn_loop_client *lc)
-{
-    client *c = lc->c;
-    lb_acquisition *a = lc->a;
-    rn_cs_leave(c);
-    a->left_us = rn_since_t0(c);
-    if (!c->g->workload.release) {
-        dlock_abandon(lc->l);
-        a->end = LB_END_KEPT;
-        a->released_us = rn_since_t0(c);
-        iteration_over(lc, false);
-    } else if (dlock_release_async(lc->l, on_released, lc) != DLOCK_OK) {
-        dlock_abandon(lc->l);
-        on_released(lc, DLOCK_EIO);
-    }
-}
-
-static void acked(rn_loop_client *lc, bool ok)
-{
-    lc->c->out->cs_acked += ok;
-    leave(lc);
-}
-
-static void on_incr(rn_loop_client *lc, redisReply *r)
-{
-    acked(lc, r && r->type == REDIS_REPLY_INTEGER);
-}
-
-static void on_set(rn_loop_client *lc, redisReply *r)
-{
-    acked(lc, r && r->type == REDIS_REPLY_STATUS);
-}
-
-static void do_incr(rn_loop_client *lc)
-{
-    res_command(lc, on_incr, "INCR %s", lc->counter);
-}
-
-static void do_write(rn_loop_client *lc)
-{
-    if (!lc->counter_read) {
-        leave(lc);
-        return;
-    }
-    res_command(lc, on_set, "SET %s %lld", lc->counter, lc->counter_value + 1);
-}
-
-/* The hold, then next; a zero hold goes straight on. A hold is not cut by the deadline: a
- * holder finishes its work and releases. */
-static void hold_then(rn_loop_client *lc, void (*next)(rn_loop_client *lc))
-{
-    int64_t hold = rn_sample_us(&lc->c->g->workload.hold_ms, &lc->c->rng);
-    if (hold <= 0) {
-        next(lc);
-        return;
-    }
-    sleep_until(lc, dlock__mono_us() + hold, LC_HOLD, next);
+    pump(ud, (lb_wl_input){.rc = rc});
 }
 
 static void on_read(rn_loop_client *lc, redisReply *r)
 {
-    lc->counter_read = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
-    lc->counter_value = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
-    hold_then(lc, do_write);
+    bool ok = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
+    pump(lc, (lb_wl_input){.ok = ok, .value = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0});
 }
 
-static void on_acquired(void *ud, int rc, dlock *l)
+static void on_set(rn_loop_client *lc, redisReply *r)
 {
-    rn_loop_client *lc = ud;
-    client *c = lc->c;
-    lb_acquisition *a = lc->a;
-    rn_record_acquire(c, a, rc);
-    if (rc != DLOCK_OK) {
-        iteration_over(lc, a->result == LB_RES_ERROR);
-        return;
-    }
-    lc->l = l;
-    a->fence = dlock_fencing_token(l);
-    rn_cs_enter(c, a);
-    switch (c->g->workload.critical_section) {
-    case LB_CS_COUNTER:
-        res_command(lc, on_read, "GET %s", lc->counter);
-        break;
-    case LB_CS_INCR:
-        hold_then(lc, do_incr);
-        break;
-    case LB_CS_NONE:
-    default:
-        hold_then(lc, leave);
-        break;
-    }
+    pump(lc, (lb_wl_input){.rc = r && r->type == REDIS_REPLY_STATUS ? DLOCK_OK : DLOCK_EIO});
 }
 
-/* The top of the client's loop: its start time, its iterations and its group's deadline. */
-static void next_iteration(rn_loop_client *lc)
+static void on_incr(rn_loop_client *lc, redisReply *r)
+{
+    pump(lc, (lb_wl_input){.ok = r && r->type == REDIS_REPLY_INTEGER});
+}
+
+/* Waits on the client's timer until until_us (since the start barrier). */
+static void wait_until(rn_loop_client *lc, int64_t until_us, lc_state state)
+{
+    lc->state = state;
+    dlock_timer_start(lc->timer, lc->c->run->t0 + until_us - dlock__mono_us());
+}
+
+/* Feeds the workload machine what became of its last step and carries out the next ones, up to
+ * one that completes later (a callback or the timer pumps again). */
+static void pump(rn_loop_client *lc, lb_wl_input in)
 {
     client *c = lc->c;
-    const lb_workload *wl = &c->g->workload;
-    int64_t start = c->run->t0 + c->g->start_ms * 1000;
-    if (wl->iterations != 0 && lc->done >= wl->iterations) {
-        end_client(lc);
-        return;
-    }
-    int64_t now = dlock__mono_us(), deadline = c->run->deadline[c->group];
-    if (now < start && now < deadline && !lb_runner_stopped()) {
-        /* the group's deadline ends the wait for a start that lies beyond it */
-        sleep_until(lc, start < deadline ? start : deadline, LC_SLEEP, next_iteration);
-        return;
-    }
-    if (now < start) {
-        end_client(lc);
-        return;
-    }
-    if (rn_out_of_time(c)) {
-        end_client(lc);
-        return;
-    }
-    lb_acquisition *a = lb_acq_log_append(&c->out->log);
-    if (!a) {  /* out of memory: the acquisition goes unrecorded, the run goes on */
-        iteration_over(lc, true);
-        return;
-    }
-    *a = (lb_acquisition){.key = c->key, .left_us = -1, .released_us = -1,
-                          .call_us = rn_since_t0(c)};
-    lc->a = a;
-    lc->state = LC_BUSY;
-    int rc = dlock_acquire_async(c->lock, c->run->keys[c->key], &lc->o, on_acquired, lc);
-    if (rc != DLOCK_OK) {
-        rn_record_acquire(c, a, rc);
-        a->attempts = 0;
-        a->commands = 0;
-        iteration_over(lc, true);
+    for (;;) {
+        in.now_us = rn_since_t0(c);
+        in.stop = lb_runner_stopped();
+        lb_wl_step s = lb_wl_next(&c->wl, &in);
+        in = (lb_wl_input){0};
+        switch (s.what) {
+        case LB_WL_ACQUIRE:
+            lc->state = LC_BUSY;
+            in.rc = dlock_acquire_async(c->lock, c->run->keys[c->key], &lc->o, on_acquired, lc);
+            if (in.rc == DLOCK_OK)
+                return;
+            continue;  /* refused at once: no call went out */
+        case LB_WL_READ:
+            res_command(lc, on_read, "GET %s", lc->counter);
+            return;
+        case LB_WL_WRITE:
+            if (s.fence > 0) {  /* fenced writes run on threads (lb_scenario_loop_capable) */
+                in.rc = DLOCK_EINVAL;
+                continue;
+            }
+            res_command(lc, on_set, "SET %s %lld", lc->counter, s.value);
+            return;
+        case LB_WL_INCR:
+            res_command(lc, on_incr, "INCR %s", lc->counter);
+            return;
+        case LB_WL_HOLDING:
+            continue;  /* no "when": "holding" faults on a loop */
+        case LB_WL_HOLD:
+            wait_until(lc, s.until_us, LC_HOLD);
+            return;
+        case LB_WL_RELEASE:
+            in.rc = dlock_release_async(lc->l, on_released, lc);
+            if (in.rc == DLOCK_OK) {
+                lc->l = NULL;
+                return;
+            }
+            dlock_abandon(lc->l);
+            lc->l = NULL;
+            continue;
+        case LB_WL_KEEP:
+            dlock_abandon(lc->l);
+            lc->l = NULL;
+            continue;
+        case LB_WL_THINK:
+            wait_until(lc, s.until_us, LC_SLEEP);
+            return;
+        case LB_WL_CRASHED:  /* no crash faults on a loop */
+        case LB_WL_DONE:
+        default:
+            end_client(lc);
+            return;
+        }
     }
 }
 
@@ -387,7 +303,7 @@ static void on_tick(void *ud)
             if (lc->state == LC_SLEEP) {
                 dlock_timer_stop(lc->timer);
                 lc->state = LC_BUSY;
-                next_iteration(lc);
+                pump(lc, (lb_wl_input){0});
             }
         }
     }
@@ -444,7 +360,7 @@ static void *worker_main(void *arg)
         w->active = w->n;
         dlock_timer_start(w->tick, TICK_US);
         for (size_t i = 0; i < w->n; i++)
-            next_iteration(&w->lcs[i]);
+            pump(&w->lcs[i], (lb_wl_input){0});
         while (w->active > 0)
             if (dlock_loop_run(w->loop, -1) < 0 && errno != EINTR)
                 break;  /* epoll failed: nothing more can happen on this loop */

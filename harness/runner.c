@@ -140,30 +140,6 @@ static int64_t skewed_wallclock(void *ud)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + atomic_load(&c->ctl.skew_ms);
 }
 
-/* ---- distributions --------------------------------------------------------- */
-
-static double uniform01(uint64_t *s)
-{
-    /* xorshift64*: the workload's randomness, reproducible from the scenario seed */
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return (double)((*s * 0x2545F4914F6CDD1DULL) >> 11) * 0x1.0p-53;
-}
-
-int64_t rn_sample_us(const lb_dist *d, uint64_t *rng)
-{
-    switch (d->kind) {
-    case LB_DIST_UNIFORM:
-        return (int64_t)((d->a + (d->b - d->a) * uniform01(rng)) * 1000.0);
-    case LB_DIST_EXPONENTIAL:
-        return (int64_t)(-log(1.0 - uniform01(rng)) * (double)d->mean * 1000.0);
-    case LB_DIST_FIXED:
-    default:
-        return d->a * 1000;
-    }
-}
-
 /* ---- setup ----------------------------------------------------------------- */
 
 static int intern_key(run *r, const char *name)
@@ -321,58 +297,6 @@ void rn_options_of(client *c, dlock_options *o)
     o->wallclock_ud = c;
 }
 
-static lb_result classify(client *c, int rc)
-{
-    switch (rc) {
-    case DLOCK_OK: return LB_RES_OK;
-    case DLOCK_ETIMEDOUT:
-    case DLOCK_EBUSY: return LB_RES_TIMEOUT;
-    case DLOCK_ECANCELED: return ctl_crashed(&c->ctl) ? LB_RES_CANCELED : LB_RES_ABANDONED;
-    default: return LB_RES_ERROR;
-    }
-}
-
-void rn_record_acquire(client *c, lb_acquisition *a, int rc)
-{
-    dlock_stats last;
-    dlock_client_stats(c->lock, NULL, &last);
-    a->end_us = rn_since_t0(c);
-    a->attempts = (uint32_t)last.attempts;
-    a->commands = (uint32_t)last.commands;
-    a->result = (uint8_t)classify(c, rc);
-    int64_t wait = a->end_us - a->call_us;
-    lb_client_result *o = c->out;
-    switch (a->result) {
-    case LB_RES_OK:
-        o->acquisitions++;
-        o->wait_sum_us += wait;
-        if (wait > o->wait_max_us)
-            o->wait_max_us = wait;
-        lb_hist_record(o->acquire_hist, wait);
-        atomic_fetch_add_explicit(&c->done_acquisitions, 1, memory_order_relaxed);
-        break;
-    case LB_RES_TIMEOUT:
-        o->timeouts++;
-        lb_hist_record(o->timeout_hist, wait);
-        break;
-    case LB_RES_ERROR:
-        o->errors++;
-        break;
-    }
-}
-
-/* Enter and leave, for the oracle. Crashed clients leave too: they are not live. */
-void rn_cs_enter(client *c, lb_acquisition *a)
-{
-    a->overlap = lb_oracle_enter(c->run->oracle, (size_t)c->key);
-    c->out->cs_attempted++;
-}
-
-void rn_cs_leave(client *c)
-{
-    lb_oracle_leave(c->run->oracle, (size_t)c->key);
-}
-
 /* When a "when": "holding" event fires, its real window is kept for events.csv: earliest start
  * and latest end over the clients it fired on. */
 static void fired(run *r, int event, int64_t start_us, int64_t end_us)
@@ -410,121 +334,39 @@ static bool holding_point(client *c)
     return ctl_checkpoint(k);
 }
 
-static long long read_counter(client *c, const char *counter, bool *ok)
+static bool read_counter(client *c, const char *counter, long long *v)
 {
     redisReply *r = redisCommand(c->res, "GET %s", counter);
-    *ok = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
-    long long v = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
-    freeReplyObject(r);
-    return v;
-}
-
-static bool write_counter(client *c, const char *counter, long long v, uint64_t fence)
-{
-    char buf[32];
-    if (fence > 0) {
-        snprintf(buf, sizeof buf, "%lld", v);
-        int rc = dlock_fenced_set(c->fenced, counter, fence, buf);
-        c->out->stale_rejected += rc == DLOCK_ESTALE;
-        return rc == DLOCK_OK;
-    }
-    redisReply *r = redisCommand(c->res, "SET %s %lld", counter, v);
-    bool ok = r && r->type == REDIS_REPLY_STATUS;
+    bool ok = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
+    *v = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
     freeReplyObject(r);
     return ok;
 }
 
-/* The critical section. false when the client crashed inside it. */
-static bool critical_section(client *c, uint64_t fence)
+static int write_counter(client *c, const char *counter, long long v, uint64_t fence)
 {
-    const lb_workload *w = &c->g->workload;
-    char counter[600];
-    bool ok;
-    int64_t hold = rn_sample_us(&w->hold_ms, &c->rng);
-    snprintf(counter, sizeof counter, "%s:counter", c->run->keys[c->key]);
-    switch (w->critical_section) {
-    case LB_CS_COUNTER: {
-        if (!ctl_checkpoint(&c->ctl))
-            return false;
-        long long v = read_counter(c, counter, &ok);
-        if (!holding_point(c) || !ctl_hold(&c->ctl, hold))
-            return false;
-        if (ok && write_counter(c, counter, v + 1, fence))
-            c->out->cs_acked++;
-        return true;
+    char buf[32];
+    if (fence > 0) {
+        snprintf(buf, sizeof buf, "%lld", v);
+        return dlock_fenced_set(c->fenced, counter, fence, buf);
     }
-    case LB_CS_INCR: {
-        if (!holding_point(c) || !ctl_hold(&c->ctl, hold))
-            return false;
-        redisReply *r = redisCommand(c->res, "INCR %s", counter);
-        c->out->cs_acked += r && r->type == REDIS_REPLY_INTEGER;
-        freeReplyObject(r);
-        return true;
-    }
-    case LB_CS_NONE:
-    default:
-        return holding_point(c) && ctl_hold(&c->ctl, hold);
-    }
+    redisReply *r = redisCommand(c->res, "SET %s %lld", counter, v);
+    bool ok = r && r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    return ok ? DLOCK_OK : DLOCK_EIO;
 }
 
-static void end_hold(client *c, lb_acquisition *a, dlock *l)
+static bool incr_counter(client *c, const char *counter)
 {
-    if (!c->g->workload.release) {
-        a->end = LB_END_KEPT;
-        a->released_us = rn_since_t0(c);
-        dlock_abandon(l);
-        return;
-    }
-    int rc = dlock_release(l);
-    a->released_us = rn_since_t0(c);
-    a->end = rc == DLOCK_OK ? LB_END_RELEASED : rc == DLOCK_ENOTOWNER ? LB_END_NOTOWNER
-                                                                      : LB_END_FAILED;
+    redisReply *r = redisCommand(c->res, "INCR %s", counter);
+    bool ok = r && r->type == REDIS_REPLY_INTEGER;
+    freeReplyObject(r);
+    return ok;
 }
 
 bool rn_out_of_time(const client *c)
 {
     return atomic_load(&stop_requested) || dlock__mono_us() >= c->run->deadline[c->group];
-}
-
-typedef enum { ITER_DONE, ITER_ERROR, ITER_CRASHED } iteration;
-
-/* One acquire, critical section and release. */
-static iteration one_iteration(client *c, const dlock_options *o, const char *key)
-{
-    lb_acquisition *a = lb_acq_log_append(&c->out->log);
-    if (!a)
-        return ITER_ERROR;  /* out of memory: the acquisition goes unrecorded, the run goes on */
-    *a = (lb_acquisition){.key = c->key, .left_us = -1, .released_us = -1,
-                          .call_us = rn_since_t0(c)};
-    dlock *l = NULL;
-    int rc = dlock_acquire(c->lock, key, o, &l);
-    rn_record_acquire(c, a, rc);
-    if (rc != DLOCK_OK)
-        return a->result == LB_RES_CANCELED ? ITER_CRASHED
-               : a->result == LB_RES_ERROR  ? ITER_ERROR
-                                            : ITER_DONE;
-    a->fence = dlock_fencing_token(l);
-    rn_cs_enter(c, a);
-    bool alive = critical_section(c, a->fence);
-    rn_cs_leave(c);
-    a->left_us = rn_since_t0(c);
-    if (!alive) {
-        a->end = LB_END_CRASHED;
-        a->released_us = a->left_us;
-        dlock_abandon(l);  /* never released: its connections are cut below */
-        return ITER_CRASHED;
-    }
-    end_hold(c, a, l);
-    return ctl_checkpoint(&c->ctl) ? ITER_DONE : ITER_CRASHED;
-}
-
-/* After an error (Redis unreachable, a try-once against a dead server) a client waits the
- * back-off cap, at least 1 ms and at most 1 s, before its next acquire: a dead server must not
- * turn the run into a tight loop that logs errors by the hundred thousand. */
-int64_t rn_error_pause_us(const client *c)
-{
-    int64_t ms = c->g->lock.backoff.cap_ms;
-    return (ms < 1 ? 1 : ms > 1000 ? 1000 : ms) * 1000;
 }
 
 /* The crash: connections closed without a word; maybe a new client later, in its place. */
@@ -557,35 +399,88 @@ static bool crash_and_maybe_restart(client *c)
     return true;
 }
 
-/* Iterations until done, the deadline, or a crash without restart. A crash before start_ms
- * costs no iteration, a client restarted early still waits for its start, and no think time
- * follows the last iteration. */
+static lb_wl_input input_now(client *c)
+{
+    return (lb_wl_input){.now_us = rn_since_t0(c), .stop = atomic_load(&stop_requested)};
+}
+
+/* The acquire call, with what the workload records of it. */
+static lb_wl_input do_acquire(client *c, const dlock_options *o, dlock **l)
+{
+    dlock_stats last;
+    int rc = dlock_acquire(c->lock, c->run->keys[c->key], o, l);
+    dlock_client_stats(c->lock, NULL, &last);
+    lb_wl_input in = input_now(c);
+    in.rc = rc;
+    in.attempts = (uint32_t)last.attempts;
+    in.commands = (uint32_t)last.commands;
+    in.fence = rc == DLOCK_OK ? dlock_fencing_token(*l) : 0;
+    in.crashed = ctl_crashed(&c->ctl);
+    return in;
+}
+
+/* The thread driver: the workload machine's steps as blocking calls and sleeps, with the
+ * faults acting through the client's control block (the hook, the checkpoints, the sleeps). */
 static void workload(client *c)
 {
-    const lb_workload *w = &c->g->workload;
     dlock_options o;
     rn_options_of(c, &o);
-    const char *key = c->run->keys[c->key];
-    int64_t start = c->run->t0 + c->g->start_ms * 1000;
-    for (int64_t done = 0; w->iterations == 0 || done < w->iterations;) {
-        sleep_end e = SLEPT;
-        if (dlock__mono_us() < start) {
-            e = ctl_sleep_until(&c->ctl, start, true);
-        } else {
-            if (rn_out_of_time(c))
+    char counter[600];
+    snprintf(counter, sizeof counter, "%s:counter", c->run->keys[c->key]);
+    dlock *l = NULL;
+    lb_wl_input in = input_now(c);
+    lb_wl_step s = lb_wl_next(&c->wl, &in);
+    for (;;) {
+        in = (lb_wl_input){0};
+        switch (s.what) {
+        case LB_WL_ACQUIRE:
+            in = do_acquire(c, &o, &l);
+            break;
+        case LB_WL_READ:
+            in.crashed = !ctl_checkpoint(&c->ctl);
+            if (!in.crashed)
+                in.ok = read_counter(c, counter, &in.value);
+            break;
+        case LB_WL_WRITE:
+            in.rc = write_counter(c, counter, s.value, s.fence);
+            break;
+        case LB_WL_INCR:
+            in.ok = incr_counter(c, counter);
+            break;
+        case LB_WL_HOLDING:
+            in.crashed = !holding_point(c);
+            break;
+        case LB_WL_HOLD:
+            in.crashed = !ctl_hold(&c->ctl, s.until_us - rn_since_t0(c));
+            break;
+        case LB_WL_RELEASE:
+            in.rc = dlock_release(l);
+            l = NULL;
+            in.crashed = !ctl_checkpoint(&c->ctl);
+            break;
+        case LB_WL_KEEP:
+            dlock_abandon(l);
+            l = NULL;
+            break;
+        case LB_WL_THINK:
+            in.crashed = ctl_sleep_until(&c->ctl, c->run->t0 + s.until_us, true) == CRASHED;
+            break;
+        case LB_WL_CRASHED:
+            dlock_abandon(l);  /* never released: its connections are cut below */
+            l = NULL;
+            if (!crash_and_maybe_restart(c))
                 return;
-            iteration it = one_iteration(c, &o, key);
-            bool last = w->iterations != 0 && ++done >= w->iterations;
-            int64_t pause = rn_sample_us(&w->think_ms, &c->rng);
-            if (it == ITER_ERROR && pause < rn_error_pause_us(c))
-                pause = rn_error_pause_us(c);
-            if (it == ITER_CRASHED)
-                e = CRASHED;
-            else if (pause > 0 && !last)
-                e = ctl_sleep_until(&c->ctl, dlock__mono_us() + pause, true);
-        }
-        if (e == STOPPED || (e == CRASHED && !crash_and_maybe_restart(c)))
+            in = input_now(c);
+            s = lb_wl_restart(&c->wl, &in);
+            continue;
+        case LB_WL_DONE:
+        default:
             return;
+        }
+        lb_wl_input when = input_now(c);
+        in.now_us = when.now_us;
+        in.stop = when.stop;
+        s = lb_wl_next(&c->wl, &in);
     }
 }
 
@@ -1037,6 +932,7 @@ static int prepare_clients(run *r, lb_run_result *out)
                     snprintf(r->err, sizeof r->err, "client %zu: out of memory", id);
                 return -1;
             }
+
         }
     }
     return 0;
@@ -1118,6 +1014,12 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
     if (!(r->oracle = lb_oracle_new(r->nkeys))) {
         snprintf(r->err, sizeof r->err, "out of memory");
         return -1;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        client *c = &r->clients[i];
+        int64_t d = c->g->workload.duration_ms;
+        lb_wl_init(&c->wl, c->g, c->key, c->out, r->oracle, &c->rng, &c->done_acquisitions,
+                   d >= 0 ? d * 1000 : INT64_MAX);
     }
     return 0;
 }

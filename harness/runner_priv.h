@@ -12,6 +12,7 @@
 #include "dlock.h"
 #include "oracle.h"
 #include "runner.h"
+#include "workload.h"
 
 /* ---- per-client control: what faults do to a client ---------------------- */
 
@@ -49,6 +50,7 @@ typedef struct client {
     size_t ndelays;
     char *urls[LB_SCENARIO_MAX_SERVERS];
     uint64_t rng;
+    lb_wl wl;                    /* its workload machine */
     lb_client_result *out;
     atomic_llong done_acquisitions;  /* for the progress line */
     bool setup_failed;
@@ -84,13 +86,8 @@ struct run {
 };
 
 int64_t rn_since_t0(const client *c);
-int64_t rn_sample_us(const lb_dist *d, uint64_t *rng);
 void    rn_options_of(client *c, dlock_options *o);
-void    rn_record_acquire(client *c, lb_acquisition *a, int rc);
-void    rn_cs_enter(client *c, lb_acquisition *a);
-void    rn_cs_leave(client *c);
 bool    rn_out_of_time(const client *c);
-int64_t rn_error_pause_us(const client *c);
 /* The client's lock client (with the fault hook when hooked) and its resource connections. */
 bool    rn_client_connect(client *c, bool hooked, char *err, size_t errlen);
 void    rn_client_disconnect(client *c);

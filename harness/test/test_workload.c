@@ -1,0 +1,293 @@
+/* test_workload.c -- the client workload machine with scripted outcomes and a fake clock.
+ *
+ * Each test plays a driver: it feeds the machine times and outcomes and asserts the exact
+ * steps it answers, and what it recorded (the acquisition log, the counts, the oracle). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "dlock.h"
+#include "workload.h"
+
+typedef struct fixture {
+    lb_client_group g;
+    lb_client_result out;
+    lb_oracle *oracle;
+    uint64_t rng;
+    atomic_llong acquired;
+    lb_wl m;
+    lb_wl_step s;
+} fixture;
+
+static void setup(fixture *f, lb_critical_section cs, int64_t iterations, int64_t hold_ms,
+                  int64_t think_ms)
+{
+    memset(f, 0, sizeof *f);
+    f->g.count = 1;
+    f->g.lock.backoff.cap_ms = 100;
+    f->g.workload = (lb_workload){.iterations = iterations, .duration_ms = -1,
+                                  .hold_ms = {.kind = LB_DIST_FIXED, .a = hold_ms, .b = hold_ms},
+                                  .think_ms = {.kind = LB_DIST_FIXED, .a = think_ms, .b = think_ms},
+                                  .critical_section = cs, .release = true};
+    f->out.acquire_hist = lb_hist_new();
+    f->out.timeout_hist = lb_hist_new();
+    f->oracle = lb_oracle_new(1);
+    f->rng = 1;
+    atomic_init(&f->acquired, 0);
+}
+
+static void begin(fixture *f, int64_t deadline_us)
+{
+    lb_wl_init(&f->m, &f->g, 0, &f->out, f->oracle, &f->rng, &f->acquired, deadline_us);
+    lb_wl_input in = {.now_us = 0};
+    f->s = lb_wl_next(&f->m, &in);
+}
+
+static void teardown(fixture *f)
+{
+    lb_hist_free(f->out.acquire_hist);
+    lb_hist_free(f->out.timeout_hist);
+    lb_acq_log_free(&f->out.log);
+    lb_oracle_free(f->oracle);
+}
+
+static void feed(fixture *f, lb_wl_input in)
+{
+    f->s = lb_wl_next(&f->m, &in);
+}
+
+static void expect(const fixture *f, lb_wl_do what)
+{
+    assert_int_equal(f->s.what, what);
+}
+
+static void expect_until(const fixture *f, lb_wl_do what, int64_t until_us)
+{
+    assert_int_equal(f->s.what, what);
+    assert_int_equal(f->s.until_us, until_us);
+}
+
+static const lb_acquisition *record(const fixture *f, size_t i)
+{
+    static lb_acq_cursor cur;
+    const lb_acquisition *a = NULL;
+    lb_acq_cursor_init(&cur, &f->out.log);
+    for (size_t k = 0; k <= i; k++)
+        a = lb_acq_cursor_next(&cur);
+    assert_non_null(a);
+    return a;
+}
+
+/* The seed's iteration: acquire, GET, holding point, hold, SET +1, release; then think. */
+static void a_counter_iteration_in_order(void **state)
+{
+    fixture f;
+    setup(&f, LB_CS_COUNTER, 2, 5, 3);
+    begin(&f, INT64_MAX);
+    expect(&f, LB_WL_ACQUIRE);
+    feed(&f, (lb_wl_input){.now_us = 1000, .rc = DLOCK_OK, .attempts = 2, .commands = 3, .fence = 0});
+    expect(&f, LB_WL_READ);
+    assert_int_equal(lb_oracle_overlaps(f.oracle), 0);
+    feed(&f, (lb_wl_input){.now_us = 1100, .ok = true, .value = 41});
+    expect(&f, LB_WL_HOLDING);
+    feed(&f, (lb_wl_input){.now_us = 1200});
+    expect_until(&f, LB_WL_HOLD, 1200 + 5000);
+    feed(&f, (lb_wl_input){.now_us = 6200});
+    expect(&f, LB_WL_WRITE);
+    assert_int_equal(f.s.value, 42);
+    assert_int_equal(f.s.fence, 0);
+    feed(&f, (lb_wl_input){.now_us = 6300, .rc = DLOCK_OK});
+    expect(&f, LB_WL_RELEASE);
+    feed(&f, (lb_wl_input){.now_us = 6400, .rc = DLOCK_OK});
+    expect_until(&f, LB_WL_THINK, 6400 + 3000);
+    feed(&f, (lb_wl_input){.now_us = 9400});
+    expect(&f, LB_WL_ACQUIRE);
+
+    const lb_acquisition *a = record(&f, 0);
+    assert_int_equal(a->call_us, 0);
+    assert_int_equal(a->end_us, 1000);
+    assert_int_equal(a->left_us, 6300);
+    assert_int_equal(a->released_us, 6400);
+    assert_int_equal(a->attempts, 2);
+    assert_int_equal(a->commands, 3);
+    assert_int_equal(a->result, LB_RES_OK);
+    assert_int_equal(a->end, LB_END_RELEASED);
+    assert_int_equal(f.out.acquisitions, 1);
+    assert_int_equal(f.out.cs_attempted, 1);
+    assert_int_equal(f.out.cs_acked, 1);
+    assert_int_equal(lb_hist_count(f.out.acquire_hist), 1);
+    assert_int_equal(atomic_load(&f.acquired), 1);
+
+    /* the last iteration has no think time after it */
+    feed(&f, (lb_wl_input){.now_us = 9500, .rc = DLOCK_ETIMEDOUT});
+    expect(&f, LB_WL_DONE);
+    assert_int_equal(f.out.timeouts, 1);
+    assert_int_equal(lb_hist_count(f.out.timeout_hist), 1);
+    teardown(&f);
+}
+
+/* A fenced write carries the lock's token; a stale one is counted, not acknowledged. */
+static void a_fenced_write_carries_the_token(void **state)
+{
+    fixture f;
+    setup(&f, LB_CS_COUNTER, 1, 0, 0);
+    begin(&f, INT64_MAX);
+    feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_OK, .fence = 77});
+    feed(&f, (lb_wl_input){.now_us = 20, .ok = true, .value = 1});
+    expect(&f, LB_WL_HOLDING);
+    feed(&f, (lb_wl_input){.now_us = 30});
+    expect(&f, LB_WL_WRITE);  /* a zero hold is no step */
+    assert_int_equal(f.s.fence, 77);
+    feed(&f, (lb_wl_input){.now_us = 40, .rc = DLOCK_ESTALE});
+    expect(&f, LB_WL_RELEASE);
+    assert_int_equal(f.out.stale_rejected, 1);
+    assert_int_equal(f.out.cs_acked, 0);
+    assert_int_equal(record(&f, 0)->fence, 77);
+    teardown(&f);
+}
+
+/* A crash inside the critical section ends the hold there, never released, and the oracle no
+ * longer counts the client as inside; the client comes back with a new iteration. */
+static void a_crash_while_holding_ends_the_hold(void **state)
+{
+    fixture f;
+    setup(&f, LB_CS_INCR, 0, 1000, 0);
+    begin(&f, INT64_MAX);
+    feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_OK});
+    expect(&f, LB_WL_HOLDING);
+    feed(&f, (lb_wl_input){.now_us = 20});
+    expect(&f, LB_WL_HOLD);
+    feed(&f, (lb_wl_input){.now_us = 500, .crashed = true});
+    expect(&f, LB_WL_CRASHED);
+    const lb_acquisition *a = record(&f, 0);
+    assert_int_equal(a->end, LB_END_CRASHED);
+    assert_int_equal(a->left_us, 500);
+    assert_int_equal(a->released_us, 500);
+    assert_false(lb_oracle_enter(f.oracle, 0));  /* nobody inside */
+    lb_oracle_leave(f.oracle, 0);
+    lb_wl_input in = {.now_us = 2000};
+    f.s = lb_wl_restart(&f.m, &in);
+    expect(&f, LB_WL_ACQUIRE);
+    assert_int_equal(record(&f, 1)->call_us, 2000);
+    teardown(&f);
+}
+
+/* A crash while waiting for the lock: the call counts as canceled, not as a timeout or error. */
+static void a_crash_while_waiting_is_canceled(void **state)
+{
+    fixture f;
+    setup(&f, LB_CS_NONE, 0, 0, 0);
+    begin(&f, INT64_MAX);
+    feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_ECANCELED, .crashed = true});
+    expect(&f, LB_WL_CRASHED);
+    assert_int_equal(record(&f, 0)->result, LB_RES_CANCELED);
+    assert_int_equal(f.out.errors + f.out.timeouts + f.out.acquisitions, 0);
+    teardown(&f);
+}
+
+/* After an error the client pauses at least the back-off cap (here 100 ms) before its next try. */
+static void an_error_pauses_the_backoff_cap(void **state)
+{
+    fixture f;
+    setup(&f, LB_CS_NONE, 0, 0, 2);
+    begin(&f, INT64_MAX);
+    feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_EIO});
+    expect_until(&f, LB_WL_THINK, 10 + 100000);
+    assert_int_equal(f.out.errors, 1);
+    feed(&f, (lb_wl_input){.now_us = 100010});
+    expect(&f, LB_WL_ACQUIRE);
+    feed(&f, (lb_wl_input){.now_us = 100020, .rc = DLOCK_EBUSY});
+    expect_until(&f, LB_WL_THINK, 100020 + 2000);  /* a timeout: the think time only */
+    teardown(&f);
+}
+
+/* The group's start delays the first acquire; its deadline stops a client that is waiting or
+ * thinking, but a holder finishes its critical section and releases. */
+static void start_and_deadline(void **state)
+{
+    fixture f;
+    setup(&f, LB_CS_NONE, 0, 50, 10);
+    f.g.start_ms = 20;
+    begin(&f, 60000);
+    expect_until(&f, LB_WL_THINK, 20000);
+    feed(&f, (lb_wl_input){.now_us = 20000});
+    expect(&f, LB_WL_ACQUIRE);
+    feed(&f, (lb_wl_input){.now_us = 21000, .rc = DLOCK_OK});
+    feed(&f, (lb_wl_input){.now_us = 21000});
+    expect_until(&f, LB_WL_HOLD, 71000);  /* past the deadline: the hold is not cut */
+    feed(&f, (lb_wl_input){.now_us = 71000});
+    expect(&f, LB_WL_RELEASE);
+    feed(&f, (lb_wl_input){.now_us = 71100, .rc = DLOCK_OK});
+    expect(&f, LB_WL_DONE);
+    teardown(&f);
+
+    setup(&f, LB_CS_NONE, 0, 0, 0);
+    f.g.start_ms = 100;
+    begin(&f, 60000);
+    expect_until(&f, LB_WL_THINK, 60000);  /* a start past the deadline never comes */
+    feed(&f, (lb_wl_input){.now_us = 60000});
+    expect(&f, LB_WL_DONE);
+    teardown(&f);
+
+    setup(&f, LB_CS_NONE, 0, 0, 5000);
+    begin(&f, INT64_MAX);
+    feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_EBUSY});
+    expect(&f, LB_WL_THINK);
+    feed(&f, (lb_wl_input){.now_us = 20, .stop = true});  /* Ctrl-C */
+    expect(&f, LB_WL_DONE);
+    teardown(&f);
+}
+
+/* release: false leaves the lock held: the record says kept, and no release is asked. */
+static void a_kept_lock_is_not_released(void **state)
+{
+    fixture f;
+    setup(&f, LB_CS_NONE, 1, 0, 0);
+    f.g.workload.release = false;
+    begin(&f, INT64_MAX);
+    feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_OK});
+    feed(&f, (lb_wl_input){.now_us = 20});
+    expect(&f, LB_WL_KEEP);
+    feed(&f, (lb_wl_input){.now_us = 30});
+    expect(&f, LB_WL_DONE);
+    assert_int_equal(record(&f, 0)->end, LB_END_KEPT);
+    assert_int_equal(record(&f, 0)->released_us, 20);
+    teardown(&f);
+}
+
+/* A release that finds the lock gone is recorded as such. */
+static void release_outcomes_are_recorded(void **state)
+{
+    static const int rcs[] = {DLOCK_OK, DLOCK_ENOTOWNER, DLOCK_EIO};
+    static const lb_hold_end ends[] = {LB_END_RELEASED, LB_END_NOTOWNER, LB_END_FAILED};
+    for (int i = 0; i < 3; i++) {
+        fixture f;
+        setup(&f, LB_CS_NONE, 1, 0, 0);
+        begin(&f, INT64_MAX);
+        feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_OK});
+        feed(&f, (lb_wl_input){.now_us = 20});
+        expect(&f, LB_WL_RELEASE);
+        feed(&f, (lb_wl_input){.now_us = 30, .rc = rcs[i]});
+        assert_int_equal(record(&f, 0)->end, ends[i]);
+        teardown(&f);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_counter_iteration_in_order),
+        cmocka_unit_test(a_fenced_write_carries_the_token),
+        cmocka_unit_test(a_crash_while_holding_ends_the_hold),
+        cmocka_unit_test(a_crash_while_waiting_is_canceled),
+        cmocka_unit_test(an_error_pauses_the_backoff_cap),
+        cmocka_unit_test(start_and_deadline),
+        cmocka_unit_test(a_kept_lock_is_not_released),
+        cmocka_unit_test(release_outcomes_are_recorded),
+    };
+    return cmocka_run_group_tests_name("workload", tests, NULL, NULL);
+}

@@ -1,0 +1,310 @@
+/* workload.c -- one client's workload as a machine (see workload.h).
+ *
+ * An iteration: the acquire call, recorded; on success the critical section -- counter: GET,
+ * the holding point, the hold, SET (fenced with the lock's token when fencing is on); incr: the
+ * holding point, the hold, INCR; none: the holding point and the hold -- then the release (or,
+ * with release false, the lock is kept). Then the think time, at least the error pause after an
+ * error, and the next iteration, until the iterations are done, the group's deadline passes or
+ * the run is stopped. A client inside its critical section at the deadline finishes it and
+ * releases; a client waiting to start or thinking stops at once. */
+#include <math.h>
+
+#include "dlock.h"
+#include "workload.h"
+
+enum {
+    W_TOP = 1,      /* the top of the loop: start, iterations, deadline */
+    W_ACQUIRING,
+    W_READING,
+    W_HOLDING,      /* at the holding point */
+    W_HELD,         /* the hold is over */
+    W_WRITING,
+    W_INCRING,
+    W_RELEASING,
+    W_KEPT,
+    W_THINKING,
+    W_DOWN,         /* crashed */
+    W_DONE
+};
+
+/* xorshift64*: the workload's randomness, reproducible from the scenario seed */
+static double uniform01(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return (double)((*s * 0x2545F4914F6CDD1DULL) >> 11) * 0x1.0p-53;
+}
+
+static int64_t sample_us(const lb_dist *d, uint64_t *rng)
+{
+    switch (d->kind) {
+    case LB_DIST_UNIFORM:
+        return (int64_t)((d->a + (d->b - d->a) * uniform01(rng)) * 1000.0);
+    case LB_DIST_EXPONENTIAL:
+        return (int64_t)(-log(1.0 - uniform01(rng)) * (double)d->mean * 1000.0);
+    case LB_DIST_FIXED:
+    default:
+        return d->a * 1000;
+    }
+}
+
+/* After an error (Redis unreachable, a try-once against a dead server) a client waits the
+ * back-off cap, at least 1 ms and at most 1 s, before its next acquire: a dead server must not
+ * turn the run into a tight loop that logs errors by the hundred thousand. */
+static int64_t error_pause_us(const lb_lock *lk)
+{
+    int64_t ms = lk->backoff.cap_ms;
+    return (ms < 1 ? 1 : ms > 1000 ? 1000 : ms) * 1000;
+}
+
+void lb_wl_init(lb_wl *m, const lb_client_group *g, int key, lb_client_result *out,
+                lb_oracle *oracle, uint64_t *rng, atomic_llong *acquired, int64_t deadline_us)
+{
+    *m = (lb_wl){.w = &g->workload, .out = out, .oracle = oracle, .acquired = acquired,
+                 .rng = rng, .key = key, .start_us = g->start_ms * 1000,
+                 .deadline_us = deadline_us, .error_pause_us = error_pause_us(&g->lock),
+                 .state = W_TOP};
+}
+
+lb_result lb_wl_classify(int rc, bool crashed)
+{
+    switch (rc) {
+    case DLOCK_OK: return LB_RES_OK;
+    case DLOCK_ETIMEDOUT:
+    case DLOCK_EBUSY: return LB_RES_TIMEOUT;
+    case DLOCK_ECANCELED: return crashed ? LB_RES_CANCELED : LB_RES_ABANDONED;
+    default: return LB_RES_ERROR;
+    }
+}
+
+static lb_wl_step go(lb_wl *m, int state, lb_wl_do what)
+{
+    m->state = state;
+    return (lb_wl_step){.what = what};
+}
+
+static lb_wl_step go_until(lb_wl *m, int state, lb_wl_do what, int64_t until_us)
+{
+    m->state = state;
+    return (lb_wl_step){.what = what, .until_us = until_us};
+}
+
+static void record_acquire(lb_wl *m, const lb_wl_input *in)
+{
+    lb_acquisition *a = m->a;
+    lb_client_result *o = m->out;
+    a->end_us = in->now_us;
+    a->attempts = in->attempts;
+    a->commands = in->commands;
+    a->result = (uint8_t)lb_wl_classify(in->rc, in->crashed);
+    int64_t wait = a->end_us - a->call_us;
+    switch (a->result) {
+    case LB_RES_OK:
+        o->acquisitions++;
+        o->wait_sum_us += wait;
+        if (wait > o->wait_max_us)
+            o->wait_max_us = wait;
+        lb_hist_record(o->acquire_hist, wait);
+        atomic_fetch_add_explicit(m->acquired, 1, memory_order_relaxed);
+        break;
+    case LB_RES_TIMEOUT:
+        o->timeouts++;
+        lb_hist_record(o->timeout_hist, wait);
+        break;
+    case LB_RES_ERROR:
+        o->errors++;
+        m->error = true;
+        break;
+    }
+}
+
+/* Leaves the critical section; crashed clients leave too, for the oracle: they are not live. */
+static void leave(lb_wl *m, int64_t now_us)
+{
+    if (!m->inside)
+        return;
+    lb_oracle_leave(m->oracle, (size_t)m->key);
+    m->inside = false;
+    m->a->left_us = now_us;
+}
+
+/* A crash ends what the client was doing: a hold ends there, never released. */
+static lb_wl_step crashed(lb_wl *m, const lb_wl_input *in)
+{
+    if (m->inside) {
+        leave(m, in->now_us);
+        m->a->end = LB_END_CRASHED;
+        m->a->released_us = m->a->left_us;
+    }
+    m->a = NULL;
+    return go(m, W_DOWN, LB_WL_CRASHED);
+}
+
+/* The top of the loop: start a new iteration, wait for the start, or end. */
+static lb_wl_step iteration_over(lb_wl *m, const lb_wl_input *in);
+
+static lb_wl_step top(lb_wl *m, const lb_wl_input *in)
+{
+    const lb_workload *w = m->w;
+    int64_t now = in->now_us;
+    if (w->iterations != 0 && m->done >= w->iterations)
+        return go(m, W_DONE, LB_WL_DONE);
+    if (in->stop || now >= m->deadline_us)
+        return go(m, W_DONE, LB_WL_DONE);
+    if (now < m->start_us)  /* a deadline before the start ends the wait there */
+        return go_until(m, W_THINKING, LB_WL_THINK,
+                        m->start_us < m->deadline_us ? m->start_us : m->deadline_us);
+    m->done++;
+    m->error = false;
+    m->a = lb_acq_log_append(&m->out->log);
+    if (!m->a) {  /* out of memory: the acquisition goes unrecorded, the run goes on */
+        m->error = true;
+        return iteration_over(m, in);  /* the error pause comes first: no tight loop */
+    }
+    *m->a = (lb_acquisition){.key = m->key, .left_us = -1, .released_us = -1,
+                             .call_us = now};
+    return go(m, W_ACQUIRING, LB_WL_ACQUIRE);
+}
+
+/* A crash right after the grant still counts as entering: the client crashes inside. */
+static lb_wl_step acquired(lb_wl *m, const lb_wl_input *in)
+{
+    record_acquire(m, in);
+    if (in->rc != DLOCK_OK)
+        return in->crashed ? crashed(m, in) : iteration_over(m, in);
+    m->a->fence = in->fence;
+    m->fence = in->fence;
+    m->a->overlap = lb_oracle_enter(m->oracle, (size_t)m->key);
+    m->inside = true;
+    m->out->cs_attempted++;
+    if (in->crashed)
+        return crashed(m, in);
+    if (m->w->critical_section == LB_CS_COUNTER)
+        return go(m, W_READING, LB_WL_READ);
+    return go(m, W_HOLDING, LB_WL_HOLDING);
+}
+
+/* The hold's length is drawn at the holding point; a hold of zero is no step at all. */
+static lb_wl_step hold(lb_wl *m, const lb_wl_input *in)
+{
+    int64_t us = sample_us(&m->w->hold_ms, m->rng);
+    if (us <= 0)
+        return go(m, W_HELD, 0);
+    return go_until(m, W_HELD, LB_WL_HOLD, in->now_us + us);
+}
+
+/* The hold is over: the write, or straight to the end of the critical section. */
+static lb_wl_step held(lb_wl *m, const lb_wl_input *in)
+{
+    switch (m->w->critical_section) {
+    case LB_CS_COUNTER:
+        if (m->counter_read) {
+            m->state = W_WRITING;
+            return (lb_wl_step){.what = LB_WL_WRITE, .value = m->counter + 1, .fence = m->fence};
+        }
+        break;
+    case LB_CS_INCR:
+        return go(m, W_INCRING, LB_WL_INCR);
+    case LB_CS_NONE:
+    default:
+        break;
+    }
+    return (lb_wl_step){.what = 0};  /* no write: the critical section ends here */
+}
+
+/* Out of the critical section: release, or keep the lock (release: false). */
+static lb_wl_step end_hold(lb_wl *m, const lb_wl_input *in)
+{
+    leave(m, in->now_us);
+    if (m->w->release)
+        return go(m, W_RELEASING, LB_WL_RELEASE);
+    m->a->end = LB_END_KEPT;
+    m->a->released_us = in->now_us;
+    return go(m, W_KEPT, LB_WL_KEEP);
+}
+
+/* The iteration is over: the think time (at least the error pause after an error), no later
+ * than the deadline; none after the last iteration. */
+static lb_wl_step iteration_over(lb_wl *m, const lb_wl_input *in)
+{
+    const lb_workload *w = m->w;
+    m->a = NULL;
+    bool last = w->iterations != 0 && m->done >= w->iterations;
+    int64_t pause = sample_us(&w->think_ms, m->rng);
+    if (m->error && pause < m->error_pause_us)
+        pause = m->error_pause_us;
+    if (pause <= 0 || last || in->stop || in->now_us >= m->deadline_us)
+        return top(m, in);  /* which ends the client when it is out of time */
+    int64_t until = in->now_us + pause;
+    return go_until(m, W_THINKING, LB_WL_THINK, until < m->deadline_us ? until : m->deadline_us);
+}
+
+/* A step's outcome. What the client did before a crash counts (the acquire's result, a write
+ * Redis acknowledged, a release that returned); then the crash ends the iteration. */
+static lb_wl_step outcome(lb_wl *m, const lb_wl_input *in)
+{
+    switch (m->state) {
+    case W_ACQUIRING:
+        return acquired(m, in);
+    case W_WRITING:
+        m->out->cs_acked += in->rc == DLOCK_OK;
+        m->out->stale_rejected += in->rc == DLOCK_ESTALE;
+        break;
+    case W_INCRING:
+        m->out->cs_acked += in->ok;
+        break;
+    case W_RELEASING:
+        m->a->released_us = in->now_us;
+        m->a->end = in->rc == DLOCK_OK         ? LB_END_RELEASED
+                    : in->rc == DLOCK_ENOTOWNER ? LB_END_NOTOWNER
+                                                : LB_END_FAILED;
+        break;
+    case W_READING:
+        m->counter_read = in->ok;
+        m->counter = in->ok ? in->value : 0;
+        break;
+    default:
+        break;
+    }
+    if (in->crashed && m->state != W_DONE)
+        return crashed(m, in);
+    switch (m->state) {
+    case W_TOP:
+    case W_THINKING:
+        return top(m, in);
+    case W_READING:
+        return go(m, W_HOLDING, LB_WL_HOLDING);
+    case W_HOLDING:
+        return hold(m, in);
+    case W_HELD: {
+        lb_wl_step s = held(m, in);
+        return s.what != 0 ? s : end_hold(m, in);
+    }
+    case W_WRITING:
+    case W_INCRING:
+        return end_hold(m, in);
+    case W_RELEASING:
+    case W_KEPT:
+        return iteration_over(m, in);
+    case W_DOWN:
+        return go(m, W_DOWN, LB_WL_CRASHED);
+    case W_DONE:
+    default:
+        return go(m, W_DONE, LB_WL_DONE);
+    }
+}
+
+lb_wl_step lb_wl_next(lb_wl *m, const lb_wl_input *in)
+{
+    lb_wl_step s = outcome(m, in);
+    while (s.what == 0)  /* a hold of zero goes straight on */
+        s = outcome(m, in);
+    return s;
+}
+
+lb_wl_step lb_wl_restart(lb_wl *m, const lb_wl_input *in)
+{
+    m->state = W_TOP;
+    return lb_wl_next(m, in);
+}
