@@ -238,6 +238,14 @@ DLOCK_API int          dlock_acquire_async(dlock_client *c, const char *key, con
                                            dlock_acquired_fn fn, void *ud);
 DLOCK_API int          dlock_release_async(dlock *l, dlock_done_fn fn, void *ud);  /* frees l */
 DLOCK_API int          dlock_extend_async(dlock *l, int64_t ttl_ms, dlock_done_fn fn, void *ud);
+/* dlock_fenced_set on a loop: fn gets DLOCK_OK, DLOCK_ESTALE or an error. */
+DLOCK_API int          dlock_fenced_set_async(dlock_client *c, const char *key, uint64_t fence,
+                                              const char *value, dlock_done_fn fn, void *ud);
+/* Freezes an attached client as a stopped process would be (a GC or VM pause): its operation
+ * takes no further step -- nothing is sent, a wait that ends and replies that come are held --
+ * until it is thawed, when it goes on from where it was (its deadlines may have passed). On
+ * the loop's thread only. */
+DLOCK_API void         dlock_client_freeze(dlock_client *c, bool frozen);
 
 #ifdef __cplusplus
 }

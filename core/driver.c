@@ -1,7 +1,6 @@
 /* driver.c -- the blocking driver: runs an operation's machine (op.c) over a client's blocking
  * connections, sleeping on the client's condition variable when it says wait, and the public
  * calls built on it. */
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,15 +123,9 @@ int dlock_fenced_set(dlock_client *c, const char *key, uint64_t fence, const cha
 {
     if (!c || !key || !value || fence == 0 || dlock__client_on_loop(c))
         return DLOCK_EINVAL;
-    static const unsigned char no_token[16];
-    dlock_options o;
-    dlock_options_init(&o);
-    o.command_timeout_ms = DLOCK__CONNECT_TIMEOUT_MS;
-    dlock *l = dlock__lock_new(c, key, &o, 1, no_token);
+    dlock *l = dlock__fenced_write_new(c, key, fence, value);
     if (!l)
         return DLOCK_ENOMEM;
-    snprintf(l->value, sizeof l->value, "%" PRIu64, fence);
-    l->payload = value;
     int rc = dlock__run(l, dlock__fenced_set_step);
     dlock__lock_free(l);
     return rc;

@@ -181,6 +181,22 @@ dlock *dlock__lock_prepare(dlock_client *c, const char *key, const dlock_options
     return l;
 }
 
+dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence, const char *value)
+{
+    static const unsigned char no_token[16];
+    dlock_options o;
+    dlock_options_init(&o);
+    o.command_timeout_ms = DLOCK__CONNECT_TIMEOUT_MS;
+    dlock *l = dlock__lock_new(c, key, &o, 1, no_token);
+    if (l && !(l->payload = strdup(value))) {
+        dlock__lock_free(l);
+        return NULL;
+    }
+    if (l)
+        snprintf(l->value, sizeof l->value, "%" PRIu64, fence);
+    return l;
+}
+
 void dlock__lock_free(dlock *l)
 {
     if (!l)
@@ -192,6 +208,7 @@ void dlock__lock_free(dlock *l)
     free(l->queue_key);
     free(l->beat_key);
     free(l->seq_key);
+    free(l->payload);
     free(l);
 }
 

@@ -65,6 +65,8 @@ struct dlock__async {
     bool canceled;             /* the hook refused the batch */
     dlock_timer *timer;        /* the operation's sleeps, and completions deferred out of a start */
     bool busy;                 /* an operation is in flight */
+    bool frozen;               /* dlock_client_freeze: the operation takes no step */
+    bool held;                 /* a step came due while frozen */
     bool sleeping;             /* the timer goes on with the operation: a sleep, or a step
                                   deferred to the next round */
     bool completing;           /* the timer delivers the result */
@@ -384,7 +386,7 @@ void dlock__async_free(dlock_client *c, dlock__async *a)
     if (a->f) {
         dlock__op *op = &a->f->op;
         dlock__answers_clear(&a->f->ans);
-        if (op->kind == DLOCK__OP_ACQUIRE || op->kind == DLOCK__OP_RELEASE)
+        if (op->kind != DLOCK__OP_EXTEND)
             dlock__lock_free(op->l);
         dlock__op_clear(op);
         free(a->f);
@@ -425,6 +427,10 @@ static void deliver(dlock_client *c, dlock__async *a)
         dlock__lock_free(l);
         a->done(a->ud, rc);
         break;
+    case DLOCK__OP_RUN:  /* a fenced write: its lock was its own */
+        dlock__lock_free(l);
+        a->done(a->ud, rc);
+        break;
     case DLOCK__OP_EXTEND:
     default:
         a->done(a->ud, rc);
@@ -436,6 +442,10 @@ static void deliver(dlock_client *c, dlock__async *a)
 static void advance(dlock_client *c, dlock__async *a)
 {
     flight *f = a->f;
+    if (a->frozen) {
+        a->held = true;  /* dlock_client_freeze(c, false) goes on */
+        return;
+    }
     for (;;) {
         dlock_input in = dlock__client_input(c, &f->op);
         if (a->act.what == DLOCK_DO_SEND) {
@@ -540,7 +550,8 @@ static int start(dlock_client *c, dlock__async *a, dlock *l, dlock__op_kind kind
 {
     flight *f = malloc(sizeof *f);
     dlock__rng *rng = kind == DLOCK__OP_ACQUIRE ? dlock__client_rng(c, l->opt.seed) : NULL;
-    if (!f || dlock__op_init(&f->op, l, kind, NULL, rng) != DLOCK_OK) {
+    dlock__step_fn step = kind == DLOCK__OP_RUN ? dlock__fenced_set_step : NULL;
+    if (!f || dlock__op_init(&f->op, l, kind, step, rng) != DLOCK_OK) {
         free(f);
         return DLOCK_ENOMEM;
     }
@@ -600,4 +611,34 @@ int dlock_extend_async(dlock *l, int64_t ttl_ms, dlock_done_fn fn, void *ud)
     a->done = fn;
     a->ud = ud;
     return start(l->client, a, l, DLOCK__OP_EXTEND, ttl_ms);
+}
+
+int dlock_fenced_set_async(dlock_client *c, const char *key, uint64_t fence, const char *value,
+                           dlock_done_fn fn, void *ud)
+{
+    dlock__async *a = idle_async(c);
+    if (!a || !key || !value || fence == 0 || !fn)
+        return DLOCK_EINVAL;
+    dlock *l = dlock__fenced_write_new(c, key, fence, value);
+    if (!l)
+        return DLOCK_ENOMEM;
+    a->done = fn;
+    a->ud = ud;
+    int rc = start(c, a, l, DLOCK__OP_RUN, 0);
+    if (rc != DLOCK_OK)
+        dlock__lock_free(l);
+    return rc;
+}
+
+void dlock_client_freeze(dlock_client *c, bool frozen)
+{
+    dlock__async *a = c ? *dlock__client_async(c) : NULL;
+    if (!a || a->frozen == frozen)
+        return;
+    a->frozen = frozen;
+    if (!frozen && a->held) {
+        a->held = false;
+        if (a->f)
+            advance(c, a);
+    }
 }

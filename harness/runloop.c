@@ -28,7 +28,15 @@
 
 typedef struct worker worker;
 
-typedef enum { LC_IDLE, LC_SLEEP, LC_BUSY, LC_HOLD, LC_DONE } lc_state;
+typedef enum {
+    LC_IDLE,
+    LC_SLEEP,        /* the timer: the start or the think time */
+    LC_BUSY,         /* a lock or resource call is out */
+    LC_HOLD,         /* the timer: the hold */
+    LC_FROZEN,       /* the timer: a "when": "holding" pause */
+    LC_DOWN,         /* crashed; the timer: its restart */
+    LC_DONE
+} lc_state;
 
 typedef void (*res_fn)(rn_loop_client *lc, redisReply *r);  /* r NULL: no answer */
 
@@ -37,9 +45,16 @@ struct rn_loop_client {
     client *c;
     dlock_options o;
     lc_state state;
-    dlock_timer *timer;          /* start, think and hold */
+    dlock_timer *timer;          /* start, think, hold, a holding pause, a restart */
     dlock *l;
     char counter[600];
+    atomic_bool dirty;           /* the scheduler changed its control block */
+    bool paused;                 /* a pause is in effect: the workload takes no step */
+    bool stashed;                /* a step came due while paused */
+    lb_wl_input stash;
+    int frozen_event;            /* LC_FROZEN: the event (index + 1) and when it fired */
+    int64_t frozen_at_us;
+    unsigned restart_seen;       /* LC_DOWN: the crash events seen */
     /* the protected resource: one command at a time */
     dlock_watch *res_watch;
     dlock_timer *res_timer;
@@ -49,6 +64,7 @@ struct rn_loop_client {
 struct worker {
     run *r;
     dlock_loop *loop;
+    atomic_bool dirty;           /* some client's control block changed */
     rn_loop_client *lcs;
     size_t n;
     size_t active;               /* clients not yet finished */
@@ -176,16 +192,27 @@ static void res_command(rn_loop_client *lc, res_fn fn, const char *fmt, ...)
 
 /* ---- the workload's steps ---------------------------------------------------------------- */
 
+static void carry(rn_loop_client *lc, lb_wl_step s);
+static void restart(rn_loop_client *lc);
+static void thaw_holding(rn_loop_client *lc);
+
 static void on_timer(void *ud)
 {
     rn_loop_client *lc = ud;
+    lc_state was = lc->state;
     lc->state = LC_BUSY;
-    pump(lc, (lb_wl_input){0});
+    if (was == LC_DOWN)
+        restart(lc);
+    else if (was == LC_FROZEN)
+        thaw_holding(lc);
+    else
+        pump(lc, (lb_wl_input){0});
 }
 
 static void end_client(rn_loop_client *lc)
 {
     client *c = lc->c;
+    dlock_timer_stop(lc->timer);
     lc->state = LC_DONE;
     rn_count_commands(c);
     rn_finish(c);
@@ -203,7 +230,7 @@ static void on_acquired(void *ud, int rc, dlock *l)
                            .fence = rc == DLOCK_OK ? dlock_fencing_token(l) : 0});
 }
 
-static void on_released(void *ud, int rc)
+static void on_done(void *ud, int rc)
 {
     pump(ud, (lb_wl_input){.rc = rc});
 }
@@ -231,64 +258,258 @@ static void wait_until(rn_loop_client *lc, int64_t until_us, lc_state state)
     dlock_timer_start(lc->timer, lc->c->run->t0 + until_us - dlock__mono_us());
 }
 
-/* Feeds the workload machine what became of its last step and carries out the next ones, up to
- * one that completes later (a callback or the timer pumps again). */
-static void pump(rn_loop_client *lc, lb_wl_input in)
+/* The lock clients of a paused process take no step either: no traffic, no renewals. */
+static void freeze(rn_loop_client *lc, bool frozen)
+{
+    dlock_client_freeze(lc->c->lock, frozen);
+    dlock_client_freeze(lc->c->fenced, frozen);
+}
+
+/* The holding point: a "when": "holding" crash stops the client here; a pause freezes it for
+ * its duration. false when the step is left to the timer. */
+static bool holding_point(rn_loop_client *lc, lb_wl_input *in)
 {
     client *c = lc->c;
+    ctl *k = &c->ctl;
+    pthread_mutex_lock(&k->mu);
+    int crash = k->crash_when_holding, pause = k->pause_when_holding;
+    int64_t pause_us = k->pause_when_holding_us;
+    k->crash_when_holding = k->pause_when_holding = 0;
+    k->crashed |= crash > 0;
+    pthread_mutex_unlock(&k->mu);
+    int64_t now = rn_since_t0(c);
+    if (crash > 0) {
+        rn_fired(c->run, crash - 1, now, now);
+        in->crashed = true;
+        return true;
+    }
+    if (pause == 0)
+        return true;
+    lc->frozen_event = pause;
+    lc->frozen_at_us = now;
+    freeze(lc, true);
+    wait_until(lc, now + pause_us, LC_FROZEN);
+    return false;
+}
+
+static void thaw_holding(rn_loop_client *lc)
+{
+    rn_fired(lc->c->run, lc->frozen_event - 1, lc->frozen_at_us, rn_since_t0(lc->c));
+    if (!lc->paused)
+        freeze(lc, false);
+    pump(lc, (lb_wl_input){0});
+}
+
+/* Down until restart_after_ms has passed since the latest crash event: one that arrives while
+ * the client is down starts the count again (or keeps it down for good). false: for good. */
+static bool stay_down(rn_loop_client *lc)
+{
+    client *c = lc->c;
+    pthread_mutex_lock(&c->ctl.mu);
+    int64_t after = c->ctl.stopping ? -1 : c->ctl.restart_after_us;
+    lc->restart_seen = c->ctl.crashes;
+    pthread_mutex_unlock(&c->ctl.mu);
+    if (after < 0)
+        return false;
+    lc->state = LC_DOWN;
+    dlock_timer_start(lc->timer, after);
+    return true;
+}
+
+/* The client is down: its lock is dropped unreleased and its connections cut. */
+static void down(rn_loop_client *lc)
+{
+    client *c = lc->c;
+    if (lc->l)
+        dlock_abandon(lc->l);
+    lc->l = NULL;
+    lc->res_cb = NULL;
+    dlock_timer_stop(lc->res_timer);
+    res_close(lc);
+    rn_client_disconnect(c);
+    c->out->crashes++;
+    c->out->crashed = true;
+    lc->paused = lc->stashed = false;
+    if (!stay_down(lc))
+        end_client(lc);
+}
+
+static bool connect_on_loop(rn_loop_client *lc, char *err, size_t errlen);
+
+static void restart(rn_loop_client *lc)
+{
+    client *c = lc->c;
+    char err[256];
+    pthread_mutex_lock(&c->ctl.mu);
+    bool again = c->ctl.crashes != lc->restart_seen;
+    pthread_mutex_unlock(&c->ctl.mu);
+    if (again) {  /* crashed again while down: the count starts anew */
+        if (!stay_down(lc))
+            end_client(lc);
+        return;
+    }
+    pthread_mutex_lock(&c->ctl.mu);
+    c->ctl.crashed = false;
+    c->ctl.restart_after_us = -1;
+    pthread_mutex_unlock(&c->ctl.mu);
+    if (rn_out_of_time(c) || !connect_on_loop(lc, err, sizeof err)) {
+        end_client(lc);
+        return;
+    }
+    c->out->crashed = false;
+    lb_wl_input in = {.now_us = rn_since_t0(c), .stop = lb_runner_stopped()};
+    carry(lc, lb_wl_restart(&c->wl, &in));
+}
+
+/* Feeds the workload machine what became of its last step, unless the client is paused: then
+ * the outcome waits for the pause to end, as it would in a stopped process. */
+static void pump(rn_loop_client *lc, lb_wl_input in)
+{
+    if (lc->paused) {
+        lc->stash = in;
+        lc->stashed = true;
+        return;
+    }
+    client *c = lc->c;
+    in.now_us = rn_since_t0(c);
+    in.stop = lb_runner_stopped();
+    carry(lc, lb_wl_next(&c->wl, &in));
+}
+
+/* Carries out the machine's steps, up to one that completes later (a callback or the timer
+ * pumps again). */
+static void carry(rn_loop_client *lc, lb_wl_step s)
+{
+    client *c = lc->c;
+    char buf[32];
     for (;;) {
-        in.now_us = rn_since_t0(c);
-        in.stop = lb_runner_stopped();
-        lb_wl_step s = lb_wl_next(&c->wl, &in);
-        in = (lb_wl_input){0};
+        lb_wl_input in = {0};
         switch (s.what) {
         case LB_WL_ACQUIRE:
             lc->state = LC_BUSY;
             in.rc = dlock_acquire_async(c->lock, c->run->keys[c->key], &lc->o, on_acquired, lc);
             if (in.rc == DLOCK_OK)
                 return;
-            continue;  /* refused at once: no call went out */
+            break;  /* refused at once: no call went out */
         case LB_WL_READ:
             res_command(lc, on_read, "GET %s", lc->counter);
             return;
         case LB_WL_WRITE:
-            if (s.fence > 0) {  /* fenced writes run on threads (lb_scenario_loop_capable) */
-                in.rc = DLOCK_EINVAL;
-                continue;
+            if (s.fence == 0) {
+                res_command(lc, on_set, "SET %s %lld", lc->counter, s.value);
+                return;
             }
-            res_command(lc, on_set, "SET %s %lld", lc->counter, s.value);
-            return;
+            snprintf(buf, sizeof buf, "%lld", s.value);
+            in.rc = dlock_fenced_set_async(c->fenced, lc->counter, s.fence, buf, on_done, lc);
+            if (in.rc == DLOCK_OK)
+                return;
+            break;
         case LB_WL_INCR:
             res_command(lc, on_incr, "INCR %s", lc->counter);
             return;
         case LB_WL_HOLDING:
-            continue;  /* no "when": "holding" faults on a loop */
+            if (!holding_point(lc, &in))
+                return;
+            break;
         case LB_WL_HOLD:
             wait_until(lc, s.until_us, LC_HOLD);
             return;
         case LB_WL_RELEASE:
-            in.rc = dlock_release_async(lc->l, on_released, lc);
-            if (in.rc == DLOCK_OK) {
-                lc->l = NULL;
-                return;
-            }
-            dlock_abandon(lc->l);
+            in.rc = dlock_release_async(lc->l, on_done, lc);
+            if (in.rc != DLOCK_OK)
+                dlock_abandon(lc->l);
             lc->l = NULL;
-            continue;
+            if (in.rc == DLOCK_OK)
+                return;
+            break;
         case LB_WL_KEEP:
             dlock_abandon(lc->l);
             lc->l = NULL;
-            continue;
+            break;
         case LB_WL_THINK:
             wait_until(lc, s.until_us, LC_SLEEP);
             return;
-        case LB_WL_CRASHED:  /* no crash faults on a loop */
+        case LB_WL_CRASHED:
+            down(lc);
+            return;
         case LB_WL_DONE:
         default:
             end_client(lc);
             return;
         }
+        in.now_us = rn_since_t0(c);
+        in.stop = lb_runner_stopped();
+        s = lb_wl_next(&c->wl, &in);
     }
+}
+
+/* ---- faults from the scheduler ------------------------------------------------------------ */
+
+/* The scheduler's side (any thread): mark the client and wake its loop. */
+static void notify(client *c)
+{
+    rn_loop_client *lc = c->lc;
+    atomic_store(&lc->dirty, true);
+    atomic_store(&lc->w->dirty, true);
+    dlock_loop_wake(lc->w->loop);
+}
+
+/* A crash stops whatever the client was doing, there and then. */
+static void crash(rn_loop_client *lc)
+{
+    dlock_timer_stop(lc->timer);
+    lc->res_cb = NULL;  /* an answer still to come goes to nobody */
+    dlock_timer_stop(lc->res_timer);
+    res_close(lc);
+    lc->paused = lc->stashed = false;
+    lc->state = LC_BUSY;
+    client *c = lc->c;
+    lb_wl_input in = {.now_us = rn_since_t0(c), .crashed = true, .rc = DLOCK_ECANCELED,
+                      .stop = lb_runner_stopped()};
+    carry(lc, lb_wl_next(&c->wl, &in));
+}
+
+static void set_paused(rn_loop_client *lc, bool paused)
+{
+    if (lc->paused == paused)
+        return;
+    lc->paused = paused;
+    if (lc->state != LC_FROZEN)  /* a holding pause thaws on its own timer */
+        freeze(lc, paused);
+    if (!paused && lc->stashed) {
+        lc->stashed = false;
+        pump(lc, lc->stash);
+    }
+}
+
+/* The loop's side: what the scheduler changed, applied on the client's own thread. */
+static void apply_ctl(rn_loop_client *lc)
+{
+    client *c = lc->c;
+    pthread_mutex_lock(&c->ctl.mu);
+    bool crashed = c->ctl.crashed, paused = c->ctl.paused > 0, stopping = c->ctl.stopping;
+    pthread_mutex_unlock(&c->ctl.mu);
+    if (lc->state == LC_DONE)
+        return;
+    if (lc->state == LC_DOWN) {
+        if (stopping)
+            end_client(lc);  /* no restart after the deadline */
+        return;
+    }
+    if (crashed) {
+        crash(lc);
+        return;
+    }
+    set_paused(lc, paused);
+}
+
+static void apply_changes(worker *w)
+{
+    if (!atomic_exchange(&w->dirty, false))
+        return;
+    for (size_t i = 0; i < w->n; i++)
+        if (atomic_exchange(&w->lcs[i].dirty, false))
+            apply_ctl(&w->lcs[i]);
 }
 
 /* ---- the loop threads --------------------------------------------------------------------- */
@@ -310,6 +531,28 @@ static void on_tick(void *ud)
     dlock_timer_start(w->tick, TICK_US);
 }
 
+/* The client's connections, on its loop: the lock client, the fenced writer (with fencing)
+ * and the protected resource. No hook: faults reach a loop client through apply_ctl. */
+static bool connect_on_loop(rn_loop_client *lc, char *err, size_t errlen)
+{
+    client *c = lc->c;
+    if (!rn_client_connect(c, false, err, errlen))
+        return false;
+    dlock_client *on[2] = {c->lock, c->fenced};
+    for (int i = 0; i < 2; i++) {
+        if (on[i] && dlock_client_attach(on[i], lc->w->loop) != DLOCK_OK) {
+            snprintf(err, errlen, "cannot move the client onto its loop: %s",
+                     dlock_client_errstr(on[i]));
+            return false;
+        }
+    }
+    if (!res_open(lc)) {
+        snprintf(err, errlen, "protected resource: cannot watch the connection");
+        return false;
+    }
+    return true;
+}
+
 static bool setup_client(worker *w, rn_loop_client *lc, char *err, size_t errlen)
 {
     client *c = lc->c;
@@ -321,19 +564,7 @@ static bool setup_client(worker *w, rn_loop_client *lc, char *err, size_t errlen
         snprintf(err, errlen, "out of memory");
         return false;
     }
-    /* no hook: without events nothing pauses or crashes a client */
-    if (!rn_client_connect(c, false, err, errlen))
-        return false;
-    if (dlock_client_attach(c->lock, w->loop) != DLOCK_OK) {
-        snprintf(err, errlen, "cannot move the client onto its loop: %s",
-                 dlock_client_errstr(c->lock));
-        return false;
-    }
-    if (!res_open(lc)) {
-        snprintf(err, errlen, "protected resource: cannot watch the connection");
-        return false;
-    }
-    return true;
+    return connect_on_loop(lc, err, errlen);
 }
 
 static void teardown(worker *w)
@@ -361,9 +592,11 @@ static void *worker_main(void *arg)
         dlock_timer_start(w->tick, TICK_US);
         for (size_t i = 0; i < w->n; i++)
             pump(&w->lcs[i], (lb_wl_input){0});
-        while (w->active > 0)
+        while (w->active > 0) {
             if (dlock_loop_run(w->loop, -1) < 0 && errno != EINTR)
                 break;  /* epoll failed: nothing more can happen on this loop */
+            apply_changes(w);
+        }
     }
     for (size_t i = 0; i < w->n; i++) {
         if (w->lcs[i].state != LC_DONE) {
@@ -371,8 +604,7 @@ static void *worker_main(void *arg)
             rn_finish(w->lcs[i].c);
         }
     }
-    teardown(w);
-    return NULL;
+    return NULL;  /* the loop stays until rn_loops_join: the scheduler may still wake it */
 }
 
 /* Half the cores, the other half left to Redis (redis-server is one thread; a loop thread
@@ -395,6 +627,7 @@ int rn_loops_start(run *r, size_t *started)
         return -1;
     }
     r->loops = ls;
+    r->notify = notify;
     for (size_t k = 0; k < nw; k++) {
         worker *w = &ls->w[k];
         char err[200];
@@ -436,6 +669,7 @@ void rn_loops_join(run *r)
         return;
     for (size_t k = 0; k < ls->n; k++) {
         pthread_join(ls->w[k].thread, NULL);
+        teardown(&ls->w[k]);
         free(ls->w[k].lcs);
     }
     free(ls->w);

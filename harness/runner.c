@@ -299,7 +299,7 @@ void rn_options_of(client *c, dlock_options *o)
 
 /* When a "when": "holding" event fires, its real window is kept for events.csv: earliest start
  * and latest end over the clients it fired on. */
-static void fired(run *r, int event, int64_t start_us, int64_t end_us)
+void rn_fired(run *r, int event, int64_t start_us, int64_t end_us)
 {
     long long v;
     while ((v = atomic_load(&r->fired_start[event])) < 0 || v > start_us)
@@ -323,12 +323,12 @@ static bool holding_point(client *c)
     pthread_mutex_unlock(&k->mu);
     int64_t now = rn_since_t0(c);
     if (crash > 0) {
-        fired(c->run, crash - 1, now, now);
+        rn_fired(c->run, crash - 1, now, now);
         return false;
     }
     if (pause > 0) {
         bool alive = ctl_hold(k, pause_us);  /* a freeze: no traffic, no renewals */
-        fired(c->run, pause - 1, now, rn_since_t0(c));
+        rn_fired(c->run, pause - 1, now, rn_since_t0(c));
         return alive;
     }
     return ctl_checkpoint(k);
@@ -629,6 +629,14 @@ static void describe(const lb_event *e, lb_fault_record *f)
 }
 
 /* Applies fn to each client of the event; false when it failed for any of them. */
+/* A client thread sees its control block change through the condition variable; a loop's
+ * clients through their driver's notice. */
+static void notify(run *r, client *c)
+{
+    if (r->notify)
+        r->notify(c);
+}
+
 static bool for_clients(run *r, const lb_event *e,
                         bool (*fn)(run *, client *, const lb_event *, bool), bool ending)
 {
@@ -658,6 +666,7 @@ static bool do_crash(run *r, client *c, const lb_event *e, bool ending)
     }
     pthread_cond_broadcast(&c->ctl.cv);
     pthread_mutex_unlock(&c->ctl.mu);
+    notify(r, c);
     return true;
 }
 
@@ -676,6 +685,7 @@ static void stop_group(run *r, size_t group)
             dlock_client_interrupt(c->lock);
         pthread_cond_broadcast(&c->ctl.cv);
         pthread_mutex_unlock(&c->ctl.mu);
+        notify(r, c);
     }
 }
 
@@ -689,6 +699,7 @@ static bool do_pause(run *r, client *c, const lb_event *e, bool ending)
         return true;
     }
     ctl_pause(&c->ctl, ending ? -1 : 1);
+    notify(r, c);
     return true;
 }
 

@@ -82,10 +82,13 @@ struct run {
                                     getting ready wakes the main thread, not every other client) */
     char err[320];
     lb_driver driver;            /* threads or loop, "auto" resolved */
+    void (*notify)(client *c);   /* the scheduler changed c's control block (loop: wakes it) */
     rn_loops *loops;             /* the loop driver's threads */
 };
 
 int64_t rn_since_t0(const client *c);
+/* A "when": "holding" event fired on a client: its window, for events.csv. */
+void    rn_fired(run *r, int event, int64_t start_us, int64_t end_us);
 void    rn_options_of(client *c, dlock_options *o);
 bool    rn_out_of_time(const client *c);
 /* The client's lock client (with the fault hook when hooked) and its resource connections. */

@@ -1097,18 +1097,9 @@ static int decode_scenario(ctx *c, json_t *raw, lb_scenario *s)
 
 bool lb_scenario_loop_capable(const lb_scenario *s, char *why, size_t whylen)
 {
-    if (s->nevents > 0) {
-        snprintf(why, whylen, "it has events");
-        return false;
-    }
     for (size_t g = 0; g < s->ngroups; g++) {
-        const lb_client_group *gr = &s->groups[g];
-        if (gr->lock.renew) {
+        if (s->groups[g].lock.renew) {
             snprintf(why, whylen, "clients.%zu renews its lock (the watchdog is a thread)", g);
-            return false;
-        }
-        if (gr->lock.fencing && gr->workload.critical_section == LB_CS_COUNTER) {
-            snprintf(why, whylen, "clients.%zu writes the counter with fencing", g);
             return false;
         }
     }
