@@ -1,16 +1,16 @@
 /* results.c -- the write stage: summary.json, the CSVs, latency.hgrm, the comparison files and
  * the terminal tables (SPEC section 6; the CSV columns are documented in README.md).
  *
- * Every file goes through lb__afile: written under a hidden temporary name in its own folder
- * (".NAME.XXXXXX", so neither a user nor a plot script mistakes it for a result), flushed,
- * fsync'd and renamed over NAME. A run killed at any point leaves either the old file, the new
- * one or a stray temporary, never a truncated NAME.
+ * Every file goes through atomic.h: written under a hidden temporary name in its own folder,
+ * flushed, fsync'd and renamed over NAME. A run killed at any point leaves either the old file,
+ * the new one or a stray temporary, never a truncated NAME.
  *
  * JSON: latency figures with no samples (count 0) are written as null, not 0, because a 0 ms
  * p99 would read as a real (and impossibly good) figure to the gate and to a reader. The same
  * holds in the per-repeat lists: a repeat without acquisitions has null for its acquire p50 and
  * p99 (metrics.c leaves NAN there), and the gate skips those entries. */
 #include "results.h"
+#include "atomic.h"
 #include "dlock.h"
 
 #include <errno.h>
@@ -68,86 +68,6 @@ int lb_mkdirs(const char *dir)
     return rc;
 }
 
-typedef struct {
-    FILE *f;
-    char *tmp;
-    const char *path;
-} lb__afile;
-
-static char *lb__tmp_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    int dirlen = slash ? (int)(slash - path + 1) : 0;
-    char *tmp;
-    if (asprintf(&tmp, "%.*s.%s.XXXXXX", dirlen, path, slash ? slash + 1 : path) < 0)
-        return NULL;
-    return tmp;
-}
-
-static int lb__afile_open(lb__afile *a, const char *path)
-{
-    *a = (lb__afile){.path = path, .tmp = lb__tmp_name(path)};
-    if (!a->tmp)
-        return -1;
-    int fd = mkstemp(a->tmp);
-    if (fd < 0 || fchmod(fd, 0644) != 0 || !(a->f = fdopen(fd, "w"))) {
-        int e = errno;
-        if (fd >= 0) {
-            close(fd);
-            unlink(a->tmp);
-        }
-        free(a->tmp);
-        a->tmp = NULL;
-        errno = e;
-        return -1;
-    }
-    return 0;
-}
-
-static void lb__afile_abort(lb__afile *a)
-{
-    int e = errno;
-    if (a->f)
-        fclose(a->f);
-    if (a->tmp)
-        unlink(a->tmp);
-    free(a->tmp);
-    *a = (lb__afile){0};
-    errno = e;
-}
-
-/* ok false: something went wrong while writing; the temporary is removed. */
-static int lb__afile_commit(lb__afile *a, bool ok)
-{
-    if (!ok || ferror(a->f) || fflush(a->f) != 0 || fsync(fileno(a->f)) != 0) {
-        if (!errno)
-            errno = EIO;
-        lb__afile_abort(a);
-        return -1;
-    }
-    int rc = fclose(a->f);
-    a->f = NULL;
-    if (rc == 0)
-        rc = rename(a->tmp, a->path);
-    if (rc != 0) {
-        lb__afile_abort(a);
-        return -1;
-    }
-    free(a->tmp);
-    *a = (lb__afile){0};
-    return 0;
-}
-
-int lb_write_atomic(const char *path, const char *data, size_t len)
-{
-    lb__afile a;
-    if (lb__afile_open(&a, path) != 0)
-        return -1;
-    errno = 0;
-    bool ok = fwrite(data, 1, len, a.f) == len;
-    return lb__afile_commit(&a, ok);
-}
-
 /* A file of dir written by fn(f, arg), atomically; err names the file on failure. */
 typedef bool (*lb__writer)(FILE *f, const void *arg);
 
@@ -157,13 +77,10 @@ static int lb__write_file(const char *dir, const char *name, lb__writer fn, cons
     char *path;
     if (asprintf(&path, "%s/%s", dir, name) < 0)
         return lb__fail(err, errlen, "%s/%s: out of memory", dir, name);
-    lb__afile a;
-    int rc = lb__afile_open(&a, path);
-    if (rc == 0) {
-        errno = 0;
-        bool ok = fn(a.f, arg);
-        rc = lb__afile_commit(&a, ok);
-    }
+    lb_atomic a;
+    int rc = lb_atomic_open(&a, path);
+    if (rc == 0)
+        rc = lb_atomic_commit(&a, fn(a.f, arg));
     if (rc != 0)
         lb__fail(err, errlen, "%s: %s", path, strerror(errno ? errno : EIO));
     free(path);
@@ -338,7 +255,7 @@ static int lb__write_json(const char *dir, const char *name, json_t *doc, char *
     if (rc == 0) {
         size_t len = strlen(text);
         text[len] = '\n';   /* the dump's NUL becomes a final newline; len + 1 bytes written */
-        rc = lb_write_atomic(path, text, len + 1);
+        rc = lb_atomic_write(path, text, len + 1);
         if (rc != 0)
             lb__fail(err, errlen, "%s: %s", path, strerror(errno));
         free(path);
@@ -641,7 +558,7 @@ static int lb__write_scenario(const char *dir, const lb_scenario *s, char *err, 
     if (rc != 0) {
         path = NULL;
         lb__fail(err, errlen, "%s/scenario.json: out of memory", dir);
-    } else if ((rc = lb_write_atomic(path, text, strlen(text))) != 0) {
+    } else if ((rc = lb_atomic_write(path, text, strlen(text))) != 0) {
         lb__fail(err, errlen, "%s: %s", path, strerror(errno));
     }
     free(path);

@@ -1,7 +1,7 @@
 /* results.h -- the write stage: summary.json, the CSVs, latency.hgrm, the comparison, and the
  * terminal tables (SPEC section 6; the columns are documented in README.md). Every file is
- * written to a temporary name in its folder and renamed, so a killed run never leaves a half
- * file that looks complete. */
+ * written through atomic.h (a temporary name in its folder, renamed), so a killed run never
+ * leaves a half file that looks complete. */
 #ifndef LB_RESULTS_H
 #define LB_RESULTS_H
 
@@ -19,9 +19,6 @@ typedef struct lb_calibration {
 
 /* mkdir -p: 0 when dir exists as a folder afterwards, -1 with errno set. */
 int lb_mkdirs(const char *dir);
-
-/* Writes data to path through a temporary file and rename(2). 0, or -1 with errno set. */
-int lb_write_atomic(const char *path, const char *data, size_t len);
 
 /* One run's files in dir (created if needed): summary.json (of s), acquisitions.csv,
  * latency.hgrm (the clients' histograms merged), timeline.csv, events.csv. */

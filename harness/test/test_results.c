@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic.h"
 #include "dlock.h"
 #include "gate.h"
 #include "metrics.h"
@@ -242,24 +243,6 @@ static void write_top(fixture *x, size_t n)
 }
 
 /* ---- tests ---------------------------------------------------------------------------------- */
-
-static void test_write_atomic(void **state)
-{
-    fixture *x = *state;
-    char *p = path_of(x, "file.txt");
-    assert_int_equal(lb_write_atomic(p, "first", 5), 0);
-    assert_int_equal(lb_write_atomic(p, "second\n", 7), 0);
-    char *text = slurp(p);
-    assert_string_equal(text, "second\n");
-    free(text);
-    struct stat st;
-    assert_int_equal(stat(p, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0644);
-    assert_no_temporaries(x->dir);
-    /* a folder that does not exist: an error with errno, nothing created */
-    assert_int_equal(lb_write_atomic(path_of(x, "no/such/dir/file"), "x", 1), -1);
-    assert_int_equal(errno, ENOENT);
-}
 
 /* The variant summary.json holds every key of SPEC section 6 with the run's values. */
 static void test_variant_summary(void **state)
@@ -537,7 +520,7 @@ static void test_repeats_json_null(void **state)
 static void test_errors_name_the_path(void **state)
 {
     fixture *x = *state;
-    assert_int_equal(lb_write_atomic(path_of(x, "plain"), "x", 1), 0);
+    assert_int_equal(lb_atomic_write(path_of(x, "plain"), "x", 1), 0);
     char err[512] = "";
     char *bad = path_of(x, "plain/sub");
     assert_int_equal(lb_results_write_run(bad, &x->s[0], &x->run, err, sizeof err), -1);
@@ -603,7 +586,6 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_write_atomic),
         T(test_variant_summary),
         T(test_null_latencies),
         T(test_csv_files),
