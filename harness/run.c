@@ -26,31 +26,49 @@
 #include "runner.h"
 #include "servers.h"
 
-/* ---- Ctrl-C ---------------------------------------------------------------- */
+/* ---- Ctrl-C, SIGTERM, SIGHUP ------------------------------------------------------ */
 
-static struct sigaction previous_int;
+/* A supervisor's SIGTERM and a closed terminal's SIGHUP mean what Ctrl-C means: stop, delete
+ * our keys, write what ran. Dying of them instead would leave keys in a server we do not own. */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define NSTOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
+static struct sigaction previous_stop[NSTOP_SIGNALS];
+static volatile sig_atomic_t stopped_by;   /* the first stop signal that came, or 0 */
 
-/* The first Ctrl-C ends the run cleanly (results marked incomplete); the second is the managed
- * servers' handler, which kills them and lets the signal through. */
-static void on_interrupt(int sig)
+/* The first stop signal ends the run cleanly (results marked incomplete); any after it goes to
+ * the handlers that were there before: the managed servers' (which kills them and lets the
+ * signal through) or the default action. */
+static void on_stop_signal(int sig)
 {
+    if (!stopped_by)
+        stopped_by = sig;
     lb_runner_stop();
-    sigaction(SIGINT, &previous_int, NULL);
+    for (size_t i = 0; i < NSTOP_SIGNALS; i++)
+        sigaction(stop_signals[i], &previous_stop[i], NULL);
 }
 
-/* Installed once, after the managed servers' own handler (which it then chains to on a second
- * Ctrl-C); a SIGINT the caller ignores (nohup) stays ignored. */
+/* Installed once, after the managed servers' own handlers (which it then chains to on a second
+ * signal); a signal the caller ignores (nohup) stays ignored. */
 static void catch_interrupt(void)
 {
     static bool installed;
-    struct sigaction sa = {.sa_handler = on_interrupt};
+    struct sigaction sa = {.sa_handler = on_stop_signal};
     if (installed)
         return;
     installed = true;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, NULL, &previous_int);
-    if (previous_int.sa_handler != SIG_IGN)
-        sigaction(SIGINT, &sa, &previous_int);
+    for (size_t i = 0; i < NSTOP_SIGNALS; i++) {
+        sigaction(stop_signals[i], NULL, &previous_stop[i]);
+        if (previous_stop[i].sa_handler != SIG_IGN)
+            sigaction(stop_signals[i], &sa, &previous_stop[i]);
+    }
+}
+
+/* An interrupted run exits 128 + the signal's number, as a shell reports a command the signal
+ * killed: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP. */
+static int interrupted_exit(void)
+{
+    return stopped_by ? 128 + stopped_by : LB_EXIT_INTERRUPTED;
 }
 
 /* ---- servers ------------------------------------------------------------------ */
@@ -414,7 +432,7 @@ static int run_scenario(const lb_scenario *s, const lb_run_options *o, size_t nf
     if (rc == LB_EXIT_OK) {
         report(&sr);
         plot(&sr);
-        rc = !sr.complete ? LB_EXIT_INTERRUPTED : all_passed(&sr) ? LB_EXIT_OK : LB_EXIT_FAILED;
+        rc = !sr.complete ? interrupted_exit() : all_passed(&sr) ? LB_EXIT_OK : LB_EXIT_FAILED;
     } else if (!failed_late) {
         fprintf(stderr, "lockbench: %s: %s\n", s->name, sr.err);
     }

@@ -337,8 +337,9 @@ static void external_server_with_auth_and_db(void **state)
     free(out);
 }
 
-/* Ctrl-C: the run stops cleanly, says so ("complete": false, exit 130) and deletes its keys. */
-static void ctrl_c_on(const char *driver)
+/* Ctrl-C, SIGTERM or SIGHUP: the run stops cleanly, says so ("complete": false, exit 128 + the
+ * signal's number) and deletes its keys. */
+static void stop_with(int sig, const char *driver)
 {
     char err[256], url[64], *out = tempdir(), dir[1100];
     lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
@@ -350,11 +351,13 @@ static void ctrl_c_on(const char *driver)
                     "--set", (char *)driver, NULL};
     posix_spawnattr_t attr;
     posix_spawn_file_actions_t fa;
-    sigset_t sigint;
-    sigemptyset(&sigint);
-    sigaddset(&sigint, SIGINT);  /* a background job inherits an ignored SIGINT */
+    sigset_t deflt;
+    sigemptyset(&deflt);
+    sigaddset(&deflt, SIGINT);  /* a background job inherits an ignored SIGINT, nohup SIGHUP */
+    sigaddset(&deflt, SIGTERM);
+    sigaddset(&deflt, SIGHUP);
     assert_int_equal(posix_spawnattr_init(&attr), 0);
-    assert_int_equal(posix_spawnattr_setsigdefault(&attr, &sigint), 0);
+    assert_int_equal(posix_spawnattr_setsigdefault(&attr, &deflt), 0);
     assert_int_equal(posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF), 0);
     assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
     assert_int_equal(posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0), 0);
@@ -374,11 +377,12 @@ static void ctrl_c_on(const char *driver)
         nanosleep(&ts, NULL);
     }
     assert_true(keys > 0);
-    kill(pid, SIGINT);
+    kill(pid, sig);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 130);
+    if (!WIFEXITED(status))
+        fail_msg("lockbench died of signal %d", WTERMSIG(status));
+    assert_int_equal(WEXITSTATUS(status), 128 + sig);
     json_t *top = load_json(dir, "summary.json");
     assert_true(json_is_false(json_object_get(top, "complete")));
     assert_true(num(json_array_get(json_object_get(top, "variants"), 0), "elapsed_ms") < 15000);
@@ -394,8 +398,16 @@ static void ctrl_c_on(const char *driver)
 
 static void ctrl_c_writes_incomplete_results(void **state)
 {
-    ctrl_c_on("driver=threads");
-    ctrl_c_on("driver=loop");
+    stop_with(SIGINT, "driver=threads");
+    stop_with(SIGINT, "driver=loop");
+}
+
+/* A supervisor's SIGTERM and a closed terminal's SIGHUP stop a run as Ctrl-C does: with
+ * --redis, dying of them would leave the run's keys in a server lockbench does not own. */
+static void sigterm_and_sighup_stop_like_ctrl_c(void **state)
+{
+    stop_with(SIGTERM, "driver=loop");
+    stop_with(SIGHUP, "driver=threads");
 }
 
 /* The same contended workloads on both drivers: each must be exact (the scenario's own
@@ -544,6 +556,7 @@ int main(void)
         cmocka_unit_test(without_gnuplot_the_run_still_succeeds),
         cmocka_unit_test(external_server_with_auth_and_db),
         cmocka_unit_test(ctrl_c_writes_incomplete_results),
+        cmocka_unit_test(sigterm_and_sighup_stop_like_ctrl_c),
         cmocka_unit_test(overlapping_delays_stack),
         cmocka_unit_test(both_drivers_are_correct),
         cmocka_unit_test(many_clients_under_a_small_fd_limit),
