@@ -204,6 +204,7 @@ static json_t *lb__expect_json(const lb_summary *s)
 static void lb__variant_head(json_t *o, const lb_summary *s)
 {
     json_object_set_new(o, "name", lb__str(s->name));
+    json_object_set_new(o, "complete", json_boolean(s->complete));
     json_object_set_new(o, "algorithm", lb__str(s->algorithm));
     json_object_set_new(o, "wait", lb__str(s->wait));
     json_object_set_new(o, "backoff", lb__str(s->backoff));

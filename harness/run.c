@@ -326,6 +326,8 @@ static int combine_and_write(scenario_run *sr, const char *started_at)
         lb_summary *out = &sr->combined[sr->ncombined];
         if (lb_metrics_combine(reps, (size_t)sr->ran[vi], out) < 0)
             return -1;
+        if (sr->ran[vi] < sr->repeats)
+            lb_metrics_incomplete(out);
         sr->ncombined++;
         if (sr->repeats > 1) {
             char *dir;

@@ -251,6 +251,7 @@ static void test_variant_summary(void **state)
     write_run(x, 0, "deep/a");   /* the folder, and its parent, are created */
     json_t *j = load_json(path_of(x, "deep/a/summary.json"));
     assert_string_equal(json_string_value(at(j, "name")), "a");
+    assert_true(json_is_true(at(j, "complete")));
     assert_string_equal(json_string_value(at(j, "algorithm")), "token");
     assert_string_equal(json_string_value(at(j, "wait")), "poll");
     assert_string_equal(json_string_value(at(j, "backoff")), "exponential");
@@ -303,6 +304,24 @@ static void test_variant_summary(void **state)
     assert_int_equal(json_array_size(at(j, "expect.failures")), 0);
     json_decref(j);
     assert_no_temporaries(x->dir);
+}
+
+/* An interrupted run's variant summary says so, and does not claim its expectations passed. */
+static void test_incomplete_variant(void **state)
+{
+    fixture *x = *state;
+    lb_summary s;
+    x->run.complete = false;
+    const lb_scenario *var = lb_scenario_variant(x->sc, 0);
+    assert_int_equal(lb_metrics_compute(var, &x->run, &s), 0);
+    lb_metrics_check(var, &s);
+    char err[256];
+    assert_int_equal(lb_results_write_run(path_of(x, "cut"), &s, &x->run, err, sizeof err), 0);
+    json_t *j = load_json(path_of(x, "cut/summary.json"));
+    assert_true(json_is_false(at(j, "complete")));
+    assert_true(json_is_false(at(j, "expect.passed")));
+    json_decref(j);
+    lb_summary_free(&s);
 }
 
 /* No samples: the figures are null (no data), the count 0. */
@@ -587,6 +606,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_variant_summary),
+        T(test_incomplete_variant),
         T(test_null_latencies),
         T(test_csv_files),
         T(test_top_level),
