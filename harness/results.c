@@ -13,6 +13,7 @@
 #include "atomic.h"
 #include "dlock.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -578,6 +579,108 @@ int lb_results_write_top(const char *dir, const lb_scenario *s, const lb_summary
     /* summary.json last: its presence is what the gate takes as "the run finished writing" */
     return lb__write_json(dir, "summary.json",
                           lb__top_json(s, variants, n, cal, started_at, complete), err, errlen);
+}
+
+int lb_results_write_begun(const char *dir, const lb_scenario *s, const char *started_at,
+                           char *err, size_t errlen)
+{
+    return lb__write_json(dir, "summary.json", lb__top_json(s, NULL, 0, NULL, started_at, false),
+                          err, errlen);
+}
+
+/* ---- clearing a folder for --force ---------------------------------------------------------- */
+
+/* Every file a run writes: at the top of the scenario folder (results.c's, report.c's index.html,
+ * plot.c's comparison charts) and in each variant folder and its repeat-<k> folders (the run's
+ * files and plot.c's charts). A name added to a run's output must be added here too. */
+static const char *const lb__top_files[] = {
+    "summary.json", "scenario.json", "comparison.md", "comparison.json", "comparison.csv",
+    "index.html", NULL};
+static const char *const lb__top_charts[] = {"compare-latency", "compare-bars", "compare-work",
+                                             NULL};
+static const char *const lb__variant_files[] = {
+    "summary.json", "acquisitions.csv", "latency.hgrm", "timeline.csv", "events.csv",
+    "clients.csv", NULL};
+static const char *const lb__variant_charts[] = {"latency", "fairness", "timeline", "holders",
+                                                 NULL};
+
+static bool lb__named(const char *name, const char *const *files, const char *const *charts)
+{
+    for (; *files; files++)
+        if (strcmp(name, *files) == 0)
+            return true;
+    for (; *charts; charts++) {
+        size_t n = strlen(*charts);
+        if (strncmp(name, *charts, n) == 0 &&
+            (strcmp(name + n, ".png") == 0 || strcmp(name + n, ".svg") == 0))
+            return true;
+    }
+    return false;
+}
+
+/* One of ours, or the temporary of one (".NAME.XXXXXX") that a killed run left behind. */
+static bool lb__ours(const char *name, const char *const *files, const char *const *charts)
+{
+    if (lb__named(name, files, charts))
+        return true;
+    const char *dot = name[0] == '.' ? strrchr(name, '.') : NULL;
+    if (!dot || dot == name || dot[1] == '\0')
+        return false;
+    char *base = strndup(name + 1, (size_t)(dot - name - 1));
+    bool ours = base && lb__named(base, files, charts);
+    free(base);
+    return ours;
+}
+
+static bool lb__is_repeat_dir(const char *name)
+{
+    const char *k = name + strlen("repeat-");
+    return strncmp(name, "repeat-", strlen("repeat-")) == 0 && *k &&
+           strspn(k, "0123456789") == strlen(k);
+}
+
+/* Removes dir's regular files that are ours (and, in a variant folder, its repeat-<k> folders'
+ * likewise); then dir itself when that left it empty. *removed counts what went. */
+static int lb__clear_dir(const char *dir, bool top, int *removed, char *err, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return lb__fail(err, errlen, "%s: %s", dir, strerror(errno));
+    int rc = 0, mine = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+        struct stat st;
+        char *path;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (asprintf(&path, "%s/%s", dir, e->d_name) < 0) {
+            rc = lb__fail(err, errlen, "%s: out of memory", dir);
+            break;
+        }
+        if (lstat(path, &st) != 0) {
+            rc = errno == ENOENT ? 0 : lb__fail(err, errlen, "%s: %s", path, strerror(errno));
+        } else if (S_ISREG(st.st_mode) && (top ? lb__ours(e->d_name, lb__top_files, lb__top_charts)
+                                               : lb__ours(e->d_name, lb__variant_files,
+                                                          lb__variant_charts))) {
+            if (unlink(path) == 0)
+                mine++;
+            else
+                rc = lb__fail(err, errlen, "%s: %s", path, strerror(errno));
+        } else if (S_ISDIR(st.st_mode) && (top || lb__is_repeat_dir(e->d_name))) {
+            rc = lb__clear_dir(path, false, &mine, err, errlen);
+        }
+        free(path);
+    }
+    closedir(d);
+    if (rc == 0 && !top && mine > 0 && rmdir(dir) == 0)
+        mine++;
+    *removed += mine;
+    return rc;
+}
+
+int lb_results_clear(const char *dir, char *err, size_t errlen)
+{
+    int removed = 0;
+    return lb__clear_dir(dir, true, &removed, err, errlen);
 }
 
 /* ---- the terminal --------------------------------------------------------------------------- */

@@ -35,6 +35,19 @@ int lb_results_write_top(const char *dir, const lb_scenario *s, const lb_summary
                          size_t n, const lb_calibration *cal, const char *started_at,
                          bool complete, char *err, size_t errlen);
 
+/* The scenario folder's summary.json at the start of a run: complete and passed false, no
+ * variants. Written before anything else, so a run killed at any point leaves a summary that
+ * says it did not finish rather than an older run's, or none that looks finished. */
+int lb_results_write_begun(const char *dir, const lb_scenario *s, const char *started_at,
+                           char *err, size_t errlen);
+
+/* Empties a scenario folder of what runs write there (--force), and of nothing else: at its top
+ * summary.json, scenario.json, comparison.*, index.html and the comparison charts; in each
+ * subfolder, and its repeat-<k> folders, a variant's summary.json, CSVs, latency.hgrm and
+ * charts; the temporaries of all these; then every such subfolder that this left empty. Other
+ * files and folders stay. 0, or -1 with err naming the file that could not be removed. */
+int lb_results_clear(const char *dir, char *err, size_t errlen);
+
 /* The terminal: one variant's headline figures, and the comparison table of several. */
 void lb_results_print_variant(FILE *f, const lb_summary *s);
 void lb_results_print_comparison(FILE *f, const lb_summary *variants, size_t n);
