@@ -13,8 +13,8 @@
 #include "run.h"
 
 static const char usage_text[] =
-    "usage: lockbench run SCENARIO.json... [--out DIR] [--redis URL]... [--repeat N] [--seed N]\n"
-    "                     [--resource URL] [--set PATH=VALUE]... [--no-plot] [--quiet]\n"
+    "usage: lockbench run SCENARIO.json... [--out DIR [--force]] [--redis URL]... [--repeat N]\n"
+    "                     [--seed N] [--resource URL] [--set PATH=VALUE]... [--no-plot] [--quiet]\n"
     "       lockbench validate SCENARIO.json...\n"
     "       lockbench plot RESULT_DIR [--format png|svg] [--plot-preview]\n"
     "       lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize]\n"
@@ -23,7 +23,8 @@ static const char usage_text[] =
     "       lockbench --help | --version\n"
     "\n"
     "run       replays each scenario against managed redis-server processes (or --redis URLs),\n"
-    "          writes results/<name>/<timestamp>/ and checks the scenario's expectations\n"
+    "          writes results/<name>/<timestamp>/ (or --out DIR, which must be empty unless\n"
+    "          --force) and checks the scenario's expectations\n"
     "validate  loads and checks scenarios without running them\n"
     "plot      redraws the charts of a results folder with gnuplot\n"
     "gate      compares two results (folders or summary.json files) for regressions\n"
@@ -66,7 +67,7 @@ static int parse_run_flags(cli *c, int argc, char **argv)
         {"repeat", required_argument, NULL, 'n'}, {"seed", required_argument, NULL, 's'},
         {"resource", required_argument, NULL, 'R'}, {"set", required_argument, NULL, 'S'},
         {"no-plot", no_argument, NULL, 'P'},     {"quiet", no_argument, NULL, 'q'},
-        {NULL, 0, NULL, 0},
+        {"force", no_argument, NULL, 'F'},       {NULL, 0, NULL, 0},
     };
     long v;
     int ch;
@@ -77,6 +78,7 @@ static int parse_run_flags(cli *c, int argc, char **argv)
         case 'o': c->o.out = optarg; break;
         case 'R': c->o.resource = optarg; break;
         case 'P': c->o.no_plot = true; break;
+        case 'F': c->o.force = true; break;
         case 'q': c->o.quiet = true; break;
         case 'r':
             if (c->o.nredis == LB_SCENARIO_MAX_SERVERS)
