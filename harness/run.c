@@ -287,24 +287,44 @@ static int prepare_given_outs(lb_scenario *const *s, size_t nfiles, const lb_run
     return rc;
 }
 
-/* results/<name>/<stamp>, made here (malloc'd), with results/<name>/latest pointing to it.
- * NULL with errno set when it cannot be made; path then names it. */
+/* results/<name>/<stamp>, made here (malloc'd). A run that started in the same second has
+ * <stamp>, so this one takes <stamp>-2 (-3, ...) rather than mixing its files with that run's.
+ * NULL with errno set when it cannot be made; path then names the folder that failed. */
 static char *default_out(const char *name, const char *stamp, char *path, size_t len)
 {
-    char *link, *tmp;
-    snprintf(path, len, "results/%s/%s", name, stamp);
+    snprintf(path, len, "results/%s", name);
     if (lb_mkdirs(path) != 0)
         return NULL;
-    if (asprintf(&link, "results/%s/latest", name) >= 0) {
-        if (asprintf(&tmp, "%s.tmp%d", link, (int)getpid()) >= 0) {
-            unlink(tmp);
-            if (symlink(stamp, tmp) == 0 && rename(tmp, link) < 0)
-                unlink(tmp);
-            free(tmp);
-        }
-        free(link);
+    for (int k = 1; k <= 100; k++) {
+        if (k == 1)
+            snprintf(path, len, "results/%s/%s", name, stamp);
+        else
+            snprintf(path, len, "results/%s/%s-%d", name, stamp, k);
+        if (mkdir(path, 0777) == 0)
+            return strdup(path);
+        if (errno != EEXIST)
+            return NULL;
     }
-    return strdup(path);
+    return NULL;
+}
+
+/* results/<name>/latest -> leaf, replaced in one rename so a reader never finds it missing.
+ * Only a finished run moves it: an interrupted or killed one leaves it on the last that did. */
+static void point_latest(const char *name, const char *leaf)
+{
+    char *link, *tmp;
+    if (asprintf(&link, "results/%s/latest", name) < 0)
+        return;
+    if (asprintf(&tmp, "%s.tmp%d", link, (int)getpid()) >= 0) {
+        unlink(tmp);
+        if (symlink(leaf, tmp) != 0 || rename(tmp, link) != 0) {
+            fprintf(stderr, "lockbench: cannot point %s to %s: %s\n", link, leaf,
+                    strerror(errno));
+            unlink(tmp);
+        }
+        free(tmp);
+    }
+    free(link);
 }
 
 /* ---- one scenario -------------------------------------------------------------- */
@@ -525,6 +545,8 @@ static int run_all(scenario_run *sr, const char *started)
     plot(sr);
     if (!sr->complete)
         return interrupted_exit();
+    if (!sr->o->out)
+        point_latest(sr->s->name, strrchr(sr->dir, '/') + 1);
     return all_passed(sr) ? LB_EXIT_OK : LB_EXIT_FAILED;
 }
 

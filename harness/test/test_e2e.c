@@ -591,6 +591,57 @@ static void out_folder_is_replaced_only_with_force(void **state)
     free(out);
 }
 
+/* Without --out: results/<name>/latest moves to a run's folder when that run completes, and a
+ * run killed half-way leaves it on the last one that did. Runs in a folder of its own. */
+static void latest_moves_only_when_a_run_completes(void **state)
+{
+    char err[256], url[64], *cwd = tempdir(), longs[1100], base[1200], first[256], link[256];
+    snprintf(longs, sizeof longs, "%s/long.json", cwd);
+    write_long_scenario(longs, "lasting");
+    snprintf(base, sizeof base, "%s/results/lasting", cwd);
+    assert_int_equal(lockbench_in(cwd, NULL, "run %s --no-plot --quiet --set workload.duration_ms=50",
+                                  longs), 0);
+    ssize_t n = readlink(path_in(base, "latest"), first, sizeof first - 1);
+    assert_true(n > 0);
+    first[n] = '\0';
+    assert_true(exists(base, first));
+
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(s);
+    snprintf(url, sizeof url, "%s", lb_server_url(s));
+    char *args[] = {"run", longs, "--no-plot", "--redis", url, NULL};
+    pid_t pid = start_lockbench(args, cwd);
+    redisContext *r = redisConnect("127.0.0.1", lb_server_port(s));
+    wait_for_keys(r);
+    kill_hard(pid);
+    n = readlink(path_in(base, "latest"), link, sizeof link - 1);
+    assert_true(n > 0);
+    link[n] = '\0';
+    assert_string_equal(link, first);
+    /* the killed run has a folder of its own (same second or not), saying it did not finish */
+    char killed[256] = "";
+    assert_int_equal(sscanf(listing(base), "%*s %255s latest", killed), 1);
+    assert_string_not_equal(killed, first);
+    json_t *top = load_json(path_in(base, killed), "summary.json");
+    assert_true(json_is_false(json_object_get(top, "complete")));
+    json_decref(top);
+    redisFree(r);
+    lb_server_stop(s);
+
+    assert_int_equal(lockbench_in(cwd, NULL, "run %s --no-plot --quiet --set workload.duration_ms=50",
+                                  longs), 0);
+    n = readlink(path_in(base, "latest"), link, sizeof link - 1);
+    assert_true(n > 0);
+    link[n] = '\0';
+    assert_string_not_equal(link, first);
+    assert_string_not_equal(link, killed);
+    top = load_json(path_in(base, "latest"), "summary.json");
+    assert_true(json_is_true(json_object_get(top, "complete")));
+    json_decref(top);
+    rmtree(cwd);
+    free(cwd);
+}
+
 /* A results folder that cannot be made: one line with the path and the reason. A bad --out is
  * the user's (exit 2, before anything runs); a default folder that fails is the environment's
  * (exit 3). */
@@ -765,6 +816,7 @@ int main(void)
         cmocka_unit_test(ctrl_c_writes_incomplete_results),
         cmocka_unit_test(sigterm_and_sighup_stop_like_ctrl_c),
         cmocka_unit_test(out_folder_is_replaced_only_with_force),
+        cmocka_unit_test(latest_moves_only_when_a_run_completes),
         cmocka_unit_test(results_folder_errors_say_where_and_why),
         cmocka_unit_test(overlapping_delays_stack),
         cmocka_unit_test(both_drivers_are_correct),
