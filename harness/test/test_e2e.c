@@ -87,6 +87,16 @@ static int lockbench_in(const char *cwd, char **err, const char *fmt, ...)
     return rc;
 }
 
+/* The same, with stdout to out (a path). */
+static int lockbench_to(const char *out, char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = lockbench_v(NULL, out, err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 /* Starts lockbench in the background with args (after the program name; NULL-terminated) in
  * folder cwd (NULL: ours), output to /dev/null, and SIGINT, SIGTERM and SIGHUP at their default
  * actions: a background job inherits an ignored SIGINT, a nohup'd one an ignored SIGHUP. */
@@ -668,6 +678,28 @@ static void results_folder_errors_say_where_and_why(void **state)
     free(cwd);
 }
 
+/* Output that never reached stdout is an error: a message on stderr and exit 3, never 0. A run
+ * with --quiet prints nothing there, so it has nothing to lose. */
+static void stdout_write_errors_fail(void **state)
+{
+    static const char *const commands[] = {
+        "--help", "--version", "validate scenarios/seed-five-clients.json",
+        "run scenarios/seed-five-clients.json --out %s/r1 --no-plot",
+        "gate harness/test/fixtures/gate/base.json harness/test/fixtures/gate/base.json"};
+    char *out = tempdir(), *msg, cmd[1200];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        snprintf(cmd, sizeof cmd, commands[i], out);
+        int rc = lockbench_to("/dev/full", &msg, "%s", cmd);
+        if (rc != 3 || !strstr(msg, "lockbench: cannot write to standard output"))
+            fail_msg("lockbench %s >/dev/full: exit %d, stderr: %s", cmd, rc, msg);
+        free(msg);
+    }
+    assert_int_equal(lockbench_to("/dev/full", NULL, "run scenarios/seed-five-clients.json "
+                                                     "--out %s/r2 --no-plot --quiet", out), 0);
+    rmtree(out);
+    free(out);
+}
+
 /* The same contended workloads on both drivers: each must be exact (the scenario's own
  * expectations: every acquisition counted once, no overlap, no lost update), and say which ran. */
 static void both_drivers_are_correct(void **state)
@@ -818,6 +850,7 @@ int main(void)
         cmocka_unit_test(out_folder_is_replaced_only_with_force),
         cmocka_unit_test(latest_moves_only_when_a_run_completes),
         cmocka_unit_test(results_folder_errors_say_where_and_why),
+        cmocka_unit_test(stdout_write_errors_fail),
         cmocka_unit_test(overlapping_delays_stack),
         cmocka_unit_test(both_drivers_are_correct),
         cmocka_unit_test(many_clients_under_a_small_fd_limit),
