@@ -20,6 +20,7 @@
  * one summary whose repeats are the rounds: medians for the performance figures, sums for the
  * correctness counters, expectations passed only if every round passed. */
 #include "gate.h"
+#include "atomic.h"
 #include "stats.h"
 
 #include <dirent.h>
@@ -1053,37 +1054,14 @@ static int lb__write_bigger(FILE *f, const lb__gate *g)
 
 /* ---- files ---------------------------------------------------------------------------------- */
 
-/* Writes through a temporary name in the same directory and renames it, so a reader (a CI step
- * posting the comment) never sees half a file. */
-static int lb__write_atomic(const char *path, int (*emit)(FILE *, const lb__gate *),
-                            const lb__gate *g)
+/* Through atomic.h, so a reader (a CI step posting the comment) never sees half a file, and a
+ * FILE that is not a regular one (/dev/stdout, a FIFO, a link) keeps being what it is. */
+static int lb__write_file(const char *path, int (*emit)(FILE *, const lb__gate *),
+                          const lb__gate *g)
 {
-    char *tmp = NULL;
-    if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
-        return lb__bad("out of memory");
-    int fd = mkstemp(tmp);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        free(tmp);
-        return lb__bad("cannot write %s: %s", path, strerror(e));
-    }
-    mode_t mask = umask(0);   /* mkstemp creates 0600; give the file the usual mode */
-    umask(mask);
-    (void)fchmod(fd, 0666 & ~mask);
-    int rc = emit(f, g);
-    rc |= fflush(f) | ferror(f);
-    int e = errno;
-    rc |= fclose(f);
-    if (rc || rename(tmp, path) != 0) {
-        e = rc ? e : errno;
-        unlink(tmp);
-        free(tmp);
-        return lb__bad("cannot write %s: %s", path, strerror(e));
-    }
-    free(tmp);
+    lb_atomic a;
+    if (lb_atomic_open(&a, path) != 0 || lb_atomic_commit(&a, emit(a.f, g) == 0) != 0)
+        return lb__bad("cannot write %s: %s", path, strerror(errno));
     return 0;
 }
 
@@ -1100,7 +1078,7 @@ static int lb__write_outputs(const lb__gate *g)
     };
     int rc = 0;
     for (size_t i = 0; i < sizeof out / sizeof out[0]; i++)
-        if (out[i].path && lb__write_atomic(out[i].path, out[i].emit, g) != 0)
+        if (out[i].path && lb__write_file(out[i].path, out[i].emit, g) != 0)
             rc = LB_GATE_BAD_INPUT;
     return rc;
 }

@@ -1,6 +1,8 @@
 /* main.c -- lockbench's command line: parse the flags, dispatch to run | validate | plot | gate.
  * Exit codes: 0 success, 1 an expectation failed or the gate found a regression, 2 bad input or
- * usage, 3 environment (a Redis server could not be started or reached). */
+ * usage, 3 environment (a Redis server could not be started or reached, stdout could not be
+ * written). */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +15,8 @@
 #include "run.h"
 
 static const char usage_text[] =
-    "usage: lockbench run SCENARIO.json... [--out DIR] [--redis URL]... [--repeat N] [--seed N]\n"
-    "                     [--resource URL] [--set PATH=VALUE]... [--no-plot] [--quiet]\n"
+    "usage: lockbench run SCENARIO.json... [--out DIR [--force]] [--redis URL]... [--repeat N]\n"
+    "                     [--seed N] [--resource URL] [--set PATH=VALUE]... [--no-plot] [--quiet]\n"
     "       lockbench validate SCENARIO.json...\n"
     "       lockbench plot RESULT_DIR [--format png|svg] [--plot-preview]\n"
     "       lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize]\n"
@@ -23,7 +25,8 @@ static const char usage_text[] =
     "       lockbench --help | --version\n"
     "\n"
     "run       replays each scenario against managed redis-server processes (or --redis URLs),\n"
-    "          writes results/<name>/<timestamp>/ and checks the scenario's expectations\n"
+    "          writes results/<name>/<timestamp>/ (or --out DIR, which must be empty unless\n"
+    "          --force) and checks the scenario's expectations\n"
     "validate  loads and checks scenarios without running them\n"
     "plot      redraws the charts of a results folder with gnuplot\n"
     "gate      compares two results (folders or summary.json files) for regressions\n"
@@ -66,7 +69,7 @@ static int parse_run_flags(cli *c, int argc, char **argv)
         {"repeat", required_argument, NULL, 'n'}, {"seed", required_argument, NULL, 's'},
         {"resource", required_argument, NULL, 'R'}, {"set", required_argument, NULL, 'S'},
         {"no-plot", no_argument, NULL, 'P'},     {"quiet", no_argument, NULL, 'q'},
-        {NULL, 0, NULL, 0},
+        {"force", no_argument, NULL, 'F'},       {NULL, 0, NULL, 0},
     };
     long v;
     int ch;
@@ -77,6 +80,7 @@ static int parse_run_flags(cli *c, int argc, char **argv)
         case 'o': c->o.out = optarg; break;
         case 'R': c->o.resource = optarg; break;
         case 'P': c->o.no_plot = true; break;
+        case 'F': c->o.force = true; break;
         case 'q': c->o.quiet = true; break;
         case 'r':
             if (c->o.nredis == LB_SCENARIO_MAX_SERVERS)
@@ -162,9 +166,33 @@ static void raise_fd_limit(void)
     }
 }
 
-int main(int argc, char **argv)
+/* What a command printed may never have reached stdout (a full disk, /dev/full, a reader that
+ * went away): stdio says so only on a flush, and exit's own flush would swallow it. Exit 0 over
+ * a lost table or verdict would tell a script it has output it does not have. Returns rc, or
+ * LB_EXIT_ENV in place of success. */
+static int close_stdout(int rc)
 {
-    raise_fd_limit();
+    bool failed = ferror(stdout) != 0;
+    errno = 0;
+    if (fflush(stdout) != 0)
+        failed = true;
+    int e = errno;
+    /* a closed descriptor with nothing to flush is no lost output: `>&-` with --quiet */
+    if (fclose(stdout) != 0 && !failed && errno != EBADF) {
+        failed = true;
+        e = errno;
+    }
+    if (!failed)
+        return rc;
+    if (e)   /* unknown when an earlier flush failed and dropped what it held */
+        fprintf(stderr, "lockbench: cannot write to standard output: %s\n", strerror(e));
+    else
+        fprintf(stderr, "lockbench: cannot write to standard output\n");
+    return rc == LB_EXIT_OK ? LB_EXIT_ENV : rc;
+}
+
+static int dispatch(int argc, char **argv)
+{
     if (argc < 2)
         return usage("no command given", NULL);
     const char *cmd = argv[1];
@@ -185,4 +213,10 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "gate") == 0)
         return lb_gate_main(argc - 1, argv + 1);
     return usage("unknown command '%s'", cmd);
+}
+
+int main(int argc, char **argv)
+{
+    raise_fd_limit();
+    return close_stdout(dispatch(argc, argv));
 }

@@ -52,6 +52,7 @@ typedef struct lb_repeats {
 
 typedef struct lb_summary {
     const char *name, *algorithm, *wait, *backoff;   /* the variant's settings, borrowed */
+    bool        complete;        /* false: interrupted, or fewer repeats than asked for ran */
     const char *driver;                              /* "threads" or "loop": how it ran */
     int64_t     clients;
     double      elapsed_ms;
@@ -93,8 +94,10 @@ int  lb_metrics_compute(const lb_scenario *variant, const lb_run_result *run, lb
 int  lb_metrics_combine(const lb_summary *repeats, size_t n, lb_summary *out);
 /* Looks up a dotted summary path ("acquire_ms.p99", "counter.actual"); false when unknown. */
 bool lb_metrics_value(const lb_summary *s, const char *path, double *value);
-/* Checks the variant's expectations; fills s->expect. */
+/* Checks the variant's expectations; fills s->expect. An incomplete summary never passes. */
 void lb_metrics_check(const lb_scenario *variant, lb_summary *s);
+/* Marks s as covering less than was asked for: not complete, expectations not passed. */
+void lb_metrics_incomplete(lb_summary *s);
 void lb_summary_free(lb_summary *s);
 
 /* The clients' acquire histograms merged into a fresh one (latency.hgrm); the caller frees it

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "atomic.h"
 #include "plot.h"
 #include "run.h"
 
@@ -116,24 +117,28 @@ typedef struct plot_job {
     char first_failure[256];
 } plot_job;
 
-/* One chart, drawn to a temporary name and renamed, so a failed gnuplot leaves no half file. */
+/* One chart. gnuplot draws into atomic.h's temporary (the file it will be renamed from), so a
+ * failed gnuplot leaves no half chart and a chart's name that is a link stays a link. */
 static void chart(plot_job *j, const char *name, const char *dir, const char *title,
                   const char *variants)
 {
-    char vars[8192] = "", out[PATH_MAX + 64], tmp[PATH_MAX + 80];
+    char vars[8192] = "", out[PATH_MAX + 64];
+    lb_atomic a = {0};
     snprintf(out, sizeof out, "%s/%s.%s", dir, name, j->format);
-    snprintf(tmp, sizeof tmp, "%s/.%s.%s.tmp", dir, name, j->format);
+    bool ok = j->preview || lb_atomic_open(&a, out) == 0;
     add_var(vars, sizeof vars, "dir", dir);
     add_var(vars, sizeof vars, "fmt", j->preview ? "dumb" : j->format);
     add_var(vars, sizeof vars, "title", title);
-    add_var(vars, sizeof vars, "out", j->preview ? "-" : tmp);
+    add_var(vars, sizeof vars, "out", j->preview ? "-" : a.tmp ? a.tmp : a.path ? a.path : "");
     if (variants)
         add_var(vars, sizeof vars, "variants", variants);
-    if (gnuplot(j->scripts, name, vars, j->preview) == 0 && (j->preview || rename(tmp, out) == 0)) {
+    ok = ok && gnuplot(j->scripts, name, vars, j->preview) == 0;
+    if (a.f)
+        ok = lb_atomic_commit(&a, ok) == 0;
+    if (ok) {
         j->drawn++;
         return;
     }
-    unlink(tmp);
     if (j->failed++ == 0)
         snprintf(j->first_failure, sizeof j->first_failure, "%s/%s", dir, name);
 }

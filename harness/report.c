@@ -1,9 +1,11 @@
 /* report.c -- index.html for a results folder. A static page with relative links only, so it
  * works from disk, from a CI artifact or behind any web server; no scripts, no network. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomic.h"
 #include "report.h"
 #include "results.h"
 
@@ -129,9 +131,9 @@ int lb_report_write(const char *dir, const lb_scenario *s, const lb_summary *var
     put_page(f, s, variants, n, repeats, format ? format : "png");
     fclose(f);
     snprintf(path, sizeof path, "%s/index.html", dir);
-    int rc = lb_write_atomic(path, text, len);
+    int rc = lb_atomic_write(path, text, len);
     if (rc < 0)
-        snprintf(err, errlen, "%s: cannot write", path);
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
     free(text);
     return rc;
 }

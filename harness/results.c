@@ -1,18 +1,19 @@
 /* results.c -- the write stage: summary.json, the CSVs, latency.hgrm, the comparison files and
  * the terminal tables (SPEC section 6; the CSV columns are documented in README.md).
  *
- * Every file goes through lb__afile: written under a hidden temporary name in its own folder
- * (".NAME.XXXXXX", so neither a user nor a plot script mistakes it for a result), flushed,
- * fsync'd and renamed over NAME. A run killed at any point leaves either the old file, the new
- * one or a stray temporary, never a truncated NAME.
+ * Every file goes through atomic.h: written under a hidden temporary name in its own folder,
+ * flushed, fsync'd and renamed over NAME. A run killed at any point leaves either the old file,
+ * the new one or a stray temporary, never a truncated NAME.
  *
  * JSON: latency figures with no samples (count 0) are written as null, not 0, because a 0 ms
  * p99 would read as a real (and impossibly good) figure to the gate and to a reader. The same
  * holds in the per-repeat lists: a repeat without acquisitions has null for its acquire p50 and
  * p99 (metrics.c leaves NAN there), and the gate skips those entries. */
 #include "results.h"
+#include "atomic.h"
 #include "dlock.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -68,86 +69,6 @@ int lb_mkdirs(const char *dir)
     return rc;
 }
 
-typedef struct {
-    FILE *f;
-    char *tmp;
-    const char *path;
-} lb__afile;
-
-static char *lb__tmp_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    int dirlen = slash ? (int)(slash - path + 1) : 0;
-    char *tmp;
-    if (asprintf(&tmp, "%.*s.%s.XXXXXX", dirlen, path, slash ? slash + 1 : path) < 0)
-        return NULL;
-    return tmp;
-}
-
-static int lb__afile_open(lb__afile *a, const char *path)
-{
-    *a = (lb__afile){.path = path, .tmp = lb__tmp_name(path)};
-    if (!a->tmp)
-        return -1;
-    int fd = mkstemp(a->tmp);
-    if (fd < 0 || fchmod(fd, 0644) != 0 || !(a->f = fdopen(fd, "w"))) {
-        int e = errno;
-        if (fd >= 0) {
-            close(fd);
-            unlink(a->tmp);
-        }
-        free(a->tmp);
-        a->tmp = NULL;
-        errno = e;
-        return -1;
-    }
-    return 0;
-}
-
-static void lb__afile_abort(lb__afile *a)
-{
-    int e = errno;
-    if (a->f)
-        fclose(a->f);
-    if (a->tmp)
-        unlink(a->tmp);
-    free(a->tmp);
-    *a = (lb__afile){0};
-    errno = e;
-}
-
-/* ok false: something went wrong while writing; the temporary is removed. */
-static int lb__afile_commit(lb__afile *a, bool ok)
-{
-    if (!ok || ferror(a->f) || fflush(a->f) != 0 || fsync(fileno(a->f)) != 0) {
-        if (!errno)
-            errno = EIO;
-        lb__afile_abort(a);
-        return -1;
-    }
-    int rc = fclose(a->f);
-    a->f = NULL;
-    if (rc == 0)
-        rc = rename(a->tmp, a->path);
-    if (rc != 0) {
-        lb__afile_abort(a);
-        return -1;
-    }
-    free(a->tmp);
-    *a = (lb__afile){0};
-    return 0;
-}
-
-int lb_write_atomic(const char *path, const char *data, size_t len)
-{
-    lb__afile a;
-    if (lb__afile_open(&a, path) != 0)
-        return -1;
-    errno = 0;
-    bool ok = fwrite(data, 1, len, a.f) == len;
-    return lb__afile_commit(&a, ok);
-}
-
 /* A file of dir written by fn(f, arg), atomically; err names the file on failure. */
 typedef bool (*lb__writer)(FILE *f, const void *arg);
 
@@ -157,13 +78,10 @@ static int lb__write_file(const char *dir, const char *name, lb__writer fn, cons
     char *path;
     if (asprintf(&path, "%s/%s", dir, name) < 0)
         return lb__fail(err, errlen, "%s/%s: out of memory", dir, name);
-    lb__afile a;
-    int rc = lb__afile_open(&a, path);
-    if (rc == 0) {
-        errno = 0;
-        bool ok = fn(a.f, arg);
-        rc = lb__afile_commit(&a, ok);
-    }
+    lb_atomic a;
+    int rc = lb_atomic_open(&a, path);
+    if (rc == 0)
+        rc = lb_atomic_commit(&a, fn(a.f, arg));
     if (rc != 0)
         lb__fail(err, errlen, "%s: %s", path, strerror(errno ? errno : EIO));
     free(path);
@@ -287,6 +205,7 @@ static json_t *lb__expect_json(const lb_summary *s)
 static void lb__variant_head(json_t *o, const lb_summary *s)
 {
     json_object_set_new(o, "name", lb__str(s->name));
+    json_object_set_new(o, "complete", json_boolean(s->complete));
     json_object_set_new(o, "algorithm", lb__str(s->algorithm));
     json_object_set_new(o, "wait", lb__str(s->wait));
     json_object_set_new(o, "backoff", lb__str(s->backoff));
@@ -338,7 +257,7 @@ static int lb__write_json(const char *dir, const char *name, json_t *doc, char *
     if (rc == 0) {
         size_t len = strlen(text);
         text[len] = '\n';   /* the dump's NUL becomes a final newline; len + 1 bytes written */
-        rc = lb_write_atomic(path, text, len + 1);
+        rc = lb_atomic_write(path, text, len + 1);
         if (rc != 0)
             lb__fail(err, errlen, "%s: %s", path, strerror(errno));
         free(path);
@@ -641,7 +560,7 @@ static int lb__write_scenario(const char *dir, const lb_scenario *s, char *err, 
     if (rc != 0) {
         path = NULL;
         lb__fail(err, errlen, "%s/scenario.json: out of memory", dir);
-    } else if ((rc = lb_write_atomic(path, text, strlen(text))) != 0) {
+    } else if ((rc = lb_atomic_write(path, text, strlen(text))) != 0) {
         lb__fail(err, errlen, "%s: %s", path, strerror(errno));
     }
     free(path);
@@ -660,6 +579,108 @@ int lb_results_write_top(const char *dir, const lb_scenario *s, const lb_summary
     /* summary.json last: its presence is what the gate takes as "the run finished writing" */
     return lb__write_json(dir, "summary.json",
                           lb__top_json(s, variants, n, cal, started_at, complete), err, errlen);
+}
+
+int lb_results_write_begun(const char *dir, const lb_scenario *s, const char *started_at,
+                           char *err, size_t errlen)
+{
+    return lb__write_json(dir, "summary.json", lb__top_json(s, NULL, 0, NULL, started_at, false),
+                          err, errlen);
+}
+
+/* ---- clearing a folder for --force ---------------------------------------------------------- */
+
+/* Every file a run writes: at the top of the scenario folder (results.c's, report.c's index.html,
+ * plot.c's comparison charts) and in each variant folder and its repeat-<k> folders (the run's
+ * files and plot.c's charts). A name added to a run's output must be added here too. */
+static const char *const lb__top_files[] = {
+    "summary.json", "scenario.json", "comparison.md", "comparison.json", "comparison.csv",
+    "index.html", NULL};
+static const char *const lb__top_charts[] = {"compare-latency", "compare-bars", "compare-work",
+                                             NULL};
+static const char *const lb__variant_files[] = {
+    "summary.json", "acquisitions.csv", "latency.hgrm", "timeline.csv", "events.csv",
+    "clients.csv", NULL};
+static const char *const lb__variant_charts[] = {"latency", "fairness", "timeline", "holders",
+                                                 NULL};
+
+static bool lb__named(const char *name, const char *const *files, const char *const *charts)
+{
+    for (; *files; files++)
+        if (strcmp(name, *files) == 0)
+            return true;
+    for (; *charts; charts++) {
+        size_t n = strlen(*charts);
+        if (strncmp(name, *charts, n) == 0 &&
+            (strcmp(name + n, ".png") == 0 || strcmp(name + n, ".svg") == 0))
+            return true;
+    }
+    return false;
+}
+
+/* One of ours, or the temporary of one (".NAME.XXXXXX") that a killed run left behind. */
+static bool lb__ours(const char *name, const char *const *files, const char *const *charts)
+{
+    if (lb__named(name, files, charts))
+        return true;
+    const char *dot = name[0] == '.' ? strrchr(name, '.') : NULL;
+    if (!dot || dot == name || dot[1] == '\0')
+        return false;
+    char *base = strndup(name + 1, (size_t)(dot - name - 1));
+    bool ours = base && lb__named(base, files, charts);
+    free(base);
+    return ours;
+}
+
+static bool lb__is_repeat_dir(const char *name)
+{
+    const char *k = name + strlen("repeat-");
+    return strncmp(name, "repeat-", strlen("repeat-")) == 0 && *k &&
+           strspn(k, "0123456789") == strlen(k);
+}
+
+/* Removes dir's regular files that are ours (and, in a variant folder, its repeat-<k> folders'
+ * likewise); then dir itself when that left it empty. *removed counts what went. */
+static int lb__clear_dir(const char *dir, bool top, int *removed, char *err, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return lb__fail(err, errlen, "%s: %s", dir, strerror(errno));
+    int rc = 0, mine = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+        struct stat st;
+        char *path;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (asprintf(&path, "%s/%s", dir, e->d_name) < 0) {
+            rc = lb__fail(err, errlen, "%s: out of memory", dir);
+            break;
+        }
+        if (lstat(path, &st) != 0) {
+            rc = errno == ENOENT ? 0 : lb__fail(err, errlen, "%s: %s", path, strerror(errno));
+        } else if (S_ISREG(st.st_mode) && (top ? lb__ours(e->d_name, lb__top_files, lb__top_charts)
+                                               : lb__ours(e->d_name, lb__variant_files,
+                                                          lb__variant_charts))) {
+            if (unlink(path) == 0)
+                mine++;
+            else
+                rc = lb__fail(err, errlen, "%s: %s", path, strerror(errno));
+        } else if (S_ISDIR(st.st_mode) && (top || lb__is_repeat_dir(e->d_name))) {
+            rc = lb__clear_dir(path, false, &mine, err, errlen);
+        }
+        free(path);
+    }
+    closedir(d);
+    if (rc == 0 && !top && mine > 0 && rmdir(dir) == 0)
+        mine++;
+    *removed += mine;
+    return rc;
+}
+
+int lb_results_clear(const char *dir, char *err, size_t errlen)
+{
+    int removed = 0;
+    return lb__clear_dir(dir, true, &removed, err, errlen);
 }
 
 /* ---- the terminal --------------------------------------------------------------------------- */

@@ -5,8 +5,10 @@
  * scenario's lock servers are the first URLs given and the counter lives on --resource or the
  * first URL; nothing is flushed, every key carries lockbench:<run-id>:<variant>:<repeat>: and
  * those keys are deleted when the variant's repeat ends. */
+#include <dirent.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,31 +28,49 @@
 #include "runner.h"
 #include "servers.h"
 
-/* ---- Ctrl-C ---------------------------------------------------------------- */
+/* ---- Ctrl-C, SIGTERM, SIGHUP ------------------------------------------------------ */
 
-static struct sigaction previous_int;
+/* A supervisor's SIGTERM and a closed terminal's SIGHUP mean what Ctrl-C means: stop, delete
+ * our keys, write what ran. Dying of them instead would leave keys in a server we do not own. */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define NSTOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
+static struct sigaction previous_stop[NSTOP_SIGNALS];
+static volatile sig_atomic_t stopped_by;   /* the first stop signal that came, or 0 */
 
-/* The first Ctrl-C ends the run cleanly (results marked incomplete); the second is the managed
- * servers' handler, which kills them and lets the signal through. */
-static void on_interrupt(int sig)
+/* The first stop signal ends the run cleanly (results marked incomplete); any after it goes to
+ * the handlers that were there before: the managed servers' (which kills them and lets the
+ * signal through) or the default action. */
+static void on_stop_signal(int sig)
 {
+    if (!stopped_by)
+        stopped_by = sig;
     lb_runner_stop();
-    sigaction(SIGINT, &previous_int, NULL);
+    for (size_t i = 0; i < NSTOP_SIGNALS; i++)
+        sigaction(stop_signals[i], &previous_stop[i], NULL);
 }
 
-/* Installed once, after the managed servers' own handler (which it then chains to on a second
- * Ctrl-C); a SIGINT the caller ignores (nohup) stays ignored. */
+/* Installed once, after the managed servers' own handlers (which it then chains to on a second
+ * signal); a signal the caller ignores (nohup) stays ignored. */
 static void catch_interrupt(void)
 {
     static bool installed;
-    struct sigaction sa = {.sa_handler = on_interrupt};
+    struct sigaction sa = {.sa_handler = on_stop_signal};
     if (installed)
         return;
     installed = true;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, NULL, &previous_int);
-    if (previous_int.sa_handler != SIG_IGN)
-        sigaction(SIGINT, &sa, &previous_int);
+    for (size_t i = 0; i < NSTOP_SIGNALS; i++) {
+        sigaction(stop_signals[i], NULL, &previous_stop[i]);
+        if (previous_stop[i].sa_handler != SIG_IGN)
+            sigaction(stop_signals[i], &sa, &previous_stop[i]);
+    }
+}
+
+/* An interrupted run exits 128 + the signal's number, as a shell reports a command the signal
+ * killed: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP. */
+static int interrupted_exit(void)
+{
+    return stopped_by ? 128 + stopped_by : LB_EXIT_INTERRUPTED;
 }
 
 /* ---- servers ------------------------------------------------------------------ */
@@ -181,41 +201,130 @@ static void delete_prefix(const char *url, const char *prefix)
 
 /* ---- folders ------------------------------------------------------------------ */
 
-/* results/<name>/<stamp>, with results/<name>/latest pointing to it. */
-static char *default_out(const char *name, const char *stamp)
+/* A folder the user names with --out is checked, and created or cleared, before any server
+ * starts: a bad one is bad input (exit 2) and costs no run. The default folder is made when its
+ * scenario starts: failing there is the environment's doing (exit 3). Either way the message is
+ * one line with the path and the reason. */
+
+/* Where a scenario's results go under --out: DIR, or DIR/<name> with several scenarios. */
+static char *given_out(const lb_scenario *s, const lb_run_options *o, size_t nfiles)
 {
-    char *dir, *link, *tmp;
-    if (asprintf(&dir, "results/%s/%s", name, stamp) < 0)
-        return NULL;
-    if (lb_mkdirs(dir) == 0 && asprintf(&link, "results/%s/latest", name) >= 0) {
-        if (asprintf(&tmp, "%s.tmp%d", link, (int)getpid()) >= 0) {
-            unlink(tmp);
-            if (symlink(stamp, tmp) == 0 && rename(tmp, link) < 0)
-                unlink(tmp);
-            free(tmp);
-        }
-        free(link);
-    }
-    return dir;
+    char *dir;
+    if (nfiles == 1)
+        return strdup(o->out);
+    return asprintf(&dir, "%s/%s", o->out, s->name) < 0 ? NULL : dir;
 }
 
-static char *out_dir(const lb_scenario *s, const lb_run_options *o, size_t nfiles,
-                     const char *stamp)
+/* 1 when dir holds nothing, 0 when it holds something, -1 with errno when it cannot be read. */
+static int dir_empty(const char *dir)
 {
-    char *dir = NULL;
-    if (!o->out)
-        return default_out(s->name, stamp);
-    if (nfiles > 1) {
-        if (asprintf(&dir, "%s/%s", o->out, s->name) < 0)
-            return NULL;
-    } else {
-        dir = strdup(o->out);
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int empty = 1;
+    for (struct dirent *e; empty && (e = readdir(d));)
+        empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+    closedir(d);
+    return empty;
+}
+
+/* An existing --out folder: a folder, ours to write in, and empty unless --force. A missing one
+ * is made later (prepare_out). */
+static int check_out(const char *dir, bool force)
+{
+    struct stat st;
+    int empty = -1;
+    if (stat(dir, &st) != 0) {
+        if (errno == ENOENT)
+            return LB_EXIT_OK;
+    } else if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+    } else if ((empty = dir_empty(dir)) >= 0 && access(dir, W_OK | X_OK) != 0) {
+        empty = -1;
     }
-    if (dir && lb_mkdirs(dir) < 0) {
-        free(dir);
+    if (empty < 0) {
+        fprintf(stderr, "lockbench: cannot use the results folder %s: %s\n", dir, strerror(errno));
+        return LB_EXIT_USAGE;
+    }
+    if (!empty && !force) {
+        fprintf(stderr, "lockbench: the results folder %s is not empty; use --force to replace "
+                        "the results in it (other files are kept)\n", dir);
+        return LB_EXIT_USAGE;
+    }
+    return LB_EXIT_OK;
+}
+
+/* Creates the folder, or with --force clears an earlier run's files out of it. */
+static int prepare_out(const char *dir, bool force)
+{
+    char err[600];
+    if (lb_mkdirs(dir) != 0) {
+        fprintf(stderr, "lockbench: cannot create the results folder %s: %s\n", dir,
+                strerror(errno));
+        return LB_EXIT_USAGE;
+    }
+    if (force && lb_results_clear(dir, err, sizeof err) != 0) {
+        fprintf(stderr, "lockbench: --force: cannot clear %s\n", err);
+        return LB_EXIT_USAGE;
+    }
+    return LB_EXIT_OK;
+}
+
+/* Every --out folder checked first, then made or cleared: nothing changes on disk unless all
+ * of them can be used. */
+static int prepare_given_outs(lb_scenario *const *s, size_t nfiles, const lb_run_options *o)
+{
+    int rc = LB_EXIT_OK;
+    for (int pass = 0; pass < 2 && rc == LB_EXIT_OK; pass++) {
+        for (size_t i = 0; i < nfiles && rc == LB_EXIT_OK; i++) {
+            char *dir = given_out(s[i], o, nfiles);
+            if (!dir)
+                return LB_EXIT_ENV;
+            rc = pass == 0 ? check_out(dir, o->force) : prepare_out(dir, o->force);
+            free(dir);
+        }
+    }
+    return rc;
+}
+
+/* results/<name>/<stamp>, made here (malloc'd). A run that started in the same second has
+ * <stamp>, so this one takes <stamp>-2 (-3, ...) rather than mixing its files with that run's.
+ * NULL with errno set when it cannot be made; path then names the folder that failed. */
+static char *default_out(const char *name, const char *stamp, char *path, size_t len)
+{
+    snprintf(path, len, "results/%s", name);
+    if (lb_mkdirs(path) != 0)
         return NULL;
+    for (int k = 1; k <= 100; k++) {
+        if (k == 1)
+            snprintf(path, len, "results/%s/%s", name, stamp);
+        else
+            snprintf(path, len, "results/%s/%s-%d", name, stamp, k);
+        if (mkdir(path, 0777) == 0)
+            return strdup(path);
+        if (errno != EEXIST)
+            return NULL;
     }
-    return dir;
+    return NULL;
+}
+
+/* results/<name>/latest -> leaf, replaced in one rename so a reader never finds it missing.
+ * Only a finished run moves it: an interrupted or killed one leaves it on the last that did. */
+static void point_latest(const char *name, const char *leaf)
+{
+    char *link, *tmp;
+    if (asprintf(&link, "results/%s/latest", name) < 0)
+        return;
+    if (asprintf(&tmp, "%s.tmp%d", link, (int)getpid()) >= 0) {
+        unlink(tmp);
+        if (symlink(leaf, tmp) != 0 || rename(tmp, link) != 0) {
+            fprintf(stderr, "lockbench: cannot point %s to %s: %s\n", link, leaf,
+                    strerror(errno));
+            unlink(tmp);
+        }
+        free(tmp);
+    }
+    free(link);
 }
 
 /* ---- one scenario -------------------------------------------------------------- */
@@ -223,7 +332,7 @@ static char *out_dir(const lb_scenario *s, const lb_run_options *o, size_t nfile
 typedef struct scenario_run {
     const lb_scenario *s;
     const lb_run_options *o;
-    const char *dir;
+    char *dir;
     const char *run_id;
     size_t nv;
     int repeats;
@@ -308,6 +417,8 @@ static int combine_and_write(scenario_run *sr, const char *started_at)
         lb_summary *out = &sr->combined[sr->ncombined];
         if (lb_metrics_combine(reps, (size_t)sr->ran[vi], out) < 0)
             return -1;
+        if (sr->ran[vi] < sr->repeats)
+            lb_metrics_incomplete(out);
         sr->ncombined++;
         if (sr->repeats > 1) {
             char *dir;
@@ -373,6 +484,72 @@ static bool all_passed(const scenario_run *sr)
     return sr->complete;
 }
 
+/* The scenario's folder, made (the default one) and holding a summary.json that says the run
+ * has begun and not finished. Prints its own message on failure. */
+static int begin(scenario_run *sr, const char *started, const char *stamp, size_t nfiles)
+{
+    char path[PATH_MAX];
+    if (!sr->runs || !sr->ran || !sr->combined) {
+        fprintf(stderr, "lockbench: %s: out of memory\n", sr->s->name);
+        return LB_EXIT_ENV;
+    }
+    sr->dir = sr->o->out ? given_out(sr->s, sr->o, nfiles)
+                         : default_out(sr->s->name, stamp, path, sizeof path);
+    if (!sr->dir) {
+        if (sr->o->out)
+            fprintf(stderr, "lockbench: %s: out of memory\n", sr->s->name);
+        else
+            fprintf(stderr, "lockbench: cannot create the results folder %s: %s\n", path,
+                    strerror(errno));
+        return LB_EXIT_ENV;
+    }
+    if (lb_results_write_begun(sr->dir, sr->s, started, sr->err, sizeof sr->err) != 0) {
+        fprintf(stderr, "lockbench: %s\n", sr->err);
+        return LB_EXIT_ENV;
+    }
+    return LB_EXIT_OK;
+}
+
+/* Every variant and repeat, then the scenario's files, the terminal report and the plots. */
+static int run_all(scenario_run *sr, const char *started)
+{
+    int rc = LB_EXIT_OK;
+    /* Interleaved: A B A B ..., so drift over time hits every variant alike. */
+    for (int rep = 0; rc == LB_EXIT_OK && rep < sr->repeats && sr->complete; rep++) {
+        for (size_t vi = 0; rc == LB_EXIT_OK && vi < sr->nv && sr->complete; vi++) {
+            rc = run_once(sr, vi, rep);
+            sr->complete &= !lb_runner_stopped();
+        }
+    }
+    /* A later variant's servers failing to start does not lose what already ran: it is written,
+     * marked incomplete, and the run still exits 3. */
+    bool failed_late = rc == LB_EXIT_ENV && sr->ran[0] > 0;
+    if (failed_late) {
+        fprintf(stderr, "lockbench: %s: %s\n", sr->s->name, sr->err);
+        sr->complete = false;
+        if (combine_and_write(sr, started) < 0)
+            fprintf(stderr, "lockbench: %s: %s\n", sr->s->name, sr->err);
+    }
+    if (rc == LB_EXIT_OK && combine_and_write(sr, started) < 0)
+        rc = LB_EXIT_ENV;
+    if (rc == LB_EXIT_OK && lb_report_write(sr->dir, sr->s, sr->combined, sr->ncombined,
+                                            sr->repeats, sr->o->plot_format, sr->err,
+                                            sizeof sr->err) < 0)
+        rc = LB_EXIT_ENV;
+    if (rc != LB_EXIT_OK) {
+        if (!failed_late)
+            fprintf(stderr, "lockbench: %s: %s\n", sr->s->name, sr->err);
+        return rc;
+    }
+    report(sr);
+    plot(sr);
+    if (!sr->complete)
+        return interrupted_exit();
+    if (!sr->o->out)
+        point_latest(sr->s->name, strrchr(sr->dir, '/') + 1);
+    return all_passed(sr) ? LB_EXIT_OK : LB_EXIT_FAILED;
+}
+
 static int run_scenario(const lb_scenario *s, const lb_run_options *o, size_t nfiles,
                         const char *run_id)
 {
@@ -383,41 +560,9 @@ static int run_scenario(const lb_scenario *s, const lb_run_options *o, size_t nf
     sr.runs = calloc(sr.nv * (size_t)sr.repeats, sizeof *sr.runs);
     sr.ran = calloc(sr.nv, sizeof *sr.ran);
     sr.combined = calloc(sr.nv, sizeof *sr.combined);
-    char *dir = out_dir(s, o, nfiles, stamp);
-    sr.dir = dir;
-    int rc = LB_EXIT_OK;
-    if (!sr.runs || !sr.ran || !sr.combined || !dir) {
-        fprintf(stderr, "lockbench: %s: cannot create the results folder\n", s->name);
-        rc = LB_EXIT_ENV;
-    }
-    /* Interleaved: A B A B ..., so drift over time hits every variant alike. */
-    for (int rep = 0; rc == LB_EXIT_OK && rep < sr.repeats && sr.complete; rep++) {
-        for (size_t vi = 0; rc == LB_EXIT_OK && vi < sr.nv && sr.complete; vi++) {
-            rc = run_once(&sr, vi, rep);
-            sr.complete &= !lb_runner_stopped();
-        }
-    }
-    /* A later variant's servers failing to start does not lose what already ran: it is written,
-     * marked incomplete, and the run still exits 3. */
-    bool failed_late = rc == LB_EXIT_ENV && sr.ran && sr.ran[0] > 0;
-    if (failed_late) {
-        fprintf(stderr, "lockbench: %s: %s\n", s->name, sr.err);
-        sr.complete = false;
-        if (combine_and_write(&sr, started) < 0)
-            fprintf(stderr, "lockbench: %s: %s\n", s->name, sr.err);
-    }
-    if (rc == LB_EXIT_OK && combine_and_write(&sr, started) < 0)
-        rc = LB_EXIT_ENV;
-    if (rc == LB_EXIT_OK && lb_report_write(sr.dir, s, sr.combined, sr.ncombined, sr.repeats,
-                                            o->plot_format, sr.err, sizeof sr.err) < 0)
-        rc = LB_EXIT_ENV;
-    if (rc == LB_EXIT_OK) {
-        report(&sr);
-        plot(&sr);
-        rc = !sr.complete ? LB_EXIT_INTERRUPTED : all_passed(&sr) ? LB_EXIT_OK : LB_EXIT_FAILED;
-    } else if (!failed_late) {
-        fprintf(stderr, "lockbench: %s: %s\n", s->name, sr.err);
-    }
+    int rc = begin(&sr, started, stamp, nfiles);
+    if (rc == LB_EXIT_OK)
+        rc = run_all(&sr, started);
     for (size_t i = 0; sr.runs && i < sr.nv * (size_t)o->repeat; i++)
         lb_summary_free(&sr.runs[i]);
     for (size_t i = 0; sr.combined && i < sr.ncombined; i++)
@@ -425,7 +570,7 @@ static int run_scenario(const lb_scenario *s, const lb_run_options *o, size_t nf
     free(sr.runs);
     free(sr.ran);
     free(sr.combined);
-    free(dir);
+    free(sr.dir);
     return rc;
 }
 
@@ -544,6 +689,8 @@ int lb_run_scenarios(char *const *files, size_t nfiles, const lb_run_options *gi
         return urc != LB_EXIT_OK ? urc : LB_EXIT_ENV;
     }
     int rc = load_all(files, nfiles, o, s);  /* every file valid before any server starts */
+    if (rc == LB_EXIT_OK && o->out)
+        rc = prepare_given_outs(s, nfiles, o);   /* and every --out folder usable */
     if (o->nredis > 0)
         catch_interrupt();  /* no managed server will install its handler first */
     snprintf(run_id, sizeof run_id, "%lx%04x", (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);

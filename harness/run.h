@@ -18,10 +18,12 @@
 
 /* Exit codes of lockbench (SPEC section 5). */
 enum { LB_EXIT_OK = 0, LB_EXIT_FAILED = 1, LB_EXIT_USAGE = 2, LB_EXIT_ENV = 3,
-       LB_EXIT_INTERRUPTED = 130 /* Ctrl-C: what ran is written, "complete": false */ };
+       LB_EXIT_INTERRUPTED = 130 /* Ctrl-C: what ran is written, "complete": false; SIGTERM
+                                    and SIGHUP stop a run alike and exit 128 + their number */ };
 
 typedef struct lb_run_options {
     const char  *out;            /* --out DIR, or NULL for results/<name>/<timestamp>/ */
+    bool         force;          /* --force: a non-empty --out DIR is cleared of earlier results */
     const char **redis;          /* --redis URL... (NULL: managed servers) */
     size_t       nredis;
     const char  *resource;       /* --resource URL */

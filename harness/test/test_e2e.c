@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <signal.h>
 #include <spawn.h>
@@ -28,19 +30,30 @@ static const char *bin(void)
     return b && *b ? b : "build/lockbench";
 }
 
-/* Runs lockbench with args (a shell fragment of our own, no user input); returns its exit
- * code and leaves stderr in *err (malloc'd) when err is not NULL. */
-static int lockbench(char **err, const char *fmt, ...)
+/* The binary by absolute path, for runs started in another folder. */
+static const char *abs_bin(void)
 {
-    char args[2048], cmd[4096], errfile[] = "/tmp/lockbench-e2e-XXXXXX";
-    va_list ap;
-    va_start(ap, fmt);
+    static char path[4096];
+    if (!path[0] && !realpath(bin(), path))
+        fail_msg("%s: not found (run make first)", bin());
+    return path;
+}
+
+/* Runs lockbench with args (a shell fragment of our own, no user input) in folder cwd (NULL:
+ * ours), its stdout to out; returns its exit code and leaves stderr in *err (malloc'd) when err
+ * is not NULL. */
+static int lockbench_v(const char *cwd, const char *out, char **err, const char *fmt, va_list ap)
+{
+    char args[2048], cmd[8192], errfile[] = "/tmp/lockbench-e2e-XXXXXX";
     vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
     int fd = mkstemp(errfile);
     assert_true(fd >= 0);
     close(fd);
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>%s", bin(), args, errfile);
+    if (cwd)
+        snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >%s 2>%s", cwd, abs_bin(), args, out,
+                 errfile);
+    else
+        snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s", bin(), args, out, errfile);
     int status = system(cmd);
     if (err) {
         FILE *f = fopen(errfile, "r");
@@ -55,12 +68,105 @@ static int lockbench(char **err, const char *fmt, ...)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
+static int lockbench(char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = lockbench_v(NULL, "/dev/null", err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* The same, run in folder cwd (scenario paths must then be absolute). */
+static int lockbench_in(const char *cwd, char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = lockbench_v(cwd, "/dev/null", err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* The same, with stdout to out (a path). */
+static int lockbench_to(const char *out, char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = lockbench_v(NULL, out, err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Starts lockbench in the background with args (after the program name; NULL-terminated) in
+ * folder cwd (NULL: ours), output to /dev/null, and SIGINT, SIGTERM and SIGHUP at their default
+ * actions: a background job inherits an ignored SIGINT, a nohup'd one an ignored SIGHUP. */
+static pid_t start_lockbench(char *const *args, const char *cwd)
+{
+    char *argv[64] = {(char *)abs_bin()};
+    for (size_t i = 0; args[i] && i + 2 < sizeof argv / sizeof argv[0]; i++)
+        argv[i + 1] = args[i];
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_t fa;
+    sigset_t deflt;
+    sigemptyset(&deflt);
+    sigaddset(&deflt, SIGINT);
+    sigaddset(&deflt, SIGTERM);
+    sigaddset(&deflt, SIGHUP);
+    assert_int_equal(posix_spawnattr_init(&attr), 0);
+    assert_int_equal(posix_spawnattr_setsigdefault(&attr, &deflt), 0);
+    assert_int_equal(posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF), 0);
+    assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
+    assert_int_equal(posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0), 0);
+    assert_int_equal(posix_spawn_file_actions_adddup2(&fa, 1, 2), 0);
+    if (cwd)
+        assert_int_equal(posix_spawn_file_actions_addchdir_np(&fa, cwd), 0);
+    pid_t pid;
+    assert_int_equal(posix_spawn(&pid, argv[0], &fa, &attr, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    return pid;
+}
+
+/* Polls the server until a run's keys exist: the run has begun its clients. */
+static void wait_for_keys(redisContext *r)
+{
+    int64_t deadline = time(NULL) + 20;
+    long long keys = 0;
+    while (keys == 0 && time(NULL) < deadline) {
+        redisReply *n = redisCommand(r, "DBSIZE");
+        keys = n ? n->integer : 0;
+        freeReplyObject(n);
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(keys > 0);
+}
+
+/* SIGKILLs pid and reaps it: nothing of lockbench's runs after this. */
+static void kill_hard(pid_t pid)
+{
+    int status;
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+}
+
 static char *tempdir(void)
 {
     char tmpl[] = "/tmp/lockbench-e2e-out-XXXXXX";
     char *d = mkdtemp(tmpl);
     assert_non_null(d);
     return strdup(d);
+}
+
+/* dir/name in a rotating static buffer. */
+static const char *path_in(const char *dir, const char *name)
+{
+    static char buf[4][2048];
+    static unsigned k;
+    char *p = buf[k++ % 4];
+    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
+    return p;
 }
 
 static void rmtree(const char *dir)
@@ -337,52 +443,37 @@ static void external_server_with_auth_and_db(void **state)
     free(out);
 }
 
-/* Ctrl-C: the run stops cleanly, says so ("complete": false, exit 130) and deletes its keys. */
-static void ctrl_c_on(const char *driver)
+/* Ctrl-C, SIGTERM or SIGHUP: the run stops cleanly, says so ("complete": false, exit 128 + the
+ * signal's number) and deletes its keys. */
+static void stop_with(int sig, const char *driver)
 {
     char err[256], url[64], *out = tempdir(), dir[1100];
     lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
     assert_non_null(s);
     snprintf(url, sizeof url, "%s", lb_server_url(s));
     snprintf(dir, sizeof dir, "%s/r", out);
-    char *argv[] = {(char *)bin(), "run", "scenarios/throughput.json", "--out", dir,
-                    "--no-plot", "--redis", url, "--set", "workload.duration_ms=20000",
-                    "--set", (char *)driver, NULL};
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_t fa;
-    sigset_t sigint;
-    sigemptyset(&sigint);
-    sigaddset(&sigint, SIGINT);  /* a background job inherits an ignored SIGINT */
-    assert_int_equal(posix_spawnattr_init(&attr), 0);
-    assert_int_equal(posix_spawnattr_setsigdefault(&attr, &sigint), 0);
-    assert_int_equal(posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF), 0);
-    assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-    assert_int_equal(posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0), 0);
-    assert_int_equal(posix_spawn_file_actions_adddup2(&fa, 1, 2), 0);
-    pid_t pid;
-    assert_int_equal(posix_spawn(&pid, argv[0], &fa, &attr, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
+    char *args[] = {"run", "scenarios/throughput.json", "--out", dir, "--no-plot", "--redis", url,
+                    "--set", "workload.duration_ms=20000", "--set", (char *)driver, NULL};
+    pid_t pid = start_lockbench(args, NULL);
     redisContext *r = redisConnect("127.0.0.1", lb_server_port(s));
-    int64_t deadline = time(NULL) + 20;
-    long long keys = 0;
-    while (keys == 0 && time(NULL) < deadline) {  /* the run has begun once its keys exist */
-        redisReply *n = redisCommand(r, "DBSIZE");
-        keys = n ? n->integer : 0;
-        freeReplyObject(n);
-        struct timespec ts = {0, 10000000};
-        nanosleep(&ts, NULL);
-    }
-    assert_true(keys > 0);
-    kill(pid, SIGINT);
+    wait_for_keys(r);
+    kill(pid, sig);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 130);
+    if (!WIFEXITED(status))
+        fail_msg("lockbench died of signal %d", WTERMSIG(status));
+    assert_int_equal(WEXITSTATUS(status), 128 + sig);
     json_t *top = load_json(dir, "summary.json");
     assert_true(json_is_false(json_object_get(top, "complete")));
-    assert_true(num(json_array_get(json_object_get(top, "variants"), 0), "elapsed_ms") < 15000);
+    json_t *v = json_array_get(json_object_get(top, "variants"), 0);
+    assert_true(num(v, "elapsed_ms") < 15000);
+    assert_true(json_is_false(json_object_get(v, "complete")));
     json_decref(top);
+    /* the variant's own summary says it is incomplete and claims no passed expectations */
+    v = load_json(dir, "default/summary.json");
+    assert_true(json_is_false(json_object_get(v, "complete")));
+    assert_false(json_is_true(json_object_get(json_object_get(v, "expect"), "passed")));
+    json_decref(v);
     redisReply *n = redisCommand(r, "DBSIZE");
     assert_int_equal(n->integer, 0);
     freeReplyObject(n);
@@ -394,8 +485,219 @@ static void ctrl_c_on(const char *driver)
 
 static void ctrl_c_writes_incomplete_results(void **state)
 {
-    ctrl_c_on("driver=threads");
-    ctrl_c_on("driver=loop");
+    stop_with(SIGINT, "driver=threads");
+    stop_with(SIGINT, "driver=loop");
+}
+
+/* A supervisor's SIGTERM and a closed terminal's SIGHUP stop a run as Ctrl-C does: with
+ * --redis, dying of them would leave the run's keys in a server lockbench does not own. */
+static void sigterm_and_sighup_stop_like_ctrl_c(void **state)
+{
+    stop_with(SIGTERM, "driver=loop");
+    stop_with(SIGHUP, "driver=threads");
+}
+
+/* ---- the results folder -------------------------------------------------------------------- */
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        fail_msg("%s: %s", path, strerror(errno));
+    fputs(text, f);
+    fclose(f);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+    char path[2048];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return lstat(path, &st) == 0;
+}
+
+/* The entries of dir, sorted, joined by spaces. */
+static char *listing(const char *dir)
+{
+    static char out[4096];
+    struct dirent **e;
+    int n = scandir(dir, &e, NULL, alphasort);
+    out[0] = '\0';
+    assert_true(n >= 0);
+    for (int i = 0; i < n; i++) {
+        if (strcmp(e[i]->d_name, ".") && strcmp(e[i]->d_name, ".."))
+            snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", out[0] ? " " : "",
+                     e[i]->d_name);
+        free(e[i]);
+    }
+    free(e);
+    return out;
+}
+
+/* A scenario that runs until it is stopped: 2 clients, no critical section, 20 s. */
+static void write_long_scenario(const char *path, const char *name)
+{
+    char text[512];
+    snprintf(text, sizeof text, "{\"name\": \"%s\", \"workload\": {\"duration_ms\": 20000, "
+             "\"critical_section\": \"none\"}, \"clients\": [{\"name\": \"w\", \"count\": 2}]}\n",
+             name);
+    write_file(path, text);
+}
+
+/* A second run into a folder that holds results is refused unless --force, which removes the
+ * earlier run's files (top-level, variant folders, repeats, charts) and nothing else. A rerun
+ * killed at any point then leaves a summary that says it did not finish, never the old one. */
+static void out_folder_is_replaced_only_with_force(void **state)
+{
+    char err[256], url[64], *out = tempdir(), scen[1100], longs[1100], dir[1100], path[1200];
+    char *msg;
+    snprintf(scen, sizeof scen, "%s/two.json", out);
+    snprintf(longs, sizeof longs, "%s/long.json", out);
+    snprintf(dir, sizeof dir, "%s/r", out);
+    write_file(scen, "{\"name\": \"two\", \"workload\": {\"iterations\": 2}, \"clients\": "
+                     "[{\"name\": \"w\", \"count\": 2}], \"variants\": [{\"name\": \"a\", "
+                     "\"set\": {}}, {\"name\": \"b\", \"set\": {\"lock.wait\": \"notify\"}}]}\n");
+    write_long_scenario(longs, "two");
+    /* charts too, when gnuplot is there: --force must know every file a run writes */
+    assert_int_equal(lockbench(NULL, "run %s --out %s --repeat 2 --quiet", scen, dir), 0);
+    assert_true(exists(dir, "comparison.json") && exists(dir, "a/repeat-2/summary.json"));
+    snprintf(path, sizeof path, "%s/notes.txt", dir);
+    write_file(path, "mine\n");
+    snprintf(path, sizeof path, "%s/mine", dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/mine/data.txt", dir);
+    write_file(path, "mine\n");
+    snprintf(path, sizeof path, "%s/a/my-notes.txt", dir);
+    write_file(path, "mine\n");
+
+    assert_int_equal(lockbench(&msg, "run %s --out %s --no-plot --quiet", scen, dir), 2);
+    assert_non_null(strstr(msg, dir));
+    assert_non_null(strstr(msg, "--force"));
+    free(msg);
+    json_t *top = load_json(dir, "summary.json");
+    assert_true(json_is_true(json_object_get(top, "complete")));   /* untouched */
+    json_decref(top);
+
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(s);
+    snprintf(url, sizeof url, "%s", lb_server_url(s));
+    char *args[] = {"run", longs, "--out", dir, "--no-plot", "--force", "--redis", url, NULL};
+    pid_t pid = start_lockbench(args, NULL);
+    redisContext *r = redisConnect("127.0.0.1", lb_server_port(s));
+    wait_for_keys(r);
+    kill_hard(pid);
+    /* what the user put there is all that is left of the old run, beside the new summary */
+    assert_string_equal(listing(dir), "a mine notes.txt summary.json");
+    assert_string_equal(listing(path_in(dir, "a")), "my-notes.txt");
+    assert_string_equal(listing(path_in(dir, "mine")), "data.txt");
+    top = load_json(dir, "summary.json");
+    assert_true(json_is_false(json_object_get(top, "complete")));
+    assert_true(json_is_false(json_object_get(top, "passed")));
+    assert_int_equal(json_array_size(json_object_get(top, "variants")), 0);
+    json_decref(top);
+    redisFree(r);
+    lb_server_stop(s);
+    rmtree(out);
+    free(out);
+}
+
+/* Without --out: results/<name>/latest moves to a run's folder when that run completes, and a
+ * run killed half-way leaves it on the last one that did. Runs in a folder of its own. */
+static void latest_moves_only_when_a_run_completes(void **state)
+{
+    char err[256], url[64], *cwd = tempdir(), longs[1100], base[1200], first[256], link[256];
+    snprintf(longs, sizeof longs, "%s/long.json", cwd);
+    write_long_scenario(longs, "lasting");
+    snprintf(base, sizeof base, "%s/results/lasting", cwd);
+    assert_int_equal(lockbench_in(cwd, NULL, "run %s --no-plot --quiet --set workload.duration_ms=50",
+                                  longs), 0);
+    ssize_t n = readlink(path_in(base, "latest"), first, sizeof first - 1);
+    assert_true(n > 0);
+    first[n] = '\0';
+    assert_true(exists(base, first));
+
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(s);
+    snprintf(url, sizeof url, "%s", lb_server_url(s));
+    char *args[] = {"run", longs, "--no-plot", "--redis", url, NULL};
+    pid_t pid = start_lockbench(args, cwd);
+    redisContext *r = redisConnect("127.0.0.1", lb_server_port(s));
+    wait_for_keys(r);
+    kill_hard(pid);
+    n = readlink(path_in(base, "latest"), link, sizeof link - 1);
+    assert_true(n > 0);
+    link[n] = '\0';
+    assert_string_equal(link, first);
+    /* the killed run has a folder of its own (same second or not), saying it did not finish */
+    char killed[256] = "";
+    assert_int_equal(sscanf(listing(base), "%*s %255s latest", killed), 1);
+    assert_string_not_equal(killed, first);
+    json_t *top = load_json(path_in(base, killed), "summary.json");
+    assert_true(json_is_false(json_object_get(top, "complete")));
+    json_decref(top);
+    redisFree(r);
+    lb_server_stop(s);
+
+    assert_int_equal(lockbench_in(cwd, NULL, "run %s --no-plot --quiet --set workload.duration_ms=50",
+                                  longs), 0);
+    n = readlink(path_in(base, "latest"), link, sizeof link - 1);
+    assert_true(n > 0);
+    link[n] = '\0';
+    assert_string_not_equal(link, first);
+    assert_string_not_equal(link, killed);
+    top = load_json(path_in(base, "latest"), "summary.json");
+    assert_true(json_is_true(json_object_get(top, "complete")));
+    json_decref(top);
+    rmtree(cwd);
+    free(cwd);
+}
+
+/* A results folder that cannot be made: one line with the path and the reason. A bad --out is
+ * the user's (exit 2, before anything runs); a default folder that fails is the environment's
+ * (exit 3). */
+static void results_folder_errors_say_where_and_why(void **state)
+{
+    char *cwd = tempdir(), *msg, file[1100], repo[1024];
+    snprintf(file, sizeof file, "%s/plain", cwd);
+    write_file(file, "x\n");
+    assert_int_equal(lockbench(&msg, "run scenarios/seed-five-clients.json --out %s/sub "
+                                     "--no-plot --quiet", file), 2);
+    assert_non_null(strstr(msg, file));
+    assert_non_null(strstr(msg, strerror(ENOTDIR)));
+    assert_int_equal(strchr(msg, '\n') - msg + 1, (long)strlen(msg));   /* one line */
+    free(msg);
+
+    write_file(path_in(cwd, "results"), "x\n");   /* where results/ should go */
+    assert_int_equal(lockbench_in(cwd, &msg, "run %s/scenarios/seed-five-clients.json --no-plot "
+                                             "--quiet", getcwd(repo, sizeof repo)), 3);
+    assert_non_null(strstr(msg, "results/seed-five-clients"));
+    assert_non_null(strstr(msg, strerror(ENOTDIR)));
+    assert_int_equal(strchr(msg, '\n') - msg + 1, (long)strlen(msg));
+    free(msg);
+    rmtree(cwd);
+    free(cwd);
+}
+
+/* Output that never reached stdout is an error: a message on stderr and exit 3, never 0. A run
+ * with --quiet prints nothing there, so it has nothing to lose. */
+static void stdout_write_errors_fail(void **state)
+{
+    static const char *const commands[] = {
+        "--help", "--version", "validate scenarios/seed-five-clients.json",
+        "run scenarios/seed-five-clients.json --out %s/r1 --no-plot",
+        "gate harness/test/fixtures/gate/base.json harness/test/fixtures/gate/base.json"};
+    char *out = tempdir(), *msg, cmd[1200];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        snprintf(cmd, sizeof cmd, commands[i], out);
+        int rc = lockbench_to("/dev/full", &msg, "%s", cmd);
+        if (rc != 3 || !strstr(msg, "lockbench: cannot write to standard output"))
+            fail_msg("lockbench %s >/dev/full: exit %d, stderr: %s", cmd, rc, msg);
+        free(msg);
+    }
+    assert_int_equal(lockbench_to("/dev/full", NULL, "run scenarios/seed-five-clients.json "
+                                                     "--out %s/r2 --no-plot --quiet", out), 0);
+    rmtree(out);
+    free(out);
 }
 
 /* The same contended workloads on both drivers: each must be exact (the scenario's own
@@ -544,6 +846,11 @@ int main(void)
         cmocka_unit_test(without_gnuplot_the_run_still_succeeds),
         cmocka_unit_test(external_server_with_auth_and_db),
         cmocka_unit_test(ctrl_c_writes_incomplete_results),
+        cmocka_unit_test(sigterm_and_sighup_stop_like_ctrl_c),
+        cmocka_unit_test(out_folder_is_replaced_only_with_force),
+        cmocka_unit_test(latest_moves_only_when_a_run_completes),
+        cmocka_unit_test(results_folder_errors_say_where_and_why),
+        cmocka_unit_test(stdout_write_errors_fail),
         cmocka_unit_test(overlapping_delays_stack),
         cmocka_unit_test(both_drivers_are_correct),
         cmocka_unit_test(many_clients_under_a_small_fd_limit),

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <jansson.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "gate.h"
@@ -632,10 +634,11 @@ static void test_usage_errors(void **state)
 
 /* ---- output files --------------------------------------------------------------------------- */
 
-static size_t count_entries(const char *dir)
+/* Hidden entries: the temporaries a write goes through (".NAME.XXXXXX"). */
+static size_t count_temporaries(const char *dir)
 {
     char cmd[PATH_MAX + 32];
-    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c tmp", dir);
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c '^[.]'", dir);
     FILE *p = popen(cmd, "r");
     unsigned n = 0;
     if (p) {
@@ -710,7 +713,7 @@ static void test_output_files(void **state)
     assert_true(json_number_value(json_object_get(e, "value")) == 500);
     json_decref(big);
 
-    assert_int_equal(count_entries(tmp_path("out")), 0);   /* no temporary file left behind */
+    assert_int_equal(count_temporaries(tmp_path("out")), 0);   /* no temporary file left behind */
 }
 
 static void test_unwritable_output_is_bad_input(void **state)
@@ -719,6 +722,63 @@ static void test_unwritable_output_is_bad_input(void **state)
                               tmp_path("no-such-dir/gate.md"), NULL), LB_GATE_BAD_INPUT);
     assert_contains(err_text, "cannot write");
     assert_contains(err_text, "no-such-dir/gate.md");
+}
+
+static mode_t file_type(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        fail_msg("%s: %s", path, strerror(errno));
+    return st.st_mode & S_IFMT;
+}
+
+/* An output FILE is replaced only when it is a regular file: a link stays a link and its target
+ * gets the output, a FIFO is written in place. */
+static void test_outputs_keep_what_they_name(void **state)
+{
+    char md[16384], fifo_text[16384] = "";
+    assert_int_equal(run_gate(fixture("base.json"), fixture("base.json"), "--markdown",
+                              tmp_path("old.md"), NULL), LB_GATE_PASS);
+    assert_int_equal(symlink("old.md", tmp_path("link.md")), 0);
+    assert_int_equal(mkfifo(tmp_path("fifo.json"), 0644), 0);
+    int r = open(tmp_path("fifo.json"), O_RDONLY | O_NONBLOCK);  /* the writer's open returns */
+    assert_true(r >= 0);
+    json_t *cur = load_base();
+    set_num(cur, "token-poll", "throughput_per_s", 500);
+    const char *c = save(cur, "links-cur.json");
+    assert_int_equal(run_gate(fixture("base.json"), c, "--markdown", tmp_path("link.md"),
+                              "--json", tmp_path("fifo.json"), NULL), LB_GATE_REGRESSION);
+    assert_string_equal(err_text, "");
+    assert_int_equal(file_type(tmp_path("link.md")), S_IFLNK);
+    slurp(tmp_path("old.md"), md, sizeof md);
+    assert_contains(md, "**lockbench gate FAIL");
+    ssize_t n = read(r, fifo_text, sizeof fifo_text - 1);
+    close(r);
+    assert_true(n > 0);
+    assert_int_equal(file_type(tmp_path("fifo.json")), S_IFIFO);
+    json_error_t e;
+    json_t *doc = json_loadb(fifo_text, (size_t)n, 0, &e);
+    if (!doc)
+        fail_msg("the FIFO's JSON: %s", e.text);
+    assert_true(json_is_false(json_object_get(doc, "passed")));
+    json_decref(doc);
+    assert_int_equal(count_temporaries(tmpdir), 0);
+}
+
+/* A device stays a device (as root a rename would have replaced it with a regular file), and a
+ * write it refuses -- ENOSPC from a copy of /dev/full -- is an error and exit 2. */
+static void test_device_output_is_written_in_place(void **state)
+{
+    const char *full = tmp_path("full");
+    if (mknod(full, S_IFCHR | 0666, makedev(1, 7)) != 0)
+        skip();   /* not allowed to make devices (not root, or no CAP_MKNOD) */
+    assert_int_equal(run_gate(fixture("base.json"), fixture("base.json"), "--benchmark-json",
+                              full, NULL), LB_GATE_BAD_INPUT);
+    assert_contains(err_text, "cannot write");
+    assert_contains(err_text, full);
+    assert_contains(err_text, strerror(ENOSPC));
+    assert_int_equal(file_type(full), S_IFCHR);
+    assert_int_equal(count_temporaries(tmpdir), 0);
 }
 
 static void test_metric_table(void **state)
@@ -840,6 +900,8 @@ int main(void)
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_output_files),
         cmocka_unit_test(test_unwritable_output_is_bad_input),
+        cmocka_unit_test(test_outputs_keep_what_they_name),
+        cmocka_unit_test(test_device_output_is_written_in_place),
         cmocka_unit_test(test_metric_table),
         cmocka_unit_test(test_rounds_are_folded_into_repeats),
         cmocka_unit_test(test_rounds_with_null_figures),

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic.h"
 #include "dlock.h"
 #include "gate.h"
 #include "metrics.h"
@@ -243,24 +244,6 @@ static void write_top(fixture *x, size_t n)
 
 /* ---- tests ---------------------------------------------------------------------------------- */
 
-static void test_write_atomic(void **state)
-{
-    fixture *x = *state;
-    char *p = path_of(x, "file.txt");
-    assert_int_equal(lb_write_atomic(p, "first", 5), 0);
-    assert_int_equal(lb_write_atomic(p, "second\n", 7), 0);
-    char *text = slurp(p);
-    assert_string_equal(text, "second\n");
-    free(text);
-    struct stat st;
-    assert_int_equal(stat(p, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0644);
-    assert_no_temporaries(x->dir);
-    /* a folder that does not exist: an error with errno, nothing created */
-    assert_int_equal(lb_write_atomic(path_of(x, "no/such/dir/file"), "x", 1), -1);
-    assert_int_equal(errno, ENOENT);
-}
-
 /* The variant summary.json holds every key of SPEC section 6 with the run's values. */
 static void test_variant_summary(void **state)
 {
@@ -268,6 +251,7 @@ static void test_variant_summary(void **state)
     write_run(x, 0, "deep/a");   /* the folder, and its parent, are created */
     json_t *j = load_json(path_of(x, "deep/a/summary.json"));
     assert_string_equal(json_string_value(at(j, "name")), "a");
+    assert_true(json_is_true(at(j, "complete")));
     assert_string_equal(json_string_value(at(j, "algorithm")), "token");
     assert_string_equal(json_string_value(at(j, "wait")), "poll");
     assert_string_equal(json_string_value(at(j, "backoff")), "exponential");
@@ -320,6 +304,24 @@ static void test_variant_summary(void **state)
     assert_int_equal(json_array_size(at(j, "expect.failures")), 0);
     json_decref(j);
     assert_no_temporaries(x->dir);
+}
+
+/* An interrupted run's variant summary says so, and does not claim its expectations passed. */
+static void test_incomplete_variant(void **state)
+{
+    fixture *x = *state;
+    lb_summary s;
+    x->run.complete = false;
+    const lb_scenario *var = lb_scenario_variant(x->sc, 0);
+    assert_int_equal(lb_metrics_compute(var, &x->run, &s), 0);
+    lb_metrics_check(var, &s);
+    char err[256];
+    assert_int_equal(lb_results_write_run(path_of(x, "cut"), &s, &x->run, err, sizeof err), 0);
+    json_t *j = load_json(path_of(x, "cut/summary.json"));
+    assert_true(json_is_false(at(j, "complete")));
+    assert_true(json_is_false(at(j, "expect.passed")));
+    json_decref(j);
+    lb_summary_free(&s);
 }
 
 /* No samples: the figures are null (no data), the count 0. */
@@ -537,11 +539,94 @@ static void test_repeats_json_null(void **state)
 static void test_errors_name_the_path(void **state)
 {
     fixture *x = *state;
-    assert_int_equal(lb_write_atomic(path_of(x, "plain"), "x", 1), 0);
+    assert_int_equal(lb_atomic_write(path_of(x, "plain"), "x", 1), 0);
     char err[512] = "";
     char *bad = path_of(x, "plain/sub");
     assert_int_equal(lb_results_write_run(bad, &x->s[0], &x->run, err, sizeof err), -1);
     assert_non_null(strstr(err, "plain"));
+}
+
+/* The summary a run writes first: not complete, not passed, no variants; the gate refuses it. */
+static void test_begun_summary(void **state)
+{
+    fixture *x = *state;
+    char err[512] = "";
+    assert_int_equal(lb_results_write_begun(x->dir, x->sc, "2024-05-01T10:00:00Z", err,
+                                            sizeof err), 0);
+    json_t *j = load_json(path_of(x, "summary.json"));
+    assert_string_equal(json_string_value(at(j, "scenario")), "results-test");
+    assert_true(json_is_false(at(j, "complete")));
+    assert_true(json_is_false(at(j, "passed")));
+    assert_int_equal(json_array_size(at(j, "variants")), 0);
+    json_decref(j);
+    char *argv[] = {"gate", x->dir, x->dir, NULL};
+    fflush(stdout);
+    fflush(stderr);
+    int saved = dup(1), saved_err = dup(2), null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    int rc = lb_gate_main(3, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(saved, 1);
+    dup2(saved_err, 2);
+    close(saved);
+    close(saved_err);
+    close(null);
+    assert_int_equal(rc, LB_GATE_BAD_INPUT);
+}
+
+/* --force's clearing: every file a run writes goes (the temporaries of a killed one too), and
+ * folders it leaves empty; a user's files and folders stay, wherever they are. */
+static void test_clear(void **state)
+{
+    fixture *x = *state;
+    char err[512] = "";
+    write_run(x, 0, "a/repeat-1");
+    write_run(x, 0, "a/repeat-2");
+    write_run(x, 1, "b");
+    write_top(x, 2);
+    static const char *const ours[] = {
+        "index.html", "compare-bars.png", "compare-work.svg", ".summary.json.Ab12Cd",
+        "a/latency.png", "b/holders.svg", "b/.timeline.png.tmp", "a/repeat-2/fairness.png"};
+    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+        assert_int_equal(lb_atomic_write(path_of(x, ours[i]), "x", 1), 0);
+    assert_int_equal(mkdir(path_of(x, "mine"), 0755), 0);
+    assert_int_equal(mkdir(path_of(x, "empty"), 0755), 0);
+    assert_int_equal(mkdir(path_of(x, "b/repeat-x"), 0755), 0);
+    static const char *const theirs[] = {
+        "notes.txt", "summary.json.bak", "mine/data.txt", "b/my-notes.txt",
+        "b/repeat-x/acquisitions.csv", "a/repeat-1/plot.gp"};
+    for (size_t i = 0; i < sizeof theirs / sizeof theirs[0]; i++)
+        assert_int_equal(lb_atomic_write(path_of(x, theirs[i]), "mine", 4), 0);
+    assert_int_equal(symlink("mine", path_of(x, "link")), 0);
+    assert_int_equal(lb_atomic_write(path_of(x, "mine/summary.json"), "{}", 2), 0);
+
+    assert_int_equal(lb_results_clear(x->dir, err, sizeof err), 0);
+    for (size_t i = 0; i < sizeof theirs / sizeof theirs[0]; i++)
+        if (access(path_of(x, theirs[i]), F_OK) != 0)
+            fail_msg("%s was removed", theirs[i]);
+    /* a user's folder at the top is taken for a variant folder: only a variant's names go */
+    static const char *const gone[] = {
+        "summary.json", "scenario.json", "comparison.md", "comparison.json", "comparison.csv",
+        "index.html", "compare-bars.png", "compare-work.svg", ".summary.json.Ab12Cd",
+        "a/repeat-2", "a/latency.png", "a/repeat-1/summary.json", "a/repeat-1/latency.hgrm",
+        "b/summary.json", "b/acquisitions.csv", "b/timeline.csv", "b/events.csv",
+        "b/clients.csv", "b/holders.svg", "b/.timeline.png.tmp", "mine/summary.json"};
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++)
+        if (access(path_of(x, gone[i]), F_OK) == 0)
+            fail_msg("%s is still there", gone[i]);
+    assert_int_equal(access(path_of(x, "empty"), F_OK), 0);   /* held nothing of ours */
+    assert_int_equal(access(path_of(x, "link"), F_OK), 0);
+    /* a folder emptied of ours goes */
+    assert_int_equal(unlink(path_of(x, "b/my-notes.txt")), 0);
+    assert_int_equal(unlink(path_of(x, "b/repeat-x/acquisitions.csv")), 0);
+    assert_int_equal(rmdir(path_of(x, "b/repeat-x")), 0);
+    write_run(x, 1, "b");
+    assert_int_equal(lb_results_clear(x->dir, err, sizeof err), 0);
+    assert_int_equal(access(path_of(x, "b"), F_OK), -1);
+    assert_int_equal(lb_results_clear(path_of(x, "no-such"), err, sizeof err), -1);
+    assert_non_null(strstr(err, "no-such"));
 }
 
 static char *capture(void (*fn)(FILE *, const fixture *), const fixture *x)
@@ -603,8 +688,8 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_write_atomic),
         T(test_variant_summary),
+        T(test_incomplete_variant),
         T(test_null_latencies),
         T(test_csv_files),
         T(test_top_level),
@@ -613,6 +698,8 @@ int main(void)
         T(test_repeats_json),
         T(test_repeats_json_null),
         T(test_errors_name_the_path),
+        T(test_begun_summary),
+        T(test_clear),
         T(test_terminal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
