@@ -26,7 +26,7 @@ typedef struct conn {
     dlock__url url;
     redisContext *ctx;
     int64_t timeout_ms;  /* the socket timeout set on ctx */
-    dlock_watch *watch;  /* on a loop: ctx is non-blocking and watched */
+    void *watch;         /* on a loop: ctx is non-blocking and watched */
     dlock_client *owner;
     int index;
 } conn;
@@ -42,14 +42,16 @@ typedef struct xchg {
     const dlock_action *a;              /* the batch, and where its replies go */
     dlock__answers *ans;
     pending p;
-    dlock_timer *timer;                 /* the deadline */
+    void *timer;                        /* the deadline */
 } xchg;
 
 struct dlock_client {
     int n;
     conn conns[DLOCK__MAX_SERVERS];
-    char *urls[DLOCK__MAX_SERVERS];  /* kept to open the watchdog's own connections */
-    dlock__watchdog *watchdog;       /* started by the first renewed lock */
+    char *urls[DLOCK__MAX_SERVERS];  /* kept to open a clone's own connections */
+    dlock_client *parent;            /* a clone's: whose hook it takes and whose totals it adds to */
+    void *ext;                       /* another layer's (renew.c: the watchdog) */
+    void (*ext_free)(void *ext);
     dlock_hook hook;
     void *hook_ud;
     /* interruption: the flag is read without the lock; the lock and condvar make sleeps wake */
@@ -60,20 +62,24 @@ struct dlock_client {
     dlock__rng rng;
     uint64_t rng_seed;
     bool rng_ready;
-    /* statistics; commands is atomic because a watchdog thread sends too */
+    /* statistics; clone_commands is atomic because a watchdog thread sends them */
     atomic_uint_fast64_t commands;
+    atomic_uint_fast64_t clone_commands;  /* sent by its clones (a watchdog, a loop's renewer) */
     dlock_stats total;
     dlock_stats last;
     uint64_t commands_at_acquire;
     char err[256];
-    /* on a loop (loop.c) */
-    dlock__async *async;
+    /* on a loop: the hooks that reach it, and the attaching layer's data (async.c) */
+    const dlock__io *io;
+    void *io_loop;
+    void *io_data;
     xchg *x;
 };
 
 static void conn_drop(conn *cn)
 {
-    dlock_watch_free(cn->watch);
+    if (cn->watch)
+        cn->owner->io->unwatch(cn->watch);
     cn->watch = NULL;
     if (cn->ctx) {
         redisFree(cn->ctx);
@@ -102,7 +108,7 @@ static int conn_go_nonblocking(dlock_client *c, conn *cn)
 {
     int fl = fcntl(cn->ctx->fd, F_GETFL);
     if (fl < 0 || fcntl(cn->ctx->fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-        !(cn->watch = dlock_watch_new(dlock__async_loop(c->async), cn->ctx->fd, conn_io, cn))) {
+        !(cn->watch = c->io->watch(c->io_loop, cn->ctx->fd, conn_io, cn))) {
         snprintf(c->err, sizeof c->err, "%s: cannot watch the connection", cn->url.where);
         conn_drop(cn);
         return -1;
@@ -116,7 +122,7 @@ static int conn_open(dlock_client *c, conn *cn, int64_t timeout_ms, char *err, s
 {
     cn->ctx = dlock__connect(&cn->url, timeout_ms, err, errlen, refused);
     cn->timeout_ms = timeout_ms;
-    if (cn->ctx && c->async)
+    if (cn->ctx && c->io)
         return conn_go_nonblocking(c, cn);
     return cn->ctx ? 0 : -1;
 }
@@ -126,7 +132,7 @@ static bool conn_ready(dlock_client *c, conn *cn, int64_t timeout_ms)
     bool refused;
     if (!cn->ctx && conn_open(c, cn, timeout_ms, c->err, sizeof c->err, &refused) < 0)
         return false;
-    if (cn->timeout_ms != timeout_ms && !c->async) {
+    if (cn->timeout_ms != timeout_ms && !c->io) {
         redisSetTimeout(cn->ctx, tv_ms(timeout_ms));
         cn->timeout_ms = timeout_ms;
     }
@@ -178,9 +184,11 @@ void dlock_client_free(dlock_client *c)
 {
     if (!c)
         return;
-    dlock__watchdog_free(c->watchdog);
+    if (c->ext_free)
+        c->ext_free(c->ext);
     exchange_abandon(c);
-    dlock__async_free(c, c->async);
+    if (c->io)
+        c->io->detach(c);
     for (int i = 0; i < c->n; i++) {
         conn_clear(&c->conns[i]);
         if (c->urls[i])
@@ -216,33 +224,25 @@ void dlock_client_set_hook(dlock_client *c, dlock_hook fn, void *ud)
     c->hook = fn;
     c->hook_ud = ud;
     pthread_mutex_unlock(&c->mu);
-    if (c->watchdog)
-        dlock__client_copy_hook(dlock__watchdog_conn(c->watchdog), c);
 }
 
-void dlock__client_copy_hook(dlock_client *dst, const dlock_client *src)
-{
-    pthread_mutex_lock(&((dlock_client *)src)->mu);
-    dlock_hook fn = src->hook;
-    void *ud = src->hook_ud;
-    pthread_mutex_unlock(&((dlock_client *)src)->mu);
-    pthread_mutex_lock(&dst->mu);
-    dst->hook = fn;
-    dst->hook_ud = ud;
-    pthread_mutex_unlock(&dst->mu);
-}
-
-dlock_client *dlock__client_clone(const dlock_client *c, char *err, size_t errlen)
+dlock_client *dlock__client_clone(dlock_client *c, char *err, size_t errlen)
 {
     dlock_client *clone = dlock_client_new((const char *const *)c->urls, c->n, err, errlen);
     if (clone)
-        dlock__client_copy_hook(clone, c);
+        clone->parent = c;
     return clone;
 }
 
-dlock__watchdog **dlock__client_watchdog(dlock_client *c)
+void *dlock__client_ext(const dlock_client *c)
 {
-    return &c->watchdog;
+    return c->ext;
+}
+
+void dlock__client_set_ext(dlock_client *c, void *ext, void (*cleanup)(void *ext))
+{
+    c->ext = ext;
+    c->ext_free = cleanup;
 }
 
 void dlock_client_interrupt(dlock_client *c)
@@ -253,8 +253,8 @@ void dlock_client_interrupt(dlock_client *c)
     atomic_store(&c->interrupted, true);
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
-    if (c->async)
-        dlock_loop_wake(dlock__async_loop(c->async));  /* async is set once, before any thread */
+    if (c->io)
+        c->io->wake(c->io_loop);  /* set once, before any other thread may interrupt */
 }
 
 /* An interruption cancels the acquire in progress, or the next one: the machine that acted on
@@ -340,7 +340,7 @@ void dlock_client_stats(const dlock_client *c, dlock_stats *total, dlock_stats *
     if (total) {
         *total = c->total;
         total->commands = atomic_load(&((dlock_client *)c)->commands) +
-                          dlock__watchdog_commands(c->watchdog);
+                          atomic_load(&((dlock_client *)c)->clone_commands);
     }
     if (last_acquire)
         *last_acquire = c->last;
@@ -422,7 +422,7 @@ static void append_all(dlock_client *c, const dlock_action *a, redisReply **repl
         }
         append_cmd(cn->ctx, &a->commands[i]);
         p->want[s]++;
-        atomic_fetch_add(&c->commands, 1);
+        atomic_fetch_add(c->parent ? &c->parent->clone_commands : &c->commands, 1);
     }
     for (int s = 0; s < c->n; s++)
         if (p->want[s] < 0)
@@ -468,10 +468,11 @@ static void read_replies(dlock_client *c, const dlock_action *a, redisReply **re
 /* The hook, before every command of the batch: false when it cancels. */
 static bool hook_allows(dlock_client *c, const dlock_action *a)
 {
-    pthread_mutex_lock(&c->mu);  /* the hook may be replaced while a watchdog sends */
-    dlock_hook hook = c->hook;
-    void *hook_ud = c->hook_ud;
-    pthread_mutex_unlock(&c->mu);
+    dlock_client *h = c->parent ? c->parent : c;  /* a clone sends through its parent's hook */
+    pthread_mutex_lock(&h->mu);  /* the hook may be replaced while a watchdog sends */
+    dlock_hook hook = h->hook;
+    void *hook_ud = h->hook_ud;
+    pthread_mutex_unlock(&h->mu);
     for (int i = 0; i < a->ncommands; i++) {
         if (hook && hook(hook_ud, a->commands[i].argv[0]) != 0) {
             snprintf(c->err, sizeof c->err, "canceled by the client's hook");
@@ -540,12 +541,12 @@ int dlock__exchange_start(dlock_client *c, const dlock_action *a, dlock__answers
             x->p.want[s] = 0;
             fail_conn(c, cn, cn->ctx->errstr);
         } else {
-            dlock_watch_want_write(cn->watch, rc == 0);
+            c->io->want_write(cn->watch, rc == 0);
         }
     }
     x->active = waiting(x, c->n);
     if (x->active)
-        dlock_timer_start(x->timer, a->timeout_us);
+        c->io->timer_start(x->timer, a->timeout_us);
     else
         dlock__answers_view(ans);
     *pending_out = x->active;
@@ -556,10 +557,10 @@ static void exchange_progress(dlock_client *c)
 {
     xchg *x = c->x;
     if (x->active && !waiting(x, c->n)) {
-        dlock_timer_stop(x->timer);
+        c->io->timer_stop(x->timer);
         x->active = false;
         dlock__answers_view(x->ans);
-        dlock__loop_exchanged(c);
+        c->io->exchanged(c);
     }
 }
 
@@ -575,7 +576,7 @@ static void conn_io(void *ud, bool readable, bool writable)
             x->p.want[s] = 0;
             fail_conn(c, cn, cn->ctx->errstr);
         } else if (rc == 1) {
-            dlock_watch_want_write(cn->watch, false);
+            c->io->want_write(cn->watch, false);
         }
     }
     if (readable && cn->ctx) {
@@ -635,16 +636,18 @@ static void round_timeout(void *ud)
     exchange_progress(c);
 }
 
-/* Called by dlock_client_attach once c->async is set: the connections already open go
- * non-blocking (one that cannot is dropped and reopened on use). */
-int dlock__client_go_nonblocking(dlock_client *c)
+/* The connections already open go non-blocking (one that cannot is dropped and reopened on
+ * use). */
+int dlock__client_attach_io(dlock_client *c, const dlock__io *io, void *loop, void *data)
 {
-    if (!(c->x = calloc(1, sizeof *c->x)) ||
-        !(c->x->timer = dlock_timer_new(dlock__async_loop(c->async), round_timeout, c))) {
+    if (!(c->x = calloc(1, sizeof *c->x)) || !(c->x->timer = io->timer(loop, round_timeout, c))) {
         free(c->x);
         c->x = NULL;
         return DLOCK_ENOMEM;
     }
+    c->io = io;
+    c->io_loop = loop;
+    c->io_data = data;
     for (int s = 0; s < c->n; s++)
         if (c->conns[s].ctx)
             conn_go_nonblocking(c, &c->conns[s]);
@@ -659,21 +662,21 @@ static void exchange_abandon(dlock_client *c)
         return;
     if (x->active)
         dlock__answers_clear(x->ans);
-    dlock_timer_free(x->timer);
+    c->io->timer_free(x->timer);
     free(x);
     c->x = NULL;
 }
 
 bool dlock__client_on_loop(dlock_client *c)
 {
-    if (c && c->async) {
+    if (c && c->io) {
         snprintf(c->err, sizeof c->err, "this client runs on a loop: use the _async calls");
         return true;
     }
     return false;
 }
 
-dlock__async **dlock__client_async(dlock_client *c)
+void *dlock__client_io_data(const dlock_client *c)
 {
-    return &c->async;
+    return c->io_data;
 }

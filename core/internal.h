@@ -223,32 +223,49 @@ dlock__rng *dlock__client_rng(dlock_client *c, uint64_t seed);
 /* The input a driver gives op now: the clocks and c's interrupt state. */
 dlock_input dlock__client_input(dlock_client *c, const dlock__op *op);
 
-/* client.c: on a loop (loop.c). The exchange writes the batch and returns; *pending says
- * whether replies are still to come, in which case dlock__loop_exchanged(c) follows. */
-typedef struct dlock__async dlock__async;
-dlock__async **dlock__client_async(dlock_client *c);
-int  dlock__client_go_nonblocking(dlock_client *c);
-bool dlock__client_on_loop(dlock_client *c);  /* true (with the reason in its err) on a loop */
-int  dlock__exchange_start(dlock_client *c, const dlock_action *a, dlock__answers *ans,
-                           bool *pending);
+/* client.c reaches an event loop only through these hooks, given by the layer that attaches
+ * it (async.c), as hiredis's async contexts reach theirs through adapters: it never names the
+ * loop. Handles are the layer's own. */
+typedef struct dlock__io {
+    void *(*watch)(void *loop, int fd, dlock_io_fn fn, void *ud);
+    void  (*want_write)(void *watch, bool on);
+    void  (*unwatch)(void *watch);
+    void *(*timer)(void *loop, dlock_timer_fn fn, void *ud);
+    void  (*timer_start)(void *timer, int64_t after_us);
+    void  (*timer_stop)(void *timer);
+    void  (*timer_free)(void *timer);
+    void  (*wake)(void *loop);            /* from any thread: an interrupt came */
+    void  (*exchanged)(dlock_client *c);  /* the exchange in flight is over */
+    void  (*detach)(dlock_client *c);     /* the client is being freed */
+} dlock__io;
 
-/* loop.c */
-void        dlock__loop_exchanged(dlock_client *c);
-dlock_loop *dlock__async_loop(const dlock__async *a);
-void        dlock__async_free(dlock_client *c, dlock__async *a);
+/* Makes c's connections non-blocking and watched through io on loop; data is the layer's, read
+ * back with dlock__client_io_data. OK or ENOMEM. */
+int   dlock__client_attach_io(dlock_client *c, const dlock__io *io, void *loop, void *data);
+void *dlock__client_io_data(const dlock_client *c);
+bool  dlock__client_on_loop(dlock_client *c);  /* true (with the reason in its err) on a loop */
+/* The exchange on a loop: writes the batch and returns; *pending says whether replies are still
+ * to come, in which case io->exchanged follows. */
+int   dlock__exchange_start(dlock_client *c, const dlock_action *a, dlock__answers *ans,
+                            bool *pending);
+
+/* What another layer hangs on a client (renew.c: its watchdog), freed with it by cleanup. */
+void *dlock__client_ext(const dlock_client *c);
+void  dlock__client_set_ext(dlock_client *c, void *ext, void (*cleanup)(void *ext));
+
+/* loop.c: what the layer above hangs on a loop (async.c: its attached clients), told of every
+ * wake-up and freed with the loop. */
+void  dlock__loop_set_ext(dlock_loop *lp, void *ext, void (*wake)(void *ext),
+                          void (*cleanup)(void *ext));
+void *dlock__loop_ext(const dlock_loop *lp);
 
 /* the watchdog (renew.c) */
-typedef struct dlock__watchdog dlock__watchdog;
 int  dlock__renew_start(dlock *l);
 void dlock__renew_stop(dlock *l);
 /* The owner's own extend of a renewed lock, kept in step with the watchdog's. */
 int  dlock__renew_extend(dlock *l, int64_t ttl_ms);
-void dlock__watchdog_free(dlock__watchdog *w);
-uint64_t dlock__watchdog_commands(const dlock__watchdog *w);
-dlock__watchdog **dlock__client_watchdog(dlock_client *c);
-dlock_client *dlock__watchdog_conn(dlock__watchdog *w);
-dlock_client *dlock__client_clone(const dlock_client *c, char *err, size_t errlen);
-void dlock__client_copy_hook(dlock_client *dst, const dlock_client *src);
+/* A client on the same servers with the same hook, whose commands count in c's totals. */
+dlock_client *dlock__client_clone(dlock_client *c, char *err, size_t errlen);
 
 /* op.c: an operation as a machine (dlock_machine.h): every driver -- the blocking one
  * (driver.c), the loop (loop.c), a caller's own, the simulator -- feeds it the time, the

@@ -1,11 +1,7 @@
-/* loop.c -- the event-loop driver: many clients on one thread.
- *
- * The loop is epoll over the clients' connections (and the caller's own descriptors), a
- * binary heap of timers, and an eventfd to wake it from other threads. Each attached client
- * runs one operation at a time: the same state machine as the blocking driver (op.c), with an
- * exchange that writes the batch and returns (client.c reads the replies as they come and
- * calls dlock__loop_exchanged), and a timer instead of a sleep. An operation's machine and
- * its replies are one allocation made when it starts; nothing here allocates per command. */
+/* loop.c -- the event loop: epoll over descriptors, a binary heap of timers, and an eventfd to
+ * wake it from other threads. It knows nothing of locks or clients (as redis's ae.c knows
+ * nothing of its clients): async.c runs clients on it, and a caller may watch its own
+ * descriptors and start its own timers beside them. Starting a timer never allocates. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,36 +41,9 @@ struct dlock_loop {
     uint64_t seq;
     dlock_watch *dead;         /* freed watches, released after the round that may still name them */
     bool running;              /* inside dlock_loop_run: a nested call is refused */
-    dlock_client **clients;    /* attached, to deliver interrupts to sleeping operations */
-    size_t nclients, ccap;
-    uint64_t interrupt_pass;   /* counts deliver_interrupts passes */
-};
-
-/* An operation in flight: its machine and the replies of its exchange, one allocation made
- * when it starts, so an idle client carries neither. */
-typedef struct flight {
-    dlock__op op;
-    dlock__answers ans;
-} flight;
-
-/* A client's part in the loop: its operation and what it reports to. */
-struct dlock__async {
-    dlock_loop *loop;
-    flight *f;                 /* the operation in flight, or NULL */
-    dlock_action act;          /* what its machine said last */
-    bool canceled;             /* the hook refused the batch */
-    dlock_timer *timer;        /* the operation's sleeps, and completions deferred out of a start */
-    bool busy;                 /* an operation is in flight */
-    bool frozen;               /* dlock_client_freeze: the operation takes no step */
-    bool held;                 /* a step came due while frozen */
-    bool sleeping;             /* the timer goes on with the operation: a sleep, or a step
-                                  deferred to the next round */
-    bool completing;           /* the timer delivers the result */
-    bool starting;             /* inside the call that started it: callbacks must wait */
-    uint64_t interrupt_pass;   /* the last deliver_interrupts pass that woke it */
-    dlock_acquired_fn acquired;
-    dlock_done_fn done;
-    void *ud;
+    void *ext;                 /* the layer above's (async.c: its attached clients) */
+    void (*ext_wake)(void *ext);
+    void (*ext_free)(void *ext);
 };
 
 /* ---- timers ---------------------------------------------------------------------------- */
@@ -232,8 +201,6 @@ static void reap_watches(dlock_loop *lp)
 
 /* ---- the loop -------------------------------------------------------------------------- */
 
-static void deliver_interrupts(dlock_loop *lp);
-
 static void on_wake(void *ud, bool readable, bool writable)
 {
     dlock_loop *lp = ud;
@@ -241,7 +208,8 @@ static void on_wake(void *ud, bool readable, bool writable)
     (void)writable;
     if (readable && read(lp->wakefd, &v, sizeof v) < 0 && errno != EAGAIN)
         return;
-    deliver_interrupts(lp);
+    if (lp->ext_wake)
+        lp->ext_wake(lp->ext);
 }
 
 dlock_loop *dlock_loop_new(char *err, size_t errlen)
@@ -272,13 +240,14 @@ void dlock_loop_free(dlock_loop *lp)
 {
     if (!lp)
         return;
+    if (lp->ext_free)
+        lp->ext_free(lp->ext);
     reap_watches(lp);
     if (lp->wakefd >= 0)
         close(lp->wakefd);
     if (lp->epfd >= 0)
         close(lp->epfd);
     free(lp->heap);
-    free(lp->clients);
     free(lp);
 }
 
@@ -334,311 +303,16 @@ int dlock_loop_run(dlock_loop *lp, int64_t timeout_ms)
     return ran;
 }
 
-/* ---- clients on the loop --------------------------------------------------------------- */
 
-static void async_timer(void *ud);
-
-int dlock_client_attach(dlock_client *c, dlock_loop *lp)
+void dlock__loop_set_ext(dlock_loop *lp, void *ext, void (*wake)(void *ext),
+                         void (*cleanup)(void *ext))
 {
-    if (!c || !lp || *dlock__client_async(c))
-        return DLOCK_EINVAL;
-    if (*dlock__client_watchdog(c)) {
-        dlock__client_set_err(c, "a client with a watchdog cannot move onto a loop");
-        return DLOCK_EINVAL;
-    }
-    if (lp->nclients == lp->ccap) {
-        size_t cap = lp->ccap ? lp->ccap * 2 : 16;
-        dlock_client **cs = realloc(lp->clients, cap * sizeof *cs);
-        if (!cs)
-            return DLOCK_ENOMEM;
-        lp->clients = cs;
-        lp->ccap = cap;
-    }
-    dlock__async *a = calloc(1, sizeof *a);
-    if (!a || !(a->timer = dlock_timer_new(lp, async_timer, c))) {
-        free(a);
-        return DLOCK_ENOMEM;
-    }
-    a->loop = lp;
-    *dlock__client_async(c) = a;
-    if (dlock__client_go_nonblocking(c) != DLOCK_OK) {
-        *dlock__client_async(c) = NULL;
-        dlock_timer_free(a->timer);
-        free(a);
-        return DLOCK_ENOMEM;
-    }
-    lp->clients[lp->nclients++] = c;
-    return DLOCK_OK;
+    lp->ext = ext;
+    lp->ext_wake = wake;
+    lp->ext_free = cleanup;
 }
 
-/* Called by dlock_client_free. */
-void dlock__async_free(dlock_client *c, dlock__async *a)
+void *dlock__loop_ext(const dlock_loop *lp)
 {
-    if (!a)
-        return;
-    dlock_loop *lp = a->loop;
-    for (size_t i = 0; i < lp->nclients; i++) {
-        if (lp->clients[i] == c) {
-            lp->clients[i] = lp->clients[--lp->nclients];
-            break;
-        }
-    }
-    if (a->f) {
-        dlock__op *op = &a->f->op;
-        dlock__answers_clear(&a->f->ans);
-        if (op->kind != DLOCK__OP_EXTEND)
-            dlock__lock_free(op->l);
-        dlock__op_clear(op);
-        free(a->f);
-    }
-    dlock_timer_free(a->timer);
-    free(a);
-}
-
-dlock_loop *dlock__async_loop(const dlock__async *a)
-{
-    return a ? a->loop : NULL;
-}
-
-/* Ends the operation (freed before the callback, which may start the next one) and reports. */
-static void deliver(dlock_client *c, dlock__async *a)
-{
-    dlock__op *op = &a->f->op;
-    dlock__op_kind kind = op->kind;
-    dlock *l = op->l;
-    int rc = op->rc;
-    if (kind == DLOCK__OP_ACQUIRE)
-        dlock__client_end_acquire(c, dlock__op_tries(op), dlock__mono_us() - op->start_us);
-    if (rc != DLOCK_OK && op->err[0])
-        dlock__client_set_err(c, op->err);
-    dlock__op_clear(op);
-    free(a->f);
-    a->f = NULL;
-    a->busy = false;
-    switch (kind) {
-    case DLOCK__OP_ACQUIRE:
-        if (rc != DLOCK_OK) {
-            dlock__lock_free(l);
-            l = NULL;
-        }
-        a->acquired(a->ud, rc, l);
-        break;
-    case DLOCK__OP_RELEASE:
-        dlock__lock_free(l);
-        a->done(a->ud, rc);
-        break;
-    case DLOCK__OP_RUN:  /* a fenced write: its lock was its own */
-        dlock__lock_free(l);
-        a->done(a->ud, rc);
-        break;
-    case DLOCK__OP_EXTEND:
-    default:
-        a->done(a->ud, rc);
-        break;
-    }
-}
-
-/* Runs the operation until it waits for I/O or time, or ends. */
-static void advance(dlock_client *c, dlock__async *a)
-{
-    flight *f = a->f;
-    if (a->frozen) {
-        a->held = true;  /* dlock_client_freeze(c, false) goes on */
-        return;
-    }
-    for (;;) {
-        dlock_input in = dlock__client_input(c, &f->op);
-        if (a->act.what == DLOCK_DO_SEND) {
-            in.replies = f->ans.reply;
-            in.canceled = a->canceled;
-        }
-        a->act = dlock__op_next(&f->op, &in);
-        dlock__answers_clear(&f->ans);
-        if (a->act.interrupt_taken)
-            dlock__client_clear_interrupt(c);
-        switch (a->act.what) {
-        case DLOCK_DO_SEND: {
-            bool pending;
-            a->canceled = dlock__exchange_start(c, &a->act, &f->ans, &pending) == DLOCK_ECANCELED;
-            if (pending)
-                return;  /* dlock__loop_exchanged goes on */
-            /* Nothing went out (no server could be reached, or the hook cancelled): go on in
-             * the next round. Going on here would let a client whose every command fails at
-             * once (a server down, with no back-off, or a wait step that fails straight back
-             * to a try) run its whole wait inside this call, holding up the loop. */
-            a->sleeping = true;
-            dlock_timer_start(a->timer, 0);
-            return;
-        }
-        case DLOCK_DO_WAIT: {
-            int64_t left = a->act.until_us - dlock__mono_us();
-            if (left <= 0 || dlock__client_interrupt_pending(c))
-                break;
-            a->sleeping = true;
-            dlock_timer_start(a->timer, left);
-            return;
-        }
-        case DLOCK_DO_DONE:
-        default:
-            if (a->starting) {  /* never call back from inside the start */
-                a->completing = true;
-                dlock_timer_start(a->timer, 0);
-            } else {
-                deliver(c, a);
-            }
-            return;
-        }
-    }
-}
-
-void dlock__loop_exchanged(dlock_client *c)
-{
-    advance(c, *dlock__client_async(c));
-}
-
-static void async_timer(void *ud)
-{
-    dlock_client *c = ud;
-    dlock__async *a = *dlock__client_async(c);
-    if (a->completing) {
-        a->completing = false;
-        deliver(c, a);
-    } else if (a->sleeping) {
-        a->sleeping = false;
-        advance(c, a);
-    }
-}
-
-/* An interrupted client's sleep ends now; a wait blocked in Redis ends with its slice. A
- * callback run from here may free clients (the list is compacted, moving a client not yet seen
- * into a slot already passed) or attach others: after each wake-up the scan starts over,
- * skipping the clients this pass has woken already. */
-static void deliver_interrupts(dlock_loop *lp)
-{
-    uint64_t pass = ++lp->interrupt_pass;
-    for (size_t i = 0; i < lp->nclients;) {
-        dlock_client *c = lp->clients[i];
-        dlock__async *a = *dlock__client_async(c);
-        if (a->interrupt_pass == pass || !a->sleeping || !dlock__client_interrupt_pending(c)) {
-            i++;
-            continue;
-        }
-        a->interrupt_pass = pass;
-        dlock_timer_stop(a->timer);
-        a->sleeping = false;
-        advance(c, a);
-        i = 0;
-    }
-}
-
-static dlock__async *idle_async(dlock_client *c)
-{
-    dlock__async *a = c ? *dlock__client_async(c) : NULL;
-    if (!a) {
-        if (c)
-            dlock__client_set_err(c, "the _async calls need a client attached to a loop");
-        return NULL;
-    }
-    if (a->busy) {
-        dlock__client_set_err(c, "an operation is already in flight on this client");
-        return NULL;
-    }
-    return a;
-}
-
-static int start(dlock_client *c, dlock__async *a, dlock *l, dlock__op_kind kind, int64_t ttl_ms)
-{
-    flight *f = malloc(sizeof *f);
-    dlock__rng *rng = kind == DLOCK__OP_ACQUIRE ? dlock__client_rng(c, l->opt.seed) : NULL;
-    dlock__step_fn step = kind == DLOCK__OP_RUN ? dlock__fenced_set_step : NULL;
-    if (!f || dlock__op_init(&f->op, l, kind, step, rng) != DLOCK_OK) {
-        free(f);
-        return DLOCK_ENOMEM;
-    }
-    f->ans.n = 0;
-    f->op.extend_ttl_ms = ttl_ms;
-    if (kind == DLOCK__OP_ACQUIRE)
-        dlock__client_begin_acquire(c);
-    a->f = f;
-    a->act = (dlock_action){.what = 0};
-    a->busy = true;
-    a->starting = true;
-    advance(c, a);
-    a->starting = false;
-    return DLOCK_OK;
-}
-
-int dlock_acquire_async(dlock_client *c, const char *key, const dlock_options *o,
-                        dlock_acquired_fn fn, void *ud)
-{
-    int rc;
-    dlock__async *a = idle_async(c);
-    if (!a || !key || !fn)
-        return DLOCK_EINVAL;
-    if (o && o->renew) {
-        dlock__client_set_err(c, "renew needs the blocking calls: its watchdog is a thread");
-        return DLOCK_EINVAL;
-    }
-    dlock *l = dlock__lock_prepare(c, key, o, &rc);
-    if (!l)
-        return rc;
-    a->acquired = fn;
-    a->ud = ud;
-    if ((rc = start(c, a, l, DLOCK__OP_ACQUIRE, 0)) != DLOCK_OK)
-        dlock__lock_free(l);
-    return rc;
-}
-
-int dlock_release_async(dlock *l, dlock_done_fn fn, void *ud)
-{
-    dlock__async *a = l ? idle_async(l->client) : NULL;
-    if (!a || !fn)
-        return DLOCK_EINVAL;
-    a->done = fn;
-    a->ud = ud;
-    return start(l->client, a, l, DLOCK__OP_RELEASE, 0);
-}
-
-int dlock_extend_async(dlock *l, int64_t ttl_ms, dlock_done_fn fn, void *ud)
-{
-    dlock__async *a = l ? idle_async(l->client) : NULL;
-    if (!a || !fn || ttl_ms < 0)
-        return DLOCK_EINVAL;
-    if (l->algo == &dlock__legacy) {
-        dlock__client_set_err(l->client, "the legacy algorithm has no extend");
-        return DLOCK_EINVAL;
-    }
-    a->done = fn;
-    a->ud = ud;
-    return start(l->client, a, l, DLOCK__OP_EXTEND, ttl_ms);
-}
-
-int dlock_fenced_set_async(dlock_client *c, const char *key, uint64_t fence, const char *value,
-                           dlock_done_fn fn, void *ud)
-{
-    dlock__async *a = idle_async(c);
-    if (!a || !key || !value || fence == 0 || !fn)
-        return DLOCK_EINVAL;
-    dlock *l = dlock__fenced_write_new(c, key, fence, value);
-    if (!l)
-        return DLOCK_ENOMEM;
-    a->done = fn;
-    a->ud = ud;
-    int rc = start(c, a, l, DLOCK__OP_RUN, 0);
-    if (rc != DLOCK_OK)
-        dlock__lock_free(l);
-    return rc;
-}
-
-void dlock_client_freeze(dlock_client *c, bool frozen)
-{
-    dlock__async *a = c ? *dlock__client_async(c) : NULL;
-    if (!a || a->frozen == frozen)
-        return;
-    a->frozen = frozen;
-    if (!frozen && a->held) {
-        a->held = false;
-        if (a->f)
-            advance(c, a);
-    }
+    return lp->ext;
 }

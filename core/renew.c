@@ -24,6 +24,8 @@ typedef struct dlock__renewal {
     struct dlock__renewal *next;
 } renewal;
 
+typedef struct dlock__watchdog dlock__watchdog;
+
 struct dlock__watchdog {
     dlock_client *owner;
     dlock_client *conn;          /* the watchdog's own connections */
@@ -163,8 +165,10 @@ static dlock__watchdog *watchdog_new(dlock_client *owner)
     return w;
 }
 
-void dlock__watchdog_free(dlock__watchdog *w)
+/* The client's cleanup of its watchdog (dlock__client_set_ext). */
+static void watchdog_free(void *ext)
 {
+    dlock__watchdog *w = ext;
     if (!w)
         return;
     pthread_mutex_lock(&w->mu);
@@ -188,10 +192,12 @@ int dlock__renew_start(dlock *l)
 {
     if (!l->opt.renew || l->opt.ttl_ms == 0)
         return DLOCK_OK;  /* a lock that never expires needs no renewing */
-    dlock__watchdog **wp = dlock__client_watchdog(l->client);
-    if (!*wp && !(*wp = watchdog_new(l->client)))
-        return DLOCK_EIO;
-    dlock__watchdog *w = *wp;
+    dlock__watchdog *w = dlock__client_ext(l->client);
+    if (!w) {
+        if (!(w = watchdog_new(l->client)))
+            return DLOCK_EIO;
+        dlock__client_set_ext(l->client, w, watchdog_free);
+    }
     renewal *r = calloc(1, sizeof *r);
     if (!r)
         return DLOCK_ENOMEM;
@@ -217,7 +223,7 @@ void dlock__renew_stop(dlock *l)
     renewal *r = l->renewal;
     if (!r)
         return;
-    dlock__watchdog *w = *dlock__client_watchdog(l->client);
+    dlock__watchdog *w = dlock__client_ext(l->client);
     pthread_mutex_lock(&w->mu);
     l->renewal = NULL;
     if (pthread_equal(pthread_self(), w->thread)) {
@@ -236,7 +242,7 @@ void dlock__renew_stop(dlock *l)
  * race over the lease they report), then renews at the new ttl. */
 int dlock__renew_extend(dlock *l, int64_t ttl_ms)
 {
-    dlock__watchdog *w = *dlock__client_watchdog(l->client);
+    dlock__watchdog *w = dlock__client_ext(l->client);
     renewal *r = l->renewal;
     pthread_mutex_lock(&w->mu);
     while (r->busy)
@@ -254,19 +260,4 @@ int dlock__renew_extend(dlock *l, int64_t ttl_ms)
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     return rc;
-}
-
-/* Commands the watchdog sent, for the owner's statistics. */
-uint64_t dlock__watchdog_commands(const dlock__watchdog *w)
-{
-    dlock_stats total;
-    if (!w)
-        return 0;
-    dlock_client_stats(w->conn, &total, NULL);
-    return total.commands;
-}
-
-dlock_client *dlock__watchdog_conn(dlock__watchdog *w)
-{
-    return w->conn;
 }

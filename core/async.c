@@ -1,0 +1,448 @@
+/* async.c -- the lock calls on an event loop: many clients on one thread.
+ *
+ * Each attached client runs one operation at a time: the same machine as the blocking driver
+ * (op.c), with an exchange that writes the batch and returns (client.c reads the replies as
+ * they come and reports through the hooks it was given), and a timer instead of a sleep. An
+ * operation's machine and its replies are one allocation made when it starts; nothing here
+ * allocates per command. The loop itself (loop.c) knows nothing of clients: this file hangs its
+ * list of attached clients on it, to end their waits when they are interrupted. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct dlock__async dlock__async;
+
+/* An operation in flight: its machine and the replies of its exchange, one allocation made
+ * when it starts, so an idle client carries neither. */
+typedef struct flight {
+    dlock__op op;
+    dlock__answers ans;
+} flight;
+
+/* A client's part in the loop: its operation and what it reports to. */
+struct dlock__async {
+    dlock_loop *loop;
+    flight *f;                 /* the operation in flight, or NULL */
+    dlock_action act;          /* what its machine said last */
+    bool canceled;             /* the hook refused the batch */
+    dlock_timer *timer;        /* the operation's sleeps, and completions deferred out of a start */
+    bool busy;                 /* an operation is in flight */
+    bool frozen;               /* dlock_client_freeze: the operation takes no step */
+    bool held;                 /* a step came due while frozen */
+    bool sleeping;             /* the timer goes on with the operation: a sleep, or a step
+                                  deferred to the next round */
+    bool completing;           /* the timer delivers the result */
+    bool starting;             /* inside the call that started it: callbacks must wait */
+    uint64_t interrupt_pass;   /* the last deliver_interrupts pass that woke it */
+    dlock_acquired_fn acquired;
+    dlock_done_fn done;
+    void *ud;
+};
+
+/* ---- clients on the loop --------------------------------------------------------------- */
+
+/* The clients attached to one loop, hung on it (loop.c's ext), to end their waits when they are
+ * interrupted from another thread. */
+typedef struct roster {
+    dlock_client **clients;
+    size_t n, cap;
+    uint64_t pass;             /* counts deliver_interrupts passes */
+} roster;
+
+static void async_timer(void *ud);
+static void deliver_interrupts(void *ext);
+static void advance(dlock_client *c, dlock__async *a);
+
+static void roster_free(void *ext)
+{
+    roster *r = ext;
+    if (r)
+        free(r->clients);
+    free(r);
+}
+
+static roster *roster_of(dlock_loop *lp)
+{
+    roster *r = dlock__loop_ext(lp);
+    if (!r && (r = calloc(1, sizeof *r)))
+        dlock__loop_set_ext(lp, r, deliver_interrupts, roster_free);
+    return r;
+}
+
+static bool roster_add(roster *r, dlock_client *c)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        dlock_client **cs = realloc(r->clients, cap * sizeof *cs);
+        if (!cs)
+            return false;
+        r->clients = cs;
+        r->cap = cap;
+    }
+    r->clients[r->n++] = c;
+    return true;
+}
+
+static void roster_remove(roster *r, dlock_client *c)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->clients[i] == c) {
+            r->clients[i] = r->clients[--r->n];
+            return;
+        }
+    }
+}
+
+static dlock__async *async_of(const dlock_client *c)
+{
+    return c ? dlock__client_io_data(c) : NULL;
+}
+
+/* ---- what client.c is given to reach the loop (dlock__io) ----------------------------------- */
+
+static void *io_watch(void *loop, int fd, dlock_io_fn fn, void *ud)
+{
+    return dlock_watch_new(loop, fd, fn, ud);
+}
+
+static void io_want_write(void *w, bool on)
+{
+    dlock_watch_want_write(w, on);
+}
+
+static void io_unwatch(void *w)
+{
+    dlock_watch_free(w);
+}
+
+static void *io_timer(void *loop, dlock_timer_fn fn, void *ud)
+{
+    return dlock_timer_new(loop, fn, ud);
+}
+
+static void io_timer_start(void *t, int64_t after_us)
+{
+    dlock_timer_start(t, after_us);
+}
+
+static void io_timer_stop(void *t)
+{
+    dlock_timer_stop(t);
+}
+
+static void io_timer_free(void *t)
+{
+    dlock_timer_free(t);
+}
+
+static void io_wake(void *loop)
+{
+    dlock_loop_wake(loop);
+}
+
+static void io_exchanged(dlock_client *c)
+{
+    advance(c, async_of(c));
+}
+
+static void io_detach(dlock_client *c);
+
+static const dlock__io loop_io = {
+    .watch = io_watch,
+    .want_write = io_want_write,
+    .unwatch = io_unwatch,
+    .timer = io_timer,
+    .timer_start = io_timer_start,
+    .timer_stop = io_timer_stop,
+    .timer_free = io_timer_free,
+    .wake = io_wake,
+    .exchanged = io_exchanged,
+    .detach = io_detach,
+};
+
+int dlock_client_attach(dlock_client *c, dlock_loop *lp)
+{
+    if (!c || !lp || async_of(c))
+        return DLOCK_EINVAL;
+    if (dlock__client_ext(c)) {
+        dlock__client_set_err(c, "a client with a watchdog cannot move onto a loop");
+        return DLOCK_EINVAL;
+    }
+    roster *r = roster_of(lp);
+    dlock__async *a = calloc(1, sizeof *a);
+    if (!r || !a || !(a->timer = dlock_timer_new(lp, async_timer, c)) || !roster_add(r, c)) {
+        if (a)
+            dlock_timer_free(a->timer);
+        free(a);
+        return DLOCK_ENOMEM;
+    }
+    a->loop = lp;
+    if (dlock__client_attach_io(c, &loop_io, lp, a) != DLOCK_OK) {
+        roster_remove(r, c);
+        dlock_timer_free(a->timer);
+        free(a);
+        return DLOCK_ENOMEM;
+    }
+    return DLOCK_OK;
+}
+
+/* Called by dlock_client_free, through the hooks. */
+static void io_detach(dlock_client *c)
+{
+    dlock__async *a = async_of(c);
+    if (!a)
+        return;
+    roster_remove(dlock__loop_ext(a->loop), c);
+    if (a->f) {
+        dlock__op *op = &a->f->op;
+        dlock__answers_clear(&a->f->ans);
+        if (op->kind != DLOCK__OP_EXTEND)
+            dlock__lock_free(op->l);
+        dlock__op_clear(op);
+        free(a->f);
+    }
+    dlock_timer_free(a->timer);
+    free(a);
+}
+
+/* Ends the operation (freed before the callback, which may start the next one) and reports. */
+static void deliver(dlock_client *c, dlock__async *a)
+{
+    dlock__op *op = &a->f->op;
+    dlock__op_kind kind = op->kind;
+    dlock *l = op->l;
+    int rc = op->rc;
+    if (kind == DLOCK__OP_ACQUIRE)
+        dlock__client_end_acquire(c, dlock__op_tries(op), dlock__mono_us() - op->start_us);
+    if (rc != DLOCK_OK && op->err[0])
+        dlock__client_set_err(c, op->err);
+    dlock__op_clear(op);
+    free(a->f);
+    a->f = NULL;
+    a->busy = false;
+    switch (kind) {
+    case DLOCK__OP_ACQUIRE:
+        if (rc != DLOCK_OK) {
+            dlock__lock_free(l);
+            l = NULL;
+        }
+        a->acquired(a->ud, rc, l);
+        break;
+    case DLOCK__OP_RELEASE:
+        dlock__lock_free(l);
+        a->done(a->ud, rc);
+        break;
+    case DLOCK__OP_RUN:  /* a fenced write: its lock was its own */
+        dlock__lock_free(l);
+        a->done(a->ud, rc);
+        break;
+    case DLOCK__OP_EXTEND:
+    default:
+        a->done(a->ud, rc);
+        break;
+    }
+}
+
+/* Runs the operation until it waits for I/O or time, or ends. */
+static void advance(dlock_client *c, dlock__async *a)
+{
+    flight *f = a->f;
+    if (a->frozen) {
+        a->held = true;  /* dlock_client_freeze(c, false) goes on */
+        return;
+    }
+    for (;;) {
+        dlock_input in = dlock__client_input(c, &f->op);
+        if (a->act.what == DLOCK_DO_SEND) {
+            in.replies = f->ans.reply;
+            in.canceled = a->canceled;
+        }
+        a->act = dlock__op_next(&f->op, &in);
+        dlock__answers_clear(&f->ans);
+        if (a->act.interrupt_taken)
+            dlock__client_clear_interrupt(c);
+        switch (a->act.what) {
+        case DLOCK_DO_SEND: {
+            bool pending;
+            a->canceled = dlock__exchange_start(c, &a->act, &f->ans, &pending) == DLOCK_ECANCELED;
+            if (pending)
+                return;  /* io_exchanged goes on */
+            /* Nothing went out (no server could be reached, or the hook cancelled): go on in
+             * the next round. Going on here would let a client whose every command fails at
+             * once (a server down, with no back-off, or a wait step that fails straight back
+             * to a try) run its whole wait inside this call, holding up the loop. */
+            a->sleeping = true;
+            dlock_timer_start(a->timer, 0);
+            return;
+        }
+        case DLOCK_DO_WAIT: {
+            int64_t left = a->act.until_us - dlock__mono_us();
+            if (left <= 0 || dlock__client_interrupt_pending(c))
+                break;
+            a->sleeping = true;
+            dlock_timer_start(a->timer, left);
+            return;
+        }
+        case DLOCK_DO_DONE:
+        default:
+            if (a->starting) {  /* never call back from inside the start */
+                a->completing = true;
+                dlock_timer_start(a->timer, 0);
+            } else {
+                deliver(c, a);
+            }
+            return;
+        }
+    }
+}
+
+static void async_timer(void *ud)
+{
+    dlock_client *c = ud;
+    dlock__async *a = async_of(c);
+    if (a->completing) {
+        a->completing = false;
+        deliver(c, a);
+    } else if (a->sleeping) {
+        a->sleeping = false;
+        advance(c, a);
+    }
+}
+
+/* An interrupted client's sleep ends now; a wait blocked in Redis ends with its slice. A
+ * callback run from here may free clients (the list is compacted, moving a client not yet seen
+ * into a slot already passed) or attach others: after each wake-up the scan starts over,
+ * skipping the clients this pass has woken already. */
+static void deliver_interrupts(void *ext)
+{
+    roster *r = ext;
+    uint64_t pass = ++r->pass;
+    for (size_t i = 0; i < r->n;) {
+        dlock_client *c = r->clients[i];
+        dlock__async *a = async_of(c);
+        if (a->interrupt_pass == pass || !a->sleeping || !dlock__client_interrupt_pending(c)) {
+            i++;
+            continue;
+        }
+        a->interrupt_pass = pass;
+        dlock_timer_stop(a->timer);
+        a->sleeping = false;
+        advance(c, a);
+        i = 0;
+    }
+}
+
+static dlock__async *idle_async(dlock_client *c)
+{
+    dlock__async *a = async_of(c);
+    if (!a) {
+        if (c)
+            dlock__client_set_err(c, "the _async calls need a client attached to a loop");
+        return NULL;
+    }
+    if (a->busy) {
+        dlock__client_set_err(c, "an operation is already in flight on this client");
+        return NULL;
+    }
+    return a;
+}
+
+static int start(dlock_client *c, dlock__async *a, dlock *l, dlock__op_kind kind, int64_t ttl_ms)
+{
+    flight *f = malloc(sizeof *f);
+    dlock__rng *rng = kind == DLOCK__OP_ACQUIRE ? dlock__client_rng(c, l->opt.seed) : NULL;
+    dlock__step_fn step = kind == DLOCK__OP_RUN ? dlock__fenced_set_step : NULL;
+    if (!f || dlock__op_init(&f->op, l, kind, step, rng) != DLOCK_OK) {
+        free(f);
+        return DLOCK_ENOMEM;
+    }
+    f->ans.n = 0;
+    f->op.extend_ttl_ms = ttl_ms;
+    if (kind == DLOCK__OP_ACQUIRE)
+        dlock__client_begin_acquire(c);
+    a->f = f;
+    a->act = (dlock_action){.what = 0};
+    a->busy = true;
+    a->starting = true;
+    advance(c, a);
+    a->starting = false;
+    return DLOCK_OK;
+}
+
+int dlock_acquire_async(dlock_client *c, const char *key, const dlock_options *o,
+                        dlock_acquired_fn fn, void *ud)
+{
+    int rc;
+    dlock__async *a = idle_async(c);
+    if (!a || !key || !fn)
+        return DLOCK_EINVAL;
+    if (o && o->renew) {
+        dlock__client_set_err(c, "renew needs the blocking calls: its watchdog is a thread");
+        return DLOCK_EINVAL;
+    }
+    dlock *l = dlock__lock_prepare(c, key, o, &rc);
+    if (!l)
+        return rc;
+    a->acquired = fn;
+    a->ud = ud;
+    if ((rc = start(c, a, l, DLOCK__OP_ACQUIRE, 0)) != DLOCK_OK)
+        dlock__lock_free(l);
+    return rc;
+}
+
+int dlock_release_async(dlock *l, dlock_done_fn fn, void *ud)
+{
+    dlock__async *a = l ? idle_async(l->client) : NULL;
+    if (!a || !fn)
+        return DLOCK_EINVAL;
+    a->done = fn;
+    a->ud = ud;
+    return start(l->client, a, l, DLOCK__OP_RELEASE, 0);
+}
+
+int dlock_extend_async(dlock *l, int64_t ttl_ms, dlock_done_fn fn, void *ud)
+{
+    dlock__async *a = l ? idle_async(l->client) : NULL;
+    if (!a || !fn || ttl_ms < 0)
+        return DLOCK_EINVAL;
+    if (l->algo == &dlock__legacy) {
+        dlock__client_set_err(l->client, "the legacy algorithm has no extend");
+        return DLOCK_EINVAL;
+    }
+    a->done = fn;
+    a->ud = ud;
+    return start(l->client, a, l, DLOCK__OP_EXTEND, ttl_ms);
+}
+
+int dlock_fenced_set_async(dlock_client *c, const char *key, uint64_t fence, const char *value,
+                           dlock_done_fn fn, void *ud)
+{
+    dlock__async *a = idle_async(c);
+    if (!a || !key || !value || fence == 0 || !fn)
+        return DLOCK_EINVAL;
+    dlock *l = dlock__fenced_write_new(c, key, fence, value);
+    if (!l)
+        return DLOCK_ENOMEM;
+    a->done = fn;
+    a->ud = ud;
+    int rc = start(c, a, l, DLOCK__OP_RUN, 0);
+    if (rc != DLOCK_OK)
+        dlock__lock_free(l);
+    return rc;
+}
+
+void dlock_client_freeze(dlock_client *c, bool frozen)
+{
+    dlock__async *a = async_of(c);
+    if (!a || a->frozen == frozen)
+        return;
+    a->frozen = frozen;
+    if (!frozen && a->held) {
+        a->held = false;
+        if (a->f)
+            advance(c, a);
+    }
+}
