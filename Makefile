@@ -108,7 +108,19 @@ $(LIB_SO): $(CORE_OBJ)
 	$(Q)ln -sf libdlock.so.$(VERSION) $(O)/libdlock.so.$(SOMAJOR)
 	$(Q)ln -sf libdlock.so.$(VERSION) $(O)/libdlock.so
 
-$(O)/dlock.pc: Makefile core/dlock.h
+# dlock.pc holds the install paths, which come from the command line: a prerequisite on them
+# is a stamp file holding their values, rewritten (and so newer) only when they change, so
+# `make install PREFIX=/usr` after `make install PREFIX=/usr/local` does not install the old
+# paths.
+PC_VARS = prefix=$(PREFIX) libdir=$(LIBDIR) includedir=$(INCDIR) version=$(VERSION)
+$(O)/install-vars: FORCE
+	@mkdir -p $(O)
+	$(Q)printf '%s\n' '$(PC_VARS)' | cmp -s - $@ || printf '%s\n' '$(PC_VARS)' > $@
+
+.PHONY: FORCE
+FORCE:
+
+$(O)/dlock.pc: $(O)/install-vars Makefile core/dlock.h
 	@mkdir -p $(O)
 	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	  'Name: dlock' 'Description: Distributed locks on Redis (token, legacy SETNX, Redlock)' \

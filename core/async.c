@@ -406,7 +406,7 @@ int dlock_release_async(dlock *l, dlock_done_fn fn, void *ud)
 int dlock_extend_async(dlock *l, int64_t ttl_ms, dlock_done_fn fn, void *ud)
 {
     dlock__async *a = l ? idle_async(l->client) : NULL;
-    if (!a || !fn || ttl_ms < 0)
+    if (!a || !fn || dlock__check_ttl(l->client, ttl_ms) != DLOCK_OK)
         return DLOCK_EINVAL;
     if (l->algo == &dlock__legacy) {
         dlock__client_set_err(l->client, "the legacy algorithm has no extend");

@@ -99,6 +99,11 @@ typedef int (*dlock_hook)(void *ud, const char *command);
  * and key is valid until then. */
 typedef void (*dlock_lost_fn)(void *ud, const char *key);
 
+/* The longest duration an option or dlock_extend takes, in ms (about 31 years). Durations are
+ * turned into microseconds and added to clock readings; a larger one could overflow, so it is
+ * refused with DLOCK_EINVAL and the option named in dlock_client_errstr. */
+#define DLOCK_MAX_DURATION_MS 1000000000000LL
+
 typedef struct dlock_options {
     dlock_algorithm algorithm;   /* DLOCK_TOKEN */
     int64_t ttl_ms;              /* 30000; 0 = never expires */

@@ -110,7 +110,8 @@ int dlock__extend_now(dlock *l, int64_t ttl_ms)
 
 int dlock_extend(dlock *l, int64_t ttl_ms)
 {
-    if (!l || ttl_ms < 0 || dlock__client_on_loop(l->client))
+    if (!l || dlock__check_ttl(l->client, ttl_ms) != DLOCK_OK ||
+        dlock__client_on_loop(l->client))
         return DLOCK_EINVAL;
     if (atomic_load(&l->lost))
         return DLOCK_ENOTOWNER;

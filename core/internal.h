@@ -175,6 +175,8 @@ dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o,
 dlock *dlock__lock_prepare(dlock_client *c, const char *key, const dlock_options *o, int *rc);
 void   dlock__lock_free(dlock *l);
 int    dlock__check_options(const dlock_options *o, int nservers, char *err, size_t errlen);
+/* A new lease for dlock_extend: DLOCK_OK, or DLOCK_EINVAL with the reason in c's error. */
+int    dlock__check_ttl(dlock_client *c, int64_t ttl_ms);
 const dlock__algo *dlock__algo_of(const dlock_options *o);
 int64_t dlock__drift_us(const dlock_options *o);
 void   dlock__set_ttl_arg(dlock *l, int64_t ttl_ms);

@@ -40,7 +40,29 @@ const char *dlock_strerror(int code)
     return "unknown error";
 }
 
-/* Option combinations that cannot work, refused before anything is sent. */
+/* Durations become microseconds added to clock readings (deadlines, leases, back-off
+ * delays): one past DLOCK_MAX_DURATION_MS could overflow int64 on the way. The messages state
+ * the bound. */
+_Static_assert(DLOCK_MAX_DURATION_MS == 1000000000000LL, "the messages below give the bound");
+
+static bool in_range(int64_t ms, int64_t lo)
+{
+    return ms >= lo && ms <= DLOCK_MAX_DURATION_MS;
+}
+
+#define TTL_RANGE "ttl_ms must be 0 (never expires) to 1000000000000 (DLOCK_MAX_DURATION_MS)"
+
+int dlock__check_ttl(dlock_client *c, int64_t ttl_ms)
+{
+    if (in_range(ttl_ms, 0))
+        return DLOCK_OK;
+    if (c)
+        dlock__client_set_err(c, TTL_RANGE);
+    return DLOCK_EINVAL;
+}
+
+/* Option combinations that cannot work and values out of range, refused before anything is
+ * sent. */
 int dlock__check_options(const dlock_options *o, int nservers, char *err, size_t errlen)
 {
     const char *why = NULL;
@@ -51,14 +73,16 @@ int dlock__check_options(const dlock_options *o, int nservers, char *err, size_t
         why = "token and legacy locks take exactly one server URL";
     else if (redlock && (nservers % 2 == 0 || nservers > DLOCK__MAX_SERVERS))
         why = "redlock takes an odd number of servers, 1 to 9";
-    else if (o->ttl_ms < 0)
-        why = "ttl_ms must be >= 0";
-    else if (o->wait_timeout_ms < -1)
-        why = "wait_timeout_ms must be -1, 0 or positive";
-    else if (o->command_timeout_ms <= 0)
-        why = "command_timeout_ms must be positive";
-    else if (o->backoff.base_ms < 0 || o->backoff.cap_ms < o->backoff.base_ms)
-        why = "backoff needs 0 <= base_ms <= cap_ms";
+    else if (!in_range(o->ttl_ms, 0))
+        why = TTL_RANGE;
+    else if (!in_range(o->wait_timeout_ms, -1))
+        why = "wait_timeout_ms must be -1 (forever), 0 (try once) or up to 1000000000000 "
+              "(DLOCK_MAX_DURATION_MS)";
+    else if (!in_range(o->command_timeout_ms, 1))
+        why = "command_timeout_ms must be 1 to 1000000000000 (DLOCK_MAX_DURATION_MS)";
+    else if (o->backoff.base_ms < 0 || o->backoff.cap_ms < o->backoff.base_ms ||
+             !in_range(o->backoff.cap_ms, 0))
+        why = "backoff needs 0 <= base_ms <= cap_ms <= 1000000000000 (DLOCK_MAX_DURATION_MS)";
     else if ((unsigned)o->backoff.policy > DLOCK_BACKOFF_SERVICESTACK)
         why = "unknown backoff policy";
     else if ((unsigned)o->wait > DLOCK_WAIT_FIFO)
@@ -71,7 +95,7 @@ int dlock__check_options(const dlock_options *o, int nservers, char *err, size_t
         why = "fencing needs the token algorithm";
     else if (o->renew && o->algorithm == DLOCK_LEGACY)
         why = "the legacy algorithm cannot renew (it has no extend)";
-    else if (redlock && (o->drift_factor < 0 || o->drift_factor >= 1))
+    else if (redlock && !(o->drift_factor >= 0 && o->drift_factor < 1))   /* NaN too */
         why = "drift_factor must be in [0, 1)";
     if (why)
         snprintf(err, errlen, "%s", why);

@@ -3,7 +3,7 @@
  * The only file that reads scenario JSON. A load runs these steps on a jansson tree:
  *
  *   parse (duplicate keys rejected) → apply --set → decode the base → for each variant:
- *   copy the raw base, apply its `set`, fold its expectations in, decode it as a whole.
+ *   share the resolved base, apply its `set`, fold its expectations in, decode it as a whole.
  *
  * "Decode" validates and fills in one pass, driven by the field tables below: each table entry
  * names a key, its type and range, its default (as JSON text) and where its value goes in the C
@@ -16,6 +16,9 @@
  * workload and network are the resolved base sections with the group's keys laid over them, and
  * a variant is the resolved base with its paths replaced; both are decoded again. Building on
  * the resolved base means a reloaded scenario.json resolves to the same groups and variants.
+ * A variant's tree shares every node it does not change with the base's and copies only the
+ * objects on the paths it sets (copy on write), so resolving N variants is linear in N: a deep
+ * copy of the base per variant copied all N variants' definitions N times.
  * One default depends on another key: a layer that sets duration_ms but not iterations gets the
  * iteration default that goes with its duration (see rederive_iterations).
  *
@@ -910,7 +913,9 @@ static int decode_sets(ctx *c, json_t *set, lb_variant *v, const char *path)
     return 0;
 }
 
-static int decode_variant(ctx *c, lb_scenario *s, json_t *in, size_t i, json_t *res)
+/* seen: the names so far, as the keys of an object (a hash, so N variants cost N lookups). */
+static int decode_variant(ctx *c, lb_scenario *s, json_t *in, size_t i, json_t *res,
+                          json_t *seen)
 {
     char path[PATH_LEN], sub[PATH_LEN];
     lb_variant *v = &s->variants[i];
@@ -922,9 +927,9 @@ static int decode_variant(ctx *c, lb_scenario *s, json_t *in, size_t i, json_t *
     json_array_append_new(res, rv);
     if (check_name(c, json_object_get(rv, "name"), sub) < 0)
         return -1;
-    for (size_t j = 0; j < i; j++)
-        if (strcmp(s->variants[j].name, v->name) == 0)
-            return fail(c, sub, "duplicate variant name %s", GOT(json_object_get(rv, "name")));
+    if (json_object_get(seen, v->name))
+        return fail(c, sub, "duplicate variant name %s", GOT(json_object_get(rv, "name")));
+    json_object_set_new(seen, v->name, json_true());
     set = json_object_get(in, "set");
     json_object_set_new(rv, "set", set ? json_incref(set) : json_object());
     path_key(sub, path, "set");
@@ -941,10 +946,12 @@ static int decode_variants(ctx *c, json_t *raw, lb_scenario *s, json_t **out)
         return fail(c, "variants", "must be an array of variants, got %s", GOT(in));
     s->nvariants = json_array_size(in);
     s->variants = xcalloc(s->nvariants, sizeof *s->variants);
-    for (size_t i = 0; i < s->nvariants; i++)
-        if (decode_variant(c, s, json_array_get(in, i), i, *out) < 0)
-            return -1;
-    return 0;
+    json_t *seen = json_object();
+    int rc = 0;
+    for (size_t i = 0; i < s->nvariants && rc == 0; i++)
+        rc = decode_variant(c, s, json_array_get(in, i), i, *out, seen);
+    json_decref(seen);
+    return rc;
 }
 
 /* ---- expectations --------------------------------------------------------------------------- */
@@ -999,12 +1006,13 @@ static int decode_expect_map(ctx *c, json_t *in, const char *path, lb_expect *e,
     return 0;
 }
 
-static bool has_variant(const lb_scenario *s, const char *name)
+/* The variants' names as the keys of an object, for lookups in constant time. */
+static json_t *variant_names(const lb_scenario *s)
 {
+    json_t *names = json_object();
     for (size_t i = 0; i < s->nvariants; i++)
-        if (strcmp(s->variants[i].name, name) == 0)
-            return true;
-    return false;
+        json_object_set_new(names, s->variants[i].name, json_true());
+    return names;
 }
 
 /* expect.variants: {NAME: {path: bound}}; validated here, folded into each variant later. */
@@ -1016,22 +1024,27 @@ static int check_variant_expects(ctx *c, json_t *in, const lb_scenario *s)
     if (!json_is_object(in))
         return fail(c, "expect.variants", "must be an object mapping variant names to "
                     "expectations, got %s", GOT(in));
+    json_t *names = variant_names(s);
+    int rc = 0;
     json_object_keylen_foreach(in, key, len, m) {
         char sub[PATH_LEN];
         path_key(sub, "expect.variants", key);
-        if (len != strlen(key) || !has_variant(s, key))
-            return fail(c, sub, "no such variant");
-        if (!json_is_object(m))
-            return fail(c, sub, "must be an object mapping summary paths to bounds, got %s",
-                        GOT(m));
-        lb_expect *tmp = xcalloc(json_object_size(m), sizeof *tmp);
-        size_t n = 0;
-        int rc = decode_expect_map(c, m, sub, tmp, &n, false);
-        free(tmp);
+        if (len != strlen(key) || !json_object_get(names, key))
+            rc = fail(c, sub, "no such variant");
+        else if (!json_is_object(m))
+            rc = fail(c, sub, "must be an object mapping summary paths to bounds, got %s",
+                      GOT(m));
+        else {
+            lb_expect *tmp = xcalloc(json_object_size(m), sizeof *tmp);
+            size_t n = 0;
+            rc = decode_expect_map(c, m, sub, tmp, &n, false);
+            free(tmp);
+        }
         if (rc < 0)
-            return -1;
+            break;
     }
-    return 0;
+    json_decref(names);
+    return rc;
 }
 
 static int decode_expect(ctx *c, json_t *raw, lb_scenario *s, json_t **out)
@@ -1147,6 +1160,22 @@ static int set_child(ctx *c, json_t *cur, const char *seg, json_t *value, const 
     return no_child(c, cur, walked, seg, label);
 }
 
+/* Replaces the member `seg` of parent (a key or an index) with a shallow copy of child and
+ * returns the copy. A variant's tree shares nodes with the base's, so an object or list is
+ * copied before it changes; the copy shares the members, so the cost is its size, not the
+ * size of everything under it. */
+static json_t *own_child(json_t *parent, const char *seg, json_t *child)
+{
+    json_t *copy = json_copy(child);
+    if (!copy)
+        abort();   /* as xcalloc: out of memory on a small document */
+    if (json_is_object(parent))
+        json_object_set_new(parent, seg, copy);
+    else
+        json_array_set_new(parent, strtoul(seg, NULL, 10), copy);
+    return copy;
+}
+
 static json_t *object_member(json_t *parent, const char *key)
 {
     json_t *o = json_object_get(parent, key);
@@ -1176,8 +1205,9 @@ static int set_expect(ctx *c, json_t *root, const char *rest, json_t *value, con
 }
 
 /* Replaces the value at a dotted path (value is stolen). Missing objects on the way are created
- * (a missing clients list starts from the default one); list elements must exist. What the
- * result means is checked by the decode that follows. */
+ * (a missing clients list starts from the default one); list elements must exist. The objects
+ * and lists on the way are copied first (own_child), so root may share the rest with another
+ * tree. What the result means is checked by the decode that follows. */
 static int apply_path(ctx *c, json_t *root, const char *path, json_t *value, const char *what)
 {
     char label[PATH_LEN], buf[PATH_LEN], walked[PATH_LEN] = "";
@@ -1219,7 +1249,7 @@ static int apply_path(ctx *c, json_t *root, const char *path, json_t *value, con
             json_decref(value);
             return fail(c, label, "%s is not an object", walked);
         }
-        cur = child;
+        cur = own_child(cur, seg, child);
     }
 }
 
@@ -1251,35 +1281,42 @@ bool lb_override_from_arg(char *arg, lb_override *out)
 
 /* ---- resolving variants ------------------------------------------------------------------- */
 
-/* Moves expect.variants.NAME into expect (overriding common paths) and drops the rest. */
+/* Moves expect.variants.NAME into expect (overriding common paths) and drops the rest, in a
+ * copy of expect: the base's is shared. */
 static void fold_expect(json_t *raw, const char *name)
 {
     json_t *e = json_object_get(raw, "expect");
-    json_t *mine = json_incref(json_object_get(json_object_get(e, "variants"), name));
-    if (json_is_object(e))
-        json_object_del(e, "variants");
-    if (json_is_object(e) && json_is_object(mine))
+    if (!json_is_object(e))
+        return;
+    json_t *mine = json_object_get(json_object_get(e, "variants"), name);
+    e = own_child(raw, "expect", e);
+    json_object_del(e, "variants");   /* mine lives on: the base's expect holds it */
+    if (json_is_object(mine))
         json_object_update(e, mine);
-    json_decref(mine);
 }
 
 /* A variant is the resolved base with its paths replaced, decoded again. Starting from the
  * resolved form (not the file as written) makes a reloaded scenario.json resolve each variant
- * exactly as the original did. */
+ * exactly as the original did. vraw starts as a shallow copy of the base's top level and
+ * copies what it changes (own_child), so a variant costs what it sets, not the file's size. */
 static int resolve_variant(ctx *c, lb_scenario *base, size_t i)
 {
     lb_variant *v = &base->variants[i];
     json_t *vdef = json_array_get(json_object_get(base->priv->resolved, "variants"), i);
-    json_t *set = json_object_get(vdef, "set"), *vraw = json_deep_copy(base->priv->resolved);
+    json_t *set = json_object_get(vdef, "set"), *vraw = json_copy(base->priv->resolved);
     int rc = 0;
+    if (!vraw)
+        abort();
+    json_object_del(vraw, "variants");
     snprintf(c->prefix, sizeof c->prefix, "variants[%zu] (%s): ", i, v->name);
     for (size_t k = 0; k < v->nsets && rc == 0; k++)
         rc = apply_path(c, vraw, v->sets[k].path,
                         json_deep_copy(json_object_get(set, v->sets[k].path)), "set");
-    if (json_object_get(set, "workload.duration_ms") && !json_object_get(set, "workload.iterations"))
-        json_object_del(json_object_get(vraw, "workload"), "iterations");   /* as for a group */
+    json_t *w = json_object_get(vraw, "workload");
+    if (rc == 0 && json_is_object(w) && json_object_get(set, "workload.duration_ms") &&
+        !json_object_get(set, "workload.iterations"))
+        json_object_del(own_child(vraw, "workload", w), "iterations");   /* as for a group */
     if (rc == 0) {
-        json_object_del(vraw, "variants");
         fold_expect(vraw, v->name);
         v->scenario = scenario_new(base->file);
         v->scenario->variant = v->name;

@@ -11,7 +11,10 @@
  *     waitpid, openat, getdents64, unlinkat), so the same code serves the signal handler, the
  *     atexit handler and lb_server_stop;
  *   - the child gets its own process group, so the terminal's Ctrl-C reaches lockbench only and
- *     lockbench decides when its servers go.
+ *     lockbench decides when its servers go;
+ *   - nothing runs after a SIGKILL, so each directory names its owner (pid, process start time,
+ *     boot id, pid namespace) in a file, and every start removes the directories whose owner is
+ *     gone (sweep_stale_dirs).
  *
  * Waits (readiness, graceful stop, SIGSTOP taking effect) poll to a CLOCK_MONOTONIC deadline. */
 #include "servers.h"
@@ -50,6 +53,9 @@ extern char **environ;
 #define LB_PORT_ATTEMPTS     5
 #define LB_RM_MAX_DEPTH      4
 #define LB_LOG_TAIL_LINES    5
+#define LB_DIR_PREFIX        "lockbench-redis-"
+#define LB_OWNER_FILE        "lockbench-owner"
+#define LB_BOOT_ID_LEN       48   /* a UUID is 36; parse_owner reads at most 47 */
 
 struct lb_server {
     pid_t pid;                  /* 0 while killed */
@@ -322,12 +328,167 @@ static void dir_file(const lb_server *s, const char *name, char *out, size_t out
     snprintf(out, outlen, "%s/%s", s->dir, name);
 }
 
-static int make_dir(lb_server *s, char *err, size_t errlen)
+static const char *tmp_root(void)
 {
     const char *tmp = getenv("TMPDIR");
-    if (tmp == NULL || tmp[0] == '\0')
-        tmp = "/tmp";
-    int n = snprintf(s->dir, sizeof s->dir, "%s/lockbench-redis-XXXXXX", tmp);
+    return tmp == NULL || tmp[0] == '\0' ? "/tmp" : tmp;
+}
+
+/* ---- owners of the directories ------------------------------------------------------------- */
+
+/* Who made a directory. A pid alone is not enough: after the owner dies the kernel may give
+ * its pid to any process, so the owner is the pid and the start time of that process (field
+ * 22 of /proc/PID/stat, ticks since boot), which differs for the new one. A reboot restarts
+ * both counters, so the boot id goes with them; and a pid means something only in its pid
+ * namespace (a container sharing /tmp sees other pids), so that goes too. */
+typedef struct {
+    long pid;
+    unsigned long long start;
+    char boot[LB_BOOT_ID_LEN];
+    unsigned long long pidns;
+} lb_owner;
+
+typedef enum { OWNER_ALIVE, OWNER_DEAD, OWNER_UNKNOWN } lb_owner_state;
+
+/* Reads a small file whole; -1 with errno set. */
+static ssize_t read_small(int dirfd, const char *path, char *buf, size_t len)
+{
+    int fd = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, len - 1);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    if (n >= 0)
+        buf[n] = '\0';
+    return n;
+}
+
+/* 0 and the start time of pid; -1 with errno (ENOENT: no such process). The command name in
+ * field 2 may hold spaces and parentheses, so fields are counted from the last ')'. */
+static int proc_start_time(long pid, unsigned long long *out)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    if (read_small(AT_FDCWD, path, buf, sizeof buf) < 0)
+        return -1;
+    const char *p = strrchr(buf, ')');
+    /* after ")": state (field 3) ... starttime (field 22) */
+    if (p == NULL || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d "
+                            "%*d %*d %*d %*d %*d %llu", out) != 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+static int boot_id(char out[LB_BOOT_ID_LEN])
+{
+    if (read_small(AT_FDCWD, "/proc/sys/kernel/random/boot_id", out, LB_BOOT_ID_LEN) <= 0)
+        return -1;
+    out[strcspn(out, "\n")] = '\0';
+    return 0;
+}
+
+static int pid_namespace(unsigned long long *out)
+{
+    struct stat st;
+    if (stat("/proc/self/ns/pid", &st) != 0)
+        return -1;
+    *out = (unsigned long long)st.st_ino;
+    return 0;
+}
+
+static int owner_self(lb_owner *o)
+{
+    o->pid = (long)getpid();
+    return proc_start_time(o->pid, &o->start) == 0 && boot_id(o->boot) == 0
+           && pid_namespace(&o->pidns) == 0 ? 0 : -1;
+}
+
+/* The file is written under another name and renamed, so a sweep never reads half of it. No
+ * /proc (no owner to record) or a failed write only means this directory is never swept: the
+ * server itself does not need the file. */
+static void write_owner(const lb_server *s)
+{
+    lb_owner o;
+    char tmp[LB_DIR_MAX + 32], path[LB_DIR_MAX + 32];
+    if (owner_self(&o) != 0)
+        return;
+    dir_file(s, LB_OWNER_FILE ".tmp", tmp, sizeof tmp);
+    dir_file(s, LB_OWNER_FILE, path, sizeof path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return;
+    fprintf(f, "pid %ld\nstart %llu\nboot %s\npidns %llu\n", o.pid, o.start, o.boot, o.pidns);
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        unlink(tmp);
+}
+
+static int parse_owner(const char *text, lb_owner *o)
+{
+    int end = 0;
+    if (sscanf(text, "pid %ld\nstart %llu\nboot %47s\npidns %llu\n%n", &o->pid, &o->start,
+               o->boot, &o->pidns, &end) != 4 || end == 0 || text[end] != '\0' || o->pid <= 0)
+        return -1;
+    return 0;
+}
+
+/* Dead only when that is certain: the machine rebooted since, or no process has the pid, or
+ * the one that has it started at another time. A namespace we cannot see into, an unreadable
+ * /proc or an unreadable file leave it alone. */
+static lb_owner_state owner_state(const lb_owner *o, const lb_owner *self)
+{
+    unsigned long long start;
+    if (strcmp(o->boot, self->boot) != 0)
+        return OWNER_DEAD;
+    if (o->pidns != self->pidns)
+        return OWNER_UNKNOWN;
+    if (proc_start_time(o->pid, &start) != 0)
+        return errno == ENOENT ? OWNER_DEAD : OWNER_UNKNOWN;
+    return start == o->start ? OWNER_ALIVE : OWNER_DEAD;
+}
+
+/* Whether the entry `name` of tmp (open as tmpfd) is a directory a dead lockbench left: a real
+ * directory (not a symlink), ours, with an owner file that names a dead process. */
+static bool is_stale_dir(int tmpfd, const char *name, const lb_owner *self)
+{
+    char text[256];
+    struct stat st;
+    lb_owner o;
+    int fd = openat(tmpfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool stale = fstat(fd, &st) == 0 && st.st_uid == geteuid()
+                 && read_small(fd, LB_OWNER_FILE, text, sizeof text) > 0
+                 && parse_owner(text, &o) == 0 && owner_state(&o, self) == OWNER_DEAD;
+    close(fd);
+    return stale;
+}
+
+/* Removes the lockbench-redis-* directories of lockbench processes that died without cleaning
+ * up (SIGKILL, a crash, a power cut). Directories without an owner file are left alone: they
+ * are not ours, or their owner is between mkdtemp and writing the file. */
+static void sweep_stale_dirs(const char *tmp)
+{
+    lb_owner self;
+    if (owner_self(&self) != 0)
+        return;
+    DIR *d = opendir(tmp);
+    if (d == NULL)
+        return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (strncmp(e->d_name, LB_DIR_PREFIX, strlen(LB_DIR_PREFIX)) == 0
+            && is_stale_dir(dirfd(d), e->d_name, &self))
+            rm_entry_at(dirfd(d), e->d_name, 0);
+    closedir(d);
+}
+
+static int make_dir(lb_server *s, char *err, size_t errlen)
+{
+    const char *tmp = tmp_root();
+    int n = snprintf(s->dir, sizeof s->dir, "%s/" LB_DIR_PREFIX "XXXXXX", tmp);
     if (n < 0 || (size_t)n >= sizeof s->dir) {
         snprintf(err, errlen, "TMPDIR path too long: %s", tmp);
         s->dir[0] = '\0';
@@ -338,6 +499,7 @@ static int make_dir(lb_server *s, char *err, size_t errlen)
         s->dir[0] = '\0';
         return -1;
     }
+    write_owner(s);
     return 0;
 }
 
@@ -663,6 +825,7 @@ lb_server *lb_server_start(lb_persistence persistence, char *err, size_t errlen)
         return NULL;
     }
     s->persistence = persistence;
+    sweep_stale_dirs(tmp_root());
     if (find_redis(s->exe, sizeof s->exe, err, errlen) != 0 || make_dir(s, err, errlen) != 0) {
         free(s);
         return NULL;

@@ -3,7 +3,13 @@
  * lockbench's embedded default, and the fixture of every integration test: a redis-server on a
  * free loopback port, in a temporary directory of its own, started from the calling (main)
  * thread so PR_SET_PDEATHSIG takes it down if the process dies, killed and its directory removed
- * on lb_server_stop, at exit, and on SIGINT/SIGTERM. */
+ * on lb_server_stop, at exit, and on SIGINT/SIGTERM.
+ *
+ * The directory is $TMPDIR/lockbench-redis-XXXXXX (/tmp without TMPDIR). Its file
+ * lockbench-owner names the process that made it, one "key value" per line:
+ *     pid 1234 / start <field 22 of /proc/PID/stat> / boot <boot_id> / pidns <inode>
+ * and every lb_server_start first removes the directories whose owner is dead (after a SIGKILL
+ * nothing of the owner runs to do it). */
 #ifndef LB_SERVERS_H
 #define LB_SERVERS_H
 

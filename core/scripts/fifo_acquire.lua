@@ -38,6 +38,15 @@ if not redis.call('ZSCORE', KEYS[2], ARGV[2]) then
 end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[2])
 
+-- The queue's keys live one waiter bound past the last try. By then every member's heartbeat
+-- has lapsed, so their expiry drops only what the clean-up above would drop, and the arrival
+-- counter cannot restart under a live queue; a queue that nobody uses any more (its last waiter
+-- served, or all of them crashed) leaves nothing behind. The fencing counter (KEYS[5]) never
+-- expires: its tokens must keep increasing.
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[4], ARGV[4])
+
 local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
 if head ~= ARGV[2] or redis.call('EXISTS', KEYS[1]) == 1 then
     return -1

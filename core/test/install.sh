@@ -1,9 +1,10 @@
 #!/bin/sh
 # make install into a staging folder, then build a program outside the tree with
 # `pkg-config --cflags --libs dlock` and take and release a lock on a redis-server of our own,
-# reached over a unix socket. Prints TAP.
+# reached over a unix socket. The install before it used another PREFIX, whose paths must not
+# end up in the dlock.pc it installs. Prints TAP.
 set -u
-echo "1..3"
+echo "1..4"
 tmp=$(mktemp -d) || exit 1
 pid=""
 cleanup() {
@@ -12,17 +13,37 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-stage="$tmp/stage"
+stage="$tmp/stage" first="$tmp/first"
 # The plain build, whatever build this suite runs for (make exports a command-line SANITIZER
 # to recipes, so it is unset too): the staged library is linked by a
 # program compiled without sanitizers.
-if env -u MAKEFLAGS -u MFLAGS -u SANITIZER make -s install DESTDIR="$stage" PREFIX=/usr >"$tmp/install.log" 2>&1 &&
+install_to() {  # install_to DESTDIR PREFIX
+    env -u MAKEFLAGS -u MFLAGS -u SANITIZER make -s install DESTDIR="$1" PREFIX="$2" \
+        >>"$tmp/install.log" 2>&1
+}
+if install_to "$first" /usr/local && install_to "$stage" /usr &&
    [ -f "$stage/usr/include/dlock.h" ] && [ -f "$stage/usr/lib/pkgconfig/dlock.pc" ] &&
    [ -x "$stage/usr/bin/lockbench" ] && [ -e "$stage/usr/lib/libdlock.so.0" ]; then
     echo "ok 1 - make install stages the library, header, dlock.pc and lockbench"
 else
     echo "not ok 1 - make install stages the library, header, dlock.pc and lockbench"
     sed 's/^/# /' "$tmp/install.log"
+fi
+
+# pc_says FILE PREFIX: its three paths are PREFIX's
+pc_says() {
+    [ -f "$1" ] && grep -qx "prefix=$2" "$1" && grep -qx "libdir=$2/lib" "$1" &&
+        grep -qx "includedir=$2/include" "$1"
+}
+if pc_says "$first/usr/local/lib/pkgconfig/dlock.pc" /usr/local &&
+   pc_says "$stage/usr/lib/pkgconfig/dlock.pc" /usr; then
+    echo "ok 2 - each install's dlock.pc has its own PREFIX (/usr/local, then /usr)"
+else
+    echo "not ok 2 - each install's dlock.pc has its own PREFIX (/usr/local, then /usr)"
+    for pc in "$first/usr/local/lib/pkgconfig/dlock.pc" "$stage/usr/lib/pkgconfig/dlock.pc"; do
+        echo "# $pc:"
+        sed 's/^/#   /' "$pc" 2>/dev/null
+    done
 fi
 
 cat >"$tmp/app.c" <<'C'
@@ -52,9 +73,9 @@ int main(int argc, char **argv)
 C
 export PKG_CONFIG_PATH="$stage/usr/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$stage"
 if cc -o "$tmp/app" "$tmp/app.c" $(pkg-config --cflags --libs dlock) 2>"$tmp/cc.log"; then
-    echo "ok 2 - a program outside the tree builds with pkg-config dlock"
+    echo "ok 3 - a program outside the tree builds with pkg-config dlock"
 else
-    echo "not ok 2 - a program outside the tree builds with pkg-config dlock"
+    echo "not ok 3 - a program outside the tree builds with pkg-config dlock"
     sed 's/^/# /' "$tmp/cc.log"
 fi
 
@@ -69,8 +90,8 @@ while [ ! -S "$sock" ] && [ $i -lt 500 ]; do  # up to 5 s for the socket to appe
 done
 if LD_LIBRARY_PATH="$stage/usr/lib" "$tmp/app" "unix://$sock" >"$tmp/app.log" 2>&1 &&
    grep -q ' ok$' "$tmp/app.log"; then
-    echo "ok 3 - it takes and releases a lock over unix:// ($(cat "$tmp/app.log"))"
+    echo "ok 4 - it takes and releases a lock over unix:// ($(cat "$tmp/app.log"))"
 else
-    echo "not ok 3 - it takes and releases a lock over unix://"
+    echo "not ok 4 - it takes and releases a lock over unix://"
     sed 's/^/# /' "$tmp/app.log" "$tmp/redis.log"
 fi

@@ -1,5 +1,8 @@
 /* test_steps.c -- the token and legacy step functions, driven by scripted replies. */
+#include <math.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -330,6 +333,137 @@ static void option_combinations_are_checked(void **state)
     assert_int_equal(dlock__check_options(&o, 1, err, sizeof err), DLOCK_EINVAL);
 }
 
+/* Durations are turned into microseconds and added to clock readings: each has a range, and a
+ * value past it is refused with the option named, not left to overflow. */
+static void option_ranges_are_checked(void **state)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+        int64_t lo, hi;          /* the range; below lo and above hi are refused */
+    } fields[] = {
+        {"ttl_ms", offsetof(dlock_options, ttl_ms), 0, DLOCK_MAX_DURATION_MS},
+        {"wait_timeout_ms", offsetof(dlock_options, wait_timeout_ms), -1, DLOCK_MAX_DURATION_MS},
+        {"command_timeout_ms", offsetof(dlock_options, command_timeout_ms), 1,
+         DLOCK_MAX_DURATION_MS},
+        {"cap_ms", offsetof(dlock_options, backoff.cap_ms), 0, DLOCK_MAX_DURATION_MS},
+    };
+    const int64_t bad[] = {INT64_MAX, INT64_MAX / 1000 + 1, DLOCK_MAX_DURATION_MS + 1};
+    dlock_options o;
+    char err[160];
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        int64_t *v = (int64_t *)((char *)&o + fields[i].off);
+        dlock_options_init(&o);
+        o.backoff.base_ms = 0;
+        *v = fields[i].hi;
+        assert_int_equal(dlock__check_options(&o, 1, err, sizeof err), DLOCK_OK);
+        *v = fields[i].lo;
+        assert_int_equal(dlock__check_options(&o, 1, err, sizeof err), DLOCK_OK);
+        for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+            *v = bad[k];
+            err[0] = '\0';
+            assert_int_equal(dlock__check_options(&o, 1, err, sizeof err), DLOCK_EINVAL);
+            assert_non_null(strstr(err, fields[i].name));
+        }
+        *v = fields[i].lo - 1;
+        assert_int_equal(dlock__check_options(&o, 1, err, sizeof err), DLOCK_EINVAL);
+        assert_non_null(strstr(err, fields[i].name));
+    }
+    dlock_options_init(&o);
+    o.backoff.base_ms = INT64_MAX;   /* base <= cap, and cap is bounded */
+    o.backoff.cap_ms = INT64_MAX;
+    assert_int_equal(dlock__check_options(&o, 1, err, sizeof err), DLOCK_EINVAL);
+    assert_non_null(strstr(err, "cap_ms"));
+    dlock_options_init(&o);          /* NaN passes both < 0 and >= 1; the cast to int64 is UB */
+    o.algorithm = DLOCK_REDLOCK;
+    o.drift_factor = NAN;
+    assert_int_equal(dlock__check_options(&o, 3, err, sizeof err), DLOCK_EINVAL);
+    assert_non_null(strstr(err, "drift_factor"));
+    o.drift_factor = 0.5;
+    o.ttl_ms = DLOCK_MAX_DURATION_MS;
+    assert_int_equal(dlock__check_options(&o, 3, err, sizeof err), DLOCK_OK);
+    assert_true(dlock__drift_us(&o) > 0);
+}
+
+static void on_extended(void *ud, int rc)
+{
+    (void)ud, (void)rc;
+    fail_msg("a refused extend must not call back");
+}
+
+/* Counts the commands the client was about to send, and cancels each. */
+static int count_and_cancel(void *ud, const char *command)
+{
+    (void)command;
+    ++*(int *)ud;
+    return 1;
+}
+
+/* Through the API: an acquire or an extend with a value out of range returns DLOCK_EINVAL with
+ * the reason in the client's error before anything is sent. The "server" is a loopback socket
+ * that accepts connections and never answers; the hook would see (and cancel) any command. */
+static void out_of_range_calls_are_refused_before_sending(void **state)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    char url[64], err[256];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", ntohs(a.sin_port));
+    const char *urls[] = {url};
+    dlock_client *c = dlock_client_new(urls, 1, err, sizeof err);
+    if (!c)
+        fail_msg("dlock_client_new: %s", err);
+    int sent = 0;
+    dlock_client_set_hook(c, count_and_cancel, &sent);
+
+    dlock_options o;
+    dlock *l = (dlock *)1;
+    int64_t *fields[] = {&o.ttl_ms, &o.wait_timeout_ms, &o.command_timeout_ms,
+                         &o.backoff.cap_ms};
+    const char *names[] = {"ttl_ms", "wait_timeout_ms", "command_timeout_ms", "cap_ms"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        dlock_options_init(&o);
+        o.command_timeout_ms = 200;
+        *fields[i] = INT64_MAX;
+        assert_int_equal(dlock_acquire(c, "k", &o, &l), DLOCK_EINVAL);
+        assert_null(l);
+        assert_non_null(strstr(dlock_client_errstr(c), names[i]));
+        l = (dlock *)1;
+    }
+    assert_int_equal(sent, 0);
+
+    dlock_options_init(&o);
+    o.command_timeout_ms = 200;
+    static const unsigned char token[16];
+    l = dlock__lock_new(c, "k", &o, 1, token);  /* as if acquired: extend checks before it sends */
+    assert_non_null(l);
+    assert_int_equal(dlock_extend(l, INT64_MAX), DLOCK_EINVAL);
+    assert_non_null(strstr(dlock_client_errstr(c), "ttl_ms"));
+    assert_int_equal(dlock_extend(l, -1), DLOCK_EINVAL);
+    assert_string_equal(l->ttl_arg, "30000");
+    assert_int_equal(o.ttl_ms, 30000);
+
+    dlock_loop *lp = dlock_loop_new(err, sizeof err);
+    assert_non_null(lp);
+    assert_int_equal(dlock_client_attach(c, lp), DLOCK_OK);
+    dlock__client_set_err(c, "");
+    assert_int_equal(dlock_extend_async(l, DLOCK_MAX_DURATION_MS + 1, on_extended, NULL),
+                     DLOCK_EINVAL);
+    assert_non_null(strstr(dlock_client_errstr(c), "ttl_ms"));
+    assert_string_equal(l->ttl_arg, "30000");
+    assert_true(dlock_loop_run(lp, 20) >= 0);
+    assert_int_equal(sent, 0);
+
+    dlock__lock_free(l);
+    dlock_client_free(c);
+    dlock_loop_free(lp);
+    close(fd);
+}
+
 static void options_defaults_match_the_spec(void **state)
 {
     dlock_options o;
@@ -409,6 +543,8 @@ int main(void)
         cmocka_unit_test(legacy_has_no_extend),
         cmocka_unit_test(legacy_watch_error_is_eio),
         cmocka_unit_test(option_combinations_are_checked),
+        cmocka_unit_test(option_ranges_are_checked),
+        cmocka_unit_test(out_of_range_calls_are_refused_before_sending),
         cmocka_unit_test(options_defaults_match_the_spec),
     };
     return cmocka_run_group_tests_name("steps", tests, NULL, NULL);

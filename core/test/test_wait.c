@@ -644,6 +644,67 @@ static void fifo_handoff_carries_the_fencing_token(void **state)
     dlock_client_free(resource);
 }
 
+static long long exists(const char *key)
+{
+    return fx_int(0, "EXISTS %s", key);
+}
+
+/* The queue's keys live as long as someone uses the queue: once the last waiter is served and
+ * the lock released, the arrival counter <key>:queue:seq expires (it stayed forever), and so do
+ * the keys of a queue whose only waiter crashed. The fencing counter never expires. */
+static void fifo_queue_keys_expire_when_unused(void **state)
+{
+    const char *key = "fq:lock";
+    dlock_client *hc = fx_client(1);
+    dlock_options o = wait_opts(DLOCK_WAIT_FIFO, 30000, 10000);
+    o.fencing = true;
+    dlock *held;
+    assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
+    long long since = last_client_id();
+    waiter w = {.c = fx_client(1), .key = key, .o = o};
+    waiter_start(&w);
+    poll_until(zcard, "fq:lock:queue", 1, 5000, "queue length");
+    assert_true(newer_client_blocks_within(since, 5000));
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    waiter_join(&w);
+    assert_int_equal(w.rc, DLOCK_OK);            /* the last waiter, served by the hand-off */
+    assert_int_equal(w.release_rc, DLOCK_OK);
+    assert_int_equal(exists(key), 0);
+    long long pttl = fx_int(0, "PTTL %s", "fq:lock:queue:seq");
+    if (pttl != -2 && (pttl <= 0 || pttl > DLOCK__FIFO_WAITER_BOUND_MS))
+        fail_msg("fq:lock:queue:seq: PTTL %lld, want a TTL of at most %d ms or no key", pttl,
+                 DLOCK__FIFO_WAITER_BOUND_MS);
+    poll_until(exists, "fq:lock:queue:seq", 0, DLOCK__FIFO_WAITER_BOUND_MS + 1000,
+               "the arrival counter");
+    assert_int_equal(exists("fq:lock:queue"), 0);
+    assert_int_equal(exists("fq:lock:queue:beat"), 0);
+    assert_int_equal(fx_int(0, "GET %s", "fq:lock:fence"), 2);
+    assert_int_equal(fx_int(0, "PTTL %s", "fq:lock:fence"), -1);
+
+    /* a queue whose only waiter crashed, the lock still held: nobody is left to clean it up */
+    assert_int_equal(dlock_acquire(hc, key, &o, &held), DLOCK_OK);
+    gate g;
+    gate_init(&g, NULL);
+    waiter dead = {.c = fx_client(1), .key = key, .o = o};
+    dlock_client_set_hook(dead.c, gate_hook, &g);
+    waiter_start(&dead);
+    poll_until(zcard, "fq:lock:queue", 1, 5000, "queue length");
+    atomic_store(&g.crash, true);
+    waiter_join(&dead);
+    assert_int_equal(dead.rc, DLOCK_ECANCELED);
+    int64_t bound = DLOCK__FIFO_WAITER_BOUND_MS + DLOCK__FIFO_HEARTBEAT_MS + 1000;
+    poll_until(exists, "fq:lock:queue", 0, bound, "the crashed waiter's queue");
+    poll_until(exists, "fq:lock:queue:beat", 0, bound, "its heartbeat");
+    poll_until(exists, "fq:lock:queue:seq", 0, bound, "the arrival counter");
+    assert_int_equal(dlock_release(held), DLOCK_OK);
+    assert_int_equal(fx_int(0, "GET %s", "fq:lock:fence"), 3);
+    assert_int_equal(fx_int(0, "PTTL %s", "fq:lock:fence"), -1);
+    dlock_client_free(dead.c);
+    dlock_client_free(w.c);
+    dlock_client_free(hc);
+    gate_destroy(&g);
+}
+
 /* ---- notify -------------------------------------------------------------------------------- */
 
 /* A blocked waiter wakes within about a round trip of the release, not after its back-off
@@ -848,6 +909,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(fifo_crashed_head_does_not_block_past_the_bound),
         cmocka_unit_test(fifo_timeout_leaves_the_queue),
         cmocka_unit_test(fifo_handoff_carries_the_fencing_token),
+        cmocka_unit_test(fifo_queue_keys_expire_when_unused),
         cmocka_unit_test(notify_wakes_the_waiter_fast),
         cmocka_unit_test(notify_lost_signal_costs_at_most_a_slice),
         cmocka_unit_test(notify_expired_holder_costs_its_ttl),

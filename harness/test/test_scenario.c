@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <jansson.h>
 
 #include "scenario.h"
 
@@ -657,6 +660,85 @@ static void test_summary_paths_and_names(void **state)
     lb_scenario_free(NULL);
 }
 
+/* ---- many variants -------------------------------------------------------------------------- */
+
+/* Every jansson allocation is counted: the loader's work on JSON shows as allocations. */
+static size_t json_allocs;
+
+static void *counting_malloc(size_t n)
+{
+    json_allocs++;
+    return malloc(n);
+}
+
+/* A scenario with n variants, each setting two paths and having one expectation of its own. */
+static char *many_variants(size_t n)
+{
+    size_t cap = 512 + n * 200, len = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    len += (size_t)snprintf(buf, cap, "{\"name\": \"many\", \"clients\": [{\"count\": 2}, "
+                            "{\"name\": \"b\"}], \"variants\": [");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s{\"name\": \"v%zu\", \"set\": "
+                                "{\"lock.backoff.base_ms\": %zu, \"clients.1.count\": %zu}}",
+                                i ? ", " : "", i, i % 50, 1 + i % 3);
+    len += (size_t)snprintf(buf + len, cap - len, "], \"expect\": {\"overlaps\": 0, "
+                            "\"variants\": {");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s\"v%zu\": {\"errors\": %zu}",
+                                i ? ", " : "", i, i % 7);
+    snprintf(buf + len, cap - len, "}}}");
+    assert_true(len + 3 < cap);
+    return buf;
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Loads n variants: the JSON allocations it made and its CPU time (the best of `tries`, so a
+ * busy machine shows less). Checks the last variant was resolved. */
+static size_t load_many(size_t n, int tries, double *best)
+{
+    char *json = many_variants(n);
+    size_t allocs = 0;
+    *best = INFINITY;
+    for (int t = 0; t < tries; t++) {
+        size_t before = json_allocs;
+        double start = cpu_seconds();
+        lb_scenario *s = load_ok(json, NULL);
+        double took = cpu_seconds() - start;
+        allocs = json_allocs - before;
+        *best = took < *best ? took : *best;
+        const lb_scenario *last = lb_scenario_variant(s, n - 1);
+        assert_int_equal(lb_scenario_variant_count(s), n);
+        assert_int_equal(last->groups[1].count, 1 + (int64_t)((n - 1) % 3));
+        assert_int_equal(last->lock.backoff.base_ms, (int64_t)((n - 1) % 50));
+        assert_int_equal(last->nexpect, 2);
+        lb_scenario_free(s);
+    }
+    free(json);
+    return allocs;
+}
+
+/* Resolving a variant costs what the variant changes, not the size of the file: ten times the
+ * variants is about ten times the allocations and the time (copying the whole document per
+ * variant made it a hundred, and 10 000 variants took a minute). */
+static void test_many_variants_linear(void **state)
+{
+    (void)state;
+    double small_s, big_s;
+    size_t small = load_many(1000, 3, &small_s), big = load_many(10000, 3, &big_s);
+    print_message("# 1 000 variants: %zu allocations, %.3f s; 10 000: %zu, %.3f s\n", small,
+                  small_s, big, big_s);
+    assert_true(big < 12 * small);
+    assert_true(big_s < 20 * small_s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -674,6 +756,8 @@ int main(void)
         cmocka_unit_test(test_external_servers),
         cmocka_unit_test(test_files_and_parse_errors),
         cmocka_unit_test(test_summary_paths_and_names),
+        cmocka_unit_test(test_many_variants_linear),
     };
+    json_set_alloc_funcs(counting_malloc, free);   /* before any JSON is made */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

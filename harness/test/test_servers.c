@@ -12,11 +12,13 @@
 #include <hiredis/hiredis.h>
 
 #include <errno.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +29,8 @@ typedef struct {
     lb_server *servers[MAX_FIXTURE_SERVERS];
     redisContext *conns[MAX_FIXTURE_SERVERS];
     char err[512];
+    char tmp[64];          /* a TMPDIR of the test's own, removed by the teardown */
+    char *saved_tmpdir;
 } fixture;
 
 static int setup(void **state)
@@ -38,6 +42,13 @@ static int setup(void **state)
     return 0;
 }
 
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
 static int teardown(void **state)
 {
     fixture *f = *state;
@@ -46,8 +57,27 @@ static int teardown(void **state)
             redisFree(f->conns[i]);
         lb_server_stop(f->servers[i]);
     }
+    if (f->tmp[0] != '\0') {
+        if (f->saved_tmpdir != NULL)
+            setenv("TMPDIR", f->saved_tmpdir, 1);
+        else
+            unsetenv("TMPDIR");
+        free(f->saved_tmpdir);
+        nftw(f->tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    }
     free(f);
     return 0;
+}
+
+/* Points TMPDIR at a fresh directory, so a test sees only the server directories it made. */
+static const char *own_tmpdir(fixture *f)
+{
+    const char *old = getenv("TMPDIR");
+    snprintf(f->tmp, sizeof f->tmp, "/tmp/lockbench-servers-test-XXXXXX");
+    assert_non_null(mkdtemp(f->tmp));
+    f->saved_tmpdir = old != NULL ? strdup(old) : NULL;
+    setenv("TMPDIR", f->tmp, 1);
+    return f->tmp;
 }
 
 static int64_t now_ms(void)
@@ -345,6 +375,150 @@ static void test_start_without_redis_in_path(void **state)
     assert_non_null(strstr(f->err, "redis-server"));
 }
 
+/* ---- directories a killed lockbench left --------------------------------------------------- */
+
+typedef struct {
+    long pid;
+    unsigned long long start, pidns;
+    char boot[48];
+} owner;
+
+static void read_owner(const char *dir, owner *o)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/lockbench-owner", dir);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    int n = fscanf(fp, "pid %ld start %llu boot %47s pidns %llu", &o->pid, &o->start, o->boot,
+                   &o->pidns);
+    fclose(fp);
+    assert_int_equal(n, 4);
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* tmp/name, a directory with some server files and, unless o is NULL, an owner file. */
+static void fake_dir(const char *tmp, const char *name, const owner *o)
+{
+    char dir[600], sub[700], text[256];
+    snprintf(dir, sizeof dir, "%s/%s", tmp, name);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    write_file(dir, "redis.log", "log\n");
+    snprintf(sub, sizeof sub, "%s/appendonlydir", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    write_file(sub, "appendonly.aof.1.incr.aof", "*1\r\n");
+    if (o == NULL)
+        return;
+    snprintf(text, sizeof text, "pid %ld\nstart %llu\nboot %s\npidns %llu\n", o->pid, o->start,
+             o->boot, o->pidns);
+    write_file(dir, "lockbench-owner", text);
+}
+
+static bool in_tmp(const char *tmp, const char *name)
+{
+    char path[600];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    return lstat(path, &st) == 0;
+}
+
+/* A pid no process has now (that of a child already reaped). */
+static long dead_pid(void)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(0);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    return (long)pid;
+}
+
+/* A start removes the directories whose owner is dead (no such pid, the pid reused by a later
+ * process, a boot ago) and nothing else: not a live owner's, not one it cannot judge (another
+ * pid namespace, no or a garbled owner file), not what lockbench did not make. */
+static void test_start_sweeps_dead_owners_only(void **state)
+{
+    fixture *f = *state;
+    const char *tmp = own_tmpdir(f);
+    lb_server *live = start_server(f, 0, LB_PERSIST_NONE);
+    owner me, o;
+    read_owner(lb_server_dir(live), &me);
+    assert_int_equal(me.pid, (long)getpid());
+
+    o = me, o.pid = dead_pid();
+    fake_dir(tmp, "lockbench-redis-dead", &o);
+    o = me, o.start = me.start + 1;                  /* our pid, another process's start */
+    fake_dir(tmp, "lockbench-redis-reused", &o);
+    o = me, snprintf(o.boot, sizeof o.boot, "00000000-0000-0000-0000-000000000000");
+    fake_dir(tmp, "lockbench-redis-rebooted", &o);
+    o = me, o.pid = dead_pid(), o.pidns = me.pidns + 1;
+    fake_dir(tmp, "lockbench-redis-otherns", &o);
+    fake_dir(tmp, "lockbench-redis-noowner", NULL);
+    fake_dir(tmp, "lockbench-redis-garbled", NULL);
+    write_file(tmp, "lockbench-redis-garbled/lockbench-owner", "pid 1x\n");
+    o = me, o.pid = dead_pid();
+    fake_dir(tmp, "not-lockbench", &o);
+    char link[600];
+    snprintf(link, sizeof link, "%s/lockbench-redis-link", tmp);
+    assert_int_equal(symlink("not-lockbench", link), 0);
+    write_file(tmp, "lockbench-redis-file", "pid 1\n");
+
+    start_server(f, 1, LB_PERSIST_NONE);
+    assert_false(in_tmp(tmp, "lockbench-redis-dead"));
+    assert_false(in_tmp(tmp, "lockbench-redis-reused"));
+    assert_false(in_tmp(tmp, "lockbench-redis-rebooted"));
+    assert_true(in_tmp(tmp, "lockbench-redis-otherns"));
+    assert_true(in_tmp(tmp, "lockbench-redis-noowner"));
+    assert_true(in_tmp(tmp, "lockbench-redis-garbled/lockbench-owner"));
+    assert_true(in_tmp(tmp, "not-lockbench/appendonlydir/appendonly.aof.1.incr.aof"));
+    assert_true(in_tmp(tmp, "lockbench-redis-link"));
+    assert_true(in_tmp(tmp, "lockbench-redis-file"));
+    assert_true(dir_exists(lb_server_dir(live)));
+    expect_status(connect_slot(f, 0, 1000), "PONG", "PING");
+}
+
+/* The case itself: a process killed with SIGKILL cannot remove its directory, and the next
+ * process that starts a server does. */
+static void test_sigkilled_owner_dir_swept(void **state)
+{
+    fixture *f = *state;
+    own_tmpdir(f);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {                     /* starts a server, says where, waits to be killed */
+        char err[256];
+        lb_server *s = lb_server_start(LB_PERSIST_AOF_ALWAYS, err, sizeof err);
+        if (s == NULL)
+            _exit(1);
+        ssize_t ignored = write(fds[1], lb_server_dir(s), strlen(lb_server_dir(s)) + 1);
+        (void)ignored;
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    char dir[512] = "";
+    ssize_t n = read(fds[0], dir, sizeof dir - 1);   /* EOF if the child failed */
+    close(fds[0]);
+    kill(child, SIGKILL);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    assert_true(n > 1);
+    assert_true(dir_exists(dir));         /* nothing of the child ran after SIGKILL */
+
+    start_server(f, 0, LB_PERSIST_NONE);
+    assert_false(dir_exists(dir));
+    assert_true(dir_exists(lb_server_dir(f->servers[0])));
+}
+
 int main(void)
 {
     alarm(TEST_TIME_LIMIT_S);   /* a hang fails the run; PR_SET_PDEATHSIG takes the servers */
@@ -361,6 +535,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_start_failure_reports_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_port_race_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_without_redis_in_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_sweeps_dead_owners_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigkilled_owner_dir_swept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
