@@ -30,11 +30,14 @@ static void say(const char *fmt, int n)
     pthread_mutex_unlock(&out);
 }
 
+/* The counter's own connection, to the lock's server. */
 static redisContext *connect_raw(void)
 {
     int port = 6379;
     char host[64] = "127.0.0.1";
-    if (sscanf(url, "redis://%63[^:]:%d", host, &port) < 1)
+    if (strncmp(url, "unix://", 7) == 0)
+        return redisConnectUnix(url + 7);
+    if (sscanf(url, "redis://%63[^:/]:%d", host, &port) < 1)
         return NULL;
     return redisConnect(host, port);
 }

@@ -15,6 +15,18 @@
 #include "dlock.h"
 #include "servers.h"
 
+/* The counter's own connection, to the lock's server. */
+static redisContext *connect_raw(const char *url)
+{
+    int port = 6379;
+    char host[64] = "127.0.0.1";
+    if (strncmp(url, "unix://", 7) == 0)
+        return redisConnectUnix(url + 7);
+    if (sscanf(url, "redis://%63[^:/]:%d", host, &port) < 1)
+        return NULL;
+    return redisConnect(host, port);
+}
+
 static double seconds_since(const struct timespec *t0)
 {
     struct timespec t;
@@ -48,9 +60,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 3;
     }
-    int port = 6379;
-    sscanf(url, "redis://%*[^:]:%d", &port);
-    redisContext *r = redisConnect("127.0.0.1", port);
+    redisContext *r = connect_raw(url);
+    if (!r || r->err) {
+        fprintf(stderr, "cannot connect to %s\n", url);
+        return 3;
+    }
     freeReplyObject(redisCommand(r, "DEL testlock"));
     freeReplyObject(redisCommand(r, "SET atomic-counter 1"));
 
