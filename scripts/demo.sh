@@ -14,6 +14,9 @@ echo "== Five clients increment one counter under one lock (token algorithm)"
 echo
 echo "== A lock that is never released; a second client waits 2 s (legacy algorithm)"
 "$build/core/examples/seed_timeout" "$url" legacy
+echo
+echo "== Two clients on a driver of the example's own: poll(2), hiredis, dlock_machine.h"
+"$build/core/examples/poll_driver" "$url"
 redis_temp_stop
 if [ -x "$build/lockbench" ] && [ -f scenarios/backoff-comparison.json ]; then
     echo
