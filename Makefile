@@ -144,7 +144,7 @@ $(O)/harness/test/%: $(O)/harness/test/%.o $(HARNESS_TEST_SUPPORT) $(HARNESS_OBJ
 	$(say) LD $@
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
 
-$(O)/core/examples/%: $(O)/core/examples/%.o $(O)/harness/servers.o $(LIB_A)
+$(O)/core/examples/%: $(O)/core/examples/%.o $(LIB_A)
 	$(say) LD $@
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

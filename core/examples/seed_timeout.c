@@ -3,9 +3,9 @@
  * The first client sets the counter to 1, takes "testlock" and never releases it. The second
  * waits with wait_timeout_ms = 2000, times out, and so never increments the counter.
  *
- *     seed_timeout [redis://host:port | unix:///path] [token|legacy]  (either order)
+ *     seed_timeout redis://host:port | unix:///path [token|legacy]  (either order)
  *
- * Without a URL it starts a redis-server of its own on a free loopback port. */
+ * The server is the caller's (make demo starts one): the example links libdlock alone. */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +13,18 @@
 #include <time.h>
 
 #include "dlock.h"
-#include "servers.h"
+
+/* The counter's own connection, to the lock's server. */
+static redisContext *connect_raw(const char *url)
+{
+    int port = 6379;
+    char host[64] = "127.0.0.1";
+    if (strncmp(url, "unix://", 7) == 0)
+        return redisConnectUnix(url + 7);
+    if (sscanf(url, "redis://%63[^:/]:%d", host, &port) < 1)
+        return NULL;
+    return redisConnect(host, port);
+}
 
 static double seconds_since(const struct timespec *t0)
 {
@@ -26,7 +37,6 @@ int main(int argc, char **argv)
 {
     char err[256];
     const char *url;
-    lb_server *server = NULL;
     dlock_options o;
     dlock_options_init(&o);
     url = NULL;
@@ -36,11 +46,10 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "token") != 0)
             url = argv[i];
     }
-    if (!url && (server = lb_server_start(LB_PERSIST_NONE, err, sizeof err)))
-        url = lb_server_url(server);
     if (!url) {
-        fprintf(stderr, "cannot start redis-server: %s\n", err);
-        return 3;
+        fprintf(stderr, "usage: %s redis://host:port | unix:///path [token|legacy]\n",
+                argv[0]);
+        return 2;
     }
     dlock_client *holder = dlock_client_new(&url, 1, err, sizeof err);
     dlock_client *waiter = dlock_client_new(&url, 1, err, sizeof err);
@@ -48,9 +57,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 3;
     }
-    int port = 6379;
-    sscanf(url, "redis://%*[^:]:%d", &port);
-    redisContext *r = redisConnect("127.0.0.1", port);
+    redisContext *r = connect_raw(url);
+    if (!r || r->err) {
+        fprintf(stderr, "cannot connect to %s\n", url);
+        return 3;
+    }
     freeReplyObject(redisCommand(r, "DEL testlock"));
     freeReplyObject(redisCommand(r, "SET atomic-counter 1"));
 
@@ -83,6 +94,5 @@ int main(int argc, char **argv)
     redisFree(r);
     dlock_client_free(holder);
     dlock_client_free(waiter);
-    lb_server_stop(server);
     return ok ? 0 : 1;
 }
