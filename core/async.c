@@ -20,7 +20,10 @@ typedef struct dlock__async dlock__async;
 typedef struct flight {
     dlock__op op;
     dlock__answers ans;
+    bool frees_lock;           /* DLOCK__OP_RUN: the lock is the operation's own (a fenced write) */
 } flight;
+
+typedef struct dlock__loop_renewal renewal;
 
 /* A client's part in the loop: its operation and what it reports to. */
 struct dlock__async {
@@ -40,6 +43,8 @@ struct dlock__async {
     dlock_acquired_fn acquired;
     dlock_done_fn done;
     void *ud;
+    dlock_client *renewer;     /* extends its renewed locks: a clone on the same loop */
+    renewal *renewals;         /* its renewed locks */
 };
 
 /* ---- clients on the loop --------------------------------------------------------------- */
@@ -55,6 +60,10 @@ typedef struct roster {
 static void async_timer(void *ud);
 static void deliver_interrupts(void *ext);
 static void advance(dlock_client *c, dlock__async *a);
+static void renewals_free(dlock__async *a);
+static void renewals_kick(dlock__async *a);
+static int start_op(dlock_client *c, dlock__async *a, dlock *l, dlock__op_kind kind,
+                    int64_t ttl_ms, dlock__step_fn step, bool frees_lock);
 
 static void roster_free(void *ext)
 {
@@ -196,16 +205,211 @@ static void io_detach(dlock_client *c)
     if (!a)
         return;
     roster_remove(dlock__loop_ext(a->loop), c);
+    dlock_client_free(a->renewer);  /* first: its extend in flight runs on a renewal's copy */
+    renewals_free(a);
     if (a->f) {
         dlock__op *op = &a->f->op;
         dlock__answers_clear(&a->f->ans);
-        if (op->kind != DLOCK__OP_EXTEND)
+        if (op->kind == DLOCK__OP_ACQUIRE || op->kind == DLOCK__OP_RELEASE || a->f->frees_lock)
             dlock__lock_free(op->l);
         dlock__op_clear(op);
         free(a->f);
     }
     dlock_timer_free(a->timer);
     free(a);
+}
+
+/* ---- renewals on the loop ------------------------------------------------------------------
+ * A lock taken with renew is extended every third of its lease, as the watchdog thread does for
+ * the blocking calls, by a timer on the loop. The extends go out on the client's renewer -- a
+ * clone attached to the same loop, so they never wait behind the owner's own operation -- one at
+ * a time, on a copy of the lock (its step state is the renewer's). An extend that finds the lock
+ * gone, or that cannot reach the servers before the lease runs out, marks it lost: on_lost is
+ * called on the loop's thread. A frozen client's renewals wait for it to thaw. */
+
+struct dlock__loop_renewal {
+    dlock *lock;               /* the owner's */
+    dlock shadow;              /* the renewer's copy: same key and token, own step state */
+    dlock__async *owner;
+    dlock_timer *timer;
+    bool due;                  /* its time came while the renewer was busy or the owner frozen */
+    bool extending;            /* its extend is out on the renewer */
+    bool orphaned;             /* stopped while extending: freed when the extend returns */
+    renewal *next;
+};
+
+/* After a renewal that could not reach the servers, try again this many times per period. */
+#define RETRIES_PER_PERIOD 4
+
+static int64_t period_us(const dlock *l)
+{
+    return l->opt.ttl_ms * 1000 / 3;
+}
+
+static int renewer_ready(dlock_client *c, dlock__async *a)
+{
+    char err[256];
+    if (a->renewer)
+        return DLOCK_OK;
+    dlock_client *r = dlock__client_clone(c, err, sizeof err);
+    if (!r) {
+        dlock__client_set_err(c, err);
+        return DLOCK_EIO;
+    }
+    if (dlock_client_attach(r, a->loop) != DLOCK_OK) {
+        dlock_client_free(r);
+        return DLOCK_ENOMEM;
+    }
+    dlock_client_freeze(r, a->frozen);
+    a->renewer = r;
+    return DLOCK_OK;
+}
+
+static void renewal_unlink(renewal *r)
+{
+    for (renewal **p = &r->owner->renewals; *p; p = &(*p)->next) {
+        if (*p == r) {
+            *p = r->next;
+            return;
+        }
+    }
+}
+
+static void renewal_free(renewal *r)
+{
+    dlock_timer_free(r->timer);
+    free(r->shadow.key);
+    free(r);
+}
+
+static void renewal_done(void *ud, int rc);
+
+static bool renewal_go(renewal *r)
+{
+    dlock__async *a = r->owner;
+    dlock__async *ra = async_of(a->renewer);
+    if (a->frozen || ra->busy)
+        return false;
+    r->shadow.phase = 0;
+    ra->done = renewal_done;
+    ra->ud = r;
+    if (start_op(a->renewer, ra, &r->shadow, DLOCK__OP_RUN, 0, r->shadow.algo->extend, false) !=
+        DLOCK_OK)
+        return false;
+    r->due = false;
+    r->extending = true;
+    return true;
+}
+
+/* Starts the next renewal that came due, if the renewer is free. */
+static void renewals_kick(dlock__async *a)
+{
+    for (renewal *r = a->renewals; r && a->renewer; r = r->next)
+        if (r->due && !r->extending && renewal_go(r))
+            return;
+}
+
+static void renewal_timer(void *ud)
+{
+    renewal *r = ud;
+    r->due = true;
+    renewals_kick(r->owner);
+}
+
+static void renewal_done(void *ud, int rc)
+{
+    renewal *r = ud;
+    dlock__async *a = r->owner;
+    r->extending = false;
+    if (r->orphaned) {
+        renewal_unlink(r);
+        renewal_free(r);
+    } else if (rc == DLOCK_OK) {
+        atomic_store(&r->lock->valid_until_us, atomic_load(&r->shadow.valid_until_us));
+        dlock_timer_start(r->timer, r->shadow.started_us + period_us(&r->shadow) - dlock__mono_us());
+    } else if (rc == DLOCK_ENOTOWNER || dlock__mono_us() >= atomic_load(&r->lock->valid_until_us)) {
+        dlock *l = r->lock;
+        atomic_store(&l->lost, true);
+        l->unrenew(l);  /* nothing more to do for it */
+        if (l->opt.on_lost)
+            l->opt.on_lost(l->opt.on_lost_ud, l->key);
+    } else {
+        dlock_timer_start(r->timer, period_us(&r->shadow) / RETRIES_PER_PERIOD);  /* unreachable */
+    }
+    renewals_kick(a);
+}
+
+static void renewal_stop(dlock *l)
+{
+    renewal *r = l->loop_renewal;
+    l->loop_renewal = NULL;
+    l->unrenew = NULL;
+    if (!r)
+        return;
+    dlock_timer_stop(r->timer);
+    r->due = false;
+    if (r->extending) {
+        r->orphaned = true;  /* its copy is the renewer's until the extend returns */
+        return;
+    }
+    renewal_unlink(r);
+    renewal_free(r);
+}
+
+static int renewal_start(dlock_client *c, dlock__async *a, dlock *l)
+{
+    if (!l->opt.renew || l->opt.ttl_ms == 0)
+        return DLOCK_OK;  /* a lock that never expires needs no renewing */
+    renewal *r = calloc(1, sizeof *r);
+    if (!r || !(r->timer = dlock_timer_new(a->loop, renewal_timer, r))) {
+        free(r);
+        return DLOCK_ENOMEM;
+    }
+    r->lock = l;
+    r->owner = a;
+    r->shadow = *l;
+    r->shadow.client = a->renewer;
+    r->shadow.loop_renewal = NULL;
+    r->shadow.unrenew = NULL;
+    /* its own key: an orphaned copy outlives the owner's lock */
+    if (!(r->shadow.key = strdup(l->key))) {
+        renewal_free(r);
+        return DLOCK_ENOMEM;
+    }
+    r->next = a->renewals;
+    a->renewals = r;
+    l->loop_renewal = r;
+    l->unrenew = renewal_stop;
+    /* from the lease's start: the reply took time */
+    int64_t lease_start = atomic_load(&l->valid_until_us) - l->opt.ttl_ms * 1000;
+    dlock_timer_start(r->timer, lease_start + period_us(l) - dlock__mono_us());
+    return DLOCK_OK;
+}
+
+/* The owner's own extend of a renewed lock: the renewals go on at the new ttl. */
+static void renewal_follow(dlock *l)
+{
+    renewal *r = l->loop_renewal;
+    if (!r)
+        return;
+    r->shadow.opt.ttl_ms = l->opt.ttl_ms;
+    memcpy(r->shadow.ttl_arg, l->ttl_arg, sizeof r->shadow.ttl_arg);
+    int64_t lease_start = atomic_load(&l->valid_until_us) - l->opt.ttl_ms * 1000;
+    dlock_timer_start(r->timer, lease_start + period_us(l) - dlock__mono_us());
+}
+
+/* The client is being freed: its locks are no longer renewed (the renewer is gone already). */
+static void renewals_free(dlock__async *a)
+{
+    while (a->renewals) {
+        renewal *r = a->renewals;
+        a->renewals = r->next;
+        if (!r->orphaned) {
+            r->lock->loop_renewal = NULL;
+            r->lock->unrenew = NULL;
+        }
+        renewal_free(r);
+    }
 }
 
 /* Ends the operation (freed before the callback, which may start the next one) and reports. */
@@ -215,6 +419,7 @@ static void deliver(dlock_client *c, dlock__async *a)
     dlock__op_kind kind = op->kind;
     dlock *l = op->l;
     int rc = op->rc;
+    bool frees_lock = a->f->frees_lock;
     if (kind == DLOCK__OP_ACQUIRE)
         dlock__client_end_acquire(c, dlock__op_tries(op), dlock__mono_us() - op->start_us);
     if (rc != DLOCK_OK && op->err[0])
@@ -225,6 +430,8 @@ static void deliver(dlock_client *c, dlock__async *a)
     a->busy = false;
     switch (kind) {
     case DLOCK__OP_ACQUIRE:
+        if (rc == DLOCK_OK && (rc = renewal_start(c, a, l)) != DLOCK_OK)
+            dlock__client_set_err(c, "cannot renew the lock; it stays until its ttl");
         if (rc != DLOCK_OK) {
             dlock__lock_free(l);
             l = NULL;
@@ -235,12 +442,15 @@ static void deliver(dlock_client *c, dlock__async *a)
         dlock__lock_free(l);
         a->done(a->ud, rc);
         break;
-    case DLOCK__OP_RUN:  /* a fenced write: its lock was its own */
-        dlock__lock_free(l);
+    case DLOCK__OP_RUN:
+        if (frees_lock)  /* a fenced write: its lock was its own */
+            dlock__lock_free(l);
         a->done(a->ud, rc);
         break;
     case DLOCK__OP_EXTEND:
     default:
+        if (rc == DLOCK_OK)
+            renewal_follow(l);
         a->done(a->ud, rc);
         break;
     }
@@ -350,16 +560,19 @@ static dlock__async *idle_async(dlock_client *c)
     return a;
 }
 
-static int start(dlock_client *c, dlock__async *a, dlock *l, dlock__op_kind kind, int64_t ttl_ms)
+/* Starts an operation: kind on l, or step on it (DLOCK__OP_RUN, freeing l when done if
+ * frees_lock). */
+static int start_op(dlock_client *c, dlock__async *a, dlock *l, dlock__op_kind kind,
+                    int64_t ttl_ms, dlock__step_fn step, bool frees_lock)
 {
     flight *f = malloc(sizeof *f);
     dlock__rng *rng = kind == DLOCK__OP_ACQUIRE ? dlock__client_rng(c, l->opt.seed) : NULL;
-    dlock__step_fn step = kind == DLOCK__OP_RUN ? dlock__fenced_set_step : NULL;
     if (!f || dlock__op_init(&f->op, l, kind, step, rng) != DLOCK_OK) {
         free(f);
         return DLOCK_ENOMEM;
     }
     f->ans.n = 0;
+    f->frees_lock = frees_lock;
     f->op.extend_ttl_ms = ttl_ms;
     if (kind == DLOCK__OP_ACQUIRE)
         dlock__client_begin_acquire(c);
@@ -372,6 +585,11 @@ static int start(dlock_client *c, dlock__async *a, dlock *l, dlock__op_kind kind
     return DLOCK_OK;
 }
 
+static int start(dlock_client *c, dlock__async *a, dlock *l, dlock__op_kind kind, int64_t ttl_ms)
+{
+    return start_op(c, a, l, kind, ttl_ms, NULL, false);
+}
+
 int dlock_acquire_async(dlock_client *c, const char *key, const dlock_options *o,
                         dlock_acquired_fn fn, void *ud)
 {
@@ -379,10 +597,8 @@ int dlock_acquire_async(dlock_client *c, const char *key, const dlock_options *o
     dlock__async *a = idle_async(c);
     if (!a || !key || !fn)
         return DLOCK_EINVAL;
-    if (o && o->renew) {
-        dlock__client_set_err(c, "renew needs the blocking calls: its watchdog is a thread");
-        return DLOCK_EINVAL;
-    }
+    if (o && o->renew && (rc = renewer_ready(c, a)) != DLOCK_OK)
+        return rc;
     dlock *l = dlock__lock_prepare(c, key, o, &rc);
     if (!l)
         return rc;
@@ -398,6 +614,8 @@ int dlock_release_async(dlock *l, dlock_done_fn fn, void *ud)
     dlock__async *a = l ? idle_async(l->client) : NULL;
     if (!a || !fn)
         return DLOCK_EINVAL;
+    if (l->unrenew)
+        l->unrenew(l);
     a->done = fn;
     a->ud = ud;
     return start(l->client, a, l, DLOCK__OP_RELEASE, 0);
@@ -428,7 +646,7 @@ int dlock_fenced_set_async(dlock_client *c, const char *key, uint64_t fence, con
         return DLOCK_ENOMEM;
     a->done = fn;
     a->ud = ud;
-    int rc = start(c, a, l, DLOCK__OP_RUN, 0);
+    int rc = start_op(c, a, l, DLOCK__OP_RUN, 0, dlock__fenced_set_step, true);
     if (rc != DLOCK_OK)
         dlock__lock_free(l);
     return rc;
@@ -440,9 +658,12 @@ void dlock_client_freeze(dlock_client *c, bool frozen)
     if (!a || a->frozen == frozen)
         return;
     a->frozen = frozen;
+    dlock_client_freeze(a->renewer, frozen);  /* a paused process renews nothing */
     if (!frozen && a->held) {
         a->held = false;
         if (a->f)
             advance(c, a);
     }
+    if (!frozen)
+        renewals_kick(a);
 }

@@ -87,7 +87,8 @@ int dlock_release(dlock *l)
 {
     if (!l || dlock__client_on_loop(l->client))
         return DLOCK_EINVAL;
-    dlock__renew_stop(l);
+    if (l->unrenew)
+        l->unrenew(l);
     int rc = drive_kind(l, l->client, DLOCK__OP_RELEASE, NULL, 0);
     if (atomic_load(&l->lost))
         rc = DLOCK_ENOTOWNER;  /* the delete was best effort: the lease had already lapsed */
@@ -99,7 +100,8 @@ void dlock_abandon(dlock *l)
 {
     if (!l)
         return;
-    dlock__renew_stop(l);
+    if (l->unrenew)
+        l->unrenew(l);
     dlock__lock_free(l);
 }
 

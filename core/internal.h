@@ -113,6 +113,8 @@ struct dlock {
     _Atomic int64_t valid_until_us; /* end of the lease as we know it (monotonic); INT64_MAX = none */
     atomic_bool lost;             /* the watchdog failed to extend it */
     struct dlock__renewal *renewal; /* non-NULL while the watchdog renews it */
+    struct dlock__loop_renewal *loop_renewal;  /* non-NULL while its loop renews it */
+    void (*unrenew)(dlock *l);    /* stops whichever renews it (before a release or a free) */
     char err[192];                /* why the last operation failed */
 };
 

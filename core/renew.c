@@ -205,12 +205,14 @@ int dlock__renew_start(dlock *l)
     r->shadow = *l;
     r->shadow.client = w->conn;
     r->shadow.renewal = NULL;
+    r->shadow.unrenew = NULL;
     /* From the lease's start, not from now: creating the watchdog took time. */
     r->next_us = next_renewal(l, atomic_load(&l->valid_until_us) - l->opt.ttl_ms * 1000);
     pthread_mutex_lock(&w->mu);
     r->next = w->list;
     w->list = r;
     l->renewal = r;
+    l->unrenew = dlock__renew_stop;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     return DLOCK_OK;

@@ -1101,30 +1101,13 @@ static int decode_scenario(ctx *c, json_t *raw, lb_scenario *s)
         if (rc < 0)
             return -1;
     }
-    char why[160];
-    if (s->driver == LB_DRIVER_LOOP && !lb_scenario_loop_capable(s, why, sizeof why))
-        return fail(c, "driver", "the loop driver cannot run this scenario: %s (\"threads\" "
-                    "can, and \"auto\" picks it)", why);
     return 0;
 }
 
-bool lb_scenario_loop_capable(const lb_scenario *s, char *why, size_t whylen)
-{
-    for (size_t g = 0; g < s->ngroups; g++) {
-        if (s->groups[g].lock.renew) {
-            snprintf(why, whylen, "clients.%zu renews its lock (the watchdog is a thread)", g);
-            return false;
-        }
-    }
-    return true;
-}
-
+/* The loop runs every scenario; threads stay as the cross-check. */
 lb_driver lb_scenario_driver(const lb_scenario *s)
 {
-    char why[160];
-    if (s->driver != LB_DRIVER_AUTO)
-        return s->driver;
-    return lb_scenario_loop_capable(s, why, sizeof why) ? LB_DRIVER_LOOP : LB_DRIVER_THREADS;
+    return s->driver == LB_DRIVER_AUTO ? LB_DRIVER_LOOP : s->driver;
 }
 
 /* ---- --set and a variant's set: replacing a dotted path ------------------------------------- */

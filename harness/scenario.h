@@ -224,10 +224,6 @@ const char *lb_backoff_policy_name(lb_backoff_policy p);
 const char *lb_critical_section_name(lb_critical_section c);
 const char *lb_driver_name(lb_driver d);
 
-/* Whether the event-loop driver can run a resolved scenario: it has no client events (crash,
- * pause, network and server faults act on threads and hooks), no renew (the watchdog is a
- * thread) and no fenced counter writes. false with the first reason in why. */
-bool lb_scenario_loop_capable(const lb_scenario *s, char *why, size_t whylen);
 /* The driver a resolved scenario runs on: its own choice, "auto" resolved. */
 lb_driver lb_scenario_driver(const lb_scenario *s);
 const char *lb_persistence_name(lb_persistence p);

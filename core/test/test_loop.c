@@ -1008,10 +1008,7 @@ static void contract_refusals(void **state)
     assert_non_null(strstr(dlock_client_errstr(c), "loop"));
     assert_int_equal(dlock_fenced_set(c, "lp:res", 1, "x"), DLOCK_EINVAL);
 
-    /* renew, bad options, bad arguments */
-    o.renew = true;
-    assert_int_equal(acquire_async(c, "lp:k", &o, &r), DLOCK_EINVAL);
-    o.renew = false;
+    /* bad options, bad arguments */
     o.algorithm = DLOCK_REDLOCK;
     o.fencing = true;
     assert_int_equal(acquire_async(c, "lp:k", &o, &r), DLOCK_EINVAL);
@@ -1063,6 +1060,146 @@ static void contract_watchdog_cannot_attach(void **state)
     assert_int_equal(dlock_acquire(c, "lp:wd", &o, &l), DLOCK_OK);
     assert_int_equal(dlock_client_attach(c, lp), DLOCK_EINVAL);
     assert_int_equal(dlock_release(l), DLOCK_OK);
+    dlock_client_free(c);
+    dlock_loop_free(lp);
+}
+
+/* ---- renewals, freezing, fenced writes ------------------------------------------------------- */
+
+static void on_lost(void *ud, const char *key)
+{
+    (*(int *)ud)++;
+}
+
+/* A renewed lock outlives its ttl many times over, its extends going out on the loop; its
+ * commands count in the client's totals; a release stops the renewals and deletes the lock. */
+static void renew_keeps_a_lock_on_the_loop(void **state)
+{
+    dlock_loop *lp = loop_new();
+    dlock_client *c = loop_client(lp, 1);
+    dlock_options o = opts(DLOCK_TOKEN, DLOCK_WAIT_POLL, 300, 0);
+    o.renew = true;
+    int lost = 0;
+    o.on_lost = on_lost;
+    o.on_lost_ud = &lost;
+    result r;
+    assert_int_equal(acquire_wait(lp, c, "lp:renew", &o, &r, 5000), DLOCK_OK);
+    dlock *l = r.l;
+    dlock_stats before, after;
+    dlock_client_stats(c, &before, NULL);
+    RUN_FOR(lp, 1000);  /* more than three leases */
+    assert_int_equal(fx_int(0, "EXISTS %s", "lp:renew"), 1);
+    long long pttl = fx_int(0, "PTTL %s", "lp:renew");
+    assert_in_range(pttl, 1, 300);
+    assert_false(dlock_is_lost(l));
+    assert_true(dlock_validity_ms(l) > 0);
+    dlock_client_stats(c, &after, NULL);
+    print_message("renewals in 1 s: %llu commands\n",
+                  (unsigned long long)(after.commands - before.commands));
+    assert_in_range(after.commands - before.commands, 3, 20);  /* every 100 ms, and no storm */
+    assert_int_equal(release_wait(lp, l, 5000), DLOCK_OK);
+    assert_int_equal(fx_int(0, "EXISTS %s", "lp:renew"), 0);
+    dlock_client_stats(c, &before, NULL);
+    RUN_FOR(lp, 400);
+    dlock_client_stats(c, &after, NULL);
+    assert_int_equal(after.commands, before.commands);  /* no renewal after the release */
+    assert_int_equal(lost, 0);
+    dlock_client_free(c);
+    dlock_loop_free(lp);
+}
+
+/* A frozen client (a GC pause) sends nothing, renewals included: its lease runs out, another
+ * client takes the lock, and when it thaws its next renewal finds the lock gone: lost. */
+static void a_frozen_client_renews_nothing(void **state)
+{
+    dlock_loop *lp = loop_new();
+    dlock_client *c = loop_client(lp, 1), *other = loop_client(lp, 1);
+    dlock_options o = opts(DLOCK_TOKEN, DLOCK_WAIT_POLL, 300, 0);
+    o.renew = true;
+    int lost = 0;
+    o.on_lost = on_lost;
+    o.on_lost_ud = &lost;
+    result r, r2;
+    assert_int_equal(acquire_wait(lp, c, "lp:frozen", &o, &r, 5000), DLOCK_OK);
+    dlock_client_freeze(c, true);
+    o.renew = false;
+    o.wait_timeout_ms = 2000;
+    assert_int_equal(acquire_wait(lp, other, "lp:frozen", &o, &r2, 3000), DLOCK_OK);
+    assert_false(dlock_is_lost(r.l));  /* it cannot know yet: it is frozen */
+    dlock_client_freeze(c, false);
+    assert_true(RUN_UNTIL(lp, dlock_is_lost(r.l), 2000));
+    assert_int_equal(lost, 1);
+    assert_int_equal(release_wait(lp, r.l, 5000), DLOCK_ENOTOWNER);
+    assert_int_equal(release_wait(lp, r2.l, 5000), DLOCK_OK);
+    dlock_client_free(other);
+    dlock_client_free(c);
+    dlock_loop_free(lp);
+}
+
+/* A frozen client's acquire takes no step until it thaws, then goes on. */
+static void a_frozen_acquire_waits_for_the_thaw(void **state)
+{
+    dlock_loop *lp = loop_new();
+    dlock_client *c = loop_client(lp, 1), *holder = loop_client(lp, 1);
+    dlock_options o = opts(DLOCK_TOKEN, DLOCK_WAIT_POLL, 10000, 5000);
+    result r, h;
+    assert_int_equal(acquire_wait(lp, holder, "lp:thaw", &o, &h, 5000), DLOCK_OK);
+    fx_counter n = {.name = "SET"};
+    atomic_init(&n.n, 0);
+    dlock_client_set_hook(c, fx_count_hook, &n);
+    assert_int_equal(acquire_async(c, "lp:thaw", &o, &r), DLOCK_OK);
+    assert_true(RUN_UNTIL(lp, atomic_load(&n.n) >= 1, 2000));
+    dlock_client_freeze(c, true);
+    int tries = atomic_load(&n.n);
+    assert_int_equal(release_wait(lp, h.l, 5000), DLOCK_OK);
+    RUN_FOR(lp, 300);
+    assert_false(r.called);
+    assert_in_range(atomic_load(&n.n), tries, tries + 1);  /* at most the try already due */
+    dlock_client_freeze(c, false);
+    assert_true(RUN_UNTIL(lp, r.called, 2000));
+    assert_int_equal(r.rc, DLOCK_OK);
+    assert_int_equal(release_wait(lp, r.l, 5000), DLOCK_OK);
+    dlock_client_free(holder);
+    dlock_client_free(c);
+    dlock_loop_free(lp);
+}
+
+static void on_fenced(void *ud, int rc)
+{
+    result *r = ud;
+    r->rc = rc;
+    r->called = true;
+    r->calls++;
+}
+
+/* The fenced write on a loop: a newer token writes, an older one is refused and writes nothing;
+ * a server that lost its scripts is answered with EVAL. */
+static void fenced_set_on_the_loop(void **state)
+{
+    dlock_loop *lp = loop_new();
+    dlock_client *c = loop_client(lp, 1);
+    result r = {0};
+    assert_int_equal(dlock_fenced_set_async(c, "lp:res", 5, "five", on_fenced, &r), DLOCK_OK);
+    assert_true(RUN_UNTIL(lp, r.called, 5000));
+    assert_int_equal(r.rc, DLOCK_OK);
+    r = (result){0};
+    assert_int_equal(dlock_fenced_set_async(c, "lp:res", 4, "four", on_fenced, &r), DLOCK_OK);
+    assert_true(RUN_UNTIL(lp, r.called, 5000));
+    assert_int_equal(r.rc, DLOCK_ESTALE);
+    char *v = fx_get(0, "lp:res");
+    assert_string_equal(v, "five");
+    free(v);
+    redisContext *raw = fx_raw(0);
+    freeReplyObject(redisCommand(raw, "SCRIPT FLUSH"));
+    redisFree(raw);
+    r = (result){0};
+    assert_int_equal(dlock_fenced_set_async(c, "lp:res", 6, "six", on_fenced, &r), DLOCK_OK);
+    assert_true(RUN_UNTIL(lp, r.called, 5000));
+    assert_int_equal(r.rc, DLOCK_OK);
+    v = fx_get(0, "lp:res");
+    assert_string_equal(v, "six");
+    free(v);
+    assert_int_equal(dlock_fenced_set_async(c, "lp:res", 0, "x", on_fenced, &r), DLOCK_EINVAL);
     dlock_client_free(c);
     dlock_loop_free(lp);
 }
@@ -1722,6 +1859,10 @@ int main(void)
         T(contract_refusals),
         T(contract_watchdog_cannot_attach),
         T(contract_no_callback_inside_the_start),
+        T(renew_keeps_a_lock_on_the_loop),
+        T(a_frozen_client_renews_nothing),
+        T(a_frozen_acquire_waits_for_the_thaw),
+        T(fenced_set_on_the_loop),
         T(contract_callbacks_chain),
         T(contract_free_in_flight),
         T(timers_in_time_order),

@@ -762,6 +762,78 @@ static void both_drivers_are_correct(void **state)
     }
 }
 
+/* Whether a scenario's expect pins path for variant name (at the top or under its name). */
+static bool pinned(json_t *scenario, const char *name, const char *path)
+{
+    json_t *ex = json_object_get(scenario, "expect");
+    json_t *per = json_object_get(json_object_get(ex, "variants"), name);
+    return json_object_get(ex, path) || json_object_get(per, path);
+}
+
+/* Every scenario the project ships, on both drivers: each passes its own expectations on each,
+ * and the correctness figures come out the same -- overlaps, lost updates, stale writes
+ * rejected, and timeouts where the scenario pins them. */
+static void every_scenario_agrees_on_both_drivers(void **state)
+{
+    static const char *const dirs[] = {"scenarios", "scenarios/faults"};
+    static const char *const same[] = {"overlaps", "counter.lost_updates",
+                                       "counter.stale_writes_rejected", "crashed_clients"};
+    int files = 0;
+    for (int d = 0; d < 2; d++) {
+        DIR *dir = opendir(dirs[d]);
+        assert_non_null(dir);
+        for (struct dirent *e; (e = readdir(dir));) {
+            size_t len = strlen(e->d_name);
+            if (len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
+                continue;
+            char file[600];
+            snprintf(file, sizeof file, "%s/%s", dirs[d], e->d_name);
+            json_error_t je;
+            json_t *sc = json_load_file(file, 0, &je);
+            assert_non_null(sc);
+            char *out[2];
+            json_t *top[2];
+            static const char *const drivers[] = {"threads", "loop"};
+            for (int k = 0; k < 2; k++) {
+                out[k] = tempdir();
+                char *err = NULL;
+                int rc = lockbench(&err, "run %s --out %s/r --no-plot --quiet --set driver=%s",
+                                   file, out[k], drivers[k]);
+                if (rc != 0)
+                    fail_msg("%s on %s: exit %d\n%s", file, drivers[k], rc, err ? err : "");
+                free(err);
+                char rdir[1100];
+                snprintf(rdir, sizeof rdir, "%s/r", out[k]);
+                top[k] = load_json(rdir, "summary.json");
+            }
+            json_t *vs0 = json_object_get(top[0], "variants"), *vs1 = json_object_get(top[1], "variants");
+            assert_int_equal(json_array_size(vs0), json_array_size(vs1));
+            for (size_t i = 0; i < json_array_size(vs0); i++) {
+                json_t *a = json_array_get(vs0, i), *b = json_array_get(vs1, i);
+                const char *name = json_string_value(json_object_get(a, "name"));
+                assert_string_equal(json_string_value(json_object_get(a, "driver")), "threads");
+                assert_string_equal(json_string_value(json_object_get(b, "driver")), "loop");
+                for (size_t f = 0; f < sizeof same / sizeof *same; f++)
+                    if (num(a, same[f]) != num(b, same[f]))
+                        fail_msg("%s, variant %s: %s is %g on threads, %g on the loop", file,
+                                 name, same[f], num(a, same[f]), num(b, same[f]));
+                if (pinned(sc, name, "timeouts") && num(a, "timeouts") != num(b, "timeouts"))
+                    fail_msg("%s, variant %s: timeouts differ", file, name);
+            }
+            for (int k = 0; k < 2; k++) {
+                json_decref(top[k]);
+                rmtree(out[k]);
+                free(out[k]);
+            }
+            json_decref(sc);
+            files++;
+        }
+        closedir(dir);
+    }
+    print_message("%d scenarios agree on both drivers\n", files);
+    assert_true(files >= 14);
+}
+
 /* Two hundred clients need some 450 descriptors: lockbench raises its own soft limit rather
  * than fail under a small one (the usual default is 1024; a thousand clients need 2 000). */
 static void many_clients_under_a_small_fd_limit(void **state)
@@ -853,6 +925,7 @@ int main(void)
         cmocka_unit_test(stdout_write_errors_fail),
         cmocka_unit_test(overlapping_delays_stack),
         cmocka_unit_test(both_drivers_are_correct),
+        cmocka_unit_test(every_scenario_agrees_on_both_drivers),
         cmocka_unit_test(many_clients_under_a_small_fd_limit),
     };
     return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
