@@ -417,7 +417,7 @@ int lb_metrics_compute(const lb_scenario *variant, const lb_run_result *run, lb_
         .name = variant->variant ? variant->variant : variant->name,
         .algorithm = lb_algorithm_name(variant->lock.algorithm),
         .wait = lb_wait_name(variant->lock.wait),
-        .driver = lb_driver_name(lb_scenario_driver(variant)),
+        .driver = lb_driver_name(run->driver),
         .backoff = lb_backoff_policy_name(variant->lock.backoff.policy),
         .clients = (int64_t)variant->nclients,
         .complete = run->complete,

@@ -53,7 +53,7 @@ typedef struct lb_repeats {
 typedef struct lb_summary {
     const char *name, *algorithm, *wait, *backoff;   /* the variant's settings, borrowed */
     bool        complete;        /* false: interrupted, or fewer repeats than asked for ran */
-    const char *driver;                              /* "threads" or "loop": how it ran */
+    const char *driver;                              /* "threads" or "loop": as the runner recorded */
     int64_t     clients;
     double      elapsed_ms;
     int64_t     acquisitions, timeouts, errors, crashed_clients;

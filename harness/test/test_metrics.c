@@ -33,7 +33,8 @@ static void fixture_init(fixture *x, size_t nclients, int64_t elapsed_us)
 {
     memset(x, 0, sizeof *x);
     x->run = (lb_run_result){.complete = true, .elapsed_us = elapsed_us, .nkeys = 1,
-                             .nclients = nclients, .clients = x->cl, .faults = x->f};
+                             .nclients = nclients, .clients = x->cl, .faults = x->f,
+                             .driver = LB_DRIVER_THREADS};
     for (size_t i = 0; i < nclients; i++) {
         x->cl[i].client = (int)i;
         x->cl[i].group = i % 2;
@@ -215,6 +216,27 @@ static void test_latency_and_totals(void **state)
     assert_int_equal(s.overlaps, 2);
     assert_int_equal(s.faults_applied, 3);
     assert_true(s.expect.passed);
+    lb_summary_free(&s);
+    fixture_free(&x);
+    lb_scenario_free(sc);
+}
+
+/* The summary names the driver the runner recorded, not one worked out again from the
+ * scenario: a scenario that asks for threads, run (say, by a later default) on the loop, says
+ * loop. */
+static void test_driver_as_recorded(void **state)
+{
+    lb_scenario *sc = load("{\"name\": \"t\", \"driver\": \"threads\","
+                           " \"clients\": [{\"name\": \"w\", \"count\": 1}]}");
+    fixture x;
+    fixture_init(&x, 1, 1000);
+    lb_summary s;
+    assert_int_equal(lb_metrics_compute(sc, &x.run, &s), 0);
+    assert_string_equal(s.driver, "threads");
+    lb_summary_free(&s);
+    x.run.driver = LB_DRIVER_LOOP;
+    assert_int_equal(lb_metrics_compute(sc, &x.run, &s), 0);
+    assert_string_equal(s.driver, "loop");
     lb_summary_free(&s);
     fixture_free(&x);
     lb_scenario_free(sc);
@@ -734,6 +756,7 @@ int main(void)
         cmocka_unit_test(test_acq_log),
         cmocka_unit_test(test_acq_merge),
         cmocka_unit_test(test_latency_and_totals),
+        cmocka_unit_test(test_driver_as_recorded),
         cmocka_unit_test(test_empty_run),
         cmocka_unit_test(test_lost_updates),
         cmocka_unit_test(test_fairness),
