@@ -12,6 +12,7 @@
 #include "results.h"
 #include "atomic.h"
 #include "dlock.h"
+#include "fields.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -175,17 +176,37 @@ static json_t *lb__list(const double *x, size_t n)
     return a;
 }
 
-/* The same paths as the figures, so the gate finds "repeats.acquire_ms.p99". */
-static json_t *lb__repeats_json(const lb_repeats *r)
+/* Sets obj.path (dotted) to v, creating the objects on the way; takes the reference to v. */
+static void lb__set_path(json_t *obj, const char *path, json_t *v)
 {
-    json_t *o = json_object(), *acq = json_object(), *redis = json_object();
-    json_object_set_new(o, "throughput_per_s", lb__list(r->throughput_per_s, r->n));
-    json_object_set_new(acq, "p50", lb__list(r->acquire_p50, r->n));
-    json_object_set_new(acq, "p99", lb__list(r->acquire_p99, r->n));
-    json_object_set_new(o, "acquire_ms", acq);
-    json_object_set_new(redis, "commands_per_acquisition",
-                        lb__list(r->commands_per_acquisition, r->n));
-    json_object_set_new(o, "redis", redis);
+    const char *dot = strchr(path, '.');
+    if (!dot) {
+        json_object_set_new(obj, path, v);
+        return;
+    }
+    char *key = strndup(path, (size_t)(dot - path));
+    json_t *next = key ? json_object_get(obj, key) : NULL;
+    if (key && !next) {
+        next = json_object();
+        json_object_set_new(obj, key, next);
+    }
+    if (next)
+        lb__set_path(next, dot + 1, v);
+    else
+        json_decref(v);
+    free(key);
+}
+
+/* The lists of the figures fields.h marks `listed`, at the figures' own paths, so the gate
+ * finds "repeats.acquire_ms.p99". */
+static json_t *lb__repeats_json(const lb_summary *s)
+{
+    json_t *o = json_object();
+    size_t nf;
+    const lb_field *f = lb_fields(&nf);
+    for (size_t k = 0; k < nf; k++)
+        if (f[k].listed)
+            lb__set_path(o, f[k].path, lb__list(lb_metrics_repeats(s, f[k].path), s->repeats.n));
     return o;
 }
 
@@ -239,7 +260,7 @@ static json_t *lb__variant_json(const lb_summary *s)
                                               lb__real(s->redis.commands_per_acquisition)));
     json_object_set_new(o, "faults_applied", json_integer(s->faults_applied));
     if (s->repeats.n > 0)
-        json_object_set_new(o, "repeats", lb__repeats_json(&s->repeats));
+        json_object_set_new(o, "repeats", lb__repeats_json(s));
     json_object_set_new(o, "expect", lb__expect_json(s));
     return o;
 }

@@ -698,10 +698,10 @@ static void test_combine(void **state)
     assert_int_equal(c.timeouts, 6);
     assert_int_equal(c.crashed_clients, 1);
     assert_int_equal(c.repeats.n, 3);
-    assert_close(c.repeats.throughput_per_s[1], 300, 0);
-    assert_close(c.repeats.acquire_p50[2], 2, 0);
-    assert_close(c.repeats.acquire_p99[0], 5, 0);
-    assert_close(c.repeats.commands_per_acquisition[1], 6, 0);
+    assert_close(lb_metrics_repeats(&c, "throughput_per_s")[1], 300, 0);
+    assert_close(lb_metrics_repeats(&c, "acquire_ms.p50")[2], 2, 0);
+    assert_close(lb_metrics_repeats(&c, "acquire_ms.p99")[0], 5, 0);
+    assert_close(lb_metrics_repeats(&c, "redis.commands_per_acquisition")[1], 6, 0);
     assert_false(c.expect.passed);
     assert_int_equal(c.expect.nfailures, 1);
     assert_string_equal(c.expect.failures[0].path, "throughput_per_s");
@@ -719,7 +719,8 @@ static void test_combine(void **state)
     assert_close(c.throughput_per_s, 300, 0);
     assert_int_equal(c.overlaps, 1);
     assert_int_equal(c.repeats.n, 0);
-    assert_null(c.repeats.throughput_per_s);
+    assert_null(c.repeats.values);
+    assert_null(lb_metrics_repeats(&c, "throughput_per_s"));
     assert_false(c.expect.passed);
     assert_string_equal(c.expect.failures[0].bound, "[2000, 2500]");
     lb_summary_free(&c);
@@ -740,11 +741,12 @@ static void test_combine_repeat_without_acquisitions(void **state)
     lb_summary c;
     assert_int_equal(lb_metrics_combine(r, 3, &c), 0);
     assert_int_equal(c.repeats.n, 3);
-    assert_close(c.repeats.acquire_p50[0], 1, 0);
-    assert_true(isnan(c.repeats.acquire_p50[1]));
-    assert_true(isnan(c.repeats.acquire_p99[1]));
-    assert_close(c.repeats.acquire_p99[2], 9, 0);
-    assert_close(c.repeats.throughput_per_s[1], 0, 0);   /* a real figure: no acquisitions/s */
+    assert_close(lb_metrics_repeats(&c, "acquire_ms.p50")[0], 1, 0);
+    assert_true(isnan(lb_metrics_repeats(&c, "acquire_ms.p50")[1]));
+    assert_true(isnan(lb_metrics_repeats(&c, "acquire_ms.p99")[1]));
+    assert_close(lb_metrics_repeats(&c, "acquire_ms.p99")[2], 9, 0);
+    /* a real figure: no acquisitions/s */
+    assert_close(lb_metrics_repeats(&c, "throughput_per_s")[1], 0, 0);
     assert_close(c.acquire_ms.p50, 2, 0);
     assert_close(c.acquire_ms.p99, 7, 0);
     assert_int_equal(c.acquire_ms.count, 10);
