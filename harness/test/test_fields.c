@@ -2,13 +2,15 @@
  *
  * The summary a hand-made run gives, written by results.c and parsed back, has exactly the
  * table's figures as its numeric leaves, and the table's listed figures under "repeats"; the
- * table's rules say what SPEC sections 5 and 8 say. No servers. */
+ * table's rules say what SPEC sections 5 and 8 say; and a rule changed in the table changes
+ * what metrics and the gate both do. No servers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <jansson.h>
 #include <math.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "fields.h"
+#include "gate.h"
 #include "metrics.h"
 #include "results.h"
 #include "scenario.h"
@@ -269,11 +272,145 @@ static void test_rules_follow_the_spec(void **state)
     assert_null(lb_field_find("timeout_ms.p99"));   /* not a summary figure (SPEC section 6) */
 }
 
+/* ---- one rule, two readers ------------------------------------------------------------------ */
+
+/* The rows this test changes, and their rules as the table has them. */
+static lb_field *throughput_row, *overlaps_row;
+static lb_repeat_rule throughput_rule, overlaps_rule;
+
+static int save_rules(void **state)
+{
+    (void)state;
+    /* the table is not const underneath: changing a rule here is what a change in fields.c is */
+    throughput_row = (lb_field *)lb_field_find("throughput_per_s");
+    overlaps_row = (lb_field *)lb_field_find("overlaps");
+    throughput_rule = throughput_row->repeat;
+    overlaps_rule = overlaps_row->repeat;
+    return 0;
+}
+
+static int restore_rules(void **state)
+{
+    (void)state;
+    throughput_row->repeat = throughput_rule;
+    overlaps_row->repeat = overlaps_rule;
+    return 0;
+}
+
+/* Three repeats of variant "v": throughput 100, 200, 600; overlaps 0, 0, overlap_last. */
+static void three_repeats(lb_summary r[3], int64_t overlap_last)
+{
+    static const double tput[3] = {100, 200, 600};
+    for (int i = 0; i < 3; i++)
+        r[i] = (lb_summary){.name = "v", .algorithm = "token", .wait = "poll",
+                            .backoff = "exponential", .driver = "loop", .complete = true,
+                            .clients = 2, .acquisitions = 10, .throughput_per_s = tput[i],
+                            .acquire_ms = {.count = 10, .p50 = 1, .p99 = 2},
+                            .redis = {.commands = 40, .commands_per_acquisition = 4},
+                            .overlaps = i == 2 ? overlap_last : 0, .expect = {.passed = true}};
+}
+
+/* The repeats as the gate's rounds: side/r1 … side/r3, one run's results each. */
+static void write_rounds(const lb_scenario *sc, const char *side, const lb_summary r[3])
+{
+    char err[256], dir[256];
+    for (int i = 0; i < 3; i++) {
+        snprintf(dir, sizeof dir, "%s/%s/r%d", tmpdir, side, i + 1);
+        if (lb_results_write_top(dir, sc, &r[i], 1, NULL, "2024-05-01T10:00:00Z", true, err,
+                                 sizeof err) != 0)
+            fail_msg("%s", err);
+    }
+}
+
+/* The gate on two folders of rounds, its table sent to /dev/null, its --json read back. */
+static json_t *gate_rounds(const char *base, const char *cur, int *rc)
+{
+    char b[256], c[256], out[256];
+    snprintf(b, sizeof b, "%s/%s", tmpdir, base);
+    snprintf(c, sizeof c, "%s/%s", tmpdir, cur);
+    snprintf(out, sizeof out, "%s/gate.json", tmpdir);
+    char *argv[] = {"gate", b, c, "--json", out, NULL};
+    fflush(stdout);
+    int saved = dup(1), null = open("/dev/null", O_WRONLY);
+    assert_true(saved >= 0 && null >= 0);
+    dup2(null, 1);
+    *rc = lb_gate_main(5, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    close(null);
+    json_error_t je;
+    json_t *doc = json_load_file(out, 0, &je);
+    if (!doc)
+        fail_msg("gate.json: %s", je.text);
+    return doc;
+}
+
+/* The gate's row for metric of variant v, or NULL. */
+static json_t *gate_row(json_t *doc, const char *metric)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(doc, "results"), i, r)
+        if (strcmp(json_string_value(json_object_get(r, "metric")), metric) == 0)
+            return r;
+    return NULL;
+}
+
+/* A repeat rule is read from the table by metrics (combining --repeat) and by the gate (folding
+ * rounds, and taking a side's figure from its repeats) alike: as the table has it, throughput
+ * is the median (200) and overlaps the sum (1, a new overlap the gate fails); with the two rules
+ * swapped in the table, both readers give a throughput of 900 and overlaps of 0 (and the gate
+ * passes). Neither keeps a rule of its own. */
+static void test_a_rule_change_reaches_metrics_and_gate(void **state)
+{
+    (void)state;
+    lb_scenario *sc = load("{\"name\": \"t\", \"clients\": [{\"name\": \"w\", \"count\": 2}]}");
+    lb_summary base[3], cur[3], c;
+    three_repeats(base, 0);
+    three_repeats(cur, 1);
+    write_rounds(sc, "base", base);
+    write_rounds(sc, "cur", cur);
+
+    for (int swapped = 0; swapped < 2; swapped++) {
+        if (swapped) {
+            throughput_row->repeat = LB_REPEAT_SUM;
+            overlaps_row->repeat = LB_REPEAT_MEDIAN;
+        }
+        double want_tput = swapped ? 900 : 200;
+        int64_t want_overlaps = swapped ? 0 : 1;
+
+        assert_int_equal(lb_metrics_combine(cur, 3, &c), 0);
+        assert_true(c.throughput_per_s == want_tput);
+        assert_int_equal(c.overlaps, want_overlaps);
+        lb_summary_free(&c);
+
+        int rc;
+        json_t *doc = gate_rounds("base", "cur", &rc);
+        json_t *tput = gate_row(doc, "throughput_per_s"), *ov = gate_row(doc, "overlaps");
+        assert_non_null(tput);
+        assert_true(json_number_value(json_object_get(tput, "current")) == want_tput);
+        assert_true(json_number_value(json_object_get(tput, "baseline")) == want_tput);
+        if (swapped) {
+            assert_null(ov);
+            assert_int_equal(rc, LB_GATE_PASS);
+        } else {
+            assert_non_null(ov);
+            assert_true(json_number_value(json_object_get(ov, "current")) == 1);
+            assert_int_equal(rc, LB_GATE_REGRESSION);
+        }
+        json_decref(doc);
+    }
+    lb_scenario_free(sc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_summary_is_the_table),
         cmocka_unit_test(test_rules_follow_the_spec),
+        cmocka_unit_test_setup_teardown(test_a_rule_change_reaches_metrics_and_gate, save_rules,
+                                        restore_rules),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
