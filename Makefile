@@ -208,6 +208,7 @@ fuzz:
 	@mkdir -p build/fuzz-corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=gnu11 \
 	  -D_GNU_SOURCE -Iharness harness/fuzz_scenario.c harness/scenario.c \
+	  harness/fields.c harness/stats.c \
 	  $$(pkg-config --cflags --libs jansson) -o build/fuzz_scenario
 	build/fuzz_scenario -max_total_time=$(FUZZ_SECONDS) build/fuzz-corpus scenarios scenarios/invalid
 

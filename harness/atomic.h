@@ -1,5 +1,8 @@
 /* atomic.h -- writing a file so that no reader ever sees half of it; every file lockbench
- * writes (results, index.html, charts, the gate's outputs) goes through here.
+ * writes (results, index.html, charts, the gate's outputs, bench_hist's figures) goes through
+ * here. The one exception is a managed server's redis.conf (servers.c): it lives in a folder of
+ * lockbench's own that nobody else reads, is read once by the server started after it is
+ * closed, and servers.c is linked alone into the core's tests.
  *
  * A regular file, or one that does not exist yet, is written under a hidden temporary name in
  * its own folder (".NAME.XXXXXX"), flushed, fsync'd and renamed over NAME: a reader sees the old

@@ -3,24 +3,21 @@
  * Reads two summary.json files (SPEC section 6), matches their variants by name and turns each
  * comparison into a row: correctness rows (hard gate: a figure that was 0 and no longer is, an
  * expectation that passed and now fails, a variant that vanished) and performance rows (soft
- * gate, driven by the lb__metrics table below). The rows are then printed as a terminal table and,
- * on request, written as Markdown, JSON and github-action-benchmark input.
+ * gate). The rows are then printed as a terminal table and, on request, written as Markdown,
+ * JSON and github-action-benchmark input.
  *
- * Default thresholds, chosen from how noisy each figure is between repeats on one machine:
- *   throughput_per_s                 10 %  (bigger is better)
- *   acquire_ms.p50                   15 %
- *   acquire_ms.p99                   25 %  (tails move most under scheduling noise)
- *   redis.commands_per_acquisition    5 %  (nearly deterministic: a rise means more polling)
- * With >= LB_GATE_MIN_REPEATS repeats on both sides a change past its threshold is a regression
- * only when the Mann-Whitney p < LB_GATE_ALPHA; otherwise the threshold alone decides and the
- * verdict is marked weak.
+ * Which figures are checked, in which direction and with which default threshold is fields.c's
+ * table (the rows with a gate check); so is how repeats combine. With >= LB_GATE_MIN_REPEATS
+ * repeats on both sides a change past its threshold is a regression only when the Mann-Whitney
+ * p < LB_GATE_ALPHA; otherwise the threshold alone decides and the verdict is marked weak.
  *
  * A side may also be a folder of rounds: subfolders that each hold one run's summary.json (the
  * strict recipe runs base and head alternately, one run at a time). The rounds are folded into
- * one summary whose repeats are the rounds: medians for the performance figures, sums for the
- * correctness counters, expectations passed only if every round passed. */
+ * one summary whose repeats are the rounds, each figure combined by the table's rule as --repeat
+ * would have combined it, expectations passed only if every round passed. */
 #include "gate.h"
 #include "atomic.h"
+#include "fields.h"
 #include "stats.h"
 
 #include <dirent.h>
@@ -34,24 +31,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define LB__THROUGHPUT "throughput_per_s"
+#define LB__THROUGHPUT "throughput_per_s"   /* what --normalize scales */
 
-static const lb_gate_metric lb__metrics[] = {
-    {LB__THROUGHPUT,                   true,  10.0, "acquisitions/s"},
-    {"acquire_ms.p50",                 false, 15.0, "ms"},
-    {"acquire_ms.p99",                 false, 25.0, "ms"},
-    {"redis.commands_per_acquisition", false,  5.0, "commands"},
-};
-#define LB__NMETRICS (sizeof lb__metrics / sizeof lb__metrics[0])
-
-/* Correctness counters: any rise from 0 fails, however fast the run was. */
-static const char *const lb__counters[] = {"overlaps", "counter.lost_updates", "errors"};
-#define LB__NCOUNTERS (sizeof lb__counters / sizeof lb__counters[0])
-
-const lb_gate_metric *lb_gate_metrics(size_t *count)
+/* A performance figure: compared with its threshold, and with its repeats' test. */
+static bool lb__is_perf(const lb_field *f)
 {
-    *count = LB__NMETRICS;
-    return lb__metrics;
+    return f->gate == LB_CHECK_HIGHER || f->gate == LB_CHECK_LOWER;
 }
 
 /* ---- state ---------------------------------------------------------------------------------- */
@@ -69,7 +54,7 @@ static const char *const lb__verdict_key[] = {
 typedef struct {
     const char           *variant;
     const char           *metric;      /* dotted summary path, or "variant" for presence */
-    const lb_gate_metric *perf;        /* NULL for correctness rows */
+    const lb_field       *perf;        /* NULL for correctness rows */
     double                base, cur;   /* NAN when that side has no figure */
     bool                  boolean;     /* base/cur are 0/1 and print as false/true */
     const char           *base_text;   /* replaces base/cur in presence rows */
@@ -95,7 +80,7 @@ typedef struct {
 
 typedef struct {
     const char *input[2];
-    double      threshold[LB__NMETRICS];
+    double      threshold[LB_FIELDS_MAX];   /* by lb_field_index; performance rows only */
     bool        normalize;
     const char *markdown, *json, *bench_smaller, *bench_bigger;
 } lb__opts;
@@ -109,15 +94,60 @@ typedef struct {
 
 /* ---- messages ------------------------------------------------------------------------------- */
 
-static const char lb__usage[] =
-    "usage: lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize]\n"
-    "                      [--markdown FILE] [--json FILE] [--benchmark-json FILE]\n"
-    "                      [--benchmark-json-bigger FILE]\n"
-    "BASELINE, CURRENT: result directories (holding summary.json) or summary.json files, or\n"
-    "  folders of rounds (subfolders each holding one run's summary.json), folded as repeats.\n"
-    "METRIC: throughput_per_s (default 10), acquire_ms.p50 (15), acquire_ms.p99 (25),\n"
-    "        redis.commands_per_acquisition (5); PCT is the allowed change in percent.\n"
-    "Exit status: 0 pass, 1 regression, 2 bad input.\n";
+/* The performance figures: "a (default 10), b (15), ..." with thresholds, else "a, b, ...".
+ * With width > 0, lines break before that column, the list starting (and going on) at column
+ * indent. Malloc'd; NULL when out of memory. */
+static char *lb__metric_list(bool thresholds, int indent, int width)
+{
+    char *text = NULL;
+    size_t len = 0, nf, n = 0;
+    const lb_field *t = lb_fields(&nf);
+    FILE *f = open_memstream(&text, &len);
+    int col = indent;
+    for (size_t k = 0; f && k < nf; k++) {
+        if (!lb__is_perf(&t[k]))
+            continue;
+        char item[128];
+        int w = thresholds ? snprintf(item, sizeof item, "%s (%s%g)", t[k].path,
+                                      n ? "" : "default ", t[k].threshold_pct)
+                           : snprintf(item, sizeof item, "%s", t[k].path);
+        if (n && width > 0 && col + 2 + w > width) {
+            fprintf(f, ",\n%*s", indent, "");
+            col = indent;
+        } else if (n) {
+            fputs(", ", f);
+            col += 2;
+        }
+        fputs(item, f);
+        col += w;
+        n++;
+    }
+    if (f && fclose(f) != 0) {
+        free(text);
+        text = NULL;
+    }
+    return text;
+}
+
+static const char *lb__usage(void)
+{
+    static char text[2048];
+    if (text[0])
+        return text;
+    char *metrics = lb__metric_list(true, 8, 90);
+    snprintf(text, sizeof text,
+             "usage: lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize]\n"
+             "                      [--markdown FILE] [--json FILE] [--benchmark-json FILE]\n"
+             "                      [--benchmark-json-bigger FILE]\n"
+             "BASELINE, CURRENT: result directories (holding summary.json) or summary.json "
+             "files, or\n"
+             "  folders of rounds (subfolders each holding one run's summary.json), folded as "
+             "repeats.\n"
+             "METRIC: %s; PCT is the allowed change in percent.\n"
+             "Exit status: 0 pass, 1 regression, 2 bad input.\n", metrics ? metrics : "?");
+    free(metrics);
+    return text;
+}
 
 __attribute__((format(printf, 1, 2)))
 static int lb__bad(const char *fmt, ...)
@@ -146,14 +176,16 @@ static int lb__parse_threshold(lb__opts *o, const char *spec)
     const char *eq = strchr(spec, '=');
     if (!eq)
         return lb__bad("--threshold %s: expected METRIC=PCT, e.g. acquire_ms.p99=20", spec);
-    size_t len = (size_t)(eq - spec), i;
-    for (i = 0; i < LB__NMETRICS; i++)
-        if (strlen(lb__metrics[i].path) == len && strncmp(lb__metrics[i].path, spec, len) == 0)
-            break;
-    if (i == LB__NMETRICS)
-        return lb__bad("--threshold: unknown metric \"%.*s\" (one of throughput_per_s, "
-                       "acquire_ms.p50, acquire_ms.p99, redis.commands_per_acquisition)",
-                       (int)len, spec);
+    char name[128];
+    snprintf(name, sizeof name, "%.*s", (int)(eq - spec), spec);
+    const lb_field *f = lb_field_find(name);
+    if (!f || !lb__is_perf(f)) {
+        char *names = lb__metric_list(false, 0, 0);
+        int rc = lb__bad("--threshold: unknown metric \"%.*s\" (one of %s)", (int)(eq - spec),
+                         spec, names ? names : "?");
+        free(names);
+        return rc;
+    }
     char *end;
     errno = 0;
     double pct = strtod(eq + 1, &end);
@@ -161,7 +193,7 @@ static int lb__parse_threshold(lb__opts *o, const char *spec)
         end++;
     if (end == eq + 1 || *end || errno || !isfinite(pct) || pct < 0)
         return lb__bad("--threshold %s: PCT must be a non-negative number of percent", spec);
-    o->threshold[i] = pct;
+    o->threshold[lb_field_index(f)] = pct;
     return 0;
 }
 
@@ -179,7 +211,7 @@ static int lb__option_value(int argc, char **argv, int *i, const char *name, con
     if (a[len] != '\0')
         return 1;
     if (*i + 1 >= argc)
-        return lb__bad("%s needs a value\n%s", name, lb__usage);
+        return lb__bad("%s needs a value\n%s", name, lb__usage());
     *dest = argv[++*i];
     return 0;
 }
@@ -215,12 +247,14 @@ static int lb__parse_args(int argc, char **argv, lb__opts *o)
 {
     int npos = 0;
     bool options_done = false;
-    for (size_t k = 0; k < LB__NMETRICS; k++)
-        o->threshold[k] = lb__metrics[k].default_threshold_pct;
+    size_t nf;
+    const lb_field *f = lb_fields(&nf);
+    for (size_t k = 0; k < nf; k++)
+        o->threshold[k] = f[k].threshold_pct;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!options_done && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
-            fputs(lb__usage, stdout);
+            fputs(lb__usage(), stdout);
             return -1;
         }
         if (!options_done && strcmp(a, "--") == 0) {
@@ -228,17 +262,18 @@ static int lb__parse_args(int argc, char **argv, lb__opts *o)
         } else if (!options_done && a[0] == '-' && a[1] != '\0') {
             int rc = lb__parse_option(o, argc, argv, &i);
             if (rc == 1)
-                return lb__bad("unknown option %s\n%s", a, lb__usage);
+                return lb__bad("unknown option %s\n%s", a, lb__usage());
             if (rc)
                 return rc;
         } else if (npos < 2) {
             o->input[npos++] = a;
         } else {
-            return lb__bad("unexpected argument %s (only BASELINE and CURRENT)\n%s", a, lb__usage);
+            return lb__bad("unexpected argument %s (only BASELINE and CURRENT)\n%s", a,
+                           lb__usage());
         }
     }
     if (npos < 2)
-        return lb__bad("needs BASELINE and CURRENT\n%s", lb__usage);
+        return lb__bad("needs BASELINE and CURRENT\n%s", lb__usage());
     return 0;
 }
 
@@ -329,9 +364,6 @@ static int lb__load_root(lb__side *s)
 
 /* ---- rounds --------------------------------------------------------------------------------- */
 
-static const char *const lb__summed[] = {"overlaps", "counter.lost_updates", "errors",
-                                         "timeouts", "crashed_clients"};
-
 /* Sets obj.path (dotted) to v, creating the objects on the way; steals v. */
 static void lb__set_path(json_t *obj, const char *path, json_t *v)
 {
@@ -362,41 +394,53 @@ static json_t *lb__variant_named(json_t *root, const char *name)
     return NULL;
 }
 
-/* Folds the rounds' figures for one variant into out (a copy of the first round's). A round
+/* One figure of one variant over the rounds, the numbers into vals (at most 256). A round
  * whose figure is null (no data: no acquisitions, so no acquire latency) or that lacks the
- * variant adds nothing to the list, so the folded figure is the median over the rounds that
- * have it, and fewer than LB_GATE_MIN_REPEATS numbers left make the verdict weak; a figure
- * that is neither a number nor null is bad input. */
+ * variant or the figure adds nothing; a figure that is neither a number nor null is bad input. */
+static int lb__fold_values(json_t *const *rounds, char *const *files, size_t n, const char *name,
+                           const char *path, double *vals, size_t *k)
+{
+    *k = 0;
+    for (size_t r = 0; r < n && *k < 256; r++) {
+        json_t *x = lb__lookup(lb__variant_named(rounds[r], name), path);
+        if (!x || json_is_null(x))
+            continue;
+        if (!json_is_number(x))
+            return lb__bad("%s: variant \"%s\": %s is neither a number nor null", files[r],
+                           name, path);
+        vals[(*k)++] = json_number_value(x);
+    }
+    return 0;
+}
+
+/* Folds the rounds' figures for one variant into out (a copy of the first round's): each figure
+ * of fields.c's table by its repeat rule over the rounds that have it, as lb_metrics_combine
+ * does over repeats, and the listed ones' numbers under "repeats". So a performance figure is
+ * the median over the rounds that have it, and fewer than LB_GATE_MIN_REPEATS numbers left make
+ * its verdict weak. */
 static int lb__fold_variant(json_t *out, json_t *const *rounds, char *const *files, size_t n)
 {
     const char *name = json_string_value(json_object_get(out, "name"));
     double vals[256];
-    for (size_t m = 0; m < LB__NMETRICS; m++) {
-        json_t *list = json_array();
-        size_t k = 0;
-        for (size_t r = 0; r < n && k < 256; r++) {
-            json_t *x = lb__lookup(lb__variant_named(rounds[r], name), lb__metrics[m].path);
-            if (!x || json_is_null(x))
-                continue;
-            if (!json_is_number(x)) {
-                json_decref(list);
-                return lb__bad("%s: variant \"%s\": %s is neither a number nor null", files[r],
-                               name, lb__metrics[m].path);
-            }
-            vals[k++] = json_number_value(x);
-            json_array_append_new(list, json_real(vals[k - 1]));
+    size_t nf, k;
+    const lb_field *f = lb_fields(&nf);
+    for (size_t i = 0; i < nf; i++) {
+        int rc = lb__fold_values(rounds, files, n, name, f[i].path, vals, &k);
+        if (rc)
+            return rc;
+        if (f[i].listed) {
+            json_t *list = json_array();
+            for (size_t j = 0; j < k; j++)
+                json_array_append_new(list, json_real(vals[j]));
+            char where[160];
+            snprintf(where, sizeof where, "repeats.%s", f[i].path);
+            lb__set_path(out, where, list);
         }
-        char where[160];
-        snprintf(where, sizeof where, "repeats.%s", lb__metrics[m].path);
-        lb__set_path(out, where, list);
-        if (k > 0)
-            lb__set_path(out, lb__metrics[m].path, json_real(lb_median(vals, k)));
-    }
-    for (size_t c = 0; c < sizeof lb__summed / sizeof *lb__summed; c++) {
-        double sum = 0;
-        for (size_t r = 0; r < n; r++)
-            sum += json_number_value(lb__lookup(lb__variant_named(rounds[r], name), lb__summed[c]));
-        lb__set_path(out, lb__summed[c], json_real(sum));
+        if (k > 0 && f[i].repeat != LB_REPEAT_SAME) {
+            double v = lb_field_combine(&f[i], vals, k);
+            lb__set_path(out, f[i].path, f[i].is_int ? json_integer((json_int_t)llround(v))
+                                                     : json_real(v));
+        }
     }
     bool passed = true;
     for (size_t r = 0; r < n; r++)
@@ -635,16 +679,17 @@ static int lb__check_expect(lb__gate *g, size_t bvi, size_t cvi, const char *nam
     return 0;
 }
 
-/* One side's figure for a metric: the median of its repeats when it has them (SPEC: the
- * summary's figure is that median), else the summary's figure; throughput optionally divided by
- * the side's calibration so baselines from another machine stay comparable. */
+/* One side's figure for a metric: its repeats combined by the table's rule when it has them
+ * (SPEC: the summary's figure is their median), else the summary's figure; throughput
+ * optionally divided by the side's calibration so baselines from another machine stay
+ * comparable. */
 typedef struct {
     double  value;
     double *reps;
     size_t  n;
 } lb__sample;
 
-static int lb__read_sample(const lb__gate *g, int side, size_t vi, const lb_gate_metric *m,
+static int lb__read_sample(const lb__gate *g, int side, size_t vi, const lb_field *m,
                            lb__sample *out)
 {
     const lb__side *s = &g->side[side];
@@ -654,7 +699,7 @@ static int lb__read_sample(const lb__gate *g, int side, size_t vi, const lb_gate
     if (rc)
         return rc;
     if (out->n > 0)
-        out->value = lb_median(out->reps, out->n);
+        out->value = lb_field_combine(m, out->reps, out->n);
     if (g->opt.normalize && strcmp(m->path, LB__THROUGHPUT) == 0) {
         out->value /= s->raw_ops;
         for (size_t k = 0; k < out->n; k++)
@@ -682,7 +727,7 @@ static void lb__judge(lb__row *r, const lb__sample *b, const lb__sample *c)
         return;
     }
     r->change_pct = lb__change_pct(b->value, c->value);
-    double worse = r->perf->bigger_is_better ? -r->change_pct : r->change_pct;
+    double worse = r->perf->gate == LB_CHECK_HIGHER ? -r->change_pct : r->change_pct;
     lb_mwu t;
     r->weak = b->n < LB_GATE_MIN_REPEATS || c->n < LB_GATE_MIN_REPEATS;
     if (!r->weak && lb_mann_whitney(b->reps, b->n, c->reps, c->n, &t) == 0)
@@ -698,18 +743,19 @@ static void lb__judge(lb__row *r, const lb__sample *b, const lb__sample *c)
 
 /* cvi < 0: a variant only the current run has; its figures are listed (and go to the
  * benchmark files) but not judged. */
-static int lb__check_metric(lb__gate *g, ssize_t bvi, size_t cvi, const char *name, size_t mi)
+static int lb__check_metric(lb__gate *g, ssize_t bvi, size_t cvi, const char *name,
+                            const lb_field *m)
 {
     lb__sample b = {NAN, NULL, 0}, c = {NAN, NULL, 0};
-    int rc = bvi >= 0 ? lb__read_sample(g, 0, (size_t)bvi, &lb__metrics[mi], &b) : 0;
+    int rc = bvi >= 0 ? lb__read_sample(g, 0, (size_t)bvi, m, &b) : 0;
     if (!rc)
-        rc = lb__read_sample(g, 1, cvi, &lb__metrics[mi], &c);
-    lb__row *r = rc ? NULL : lb__add_row(g, name, lb__metrics[mi].path);
+        rc = lb__read_sample(g, 1, cvi, m, &c);
+    lb__row *r = rc ? NULL : lb__add_row(g, name, m->path);
     if (!rc && !r)
         rc = lb__bad("out of memory");
     if (r) {
-        r->perf = &lb__metrics[mi];
-        r->threshold = g->opt.threshold[mi];
+        r->perf = m;
+        r->threshold = g->opt.threshold[lb_field_index(m)];
         lb__judge(r, &b, &c);
         if (bvi < 0)
             r->verdict = LB__V_NEW;
@@ -724,12 +770,16 @@ static int lb__compare_variant(lb__gate *g, size_t bvi, size_t cvi)
     const char *name = json_string_value(json_object_get(json_array_get(g->side[0].variants, bvi),
                                                          "name"));
     int rc = 0;
-    for (size_t k = 0; k < LB__NCOUNTERS && !rc; k++)
-        rc = lb__check_counter(g, bvi, cvi, name, lb__counters[k]);
+    size_t nf;
+    const lb_field *f = lb_fields(&nf);
+    for (size_t k = 0; k < nf && !rc; k++)
+        if (f[k].gate == LB_CHECK_ZERO)
+            rc = lb__check_counter(g, bvi, cvi, name, f[k].path);
     if (!rc)
         rc = lb__check_expect(g, bvi, cvi, name);
-    for (size_t m = 0; m < LB__NMETRICS && !rc; m++)
-        rc = lb__check_metric(g, (ssize_t)bvi, cvi, name, m);
+    for (size_t k = 0; k < nf && !rc; k++)
+        if (lb__is_perf(&f[k]))
+            rc = lb__check_metric(g, (ssize_t)bvi, cvi, name, &f[k]);
     return rc;
 }
 
@@ -748,6 +798,8 @@ static int lb__missing_variant(lb__gate *g, const char *name)
 static int lb__compare(lb__gate *g)
 {
     const lb__side *b = &g->side[0], *c = &g->side[1];
+    size_t nf;
+    const lb_field *f = lb_fields(&nf);
     int rc = 0;
     for (size_t i = 0; i < json_array_size(b->variants) && !rc; i++) {
         const char *name = json_string_value(json_object_get(json_array_get(b->variants, i),
@@ -758,8 +810,9 @@ static int lb__compare(lb__gate *g)
     for (size_t i = 0; i < json_array_size(c->variants) && !rc; i++) {
         const char *name = json_string_value(json_object_get(json_array_get(c->variants, i),
                                                              "name"));
-        for (size_t m = 0; lb__find_variant(b, name) < 0 && m < LB__NMETRICS && !rc; m++)
-            rc = lb__check_metric(g, -1, i, name, m);
+        for (size_t k = 0; lb__find_variant(b, name) < 0 && k < nf && !rc; k++)
+            if (lb__is_perf(&f[k]))
+                rc = lb__check_metric(g, -1, i, name, &f[k]);
     }
     return rc;
 }
@@ -874,10 +927,16 @@ static void lb__notes(const lb__gate *g, FILE *f, const char *bullet)
     if (g->opt.normalize)
         fprintf(f, "%sthroughput_per_s divided by calibration.raw_ops_per_s (baseline %.0f, "
                 "current %.0f)\n", bullet, g->side[0].raw_ops, g->side[1].raw_ops);
+    size_t nf;
+    const lb_field *t = lb_fields(&nf);
+    const char *sep = "";
     fprintf(f, "%sthresholds:", bullet);
-    for (size_t m = 0; m < LB__NMETRICS; m++)
-        fprintf(f, " %s %g%%%s", lb__metrics[m].path, g->opt.threshold[m],
-                m + 1 < LB__NMETRICS ? "," : "\n");
+    for (size_t k = 0; k < nf; k++)
+        if (lb__is_perf(&t[k])) {
+            fprintf(f, "%s %s %g%%", sep, t[k].path, g->opt.threshold[k]);
+            sep = ",";
+        }
+    fputc('\n', f);
 }
 
 /* ---- terminal and Markdown ------------------------------------------------------------------ */
@@ -1004,8 +1063,11 @@ static int lb__write_json(FILE *f, const lb__gate *g)
 {
     json_t *doc = json_object(), *thr = json_object(), *rows = json_array();
     bool fail = lb__count(g, lb__row_fails) > 0;
-    for (size_t m = 0; m < LB__NMETRICS; m++)
-        json_object_set_new(thr, lb__metrics[m].path, json_real(g->opt.threshold[m]));
+    size_t nf;
+    const lb_field *t = lb_fields(&nf);
+    for (size_t k = 0; k < nf; k++)
+        if (lb__is_perf(&t[k]))
+            json_object_set_new(thr, t[k].path, json_real(g->opt.threshold[k]));
     for (size_t i = 0; i < g->nrows; i++)
         json_array_append_new(rows, lb__json_row(&g->rows[i]));
     json_object_set_new(doc, "scenario", json_string(g->side[0].scenario));
@@ -1028,7 +1090,7 @@ static int lb__write_benchmark(FILE *f, const lb__gate *g, bool bigger)
     json_t *list = json_array();
     for (size_t i = 0; i < g->nrows; i++) {
         const lb__row *r = &g->rows[i];
-        if (!r->perf || r->perf->bigger_is_better != bigger || isnan(r->cur))
+        if (!r->perf || (r->perf->gate == LB_CHECK_HIGHER) != bigger || isnan(r->cur))
             continue;
         char *name = NULL;
         if (asprintf(&name, "%s/%s %s", g->side[1].scenario, r->variant, r->metric) < 0)

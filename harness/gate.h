@@ -3,7 +3,8 @@
  * Correctness is a hard gate (a new overlap, lost update or error, a newly failed expectation, a
  * missing variant); speed is a soft one: a metric regresses only when its change is worse than
  * its threshold and, with at least LB_GATE_MIN_REPEATS repeats on both sides, a two-sided
- * Mann-Whitney U test says the change is not noise (p < LB_GATE_ALPHA). */
+ * Mann-Whitney U test says the change is not noise (p < LB_GATE_ALPHA). Which figures are which,
+ * their directions and default thresholds are fields.h's table. */
 #ifndef LB_GATE_H
 #define LB_GATE_H
 
@@ -19,18 +20,6 @@ enum {
     LB_GATE_REGRESSION = 1,
     LB_GATE_BAD_INPUT  = 2
 };
-
-/* One gated performance metric: a dotted path into a variant of summary.json (also the key
- * path under "repeats"), which direction is better, and the default allowed change. */
-typedef struct {
-    const char *path;                   /* e.g. "acquire_ms.p99" */
-    bool        bigger_is_better;
-    double      default_threshold_pct;  /* a change worse than this may be a regression */
-    const char *unit;                   /* for --benchmark-json */
-} lb_gate_metric;
-
-/* The gated metrics, in table order; *count receives their number. */
-const lb_gate_metric *lb_gate_metrics(size_t *count);
 
 /* `lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize] [--markdown FILE]
  *  [--json FILE] [--benchmark-json FILE] [--benchmark-json-bigger FILE]`; argv[0] is "gate".

@@ -3,9 +3,10 @@
  * Everything here is computed after the client threads have joined, from their per-client
  * histograms, counters and acquisition logs; nothing runs on the hot path. The definitions are
  * SPEC section 6 (repeated in metrics.h); the choices the SPEC leaves open are documented next
- * to the code that makes them: the handoff rule (lb__handoff), the timeline's bins
- * (lb__timeline) and how repeats combine (lb_metrics_combine). */
+ * to the code that makes them: the handoff rule (lb__handoff) and the timeline's bins
+ * (lb__timeline). Which figures there are, and how repeats combine each, is fields.c's table. */
 #include "metrics.h"
+#include "fields.h"
 #include "stats.h"
 
 #include <math.h>
@@ -417,7 +418,7 @@ int lb_metrics_compute(const lb_scenario *variant, const lb_run_result *run, lb_
         .name = variant->variant ? variant->variant : variant->name,
         .algorithm = lb_algorithm_name(variant->lock.algorithm),
         .wait = lb_wait_name(variant->lock.wait),
-        .driver = lb_driver_name(lb_scenario_driver(variant)),
+        .driver = lb_driver_name(run->driver),
         .backoff = lb_backoff_policy_name(variant->lock.backoff.policy),
         .clients = (int64_t)variant->nclients,
         .complete = run->complete,
@@ -437,78 +438,21 @@ int lb_metrics_compute(const lb_scenario *variant, const lb_run_result *run, lb_
 
 /* ---- paths ---------------------------------------------------------------------------------- */
 
-/* The summary's numeric fields by dotted path: expectations (lb_metrics_value) and the repeat
- * combination (lb_metrics_combine) both go through this table. */
-typedef struct {
-    const char *path;
-    size_t      off;
-    bool        is_int;
-} lb__field;
-
-#define LB__D(p, m) {p, offsetof(lb_summary, m), false}
-#define LB__I(p, m) {p, offsetof(lb_summary, m), true}
-#define LB__LAT(p, m)                                                                          \
-    LB__I(p ".count", m.count), LB__D(p ".mean", m.mean), LB__D(p ".p50", m.p50),              \
-    LB__D(p ".p90", m.p90), LB__D(p ".p99", m.p99), LB__D(p ".p999", m.p999),                  \
-    LB__D(p ".max", m.max)
-
-static const lb__field lb__fields[] = {
-    LB__I("clients", clients),
-    LB__D("elapsed_ms", elapsed_ms),
-    LB__I("acquisitions", acquisitions),
-    LB__I("timeouts", timeouts),
-    LB__I("errors", errors),
-    LB__I("crashed_clients", crashed_clients),
-    LB__D("throughput_per_s", throughput_per_s),
-    LB__I("overlaps", overlaps),
-    LB__LAT("acquire_ms", acquire_ms),
-    LB__LAT("timeout_ms", timeout_ms),
-    LB__LAT("handoff_ms", handoff_ms),
-    LB__D("fairness.jain", fairness.jain),
-    LB__D("fairness.jain_wait", fairness.jain_wait),
-    LB__I("fairness.min_acquisitions", fairness.min_acquisitions),
-    LB__I("fairness.max_acquisitions", fairness.max_acquisitions),
-    LB__D("fairness.max_wait_ms", fairness.max_wait_ms),
-    LB__I("counter.acked", counter.acked),
-    LB__I("counter.attempted", counter.attempted),
-    LB__I("counter.actual", counter.actual),
-    LB__I("counter.lost_updates", counter.lost_updates),
-    LB__I("counter.stale_writes_rejected", counter.stale_writes_rejected),
-    LB__I("redis.commands", redis.commands),
-    LB__D("redis.commands_per_acquisition", redis.commands_per_acquisition),
-    LB__I("faults_applied", faults_applied),
-};
-#define LB__NFIELDS (sizeof lb__fields / sizeof lb__fields[0])
-
-static const lb__field *lb__field_of(const char *path)
-{
-    for (size_t i = 0; i < LB__NFIELDS; i++)
-        if (strcmp(lb__fields[i].path, path) == 0)
-            return &lb__fields[i];
-    return NULL;
-}
-
-static double lb__get(const lb_summary *s, const lb__field *f)
-{
-    const char *p = (const char *)s + f->off;
-    return f->is_int ? (double)*(const int64_t *)p : *(const double *)p;
-}
-
-static void lb__set(lb_summary *s, const lb__field *f, double v)
-{
-    char *p = (char *)s + f->off;
-    if (f->is_int)
-        *(int64_t *)p = (int64_t)llround(v);
-    else
-        *(double *)p = v;
-}
-
+/* Any figure of the table (fields.h), those an expectation may name among them. */
 bool lb_metrics_value(const lb_summary *s, const char *path, double *value)
 {
-    const lb__field *f = lb__field_of(path);
+    const lb_field *f = lb_field_find(path);
     if (f)
-        *value = lb__get(s, f);
+        *value = lb_field_get(f, s);
     return f != NULL;
+}
+
+const double *lb_metrics_repeats(const lb_summary *s, const char *path)
+{
+    const lb_field *f = lb_field_find(path);
+    if (!f || s->repeats.n == 0)
+        return NULL;
+    return s->repeats.values + lb_field_index(f) * s->repeats.n;
 }
 
 /* ---- expectations --------------------------------------------------------------------------- */
@@ -574,82 +518,36 @@ void lb_metrics_incomplete(lb_summary *s)
 
 /* ---- combining repeats ---------------------------------------------------------------------- */
 
-/* Summed over repeats: the correctness counts SPEC section 5 names (overlaps, lost updates,
- * errors, timeouts, crashed clients), and with them the other counts of things that happened
- * (the counter's figures, faults applied), so that acked - actual still reads as lost updates
- * over the whole set. lost_updates is the sum of each repeat's own, not recomputed from sums. */
-static const char *const lb__summed[] = {
-    "timeouts", "errors", "crashed_clients", "overlaps", "counter.acked", "counter.attempted",
-    "counter.actual", "counter.lost_updates", "counter.stale_writes_rejected", "faults_applied",
-};
-
-/* Medians: the performance figures and sizes of one run (elapsed, acquisitions, throughput,
- * fairness, commands). Integer figures are rounded to the nearest integer. Latency blocks are
- * handled by lb__combine_latency. */
-static const char *const lb__medianed[] = {
-    "elapsed_ms", "acquisitions", "throughput_per_s", "fairness.jain", "fairness.jain_wait",
-    "fairness.min_acquisitions", "fairness.max_acquisitions", "fairness.max_wait_ms",
-    "redis.commands", "redis.commands_per_acquisition",
-};
-
-static void lb__combine_sum(const lb_summary *r, size_t n, const lb__field *f, lb_summary *out)
+/* Every figure by its rule in the table (fields.h): the summed, the medianed and the settings
+ * alike. A sampled figure (a latency) combines the repeats that have samples only; with none,
+ * it is 0 (no samples, so the JSON says null). */
+static void lb__combine_figures(const lb_summary *r, size_t n, double *x, lb_summary *out)
 {
-    double sum = 0;
-    for (size_t i = 0; i < n; i++)
-        sum += lb__get(&r[i], f);
-    lb__set(out, f, sum);
-}
-
-static void lb__combine_median(const lb_summary *r, size_t n, const lb__field *f, double *x,
-                               lb_summary *out)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = lb__get(&r[i], f);
-    lb__set(out, f, lb_median(x, n));
-}
-
-/* A latency block: count is the median over all repeats; the other figures are medians over
- * the repeats that have samples (a repeat with no samples reports 0s, which are not latencies). */
-static void lb__combine_latency(const lb_summary *r, size_t n, size_t off, double *x,
-                                lb_latency *out)
-{
-    static const size_t field[] = {offsetof(lb_latency, mean), offsetof(lb_latency, p50),
-                                   offsetof(lb_latency, p90), offsetof(lb_latency, p99),
-                                   offsetof(lb_latency, p999), offsetof(lb_latency, max)};
-    for (size_t i = 0; i < n; i++)
-        x[i] = (double)((const lb_latency *)((const char *)&r[i] + off))->count;
-    *out = (lb_latency){.count = (int64_t)llround(lb_median(x, n))};
-    for (size_t k = 0; k < sizeof field / sizeof field[0]; k++) {
+    size_t nf;
+    const lb_field *f = lb_fields(&nf);
+    for (size_t k = 0; k < nf; k++) {
         size_t m = 0;
-        for (size_t i = 0; i < n; i++) {
-            const lb_latency *l = (const lb_latency *)((const char *)&r[i] + off);
-            if (l->count > 0)
-                x[m++] = *(const double *)((const char *)l + field[k]);
-        }
-        *(double *)((char *)out + field[k]) = m ? lb_median(x, m) : 0;
+        for (size_t i = 0; i < n; i++)
+            if (lb_field_has_value(&f[k], &r[i]))
+                x[m++] = lb_field_get(&f[k], &r[i]);
+        lb_field_set(&f[k], out, m ? lb_field_combine(&f[k], x, m) : 0);
     }
 }
 
-/* The per-repeat lists. A repeat without acquisitions has no acquire latency: its p50 and p99
- * are NAN (written as null), not 0, matching the combined figures, which are medians over the
- * repeats that have samples (lb__combine_latency). */
+/* The per-repeat values of every figure; NAN where a repeat has none (a latency without samples,
+ * written as null), which is not 0, matching the combined figures. */
 static int lb__combine_repeats(const lb_summary *r, size_t n, lb_repeats *rep)
 {
-    rep->throughput_per_s = malloc(n * sizeof(double));
-    rep->acquire_p50 = malloc(n * sizeof(double));
-    rep->acquire_p99 = malloc(n * sizeof(double));
-    rep->commands_per_acquisition = malloc(n * sizeof(double));
-    if (!rep->throughput_per_s || !rep->acquire_p50 || !rep->acquire_p99 ||
-        !rep->commands_per_acquisition)
+    size_t nf;
+    const lb_field *f = lb_fields(&nf);
+    rep->values = malloc(nf * n * sizeof *rep->values);
+    if (!rep->values)
         return -1;
     rep->n = n;
-    for (size_t i = 0; i < n; i++) {
-        rep->throughput_per_s[i] = r[i].throughput_per_s;
-        bool sampled = r[i].acquire_ms.count > 0;
-        rep->acquire_p50[i] = sampled ? r[i].acquire_ms.p50 : NAN;
-        rep->acquire_p99[i] = sampled ? r[i].acquire_ms.p99 : NAN;
-        rep->commands_per_acquisition[i] = r[i].redis.commands_per_acquisition;
-    }
+    for (size_t k = 0; k < nf; k++)
+        for (size_t i = 0; i < n; i++)
+            rep->values[k * n + i] = lb_field_has_value(&f[k], &r[i])
+                                         ? lb_field_get(&f[k], &r[i]) : NAN;
     return 0;
 }
 
@@ -712,17 +610,10 @@ int lb_metrics_combine(const lb_summary *r, size_t n, lb_summary *out)
     out->wait = r[0].wait;
     out->backoff = r[0].backoff;
     out->driver = r[0].driver;
-    out->clients = r[0].clients;
     out->complete = true;
     for (size_t i = 0; i < n; i++)
         out->complete &= r[i].complete;
-    for (size_t i = 0; i < sizeof lb__summed / sizeof lb__summed[0]; i++)
-        lb__combine_sum(r, n, lb__field_of(lb__summed[i]), out);
-    for (size_t i = 0; i < sizeof lb__medianed / sizeof lb__medianed[0]; i++)
-        lb__combine_median(r, n, lb__field_of(lb__medianed[i]), x, out);
-    lb__combine_latency(r, n, offsetof(lb_summary, acquire_ms), x, &out->acquire_ms);
-    lb__combine_latency(r, n, offsetof(lb_summary, timeout_ms), x, &out->timeout_ms);
-    lb__combine_latency(r, n, offsetof(lb_summary, handoff_ms), x, &out->handoff_ms);
+    lb__combine_figures(r, n, x, out);
     free(x);
     int rc = n > 1 ? lb__combine_repeats(r, n, &out->repeats) : 0;
     if (!rc)
@@ -740,10 +631,7 @@ void lb_summary_free(lb_summary *s)
         return;
     free(s->fairness.per_client);
     free(s->timeline);
-    free(s->repeats.throughput_per_s);
-    free(s->repeats.acquire_p50);
-    free(s->repeats.acquire_p99);
-    free(s->repeats.commands_per_acquisition);
+    free(s->repeats.values);
     free(s->expect.failures);
     s->fairness.per_client = NULL;
     s->fairness.nclients = 0;

@@ -44,16 +44,18 @@ typedef struct lb_expect_failure {
     char   bound[64];       /* "5" or "[2000, 2500]" */
 } lb_expect_failure;
 
-/* Per-repeat values of the headline metrics (with --repeat N). */
+/* Per-repeat values of every figure of fields.h's table (with --repeat N): values[k * n + i] is
+ * figure k in repeat i, NAN where that repeat has none (a latency without samples). Read them
+ * with lb_metrics_repeats; results.c writes the lists of the rows marked `listed`. */
 typedef struct lb_repeats {
     size_t  n;
-    double *throughput_per_s, *acquire_p50, *acquire_p99, *commands_per_acquisition;
+    double *values;
 } lb_repeats;
 
 typedef struct lb_summary {
     const char *name, *algorithm, *wait, *backoff;   /* the variant's settings, borrowed */
     bool        complete;        /* false: interrupted, or fewer repeats than asked for ran */
-    const char *driver;                              /* "threads" or "loop": how it ran */
+    const char *driver;          /* "threads" or "loop": as the runner recorded */
     int64_t     clients;
     double      elapsed_ms;
     int64_t     acquisitions, timeouts, errors, crashed_clients;
@@ -89,11 +91,15 @@ typedef struct lb_summary {
 
 /* Computes a variant's summary from its run. 0, or -1 when out of memory. */
 int  lb_metrics_compute(const lb_scenario *variant, const lb_run_result *run, lb_summary *out);
-/* Combines the summaries of N repeats of one variant: medians for performance figures, sums for
- * overlaps, lost updates, errors, timeouts and crashed clients, per-repeat lists in repeats. */
+/* Combines the summaries of N repeats of one variant, each figure by its rule in fields.h's
+ * table (medians for performance figures, sums for overlaps, lost updates, errors, timeouts,
+ * crashed clients and the other counts), and with n > 1 keeps the per-repeat values. */
 int  lb_metrics_combine(const lb_summary *repeats, size_t n, lb_summary *out);
 /* Looks up a dotted summary path ("acquire_ms.p99", "counter.actual"); false when unknown. */
 bool lb_metrics_value(const lb_summary *s, const char *path, double *value);
+/* The per-repeat values (s->repeats.n of them) of a figure; NULL without repeats or for a path
+ * not in the table. */
+const double *lb_metrics_repeats(const lb_summary *s, const char *path);
 /* Checks the variant's expectations; fills s->expect. An incomplete summary never passes. */
 void lb_metrics_check(const lb_scenario *variant, lb_summary *s);
 /* Marks s as covering less than was asked for: not complete, expectations not passed. */

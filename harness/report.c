@@ -129,7 +129,13 @@ int lb_report_write(const char *dir, const lb_scenario *s, const lb_summary *var
         return -1;
     }
     put_page(f, s, variants, n, repeats, format ? format : "png");
-    fclose(f);
+    /* a page cut short by a failed allocation must not be renamed over index.html as whole */
+    bool failed = ferror(f) != 0;
+    if (fclose(f) != 0 || failed) {
+        free(text);
+        snprintf(err, errlen, "index.html: out of memory");
+        return -1;
+    }
     snprintf(path, sizeof path, "%s/index.html", dir);
     int rc = lb_atomic_write(path, text, len);
     if (rc < 0)

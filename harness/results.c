@@ -5,13 +5,16 @@
  * flushed, fsync'd and renamed over NAME. A run killed at any point leaves either the old file,
  * the new one or a stray temporary, never a truncated NAME.
  *
- * JSON: latency figures with no samples (count 0) are written as null, not 0, because a 0 ms
+ * JSON: a variant's figures are the rows of fields.h's table, written in its order; what is
+ * not a figure (the description, per_client, repeats, expect) is written here by hand.
+ * Latency figures with no samples (count 0) are written as null, not 0, because a 0 ms
  * p99 would read as a real (and impossibly good) figure to the gate and to a reader. The same
  * holds in the per-repeat lists: a repeat without acquisitions has null for its acquire p50 and
  * p99 (metrics.c leaves NAN there), and the gate skips those entries. */
 #include "results.h"
 #include "atomic.h"
 #include "dlock.h"
+#include "fields.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -113,21 +116,6 @@ static json_t *lb__lat(const lb_latency *l, double v)
     return l->count > 0 ? lb__real(v) : json_null();
 }
 
-/* keys: the block's fields in SPEC order, a subset of "mean p50 p90 p99 p999 max". */
-static json_t *lb__latency_json(const lb_latency *l, const char *const *keys)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "count", json_integer(l->count));
-    for (; *keys; keys++) {
-        const char *k = *keys;
-        double v = !strcmp(k, "mean") ? l->mean : !strcmp(k, "p50") ? l->p50
-                 : !strcmp(k, "p90") ? l->p90 : !strcmp(k, "p99") ? l->p99
-                 : !strcmp(k, "p999") ? l->p999 : l->max;
-        json_object_set_new(o, k, lb__lat(l, v));
-    }
-    return o;
-}
-
 static json_t *lb__client_json(const lb_client_summary *c)
 {
     json_t *o = json_object();
@@ -141,31 +129,6 @@ static json_t *lb__client_json(const lb_client_summary *c)
     return o;
 }
 
-static json_t *lb__fairness_json(const lb_summary *s)
-{
-    json_t *o = json_object(), *pc = json_array();
-    json_object_set_new(o, "jain", lb__real(s->fairness.jain));
-    json_object_set_new(o, "jain_wait", lb__real(s->fairness.jain_wait));
-    json_object_set_new(o, "min_acquisitions", json_integer(s->fairness.min_acquisitions));
-    json_object_set_new(o, "max_acquisitions", json_integer(s->fairness.max_acquisitions));
-    json_object_set_new(o, "max_wait_ms", lb__real(s->fairness.max_wait_ms));
-    for (size_t i = 0; i < s->fairness.nclients; i++)
-        json_array_append_new(pc, lb__client_json(&s->fairness.per_client[i]));
-    json_object_set_new(o, "per_client", pc);
-    return o;
-}
-
-static json_t *lb__counter_json(const lb_summary *s)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "acked", json_integer(s->counter.acked));
-    json_object_set_new(o, "attempted", json_integer(s->counter.attempted));
-    json_object_set_new(o, "actual", json_integer(s->counter.actual));
-    json_object_set_new(o, "lost_updates", json_integer(s->counter.lost_updates));
-    json_object_set_new(o, "stale_writes_rejected", json_integer(s->counter.stale_writes_rejected));
-    return o;
-}
-
 /* One value per repeat, in repeat order; a repeat without the figure (NAN) is null. */
 static json_t *lb__list(const double *x, size_t n)
 {
@@ -175,17 +138,37 @@ static json_t *lb__list(const double *x, size_t n)
     return a;
 }
 
-/* The same paths as the figures, so the gate finds "repeats.acquire_ms.p99". */
-static json_t *lb__repeats_json(const lb_repeats *r)
+/* Sets obj.path (dotted) to v, creating the objects on the way; takes the reference to v. */
+static void lb__set_path(json_t *obj, const char *path, json_t *v)
 {
-    json_t *o = json_object(), *acq = json_object(), *redis = json_object();
-    json_object_set_new(o, "throughput_per_s", lb__list(r->throughput_per_s, r->n));
-    json_object_set_new(acq, "p50", lb__list(r->acquire_p50, r->n));
-    json_object_set_new(acq, "p99", lb__list(r->acquire_p99, r->n));
-    json_object_set_new(o, "acquire_ms", acq);
-    json_object_set_new(redis, "commands_per_acquisition",
-                        lb__list(r->commands_per_acquisition, r->n));
-    json_object_set_new(o, "redis", redis);
+    const char *dot = strchr(path, '.');
+    if (!dot) {
+        json_object_set_new(obj, path, v);
+        return;
+    }
+    char *key = strndup(path, (size_t)(dot - path));
+    json_t *next = key ? json_object_get(obj, key) : NULL;
+    if (key && !next) {
+        next = json_object();
+        json_object_set_new(obj, key, next);
+    }
+    if (next)
+        lb__set_path(next, dot + 1, v);
+    else
+        json_decref(v);
+    free(key);
+}
+
+/* The lists of the figures fields.h marks `listed`, at the figures' own paths, so the gate
+ * finds "repeats.acquire_ms.p99". */
+static json_t *lb__repeats_json(const lb_summary *s)
+{
+    json_t *o = json_object();
+    size_t nf;
+    const lb_field *f = lb_fields(&nf);
+    for (size_t k = 0; k < nf; k++)
+        if (f[k].listed)
+            lb__set_path(o, f[k].path, lb__list(lb_metrics_repeats(s, f[k].path), s->repeats.n));
     return o;
 }
 
@@ -210,36 +193,33 @@ static void lb__variant_head(json_t *o, const lb_summary *s)
     json_object_set_new(o, "wait", lb__str(s->wait));
     json_object_set_new(o, "backoff", lb__str(s->backoff));
     json_object_set_new(o, "driver", lb__str(s->driver));
-    json_object_set_new(o, "clients", json_integer(s->clients));
-    json_object_set_new(o, "elapsed_ms", lb__real(s->elapsed_ms));
-    json_object_set_new(o, "acquisitions", json_integer(s->acquisitions));
-    json_object_set_new(o, "timeouts", json_integer(s->timeouts));
-    json_object_set_new(o, "errors", json_integer(s->errors));
-    json_object_set_new(o, "crashed_clients", json_integer(s->crashed_clients));
-    json_object_set_new(o, "throughput_per_s", lb__real(s->throughput_per_s));
 }
 
-/* One VARIANT object of SPEC section 6, keys in its order. */
+/* A figure of fields.h's table: an integer, a number, or null when it has no value (a latency
+ * without samples, or a ratio that is not finite). */
+static json_t *lb__figure(const lb_field *f, const lb_summary *s)
+{
+    if (!lb_field_has_value(f, s))
+        return json_null();
+    double v = lb_field_get(f, s);
+    return f->is_int ? json_integer((json_int_t)v) : lb__real(v);
+}
+
+/* One VARIANT object of SPEC section 6, keys in its order: the figures are the table's rows,
+ * in the table's order, so what is written and what the table names are the same list. */
 static json_t *lb__variant_json(const lb_summary *s)
 {
-    static const char *const acq[] = {"mean", "p50", "p90", "p99", "p999", "max", NULL};
-    static const char *const to[] = {"mean", "p50", "max", NULL};
-    static const char *const ho[] = {"mean", "p50", "p99", "max", NULL};
-    json_t *o = json_object();
+    json_t *o = json_object(), *pc = json_array();
+    size_t nf;
+    const lb_field *f = lb_fields(&nf);
     lb__variant_head(o, s);
-    json_object_set_new(o, "acquire_ms", lb__latency_json(&s->acquire_ms, acq));
-    json_object_set_new(o, "timeout_ms", lb__latency_json(&s->timeout_ms, to));
-    json_object_set_new(o, "handoff_ms", lb__latency_json(&s->handoff_ms, ho));
-    json_object_set_new(o, "fairness", lb__fairness_json(s));
-    json_object_set_new(o, "counter", lb__counter_json(s));
-    json_object_set_new(o, "overlaps", json_integer(s->overlaps));
-    json_object_set_new(o, "redis", json_pack("{s:I, s:o}", "commands",
-                                              (json_int_t)s->redis.commands,
-                                              "commands_per_acquisition",
-                                              lb__real(s->redis.commands_per_acquisition)));
-    json_object_set_new(o, "faults_applied", json_integer(s->faults_applied));
+    for (size_t k = 0; k < nf; k++)
+        lb__set_path(o, f[k].path, lb__figure(&f[k], s));
+    for (size_t i = 0; i < s->fairness.nclients; i++)
+        json_array_append_new(pc, lb__client_json(&s->fairness.per_client[i]));
+    lb__set_path(o, "fairness.per_client", pc);
     if (s->repeats.n > 0)
-        json_object_set_new(o, "repeats", lb__repeats_json(&s->repeats));
+        json_object_set_new(o, "repeats", lb__repeats_json(s));
     json_object_set_new(o, "expect", lb__expect_json(s));
     return o;
 }

@@ -1074,6 +1074,7 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
     record_windows(&r, out);
     out->complete = !atomic_load(&stop_requested);
     out->nkeys = (int64_t)r.nkeys;
+    out->driver = r.driver;
     out->overlaps = lb_oracle_overlaps(r.oracle);
     out->counter_actual = read_counters(&r);
     free_run(&r);

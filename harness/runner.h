@@ -129,6 +129,7 @@ typedef struct lb_run_result {
     int64_t           overlaps;     /* the oracle's count */
     int64_t           counter_actual;  /* the counters' final values, summed (counter, incr) */
     int64_t           faults_applied;
+    lb_driver         driver;       /* the driver that ran it: threads or loop, never auto */
 } lb_run_result;
 
 /* Where a run goes. */

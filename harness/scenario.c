@@ -36,6 +36,7 @@
 
 #include <jansson.h>
 
+#include "fields.h"
 #include "scenario.h"
 
 #define MS_MAX      1000000000000LL   /* ~31 years: bounds durations so sums cannot overflow */
@@ -80,35 +81,6 @@ const char *lb_critical_section_name(lb_critical_section c) { return NAME_OF(cs_
 const char *lb_driver_name(lb_driver d) { return NAME_OF(driver_names, d); }
 const char *lb_persistence_name(lb_persistence p) { return NAME_OF(persistence_names, p); }
 const char *lb_event_action_name(lb_event_action a) { return NAME_OF(action_names, a); }
-
-/* ---- summary paths an expectation may name (SPEC section 6) ------------------------------- */
-
-static const char *const summary_paths[] = {
-    "clients", "elapsed_ms", "acquisitions", "timeouts", "errors", "crashed_clients",
-    "throughput_per_s", "overlaps",
-    "acquire_ms.count", "acquire_ms.mean", "acquire_ms.p50", "acquire_ms.p90",
-    "acquire_ms.p99", "acquire_ms.p999", "acquire_ms.max",
-    "timeout_ms.count", "timeout_ms.mean", "timeout_ms.p50", "timeout_ms.max",
-    "handoff_ms.count", "handoff_ms.mean", "handoff_ms.p50", "handoff_ms.p99", "handoff_ms.max",
-    "fairness.jain", "fairness.jain_wait", "fairness.min_acquisitions",
-    "fairness.max_acquisitions", "fairness.max_wait_ms",
-    "counter.acked", "counter.attempted", "counter.actual", "counter.lost_updates",
-    "counter.stale_writes_rejected",
-    "redis.commands", "redis.commands_per_acquisition",
-    NULL};
-
-const char *const *lb_summary_paths(void)
-{
-    return summary_paths;
-}
-
-bool lb_summary_path_is_known(const char *path)
-{
-    for (const char *const *p = summary_paths; *p; p++)
-        if (strcmp(*p, path) == 0)
-            return true;
-    return false;
-}
 
 /* ---- errors --------------------------------------------------------------------------------- */
 
@@ -996,8 +968,11 @@ static int decode_expect_map(ctx *c, json_t *in, const char *path, lb_expect *e,
         path_key(sub, path, key);
         if (skip_variants && strcmp(key, "variants") == 0 && len == strlen(key))
             continue;
-        if (len != strlen(key) || !lb_summary_path_is_known(key))
+        const lb_field *f = len == strlen(key) ? lb_field_find(key) : NULL;
+        if (!f)
             return fail(c, sub, "unknown summary path");
+        if (!f->expect)
+            return fail(c, sub, "a summary figure that an expectation cannot name");
         e[*n].path = key;
         if (decode_bound(c, v, &e[*n], sub) < 0)
             return -1;

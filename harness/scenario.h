@@ -129,8 +129,8 @@ typedef struct {
     int64_t         offset_ms;        /* clock-skew (may be negative) */
 } lb_event;
 
-/* An expectation on a summary path: value == min == max when `equal`, else min <= value <= max
- * (an absent bound is -INFINITY / +INFINITY). */
+/* An expectation on a summary path (one fields.h marks `expect`): value == min == max when
+ * `equal`, else min <= value <= max (an absent bound is -INFINITY / +INFINITY). */
 typedef struct {
     const char *path;                 /* e.g. "acquire_ms.p99" */
     bool        equal;
@@ -213,10 +213,6 @@ const lb_scenario *lb_scenario_variant(const lb_scenario *s, size_t i);
  * variant: that variant alone (its sets applied, "variants": [], its expectations folded in).
  * Malloc'd; NULL on allocation failure. */
 char *lb_scenario_dump(const lb_scenario *s);
-
-/* Summary paths an `expect` may name (SPEC section 6); the list is NULL-terminated. */
-bool lb_summary_path_is_known(const char *path);
-const char *const *lb_summary_paths(void);
 
 const char *lb_algorithm_name(lb_algorithm a);
 const char *lb_wait_name(lb_wait w);

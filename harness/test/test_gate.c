@@ -24,6 +24,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "fields.h"
 #include "gate.h"
 
 static char tmpdir[64];
@@ -430,7 +431,8 @@ static void test_lost_updates_and_new_errors_fail(void **state)
     set_num(cur, "token-poll", "errors", 1);
     assert_int_equal(run_gate(fixture("base.json"), save(cur, "lost.json"), NULL),
                      LB_GATE_REGRESSION);
-    assert_contains(out_text, "2 regressions: token-poll counter.lost_updates, token-poll errors");
+    /* correctness rows come in the summary's order (fields.c's table) */
+    assert_contains(out_text, "2 regressions: token-poll errors, token-poll counter.lost_updates");
 }
 
 /* legacy-setnx already had 3 errors in the baseline (a fault scenario): more is not gated. */
@@ -781,16 +783,27 @@ static void test_device_output_is_written_in_place(void **state)
     assert_int_equal(count_temporaries(tmpdir), 0);
 }
 
+/* The defaults the gate applies are the table's: the JSON output's thresholds are exactly its
+ * performance figures with their default thresholds. */
 static void test_metric_table(void **state)
 {
-    size_t n;
-    const lb_gate_metric *m = lb_gate_metrics(&n);
-    assert_int_equal(n, 4);
-    assert_string_equal(m[0].path, "throughput_per_s");
-    assert_true(m[0].bigger_is_better);
-    assert_true(m[0].default_threshold_pct == 10);
-    assert_string_equal(m[3].path, "redis.commands_per_acquisition");
-    assert_false(m[3].bigger_is_better);
+    assert_int_equal(run_gate(fixture("base.json"), fixture("base.json"), "--json",
+                              tmp_path("thr.json"), NULL), LB_GATE_PASS);
+    json_t *doc = load_json(tmp_path("thr.json"));
+    json_t *thr = json_object_get(doc, "thresholds_pct");
+    size_t nf, nperf = 0;
+    const lb_field *f = lb_fields(&nf);
+    for (size_t k = 0; k < nf; k++) {
+        if (f[k].gate != LB_CHECK_HIGHER && f[k].gate != LB_CHECK_LOWER)
+            continue;
+        nperf++;
+        assert_true(json_number_value(json_object_get(thr, f[k].path)) == f[k].threshold_pct);
+    }
+    assert_int_equal(json_object_size(thr), nperf);
+    assert_true(lb_field_find("throughput_per_s")->threshold_pct == 10);
+    assert_int_equal(lb_field_find("throughput_per_s")->gate, LB_CHECK_HIGHER);
+    assert_int_equal(lb_field_find("redis.commands_per_acquisition")->gate, LB_CHECK_LOWER);
+    json_decref(doc);
 }
 
 /* Rounds: a folder of one-run results on each side, folded into repeats. Five rounds of a

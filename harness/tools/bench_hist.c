@@ -11,8 +11,8 @@
  *       exit status 1 once every path is printed.  Exit 2 when FILE is not readable JSON.
  *
  *   bench_hist exec [--watch PID] OUTFILE -- COMMAND [ARG...]
- *       Runs COMMAND, waits for it and writes to OUTFILE (atomically: a temporary name, then
- *       rename) lines of key=value:
+ *       Runs COMMAND, waits for it and writes to OUTFILE (through atomic.h, as lockbench
+ *       writes its results) lines of key=value:
  *           exit        COMMAND's exit status (128 + signal when it was killed)
  *           elapsed_s   wall-clock time from fork to exit (CLOCK_MONOTONIC)
  *           user_s      user CPU time of COMMAND (wait4 rusage, reaped children included)
@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomic.h"
 #include "histogram.h"
 
 static void usage(FILE *f)
@@ -223,12 +224,6 @@ static int cmd_exec(int argc, char **argv)
     const char *outfile = argv[i];
     char **cmd = argv + i + 2;
 
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", outfile) >= (int)sizeof tmp) {
-        fprintf(stderr, "bench_hist: path too long: %s\n", outfile);
-        return 2;
-    }
-
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = forward_signal;
@@ -270,11 +265,12 @@ static int cmd_exec(int argc, char **argv)
     int code = WIFEXITED(status) ? WEXITSTATUS(status)
              : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 255;
 
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        fprintf(stderr, "bench_hist: %s: %s\n", tmp, strerror(errno));
+    lb_atomic a;
+    if (lb_atomic_open(&a, outfile) != 0) {
+        fprintf(stderr, "bench_hist: cannot write %s: %s\n", outfile, strerror(errno));
         return code ? code : 3;
     }
+    FILE *f = a.f;
     fprintf(f, "exit=%d\n", code);
     fprintf(f, "elapsed_s=%.6f\n", elapsed);
     fprintf(f, "user_s=%.6f\n", (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6);
@@ -284,10 +280,8 @@ static int cmd_exec(int argc, char **argv)
         fprintf(f, "watch_cpu_s=%.6f\n", watch1 - watch0);
     else
         fprintf(f, "watch_cpu_s=null\n");
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad || rename(tmp, outfile) != 0) {
-        fprintf(stderr, "bench_hist: cannot write %s\n", outfile);
-        unlink(tmp);
+    if (lb_atomic_commit(&a, true) != 0) {
+        fprintf(stderr, "bench_hist: cannot write %s: %s\n", outfile, strerror(errno));
         return code ? code : 3;
     }
     return code;
