@@ -100,6 +100,15 @@ void    rn_finish(client *c);
 /* Every client connects first, then all start together: n clients arrive. false = aborted. */
 bool    rn_start_barrier(run *r, size_t n);
 
+/* runner.c: a pause starts (+1) or ends (-1) in c. */
+void rn_ctl_pause(ctl *c, int delta);
+
+/* faults.c: the schedule, on the main thread until every client finished; a fault's record as
+ * scheduled; the real windows of the faults once the run is over. */
+void rn_schedule(run *r, lb_run_result *out);
+void rn_fault_describe(const lb_event *e, lb_fault_record *f);
+void rn_fault_windows(run *r, lb_run_result *out);
+
 /* runloop.c: the event-loop driver. Starts the loop threads, each with its share of the
  * clients; *started counts the clients whose thread started. 0, or -1 with r->err set. */
 int  rn_loops_start(run *r, size_t *started);
