@@ -24,6 +24,7 @@
 
 typedef struct conn {
     dlock__url url;
+    char *text;          /* the URL as given, kept to open a clone's own connections */
     redisContext *ctx;
     int64_t timeout_ms;  /* the socket timeout set on ctx */
     void *watch;         /* on a loop: ctx is non-blocking and watched */
@@ -47,8 +48,6 @@ typedef struct xchg {
 
 struct dlock_client {
     int n;
-    conn conns[DLOCK__MAX_SERVERS];
-    char *urls[DLOCK__MAX_SERVERS];  /* kept to open a clone's own connections */
     dlock_client *parent;            /* a clone's: whose hook it takes and whose totals it adds to */
     void *ext;                       /* another layer's (renew.c: the watchdog) */
     void (*ext_free)(void *ext);
@@ -68,12 +67,13 @@ struct dlock_client {
     dlock_stats total;
     dlock_stats last;
     uint64_t commands_at_acquire;
-    char err[256];
+    char err[192];                   /* the last error: a reason, never a password */
     /* on a loop: the hooks that reach it, and the attaching layer's data (async.c) */
     const dlock__io *io;
     void *io_loop;
     void *io_data;
     xchg *x;
+    conn conns[];                    /* n of them: a client is sized to its servers */
 };
 
 static void conn_drop(conn *cn)
@@ -152,7 +152,7 @@ dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t
         snprintf(err, errlen, "need 1 to %d server URLs, got %d", DLOCK__MAX_SERVERS, n);
         return NULL;
     }
-    dlock_client *c = calloc(1, sizeof *c);
+    dlock_client *c = calloc(1, sizeof *c + (size_t)n * sizeof(conn));
     if (!c) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -163,7 +163,7 @@ dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t
         c->conns[i].owner = c;
         c->conns[i].index = i;
         if (!urls[i] || dlock__url_parse(&c->conns[i].url, urls[i], err, errlen) < 0 ||
-            !(c->urls[i] = strdup(urls[i])))
+            !(c->conns[i].text = strdup(urls[i])))
             goto fail;
     }
     /* One server: it must answer now. Several (redlock): a server that is down is tolerated and
@@ -191,9 +191,9 @@ void dlock_client_free(dlock_client *c)
         c->io->detach(c);
     for (int i = 0; i < c->n; i++) {
         conn_clear(&c->conns[i]);
-        if (c->urls[i])
-            explicit_bzero(c->urls[i], strlen(c->urls[i]));
-        free(c->urls[i]);
+        if (c->conns[i].text)
+            explicit_bzero(c->conns[i].text, strlen(c->conns[i].text));
+        free(c->conns[i].text);
     }
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
@@ -228,7 +228,10 @@ void dlock_client_set_hook(dlock_client *c, dlock_hook fn, void *ud)
 
 dlock_client *dlock__client_clone(dlock_client *c, char *err, size_t errlen)
 {
-    dlock_client *clone = dlock_client_new((const char *const *)c->urls, c->n, err, errlen);
+    const char *urls[DLOCK__MAX_SERVERS];
+    for (int i = 0; i < c->n; i++)
+        urls[i] = c->conns[i].text;
+    dlock_client *clone = dlock_client_new(urls, c->n, err, errlen);
     if (clone)
         clone->parent = c;
     return clone;
@@ -674,6 +677,20 @@ bool dlock__client_on_loop(dlock_client *c)
         return true;
     }
     return false;
+}
+
+/* What the client itself takes in memory (not hiredis's contexts): its block, its URLs, and on a
+ * loop its exchange's block. */
+size_t dlock__client_footprint(const dlock_client *c)
+{
+    size_t n = sizeof *c + (size_t)c->n * sizeof(conn) + (c->x ? sizeof *c->x : 0);
+    for (int i = 0; i < c->n; i++) {
+        const dlock__url *u = &c->conns[i].url;
+        const char *strs[] = {c->conns[i].text, u->host, u->path, u->user, u->pass};
+        for (size_t k = 0; k < sizeof strs / sizeof *strs; k++)
+            n += strs[k] ? strlen(strs[k]) + 1 : 0;
+    }
+    return n;
 }
 
 void *dlock__client_io_data(const dlock_client *c)

@@ -202,7 +202,7 @@ int64_t  dlock__backoff_us(const dlock_backoff *b, int n, int64_t *prev_us, dloc
 int64_t dlock__wall_ms(void);
 
 /* reply.c: an exchange's replies, as hiredis parsed them and as the machines read them */
-#define DLOCK__ANSWER_NODES 64
+#define DLOCK__ANSWER_NODES 32  /* a batch's replies and their elements: legacy's EXEC is the most */
 typedef struct dlock__answers {
     int n, used;
     redisReply *raw[DLOCK__MAX_BATCH];
@@ -247,6 +247,10 @@ typedef struct dlock__io {
  * back with dlock__client_io_data. OK or ENOMEM. */
 int   dlock__client_attach_io(dlock_client *c, const dlock__io *io, void *loop, void *data);
 void *dlock__client_io_data(const dlock_client *c);
+/* Bytes of core state: a client's own (client.c), a loop's part of one (async.c), a timer. */
+size_t dlock__client_footprint(const dlock_client *c);
+size_t dlock__async_footprint(void);
+size_t dlock__timer_size(void);
 bool  dlock__client_on_loop(dlock_client *c);  /* true (with the reason in its err) on a loop */
 /* The exchange on a loop: writes the batch and returns; *pending says whether replies are still
  * to come, in which case io->exchanged follows. */

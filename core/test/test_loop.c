@@ -1204,6 +1204,23 @@ static void fenced_set_on_the_loop(void **state)
     dlock_loop_free(lp);
 }
 
+/* An idle client on a loop keeps at most 1 KiB of core state (hiredis's own context aside): a
+ * simulator or a loop holds a hundred thousand of them. An operation's machine and batch exist
+ * only while it runs. */
+static void an_idle_client_is_small(void **state)
+{
+    dlock_loop *lp = loop_new();
+    dlock_client *c = loop_client(lp, 1);
+    size_t bytes = dlock__client_footprint(c) + dlock__async_footprint();
+    print_message("an idle loop client: %zu bytes of core state; a held lock: %zu; "
+                  "an operation in flight: %zu\n", bytes, sizeof(struct dlock),
+                  sizeof(dlock__op) + 2 * DLOCK__BATCH_CAP(1) * sizeof(dlock__cmd) +
+                      sizeof(dlock__answers));
+    assert_in_range(bytes, 1, 1024);
+    dlock_client_free(c);
+    dlock_loop_free(lp);
+}
+
 /* Operations that end without reaching Redis (the hook cancels; the server is down) still call
  * back only from the loop. */
 static void contract_no_callback_inside_the_start(void **state)
@@ -1859,6 +1876,7 @@ int main(void)
         T(contract_refusals),
         T(contract_watchdog_cannot_attach),
         T(contract_no_callback_inside_the_start),
+        T(an_idle_client_is_small),
         T(renew_keeps_a_lock_on_the_loop),
         T(a_frozen_client_renews_nothing),
         T(a_frozen_acquire_waits_for_the_thaw),
