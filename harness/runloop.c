@@ -269,26 +269,14 @@ static void freeze(rn_loop_client *lc, bool frozen)
  * its duration. false when the step is left to the timer. */
 static bool holding_point(rn_loop_client *lc, lb_wl_input *in)
 {
-    client *c = lc->c;
-    ctl *k = &c->ctl;
-    pthread_mutex_lock(&k->mu);
-    int crash = k->crash_when_holding, pause = k->pause_when_holding;
-    int64_t pause_us = k->pause_when_holding_us;
-    k->crash_when_holding = k->pause_when_holding = 0;
-    k->crashed |= crash > 0;
-    pthread_mutex_unlock(&k->mu);
-    int64_t now = rn_since_t0(c);
-    if (crash > 0) {
-        rn_fired(c->run, crash - 1, now, now);
-        in->crashed = true;
+    rn_holding h = rn_take_holding(lc->c);
+    in->crashed = h.crashed;
+    if (h.pause == 0)
         return true;
-    }
-    if (pause == 0)
-        return true;
-    lc->frozen_event = pause;
-    lc->frozen_at_us = now;
+    lc->frozen_event = h.pause;
+    lc->frozen_at_us = h.now_us;
     freeze(lc, true);
-    wait_until(lc, now + pause_us, LC_FROZEN);
+    wait_until(lc, h.now_us + h.pause_us, LC_FROZEN);
     return false;
 }
 

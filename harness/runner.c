@@ -307,22 +307,34 @@ void rn_fired(run *r, int event, int64_t start_us, int64_t end_us)
             break;
 }
 
+rn_holding rn_take_holding(client *c)
+{
+    ctl *k = &c->ctl;
+    pthread_mutex_lock(&k->mu);
+    rn_holding h = {.pause = k->pause_when_holding, .pause_us = k->pause_when_holding_us,
+                    .now_us = rn_since_t0(c)};
+    int crash = k->crash_when_holding;
+    k->crash_when_holding = k->pause_when_holding = 0;
+    k->crashed |= crash > 0;
+    pthread_mutex_unlock(&k->mu);
+    if (crash > 0) {
+        rn_fired(c->run, crash - 1, h.now_us, h.now_us);
+        h.crashed = true;
+        h.pause = 0;
+    }
+    return h;
+}
+
 /* The point between reading the counter and writing it: where "when": "holding" events act.
  * false when the client crashed here. */
 static bool holding_point(client *c)
 {
     ctl *k = &c->ctl;
-    pthread_mutex_lock(&k->mu);
-    int crash = k->crash_when_holding, pause = k->pause_when_holding;
-    int64_t pause_us = k->pause_when_holding_us;
-    k->crash_when_holding = k->pause_when_holding = 0;
-    k->crashed |= crash > 0;
-    pthread_mutex_unlock(&k->mu);
-    int64_t now = rn_since_t0(c);
-    if (crash > 0) {
-        rn_fired(c->run, crash - 1, now, now);
+    rn_holding h = rn_take_holding(c);
+    int pause = h.pause;
+    int64_t pause_us = h.pause_us, now = h.now_us;
+    if (h.crashed)
         return false;
-    }
     if (pause > 0) {
         bool alive = ctl_hold(k, pause_us);  /* a freeze: no traffic, no renewals */
         rn_fired(c->run, pause - 1, now, rn_since_t0(c));

@@ -87,6 +87,16 @@ struct run {
 };
 
 int64_t rn_since_t0(const client *c);
+/* At the holding point: the client's armed "when": "holding" events, taken (disarmed). A crash
+ * is recorded as fired and marks the client crashed; a pause is for the driver to carry out
+ * (then rn_fired with its window). */
+typedef struct rn_holding {
+    bool crashed;
+    int pause;            /* the pause event, index + 1; 0 = none */
+    int64_t pause_us;
+    int64_t now_us;
+} rn_holding;
+rn_holding rn_take_holding(client *c);
 /* A "when": "holding" event fired on a client: its window, for events.csv. */
 void    rn_fired(run *r, int event, int64_t start_us, int64_t end_us);
 void    rn_options_of(client *c, dlock_options *o);
