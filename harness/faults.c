@@ -247,19 +247,43 @@ static bool apply(run *r, const lb_event *e, bool ending)
     return false;
 }
 
+/* The run's planned length: its latest group deadline, or -1 when a group runs by count. */
+static int64_t planned_us(const run *r)
+{
+    int64_t total = 0;
+    for (size_t g = 0; g < r->sc->ngroups; g++) {
+        int64_t d = r->sc->groups[g].workload.duration_ms;
+        if (d < 0)
+            return -1;
+        total = d * 1000 > total ? d * 1000 : total;
+    }
+    return total;
+}
+
+/* One line, rewritten in place four times a second once the run is a second old: the variant,
+ * elapsed of planned, acquisitions/s, timeouts, errors and faults so far. */
 static void progress(run *r, int64_t now, lb_run_result *out, int64_t *next_us)
 {
     if (!r->t->progress || now < *next_us)
         return;
     *next_us = now + 250000;
-    int64_t acq = 0;
-    for (size_t i = 0; i < r->n; i++)
-        acq += atomic_load_explicit(&r->clients[i].done_acquisitions, memory_order_relaxed);
+    long long acq = 0, timeouts = 0, errors = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        lb_wl_tally *t = &r->clients[i].tally;
+        acq += atomic_load_explicit(&t->acquired, memory_order_relaxed);
+        timeouts += atomic_load_explicit(&t->timeouts, memory_order_relaxed);
+        errors += atomic_load_explicit(&t->errors, memory_order_relaxed);
+    }
     double s = (double)(now - r->t0) / 1e6;
     if (s < 1.0)
         return;
-    fprintf(stderr, "\r  %6.1f s  %9.0f acquisitions/s  %lld faults applied ", s,
-            (double)acq / s, (long long)out->faults_applied);
+    char total[32] = "";
+    int64_t planned = planned_us(r);
+    if (planned > 0)
+        snprintf(total, sizeof total, " / %.1f", (double)planned / 1e6);
+    fprintf(stderr, "\r  %s  %.1f%s s  %.0f acquisitions/s  %lld timeouts  %lld errors  "
+            "%lld faults \033[K", r->t->label ? r->t->label : "", s, total, (double)acq / s,
+            timeouts, errors, (long long)out->faults_applied);
 }
 
 /* Waits until `at_us`, a client finishing, or the next progress tick, whichever comes first. */

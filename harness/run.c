@@ -377,7 +377,7 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
     lb_run_target t = {
         .lock_urls = sv.urls, .nservers = sv.n, .resource_url = sv.resource_url,
         .prefix = prefix, .servers = sv.lock[0] ? sv.lock : NULL, .proxy = proxy,
-        .progress = !sr->o->quiet && isatty(STDERR_FILENO),
+        .progress = !sr->o->quiet && isatty(STDERR_FILENO), .label = vname,
     };
     if (!sr->o->quiet)
         fprintf(stderr, "%s / %s\n", sr->s->name, vname);

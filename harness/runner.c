@@ -693,7 +693,7 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
     for (size_t i = 0; i < r->n; i++) {
         client *c = &r->clients[i];
         int64_t d = c->g->workload.duration_ms;
-        lb_wl_init(&c->wl, c->g, c->key, c->out, r->oracle, &c->rng, &c->done_acquisitions,
+        lb_wl_init(&c->wl, c->g, c->key, c->out, r->oracle, &c->rng, &c->tally,
                    d >= 0 ? d * 1000 : INT64_MAX);
     }
     return 0;

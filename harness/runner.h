@@ -141,6 +141,7 @@ typedef struct lb_run_target {
     struct lb_server **servers;       /* managed lock servers (server events), NULL with --redis */
     struct lb_proxy   *proxy;         /* the fault proxy, NULL when no client needs it */
     bool               progress;      /* show a progress line (a terminal, not --quiet) */
+    const char        *label;         /* what the progress line calls the run: "variant" */
 } lb_run_target;
 
 /* Whether the variant needs the fault proxy (network latency, or delay/partition/reset events). */

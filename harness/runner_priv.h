@@ -52,7 +52,7 @@ typedef struct client {
     uint64_t rng;
     lb_wl wl;                    /* its workload machine */
     lb_client_result *out;
-    atomic_llong done_acquisitions;  /* for the progress line */
+    lb_wl_tally tally;           /* for the progress line */
     bool setup_failed;
     uint64_t commands_before;    /* of incarnations before a restart */
     pthread_t thread;

@@ -762,6 +762,57 @@ static void both_drivers_are_correct(void **state)
     }
 }
 
+/* Runs lockbench on a terminal of its own (script(1) gives it a pty); what the terminal showed,
+ * malloc'd. */
+static char *on_a_terminal(const char *args)
+{
+    char cmd[4096], out[] = "/tmp/lockbench-tty-XXXXXX";
+    int fd = mkstemp(out);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "script -qec \"%s %s\" /dev/null >%s 2>&1 </dev/null", bin(), args,
+             out);
+    assert_int_equal(system(cmd), 0);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    char *text = calloc(1, 1 << 20);
+    size_t n = fread(text, 1, (1 << 20) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    unlink(out);
+    return text;
+}
+
+/* A long run on a terminal shows one line, rewritten in place: the variant, elapsed of planned
+ * time, acquisitions/s, timeouts and errors; --quiet and a stderr that is no terminal show none. */
+static void progress_line_on_a_terminal_only(void **state)
+{
+    char *out = tempdir(), args[1400];
+    snprintf(args, sizeof args, "run scenarios/throughput.json --set workload.duration_ms=1800 "
+             "--set clients.0.count=4 --out %s/a --no-plot", out);
+    char *shown = on_a_terminal(args);
+    const char *line = strstr(shown, "\r  default  ");
+    if (!line)
+        fail_msg("no progress line on the terminal:\n%s", shown);
+    assert_non_null(strstr(line, " / 1.8 s  "));
+    assert_non_null(strstr(line, " acquisitions/s  0 timeouts  0 errors  "));
+    free(shown);
+
+    snprintf(args, sizeof args, "run scenarios/throughput.json --set workload.duration_ms=1800 "
+             "--set clients.0.count=4 --out %s/b --no-plot --quiet", out);
+    shown = on_a_terminal(args);
+    assert_null(strstr(shown, "acquisitions/s"));
+    free(shown);
+
+    char *err = NULL;
+    assert_int_equal(lockbench(&err, "run scenarios/throughput.json --set workload.duration_ms=1800 "
+                                     "--set clients.0.count=4 --out %s/c --no-plot", out), 0);
+    assert_null(strstr(err, "acquisitions/s"));  /* stderr is a file */
+    free(err);
+    rmtree(out);
+    free(out);
+}
+
 /* Whether a scenario's expect pins path for variant name (at the top or under its name). */
 static bool pinned(json_t *scenario, const char *name, const char *path)
 {
@@ -926,6 +977,7 @@ int main(void)
         cmocka_unit_test(overlapping_delays_stack),
         cmocka_unit_test(both_drivers_are_correct),
         cmocka_unit_test(every_scenario_agrees_on_both_drivers),
+        cmocka_unit_test(progress_line_on_a_terminal_only),
         cmocka_unit_test(many_clients_under_a_small_fd_limit),
     };
     return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
