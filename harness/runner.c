@@ -220,9 +220,10 @@ static int client_urls(run *r, client *c)
     return 0;
 }
 
-/* A client's connections: its lock client (through the proxy when it has network faults) and
- * the protected resource (never through the proxy: no event touches it). */
-bool rn_client_connect(client *c, bool hooked, char *err, size_t errlen)
+/* A client's connections: its lock client (through the proxy when it has network faults) and,
+ * with resource and a critical section that touches it, the protected resource (never through
+ * the proxy: no event touches it) and, with fencing, a lock client on it for fenced writes. */
+bool rn_client_connect(client *c, bool hooked, bool resource, char *err, size_t errlen)
 {
     dlock_client *lock = dlock_client_new((const char *const *)c->urls, c->run->t->nservers,
                                           err, errlen);
@@ -233,13 +234,14 @@ bool rn_client_connect(client *c, bool hooked, char *err, size_t errlen)
     pthread_mutex_lock(&c->ctl.mu);
     c->lock = lock;  /* the scheduler interrupts it under the same lock */
     pthread_mutex_unlock(&c->ctl.mu);
+    lb_critical_section cs = c->g->workload.critical_section;
     char why[200];
-    c->res = lb_endpoint_connect(c->run->t->resource_url, 2000, why, sizeof why);
-    if (!c->res) {
+    if (resource && cs != LB_CS_NONE &&
+        !(c->res = lb_endpoint_connect(c->run->t->resource_url, 2000, why, sizeof why))) {
         snprintf(err, errlen, "protected resource: %s", why);
         return false;
     }
-    if (c->g->lock.fencing) {
+    if (c->g->lock.fencing && cs == LB_CS_COUNTER) {
         const char *u = c->run->t->resource_url;
         c->fenced = dlock_client_new(&u, 1, err, errlen);
         if (!c->fenced)
@@ -402,7 +404,7 @@ static bool crash_and_maybe_restart(client *c)
     c->ctl.crashed = false;
     c->ctl.restart_after_us = -1;
     pthread_mutex_unlock(&c->ctl.mu);
-    if (rn_out_of_time(c) || !rn_client_connect(c, true, err, sizeof err))
+    if (rn_out_of_time(c) || !rn_client_connect(c, true, true, err, sizeof err))
         return false;
     c->out->crashed = false;
     return true;
@@ -556,7 +558,7 @@ static void *client_main(void *arg)
 {
     client *c = arg;
     char err[256];
-    if (!rn_client_connect(c, true, err, sizeof err))
+    if (!rn_client_connect(c, true, true, err, sizeof err))
         rn_setup_failed(c, err);
     if (rn_start_barrier(c->run, 1))
         workload(c);

@@ -102,7 +102,7 @@ void    rn_fired(run *r, int event, int64_t start_us, int64_t end_us);
 void    rn_options_of(client *c, dlock_options *o);
 bool    rn_out_of_time(const client *c);
 /* The client's lock client (with the fault hook when hooked) and its resource connections. */
-bool    rn_client_connect(client *c, bool hooked, char *err, size_t errlen);
+bool    rn_client_connect(client *c, bool hooked, bool resource, char *err, size_t errlen);
 void    rn_client_disconnect(client *c);
 void    rn_setup_failed(client *c, const char *err);
 void    rn_count_commands(client *c);   /* into c->out->commands, at the end */

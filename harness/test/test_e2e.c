@@ -358,6 +358,50 @@ static void external_server_is_left_as_found(void **state)
     free(out);
 }
 
+static long long connections_received(redisContext *r)
+{
+    redisReply *info = redisCommand(r, "INFO stats");
+    assert_non_null(info);
+    const char *at = strstr(info->str, "total_connections_received:");
+    assert_non_null(at);
+    long long n = atoll(at + strlen("total_connections_received:"));
+    freeReplyObject(info);
+    return n;
+}
+
+/* On the loop, a thread's clients share one connection to the protected store, and a critical
+ * section of "none" opens none: 200 clients cost the store a handful of connections (lockbench's
+ * own reads and clean-up included), not one each. */
+static void the_store_sees_a_connection_per_loop_thread(void **state)
+{
+    char err[256], *out = tempdir();
+    lb_server *locks = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    lb_server *store = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(locks);
+    assert_non_null(store);
+    redisContext *r = redisConnect("127.0.0.1", lb_server_port(store));
+    assert_non_null(r);
+    static const char *const sections[] = {"counter", "incr", "none"};
+    for (int i = 0; i < 3; i++) {
+        long long before = connections_received(r);
+        assert_int_equal(lockbench(NULL, "run scenarios/throughput.json --out %s/%s --no-plot "
+                                         "--quiet --redis %s --resource %s --set driver=loop "
+                                         "--set clients.0.count=200 --set lock.keys=200 "
+                                         "--set workload.duration_ms=300 "
+                                         "--set workload.critical_section=%s",
+                                   out, sections[i], lb_server_url(locks), lb_server_url(store),
+                                   sections[i]), 0);
+        long long used = connections_received(r) - before;
+        print_message("critical section %s: %lld connections to the store\n", sections[i], used);
+        assert_in_range(used, 0, 8);
+    }
+    redisFree(r);
+    lb_server_stop(store);
+    lb_server_stop(locks);
+    rmtree(out);
+    free(out);
+}
+
 static void variants_write_a_comparison(void **state)
 {
     char *out = tempdir();
@@ -965,6 +1009,7 @@ int main(void)
         cmocka_unit_test(failed_expectation_exits_1_and_says_why),
         cmocka_unit_test(repeats_and_set_overrides),
         cmocka_unit_test(external_server_is_left_as_found),
+        cmocka_unit_test(the_store_sees_a_connection_per_loop_thread),
         cmocka_unit_test(variants_write_a_comparison),
         cmocka_unit_test(without_gnuplot_the_run_still_succeeds),
         cmocka_unit_test(external_server_with_auth_and_db),
