@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -355,6 +356,23 @@ static char *run_folder(const scenario_run *sr, const char *variant, int rep)
 }
 
 /* One variant, one repeat: servers up, clients run, figures measured and written. */
+/* A run that would run out of descriptors part-way fails at once instead, saying how many it
+ * needs and how to get them (main raised the soft limit to the hard one already). */
+static bool enough_fds(const lb_scenario *v, const char *vname, int nservers, char *err,
+                       size_t errlen)
+{
+    struct rlimit rl;
+    int64_t need = lb_runner_fds_needed(v, nservers);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        (int64_t)rl.rlim_cur >= need)
+        return true;
+    snprintf(err, errlen, "%s / %s: the run needs about %lld file descriptors and may open %lld; "
+             "raise the hard limit to at least %lld (ulimit -Hn %lld as root, or LimitNOFILE=%lld "
+             "for a service) or run fewer clients", v->name, vname, (long long)need,
+             (long long)rl.rlim_cur, (long long)need, (long long)need, (long long)need);
+    return false;
+}
+
 static int run_once(scenario_run *sr, size_t vi, int rep)
 {
     const lb_scenario *v = lb_scenario_variant(sr->s, vi);
@@ -364,6 +382,10 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
     char prefix[256];
     if (servers_start(&sv, v, sr->o, sr->err, sizeof sr->err) < 0)
         return LB_EXIT_ENV;
+    if (!enough_fds(v, vname, sv.n, sr->err, sizeof sr->err)) {
+        servers_stop(&sv);
+        return LB_EXIT_ENV;
+    }
     if (!sr->calibrated) {
         calibrate(sv.urls[0], &sr->cal);
         sr->calibrated = true;

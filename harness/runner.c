@@ -192,6 +192,30 @@ bool lb_runner_needs_proxy(const lb_scenario *v)
     return false;
 }
 
+/* The descriptors a run of v opens at most, spill files included: each client's lock connections
+ * (and its renewer's), its fenced writer, a thread client's own connection to the store, its
+ * acquisition log's spill file, the proxy's two per proxied link; each loop thread's epoll,
+ * eventfd and store connection; and a margin for the rest (results, listeners, calibration). */
+int64_t lb_runner_fds_needed(const lb_scenario *v, int nservers)
+{
+    bool threads = lb_scenario_driver(v) == LB_DRIVER_THREADS, faults = false;
+    for (size_t i = 0; i < v->nevents; i++) {
+        lb_event_action a = v->events[i].action;
+        faults |= a == LB_EV_DELAY || a == LB_EV_PARTITION || a == LB_EV_RESET;
+    }
+    int64_t n = 64 + 3 * sysconf(_SC_NPROCESSORS_ONLN);
+    for (size_t g = 0; g < v->ngroups; g++) {
+        const lb_client_group *gr = &v->groups[g];
+        lb_critical_section cs = gr->workload.critical_section;
+        bool proxied = faults || gr->network.latency_ms > 0 || gr->network.jitter_ms > 0;
+        int64_t per = nservers * (gr->lock.renew ? 2 : 1) + 1 +
+                      (gr->lock.fencing && cs == LB_CS_COUNTER) + (threads && cs != LB_CS_NONE) +
+                      (proxied ? 2 * nservers : 0);
+        n += per * gr->count;
+    }
+    return n;
+}
+
 /* The URLs a client connects to: its proxy links where it has faults, the servers otherwise. */
 static int client_urls(run *r, client *c)
 {

@@ -144,6 +144,9 @@ typedef struct lb_run_target {
     const char        *label;         /* what the progress line calls the run: "variant" */
 } lb_run_target;
 
+/* The file descriptors a run of the variant on nservers lock servers opens at most. */
+int64_t lb_runner_fds_needed(const lb_scenario *variant, int nservers);
+
 /* Whether the variant needs the fault proxy (network latency, or delay/partition/reset events). */
 bool lb_runner_needs_proxy(const lb_scenario *variant);
 

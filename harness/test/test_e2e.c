@@ -952,6 +952,52 @@ static void many_clients_under_a_small_fd_limit(void **state)
     free(out);
 }
 
+/* A hard limit too low for the run: exit 3 at once, saying how many descriptors it needs, the
+ * limit, and how to raise it -- not a run that fails part-way with "Too many open files". */
+static void too_few_descriptors_is_said_up_front(void **state)
+{
+    struct rlimit saved, small;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    small = saved;
+    small.rlim_cur = small.rlim_max = 300;
+    char *out = tempdir(), *err = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {  /* a hard limit cannot be raised again: lower it in a child only */
+        if (setrlimit(RLIMIT_NOFILE, &small) != 0)
+            _exit(99);
+        int rc = lockbench(&err, "run scenarios/throughput.json --out %s/r --no-plot --quiet "
+                                 "--set clients.0.count=400 --set lock.keys=400 "
+                                 "--set workload.duration_ms=300", out);
+        char file[1100];
+        snprintf(file, sizeof file, "%s/err", out);
+        FILE *e = fopen(file, "w");
+        if (e && err)
+            fputs(err, e);
+        if (e)
+            fclose(e);
+        _exit(rc);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 3);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/err", out);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char text[2048] = "";
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    assert_non_null(strstr(text, "file descriptors"));
+    assert_non_null(strstr(text, "may open 300"));
+    assert_non_null(strstr(text, "ulimit -Hn"));
+    free(err);
+    rmtree(out);
+    free(out);
+}
+
 /* Mean acquire wait (ms) of rows whose call falls in [from, to) ms. */
 static double mean_wait(const char *csv, double from, double to)
 {
@@ -1024,6 +1070,7 @@ int main(void)
         cmocka_unit_test(every_scenario_agrees_on_both_drivers),
         cmocka_unit_test(progress_line_on_a_terminal_only),
         cmocka_unit_test(many_clients_under_a_small_fd_limit),
+        cmocka_unit_test(too_few_descriptors_is_said_up_front),
     };
     return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
 }
