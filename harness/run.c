@@ -366,9 +366,9 @@ static bool enough_fds(const lb_scenario *v, const char *vname, int nservers, ch
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
         (int64_t)rl.rlim_cur >= need)
         return true;
-    snprintf(err, errlen, "%s / %s: the run needs about %lld file descriptors and may open %lld; "
+    snprintf(err, errlen, "%s: the run needs about %lld file descriptors and may open %lld; "
              "raise the hard limit to at least %lld (ulimit -Hn %lld as root, or LimitNOFILE=%lld "
-             "for a service) or run fewer clients", v->name, vname, (long long)need,
+             "for a service) or run fewer clients", vname, (long long)need,
              (long long)rl.rlim_cur, (long long)need, (long long)need, (long long)need);
     return false;
 }

@@ -865,68 +865,108 @@ static bool pinned(json_t *scenario, const char *name, const char *path)
     return json_object_get(ex, path) || json_object_get(per, path);
 }
 
-/* Every scenario the project ships, on both drivers: each passes its own expectations on each,
- * and the correctness figures come out the same -- overlaps, lost updates, stale writes
- * rejected, and timeouts where the scenario pins them. */
+/* Whether a failed expectation is about time (latency, throughput, elapsed), which a machine
+ * busy with sanitizers and other jobs may miss, rather than about what happened. */
+static bool timing_only(json_t *variant)
+{
+    json_t *fails = json_object_get(json_object_get(variant, "expect"), "failures");
+    static const char *const timing[] = {"acquire_ms.", "handoff_ms.", "timeout_ms.",
+                                         "throughput_per_s", "elapsed_ms"};
+    for (size_t i = 0; i < json_array_size(fails); i++) {
+        const char *path = json_string_value(json_object_get(json_array_get(fails, i), "path"));
+        bool t = false;
+        for (size_t k = 0; path && k < sizeof timing / sizeof *timing; k++)
+            t |= strncmp(path, timing[k], strlen(timing[k])) == 0;
+        if (!t)
+            return false;
+    }
+    return true;
+}
+
+/* The scenario files of a folder, sorted; their count. */
+static size_t scenario_files(const char *dir, char files[][600], size_t max)
+{
+    struct dirent **names;
+    int n = scandir(dir, &names, NULL, alphasort);
+    assert_true(n >= 0);
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(names[i]->d_name);
+        if (len > 5 && strcmp(names[i]->d_name + len - 5, ".json") == 0 && k < max)
+            snprintf(files[k++], 600, "%s/%s", dir, names[i]->d_name);
+        free(names[i]);
+    }
+    free(names);
+    return k;
+}
+
+/* Runs file on driver into a folder of its own: its top-level summary (out is the folder). A
+ * run whose expectations all held exits 0; one that missed only timing ones (said, and
+ * tolerated: faults.sh holds the default driver to every expectation) exits 1. */
+static json_t *run_on(const char *file, const char *driver, char **out)
+{
+    *out = tempdir();
+    char *err = NULL, rdir[1100];
+    int rc = lockbench(&err, "run %s --out %s/r --no-plot --quiet --set driver=%s", file, *out,
+                       driver);
+    snprintf(rdir, sizeof rdir, "%s/r", *out);
+    json_t *top = rc <= 1 ? load_json(rdir, "summary.json") : NULL;
+    json_t *vs = json_object_get(top, "variants");
+    for (size_t i = 0; rc == 1 && i < json_array_size(vs); i++)
+        if (!timing_only(json_array_get(vs, i)))
+            rc = -1;
+    if (rc != 0 && rc != 1)
+        fail_msg("%s on %s: exit %d\n%s", file, driver, rc, err ? err : "");
+    if (rc == 1)
+        print_message("%s on %s missed a timing expectation only:\n%s", file, driver, err);
+    free(err);
+    return top;
+}
+
+/* Every scenario the project ships, on both drivers: the correctness figures come out the same
+ * -- overlaps, lost updates, stale writes rejected, crashed clients, and timeouts where the
+ * scenario pins them -- and no expectation about what happened fails on either. */
 static void every_scenario_agrees_on_both_drivers(void **state)
 {
     static const char *const dirs[] = {"scenarios", "scenarios/faults"};
     static const char *const same[] = {"overlaps", "counter.lost_updates",
                                        "counter.stale_writes_rejected", "crashed_clients"};
-    int files = 0;
-    for (int d = 0; d < 2; d++) {
-        DIR *dir = opendir(dirs[d]);
-        assert_non_null(dir);
-        for (struct dirent *e; (e = readdir(dir));) {
-            size_t len = strlen(e->d_name);
-            if (len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
-                continue;
-            char file[600];
-            snprintf(file, sizeof file, "%s/%s", dirs[d], e->d_name);
-            json_error_t je;
-            json_t *sc = json_load_file(file, 0, &je);
-            assert_non_null(sc);
-            char *out[2];
-            json_t *top[2];
-            static const char *const drivers[] = {"threads", "loop"};
-            for (int k = 0; k < 2; k++) {
-                out[k] = tempdir();
-                char *err = NULL;
-                int rc = lockbench(&err, "run %s --out %s/r --no-plot --quiet --set driver=%s",
-                                   file, out[k], drivers[k]);
-                if (rc != 0)
-                    fail_msg("%s on %s: exit %d\n%s", file, drivers[k], rc, err ? err : "");
-                free(err);
-                char rdir[1100];
-                snprintf(rdir, sizeof rdir, "%s/r", out[k]);
-                top[k] = load_json(rdir, "summary.json");
-            }
-            json_t *vs0 = json_object_get(top[0], "variants"), *vs1 = json_object_get(top[1], "variants");
-            assert_int_equal(json_array_size(vs0), json_array_size(vs1));
-            for (size_t i = 0; i < json_array_size(vs0); i++) {
-                json_t *a = json_array_get(vs0, i), *b = json_array_get(vs1, i);
-                const char *name = json_string_value(json_object_get(a, "name"));
-                assert_string_equal(json_string_value(json_object_get(a, "driver")), "threads");
-                assert_string_equal(json_string_value(json_object_get(b, "driver")), "loop");
-                for (size_t f = 0; f < sizeof same / sizeof *same; f++)
-                    if (num(a, same[f]) != num(b, same[f]))
-                        fail_msg("%s, variant %s: %s is %g on threads, %g on the loop", file,
-                                 name, same[f], num(a, same[f]), num(b, same[f]));
-                if (pinned(sc, name, "timeouts") && num(a, "timeouts") != num(b, "timeouts"))
-                    fail_msg("%s, variant %s: timeouts differ", file, name);
-            }
-            for (int k = 0; k < 2; k++) {
-                json_decref(top[k]);
-                rmtree(out[k]);
-                free(out[k]);
-            }
-            json_decref(sc);
-            files++;
+    static const char *const drivers[] = {"threads", "loop"};
+    static char files[64][600];
+    size_t n = 0;
+    for (int d = 0; d < 2; d++)
+        n += scenario_files(dirs[d], files + n, 64 - n);
+    for (size_t f = 0; f < n; f++) {
+        json_error_t je;
+        json_t *sc = json_load_file(files[f], 0, &je);
+        assert_non_null(sc);
+        char *out[2];
+        json_t *top[2];
+        for (int k = 0; k < 2; k++)
+            top[k] = run_on(files[f], drivers[k], &out[k]);
+        json_t *vs0 = json_object_get(top[0], "variants"), *vs1 = json_object_get(top[1], "variants");
+        assert_int_equal(json_array_size(vs0), json_array_size(vs1));
+        for (size_t i = 0; i < json_array_size(vs0); i++) {
+            json_t *a = json_array_get(vs0, i), *b = json_array_get(vs1, i);
+            const char *name = json_string_value(json_object_get(a, "name"));
+            assert_string_equal(json_string_value(json_object_get(a, "driver")), "threads");
+            assert_string_equal(json_string_value(json_object_get(b, "driver")), "loop");
+            for (size_t k = 0; k < sizeof same / sizeof *same; k++)
+                if (num(a, same[k]) != num(b, same[k]))
+                    fail_msg("%s, variant %s: %s is %g on threads, %g on the loop", files[f],
+                             name, same[k], num(a, same[k]), num(b, same[k]));
+            if (pinned(sc, name, "timeouts") && num(a, "timeouts") != num(b, "timeouts"))
+                fail_msg("%s, variant %s: timeouts differ", files[f], name);
         }
-        closedir(dir);
+        for (int k = 0; k < 2; k++) {
+            json_decref(top[k]);
+            rmtree(out[k]);
+            free(out[k]);
+        }
+        json_decref(sc);
     }
-    print_message("%d scenarios agree on both drivers\n", files);
-    assert_true(files >= 14);
+    print_message("%zu scenarios agree on both drivers\n", n);
+    assert_true(n >= 14);
 }
 
 /* Two hundred clients need some 450 descriptors: lockbench raises its own soft limit rather
