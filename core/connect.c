@@ -251,3 +251,19 @@ refused:
     redisFree(ctx);
     return NULL;
 }
+
+bool dlock__error_is_refusal(const char *reply)
+{
+    static const char *const refusals[] = {
+        "NOAUTH", "WRONGPASS", "NOPERM",
+        "ERR unknown command", "ERR unknown subcommand", "ERR wrong number of arguments",
+        "ERR syntax error",
+        /* AUTH and SELECT on connect, across Redis versions */
+        "ERR invalid password", "ERR AUTH", "ERR Client sent AUTH", "ERR DB index",
+        "ERR invalid DB index", "ERR SELECT is not allowed",
+    };
+    for (size_t i = 0; reply && i < sizeof refusals / sizeof refusals[0]; i++)
+        if (strncmp(reply, refusals[i], strlen(refusals[i])) == 0)
+            return true;
+    return false;
+}

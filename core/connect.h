@@ -31,6 +31,13 @@ void dlock__url_clear(dlock__url *u);  /* wipes the password */
 redisContext *dlock__connect(const dlock__url *u, int64_t timeout_ms, char *err, size_t errlen,
                              bool *refused);
 
+/* Whether a Redis error reply says the server refuses us -- credentials, permissions, a command
+ * or a form of it that it does not know, a database it does not have -- rather than that it
+ * cannot serve us right now (LOADING, BUSY, OOM, max clients) or a lock-state answer. A refusal
+ * comes back on every retry until someone changes the server's or the client's configuration,
+ * so waiting never mends it. */
+bool dlock__error_is_refusal(const char *reply);
+
 /* hiredis 0.14 writes with write(2): writes go between these so a SIGPIPE never kills the host
  * process. */
 typedef struct dlock__pipe_guard {
