@@ -26,6 +26,7 @@ typedef struct conn {
     dlock__url url;
     redisContext *ctx;
     int64_t timeout_ms;  /* the socket timeout set on ctx */
+    char refusal[128];   /* the server's answer when it refused the last connect's AUTH or SELECT */
     void *watch;         /* on a loop: ctx is non-blocking and watched */
     dlock_client *owner;
     int index;
@@ -117,10 +118,9 @@ static int conn_go_nonblocking(dlock_client *c, conn *cn)
     return 0;
 }
 
-static int conn_open(dlock_client *c, conn *cn, int64_t timeout_ms, char *err, size_t errlen,
-                     bool *refused)
+static int conn_open(dlock_client *c, conn *cn, int64_t timeout_ms, char *err, size_t errlen)
 {
-    cn->ctx = dlock__connect(&cn->url, timeout_ms, err, errlen, refused);
+    cn->ctx = dlock__connect(&cn->url, timeout_ms, err, errlen, cn->refusal, sizeof cn->refusal);
     cn->timeout_ms = timeout_ms;
     if (cn->ctx && c->io)
         return conn_go_nonblocking(c, cn);
@@ -129,8 +129,7 @@ static int conn_open(dlock_client *c, conn *cn, int64_t timeout_ms, char *err, s
 
 static bool conn_ready(dlock_client *c, conn *cn, int64_t timeout_ms)
 {
-    bool refused;
-    if (!cn->ctx && conn_open(c, cn, timeout_ms, c->err, sizeof c->err, &refused) < 0)
+    if (!cn->ctx && conn_open(c, cn, timeout_ms, c->err, sizeof c->err) < 0)
         return false;
     if (cn->timeout_ms != timeout_ms && !c->io) {
         redisSetTimeout(cn->ctx, tv_ms(timeout_ms));
@@ -169,9 +168,8 @@ dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t
     /* One server: it must answer now. Several (redlock): a server that is down is tolerated and
      * retried on use, since the quorum is the point; a refused AUTH or SELECT never is. */
     for (int i = 0; i < n; i++) {
-        bool refused;
-        if (conn_open(c, &c->conns[i], DLOCK__CONNECT_TIMEOUT_MS, err, errlen, &refused) < 0 &&
-            (n == 1 || refused))
+        if (conn_open(c, &c->conns[i], DLOCK__CONNECT_TIMEOUT_MS, err, errlen) < 0 &&
+            (n == 1 || c->conns[i].refusal[0]))
             goto fail;
     }
     return c;
@@ -401,15 +399,19 @@ static bool drain(conn *cn, int s, const dlock_action *a, redisReply **replies, 
 }
 
 /* Appends every command of a to its server's buffer, connecting where needed (anew where the
- * machine asks). The replies start NULL; a server that cannot be reached keeps them so. */
-static void append_all(dlock_client *c, const dlock_action *a, redisReply **replies, pending *p)
+ * machine asks). The replies start NULL; a server that cannot be reached keeps them so. A
+ * server that refused the connection's AUTH or SELECT has answered all the same: its refusal
+ * stands as each of its commands' reply (the machine tells a refusal from a lost connection:
+ * retrying cannot mend it). */
+static void append_all(dlock_client *c, const dlock_action *a, dlock__answers *ans, pending *p)
 {
     int64_t timeout_ms = (a->timeout_us + 999) / 1000;
     memset(p, 0, sizeof *p);
     for (int s = 0; s < c->n; s++)
         p->next[s] = next_cmd_of(a, s, 0);
     for (int i = 0; i < a->ncommands; i++) {
-        replies[i] = NULL;
+        ans->raw[i] = NULL;
+        ans->refusal[i] = NULL;
         if (a->reconnect)
             conn_drop(&c->conns[a->commands[i].server]);
     }
@@ -418,6 +420,7 @@ static void append_all(dlock_client *c, const dlock_action *a, redisReply **repl
         conn *cn = &c->conns[s];
         if (p->want[s] < 0 || !conn_ready(c, cn, timeout_ms)) {
             p->want[s] = -1;  /* unreachable for this exchange: its replies stay NULL */
+            ans->refusal[i] = cn->refusal[0] ? cn->refusal : NULL;
             continue;
         }
         append_cmd(cn->ctx, &a->commands[i]);
@@ -485,8 +488,10 @@ static bool hook_allows(dlock_client *c, const dlock_action *a)
 static bool answers_begin(dlock_client *c, const dlock_action *a, dlock__answers *ans)
 {
     ans->n = a->ncommands;
-    for (int i = 0; i < ans->n; i++)
+    for (int i = 0; i < ans->n; i++) {
         ans->raw[i] = NULL;
+        ans->refusal[i] = NULL;
+    }
     return hook_allows(c, a);
 }
 
@@ -495,7 +500,7 @@ int dlock__exchange(dlock_client *c, const dlock_action *a, dlock__answers *ans)
     pending p;
     if (!answers_begin(c, a, ans))
         return DLOCK_ECANCELED;
-    append_all(c, a, ans->raw, &p);
+    append_all(c, a, ans, &p);
     /* The deadline starts once every server is connected: a reconnect (with its own timeout)
      * must not eat the time the healthy servers have to answer. */
     int64_t deadline_us = dlock__mono_us() + a->timeout_us;
@@ -531,7 +536,7 @@ int dlock__exchange_start(dlock_client *c, const dlock_action *a, dlock__answers
         return DLOCK_ECANCELED;
     x->a = a;
     x->ans = ans;
-    append_all(c, a, ans->raw, &x->p);
+    append_all(c, a, ans, &x->p);
     for (int s = 0; s < c->n; s++) {
         conn *cn = &c->conns[s];
         if (x->p.want[s] == 0)

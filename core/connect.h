@@ -26,10 +26,11 @@ int  dlock__url_parse(dlock__url *u, const char *url, char *err, size_t errlen);
 void dlock__url_clear(dlock__url *u);  /* wipes the password */
 
 /* Connects with a timeout (also set as the socket timeout), sends AUTH and SELECT as the URL
- * asks. NULL on failure with err filled; *refused tells a server's refusal (AUTH, SELECT) from
- * a network failure. */
+ * asks. NULL on failure with err filled. refusal (NULL = not wanted) tells a server's refusal
+ * from a network failure: it gets the server's own error reply to AUTH or SELECT (WRONGPASS
+ * ..., never the password), and stays "" otherwise. */
 redisContext *dlock__connect(const dlock__url *u, int64_t timeout_ms, char *err, size_t errlen,
-                             bool *refused);
+                             char *refusal, size_t refusal_len);
 
 /* Whether a Redis error reply says the server refuses us -- credentials, permissions, a command
  * or a form of it that it does not know, a database it does not have -- rather than that it

@@ -211,7 +211,10 @@ int64_t dlock__wall_ms(void);
 typedef struct dlock__answers {
     int n, used;
     redisReply *raw[DLOCK__MAX_BATCH];
-    const dlock_reply *reply[DLOCK__MAX_BATCH];  /* NULL where raw is */
+    /* where raw is NULL: the server's refusal of the connection's AUTH or SELECT, if that was
+     * why (the connection's own text, valid until its next connect), viewed as an error reply */
+    const char *refusal[DLOCK__MAX_BATCH];
+    const dlock_reply *reply[DLOCK__MAX_BATCH];  /* NULL where raw and refusal are */
     dlock_reply node[DLOCK__ANSWER_NODES];
 } dlock__answers;
 void dlock__answers_view(dlock__answers *ans);   /* fills reply from raw */

@@ -475,6 +475,27 @@ static void noauth_after_a_reconnect_ends_the_acquire(void **state)
     lb_server_stop(s);
 }
 
+/* The password changes under a client that has the old one: its reconnect's AUTH is refused,
+ * and that refusal answers the acquire (no command of it was sent). */
+static void a_changed_password_ends_the_acquire(void **state)
+{
+    redisContext *admin;
+    lb_server *s = refusing_server(&admin);
+    char u[128];
+    const char *p = u;
+    admin_do(admin, "CONFIG SET requirepass 0ldpass");
+    admin_do(admin, "AUTH 0ldpass");
+    snprintf(u, sizeof u, "redis://:0ldpass@127.0.0.1:%d", lb_server_port(s));
+    dlock_client *c = dlock_client_new(&p, 1, NULL, 0);
+    assert_non_null(c);
+    admin_do(admin, "CONFIG SET requirepass n3wpass");
+    admin_do(admin, "CLIENT KILL TYPE normal SKIPME yes");
+    assert_refused_at_once(c, "WRONGPASS", "0ldpass");
+    dlock_client_free(c);
+    redisFree(admin);
+    lb_server_stop(s);
+}
+
 /* A dead server gives DLOCK_EIO (never a SIGPIPE), and the client reconnects once it is back. */
 static void survives_server_death_and_reconnects(void **state)
 {
@@ -611,6 +632,7 @@ int main(void)
         cmocka_unit_test(bad_urls_are_refused),
         cmocka_unit_test(auth_select_and_secret_keeping),
         cmocka_unit_test(noauth_after_a_reconnect_ends_the_acquire),
+        cmocka_unit_test(a_changed_password_ends_the_acquire),
         cmocka_unit_test(survives_server_death_and_reconnects),
         cmocka_unit_test(waits_do_not_spin_on_a_dead_server),
         cmocka_unit_test(script_cache_flush_falls_back_to_eval),

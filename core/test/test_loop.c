@@ -10,7 +10,8 @@
  *  - dlock_client_interrupt from another thread, in a back-off sleep and in a BLPOP wait, and
  *    several clients interrupted at once while a callback frees its client;
  *  - SCRIPT FLUSH (the NOSCRIPT resend, counted on the server), a killed server (EIO, no crash,
- *    no round of the loop held up by tries that fail at once) and its restart (reconnect);
+ *    no round of the loop held up by tries that fail at once) and its restart (reconnect); a
+ *    server that refuses the client (NOAUTH, WRONGPASS): EIO at once;
  *  - a 16 MB command that goes out in pieces as the connection turns writable, and a loop that
  *    stalls past the command timeout while a hundred answers arrive (none counts as timed out);
  *  - the API's contract: callbacks never run inside the call that starts an operation, one
@@ -910,6 +911,49 @@ static void server_killed_under_a_blocked_waiter(void **state)
     dlock_client_free(blocking);
     dlock_client_free(c);
     dlock_loop_free(lp);
+}
+
+/* A server that refuses the clients (one without a password, one with the old one, after the
+ * password changed and their connections dropped): NOAUTH to the first one's command, WRONGPASS
+ * to the second one's reconnect. Each acquire ends with DLOCK_EIO and the server's answer at
+ * once, not when its 5 s wait is up. */
+static void refusals_end_loop_acquires_at_once(void **state)
+{
+    char err[256], u[2][128];
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(s);
+    redisContext *admin = redisConnect("127.0.0.1", lb_server_port(s));
+    assert_non_null(admin);
+    freeReplyObject(redisCommand(admin, "CONFIG SET requirepass 0ldpass"));
+    freeReplyObject(redisCommand(admin, "AUTH 0ldpass"));
+    snprintf(u[0], sizeof u[0], "redis://127.0.0.1:%d", lb_server_port(s));
+    snprintf(u[1], sizeof u[1], "redis://:0ldpass@127.0.0.1:%d", lb_server_port(s));
+    static const char *const answers[] = {"NOAUTH", "WRONGPASS"};
+    dlock_loop *lp = loop_new();
+    dlock_client *c[2];
+    for (int i = 0; i < 2; i++) {
+        const char *p = u[i];
+        assert_non_null(c[i] = dlock_client_new(&p, 1, err, sizeof err));
+        assert_int_equal(dlock_client_attach(c[i], lp), DLOCK_OK);
+    }
+    redisReply *v = redisCommand(admin, "CONFIG SET requirepass n3wpass");
+    assert_true(v && v->type == REDIS_REPLY_STATUS);
+    freeReplyObject(v);
+    freeReplyObject(redisCommand(admin, "CLIENT KILL TYPE normal SKIPME yes"));
+    dlock_options o = opts(DLOCK_TOKEN, DLOCK_WAIT_POLL, 30000, 5000);
+    for (int i = 0; i < 2; i++) {
+        result r;
+        int64_t t0 = fx_now_ms();
+        assert_int_equal(acquire_wait(lp, c[i], "lp:refused", &o, &r, 8000), DLOCK_EIO);
+        if (fx_now_ms() - t0 > 1000 || !strstr(dlock_client_errstr(c[i]), answers[i]))
+            fail_msg("client %d: %lld ms: %s", i, (long long)(fx_now_ms() - t0),
+                     dlock_client_errstr(c[i]));
+        assert_null(strstr(dlock_client_errstr(c[i]), "ldpass"));
+        dlock_client_free(c[i]);
+    }
+    dlock_loop_free(lp);
+    redisFree(admin);
+    lb_server_stop(s);
 }
 
 /* A command larger than the socket buffers goes out in pieces: with the server paused (reading
@@ -1854,6 +1898,7 @@ int main(void)
         T(interrupt_before_acquire),
         T(script_flush_and_restart),
         T(server_killed_under_a_blocked_waiter),
+        T(refusals_end_loop_acquires_at_once),
         T(large_command_goes_in_pieces),
         T(stalled_loop_takes_the_answers_that_came),
         T(contract_refusals),
