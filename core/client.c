@@ -5,7 +5,9 @@
  * A batch's commands are written to all their servers before any reply is read, and the
  * replies are read with poll(2) across all servers against one deadline: a server that is slow
  * costs one command timeout, not one per server, and N servers cost one round trip, not N. (A
- * server that must be reconnected first costs its connect timeout on top.) What to send, how
+ * server that must be reconnected first costs its connect timeout on top; on a loop, where
+ * nothing may block, the reconnect, its AUTH and its SELECT are part of the exchange, under its
+ * deadline, and the batch goes on that connection once they are answered.) What to send, how
  * long to wait and when to start afresh are the machine's (op.c) to say; this file does it.
  * A context that timed out or failed is dropped (its stream position is unknown) and reconnected
  * on next use. Writes run under connect.c's SIGPIPE guard. */
@@ -27,6 +29,7 @@ typedef struct conn {
     redisContext *ctx;
     int64_t timeout_ms;  /* the socket timeout set on ctx */
     char refusal[128];   /* the server's answer when it refused the last connect's AUTH or SELECT */
+    int setup;           /* on a loop: replies of a new connection's AUTH and SELECT still due */
     void *watch;         /* on a loop: ctx is non-blocking and watched */
     dlock_client *owner;
     int index;
@@ -36,6 +39,7 @@ typedef struct conn {
 typedef struct pending {
     int want[DLOCK__MAX_SERVERS];  /* replies still expected from each server */
     int next[DLOCK__MAX_SERVERS];  /* the batch index the next reply of each server answers */
+    bool held[DLOCK__MAX_SERVERS]; /* its commands wait for its connection's AUTH and SELECT */
 } pending;
 
 typedef struct xchg {
@@ -82,6 +86,7 @@ static void conn_drop(conn *cn)
     if (cn->watch)
         cn->owner->io->unwatch(cn->watch);
     cn->watch = NULL;
+    cn->setup = 0;
     if (cn->ctx) {
         redisFree(cn->ctx);
         cn->ctx = NULL;
@@ -104,7 +109,8 @@ static void conn_io(void *ud, bool readable, bool writable);
 static void exchange_abandon(dlock_client *c);
 
 /* On a loop, a connection is non-blocking (hiredis then takes EAGAIN as "no data yet") and
- * watched. It was connected blocking: AUTH and SELECT are done by then. */
+ * watched. One connected before the client was attached had AUTH and SELECT done then; one
+ * opened on the loop has them in its output buffer (cn->setup). */
 static int conn_go_nonblocking(dlock_client *c, conn *cn)
 {
     int fl = fcntl(cn->ctx->fd, F_GETFL);
@@ -120,10 +126,13 @@ static int conn_go_nonblocking(dlock_client *c, conn *cn)
 
 static int conn_open(dlock_client *c, conn *cn, int64_t timeout_ms, char *err, size_t errlen)
 {
+    if (c->io) {  /* a loop's thread serves every client on it: no blocking connect or AUTH */
+        cn->refusal[0] = '\0';
+        cn->ctx = dlock__connect_nonblock(&cn->url, err, errlen, &cn->setup);
+        return cn->ctx ? conn_go_nonblocking(c, cn) : -1;
+    }
     cn->ctx = dlock__connect(&cn->url, timeout_ms, err, errlen, cn->refusal, sizeof cn->refusal);
     cn->timeout_ms = timeout_ms;
-    if (cn->ctx && c->io)
-        return conn_go_nonblocking(c, cn);
     return cn->ctx ? 0 : -1;
 }
 
@@ -350,9 +359,10 @@ void dlock_client_stats(const dlock_client *c, dlock_stats *total, dlock_stats *
  * the replies across all servers against one deadline: a server that is slow costs one command
  * timeout, not one per server, and N servers cost one round trip, not N. */
 
-static int append_cmd(redisContext *ctx, const dlock_command *cmd)
+static void append_cmd(dlock_client *c, conn *cn, const dlock_command *cmd)
 {
-    return redisAppendCommandArgv(ctx, cmd->argc, (const char **)cmd->argv, NULL);
+    redisAppendCommandArgv(cn->ctx, cmd->argc, (const char **)cmd->argv, NULL);
+    atomic_fetch_add(c->parent ? &c->parent->clone_commands : &c->commands, 1);
 }
 
 /* Writes what is buffered: 1 all of it, 0 some is left (a non-blocking socket is full), -1 the
@@ -423,9 +433,11 @@ static void append_all(dlock_client *c, const dlock_action *a, dlock__answers *a
             ans->refusal[i] = cn->refusal[0] ? cn->refusal : NULL;
             continue;
         }
-        append_cmd(cn->ctx, &a->commands[i]);
         p->want[s]++;
-        atomic_fetch_add(c->parent ? &c->parent->clone_commands : &c->commands, 1);
+        if (cn->setup > 0)
+            p->held[s] = true;  /* sent once AUTH and SELECT are answered (setup_answered) */
+        else
+            append_cmd(c, cn, &a->commands[i]);
     }
     for (int s = 0; s < c->n; s++)
         if (p->want[s] < 0)
@@ -517,7 +529,10 @@ int dlock__exchange(dlock_client *c, const dlock_action *a, dlock__answers *ans)
 
 /* ---- the non-blocking exchange (on a loop) --------------------------------- *
  * The same exchange in one round: it appends and writes the batch and returns; conn_io reads
- * replies as they come, the timer cuts it off at the deadline; then the loop is told. */
+ * replies as they come, the timer cuts it off at the deadline; then the loop is told. A server
+ * whose connection is new gets its AUTH and SELECT first, and the batch once they are answered,
+ * all before the same deadline: a server that accepts connections and never answers (stopped,
+ * a black hole) costs the loop nothing but the timer. */
 
 static bool waiting(const xchg *x, int nservers)
 {
@@ -558,6 +573,63 @@ int dlock__exchange_start(dlock_client *c, const dlock_action *a, dlock__answers
     return DLOCK_OK;
 }
 
+/* A new connection's AUTH or SELECT was refused: that answers its commands of the batch
+ * (see append_all), and the connection ends. */
+static void refuse_batch(dlock_client *c, conn *cn, int s)
+{
+    xchg *x = c->x;
+    for (int i = next_cmd_of(x->a, s, 0); i < x->a->ncommands; i = next_cmd_of(x->a, s, i + 1))
+        x->ans->refusal[i] = cn->refusal;
+    x->p.want[s] = 0;
+    x->p.held[s] = false;
+    fail_conn(c, cn, cn->refusal);
+}
+
+/* A new connection's AUTH and SELECT are answered before its commands of the batch are sent:
+ * behind a SELECT that failed they would run in another database. false when the connection
+ * failed (a refusal is an answer: true, the connection closed). */
+static bool setup_answered(dlock_client *c, conn *cn, int s)
+{
+    xchg *x = c->x;
+    while (cn->setup > 0) {
+        void *r = NULL;
+        if (redisGetReplyFromReader(cn->ctx, &r) != REDIS_OK)
+            return false;
+        if (!r)
+            return true;  /* not yet */
+        const redisReply *rr = r;
+        bool refused = rr->type == REDIS_REPLY_ERROR;
+        if (refused)
+            snprintf(cn->refusal, sizeof cn->refusal, "%s", rr->str[0] ? rr->str : "ERR refused");
+        freeReplyObject(r);
+        if (refused) {
+            refuse_batch(c, cn, s);
+            return true;
+        }
+        cn->setup--;
+    }
+    if (x->p.held[s]) {
+        x->p.held[s] = false;
+        for (int i = next_cmd_of(x->a, s, 0); i < x->a->ncommands; i = next_cmd_of(x->a, s, i + 1))
+            append_cmd(c, cn, &x->a->commands[i]);
+        int rc = flush(cn);
+        if (rc < 0)
+            return false;
+        c->io->want_write(cn->watch, rc == 0);
+    }
+    return true;
+}
+
+/* What server s has answered so far: its connection's setup, then the batch's replies. false
+ * when its connection failed. */
+static bool take_replies(dlock_client *c, conn *cn, int s)
+{
+    xchg *x = c->x;
+    if (!setup_answered(c, cn, s))
+        return false;
+    return !cn->ctx || cn->setup > 0 || drain(cn, s, x->a, x->ans->raw, &x->p);
+}
+
 static void exchange_progress(dlock_client *c)
 {
     xchg *x = c->x;
@@ -588,10 +660,10 @@ static void conn_io(void *ud, bool readable, bool writable)
         /* Outside an exchange only an error or the server's goodbye can come: either ends
          * the connection, and the next command reconnects. */
         if (redisBufferRead(cn->ctx) != REDIS_OK ||
-            (x->active && !drain(cn, s, x->a, x->ans->raw, &x->p))) {
+            (x->active && !take_replies(c, cn, s))) {
             x->p.want[s] = 0;
             fail_conn(c, cn, cn->ctx->errstr[0] ? cn->ctx->errstr : "protocol error");
-        } else if (!x->active || x->p.want[s] == 0) {
+        } else if (cn->ctx && (!x->active || x->p.want[s] == 0)) {
             void *stray = NULL;  /* a reply nobody asked for: the stream is out of step */
             if (redisGetReplyFromReader(cn->ctx, &stray) == REDIS_OK && stray) {
                 freeReplyObject(stray);
@@ -613,7 +685,7 @@ static bool take_arrived(dlock_client *c, int s)
         struct pollfd pfd = {.fd = cn->ctx->fd, .events = POLLIN};
         if (poll(&pfd, 1, 0) <= 0)
             break;
-        if (redisBufferRead(cn->ctx) != REDIS_OK || !drain(cn, s, x->a, x->ans->raw, &x->p))
+        if (redisBufferRead(cn->ctx) != REDIS_OK || !take_replies(c, cn, s))
             return false;
     }
     return true;

@@ -255,6 +255,37 @@ failed:
     return NULL;
 }
 
+redisContext *dlock__connect_nonblock(const dlock__url *u, char *err, size_t errlen, int *setup)
+{
+    *setup = 0;
+    redisContext *ctx = u->path ? redisConnectUnixNonBlock(u->path)
+                                : redisConnectNonBlock(u->host, u->port);
+    if (!ctx || ctx->err) {
+        snprintf(err, errlen, "%s: %s", u->where, ctx ? ctx->errstr : "out of memory");
+        redisFree(ctx);
+        return NULL;
+    }
+    if (u->pass && *u->pass) {
+        const char *argv[3] = {"AUTH", u->user ? u->user : u->pass, u->pass};
+        if (redisAppendCommandArgv(ctx, u->user ? 3 : 2, argv, NULL) != REDIS_OK)
+            goto no_memory;
+        (*setup)++;
+    }
+    if (u->db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", u->db);
+        const char *argv[2] = {"SELECT", db};
+        if (redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
+            goto no_memory;
+        (*setup)++;
+    }
+    return ctx;
+no_memory:
+    snprintf(err, errlen, "%s: out of memory", u->where);
+    redisFree(ctx);
+    return NULL;
+}
+
 bool dlock__error_is_refusal(const char *reply)
 {
     static const char *const refusals[] = {

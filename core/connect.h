@@ -32,6 +32,13 @@ void dlock__url_clear(dlock__url *u);  /* wipes the password */
 redisContext *dlock__connect(const dlock__url *u, int64_t timeout_ms, char *err, size_t errlen,
                              char *refusal, size_t refusal_len);
 
+/* The same for an event loop, where nothing may wait: the connection is under way when this
+ * returns (its first writes may find the socket not yet connected: hiredis then waits for
+ * writability), and AUTH and SELECT wait in its output buffer, ahead of anything appended after
+ * them; *setup says how many replies of theirs come first. NULL with err filled when not even
+ * the socket could be started. */
+redisContext *dlock__connect_nonblock(const dlock__url *u, char *err, size_t errlen, int *setup);
+
 /* Whether a Redis error reply says the server refuses us -- credentials, permissions, a command
  * or a form of it that it does not know, a database it does not have -- rather than that it
  * cannot serve us right now (LOADING, BUSY, OOM, max clients) or a lock-state answer. A refusal
