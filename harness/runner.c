@@ -27,6 +27,7 @@
 #include "dlock.h"
 #include "monotonic.h"
 #include "endpoint.h"
+#include "health.h"
 #include "oracle.h"
 #include "proxy.h"
 #include "runner.h"
@@ -401,7 +402,8 @@ static bool incr_counter(client *c, const char *counter)
 
 bool rn_out_of_time(const client *c)
 {
-    return atomic_load(&stop_requested) || dlock__mono_us() >= c->run->deadline[c->group];
+    return atomic_load(&stop_requested) || atomic_load(&c->run->failed) ||
+           dlock__mono_us() >= c->run->deadline[c->group];
 }
 
 /* The crash: connections closed without a word; maybe a new client later, in its place. */
@@ -725,6 +727,42 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
     return 0;
 }
 
+/* The servers' watch found one dead (health.c; on the watch's thread). Clients waiting on it
+ * would wait for ever, and the figures would be the environment's, not the scenario's: every
+ * client goes down now -- a hold in progress too -- with no restart, and the run fails. */
+static void fail_run(void *ud, const char *why)
+{
+    run *r = ud;
+    pthread_mutex_lock(&r->done_mu);
+    if (!r->err[0])
+        snprintf(r->err, sizeof r->err, "%s", why);
+    pthread_mutex_unlock(&r->done_mu);
+    atomic_store(&r->failed, true);
+    for (size_t i = 0; i < r->n; i++) {
+        client *c = &r->clients[i];
+        pthread_mutex_lock(&c->ctl.mu);
+        c->ctl.crashes++;
+        c->ctl.crashed = true;
+        c->ctl.stopping = true;
+        c->ctl.restart_after_us = -1;
+        if (c->lock)
+            dlock_client_interrupt(c->lock);
+        pthread_cond_broadcast(&c->ctl.cv);
+        pthread_mutex_unlock(&c->ctl.mu);
+        if (r->notify)
+            r->notify(c);
+    }
+}
+
+/* The watch runs while the clients do: from the barrier until the last one has finished (a
+ * loop's clients are woken through their loop, which must still be there). */
+static void watch_servers(run *r)
+{
+    char why[320];
+    if (r->t->health && lb_health_start(r->t->health, fail_run, r, why, sizeof why) < 0)
+        fail_run(r, why);
+}
+
 int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *out, char *err,
                   size_t errlen)
 {
@@ -743,8 +781,11 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
     }
     /* Threads that did start wait at the barrier; a partial start is aborted through it. */
     open_barrier(&r, started);
-    if (!r.abort)
+    if (!r.abort) {
+        watch_servers(&r);
         rn_schedule(&r, out);
+    }
+    lb_health_stop(t->health);
     if (r.driver == LB_DRIVER_LOOP)
         rn_loops_join(&r);
     else
@@ -752,7 +793,7 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
             pthread_join(r.clients[i].thread, NULL);
     for (size_t i = 0; i < started; i++)
         rn_client_disconnect(&r.clients[i]);
-    if (r.abort) {
+    if (r.abort || atomic_load(&r.failed)) {
         snprintf(err, errlen, "%s", r.err[0] ? r.err : "clients could not start");
         free_run(&r);
         lb_run_result_free(out);

@@ -70,6 +70,7 @@ struct run {
     int64_t *deadline;           /* per group: t0 + its duration, or INT64_MAX */
     bool *stopped;               /* per group: its deadline has been applied */
     bool abort;                  /* set before `go` when setup failed */
+    atomic_bool failed;          /* a server stopped answering: every client stops (r->err) */
     size_t nkeys;
     char **keys;                 /* the lock keys in use: at most one per client */
     atomic_llong *fired_start;   /* per event: when a "when": "holding" event fired, -1 = not */
