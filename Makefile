@@ -5,7 +5,7 @@
 #   make test-sanitize      the suite under ASan+UBSan, then under TSan
 #   make demo               the seed scenarios on a managed redis-server
 #   make bench              performance ratios (see README)
-#   make gate               scenarios/gate/ against results/baselines/ (regression gate)
+#   make gate               the work tree against GATE_BASE, run alternately (regression gate)
 #   make install            PREFIX=/usr/local DESTDIR=
 #   make deps               check (and on Debian, as root, install) what the build needs
 #
@@ -165,11 +165,17 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)sh scripts/demo.sh $(O)
 
-# The regression gate on scenarios/gate/ against results/baselines/ (GATE_UPDATE=1 rewrites them).
-GATE_REPEATS ?= 5
+# The regression gate (scripts/gate.sh): scenarios/gate/ run by the work tree and by GATE_BASE
+# (default HEAD with uncommitted changes, else HEAD~1) alternately, GATE_REPEATS rounds a side,
+# then the head against results/baselines/ coarsely. GATE_SLOWDOWN_US=X slows the head's acquire
+# by X us to check the gate itself; GATE_UPDATE=1 rewrites the baselines.
+GATE_BASE ?=
+GATE_REPEATS ?= 12
+GATE_SLOWDOWN_US ?=
 gate: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)sh scripts/gate.sh $(O) $(GATE_REPEATS)
+	$(Q)GATE_BASE='$(GATE_BASE)' GATE_REPEATS='$(GATE_REPEATS)' \
+	  GATE_SLOWDOWN_US='$(GATE_SLOWDOWN_US)' sh scripts/gate.sh $(O)
 
 # Side-by-side performance ratios (README, Performance); writes results/bench/<timestamp>/.
 bench: deps

@@ -9,7 +9,10 @@
  * Which figures are checked, in which direction and with which default threshold is fields.c's
  * table (the rows with a gate check); so is how repeats combine. With >= LB_GATE_MIN_REPEATS
  * repeats on both sides a change past its threshold is a regression only when the Mann-Whitney
- * p < LB_GATE_ALPHA; otherwise the threshold alone decides and the verdict is marked weak.
+ * p, adjusted by Holm-Bonferroni over every metric tested in this run, is < LB_GATE_ALPHA:
+ * sixteen metrics tested at 0.05 each would flag an unchanged tree more often than not.
+ * Otherwise the threshold alone decides and the verdict is marked weak. So rows are measured
+ * first, all of them, and decided after.
  *
  * A side may also be a folder of rounds: subfolders that each hold one run's summary.json (the
  * strict recipe runs base and head alternately, one run at a time). The rounds are folded into
@@ -47,7 +50,7 @@ typedef enum {
 
 /* Terminal/Markdown wording, and the stable names --json uses. */
 static const char *const lb__verdict_text[] = {
-    "ok", "improved", "noise (p >= 0.05)", "REGRESSION", "FAIL", "new", "no data"};
+    "ok", "improved", "noise (Holm p >= 0.05)", "REGRESSION", "FAIL", "new", "no data"};
 static const char *const lb__verdict_key[] = {
     "ok", "improved", "noise", "regression", "fail", "new", "no-data"};
 
@@ -61,6 +64,7 @@ typedef struct {
     const char           *cur_text;
     double                change_pct;  /* NAN when not computed */
     double                p;           /* NAN when no test was run */
+    double                p_holm;      /* p adjusted over the run's tests; NAN likewise */
     double                threshold;   /* NAN for correctness rows */
     size_t                n_base, n_cur;
     bool                  weak;        /* performance verdict from the threshold alone */
@@ -621,7 +625,8 @@ static lb__row *lb__add_row(lb__gate *g, const char *variant, const char *metric
     }
     lb__row *r = &g->rows[g->nrows++];
     *r = (lb__row){.variant = variant, .metric = metric, .base = NAN, .cur = NAN,
-                   .change_pct = NAN, .p = NAN, .threshold = NAN, .verdict = LB__V_OK};
+                   .change_pct = NAN, .p = NAN, .p_holm = NAN, .threshold = NAN,
+                   .verdict = LB__V_OK};
     return r;
 }
 
@@ -716,7 +721,8 @@ static double lb__change_pct(double base, double cur)
     return (cur - base) / fabs(base) * 100;
 }
 
-static void lb__judge(lb__row *r, const lb__sample *b, const lb__sample *c)
+/* The figures, the change and the test's p; the verdict waits for every row's p (lb__decide). */
+static void lb__measure(lb__row *r, const lb__sample *b, const lb__sample *c)
 {
     r->base = b->value;
     r->cur = c->value;
@@ -727,12 +733,22 @@ static void lb__judge(lb__row *r, const lb__sample *b, const lb__sample *c)
         return;
     }
     r->change_pct = lb__change_pct(b->value, c->value);
-    double worse = r->perf->gate == LB_CHECK_HIGHER ? -r->change_pct : r->change_pct;
     lb_mwu t;
     r->weak = b->n < LB_GATE_MIN_REPEATS || c->n < LB_GATE_MIN_REPEATS;
     if (!r->weak && lb_mann_whitney(b->reps, b->n, c->reps, c->n, &t) == 0)
         r->p = t.p;
-    bool significant = r->weak || r->p < LB_GATE_ALPHA;
+}
+
+/* A performance row still to be decided: one with figures on both sides. */
+static bool lb__row_pending(const lb__row *r)
+{
+    return r->perf && r->verdict != LB__V_NODATA && r->verdict != LB__V_NEW;
+}
+
+static void lb__decide(lb__row *r)
+{
+    double worse = r->perf->gate == LB_CHECK_HIGHER ? -r->change_pct : r->change_pct;
+    bool significant = r->weak || r->p_holm < LB_GATE_ALPHA;
     if (worse > r->threshold)
         r->verdict = significant ? LB__V_REGRESSION : LB__V_NOISE;
     else if (-worse > r->threshold && significant)
@@ -756,7 +772,7 @@ static int lb__check_metric(lb__gate *g, ssize_t bvi, size_t cvi, const char *na
     if (r) {
         r->perf = m;
         r->threshold = g->opt.threshold[lb_field_index(m)];
-        lb__judge(r, &b, &c);
+        lb__measure(r, &b, &c);
         if (bvi < 0)
             r->verdict = LB__V_NEW;
     }
@@ -817,6 +833,24 @@ static int lb__compare(lb__gate *g)
     return rc;
 }
 
+/* Holm over the p-values of every row that was tested, then each pending row's verdict. */
+static int lb__decide_all(lb__gate *g)
+{
+    double *p = malloc((g->nrows ? g->nrows : 1) * sizeof *p);
+    if (!p)
+        return lb__bad("out of memory");
+    for (size_t i = 0; i < g->nrows; i++)
+        p[i] = lb__row_pending(&g->rows[i]) ? g->rows[i].p : NAN;
+    int rc = lb_holm_adjust(p, g->nrows, p) == 0 ? 0 : lb__bad("out of memory");
+    for (size_t i = 0; i < g->nrows && !rc; i++)
+        if (lb__row_pending(&g->rows[i])) {
+            g->rows[i].p_holm = p[i];
+            lb__decide(&g->rows[i]);
+        }
+    free(p);
+    return rc;
+}
+
 /* ---- verdict and cells ---------------------------------------------------------------------- */
 
 static bool lb__row_fails(const lb__row *r)
@@ -842,12 +876,17 @@ static bool lb__row_perf(const lb__row *r)
     return r->perf && r->verdict != LB__V_NEW;
 }
 
+static bool lb__row_tested(const lb__row *r)
+{
+    return !isnan(r->p_holm);
+}
+
 enum { LB__COL_VARIANT, LB__COL_METRIC, LB__COL_BASE, LB__COL_CUR, LB__COL_CHANGE, LB__COL_P,
-       LB__COL_VERDICT, LB__NCOLS };
+       LB__COL_HOLM, LB__COL_VERDICT, LB__NCOLS };
 typedef char lb__cells[LB__NCOLS][64];
 
 static const char *const lb__headers[LB__NCOLS] = {
-    "variant", "metric", "baseline", "current", "change", "p-value", "verdict"};
+    "variant", "metric", "baseline", "current", "change", "p-value", "p (Holm)", "verdict"};
 
 /* Four significant digits, but no exponent for large figures (throughput). */
 static void lb__format_value(char *buf, size_t len, double v, bool boolean, const char *text)
@@ -864,6 +903,16 @@ static void lb__format_value(char *buf, size_t len, double v, bool boolean, cons
         snprintf(buf, len, "%.4g", v);
 }
 
+static void lb__format_p(char *buf, size_t len, double p)
+{
+    if (isnan(p))
+        snprintf(buf, len, "-");
+    else if (p < 0.001)
+        snprintf(buf, len, "<0.001");
+    else
+        snprintf(buf, len, "%.3f", p);
+}
+
 static void lb__format_row(const lb__row *r, lb__cells cells)
 {
     snprintf(cells[LB__COL_VARIANT], sizeof cells[0], "%s", r->variant);
@@ -874,12 +923,8 @@ static void lb__format_row(const lb__row *r, lb__cells cells)
         snprintf(cells[LB__COL_CHANGE], sizeof cells[0], "-");
     else
         snprintf(cells[LB__COL_CHANGE], sizeof cells[0], "%+.1f%%", r->change_pct);
-    if (isnan(r->p))
-        snprintf(cells[LB__COL_P], sizeof cells[0], "-");
-    else if (r->p < 0.001)
-        snprintf(cells[LB__COL_P], sizeof cells[0], "<0.001");
-    else
-        snprintf(cells[LB__COL_P], sizeof cells[0], "%.3f", r->p);
+    lb__format_p(cells[LB__COL_P], sizeof cells[0], r->p);
+    lb__format_p(cells[LB__COL_HOLM], sizeof cells[0], r->p_holm);
     snprintf(cells[LB__COL_VERDICT], sizeof cells[0], "%s%s", lb__verdict_text[r->verdict],
              lb__row_weak(r) ? " (weak)" : "");
 }
@@ -907,10 +952,15 @@ static void lb__headline(const lb__gate *g, FILE *f)
 static void lb__notes(const lb__gate *g, FILE *f, const char *bullet)
 {
     size_t weak = lb__count(g, lb__row_weak);
+    size_t tested = lb__count(g, lb__row_tested);
     if (weak)
         fprintf(f, "%sweak: fewer than %d repeats on one or both sides for %zu metric%s; the "
                 "threshold alone decided (run with --repeat %d or more)\n", bullet,
                 LB_GATE_MIN_REPEATS, weak, weak == 1 ? "" : "s", LB_GATE_MIN_REPEATS);
+    if (tested)
+        fprintf(f, "%sp (Holm): the p-values of the %zu metric%s tested, adjusted together "
+                "(Holm-Bonferroni); past its threshold, a change regresses if p (Holm) < %g\n",
+                bullet, tested, tested == 1 ? "" : "s", LB_GATE_ALPHA);
     for (size_t i = 0; i < g->nrows; i++) {
         const lb__row *r = &g->rows[i];
         for (size_t k = 0; r->verdict == LB__V_FAIL && k < json_array_size(r->failures); k++) {
@@ -996,7 +1046,7 @@ static int lb__write_markdown(FILE *f, const lb__gate *g)
         lb__md_cell(f, lb__headers[c]);
     fputs("|\n", f);
     for (int c = 0; c < LB__NCOLS; c++)   /* figures right-aligned, words left */
-        fputs(c >= LB__COL_BASE && c <= LB__COL_P ? "|--:" : "|---", f);
+        fputs(c >= LB__COL_BASE && c <= LB__COL_HOLM ? "|--:" : "|---", f);
     fputs("|\n", f);
     for (size_t i = 0; i < g->nrows; i++) {
         lb__format_row(&g->rows[i], cells);
@@ -1039,6 +1089,7 @@ static json_t *lb__json_row(const lb__row *r)
     json_object_set_new(o, "current", lb__json_side(r, r->cur, r->cur_text));
     json_object_set_new(o, "change_pct", lb__json_number(r->change_pct));
     json_object_set_new(o, "p_value", lb__json_number(r->p));
+    json_object_set_new(o, "p_holm", lb__json_number(r->p_holm));
     json_object_set_new(o, "threshold_pct", lb__json_number(r->threshold));
     json_object_set_new(o, "repeats", json_pack("{s:I,s:I}", "baseline", (json_int_t)r->n_base,
                                                 "current", (json_int_t)r->n_cur));
@@ -1077,6 +1128,8 @@ static int lb__write_json(FILE *f, const lb__gate *g)
     json_object_set_new(doc, "exit_code", json_integer(fail ? LB_GATE_REGRESSION : LB_GATE_PASS));
     json_object_set_new(doc, "normalized", json_boolean(g->opt.normalize));
     json_object_set_new(doc, "alpha", json_real(LB_GATE_ALPHA));
+    json_object_set_new(doc, "correction", json_string("holm"));
+    json_object_set_new(doc, "tests", json_integer((json_int_t)lb__count(g, lb__row_tested)));
     json_object_set_new(doc, "min_repeats", json_integer(LB_GATE_MIN_REPEATS));
     json_object_set_new(doc, "weak", json_boolean(lb__count(g, lb__row_weak) > 0));
     json_object_set_new(doc, "thresholds_pct", thr);
@@ -1179,6 +1232,8 @@ int lb_gate_main(int argc, char **argv)
     rc = lb__load(&g);
     if (!rc)
         rc = lb__compare(&g);
+    if (!rc)
+        rc = lb__decide_all(&g);
     if (!rc) {
         lb__write_table(stdout, &g);
         fflush(stdout);

@@ -3,15 +3,16 @@
  * Correctness is a hard gate (a new overlap, lost update or error, a newly failed expectation, a
  * missing variant); speed is a soft one: a metric regresses only when its change is worse than
  * its threshold and, with at least LB_GATE_MIN_REPEATS repeats on both sides, a two-sided
- * Mann-Whitney U test says the change is not noise (p < LB_GATE_ALPHA). Which figures are which,
- * their directions and default thresholds are fields.h's table. */
+ * Mann-Whitney U test says the change is not noise: its p, adjusted by Holm-Bonferroni over all
+ * the metrics tested in the run, is < LB_GATE_ALPHA. Which figures are which, their directions
+ * and default thresholds are fields.h's table. */
 #ifndef LB_GATE_H
 #define LB_GATE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#define LB_GATE_ALPHA        0.05   /* significance level of the Mann-Whitney test */
+#define LB_GATE_ALPHA        0.05   /* family-wise significance level over a run's tests */
 #define LB_GATE_MIN_REPEATS  5      /* fewer on either side: the threshold alone decides (weak) */
 
 /* Exit codes of lb_gate_main, as SPEC section 5 fixes them. */

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "connect.h"
@@ -288,9 +289,33 @@ static void end_client(rn_loop_client *lc)
     lc->w->active--;
 }
 
+#ifdef LOCKBENCH_SLOWDOWN_US
+/* Only in builds that check the gate itself (scripts/gate.sh, GATE_SLOWDOWN_US): every acquire
+ * costs this many microseconds more of the loop's CPU before its outcome is seen, as a slower
+ * lock core would. Spun, not slept: the CPU a slower core burns is what Redis and the other
+ * clients then lack on a busy machine. */
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* In nanoseconds, so a fraction of a microsecond (2.5) is honoured. */
+static void slow_down(void)
+{
+    int64_t until = mono_ns() + (int64_t)(1000.0 * (LOCKBENCH_SLOWDOWN_US));
+    while (mono_ns() < until)
+        ;
+}
+#endif
+
 static void on_acquired(void *ud, int rc, dlock *l)
 {
     rn_loop_client *lc = ud;
+#ifdef LOCKBENCH_SLOWDOWN_US
+    slow_down();
+#endif
     dlock_stats last;
     dlock_client_stats(lc->c->lock, NULL, &last);
     lc->l = l;

@@ -1,9 +1,10 @@
 /* stats.h -- the small statistics lockbench reports and gates on.
  *
  * Medians (the figure reported for repeated runs, robust against one slow repeat), Jain's
- * fairness index (how evenly the lock was shared among clients), and the two-sided Mann-Whitney U
- * test the gate uses to tell a real change from noise between two sets of repeats. All functions
- * are pure: they never modify their inputs and keep no state. */
+ * fairness index (how evenly the lock was shared among clients), the two-sided Mann-Whitney U
+ * test the gate uses to tell a real change from noise between two sets of repeats, and the
+ * Holm-Bonferroni adjustment that keeps a gate testing many metrics at once from crying wolf.
+ * All functions are pure: they never modify their inputs and keep no state. */
 #ifndef LB_STATS_H
 #define LB_STATS_H
 
@@ -40,5 +41,13 @@ int lb_mann_whitney(const double *a, size_t na, const double *b, size_t nb, lb_m
 /* P(U <= u) under the null hypothesis for samples of n1 and n2 values without ties (exact).
  * NAN when n1 or n2 exceeds LB_MWU_EXACT_MAX or memory runs out. */
 double lb_mwu_exact_cdf(size_t n1, size_t n2, double u);
+
+/* Holm-Bonferroni adjusted p-values of the tests p[0..n-1], into adjusted[0..n-1] (which may be
+ * p itself). With the m p-values that are not NaN sorted, p(1) <= ... <= p(m), the k-th gets
+ * max over j <= k of min(1, (m - j + 1) p(j)); a NaN (no test was run) stays NaN and is not
+ * counted in m. Rejecting every hypothesis whose adjusted p is below alpha keeps the chance of
+ * any false rejection among the m at most alpha, whatever their dependence. Returns 0, or -1
+ * (adjusted untouched) when memory runs out. */
+int lb_holm_adjust(const double *p, size_t n, double *adjusted);
 
 #endif

@@ -1,41 +1,16 @@
 #!/bin/sh
-# The strict gate: build two revisions side by side and run both in this job, alternating, so
-# machine noise hits both alike; then gate the head against the base.
+# The strict gate by revisions, for CI recipes that name both sides: scripts/gate.sh with a
+# named base (and optionally a named head), alternate rounds and no committed baselines.
 #   scripts/gate-strict.sh BASE_REV [HEAD_REV] [REPEATS]
-# HEAD_REV defaults to the work tree as it is. Each scenario of scenarios/gate/ runs REPEATS
-# times per side (default 5), in rounds of base then head, with --repeat 1 per run; the rounds
-# are then gated as repeats.
-set -eu
-base_rev=$1
-head_rev=${2:-}
-repeats=${3:-5}
-top=$(git rev-parse --show-toplevel)
-work=$(mktemp -d)
-trap 'git -C "$top" worktree remove --force "$work/base" >/dev/null 2>&1 || true;
-      [ -n "$head_rev" ] && git -C "$top" worktree remove --force "$work/head" >/dev/null 2>&1;
-      rm -rf "$work"' EXIT
-
-git -C "$top" worktree add --detach "$work/base" "$base_rev" >/dev/null
-make -C "$work/base" -s all >/dev/null
-if [ -n "$head_rev" ]; then
-    git -C "$top" worktree add --detach "$work/head" "$head_rev" >/dev/null
-    make -C "$work/head" -s all >/dev/null
-    head_dir=$work/head
-else
-    make -C "$top" -s all >/dev/null
-    head_dir=$top
+# HEAD_REV defaults to the work tree as it is; REPEATS (rounds per side) to GATE_REPEATS or 12.
+# Exit as scripts/gate.sh: 0 pass, 1 regression, 2 a side that cannot be built or cannot run the
+# head's scenarios, 3 environment.
+set -u
+if [ $# -lt 1 ] || [ $# -gt 3 ]; then
+    echo "usage: scripts/gate-strict.sh BASE_REV [HEAD_REV] [REPEATS]" >&2
+    exit 2
 fi
-
-status=0
-for s in "$top"/scenarios/gate/*.json; do
-    name=$(basename "$s" .json)
-    for side in base head; do mkdir -p "$work/out/$side/$name"; done
-    i=1
-    while [ "$i" -le "$repeats" ]; do
-        (cd "$work/base" && ./build/lockbench run "$s" --out "$work/out/base/$name/r$i" --no-plot --quiet) || true
-        (cd "$head_dir" && ./build/lockbench run "$s" --out "$work/out/head/$name/r$i" --no-plot --quiet) || true
-        i=$((i + 1))
-    done
-    "$head_dir/build/lockbench" gate "$work/out/base/$name" "$work/out/head/$name" || status=1
-done
-exit $status
+top=$(git rev-parse --show-toplevel) || exit 2
+cd "$top" || exit 2
+GATE_BASE=$1 GATE_HEAD=${2:-} GATE_REPEATS=${3:-${GATE_REPEATS:-12}} GATE_BASELINES=0 \
+    exec sh scripts/gate.sh build

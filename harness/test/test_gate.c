@@ -319,6 +319,61 @@ static void test_p99_significant_regression_fails(void **state)
     json_decref(doc);
 }
 
+/* Holm over the metrics tested in one run, worked by hand. token-poll's p99 rounds are fully
+ * separated (p = 2/252), its throughput nearly (998 beats two baseline repeats: U = 2,
+ * p = 8/252), and its p50 repeats all tie (p = 1); the other metrics have no repeats and are not
+ * tested. Three tests: sorted, 3 x 2/252 = 0.0238 < 0.05, the p99 regresses; 2 x 8/252 = 0.0635,
+ * so the throughput, 49.5 % down, is noise; the p50 gets max(0.0635, 1) = 1. Without the p50's
+ * repeats, two tests: 2 x 2/252 = 0.0159, then max(0.0159, 8/252 = 0.0317): both regress. */
+static void test_holm_steps_down_over_the_metrics(void **state)
+{
+    const double p99_b[5] = {10, 10.5, 9.8, 10.2, 10.1}, p99_c[5] = {14, 14.5, 13.9, 14.2, 15};
+    const double tput_b[5] = {1000, 1010, 990, 1005, 995}, tput_c[5] = {500, 505, 495, 510, 998};
+    const double p50[5] = {2, 2, 2, 2, 2};
+    json_t *base = load_base(), *cur = load_base();
+    set_repeats(base, "token-poll", "acquire_ms.p99", p99_b, 5, 10.1);
+    set_repeats(cur, "token-poll", "acquire_ms.p99", p99_c, 5, 14.2);
+    set_repeats(base, "token-poll", "throughput_per_s", tput_b, 5, 1000);
+    set_repeats(cur, "token-poll", "throughput_per_s", tput_c, 5, 505);
+    const char *b2 = save(json_deep_copy(base), "holm2-base.json");
+    const char *c2 = save(json_deep_copy(cur), "holm2-cur.json");
+    set_repeats(base, "token-poll", "acquire_ms.p50", p50, 5, 2);
+    set_repeats(cur, "token-poll", "acquire_ms.p50", p50, 5, 2);
+    const char *b3 = save(base, "holm3-base.json"), *c3 = save(cur, "holm3-cur.json");
+
+    assert_int_equal(run_gate(b3, c3, "--json", tmp_path("holm3.json"), NULL),
+                     LB_GATE_REGRESSION);
+    assert_contains(out_text, "1 regression: token-poll acquire_ms.p99");
+    json_t *doc = load_json(tmp_path("holm3.json"));
+    assert_int_equal(json_integer_value(json_object_get(doc, "tests")), 3);
+    json_t *row = result(doc, "token-poll", "acquire_ms.p99");
+    assert_string_equal(verdict(row), "regression");
+    assert_true(fabs(json_number_value(json_object_get(row, "p_holm")) - 6.0 / 252) < 1e-12);
+    row = result(doc, "token-poll", "throughput_per_s");
+    assert_string_equal(verdict(row), "noise");
+    assert_true(fabs(json_number_value(json_object_get(row, "p_value")) - 8.0 / 252) < 1e-12);
+    assert_true(fabs(json_number_value(json_object_get(row, "p_holm")) - 16.0 / 252) < 1e-12);
+    row = result(doc, "token-poll", "acquire_ms.p50");
+    assert_string_equal(verdict(row), "ok");
+    assert_true(json_number_value(json_object_get(row, "p_holm")) == 1);
+    assert_true(json_is_null(json_object_get(result(doc, "legacy-setnx", "acquire_ms.p50"),
+                                             "p_holm")));
+    json_decref(doc);
+
+    assert_int_equal(run_gate(b2, c2, "--json", tmp_path("holm2.json"), NULL),
+                     LB_GATE_REGRESSION);
+    assert_contains(out_text, "2 regressions: token-poll throughput_per_s, token-poll "
+                              "acquire_ms.p99");
+    doc = load_json(tmp_path("holm2.json"));
+    assert_int_equal(json_integer_value(json_object_get(doc, "tests")), 2);
+    row = result(doc, "token-poll", "acquire_ms.p99");
+    assert_true(fabs(json_number_value(json_object_get(row, "p_holm")) - 4.0 / 252) < 1e-12);
+    row = result(doc, "token-poll", "throughput_per_s");
+    assert_string_equal(verdict(row), "regression");
+    assert_true(fabs(json_number_value(json_object_get(row, "p_holm")) - 8.0 / 252) < 1e-12);
+    json_decref(doc);
+}
+
 /* Four repeats are too few for the test: the threshold alone decides, and says so. */
 static void test_four_repeats_is_weak(void **state)
 {
@@ -667,9 +722,9 @@ static void test_output_files(void **state)
     const char *head = "**lockbench gate FAIL: scenario gate-fixture, 1 regression: token-poll "
                        "throughput_per_s**\n\n";
     assert_true(strncmp(md, head, strlen(head)) == 0);
-    assert_contains(md, "| variant | metric | baseline | current | change | p-value | verdict |\n"
-                        "|---|---|--:|--:|--:|--:|---|\n");
-    assert_contains(md, "| token-poll | throughput_per_s | 1000 | 500 | -50.0% | - | "
+    assert_contains(md, "| variant | metric | baseline | current | change | p-value | p (Holm) | "
+                        "verdict |\n|---|---|--:|--:|--:|--:|--:|---|\n");
+    assert_contains(md, "| token-poll | throughput_per_s | 1000 | 500 | -50.0% | - | - | "
                         "**REGRESSION (weak)** |");
     assert_contains(md, "- weak: fewer than 5 repeats");
 
@@ -806,9 +861,12 @@ static void test_metric_table(void **state)
     json_decref(doc);
 }
 
-/* Rounds: a folder of one-run results on each side, folded into repeats. Five rounds of a
- * halved throughput are a significant regression (exact p = 2/252 for full separation); five
- * rounds of the same figures pass; an overlap in any one round fails. */
+/* Rounds: a folder of one-run results on each side, folded into repeats. Every figure of the
+ * fixture's two variants but the halved throughput ties across the rounds, so all 8 metrics are
+ * tested (p = 1 for the 7 others). Six rounds of a halved throughput, every one below every
+ * baseline round: exact p = 2/C(12, 6) = 2/924, p (Holm) = 8 x 2/924 = 0.0173, a regression.
+ * Five rounds: p = 2/252, p (Holm) = 16/252 = 0.0635: noise, for five rounds a side cannot fail
+ * a gate of eight metrics. Rounds of the same figures pass; an overlap in any one round fails. */
 static void write_rounds(const char *side, const double *tput, size_t n, int overlap_round)
 {
     char dir[256];
@@ -829,17 +887,38 @@ static void write_rounds(const char *side, const double *tput, size_t n, int ove
 
 static void test_rounds_are_folded_into_repeats(void **state)
 {
-    const double base[5] = {1000, 1010, 990, 1005, 995}, half[5] = {500, 505, 495, 510, 490};
-    write_rounds("base-rounds", base, 5, -1);
-    write_rounds("same-rounds", base, 5, -1);
-    write_rounds("half-rounds", half, 5, -1);
-    write_rounds("overlap-rounds", base, 5, 3);
+    const double base[6] = {1000, 1010, 990, 1005, 995, 1002};
+    const double half[6] = {500, 505, 495, 510, 490, 502};
+    write_rounds("base-rounds", base, 6, -1);
+    write_rounds("same-rounds", base, 6, -1);
+    write_rounds("half-rounds", half, 6, -1);
+    write_rounds("base-rounds-5", base, 5, -1);
+    write_rounds("half-rounds-5", half, 5, -1);
+    write_rounds("overlap-rounds", base, 6, 3);
     assert_int_equal(run_gate(tmp_path("base-rounds"), tmp_path("same-rounds"), NULL),
                      LB_GATE_PASS);
-    assert_int_equal(run_gate(tmp_path("base-rounds"), tmp_path("half-rounds"), NULL),
-                     LB_GATE_REGRESSION);
+
+    assert_int_equal(run_gate(tmp_path("base-rounds"), tmp_path("half-rounds"), "--json",
+                              tmp_path("half.json"), NULL), LB_GATE_REGRESSION);
     assert_contains(out_text, "-50.0%");
-    assert_contains(out_text, "0.008    REGRESSION");  /* 2/252, not weak */
+    assert_contains(out_text, "p (Holm): the p-values of the 8 metrics tested");
+    json_t *doc = load_json(tmp_path("half.json"));
+    json_t *row = result(doc, "token-poll", "throughput_per_s");
+    assert_string_equal(verdict(row), "regression");
+    assert_true(fabs(json_number_value(json_object_get(row, "p_value")) - 2.0 / 924) < 1e-12);
+    assert_true(fabs(json_number_value(json_object_get(row, "p_holm")) - 16.0 / 924) < 1e-12);
+    assert_int_equal(json_integer_value(json_object_get(doc, "tests")), 8);
+    json_decref(doc);
+
+    assert_int_equal(run_gate(tmp_path("base-rounds-5"), tmp_path("half-rounds-5"), "--json",
+                              tmp_path("half-5.json"), NULL), LB_GATE_PASS);
+    doc = load_json(tmp_path("half-5.json"));
+    row = result(doc, "token-poll", "throughput_per_s");
+    assert_string_equal(verdict(row), "noise");
+    assert_true(fabs(json_number_value(json_object_get(row, "p_value")) - 2.0 / 252) < 1e-12);
+    assert_true(fabs(json_number_value(json_object_get(row, "p_holm")) - 16.0 / 252) < 1e-12);
+    json_decref(doc);
+
     assert_int_equal(run_gate(tmp_path("base-rounds"), tmp_path("overlap-rounds"), NULL),
                      LB_GATE_REGRESSION);
     assert_contains(out_text, "overlaps");
@@ -891,6 +970,7 @@ int main(void)
         cmocka_unit_test(test_two_percent_noise_passes),
         cmocka_unit_test(test_p99_past_threshold_not_significant_passes),
         cmocka_unit_test(test_p99_significant_regression_fails),
+        cmocka_unit_test(test_holm_steps_down_over_the_metrics),
         cmocka_unit_test(test_four_repeats_is_weak),
         cmocka_unit_test(test_null_repeats_are_skipped),
         cmocka_unit_test(test_null_repeats_leave_too_few),

@@ -10,7 +10,9 @@
  *    For 5 vs 5: k = 0, 1, 2, 3 give 1, 1, 2 ({2}, {1,1}), 3 ({3}, {2,1}, {1,1,1}) orderings out
  *    of C(10, 5) = 252, so P(U <= 2) = 4/252 and P(U <= 3) = 7/252; for 3 vs 4, P(U = 0) =
  *    1/C(7, 3) = 1/35. Two-sided p doubles them. These agree with enumerating every ordering.
- *  - The tie example is worked through in full in test_mwu_ties_normal_approximation. */
+ *  - The tie example is worked through in full in test_mwu_ties_normal_approximation.
+ *  - Holm's adjusted p-values and decisions are worked by hand above each test: sort, multiply
+ *    the j-th smallest by m - j + 1, carry the running maximum, cap at 1. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -202,6 +204,101 @@ static void test_mwu_bad_input(void **state)
     assert_close(r.p, 42, 0);   /* untouched on error */
 }
 
+/* ---- Holm-Bonferroni ------------------------------------------------------------------------ */
+
+static const double alpha = 0.05;
+
+/* Rejected at alpha: what the gate decides from an adjusted p. */
+static void assert_decisions(const double *adjusted, const bool *expected, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((adjusted[i] < alpha) != expected[i])
+            fail_msg("hypothesis %zu: adjusted p %.6g, expected %s", i, adjusted[i],
+                     expected[i] ? "rejected" : "kept");
+}
+
+/* p = {0.01, 0.04, 0.03, 0.005}, m = 4. Sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03,
+ * 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> running max 0.06. So 0.005 and 0.01 are rejected; the
+ * step-down stops at 0.03, and 0.04 is kept although 0.04 x 1 alone is below 0.05. */
+static void test_holm_step_down_stops(void **state)
+{
+    const double p[] = {0.01, 0.04, 0.03, 0.005};
+    const bool rejected[] = {true, false, false, true};
+    double adj[4];
+    assert_int_equal(lb_holm_adjust(p, 4, adj), 0);
+    assert_close(adj[0], 0.03, 1e-15);
+    assert_close(adj[1], 0.06, 1e-15);
+    assert_close(adj[2], 0.06, 1e-15);
+    assert_close(adj[3], 0.02, 1e-15);
+    assert_decisions(adj, rejected, 4);
+}
+
+/* p = {0.3, 0.012, 0.02}, m = 3: 0.012 x 3 = 0.036 and 0.02 x 2 = 0.04 are rejected, 0.3 kept.
+ * Bonferroni (every p x 3) would keep 0.02 (0.06): Holm rejects more at the same guarantee. */
+static void test_holm_beats_bonferroni(void **state)
+{
+    const double p[] = {0.3, 0.012, 0.02};
+    const bool rejected[] = {false, true, true};
+    double adj[3];
+    assert_int_equal(lb_holm_adjust(p, 3, adj), 0);
+    assert_close(adj[0], 0.3, 1e-15);
+    assert_close(adj[1], 0.036, 1e-15);
+    assert_close(adj[2], 0.04, 1e-15);
+    assert_decisions(adj, rejected, 3);
+    assert_true(p[2] * 3 >= alpha);   /* Bonferroni's verdict on the same figure */
+}
+
+/* The gate's case: one metric of 5 vs 5 repeats fully separated, p = 2/252 = 0.0079, among 8
+ * metrics whose other tests find nothing (p = 1): adjusted 8 x 2/252 = 0.0635, kept. Among 6
+ * metrics: 6 x 2/252 = 0.0476, rejected. Five repeats a side cannot fail a gate of 8 metrics. */
+static void test_holm_five_repeats_among_many(void **state)
+{
+    double p[8], adj[8];
+    p[0] = 2.0 / 252;
+    for (int i = 1; i < 8; i++)
+        p[i] = 1;
+    assert_int_equal(lb_holm_adjust(p, 8, adj), 0);
+    assert_close(adj[0], 16.0 / 252, 1e-15);
+    assert_false(adj[0] < alpha);
+    for (int i = 1; i < 8; i++)
+        assert_close(adj[i], 1, 0);
+    assert_int_equal(lb_holm_adjust(p, 6, adj), 0);
+    assert_close(adj[0], 12.0 / 252, 1e-15);
+    assert_true(adj[0] < alpha);
+}
+
+/* NaN is no test: p = {NaN, 0.02, NaN, 0.01} is a family of m = 2: 0.01 x 2 = 0.02, then
+ * max(0.02, 0.02 x 1) = 0.02; both rejected, the NaNs stay NaN. */
+static void test_holm_skips_untested(void **state)
+{
+    const double p[] = {NAN, 0.02, NAN, 0.01};
+    double adj[4];
+    assert_int_equal(lb_holm_adjust(p, 4, adj), 0);
+    assert_true(isnan(adj[0]));
+    assert_true(isnan(adj[2]));
+    assert_close(adj[1], 0.02, 1e-15);
+    assert_close(adj[3], 0.02, 1e-15);
+}
+
+/* Capped at 1: {0.5, 0.7, 0.6} -> 1.5, 1.2, 0.7 -> 1, 1, 1. Ties: {0.02, 0.02} -> 0.04 each.
+ * One test: unchanged. In place: adjusted may be p itself. None: nothing to do. */
+static void test_holm_edges(void **state)
+{
+    double big[] = {0.5, 0.7, 0.6}, tie[] = {0.02, 0.02}, one[] = {0.03}, adj[3];
+    assert_int_equal(lb_holm_adjust(big, 3, adj), 0);
+    for (int i = 0; i < 3; i++)
+        assert_close(adj[i], 1, 0);
+    assert_int_equal(lb_holm_adjust(tie, 2, adj), 0);
+    assert_close(adj[0], 0.04, 1e-15);
+    assert_close(adj[1], 0.04, 1e-15);
+    assert_int_equal(lb_holm_adjust(one, 1, adj), 0);
+    assert_close(adj[0], 0.03, 0);
+    assert_int_equal(lb_holm_adjust(tie, 2, tie), 0);
+    assert_close(tie[0], 0.04, 1e-15);
+    assert_close(tie[1], 0.04, 1e-15);
+    assert_int_equal(lb_holm_adjust(NULL, 0, adj), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -219,6 +316,11 @@ int main(void)
         cmocka_unit_test(test_mwu_all_tied),
         cmocka_unit_test(test_mwu_identical_samples),
         cmocka_unit_test(test_mwu_bad_input),
+        cmocka_unit_test(test_holm_step_down_stops),
+        cmocka_unit_test(test_holm_beats_bonferroni),
+        cmocka_unit_test(test_holm_five_repeats_among_many),
+        cmocka_unit_test(test_holm_skips_untested),
+        cmocka_unit_test(test_holm_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
