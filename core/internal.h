@@ -117,7 +117,8 @@ struct dlock {
     void (*unrenew)(dlock *l);    /* stops whichever renews it (before a release or a free) */
     char err[192];                /* why the last operation failed */
     bool refused;                 /* the last step's DLOCK_EIO is the server refusing us (NOAUTH,
-                                     NOPERM, ...: dlock__error_is_refusal), not Redis out of reach */
+                                     NOPERM, ...: dlock__error_is_refusal), not Redis out of
+                                     reach */
 };
 
 typedef int (*dlock__step_fn)(dlock *l, const dlock__now *now, const dlock_reply *const *replies,

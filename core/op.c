@@ -11,11 +11,11 @@
  * the lock is taken, wait_timeout_ms runs out, the client is interrupted, or another error
  * occurs -- a server that refused us (NOAUTH, WRONGPASS, NOPERM, a command it does not know)
  * among them: no wait mends a refusal, so the acquire ends with DLOCK_EIO and the server's
- * answer instead of retrying as if Redis were out of reach. The deadline is on the monotonic clock: the last wait is cut to it and one last try
- * is made there, then DLOCK_ETIMEDOUT (or DLOCK_EIO when that try could not reach Redis). A
- * try-once returns the first try's result. A wait mode that keeps state on the server (a FIFO
- * queue entry) gets a leave step when the caller gives up; a try whose reply was lost is
- * undone by token (see undo).
+ * answer instead of retrying as if Redis were out of reach. The deadline is on the monotonic
+ * clock: the last wait is cut to it and one last try is made there, then DLOCK_ETIMEDOUT (or
+ * DLOCK_EIO when that try could not reach Redis). A try-once returns the first try's result. A
+ * wait mode that keeps state on the server (a FIFO queue entry) gets a leave step when the
+ * caller gives up; a try whose reply was lost is undone by token (see undo).
  *
  * release and extend are safe to repeat (compare-and-act), so an I/O error gets one more go on
  * a fresh connection: a connection left over from before a server restart fails once. A

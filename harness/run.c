@@ -143,6 +143,12 @@ static bool is_pong(const redisReply *r)
     return r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
 }
 
+/* What came instead of PONG, for the message. */
+static const char *not_pong(const redisContext *c, const redisReply *r)
+{
+    return !r ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str : "not PONG";
+}
+
 /* The machine's pace: the median PING round trip, and pipelined PINGs per second, on server 0
  * (the servers' check has just seen it answer). Every answer must be PONG: figures timed on
  * errors or timeouts would describe nothing. 0, or -1 with err naming the server and why. */
@@ -159,7 +165,7 @@ static int calibrate(const char *url, const char *name, lb_calibration *cal, cha
         redisReply *r = redisCommand(c, "PING");
         rtt[i] = (double)(dlock__mono_us() - t);
         if (!is_pong(r))
-            snprintf(why, sizeof why, "PING: %s", !r ? c->errstr : r->str ? r->str : "not PONG");
+            snprintf(why, sizeof why, "PING: %s", not_pong(c, r));
         freeReplyObject(r);
     }
     int64_t t = dlock__mono_us();
@@ -169,8 +175,7 @@ static int calibrate(const char *url, const char *name, lb_calibration *cal, cha
         for (int i = 0; i < BURST && !why[0]; i++) {
             void *r = NULL;
             if (redisGetReply(c, &r) != REDIS_OK || !is_pong(r))
-                snprintf(why, sizeof why, "pipelined PING: %s",
-                         r ? ((redisReply *)r)->str : c->errstr);
+                snprintf(why, sizeof why, "pipelined PING: %s", not_pong(c, r));
             freeReplyObject(r);
         }
     }

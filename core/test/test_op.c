@@ -296,7 +296,7 @@ static void a_refused_wait_slice_ends_the_acquire(void **state)
 {
     dlock_options o = opts(DLOCK_WAIT_NOTIFY, 30000, -1);  /* the try rides behind the BLPOP */
     o.backoff.base_ms = o.backoff.cap_ms = 1000;
-    dlock_reply noperm = R_ERROR("NOPERM this user has no permissions to access the 'res:signal' key");
+    dlock_reply noperm = R_ERROR("NOPERM this user has no permissions to access one of the keys");
     player p;
     begin(&p, &o);
     answer(&p, T0, 1, &NIL);

@@ -100,7 +100,8 @@ static int finish_by(run *r, int64_t deadline_ms)
     if (got == 0) {
         kill(r->pid, SIGKILL);
         waitpid(r->pid, &status, 0);
-        fail_msg("lockbench still running %lld ms past its bound", (long long)(now_ms() - deadline_ms));
+        fail_msg("lockbench still running %lld ms past its bound",
+                 (long long)(now_ms() - deadline_ms));
     }
     assert_int_equal(got, r->pid);
     if (!WIFEXITED(status))
