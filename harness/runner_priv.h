@@ -122,6 +122,8 @@ void rn_fault_windows(run *r, lb_run_result *out);
 
 /* runloop.c: the event-loop driver. Starts the loop threads, each with its share of the
  * clients; *started counts the clients whose thread started. 0, or -1 with r->err set. */
+/* The loop threads for nclients clients; client i runs on thread i % that. */
+size_t rn_loop_threads(size_t nclients);
 int  rn_loops_start(run *r, size_t *started);
 void rn_loops_join(run *r);   /* after every client finished; frees the loops */
 

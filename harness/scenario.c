@@ -61,6 +61,7 @@ static const char *const backoff_names[] = {
     "none", "constant", "linear", "exponential", "full-jitter", "equal-jitter",
     "decorrelated-jitter", "servicestack", NULL};
 static const char *const cs_names[] = {"counter", "incr", "none", NULL};
+static const char *const process_names[] = {"poisson", "uniform", NULL};
 static const char *const driver_names[] = {"auto", "threads", "loop", NULL};
 static const char *const persistence_names[] = {"none", "aof-everysec", "aof-always", NULL};
 static const char *const action_names[] = {
@@ -78,6 +79,7 @@ const char *lb_algorithm_name(lb_algorithm a) { return NAME_OF(algorithm_names, 
 const char *lb_wait_name(lb_wait w) { return NAME_OF(wait_names, w); }
 const char *lb_backoff_policy_name(lb_backoff_policy p) { return NAME_OF(backoff_names, p); }
 const char *lb_critical_section_name(lb_critical_section c) { return NAME_OF(cs_names, c); }
+const char *lb_arrival_process_name(lb_arrival_process p) { return NAME_OF(process_names, p); }
 const char *lb_driver_name(lb_driver d) { return NAME_OF(driver_names, d); }
 const char *lb_persistence_name(lb_persistence p) { return NAME_OF(persistence_names, p); }
 const char *lb_event_action_name(lb_event_action a) { return NAME_OF(action_names, a); }
@@ -168,7 +170,8 @@ typedef struct field {
     int64_t             null_as;
     bool                narrow;     /* F_INT stored in an int */
     const char *const  *names;      /* F_ENUM */
-    const struct field *sub;        /* F_OBJ */
+    const struct field *sub;        /* F_OBJ; nullable: null or absent leaves the struct zero,
+                                       and its first member, a bool, says it is there */
 } field;
 
 #define INT_F(k, T, m, d, lo, hi) \
@@ -184,6 +187,8 @@ typedef struct field {
 #define ENUM_F(k, T, m, d, n) {.key = k, .type = F_ENUM, .off = offsetof(T, m), .def = d, .names = n}
 #define DIST_F(k, T, m, d) {.key = k, .type = F_DIST, .off = offsetof(T, m), .def = d}
 #define OBJ_F(k, T, m, s) {.key = k, .type = F_OBJ, .off = offsetof(T, m), .def = "{}", .sub = s}
+#define NOBJ_F(k, T, m, s) \
+    {.key = k, .type = F_OBJ, .off = offsetof(T, m), .def = "null", .sub = s, .nullable = true}
 #define SKIP_F(k) {.key = k, .type = F_SKIP}
 #define END_F {.key = NULL}
 
@@ -207,6 +212,14 @@ static const field lock_fields[] = {
     INT_F("command_timeout_ms", lb_lock, command_timeout_ms, "1000", 1, MS_MAX),
     END_F};
 
+#define RATE_MAX 1e9
+
+static const field arrival_fields[] = {
+    NUM_F("rate_per_s", lb_arrival, rate_per_s, NULL, 0, RATE_MAX),
+    ENUM_F("process", lb_arrival, process, "\"poisson\"", process_names),
+    INT_F("max_outstanding", lb_arrival, max_outstanding, "10000", 0, 100000000),
+    END_F};
+
 static const field workload_fields[] = {
     NINT_F("iterations", lb_workload, iterations, DEF_ITERATIONS, 1, MS_MAX, 0),
     NINT_F("duration_ms", lb_workload, duration_ms, "null", 1, MS_MAX, -1),
@@ -214,6 +227,7 @@ static const field workload_fields[] = {
     DIST_F("think_ms", lb_workload, think_ms, "0"),
     ENUM_F("critical_section", lb_workload, critical_section, "\"counter\"", cs_names),
     BOOL_F("release", lb_workload, release, "true"),
+    NOBJ_F("arrival", lb_workload, arrival, arrival_fields),
     END_F};
 
 static const field network_fields[] = {
@@ -449,7 +463,16 @@ static int decode_value(ctx *c, const field *f, json_t *v, void *base, const cha
     case F_STR:  rc = decode_str(c, f, v, dst, path); break;
     case F_ENUM: rc = decode_enum(c, f, v, dst, path); break;
     case F_DIST: rc = decode_dist(c, v, dst, path); break;
-    case F_OBJ:  return decode_object(c, f->sub, v, dst, path, out);
+    case F_OBJ:
+        if (f->nullable && json_is_null(v)) {
+            rc = 0;
+            break;
+        }
+        if (decode_object(c, f->sub, v, dst, path, out) < 0)
+            return -1;
+        if (f->nullable)
+            *(bool *)dst = true;
+        return 0;
     case F_SKIP: rc = 0; break;
     }
     *out = rc == 0 ? json_incref(v) : NULL;
@@ -499,7 +522,7 @@ static int decode_object(ctx *c, const field *fields, json_t *in, void *base, co
         char sub[PATH_LEN];
         path_key(sub, path, f->key);
         json_t *v = in ? json_object_get(in, f->key) : NULL, *owned = NULL, *rv;
-        if (!v && f->type != F_OBJ) {
+        if (!v && (f->type != F_OBJ || f->nullable)) {
             if (!f->def) {
                 json_decref(res);
                 return fail(c, sub, "missing required key");
@@ -596,6 +619,17 @@ static int check_workload(ctx *c, const lb_workload *w, const json_t *over, cons
     if (w->iterations == 0 && w->duration_ms < 0)
         return fail(c, in_group ? gpath : "workload",
                     "iterations and duration_ms are both null: nothing would end the run");
+    char p[PATH_LEN], q[PATH_LEN];
+    if (w->arrival.on && !(w->arrival.rate_per_s > 0)) {
+        check_path(p, over, gpath, "workload", "arrival", NULL);
+        path_key(q, p, "rate_per_s");
+        return fail(c, q, "must be greater than 0, got %g", w->arrival.rate_per_s);
+    }
+    if (w->arrival.on && (w->think_ms.kind != LB_DIST_FIXED || w->think_ms.a != 0)) {
+        check_path(p, over, gpath, "workload", "think_ms", "arrival");
+        return fail(c, p, "must be 0 with an arrival schedule (the schedule says when each "
+                          "acquire starts)");
+    }
     return 0;
 }
 

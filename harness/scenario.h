@@ -86,12 +86,24 @@ typedef struct {
     int64_t      command_timeout_ms;  /* 1000 */
 } lb_lock;
 
+typedef enum { LB_ARRIVAL_POISSON, LB_ARRIVAL_UNIFORM } lb_arrival_process;
+
+/* workload.arrival: open-loop load. Acquisitions start on a schedule of rate_per_s for the
+ * group, whether earlier ones have finished or not; absent or null = a closed loop. */
+typedef struct {
+    bool               on;               /* false: closed loop (JSON null, the default) */
+    double             rate_per_s;       /* the group's arrivals per second, > 0 */
+    lb_arrival_process process;          /* poisson */
+    int64_t            max_outstanding;  /* arrivals queued at most before one is dropped */
+} lb_arrival;
+
 typedef struct {
     int64_t iterations;      /* acquisitions per client; 0 = no limit (JSON null) */
     int64_t duration_ms;     /* -1 = no deadline (JSON null, default) */
     lb_dist hold_ms, think_ms;
     lb_critical_section critical_section;   /* counter */
     bool    release;         /* true */
+    lb_arrival arrival;      /* off */
 } lb_workload;
 
 typedef struct {
@@ -218,6 +230,7 @@ const char *lb_algorithm_name(lb_algorithm a);
 const char *lb_wait_name(lb_wait w);
 const char *lb_backoff_policy_name(lb_backoff_policy p);
 const char *lb_critical_section_name(lb_critical_section c);
+const char *lb_arrival_process_name(lb_arrival_process p);
 const char *lb_driver_name(lb_driver d);
 
 /* The driver a resolved scenario runs on: its own choice, "auto" resolved. */
