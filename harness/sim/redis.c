@@ -688,13 +688,13 @@ static void iterate(sim_server *s, int64_t w)
         cron(s, t);
     handle_timeouts(s, t);
     process_unblocked(s, &t);
-    fsync_if_due(s, t);
     s->iter_end = t;
     s->t_free = t;
 }
 
 static void finish_iteration(sim_server *s)
 {
+    fsync_if_due(s, s->iter_end);  /* the AOF is written before the replies */
     for (size_t i = 0; i < s->nout; i++) {
         sim_conn *c = s->out[i].c;
         c->pending--;
@@ -935,6 +935,8 @@ void sim_server_kill(sim_server *s, int64_t now_us, bool host)
     sim_server_run(s, now_us);
     if (s->down)
         return;
+    if (!s->in_iter)
+        catch_up_cron(s, now_us + 1);  /* the idle ticks so far, and their fsyncs */
     /* the iteration in progress never wrote its AOF: before it is what the OS has */
     uint64_t unwritten = s->in_iter ? s->iter : s->iter + 1;
     switch (s->p.persistence) {
