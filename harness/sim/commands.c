@@ -281,11 +281,14 @@ static bool parse_set_options(int argc, const sim_str *argv, int *flags, const s
             *flags |= SET_GET;
         } else if (sim_eqi(o, "keepttl") && !(f & ttl)) {
             *flags |= SET_KEEPTTL;
-        } else if (next && !(f & (SET_KEEPTTL | ttl)) &&
-                   (sim_eqi(o, "ex") || sim_eqi(o, "px") || sim_eqi(o, "exat") ||
-                    sim_eqi(o, "pxat"))) {
-            *flags |= sim_eqi(o, "ex") ? SET_EX : sim_eqi(o, "px") ? SET_PX
-                      : sim_eqi(o, "exat") ? SET_EXAT : SET_PXAT;
+        } else if (next && (sim_eqi(o, "ex") || sim_eqi(o, "px") || sim_eqi(o, "exat") ||
+                            sim_eqi(o, "pxat"))) {
+            /* one kind of expiry, which may repeat (the last wins), never with KEEPTTL */
+            int kind = sim_eqi(o, "ex") ? SET_EX : sim_eqi(o, "px") ? SET_PX
+                       : sim_eqi(o, "exat") ? SET_EXAT : SET_PXAT;
+            if (f & (SET_KEEPTTL | (ttl & ~kind)))
+                return false;
+            *flags |= kind;
             *expire = &argv[++j];
         } else {
             return false;
@@ -472,9 +475,7 @@ static const dlock_reply *expire_generic(sim_exec *x, int argc, const sim_str *a
 {
     long long when;
     int flag = 0;
-    if (!arg_ll(&argv[2], &when))
-        return r_error(x, E_NOTINT);
-    for (int j = 3; j < argc; j++) {
+    for (int j = 3; j < argc; j++) {  /* the options first, as Redis parses them */
         if (sim_eqi(&argv[j], "nx"))
             flag |= EXP_NX;
         else if (sim_eqi(&argv[j], "xx"))
@@ -490,6 +491,8 @@ static const dlock_reply *expire_generic(sim_exec *x, int argc, const sim_str *a
         return r_error(x, "ERR NX and XX, GT or LT options at the same time are not compatible");
     if ((flag & EXP_GT) && (flag & EXP_LT))
         return r_error(x, "ERR GT and LT options at the same time are not compatible");
+    if (!arg_ll(&argv[2], &when))
+        return r_error(x, E_NOTINT);
     if (seconds) {
         if (when > LLONG_MAX / 1000 || when < LLONG_MIN / 1000)
             return r_error(x, "ERR invalid expire time in '%s' command", cmd);

@@ -84,15 +84,15 @@ void sim_sha1_hex(const void *data, size_t len, char out[41])
 
 /* ---- replies to Lua and back ------------------------------------------------------------ */
 
-/* An error table as luaPushErrorBuff makes it: {err = "CODE message"}. */
-static void push_error_table(lua_State *L, const char *msg, size_t len)
+/* An error table as luaPushErrorBuff makes it: {err = "CODE message"}. A message that comes
+ * with its code ("-CODE message", what a command replied) keeps it; one without gets ERR. */
+static void push_error_table(lua_State *L, const char *msg, size_t len, bool coded)
 {
-    const char *sp = memchr(msg, ' ', len);
     lua_newtable(L);
     lua_pushstring(L, "err");
-    if (msg[0] == '-')
-        msg++, len--, sp = memchr(msg, ' ', len);
-    if (sp) {
+    if (coded && len > 0 && msg[0] == '-')
+        msg++, len--;
+    if (coded && memchr(msg, ' ', len)) {
         lua_pushlstring(L, msg, len);
     } else {
         lua_pushstring(L, "ERR ");
@@ -122,7 +122,7 @@ static void push_reply(lua_State *L, const dlock_reply *r)
         lua_settable(L, -3);
         break;
     case DLOCK_REPLY_ERROR:
-        push_error_table(L, r->str, r->len);
+        push_error_table(L, r->str, r->len, true);
         break;
     case DLOCK_REPLY_ARRAY:
         lua_newtable(L);
@@ -228,12 +228,13 @@ static int redis_call_generic(lua_State *L, bool raise)
     sim_exec *x = s->script_x;
     int argc = lua_gettop(L);
     if (!x) {
-        push_error_table(L, "redis.call/pcall can only be called inside a script invocation", 62);
+        push_error_table(L, "redis.call/pcall can only be called inside a script invocation", 62,
+                         false);
         return lua_error(L);
     }
     if (argc == 0) {
         const char *m = "Please specify at least one argument for this redis lib call";
-        push_error_table(L, m, strlen(m));
+        push_error_table(L, m, strlen(m), false);
         return raise_or_return(L, raise);
     }
     sim_mark mark = sa_mark(&s->arena);
@@ -249,7 +250,7 @@ static int redis_call_generic(lua_State *L, bool raise)
         } else {
             sa_release(&s->arena, mark);
             const char *m = "Lua redis lib command arguments must be strings or integers";
-            push_error_table(L, m, strlen(m));
+            push_error_table(L, m, strlen(m), false);
             return raise_or_return(L, raise);
         }
     }
@@ -263,7 +264,7 @@ static int redis_call_generic(lua_State *L, bool raise)
         err = "This Redis command is not allowed from script";
     if (err) {
         sa_release(&s->arena, mark);
-        push_error_table(L, err, strlen(err));
+        push_error_table(L, err, strlen(err), false);
         return raise_or_return(L, raise);
     }
     const dlock_reply *r = sim_call(x, cmd, argc, argv);
@@ -289,7 +290,7 @@ static int redis_error_reply(lua_State *L)
         return luaL_error(L, "wrong number or type of arguments");
     size_t len;
     const char *m = lua_tolstring(L, -1, &len);
-    push_error_table(L, m, len);
+    push_error_table(L, m, len, true);  /* error_reply adds the '-' it lacks */
     return 1;
 }
 
@@ -517,7 +518,7 @@ static const dlock_reply *script_error(sim_exec *x, lua_State *L, const char *sh
 {
     if (!lua_istable(L, -1)) {
         const char *m = lua_isstring(L, -1) ? lua_tostring(L, -1) : "execution failure";
-        return r_error(x, "ERR Error running script f_%s, %.100s", sha, m);
+        return r_error(x, "ERR Error running script %s, %.100s", sha, m);
     }
     lua_getfield(L, -1, "err");
     lua_getfield(L, -2, "source");
@@ -525,7 +526,7 @@ static const dlock_reply *script_error(sim_exec *x, lua_State *L, const char *sh
     const char *msg = lua_tostring(L, -3), *src = lua_tostring(L, -2);
     const dlock_reply *r;
     if (src && lua_isnumber(L, -1))
-        r = r_error(x, "%s script: f_%s, on %s:%d.", msg ? msg : "ERR", sha, src,
+        r = r_error(x, "%s script: %s, on %s:%d.", msg ? msg : "ERR", sha, src,
                     (int)lua_tonumber(L, -1));
     else
         r = r_error(x, "%s", msg ? msg : "ERR");
