@@ -33,7 +33,7 @@
 #include "servers.h"
 #include "sim/redis.h"
 
-#define SEEDS 6
+#define SEEDS 8
 #define STEPS 600
 
 /* ---- replies as values both sides convert to ---------------------------------------------- */
@@ -499,7 +499,7 @@ static void gen_expiry_cmd(gen *g)
 
 static void gen_list_cmd(gen *g)
 {
-    switch (pick(g, 8)) {
+    switch (pick(g, 9)) {
     case 0:
     case 1:
         arg(g, chance(g, 50) ? "RPUSH" : "LPUSH");
@@ -514,8 +514,9 @@ static void gen_list_cmd(gen *g)
             arg(g, "%d", pick(g, 4) - 1);
         break;
     case 3:
+    case 7:  /* and a BLPOP next when the list has elements */
         arg(g, "LLEN");
-        arg(g, "%s", any_key(g));
+        arg(g, "%s", chance(g, 90) ? key(g) : any_key(g));
         break;
     case 4:
         arg(g, "LRANGE");
@@ -692,10 +693,10 @@ static void gen_script_cmd(gen *g)
         break;
     }
     }
-    if (chance(g, 5))
-        nkeys = g->argc - numkey_arg;  /* one too many */
-    else if (chance(g, 3))
-        nkeys = nkeys > 0 ? nkeys - 1 : 0;
+    if (chance(g, 8)) {  /* keys and arguments shifted: a token may land where a ttl goes */
+        nkeys = chance(g, 40) ? g->argc - numkey_arg : nkeys > 0 ? nkeys - 1 : 0;
+        g->short_ttl = true;
+    }
     snprintf(g->buf[numkey_arg], sizeof g->buf[0], "%d", nkeys);
     g->len[numkey_arg] = strlen(g->buf[numkey_arg]);
 }
