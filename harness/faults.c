@@ -44,6 +44,7 @@ static int64_t event_end_us(const lb_event *e)
     case LB_EV_PAUSE_SERVER:
         return e->duration_ms * 1000;
     case LB_EV_KILL_SERVER:
+    case LB_EV_CRASH_HOST:
         return e->restart_after_ms >= 0 ? e->restart_after_ms * 1000 : -1;
     default:
         return -1;
@@ -75,6 +76,7 @@ void rn_fault_describe(const lb_event *e, lb_fault_record *f)
         break;
     case LB_EV_CRASH:
     case LB_EV_KILL_SERVER:
+    case LB_EV_CRASH_HOST:
         snprintf(f->detail, sizeof f->detail, "%srestart_after_ms=%lld",
                  e->when_holding ? "when=holding " : "", (long long)e->restart_after_ms);
         break;
@@ -243,6 +245,8 @@ static bool apply(run *r, const lb_event *e, bool ending)
     case LB_EV_KILL_SERVER:
     case LB_EV_PAUSE_SERVER:
         return do_server(r, e, ending);
+    case LB_EV_CRASH_HOST:  /* the simulator's only: validation keeps it from a real run */
+        return false;
     }
     return false;
 }
@@ -378,7 +382,8 @@ void rn_fault_windows(run *r, lb_run_result *out)
             f->start_us = did ? atomic_load(&r->fired_start[i]) : -1;
             f->end_us = did && e->action == LB_EV_PAUSE ? atomic_load(&r->fired_end[i]) : -1;
         } else if (f->applied && f->end_us < 0 &&
-                   ((e->action == LB_EV_KILL_SERVER && e->restart_after_ms < 0) ||
+                   (((e->action == LB_EV_KILL_SERVER || e->action == LB_EV_CRASH_HOST) &&
+                     e->restart_after_ms < 0) ||
                     e->action == LB_EV_CLOCK_SKEW)) {
             f->end_us = out->elapsed_us;
         }

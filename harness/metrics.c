@@ -428,6 +428,11 @@ int lb_metrics_compute(const lb_scenario *variant, const lb_run_result *run, lb_
         .algorithm = lb_algorithm_name(variant->lock.algorithm),
         .wait = lb_wait_name(variant->lock.wait),
         .driver = lb_driver_name(run->driver),
+        .simulated = run->driver == LB_DRIVER_SIM,
+        .sim_model = variant->sim,
+        .sim_virtual_ms = lb__ms(run->sim.virtual_us),
+        .sim_wall_ms = lb__ms(run->sim.wall_us),
+        .sim_events = (int64_t)run->sim.events,
         .backoff = lb_backoff_policy_name(variant->lock.backoff.policy),
         .clients = (int64_t)variant->nclients,
         .complete = run->complete,
@@ -619,6 +624,13 @@ int lb_metrics_combine(const lb_summary *r, size_t n, lb_summary *out)
     out->wait = r[0].wait;
     out->backoff = r[0].backoff;
     out->driver = r[0].driver;
+    out->simulated = r[0].simulated;
+    out->sim_model = r[0].sim_model;
+    for (size_t i = 0; i < n; i++) {  /* the simulation's cost adds up over the repeats */
+        out->sim_virtual_ms += r[i].sim_virtual_ms;
+        out->sim_wall_ms += r[i].sim_wall_ms;
+        out->sim_events += r[i].sim_events;
+    }
     out->complete = true;
     for (size_t i = 0; i < n; i++)
         out->complete &= r[i].complete;

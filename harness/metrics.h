@@ -55,7 +55,11 @@ typedef struct lb_repeats {
 typedef struct lb_summary {
     const char *name, *algorithm, *wait, *backoff;   /* the variant's settings, borrowed */
     bool        complete;        /* false: interrupted, or fewer repeats than asked for ran */
-    const char *driver;          /* "threads" or "loop": as the runner recorded */
+    const char *driver;          /* "threads", "loop" or "sim": as the runner recorded */
+    bool        simulated;       /* driver sim: the model and the simulation's figures */
+    lb_sim      sim_model;
+    double      sim_virtual_ms, sim_wall_ms;
+    int64_t     sim_events;
     int64_t     clients;
     double      elapsed_ms;
     int64_t     acquisitions, timeouts, errors, crashed_clients;

@@ -24,6 +24,7 @@
 #include "monotonic.h"
 #include "plot.h"
 #include "proxy.h"
+#include "sim/sim.h"
 #include "report.h"
 #include "results.h"
 #include "run.h"
@@ -417,10 +418,44 @@ static bool enough_fds(const lb_scenario *v, const char *vname, int nservers, ch
     return false;
 }
 
+/* A variant on the simulator: no servers, no proxy, no clean-up; the same results. */
+static int run_simulated(scenario_run *sr, size_t vi, int rep)
+{
+    const lb_scenario *v = lb_scenario_variant(sr->s, vi);
+    const char *vname = lb_scenario_variant_name(sr->s, vi);
+    lb_run_result run;
+    lb_sim_stats st;
+    char prefix[256];
+    snprintf(prefix, sizeof prefix, "lockbench:%s:%s:%d:", sr->run_id, vname, rep + 1);
+    lb_run_target t = {.prefix = prefix, .nservers = v->redis.servers,
+                       .progress = !sr->o->quiet && isatty(STDERR_FILENO), .label = vname};
+    if (!sr->o->quiet)
+        fprintf(stderr, "%s / %s (simulated)\n", sr->s->name, vname);
+    if (lb_sim_run(v, &t, &run, &st, sr->err, sizeof sr->err) < 0)
+        return LB_EXIT_ENV;
+    run.sim.virtual_us = st.virtual_us;
+    run.sim.wall_us = st.wall_us;
+    run.sim.events = st.events;
+    lb_summary *sum = &sr->runs[vi * (size_t)sr->repeats + (size_t)rep];
+    char *dir = run_folder(sr, vname, rep);
+    int rc = lb_metrics_compute(v, &run, sum) < 0 || !dir ? -1 : 0;
+    if (rc == 0) {
+        lb_metrics_check(v, sum);
+        rc = lb_results_write_run(dir, sum, &run, sr->err, sizeof sr->err);
+    }
+    sr->complete &= run.complete;
+    sr->ran[vi] += rc == 0;
+    lb_run_result_free(&run);
+    free(dir);
+    return rc < 0 ? LB_EXIT_ENV : LB_EXIT_OK;
+}
+
 static int run_once(scenario_run *sr, size_t vi, int rep)
 {
     const lb_scenario *v = lb_scenario_variant(sr->s, vi);
     const char *vname = lb_scenario_variant_name(sr->s, vi);
+    if (lb_scenario_driver(v) == LB_DRIVER_SIM)
+        return run_simulated(sr, vi, rep);
     servers sv;
     lb_run_result run;
     char prefix[256];

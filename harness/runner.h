@@ -163,6 +163,10 @@ typedef struct lb_run_result {
     int64_t           faults_applied;
     lb_driver         driver;       /* the driver that ran it: threads or loop, never auto */
     bool              open_loop;    /* some group ran on an arrival schedule */
+    struct {                        /* driver sim: the simulation's own figures */
+        int64_t       virtual_us, wall_us;
+        uint64_t      events;
+    } sim;
 } lb_run_result;
 
 /* Where a run goes. */

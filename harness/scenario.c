@@ -62,11 +62,11 @@ static const char *const backoff_names[] = {
     "decorrelated-jitter", "servicestack", NULL};
 static const char *const cs_names[] = {"counter", "incr", "none", NULL};
 static const char *const process_names[] = {"poisson", "uniform", NULL};
-static const char *const driver_names[] = {"auto", "threads", "loop", NULL};
+static const char *const driver_names[] = {"auto", "threads", "loop", "sim", NULL};
 static const char *const persistence_names[] = {"none", "aof-everysec", "aof-always", NULL};
 static const char *const action_names[] = {
     "crash", "pause", "delay", "partition", "reset", "kill-server", "pause-server",
-    "clock-skew", NULL};
+    "clock-skew", "crash-host", NULL};
 static const char *const when_names[] = {"holding", NULL};
 
 static const char *name_of(const char *const *names, size_t n, int i)
@@ -241,11 +241,21 @@ static const field redis_fields[] = {
     ENUM_F("persistence", lb_redis, persistence, "\"none\"", persistence_names),
     END_F};
 
+static const field sim_fields[] = {
+    INT_F("rtt_us", lb_sim, rtt_us, "50", 0, MS_MAX),
+    INT_F("server_us_per_command", lb_sim, server_us_per_command, "10", 0, MS_MAX),
+    INT_F("script_us_per_call", lb_sim, script_us_per_call, "10", 0, MS_MAX),
+    INT_F("client_us_per_command", lb_sim, client_us_per_command, "11", 0, MS_MAX),
+    INT_F("client_cores", lb_sim, client_cores, "1", 1, 1024),
+    INT_F("server_hz", lb_sim, server_hz, "10", 1, 500),
+    END_F};
+
 static const field top_fields[] = {
     STR_F("name", lb_scenario, name, NULL, 1, NAME_MAX_LEN),
     STR_F("description", lb_scenario, description, "\"\"", 0, 4000),
     INT_F("seed", lb_scenario, seed, "1", 0, INT64_MAX),
     ENUM_F("driver", lb_scenario, driver, "\"auto\"", driver_names),
+    OBJ_F("sim", lb_scenario, sim, sim_fields),
     OBJ_F("redis", lb_scenario, redis, redis_fields),
     OBJ_F("lock", lb_scenario, lock, lock_fields),
     OBJ_F("workload", lb_scenario, workload, workload_fields),
@@ -258,7 +268,7 @@ static const field top_fields[] = {
 /* A group's own keys; lock, workload and network are merged over the base and decoded apart. */
 static const field group_fields[] = {
     STR_F("name", lb_client_group, name, NULL, 1, NAME_MAX_LEN),   /* default "group-I", set by the caller */
-    INT_F("count", lb_client_group, count, "1", 1, LB_SCENARIO_MAX_CLIENTS),
+    INT_F("count", lb_client_group, count, "1", 1, LB_SIM_MAX_CLIENTS),
     INT_F("start_ms", lb_client_group, start_ms, "0", 0, MS_MAX),
     SKIP_F("lock"), SKIP_F("workload"), SKIP_F("network"),
     END_F};
@@ -301,6 +311,7 @@ static const struct { unsigned required, optional; } action_keys[] = {
     [LB_EV_PARTITION]    = {E_CLIENTS | E_DURATION, 0},
     [LB_EV_RESET]        = {E_CLIENTS, 0},
     [LB_EV_KILL_SERVER]  = {E_SERVER, E_RESTART},
+    [LB_EV_CRASH_HOST]   = {E_SERVER, E_RESTART},
     [LB_EV_PAUSE_SERVER] = {E_SERVER | E_DURATION, 0},
     [LB_EV_CLOCK_SKEW]   = {E_CLIENTS | E_OFFSET, 0},
 };
@@ -705,9 +716,12 @@ static int decode_group(ctx *c, lb_scenario *s, json_t *g, size_t i, json_t *res
         return -1;
     grp->first_client = s->nclients;
     s->nclients += (size_t)grp->count;
-    if (s->nclients > LB_SCENARIO_MAX_CLIENTS)
+    if (s->driver != LB_DRIVER_SIM && s->nclients > LB_SCENARIO_MAX_CLIENTS)
+        return fail(c, "clients", "%zu clients in all, at most %d (%d with \"driver\": \"sim\")",
+                    s->nclients, LB_SCENARIO_MAX_CLIENTS, LB_SIM_MAX_CLIENTS);
+    if (s->nclients > LB_SIM_MAX_CLIENTS)
         return fail(c, "clients", "%zu clients in all, at most %d", s->nclients,
-                    LB_SCENARIO_MAX_CLIENTS);
+                    LB_SIM_MAX_CLIENTS);
     return 0;
 }
 
@@ -827,13 +841,19 @@ static int check_event_server(ctx *c, const event_raw *r, const lb_scenario *s,
                               const char *path)
 {
     char sub[PATH_LEN];
-    if (r->action != LB_EV_KILL_SERVER && r->action != LB_EV_PAUSE_SERVER)
+    if (r->action != LB_EV_KILL_SERVER && r->action != LB_EV_PAUSE_SERVER &&
+        r->action != LB_EV_CRASH_HOST)
         return 0;
     path_key(sub, path, "server");
     if (r->server >= s->redis.servers)
         return fail(c, sub, "server %" PRId64 " does not exist (redis.servers is %d)", r->server,
                     s->redis.servers);
     path_key(sub, path, "do");
+    if (r->action == LB_EV_CRASH_HOST && s->driver != LB_DRIVER_SIM)
+        return fail(c, sub, "crash-host is the simulator's (a real run cannot lose its host): "
+                            "set \"driver\": \"sim\"");
+    if (r->action == LB_EV_CRASH_HOST)
+        return 0;
     if (c->external_servers)
         return fail(c, sub, "%s needs servers that lockbench manages, not --redis",
                     action_names[r->action]);
@@ -1321,6 +1341,18 @@ static int resolve_variant(ctx *c, lb_scenario *base, size_t i)
 
 /* ---- loading ------------------------------------------------------------------------------ */
 
+/* Whether the file (or one of its variants) runs on the simulator: a "sim" object is an error
+ * only when nothing would read it. */
+static bool runs_sim(const lb_scenario *s)
+{
+    if (s->nvariants == 0)
+        return s->driver == LB_DRIVER_SIM;
+    for (size_t i = 0; i < s->nvariants; i++)
+        if (s->variants[i].scenario && s->variants[i].scenario->driver == LB_DRIVER_SIM)
+            return true;
+    return false;
+}
+
 static int load_root(ctx *c, json_t *root, const lb_load_options *opt, lb_scenario **out)
 {
     lb_scenario *s = NULL;
@@ -1334,6 +1366,14 @@ static int load_root(ctx *c, json_t *root, const lb_load_options *opt, lb_scenar
     for (size_t i = 0; i < s->nvariants; i++)
         if (resolve_variant(c, s, i) < 0)
             goto fail;
+    if (json_object_get(root, "sim") && !runs_sim(s)) {
+        c->prefix[0] = '\0';
+        fail(c, "sim", "the simulator's model, but no variant runs on the simulator (set "
+                       "\"driver\": \"sim\", or --driver sim)");
+        goto fail;
+    }
+    if (!runs_sim(s))  /* the resolved file names the model only where it is used */
+        json_object_del(s->priv->resolved, "sim");
     *out = s;
     return 0;
 fail:

@@ -212,6 +212,31 @@ static size_t count_lines(const char *dir, const char *file)
     return n;
 }
 
+/* A whole file, NUL-terminated; NULL when it cannot be read. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = 2 * cap + 8192;
+            char *b = realloc(buf, cap);
+            assert_non_null(b);
+            buf = b;
+        }
+        size_t k = fread(buf + len, 1, 4096, f);
+        len += k;
+        if (k == 0)
+            break;
+    }
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
 static void version_and_help(void **state)
 {
     assert_int_equal(lockbench(NULL, "--version"), 0);
@@ -939,7 +964,9 @@ static void every_scenario_agrees_on_both_drivers(void **state)
 #endif
     static const char *const same[] = {"overlaps", "counter.lost_updates",
                                        "counter.stale_writes_rejected", "crashed_clients"};
-    static const char *const drivers[] = {"threads", "loop"};
+    /* the simulator too: the same machines against the modelled Redis, in virtual time */
+    static const char *const drivers[] = {"threads", "loop", "sim"};
+    enum { ND = 3 };
     static char files[64][600];
     size_t n = 0;
     for (size_t d = 0; d < ndirs; d++)
@@ -948,32 +975,36 @@ static void every_scenario_agrees_on_both_drivers(void **state)
         json_error_t je;
         json_t *sc = json_load_file(files[f], 0, &je);
         assert_non_null(sc);
-        char *out[2];
-        json_t *top[2];
-        for (int k = 0; k < 2; k++)
+        char *out[ND];
+        json_t *top[ND];
+        for (int k = 0; k < ND; k++)
             top[k] = run_on(files[f], drivers[k], &out[k]);
-        json_t *vs0 = json_object_get(top[0], "variants"), *vs1 = json_object_get(top[1], "variants");
-        assert_int_equal(json_array_size(vs0), json_array_size(vs1));
-        for (size_t i = 0; i < json_array_size(vs0); i++) {
-            json_t *a = json_array_get(vs0, i), *b = json_array_get(vs1, i);
-            const char *name = json_string_value(json_object_get(a, "name"));
-            assert_string_equal(json_string_value(json_object_get(a, "driver")), "threads");
-            assert_string_equal(json_string_value(json_object_get(b, "driver")), "loop");
-            for (size_t k = 0; k < sizeof same / sizeof *same; k++)
-                if (num(a, same[k]) != num(b, same[k]))
-                    fail_msg("%s, variant %s: %s is %g on threads, %g on the loop", files[f],
-                             name, same[k], num(a, same[k]), num(b, same[k]));
-            if (pinned(sc, name, "timeouts") && num(a, "timeouts") != num(b, "timeouts"))
-                fail_msg("%s, variant %s: timeouts differ", files[f], name);
+        json_t *vs0 = json_object_get(top[0], "variants");
+        for (int d = 1; d < ND; d++) {
+            json_t *vs1 = json_object_get(top[d], "variants");
+            assert_int_equal(json_array_size(vs0), json_array_size(vs1));
+            for (size_t i = 0; i < json_array_size(vs0); i++) {
+                json_t *a = json_array_get(vs0, i), *b = json_array_get(vs1, i);
+                const char *name = json_string_value(json_object_get(a, "name"));
+                assert_string_equal(json_string_value(json_object_get(a, "driver")), "threads");
+                assert_string_equal(json_string_value(json_object_get(b, "driver")), drivers[d]);
+                for (size_t k = 0; k < sizeof same / sizeof *same; k++)
+                    if (num(a, same[k]) != num(b, same[k]))
+                        fail_msg("%s, variant %s: %s is %g on threads, %g on %s", files[f],
+                                 name, same[k], num(a, same[k]), num(b, same[k]), drivers[d]);
+                if (pinned(sc, name, "timeouts") && num(a, "timeouts") != num(b, "timeouts"))
+                    fail_msg("%s, variant %s: timeouts differ on %s", files[f], name,
+                             drivers[d]);
+            }
         }
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < ND; k++) {
             json_decref(top[k]);
             rmtree(out[k]);
             free(out[k]);
         }
         json_decref(sc);
     }
-    print_message("%zu scenarios agree on both drivers\n", n);
+    print_message("%zu scenarios agree on the three drivers\n", n);
     assert_true(n >= least);
 }
 
@@ -1080,6 +1111,140 @@ static void a_loop_client_costs_one_descriptor(void **state)
     free(out);
 }
 
+/* ---- the simulator ------------------------------------------------------------------------ */
+
+/* A seed replays bit for bit: the same seed gives the same acquisitions.csv, events.csv and
+ * timeline.csv, byte for byte -- twenty clients racing for one key with jittered back-off,
+ * notify waiting, a server pause and a crash with restart; another seed gives other jitter and
+ * other rows. The summary says the run was simulated, with its model and its cost. */
+static void a_simulated_run_replays_from_its_seed(void **state)
+{
+    static const char *const files[] = {"default/acquisitions.csv", "default/events.csv",
+                                        "default/timeline.csv"};
+    static const char scenario[] =
+        "{\"name\": \"replay\", \"driver\": \"sim\",\n"
+        " \"lock\": {\"key\": \"r\", \"ttl_ms\": 500, \"wait\": \"notify\",\n"
+        "          \"backoff\": {\"policy\": \"full-jitter\", \"base_ms\": 1, \"cap_ms\": 50}},\n"
+        " \"workload\": {\"duration_ms\": 600, \"hold_ms\": {\"uniform\": [1, 4]},\n"
+        "              \"critical_section\": \"counter\"},\n"
+        " \"clients\": [{\"name\": \"racer\", \"count\": 20}],\n"
+        " \"events\": [{\"at_ms\": 100, \"do\": \"pause-server\", \"server\": 0, \"duration_ms\": 50},\n"
+        "            {\"at_ms\": 200, \"do\": \"crash\", \"clients\": [3], \"restart_after_ms\": 40}]}\n";
+    char *out = tempdir(), dir[1100], file[1100];
+    snprintf(file, sizeof file, "%s/replay.json", out);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs(scenario, f);
+    fclose(f);
+    for (int r = 0; r < 3; r++) {
+        snprintf(dir, sizeof dir, "%s/r%d", out, r);
+        char *err = NULL;
+        int rc = lockbench(&err, "run %s --out %s --no-plot --quiet --seed %d", file, dir,
+                           r < 2 ? 5 : 6);
+        if (rc != 0)
+            fail_msg("exit %d: %s", rc, err ? err : "");
+        free(err);
+    }
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
+        char a[1200], b[1200], c[1200];
+        snprintf(a, sizeof a, "%s/r0/%s", out, files[k]);
+        snprintf(b, sizeof b, "%s/r1/%s", out, files[k]);
+        snprintf(c, sizeof c, "%s/r2/%s", out, files[k]);
+        char *x = slurp(a), *y = slurp(b), *z = slurp(c);
+        assert_non_null(x);
+        assert_non_null(y);
+        assert_non_null(z);
+        assert_true(strlen(x) > 100);
+        assert_string_equal(x, y);
+        if (k == 0)
+            assert_true(strcmp(x, z) != 0);  /* another seed, other jitter */
+        free(x);
+        free(y);
+        free(z);
+    }
+    /* summary.json too, but for when the run started and how long it took in real time */
+    json_t *sums[2];
+    for (int r = 0; r < 2; r++) {
+        snprintf(dir, sizeof dir, "%s/r%d", out, r);
+        sums[r] = load_json(dir, "summary.json");
+        json_object_del(sums[r], "started_at");
+        json_t *v0 = json_array_get(json_object_get(sums[r], "variants"), 0);
+        assert_non_null(json_object_get(json_object_get(v0, "sim"), "wall_ms"));
+        json_object_del(json_object_get(v0, "sim"), "wall_ms");
+    }
+    assert_true(json_equal(sums[0], sums[1]));
+    json_decref(sums[0]);
+    json_decref(sums[1]);
+    snprintf(dir, sizeof dir, "%s/r0", out);
+    json_t *v = load_json(dir, "default/summary.json");
+    assert_string_equal(json_string_value(json_object_get(v, "driver")), "sim");
+    assert_true(num(v, "acquisitions") > 20);
+    assert_int_equal(num(v, "overlaps"), 0);
+    assert_int_equal(num(v, "counter.lost_updates"), 0);
+    assert_int_equal(num(v, "faults_applied"), 2);
+    json_t *sim = json_object_get(v, "sim");
+    assert_non_null(sim);
+    assert_true(num(sim, "events") > 100);
+    assert_true(num(sim, "virtual_ms") >= num(v, "elapsed_ms"));
+    assert_int_equal(num(sim, "rtt_us"), 50);
+    json_decref(v);
+    rmtree(out);
+    free(out);
+}
+
+/* Every scenario in scenarios/sim passes its own expectations (the plain build; under a
+ * sanitizer the crash-host one, as the others are scale). */
+static void the_simulator_scenarios_pass(void **state)
+{
+    static char files[16][600];
+    size_t n = scenario_files("scenarios/sim", files, 16);
+    size_t ran = 0;
+    for (size_t f = 0; f < n; f++) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+        if (!strstr(files[f], "crash-host"))
+            continue;
+#endif
+        char *out = tempdir(), *err = NULL;
+        int rc = lockbench(&err, "run %s --out %s/r --no-plot --quiet", files[f], out);
+        if (rc != 0)
+            fail_msg("%s: exit %d\n%s", files[f], rc, err ? err : "");
+        free(err);
+        rmtree(out);
+        free(out);
+        ran++;
+    }
+    print_message("%zu simulator scenarios pass\n", ran);
+    assert_true(ran >= 1);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    assert_true(ran >= 3);
+#endif
+}
+
+/* The real drivers' cap on clients (50 000) does not bind the simulator, which has its own
+ * (1 000 000): the same file validates with --driver sim and is refused on the loop, naming
+ * the cap. (scenarios/sim/hundred-thousand.json runs 100 000 clients.) */
+static void the_client_cap_binds_the_real_drivers_only(void **state)
+{
+    char *err = NULL;
+    int rc = lockbench(&err, "validate scenarios/throughput.json --driver sim "
+                             "--set clients.0.count=100000 --set lock.keys=100000");
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, err ? err : "");
+    free(err);
+    err = NULL;
+    rc = lockbench(&err, "validate scenarios/throughput.json --driver loop "
+                         "--set clients.0.count=100000");
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "at most 50000"));
+    free(err);
+    err = NULL;
+    rc = lockbench(&err, "validate scenarios/throughput.json --driver sim "
+                         "--set clients.0.count=1000001");
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "1000000"));
+    free(err);
+}
+
 /* Mean acquire wait (ms) of rows whose call falls in [from, to) ms. */
 static double mean_wait(const char *csv, double from, double to)
 {
@@ -1154,6 +1319,9 @@ int main(void)
         cmocka_unit_test(many_clients_under_a_small_fd_limit),
         cmocka_unit_test(too_few_descriptors_is_said_up_front),
         cmocka_unit_test(a_loop_client_costs_one_descriptor),
+        cmocka_unit_test(a_simulated_run_replays_from_its_seed),
+        cmocka_unit_test(the_client_cap_binds_the_real_drivers_only),
+        cmocka_unit_test(the_simulator_scenarios_pass),
     };
     return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
 }

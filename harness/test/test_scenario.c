@@ -358,7 +358,9 @@ static void test_group_overrides(void **state)
                "{\"algorithm\": \"redlock\"}}, {\"name\": \"b\"}]}", NULL,
                "t.json: lock.algorithm: token uses exactly one server, but redis.servers is 3");
     load_fails("{\"name\": \"x\", \"clients\": [{\"count\": 30000}, {\"name\": \"b\", "
-               "\"count\": 30000}]}", NULL, "t.json: clients: 60000 clients in all, at most 50000");
+               "\"count\": 30000}]}", NULL,
+               "t.json: clients: 60000 clients in all, at most 50000 (1000000 with "
+               "\"driver\": \"sim\")");
 }
 
 /* ---- variants ----------------------------------------------------------------------------- */
