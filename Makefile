@@ -84,7 +84,7 @@ LIB_A   := $(O)/libdlock.a
 LIB_SO  := $(O)/libdlock.so.$(VERSION)
 BIN     := $(if $(wildcard harness/main.c),$(O)/lockbench)
 
-.PHONY: all lib test test-sanitize check-build demo bench gate install uninstall deps clean fuzz examples
+.PHONY: all lib test test-sanitize check-build demo bench fidelity gate install uninstall deps clean fuzz examples
 all: lib $(BIN) examples
 
 lib: $(LIB_A) $(LIB_SO)
@@ -198,9 +198,15 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all $(O)/bench_hist
 	$(Q)sh scripts/bench.sh $(O)
 
-$(O)/bench_hist: $(O)/harness/tools/bench_hist.o $(HARNESS_OBJ) $(LIB_A)
+$(O)/bench_hist: $(O)/harness/tools/bench_hist.o $(HARNESS_OBJ) $(SIM_LIB) $(LIB_A)
 	$(say) LD $@
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(LUA_LINK)
+
+# The simulator against real runs, side by side (README, The simulator).
+FIDELITY_RUNS ?= 5
+fidelity: deps
+	$(Q)$(MAKE) --no-print-directory all $(O)/bench_hist
+	$(Q)FIDELITY_RUNS='$(FIDELITY_RUNS)' sh scripts/fidelity.sh $(O)
 
 # ---- install -------------------------------------------------------------
 

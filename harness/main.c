@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 
 #include "dlock.h"
+#include "calibrate.h"
 #include "gate.h"
 #include "plot.h"
 #include "run.h"
@@ -17,7 +18,8 @@
 static const char usage_text[] =
     "usage: lockbench run SCENARIO.json... [--out DIR [--force]] [--redis URL]... [--repeat N]\n"
     "                     [--seed N] [--driver auto|threads|loop|sim] [--resource URL]\n"
-    "                     [--set PATH=VALUE]... [--no-plot] [--quiet]\n"
+    "                     [--calibration FILE] [--set PATH=VALUE]... [--no-plot] [--quiet]\n"
+    "       lockbench calibrate [--redis URL] [--out FILE]\n"
     "       lockbench validate SCENARIO.json...\n"
     "       lockbench plot RESULT_DIR [--format png|svg] [--plot-preview]\n"
     "       lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize]\n"
@@ -29,6 +31,7 @@ static const char usage_text[] =
     "          writes results/<name>/<timestamp>/ (or --out DIR, which must be empty unless\n"
     "          --force) and checks the scenario's expectations\n"
     "validate  loads and checks scenarios without running them\n"
+    "calibrate measures the simulator's model on this machine against a real redis-server\n"
     "plot      redraws the charts of a results folder with gnuplot\n"
     "gate      compares two results (folders or summary.json files) for regressions\n"
     "\n"
@@ -61,6 +64,7 @@ typedef struct cli {
     lb_override sets[258];
     char seed_arg[32];
     const char *driver;
+    lb_sim calibration;
 } cli;
 
 /* The flags of run and validate. Returns -1 on success, else the exit code. */
@@ -72,6 +76,7 @@ static int parse_run_flags(cli *c, int argc, char **argv)
         {"resource", required_argument, NULL, 'R'}, {"set", required_argument, NULL, 'S'},
         {"no-plot", no_argument, NULL, 'P'},     {"quiet", no_argument, NULL, 'q'},
         {"force", no_argument, NULL, 'F'},       {"driver", required_argument, NULL, 'D'},
+        {"calibration", required_argument, NULL, 'C'},
         {NULL, 0, NULL, 0},
     };
     long v;
@@ -86,6 +91,15 @@ static int parse_run_flags(cli *c, int argc, char **argv)
         case 'F': c->o.force = true; break;
         case 'q': c->o.quiet = true; break;
         case 'D': c->driver = optarg; break;
+        case 'C': {
+            char err[600];
+            if (lb_calibration_load(optarg, &c->calibration, err, sizeof err) < 0) {
+                fprintf(stderr, "lockbench: --calibration %s\n", err);
+                return LB_EXIT_USAGE;
+            }
+            c->o.calibration = &c->calibration;
+            break;
+        }
         case 'r':
             if (c->o.nredis == LB_SCENARIO_MAX_SERVERS)
                 return usage("at most 9 --redis URLs", NULL);
@@ -218,6 +232,8 @@ static int dispatch(int argc, char **argv)
         return cmd_plot(argc - 1, argv + 1);
     if (strcmp(cmd, "gate") == 0)
         return lb_gate_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "calibrate") == 0)
+        return lb_calibrate_main(argc - 1, argv + 1);
     return usage("unknown command '%s'", cmd);
 }
 

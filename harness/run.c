@@ -698,7 +698,7 @@ static bool proxied_over_unix(const lb_scenario *s, const lb_run_options *o)
 static int load_all(char *const *files, size_t n, const lb_run_options *o, lb_scenario **out)
 {
     lb_load_options lo = {.overrides = o->sets, .noverrides = o->nsets,
-                          .external_servers = o->nredis > 0};
+                          .external_servers = o->nredis > 0, .calibration = o->calibration};
     char err[1024];
     int rc = LB_EXIT_OK;
     for (size_t i = 0; i < n; i++) {

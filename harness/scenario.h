@@ -212,6 +212,7 @@ typedef struct {
     const lb_override *overrides;     /* applied in order, before validation */
     size_t             noverrides;
     bool               external_servers;  /* --redis given: kill-server / pause-server are errors */
+    const lb_sim      *calibration;       /* --calibration: the sim keys a file does not set */
 } lb_load_options;
 
 /* Splits "PATH=VALUE" in place (the '=' becomes NUL). False when there is no '=' or no PATH. */

@@ -1220,6 +1220,52 @@ static void the_simulator_scenarios_pass(void **state)
 #endif
 }
 
+/* lockbench calibrate measures the model against a redis-server of its own and writes it; run
+ * --calibration takes it for the sim keys a file does not set (the file's own win); a file
+ * without a key, or with one out of range, is exit 2 naming it. */
+static void calibration_feeds_the_simulator(void **state)
+{
+    static const char *const keys[] = {"rtt_us", "server_us_per_command", "script_us_per_call",
+                                       "client_us_per_command", "client_cores", "server_hz"};
+    char *out = tempdir(), *err = NULL, cal[1100], dir[1100];
+    snprintf(cal, sizeof cal, "%s/cal.json", out);
+    int rc = lockbench(&err, "calibrate --out %s", cal);
+    if (rc != 0)
+        fail_msg("calibrate: exit %d: %s", rc, err ? err : "");
+    free(err);
+    err = NULL;
+    json_error_t je;
+    json_t *c = json_load_file(cal, 0, &je);
+    assert_non_null(c);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        assert_true(json_is_integer(json_object_get(c, keys[i])));
+    assert_true(num(c, "server_us_per_command") >= 1 && num(c, "server_us_per_command") < 1000);
+    assert_true(num(c, "client_cores") >= 1);
+    assert_true(num(json_object_get(c, "measured"), "ping_rtt_us") > 0);
+    snprintf(dir, sizeof dir, "%s/r", out);
+    rc = lockbench(&err, "run scenarios/seed-five-clients.json --driver sim --calibration %s "
+                         "--set sim.rtt_us=777 --out %s --no-plot --quiet", cal, dir);
+    if (rc != 0)
+        fail_msg("run: exit %d: %s", rc, err ? err : "");
+    free(err);
+    err = NULL;
+    json_t *v = load_json(dir, "default/summary.json");
+    json_t *sim = json_object_get(v, "sim");
+    assert_int_equal(num(sim, "rtt_us"), 777);  /* the file's own (here --set) wins */
+    assert_int_equal(num(sim, "server_us_per_command"), num(c, "server_us_per_command"));
+    assert_int_equal(num(sim, "client_us_per_command"), num(c, "client_us_per_command"));
+    json_decref(v);
+    json_object_del(c, "server_hz");
+    json_dump_file(c, cal, 0);
+    rc = lockbench(&err, "validate scenarios/seed-five-clients.json --calibration %s", cal);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "server_hz"));
+    free(err);
+    json_decref(c);
+    rmtree(out);
+    free(out);
+}
+
 /* The real drivers' cap on clients (50 000) does not bind the simulator, which has its own
  * (1 000 000): the same file validates with --driver sim and is refused on the loop, naming
  * the cap. (scenarios/sim/hundred-thousand.json runs 100 000 clients.) */
@@ -1321,6 +1367,7 @@ int main(void)
         cmocka_unit_test(a_loop_client_costs_one_descriptor),
         cmocka_unit_test(a_simulated_run_replays_from_its_seed),
         cmocka_unit_test(the_client_cap_binds_the_real_drivers_only),
+        cmocka_unit_test(calibration_feeds_the_simulator),
         cmocka_unit_test(the_simulator_scenarios_pass),
     };
     return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
