@@ -116,7 +116,7 @@ typedef struct {
 typedef struct {
     int64_t rtt_us;                  /* a round trip on an idle link, no server time */
     int64_t server_us_per_command;   /* a modelled server's CPU per command */
-    int64_t script_us_per_call;      /* and more per EVAL/EVALSHA */
+    int64_t script_us_per_call;      /* and more per redis.call a script makes */
     int64_t client_us_per_command;   /* the clients' CPU per command sent */
     int64_t client_cores;            /* cores the clients share */
     int64_t server_hz;               /* the servers' cron frequency */

@@ -291,6 +291,7 @@ struct sim_exec {
     bool in_script;
     bool deny_blocking;  /* inside EXEC or a script: BLPOP on empty lists answers nil */
     bool blocked;        /* out: the command blocked the client */
+    unsigned script_calls;  /* out: redis.call and redis.pcall made by a script */
 };
 
 typedef const dlock_reply *(*sim_cmd_fn)(sim_exec *x, int argc, const sim_str *argv);

@@ -6,7 +6,7 @@
  *     has a timed-out blocked client to answer; an idle server sleeps to the next tick;
  *   - it reads every connection whose input arrived by its start, in the order they became
  *     readable, and runs each one's commands in turn, us_per_command each (plus us_per_script
- *     for a script); a command that blocks (BLPOP on empty lists) leaves the rest of that
+ *     for each redis.call a script makes); a command that blocks (BLPOP on empty lists) leaves the rest of that
  *     connection's commands in its query buffer;
  *   - after every command, clients blocked on a list that got elements are served, first
  *     blocked first, and queued as unblocked (processCommand -> handleClientsBlockedOnKeys);
@@ -559,9 +559,9 @@ static void process_command(sim_server *s, sim_conn *c, sim_cmd *q, int64_t *t)
         r = &queued_reply;
     } else {
         rejected = false;
-        if (cmd->flags & SIM_F_SCRIPT)
-            *t += s->p.us_per_script;
         r = sim_call(&x, cmd, q->argc, q->argv);
+        if (cmd->flags & SIM_F_SCRIPT)  /* a script costs by the work it does */
+            *t += s->p.us_per_script * (int64_t)x.script_calls;
     }
     if (rejected && (c->flags & SIM_C_MULTI))
         c->flags |= SIM_C_DIRTY_EXEC;  /* rejected while queueing: EXEC will abort */

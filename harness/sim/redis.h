@@ -33,7 +33,7 @@ typedef struct sim_conn sim_conn;
 
 typedef struct sim_server_params {
     int64_t us_per_command;    /* server CPU time per command (e.g. 8) */
-    int64_t us_per_script;     /* extra per EVAL/EVALSHA call */
+    int64_t us_per_script;     /* extra per redis.call (or pcall) a script makes */
     int hz;                    /* serverCron frequency (10) */
     /* Added to the interface: */
     bool dynamic_hz;           /* Redis's dynamic-hz (on by default there): hz doubles, up to

@@ -232,6 +232,7 @@ static int redis_call_generic(lua_State *L, bool raise)
                          false);
         return lua_error(L);
     }
+    x->script_calls++;  /* each costs the server us_per_script (redis.c) */
     if (argc == 0) {
         const char *m = "Please specify at least one argument for this redis lib call";
         push_error_table(L, m, strlen(m), false);
@@ -551,6 +552,7 @@ static const dlock_reply *script_run(sim_exec *x, const char *sha, int argc, con
     s->script_x = &sx;
     int err = lua_pcall(L, 0, 1, -2);
     s->script_x = NULL;
+    x->script_calls += sx.script_calls;
     const dlock_reply *r = err ? script_error(x, L, sha) : lua_to_reply(x, L);
     if (err)
         lua_pop(L, 1);
