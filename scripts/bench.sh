@@ -16,6 +16,10 @@
 #       best of the wait modes poll, notify, fifo) / cycles/s of 1 client alone.  target >= 0.5
 #   R3  ns per latency sample recorded (bench_hist hist).                        target <= 20
 #       and the CPU share of lockbench and of redis-server during the R1 runs.
+#   S1  simulator speed: lock cycles per CPU-second of the simulator (50 clients on 50 keys,
+#       --driver sim) / lock cycles per second of the real run (u50).           target >= 5
+#   S2  memory per simulated client: (peak RSS at 100 000 simulated clients - peak at 1 000)
+#       / 99 000.                                                           target <= 2 KiB
 #   Scaling: throughput, p99 and peak memory per client for 1, 10, 50, 100, 1000, 10000
 #       clients, uncontended (N keys) and contended (1 key, each wait mode, the best shown).
 #                                 memory per client at the most clients: target <= 32 KiB
@@ -49,6 +53,8 @@ CONTENDED=scenarios/bench/contended.json
 R1_TARGET=0.9
 R2_TARGET=0.5
 R3_TARGET=20
+S1_TARGET=5
+S2_TARGET=2
 MEM_TARGET=32
 
 die() { echo "bench: $*" >&2; exit 2; }
@@ -251,6 +257,28 @@ run_set() {
     record "$cfg" redis_cpu_share "$round" "$(calc share "$rcpu" "$wall" "$NCPU")"
 }
 
+# run_sim CONFIG ROUND CLIENTS DURATION_MS: the simulator, no server; its CPU and peak memory.
+run_sim() {
+    cfg=$1 round=$2 n=$3 dur=$4
+    out=$tmp/runs/$cfg.$round
+    "$BH" exec "$out.proc" -- "$LB" run "$UNCONTENDED" --driver sim --out "$out" --no-plot \
+        --quiet --set "workload.duration_ms=$dur" --set "clients.0.count=$n" \
+        --set "lock.keys=$n" >"$out.log" 2>&1
+    rc=$?
+    record "$cfg" exit "$round" "$rc"
+    [ "$rc" -eq 0 ] || echo "$cfg round $round: lockbench exit $rc: $(tail -n 1 "$out.log")" >> "$FAILS"
+    acq=null
+    [ -f "$out/summary.json" ] && acq=$("$BH" get "$out/summary.json" variants.0.acquisitions 2>/dev/null)
+    user=$(kv "$out.proc" user_s); sys=$(kv "$out.proc" sys_s)
+    cpu=$(calc add "${user:-null}" "${sys:-null}")
+    record "$cfg" acquisitions "$round" "${acq:-null}"
+    record "$cfg" cpu_s "$round" "$cpu"
+    record "$cfg" cycles_per_cpu_s "$round" "$(calc div "${acq:-null}" "$cpu")"
+    rss=$(kv "$out.proc" maxrss_kb)
+    record "$cfg" maxrss_kb "$round" "${rss:-null}"
+    rm -rf "$out"
+}
+
 run_hist() {
     round=$1
     ns=$("$BH" hist "$HIST_N" 2>>"$FAILS") || ns=null
@@ -274,7 +302,7 @@ for n in 50 1 $counts; do
     [ "$n" -eq 1 ] && configs="$configs set1"
     for w in $MODES; do configs="$configs c$n-$w"; done
 done
-configs="$configs hist"
+configs="$configs s50 s1000 s100000 hist"
 ORDER=$configs
 # shellcheck disable=SC2086
 nconf=$(echo $configs | wc -w)
@@ -298,6 +326,8 @@ while [ "$round" -le "$RUNS" ]; do
             set)  run_set set "$round" 50 "$SET_N" ;;
             set1) run_set set1 "$round" 1 "$SET1_N" ;;
             hist) run_hist "$round" ;;
+            s50) run_sim s50 "$round" 50 "$DUR" ;;
+            s*)  run_sim "$cfg" "$round" "${cfg#s}" "$DUR" ;;
             u50x4) run_lb u50x4 "$round" "$UNCONTENDED" 50 50 poll $((DUR * 4)) ;;
             u*)   n=${cfg#u}; run_lb "$cfg" "$round" "$UNCONTENDED" "$n" "$n" poll ;;
             c*)   n=${cfg#c}; n=${n%%-*}; w=${cfg#*-}
@@ -366,6 +396,12 @@ r2_v=$(verdict "$r2" "$R2_TARGET" ge)
 
 ns=$(med hist ns_per_record)
 r3_v=$(verdict "$ns" "$R3_TARGET" le)
+
+s1=$(calc div "$(med s50 cycles_per_cpu_s)" "$(med u50 throughput_per_s)")
+s1_v=$(verdict "$s1" "$S1_TARGET" ge)
+s2=$(awk -v a="$(med s100000 maxrss_kb)" -v b="$(med s1000 maxrss_kb)" 'BEGIN {
+    if (a == "null" || b == "null") print "null"; else printf "%.6g\n", (a - b) / 99000 }')
+s2_v=$(verdict "$s2" "$S2_TARGET" le)
 lb_share=$(med u50 cpu_share)
 lb_cores=$(calc div "$(med u50 cpu_s)" "$(med u50 wall_s)")
 rd_share=$(med u50 redis_cpu_share)
@@ -423,6 +459,12 @@ TABLE=$tmp/table.txt
             "$(fmt %.2f "$(med "c50-$w" commands_per_acquisition)")" "$(fmt %.3f "$(med "c50-$w" jain)")"
     done
     printf '%-46s %10s  %-8s %s\n' "R3 ns per latency sample recorded" "$(fmt %.2f "$ns")" "<= $R3_TARGET" "$r3_v"
+    printf '%-46s %10s  %-8s %s\n' "S1 simulator cycles per CPU-s / real cycles/s" "$(fmt %.1f "$s1")" ">= $S1_TARGET" "$s1_v"
+    printf '     %s cycles per CPU-second simulated (50 clients, 50 keys) / %s cycles/s real (u50)\n' \
+        "$(fmt %.0f "$(med s50 cycles_per_cpu_s)")" "$(fmt %.0f "$(med u50 throughput_per_s)")"
+    printf '%-46s %10s  %-8s %s\n' "S2 KiB per simulated client" "$(fmt %.2f "$s2")" "<= $S2_TARGET" "$s2_v"
+    printf '     (peak %s KiB at 100 000 simulated clients - %s KiB at 1 000) / 99 000\n' \
+        "$(fmt %.0f "$(med s100000 maxrss_kb)")" "$(fmt %.0f "$(med s1000 maxrss_kb)")"
     printf '%-46s %9s%%  (%s of %s cores)\n' "R3 lockbench CPU share during R1" \
         "$(fmt %.1f "$(calc div "$lb_share" 0.01)")" "$(fmt %.2f "$lb_cores")" "$NCPU"
     printf '%-46s %9s%%  (%s of %s cores; %s%% under redis-benchmark)\n' "   redis-server CPU share during R1" \
@@ -501,6 +543,8 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "null null null")
     echo "           \"harness_cpu_share\": $lb_share, \"harness_cpu_cores\": $lb_cores,"
     echo "           \"redis_cpu_share\": $rd_share, \"redis_cpu_cores\": $rd_cores,"
     echo "           \"redis_cpu_share_under_redis_benchmark\": $rb_rd_share},"
+    echo "    \"s1\": {\"ratio\": $s1, \"target_min\": $S1_TARGET, \"pass\": $(jbool "$s1_v"), \"sim_cycles_per_cpu_s\": $(med s50 cycles_per_cpu_s)},"
+    echo "    \"s2\": {\"kib_per_simulated_client\": $s2, \"target_max_kib\": $S2_TARGET, \"pass\": $(jbool "$s2_v"), \"rss_kib\": [$(med s1000 maxrss_kb), $(med s100000 maxrss_kb)]},"
     echo "    \"memory\": {\"clients\": $nmax, \"kib_per_client\": $mem_max, \"target_max_kib\": $MEM_TARGET, \"pass\": $(jbool "$mem_v"),"
     echo "               \"marginal_kib_per_client\": $mem_marginal, \"rss_kib_one_client\": $rss1,"
     echo "               \"run_length\": {\"clients\": 50, \"duration_ms\": [$DUR, $((DUR * 4))],"
