@@ -98,7 +98,7 @@ struct sclient {
     const lb_client_group *g;
     lb_wl wl;
     lb_client_result *out;
-    uint64_t rng, netrng;
+    uint64_t rng, netrng, tokrng;  /* hold and think; links; tokens: apart, as in real runs */
     char *key, *counter;         /* key: one of sim.keys */
     int keyidx;
     dlock_options opts;
@@ -106,6 +106,8 @@ struct sclient {
     dlock *l;                    /* the lock held */
     bool renew;                  /* lock.renew: lane 1 extends the lease every ttl / 3 */
     bool renew_on;               /* renewals are running for the lock held */
+    bool lease_lost;             /* a renewal found the lock lost */
+    bool thinking;               /* lane 0's timer ends a think (a stop ends it at once) */
     int64_t lease_until;         /* renewals give up when they have not reached it by then */
     int64_t renew_started;       /* the extend in flight began */
     cstate state;
@@ -321,9 +323,11 @@ static int64_t link_delay(sim *S, sclient *c, int k)
     return one_way > 0 ? one_way : 0;
 }
 
-/* When CPU work of cost_us started now on the least busy client core is done. */
+/* When CPU work of cost_us (at least 1) started now on the least busy client core is done. */
 static int64_t cpu_done(sim *S, int64_t cost_us)
 {
+    if (cost_us < 1)
+        cost_us = 1;  /* a model of zero costs must still let virtual time move */
     int best = 0;
     for (int i = 1; i < S->ncores; i++)
         if (S->core_free[i] < S->core_free[best])
@@ -382,14 +386,15 @@ static void on_reply(void *ctx, void *owner, int64_t at_us, const dlock_reply *r
                  .lane = (uint32_t)cn->lane});
 }
 
-/* The connection's replies still due will never come: the client learns it one way later. */
-static void conn_lost(sim *S, sclient *c, lane *L, int server)
+/* The connection's replies still due will never come: the client learns it one way later.
+ * epoch: the connection's before it was closed, the one its batch knows. */
+static void conn_lost(sim *S, sclient *c, lane *L, int server, uint32_t epoch)
 {
     sconn *cn = &L->conns[server];
     msg *m = malloc(sizeof *m);
     if (!m)
         abort();
-    *m = (msg){.conn = (uint32_t)server, .lane = (uint32_t)cn->lane, .epoch = cn->epoch,
+    *m = (msg){.conn = (uint32_t)server, .lane = (uint32_t)cn->lane, .epoch = epoch,
                .reply = NULL};
     int64_t at = S->now + link_delay(S, c, server);
     if (at < cn->last_in)
@@ -486,7 +491,7 @@ static void send_batch(sim *S, sclient *c, lane *L, int n, const int *server,
     }
     for (int k = 0; k <= S->nservers; k++)
         if (refused[k])
-            conn_lost(S, c, L, k);
+            conn_lost(S, c, L, k, L->conns[k].epoch);
     b->timer_at = depart + timeout_us;
     timer_set(S, c, L, b->timer_at);
 }
@@ -496,7 +501,7 @@ static void batch_reply(sim *S, sclient *c, lane *L, const msg *m)
 {
     batch *b = L->b;
     int k = (int)m->conn;
-    if (!b || m->epoch != b->epoch[k]) {
+    if (!b || m->epoch != b->epoch[k] || !pending_on(L, k)) {
         free((void *)m->reply);
         return;  /* a batch long over, or a connection since closed */
     }
@@ -579,7 +584,9 @@ static void machine_go(sim *S, sclient *c, lane *L, const dlock_reply *const *re
     case DLOCK_DO_SEND: {
         int server[MAX_BATCH], argc[MAX_BATCH];
         const char *const *argv[MAX_BATCH];
-        int n = a.ncommands < MAX_BATCH ? a.ncommands : MAX_BATCH;
+        if (a.ncommands > MAX_BATCH)
+            abort();  /* the core's largest batch is 27: a bigger one is a bug to see at once */
+        int n = a.ncommands;
         for (int i = 0; i < n; i++) {
             server[i] = L->op == OP_FENCED ? S->nservers : a.commands[i].server;
             argv[i] = a.commands[i].argv;
@@ -623,10 +630,14 @@ static void machine_go(sim *S, sclient *c, lane *L, const dlock_reply *const *re
         renew_done(S, c, a.rc);
         return;
     }
+    if (op == OP_RELEASE && c->lease_lost && win.rc == DLOCK_OK)
+        win.rc = DLOCK_ENOTOWNER;
     if (op == OP_RELEASE && c->l) {  /* a release does not free its lock */
         dlock_abandon(c->l);
         c->l = NULL;
     }
+    if (op == OP_ACQUIRE)
+        c->lease_lost = false;
     if (op == OP_ACQUIRE && a.rc == DLOCK_OK && c->renew && c->g->lock.ttl_ms > 0) {
         c->renew_on = true;  /* the lease counts from the acquire's call at the latest */
         c->lease_until = S->now + c->g->lock.ttl_ms * 1000;
@@ -675,7 +686,8 @@ static void renew_done(sim *S, sclient *c, int rc)
         c->lease_until = started + c->g->lock.ttl_ms * 1000;
         timer_set(S, c, R, started + period);
     } else if (rc == DLOCK_ENOTOWNER || S->now >= c->lease_until) {
-        c->renew_on = false;  /* lost */
+        c->renew_on = false;  /* lost: its release says so, as the watchdog's lock does */
+        c->lease_lost = true;
     } else {
         timer_set(S, c, R, S->now + period / 4);
     }
@@ -693,8 +705,7 @@ static void renew_stop(sim *S, sclient *c)
     batch_free(S, R->b);
     R->b = NULL;
     for (int k = 0; R->conns && k <= S->nservers; k++)  /* its traffic in flight is dropped */
-        if (R->conns[k].c)
-            conn_close(S, &R->conns[k]);
+        conn_close(S, &R->conns[k]);
 }
 
 /* ---- the workload --------------------------------------------------------------------------- */
@@ -711,17 +722,19 @@ static void close_lanes(sim *S, sclient *c)
         batch_free(S, L->b);
         L->b = NULL;
         for (int k = 0; L->conns && k <= S->nservers; k++)
-            if (L->conns[k].c)
-                conn_close(S, &L->conns[k]);
+            conn_close(S, &L->conns[k]);  /* every epoch moves on: nothing in flight counts */
     }
     c->renew_on = false;
 }
+
+static void drop_held(sclient *c);
 
 static void end_client(sim *S, sclient *c)
 {
     if (c->state == C_DONE)
         return;
     close_lanes(S, c);
+    drop_held(c);
     c->state = C_DONE;
     c->out->end_us = S->now;
     S->running--;
@@ -730,13 +743,16 @@ static void end_client(sim *S, sclient *c)
 static void down(sim *S, sclient *c)
 {
     close_lanes(S, c);
+    drop_held(c);
     if (c->l)
         dlock_abandon(c->l);
     c->l = NULL;
     c->out->crashes++;
     c->out->crashed = true;
-    c->paused = 0;
-    c->frozen_event = 0;
+    if (c->frozen_event) {  /* a holding pause ends with the crash; scheduled pauses go on */
+        c->paused--;
+        c->frozen_event = 0;
+    }
     if (c->stopping || c->restart_after_us < 0) {
         end_client(S, c);
         return;
@@ -773,7 +789,7 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
         case LB_WL_ACQUIRE: {
             unsigned char token[16];
             for (int i = 0; i < 16; i += 8) {
-                uint64_t v = next_u64(&c->rng);
+                uint64_t v = next_u64(&c->tokrng);
                 memcpy(token + i, &v, 8);
             }
             dlock_machine *m = dlock_machine_acquire(c->key, &c->opts, S->nservers, token, 0,
@@ -826,6 +842,7 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
         case LB_WL_HOLD:
         case LB_WL_THINK:
             c->state = C_WAIT;
+            c->thinking = s.what == LB_WL_THINK;
             timer_set(S, c, L, s.until_us);
             return;
         case LB_WL_RELEASE: {
@@ -870,6 +887,7 @@ static void feed(sim *S, sclient *c, lb_wl_input in)
 /* ---- client events -------------------------------------------------------------------------- */
 
 static void release_held(sim *S, sclient *c);
+static void drop_held(sclient *c);
 
 static void on_timer(sim *S, sclient *c, lane *L)
 {
@@ -902,6 +920,7 @@ static void on_timer(sim *S, sclient *c, lane *L)
         return;
     case C_WAIT:
         c->state = C_BUSY;
+        c->thinking = false;
         if (L->m) {
             machine_go(S, c, L, NULL);
         } else {
@@ -938,6 +957,21 @@ static bool held(sim *S, sclient *c, const ev *e)
     return true;
 }
 
+/* Held events of a client that crashed or ended belong to a dead incarnation. */
+static void drop_held(sclient *c)
+{
+    for (size_t i = 0; i < c->nheld; i++) {
+        ev *e = &c->held[i];
+        if (e->kind == EV_TO_CLIENT)
+            free((void *)((msg *)e->p)->reply);
+        if (e->kind == EV_TO_SERVER || e->kind == EV_TO_CLIENT)
+            free(e->p);
+    }
+    free(c->held);
+    c->held = NULL;
+    c->nheld = c->capheld = 0;
+}
+
 static void release_held(sim *S, sclient *c)
 {
     size_t n = c->nheld;
@@ -967,8 +1001,13 @@ static void client_event(sim *S, const ev *e)
             c->frozen_event = 0;
             L->timer_until = NONE;
             c->state = C_BUSY;
-            if (c->paused > 0 && --c->paused == 0)
+            if (c->paused > 0 && --c->paused == 0) {
                 release_held(S, c);
+            } else if (c->paused > 0) {  /* a scheduled pause still holds the client */
+                c->state = C_WAIT;
+                timer_set(S, c, L, S->now);  /* held until it ends, then the client goes on */
+                break;
+            }
             feed(S, c, (lb_wl_input){0});
             break;
         }
@@ -1027,11 +1066,16 @@ static int by_time(const void *a, const void *b)
 
 static void crash_now(sim *S, sclient *c)
 {
+    lb_wl_input in = {.crashed = true, .rc = DLOCK_ECANCELED};
+    lane *L = c->ln;
+    if (L->m && L->op == OP_ACQUIRE) {  /* what the acquire did before it was cut short */
+        in.attempts = (uint32_t)dlock_machine_tries(L->m);
+        in.commands = L->op_commands;
+    }
     close_lanes(S, c);
-    c->paused = 0;
-    c->frozen_event = 0;
+    drop_held(c);
     c->state = C_BUSY;
-    feed(S, c, (lb_wl_input){.crashed = true, .rc = DLOCK_ECANCELED});
+    feed(S, c, in);
 }
 
 /* A client event: false when the client is not one (it cannot fail otherwise). */
@@ -1091,9 +1135,10 @@ static void apply_client(sim *S, sclient *c, const lb_event *e, size_t idx, bool
                 lane *L = &c->ln[j];
                 sconn *cn = &L->conns[k];
                 bool pending = cn->c && pending_on(L, k);
+                uint32_t epoch = cn->epoch;
                 conn_close(S, cn);
                 if (pending)
-                    conn_lost(S, c, L, k);
+                    conn_lost(S, c, L, k, epoch);
             }
         }
         break;
@@ -1115,9 +1160,10 @@ static void server_down(sim *S, int k, bool host)
             if (!cn || !cn->c)
                 continue;
             bool pending = pending_on(L, k);
+            uint32_t epoch = cn->epoch;
             conn_close(S, cn);
             if (pending)
-                conn_lost(S, c, L, k);
+                conn_lost(S, c, L, k, epoch);
         }
     }
 }
@@ -1181,6 +1227,8 @@ static void stop_group(sim *S, size_t g)
         }
         if (c->state == C_DOWN)
             end_client(S, c);
+        else if (g == SIZE_MAX && c->state == C_WAIT && c->thinking)
+            timer_set(S, c, c->ln, S->now);  /* a stop ends a think at once */
     }
 }
 
@@ -1286,6 +1334,7 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
             c->restart_after_us = -1;
             c->rng = (sc->seed + 1) * 0x9E3779B97F4A7C15ULL ^ (id + 1) * 0xBF58476D1CE4E5B9ULL;
             c->netrng = mix(sc->seed ^ 0x6E6574ULL, id);
+            c->tokrng = mix(sc->seed ^ 0x746F6BULL, id);
             if (gr->lock.keys > 1)
                 snprintf(name, sizeof name, "%s%s:%lld", t->prefix, gr->lock.key,
                          (long long)(c->id % gr->lock.keys));
@@ -1360,7 +1409,7 @@ static void teardown(sim *S)
         }
         if (c->l)
             dlock_abandon(c->l);
-        free(c->held);
+        drop_held(c);
         free(c->counter);
         lb_wl_free(&c->wl);
     }

@@ -896,6 +896,7 @@ static bool timing_only(json_t *variant)
 {
     json_t *fails = json_object_get(json_object_get(variant, "expect"), "failures");
     static const char *const timing[] = {"acquire_ms.", "handoff_ms.", "timeout_ms.",
+                                         "service_ms.", "schedule_lag_ms.",
                                          "throughput_per_s", "elapsed_ms"};
     for (size_t i = 0; i < json_array_size(fails); i++) {
         const char *path = json_string_value(json_object_get(json_array_get(fails, i), "path"));
@@ -1220,6 +1221,72 @@ static void the_simulator_scenarios_pass(void **state)
 #endif
 }
 
+/* Fault corners where the simulator once differed from the real drivers, each run on threads
+ * and on the sim:
+ *   thaw       a holding pause (600 ms) ends while a scheduled pause (50 to 1550 ms) still
+ *              holds the client: it must not write until that one ends (its 900 ms lease ran
+ *              out meanwhile: a lost update);
+ *   crash      a crash inside a scheduled pause does not end the pause: the restarted client
+ *              waits for it, and the run lasts past it;
+ *   reset      a reset while waiting in BLPOP is learnt at once, not after the wait slice and
+ *              the command timeout: the waiter gets the lock at the release (600 ms). */
+static void the_simulator_agrees_on_fault_corners(void **state)
+{
+    static const char *const files[] = {"thaw", "crash", "reset"};
+    static const char *const text[] = {
+        "{\"name\": \"thaw\", \"seed\": 9, \"lock\": {\"key\": \"th\", \"ttl_ms\": 900,"
+        " \"wait_timeout_ms\": 4000, \"backoff\": {\"base_ms\": 1, \"cap_ms\": 20}},"
+        " \"workload\": {\"iterations\": 1, \"hold_ms\": 0},"
+        " \"clients\": [{\"name\": \"holder\"}, {\"name\": \"other\", \"start_ms\": 100}],"
+        " \"events\": [{\"at_ms\": 0, \"do\": \"pause\", \"when\": \"holding\", \"clients\": [0],"
+        " \"duration_ms\": 600}, {\"at_ms\": 50, \"do\": \"pause\", \"clients\": [0],"
+        " \"duration_ms\": 1500}]}",
+        "{\"name\": \"crash\", \"seed\": 9, \"lock\": {\"key\": \"cp\", \"ttl_ms\": 100,"
+        " \"wait_timeout_ms\": 3000}, \"workload\": {\"iterations\": 2, \"hold_ms\": 200,"
+        " \"critical_section\": \"none\"}, \"clients\": [{\"name\": \"a\"}],"
+        " \"events\": [{\"at_ms\": 50, \"do\": \"pause\", \"clients\": [0], \"duration_ms\": 1000},"
+        " {\"at_ms\": 100, \"do\": \"crash\", \"clients\": [0], \"restart_after_ms\": 50}]}",
+        "{\"name\": \"reset\", \"seed\": 5, \"lock\": {\"key\": \"rb\", \"ttl_ms\": 10000,"
+        " \"wait_timeout_ms\": 5000, \"wait\": \"notify\"}, \"workload\": {\"iterations\": 1,"
+        " \"hold_ms\": 10, \"critical_section\": \"none\"}, \"clients\": [{\"name\": \"holder\","
+        " \"workload\": {\"hold_ms\": 600}}, {\"name\": \"waiter\", \"start_ms\": 100}],"
+        " \"events\": [{\"at_ms\": 450, \"do\": \"reset\", \"clients\": [1]}]}"};
+    static const char *const drivers[] = {"threads", "sim"};
+    char *out = tempdir();
+    for (size_t f = 0; f < 3; f++) {
+        char file[1100];
+        snprintf(file, sizeof file, "%s/%s.json", out, files[f]);
+        FILE *fp = fopen(file, "w");
+        assert_non_null(fp);
+        fputs(text[f], fp);
+        fclose(fp);
+        for (int d = 0; d < 2; d++) {
+            char dir[1200], *err = NULL;
+            snprintf(dir, sizeof dir, "%s/%s-%s", out, files[f], drivers[d]);
+            int rc = lockbench(&err, "run %s --out %s --no-plot --quiet --driver %s", file, dir,
+                               drivers[d]);
+            if (rc != 0)
+                fail_msg("%s on %s: exit %d: %s", files[f], drivers[d], rc, err ? err : "");
+            free(err);
+            json_t *v = load_json(dir, "default/summary.json");
+            if (f == 0) {
+                if (num(v, "counter.lost_updates") != 1 || num(v, "overlaps") != 1)
+                    fail_msg("thaw on %s: %g lost updates, %g overlaps", drivers[d],
+                             num(v, "counter.lost_updates"), num(v, "overlaps"));
+            } else if (f == 1) {
+                if (num(v, "elapsed_ms") < 1200 || num(v, "elapsed_ms") > 1600)
+                    fail_msg("crash on %s: elapsed %g ms", drivers[d], num(v, "elapsed_ms"));
+            } else if (num(v, "acquire_ms.max") > 700) {
+                fail_msg("reset on %s: the waiter waited %g ms", drivers[d],
+                         num(v, "acquire_ms.max"));
+            }
+            json_decref(v);
+        }
+    }
+    rmtree(out);
+    free(out);
+}
+
 /* lockbench calibrate measures the model against a redis-server of its own and writes it; run
  * --calibration takes it for the sim keys a file does not set (the file's own win); a file
  * without a key, or with one out of range, is exit 2 naming it. */
@@ -1368,6 +1435,7 @@ int main(void)
         cmocka_unit_test(a_simulated_run_replays_from_its_seed),
         cmocka_unit_test(the_client_cap_binds_the_real_drivers_only),
         cmocka_unit_test(calibration_feeds_the_simulator),
+        cmocka_unit_test(the_simulator_agrees_on_fault_corners),
         cmocka_unit_test(the_simulator_scenarios_pass),
     };
     return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
