@@ -101,9 +101,22 @@ static int64_t ping_ns(bench *b)
     return t[PINGS / 2];
 }
 
-/* Scripts for the per-call cost: the same EVALSHA making 0 or 10 redis.call. */
+/* Scripts for the per-call cost: an EVALSHA making no redis.call, and one making ten of the
+ * kinds the lock's scripts make -- TIME, a sorted set of waiters (49 members, as with 50
+ * clients on a key), a lease with PX, a signal list -- and leaving the keys as it found them. */
 #define SCRIPT0 "return 0"
-#define SCRIPT10 "for i = 1, 10 do redis.call('GET', KEYS[1]) end return 0"
+#define SCRIPT10                                                                               \
+    "local t = redis.call('TIME') "                                                            \
+    "redis.call('ZADD', KEYS[1], t[1], ARGV[1]) "                                              \
+    "redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', t[1]) "                                     \
+    "redis.call('ZRANGE', KEYS[1], 0, 0) "                                                     \
+    "redis.call('ZREM', KEYS[1], ARGV[1]) "                                                    \
+    "redis.call('SET', KEYS[2], ARGV[1], 'PX', 60000) "                                        \
+    "redis.call('GET', KEYS[2]) "                                                              \
+    "redis.call('RPUSH', KEYS[3], '1') "                                                       \
+    "redis.call('PEXPIRE', KEYS[3], 60000) "                                                   \
+    "redis.call('DEL', KEYS[2], KEYS[3]) "                                                     \
+    "return 0"
 static char sha0[41], sha10[41];
 
 /* A burst: ROUNDS rounds, each writing one command on every connection, then reading every
@@ -119,8 +132,8 @@ static int burst(bench *b, int script, double *server_us, double *client_us)
             char key[32];
             snprintf(key, sizeof key, "lockbench:calibrate:%d", i);
             if (script)
-                redisAppendCommand(b->c[i], "EVALSHA %s 1 %s", script == 10 ? sha10 : sha0,
-                                   key);
+                redisAppendCommand(b->c[i], "EVALSHA %s 3 %s:z %s:s %s:l m%d",
+                                   script == 10 ? sha10 : sha0, key, key, key, i);
             else if (round % 2 == 0)
                 redisAppendCommand(b->c[i], "SET %s x NX PX 10000", key);
             else
@@ -241,6 +254,18 @@ int lb_calibrate_main(int argc, char **argv)
                      r && r->type == REDIS_REPLY_ERROR ? r->str : b.admin->errstr);
         freeReplyObject(r);
     }
+    for (int i = 0; loaded && i < CONNS; i++) {  /* the waiters' sorted sets */
+        for (int m = 0; m < 49; m++)
+            redisAppendCommand(b.admin, "ZADD lockbench:calibrate:%d:z %d w%d", i, m, m);
+        for (int m = 0; m < 49 && loaded; m++) {
+            redisReply *r = NULL;
+            loaded = redisGetReply(b.admin, (void **)&r) == REDIS_OK && r &&
+                     r->type == REDIS_REPLY_INTEGER;
+            freeReplyObject(r);
+        }
+        if (!loaded)
+            snprintf(b.err, sizeof b.err, "ZADD: %s", b.admin->errstr);
+    }
     if (!loaded)
         goto done;
     double warm_s, warm_c, srv, cli, srv_script, cli_script, srv_script0, cli_script0;
@@ -301,6 +326,11 @@ int lb_calibrate_main(int argc, char **argv)
     free(text);
     rc = LB_EXIT_OK;
 done:
+    for (int i = 0; b.admin && i < CONNS; i++) {  /* a server of the user's is left as found */
+        redisReply *r = redisCommand(b.admin, "DEL lockbench:calibrate:%d lockbench:calibrate:%d:z "
+                                     "lockbench:calibrate:%d:s lockbench:calibrate:%d:l", i, i, i, i);
+        freeReplyObject(r);
+    }
     if (rc != LB_EXIT_OK)
         fprintf(stderr, "lockbench calibrate: %s: %s\n", url, b.err[0] ? b.err : "failed");
     close_bench(&b);

@@ -418,6 +418,25 @@ static bool enough_fds(const lb_scenario *v, const char *vname, int nservers, ch
     return false;
 }
 
+/* A run's raw record → its summary (with expectations) → its files; frees the record. */
+static int measure_and_write(scenario_run *sr, size_t vi, int rep, lb_run_result *run)
+{
+    const lb_scenario *v = lb_scenario_variant(sr->s, vi);
+    const char *vname = lb_scenario_variant_name(sr->s, vi);
+    lb_summary *sum = &sr->runs[vi * (size_t)sr->repeats + (size_t)rep];
+    char *dir = run_folder(sr, vname, rep);
+    int rc = lb_metrics_compute(v, run, sum) < 0 || !dir ? -1 : 0;
+    if (rc == 0) {
+        lb_metrics_check(v, sum);
+        rc = lb_results_write_run(dir, sum, run, sr->err, sizeof sr->err);
+    }
+    sr->complete &= run->complete;
+    sr->ran[vi] += rc == 0;
+    lb_run_result_free(run);
+    free(dir);
+    return rc < 0 ? LB_EXIT_ENV : LB_EXIT_OK;
+}
+
 /* A variant on the simulator: no servers, no proxy, no clean-up; the same results. */
 static int run_simulated(scenario_run *sr, size_t vi, int rep)
 {
@@ -436,18 +455,7 @@ static int run_simulated(scenario_run *sr, size_t vi, int rep)
     run.sim.virtual_us = st.virtual_us;
     run.sim.wall_us = st.wall_us;
     run.sim.events = st.events;
-    lb_summary *sum = &sr->runs[vi * (size_t)sr->repeats + (size_t)rep];
-    char *dir = run_folder(sr, vname, rep);
-    int rc = lb_metrics_compute(v, &run, sum) < 0 || !dir ? -1 : 0;
-    if (rc == 0) {
-        lb_metrics_check(v, sum);
-        rc = lb_results_write_run(dir, sum, &run, sr->err, sizeof sr->err);
-    }
-    sr->complete &= run.complete;
-    sr->ran[vi] += rc == 0;
-    lb_run_result_free(&run);
-    free(dir);
-    return rc < 0 ? LB_EXIT_ENV : LB_EXIT_OK;
+    return measure_and_write(sr, vi, rep, &run);
 }
 
 static int run_once(scenario_run *sr, size_t vi, int rep)
@@ -495,18 +503,7 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
     servers_stop(&sv);
     if (rc < 0)
         return LB_EXIT_ENV;
-    lb_summary *sum = &sr->runs[vi * (size_t)sr->repeats + (size_t)rep];
-    char *dir = run_folder(sr, vname, rep);
-    rc = lb_metrics_compute(v, &run, sum) < 0 || !dir ? -1 : 0;
-    if (rc == 0) {
-        lb_metrics_check(v, sum);
-        rc = lb_results_write_run(dir, sum, &run, sr->err, sizeof sr->err);
-    }
-    sr->complete &= run.complete;
-    sr->ran[vi] += rc == 0;
-    lb_run_result_free(&run);
-    free(dir);
-    return rc < 0 ? LB_EXIT_ENV : LB_EXIT_OK;
+    return measure_and_write(sr, vi, rep, &run);
 }
 
 /* Combines each variant's completed repeats; a variant that never ran (the run was interrupted

@@ -127,11 +127,7 @@ struct sclient {
     lb_wl_tally tally;
 };
 
-typedef struct action {
-    int64_t at_us;
-    size_t event;
-    bool ending;
-} action;
+typedef rn_action action;
 
 typedef struct sim {
     const lb_scenario *sc;
@@ -1039,30 +1035,6 @@ static void client_event(sim *S, const ev *e)
 
 /* ---- faults --------------------------------------------------------------------------------- */
 
-static int64_t event_end_us(const lb_event *e)
-{
-    switch (e->action) {
-    case LB_EV_PAUSE:
-        return e->when_holding ? -1 : e->duration_ms * 1000;
-    case LB_EV_DELAY:
-    case LB_EV_PARTITION:
-    case LB_EV_PAUSE_SERVER:
-        return e->duration_ms * 1000;
-    case LB_EV_KILL_SERVER:
-    case LB_EV_CRASH_HOST:
-        return e->restart_after_ms >= 0 ? e->restart_after_ms * 1000 : -1;
-    default:
-        return -1;
-    }
-}
-
-static int by_time(const void *a, const void *b)
-{
-    const action *x = a, *y = b;
-    if (x->at_us != y->at_us)
-        return (x->at_us > y->at_us) - (x->at_us < y->at_us);
-    return (int)y->ending - (int)x->ending;
-}
 
 static void crash_now(sim *S, sclient *c)
 {
@@ -1313,13 +1285,8 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
     for (size_t i = 0; i < sc->nevents; i++) {
         rn_fault_describe(&sc->events[i], &out->faults[i]);
         S->fired_start[i] = S->fired_end[i] = -1;
-        S->acts[S->nacts++] = (action){.at_us = sc->events[i].at_ms * 1000, .event = i};
-        int64_t end = event_end_us(&sc->events[i]);
-        if (end >= 0)
-            S->acts[S->nacts++] = (action){.at_us = sc->events[i].at_ms * 1000 + end,
-                                           .event = i, .ending = true};
     }
-    qsort(S->acts, S->nacts, sizeof *S->acts, by_time);
+    S->nacts = rn_fault_actions(sc, S->acts);
     size_t id = 0;
     for (size_t g = 0; g < sc->ngroups; g++) {
         const lb_client_group *gr = &sc->groups[g];
