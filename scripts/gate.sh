@@ -12,12 +12,13 @@
 # correctness gate, and speed only for gross slowdowns (GATE_COARSE).
 #
 # Usage: gate.sh BUILD_DIR, with from the environment:
-#   GATE_BASE=REV          the base (default: HEAD when the tree has uncommitted changes, else
-#                          HEAD~1; with GATE_HEAD, GATE_HEAD~1)
+#   GATE_BASE=REV          the base (default: HEAD when tracked files have uncommitted changes,
+#                          else HEAD~1; with GATE_HEAD, GATE_HEAD~1)
 #   GATE_HEAD=REV          gate a revision, built like the base, instead of the work tree
 #   GATE_REPEATS=N         rounds per side (default 12)
 #   GATE_BASELINES=0       skip the committed baselines
-#   GATE_COARSE='M=PCT...' thresholds against the committed baselines
+#   GATE_COARSE='M=PCT...' thresholds against the committed baselines (default: a tenfold
+#                          slowdown; p99, the noisiest, twentyfold; commands doubled)
 #   GATE_SLOWDOWN_US=X     build the head with -DLOCKBENCH_SLOWDOWN_US=X, every acquire spinning
 #                          X microseconds more: shows whether the gate sees a slowdown
 #   GATE_UPDATE=1          rewrite results/baselines/ from the head's runs instead of gating
@@ -26,7 +27,7 @@
 set -u
 build=${1:-build}
 repeats=${GATE_REPEATS:-12}
-coarse=${GATE_COARSE:-throughput_per_s=80 acquire_ms.p50=400 acquire_ms.p99=2000 \
+coarse=${GATE_COARSE:-throughput_per_s=90 acquire_ms.p50=900 acquire_ms.p99=2000 \
 redis.commands_per_acquisition=100}
 top=$(git rev-parse --show-toplevel) || exit 2
 cd "$top" || exit 2
@@ -44,12 +45,18 @@ esac
 
 # ---- revisions and builds ------------------------------------------------------------------
 
+# Changes to tracked files; an untracked scratch file must not turn the gate of the last commit
+# into a comparison of HEAD with itself.
+tree_changed() {
+    [ -n "$(git status --porcelain --untracked-files=no)" ]
+}
+
 # The base when none is named: with uncommitted changes, they are what is gated (against HEAD);
 # on a clean tree, the last commit is (against its parent).
 default_base() {
     if [ -n "${GATE_HEAD:-}" ]; then
         echo "$GATE_HEAD~1"
-    elif [ -n "$(git status --porcelain)" ]; then
+    elif tree_changed; then
         echo HEAD
     else
         echo HEAD~1
@@ -194,7 +201,7 @@ base_rev=${GATE_BASE:-$(default_base)}
 base_commit=$(commit_of "$base_rev") || exit 2
 if [ -n "$head_commit" ]; then
     head_desc="$GATE_HEAD ($(git rev-parse --short "$head_commit"))"
-elif [ -n "$(git status --porcelain)" ]; then
+elif tree_changed; then
     head_desc="the work tree (uncommitted changes)"
 else
     head_desc="the work tree (HEAD, clean)"
