@@ -16,6 +16,7 @@
 #                          else HEAD~1; with GATE_HEAD, GATE_HEAD~1)
 #   GATE_HEAD=REV          gate a revision, built like the base, instead of the work tree
 #   GATE_REPEATS=N         rounds per side (default 12)
+#   GATE_THRESHOLDS='M=PCT...' thresholds of head against base (default: lockbench gate's)
 #   GATE_BASELINES=0       skip the committed baselines
 #   GATE_COARSE='M=PCT...' thresholds against the committed baselines (default: a tenfold
 #                          slowdown; p99, the noisiest, twentyfold; commands doubled)
@@ -217,7 +218,10 @@ for s in "$head_top"/scenarios/gate/*.json; do
     rm -rf "$res"
     run_rounds "$s" "$res"
     echo "== $name: head against base"
-    "$head_bin" gate "$res/base" "$res/head" --markdown "$res/gate.md" --json "$res/gate.json"
+    set --
+    for t in ${GATE_THRESHOLDS:-}; do set -- "$@" --threshold "$t"; done
+    "$head_bin" gate "$res/base" "$res/head" "$@" --markdown "$res/gate.md" \
+        --json "$res/gate.json"
     gate_one $?
     [ "${GATE_BASELINES:-1}" = 0 ] || against_baseline "$name" "$res"
 done
