@@ -151,8 +151,15 @@ run_rounds() {
     echo
 }
 
-gate_one() {  # gate_one RC: keeps the worst exit status of the gates
-    [ "$1" -gt "$status" ] && status=$1
+# gate_pair BASE CURRENT FILE 'METRIC=PCT ...': lockbench gate with those thresholds, its tables
+# also in FILE.md and FILE.json; keeps the worst exit status of the gates.
+gate_pair() {
+    b=$1 c=$2 file=$3 thresholds=$4
+    set --
+    for t in $thresholds; do set -- "$@" --threshold "$t"; done
+    "$head_bin" gate "$b" "$c" "$@" --markdown "$file.md" --json "$file.json"
+    rc=$?
+    [ $rc -gt $status ] && status=$rc
     return 0
 }
 
@@ -166,11 +173,7 @@ against_baseline() {
         return 0
     fi
     echo "== $name: head against results/baselines/$name.json (correctness; speed coarsely)"
-    set --
-    for t in $coarse; do set -- "$@" --threshold "$t"; done
-    "$head_bin" gate "$base_file" "$res/head" "$@" --markdown "$res/baseline.md" \
-        --json "$res/baseline.json"
-    gate_one $?
+    gate_pair "$base_file" "$res/head" "$res/baseline" "$coarse"
 }
 
 update_baselines() {
@@ -218,11 +221,7 @@ for s in "$head_top"/scenarios/gate/*.json; do
     rm -rf "$res"
     run_rounds "$s" "$res"
     echo "== $name: head against base"
-    set --
-    for t in ${GATE_THRESHOLDS:-}; do set -- "$@" --threshold "$t"; done
-    "$head_bin" gate "$res/base" "$res/head" "$@" --markdown "$res/gate.md" \
-        --json "$res/gate.json"
-    gate_one $?
+    gate_pair "$res/base" "$res/head" "$res/gate" "${GATE_THRESHOLDS:-}"
     [ "${GATE_BASELINES:-1}" = 0 ] || against_baseline "$name" "$res"
 done
 case $status in
