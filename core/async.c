@@ -20,6 +20,8 @@ typedef struct dlock__async dlock__async;
 typedef struct flight {
     dlock__op op;
     dlock__answers ans;
+    dlock_action act;          /* what its machine said last */
+    bool canceled;             /* the hook refused the batch */
     bool frees_lock;           /* DLOCK__OP_RUN: the lock is the operation's own (a fenced write) */
 } flight;
 
@@ -29,8 +31,6 @@ typedef struct dlock__loop_renewal renewal;
 struct dlock__async {
     dlock_loop *loop;
     flight *f;                 /* the operation in flight, or NULL */
-    dlock_action act;          /* what its machine said last */
-    bool canceled;             /* the hook refused the batch */
     dlock_timer *timer;        /* the operation's sleeps, and completions deferred out of a start */
     bool busy;                 /* an operation is in flight */
     bool frozen;               /* dlock_client_freeze: the operation takes no step */
@@ -196,6 +196,13 @@ int dlock_client_attach(dlock_client *c, dlock_loop *lp)
         return DLOCK_ENOMEM;
     }
     return DLOCK_OK;
+}
+
+/* What a client on a loop takes beyond its own block: its part here and its two timers (its
+ * operation's and its exchange's deadline). */
+size_t dlock__async_footprint(void)
+{
+    return sizeof(dlock__async) + 2 * dlock__timer_size();
 }
 
 /* Called by dlock_client_free, through the hooks. */
@@ -466,18 +473,18 @@ static void advance(dlock_client *c, dlock__async *a)
     }
     for (;;) {
         dlock_input in = dlock__client_input(c, &f->op);
-        if (a->act.what == DLOCK_DO_SEND) {
+        if (f->act.what == DLOCK_DO_SEND) {
             in.replies = f->ans.reply;
-            in.canceled = a->canceled;
+            in.canceled = f->canceled;
         }
-        a->act = dlock__op_next(&f->op, &in);
+        f->act = dlock__op_next(&f->op, &in);
         dlock__answers_clear(&f->ans);
-        if (a->act.interrupt_taken)
+        if (f->act.interrupt_taken)
             dlock__client_clear_interrupt(c);
-        switch (a->act.what) {
+        switch (f->act.what) {
         case DLOCK_DO_SEND: {
             bool pending;
-            a->canceled = dlock__exchange_start(c, &a->act, &f->ans, &pending) == DLOCK_ECANCELED;
+            f->canceled = dlock__exchange_start(c, &f->act, &f->ans, &pending) == DLOCK_ECANCELED;
             if (pending)
                 return;  /* io_exchanged goes on */
             /* Nothing went out (no server could be reached, or the hook cancelled): go on in
@@ -489,7 +496,7 @@ static void advance(dlock_client *c, dlock__async *a)
             return;
         }
         case DLOCK_DO_WAIT: {
-            int64_t left = a->act.until_us - dlock__mono_us();
+            int64_t left = f->act.until_us - dlock__mono_us();
             if (left <= 0 || dlock__client_interrupt_pending(c))
                 break;
             a->sleeping = true;
@@ -577,7 +584,7 @@ static int start_op(dlock_client *c, dlock__async *a, dlock *l, dlock__op_kind k
     if (kind == DLOCK__OP_ACQUIRE)
         dlock__client_begin_acquire(c);
     a->f = f;
-    a->act = (dlock_action){.what = 0};
+    f->act = (dlock_action){.what = 0};
     a->busy = true;
     a->starting = true;
     advance(c, a);

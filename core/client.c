@@ -5,7 +5,9 @@
  * A batch's commands are written to all their servers before any reply is read, and the
  * replies are read with poll(2) across all servers against one deadline: a server that is slow
  * costs one command timeout, not one per server, and N servers cost one round trip, not N. (A
- * server that must be reconnected first costs its connect timeout on top.) What to send, how
+ * server that must be reconnected first costs its connect timeout on top; on a loop, where
+ * nothing may block, the reconnect, its AUTH and its SELECT are part of the exchange, under its
+ * deadline, and the batch goes on that connection once they are answered.) What to send, how
  * long to wait and when to start afresh are the machine's (op.c) to say; this file does it.
  * A context that timed out or failed is dropped (its stream position is unknown) and reconnected
  * on next use. Writes run under connect.c's SIGPIPE guard. */
@@ -24,8 +26,12 @@
 
 typedef struct conn {
     dlock__url url;
+    char *text;          /* the URL as given, kept to open a clone's own connections */
     redisContext *ctx;
     int64_t timeout_ms;  /* the socket timeout set on ctx */
+    char *refusal;       /* the server's answer when it refused the last connect's AUTH or
+                            SELECT (rare: allocated then), else NULL */
+    int setup;           /* on a loop: replies of a new connection's AUTH and SELECT still due */
     void *watch;         /* on a loop: ctx is non-blocking and watched */
     dlock_client *owner;
     int index;
@@ -33,8 +39,9 @@ typedef struct conn {
 
 /* On a loop: the exchange in flight, read as the replies come (see the non-blocking exchange). */
 typedef struct pending {
-    int want[DLOCK__MAX_SERVERS];  /* replies still expected from each server */
-    int next[DLOCK__MAX_SERVERS];  /* the batch index the next reply of each server answers */
+    int16_t want[DLOCK__MAX_SERVERS];  /* replies still expected from each server */
+    int16_t next[DLOCK__MAX_SERVERS];  /* the batch index the next reply of each server answers */
+    bool held[DLOCK__MAX_SERVERS]; /* its commands wait for its connection's AUTH and SELECT */
 } pending;
 
 typedef struct xchg {
@@ -47,8 +54,6 @@ typedef struct xchg {
 
 struct dlock_client {
     int n;
-    conn conns[DLOCK__MAX_SERVERS];
-    char *urls[DLOCK__MAX_SERVERS];  /* kept to open a clone's own connections */
     dlock_client *parent;            /* a clone's: whose hook it takes and whose totals it adds to */
     void *ext;                       /* another layer's (renew.c: the watchdog) */
     void (*ext_free)(void *ext);
@@ -68,12 +73,13 @@ struct dlock_client {
     dlock_stats total;
     dlock_stats last;
     uint64_t commands_at_acquire;
-    char err[256];
+    char err[192];                   /* the last error: a reason, never a password */
     /* on a loop: the hooks that reach it, and the attaching layer's data (async.c) */
     const dlock__io *io;
     void *io_loop;
     void *io_data;
     xchg *x;
+    conn conns[];                    /* n of them: a client is sized to its servers */
 };
 
 static void conn_drop(conn *cn)
@@ -81,15 +87,24 @@ static void conn_drop(conn *cn)
     if (cn->watch)
         cn->owner->io->unwatch(cn->watch);
     cn->watch = NULL;
+    cn->setup = 0;
     if (cn->ctx) {
         redisFree(cn->ctx);
         cn->ctx = NULL;
     }
 }
 
+/* Keeps text (NULL: none) as the connection's refusal, for the answers that will show it. */
+static void set_refusal(conn *cn, const char *text)
+{
+    free(cn->refusal);
+    cn->refusal = text ? strdup(text) : NULL;
+}
+
 static void conn_clear(conn *cn)
 {
     conn_drop(cn);
+    set_refusal(cn, NULL);
     dlock__url_clear(&cn->url);
 }
 
@@ -103,7 +118,8 @@ static void conn_io(void *ud, bool readable, bool writable);
 static void exchange_abandon(dlock_client *c);
 
 /* On a loop, a connection is non-blocking (hiredis then takes EAGAIN as "no data yet") and
- * watched. It was connected blocking: AUTH and SELECT are done by then. */
+ * watched. One connected before the client was attached had AUTH and SELECT done then; one
+ * opened on the loop has them in its output buffer (cn->setup). */
 static int conn_go_nonblocking(dlock_client *c, conn *cn)
 {
     int fl = fcntl(cn->ctx->fd, F_GETFL);
@@ -117,20 +133,23 @@ static int conn_go_nonblocking(dlock_client *c, conn *cn)
     return 0;
 }
 
-static int conn_open(dlock_client *c, conn *cn, int64_t timeout_ms, char *err, size_t errlen,
-                     bool *refused)
+static int conn_open(dlock_client *c, conn *cn, int64_t timeout_ms, char *err, size_t errlen)
 {
-    cn->ctx = dlock__connect(&cn->url, timeout_ms, err, errlen, refused);
+    if (c->io) {  /* a loop's thread serves every client on it: no blocking connect or AUTH */
+        set_refusal(cn, NULL);
+        cn->ctx = dlock__connect_nonblock(&cn->url, err, errlen, &cn->setup);
+        return cn->ctx ? conn_go_nonblocking(c, cn) : -1;
+    }
+    char refusal[128] = "";
+    cn->ctx = dlock__connect(&cn->url, timeout_ms, err, errlen, refusal, sizeof refusal);
+    set_refusal(cn, refusal[0] ? refusal : NULL);
     cn->timeout_ms = timeout_ms;
-    if (cn->ctx && c->io)
-        return conn_go_nonblocking(c, cn);
     return cn->ctx ? 0 : -1;
 }
 
 static bool conn_ready(dlock_client *c, conn *cn, int64_t timeout_ms)
 {
-    bool refused;
-    if (!cn->ctx && conn_open(c, cn, timeout_ms, c->err, sizeof c->err, &refused) < 0)
+    if (!cn->ctx && conn_open(c, cn, timeout_ms, c->err, sizeof c->err) < 0)
         return false;
     if (cn->timeout_ms != timeout_ms && !c->io) {
         redisSetTimeout(cn->ctx, tv_ms(timeout_ms));
@@ -152,7 +171,7 @@ dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t
         snprintf(err, errlen, "need 1 to %d server URLs, got %d", DLOCK__MAX_SERVERS, n);
         return NULL;
     }
-    dlock_client *c = calloc(1, sizeof *c);
+    dlock_client *c = calloc(1, sizeof *c + (size_t)n * sizeof(conn));
     if (!c) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -163,15 +182,14 @@ dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t
         c->conns[i].owner = c;
         c->conns[i].index = i;
         if (!urls[i] || dlock__url_parse(&c->conns[i].url, urls[i], err, errlen) < 0 ||
-            !(c->urls[i] = strdup(urls[i])))
+            !(c->conns[i].text = strdup(urls[i])))
             goto fail;
     }
     /* One server: it must answer now. Several (redlock): a server that is down is tolerated and
      * retried on use, since the quorum is the point; a refused AUTH or SELECT never is. */
     for (int i = 0; i < n; i++) {
-        bool refused;
-        if (conn_open(c, &c->conns[i], DLOCK__CONNECT_TIMEOUT_MS, err, errlen, &refused) < 0 &&
-            (n == 1 || refused))
+        if (conn_open(c, &c->conns[i], DLOCK__CONNECT_TIMEOUT_MS, err, errlen) < 0 &&
+            (n == 1 || c->conns[i].refusal))
             goto fail;
     }
     return c;
@@ -191,9 +209,9 @@ void dlock_client_free(dlock_client *c)
         c->io->detach(c);
     for (int i = 0; i < c->n; i++) {
         conn_clear(&c->conns[i]);
-        if (c->urls[i])
-            explicit_bzero(c->urls[i], strlen(c->urls[i]));
-        free(c->urls[i]);
+        if (c->conns[i].text)
+            explicit_bzero(c->conns[i].text, strlen(c->conns[i].text));
+        free(c->conns[i].text);
     }
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
@@ -228,7 +246,10 @@ void dlock_client_set_hook(dlock_client *c, dlock_hook fn, void *ud)
 
 dlock_client *dlock__client_clone(dlock_client *c, char *err, size_t errlen)
 {
-    dlock_client *clone = dlock_client_new((const char *const *)c->urls, c->n, err, errlen);
+    const char *urls[DLOCK__MAX_SERVERS];
+    for (int i = 0; i < c->n; i++)
+        urls[i] = c->conns[i].text;
+    dlock_client *clone = dlock_client_new(urls, c->n, err, errlen);
     if (clone)
         clone->parent = c;
     return clone;
@@ -352,9 +373,10 @@ void dlock_client_stats(const dlock_client *c, dlock_stats *total, dlock_stats *
  * the replies across all servers against one deadline: a server that is slow costs one command
  * timeout, not one per server, and N servers cost one round trip, not N. */
 
-static int append_cmd(redisContext *ctx, const dlock_command *cmd)
+static void append_cmd(dlock_client *c, conn *cn, const dlock_command *cmd)
 {
-    return redisAppendCommandArgv(ctx, cmd->argc, (const char **)cmd->argv, NULL);
+    redisAppendCommandArgv(cn->ctx, cmd->argc, (const char **)cmd->argv, NULL);
+    atomic_fetch_add(c->parent ? &c->parent->clone_commands : &c->commands, 1);
 }
 
 /* Writes what is buffered: 1 all of it, 0 some is left (a non-blocking socket is full), -1 the
@@ -401,15 +423,19 @@ static bool drain(conn *cn, int s, const dlock_action *a, redisReply **replies, 
 }
 
 /* Appends every command of a to its server's buffer, connecting where needed (anew where the
- * machine asks). The replies start NULL; a server that cannot be reached keeps them so. */
-static void append_all(dlock_client *c, const dlock_action *a, redisReply **replies, pending *p)
+ * machine asks). The replies start NULL; a server that cannot be reached keeps them so. A
+ * server that refused the connection's AUTH or SELECT has answered all the same: its refusal
+ * stands as each of its commands' reply (the machine tells a refusal from a lost connection:
+ * retrying cannot mend it). */
+static void append_all(dlock_client *c, const dlock_action *a, dlock__answers *ans, pending *p)
 {
     int64_t timeout_ms = (a->timeout_us + 999) / 1000;
     memset(p, 0, sizeof *p);
     for (int s = 0; s < c->n; s++)
         p->next[s] = next_cmd_of(a, s, 0);
     for (int i = 0; i < a->ncommands; i++) {
-        replies[i] = NULL;
+        ans->raw[i] = NULL;
+        ans->refusal[i] = NULL;
         if (a->reconnect)
             conn_drop(&c->conns[a->commands[i].server]);
     }
@@ -418,11 +444,14 @@ static void append_all(dlock_client *c, const dlock_action *a, redisReply **repl
         conn *cn = &c->conns[s];
         if (p->want[s] < 0 || !conn_ready(c, cn, timeout_ms)) {
             p->want[s] = -1;  /* unreachable for this exchange: its replies stay NULL */
+            ans->refusal[i] = cn->refusal;
             continue;
         }
-        append_cmd(cn->ctx, &a->commands[i]);
         p->want[s]++;
-        atomic_fetch_add(c->parent ? &c->parent->clone_commands : &c->commands, 1);
+        if (cn->setup > 0)
+            p->held[s] = true;  /* sent once AUTH and SELECT are answered (setup_answered) */
+        else
+            append_cmd(c, cn, &a->commands[i]);
     }
     for (int s = 0; s < c->n; s++)
         if (p->want[s] < 0)
@@ -485,8 +514,10 @@ static bool hook_allows(dlock_client *c, const dlock_action *a)
 static bool answers_begin(dlock_client *c, const dlock_action *a, dlock__answers *ans)
 {
     ans->n = a->ncommands;
-    for (int i = 0; i < ans->n; i++)
+    for (int i = 0; i < ans->n; i++) {
         ans->raw[i] = NULL;
+        ans->refusal[i] = NULL;
+    }
     return hook_allows(c, a);
 }
 
@@ -495,7 +526,7 @@ int dlock__exchange(dlock_client *c, const dlock_action *a, dlock__answers *ans)
     pending p;
     if (!answers_begin(c, a, ans))
         return DLOCK_ECANCELED;
-    append_all(c, a, ans->raw, &p);
+    append_all(c, a, ans, &p);
     /* The deadline starts once every server is connected: a reconnect (with its own timeout)
      * must not eat the time the healthy servers have to answer. */
     int64_t deadline_us = dlock__mono_us() + a->timeout_us;
@@ -512,7 +543,10 @@ int dlock__exchange(dlock_client *c, const dlock_action *a, dlock__answers *ans)
 
 /* ---- the non-blocking exchange (on a loop) --------------------------------- *
  * The same exchange in one round: it appends and writes the batch and returns; conn_io reads
- * replies as they come, the timer cuts it off at the deadline; then the loop is told. */
+ * replies as they come, the timer cuts it off at the deadline; then the loop is told. A server
+ * whose connection is new gets its AUTH and SELECT first, and the batch once they are answered,
+ * all before the same deadline: a server that accepts connections and never answers (stopped,
+ * a black hole) costs the loop nothing but the timer. */
 
 static bool waiting(const xchg *x, int nservers)
 {
@@ -531,7 +565,7 @@ int dlock__exchange_start(dlock_client *c, const dlock_action *a, dlock__answers
         return DLOCK_ECANCELED;
     x->a = a;
     x->ans = ans;
-    append_all(c, a, ans->raw, &x->p);
+    append_all(c, a, ans, &x->p);
     for (int s = 0; s < c->n; s++) {
         conn *cn = &c->conns[s];
         if (x->p.want[s] == 0)
@@ -551,6 +585,63 @@ int dlock__exchange_start(dlock_client *c, const dlock_action *a, dlock__answers
         dlock__answers_view(ans);
     *pending_out = x->active;
     return DLOCK_OK;
+}
+
+/* A new connection's AUTH or SELECT was refused: that answers its commands of the batch
+ * (see append_all), and the connection ends. */
+static void refuse_batch(dlock_client *c, conn *cn, int s)
+{
+    xchg *x = c->x;
+    for (int i = next_cmd_of(x->a, s, 0); i < x->a->ncommands; i = next_cmd_of(x->a, s, i + 1))
+        x->ans->refusal[i] = cn->refusal;
+    x->p.want[s] = 0;
+    x->p.held[s] = false;
+    fail_conn(c, cn, cn->refusal);
+}
+
+/* A new connection's AUTH and SELECT are answered before its commands of the batch are sent:
+ * behind a SELECT that failed they would run in another database. false when the connection
+ * failed (a refusal is an answer: true, the connection closed). */
+static bool setup_answered(dlock_client *c, conn *cn, int s)
+{
+    xchg *x = c->x;
+    while (cn->setup > 0) {
+        void *r = NULL;
+        if (redisGetReplyFromReader(cn->ctx, &r) != REDIS_OK)
+            return false;
+        if (!r)
+            return true;  /* not yet */
+        const redisReply *rr = r;
+        bool refused = rr->type == REDIS_REPLY_ERROR;
+        if (refused)
+            set_refusal(cn, rr->str[0] ? rr->str : "ERR refused");
+        freeReplyObject(r);
+        if (refused) {
+            refuse_batch(c, cn, s);
+            return true;
+        }
+        cn->setup--;
+    }
+    if (x->p.held[s]) {
+        x->p.held[s] = false;
+        for (int i = next_cmd_of(x->a, s, 0); i < x->a->ncommands; i = next_cmd_of(x->a, s, i + 1))
+            append_cmd(c, cn, &x->a->commands[i]);
+        int rc = flush(cn);
+        if (rc < 0)
+            return false;
+        c->io->want_write(cn->watch, rc == 0);
+    }
+    return true;
+}
+
+/* What server s has answered so far: its connection's setup, then the batch's replies. false
+ * when its connection failed. */
+static bool take_replies(dlock_client *c, conn *cn, int s)
+{
+    xchg *x = c->x;
+    if (!setup_answered(c, cn, s))
+        return false;
+    return !cn->ctx || cn->setup > 0 || drain(cn, s, x->a, x->ans->raw, &x->p);
 }
 
 static void exchange_progress(dlock_client *c)
@@ -583,10 +674,10 @@ static void conn_io(void *ud, bool readable, bool writable)
         /* Outside an exchange only an error or the server's goodbye can come: either ends
          * the connection, and the next command reconnects. */
         if (redisBufferRead(cn->ctx) != REDIS_OK ||
-            (x->active && !drain(cn, s, x->a, x->ans->raw, &x->p))) {
+            (x->active && !take_replies(c, cn, s))) {
             x->p.want[s] = 0;
             fail_conn(c, cn, cn->ctx->errstr[0] ? cn->ctx->errstr : "protocol error");
-        } else if (!x->active || x->p.want[s] == 0) {
+        } else if (cn->ctx && (!x->active || x->p.want[s] == 0)) {
             void *stray = NULL;  /* a reply nobody asked for: the stream is out of step */
             if (redisGetReplyFromReader(cn->ctx, &stray) == REDIS_OK && stray) {
                 freeReplyObject(stray);
@@ -608,7 +699,7 @@ static bool take_arrived(dlock_client *c, int s)
         struct pollfd pfd = {.fd = cn->ctx->fd, .events = POLLIN};
         if (poll(&pfd, 1, 0) <= 0)
             break;
-        if (redisBufferRead(cn->ctx) != REDIS_OK || !drain(cn, s, x->a, x->ans->raw, &x->p))
+        if (redisBufferRead(cn->ctx) != REDIS_OK || !take_replies(c, cn, s))
             return false;
     }
     return true;
@@ -674,6 +765,21 @@ bool dlock__client_on_loop(dlock_client *c)
         return true;
     }
     return false;
+}
+
+/* What the client itself takes in memory (not hiredis's contexts): its block, its URLs, and on a
+ * loop its exchange's block. */
+size_t dlock__client_footprint(const dlock_client *c)
+{
+    size_t n = sizeof *c + (size_t)c->n * sizeof(conn) + (c->x ? sizeof *c->x : 0);
+    for (int i = 0; i < c->n; i++) {
+        const dlock__url *u = &c->conns[i].url;
+        const char *strs[] = {c->conns[i].text, u->host, u->path, u->user, u->pass,
+                              c->conns[i].refusal};
+        for (size_t k = 0; k < sizeof strs / sizeof *strs; k++)
+            n += strs[k] ? strlen(strs[k]) + 1 : 0;
+    }
+    return n;
 }
 
 void *dlock__client_io_data(const dlock_client *c)

@@ -203,9 +203,10 @@ static struct timeval tv_ms(int64_t ms)
     return tv;
 }
 
-/* A command on a fresh connection (AUTH, SELECT): true when the reply is not an error. */
+/* A command on a fresh connection (AUTH, SELECT): true when the reply is not an error. An
+ * error reply is the server's refusal, kept in refusal. */
 static bool setup_command(const dlock__url *u, redisContext *ctx, int argc, const char **argv,
-                          char *err, size_t errlen)
+                          char *err, size_t errlen, char *refusal, size_t refusal_len)
 {
     dlock__pipe_guard g;
     dlock__sigpipe_block(&g);
@@ -213,6 +214,8 @@ static bool setup_command(const dlock__url *u, redisContext *ctx, int argc, cons
     dlock__sigpipe_unblock(&g, r == NULL);
     if (!r || r->type == REDIS_REPLY_ERROR) {
         snprintf(err, errlen, "%s: %s failed: %s", u->where, argv[0], r ? r->str : ctx->errstr);
+        if (r && refusal)
+            snprintf(refusal, refusal_len, "%s", r->str[0] ? r->str : "ERR refused");
         freeReplyObject(r);
         return false;
     }
@@ -221,10 +224,11 @@ static bool setup_command(const dlock__url *u, redisContext *ctx, int argc, cons
 }
 
 redisContext *dlock__connect(const dlock__url *u, int64_t timeout_ms, char *err, size_t errlen,
-                             bool *refused)
+                             char *refusal, size_t refusal_len)
 {
     struct timeval tv = tv_ms(timeout_ms);
-    *refused = false;
+    if (refusal && refusal_len > 0)
+        refusal[0] = '\0';
     redisContext *ctx = u->path ? redisConnectUnixWithTimeout(u->path, tv)
                                 : redisConnectWithTimeout(u->host, u->port, tv);
     if (!ctx || ctx->err) {
@@ -235,19 +239,65 @@ redisContext *dlock__connect(const dlock__url *u, int64_t timeout_ms, char *err,
     redisSetTimeout(ctx, tv);
     if (u->pass && *u->pass) {  /* redis://:@host names no password */
         const char *argv[3] = {"AUTH", u->user ? u->user : u->pass, u->pass};
-        if (!setup_command(u, ctx, u->user ? 3 : 2, argv, err, errlen))
-            goto refused;
+        if (!setup_command(u, ctx, u->user ? 3 : 2, argv, err, errlen, refusal, refusal_len))
+            goto failed;
     }
     if (u->db != 0) {
         char db[16];
         snprintf(db, sizeof db, "%d", u->db);
         const char *argv[2] = {"SELECT", db};
-        if (!setup_command(u, ctx, 2, argv, err, errlen))
-            goto refused;
+        if (!setup_command(u, ctx, 2, argv, err, errlen, refusal, refusal_len))
+            goto failed;
     }
     return ctx;
-refused:
-    *refused = !ctx->err;
+failed:
     redisFree(ctx);
     return NULL;
+}
+
+redisContext *dlock__connect_nonblock(const dlock__url *u, char *err, size_t errlen, int *setup)
+{
+    *setup = 0;
+    redisContext *ctx = u->path ? redisConnectUnixNonBlock(u->path)
+                                : redisConnectNonBlock(u->host, u->port);
+    if (!ctx || ctx->err) {
+        snprintf(err, errlen, "%s: %s", u->where, ctx ? ctx->errstr : "out of memory");
+        redisFree(ctx);
+        return NULL;
+    }
+    if (u->pass && *u->pass) {
+        const char *argv[3] = {"AUTH", u->user ? u->user : u->pass, u->pass};
+        if (redisAppendCommandArgv(ctx, u->user ? 3 : 2, argv, NULL) != REDIS_OK)
+            goto no_memory;
+        (*setup)++;
+    }
+    if (u->db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", u->db);
+        const char *argv[2] = {"SELECT", db};
+        if (redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
+            goto no_memory;
+        (*setup)++;
+    }
+    return ctx;
+no_memory:
+    snprintf(err, errlen, "%s: out of memory", u->where);
+    redisFree(ctx);
+    return NULL;
+}
+
+bool dlock__error_is_refusal(const char *reply)
+{
+    static const char *const refusals[] = {
+        "NOAUTH", "WRONGPASS", "NOPERM",
+        "ERR unknown command", "ERR unknown subcommand", "ERR wrong number of arguments",
+        "ERR syntax error",
+        /* AUTH and SELECT on connect, across Redis versions */
+        "ERR invalid password", "ERR AUTH", "ERR Client sent AUTH", "ERR DB index",
+        "ERR invalid DB index", "ERR SELECT is not allowed",
+    };
+    for (size_t i = 0; reply && i < sizeof refusals / sizeof refusals[0]; i++)
+        if (strncmp(reply, refusals[i], strlen(refusals[i])) == 0)
+            return true;
+    return false;
 }

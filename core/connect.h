@@ -26,10 +26,25 @@ int  dlock__url_parse(dlock__url *u, const char *url, char *err, size_t errlen);
 void dlock__url_clear(dlock__url *u);  /* wipes the password */
 
 /* Connects with a timeout (also set as the socket timeout), sends AUTH and SELECT as the URL
- * asks. NULL on failure with err filled; *refused tells a server's refusal (AUTH, SELECT) from
- * a network failure. */
+ * asks. NULL on failure with err filled. refusal (NULL = not wanted) tells a server's refusal
+ * from a network failure: it gets the server's own error reply to AUTH or SELECT (WRONGPASS
+ * ..., never the password), and stays "" otherwise. */
 redisContext *dlock__connect(const dlock__url *u, int64_t timeout_ms, char *err, size_t errlen,
-                             bool *refused);
+                             char *refusal, size_t refusal_len);
+
+/* The same for an event loop, where nothing may wait: the connection is under way when this
+ * returns (its first writes may find the socket not yet connected: hiredis then waits for
+ * writability), and AUTH and SELECT wait in its output buffer, ahead of anything appended after
+ * them; *setup says how many replies of theirs come first. NULL with err filled when not even
+ * the socket could be started. */
+redisContext *dlock__connect_nonblock(const dlock__url *u, char *err, size_t errlen, int *setup);
+
+/* Whether a Redis error reply says the server refuses us -- credentials, permissions, a command
+ * or a form of it that it does not know, a database it does not have -- rather than that it
+ * cannot serve us right now (LOADING, BUSY, OOM, max clients) or a lock-state answer. A refusal
+ * comes back on every retry until someone changes the server's or the client's configuration,
+ * so waiting never mends it. */
+bool dlock__error_is_refusal(const char *reply);
 
 /* hiredis 0.14 writes with write(2): writes go between these so a SIGPIPE never kills the host
  * process. */

@@ -149,6 +149,10 @@ DLOCK_API void          dlock_client_stats(const dlock_client *c, dlock_stats *t
                                            dlock_stats *last_acquire);
 
 /* Takes the lock named key. o NULL = defaults. On DLOCK_OK *out is the held lock.
+ * A held lock and an unreachable server are waited out (until wait_timeout_ms); a server that
+ * refuses us (NOAUTH, WRONGPASS, NOPERM, a command it does not know) is not, since every retry
+ * would be refused alike: the call returns DLOCK_EIO at once, the server's answer in
+ * dlock_client_errstr (redlock: when so many refuse that no quorum is possible).
  * Wait modes: poll with any algorithm; notify and fifo with token (fencing allowed).
  * Auxiliary keys are the key plus a suffix: :fence, :signal, :signal:<token>, :queue,
  * :queue:beat, :queue:seq. */

@@ -80,7 +80,10 @@ typedef struct dlock_input {
     int64_t wall_ms;     /* Unix ms, read only by a machine that dlock_machine_reads_wall_clock */
     bool interrupted;    /* the caller asked the acquire to stop (dlock_client_interrupt) */
     /* After DLOCK_DO_SEND: one reply per command, NULL where none came (not sent, timed out,
-     * connection lost). canceled: nothing was sent (the driver's hook refused the batch). */
+     * connection lost). A server that refused a new connection's AUTH or SELECT may be given
+     * as that error reply for each of its commands (libdlock's drivers do): an acquire then
+     * ends as on any refusal, instead of waiting for a server that will never let it in.
+     * canceled: nothing was sent (the driver's hook refused the batch). */
     const dlock_reply *const *replies;
     bool canceled;
 } dlock_input;

@@ -116,6 +116,9 @@ struct dlock {
     struct dlock__loop_renewal *loop_renewal;  /* non-NULL while its loop renews it */
     void (*unrenew)(dlock *l);    /* stops whichever renews it (before a release or a free) */
     char err[192];                /* why the last operation failed */
+    bool refused;                 /* the last step's DLOCK_EIO is the server refusing us (NOAUTH,
+                                     NOPERM, ...: dlock__error_is_refusal), not Redis out of
+                                     reach */
 };
 
 typedef int (*dlock__step_fn)(dlock *l, const dlock__now *now, const dlock_reply *const *replies,
@@ -163,7 +166,10 @@ bool dlock__reply_is_noscript(const dlock_reply *r);
 bool dlock__reply_is_status(const dlock_reply *r, const char *status);
 bool dlock__reply_is_nil(const dlock_reply *r);
 bool dlock__reply_int(const dlock_reply *r, long long *v);
+bool dlock__reply_is_refusal(const dlock_reply *r);  /* an error reply that retrying cannot mend */
 int  dlock__fail(dlock *l, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* DLOCK_EIO for a reply that is neither of the expected ones, saying what came; l->refused
+ * when it was a refusal. */
 int  dlock__reply_error(dlock *l, const dlock_reply *r, const char *what);
 
 /* lock.c: a lock's lifetime apart from I/O */
@@ -202,11 +208,14 @@ int64_t  dlock__backoff_us(const dlock_backoff *b, int n, int64_t *prev_us, dloc
 int64_t dlock__wall_ms(void);
 
 /* reply.c: an exchange's replies, as hiredis parsed them and as the machines read them */
-#define DLOCK__ANSWER_NODES 64
+#define DLOCK__ANSWER_NODES 32  /* a batch's replies and their elements: legacy's EXEC is the most */
 typedef struct dlock__answers {
     int n, used;
     redisReply *raw[DLOCK__MAX_BATCH];
-    const dlock_reply *reply[DLOCK__MAX_BATCH];  /* NULL where raw is */
+    /* where raw is NULL: the server's refusal of the connection's AUTH or SELECT, if that was
+     * why (the connection's own text, valid until its next connect), viewed as an error reply */
+    const char *refusal[DLOCK__MAX_BATCH];
+    const dlock_reply *reply[DLOCK__MAX_BATCH];  /* NULL where raw and refusal are */
     dlock_reply node[DLOCK__ANSWER_NODES];
 } dlock__answers;
 void dlock__answers_view(dlock__answers *ans);   /* fills reply from raw */
@@ -247,6 +256,10 @@ typedef struct dlock__io {
  * back with dlock__client_io_data. OK or ENOMEM. */
 int   dlock__client_attach_io(dlock_client *c, const dlock__io *io, void *loop, void *data);
 void *dlock__client_io_data(const dlock_client *c);
+/* Bytes of core state: a client's own (client.c), a loop's part of one (async.c), a timer. */
+size_t dlock__client_footprint(const dlock_client *c);
+size_t dlock__async_footprint(void);
+size_t dlock__timer_size(void);
 bool  dlock__client_on_loop(dlock_client *c);  /* true (with the reason in its err) on a loop */
 /* The exchange on a loop: writes the batch and returns; *pending says whether replies are still
  * to come, in which case io->exchanged follows. */
@@ -289,7 +302,9 @@ struct dlock_machine {
     dlock__step_fn running;           /* the step being run */
     int resume, undo_resume, granted_resume;  /* where a sub-sequence goes on */
     int step_rc;                      /* the last step's decision */
+    bool step_refused;                /* ... a DLOCK_EIO that is the server refusing us */
     int cur;                          /* acquire: the result so far */
+    bool refused;                     /* ... a DLOCK_EIO that is the server refusing us */
     int rc;                           /* the result, once done */
     const dlock_input *in;            /* the input of the call in progress */
     dlock__batch batch;               /* the step's batch */

@@ -316,3 +316,8 @@ void *dlock__loop_ext(const dlock_loop *lp)
 {
     return lp->ext;
 }
+
+size_t dlock__timer_size(void)
+{
+    return sizeof(struct dlock_timer);
+}

@@ -9,14 +9,17 @@
  * acquire: try; if the lock is held (or Redis could not be reached), wait -- sleep the back-off
  * delay, or run the wait mode's wait step (BLPOP on a signal, in slices) -- and try again, until
  * the lock is taken, wait_timeout_ms runs out, the client is interrupted, or another error
- * occurs. The deadline is on the monotonic clock: the last wait is cut to it and one last try
- * is made there, then DLOCK_ETIMEDOUT (or DLOCK_EIO when that try could not reach Redis). A
- * try-once returns the first try's result. A wait mode that keeps state on the server (a FIFO
- * queue entry) gets a leave step when the caller gives up; a try whose reply was lost is
- * undone by token (see undo).
+ * occurs -- a server that refused us (NOAUTH, WRONGPASS, NOPERM, a command it does not know)
+ * among them: no wait mends a refusal, so the acquire ends with DLOCK_EIO and the server's
+ * answer instead of retrying as if Redis were out of reach. The deadline is on the monotonic
+ * clock: the last wait is cut to it and one last try is made there, then DLOCK_ETIMEDOUT (or
+ * DLOCK_EIO when that try could not reach Redis). A try-once returns the first try's result. A
+ * wait mode that keeps state on the server (a FIFO queue entry) gets a leave step when the
+ * caller gives up; a try whose reply was lost is undone by token (see undo).
  *
  * release and extend are safe to repeat (compare-and-act), so an I/O error gets one more go on
- * a fresh connection: a connection left over from before a server restart fails once.
+ * a fresh connection: a connection left over from before a server restart fails once. A
+ * refusal gets none.
  *
  * Scripts go as EVALSHA; the commands a server answers NOSCRIPT (a restart, SCRIPT FLUSH) go
  * again as EVAL, in one more round trip, before the step sees the batch's replies. Every
@@ -128,6 +131,7 @@ static void run(dlock__op *op, dlock__step_fn step, int resume)
     op->resume = resume;
     op->l->phase = 0;
     op->l->err[0] = '\0';
+    op->l->refused = false;
     op->state = S_RUN_STEP;
 }
 
@@ -154,6 +158,7 @@ static void check_granted(dlock__op *op, int rc, int resume)
 {
     dlock *l = op->l;
     op->cur = rc;
+    op->refused = rc == DLOCK_EIO && op->step_refused;
     op->state = resume;
     if (rc == DLOCK_OK && !l->algo->takes_late_grants &&
         atomic_load(&l->valid_until_us) <= now_us(op)) {
@@ -163,10 +168,12 @@ static void check_granted(dlock__op *op, int rc, int resume)
 }
 
 /* Redis unreachable is a failed try like a held lock while there is time to wait: the next try
- * reconnects (a restarted server, a dropped connection). */
-static bool retryable(int rc)
+ * reconnects (a restarted server, a dropped connection). A server that refused us is not: it
+ * answered, and will answer the next try alike until someone changes its configuration or
+ * ours. */
+static bool retryable(const dlock__op *op)
 {
-    return rc == DLOCK_EBUSY || rc == DLOCK_EIO;
+    return op->cur == DLOCK_EBUSY || (op->cur == DLOCK_EIO && !op->refused);
 }
 
 static void set_timeout_err(dlock__op *op)
@@ -193,7 +200,7 @@ static dlock__need decide_wait(dlock__op *op)
     dlock *l = op->l;
     const dlock_options *o = &l->opt;
     int64_t now = now_us(op);
-    if (!retryable(op->cur) || o->wait_timeout_ms == 0) {
+    if (!retryable(op) || o->wait_timeout_ms == 0) {
         op->state = A_FINISH;
         return DLOCK__NEED_STEP;
     }
@@ -244,8 +251,8 @@ static dlock__need acquire_next(dlock__op *op)
         break;
     case A_AFTER_TRY:
         op->state = A_DECIDE;
-        if (op->cur == DLOCK_EIO) {
-            op->unconfirmed = true;
+        if (op->cur == DLOCK_EIO && !op->refused) {
+            op->unconfirmed = true;  /* a refused command did not run: nothing to undo */
         } else if (op->cur == DLOCK_EBUSY && op->unconfirmed) {
             op->unconfirmed = false;
             undo(op, A_LOST_UNDONE);
@@ -269,6 +276,7 @@ static dlock__need acquire_next(dlock__op *op)
         }
         op->failures++;
         op->cur = DLOCK_EIO;
+        op->refused = false;  /* a slice that could not reach Redis: refusals end at A_SLICED */
         op->state = A_AFTER_TRY;
         break;
     case A_SLICE: {
@@ -294,7 +302,11 @@ static dlock__need acquire_next(dlock__op *op)
             op->state = A_AFTER_TRY;
             break;
         }
-        if (op->step_rc == DLOCK_EIO) {
+        if (op->step_rc == DLOCK_EIO && op->step_refused) {
+            /* refused: no wait mends it (A_AFTER_WAIT ends the acquire); a try that rode with
+             * the wait may have got through all the same (an ACL that allows SET but not BLPOP) */
+            op->unconfirmed |= l->wait_tries != op->wait_tries_before;
+        } else if (op->step_rc == DLOCK_EIO) {
             /* Redis unreachable: the rest of the delay is slept, not spun through in tries. A
              * try that rode with the wait was this step's try (A_AFTER_TRY marks it
              * unconfirmed: it may have taken the lock). */
@@ -311,8 +323,8 @@ static dlock__need acquire_next(dlock__op *op)
         break;
     }
     case A_AFTER_WAIT:
-        if (!retryable(op->cur)) {
-            op->state = A_FINISH;  /* handed to us, or cancelled by the hook */
+        if (!retryable(op)) {
+            op->state = A_FINISH;  /* handed to us, cancelled by the hook, or refused */
             break;
         }
         op->failures++;
@@ -353,7 +365,7 @@ static dlock__need simple_next(dlock__op *op)
         run(op, op->kind == DLOCK__OP_RELEASE ? l->algo->release : l->algo->extend, R_FIRST);
         break;
     case R_FIRST:
-        if (op->step_rc == DLOCK_EIO) {
+        if (op->step_rc == DLOCK_EIO && !op->step_refused) {
             op->fresh = true;
             run(op, op->running, R_SECOND);
             break;
@@ -508,6 +520,8 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
             /* an undo's failure is not the operation's: it says why the try failed */
             if (rc != DLOCK_OK && rc != DLOCK_EBUSY && l->err[0] && op->resume != S_UNDONE)
                 set_err(op, l->err);
+            if (op->resume != S_UNDONE)  /* likewise */
+                op->step_refused = rc == DLOCK_EIO && l->refused;
             op->step_rc = rc;
             op->state = op->resume;
             break;

@@ -11,7 +11,8 @@
  * Safety needs a majority of servers that did not lose the key: a server that restarts without
  * fsync'd persistence, or before the TTL passed, can let a second client reach a quorum. A
  * server that is down or slow costs one command timeout (the driver reads all servers against
- * one deadline); with a majority down, tries fail until the wait deadline. */
+ * one deadline); with a majority down, tries fail until the wait deadline. A majority that
+ * refuses us (NOAUTH, NOPERM, ...) ends the acquire with DLOCK_EIO: no wait mends that. */
 #include <stdlib.h>
 
 #include "internal.h"
@@ -70,25 +71,38 @@ static int redlock_acquire(dlock *l, const dlock__now *now, const dlock_reply *c
         l->phase = SET_SENT;
         return DLOCK__SEND;
     case SET_SENT: {
-        int ok = 0, held = 0;
+        int ok = 0, held = 0, refused = 0;
+        const dlock_reply *refusal = NULL;
         for (int i = 0; i < nr; i++) {
             ok += dlock__reply_is_status(r[i], "OK");
             held += dlock__reply_is_nil(r[i]);
+            if (dlock__reply_is_refusal(r[i])) {
+                refused++;
+                refusal = refusal ? refusal : r[i];
+            }
         }
         int64_t valid = validity_us(l, now);
         if (ok >= quorum(l) && valid > 0) {
             l->valid_until_us = valid == INT64_MAX ? INT64_MAX : now->mono_us + valid;
             return DLOCK_OK;
         }
-        dlock__fail(l, DLOCK_EBUSY, "%d of %d servers granted (%d held elsewhere, %d failed)%s",
-                    ok, l->nservers, held, l->nservers - ok - held,
-                    ok >= quorum(l) ? ", too late for the validity" : "");
+        /* Servers that refuse us (NOAUTH, NOPERM, ...) will refuse the next try alike: with too
+         * many of them no quorum can ever be had, and the acquire should end rather than wait. */
+        l->refused = refused > l->nservers - quorum(l);
+        if (l->refused)
+            dlock__fail(l, DLOCK_EIO, "%d of %d servers refused: %s", refused, l->nservers,
+                        refusal->str);
+        else
+            dlock__fail(l, DLOCK_EBUSY, "%d of %d servers granted (%d held elsewhere, %d failed)%s",
+                        ok, l->nservers, held, l->nservers - ok - held,
+                        ok >= quorum(l) ? ", too late for the validity" : "");
         send_all_release(l, out);
         l->phase = UNDO_SENT;
         return DLOCK__SEND;
     }
     default:
-        return DLOCK_EBUSY;  /* undone or not, the try failed; TTLs clean up what is left */
+        /* undone or not, the try failed; TTLs clean up what is left */
+        return l->refused ? DLOCK_EIO : DLOCK_EBUSY;
     }
 }
 

@@ -1,7 +1,8 @@
 /* reply.c -- hiredis's replies as the machines read them (dlock_reply, dlock_machine.h). The
  * drivers on hiredis convert each exchange's replies here: views into hiredis's own objects,
  * no copy of any string, in a fixed number of nodes per exchange (lock replies are small: a
- * BLPOP's pair, a transaction's few results). */
+ * BLPOP's pair, a transaction's few results). A server that refused the connection's AUTH or
+ * SELECT is shown as having answered each command with that refusal. */
 #include <string.h>
 
 #include "internal.h"
@@ -54,12 +55,16 @@ void dlock__answers_view(dlock__answers *ans)
     ans->used = 0;
     for (int i = 0; i < ans->n; i++) {
         ans->reply[i] = NULL;
-        if (!ans->raw[i])
+        if (!ans->raw[i] && !ans->refusal[i])
             continue;
         dlock_reply *to = take(ans, 1);
         if (!to)
             break;  /* cannot happen: a batch has fewer commands than nodes */
-        view(ans, ans->raw[i], to);
+        if (ans->raw[i])
+            view(ans, ans->raw[i], to);
+        else
+            *to = (dlock_reply){.type = DLOCK_REPLY_ERROR, .str = ans->refusal[i],
+                                .len = strlen(ans->refusal[i])};
         ans->reply[i] = to;
     }
 }
@@ -69,6 +74,7 @@ void dlock__answers_clear(dlock__answers *ans)
     for (int i = 0; i < ans->n; i++) {
         freeReplyObject(ans->raw[i]);
         ans->raw[i] = NULL;
+        ans->refusal[i] = NULL;
         ans->reply[i] = NULL;
     }
     ans->n = 0;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "connect.h"
 #include "internal.h"
 
 static const char *const nkeys_arg[DLOCK__MAX_ARGV + 1] = {
@@ -95,13 +96,21 @@ int dlock__fail(dlock *l, int code, const char *fmt, ...)
     return code;
 }
 
-/* For a reply that is neither of the expected ones: say what came instead. */
+bool dlock__reply_is_refusal(const dlock_reply *r)
+{
+    return r && r->type == DLOCK_REPLY_ERROR && dlock__error_is_refusal(r->str);
+}
+
+/* For a reply that is neither of the expected ones: say what came instead, and whether it was
+ * the server refusing us (op.c then stops retrying: the next try would be refused alike). */
 int dlock__reply_error(dlock *l, const dlock_reply *r, const char *what)
 {
     if (!r)
         return dlock__fail(l, DLOCK_EIO, "%s: no reply from the server", what);
-    if (r->type == DLOCK_REPLY_ERROR)
+    if (r->type == DLOCK_REPLY_ERROR) {
+        l->refused = dlock__reply_is_refusal(r);
         return dlock__fail(l, DLOCK_EIO, "%s: %s", what, r->str);
+    }
     return dlock__fail(l, DLOCK_EIO, "%s: unexpected reply of type %d", what, r->type);
 }
 

@@ -99,10 +99,9 @@ int lb_endpoint_hostport(const char *url, char *host, size_t hostlen, int *port)
 redisContext *lb_endpoint_connect(const char *url, int64_t timeout_ms, char *err, size_t errlen)
 {
     dlock__url u;
-    bool refused;
     if (dlock__url_parse(&u, url, err, errlen) < 0)
         return NULL;
-    redisContext *c = dlock__connect(&u, timeout_ms, err, errlen, &refused);
+    redisContext *c = dlock__connect(&u, timeout_ms, err, errlen, NULL, 0);
     dlock__url_clear(&u);
     return c;
 }

@@ -13,11 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "endpoint.h"
+#include "health.h"
 #include "metrics.h"
 #include "monotonic.h"
 #include "plot.h"
@@ -136,36 +138,58 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The machine's pace: the median PING round trip, and pipelined PINGs per second. */
-static void calibrate(const char *url, lb_calibration *cal)
+static bool is_pong(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+}
+
+/* What came instead of PONG, for the message. */
+static const char *not_pong(const redisContext *c, const redisReply *r)
+{
+    return !r ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str : "not PONG";
+}
+
+/* The machine's pace: the median PING round trip, and pipelined PINGs per second, on server 0
+ * (the servers' check has just seen it answer). Every answer must be PONG: figures timed on
+ * errors or timeouts would describe nothing. 0, or -1 with err naming the server and why. */
+static int calibrate(const char *url, const char *name, lb_calibration *cal, char *err,
+                     size_t errlen)
 {
     enum { PINGS = 101, BURSTS = 20, BURST = 1000 };
     double rtt[PINGS];
-    redisContext *c = connect_url(url);
+    char why[200] = "";
+    redisContext *c = lb_endpoint_connect(url, 2000, why, sizeof why);
     memset(cal, 0, sizeof *cal);
-    if (!c)
-        return;
-    for (int i = 0; i < PINGS; i++) {
+    for (int i = 0; c && i < PINGS && !why[0]; i++) {
         int64_t t = dlock__mono_us();
-        freeReplyObject(redisCommand(c, "PING"));
+        redisReply *r = redisCommand(c, "PING");
         rtt[i] = (double)(dlock__mono_us() - t);
+        if (!is_pong(r))
+            snprintf(why, sizeof why, "PING: %s", not_pong(c, r));
+        freeReplyObject(r);
     }
-    qsort(rtt, PINGS, sizeof *rtt, cmp_double);
-    cal->ping_rtt_us = rtt[PINGS / 2];
     int64_t t = dlock__mono_us();
-    for (int b = 0; b < BURSTS && !c->err; b++) {
+    for (int b = 0; c && b < BURSTS && !why[0]; b++) {
         for (int i = 0; i < BURST; i++)
             redisAppendCommand(c, "PING");
-        for (int i = 0; i < BURST; i++) {
+        for (int i = 0; i < BURST && !why[0]; i++) {
             void *r = NULL;
-            if (redisGetReply(c, &r) != REDIS_OK)
-                break;
+            if (redisGetReply(c, &r) != REDIS_OK || !is_pong(r))
+                snprintf(why, sizeof why, "pipelined PING: %s", not_pong(c, r));
             freeReplyObject(r);
         }
     }
     int64_t took = dlock__mono_us() - t;
-    cal->raw_ops_per_s = took > 0 && !c->err ? BURSTS * BURST * 1e6 / (double)took : 0;
-    redisFree(c);
+    if (c)
+        redisFree(c);
+    if (why[0]) {
+        snprintf(err, errlen, "%s: calibration failed: %s", name, why);
+        return -1;
+    }
+    qsort(rtt, PINGS, sizeof *rtt, cmp_double);
+    cal->ping_rtt_us = rtt[PINGS / 2];
+    cal->raw_ops_per_s = took > 0 ? BURSTS * BURST * 1e6 / (double)took : 0;
+    return 0;
 }
 
 /* Deletes every key under prefix: bounded by the keyspace, SCAN ends at cursor 0. */
@@ -354,7 +378,45 @@ static char *run_folder(const scenario_run *sr, const char *variant, int rep)
     return rc < 0 ? NULL : dir;
 }
 
+/* Every server of the run answers before any client starts (a server that never does would
+ * leave them waiting for ever), then the first run measures the machine's pace. The watch that
+ * goes on while the clients run is handed back in *health. */
+static int check_servers(scenario_run *sr, const lb_scenario *v, const servers *sv,
+                         lb_health **health)
+{
+    *health = lb_health_new(v, sv->urls, sv->n, sv->resource_url);
+    if (!*health) {
+        snprintf(sr->err, sizeof sr->err, "out of memory");
+        return -1;
+    }
+    if (lb_health_check(*health, sr->err, sizeof sr->err) < 0)
+        return -1;
+    char name[160];
+    lb_health_name(*health, 0, name, sizeof name);
+    if (!sr->calibrated && calibrate(sv->urls[0], name, &sr->cal, sr->err, sizeof sr->err) < 0)
+        return -1;
+    sr->calibrated = true;
+    return 0;
+}
+
 /* One variant, one repeat: servers up, clients run, figures measured and written. */
+/* A run that would run out of descriptors part-way fails at once instead, saying how many it
+ * needs and how to get them (main raised the soft limit to the hard one already). */
+static bool enough_fds(const lb_scenario *v, const char *vname, int nservers, char *err,
+                       size_t errlen)
+{
+    struct rlimit rl;
+    int64_t need = lb_runner_fds_needed(v, nservers);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        (int64_t)rl.rlim_cur >= need)
+        return true;
+    snprintf(err, errlen, "%s: the run needs about %lld file descriptors and may open %lld; "
+             "raise the hard limit to at least %lld (ulimit -Hn %lld as root, or LimitNOFILE=%lld "
+             "for a service) or run fewer clients", vname, (long long)need,
+             (long long)rl.rlim_cur, (long long)need, (long long)need, (long long)need);
+    return false;
+}
+
 static int run_once(scenario_run *sr, size_t vi, int rep)
 {
     const lb_scenario *v = lb_scenario_variant(sr->s, vi);
@@ -362,14 +424,18 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
     servers sv;
     lb_run_result run;
     char prefix[256];
+    lb_health *health = NULL;
     if (servers_start(&sv, v, sr->o, sr->err, sizeof sr->err) < 0)
         return LB_EXIT_ENV;
-    if (!sr->calibrated) {
-        calibrate(sv.urls[0], &sr->cal);
-        sr->calibrated = true;
+    if (!enough_fds(v, vname, sv.n, sr->err, sizeof sr->err) ||
+        check_servers(sr, v, &sv, &health) < 0) {
+        lb_health_free(health);
+        servers_stop(&sv);
+        return LB_EXIT_ENV;
     }
     lb_proxy *proxy = NULL;
     if (lb_runner_needs_proxy(v) && !(proxy = lb_proxy_start(v->seed, sr->err, sizeof sr->err))) {
+        lb_health_free(health);
         servers_stop(&sv);
         return LB_EXIT_ENV;
     }
@@ -377,18 +443,20 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
     lb_run_target t = {
         .lock_urls = sv.urls, .nservers = sv.n, .resource_url = sv.resource_url,
         .prefix = prefix, .servers = sv.lock[0] ? sv.lock : NULL, .proxy = proxy,
-        .progress = !sr->o->quiet && isatty(STDERR_FILENO),
+        .health = health, .progress = !sr->o->quiet && isatty(STDERR_FILENO), .label = vname,
     };
     if (!sr->o->quiet)
         fprintf(stderr, "%s / %s\n", sr->s->name, vname);
     int rc = lb_runner_run(v, &t, &run, sr->err, sizeof sr->err);
     lb_proxy_stop(proxy);
-    if (sr->o->nredis > 0) {
+    if (sr->o->nredis > 0) {  /* a server found dead would only cost its timeouts */
         for (int i = 0; i < sv.n; i++)
-            delete_prefix(sv.urls[i], prefix);
-        if (sr->o->resource || sv.n == 0)
+            if (!lb_health_dead(health, i))
+                delete_prefix(sv.urls[i], prefix);
+        if ((sr->o->resource || sv.n == 0) && !lb_health_dead(health, sv.n))
             delete_prefix(sv.resource_url, prefix);
     }
+    lb_health_free(health);
     servers_stop(&sv);
     if (rc < 0)
         return LB_EXIT_ENV;

@@ -2,8 +2,8 @@
  *
  *   load and validate every file (scenario.c)       nothing starts before all are valid
  *   for each repeat, for each variant (interleaved):
- *     start servers, the proxy if needed (servers.c, proxy.c)
- *     run the clients (runner.c)
+ *     start servers, check that each answers (health.c), the proxy if needed (servers.c, proxy.c)
+ *     run the clients (runner.c), the servers watched meanwhile (health.c)
  *     measure (metrics.c), check expectations, write the run's files (results.c)
  *     stop servers, or delete our keys from servers we did not start
  *   combine repeats, write the scenario's summary and comparison, plot (plot.c) */

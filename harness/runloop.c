@@ -40,6 +40,17 @@ typedef enum {
 } lc_state;
 
 typedef void (*res_fn)(rn_loop_client *lc, redisReply *r);  /* r NULL: no answer */
+typedef struct res_wait res_wait;
+
+/* A loop thread's connection to the protected resource, and who waits for its replies. */
+typedef struct res_pipe {
+    worker *w;
+    redisContext *ctx;           /* NULL until a command needs it, and after a failure */
+    dlock_watch *watch;
+    dlock_timer *timer;          /* the oldest command's deadline */
+    res_wait *q;                 /* a ring: who asked, oldest first */
+    size_t head, n, cap;
+} res_pipe;
 
 struct rn_loop_client {
     worker *w;
@@ -56,16 +67,13 @@ struct rn_loop_client {
     int frozen_event;            /* LC_FROZEN: the event (index + 1) and when it fired */
     int64_t frozen_at_us;
     unsigned restart_seen;       /* LC_DOWN: the crash events seen */
-    /* the protected resource: one command at a time */
-    dlock_watch *res_watch;
-    dlock_timer *res_timer;
-    res_fn res_cb;
 };
 
 struct worker {
     run *r;
     dlock_loop *loop;
     atomic_bool dirty;           /* some client's control block changed */
+    res_pipe res;
     rn_loop_client *lcs;
     size_t n;
     size_t active;               /* clients not yet finished */
@@ -80,73 +88,106 @@ struct rn_loops {
 
 static void pump(rn_loop_client *lc, lb_wl_input in);
 
-/* ---- the protected resource ------------------------------------------------------------ */
+/* ---- the protected resource: one pipelined connection per loop thread -------------------------
+ * A loop's clients share one connection to the protected store: their commands are written as
+ * they come and Redis answers in order, so the replies are matched to a queue of who asked.
+ * Ten thousand clients then cost the store a few connections, not ten thousand, and a
+ * workload whose critical section is "none" opens none at all. A reply late past the command
+ * timeout, or a broken connection, fails every command waiting (their clients see no answer,
+ * as each did on a connection of its own) and the next command reconnects. */
 
-static void res_close(rn_loop_client *lc)
+typedef struct res_wait {
+    rn_loop_client *lc;          /* NULL once its client crashed: the reply goes to nobody */
+    res_fn fn;
+    int64_t deadline_us;
+} res_wait;
+
+static void res_close(res_pipe *p)
 {
-    client *c = lc->c;
-    dlock_watch_free(lc->res_watch);
-    lc->res_watch = NULL;
-    if (c->res)
-        redisFree(c->res);
-    c->res = NULL;
+    dlock_watch_free(p->watch);
+    p->watch = NULL;
+    if (p->ctx)
+        redisFree(p->ctx);
+    p->ctx = NULL;
+    dlock_timer_stop(p->timer);
 }
 
-static void res_answer(rn_loop_client *lc, redisReply *r)
+/* The oldest command waiting, taken off the queue. */
+static res_wait res_pop(res_pipe *p)
 {
-    res_fn fn = lc->res_cb;
-    lc->res_cb = NULL;
-    dlock_timer_stop(lc->res_timer);
-    if (fn)
-        fn(lc, r);
-    freeReplyObject(r);
+    res_wait w = p->q[p->head];
+    p->head = (p->head + 1) % p->cap;
+    p->n--;
+    return w;
 }
 
-/* The resource went away or out of step: the connection is dropped (the next command
- * reconnects) and the command in flight has no answer. */
-static void res_fail(rn_loop_client *lc)
+static void res_arm(res_pipe *p)
 {
-    res_close(lc);
-    res_answer(lc, NULL);
+    if (p->n == 0)
+        dlock_timer_stop(p->timer);
+    else
+        dlock_timer_start(p->timer, p->q[p->head].deadline_us - dlock__mono_us());
+}
+
+/* The connection went away or out of step: it is dropped, and every command waiting on it has
+ * no answer. Their callbacks may send anew: that goes on a new connection. */
+static void res_fail(res_pipe *p)
+{
+    res_close(p);
+    while (p->n > 0) {
+        res_wait w = res_pop(p);
+        if (w.lc)
+            w.fn(w.lc, NULL);
+    }
 }
 
 /* Writes what is buffered; false when the connection failed (and was dropped). */
-static bool res_flush(rn_loop_client *lc)
+static bool res_flush(res_pipe *p)
 {
     int done = 0;
     dlock__pipe_guard g;
     dlock__sigpipe_block(&g);
-    int rc = redisBufferWrite(lc->c->res, &done);
+    int rc = redisBufferWrite(p->ctx, &done);
     dlock__sigpipe_unblock(&g, rc != REDIS_OK);
     if (rc != REDIS_OK) {
-        res_fail(lc);
+        res_fail(p);
         return false;
     }
-    dlock_watch_want_write(lc->res_watch, !done);  /* a full socket: the rest when it drains */
+    dlock_watch_want_write(p->watch, !done);  /* a full socket: the rest when it drains */
     return true;
 }
 
 static void res_io(void *ud, bool readable, bool writable)
 {
-    rn_loop_client *lc = ud;
-    redisContext *ctx = lc->c->res;
-    if (writable && !res_flush(lc))
+    res_pipe *p = ud;
+    if (writable && !res_flush(p))
         return;
     if (!readable)
         return;
-    void *reply = NULL;
-    if (redisBufferRead(ctx) != REDIS_OK || redisGetReplyFromReader(ctx, &reply) != REDIS_OK) {
-        res_fail(lc);
+    if (redisBufferRead(p->ctx) != REDIS_OK) {
+        res_fail(p);
         return;
     }
-    if (!reply)
-        return;
-    if (!lc->res_cb) {  /* nobody asked */
+    for (;;) {
+        void *reply = NULL;
+        if (!p->ctx || redisGetReplyFromReader(p->ctx, &reply) != REDIS_OK) {
+            if (p->ctx)
+                res_fail(p);
+            return;
+        }
+        if (!reply)
+            break;
+        if (p->n == 0) {  /* nobody asked: the stream is out of step */
+            freeReplyObject(reply);
+            res_fail(p);
+            return;
+        }
+        res_wait w = res_pop(p);
+        if (w.lc)
+            w.fn(w.lc, reply);
         freeReplyObject(reply);
-        res_fail(lc);
-        return;
     }
-    res_answer(lc, reply);
+    res_arm(p);
 }
 
 static void res_timeout(void *ud)
@@ -154,41 +195,69 @@ static void res_timeout(void *ud)
     res_fail(ud);
 }
 
-static bool res_open(rn_loop_client *lc)
+static bool res_open(res_pipe *p, const char *url)
 {
-    client *c = lc->c;
     char err[200];
-    if (!c->res && !(c->res = lb_endpoint_connect(c->run->t->resource_url, 2000, err, sizeof err)))
+    if (!(p->ctx = lb_endpoint_connect(url, 2000, err, sizeof err)))
         return false;
-    int fl = fcntl(c->res->fd, F_GETFL);
-    if (fl < 0 || fcntl(c->res->fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-        !(lc->res_watch = dlock_watch_new(lc->w->loop, c->res->fd, res_io, lc))) {
-        res_close(lc);
+    int fl = fcntl(p->ctx->fd, F_GETFL);
+    if (fl < 0 || fcntl(p->ctx->fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+        !(p->watch = dlock_watch_new(p->w->loop, p->ctx->fd, res_io, p))) {
+        res_close(p);
         return false;
     }
-    c->res->flags &= ~REDIS_BLOCK;  /* hiredis now takes EAGAIN as "not yet" */
+    p->ctx->flags &= ~REDIS_BLOCK;  /* hiredis now takes EAGAIN as "not yet" */
     return true;
 }
 
-/* Sends one command to the resource; fn gets the reply (NULL when there is none). */
+static bool res_push(res_pipe *p, rn_loop_client *lc, res_fn fn, int64_t timeout_us)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 64;
+        res_wait *q = malloc(cap * sizeof *q);
+        if (!q)
+            return false;
+        for (size_t i = 0; i < p->n; i++)
+            q[i] = p->q[(p->head + i) % p->cap];
+        free(p->q);
+        p->q = q;
+        p->cap = cap;
+        p->head = 0;
+    }
+    p->q[(p->head + p->n++) % p->cap] = (res_wait){lc, fn, dlock__mono_us() + timeout_us};
+    if (p->n == 1)
+        res_arm(p);
+    return true;
+}
+
+/* Sends one command to the resource for lc; fn gets the reply (NULL when there is none). */
 static void res_command(rn_loop_client *lc, res_fn fn, const char *fmt, ...)
 {
+    res_pipe *p = &lc->w->res;
     client *c = lc->c;
     va_list ap;
-    lc->res_cb = fn;
-    if (!c->res && !res_open(lc)) {
-        res_answer(lc, NULL);
+    if (!p->ctx && !res_open(p, c->run->t->resource_url)) {
+        fn(lc, NULL);
         return;
     }
     va_start(ap, fmt);
-    int rc = redisvAppendCommand(c->res, fmt, ap);
+    int rc = redisvAppendCommand(p->ctx, fmt, ap);
     va_end(ap);
-    if (rc != REDIS_OK) {
-        res_fail(lc);
+    if (rc != REDIS_OK || !res_push(p, lc, fn, c->g->lock.command_timeout_ms * 1000)) {
+        fn(lc, NULL);
+        res_fail(p);  /* what was appended has nobody to answer */
         return;
     }
-    dlock_timer_start(lc->res_timer, c->g->lock.command_timeout_ms * 1000);
-    res_flush(lc);
+    res_flush(p);
+}
+
+/* A crashed client's commands still in flight: their replies go to nobody. */
+static void res_forget(rn_loop_client *lc)
+{
+    res_pipe *p = &lc->w->res;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->q[(p->head + i) % p->cap].lc == lc)
+            p->q[(p->head + i) % p->cap].lc = NULL;
 }
 
 /* ---- the workload's steps ---------------------------------------------------------------- */
@@ -294,26 +363,14 @@ static void freeze(rn_loop_client *lc, bool frozen)
  * its duration. false when the step is left to the timer. */
 static bool holding_point(rn_loop_client *lc, lb_wl_input *in)
 {
-    client *c = lc->c;
-    ctl *k = &c->ctl;
-    pthread_mutex_lock(&k->mu);
-    int crash = k->crash_when_holding, pause = k->pause_when_holding;
-    int64_t pause_us = k->pause_when_holding_us;
-    k->crash_when_holding = k->pause_when_holding = 0;
-    k->crashed |= crash > 0;
-    pthread_mutex_unlock(&k->mu);
-    int64_t now = rn_since_t0(c);
-    if (crash > 0) {
-        rn_fired(c->run, crash - 1, now, now);
-        in->crashed = true;
+    rn_holding h = rn_take_holding(lc->c);
+    in->crashed = h.crashed;
+    if (h.pause == 0)
         return true;
-    }
-    if (pause == 0)
-        return true;
-    lc->frozen_event = pause;
-    lc->frozen_at_us = now;
+    lc->frozen_event = h.pause;
+    lc->frozen_at_us = h.now_us;
     freeze(lc, true);
-    wait_until(lc, now + pause_us, LC_FROZEN);
+    wait_until(lc, h.now_us + h.pause_us, LC_FROZEN);
     return false;
 }
 
@@ -348,9 +405,7 @@ static void down(rn_loop_client *lc)
     if (lc->l)
         dlock_abandon(lc->l);
     lc->l = NULL;
-    lc->res_cb = NULL;
-    dlock_timer_stop(lc->res_timer);
-    res_close(lc);
+    res_forget(lc);
     rn_client_disconnect(c);
     c->out->crashes++;
     c->out->crashed = true;
@@ -483,9 +538,7 @@ static void notify(client *c)
 static void crash(rn_loop_client *lc)
 {
     dlock_timer_stop(lc->timer);
-    lc->res_cb = NULL;  /* an answer still to come goes to nobody */
-    dlock_timer_stop(lc->res_timer);
-    res_close(lc);
+    res_forget(lc);  /* an answer still to come goes to nobody */
     lc->paused = lc->stashed = false;
     lc->state = LC_BUSY;
     client *c = lc->c;
@@ -561,7 +614,7 @@ static void on_tick(void *ud)
 static bool connect_on_loop(rn_loop_client *lc, char *err, size_t errlen)
 {
     client *c = lc->c;
-    if (!rn_client_connect(c, false, err, errlen))
+    if (!rn_client_connect(c, false, false, err, errlen))
         return false;
     dlock_client *on[2] = {c->lock, c->fenced};
     for (int i = 0; i < 2; i++) {
@@ -570,10 +623,6 @@ static bool connect_on_loop(rn_loop_client *lc, char *err, size_t errlen)
                      dlock_client_errstr(on[i]));
             return false;
         }
-    }
-    if (!res_open(lc)) {
-        snprintf(err, errlen, "protected resource: cannot watch the connection");
-        return false;
     }
     return true;
 }
@@ -584,8 +633,7 @@ static bool setup_client(worker *w, rn_loop_client *lc, char *err, size_t errlen
     lc->w = w;
     rn_options_of(c, &lc->o);
     snprintf(lc->counter, sizeof lc->counter, "%s:counter", c->run->keys[c->key]);
-    if (!(lc->timer = dlock_timer_new(w->loop, on_timer, lc)) ||
-        !(lc->res_timer = dlock_timer_new(w->loop, res_timeout, lc))) {
+    if (!(lc->timer = dlock_timer_new(w->loop, on_timer, lc))) {
         snprintf(err, errlen, "out of memory");
         return false;
     }
@@ -596,11 +644,12 @@ static void teardown(worker *w)
 {
     for (size_t i = 0; i < w->n; i++) {
         rn_loop_client *lc = &w->lcs[i];
-        res_close(lc);
         rn_client_disconnect(lc->c);  /* the lock client leaves the loop before the loop goes */
         dlock_timer_free(lc->timer);
-        dlock_timer_free(lc->res_timer);
     }
+    res_close(&w->res);
+    dlock_timer_free(w->res.timer);
+    free(w->res.q);
     dlock_timer_free(w->tick);
     dlock_loop_free(w->loop);
 }
@@ -609,9 +658,15 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     char err[256];
-    for (size_t i = 0; i < w->n; i++)
+    bool resource = false;
+    for (size_t i = 0; i < w->n; i++) {
         if (!setup_client(w, &w->lcs[i], err, sizeof err))
             rn_setup_failed(w->lcs[i].c, err);
+        resource |= w->lcs[i].c->g->workload.critical_section != LB_CS_NONE;
+    }
+    /* the thread's one connection to the store, if any of its clients writes there */
+    if (resource && w->n > 0 && !res_open(&w->res, w->r->t->resource_url))
+        rn_setup_failed(w->lcs[0].c, "protected resource: cannot connect");
     if (rn_start_barrier(w->r, w->n)) {
         w->active = w->n;
         dlock_timer_start(w->tick, TICK_US);
@@ -657,10 +712,12 @@ int rn_loops_start(run *r, size_t *started)
         worker *w = &ls->w[k];
         char err[200];
         w->r = r;
+        w->res.w = w;
         w->n = r->n / nw + (k < r->n % nw);
         if (!(w->lcs = calloc(w->n ? w->n : 1, sizeof *w->lcs)) ||
             !(w->loop = dlock_loop_new(err, sizeof err)) ||
-            !(w->tick = dlock_timer_new(w->loop, on_tick, w))) {
+            !(w->tick = dlock_timer_new(w->loop, on_tick, w)) ||
+            !(w->res.timer = dlock_timer_new(w->loop, res_timeout, &w->res))) {
             snprintf(r->err, sizeof r->err, "cannot set up loop %zu: %s", k,
                      w->loop ? "out of memory" : err);
             break;
@@ -680,6 +737,7 @@ int rn_loops_start(run *r, size_t *started)
     }
     /* a worker that did not start owns nothing the others need */
     for (size_t k = ls->n; k < nw; k++) {
+        dlock_timer_free(ls->w[k].res.timer);
         dlock_timer_free(ls->w[k].tick);
         dlock_loop_free(ls->w[k].loop);
         free(ls->w[k].lcs);

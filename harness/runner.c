@@ -7,15 +7,12 @@
  * per sample; the log writes out a block every 256 acquisitions). The only state shared on the hot
  * path is the oracle's per-key count of live clients inside the critical section, an atomic.
  *
- * Faults reach a client through its control block: the lock core's hook (called before every
- * command, the watchdog's included) blocks while the client is paused and cancels once it has
- * crashed; the client thread checks the same block at the points where it talks to the
- * protected resource, and at the "holding" point (after reading the counter, before writing
- * it) for events with "when": "holding". Network faults go through the proxy, server faults
- * through the managed servers, clock skew through the lock core's wall-clock hook.
- *
- * The main thread applies the schedule because a managed redis-server restarted by a thread
- * dies with that thread (PR_SET_PDEATHSIG), and the main thread outlives the run. */
+ * Faults (faults.c applies them from the main thread) reach a client thread through its control
+ * block: the lock core's hook (called before every command, the watchdog's included) blocks
+ * while the client is paused and cancels once it has crashed; the client thread checks the same
+ * block at the points where it talks to the protected resource, and at the "holding" point
+ * (after reading the counter, before writing it) for events with "when": "holding". A loop's
+ * clients (runloop.c) see the same block through their driver's notice. */
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <math.h>
@@ -30,6 +27,7 @@
 #include "dlock.h"
 #include "monotonic.h"
 #include "endpoint.h"
+#include "health.h"
 #include "oracle.h"
 #include "proxy.h"
 #include "runner.h"
@@ -116,7 +114,7 @@ static bool ctl_hold(ctl *c, int64_t us)
 }
 
 /* A pause starts (+1) or ends (-1); pauses may overlap, the client runs when none is left. */
-static void ctl_pause(ctl *c, int delta)
+void rn_ctl_pause(ctl *c, int delta)
 {
     pthread_mutex_lock(&c->mu);
     c->paused += delta;
@@ -195,6 +193,30 @@ bool lb_runner_needs_proxy(const lb_scenario *v)
     return false;
 }
 
+/* The descriptors a run of v opens at most, spill files included: each client's lock connections
+ * (and its renewer's), its fenced writer, a thread client's own connection to the store, its
+ * acquisition log's spill file, the proxy's two per proxied link; each loop thread's epoll,
+ * eventfd and store connection; and a margin for the rest (results, listeners, calibration). */
+int64_t lb_runner_fds_needed(const lb_scenario *v, int nservers)
+{
+    bool threads = lb_scenario_driver(v) == LB_DRIVER_THREADS, faults = false;
+    for (size_t i = 0; i < v->nevents; i++) {
+        lb_event_action a = v->events[i].action;
+        faults |= a == LB_EV_DELAY || a == LB_EV_PARTITION || a == LB_EV_RESET;
+    }
+    int64_t n = 64 + 3 * sysconf(_SC_NPROCESSORS_ONLN);
+    for (size_t g = 0; g < v->ngroups; g++) {
+        const lb_client_group *gr = &v->groups[g];
+        lb_critical_section cs = gr->workload.critical_section;
+        bool proxied = faults || gr->network.latency_ms > 0 || gr->network.jitter_ms > 0;
+        int64_t per = nservers * (gr->lock.renew ? 2 : 1) + 1 +
+                      (gr->lock.fencing && cs == LB_CS_COUNTER) + (threads && cs != LB_CS_NONE) +
+                      (proxied ? 2 * nservers : 0);
+        n += per * gr->count;
+    }
+    return n;
+}
+
 /* The URLs a client connects to: its proxy links where it has faults, the servers otherwise. */
 static int client_urls(run *r, client *c)
 {
@@ -223,9 +245,10 @@ static int client_urls(run *r, client *c)
     return 0;
 }
 
-/* A client's connections: its lock client (through the proxy when it has network faults) and
- * the protected resource (never through the proxy: no event touches it). */
-bool rn_client_connect(client *c, bool hooked, char *err, size_t errlen)
+/* A client's connections: its lock client (through the proxy when it has network faults) and,
+ * with resource and a critical section that touches it, the protected resource (never through
+ * the proxy: no event touches it) and, with fencing, a lock client on it for fenced writes. */
+bool rn_client_connect(client *c, bool hooked, bool resource, char *err, size_t errlen)
 {
     dlock_client *lock = dlock_client_new((const char *const *)c->urls, c->run->t->nservers,
                                           err, errlen);
@@ -236,13 +259,14 @@ bool rn_client_connect(client *c, bool hooked, char *err, size_t errlen)
     pthread_mutex_lock(&c->ctl.mu);
     c->lock = lock;  /* the scheduler interrupts it under the same lock */
     pthread_mutex_unlock(&c->ctl.mu);
+    lb_critical_section cs = c->g->workload.critical_section;
     char why[200];
-    c->res = lb_endpoint_connect(c->run->t->resource_url, 2000, why, sizeof why);
-    if (!c->res) {
+    if (resource && cs != LB_CS_NONE &&
+        !(c->res = lb_endpoint_connect(c->run->t->resource_url, 2000, why, sizeof why))) {
         snprintf(err, errlen, "protected resource: %s", why);
         return false;
     }
-    if (c->g->lock.fencing) {
+    if (c->g->lock.fencing && cs == LB_CS_COUNTER) {
         const char *u = c->run->t->resource_url;
         c->fenced = dlock_client_new(&u, 1, err, errlen);
         if (!c->fenced)
@@ -310,22 +334,34 @@ void rn_fired(run *r, int event, int64_t start_us, int64_t end_us)
             break;
 }
 
+rn_holding rn_take_holding(client *c)
+{
+    ctl *k = &c->ctl;
+    pthread_mutex_lock(&k->mu);
+    rn_holding h = {.pause = k->pause_when_holding, .pause_us = k->pause_when_holding_us,
+                    .now_us = rn_since_t0(c)};
+    int crash = k->crash_when_holding;
+    k->crash_when_holding = k->pause_when_holding = 0;
+    k->crashed |= crash > 0;
+    pthread_mutex_unlock(&k->mu);
+    if (crash > 0) {
+        rn_fired(c->run, crash - 1, h.now_us, h.now_us);
+        h.crashed = true;
+        h.pause = 0;
+    }
+    return h;
+}
+
 /* The point between reading the counter and writing it: where "when": "holding" events act.
  * false when the client crashed here. */
 static bool holding_point(client *c)
 {
     ctl *k = &c->ctl;
-    pthread_mutex_lock(&k->mu);
-    int crash = k->crash_when_holding, pause = k->pause_when_holding;
-    int64_t pause_us = k->pause_when_holding_us;
-    k->crash_when_holding = k->pause_when_holding = 0;
-    k->crashed |= crash > 0;
-    pthread_mutex_unlock(&k->mu);
-    int64_t now = rn_since_t0(c);
-    if (crash > 0) {
-        rn_fired(c->run, crash - 1, now, now);
+    rn_holding h = rn_take_holding(c);
+    int pause = h.pause;
+    int64_t pause_us = h.pause_us, now = h.now_us;
+    if (h.crashed)
         return false;
-    }
     if (pause > 0) {
         bool alive = ctl_hold(k, pause_us);  /* a freeze: no traffic, no renewals */
         rn_fired(c->run, pause - 1, now, rn_since_t0(c));
@@ -366,7 +402,8 @@ static bool incr_counter(client *c, const char *counter)
 
 bool rn_out_of_time(const client *c)
 {
-    return atomic_load(&stop_requested) || dlock__mono_us() >= c->run->deadline[c->group];
+    return atomic_load(&stop_requested) || atomic_load(&c->run->failed) ||
+           dlock__mono_us() >= c->run->deadline[c->group];
 }
 
 /* The crash: connections closed without a word; maybe a new client later, in its place. */
@@ -393,7 +430,7 @@ static bool crash_and_maybe_restart(client *c)
     c->ctl.crashed = false;
     c->ctl.restart_after_us = -1;
     pthread_mutex_unlock(&c->ctl.mu);
-    if (rn_out_of_time(c) || !rn_client_connect(c, true, err, sizeof err))
+    if (rn_out_of_time(c) || !rn_client_connect(c, true, true, err, sizeof err))
         return false;
     c->out->crashed = false;
     return true;
@@ -547,7 +584,7 @@ static void *client_main(void *arg)
 {
     client *c = arg;
     char err[256];
-    if (!rn_client_connect(c, true, err, sizeof err))
+    if (!rn_client_connect(c, true, true, err, sizeof err))
         rn_setup_failed(c, err);
     if (rn_start_barrier(c->run, 1))
         workload(c);
@@ -556,352 +593,7 @@ static void *client_main(void *arg)
     return NULL;
 }
 
-/* ---- the fault schedule ------------------------------------------------------ */
-
-typedef struct action {
-    int64_t at_us;       /* from t0 */
-    size_t event;        /* index into the scenario's events */
-    bool ending;         /* the end of a timed fault (or a restart) */
-} action;
-
-/* In time order; at the same time an ending comes before a start, so back-to-back faults of
- * one kind do not cancel each other. */
-static int by_time(const void *a, const void *b)
-{
-    const action *x = a, *y = b;
-    if (x->at_us != y->at_us)
-        return (x->at_us > y->at_us) - (x->at_us < y->at_us);
-    return (int)y->ending - (int)x->ending;
-}
-
-static int64_t event_end_us(const lb_event *e)
-{
-    switch (e->action) {
-    case LB_EV_PAUSE:
-        return e->when_holding ? -1 : e->duration_ms * 1000;
-    case LB_EV_DELAY:
-    case LB_EV_PARTITION:
-    case LB_EV_PAUSE_SERVER:
-        return e->duration_ms * 1000;
-    case LB_EV_KILL_SERVER:
-        return e->restart_after_ms >= 0 ? e->restart_after_ms * 1000 : -1;
-    default:
-        return -1;
-    }
-}
-
-static void describe(const lb_event *e, lb_fault_record *f)
-{
-    f->at_ms = e->at_ms;
-    f->action = e->action;
-    f->start_us = f->end_us = -1;
-    if (e->server >= 0) {
-        snprintf(f->target, sizeof f->target, "server=%d", e->server);
-    } else if (e->all_clients) {
-        snprintf(f->target, sizeof f->target, "clients=all");
-    } else {
-        size_t len = (size_t)snprintf(f->target, sizeof f->target, "clients=");
-        for (size_t i = 0; i < e->nclients && len < sizeof f->target; i++)
-            len += (size_t)snprintf(f->target + len, sizeof f->target - len, "%s%d",
-                                    i ? "," : "", e->clients[i]);
-    }
-    switch (e->action) {
-    case LB_EV_DELAY:
-        snprintf(f->detail, sizeof f->detail, "latency_ms=%lld jitter_ms=%lld duration_ms=%lld",
-                 (long long)e->latency_ms, (long long)e->jitter_ms, (long long)e->duration_ms);
-        break;
-    case LB_EV_CLOCK_SKEW:
-        snprintf(f->detail, sizeof f->detail, "offset_ms=%lld", (long long)e->offset_ms);
-        break;
-    case LB_EV_CRASH:
-    case LB_EV_KILL_SERVER:
-        snprintf(f->detail, sizeof f->detail, "%srestart_after_ms=%lld",
-                 e->when_holding ? "when=holding " : "", (long long)e->restart_after_ms);
-        break;
-    case LB_EV_RESET:
-        f->detail[0] = '\0';  /* an instant: nothing more to say */
-        break;
-    default:
-        snprintf(f->detail, sizeof f->detail, "%sduration_ms=%lld",
-                 e->when_holding ? "when=holding " : "", (long long)e->duration_ms);
-        break;
-    }
-}
-
-/* Applies fn to each client of the event; false when it failed for any of them. */
-/* A client thread sees its control block change through the condition variable; a loop's
- * clients through their driver's notice. */
-static void notify(run *r, client *c)
-{
-    if (r->notify)
-        r->notify(c);
-}
-
-static bool for_clients(run *r, const lb_event *e,
-                        bool (*fn)(run *, client *, const lb_event *, bool), bool ending)
-{
-    bool ok = true;
-    for (size_t i = 0; i < e->nclients; i++)
-        if (e->clients[i] >= 0 && (size_t)e->clients[i] < r->n)
-            ok &= fn(r, &r->clients[e->clients[i]], e, ending);
-    return ok;
-}
-
-static int event_index(const run *r, const lb_event *e)
-{
-    return (int)(e - r->sc->events);
-}
-
-static bool do_crash(run *r, client *c, const lb_event *e, bool ending)
-{
-    pthread_mutex_lock(&c->ctl.mu);
-    c->ctl.restart_after_us = e->restart_after_ms >= 0 ? e->restart_after_ms * 1000 : -1;
-    if (e->when_holding) {
-        c->ctl.crash_when_holding = event_index(r, e) + 1;
-    } else {
-        c->ctl.crashes++;
-        c->ctl.crashed = true;
-        if (c->lock)
-            dlock_client_interrupt(c->lock);  /* wakes a back-off sleep at once */
-    }
-    pthread_cond_broadcast(&c->ctl.cv);
-    pthread_mutex_unlock(&c->ctl.mu);
-    notify(r, c);
-    return true;
-}
-
-/* At a group's deadline (or Ctrl-C, for every group) a wait in progress is abandoned and no new
- * iteration starts: sleeps between iterations end, a client in its critical section finishes. */
-static void stop_group(run *r, size_t group)
-{
-    r->stopped[group] = true;
-    for (size_t i = 0; i < r->n; i++) {
-        client *c = &r->clients[i];
-        if (c->group != group)
-            continue;
-        pthread_mutex_lock(&c->ctl.mu);
-        c->ctl.stopping = true;
-        if (c->lock)
-            dlock_client_interrupt(c->lock);
-        pthread_cond_broadcast(&c->ctl.cv);
-        pthread_mutex_unlock(&c->ctl.mu);
-        notify(r, c);
-    }
-}
-
-static bool do_pause(run *r, client *c, const lb_event *e, bool ending)
-{
-    if (e->when_holding) {
-        pthread_mutex_lock(&c->ctl.mu);
-        c->ctl.pause_when_holding = event_index(r, e) + 1;
-        c->ctl.pause_when_holding_us = e->duration_ms * 1000;
-        pthread_mutex_unlock(&c->ctl.mu);
-        return true;
-    }
-    ctl_pause(&c->ctl, ending ? -1 : 1);
-    notify(r, c);
-    return true;
-}
-
-/* Overlapping delays: the latest one in effect sets the link; when none is left, the group's. */
-static void track_delay(client *c, const lb_event *e, bool ending, int64_t *lat, int64_t *jit)
-{
-    if (!ending) {
-        c->delays[c->ndelays++] = e;
-    } else {
-        for (size_t i = 0; i < c->ndelays; i++) {
-            if (c->delays[i] == e) {
-                memmove(&c->delays[i], &c->delays[i + 1], (c->ndelays - i - 1) * sizeof *c->delays);
-                c->ndelays--;
-                break;
-            }
-        }
-    }
-    const lb_event *now = c->ndelays ? c->delays[c->ndelays - 1] : NULL;
-    *lat = now ? now->latency_ms : c->g->network.latency_ms;
-    *jit = now ? now->jitter_ms : c->g->network.jitter_ms;
-}
-
-static bool do_network(run *r, client *c, const lb_event *e, bool ending)
-{
-    int64_t lat = 0, jit = 0;
-    if (e->action == LB_EV_PARTITION) {  /* overlapping partitions: heal when the last ends */
-        c->partitions += ending ? -1 : 1;
-        if (c->partitions != (ending ? 0 : 1))
-            return true;
-    } else if (e->action == LB_EV_DELAY) {
-        track_delay(c, e, ending, &lat, &jit);
-    }
-    bool ok = true;
-    for (int s = 0; s < r->t->nservers; s++) {
-        int link = c->links[s];
-        if (link < 0)
-            continue;
-        if (e->action == LB_EV_DELAY)
-            ok &= lb_proxy_set_latency(r->t->proxy, link, lat * 1000, jit * 1000) == 0;
-        else if (e->action == LB_EV_PARTITION)
-            ok &= lb_proxy_set_partition(r->t->proxy, link, !ending) == 0;
-        else if (e->action == LB_EV_RESET)
-            ok &= lb_proxy_reset(r->t->proxy, link) == 0;
-    }
-    return ok;
-}
-
-static bool do_skew(run *r, client *c, const lb_event *e, bool ending)
-{
-    atomic_store(&c->ctl.skew_ms, e->offset_ms);
-    return true;
-}
-
-static bool do_server(run *r, const lb_event *e, bool ending)
-{
-    struct lb_server *s = r->t->servers ? r->t->servers[e->server] : NULL;
-    char err[256];
-    if (!s)
-        return false;
-    if (e->action == LB_EV_PAUSE_SERVER)
-        return (ending ? lb_server_resume(s) : lb_server_pause(s)) == 0;
-    if (!ending)
-        return lb_server_kill(s) == 0;
-    if (lb_server_restart(s, err, sizeof err) < 0) {
-        fprintf(stderr, "lockbench: restarting server %d: %s\n", e->server, err);
-        return false;
-    }
-    return true;
-}
-
-static bool apply(run *r, const lb_event *e, bool ending)
-{
-    switch (e->action) {
-    case LB_EV_CRASH: return for_clients(r, e, do_crash, ending);
-    case LB_EV_PAUSE: return for_clients(r, e, do_pause, ending);
-    case LB_EV_CLOCK_SKEW: return for_clients(r, e, do_skew, ending);
-    case LB_EV_DELAY:
-    case LB_EV_PARTITION:
-    case LB_EV_RESET:
-        return r->t->proxy && for_clients(r, e, do_network, ending);
-    case LB_EV_KILL_SERVER:
-    case LB_EV_PAUSE_SERVER:
-        return do_server(r, e, ending);
-    }
-    return false;
-}
-
-static void progress(run *r, int64_t now, lb_run_result *out, int64_t *next_us)
-{
-    if (!r->t->progress || now < *next_us)
-        return;
-    *next_us = now + 250000;
-    int64_t acq = 0;
-    for (size_t i = 0; i < r->n; i++)
-        acq += atomic_load_explicit(&r->clients[i].done_acquisitions, memory_order_relaxed);
-    double s = (double)(now - r->t0) / 1e6;
-    if (s < 1.0)
-        return;
-    fprintf(stderr, "\r  %6.1f s  %9.0f acquisitions/s  %lld faults applied ", s,
-            (double)acq / s, (long long)out->faults_applied);
-}
-
-/* Waits until `at_us`, a client finishing, or the next progress tick, whichever comes first. */
-static void wait_for(run *r, int64_t at_us)
-{
-    int64_t tick = dlock__mono_us() + 100000;
-    struct timespec ts = dlock__mono_timespec(at_us < tick ? at_us : tick);
-    pthread_mutex_lock(&r->done_mu);
-    if (atomic_load(&r->running) > 0 && dlock__mono_us() < at_us)
-        pthread_cond_timedwait(&r->done_cv, &r->done_mu, &ts);
-    pthread_mutex_unlock(&r->done_mu);
-}
-
-/* Stops the groups whose deadline has come (all of them on Ctrl-C); returns the next deadline
- * still ahead. */
-static int64_t stop_due_groups(run *r, int64_t now)
-{
-    int64_t next = INT64_MAX;
-    bool all = atomic_load(&stop_requested);
-    for (size_t g = 0; g < r->sc->ngroups; g++) {
-        if (r->stopped[g])
-            continue;
-        if (all || now >= r->deadline[g])
-            stop_group(r, g);
-        else if (r->deadline[g] < next)
-            next = r->deadline[g];
-    }
-    return next;
-}
-
-static void schedule(run *r, lb_run_result *out)
-{
-    const lb_scenario *sc = r->sc;
-    action *acts = calloc(2 * sc->nevents + 1, sizeof *acts);
-    size_t n = 0, next = 0;
-    int64_t next_progress = 0;
-    for (size_t i = 0; acts && i < sc->nevents; i++) {
-        acts[n++] = (action){.at_us = sc->events[i].at_ms * 1000, .event = i};
-        int64_t end = event_end_us(&sc->events[i]);
-        if (end >= 0)
-            acts[n++] = (action){.at_us = (sc->events[i].at_ms * 1000) + end, .event = i,
-                                 .ending = true};
-    }
-    if (acts)
-        qsort(acts, n, sizeof *acts, by_time);
-    while (atomic_load(&r->running) > 0) {
-        int64_t now = dlock__mono_us();
-        progress(r, now, out, &next_progress);
-        int64_t next_deadline = stop_due_groups(r, now);
-        if (next < n && now - r->t0 >= acts[next].at_us) {
-            action *a = &acts[next++];
-            const lb_event *e = &sc->events[a->event];
-            lb_fault_record *f = &out->faults[a->event];
-            bool ok = apply(r, e, a->ending);
-            if (!a->ending) {
-                f->applied = ok;
-                f->start_us = ok ? dlock__mono_us() - r->t0 : -1;
-                out->faults_applied += ok;
-            } else if (f->applied) {
-                f->end_us = dlock__mono_us() - r->t0;
-            }
-            continue;
-        }
-        int64_t wake = next < n ? r->t0 + acts[next].at_us : INT64_MAX;
-        wait_for(r, next_deadline < wake ? next_deadline : wake);
-    }
-    /* Faults still open when the clients finished end with the run; heal what we broke. */
-    for (; next < n; next++) {
-        action *a = &acts[next];
-        if (a->ending && out->faults[a->event].applied) {
-            apply(r, &sc->events[a->event], true);
-            out->faults[a->event].end_us = dlock__mono_us() - r->t0;
-        }
-    }
-    if (r->t->progress && dlock__mono_us() - r->t0 >= 1000000)
-        fputc('\n', stderr);
-    free(acts);
-}
-
 /* ---- the run ---------------------------------------------------------------- */
-
-/* The real windows of the faults, once the run is over. A "when": "holding" event counts from
- * the moment it fired (if it ever did), not from when it was armed; a fault with no end of its
- * own (a kill without restart, a clock skew) lasts to the end of the run. */
-static void record_windows(run *r, lb_run_result *out)
-{
-    for (size_t i = 0; i < r->sc->nevents; i++) {
-        const lb_event *e = &r->sc->events[i];
-        lb_fault_record *f = &out->faults[i];
-        if (e->when_holding) {
-            bool did = atomic_load(&r->fired_start[i]) >= 0;
-            out->faults_applied -= f->applied && !did;
-            f->applied = did;
-            f->start_us = did ? atomic_load(&r->fired_start[i]) : -1;
-            f->end_us = did && e->action == LB_EV_PAUSE ? atomic_load(&r->fired_end[i]) : -1;
-        } else if (f->applied && f->end_us < 0 &&
-                   ((e->action == LB_EV_KILL_SERVER && e->restart_after_ms < 0) ||
-                    e->action == LB_EV_CLOCK_SKEW)) {
-            f->end_us = out->elapsed_us;
-        }
-    }
-}
 
 static int64_t read_counters(run *r)
 {
@@ -1016,7 +708,7 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
         return -1;
     }
     for (size_t i = 0; i < sc->nevents; i++) {
-        describe(&sc->events[i], &out->faults[i]);
+        rn_fault_describe(&sc->events[i], &out->faults[i]);
         atomic_store(&r->fired_start[i], -1);
         atomic_store(&r->fired_end[i], -1);
     }
@@ -1029,10 +721,46 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
     for (size_t i = 0; i < r->n; i++) {
         client *c = &r->clients[i];
         int64_t d = c->g->workload.duration_ms;
-        lb_wl_init(&c->wl, c->g, c->key, c->out, r->oracle, &c->rng, &c->done_acquisitions,
+        lb_wl_init(&c->wl, c->g, c->key, c->out, r->oracle, &c->rng, &c->tally,
                    d >= 0 ? d * 1000 : INT64_MAX);
     }
     return 0;
+}
+
+/* The servers' watch found one dead (health.c; on the watch's thread). Clients waiting on it
+ * would wait for ever, and the figures would be the environment's, not the scenario's: every
+ * client goes down now -- a hold in progress too -- with no restart, and the run fails. */
+static void fail_run(void *ud, const char *why)
+{
+    run *r = ud;
+    pthread_mutex_lock(&r->done_mu);
+    if (!r->err[0])
+        snprintf(r->err, sizeof r->err, "%s", why);
+    pthread_mutex_unlock(&r->done_mu);
+    atomic_store(&r->failed, true);
+    for (size_t i = 0; i < r->n; i++) {
+        client *c = &r->clients[i];
+        pthread_mutex_lock(&c->ctl.mu);
+        c->ctl.crashes++;
+        c->ctl.crashed = true;
+        c->ctl.stopping = true;
+        c->ctl.restart_after_us = -1;
+        if (c->lock)
+            dlock_client_interrupt(c->lock);
+        pthread_cond_broadcast(&c->ctl.cv);
+        pthread_mutex_unlock(&c->ctl.mu);
+        if (r->notify)
+            r->notify(c);
+    }
+}
+
+/* The watch runs while the clients do: from the barrier until the last one has finished (a
+ * loop's clients are woken through their loop, which must still be there). */
+static void watch_servers(run *r)
+{
+    char why[320];
+    if (r->t->health && lb_health_start(r->t->health, fail_run, r, why, sizeof why) < 0)
+        fail_run(r, why);
 }
 
 int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *out, char *err,
@@ -1053,8 +781,11 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
     }
     /* Threads that did start wait at the barrier; a partial start is aborted through it. */
     open_barrier(&r, started);
-    if (!r.abort)
-        schedule(&r, out);
+    if (!r.abort) {
+        watch_servers(&r);
+        rn_schedule(&r, out);
+    }
+    lb_health_stop(t->health);
     if (r.driver == LB_DRIVER_LOOP)
         rn_loops_join(&r);
     else
@@ -1062,7 +793,7 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
             pthread_join(r.clients[i].thread, NULL);
     for (size_t i = 0; i < started; i++)
         rn_client_disconnect(&r.clients[i]);
-    if (r.abort) {
+    if (r.abort || atomic_load(&r.failed)) {
         snprintf(err, errlen, "%s", r.err[0] ? r.err : "clients could not start");
         free_run(&r);
         lb_run_result_free(out);
@@ -1071,7 +802,7 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
     for (size_t i = 0; i < r.n; i++)
         if (out->clients[i].end_us > out->elapsed_us)
             out->elapsed_us = out->clients[i].end_us;
-    record_windows(&r, out);
+    rn_fault_windows(&r, out);
     out->complete = !atomic_load(&stop_requested);
     out->nkeys = (int64_t)r.nkeys;
     out->driver = r.driver;

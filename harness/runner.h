@@ -140,14 +140,20 @@ typedef struct lb_run_target {
     const char        *prefix;        /* every key starts with it: lockbench:<run-id>:<variant>:<repeat>: */
     struct lb_server **servers;       /* managed lock servers (server events), NULL with --redis */
     struct lb_proxy   *proxy;         /* the fault proxy, NULL when no client needs it */
+    struct lb_health  *health;        /* watches the servers while the clients run (NULL: no
+                                         watch); a server it finds dead fails the run */
     bool               progress;      /* show a progress line (a terminal, not --quiet) */
+    const char        *label;         /* what the progress line calls the run: "variant" */
 } lb_run_target;
+
+/* The file descriptors a run of the variant on nservers lock servers opens at most. */
+int64_t lb_runner_fds_needed(const lb_scenario *variant, int nservers);
 
 /* Whether the variant needs the fault proxy (network latency, or delay/partition/reset events). */
 bool lb_runner_needs_proxy(const lb_scenario *variant);
 
-/* Runs the variant. 0, or -1 with err filled (an environment failure: exit 3) and nothing
- * left in out to free. */
+/* Runs the variant. 0, or -1 with err filled (an environment failure: exit 3, such as a
+ * server that stopped answering) and nothing left in out to free. */
 int  lb_runner_run(const lb_scenario *variant, const lb_run_target *target, lb_run_result *out,
                    char *err, size_t errlen);
 void lb_run_result_free(lb_run_result *r);

@@ -52,7 +52,7 @@ typedef struct client {
     uint64_t rng;
     lb_wl wl;                    /* its workload machine */
     lb_client_result *out;
-    atomic_llong done_acquisitions;  /* for the progress line */
+    lb_wl_tally tally;           /* for the progress line */
     bool setup_failed;
     uint64_t commands_before;    /* of incarnations before a restart */
     pthread_t thread;
@@ -70,6 +70,7 @@ struct run {
     int64_t *deadline;           /* per group: t0 + its duration, or INT64_MAX */
     bool *stopped;               /* per group: its deadline has been applied */
     bool abort;                  /* set before `go` when setup failed */
+    atomic_bool failed;          /* a server stopped answering: every client stops (r->err) */
     size_t nkeys;
     char **keys;                 /* the lock keys in use: at most one per client */
     atomic_llong *fired_start;   /* per event: when a "when": "holding" event fired, -1 = not */
@@ -87,18 +88,37 @@ struct run {
 };
 
 int64_t rn_since_t0(const client *c);
+/* At the holding point: the client's armed "when": "holding" events, taken (disarmed). A crash
+ * is recorded as fired and marks the client crashed; a pause is for the driver to carry out
+ * (then rn_fired with its window). */
+typedef struct rn_holding {
+    bool crashed;
+    int pause;            /* the pause event, index + 1; 0 = none */
+    int64_t pause_us;
+    int64_t now_us;
+} rn_holding;
+rn_holding rn_take_holding(client *c);
 /* A "when": "holding" event fired on a client: its window, for events.csv. */
 void    rn_fired(run *r, int event, int64_t start_us, int64_t end_us);
 void    rn_options_of(client *c, dlock_options *o);
 bool    rn_out_of_time(const client *c);
 /* The client's lock client (with the fault hook when hooked) and its resource connections. */
-bool    rn_client_connect(client *c, bool hooked, char *err, size_t errlen);
+bool    rn_client_connect(client *c, bool hooked, bool resource, char *err, size_t errlen);
 void    rn_client_disconnect(client *c);
 void    rn_setup_failed(client *c, const char *err);
 void    rn_count_commands(client *c);   /* into c->out->commands, at the end */
 void    rn_finish(client *c);
 /* Every client connects first, then all start together: n clients arrive. false = aborted. */
 bool    rn_start_barrier(run *r, size_t n);
+
+/* runner.c: a pause starts (+1) or ends (-1) in c. */
+void rn_ctl_pause(ctl *c, int delta);
+
+/* faults.c: the schedule, on the main thread until every client finished; a fault's record as
+ * scheduled; the real windows of the faults once the run is over. */
+void rn_schedule(run *r, lb_run_result *out);
+void rn_fault_describe(const lb_event *e, lb_fault_record *f);
+void rn_fault_windows(run *r, lb_run_result *out);
 
 /* runloop.c: the event-loop driver. Starts the loop threads, each with its share of the
  * clients; *started counts the clients whose thread started. 0, or -1 with r->err set. */

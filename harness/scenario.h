@@ -41,7 +41,7 @@
 #include "servers.h"   /* lb_persistence */
 
 #define LB_SCENARIO_MAX_SERVERS 9
-#define LB_SCENARIO_MAX_CLIENTS 10000   /* over all groups */
+#define LB_SCENARIO_MAX_CLIENTS 50000   /* over all groups, for the real drivers */
 
 typedef enum { LB_ALG_TOKEN, LB_ALG_LEGACY, LB_ALG_REDLOCK } lb_algorithm;
 typedef enum { LB_WAIT_POLL, LB_WAIT_NOTIFY, LB_WAIT_FIFO } lb_wait;

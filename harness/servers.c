@@ -545,6 +545,15 @@ static void put_persistence(FILE *f, lb_persistence p)
     fprintf(f, "appendfsync %s\n", p == LB_PERSIST_AOF_ALWAYS ? "always" : "everysec");
 }
 
+/* The descriptors a server started now may open: ours, which it inherits (at most 65536). */
+static int fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 65536)
+        return 65536;
+    return (int)rl.rlim_cur;
+}
+
 static int write_conf(const lb_server *s, char *err, size_t errlen)
 {
     char conf[LB_DIR_MAX + 32], log[LB_DIR_MAX + 32];
@@ -562,8 +571,9 @@ static int write_conf(const lb_server *s, char *err, size_t errlen)
     put_persistence(f, s->persistence);
     fputs("enable-debug-command yes\n", f);
     /* A thousand clients connect at once at a run's start: the default backlog of 511 would
-     * drop some of their SYNs and their connects time out. The kernel caps it at somaxconn. */
-    fputs("tcp-backlog 4096\nmaxclients 20000\n", f);
+     * drop some of their SYNs and their connects time out. The kernel caps it at somaxconn.
+     * As many clients as the descriptors the server gets (ours) allow, less redis's own 32. */
+    fprintf(f, "tcp-backlog 4096\nmaxclients %d\n", fd_limit() - 32);
     if (fclose(f) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", conf, strerror(errno));
         return -1;
@@ -663,13 +673,6 @@ static void exec_child(const lb_spawn_plan *p)
     _exit(127);
 }
 
-static int fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 65536)
-        return 65536;
-    return (int)rl.rlim_cur;
-}
 
 /* Forks with every signal blocked, so neither our cleanup handler nor anyone else's runs in
  * the child before it resets them, and so a signal in the parent cannot find a pid that is

@@ -59,9 +59,9 @@ static int64_t error_pause_us(const lb_lock *lk)
 }
 
 void lb_wl_init(lb_wl *m, const lb_client_group *g, int key, lb_client_result *out,
-                lb_oracle *oracle, uint64_t *rng, atomic_llong *acquired, int64_t deadline_us)
+                lb_oracle *oracle, uint64_t *rng, lb_wl_tally *tally, int64_t deadline_us)
 {
-    *m = (lb_wl){.w = &g->workload, .out = out, .oracle = oracle, .acquired = acquired,
+    *m = (lb_wl){.w = &g->workload, .out = out, .oracle = oracle, .tally = tally,
                  .rng = rng, .key = key, .start_us = g->start_ms * 1000,
                  .deadline_us = deadline_us, .error_pause_us = error_pause_us(&g->lock),
                  .state = W_TOP};
@@ -106,15 +106,17 @@ static void record_acquire(lb_wl *m, const lb_wl_input *in)
         if (wait > o->wait_max_us)
             o->wait_max_us = wait;
         lb_hist_record(o->acquire_hist, wait);
-        atomic_fetch_add_explicit(m->acquired, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&m->tally->acquired, 1, memory_order_relaxed);
         break;
     case LB_RES_TIMEOUT:
         o->timeouts++;
         lb_hist_record(o->timeout_hist, wait);
+        atomic_fetch_add_explicit(&m->tally->timeouts, 1, memory_order_relaxed);
         break;
     case LB_RES_ERROR:
         o->errors++;
         m->error = true;
+        atomic_fetch_add_explicit(&m->tally->errors, 1, memory_order_relaxed);
         break;
     }
 }

@@ -58,11 +58,16 @@ typedef struct lb_wl_input {
     uint64_t fence;      /* ACQUIRE: the lock's fencing token */
 } lb_wl_input;
 
+/* What a client has done so far, read by the progress line from another thread. */
+typedef struct lb_wl_tally {
+    atomic_llong acquired, timeouts, errors;
+} lb_wl_tally;
+
 typedef struct lb_wl {
     const lb_workload *w;
     lb_client_result *out;
     lb_oracle *oracle;
-    atomic_llong *acquired;       /* successful acquires, for the progress line */
+    lb_wl_tally *tally;           /* for the progress line */
     uint64_t *rng;                /* the client's hold and think draws */
     int key;
     int64_t start_us, deadline_us;  /* the group's start and deadline (INT64_MAX: none) */
@@ -79,7 +84,7 @@ typedef struct lb_wl {
 
 /* The machine for one client of group g (its key index, its result, the run's oracle). */
 void lb_wl_init(lb_wl *m, const lb_client_group *g, int key, lb_client_result *out,
-                lb_oracle *oracle, uint64_t *rng, atomic_llong *acquired, int64_t deadline_us);
+                lb_oracle *oracle, uint64_t *rng, lb_wl_tally *tally, int64_t deadline_us);
 lb_wl_step lb_wl_next(lb_wl *m, const lb_wl_input *in);
 /* The client came back after a crash: its next iteration begins (at its start, if not yet). */
 lb_wl_step lb_wl_restart(lb_wl *m, const lb_wl_input *in);

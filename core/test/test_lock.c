@@ -418,6 +418,84 @@ static void auth_select_and_secret_keeping(void **state)
     lb_server_stop(s);
 }
 
+/* A server of this test's own (its password must not outlive the test) and a plain
+ * connection to it, for the admin's commands. */
+static lb_server *refusing_server(redisContext **admin)
+{
+    char err[256];
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(s);
+    *admin = redisConnect("127.0.0.1", lb_server_port(s));
+    assert_non_null(*admin);
+    assert_int_equal((*admin)->err, 0);
+    return s;
+}
+
+/* The admin's command, which must not fail. */
+static void admin_do(redisContext *admin, const char *cmd)
+{
+    redisReply *r = redisCommand(admin, cmd);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR)
+        fail_msg("%s: %s", cmd, r->str);
+    freeReplyObject(r);
+}
+
+/* An acquire that may wait 5 s against a server that now refuses the client: it returns
+ * DLOCK_EIO with the server's answer long before its wait is up, after a try or two. */
+static void assert_refused_at_once(dlock_client *c, const char *answer, const char *secret)
+{
+    dlock_options o = opts(DLOCK_TOKEN, 30000, 5000);
+    dlock_stats last;
+    dlock *l = NULL;
+    int64_t t0 = fx_now_ms();
+    assert_int_equal(dlock_acquire(c, "refused:lock", &o, &l), DLOCK_EIO);
+    int64_t took = fx_now_ms() - t0;
+    dlock_client_stats(c, NULL, &last);
+    if (took > 1000 || last.attempts > 3 || !strstr(dlock_client_errstr(c), answer))
+        fail_msg("%lld ms, %llu tries: %s", (long long)took, (unsigned long long)last.attempts,
+                 dlock_client_errstr(c));
+    assert_null(strstr(dlock_client_errstr(c), secret));
+}
+
+/* The password comes later: a server given one after the client connected keeps the client's
+ * connection authenticated, and the next connection -- after a drop -- is answered NOAUTH. */
+static void noauth_after_a_reconnect_ends_the_acquire(void **state)
+{
+    redisContext *admin;
+    lb_server *s = refusing_server(&admin);
+    const char *u = lb_server_url(s);
+    dlock_client *c = dlock_client_new(&u, 1, NULL, 0);
+    assert_non_null(c);
+    admin_do(admin, "CONFIG SET requirepass n3wpass");
+    admin_do(admin, "CLIENT KILL TYPE normal SKIPME yes");
+    assert_refused_at_once(c, "NOAUTH", "n3wpass");
+    dlock_client_free(c);
+    redisFree(admin);
+    lb_server_stop(s);
+}
+
+/* The password changes under a client that has the old one: its reconnect's AUTH is refused,
+ * and that refusal answers the acquire (no command of it was sent). */
+static void a_changed_password_ends_the_acquire(void **state)
+{
+    redisContext *admin;
+    lb_server *s = refusing_server(&admin);
+    char u[128];
+    const char *p = u;
+    admin_do(admin, "CONFIG SET requirepass 0ldpass");
+    admin_do(admin, "AUTH 0ldpass");
+    snprintf(u, sizeof u, "redis://:0ldpass@127.0.0.1:%d", lb_server_port(s));
+    dlock_client *c = dlock_client_new(&p, 1, NULL, 0);
+    assert_non_null(c);
+    admin_do(admin, "CONFIG SET requirepass n3wpass");
+    admin_do(admin, "CLIENT KILL TYPE normal SKIPME yes");
+    assert_refused_at_once(c, "WRONGPASS", "0ldpass");
+    dlock_client_free(c);
+    redisFree(admin);
+    lb_server_stop(s);
+}
+
 /* A dead server gives DLOCK_EIO (never a SIGPIPE), and the client reconnects once it is back. */
 static void survives_server_death_and_reconnects(void **state)
 {
@@ -553,6 +631,8 @@ int main(void)
         cmocka_unit_test(hook_sees_every_command_and_can_cancel),
         cmocka_unit_test(bad_urls_are_refused),
         cmocka_unit_test(auth_select_and_secret_keeping),
+        cmocka_unit_test(noauth_after_a_reconnect_ends_the_acquire),
+        cmocka_unit_test(a_changed_password_ends_the_acquire),
         cmocka_unit_test(survives_server_death_and_reconnects),
         cmocka_unit_test(waits_do_not_spin_on_a_dead_server),
         cmocka_unit_test(script_cache_flush_falls_back_to_eval),

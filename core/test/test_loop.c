@@ -10,7 +10,8 @@
  *  - dlock_client_interrupt from another thread, in a back-off sleep and in a BLPOP wait, and
  *    several clients interrupted at once while a callback frees its client;
  *  - SCRIPT FLUSH (the NOSCRIPT resend, counted on the server), a killed server (EIO, no crash,
- *    no round of the loop held up by tries that fail at once) and its restart (reconnect);
+ *    no round of the loop held up by tries that fail at once) and its restart (reconnect); a
+ *    server that refuses the client (NOAUTH, WRONGPASS): EIO at once;
  *  - a 16 MB command that goes out in pieces as the connection turns writable, and a loop that
  *    stalls past the command timeout while a hundred answers arrive (none counts as timed out);
  *  - the API's contract: callbacks never run inside the call that starts an operation, one
@@ -912,6 +913,109 @@ static void server_killed_under_a_blocked_waiter(void **state)
     dlock_loop_free(lp);
 }
 
+/* A server that refuses the clients (one without a password, one with the old one, after the
+ * password changed and their connections dropped): NOAUTH to the first one's command, WRONGPASS
+ * to the second one's reconnect. Each acquire ends with DLOCK_EIO and the server's answer at
+ * once, not when its 5 s wait is up. */
+static void refusals_end_loop_acquires_at_once(void **state)
+{
+    char err[256], u[2][128];
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(s);
+    redisContext *admin = redisConnect("127.0.0.1", lb_server_port(s));
+    assert_non_null(admin);
+    freeReplyObject(redisCommand(admin, "CONFIG SET requirepass 0ldpass"));
+    freeReplyObject(redisCommand(admin, "AUTH 0ldpass"));
+    snprintf(u[0], sizeof u[0], "redis://127.0.0.1:%d", lb_server_port(s));
+    snprintf(u[1], sizeof u[1], "redis://:0ldpass@127.0.0.1:%d", lb_server_port(s));
+    static const char *const answers[] = {"NOAUTH", "WRONGPASS"};
+    dlock_loop *lp = loop_new();
+    dlock_client *c[2];
+    for (int i = 0; i < 2; i++) {
+        const char *p = u[i];
+        assert_non_null(c[i] = dlock_client_new(&p, 1, err, sizeof err));
+        assert_int_equal(dlock_client_attach(c[i], lp), DLOCK_OK);
+    }
+    redisReply *v = redisCommand(admin, "CONFIG SET requirepass n3wpass");
+    assert_true(v && v->type == REDIS_REPLY_STATUS);
+    freeReplyObject(v);
+    freeReplyObject(redisCommand(admin, "CLIENT KILL TYPE normal SKIPME yes"));
+    dlock_options o = opts(DLOCK_TOKEN, DLOCK_WAIT_POLL, 30000, 5000);
+    for (int i = 0; i < 2; i++) {
+        result r;
+        int64_t t0 = fx_now_ms();
+        assert_int_equal(acquire_wait(lp, c[i], "lp:refused", &o, &r, 8000), DLOCK_EIO);
+        if (fx_now_ms() - t0 > 1000 || !strstr(dlock_client_errstr(c[i]), answers[i]))
+            fail_msg("client %d: %lld ms: %s", i, (long long)(fx_now_ms() - t0),
+                     dlock_client_errstr(c[i]));
+        assert_null(strstr(dlock_client_errstr(c[i]), "ldpass"));
+        dlock_client_free(c[i]);
+    }
+    dlock_loop_free(lp);
+    redisFree(admin);
+    lb_server_stop(s);
+}
+
+/* Clients on a loop reconnect to a server that accepts connections and answers nothing (here
+ * stopped; a black hole alike): the connect, AUTH and SELECT go with the batch under its
+ * deadline, so no round of the loop waits on them. Once the server is back the same
+ * reconnects get through, AUTH first and the batch in database 2. */
+static void a_silent_server_does_not_hold_up_the_loop(void **state)
+{
+    enum { N = 8 };
+    char err[256], u[128], key[N][16];
+    lb_server *s = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(s);
+    redisContext *admin = redisConnect("127.0.0.1", lb_server_port(s));
+    assert_non_null(admin);
+    freeReplyObject(redisCommand(admin, "CONFIG SET requirepass s3cr3t"));
+    freeReplyObject(redisCommand(admin, "AUTH s3cr3t"));
+    snprintf(u, sizeof u, "redis://:s3cr3t@127.0.0.1:%d/2", lb_server_port(s));
+    const char *p = u;
+    dlock_loop *lp = loop_new();
+    dlock_client *c[N];
+    for (int i = 0; i < N; i++) {
+        assert_non_null(c[i] = dlock_client_new(&p, 1, err, sizeof err));
+        assert_int_equal(dlock_client_attach(c[i], lp), DLOCK_OK);
+    }
+    freeReplyObject(redisCommand(admin, "CLIENT KILL TYPE normal SKIPME yes"));
+    assert_int_equal(lb_server_pause(s), 0);
+    dlock_options o = opts(DLOCK_TOKEN, DLOCK_WAIT_POLL, 30000, 8000);
+    result r[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(key[i], sizeof key[i], "lp:silent:%d", i);
+        assert_int_equal(acquire_async(c[i], key[i], &o, &r[i]), DLOCK_OK);
+    }
+    int64_t longest = 0, until = fx_now_ms() + 4 * CMD_TIMEOUT_MS;
+    for (int i = 0; i < 100000 && fx_now_ms() < until; i++) {
+        int64_t t = fx_now_ms();
+        assert_true(dlock_loop_run(lp, 10) >= 0);
+        if (fx_now_ms() - t > longest)
+            longest = fx_now_ms() - t;
+    }
+    if (longest > CMD_TIMEOUT_MS / 3)
+        fail_msg("a round of the loop took %lld ms", (long long)longest);
+    assert_int_equal(lb_server_resume(s), 0);
+    for (int i = 0; i < N; i++) {
+        assert_true(RUN_UNTIL(lp, r[i].called, 5000));
+        assert_int_equal(r[i].rc, DLOCK_OK);
+    }
+    redisReply *v = redisCommand(admin, "DBSIZE");
+    assert_true(v && v->type == REDIS_REPLY_INTEGER && v->integer == 0);  /* not in db 0 */
+    freeReplyObject(v);
+    freeReplyObject(redisCommand(admin, "SELECT 2"));
+    v = redisCommand(admin, "DBSIZE");
+    assert_true(v && v->type == REDIS_REPLY_INTEGER && v->integer == N);
+    freeReplyObject(v);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(release_wait(lp, r[i].l, 5000), DLOCK_OK);
+        dlock_client_free(c[i]);
+    }
+    dlock_loop_free(lp);
+    redisFree(admin);
+    lb_server_stop(s);
+}
+
 /* A command larger than the socket buffers goes out in pieces: with the server paused (reading
  * nothing) the first write takes what fits, the rest goes as the connection turns writable. */
 static void large_command_goes_in_pieces(void **state)
@@ -1200,6 +1304,23 @@ static void fenced_set_on_the_loop(void **state)
     assert_string_equal(v, "six");
     free(v);
     assert_int_equal(dlock_fenced_set_async(c, "lp:res", 0, "x", on_fenced, &r), DLOCK_EINVAL);
+    dlock_client_free(c);
+    dlock_loop_free(lp);
+}
+
+/* An idle client on a loop keeps at most 1 KiB of core state (hiredis's own context aside): a
+ * simulator or a loop holds a hundred thousand of them. An operation's machine and batch exist
+ * only while it runs. */
+static void an_idle_client_is_small(void **state)
+{
+    dlock_loop *lp = loop_new();
+    dlock_client *c = loop_client(lp, 1);
+    size_t bytes = dlock__client_footprint(c) + dlock__async_footprint();
+    print_message("an idle loop client: %zu bytes of core state; a held lock: %zu; "
+                  "an operation in flight: %zu\n", bytes, sizeof(struct dlock),
+                  sizeof(dlock__op) + 2 * DLOCK__BATCH_CAP(1) * sizeof(dlock__cmd) +
+                      sizeof(dlock__answers));
+    assert_in_range(bytes, 1, 1024);
     dlock_client_free(c);
     dlock_loop_free(lp);
 }
@@ -1854,11 +1975,14 @@ int main(void)
         T(interrupt_before_acquire),
         T(script_flush_and_restart),
         T(server_killed_under_a_blocked_waiter),
+        T(refusals_end_loop_acquires_at_once),
+        T(a_silent_server_does_not_hold_up_the_loop),
         T(large_command_goes_in_pieces),
         T(stalled_loop_takes_the_answers_that_came),
         T(contract_refusals),
         T(contract_watchdog_cannot_attach),
         T(contract_no_callback_inside_the_start),
+        T(an_idle_client_is_small),
         T(renew_keeps_a_lock_on_the_loop),
         T(a_frozen_client_renews_nothing),
         T(a_frozen_acquire_waits_for_the_thaw),

@@ -222,6 +222,153 @@ static void the_deadline_cuts_the_wait_and_gets_a_last_try(void **state)
     finish(&p);
 }
 
+/* ---- refusals ---------------------------------------------------------------------------- */
+
+/* A server that refuses us will refuse every retry alike: the acquire ends at the first such
+ * answer with DLOCK_EIO and the server's words, however long it was allowed to wait. */
+static void a_refusal_ends_the_acquire_at_once(void **state)
+{
+    static const char *const refusals[] = {
+        "NOAUTH Authentication required.",
+        "WRONGPASS invalid username-password pair or user is disabled.",
+        "NOPERM this user has no permissions to run the 'set' command",
+        "ERR unknown command 'SET', with args beginning with: ",
+        "ERR wrong number of arguments for 'set' command",
+    };
+    for (size_t i = 0; i < sizeof refusals / sizeof refusals[0]; i++) {
+        dlock_options o = opts(DLOCK_WAIT_POLL, 30000, -1);  /* wait forever */
+        dlock_reply no = {.type = DLOCK_REPLY_ERROR, .str = refusals[i],
+                          .len = strlen(refusals[i])};
+        player p;
+        begin(&p, &o);
+        expect_send(&p, 1000 * MS, "SET", NULL);
+        answer(&p, T0 + 1 * MS, 1, &no);
+        expect_done(&p, DLOCK_EIO);                    /* no wait, no second try, no undo */
+        assert_int_equal(dlock_machine_tries(p.m), 1);
+        assert_non_null(strstr(dlock_machine_error(p.m), refusals[i]));
+        finish(&p);
+    }
+}
+
+/* An error that says the server cannot serve us now (loading, busy, out of memory) is waited
+ * out as before, like a server out of reach. */
+static void a_passing_error_is_retried(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, -1);
+    dlock_reply loading = R_ERROR("LOADING Redis is loading the dataset in memory");
+    player p;
+    begin(&p, &o);
+    answer(&p, T0 + 1 * MS, 1, &loading);
+    expect_wait(&p, T0 + 11 * MS);
+    answer(&p, T0 + 11 * MS, 0);
+    expect_send(&p, 1000 * MS, "SET", NULL);
+    answer(&p, T0 + 12 * MS, 1, &OK);
+    expect_done(&p, DLOCK_OK);
+    dlock_abandon(dlock_machine_take_lock(p.m));
+    finish(&p);
+}
+
+/* A refusal after a try whose reply was lost: that try may hold the lock, so it is undone by
+ * token on the way out (refused too, here), and the acquire reports the refusal, not the undo. */
+static void a_refusal_after_a_lost_reply_still_undoes_it(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, -1);
+    dlock_reply noauth = R_ERROR("NOAUTH Authentication required.");
+    player p;
+    begin(&p, &o);
+    answer(&p, T0 + 1000 * MS, 1, LOST);               /* the connection dropped */
+    expect_wait(&p, T0 + 1010 * MS);
+    answer(&p, T0 + 1010 * MS, 0);
+    expect_send(&p, 1000 * MS, "SET", NULL);           /* reconnected: no AUTH any more */
+    answer(&p, T0 + 1011 * MS, 1, &noauth);
+    expect_send(&p, 1000 * MS, "EVALSHA", NULL);
+    expect_arg(&p, 0, 1, dlock__script_release.sha);
+    answer(&p, T0 + 1012 * MS, 1, &noauth);
+    expect_done(&p, DLOCK_EIO);
+    assert_string_equal(dlock_machine_error(p.m), "acquire: NOAUTH Authentication required.");
+    finish(&p);
+}
+
+/* notify: a slice refused, with the next try behind its BLPOP. No sleeping out the rest of the
+ * delay and no further slice: the acquire ends, after undoing the try that rode along (an ACL
+ * may refuse the BLPOP and let the SET through). */
+static void a_refused_wait_slice_ends_the_acquire(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_NOTIFY, 30000, -1);  /* the try rides behind the BLPOP */
+    o.backoff.base_ms = o.backoff.cap_ms = 1000;
+    dlock_reply noperm = R_ERROR("NOPERM this user has no permissions to access one of the keys");
+    player p;
+    begin(&p, &o);
+    answer(&p, T0, 1, &NIL);
+    expect_send(&p, (1000 + 100 + 1 + DLOCK__BLOCK_SLACK_MS) * MS, "BLPOP", "SET", NULL);
+    answer(&p, T0 + 1 * MS, 2, &noperm, &NIL);
+    expect_send(&p, 1000 * MS, "EVALSHA", NULL);       /* the ridden try, undone by token */
+    expect_arg(&p, 0, 1, dlock__script_notify_release.sha);
+    answer(&p, T0 + 2 * MS, 1, &ZERO);
+    expect_done(&p, DLOCK_EIO);
+    assert_non_null(strstr(dlock_machine_error(p.m), "NOPERM"));
+    finish(&p);
+}
+
+/* A refused release gets no second go on a fresh connection: it would be refused alike. */
+static void a_refused_release_is_not_repeated(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, -1);
+    dlock_reply noauth = R_ERROR("NOAUTH Authentication required.");
+    player p;
+    begin(&p, &o);
+    answer(&p, T0, 1, &OK);
+    dlock *l = dlock_machine_take_lock(p.m);
+    finish(&p);
+
+    p.m = dlock_machine_release(l);
+    dlock_input in = {.now_us = T0 + 10 * MS};
+    p.a = dlock_machine_next(p.m, &in);
+    expect_send(&p, 1000 * MS, "EVALSHA", NULL);
+    answer(&p, T0 + 11 * MS, 1, &noauth);
+    expect_done(&p, DLOCK_EIO);
+    finish(&p);
+    dlock_abandon(l);
+}
+
+/* Redlock on 3 servers: one refusing server leaves a quorum possible, so the acquire waits on;
+ * two leave none, so after undoing the grant it ends with DLOCK_EIO. */
+static void redlock_ends_only_when_refusals_rule_out_a_quorum(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, -1);
+    o.algorithm = DLOCK_REDLOCK;
+    dlock_reply noauth = R_ERROR("NOAUTH Authentication required.");
+    dlock_machine *m = dlock_machine_acquire("res", &o, 3, TOKEN, 1, NULL, 0);
+    assert_non_null(m);
+    dlock_input in = {.now_us = T0};
+    dlock_action a = dlock_machine_next(m, &in);
+    assert_int_equal(a.what, DLOCK_DO_SEND);
+    assert_int_equal(a.ncommands, 3);
+    const dlock_reply *one[3] = {&OK, &NIL, &noauth};   /* 1 granted, 1 held, 1 refused */
+    in = (dlock_input){.now_us = T0 + 1 * MS, .replies = one};
+    a = dlock_machine_next(m, &in);
+    assert_int_equal(a.what, DLOCK_DO_SEND);            /* the grant undone on every server */
+    const dlock_reply *undone[3] = {&ONE, &ZERO, &noauth};
+    in = (dlock_input){.now_us = T0 + 2 * MS, .replies = undone};
+    a = dlock_machine_next(m, &in);
+    assert_int_equal(a.what, DLOCK_DO_WAIT);            /* a quorum is still possible */
+    in = (dlock_input){.now_us = a.until_us};
+    a = dlock_machine_next(m, &in);
+    assert_int_equal(a.what, DLOCK_DO_SEND);
+    const dlock_reply *two[3] = {&OK, &noauth, &noauth};
+    in = (dlock_input){.now_us = T0 + 20 * MS, .replies = two};
+    a = dlock_machine_next(m, &in);
+    assert_int_equal(a.what, DLOCK_DO_SEND);
+    in = (dlock_input){.now_us = T0 + 21 * MS, .replies = undone};
+    a = dlock_machine_next(m, &in);
+    assert_int_equal(a.what, DLOCK_DO_DONE);
+    assert_int_equal(a.rc, DLOCK_EIO);
+    assert_string_equal(dlock_machine_error(m),
+                        "2 of 3 servers refused: NOAUTH Authentication required.");
+    assert_int_equal(dlock_machine_tries(m), 2);
+    dlock_machine_free(m);
+}
+
 /* ---- waits ------------------------------------------------------------------------------ */
 
 /* notify waits in BLPOP slices of at most 100 ms, each given its block time on top of the
@@ -487,6 +634,12 @@ int main(void)
         cmocka_unit_test(a_lost_reply_is_undone_by_token),
         cmocka_unit_test(a_grant_with_no_lease_left_is_undone_and_retried),
         cmocka_unit_test(the_deadline_cuts_the_wait_and_gets_a_last_try),
+        cmocka_unit_test(a_refusal_ends_the_acquire_at_once),
+        cmocka_unit_test(a_passing_error_is_retried),
+        cmocka_unit_test(a_refusal_after_a_lost_reply_still_undoes_it),
+        cmocka_unit_test(a_refused_wait_slice_ends_the_acquire),
+        cmocka_unit_test(a_refused_release_is_not_repeated),
+        cmocka_unit_test(redlock_ends_only_when_refusals_rule_out_a_quorum),
         cmocka_unit_test(notify_waits_in_slices),
         cmocka_unit_test(an_interrupt_is_seen_between_slices),
         cmocka_unit_test(an_interrupt_ends_a_backoff_wait),

@@ -849,7 +849,7 @@ static void *short_fifo_worker(void *arg)
     dlock_options o;
     dlock_options_init(&o);
     o.wait = DLOCK_WAIT_FIFO;
-    o.ttl_ms = 100;
+    o.ttl_ms = 150;  /* shorter than the 180 ms three holders ahead take; 90 ms to spare */
     o.wait_timeout_ms = 5000;
     w->rc = c ? DLOCK_OK : DLOCK_EIO;
     for (int i = 0; c && i < 8 && w->rc == DLOCK_OK; i++) {
@@ -877,8 +877,9 @@ static void fifo_short_ttl_keeps_its_turn(void **state)
         w[i] = (short_fifo){.id = i};
         assert_int_equal(pthread_create(&t[i], NULL, short_fifo_worker, &w[i]), 0);
     }
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);  /* all of them before any assert ends the test */
     for (int i = 0; i < 4; i++) {
-        pthread_join(t[i], NULL);
         assert_int_equal(w[i].rc, DLOCK_OK);
         /* 3 holders ahead of 60 ms each: longer than the ttl, well inside one 500 ms slice */
         assert_in_range(w[i].max_attempts, 1, 2);

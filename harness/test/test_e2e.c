@@ -358,6 +358,50 @@ static void external_server_is_left_as_found(void **state)
     free(out);
 }
 
+static long long connections_received(redisContext *r)
+{
+    redisReply *info = redisCommand(r, "INFO stats");
+    assert_non_null(info);
+    const char *at = strstr(info->str, "total_connections_received:");
+    assert_non_null(at);
+    long long n = atoll(at + strlen("total_connections_received:"));
+    freeReplyObject(info);
+    return n;
+}
+
+/* On the loop, a thread's clients share one connection to the protected store, and a critical
+ * section of "none" opens none: 200 clients cost the store a handful of connections (lockbench's
+ * own reads and clean-up included), not one each. */
+static void the_store_sees_a_connection_per_loop_thread(void **state)
+{
+    char err[256], *out = tempdir();
+    lb_server *locks = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    lb_server *store = lb_server_start(LB_PERSIST_NONE, err, sizeof err);
+    assert_non_null(locks);
+    assert_non_null(store);
+    redisContext *r = redisConnect("127.0.0.1", lb_server_port(store));
+    assert_non_null(r);
+    static const char *const sections[] = {"counter", "incr", "none"};
+    for (int i = 0; i < 3; i++) {
+        long long before = connections_received(r);
+        assert_int_equal(lockbench(NULL, "run scenarios/throughput.json --out %s/%s --no-plot "
+                                         "--quiet --redis %s --resource %s --set driver=loop "
+                                         "--set clients.0.count=200 --set lock.keys=200 "
+                                         "--set workload.duration_ms=300 "
+                                         "--set workload.critical_section=%s",
+                                   out, sections[i], lb_server_url(locks), lb_server_url(store),
+                                   sections[i]), 0);
+        long long used = connections_received(r) - before;
+        print_message("critical section %s: %lld connections to the store\n", sections[i], used);
+        assert_in_range(used, 0, 8);
+    }
+    redisFree(r);
+    lb_server_stop(store);
+    lb_server_stop(locks);
+    rmtree(out);
+    free(out);
+}
+
 static void variants_write_a_comparison(void **state)
 {
     char *out = tempdir();
@@ -762,6 +806,57 @@ static void both_drivers_are_correct(void **state)
     }
 }
 
+/* Runs lockbench on a terminal of its own (script(1) gives it a pty); what the terminal showed,
+ * malloc'd. */
+static char *on_a_terminal(const char *args)
+{
+    char cmd[4096], out[] = "/tmp/lockbench-tty-XXXXXX";
+    int fd = mkstemp(out);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "script -qec \"%s %s\" /dev/null >%s 2>&1 </dev/null", bin(), args,
+             out);
+    assert_int_equal(system(cmd), 0);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    char *text = calloc(1, 1 << 20);
+    size_t n = fread(text, 1, (1 << 20) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    unlink(out);
+    return text;
+}
+
+/* A long run on a terminal shows one line, rewritten in place: the variant, elapsed of planned
+ * time, acquisitions/s, timeouts and errors; --quiet and a stderr that is no terminal show none. */
+static void progress_line_on_a_terminal_only(void **state)
+{
+    char *out = tempdir(), args[1400];
+    snprintf(args, sizeof args, "run scenarios/throughput.json --set workload.duration_ms=1800 "
+             "--set clients.0.count=4 --out %s/a --no-plot", out);
+    char *shown = on_a_terminal(args);
+    const char *line = strstr(shown, "\r  default  ");
+    if (!line)
+        fail_msg("no progress line on the terminal:\n%s", shown);
+    assert_non_null(strstr(line, " / 1.8 s  "));
+    assert_non_null(strstr(line, " acquisitions/s  0 timeouts  0 errors  "));
+    free(shown);
+
+    snprintf(args, sizeof args, "run scenarios/throughput.json --set workload.duration_ms=1800 "
+             "--set clients.0.count=4 --out %s/b --no-plot --quiet", out);
+    shown = on_a_terminal(args);
+    assert_null(strstr(shown, "acquisitions/s"));
+    free(shown);
+
+    char *err = NULL;
+    assert_int_equal(lockbench(&err, "run scenarios/throughput.json --set workload.duration_ms=1800 "
+                                     "--set clients.0.count=4 --out %s/c --no-plot", out), 0);
+    assert_null(strstr(err, "acquisitions/s"));  /* stderr is a file */
+    free(err);
+    rmtree(out);
+    free(out);
+}
+
 /* Whether a scenario's expect pins path for variant name (at the top or under its name). */
 static bool pinned(json_t *scenario, const char *name, const char *path)
 {
@@ -770,68 +865,116 @@ static bool pinned(json_t *scenario, const char *name, const char *path)
     return json_object_get(ex, path) || json_object_get(per, path);
 }
 
-/* Every scenario the project ships, on both drivers: each passes its own expectations on each,
- * and the correctness figures come out the same -- overlaps, lost updates, stale writes
- * rejected, and timeouts where the scenario pins them. */
+/* Whether a failed expectation is about time (latency, throughput, elapsed), which a machine
+ * busy with sanitizers and other jobs may miss, rather than about what happened. */
+static bool timing_only(json_t *variant)
+{
+    json_t *fails = json_object_get(json_object_get(variant, "expect"), "failures");
+    static const char *const timing[] = {"acquire_ms.", "handoff_ms.", "timeout_ms.",
+                                         "throughput_per_s", "elapsed_ms"};
+    for (size_t i = 0; i < json_array_size(fails); i++) {
+        const char *path = json_string_value(json_object_get(json_array_get(fails, i), "path"));
+        bool t = false;
+        for (size_t k = 0; path && k < sizeof timing / sizeof *timing; k++)
+            t |= strncmp(path, timing[k], strlen(timing[k])) == 0;
+        if (!t)
+            return false;
+    }
+    return true;
+}
+
+/* The scenario files of a folder, sorted; their count. */
+static size_t scenario_files(const char *dir, char files[][600], size_t max)
+{
+    struct dirent **names;
+    int n = scandir(dir, &names, NULL, alphasort);
+    assert_true(n >= 0);
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(names[i]->d_name);
+        if (len > 5 && strcmp(names[i]->d_name + len - 5, ".json") == 0 && k < max)
+            snprintf(files[k++], 600, "%s/%s", dir, names[i]->d_name);
+        free(names[i]);
+    }
+    free(names);
+    return k;
+}
+
+/* Runs file on driver into a folder of its own: its top-level summary (out is the folder). A
+ * run whose expectations all held exits 0; one that missed only timing ones (said, and
+ * tolerated: faults.sh holds the default driver to every expectation) exits 1. */
+static json_t *run_on(const char *file, const char *driver, char **out)
+{
+    *out = tempdir();
+    char *err = NULL, rdir[1100];
+    int rc = lockbench(&err, "run %s --out %s/r --no-plot --quiet --set driver=%s", file, *out,
+                       driver);
+    snprintf(rdir, sizeof rdir, "%s/r", *out);
+    json_t *top = rc <= 1 ? load_json(rdir, "summary.json") : NULL;
+    json_t *vs = json_object_get(top, "variants");
+    for (size_t i = 0; rc == 1 && i < json_array_size(vs); i++)
+        if (!timing_only(json_array_get(vs, i)))
+            rc = -1;
+    if (rc != 0 && rc != 1)
+        fail_msg("%s on %s: exit %d\n%s", file, driver, rc, err ? err : "");
+    if (rc == 1)
+        print_message("%s on %s missed a timing expectation only:\n%s", file, driver, err);
+    free(err);
+    return top;
+}
+
+/* Every scenario the project ships, on both drivers: the correctness figures come out the same
+ * -- overlaps, lost updates, stale writes rejected, crashed clients, and timeouts where the
+ * scenario pins them -- and no expectation about what happened fails on either. */
 static void every_scenario_agrees_on_both_drivers(void **state)
 {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* Under a sanitizer, the fault scenarios, where the drivers' races would be: the plain
+     * build runs them all, and CI's time is bounded. */
+    static const char *const dirs[] = {"scenarios/faults"};
+    const size_t ndirs = 1, least = 9;
+#else
     static const char *const dirs[] = {"scenarios", "scenarios/faults"};
+    const size_t ndirs = 2, least = 14;
+#endif
     static const char *const same[] = {"overlaps", "counter.lost_updates",
                                        "counter.stale_writes_rejected", "crashed_clients"};
-    int files = 0;
-    for (int d = 0; d < 2; d++) {
-        DIR *dir = opendir(dirs[d]);
-        assert_non_null(dir);
-        for (struct dirent *e; (e = readdir(dir));) {
-            size_t len = strlen(e->d_name);
-            if (len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
-                continue;
-            char file[600];
-            snprintf(file, sizeof file, "%s/%s", dirs[d], e->d_name);
-            json_error_t je;
-            json_t *sc = json_load_file(file, 0, &je);
-            assert_non_null(sc);
-            char *out[2];
-            json_t *top[2];
-            static const char *const drivers[] = {"threads", "loop"};
-            for (int k = 0; k < 2; k++) {
-                out[k] = tempdir();
-                char *err = NULL;
-                int rc = lockbench(&err, "run %s --out %s/r --no-plot --quiet --set driver=%s",
-                                   file, out[k], drivers[k]);
-                if (rc != 0)
-                    fail_msg("%s on %s: exit %d\n%s", file, drivers[k], rc, err ? err : "");
-                free(err);
-                char rdir[1100];
-                snprintf(rdir, sizeof rdir, "%s/r", out[k]);
-                top[k] = load_json(rdir, "summary.json");
-            }
-            json_t *vs0 = json_object_get(top[0], "variants"), *vs1 = json_object_get(top[1], "variants");
-            assert_int_equal(json_array_size(vs0), json_array_size(vs1));
-            for (size_t i = 0; i < json_array_size(vs0); i++) {
-                json_t *a = json_array_get(vs0, i), *b = json_array_get(vs1, i);
-                const char *name = json_string_value(json_object_get(a, "name"));
-                assert_string_equal(json_string_value(json_object_get(a, "driver")), "threads");
-                assert_string_equal(json_string_value(json_object_get(b, "driver")), "loop");
-                for (size_t f = 0; f < sizeof same / sizeof *same; f++)
-                    if (num(a, same[f]) != num(b, same[f]))
-                        fail_msg("%s, variant %s: %s is %g on threads, %g on the loop", file,
-                                 name, same[f], num(a, same[f]), num(b, same[f]));
-                if (pinned(sc, name, "timeouts") && num(a, "timeouts") != num(b, "timeouts"))
-                    fail_msg("%s, variant %s: timeouts differ", file, name);
-            }
-            for (int k = 0; k < 2; k++) {
-                json_decref(top[k]);
-                rmtree(out[k]);
-                free(out[k]);
-            }
-            json_decref(sc);
-            files++;
+    static const char *const drivers[] = {"threads", "loop"};
+    static char files[64][600];
+    size_t n = 0;
+    for (size_t d = 0; d < ndirs; d++)
+        n += scenario_files(dirs[d], files + n, 64 - n);
+    for (size_t f = 0; f < n; f++) {
+        json_error_t je;
+        json_t *sc = json_load_file(files[f], 0, &je);
+        assert_non_null(sc);
+        char *out[2];
+        json_t *top[2];
+        for (int k = 0; k < 2; k++)
+            top[k] = run_on(files[f], drivers[k], &out[k]);
+        json_t *vs0 = json_object_get(top[0], "variants"), *vs1 = json_object_get(top[1], "variants");
+        assert_int_equal(json_array_size(vs0), json_array_size(vs1));
+        for (size_t i = 0; i < json_array_size(vs0); i++) {
+            json_t *a = json_array_get(vs0, i), *b = json_array_get(vs1, i);
+            const char *name = json_string_value(json_object_get(a, "name"));
+            assert_string_equal(json_string_value(json_object_get(a, "driver")), "threads");
+            assert_string_equal(json_string_value(json_object_get(b, "driver")), "loop");
+            for (size_t k = 0; k < sizeof same / sizeof *same; k++)
+                if (num(a, same[k]) != num(b, same[k]))
+                    fail_msg("%s, variant %s: %s is %g on threads, %g on the loop", files[f],
+                             name, same[k], num(a, same[k]), num(b, same[k]));
+            if (pinned(sc, name, "timeouts") && num(a, "timeouts") != num(b, "timeouts"))
+                fail_msg("%s, variant %s: timeouts differ", files[f], name);
         }
-        closedir(dir);
+        for (int k = 0; k < 2; k++) {
+            json_decref(top[k]);
+            rmtree(out[k]);
+            free(out[k]);
+        }
+        json_decref(sc);
     }
-    print_message("%d scenarios agree on both drivers\n", files);
-    assert_true(files >= 14);
+    print_message("%zu scenarios agree on both drivers\n", n);
+    assert_true(n >= least);
 }
 
 /* Two hundred clients need some 450 descriptors: lockbench raises its own soft limit rather
@@ -853,6 +996,52 @@ static void many_clients_under_a_small_fd_limit(void **state)
     assert_int_equal(num(v, "clients"), 200);
     assert_int_equal(num(v, "errors"), 0);
     json_decref(v);
+    rmtree(out);
+    free(out);
+}
+
+/* A hard limit too low for the run: exit 3 at once, saying how many descriptors it needs, the
+ * limit, and how to raise it -- not a run that fails part-way with "Too many open files". */
+static void too_few_descriptors_is_said_up_front(void **state)
+{
+    struct rlimit saved, small;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    small = saved;
+    small.rlim_cur = small.rlim_max = 300;
+    char *out = tempdir(), *err = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {  /* a hard limit cannot be raised again: lower it in a child only */
+        if (setrlimit(RLIMIT_NOFILE, &small) != 0)
+            _exit(99);
+        int rc = lockbench(&err, "run scenarios/throughput.json --out %s/r --no-plot --quiet "
+                                 "--set clients.0.count=400 --set lock.keys=400 "
+                                 "--set workload.duration_ms=300", out);
+        char file[1100];
+        snprintf(file, sizeof file, "%s/err", out);
+        FILE *e = fopen(file, "w");
+        if (e && err)
+            fputs(err, e);
+        if (e)
+            fclose(e);
+        _exit(rc);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 3);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/err", out);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char text[2048] = "";
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    assert_non_null(strstr(text, "file descriptors"));
+    assert_non_null(strstr(text, "may open 300"));
+    assert_non_null(strstr(text, "ulimit -Hn"));
+    free(err);
     rmtree(out);
     free(out);
 }
@@ -914,6 +1103,7 @@ int main(void)
         cmocka_unit_test(failed_expectation_exits_1_and_says_why),
         cmocka_unit_test(repeats_and_set_overrides),
         cmocka_unit_test(external_server_is_left_as_found),
+        cmocka_unit_test(the_store_sees_a_connection_per_loop_thread),
         cmocka_unit_test(variants_write_a_comparison),
         cmocka_unit_test(without_gnuplot_the_run_still_succeeds),
         cmocka_unit_test(external_server_with_auth_and_db),
@@ -926,7 +1116,9 @@ int main(void)
         cmocka_unit_test(overlapping_delays_stack),
         cmocka_unit_test(both_drivers_are_correct),
         cmocka_unit_test(every_scenario_agrees_on_both_drivers),
+        cmocka_unit_test(progress_line_on_a_terminal_only),
         cmocka_unit_test(many_clients_under_a_small_fd_limit),
+        cmocka_unit_test(too_few_descriptors_is_said_up_front),
     };
     return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
 }

@@ -357,8 +357,8 @@ static void test_group_overrides(void **state)
     load_fails("{\"name\": \"x\", \"redis\": {\"servers\": 3}, \"clients\": [{\"lock\": "
                "{\"algorithm\": \"redlock\"}}, {\"name\": \"b\"}]}", NULL,
                "t.json: lock.algorithm: token uses exactly one server, but redis.servers is 3");
-    load_fails("{\"name\": \"x\", \"clients\": [{\"count\": 6000}, {\"name\": \"b\", "
-               "\"count\": 6000}]}", NULL, "t.json: clients: 12000 clients in all, at most 10000");
+    load_fails("{\"name\": \"x\", \"clients\": [{\"count\": 30000}, {\"name\": \"b\", "
+               "\"count\": 30000}]}", NULL, "t.json: clients: 60000 clients in all, at most 50000");
 }
 
 /* ---- variants ----------------------------------------------------------------------------- */

@@ -18,7 +18,7 @@ typedef struct fixture {
     lb_client_result out;
     lb_oracle *oracle;
     uint64_t rng;
-    atomic_llong acquired;
+    lb_wl_tally tally;
     lb_wl m;
     lb_wl_step s;
 } fixture;
@@ -37,12 +37,14 @@ static void setup(fixture *f, lb_critical_section cs, int64_t iterations, int64_
     f->out.timeout_hist = lb_hist_new();
     f->oracle = lb_oracle_new(1);
     f->rng = 1;
-    atomic_init(&f->acquired, 0);
+    atomic_init(&f->tally.acquired, 0);
+    atomic_init(&f->tally.timeouts, 0);
+    atomic_init(&f->tally.errors, 0);
 }
 
 static void begin(fixture *f, int64_t deadline_us)
 {
-    lb_wl_init(&f->m, &f->g, 0, &f->out, f->oracle, &f->rng, &f->acquired, deadline_us);
+    lb_wl_init(&f->m, &f->g, 0, &f->out, f->oracle, &f->rng, &f->tally, deadline_us);
     lb_wl_input in = {.now_us = 0};
     f->s = lb_wl_next(&f->m, &in);
 }
@@ -120,13 +122,14 @@ static void a_counter_iteration_in_order(void **state)
     assert_int_equal(f.out.cs_attempted, 1);
     assert_int_equal(f.out.cs_acked, 1);
     assert_int_equal(lb_hist_count(f.out.acquire_hist), 1);
-    assert_int_equal(atomic_load(&f.acquired), 1);
+    assert_int_equal(atomic_load(&f.tally.acquired), 1);
 
     /* the last iteration has no think time after it */
     feed(&f, (lb_wl_input){.now_us = 9500, .rc = DLOCK_ETIMEDOUT});
     expect(&f, LB_WL_DONE);
     assert_int_equal(f.out.timeouts, 1);
     assert_int_equal(lb_hist_count(f.out.timeout_hist), 1);
+    assert_int_equal(atomic_load(&f.tally.timeouts), 1);
     teardown(&f);
 }
 
@@ -198,6 +201,7 @@ static void an_error_pauses_the_backoff_cap(void **state)
     feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_EIO});
     expect_until(&f, LB_WL_THINK, 10 + 100000);
     assert_int_equal(f.out.errors, 1);
+    assert_int_equal(atomic_load(&f.tally.errors), 1);
     feed(&f, (lb_wl_input){.now_us = 100010});
     expect(&f, LB_WL_ACQUIRE);
     feed(&f, (lb_wl_input){.now_us = 100020, .rc = DLOCK_EBUSY});
