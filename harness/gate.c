@@ -10,9 +10,9 @@
  * table (the rows with a gate check); so is how repeats combine. With >= LB_GATE_MIN_REPEATS
  * repeats on both sides a change past its threshold is a regression only when the Mann-Whitney
  * p, adjusted by Holm-Bonferroni over every metric tested in this run, is < LB_GATE_ALPHA:
- * sixteen independent tests at 0.05 each would flag an unchanged tree in up to 1 - 0.95^16 =
- * 56 % of runs. Otherwise the threshold alone decides and the verdict is marked weak. So rows are measured
- * first, all of them, and decided after.
+ * sixteen independent tests at 0.05 each would flag an unchanged tree in 1 - 0.95^16 = 56 % of
+ * runs (dependent ones in 5 to 80 %). Otherwise the threshold alone decides and the verdict is
+ * marked weak. So rows are measured first, all of them, and decided after.
  *
  * A side may also be a folder of rounds: subfolders that each hold one run's summary.json (the
  * strict recipe runs base and head alternately, one run at a time). The rounds are folded into
