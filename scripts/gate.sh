@@ -159,13 +159,14 @@ run_rounds() {
     echo
 }
 
-# gate_pair BASE CURRENT FILE 'METRIC=PCT ...': lockbench gate with those thresholds, its tables
-# also in FILE.md and FILE.json; keeps the worst exit status of the gates.
+# gate_pair BASE CURRENT FILE 'METRIC=PCT ...' [OPTION...]: lockbench gate with those thresholds
+# and options, its tables also in FILE.md and FILE.json; keeps the worst exit status of the
+# gates. (sh has no local variables: these names must not be the callers'.)
 gate_pair() {
-    b=$1 c=$2 file=$3 thresholds=$4
-    set --
-    for t in $thresholds; do set -- "$@" --threshold "$t"; done
-    "$head_bin" gate "$b" "$c" "$@" --markdown "$file.md" --json "$file.json"
+    gp_base=$1 gp_cur=$2 gp_file=$3 gp_thr=$4
+    shift 4
+    for t in $gp_thr; do set -- "$@" --threshold "$t"; done
+    "$head_bin" gate "$gp_base" "$gp_cur" "$@" --markdown "$gp_file.md" --json "$gp_file.json"
     rc=$?
     [ $rc -gt $status ] && status=$rc
     return 0
