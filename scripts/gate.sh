@@ -6,10 +6,11 @@
 # this one on another day, promises nothing of the kind (its calibration, pipelined PING, moved
 # 2.2x between two runs on one machine). The base is exported from git under BUILD/gate/, built
 # there and removed afterwards: the work tree is never touched. Rounds go base-head, head-base,
-# ... so neither side always runs first. `lockbench gate` then compares the rounds: past its
-# threshold, a change regresses when its Mann-Whitney p, adjusted by Holm over the scenario's
-# metrics, is < 0.05. Last, the head's rounds meet the committed results/baselines/: the hard
-# correctness gate, and speed only for gross slowdowns (GATE_COARSE).
+# ... so neither side always runs first. `lockbench gate --paired` then compares the rounds pair
+# by pair: past its threshold, a change regresses when its Wilcoxon signed-rank p, adjusted by
+# Holm over the scenario's metrics, is < 0.05. Last, the head's rounds meet the committed
+# results/baselines/: the hard correctness gate, and speed only for gross slowdowns
+# (GATE_COARSE).
 #
 # Usage: gate.sh BUILD_DIR, with from the environment:
 #   GATE_BASE=REV          the base (default: HEAD when tracked files have uncommitted changes,
@@ -230,7 +231,7 @@ for s in "$head_top"/scenarios/gate/*.json; do
     rm -rf "$res"
     run_rounds "$s" "$res"
     echo "== $name: head against base"
-    gate_pair "$res/base" "$res/head" "$res/gate" "$thresholds"
+    gate_pair "$res/base" "$res/head" "$res/gate" "$thresholds" --paired
     [ "${GATE_BASELINES:-1}" = 0 ] || against_baseline "$name" "$res"
 done
 case $status in
