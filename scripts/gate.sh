@@ -1,15 +1,15 @@
 #!/bin/sh
 # make gate: is the work tree slower or less safe than a base revision? (README, Regression gate)
 #
-# Both sides are built and run in this job, alternately, scenario by scenario, so a busy or
-# different machine slows base and head alike; a baseline recorded on another machine, or on
-# this one on another day, promises nothing of the kind (its calibration, pipelined PING, moved
-# 2.2x between two runs on one machine). The base is exported from git under BUILD/gate/, built
-# there and removed afterwards: the work tree is never touched. Rounds go base-head, head-base,
-# ... so neither side always runs first. `lockbench gate --paired` then compares the rounds pair
-# by pair: past its threshold, a change regresses when its Wilcoxon signed-rank p, adjusted by
-# Holm over the scenario's metrics, is < 0.05. Last, the head's rounds meet the committed
-# results/baselines/: the hard correctness gate, and speed only for gross slowdowns
+# Both sides are built and run in this job, alternately, scenario by scenario, on one CPU, so a
+# busy or different machine slows base and head alike; a baseline recorded on another machine,
+# or on this one on another day, promises nothing of the kind (its calibration, pipelined PING,
+# moved 2.2x between two runs on one machine). The base is exported from git under BUILD/gate/,
+# built there and removed afterwards: the work tree is never touched. Rounds go base-head,
+# head-base, ... so neither side always runs first. `lockbench gate --paired` then compares the
+# rounds pair by pair: past its threshold, a change regresses when its Wilcoxon signed-rank p,
+# adjusted by Holm over the scenario's metrics, is < 0.05. Last, the head's rounds meet the
+# committed results/baselines/: the hard correctness gate, and speed only for gross slowdowns
 # (GATE_COARSE).
 #
 # Usage: gate.sh BUILD_DIR, with from the environment:
@@ -19,6 +19,8 @@
 #   GATE_REPEATS=N         rounds per side (default 12)
 #   GATE_THRESHOLDS='M=PCT...' thresholds of head against base (default: throughput 5 %, p50
 #                          10 %, the rest lockbench gate's; empty: all lockbench gate's)
+#   GATE_CPU=N             run lockbench and its Redis servers, both sides alike, on CPU N
+#                          (default: the last CPU this job may use; empty: anywhere)
 #   GATE_BASELINES=0       skip the committed baselines
 #   GATE_COARSE='M=PCT...' thresholds against the committed baselines (default: a tenfold
 #                          slowdown; p99, the noisiest, twentyfold; commands doubled)
@@ -39,6 +41,16 @@ repeats=${GATE_REPEATS:-12}
 thresholds=${GATE_THRESHOLDS-throughput_per_s=5 acquire_ms.p50=10}
 coarse=${GATE_COARSE:-throughput_per_s=90 acquire_ms.p50=900 acquire_ms.p99=2000 \
 redis.commands_per_acquisition=100}
+# One CPU for lockbench and the Redis servers it starts, both sides the same: on a 2-core machine
+# left to the scheduler, lockbench and Redis sometimes share a core and sometimes not, and when
+# not, Redis's core sets the pace and lockbench's own CPU hardly counts: one run of a binary
+# then differs from the next by 18-25 % (coefficient of variation) and a lock cycle 15 % dearer
+# shows in some rounds and not in others. On one CPU, every microsecond of either counts, and
+# the spread fell to 5-8 %.
+last_cpu() {
+    command -v taskset >/dev/null 2>&1 && taskset -pc $$ 2>/dev/null | sed 's/.*[-, :]//'
+}
+cpu=${GATE_CPU-$(last_cpu)}
 top=$(git rev-parse --show-toplevel) || exit 2
 cd "$top" || exit 2
 out=$build/gate
@@ -52,6 +64,12 @@ case $repeats in
     '' | *[!0-9]*) die 2 "GATE_REPEATS=$repeats: a number of rounds, 5 or more" ;;
 esac
 [ "$repeats" -ge 5 ] || die 2 "GATE_REPEATS=$repeats: fewer than 5 rounds a side cannot be tested"
+pin=
+if [ -n "$cpu" ]; then
+    taskset -c "$cpu" true 2>/dev/null ||
+        die 2 "GATE_CPU=$cpu: not a CPU this job may run on (taskset -c $cpu failed)"
+    pin="taskset -c $cpu"
+fi
 
 # ---- revisions and builds ------------------------------------------------------------------
 
@@ -125,7 +143,7 @@ scenario_name() {
 run_one() {
     side=$1 scen=$2 dir=$3
     if [ "$side" = base ]; then bin=$base_bin; else bin=$head_bin; fi
-    "$bin" run "$scen" --out "$dir" --no-plot --quiet 2>"$dir.log"
+    $pin "$bin" run "$scen" --out "$dir" --no-plot --quiet 2>"$dir.log"
     rc=$?
     [ -s "$dir.log" ] || rm -f "$dir.log"
     [ $rc -le 1 ] && return 0
@@ -190,7 +208,7 @@ update_baselines() {
     for s in "$head_top"/scenarios/gate/*.json; do
         name=$(scenario_name "$s")
         rm -rf "$out/$name" && mkdir -p "$out"
-        "$head_bin" run "$s" --repeat "$repeats" --out "$out/$name" --no-plot --quiet
+        $pin "$head_bin" run "$s" --repeat "$repeats" --out "$out/$name" --no-plot --quiet
         rc=$?
         [ $rc -gt 1 ] && die $rc "$s: lockbench run failed ($rc)"
         cp "$out/$name/summary.json" "$head_top/results/baselines/$name.json" || exit 2
@@ -221,7 +239,8 @@ else
     head_desc="the work tree (HEAD, clean)"
 fi
 [ -n "${GATE_SLOWDOWN_US:-}" ] && head_desc="$head_desc slowed by ${GATE_SLOWDOWN_US} us per acquire"
-say "head: $head_desc; base: $base_rev ($(git rev-parse --short "$base_commit")); $repeats rounds a side"
+say "head: $head_desc; base: $base_rev ($(git rev-parse --short "$base_commit"));" \
+    "$repeats rounds a side${cpu:+, on CPU $cpu}"
 build_rev "$base_commit" "$work/base"
 base_bin=$work/base/build/lockbench
 
