@@ -23,7 +23,7 @@
 #                          (default: the last CPU this job may use; empty: anywhere)
 #   GATE_BASELINES=0       skip the committed baselines
 #   GATE_COARSE='M=PCT...' thresholds against the committed baselines (default: a tenfold
-#                          slowdown; p99, the noisiest, twentyfold; commands doubled)
+#                          slowdown; p99 a hundredfold; commands doubled)
 #   GATE_SLOWDOWN_US=X     build the head with -DLOCKBENCH_SLOWDOWN_US=X, every acquire spinning
 #                          X microseconds more: shows whether the gate sees a slowdown
 #   GATE_UPDATE=1          rewrite results/baselines/ from the head's runs instead of gating
@@ -39,7 +39,10 @@ repeats=${GATE_REPEATS:-12}
 # machine, though its p (Holm) was below 0.05. Builds of one source with other alignment, or
 # -O3, moved throughput by under 2 %, so 5 % does not flag a mere change of code layout.
 thresholds=${GATE_THRESHOLDS-throughput_per_s=5 acquire_ms.p50=10}
-coarse=${GATE_COARSE:-throughput_per_s=90 acquire_ms.p50=900 acquire_ms.p99=2000 \
+# Against a baseline recorded elsewhere, p99 is a hundredfold (0.2 ms recorded, 21 ms allowed):
+# on a CPU shared with another busy process it is the scheduler's time slice, whatever the code;
+# an unchanged tree on one CPU beside a busy loop had p99 4.6 ms (+2053 %), 5 ms in most rounds.
+coarse=${GATE_COARSE:-throughput_per_s=90 acquire_ms.p50=900 acquire_ms.p99=9900 \
 redis.commands_per_acquisition=100}
 # One CPU for lockbench and the Redis servers it starts, both sides the same: on a 2-core machine
 # left to the scheduler, lockbench and Redis sometimes share a core and sometimes not, and when
