@@ -56,7 +56,7 @@ typedef enum {
 
 /* Terminal/Markdown wording, and the stable names --json uses. */
 static const char *const lb__verdict_text[] = {
-    "ok", "improved", "noise (Holm p >= 0.05)", "REGRESSION", "FAIL", "new", "no data"};
+    "ok", "improved", "noise", "REGRESSION", "FAIL", "new", "no data"};
 static const char *const lb__verdict_key[] = {
     "ok", "improved", "noise", "regression", "fail", "new", "no-data"};
 
@@ -71,6 +71,7 @@ typedef struct {
     double                change_pct;  /* NAN when not computed */
     double                p;           /* NAN when no test was run */
     double                p_holm;      /* p adjusted over the run's tests; NAN likewise */
+    double                alpha;       /* what p_holm had to be under (--alpha) */
     double                threshold;   /* NAN for correctness rows */
     size_t                n_base, n_cur;
     size_t                pairs;       /* --paired: rounds with the figure on both sides */
@@ -96,6 +97,7 @@ typedef struct {
     double      threshold[LB_FIELDS_MAX];   /* by lb_field_index; performance rows only */
     bool        normalize;
     bool        paired;    /* rounds of one name on both sides ran together: test per pair */
+    double      alpha;     /* family-wise significance level, LB_GATE_ALPHA unless --alpha */
     const char *markdown, *json, *bench_smaller, *bench_bigger;
 } lb__opts;
 
@@ -151,7 +153,7 @@ static const char *lb__usage(void)
     char *metrics = lb__metric_list(true, 8, 90);
     snprintf(text, sizeof text,
              "usage: lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize]\n"
-             "                      [--paired] [--markdown FILE] [--json FILE]\n"
+             "                      [--paired] [--alpha A] [--markdown FILE] [--json FILE]\n"
              "                      [--benchmark-json FILE] [--benchmark-json-bigger FILE]\n"
              "BASELINE, CURRENT: result directories (holding summary.json) or summary.json "
              "files, or\n"
@@ -161,7 +163,9 @@ static const char *lb__usage(void)
              "--paired: both sides are folders of rounds, and the rounds of one name ran one\n"
              "  after the other; each metric is tested on the differences within those pairs\n"
              "  (Wilcoxon signed-rank) instead of on the pooled repeats (Mann-Whitney U).\n"
-             "Exit status: 0 pass, 1 regression, 2 bad input.\n", metrics ? metrics : "?");
+             "--alpha A: a change past its threshold regresses when p (Holm) < A (default %g).\n"
+             "Exit status: 0 pass, 1 regression, 2 bad input.\n", metrics ? metrics : "?",
+             LB_GATE_ALPHA);
     free(metrics);
     return text;
 }
@@ -254,6 +258,15 @@ static int lb__parse_option(lb__opts *o, int argc, char **argv, int *i)
     int rc = lb__option_value(argc, argv, i, "--threshold", &v);
     if (rc != 1)
         return rc ? rc : lb__parse_threshold(o, v);
+    rc = lb__option_value(argc, argv, i, "--alpha", &v);
+    if (rc != 1) {
+        char *end;
+        errno = 0;
+        o->alpha = rc ? 0 : strtod(v, &end);
+        if (!rc && (end == v || *end || errno || !(o->alpha > 0 && o->alpha < 1)))
+            return lb__bad("--alpha %s: a significance level between 0 and 1, e.g. 0.01", v);
+        return rc;
+    }
     for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
         const char **dest = (const char **)((char *)o + files[k].offset);
         rc = lb__option_value(argc, argv, i, files[k].name, dest);
@@ -272,6 +285,7 @@ static int lb__parse_args(int argc, char **argv, lb__opts *o)
     const lb_field *f = lb_fields(&nf);
     for (size_t k = 0; k < nf; k++)
         o->threshold[k] = f[k].threshold_pct;
+    o->alpha = LB_GATE_ALPHA;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!options_done && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
@@ -811,10 +825,11 @@ static bool lb__row_pending(const lb__row *r)
     return r->perf && r->verdict != LB__V_NODATA && r->verdict != LB__V_NEW;
 }
 
-static void lb__decide(lb__row *r)
+static void lb__decide(lb__row *r, double alpha)
 {
     double worse = r->perf->gate == LB_CHECK_HIGHER ? -r->change_pct : r->change_pct;
-    bool significant = r->weak || r->p_holm < LB_GATE_ALPHA;
+    r->alpha = alpha;
+    bool significant = r->weak || r->p_holm < alpha;
     if (worse > r->threshold)
         r->verdict = significant ? LB__V_REGRESSION : LB__V_NOISE;
     else if (-worse > r->threshold && significant)
@@ -916,7 +931,7 @@ static int lb__decide_all(lb__gate *g)
     for (size_t i = 0; i < g->nrows && !rc; i++)
         if (lb__row_pending(&g->rows[i])) {
             g->rows[i].p_holm = p[i];
-            lb__decide(&g->rows[i]);
+            lb__decide(&g->rows[i], g->opt.alpha);
         }
     free(p);
     return rc;
@@ -996,8 +1011,11 @@ static void lb__format_row(const lb__row *r, lb__cells cells)
         snprintf(cells[LB__COL_CHANGE], sizeof cells[0], "%+.1f%%", r->change_pct);
     lb__format_p(cells[LB__COL_P], sizeof cells[0], r->p);
     lb__format_p(cells[LB__COL_HOLM], sizeof cells[0], r->p_holm);
-    snprintf(cells[LB__COL_VERDICT], sizeof cells[0], "%s%s", lb__verdict_text[r->verdict],
-             lb__row_weak(r) ? " (weak)" : "");
+    if (r->verdict == LB__V_NOISE)
+        snprintf(cells[LB__COL_VERDICT], sizeof cells[0], "noise (Holm p >= %g)", r->alpha);
+    else
+        snprintf(cells[LB__COL_VERDICT], sizeof cells[0], "%s%s", lb__verdict_text[r->verdict],
+                 lb__row_weak(r) ? " (weak)" : "");
 }
 
 /* "PASS: ..." or "FAIL: ..." -- the one line a CI log or PR comment leads with. */
@@ -1034,7 +1052,7 @@ static void lb__notes(const lb__gate *g, FILE *f, const char *bullet)
     if (tested)
         fprintf(f, "%sp (Holm): the p-values of the %zu metric%s tested, adjusted together "
                 "(Holm-Bonferroni); past its threshold, a change regresses if p (Holm) < %g\n",
-                bullet, tested, tested == 1 ? "" : "s", LB_GATE_ALPHA);
+                bullet, tested, tested == 1 ? "" : "s", g->opt.alpha);
     for (size_t i = 0; i < g->nrows; i++) {
         const lb__row *r = &g->rows[i];
         for (size_t k = 0; r->verdict == LB__V_FAIL && k < json_array_size(r->failures); k++) {
@@ -1203,7 +1221,7 @@ static int lb__write_json(FILE *f, const lb__gate *g)
     json_object_set_new(doc, "passed", json_boolean(!fail));
     json_object_set_new(doc, "exit_code", json_integer(fail ? LB_GATE_REGRESSION : LB_GATE_PASS));
     json_object_set_new(doc, "normalized", json_boolean(g->opt.normalize));
-    json_object_set_new(doc, "alpha", json_real(LB_GATE_ALPHA));
+    json_object_set_new(doc, "alpha", json_real(g->opt.alpha));
     json_object_set_new(doc, "correction", json_string("holm"));
     json_object_set_new(doc, "test", json_string(g->opt.paired ? "wilcoxon-signed-rank"
                                                                : "mann-whitney"));

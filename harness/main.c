@@ -20,7 +20,7 @@ static const char usage_text[] =
     "       lockbench validate SCENARIO.json...\n"
     "       lockbench plot RESULT_DIR [--format png|svg] [--plot-preview]\n"
     "       lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize]\n"
-    "                      [--paired] [--markdown FILE] [--json FILE]\n"
+    "                      [--paired] [--alpha A] [--markdown FILE] [--json FILE]\n"
     "                      [--benchmark-json FILE] [--benchmark-json-bigger FILE]\n"
     "       lockbench --help | --version\n"
     "\n"

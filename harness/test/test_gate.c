@@ -1001,6 +1001,20 @@ static void test_paired_rounds(void **state)
     assert_true(fabs(json_number_value(json_object_get(row, "p_value")) - 1) < 1e-15);
     json_decref(doc);
 
+    /* --alpha 0.001: p (Holm) 0.0039 is not below it, so the same change is noise. */
+    assert_int_equal(run_gate(tmp_path("paired-base"), tmp_path("paired-slower"), "--paired",
+                              "--alpha", "0.001", "--json", tmp_path("strict.json"), NULL),
+                     LB_GATE_PASS);
+    assert_contains(out_text, "noise (Holm p >= 0.001)");
+    assert_contains(out_text, "a change regresses if p (Holm) < 0.001");
+    doc = load_json(tmp_path("strict.json"));
+    assert_string_equal(verdict(result(doc, "token-poll", "throughput_per_s")), "noise");
+    assert_true(fabs(json_number_value(json_object_get(doc, "alpha")) - 0.001) < 1e-15);
+    json_decref(doc);
+    assert_int_equal(run_gate(tmp_path("paired-base"), tmp_path("paired-slower"), "--alpha", "1",
+                              NULL), LB_GATE_BAD_INPUT);
+    assert_contains(err_text, "--alpha 1: a significance level between 0 and 1");
+
     char gone[PATH_MAX];
     snprintf(gone, sizeof gone, "%s", tmp_path("paired-slower/r3/summary.json"));
     assert_int_equal(unlink(gone), 0);
