@@ -64,6 +64,16 @@ LUA          := $(sort $(wildcard core/scripts/*.lua))
 HARNESS_SRC  := $(filter-out harness/main.c harness/fuzz_%.c,$(wildcard harness/*.c))
 HARNESS_OBJ  := $(HARNESS_SRC:%.c=$(O)/%.o)
 
+# The simulator's modelled Redis (harness/sim/) runs the core's Lua scripts in Lua 5.1: an
+# archive, so a program links only what it uses, and liblua only where that needs it (never
+# into libdlock).
+SIM_SRC      := $(wildcard harness/sim/*.c)
+SIM_OBJ      := $(SIM_SRC:%.c=$(O)/%.o)
+SIM_LIB      := $(O)/libsim.a
+LUA_CFLAGS   := $(shell pkg-config --cflags lua5.1 2>/dev/null)
+LUA_LIBS     := $(shell pkg-config --libs lua5.1 2>/dev/null || echo -llua5.1)
+LUA_LINK      = -Wl,--push-state,--as-needed $(LUA_LIBS) -Wl,--pop-state
+
 CORE_TESTS    := $(patsubst %.c,$(O)/%,$(wildcard core/test/test_*.c))
 HARNESS_TESTS := $(patsubst %.c,$(O)/%,$(wildcard harness/test/test_*.c))
 CORE_TEST_SUPPORT    := $(patsubst %.c,$(O)/%.o,$(filter-out core/test/test_%.c,$(wildcard core/test/*.c)))
@@ -74,7 +84,7 @@ LIB_A   := $(O)/libdlock.a
 LIB_SO  := $(O)/libdlock.so.$(VERSION)
 BIN     := $(if $(wildcard harness/main.c),$(O)/lockbench)
 
-.PHONY: all lib test test-sanitize check-build demo bench gate install uninstall deps clean fuzz examples
+.PHONY: all lib test test-sanitize check-build demo bench fidelity gate install uninstall deps clean fuzz examples
 all: lib $(BIN) examples
 
 lib: $(LIB_A) $(LIB_SO)
@@ -129,9 +139,15 @@ $(O)/dlock.pc: $(O)/install-vars Makefile core/dlock.h
 
 # ---- harness ---------------------------------------------------------------
 
-$(O)/lockbench: $(O)/harness/main.o $(HARNESS_OBJ) $(LIB_A)
+$(SIM_OBJ): ALL_CFLAGS += $(LUA_CFLAGS)
+
+$(SIM_LIB): $(SIM_OBJ)
+	$(say) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(O)/lockbench: $(O)/harness/main.o $(HARNESS_OBJ) $(SIM_LIB) $(LIB_A)
 	$(say) LD $@
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(LUA_LINK)
 
 # ---- tests and examples ----------------------------------------------------
 
@@ -140,9 +156,9 @@ $(O)/core/test/%: $(O)/core/test/%.o $(CORE_TEST_SUPPORT) $(O)/harness/servers.o
 	$(say) LD $@
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
 
-$(O)/harness/test/%: $(O)/harness/test/%.o $(HARNESS_TEST_SUPPORT) $(HARNESS_OBJ) $(LIB_A)
+$(O)/harness/test/%: $(O)/harness/test/%.o $(HARNESS_TEST_SUPPORT) $(HARNESS_OBJ) $(SIM_LIB) $(LIB_A)
 	$(say) LD $@
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(LUA_LINK) $(CMOCKA_LIBS)
 
 $(O)/core/examples/%: $(O)/core/examples/%.o $(LIB_A)
 	$(say) LD $@
@@ -183,9 +199,15 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all $(O)/bench_hist
 	$(Q)sh scripts/bench.sh $(O)
 
-$(O)/bench_hist: $(O)/harness/tools/bench_hist.o $(HARNESS_OBJ) $(LIB_A)
+$(O)/bench_hist: $(O)/harness/tools/bench_hist.o $(HARNESS_OBJ) $(SIM_LIB) $(LIB_A)
 	$(say) LD $@
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(LUA_LINK)
+
+# The simulator against real runs, side by side (README, The simulator).
+FIDELITY_RUNS ?= 5
+fidelity: deps
+	$(Q)$(MAKE) --no-print-directory all $(O)/bench_hist
+	$(Q)FIDELITY_RUNS='$(FIDELITY_RUNS)' sh scripts/fidelity.sh $(O)
 
 # ---- install -------------------------------------------------------------
 

@@ -101,6 +101,11 @@ DLOCK_API dlock_machine *dlock_machine_acquire(const char *key, const dlock_opti
  * release does not free it (dlock_abandon does, once the machine is done). */
 DLOCK_API dlock_machine *dlock_machine_release(dlock *l);
 DLOCK_API dlock_machine *dlock_machine_extend(dlock *l, int64_t ttl_ms);
+/* The protected resource's fenced write (dlock_fenced_set): value under key on server 0,
+ * unless a write with a newer fencing token came first. Ends DLOCK_OK, or DLOCK_ESTALE when
+ * refused as stale. NULL when fence is 0 or out of memory. */
+DLOCK_API dlock_machine *dlock_machine_fenced_set(const char *key, uint64_t fence,
+                                                  const char *value);
 /* The first call has in->replies NULL; each later call follows the previous action. */
 DLOCK_API dlock_action   dlock_machine_next(dlock_machine *m, const dlock_input *in);
 DLOCK_API bool           dlock_machine_reads_wall_clock(const dlock_machine *m);

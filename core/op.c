@@ -572,7 +572,8 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
 static dlock_machine *machine_new(dlock *l, dlock__op_kind kind, bool owns_lock)
 {
     dlock_machine *m = malloc(sizeof *m);
-    if (!m || dlock__op_init(m, l, kind, NULL, NULL) != DLOCK_OK) {
+    dlock__step_fn step = kind == DLOCK__OP_RUN ? dlock__fenced_set_step : NULL;
+    if (!m || dlock__op_init(m, l, kind, step, NULL) != DLOCK_OK) {
         free(m);
         return NULL;
     }
@@ -623,6 +624,17 @@ dlock_machine *dlock_machine_extend(dlock *l, int64_t ttl_ms)
     dlock_machine *m = machine_new(l, DLOCK__OP_EXTEND, false);
     if (m)
         m->extend_ttl_ms = ttl_ms;
+    return m;
+}
+
+dlock_machine *dlock_machine_fenced_set(const char *key, uint64_t fence, const char *value)
+{
+    if (!key || !value || fence == 0)
+        return NULL;
+    dlock *l = dlock__fenced_write_new(NULL, key, fence, value);
+    dlock_machine *m = l ? machine_new(l, DLOCK__OP_RUN, true) : NULL;
+    if (!m)
+        dlock__lock_free(l);
     return m;
 }
 

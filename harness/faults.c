@@ -18,11 +18,7 @@
 #include "runner_priv.h"
 #include "servers.h"
 
-typedef struct action {
-    int64_t at_us;       /* from t0 */
-    size_t event;        /* index into the scenario's events */
-    bool ending;         /* the end of a timed fault (or a restart) */
-} action;
+typedef rn_action action;
 
 /* In time order; at the same time an ending comes before a start, so back-to-back faults of
  * one kind do not cancel each other. */
@@ -34,7 +30,21 @@ static int by_time(const void *a, const void *b)
     return (int)y->ending - (int)x->ending;
 }
 
-static int64_t event_end_us(const lb_event *e)
+size_t rn_fault_actions(const lb_scenario *sc, rn_action *acts)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sc->nevents; i++) {
+        acts[n++] = (action){.at_us = sc->events[i].at_ms * 1000, .event = i};
+        int64_t end = rn_event_end_us(&sc->events[i]);
+        if (end >= 0)
+            acts[n++] = (action){.at_us = (sc->events[i].at_ms * 1000) + end, .event = i,
+                                 .ending = true};
+    }
+    qsort(acts, n, sizeof *acts, by_time);
+    return n;
+}
+
+int64_t rn_event_end_us(const lb_event *e)
 {
     switch (e->action) {
     case LB_EV_PAUSE:
@@ -44,6 +54,7 @@ static int64_t event_end_us(const lb_event *e)
     case LB_EV_PAUSE_SERVER:
         return e->duration_ms * 1000;
     case LB_EV_KILL_SERVER:
+    case LB_EV_CRASH_HOST:
         return e->restart_after_ms >= 0 ? e->restart_after_ms * 1000 : -1;
     default:
         return -1;
@@ -75,6 +86,7 @@ void rn_fault_describe(const lb_event *e, lb_fault_record *f)
         break;
     case LB_EV_CRASH:
     case LB_EV_KILL_SERVER:
+    case LB_EV_CRASH_HOST:
         snprintf(f->detail, sizeof f->detail, "%srestart_after_ms=%lld",
                  e->when_holding ? "when=holding " : "", (long long)e->restart_after_ms);
         break;
@@ -243,6 +255,8 @@ static bool apply(run *r, const lb_event *e, bool ending)
     case LB_EV_KILL_SERVER:
     case LB_EV_PAUSE_SERVER:
         return do_server(r, e, ending);
+    case LB_EV_CRASH_HOST:  /* the simulator's only: validation keeps it from a real run */
+        return false;
     }
     return false;
 }
@@ -318,17 +332,8 @@ void rn_schedule(run *r, lb_run_result *out)
 {
     const lb_scenario *sc = r->sc;
     action *acts = calloc(2 * sc->nevents + 1, sizeof *acts);
-    size_t n = 0, next = 0;
+    size_t n = acts ? rn_fault_actions(sc, acts) : 0, next = 0;
     int64_t next_progress = 0;
-    for (size_t i = 0; acts && i < sc->nevents; i++) {
-        acts[n++] = (action){.at_us = sc->events[i].at_ms * 1000, .event = i};
-        int64_t end = event_end_us(&sc->events[i]);
-        if (end >= 0)
-            acts[n++] = (action){.at_us = (sc->events[i].at_ms * 1000) + end, .event = i,
-                                 .ending = true};
-    }
-    if (acts)
-        qsort(acts, n, sizeof *acts, by_time);
     while (atomic_load(&r->running) > 0) {
         int64_t now = dlock__mono_us();
         progress(r, now, out, &next_progress);
@@ -378,7 +383,8 @@ void rn_fault_windows(run *r, lb_run_result *out)
             f->start_us = did ? atomic_load(&r->fired_start[i]) : -1;
             f->end_us = did && e->action == LB_EV_PAUSE ? atomic_load(&r->fired_end[i]) : -1;
         } else if (f->applied && f->end_us < 0 &&
-                   ((e->action == LB_EV_KILL_SERVER && e->restart_after_ms < 0) ||
+                   (((e->action == LB_EV_KILL_SERVER || e->action == LB_EV_CRASH_HOST) &&
+                     e->restart_after_ms < 0) ||
                     e->action == LB_EV_CLOCK_SKEW)) {
             f->end_us = out->elapsed_us;
         }

@@ -72,6 +72,20 @@ static lb_field lb__table[] = {
     LB__LAT("acquire_ms", acquire_ms, p999),
     LB__LAT("acquire_ms", acquire_ms, max),
 
+    LB__I("service_ms.count", "acquisitions", service_ms.count, LB_REPEAT_MEDIAN),
+    LB__LAT("service_ms", service_ms, mean),
+    LB__LAT("service_ms", service_ms, p50),
+    LB__LAT("service_ms", service_ms, p90),
+    LB__LAT("service_ms", service_ms, p99),
+    LB__LAT("service_ms", service_ms, p999),
+    LB__LAT("service_ms", service_ms, max),
+
+    LB__I("schedule_lag_ms.count", "acquire calls", schedule_lag_ms.count, LB_REPEAT_MEDIAN),
+    LB__LAT("schedule_lag_ms", schedule_lag_ms, mean),
+    LB__LAT("schedule_lag_ms", schedule_lag_ms, p99),
+    LB__LAT("schedule_lag_ms", schedule_lag_ms, max),
+    LB__I("dropped", "arrivals", dropped, LB_REPEAT_SUM),
+
     LB__I("timeout_ms.count", "timeouts", timeout_ms.count, LB_REPEAT_MEDIAN),
     LB__LAT("timeout_ms", timeout_ms, mean),
     LB__LAT("timeout_ms", timeout_ms, p50),

@@ -10,13 +10,16 @@
 #include <sys/resource.h>
 
 #include "dlock.h"
+#include "calibrate.h"
 #include "gate.h"
 #include "plot.h"
 #include "run.h"
 
 static const char usage_text[] =
     "usage: lockbench run SCENARIO.json... [--out DIR [--force]] [--redis URL]... [--repeat N]\n"
-    "                     [--seed N] [--resource URL] [--set PATH=VALUE]... [--no-plot] [--quiet]\n"
+    "                     [--seed N] [--driver auto|threads|loop|sim] [--resource URL]\n"
+    "                     [--calibration FILE] [--set PATH=VALUE]... [--no-plot] [--quiet]\n"
+    "       lockbench calibrate [--redis URL] [--out FILE]\n"
     "       lockbench validate SCENARIO.json...\n"
     "       lockbench plot RESULT_DIR [--format png|svg] [--plot-preview]\n"
     "       lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize]\n"
@@ -28,6 +31,7 @@ static const char usage_text[] =
     "          writes results/<name>/<timestamp>/ (or --out DIR, which must be empty unless\n"
     "          --force) and checks the scenario's expectations\n"
     "validate  loads and checks scenarios without running them\n"
+    "calibrate measures the simulator's model on this machine against a real redis-server\n"
     "plot      redraws the charts of a results folder with gnuplot\n"
     "gate      compares two results (folders or summary.json files) for regressions\n"
     "\n"
@@ -57,8 +61,10 @@ static bool parse_count(const char *s, long lo, long hi, long *out)
 typedef struct cli {
     lb_run_options o;
     const char *redis[LB_SCENARIO_MAX_SERVERS];
-    lb_override sets[256];
+    lb_override sets[258];
     char seed_arg[32];
+    const char *driver;
+    lb_sim calibration;
 } cli;
 
 /* The flags of run and validate. Returns -1 on success, else the exit code. */
@@ -69,7 +75,9 @@ static int parse_run_flags(cli *c, int argc, char **argv)
         {"repeat", required_argument, NULL, 'n'}, {"seed", required_argument, NULL, 's'},
         {"resource", required_argument, NULL, 'R'}, {"set", required_argument, NULL, 'S'},
         {"no-plot", no_argument, NULL, 'P'},     {"quiet", no_argument, NULL, 'q'},
-        {"force", no_argument, NULL, 'F'},       {NULL, 0, NULL, 0},
+        {"force", no_argument, NULL, 'F'},       {"driver", required_argument, NULL, 'D'},
+        {"calibration", required_argument, NULL, 'C'},
+        {NULL, 0, NULL, 0},
     };
     long v;
     int ch;
@@ -82,6 +90,16 @@ static int parse_run_flags(cli *c, int argc, char **argv)
         case 'P': c->o.no_plot = true; break;
         case 'F': c->o.force = true; break;
         case 'q': c->o.quiet = true; break;
+        case 'D': c->driver = optarg; break;
+        case 'C': {
+            char err[600];
+            if (lb_calibration_load(optarg, &c->calibration, err, sizeof err) < 0) {
+                fprintf(stderr, "lockbench: --calibration %s\n", err);
+                return LB_EXIT_USAGE;
+            }
+            c->o.calibration = &c->calibration;
+            break;
+        }
         case 'r':
             if (c->o.nredis == LB_SCENARIO_MAX_SERVERS)
                 return usage("at most 9 --redis URLs", NULL);
@@ -109,6 +127,8 @@ static int parse_run_flags(cli *c, int argc, char **argv)
     }
     if (seeded)  /* --seed N is --set seed=N, applied last */
         c->sets[c->o.nsets++] = (lb_override){.path = "seed", .value = c->seed_arg};
+    if (c->driver)  /* --driver NAME is --set driver=NAME, applied last (validation names it) */
+        c->sets[c->o.nsets++] = (lb_override){.path = "driver", .value = c->driver};
     if (optind >= argc)
         return usage("%s: no scenario file given", argv[0]);
     return -1;
@@ -212,6 +232,8 @@ static int dispatch(int argc, char **argv)
         return cmd_plot(argc - 1, argv + 1);
     if (strcmp(cmd, "gate") == 0)
         return lb_gate_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "calibrate") == 0)
+        return lb_calibrate_main(argc - 1, argv + 1);
     return usage("unknown command '%s'", cmd);
 }
 

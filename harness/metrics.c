@@ -1,7 +1,7 @@
 /* metrics.c -- the measure stage: a run's raw record (runner.h) → the figures of summary.json.
  *
  * Everything here is computed after the client threads have joined, from their per-client
- * histograms, counters and acquisition logs; nothing runs on the hot path. The definitions are
+ * histograms and acquisition logs (one per driver thread) and per-client counters; nothing runs on the hot path. The definitions are
  * SPEC section 6 (repeated in metrics.h); the choices the SPEC leaves open are documented next
  * to the code that makes them: the handoff rule (lb__handoff) and the timeline's bins
  * (lb__timeline). Which figures there are, and how repeats combine each, is fields.c's table. */
@@ -23,13 +23,27 @@ static double lb__ms(int64_t us)
 
 /* ---- latency from the merged histograms ----------------------------------------------------- */
 
-/* Merges one histogram per client (acquire_hist when acquire, else timeout_hist) into a fresh
- * one. A saturated counter only makes far percentiles approximate, so it is not an error. */
-static lb_hist *lb__merge(const lb_run_result *run, bool acquire)
+/* Merges one histogram per meter (the one pick names) into a fresh one; NULL when out of memory
+ * or no meter has one. A saturated counter only makes far percentiles approximate, so it is not
+ * an error. */
+typedef enum { LB__ACQUIRE, LB__TIMEOUT, LB__SERVICE, LB__LAG } lb__which;
+
+static const lb_hist *lb__pick(const lb_meter *m, lb__which which)
+{
+    switch (which) {
+    case LB__ACQUIRE: return m->acquire_hist;
+    case LB__TIMEOUT: return m->timeout_hist;
+    case LB__SERVICE: return m->service_hist;
+    case LB__LAG:     return m->lag_hist;
+    }
+    return NULL;
+}
+
+static lb_hist *lb__merge(const lb_run_result *run, lb__which which)
 {
     lb_hist *h = lb_hist_new();
-    for (size_t i = 0; h && i < run->nclients; i++) {
-        const lb_hist *src = acquire ? run->clients[i].acquire_hist : run->clients[i].timeout_hist;
+    for (size_t i = 0; h && i < run->nmeters; i++) {
+        const lb_hist *src = lb__pick(&run->meters[i], which);
         if (src)
             (void)lb_hist_merge(h, src);
     }
@@ -38,7 +52,7 @@ static lb_hist *lb__merge(const lb_run_result *run, bool acquire)
 
 lb_hist *lb_metrics_merge_acquire(const lb_run_result *run)
 {
-    return lb__merge(run, true);
+    return lb__merge(run, LB__ACQUIRE);
 }
 
 static void lb__latency_of(const lb_hist *h, lb_latency *l)
@@ -54,16 +68,25 @@ static void lb__latency_of(const lb_hist *h, lb_latency *l)
     l->max = lb__ms(lb_hist_max(h));
 }
 
+/* In a closed loop an acquire is called when it is meant to start: service_ms is acquire_ms and
+ * there is no schedule to lag behind. In an open loop acquire_ms runs from the intended start,
+ * service_ms from the call, and schedule_lag_ms is the call's lateness. */
 static int lb__latencies(const lb_run_result *run, lb_summary *s)
 {
-    lb_hist *acq = lb__merge(run, true), *to = lb__merge(run, false);
-    int rc = acq && to ? 0 : -1;
+    lb__which svc = run->open_loop ? LB__SERVICE : LB__ACQUIRE;
+    lb_hist *acq = lb__merge(run, LB__ACQUIRE), *to = lb__merge(run, LB__TIMEOUT),
+            *sv = lb__merge(run, svc), *lag = lb__merge(run, LB__LAG);
+    int rc = acq && to && sv && lag ? 0 : -1;
     if (rc == 0) {
         lb__latency_of(acq, &s->acquire_ms);
         lb__latency_of(to, &s->timeout_ms);
+        lb__latency_of(sv, &s->service_ms);
+        lb__latency_of(lag, &s->schedule_lag_ms);
     }
     lb_hist_free(acq);
     lb_hist_free(to);
+    lb_hist_free(sv);
+    lb_hist_free(lag);
     return rc;
 }
 
@@ -76,6 +99,7 @@ static void lb__totals(const lb_run_result *run, lb_summary *s)
         s->acquisitions += c->acquisitions;
         s->timeouts += c->timeouts;
         s->errors += c->errors;
+        s->dropped += c->dropped;
         s->crashed_clients += c->crashed;
         s->counter.attempted += c->cs_attempted;
         s->counter.acked += c->cs_acked;
@@ -101,22 +125,6 @@ static const char *lb__group_name(const lb_scenario *v, size_t group)
     return group < v->ngroups && v->groups[group].name ? v->groups[group].name : "";
 }
 
-/* The longest acquire call of a client that ended ok or timed out, from its acquisition log (a
- * wait that ended in an error, a crash or the run's deadline is not a wait for the lock, and
- * wait_max_us covers successful acquires only, so it is not used). */
-static int64_t lb__max_wait_us(const lb_client_result *c)
-{
-    int64_t most = 0;
-    lb_acq_cursor cur;
-    lb_acq_cursor_init(&cur, &c->log);
-    for (const lb_acquisition *a; (a = lb_acq_cursor_next(&cur));) {
-        bool waited = a->result == LB_RES_OK || a->result == LB_RES_TIMEOUT;
-        if (waited && a->end_us - a->call_us > most)
-            most = a->end_us - a->call_us;
-    }
-    return most;
-}
-
 static lb_client_summary lb__client_summary(const lb_scenario *v, const lb_client_result *c)
 {
     return (lb_client_summary){
@@ -124,7 +132,7 @@ static lb_client_summary lb__client_summary(const lb_scenario *v, const lb_clien
         .acquisitions = c->acquisitions, .timeouts = c->timeouts, .errors = c->errors,
         .mean_wait_ms = c->acquisitions > 0 ? lb__ms(c->wait_sum_us) / (double)c->acquisitions
                                             : 0,
-        .max_wait_ms = lb__ms(lb__max_wait_us(c))};
+        .max_wait_ms = lb__ms(c->wait_max_us)};
 }
 
 /* max_wait_ms, overall and per client, is over every acquire call that returned ok or timed
@@ -173,13 +181,6 @@ static bool lb__tenure_ended(const lb_acquisition *a)
            (a->end == LB_END_RELEASED || a->end == LB_END_NOTOWNER || a->end == LB_END_CRASHED);
 }
 
-/* The run's acquire calls in the order they returned (ties: client number); a client's own log
- * is in that order already. */
-static bool lb__by_end(const lb_acquisition *a, size_t ca, const lb_acquisition *b, size_t cb)
-{
-    return a->end_us != b->end_us ? a->end_us < b->end_us : ca < cb;
-}
-
 /* The previous successful hold on a key, while walking the holds in order. */
 typedef struct {
     bool seen;
@@ -198,7 +199,7 @@ typedef struct {
  * that real successor and pair R with some later acquire; taking the next hold instead gives the
  * true successor, and the clamp at 0 records such a server-side hand-off as immediate. Holds
  * that overlap (an unsafe lock) are not special: each hold's successor is still the next one in
- * the order. The holds are walked merged from the clients' logs, and the samples go into a
+ * the order. The holds are walked merged from the meters' logs by end, and the samples go into a
  * histogram, so neither grows with the run; percentiles are the histogram's (exact below
  * 2 048 µs, 3 significant digits above), as for acquire_ms. */
 static int lb__handoff(const lb_run_result *run, lb_summary *s)
@@ -206,10 +207,9 @@ static int lb__handoff(const lb_run_result *run, lb_summary *s)
     size_t nkeys = run->nkeys > 0 ? (size_t)run->nkeys : 1;
     lb__last_hold *last = calloc(nkeys, sizeof *last);
     lb_hist *h = lb_hist_new();
-    lb_acq_merge *m = lb_acq_merge_new(run->clients, run->nclients, lb__by_end);
+    lb_acq_merge *m = lb_acq_merge_new(run->meters, run->nmeters, LB_ACQ_BY_END);
     int rc = last && h && m ? 0 : -1;
-    size_t client;
-    for (const lb_acquisition *a; rc == 0 && (a = lb_acq_merge_next(m, &client));) {
+    for (const lb_acquisition *a; rc == 0 && (a = lb_acq_merge_next(m));) {
         if (a->result != LB_RES_OK || a->key < 0 || (size_t)a->key >= nkeys)
             continue;
         lb__last_hold *k = &last[a->key];
@@ -230,20 +230,12 @@ static int lb__handoff(const lb_run_result *run, lb_summary *s)
 
 /* ---- timeline ------------------------------------------------------------------------------- */
 
-/* +1 when a hold starts, -1 when it ends; ends sort before starts at the same instant, so a
+/* +1 when a hold starts, -1 when it ends; ends come before starts at the same instant, so a
  * hold ending at t and one starting at t are never counted as inside together. */
 typedef struct {
     int64_t t;
     int     delta;
 } lb__edge;
-
-static int lb__edge_cmp(const void *a, const void *b)
-{
-    const lb__edge *x = a, *y = b;
-    if (x->t != y->t)
-        return x->t < y->t ? -1 : 1;
-    return x->delta - y->delta;
-}
 
 static size_t lb__bin(const lb_summary *s, int64_t t_us)
 {
@@ -255,9 +247,9 @@ static size_t lb__bin(const lb_summary *s, int64_t t_us)
 
 static void lb__timeline_counts(const lb_run_result *run, lb_summary *s)
 {
-    for (size_t i = 0; i < run->nclients; i++) {
+    for (size_t i = 0; i < run->nmeters; i++) {
         lb_acq_cursor cur;
-        lb_acq_cursor_init(&cur, &run->clients[i].log);
+        lb_acq_cursor_init(&cur, &run->meters[i].log);
         for (const lb_acquisition *a; (a = lb_acq_cursor_next(&cur));) {
             lb_timeline_bin *b = &s->timeline[lb__bin(s, a->end_us)];
             b->acquisitions += a->result == LB_RES_OK;
@@ -275,107 +267,124 @@ static void lb__timeline_counts(const lb_run_result *run, lb_summary *s)
  * without left_us falls back to released_us, and one without either (a hold the runner left
  * open, e.g. an interrupted run) lasts to the end of the run.
  *
- * Each client's edges come in time order from its own log (a client holds one lock at a time);
- * a heap of the clients' next edges merges them, so the run's edges are never all in memory. */
+ * The holds come merged by call; a hold's edges are at or after its call, so an edge pending in
+ * a heap can be counted once the next hold to come was called at or after it -- the heap holds
+ * at most the holds in progress at that moment, two edges each, and the run's edges are never
+ * all in memory. */
 typedef struct {
-    lb_acq_cursor cur;
-    lb__edge next;        /* this client's next edge */
-    bool has_next;
-    bool pending_end;     /* the -1 edge of the hold just started is still to come */
-    int64_t end_t;
-} lb__edges_of;
+    lb_acq_merge *m;
+    lb_acquisition ahead;   /* the next hold by call */
+    bool has_ahead;
+    int64_t *heap;          /* pending edges as t * 2 + (start ? 1 : 0): ends first at a tie */
+    size_t n, cap;
+    int64_t elapsed_us;
+} lb__edges;
 
-static void lb__edges_advance(lb__edges_of *e, int64_t elapsed_us)
+static void lb__edges_read(lb__edges *e)
 {
-    if (e->pending_end) {
-        e->pending_end = false;
-        e->next = (lb__edge){e->end_t, -1};
-        e->has_next = true;
-        return;
-    }
-    for (const lb_acquisition *a; (a = lb_acq_cursor_next(&e->cur));) {
-        if (a->result != LB_RES_OK)
-            continue;
-        int64_t end = a->left_us >= 0 ? a->left_us
-                    : a->released_us >= 0 ? a->released_us : elapsed_us;
-        e->end_t = end > a->end_us ? end : a->end_us + 1;
-        e->pending_end = true;
-        e->next = (lb__edge){a->end_us, +1};
-        e->has_next = true;
-        return;
-    }
-    e->has_next = false;
+    const lb_acquisition *a;
+    while ((a = lb_acq_merge_next(e->m)) && a->result != LB_RES_OK)
+        ;
+    e->has_ahead = a != NULL;
+    if (a)
+        e->ahead = *a;
 }
 
-static bool lb__edge_before(const lb__edges_of *x, const lb__edges_of *y)
+static int lb__edges_push(lb__edges *e, int64_t key)
 {
-    return lb__edge_cmp(&x->next, &y->next) < 0;
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? 2 * e->cap : 64;
+        int64_t *h = realloc(e->heap, cap * sizeof *h);
+        if (!h)
+            return -1;
+        e->heap = h;
+        e->cap = cap;
+    }
+    size_t i = e->n++;
+    e->heap[i] = key;
+    for (; i > 0 && e->heap[i] < e->heap[(i - 1) / 2]; i = (i - 1) / 2) {
+        int64_t t = e->heap[i];
+        e->heap[i] = e->heap[(i - 1) / 2];
+        e->heap[(i - 1) / 2] = t;
+    }
+    return 0;
 }
 
-static void lb__edges_down(lb__edges_of *es, size_t *heap, size_t n, size_t i)
+static int64_t lb__edges_pop(lb__edges *e)
 {
-    for (;;) {
+    int64_t top = e->heap[0];
+    e->heap[0] = e->heap[--e->n];
+    for (size_t i = 0;;) {
         size_t k = 2 * i + 1, best = i;
-        if (k < n && lb__edge_before(&es[heap[k]], &es[heap[best]]))
+        if (k < e->n && e->heap[k] < e->heap[best])
             best = k;
-        if (k + 1 < n && lb__edge_before(&es[heap[k + 1]], &es[heap[best]]))
+        if (k + 1 < e->n && e->heap[k + 1] < e->heap[best])
             best = k + 1;
         if (best == i)
-            return;
-        size_t t = heap[i];
-        heap[i] = heap[best];
-        heap[best] = t;
+            break;
+        int64_t t = e->heap[i];
+        e->heap[i] = e->heap[best];
+        e->heap[best] = t;
         i = best;
     }
+    return top;
+}
+
+/* The next edge in time order: false at the end (or out of memory: *oom). */
+static bool lb__edges_next(lb__edges *e, lb__edge *out, bool *oom)
+{
+    /* Holds to come start no earlier than the next one's call, and end after it. */
+    while (e->has_ahead && (e->n == 0 || e->heap[0] > e->ahead.call_us * 2 + 1)) {
+        const lb_acquisition *a = &e->ahead;
+        int64_t end = a->left_us >= 0 ? a->left_us
+                    : a->released_us >= 0 ? a->released_us : e->elapsed_us;
+        int64_t end_t = end > a->end_us ? end : a->end_us + 1;
+        if (lb__edges_push(e, a->end_us * 2 + 1) < 0 || lb__edges_push(e, end_t * 2) < 0) {
+            *oom = true;
+            return false;
+        }
+        lb__edges_read(e);
+    }
+    if (e->n == 0)
+        return false;
+    int64_t key = lb__edges_pop(e);
+    *out = (lb__edge){.t = key >> 1, .delta = (key & 1) ? +1 : -1};
+    return true;
 }
 
 /* The most holds inside at once during each bin: the count carried into the bin (after the ends
  * at its first instant) and the count after every edge inside it. */
 static int lb__timeline_holders(const lb_run_result *run, lb_summary *s)
 {
-    size_t n = run->nclients, nheap = 0;
-    lb__edges_of *es = malloc((n + 1) * sizeof *es);
-    size_t *heap = malloc((n + 1) * sizeof *heap);
-    if (!es || !heap) {
-        free(es);
-        free(heap);
+    lb__edges e = {.m = lb_acq_merge_new(run->meters, run->nmeters, LB_ACQ_BY_CALL),
+                   .elapsed_us = run->elapsed_us};
+    if (!e.m)
         return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        lb_acq_cursor_init(&es[i].cur, &run->clients[i].log);
-        es[i].pending_end = false;
-        lb__edges_advance(&es[i], run->elapsed_us);
-        if (es[i].has_next)
-            heap[nheap++] = i;
-    }
-    for (size_t i = nheap / 2; i-- > 0;)
-        lb__edges_down(es, heap, nheap, i);
+    lb__edges_read(&e);
+    bool oom = false;
+    lb__edge edge;
+    bool has = lb__edges_next(&e, &edge, &oom);
     int64_t cur = 0;
     for (size_t b = 0; b < s->nbins; b++) {
         int64_t start = (int64_t)b * LB__BIN_US;
         bool last = b + 1 == s->nbins;
         int64_t most = -1;
-        while (nheap > 0) {
-            const lb__edge *e = &es[heap[0]].next;
-            bool carried = e->t < start || (e->t == start && e->delta < 0);
+        while (has) {
+            bool carried = edge.t < start || (edge.t == start && edge.delta < 0);
             if (!carried && most < 0)
                 most = cur;  /* what the bin starts with */
-            if (!carried && !last && e->t >= start + LB__BIN_US)
+            if (!carried && !last && edge.t >= start + LB__BIN_US)
                 break;
-            cur += e->delta;
+            cur += edge.delta;
             if (!carried && cur > most)
                 most = cur;
-            lb__edges_advance(&es[heap[0]], run->elapsed_us);
-            if (!es[heap[0]].has_next)
-                heap[0] = heap[--nheap];
-            if (nheap > 0)
-                lb__edges_down(es, heap, nheap, 0);
+            has = lb__edges_next(&e, &edge, &oom);
         }
         s->timeline[b].holders = most < 0 ? cur : most;
     }
-    free(es);
-    free(heap);
-    return 0;
+    lb_acq_merge_free(e.m);
+    free(e.heap);
+    return oom ? -1 : 0;
 }
 
 /* A fault is in effect over [start_us, end_us); one without an end (end_us -1: an instant such
@@ -419,6 +428,11 @@ int lb_metrics_compute(const lb_scenario *variant, const lb_run_result *run, lb_
         .algorithm = lb_algorithm_name(variant->lock.algorithm),
         .wait = lb_wait_name(variant->lock.wait),
         .driver = lb_driver_name(run->driver),
+        .simulated = run->driver == LB_DRIVER_SIM,
+        .sim_model = variant->sim,
+        .sim_virtual_ms = lb__ms(run->sim.virtual_us),
+        .sim_wall_ms = lb__ms(run->sim.wall_us),
+        .sim_events = (int64_t)run->sim.events,
         .backoff = lb_backoff_policy_name(variant->lock.backoff.policy),
         .clients = (int64_t)variant->nclients,
         .complete = run->complete,
@@ -610,6 +624,13 @@ int lb_metrics_combine(const lb_summary *r, size_t n, lb_summary *out)
     out->wait = r[0].wait;
     out->backoff = r[0].backoff;
     out->driver = r[0].driver;
+    out->simulated = r[0].simulated;
+    out->sim_model = r[0].sim_model;
+    for (size_t i = 0; i < n; i++) {  /* the simulation's cost adds up over the repeats */
+        out->sim_virtual_ms += r[i].sim_virtual_ms;
+        out->sim_wall_ms += r[i].sim_wall_ms;
+        out->sim_events += r[i].sim_events;
+    }
     out->complete = true;
     for (size_t i = 0; i < n; i++)
         out->complete &= r[i].complete;

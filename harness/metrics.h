@@ -55,12 +55,21 @@ typedef struct lb_repeats {
 typedef struct lb_summary {
     const char *name, *algorithm, *wait, *backoff;   /* the variant's settings, borrowed */
     bool        complete;        /* false: interrupted, or fewer repeats than asked for ran */
-    const char *driver;          /* "threads" or "loop": as the runner recorded */
+    const char *driver;          /* "threads", "loop" or "sim": as the runner recorded */
+    bool        simulated;       /* driver sim: the model and the simulation's figures */
+    lb_sim      sim_model;
+    double      sim_virtual_ms, sim_wall_ms;
+    int64_t     sim_events;
     int64_t     clients;
     double      elapsed_ms;
     int64_t     acquisitions, timeouts, errors, crashed_clients;
     double      throughput_per_s;
-    lb_latency  acquire_ms;      /* count mean p50 p90 p99 p999 max */
+    lb_latency  acquire_ms;      /* count mean p50 p90 p99 p999 max (open loop: from the
+                                    intended start) */
+    lb_latency  service_ms;      /* the same from the call (closed loop: acquire_ms) */
+    lb_latency  schedule_lag_ms; /* open loop: call - intended start; count mean p99 max used */
+    int64_t     dropped;         /* open loop: arrivals beyond max_outstanding; when above 0
+                                    the latency percentiles are lower bounds */
     lb_latency  timeout_ms;      /* count mean p50 max used */
     lb_latency  handoff_ms;      /* count mean p50 p99 max used */
     struct {

@@ -193,6 +193,17 @@ static void lb__variant_head(json_t *o, const lb_summary *s)
     json_object_set_new(o, "wait", lb__str(s->wait));
     json_object_set_new(o, "backoff", lb__str(s->backoff));
     json_object_set_new(o, "driver", lb__str(s->driver));
+    if (s->simulated) {  /* times in the figures are virtual; the model that made them */
+        const lb_sim *m = &s->sim_model;
+        json_object_set_new(o, "sim", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I}",
+            "rtt_us", (json_int_t)m->rtt_us,
+            "server_us_per_command", (json_int_t)m->server_us_per_command,
+            "script_us_per_call", (json_int_t)m->script_us_per_call,
+            "client_us_per_command", (json_int_t)m->client_us_per_command,
+            "client_cores", (json_int_t)m->client_cores, "server_hz", (json_int_t)m->server_hz,
+            "virtual_ms", lb__real(s->sim_virtual_ms), "wall_ms", lb__real(s->sim_wall_ms),
+            "events", (json_int_t)s->sim_events));
+    }
 }
 
 /* A figure of fields.h's table: an integer, a number, or null when it has no value (a latency
@@ -293,13 +304,6 @@ static const char *lb__end_name(uint8_t e)
     return e < sizeof names / sizeof names[0] ? names[e] : "";
 }
 
-/* acquisitions.csv rows: the clients' logs merged by call time (ties: client number; a client's
- * own rows are in call order already). */
-static bool lb__by_call(const lb_acquisition *a, size_t ca, const lb_acquisition *b, size_t cb)
-{
-    return a->call_us != b->call_us ? a->call_us < b->call_us : ca < cb;
-}
-
 typedef struct {
     const lb_summary    *s;
     const lb_run_result *run;
@@ -310,11 +314,10 @@ static const char *lb__client_group(const lb_summary *s, size_t i)
     return i < s->fairness.nclients ? s->fairness.per_client[i].group : "";
 }
 
-static void lb__put_acquisition(FILE *f, const lb__run_files *rf, const lb_acquisition *a,
-                               size_t client)
+static void lb__put_acquisition(FILE *f, const lb__run_files *rf, const lb_acquisition *a)
 {
-    const lb_client_result *c = &rf->run->clients[client];
-    fprintf(f, "%d,", c->client);
+    size_t client = (size_t)a->client;
+    fprintf(f, "%d,", a->client);
     lb__put_str(f, lb__client_group(rf->s, client));
     fprintf(f, ",%" PRId32 ",", a->key);
     lb__put_ms(f, a->call_us);
@@ -329,22 +332,25 @@ static void lb__put_acquisition(FILE *f, const lb__run_files *rf, const lb_acqui
     fputc(',', f);
     if (a->released_us >= 0)
         lb__put_ms(f, a->released_us);
-    fprintf(f, ",%s,%d\n", lb__end_name(a->end), a->overlap ? 1 : 0);
+    fprintf(f, ",%s,%d,", lb__end_name(a->end), a->overlap ? 1 : 0);
+    if (a->intended_us >= 0 && rf->run->open_loop)
+        lb__put_ms(f, a->intended_us);
+    fputc('\n', f);
 }
 
 static bool lb__acquisitions_csv(FILE *f, const void *arg)
 {
     const lb__run_files *rf = arg;
-    lb_acq_merge *m = lb_acq_merge_new(rf->run->clients, rf->run->nclients, lb__by_call);
+    /* the meters' logs merged by call time (ties: client number) */
+    lb_acq_merge *m = lb_acq_merge_new(rf->run->meters, rf->run->nmeters, LB_ACQ_BY_CALL);
     if (!m) {
         errno = ENOMEM;
         return false;
     }
     fputs("client,group,key,call_ms,end_ms,wait_ms,result,attempts,commands,fence,left_ms,"
-          "released_ms,end,overlap\n", f);
-    size_t client;
-    for (const lb_acquisition *a; (a = lb_acq_merge_next(m, &client));)
-        lb__put_acquisition(f, rf, a, client);
+          "released_ms,end,overlap,intended_ms\n", f);
+    for (const lb_acquisition *a; (a = lb_acq_merge_next(m));)
+        lb__put_acquisition(f, rf, a);
     lb_acq_merge_free(m);
     return true;
 }
@@ -472,11 +478,12 @@ static bool lb__comparison_md(FILE *f, const void *arg)
           "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n", f);
     for (size_t i = 0; i < vs->n; i++) {
         const lb_summary *s = &vs->v[i];
-        fprintf(f, "| %s | %s | %s | %s | %" PRId64 " | %.1f | %.3f | %.3f | %" PRId64
+        const char *ge = s->dropped > 0 ? "≥ " : "";  /* dropped arrivals: lower bounds */
+        fprintf(f, "| %s | %s | %s | %s | %" PRId64 " | %.1f | %s%.3f | %s%.3f | %" PRId64
                    " | %" PRId64 " | %" PRId64 " | %.2f | %s |\n",
                 s->name, s->algorithm, s->wait, s->backoff, s->acquisitions, s->throughput_per_s,
-                lb__or0(&s->acquire_ms, s->acquire_ms.p50),
-                lb__or0(&s->acquire_ms, s->acquire_ms.p99), s->timeouts, s->overlaps,
+                ge, lb__or0(&s->acquire_ms, s->acquire_ms.p50),
+                ge, lb__or0(&s->acquire_ms, s->acquire_ms.p99), s->timeouts, s->overlaps,
                 s->counter.lost_updates, s->redis.commands_per_acquisition,
                 s->expect.passed ? "pass" : "FAIL");
     }
@@ -672,10 +679,22 @@ void lb_results_print_variant(FILE *f, const lb_summary *s)
             s->wait, s->backoff, s->clients, s->elapsed_ms);
     fprintf(f, "  acquisitions %-10" PRId64 " throughput %.1f/s\n", s->acquisitions,
             s->throughput_per_s);
+    /* arrivals dropped were never timed: the percentiles of those that were are lower bounds */
+    const char *ge = s->dropped > 0 ? ">=" : "";
     if (a->count > 0)
-        fprintf(f, "  acquire ms   p50 %.3f  p99 %.3f  max %.3f\n", a->p50, a->p99, a->max);
+        fprintf(f, "  acquire ms   p50 %s%.3f  p99 %s%.3f  max %s%.3f%s\n", ge, a->p50, ge, a->p99,
+                ge, a->max, s->schedule_lag_ms.count > 0 ? "  (from the intended start)" : "");
     else
         fprintf(f, "  acquire ms   no acquisitions\n");
+    if (s->schedule_lag_ms.count > 0) {
+        const lb_latency *v = &s->service_ms, *l = &s->schedule_lag_ms;
+        if (v->count > 0)
+            fprintf(f, "  service ms   p50 %.3f  p99 %.3f  max %.3f  (from the call)\n", v->p50,
+                    v->p99, v->max);
+        fprintf(f, "  schedule lag ms  mean %.3f  p99 %.3f  max %.3f  dropped %" PRId64 "%s\n",
+                l->mean, l->p99, l->max, s->dropped,
+                s->dropped > 0 ? " (latency percentiles are lower bounds)" : "");
+    }
     fprintf(f, "  timeouts %" PRId64 "  errors %" PRId64 "  overlaps %" PRId64 "\n", s->timeouts,
             s->errors, s->overlaps);
     fprintf(f, "  counter acked %" PRId64 "  actual %" PRId64 "  lost %" PRId64 "\n",
@@ -693,8 +712,9 @@ static void lb__comparison_cells(const lb_summary *s, char cell[LB__NCOLS][LB__C
     snprintf(cell[1], LB__CELL, "%s", s->algorithm ? s->algorithm : "");
     snprintf(cell[2], LB__CELL, "%" PRId64, s->acquisitions);
     snprintf(cell[3], LB__CELL, "%.1f", s->throughput_per_s);
-    snprintf(cell[4], LB__CELL, "%.3f", lb__or0(&s->acquire_ms, s->acquire_ms.p50));
-    snprintf(cell[5], LB__CELL, "%.3f", lb__or0(&s->acquire_ms, s->acquire_ms.p99));
+    const char *ge = s->dropped > 0 ? ">=" : "";  /* dropped arrivals: lower bounds */
+    snprintf(cell[4], LB__CELL, "%s%.3f", ge, lb__or0(&s->acquire_ms, s->acquire_ms.p50));
+    snprintf(cell[5], LB__CELL, "%s%.3f", ge, lb__or0(&s->acquire_ms, s->acquire_ms.p99));
     snprintf(cell[6], LB__CELL, "%" PRId64, s->timeouts);
     snprintf(cell[7], LB__CELL, "%" PRId64, s->overlaps);
     snprintf(cell[8], LB__CELL, "%.2f", s->redis.commands_per_acquisition);

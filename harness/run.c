@@ -24,6 +24,7 @@
 #include "monotonic.h"
 #include "plot.h"
 #include "proxy.h"
+#include "sim/sim.h"
 #include "report.h"
 #include "results.h"
 #include "run.h"
@@ -417,10 +418,52 @@ static bool enough_fds(const lb_scenario *v, const char *vname, int nservers, ch
     return false;
 }
 
+/* A run's raw record → its summary (with expectations) → its files; frees the record. */
+static int measure_and_write(scenario_run *sr, size_t vi, int rep, lb_run_result *run)
+{
+    const lb_scenario *v = lb_scenario_variant(sr->s, vi);
+    const char *vname = lb_scenario_variant_name(sr->s, vi);
+    lb_summary *sum = &sr->runs[vi * (size_t)sr->repeats + (size_t)rep];
+    char *dir = run_folder(sr, vname, rep);
+    int rc = lb_metrics_compute(v, run, sum) < 0 || !dir ? -1 : 0;
+    if (rc == 0) {
+        lb_metrics_check(v, sum);
+        rc = lb_results_write_run(dir, sum, run, sr->err, sizeof sr->err);
+    }
+    sr->complete &= run->complete;
+    sr->ran[vi] += rc == 0;
+    lb_run_result_free(run);
+    free(dir);
+    return rc < 0 ? LB_EXIT_ENV : LB_EXIT_OK;
+}
+
+/* A variant on the simulator: no servers, no proxy, no clean-up; the same results. */
+static int run_simulated(scenario_run *sr, size_t vi, int rep)
+{
+    const lb_scenario *v = lb_scenario_variant(sr->s, vi);
+    const char *vname = lb_scenario_variant_name(sr->s, vi);
+    lb_run_result run;
+    lb_sim_stats st;
+    char prefix[256];
+    snprintf(prefix, sizeof prefix, "lockbench:%s:%s:%d:", sr->run_id, vname, rep + 1);
+    lb_run_target t = {.prefix = prefix, .nservers = v->redis.servers,
+                       .progress = !sr->o->quiet && isatty(STDERR_FILENO), .label = vname};
+    if (!sr->o->quiet)
+        fprintf(stderr, "%s / %s (simulated)\n", sr->s->name, vname);
+    if (lb_sim_run(v, &t, &run, &st, sr->err, sizeof sr->err) < 0)
+        return LB_EXIT_ENV;
+    run.sim.virtual_us = st.virtual_us;
+    run.sim.wall_us = st.wall_us;
+    run.sim.events = st.events;
+    return measure_and_write(sr, vi, rep, &run);
+}
+
 static int run_once(scenario_run *sr, size_t vi, int rep)
 {
     const lb_scenario *v = lb_scenario_variant(sr->s, vi);
     const char *vname = lb_scenario_variant_name(sr->s, vi);
+    if (lb_scenario_driver(v) == LB_DRIVER_SIM)
+        return run_simulated(sr, vi, rep);
     servers sv;
     lb_run_result run;
     char prefix[256];
@@ -460,18 +503,7 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
     servers_stop(&sv);
     if (rc < 0)
         return LB_EXIT_ENV;
-    lb_summary *sum = &sr->runs[vi * (size_t)sr->repeats + (size_t)rep];
-    char *dir = run_folder(sr, vname, rep);
-    rc = lb_metrics_compute(v, &run, sum) < 0 || !dir ? -1 : 0;
-    if (rc == 0) {
-        lb_metrics_check(v, sum);
-        rc = lb_results_write_run(dir, sum, &run, sr->err, sizeof sr->err);
-    }
-    sr->complete &= run.complete;
-    sr->ran[vi] += rc == 0;
-    lb_run_result_free(&run);
-    free(dir);
-    return rc < 0 ? LB_EXIT_ENV : LB_EXIT_OK;
+    return measure_and_write(sr, vi, rep, &run);
 }
 
 /* Combines each variant's completed repeats; a variant that never ran (the run was interrupted
@@ -663,7 +695,7 @@ static bool proxied_over_unix(const lb_scenario *s, const lb_run_options *o)
 static int load_all(char *const *files, size_t n, const lb_run_options *o, lb_scenario **out)
 {
     lb_load_options lo = {.overrides = o->sets, .noverrides = o->nsets,
-                          .external_servers = o->nredis > 0};
+                          .external_servers = o->nredis > 0, .calibration = o->calibration};
     char err[1024];
     int rc = LB_EXIT_OK;
     for (size_t i = 0; i < n; i++) {

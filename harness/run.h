@@ -33,6 +33,7 @@ typedef struct lb_run_options {
     bool         no_plot;
     bool         quiet;
     const char  *plot_format;    /* "png" or "svg" */
+    const lb_sim *calibration;   /* --calibration FILE, read: the simulator's model */
 } lb_run_options;
 
 /* Runs every scenario file; returns the exit code. */

@@ -689,7 +689,7 @@ static void *worker_main(void *arg)
 
 /* Half the cores, the other half left to Redis (redis-server is one thread; a loop thread
  * keeps one core busy), at least one, and never more threads than clients. */
-static size_t loop_threads(size_t nclients)
+size_t rn_loop_threads(size_t nclients)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     size_t n = cpus > 1 ? (size_t)cpus / 2 : 1;
@@ -698,7 +698,7 @@ static size_t loop_threads(size_t nclients)
 
 int rn_loops_start(run *r, size_t *started)
 {
-    size_t nw = loop_threads(r->n);
+    size_t nw = rn_loop_threads(r->n);
     *started = 0;
     rn_loops *ls = calloc(1, sizeof *ls);
     if (!ls || !(ls->w = calloc(nw, sizeof *ls->w))) {

@@ -194,9 +194,10 @@ bool lb_runner_needs_proxy(const lb_scenario *v)
 }
 
 /* The descriptors a run of v opens at most, spill files included: each client's lock connections
- * (and its renewer's), its fenced writer, a thread client's own connection to the store, its
+ * (and its renewer's), its fenced writer, a thread client's own connection to the store and its
  * acquisition log's spill file, the proxy's two per proxied link; each loop thread's epoll,
- * eventfd and store connection; and a margin for the rest (results, listeners, calibration). */
+ * eventfd, store connection and spill file; and a margin for the rest (results, listeners,
+ * calibration). */
 int64_t lb_runner_fds_needed(const lb_scenario *v, int nservers)
 {
     bool threads = lb_scenario_driver(v) == LB_DRIVER_THREADS, faults = false;
@@ -204,12 +205,12 @@ int64_t lb_runner_fds_needed(const lb_scenario *v, int nservers)
         lb_event_action a = v->events[i].action;
         faults |= a == LB_EV_DELAY || a == LB_EV_PARTITION || a == LB_EV_RESET;
     }
-    int64_t n = 64 + 3 * sysconf(_SC_NPROCESSORS_ONLN);
+    int64_t n = 64 + 4 * sysconf(_SC_NPROCESSORS_ONLN);
     for (size_t g = 0; g < v->ngroups; g++) {
         const lb_client_group *gr = &v->groups[g];
         lb_critical_section cs = gr->workload.critical_section;
         bool proxied = faults || gr->network.latency_ms > 0 || gr->network.jitter_ms > 0;
-        int64_t per = nservers * (gr->lock.renew ? 2 : 1) + 1 +
+        int64_t per = nservers * (gr->lock.renew ? 2 : 1) + threads +
                       (gr->lock.fencing && cs == LB_CS_COUNTER) + (threads && cs != LB_CS_NONE) +
                       (proxied ? 2 * nservers : 0);
         n += per * gr->count;
@@ -624,18 +625,37 @@ static int prepare_clients(run *r, lb_run_result *out)
             c->out = &out->clients[id];
             c->out->client = (int)id;
             c->out->group = g;
-            c->out->acquire_hist = lb_hist_new();
-            c->out->timeout_hist = lb_hist_new();
             c->rng = (r->sc->seed + 1) * 0x9E3779B97F4A7C15ULL ^ (id + 1) * 0xBF58476D1CE4E5B9ULL;
             ctl_init(&c->ctl);
             c->delays = calloc(r->sc->nevents + 1, sizeof *c->delays);
-            if (!c->out->acquire_hist || !c->out->timeout_hist || !c->delays ||
-                assign_key(r, c) < 0 || client_urls(r, c) < 0) {
+            if (!c->delays || assign_key(r, c) < 0 || client_urls(r, c) < 0) {
                 if (!r->err[0])
                     snprintf(r->err, sizeof r->err, "client %zu: out of memory", id);
                 return -1;
             }
 
+        }
+    }
+    return 0;
+}
+
+/* One meter per driver thread: per client on threads, per loop on the loop driver, where
+ * client i runs on loop i % loops. */
+static int prepare_meters(run *r, lb_run_result *out)
+{
+    for (size_t g = 0; g < r->sc->ngroups; g++)
+        out->open_loop |= r->sc->groups[g].workload.arrival.on;
+    size_t n = r->driver == LB_DRIVER_LOOP ? rn_loop_threads(r->n) : r->n;
+    if (n == 0)
+        n = 1;
+    if (!(out->meters = calloc(n, sizeof *out->meters))) {
+        snprintf(r->err, sizeof r->err, "out of memory");
+        return -1;
+    }
+    for (size_t k = 0; k < n; k++, out->nmeters++) {
+        if (lb_meter_init(&out->meters[k], (r->n + n - 1) / n, out->open_loop) < 0) {
+            snprintf(r->err, sizeof r->err, "out of memory");
+            return -1;
         }
     }
     return 0;
@@ -663,6 +683,7 @@ static void free_run(run *r)
 {
     rn_loops_join(r);  /* a loop driver that failed to start */
     for (size_t i = 0; i < r->n; i++) {
+        lb_wl_free(&r->clients[i].wl);
         ctl_destroy(&r->clients[i].ctl);
         free(r->clients[i].delays);
         for (int s = 0; s < LB_SCENARIO_MAX_SERVERS; s++)
@@ -712,17 +733,24 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
         atomic_store(&r->fired_start[i], -1);
         atomic_store(&r->fired_end[i], -1);
     }
-    if (prepare_clients(r, out) < 0)
+    if (prepare_clients(r, out) < 0 || prepare_meters(r, out) < 0)
         return -1;
     if (!(r->oracle = lb_oracle_new(r->nkeys))) {
         snprintf(r->err, sizeof r->err, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < r->n; i++) {
+    for (size_t i = 0, member = 0; i < r->n; i++) {
         client *c = &r->clients[i];
+        member = i > 0 && c->group == r->clients[i - 1].group ? member + 1 : 0;
         int64_t d = c->g->workload.duration_ms;
-        lb_wl_init(&c->wl, c->g, c->key, c->out, r->oracle, &c->rng, &c->tally,
-                   d >= 0 ? d * 1000 : INT64_MAX);
+        lb_wl_setup st = {.g = c->g, .member = (int)member, .key = c->key, .out = c->out,
+                          .meter = &out->meters[i % out->nmeters], .oracle = r->oracle,
+                          .rng = &c->rng, .tally = &c->tally,
+                          .deadline_us = d >= 0 ? d * 1000 : INT64_MAX};
+        if (lb_wl_init(&c->wl, &st) < 0) {
+            snprintf(r->err, sizeof r->err, "client %zu: out of memory", i);
+            return -1;
+        }
     }
     return 0;
 }
@@ -766,10 +794,9 @@ static void watch_servers(run *r)
 int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *out, char *err,
                   size_t errlen)
 {
-    run r = {0};
+    run r = {.driver = lb_scenario_driver(sc)};
     size_t started = 0;
     int rc = init_run(&r, sc, t, out);
-    r.driver = lb_scenario_driver(sc);
     if (rc == 0)
         rc = r.driver == LB_DRIVER_LOOP ? rn_loops_start(&r, &started) : start_threads(&r, &started);
     atomic_store(&r.running, (int)started);  /* none can finish before the barrier opens */
@@ -814,12 +841,10 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
 
 void lb_run_result_free(lb_run_result *r)
 {
-    for (size_t i = 0; r && i < r->nclients; i++) {
-        lb_hist_free(r->clients[i].acquire_hist);
-        lb_hist_free(r->clients[i].timeout_hist);
-        lb_acq_log_free(&r->clients[i].log);
-    }
+    for (size_t i = 0; r && i < r->nmeters; i++)
+        lb_meter_free(&r->meters[i]);
     if (r) {
+        free(r->meters);
         free(r->clients);
         free(r->faults);
         memset(r, 0, sizeof *r);

@@ -118,10 +118,22 @@ void rn_ctl_pause(ctl *c, int delta);
  * scheduled; the real windows of the faults once the run is over. */
 void rn_schedule(run *r, lb_run_result *out);
 void rn_fault_describe(const lb_event *e, lb_fault_record *f);
+/* When a timed fault ends, from its start (µs); -1 when it has no end of its own. */
+int64_t rn_event_end_us(const lb_event *e);
+/* The scenario's faults as starts and ends in the order to apply them: by time, an end before a
+ * start at the same time. acts has room for 2 * nevents; returns how many. */
+typedef struct rn_action {
+    int64_t at_us;       /* from the start barrier */
+    size_t event;        /* index into the scenario's events */
+    bool ending;         /* the end of a timed fault (or a restart) */
+} rn_action;
+size_t rn_fault_actions(const lb_scenario *sc, rn_action *acts);
 void rn_fault_windows(run *r, lb_run_result *out);
 
 /* runloop.c: the event-loop driver. Starts the loop threads, each with its share of the
  * clients; *started counts the clients whose thread started. 0, or -1 with r->err set. */
+/* The loop threads for nclients clients; client i runs on thread i % that. */
+size_t rn_loop_threads(size_t nclients);
 int  rn_loops_start(run *r, size_t *started);
 void rn_loops_join(run *r);   /* after every client finished; frees the loops */
 

@@ -61,11 +61,12 @@ static const char *const backoff_names[] = {
     "none", "constant", "linear", "exponential", "full-jitter", "equal-jitter",
     "decorrelated-jitter", "servicestack", NULL};
 static const char *const cs_names[] = {"counter", "incr", "none", NULL};
-static const char *const driver_names[] = {"auto", "threads", "loop", NULL};
+static const char *const process_names[] = {"poisson", "uniform", NULL};
+static const char *const driver_names[] = {"auto", "threads", "loop", "sim", NULL};
 static const char *const persistence_names[] = {"none", "aof-everysec", "aof-always", NULL};
 static const char *const action_names[] = {
     "crash", "pause", "delay", "partition", "reset", "kill-server", "pause-server",
-    "clock-skew", NULL};
+    "clock-skew", "crash-host", NULL};
 static const char *const when_names[] = {"holding", NULL};
 
 static const char *name_of(const char *const *names, size_t n, int i)
@@ -78,6 +79,7 @@ const char *lb_algorithm_name(lb_algorithm a) { return NAME_OF(algorithm_names, 
 const char *lb_wait_name(lb_wait w) { return NAME_OF(wait_names, w); }
 const char *lb_backoff_policy_name(lb_backoff_policy p) { return NAME_OF(backoff_names, p); }
 const char *lb_critical_section_name(lb_critical_section c) { return NAME_OF(cs_names, c); }
+const char *lb_arrival_process_name(lb_arrival_process p) { return NAME_OF(process_names, p); }
 const char *lb_driver_name(lb_driver d) { return NAME_OF(driver_names, d); }
 const char *lb_persistence_name(lb_persistence p) { return NAME_OF(persistence_names, p); }
 const char *lb_event_action_name(lb_event_action a) { return NAME_OF(action_names, a); }
@@ -168,7 +170,8 @@ typedef struct field {
     int64_t             null_as;
     bool                narrow;     /* F_INT stored in an int */
     const char *const  *names;      /* F_ENUM */
-    const struct field *sub;        /* F_OBJ */
+    const struct field *sub;        /* F_OBJ; nullable: null or absent leaves the struct zero,
+                                       and its first member, a bool, says it is there */
 } field;
 
 #define INT_F(k, T, m, d, lo, hi) \
@@ -184,6 +187,8 @@ typedef struct field {
 #define ENUM_F(k, T, m, d, n) {.key = k, .type = F_ENUM, .off = offsetof(T, m), .def = d, .names = n}
 #define DIST_F(k, T, m, d) {.key = k, .type = F_DIST, .off = offsetof(T, m), .def = d}
 #define OBJ_F(k, T, m, s) {.key = k, .type = F_OBJ, .off = offsetof(T, m), .def = "{}", .sub = s}
+#define NOBJ_F(k, T, m, s) \
+    {.key = k, .type = F_OBJ, .off = offsetof(T, m), .def = "null", .sub = s, .nullable = true}
 #define SKIP_F(k) {.key = k, .type = F_SKIP}
 #define END_F {.key = NULL}
 
@@ -207,6 +212,14 @@ static const field lock_fields[] = {
     INT_F("command_timeout_ms", lb_lock, command_timeout_ms, "1000", 1, MS_MAX),
     END_F};
 
+#define RATE_MAX 1e9
+
+static const field arrival_fields[] = {
+    NUM_F("rate_per_s", lb_arrival, rate_per_s, NULL, 0, RATE_MAX),
+    ENUM_F("process", lb_arrival, process, "\"poisson\"", process_names),
+    INT_F("max_outstanding", lb_arrival, max_outstanding, "10000", 0, 100000000),
+    END_F};
+
 static const field workload_fields[] = {
     NINT_F("iterations", lb_workload, iterations, DEF_ITERATIONS, 1, MS_MAX, 0),
     NINT_F("duration_ms", lb_workload, duration_ms, "null", 1, MS_MAX, -1),
@@ -214,6 +227,7 @@ static const field workload_fields[] = {
     DIST_F("think_ms", lb_workload, think_ms, "0"),
     ENUM_F("critical_section", lb_workload, critical_section, "\"counter\"", cs_names),
     BOOL_F("release", lb_workload, release, "true"),
+    NOBJ_F("arrival", lb_workload, arrival, arrival_fields),
     END_F};
 
 static const field network_fields[] = {
@@ -227,11 +241,21 @@ static const field redis_fields[] = {
     ENUM_F("persistence", lb_redis, persistence, "\"none\"", persistence_names),
     END_F};
 
+static const field sim_fields[] = {
+    INT_F("rtt_us", lb_sim, rtt_us, "50", 0, MS_MAX),
+    INT_F("server_us_per_command", lb_sim, server_us_per_command, "10", 0, MS_MAX),
+    INT_F("script_us_per_call", lb_sim, script_us_per_call, "10", 0, MS_MAX),
+    INT_F("client_us_per_command", lb_sim, client_us_per_command, "11", 0, MS_MAX),
+    INT_F("client_cores", lb_sim, client_cores, "1", 1, 1024),
+    INT_F("server_hz", lb_sim, server_hz, "10", 1, 500),
+    END_F};
+
 static const field top_fields[] = {
     STR_F("name", lb_scenario, name, NULL, 1, NAME_MAX_LEN),
     STR_F("description", lb_scenario, description, "\"\"", 0, 4000),
     INT_F("seed", lb_scenario, seed, "1", 0, INT64_MAX),
     ENUM_F("driver", lb_scenario, driver, "\"auto\"", driver_names),
+    OBJ_F("sim", lb_scenario, sim, sim_fields),
     OBJ_F("redis", lb_scenario, redis, redis_fields),
     OBJ_F("lock", lb_scenario, lock, lock_fields),
     OBJ_F("workload", lb_scenario, workload, workload_fields),
@@ -244,7 +268,7 @@ static const field top_fields[] = {
 /* A group's own keys; lock, workload and network are merged over the base and decoded apart. */
 static const field group_fields[] = {
     STR_F("name", lb_client_group, name, NULL, 1, NAME_MAX_LEN),   /* default "group-I", set by the caller */
-    INT_F("count", lb_client_group, count, "1", 1, LB_SCENARIO_MAX_CLIENTS),
+    INT_F("count", lb_client_group, count, "1", 1, LB_SIM_MAX_CLIENTS),
     INT_F("start_ms", lb_client_group, start_ms, "0", 0, MS_MAX),
     SKIP_F("lock"), SKIP_F("workload"), SKIP_F("network"),
     END_F};
@@ -287,6 +311,7 @@ static const struct { unsigned required, optional; } action_keys[] = {
     [LB_EV_PARTITION]    = {E_CLIENTS | E_DURATION, 0},
     [LB_EV_RESET]        = {E_CLIENTS, 0},
     [LB_EV_KILL_SERVER]  = {E_SERVER, E_RESTART},
+    [LB_EV_CRASH_HOST]   = {E_SERVER, E_RESTART},
     [LB_EV_PAUSE_SERVER] = {E_SERVER | E_DURATION, 0},
     [LB_EV_CLOCK_SKEW]   = {E_CLIENTS | E_OFFSET, 0},
 };
@@ -449,7 +474,16 @@ static int decode_value(ctx *c, const field *f, json_t *v, void *base, const cha
     case F_STR:  rc = decode_str(c, f, v, dst, path); break;
     case F_ENUM: rc = decode_enum(c, f, v, dst, path); break;
     case F_DIST: rc = decode_dist(c, v, dst, path); break;
-    case F_OBJ:  return decode_object(c, f->sub, v, dst, path, out);
+    case F_OBJ:
+        if (f->nullable && json_is_null(v)) {
+            rc = 0;
+            break;
+        }
+        if (decode_object(c, f->sub, v, dst, path, out) < 0)
+            return -1;
+        if (f->nullable)
+            *(bool *)dst = true;
+        return 0;
     case F_SKIP: rc = 0; break;
     }
     *out = rc == 0 ? json_incref(v) : NULL;
@@ -499,7 +533,7 @@ static int decode_object(ctx *c, const field *fields, json_t *in, void *base, co
         char sub[PATH_LEN];
         path_key(sub, path, f->key);
         json_t *v = in ? json_object_get(in, f->key) : NULL, *owned = NULL, *rv;
-        if (!v && f->type != F_OBJ) {
+        if (!v && (f->type != F_OBJ || f->nullable)) {
             if (!f->def) {
                 json_decref(res);
                 return fail(c, sub, "missing required key");
@@ -596,6 +630,17 @@ static int check_workload(ctx *c, const lb_workload *w, const json_t *over, cons
     if (w->iterations == 0 && w->duration_ms < 0)
         return fail(c, in_group ? gpath : "workload",
                     "iterations and duration_ms are both null: nothing would end the run");
+    char p[PATH_LEN], q[PATH_LEN];
+    if (w->arrival.on && !(w->arrival.rate_per_s > 0)) {
+        check_path(p, over, gpath, "workload", "arrival", NULL);
+        path_key(q, p, "rate_per_s");
+        return fail(c, q, "must be greater than 0, got %g", w->arrival.rate_per_s);
+    }
+    if (w->arrival.on && (w->think_ms.kind != LB_DIST_FIXED || w->think_ms.a != 0)) {
+        check_path(p, over, gpath, "workload", "think_ms", "arrival");
+        return fail(c, p, "must be 0 with an arrival schedule (the schedule says when each "
+                          "acquire starts)");
+    }
     return 0;
 }
 
@@ -671,9 +716,12 @@ static int decode_group(ctx *c, lb_scenario *s, json_t *g, size_t i, json_t *res
         return -1;
     grp->first_client = s->nclients;
     s->nclients += (size_t)grp->count;
-    if (s->nclients > LB_SCENARIO_MAX_CLIENTS)
+    if (s->driver != LB_DRIVER_SIM && s->nclients > LB_SCENARIO_MAX_CLIENTS)
+        return fail(c, "clients", "%zu clients in all, at most %d (%d with \"driver\": \"sim\")",
+                    s->nclients, LB_SCENARIO_MAX_CLIENTS, LB_SIM_MAX_CLIENTS);
+    if (s->nclients > LB_SIM_MAX_CLIENTS)
         return fail(c, "clients", "%zu clients in all, at most %d", s->nclients,
-                    LB_SCENARIO_MAX_CLIENTS);
+                    LB_SIM_MAX_CLIENTS);
     return 0;
 }
 
@@ -793,13 +841,19 @@ static int check_event_server(ctx *c, const event_raw *r, const lb_scenario *s,
                               const char *path)
 {
     char sub[PATH_LEN];
-    if (r->action != LB_EV_KILL_SERVER && r->action != LB_EV_PAUSE_SERVER)
+    if (r->action != LB_EV_KILL_SERVER && r->action != LB_EV_PAUSE_SERVER &&
+        r->action != LB_EV_CRASH_HOST)
         return 0;
     path_key(sub, path, "server");
     if (r->server >= s->redis.servers)
         return fail(c, sub, "server %" PRId64 " does not exist (redis.servers is %d)", r->server,
                     s->redis.servers);
     path_key(sub, path, "do");
+    if (r->action == LB_EV_CRASH_HOST && s->driver != LB_DRIVER_SIM)
+        return fail(c, sub, "crash-host is the simulator's (a real run cannot lose its host): "
+                            "set \"driver\": \"sim\"");
+    if (r->action == LB_EV_CRASH_HOST)
+        return 0;
     if (c->external_servers)
         return fail(c, sub, "%s needs servers that lockbench manages, not --redis",
                     action_names[r->action]);
@@ -1287,12 +1341,51 @@ static int resolve_variant(ctx *c, lb_scenario *base, size_t i)
 
 /* ---- loading ------------------------------------------------------------------------------ */
 
+/* Whether the file (or one of its variants) runs on the simulator: a "sim" object is an error
+ * only when nothing would read it. */
+static bool runs_sim(const lb_scenario *s)
+{
+    if (s->nvariants == 0)
+        return s->driver == LB_DRIVER_SIM;
+    for (size_t i = 0; i < s->nvariants; i++)
+        if (s->variants[i].scenario && s->variants[i].scenario->driver == LB_DRIVER_SIM)
+            return true;
+    return false;
+}
+
+/* --calibration: a "sim" object to fill (made when the file has none). */
+static int calibrate_root(json_t *root)
+{
+    json_t *sim = json_object_get(root, "sim");
+    if (!sim)
+        return json_object_set_new(root, "sim", json_object()) == 0 ? 0 : -1;
+    return json_is_object(sim) ? 0 : -1;
+}
+
+/* The calibrated model under the keys the file does not set: the file's own win. */
+static void fill_calibration(json_t *sim, const lb_sim *m)
+{
+    const struct { const char *key; int64_t v; } kv[] = {
+        {"rtt_us", m->rtt_us}, {"server_us_per_command", m->server_us_per_command},
+        {"script_us_per_call", m->script_us_per_call},
+        {"client_us_per_command", m->client_us_per_command},
+        {"client_cores", m->client_cores}, {"server_hz", m->server_hz}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (!json_object_get(sim, kv[i].key))
+            json_object_set_new(sim, kv[i].key, json_integer(kv[i].v));
+}
+
 static int load_root(ctx *c, json_t *root, const lb_load_options *opt, lb_scenario **out)
 {
     lb_scenario *s = NULL;
     for (size_t i = 0; opt && i < opt->noverrides; i++)
         if (apply_override(c, root, &opt->overrides[i]) < 0)
             return -1;
+    bool names_sim = json_object_get(root, "sim") != NULL;
+    if (opt && opt->calibration && calibrate_root(root) < 0)
+        return fail(c, "sim", "must be an object, got %s", GOT(json_object_get(root, "sim")));
+    if (opt && opt->calibration)
+        fill_calibration(json_object_get(root, "sim"), opt->calibration);
     s = scenario_new(c->file);
     if (decode_scenario(c, root, s) < 0)
         goto fail;
@@ -1300,6 +1393,14 @@ static int load_root(ctx *c, json_t *root, const lb_load_options *opt, lb_scenar
     for (size_t i = 0; i < s->nvariants; i++)
         if (resolve_variant(c, s, i) < 0)
             goto fail;
+    if (names_sim && !runs_sim(s)) {
+        c->prefix[0] = '\0';
+        fail(c, "sim", "the simulator's model, but no variant runs on the simulator (set "
+                       "\"driver\": \"sim\", or --driver sim)");
+        goto fail;
+    }
+    if (!runs_sim(s))  /* the resolved file names the model only where it is used */
+        json_object_del(s->priv->resolved, "sim");
     *out = s;
     return 0;
 fail:

@@ -42,6 +42,7 @@
 
 #define LB_SCENARIO_MAX_SERVERS 9
 #define LB_SCENARIO_MAX_CLIENTS 50000   /* over all groups, for the real drivers */
+#define LB_SIM_MAX_CLIENTS 1000000      /* over all groups, with driver sim */
 
 typedef enum { LB_ALG_TOKEN, LB_ALG_LEGACY, LB_ALG_REDLOCK } lb_algorithm;
 typedef enum { LB_WAIT_POLL, LB_WAIT_NOTIFY, LB_WAIT_FIFO } lb_wait;
@@ -52,11 +53,12 @@ typedef enum {
 } lb_backoff_policy;
 typedef enum { LB_CS_COUNTER, LB_CS_INCR, LB_CS_NONE } lb_critical_section;
 /* How the clients run: "auto" picks the loop when it can run the scenario, threads otherwise. */
-typedef enum { LB_DRIVER_AUTO, LB_DRIVER_THREADS, LB_DRIVER_LOOP } lb_driver;
+typedef enum { LB_DRIVER_AUTO, LB_DRIVER_THREADS, LB_DRIVER_LOOP, LB_DRIVER_SIM } lb_driver;
 typedef enum { LB_DIST_FIXED, LB_DIST_UNIFORM, LB_DIST_EXPONENTIAL } lb_dist_kind;
 typedef enum {
     LB_EV_CRASH, LB_EV_PAUSE, LB_EV_DELAY, LB_EV_PARTITION, LB_EV_RESET,
-    LB_EV_KILL_SERVER, LB_EV_PAUSE_SERVER, LB_EV_CLOCK_SKEW
+    LB_EV_KILL_SERVER, LB_EV_PAUSE_SERVER, LB_EV_CLOCK_SKEW,
+    LB_EV_CRASH_HOST           /* the simulator's only: the server's machine dies */
 } lb_event_action;
 
 /* hold_ms / think_ms: a number (fixed: a), {"uniform": [a, b]} (a <= b), {"exponential": mean}. */
@@ -86,17 +88,39 @@ typedef struct {
     int64_t      command_timeout_ms;  /* 1000 */
 } lb_lock;
 
+typedef enum { LB_ARRIVAL_POISSON, LB_ARRIVAL_UNIFORM } lb_arrival_process;
+
+/* workload.arrival: open-loop load. Acquisitions start on a schedule of rate_per_s for the
+ * group, whether earlier ones have finished or not; absent or null = a closed loop. */
+typedef struct {
+    bool               on;               /* false: closed loop (JSON null, the default) */
+    double             rate_per_s;       /* the group's arrivals per second, > 0 */
+    lb_arrival_process process;          /* poisson */
+    int64_t            max_outstanding;  /* arrivals queued at most before one is dropped */
+} lb_arrival;
+
 typedef struct {
     int64_t iterations;      /* acquisitions per client; 0 = no limit (JSON null) */
     int64_t duration_ms;     /* -1 = no deadline (JSON null, default) */
     lb_dist hold_ms, think_ms;
     lb_critical_section critical_section;   /* counter */
     bool    release;         /* true */
+    lb_arrival arrival;      /* off */
 } lb_workload;
 
 typedef struct {
     int64_t latency_ms, jitter_ms;   /* one-way, each direction; 0 = connect directly */
 } lb_network;
+
+/* The simulator's model (driver sim); `lockbench calibrate` measures one. */
+typedef struct {
+    int64_t rtt_us;                  /* a round trip on an idle link, no server time */
+    int64_t server_us_per_command;   /* a modelled server's CPU per command */
+    int64_t script_us_per_call;      /* and more per redis.call a script makes */
+    int64_t client_us_per_command;   /* the clients' CPU per command sent */
+    int64_t client_cores;            /* cores the clients share */
+    int64_t server_hz;               /* the servers' cron frequency */
+} lb_sim;
 
 typedef struct {
     int            servers;          /* 1..9 */
@@ -160,6 +184,7 @@ struct lb_scenario {
                                           file with variants */
     uint64_t         seed;             /* 1 */
     lb_driver        driver;           /* auto */
+    lb_sim           sim;
     lb_redis         redis;
     lb_lock          lock;             /* the base sections (defaults filled) */
     lb_workload      workload;
@@ -187,6 +212,7 @@ typedef struct {
     const lb_override *overrides;     /* applied in order, before validation */
     size_t             noverrides;
     bool               external_servers;  /* --redis given: kill-server / pause-server are errors */
+    const lb_sim      *calibration;       /* --calibration: the sim keys a file does not set */
 } lb_load_options;
 
 /* Splits "PATH=VALUE" in place (the '=' becomes NUL). False when there is no '=' or no PATH. */
@@ -218,6 +244,7 @@ const char *lb_algorithm_name(lb_algorithm a);
 const char *lb_wait_name(lb_wait w);
 const char *lb_backoff_policy_name(lb_backoff_policy p);
 const char *lb_critical_section_name(lb_critical_section c);
+const char *lb_arrival_process_name(lb_arrival_process p);
 const char *lb_driver_name(lb_driver d);
 
 /* The driver a resolved scenario runs on: its own choice, "auto" resolved. */

@@ -8,6 +8,7 @@
  * the run is stopped. A client inside its critical section at the deadline finishes it and
  * releases; a client waiting to start or thinking stops at once. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "dlock.h"
 #include "workload.h"
@@ -23,6 +24,7 @@ enum {
     W_RELEASING,
     W_KEPT,
     W_THINKING,
+    W_ARRIVING,     /* open loop: idle until the next arrival */
     W_DOWN,         /* crashed */
     W_DONE
 };
@@ -58,13 +60,87 @@ static int64_t error_pause_us(const lb_lock *lk)
     return (ms < 1 ? 1 : ms > 1000 ? 1000 : ms) * 1000;
 }
 
-void lb_wl_init(lb_wl *m, const lb_client_group *g, int key, lb_client_result *out,
-                lb_oracle *oracle, uint64_t *rng, lb_wl_tally *tally, int64_t deadline_us)
+/* ---- the open loop's schedule ------------------------------------------------------------
+ * A group's arrivals are dealt to its clients as wrk2 deals its rate to connections: each
+ * client takes rate_per_s / count of them, a uniform schedule every count / rate_per_s seconds
+ * from a phase of member / rate_per_s (so the group's arrivals fall evenly), a Poisson one with
+ * exponential gaps of mean count / rate_per_s drawn from a stream of its own (the merge of
+ * independent Poisson streams is Poisson at the group's rate). An arrival that comes while its
+ * client is busy waits in the client's queue and is timed from when it was due; one that finds
+ * the queue full is dropped. */
+
+static int64_t arrival_at(lb_wl *m, int64_t k, int64_t prev_us)
 {
-    *m = (lb_wl){.w = &g->workload, .out = out, .oracle = oracle, .tally = tally,
-                 .rng = rng, .key = key, .start_us = g->start_ms * 1000,
-                 .deadline_us = deadline_us, .error_pause_us = error_pause_us(&g->lock),
-                 .state = W_TOP};
+    const lb_arrival *a = &m->w->arrival;
+    double per_client_s = (double)m->members / a->rate_per_s;
+    if (a->process == LB_ARRIVAL_UNIFORM)
+        return m->start_us + (int64_t)(((double)m->member / a->rate_per_s +
+                                        (double)k * per_client_s) * 1e6);
+    double gap_s = -log(1.0 - uniform01(&m->arrival_rng)) * per_client_s;
+    return (k == 0 ? m->start_us : prev_us) + (int64_t)(gap_s * 1e6);
+}
+
+static void next_arrival(lb_wl *m)
+{
+    m->next_arrival_us = arrival_at(m, m->arrivals, m->next_arrival_us);
+    m->arrivals++;
+}
+
+int lb_wl_init(lb_wl *m, const lb_wl_setup *st)
+{
+    const lb_client_group *g = st->g;
+    *m = (lb_wl){.w = &g->workload, .out = st->out, .meter = st->meter, .oracle = st->oracle,
+                 .tally = st->tally, .rng = st->rng, .key = st->key,
+                 .start_us = g->start_ms * 1000, .deadline_us = st->deadline_us,
+                 .error_pause_us = error_pause_us(&g->lock), .state = W_TOP,
+                 .member = st->member, .members = g->count > 0 ? (int)g->count : 1,
+                 .next_arrival_us = INT64_MAX};
+    const lb_arrival *a = &g->workload.arrival;
+    if (!a->on)
+        return 0;
+    m->qcap = (uint32_t)((a->max_outstanding + m->members - 1) / m->members);
+    if (m->qcap > 0 && !(m->queue = malloc(m->qcap * sizeof *m->queue)))
+        return -1;
+    m->arrival_rng = (*st->rng ^ 0xA0761D6478BD642FULL) * 0x9E3779B97F4A7C15ULL | 1;
+    next_arrival(m);
+    return 0;
+}
+
+void lb_wl_free(lb_wl *m)
+{
+    free(m->queue);
+    m->queue = NULL;
+    m->qcap = m->qlen = 0;
+}
+
+static bool due(const lb_wl *m, int64_t now)
+{
+    return m->next_arrival_us <= now && m->next_arrival_us < m->deadline_us;
+}
+
+/* The intended start of the arrival the client takes now, or -1 when none is due. Arrivals
+ * due by now that it does not take join its queue, or are dropped when the queue is full. A
+ * client that was idle (waiting for the next arrival, its queue empty) takes the first one due
+ * at once; a busy one takes the oldest in its queue. */
+static int64_t take_arrival(lb_wl *m, int64_t now, bool idle)
+{
+    int64_t taken = -1;
+    if (idle && m->qlen == 0 && due(m, now)) {
+        taken = m->next_arrival_us;
+        next_arrival(m);
+    }
+    for (; due(m, now); next_arrival(m)) {
+        if (m->qlen < m->qcap)
+            m->queue[(m->qhead + m->qlen++) % m->qcap] = m->next_arrival_us;
+        else
+            m->out->dropped++;
+    }
+    if (taken < 0 && m->qlen > 0) {
+        taken = m->queue[m->qhead];
+        m->qhead = (m->qhead + 1) % m->qcap;
+        m->qlen--;
+    }
+    return taken;
 }
 
 lb_result lb_wl_classify(int rc, bool crashed)
@@ -98,19 +174,25 @@ static void record_acquire(lb_wl *m, const lb_wl_input *in)
     a->attempts = in->attempts;
     a->commands = in->commands;
     a->result = (uint8_t)lb_wl_classify(in->rc, in->crashed);
-    int64_t wait = a->end_us - a->call_us;
+    /* open loop: the wait runs from when the arrival was due, the service from the call */
+    int64_t from = a->intended_us >= 0 ? a->intended_us : a->call_us;
+    int64_t wait = a->end_us - from;
+    if ((a->result == LB_RES_OK || a->result == LB_RES_TIMEOUT) && wait > o->wait_max_us)
+        o->wait_max_us = wait;
+    if (a->intended_us >= 0)
+        lb_hist_record(m->meter->lag_hist, a->call_us - a->intended_us);
     switch (a->result) {
     case LB_RES_OK:
         o->acquisitions++;
         o->wait_sum_us += wait;
-        if (wait > o->wait_max_us)
-            o->wait_max_us = wait;
-        lb_hist_record(o->acquire_hist, wait);
+        lb_hist_record(m->meter->acquire_hist, wait);
+        if (a->intended_us >= 0)
+            lb_hist_record(m->meter->service_hist, a->end_us - a->call_us);
         atomic_fetch_add_explicit(&m->tally->acquired, 1, memory_order_relaxed);
         break;
     case LB_RES_TIMEOUT:
         o->timeouts++;
-        lb_hist_record(o->timeout_hist, wait);
+        lb_hist_record(m->meter->timeout_hist, wait);
         atomic_fetch_add_explicit(&m->tally->timeouts, 1, memory_order_relaxed);
         break;
     case LB_RES_ERROR:
@@ -119,6 +201,14 @@ static void record_acquire(lb_wl *m, const lb_wl_input *in)
         atomic_fetch_add_explicit(&m->tally->errors, 1, memory_order_relaxed);
         break;
     }
+}
+
+/* The iteration's record is complete: it goes back to the log for the last time. */
+static void close_record(lb_wl *m)
+{
+    if (m->a)
+        lb_acq_log_put(&m->meter->log, m->seq, m->a);
+    m->a = NULL;
 }
 
 /* Leaves the critical section; crashed clients leave too, for the oracle: they are not live. */
@@ -139,7 +229,7 @@ static lb_wl_step crashed(lb_wl *m, const lb_wl_input *in)
         m->a->end = LB_END_CRASHED;
         m->a->released_us = m->a->left_us;
     }
-    m->a = NULL;
+    close_record(m);
     return go(m, W_DOWN, LB_WL_CRASHED);
 }
 
@@ -154,18 +244,30 @@ static lb_wl_step top(lb_wl *m, const lb_wl_input *in)
         return go(m, W_DONE, LB_WL_DONE);
     if (in->stop || now >= m->deadline_us)
         return go(m, W_DONE, LB_WL_DONE);
+    bool open = w->arrival.on;
     if (now < m->start_us)  /* a deadline before the start ends the wait there */
-        return go_until(m, W_THINKING, LB_WL_THINK,
+        return go_until(m, open ? W_ARRIVING : W_THINKING, LB_WL_THINK,
                         m->start_us < m->deadline_us ? m->start_us : m->deadline_us);
+    int64_t intended = -1;
+    if (open) {
+        bool idle = m->state == W_ARRIVING || (m->state == W_TOP && m->done == 0);
+        if ((intended = take_arrival(m, now, idle)) < 0)
+            return go_until(m, W_ARRIVING, LB_WL_THINK,
+                            m->next_arrival_us < m->deadline_us ? m->next_arrival_us
+                                                                : m->deadline_us);
+    }
     m->done++;
     m->error = false;
-    m->a = lb_acq_log_append(&m->out->log);
-    if (!m->a) {  /* out of memory: the acquisition goes unrecorded, the run goes on */
+    m->rec = (lb_acquisition){.key = m->key, .client = m->out->client, .left_us = -1,
+                              .released_us = -1, .intended_us = intended, .call_us = now};
+    lb_acquisition *slot = lb_acq_log_append(&m->meter->log);
+    if (!slot) {  /* out of memory: the acquisition goes unrecorded, the run goes on */
         m->error = true;
         return iteration_over(m, in);  /* the error pause comes first: no tight loop */
     }
-    *m->a = (lb_acquisition){.key = m->key, .left_us = -1, .released_us = -1,
-                             .call_us = now};
+    *slot = m->rec;
+    m->seq = m->meter->log.count - 1;
+    m->a = &m->rec;
     return go(m, W_ACQUIRING, LB_WL_ACQUIRE);
 }
 
@@ -231,7 +333,7 @@ static lb_wl_step end_hold(lb_wl *m, const lb_wl_input *in)
 static lb_wl_step iteration_over(lb_wl *m, const lb_wl_input *in)
 {
     const lb_workload *w = m->w;
-    m->a = NULL;
+    close_record(m);
     bool last = w->iterations != 0 && m->done >= w->iterations;
     int64_t pause = sample_us(&w->think_ms, m->rng);
     if (m->error && pause < m->error_pause_us)
@@ -274,6 +376,7 @@ static lb_wl_step outcome(lb_wl *m, const lb_wl_input *in)
     switch (m->state) {
     case W_TOP:
     case W_THINKING:
+    case W_ARRIVING:
         return top(m, in);
     case W_READING:
         return go(m, W_HOLDING, LB_WL_HOLDING);
@@ -302,6 +405,8 @@ lb_wl_step lb_wl_next(lb_wl *m, const lb_wl_input *in)
     lb_wl_step s = outcome(m, in);
     while (s.what == 0)  /* a hold of zero goes straight on */
         s = outcome(m, in);
+    if (m->a)  /* the call or hold in progress, as far as it got */
+        lb_acq_log_put(&m->meter->log, m->seq, m->a);
     return s;
 }
 

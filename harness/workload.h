@@ -4,8 +4,8 @@
  * The machine is handed the time (µs since the start barrier) and the outcome of what it asked
  * for last, and answers the next thing to do: acquire the lock, read, write or increment the
  * protected counter, stop at the holding point (where "when": "holding" faults act), hold,
- * release or keep the lock, think until a time, or stop. It records every acquire call in the
- * client's log and histograms, tells the overlap oracle when the client enters and leaves its
+ * release or keep the lock, think until a time, or stop. It records every acquire call in its
+ * driver thread's meter (log and histograms) and the client's own counts, tells the overlap oracle when the client enters and leaves its
  * critical section, and owns the rules a driver must not decide: when a client's start, its
  * iterations and its group's deadline end it, how long it pauses after an error, what a crash
  * does to the hold it was in. A driver does I/O, time and faults; it asks no question of its
@@ -66,6 +66,7 @@ typedef struct lb_wl_tally {
 typedef struct lb_wl {
     const lb_workload *w;
     lb_client_result *out;
+    lb_meter *meter;              /* its driver thread's */
     lb_oracle *oracle;
     lb_wl_tally *tally;           /* for the progress line */
     uint64_t *rng;                /* the client's hold and think draws */
@@ -76,15 +77,39 @@ typedef struct lb_wl {
     int64_t done;                 /* iterations begun */
     bool error;                   /* the iteration in progress ended in an error */
     bool inside;                  /* in the critical section (the oracle knows) */
-    lb_acquisition *a;            /* the iteration's record, NULL when none */
+    lb_acquisition *a;            /* the iteration's record (&rec), NULL when none */
+    lb_acquisition rec;           /* the call in progress, put back in the log at each step */
+    size_t seq;                   /* its number in the meter's log */
     uint64_t fence;
     bool counter_read;
     long long counter;
+    /* open loop (w->arrival.on): the client's share of its group's arrivals, rate_per_s /
+     * count each, and the ones that came due while it was busy, at most its share of
+     * max_outstanding (ceil(max_outstanding / count)); an arrival beyond that is dropped */
+    int64_t next_arrival_us;      /* the schedule's next arrival (INT64_MAX: none) */
+    int64_t arrivals;             /* arrivals drawn so far */
+    uint64_t arrival_rng;         /* poisson: the gaps' own stream */
+    int64_t *queue;               /* due, not started: a ring of intended starts */
+    uint32_t qhead, qlen, qcap;
+    int member, members;          /* its place in its group, the group's count */
 } lb_wl;
 
-/* The machine for one client of group g (its key index, its result, the run's oracle). */
-void lb_wl_init(lb_wl *m, const lb_client_group *g, int key, lb_client_result *out,
-                lb_oracle *oracle, uint64_t *rng, lb_wl_tally *tally, int64_t deadline_us);
+/* The machine for one client: member (0-based) of group g, with its key index, its result, its
+ * driver thread's meter and the run's oracle. 0, or -1 when out of memory. */
+typedef struct lb_wl_setup {
+    const lb_client_group *g;
+    int member;
+    int key;
+    lb_client_result *out;
+    lb_meter *meter;
+    lb_oracle *oracle;
+    uint64_t *rng;                /* its hold and think draws */
+    lb_wl_tally *tally;
+    int64_t deadline_us;          /* its group's (INT64_MAX: none) */
+} lb_wl_setup;
+
+int  lb_wl_init(lb_wl *m, const lb_wl_setup *setup);
+void lb_wl_free(lb_wl *m);
 lb_wl_step lb_wl_next(lb_wl *m, const lb_wl_input *in);
 /* The client came back after a crash: its next iteration begins (at its start, if not yet). */
 lb_wl_step lb_wl_restart(lb_wl *m, const lb_wl_input *in);

@@ -16,16 +16,20 @@
 #       best of the wait modes poll, notify, fifo) / cycles/s of 1 client alone.  target >= 0.5
 #   R3  ns per latency sample recorded (bench_hist hist).                        target <= 20
 #       and the CPU share of lockbench and of redis-server during the R1 runs.
-#   Scaling: throughput, p99 and peak memory per client for 1, 10, 50, 100, 1000 clients,
-#       uncontended (N keys) and contended (1 key, each wait mode, the best shown).
-#                                                    memory per client target <= 256 KiB
+#   S1  simulator speed: lock cycles per CPU-second of the simulator (50 clients on 50 keys,
+#       --driver sim) / lock cycles per second of the real run (u50).           target >= 5
+#   S2  memory per simulated client: (peak RSS at 100 000 simulated clients - peak at 1 000)
+#       / 99 000.                                                           target <= 2 KiB
+#   Scaling: throughput, p99 and peak memory per client for 1, 10, 50, 100, 1000, 10000
+#       clients, uncontended (N keys) and contended (1 key, each wait mode, the best shown).
+#                                 memory per client at the most clients: target <= 32 KiB
 #       and bounded whatever the run length: u50 again for 4x as long (u50x4) may peak at most
 #       1.25x as high.
 #
 # Environment: BENCH_RUNS (rounds, default 3), BENCH_DURATION_MS (each lockbench run, default
 # 2000), BENCH_SET_REQUESTS (redis-benchmark -c 50 -n, default 150000), BENCH_SET1_REQUESTS
 # (redis-benchmark -c 1 -n, the 1-client reference, default 30000), BENCH_CLIENTS (default
-# "1 10 50 100 1000"; 1 and 50 are always measured), BENCH_HIST_SAMPLES (default 10000000).
+# "1 10 50 100 1000 10000"; 1 and 50 are always measured), BENCH_HIST_SAMPLES (default 10000000).
 # The machine is shared with whatever else runs on it: the load average is printed and kept.
 #
 # bench.json: machine, settings, ratios, scaling, and under "figures" every configuration's
@@ -41,7 +45,7 @@ RUNS=${BENCH_RUNS:-3}
 DUR=${BENCH_DURATION_MS:-2000}
 SET_N=${BENCH_SET_REQUESTS:-150000}
 SET1_N=${BENCH_SET1_REQUESTS:-30000}
-CLIENT_COUNTS=${BENCH_CLIENTS:-"1 10 50 100 1000"}
+CLIENT_COUNTS=${BENCH_CLIENTS:-"1 10 50 100 1000 10000"}
 HIST_N=${BENCH_HIST_SAMPLES:-10000000}
 MODES="poll notify fifo"
 UNCONTENDED=scenarios/throughput.json
@@ -49,7 +53,9 @@ CONTENDED=scenarios/bench/contended.json
 R1_TARGET=0.9
 R2_TARGET=0.5
 R3_TARGET=20
-MEM_TARGET=256
+S1_TARGET=5
+S2_TARGET=2
+MEM_TARGET=32
 
 die() { echo "bench: $*" >&2; exit 2; }
 
@@ -83,6 +89,13 @@ STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 T_START=$(date +%s)
 
 # ---- one redis-server for the whole bench ------------------------------------------------
+
+# 10 000 clients need a descriptor each, here and in redis-server: take the hard limit, and give
+# the server a maxclients that fits in it (lockbench itself says what it needs if that is short).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+FDS=$(ulimit -n)
+case $FDS in ''|*[!0-9]*) FDS=1024;; esac
+MAXCLIENTS=$((FDS - 64))
 
 tmp=
 rpid=
@@ -121,6 +134,7 @@ start_redis() {
         port=$(random_port)
         redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
             --dir "$tmp" --logfile "$tmp/redis.log" --tcp-backlog 4096 --daemonize no \
+            --maxclients "$MAXCLIENTS" \
             </dev/null >/dev/null 2>&1 &
         rpid=$!
         i=0
@@ -193,6 +207,8 @@ run_lb() {
         set -- null null null null null null null null null null
     fi
     record "$cfg" throughput_per_s "$round" "$1"
+    case $1 in null) tps=-;; *) tps=$(printf '%.0f' "$1" 2>/dev/null || echo "$1");; esac
+    LAST="$cfg $tps acq/s, $6 timeouts, $5 errors"
     record "$cfg" p50_ms "$round" "$2"
     record "$cfg" p99_ms "$round" "$3"
     record "$cfg" acquisitions "$round" "$4"
@@ -241,6 +257,28 @@ run_set() {
     record "$cfg" redis_cpu_share "$round" "$(calc share "$rcpu" "$wall" "$NCPU")"
 }
 
+# run_sim CONFIG ROUND CLIENTS DURATION_MS: the simulator, no server; its CPU and peak memory.
+run_sim() {
+    cfg=$1 round=$2 n=$3 dur=$4
+    out=$tmp/runs/$cfg.$round
+    "$BH" exec "$out.proc" -- "$LB" run "$UNCONTENDED" --driver sim --out "$out" --no-plot \
+        --quiet --set "workload.duration_ms=$dur" --set "clients.0.count=$n" \
+        --set "lock.keys=$n" >"$out.log" 2>&1
+    rc=$?
+    record "$cfg" exit "$round" "$rc"
+    [ "$rc" -eq 0 ] || echo "$cfg round $round: lockbench exit $rc: $(tail -n 1 "$out.log")" >> "$FAILS"
+    acq=null
+    [ -f "$out/summary.json" ] && acq=$("$BH" get "$out/summary.json" variants.0.acquisitions 2>/dev/null)
+    user=$(kv "$out.proc" user_s); sys=$(kv "$out.proc" sys_s)
+    cpu=$(calc add "${user:-null}" "${sys:-null}")
+    record "$cfg" acquisitions "$round" "${acq:-null}"
+    record "$cfg" cpu_s "$round" "$cpu"
+    record "$cfg" cycles_per_cpu_s "$round" "$(calc div "${acq:-null}" "$cpu")"
+    rss=$(kv "$out.proc" maxrss_kb)
+    record "$cfg" maxrss_kb "$round" "${rss:-null}"
+    rm -rf "$out"
+}
+
 run_hist() {
     round=$1
     ns=$("$BH" hist "$HIST_N" 2>>"$FAILS") || ns=null
@@ -264,23 +302,32 @@ for n in 50 1 $counts; do
     [ "$n" -eq 1 ] && configs="$configs set1"
     for w in $MODES; do configs="$configs c$n-$w"; done
 done
-configs="$configs hist"
+configs="$configs s50 s1000 s100000 hist"
 ORDER=$configs
 # shellcheck disable=SC2086
 nconf=$(echo $configs | wc -w)
 echo "           $nconf configurations per round: $configs"
 echo
 
+# On a terminal, one updating line: where the bench is, how long it has run, and the last
+# lockbench run's acquisitions/s, timeouts and errors.
+LAST=
 round=1
 while [ "$round" -le "$RUNS" ]; do
     k=0
     for cfg in $configs; do
         k=$((k + 1))
-        [ -t 2 ] && printf '\r  round %d/%d  %2d/%d  %-16s' "$round" "$RUNS" "$k" "$nconf" "$cfg" >&2
+        if [ -t 2 ]; then
+            el=$(( $(date +%s) - T_START ))
+            printf '\r\033[K  round %d/%d  %2d/%d  %-14s %d:%02d elapsed  %s' "$round" "$RUNS" "$k" \
+                "$nconf" "$cfg" $((el / 60)) $((el % 60)) "${LAST:+last: $LAST}" >&2
+        fi
         case $cfg in
             set)  run_set set "$round" 50 "$SET_N" ;;
             set1) run_set set1 "$round" 1 "$SET1_N" ;;
             hist) run_hist "$round" ;;
+            s50) run_sim s50 "$round" 50 "$DUR" ;;
+            s*)  run_sim "$cfg" "$round" "${cfg#s}" "$DUR" ;;
             u50x4) run_lb u50x4 "$round" "$UNCONTENDED" 50 50 poll $((DUR * 4)) ;;
             u*)   n=${cfg#u}; run_lb "$cfg" "$round" "$UNCONTENDED" "$n" "$n" poll ;;
             c*)   n=${cfg#c}; n=${n%%-*}; w=${cfg#*-}
@@ -290,7 +337,7 @@ while [ "$round" -le "$RUNS" ]; do
     [ -t 2 ] || echo "  round $round/$RUNS done" >&2
     round=$((round + 1))
 done
-[ -t 2 ] && printf '\r%60s\r' '' >&2
+[ -t 2 ] && printf '\r\033[K' >&2
 
 # ---- medians ------------------------------------------------------------------------------
 
@@ -349,6 +396,12 @@ r2_v=$(verdict "$r2" "$R2_TARGET" ge)
 
 ns=$(med hist ns_per_record)
 r3_v=$(verdict "$ns" "$R3_TARGET" le)
+
+s1=$(calc div "$(med s50 cycles_per_cpu_s)" "$(med u50 throughput_per_s)")
+s1_v=$(verdict "$s1" "$S1_TARGET" ge)
+s2=$(awk -v a="$(med s100000 maxrss_kb)" -v b="$(med s1000 maxrss_kb)" 'BEGIN {
+    if (a == "null" || b == "null") print "null"; else printf "%.6g\n", (a - b) / 99000 }')
+s2_v=$(verdict "$s2" "$S2_TARGET" le)
 lb_share=$(med u50 cpu_share)
 lb_cores=$(calc div "$(med u50 cpu_s)" "$(med u50 wall_s)")
 rd_share=$(med u50 redis_cpu_share)
@@ -406,6 +459,12 @@ TABLE=$tmp/table.txt
             "$(fmt %.2f "$(med "c50-$w" commands_per_acquisition)")" "$(fmt %.3f "$(med "c50-$w" jain)")"
     done
     printf '%-46s %10s  %-8s %s\n' "R3 ns per latency sample recorded" "$(fmt %.2f "$ns")" "<= $R3_TARGET" "$r3_v"
+    printf '%-46s %10s  %-8s %s\n' "S1 simulator cycles per CPU-s / real cycles/s" "$(fmt %.1f "$s1")" ">= $S1_TARGET" "$s1_v"
+    printf '     %s cycles per CPU-second simulated (50 clients, 50 keys) / %s cycles/s real (u50)\n' \
+        "$(fmt %.0f "$(med s50 cycles_per_cpu_s)")" "$(fmt %.0f "$(med u50 throughput_per_s)")"
+    printf '%-46s %10s  %-8s %s\n' "S2 KiB per simulated client" "$(fmt %.2f "$s2")" "<= $S2_TARGET" "$s2_v"
+    printf '     (peak %s KiB at 100 000 simulated clients - %s KiB at 1 000) / 99 000\n' \
+        "$(fmt %.0f "$(med s100000 maxrss_kb)")" "$(fmt %.0f "$(med s1000 maxrss_kb)")"
     printf '%-46s %9s%%  (%s of %s cores)\n' "R3 lockbench CPU share during R1" \
         "$(fmt %.1f "$(calc div "$lb_share" 0.01)")" "$(fmt %.2f "$lb_cores")" "$NCPU"
     printf '%-46s %9s%%  (%s of %s cores; %s%% under redis-benchmark)\n' "   redis-server CPU share during R1" \
@@ -484,6 +543,8 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "null null null")
     echo "           \"harness_cpu_share\": $lb_share, \"harness_cpu_cores\": $lb_cores,"
     echo "           \"redis_cpu_share\": $rd_share, \"redis_cpu_cores\": $rd_cores,"
     echo "           \"redis_cpu_share_under_redis_benchmark\": $rb_rd_share},"
+    echo "    \"s1\": {\"ratio\": $s1, \"target_min\": $S1_TARGET, \"pass\": $(jbool "$s1_v"), \"sim_cycles_per_cpu_s\": $(med s50 cycles_per_cpu_s)},"
+    echo "    \"s2\": {\"kib_per_simulated_client\": $s2, \"target_max_kib\": $S2_TARGET, \"pass\": $(jbool "$s2_v"), \"rss_kib\": [$(med s1000 maxrss_kb), $(med s100000 maxrss_kb)]},"
     echo "    \"memory\": {\"clients\": $nmax, \"kib_per_client\": $mem_max, \"target_max_kib\": $MEM_TARGET, \"pass\": $(jbool "$mem_v"),"
     echo "               \"marginal_kib_per_client\": $mem_marginal, \"rss_kib_one_client\": $rss1,"
     echo "               \"run_length\": {\"clients\": 50, \"duration_ms\": [$DUR, $((DUR * 4))],"

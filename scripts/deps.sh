@@ -11,6 +11,7 @@ need pkg-config      command -v pkg-config
 need libhiredis-dev  pkg-config --exists hiredis
 need libjansson-dev  pkg-config --exists jansson
 need libcmocka-dev   pkg-config --exists cmocka
+need liblua5.1-0-dev pkg-config --exists lua5.1
 need redis-server    command -v redis-server
 need redis-tools     command -v redis-benchmark
 need gnuplot-nox     command -v gnuplot

@@ -497,6 +497,39 @@ static void noscript_resends_only_the_scripts_as_eval(void **state)
     finish(&p);
 }
 
+/* The protected store's fenced write is a machine too: the script with the key, its fence key,
+ * the token and the value; 1 is written, 0 refused as stale; NOSCRIPT resends it as EVAL. */
+static void a_fenced_write_is_a_machine(void **state)
+{
+    assert_null(dlock_machine_fenced_set("c", 0, "1"));   /* no token: no fenced write */
+    for (int stale = 0; stale < 2; stale++) {
+        dlock_machine *m = dlock_machine_fenced_set("counter", 42, "7");
+        assert_non_null(m);
+        dlock_input in = {.now_us = T0};
+        dlock_action a = dlock_machine_next(m, &in);
+        assert_int_equal(a.what, DLOCK_DO_SEND);
+        assert_int_equal(a.ncommands, 1);
+        assert_string_equal(a.commands[0].argv[0], "EVALSHA");
+        assert_string_equal(a.commands[0].argv[2], "2");
+        assert_string_equal(a.commands[0].argv[3], "counter");
+        assert_string_equal(a.commands[0].argv[5], "42");
+        assert_string_equal(a.commands[0].argv[6], "7");
+        dlock_reply noscript = R_ERROR("NOSCRIPT No matching script.");
+        const dlock_reply *r[1] = {&noscript};
+        in = (dlock_input){.now_us = T0 + 100, .replies = r};
+        a = dlock_machine_next(m, &in);
+        assert_int_equal(a.what, DLOCK_DO_SEND);
+        assert_string_equal(a.commands[0].argv[0], "EVAL");
+        assert_string_equal(a.commands[0].argv[1], dlock__script_fenced_set.text);
+        r[0] = stale ? &ZERO : &ONE;
+        in = (dlock_input){.now_us = T0 + 200, .replies = r};
+        a = dlock_machine_next(m, &in);
+        assert_int_equal(a.what, DLOCK_DO_DONE);
+        assert_int_equal(a.rc, stale ? DLOCK_ESTALE : DLOCK_OK);
+        dlock_machine_free(m);
+    }
+}
+
 /* A release whose reply was lost goes once more, on fresh connections. */
 static void a_release_retries_once_on_a_fresh_connection(void **state)
 {
@@ -646,6 +679,7 @@ int main(void)
         cmocka_unit_test(no_wait_is_asked_with_an_interrupt_pending),
         cmocka_unit_test(a_fifo_waiter_leaves_the_queue_when_it_gives_up),
         cmocka_unit_test(noscript_resends_only_the_scripts_as_eval),
+        cmocka_unit_test(a_fenced_write_is_a_machine),
         cmocka_unit_test(a_release_retries_once_on_a_fresh_connection),
         cmocka_unit_test(an_extend_keeps_its_ttl_only_on_success),
         cmocka_unit_test(a_refused_batch_cancels),

@@ -94,7 +94,7 @@ done
 e="$tmp/empty"
 mkdir -p "$e/v"
 echo 'variant,throughput_per_s,p50_ms,p99_ms,commands_per_acquisition,elapsed_ms,total_commands' >"$e/comparison.csv"
-echo 'client,group,key,call_ms,end_ms,wait_ms,result,attempts,commands,fence,left_ms,released_ms,end,overlap' >"$e/v/acquisitions.csv"
+echo 'client,group,key,call_ms,end_ms,wait_ms,result,attempts,commands,fence,left_ms,released_ms,end,overlap,intended_ms' >"$e/v/acquisitions.csv"
 echo 't_ms,acquisitions,timeouts,errors,holders,active_faults' >"$e/v/timeline.csv"
 echo 'at_ms,start_ms,end_ms,action,target,detail,status' >"$e/v/events.csv"
 printf '%12s %14s %10s %14s\n\n' Value Percentile TotalCount '1/(1-Percentile)' >"$e/v/latency.hgrm"

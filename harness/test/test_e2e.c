@@ -212,6 +212,31 @@ static size_t count_lines(const char *dir, const char *file)
     return n;
 }
 
+/* A whole file, NUL-terminated; NULL when it cannot be read. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = 2 * cap + 8192;
+            char *b = realloc(buf, cap);
+            assert_non_null(b);
+            buf = b;
+        }
+        size_t k = fread(buf + len, 1, 4096, f);
+        len += k;
+        if (k == 0)
+            break;
+    }
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
 static void version_and_help(void **state)
 {
     assert_int_equal(lockbench(NULL, "--version"), 0);
@@ -871,6 +896,7 @@ static bool timing_only(json_t *variant)
 {
     json_t *fails = json_object_get(json_object_get(variant, "expect"), "failures");
     static const char *const timing[] = {"acquire_ms.", "handoff_ms.", "timeout_ms.",
+                                         "service_ms.", "schedule_lag_ms.",
                                          "throughput_per_s", "elapsed_ms"};
     for (size_t i = 0; i < json_array_size(fails); i++) {
         const char *path = json_string_value(json_object_get(json_array_get(fails, i), "path"));
@@ -939,7 +965,15 @@ static void every_scenario_agrees_on_both_drivers(void **state)
 #endif
     static const char *const same[] = {"overlaps", "counter.lost_updates",
                                        "counter.stale_writes_rejected", "crashed_clients"};
+    /* the simulator too: the same machines against the modelled Redis, in virtual time (not
+     * under ThreadSanitizer: the simulator is one thread, and its memory is ASan's to check) */
+#if defined(__SANITIZE_THREAD__)
     static const char *const drivers[] = {"threads", "loop"};
+    enum { ND = 2 };
+#else
+    static const char *const drivers[] = {"threads", "loop", "sim"};
+    enum { ND = 3 };
+#endif
     static char files[64][600];
     size_t n = 0;
     for (size_t d = 0; d < ndirs; d++)
@@ -948,32 +982,36 @@ static void every_scenario_agrees_on_both_drivers(void **state)
         json_error_t je;
         json_t *sc = json_load_file(files[f], 0, &je);
         assert_non_null(sc);
-        char *out[2];
-        json_t *top[2];
-        for (int k = 0; k < 2; k++)
+        char *out[ND];
+        json_t *top[ND];
+        for (int k = 0; k < ND; k++)
             top[k] = run_on(files[f], drivers[k], &out[k]);
-        json_t *vs0 = json_object_get(top[0], "variants"), *vs1 = json_object_get(top[1], "variants");
-        assert_int_equal(json_array_size(vs0), json_array_size(vs1));
-        for (size_t i = 0; i < json_array_size(vs0); i++) {
-            json_t *a = json_array_get(vs0, i), *b = json_array_get(vs1, i);
-            const char *name = json_string_value(json_object_get(a, "name"));
-            assert_string_equal(json_string_value(json_object_get(a, "driver")), "threads");
-            assert_string_equal(json_string_value(json_object_get(b, "driver")), "loop");
-            for (size_t k = 0; k < sizeof same / sizeof *same; k++)
-                if (num(a, same[k]) != num(b, same[k]))
-                    fail_msg("%s, variant %s: %s is %g on threads, %g on the loop", files[f],
-                             name, same[k], num(a, same[k]), num(b, same[k]));
-            if (pinned(sc, name, "timeouts") && num(a, "timeouts") != num(b, "timeouts"))
-                fail_msg("%s, variant %s: timeouts differ", files[f], name);
+        json_t *vs0 = json_object_get(top[0], "variants");
+        for (int d = 1; d < ND; d++) {
+            json_t *vs1 = json_object_get(top[d], "variants");
+            assert_int_equal(json_array_size(vs0), json_array_size(vs1));
+            for (size_t i = 0; i < json_array_size(vs0); i++) {
+                json_t *a = json_array_get(vs0, i), *b = json_array_get(vs1, i);
+                const char *name = json_string_value(json_object_get(a, "name"));
+                assert_string_equal(json_string_value(json_object_get(a, "driver")), "threads");
+                assert_string_equal(json_string_value(json_object_get(b, "driver")), drivers[d]);
+                for (size_t k = 0; k < sizeof same / sizeof *same; k++)
+                    if (num(a, same[k]) != num(b, same[k]))
+                        fail_msg("%s, variant %s: %s is %g on threads, %g on %s", files[f],
+                                 name, same[k], num(a, same[k]), num(b, same[k]), drivers[d]);
+                if (pinned(sc, name, "timeouts") && num(a, "timeouts") != num(b, "timeouts"))
+                    fail_msg("%s, variant %s: timeouts differ on %s", files[f], name,
+                             drivers[d]);
+            }
         }
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < ND; k++) {
             json_decref(top[k]);
             rmtree(out[k]);
             free(out[k]);
         }
         json_decref(sc);
     }
-    print_message("%zu scenarios agree on both drivers\n", n);
+    print_message("%zu scenarios agree on the three drivers\n", n);
     assert_true(n >= least);
 }
 
@@ -1044,6 +1082,286 @@ static void too_few_descriptors_is_said_up_front(void **state)
     free(err);
     rmtree(out);
     free(out);
+}
+
+/* A loop client costs one descriptor (its lock connection): the acquisition logs and their spill
+ * files belong to the loop threads. 200 clients fit under a hard limit of 300 (a spill file per
+ * client made them need some 470), and the run is whole. */
+static void a_loop_client_costs_one_descriptor(void **state)
+{
+    struct rlimit small;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &small), 0);
+    small.rlim_cur = small.rlim_max = 300;
+    char *out = tempdir();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {  /* a hard limit cannot be raised again: lower it in a child only */
+        if (setrlimit(RLIMIT_NOFILE, &small) != 0)
+            _exit(99);
+        _exit(lockbench(NULL, "run scenarios/throughput.json --out %s/r --no-plot --quiet "
+                              "--set clients.0.count=200 --set lock.keys=200 "
+                              "--set workload.duration_ms=500", out));
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/r", out);
+    json_t *v = load_json(dir, "default/summary.json");
+    assert_int_equal(num(v, "clients"), 200);
+    assert_int_equal(num(v, "errors"), 0);
+    assert_true(num(v, "acquisitions") > 200);
+    assert_string_equal(json_string_value(json_object_get(v, "driver")), "loop");
+    json_decref(v);
+    rmtree(out);
+    free(out);
+}
+
+/* ---- the simulator ------------------------------------------------------------------------ */
+
+/* A seed replays bit for bit: the same seed gives the same acquisitions.csv, events.csv and
+ * timeline.csv, byte for byte -- twenty clients racing for one key with jittered back-off,
+ * notify waiting, a server pause and a crash with restart; another seed gives other jitter and
+ * other rows. The summary says the run was simulated, with its model and its cost. */
+static void a_simulated_run_replays_from_its_seed(void **state)
+{
+    static const char *const files[] = {"default/acquisitions.csv", "default/events.csv",
+                                        "default/timeline.csv"};
+    static const char scenario[] =
+        "{\"name\": \"replay\", \"driver\": \"sim\",\n"
+        " \"lock\": {\"key\": \"r\", \"ttl_ms\": 500, \"wait\": \"notify\",\n"
+        "          \"backoff\": {\"policy\": \"full-jitter\", \"base_ms\": 1, \"cap_ms\": 50}},\n"
+        " \"workload\": {\"duration_ms\": 600, \"hold_ms\": {\"uniform\": [1, 4]},\n"
+        "              \"critical_section\": \"counter\"},\n"
+        " \"clients\": [{\"name\": \"racer\", \"count\": 20}],\n"
+        " \"events\": [{\"at_ms\": 100, \"do\": \"pause-server\", \"server\": 0, \"duration_ms\": 50},\n"
+        "            {\"at_ms\": 200, \"do\": \"crash\", \"clients\": [3], \"restart_after_ms\": 40}]}\n";
+    char *out = tempdir(), dir[1100], file[1100];
+    snprintf(file, sizeof file, "%s/replay.json", out);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs(scenario, f);
+    fclose(f);
+    for (int r = 0; r < 3; r++) {
+        snprintf(dir, sizeof dir, "%s/r%d", out, r);
+        char *err = NULL;
+        int rc = lockbench(&err, "run %s --out %s --no-plot --quiet --seed %d", file, dir,
+                           r < 2 ? 5 : 6);
+        if (rc != 0)
+            fail_msg("exit %d: %s", rc, err ? err : "");
+        free(err);
+    }
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
+        char a[1200], b[1200], c[1200];
+        snprintf(a, sizeof a, "%s/r0/%s", out, files[k]);
+        snprintf(b, sizeof b, "%s/r1/%s", out, files[k]);
+        snprintf(c, sizeof c, "%s/r2/%s", out, files[k]);
+        char *x = slurp(a), *y = slurp(b), *z = slurp(c);
+        assert_non_null(x);
+        assert_non_null(y);
+        assert_non_null(z);
+        assert_true(strlen(x) > 100);
+        assert_string_equal(x, y);
+        if (k == 0)
+            assert_true(strcmp(x, z) != 0);  /* another seed, other jitter */
+        free(x);
+        free(y);
+        free(z);
+    }
+    /* summary.json too, but for when the run started and how long it took in real time */
+    json_t *sums[2];
+    for (int r = 0; r < 2; r++) {
+        snprintf(dir, sizeof dir, "%s/r%d", out, r);
+        sums[r] = load_json(dir, "summary.json");
+        json_object_del(sums[r], "started_at");
+        json_t *v0 = json_array_get(json_object_get(sums[r], "variants"), 0);
+        assert_non_null(json_object_get(json_object_get(v0, "sim"), "wall_ms"));
+        json_object_del(json_object_get(v0, "sim"), "wall_ms");
+    }
+    assert_true(json_equal(sums[0], sums[1]));
+    json_decref(sums[0]);
+    json_decref(sums[1]);
+    snprintf(dir, sizeof dir, "%s/r0", out);
+    json_t *v = load_json(dir, "default/summary.json");
+    assert_string_equal(json_string_value(json_object_get(v, "driver")), "sim");
+    assert_true(num(v, "acquisitions") > 20);
+    assert_int_equal(num(v, "overlaps"), 0);
+    assert_int_equal(num(v, "counter.lost_updates"), 0);
+    assert_int_equal(num(v, "faults_applied"), 2);
+    json_t *sim = json_object_get(v, "sim");
+    assert_non_null(sim);
+    assert_true(num(sim, "events") > 100);
+    assert_true(num(sim, "virtual_ms") >= num(v, "elapsed_ms"));
+    assert_int_equal(num(sim, "rtt_us"), 50);
+    json_decref(v);
+    rmtree(out);
+    free(out);
+}
+
+/* Every scenario in scenarios/sim passes its own expectations (the plain build; under a
+ * sanitizer the crash-host one, as the others are scale). */
+static void the_simulator_scenarios_pass(void **state)
+{
+    static char files[16][600];
+    size_t n = scenario_files("scenarios/sim", files, 16);
+    size_t ran = 0;
+    for (size_t f = 0; f < n; f++) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+        if (!strstr(files[f], "crash-host"))
+            continue;
+#endif
+        char *out = tempdir(), *err = NULL;
+        int rc = lockbench(&err, "run %s --out %s/r --no-plot --quiet", files[f], out);
+        if (rc != 0)
+            fail_msg("%s: exit %d\n%s", files[f], rc, err ? err : "");
+        free(err);
+        rmtree(out);
+        free(out);
+        ran++;
+    }
+    print_message("%zu simulator scenarios pass\n", ran);
+    assert_true(ran >= 1);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    assert_true(ran >= 3);
+#endif
+}
+
+/* Fault corners where the simulator once differed from the real drivers, each run on threads
+ * and on the sim:
+ *   thaw       a holding pause (600 ms) ends while a scheduled pause (50 to 1550 ms) still
+ *              holds the client: it must not write until that one ends (its 900 ms lease ran
+ *              out meanwhile: a lost update);
+ *   crash      a crash inside a scheduled pause does not end the pause: the restarted client
+ *              waits for it, and the run lasts past it;
+ *   reset      a reset while waiting in BLPOP is learnt at once, not after the wait slice and
+ *              the command timeout: the waiter gets the lock at the release (600 ms). */
+static void the_simulator_agrees_on_fault_corners(void **state)
+{
+    static const char *const files[] = {"thaw", "crash", "reset"};
+    static const char *const text[] = {
+        "{\"name\": \"thaw\", \"seed\": 9, \"lock\": {\"key\": \"th\", \"ttl_ms\": 900,"
+        " \"wait_timeout_ms\": 4000, \"backoff\": {\"base_ms\": 1, \"cap_ms\": 20}},"
+        " \"workload\": {\"iterations\": 1, \"hold_ms\": 0},"
+        " \"clients\": [{\"name\": \"holder\"}, {\"name\": \"other\", \"start_ms\": 100}],"
+        " \"events\": [{\"at_ms\": 0, \"do\": \"pause\", \"when\": \"holding\", \"clients\": [0],"
+        " \"duration_ms\": 600}, {\"at_ms\": 50, \"do\": \"pause\", \"clients\": [0],"
+        " \"duration_ms\": 1500}]}",
+        "{\"name\": \"crash\", \"seed\": 9, \"lock\": {\"key\": \"cp\", \"ttl_ms\": 100,"
+        " \"wait_timeout_ms\": 3000}, \"workload\": {\"iterations\": 2, \"hold_ms\": 200,"
+        " \"critical_section\": \"none\"}, \"clients\": [{\"name\": \"a\"}],"
+        " \"events\": [{\"at_ms\": 50, \"do\": \"pause\", \"clients\": [0], \"duration_ms\": 1000},"
+        " {\"at_ms\": 100, \"do\": \"crash\", \"clients\": [0], \"restart_after_ms\": 50}]}",
+        "{\"name\": \"reset\", \"seed\": 5, \"lock\": {\"key\": \"rb\", \"ttl_ms\": 10000,"
+        " \"wait_timeout_ms\": 5000, \"wait\": \"notify\"}, \"workload\": {\"iterations\": 1,"
+        " \"hold_ms\": 10, \"critical_section\": \"none\"}, \"clients\": [{\"name\": \"holder\","
+        " \"workload\": {\"hold_ms\": 600}}, {\"name\": \"waiter\", \"start_ms\": 100}],"
+        " \"events\": [{\"at_ms\": 450, \"do\": \"reset\", \"clients\": [1]}]}"};
+    static const char *const drivers[] = {"threads", "sim"};
+    char *out = tempdir();
+    for (size_t f = 0; f < 3; f++) {
+        char file[1100];
+        snprintf(file, sizeof file, "%s/%s.json", out, files[f]);
+        FILE *fp = fopen(file, "w");
+        assert_non_null(fp);
+        fputs(text[f], fp);
+        fclose(fp);
+        for (int d = 0; d < 2; d++) {
+            char dir[1200], *err = NULL;
+            snprintf(dir, sizeof dir, "%s/%s-%s", out, files[f], drivers[d]);
+            int rc = lockbench(&err, "run %s --out %s --no-plot --quiet --driver %s", file, dir,
+                               drivers[d]);
+            if (rc != 0)
+                fail_msg("%s on %s: exit %d: %s", files[f], drivers[d], rc, err ? err : "");
+            free(err);
+            json_t *v = load_json(dir, "default/summary.json");
+            if (f == 0) {
+                if (num(v, "counter.lost_updates") != 1 || num(v, "overlaps") != 1)
+                    fail_msg("thaw on %s: %g lost updates, %g overlaps", drivers[d],
+                             num(v, "counter.lost_updates"), num(v, "overlaps"));
+            } else if (f == 1) {
+                if (num(v, "elapsed_ms") < 1200 || num(v, "elapsed_ms") > 1600)
+                    fail_msg("crash on %s: elapsed %g ms", drivers[d], num(v, "elapsed_ms"));
+            } else if (num(v, "acquire_ms.max") > 700) {
+                fail_msg("reset on %s: the waiter waited %g ms", drivers[d],
+                         num(v, "acquire_ms.max"));
+            }
+            json_decref(v);
+        }
+    }
+    rmtree(out);
+    free(out);
+}
+
+/* lockbench calibrate measures the model against a redis-server of its own and writes it; run
+ * --calibration takes it for the sim keys a file does not set (the file's own win); a file
+ * without a key, or with one out of range, is exit 2 naming it. */
+static void calibration_feeds_the_simulator(void **state)
+{
+    static const char *const keys[] = {"rtt_us", "server_us_per_command", "script_us_per_call",
+                                       "client_us_per_command", "client_cores", "server_hz"};
+    char *out = tempdir(), *err = NULL, cal[1100], dir[1100];
+    snprintf(cal, sizeof cal, "%s/cal.json", out);
+    int rc = lockbench(&err, "calibrate --out %s", cal);
+    if (rc != 0)
+        fail_msg("calibrate: exit %d: %s", rc, err ? err : "");
+    free(err);
+    err = NULL;
+    json_error_t je;
+    json_t *c = json_load_file(cal, 0, &je);
+    assert_non_null(c);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        assert_true(json_is_integer(json_object_get(c, keys[i])));
+    assert_true(num(c, "server_us_per_command") >= 1 && num(c, "server_us_per_command") < 1000);
+    assert_true(num(c, "client_cores") >= 1);
+    assert_true(num(json_object_get(c, "measured"), "ping_rtt_us") > 0);
+    snprintf(dir, sizeof dir, "%s/r", out);
+    rc = lockbench(&err, "run scenarios/seed-five-clients.json --driver sim --calibration %s "
+                         "--set sim.rtt_us=777 --out %s --no-plot --quiet", cal, dir);
+    if (rc != 0)
+        fail_msg("run: exit %d: %s", rc, err ? err : "");
+    free(err);
+    err = NULL;
+    json_t *v = load_json(dir, "default/summary.json");
+    json_t *sim = json_object_get(v, "sim");
+    assert_int_equal(num(sim, "rtt_us"), 777);  /* the file's own (here --set) wins */
+    assert_int_equal(num(sim, "server_us_per_command"), num(c, "server_us_per_command"));
+    assert_int_equal(num(sim, "client_us_per_command"), num(c, "client_us_per_command"));
+    json_decref(v);
+    json_object_del(c, "server_hz");
+    json_dump_file(c, cal, 0);
+    rc = lockbench(&err, "validate scenarios/seed-five-clients.json --calibration %s", cal);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "server_hz"));
+    free(err);
+    json_decref(c);
+    rmtree(out);
+    free(out);
+}
+
+/* The real drivers' cap on clients (50 000) does not bind the simulator, which has its own
+ * (1 000 000): the same file validates with --driver sim and is refused on the loop, naming
+ * the cap. (scenarios/sim/hundred-thousand.json runs 100 000 clients.) */
+static void the_client_cap_binds_the_real_drivers_only(void **state)
+{
+    char *err = NULL;
+    int rc = lockbench(&err, "validate scenarios/throughput.json --driver sim "
+                             "--set clients.0.count=100000 --set lock.keys=100000");
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, err ? err : "");
+    free(err);
+    err = NULL;
+    rc = lockbench(&err, "validate scenarios/throughput.json --driver loop "
+                         "--set clients.0.count=100000");
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "at most 50000"));
+    free(err);
+    err = NULL;
+    rc = lockbench(&err, "validate scenarios/throughput.json --driver sim "
+                         "--set clients.0.count=1000001");
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "1000000"));
+    free(err);
 }
 
 /* Mean acquire wait (ms) of rows whose call falls in [from, to) ms. */
@@ -1119,6 +1437,12 @@ int main(void)
         cmocka_unit_test(progress_line_on_a_terminal_only),
         cmocka_unit_test(many_clients_under_a_small_fd_limit),
         cmocka_unit_test(too_few_descriptors_is_said_up_front),
+        cmocka_unit_test(a_loop_client_costs_one_descriptor),
+        cmocka_unit_test(a_simulated_run_replays_from_its_seed),
+        cmocka_unit_test(the_client_cap_binds_the_real_drivers_only),
+        cmocka_unit_test(calibration_feeds_the_simulator),
+        cmocka_unit_test(the_simulator_agrees_on_fault_corners),
+        cmocka_unit_test(the_simulator_scenarios_pass),
     };
     return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
 }

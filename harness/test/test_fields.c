@@ -69,14 +69,16 @@ static lb_scenario *load(const char *json)
 typedef struct {
     lb_run_result    run;
     lb_client_result cl[2];
+    lb_meter         meter;   /* both clients', as one loop thread's */
 } run_fixture;
 
-static void record(lb_client_result *c, int64_t call, int64_t end, int64_t released,
+static void record(run_fixture *x, int client, int64_t call, int64_t end, int64_t released,
                    lb_result r)
 {
-    lb_acquisition *a = lb_acq_log_append(&c->log);
+    lb_client_result *c = &x->cl[client];
+    lb_acquisition *a = lb_acq_log_append(&x->meter.log);
     assert_non_null(a);
-    *a = (lb_acquisition){.call_us = call, .end_us = end,
+    *a = (lb_acquisition){.intended_us = call - 20, .call_us = call, .end_us = end, .client = client,
                           .left_us = r == LB_RES_OK ? released : -1,
                           .released_us = r == LB_RES_OK ? released : -1, .result = (uint8_t)r,
                           .end = (uint8_t)(r == LB_RES_OK ? LB_END_RELEASED : LB_END_NONE),
@@ -85,11 +87,15 @@ static void record(lb_client_result *c, int64_t call, int64_t end, int64_t relea
     if (r == LB_RES_OK) {
         c->acquisitions++;
         c->wait_sum_us += end - call;
-        lb_hist_record(c->acquire_hist, end - call);
+        lb_hist_record(x->meter.acquire_hist, end - call + 20);
+        lb_hist_record(x->meter.service_hist, end - call);
     } else {
         c->timeouts++;
-        lb_hist_record(c->timeout_hist, end - call);
+        lb_hist_record(x->meter.timeout_hist, end - call);
     }
+    lb_hist_record(x->meter.lag_hist, 20);
+    if (end - call + 20 > c->wait_max_us)
+        c->wait_max_us = end - call + 20;
 }
 
 /* Two clients, three holds in turn and one timeout: every block has samples, so every figure
@@ -98,29 +104,23 @@ static void build_run(run_fixture *x)
 {
     memset(x, 0, sizeof *x);
     x->run = (lb_run_result){.complete = true, .elapsed_us = 300000, .nkeys = 1, .nclients = 2,
-                             .clients = x->cl, .counter_actual = 3, .faults_applied = 1,
-                             .driver = LB_DRIVER_LOOP};
-    for (int i = 0; i < 2; i++) {
-        x->cl[i] = (lb_client_result){.client = i, .acquire_hist = lb_hist_new(),
-                                      .timeout_hist = lb_hist_new()};
-        assert_non_null(x->cl[i].acquire_hist);
-        assert_non_null(x->cl[i].timeout_hist);
-    }
-    record(&x->cl[0], 0, 1000, 2000, LB_RES_OK);
-    record(&x->cl[1], 100, 2500, 4000, LB_RES_OK);
-    record(&x->cl[0], 2100, 4600, 6000, LB_RES_OK);
-    record(&x->cl[1], 4100, 104100, -1, LB_RES_TIMEOUT);
+                             .clients = x->cl, .nmeters = 1, .meters = &x->meter,
+                             .counter_actual = 3, .faults_applied = 1,
+                             .driver = LB_DRIVER_LOOP, .open_loop = true};
+    for (int i = 0; i < 2; i++)
+        x->cl[i] = (lb_client_result){.client = i};
+    assert_int_equal(lb_meter_init(&x->meter, 2, true), 0);  /* open loop: every block has samples */
+    record(x, 0, 0, 1000, 2000, LB_RES_OK);
+    record(x, 1, 100, 2500, 4000, LB_RES_OK);
+    record(x, 0, 2100, 4600, 6000, LB_RES_OK);
+    record(x, 1, 4100, 104100, -1, LB_RES_TIMEOUT);
     x->cl[0].cs_acked = x->cl[0].cs_attempted = 2;
     x->cl[1].cs_acked = x->cl[1].cs_attempted = 1;
 }
 
 static void free_run(run_fixture *x)
 {
-    for (int i = 0; i < 2; i++) {
-        lb_hist_free(x->cl[i].acquire_hist);
-        lb_hist_free(x->cl[i].timeout_hist);
-        lb_acq_log_free(&x->cl[i].log);
-    }
+    lb_meter_free(&x->meter);
 }
 
 /* ---- walking the JSON ----------------------------------------------------------------------- */

@@ -27,6 +27,7 @@
 typedef struct {
     lb_run_result    run;
     lb_client_result cl[MAXC];
+    lb_meter         m[MAXC];   /* one per client, as the thread driver has */
     lb_fault_record  f[4];
 } fixture;
 
@@ -35,24 +36,19 @@ static void fixture_init(fixture *x, size_t nclients, int64_t elapsed_us)
     memset(x, 0, sizeof *x);
     x->run = (lb_run_result){.complete = true, .elapsed_us = elapsed_us, .nkeys = 1,
                              .nclients = nclients, .clients = x->cl, .faults = x->f,
+                             .nmeters = nclients, .meters = x->m,
                              .driver = LB_DRIVER_THREADS};
     for (size_t i = 0; i < nclients; i++) {
         x->cl[i].client = (int)i;
         x->cl[i].group = i % 2;
-        x->cl[i].acquire_hist = lb_hist_new();
-        x->cl[i].timeout_hist = lb_hist_new();
-        assert_non_null(x->cl[i].acquire_hist);
-        assert_non_null(x->cl[i].timeout_hist);
+        assert_int_equal(lb_meter_init(&x->m[i], 1, false), 0);
     }
 }
 
 static void fixture_free(fixture *x)
 {
-    for (size_t i = 0; i < x->run.nclients; i++) {
-        lb_hist_free(x->cl[i].acquire_hist);
-        lb_hist_free(x->cl[i].timeout_hist);
-        lb_acq_log_free(&x->cl[i].log);
-    }
+    for (size_t i = 0; i < x->run.nmeters; i++)
+        lb_meter_free(&x->run.meters[i]);
 }
 
 /* Logs one acquire call of client c, with when it left the critical section (left, -1 when not
@@ -61,20 +57,23 @@ static void add_left(fixture *x, int c, int key, int64_t call, int64_t end, int6
                      int64_t released, lb_result r, lb_hold_end how)
 {
     lb_client_result *cl = &x->cl[c];
-    lb_acquisition *a = lb_acq_log_append(&cl->log);
+    lb_meter *m = &x->run.meters[x->run.nmeters == x->run.nclients ? (size_t)c : 0];
+    lb_acquisition *a = lb_acq_log_append(&m->log);
     assert_non_null(a);
     *a = (lb_acquisition){.call_us = call, .end_us = end, .left_us = left,
-                          .released_us = released, .key = key, .result = (uint8_t)r,
-                          .end = (uint8_t)how, .attempts = 1, .commands = 2};
+                          .released_us = released, .key = key, .client = c,
+                          .result = (uint8_t)r, .end = (uint8_t)how, .attempts = 1,
+                          .commands = 2};
     int64_t wait = end - call;
+    if (r == LB_RES_OK || r == LB_RES_TIMEOUT)
+        cl->wait_max_us = wait > cl->wait_max_us ? wait : cl->wait_max_us;
     if (r == LB_RES_OK) {
         cl->acquisitions++;
         cl->wait_sum_us += wait;
-        cl->wait_max_us = wait > cl->wait_max_us ? wait : cl->wait_max_us;
-        lb_hist_record(cl->acquire_hist, wait);
+        lb_hist_record(m->acquire_hist, wait);
     } else if (r == LB_RES_TIMEOUT) {
         cl->timeouts++;
-        lb_hist_record(cl->timeout_hist, wait);
+        lb_hist_record(m->timeout_hist, wait);
     } else if (r == LB_RES_ERROR) {
         cl->errors++;
     }
@@ -103,26 +102,32 @@ static const char two_groups[] =
 
 /* ---- the acquisition log -------------------------------------------------------------------- */
 
-/* Memory stays bounded however many records come: the newest LB_ACQ_LOG_BUF stay in memory,
+/* Memory stays bounded however many records come: at most LB_ACQ_LOG_BUF stay in memory,
  * older ones go to the log's file, and a cursor reads them all back in order, two cursors at
- * once as well. The record being filled in is the one in memory. */
+ * once as well. A record put back after it went to the file is read back as put. */
 static void test_acq_log(void **state)
 {
     lb_acq_log log = {0};
     lb_acq_cursor c1, c2;
     lb_acq_cursor_init(&c1, &log);
     assert_null(lb_acq_cursor_next(&c1));
+    lb_acquisition early = {0};
     for (int64_t i = 0; i < 10000; i++) {
         lb_acquisition *a = lb_acq_log_append(&log);
         assert_non_null(a);
         assert_int_equal(a->released_us, -1);
         a->call_us = i;
-        a->end_us = 2 * i;  /* filled in after the append, as a client does */
+        a->end_us = 2 * i;  /* filled in after the append */
+        if (i == 5)
+            early = *a;
         assert_true(log.nbuf <= LB_ACQ_LOG_BUF);
     }
     assert_int_equal(log.count, 10000);
     assert_true(log.has_file);
     assert_int_equal(log.spilled + log.nbuf, 10000);
+    early.released_us = 77;  /* a call still in progress when its record went to the file */
+    lb_acq_log_put(&log, 5, &early);
+    assert_false(log.failed);
     lb_acq_cursor_init(&c1, &log);
     lb_acq_cursor_init(&c2, &log);
     for (int64_t i = 0; i < 10000; i++) {
@@ -130,6 +135,7 @@ static void test_acq_log(void **state)
         assert_non_null(a);
         assert_int_equal(a->call_us, i);
         assert_int_equal(a->end_us, 2 * i);
+        assert_int_equal(a->released_us, i == 5 ? 77 : -1);
         if (i % 3 == 0)
             assert_int_equal(lb_acq_cursor_next(&c2)->call_us, i / 3);
     }
@@ -139,35 +145,69 @@ static void test_acq_log(void **state)
     lb_acq_log_free(&log);   /* twice is harmless */
 }
 
-static bool by_call(const lb_acquisition *a, size_t ca, const lb_acquisition *b, size_t cb)
-{
-    return a->call_us != b->call_us ? a->call_us < b->call_us : ca < cb;
-}
-
-/* Many logs read as one, in time order (ties: client number), without sorting them in memory;
- * logs long enough to be in their files. */
+/* Many logs read as one by call (ties: client number), without sorting them in memory; logs
+ * long enough to be in their files. */
 static void test_acq_merge(void **state)
 {
-    lb_client_result cl[3] = {{0}};
+    lb_meter m[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(lb_meter_init(&m[i], 1, false), 0);
     for (int64_t i = 0; i < 3000; i++) {
-        lb_acq_log_append(&cl[0].log)->call_us = 3 * i;
-        lb_acq_log_append(&cl[1].log)->call_us = 3 * i + 1;
-        if (i % 2 == 0)
-            lb_acq_log_append(&cl[2].log)->call_us = 3 * i;  /* ties with client 0 */
+        *lb_acq_log_append(&m[0].log) = (lb_acquisition){.call_us = 3 * i, .client = 0};
+        *lb_acq_log_append(&m[1].log) = (lb_acquisition){.call_us = 3 * i + 1, .client = 1};
+        if (i % 2 == 0)  /* ties with client 0 */
+            *lb_acq_log_append(&m[2].log) = (lb_acquisition){.call_us = 3 * i, .client = 2};
     }
-    lb_acq_merge *m = lb_acq_merge_new(cl, 3, by_call);
-    assert_non_null(m);
+    lb_acq_merge *mg = lb_acq_merge_new(m, 3, LB_ACQ_BY_CALL);
+    assert_non_null(mg);
     int64_t prev = -1;
-    size_t prev_client = 0, n = 0, client;
-    for (const lb_acquisition *a; (a = lb_acq_merge_next(m, &client)); n++) {
-        assert_true(a->call_us > prev || (a->call_us == prev && client > prev_client));
+    int prev_client = 0;
+    size_t n = 0;
+    for (const lb_acquisition *a; (a = lb_acq_merge_next(mg)); n++) {
+        assert_true(a->call_us > prev || (a->call_us == prev && a->client > prev_client));
         prev = a->call_us;
-        prev_client = client;
+        prev_client = a->client;
     }
     assert_int_equal(n, 3000 + 3000 + 1500);
-    lb_acq_merge_free(m);
+    lb_acq_merge_free(mg);
     for (int i = 0; i < 3; i++)
-        lb_acq_log_free(&cl[i].log);
+        lb_meter_free(&m[i]);
+}
+
+/* One log shared by 50 clients, in call order, whose calls end out of that order (waits drawn
+ * at random, up to 40 calls in progress at once): read by end, every record comes once, in
+ * order of end_us (ties: client), across two meters and through the files. */
+static void test_acq_merge_by_end(void **state)
+{
+    lb_meter m[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(lb_meter_init(&m[i], 50, false), 0);
+    uint64_t rng = 88172645463325252ULL;
+    int64_t sum_end = 0;
+    const int N = 20000;
+    for (int64_t i = 0; i < N; i++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        int64_t call = i / 2, end = call + (int64_t)(rng % 40);
+        *lb_acq_log_append(&m[i % 2].log) =
+            (lb_acquisition){.call_us = call, .end_us = end, .client = (int32_t)(rng % 50)};
+        sum_end += end;
+    }
+    assert_true(m[0].log.has_file && m[1].log.has_file);
+    lb_acq_merge *mg = lb_acq_merge_new(m, 2, LB_ACQ_BY_END);
+    assert_non_null(mg);
+    int64_t prev = -1, seen_sum = 0;
+    int prev_client = -1, n = 0;
+    for (const lb_acquisition *a; (a = lb_acq_merge_next(mg)); n++) {
+        assert_true(a->end_us > prev || (a->end_us == prev && a->client >= prev_client));
+        prev = a->end_us;
+        prev_client = a->client;
+        seen_sum += a->end_us;
+    }
+    assert_int_equal(n, N);
+    assert_int_equal(seen_sum, sum_end);
+    lb_acq_merge_free(mg);
+    for (int i = 0; i < 2; i++)
+        lb_meter_free(&m[i]);
 }
 
 /* ---- latency, totals ------------------------------------------------------------------------ */
@@ -516,6 +556,86 @@ static void test_holders_from_left(void **state)
     lb_scenario_free(sc);
 }
 
+/* ---- one meter for many clients (the loop driver) --------------------------------------------- */
+
+typedef struct {
+    int c, key;
+    int64_t call, end, left, released;
+    lb_result r;
+    lb_hold_end how;
+} row;
+
+static int row_by_call(const void *a, const void *b)
+{
+    const row *x = a, *y = b;
+    return x->call != y->call ? (x->call < y->call ? -1 : 1) : x->c - y->c;
+}
+
+/* The figures come out the same whether each client has a meter of its own (the thread driver)
+ * or all share one (a loop), where the log is in call order across clients and the calls end
+ * out of that order: handoff, timeline, fairness, latency. The rows are test_handoff's and
+ * test_timeline's on keys 0 and 1, and a third client's. */
+static void test_one_meter_for_all_clients(void **state)
+{
+    row rows[] = {
+        {0, 0, 0, 100, 1000, 1000, LB_RES_OK, LB_END_RELEASED},
+        {1, 0, 50, 1200, 3000, 3000, LB_RES_OK, LB_END_RELEASED},
+        {0, 0, 1100, 3500, 4000, 4000, LB_RES_OK, LB_END_NOTOWNER},
+        {1, 0, 3100, 4100, 5000, 5000, LB_RES_OK, LB_END_CRASHED},
+        {0, 0, 4200, 6000, 7000, 7000, LB_RES_OK, LB_END_RELEASED},
+        {1, 0, 5100, 6500, -1, -1, LB_RES_TIMEOUT, LB_END_NONE},
+        {2, 1, 0, 10, 500, 500, LB_RES_OK, LB_END_KEPT},
+        {2, 1, 1050, 1100, 1150, 1150, LB_RES_OK, LB_END_RELEASED},
+        {2, 1, 1200, 150000, 210000, 210000, LB_RES_OK, LB_END_RELEASED},
+        {1, 1, 1300, 120000, 140000, 140000, LB_RES_OK, LB_END_RELEASED},  /* ends first */
+        {0, 1, 7100, 220000, 240000, 240000, LB_RES_OK, LB_END_RELEASED},
+        {1, 1, 6600, 241000, 245000, -1, LB_RES_ERROR, LB_END_NONE},
+    };
+    size_t n = sizeof rows / sizeof rows[0];
+    qsort(rows, n, sizeof rows[0], row_by_call);
+    lb_scenario *sc = load(two_groups);
+    fixture own, shared;
+    fixture_init(&own, 3, 250000);
+    fixture_init(&shared, 3, 250000);
+    for (size_t i = 1; i < 3; i++)
+        lb_meter_free(&shared.m[i]);
+    shared.run.nmeters = 1;
+    own.run.nkeys = shared.run.nkeys = 2;
+    for (size_t i = 0; i < n; i++) {
+        const row *w = &rows[i];
+        add_left(&own, w->c, w->key, w->call, w->end, w->left, w->released, w->r, w->how);
+        add_left(&shared, w->c, w->key, w->call, w->end, w->left, w->released, w->r, w->how);
+    }
+    lb_summary a, b;
+    assert_int_equal(lb_metrics_compute(sc, &own.run, &a), 0);
+    assert_int_equal(lb_metrics_compute(sc, &shared.run, &b), 0);
+    /* 4 on key 0 (test_handoff's); on key 1 in order of acquire returning: 1150 → 120000,
+     * 140000 → 150000, 210000 → 220000 (in order of call it would be 1150 → 150000, ...) */
+    assert_int_equal(a.handoff_ms.count, 7);
+    assert_close(a.handoff_ms.max, 118.85, 0.2);
+    assert_int_equal(b.handoff_ms.count, a.handoff_ms.count);
+    assert_close(b.handoff_ms.mean, a.handoff_ms.mean, 0);
+    assert_close(b.handoff_ms.max, a.handoff_ms.max, 0);
+    assert_int_equal(b.acquire_ms.count, a.acquire_ms.count);
+    assert_close(b.acquire_ms.p99, a.acquire_ms.p99, 0);
+    assert_int_equal(b.timeouts, a.timeouts);
+    assert_int_equal(a.nbins, 3);
+    assert_int_equal(b.nbins, a.nbins);
+    for (size_t k = 0; k < a.nbins; k++) {
+        assert_int_equal(b.timeline[k].holders, a.timeline[k].holders);
+        assert_int_equal(b.timeline[k].acquisitions, a.timeline[k].acquisitions);
+    }
+    assert_int_equal(a.timeline[0].holders, 2);  /* [0.1, 1) ms on key 0 with [0.01, 0.5) on 1 */
+    assert_int_equal(a.timeline[1].holders, 1);  /* [120, 140) ms, then [150, 210) */
+    assert_close(b.fairness.jain, a.fairness.jain, 0);
+    assert_close(b.fairness.max_wait_ms, a.fairness.max_wait_ms, 0);
+    lb_summary_free(&a);
+    lb_summary_free(&b);
+    fixture_free(&own);
+    fixture_free(&shared);
+    lb_scenario_free(sc);
+}
+
 /* ---- paths and expectations ----------------------------------------------------------------- */
 
 static void test_value_paths(void **state)
@@ -758,6 +878,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_acq_log),
         cmocka_unit_test(test_acq_merge),
+        cmocka_unit_test(test_acq_merge_by_end),
         cmocka_unit_test(test_latency_and_totals),
         cmocka_unit_test(test_driver_as_recorded),
         cmocka_unit_test(test_empty_run),
@@ -768,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_timeline),
         cmocka_unit_test(test_timeline_overlap),
         cmocka_unit_test(test_holders_from_left),
+        cmocka_unit_test(test_one_meter_for_all_clients),
         cmocka_unit_test(test_value_paths),
         cmocka_unit_test(test_expectations),
         cmocka_unit_test(test_expect_equal_tolerance),

@@ -42,29 +42,33 @@ typedef struct {
     lb_scenario     *sc;
     lb_run_result    run;
     lb_client_result cl[2];
+    lb_meter         meter;    /* both clients', as one loop thread's */
     lb_fault_record  f[2];
     lb_summary       s[2];     /* one per variant */
 } fixture;
 
 /* One acquire call; an acquired one left its critical section 0.5 ms before its release
  * returned. */
-static void add(lb_client_result *c, int64_t call, int64_t end, int64_t released, lb_result r,
-                lb_hold_end how)
+static void add(fixture *x, int client, int64_t call, int64_t end, int64_t released,
+                lb_result r, lb_hold_end how)
 {
-    lb_acquisition *a = lb_acq_log_append(&c->log);
+    lb_client_result *c = &x->cl[client];
+    lb_acquisition *a = lb_acq_log_append(&x->meter.log);
     assert_non_null(a);
-    *a = (lb_acquisition){.call_us = call, .end_us = end,
+    *a = (lb_acquisition){.call_us = call, .end_us = end, .client = client,
                           .left_us = r == LB_RES_OK ? released - 500 : -1,
                           .released_us = released, .result = (uint8_t)r, .end = (uint8_t)how,
                           .attempts = 2, .commands = 3, .fence = 0};
     if (r == LB_RES_OK) {
         c->acquisitions++;
         c->wait_sum_us += end - call;
-        lb_hist_record(c->acquire_hist, end - call);
+        lb_hist_record(x->meter.acquire_hist, end - call);
     } else if (r == LB_RES_TIMEOUT) {
         c->timeouts++;
-        lb_hist_record(c->timeout_hist, end - call);
+        lb_hist_record(x->meter.timeout_hist, end - call);
     }
+    if ((r == LB_RES_OK || r == LB_RES_TIMEOUT) && end - call > c->wait_max_us)
+        c->wait_max_us = end - call;
     c->commands += 3;
 }
 
@@ -74,17 +78,14 @@ static void build_run(fixture *x)
 {
     x->run = (lb_run_result){.complete = true, .elapsed_us = 250000, .nkeys = 1, .nclients = 2,
                              .clients = x->cl, .nfaults = 2, .faults = x->f,
-                             .counter_actual = 3};
-    for (int i = 0; i < 2; i++) {
-        x->cl[i] = (lb_client_result){.client = i, .group = 0, .acquire_hist = lb_hist_new(),
-                                      .timeout_hist = lb_hist_new()};
-        assert_non_null(x->cl[i].acquire_hist);
-        assert_non_null(x->cl[i].timeout_hist);
-    }
-    add(&x->cl[0], 0, 1500, 3000, LB_RES_OK, LB_END_RELEASED);
-    add(&x->cl[1], 100, 3100, 5000, LB_RES_OK, LB_END_RELEASED);
-    add(&x->cl[0], 3200, 5200, 7000, LB_RES_OK, LB_END_RELEASED);
-    add(&x->cl[1], 5100, 105100, -1, LB_RES_TIMEOUT, LB_END_NONE);
+                             .nmeters = 1, .meters = &x->meter, .counter_actual = 3};
+    for (int i = 0; i < 2; i++)
+        x->cl[i] = (lb_client_result){.client = i, .group = 0};
+    assert_int_equal(lb_meter_init(&x->meter, 2, false), 0);
+    add(x, 0, 0, 1500, 3000, LB_RES_OK, LB_END_RELEASED);
+    add(x, 1, 100, 3100, 5000, LB_RES_OK, LB_END_RELEASED);
+    add(x, 0, 3200, 5200, 7000, LB_RES_OK, LB_END_RELEASED);
+    add(x, 1, 5100, 105100, -1, LB_RES_TIMEOUT, LB_END_NONE);
     x->cl[0].cs_acked = x->cl[0].cs_attempted = 2;
     x->cl[1].cs_acked = x->cl[1].cs_attempted = 1;
     x->f[0] = (lb_fault_record){.at_ms = 10, .start_us = 10004, .end_us = 60010,
@@ -126,11 +127,7 @@ static int teardown(void **state)
     fixture *x = *state;
     for (int v = 0; v < 2; v++)
         lb_summary_free(&x->s[v]);
-    for (int i = 0; i < 2; i++) {
-        lb_hist_free(x->cl[i].acquire_hist);
-        lb_hist_free(x->cl[i].timeout_hist);
-        lb_acq_log_free(&x->cl[i].log);
-    }
+    lb_meter_free(&x->meter);
     lb_scenario_free(x->sc);
     nftw(x->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(x);
@@ -350,17 +347,17 @@ static void test_csv_files(void **state)
     /* left_ms sits right before released_ms, empty (like it) when not acquired */
     assert_string_equal(first_line(acq), "client,group,key,call_ms,end_ms,wait_ms,result,"
                                          "attempts,commands,fence,left_ms,released_ms,end,"
-                                         "overlap");
+                                         "overlap,intended_ms");
     assert_int_equal(count_lines(acq), 1 + 4);
     /* merged by call time across the clients: 0, 100, 3200, 5100 */
     const char *row = strchr(acq, '\n') + 1;
     assert_string_equal(first_line(row),
-                        "0,writers,0,0.000,1.500,1.500,ok,2,3,0,2.500,3.000,released,0");
+                        "0,writers,0,0.000,1.500,1.500,ok,2,3,0,2.500,3.000,released,0,");
     row = strchr(row, '\n') + 1;
     assert_string_equal(first_line(row),
-                        "1,writers,0,0.100,3.100,3.000,ok,2,3,0,4.500,5.000,released,0");
+                        "1,writers,0,0.100,3.100,3.000,ok,2,3,0,4.500,5.000,released,0,");
     row = strchr(strchr(row, '\n') + 1, '\n') + 1;
-    assert_string_equal(first_line(row), "1,writers,0,5.100,105.100,100.000,timeout,2,3,0,,,,0");
+    assert_string_equal(first_line(row), "1,writers,0,5.100,105.100,100.000,timeout,2,3,0,,,,0,");
     free(acq);
 
     char *tl = slurp(path_of(x, "a/timeline.csv"));

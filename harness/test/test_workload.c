@@ -16,6 +16,7 @@
 typedef struct fixture {
     lb_client_group g;
     lb_client_result out;
+    lb_meter meter;
     lb_oracle *oracle;
     uint64_t rng;
     lb_wl_tally tally;
@@ -33,8 +34,7 @@ static void setup(fixture *f, lb_critical_section cs, int64_t iterations, int64_
                                   .hold_ms = {.kind = LB_DIST_FIXED, .a = hold_ms, .b = hold_ms},
                                   .think_ms = {.kind = LB_DIST_FIXED, .a = think_ms, .b = think_ms},
                                   .critical_section = cs, .release = true};
-    f->out.acquire_hist = lb_hist_new();
-    f->out.timeout_hist = lb_hist_new();
+    assert_int_equal(lb_meter_init(&f->meter, 1, false), 0);
     f->oracle = lb_oracle_new(1);
     f->rng = 1;
     atomic_init(&f->tally.acquired, 0);
@@ -44,16 +44,17 @@ static void setup(fixture *f, lb_critical_section cs, int64_t iterations, int64_
 
 static void begin(fixture *f, int64_t deadline_us)
 {
-    lb_wl_init(&f->m, &f->g, 0, &f->out, f->oracle, &f->rng, &f->tally, deadline_us);
+    lb_wl_setup st = {.g = &f->g, .out = &f->out, .meter = &f->meter, .oracle = f->oracle,
+                      .rng = &f->rng, .tally = &f->tally, .deadline_us = deadline_us};
+    assert_int_equal(lb_wl_init(&f->m, &st), 0);
     lb_wl_input in = {.now_us = 0};
     f->s = lb_wl_next(&f->m, &in);
 }
 
 static void teardown(fixture *f)
 {
-    lb_hist_free(f->out.acquire_hist);
-    lb_hist_free(f->out.timeout_hist);
-    lb_acq_log_free(&f->out.log);
+    lb_wl_free(&f->m);
+    lb_meter_free(&f->meter);
     lb_oracle_free(f->oracle);
 }
 
@@ -77,7 +78,7 @@ static const lb_acquisition *record(const fixture *f, size_t i)
 {
     static lb_acq_cursor cur;
     const lb_acquisition *a = NULL;
-    lb_acq_cursor_init(&cur, &f->out.log);
+    lb_acq_cursor_init(&cur, &f->meter.log);
     for (size_t k = 0; k <= i; k++)
         a = lb_acq_cursor_next(&cur);
     assert_non_null(a);
@@ -121,14 +122,14 @@ static void a_counter_iteration_in_order(void **state)
     assert_int_equal(f.out.acquisitions, 1);
     assert_int_equal(f.out.cs_attempted, 1);
     assert_int_equal(f.out.cs_acked, 1);
-    assert_int_equal(lb_hist_count(f.out.acquire_hist), 1);
+    assert_int_equal(lb_hist_count(f.meter.acquire_hist), 1);
     assert_int_equal(atomic_load(&f.tally.acquired), 1);
 
     /* the last iteration has no think time after it */
     feed(&f, (lb_wl_input){.now_us = 9500, .rc = DLOCK_ETIMEDOUT});
     expect(&f, LB_WL_DONE);
     assert_int_equal(f.out.timeouts, 1);
-    assert_int_equal(lb_hist_count(f.out.timeout_hist), 1);
+    assert_int_equal(lb_hist_count(f.meter.timeout_hist), 1);
     assert_int_equal(atomic_load(&f.tally.timeouts), 1);
     teardown(&f);
 }
@@ -281,6 +282,115 @@ static void release_outcomes_are_recorded(void **state)
     }
 }
 
+/* ---- the open loop -------------------------------------------------------------------------- */
+
+/* An open-loop fixture: member `member` of a group of `count`, arrivals at `rate` per second,
+ * critical section none, hold 0, no iteration limit. */
+static void setup_open(fixture *f, double rate, lb_arrival_process process, int64_t max_out,
+                       int64_t count)
+{
+    setup(f, LB_CS_NONE, 0, 0, 0);
+    lb_meter_free(&f->meter);
+    assert_int_equal(lb_meter_init(&f->meter, 1, true), 0);
+    f->g.count = count;
+    f->g.workload.duration_ms = 1000;
+    f->g.workload.arrival = (lb_arrival){.on = true, .rate_per_s = rate, .process = process,
+                                         .max_outstanding = max_out};
+}
+
+/* One open-loop cycle from ACQUIRE: granted at t_ok, released at t_rel; returns the next step. */
+static void cycle(fixture *f, int64_t t_ok, int64_t t_rel)
+{
+    expect(f, LB_WL_ACQUIRE);
+    feed(f, (lb_wl_input){.now_us = t_ok, .rc = DLOCK_OK, .attempts = 1, .commands = 1});
+    expect(f, LB_WL_HOLDING);
+    feed(f, (lb_wl_input){.now_us = t_ok});
+    expect(f, LB_WL_RELEASE);
+    feed(f, (lb_wl_input){.now_us = t_rel, .rc = DLOCK_OK});
+}
+
+/* 100 arrivals/s, uniform: one every 10 ms from 0. An idle client takes an arrival when it is
+ * due; arrivals due while it is busy queue (its share of max_outstanding 2 is 2) and are timed
+ * from when they were due; the third one due while busy finds the queue full and is dropped. */
+static void open_loop_arrivals_queue_and_drop(void **state)
+{
+    fixture f;
+    setup_open(&f, 100, LB_ARRIVAL_UNIFORM, 2, 1);
+    begin(&f, 1000000);
+    cycle(&f, 2000, 3000);                        /* arrival 0: due 0, called 0 */
+    expect_until(&f, LB_WL_THINK, 10000);         /* idle until arrival 1 */
+    feed(&f, (lb_wl_input){.now_us = 10050});
+    cycle(&f, 45000, 45000);                      /* arrival 1: called 50 µs late, slow */
+    expect(&f, LB_WL_ACQUIRE);                    /* arrival 2 (due 20 ms) at once */
+    feed(&f, (lb_wl_input){.now_us = 46000, .rc = DLOCK_OK, .attempts = 1, .commands = 1});
+
+    const lb_acquisition *a = record(&f, 1);
+    assert_int_equal(a->intended_us, 10000);
+    assert_int_equal(a->call_us, 10050);
+    a = record(&f, 2);
+    assert_int_equal(a->intended_us, 20000);
+    assert_int_equal(a->call_us, 45000);
+    assert_int_equal(f.out.dropped, 1);           /* 20 and 30 ms queued; 40 ms dropped */
+    /* acquire_ms from the intended start: 2, 35 and 26 ms; service from the call: 2, 34.95, 1 */
+    assert_int_equal(lb_hist_count(f.meter.acquire_hist), 3);
+    assert_int_equal(lb_hist_max(f.meter.acquire_hist), 35000);
+    assert_int_equal(lb_hist_max(f.meter.service_hist), 34950);
+    assert_int_equal(lb_hist_count(f.meter.lag_hist), 3);
+    assert_int_equal(lb_hist_max(f.meter.lag_hist), 25000);
+    assert_int_equal(f.out.wait_max_us, 35000);
+    teardown(&f);
+}
+
+/* With max_outstanding 0 nothing queues: an arrival due while the client is busy is dropped,
+ * one that finds it idle is taken. */
+static void open_loop_without_a_queue(void **state)
+{
+    fixture f;
+    setup_open(&f, 100, LB_ARRIVAL_UNIFORM, 0, 1);
+    begin(&f, 1000000);
+    cycle(&f, 25000, 25000);                      /* arrivals at 10 and 20 ms come while busy */
+    expect_until(&f, LB_WL_THINK, 30000);
+    assert_int_equal(f.out.dropped, 2);
+    feed(&f, (lb_wl_input){.now_us = 30000});
+    expect(&f, LB_WL_ACQUIRE);
+    teardown(&f);
+}
+
+/* Poisson arrivals: a client's share of the group's rate (1 000/s over 4 clients: 250/s each),
+ * drawn from its own stream; the deadline ends the schedule. Over 20 s of fake time with
+ * instant service, the count is within 5 % of 5 000, and two members draw different times. */
+static void open_loop_poisson_rate(void **state)
+{
+    int64_t first[2];
+    for (int member = 0; member < 2; member++) {
+        fixture f;
+        setup_open(&f, 1000, LB_ARRIVAL_POISSON, 100, 4);
+        f.g.workload.duration_ms = 20000;
+        f.rng = 7 + (uint64_t)member;
+        lb_wl_setup st = {.g = &f.g, .member = member, .out = &f.out, .meter = &f.meter,
+                          .oracle = f.oracle, .rng = &f.rng, .tally = &f.tally,
+                          .deadline_us = 20000000};
+        assert_int_equal(lb_wl_init(&f.m, &st), 0);
+        f.s = lb_wl_next(&f.m, &(lb_wl_input){.now_us = 0});
+        int64_t now = 0, n = 0;
+        while (f.s.what != LB_WL_DONE && n < 100000) {
+            if (f.s.what == LB_WL_THINK) {
+                now = f.s.until_us;
+                feed(&f, (lb_wl_input){.now_us = now});
+            } else {
+                if (n++ == 0)
+                    first[member] = now;
+                cycle(&f, now, now);
+            }
+        }
+        assert_true(n > 4750 && n < 5250);
+        assert_int_equal(f.out.dropped, 0);
+        assert_int_equal(lb_hist_max(f.meter.lag_hist), 0);  /* never late: never busy */
+        teardown(&f);
+    }
+    assert_true(first[0] != first[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -292,6 +402,9 @@ int main(void)
         cmocka_unit_test(start_and_deadline),
         cmocka_unit_test(a_kept_lock_is_not_released),
         cmocka_unit_test(release_outcomes_are_recorded),
+        cmocka_unit_test(open_loop_arrivals_queue_and_drop),
+        cmocka_unit_test(open_loop_without_a_queue),
+        cmocka_unit_test(open_loop_poisson_rate),
     };
     return cmocka_run_group_tests_name("workload", tests, NULL, NULL);
 }

@@ -1,0 +1,1574 @@
+/* driver.c -- the simulator's driver (sim.h): the workload and lock machines of every client,
+ * the modelled servers, the network and the fault schedule, on one queue of events in virtual
+ * time.
+ *
+ * It does what the loop driver (runloop.c) does with sockets and timers, with events instead:
+ * a client's step is carried out, and what completes it later -- a timer, a batch's last reply
+ * or its timeout -- is an event for that client. A batch's commands leave when the client's
+ * core has done their CPU work, cross their link, and wait in the server's query buffer; the
+ * server's replies cross back. Every event carries the time it happens and the order it was
+ * made, so ties resolve the same way every run. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dlock.h"
+#include "dlock_machine.h"
+#include "oracle.h"
+#include "runner.h"
+#include "runner_priv.h"  /* rn_fault_describe: the fault records as the real drivers make them */
+#include "sim/redis.h"
+#include "sim/sim.h"
+#include "workload.h"
+
+#define MAX_BATCH 32               /* the lock core's largest batch is 27 */
+#define NONE INT64_MAX
+
+typedef enum {
+    EV_TIMER = 1,    /* a client's timer: aux = its generation */
+    EV_TO_SERVER,    /* a command reaches a server: p = msg */
+    EV_TO_CLIENT,    /* a reply (or a lost connection) reaches a client: p = msg */
+    EV_SERVER,       /* a server has work: aux = its index */
+    EV_FAULT,        /* aux = action index */
+    EV_DEADLINE      /* a group's deadline: aux = group */
+} ev_kind;
+
+typedef struct ev {
+    int64_t t;
+    uint64_t seq;
+    void *p;
+    uint64_t aux;
+    uint32_t kind;
+    uint32_t client;
+    uint32_t lane;               /* the client's lane: 0 its own, 1 its renewer */
+} ev;
+
+typedef struct sclient sclient;
+
+/* A client's connection to one server (index nservers: the protected store). */
+typedef struct sconn {
+    sclient *cl;
+    int server;
+    int lane;
+    sim_conn *c;                 /* NULL: closed */
+    uint32_t epoch;              /* bumped when closed: what is still in flight is dropped */
+    int64_t last_out, last_in;   /* in-order delivery on the link, each way */
+} sconn;
+
+typedef struct msg {
+    uint32_t conn;               /* the server's index */
+    uint32_t lane;
+    uint32_t epoch;
+    const dlock_reply *reply;    /* EV_TO_CLIENT: a copy, NULL for a lost connection */
+    int argc;                    /* EV_TO_SERVER */
+    size_t *lens;
+    char **argv;
+} msg;
+
+typedef enum { OP_NONE, OP_ACQUIRE, OP_RELEASE, OP_EXTEND, OP_READ, OP_WRITE, OP_INCR, OP_FENCED } op_kind;
+
+typedef struct batch {
+    int n, left;
+    int server[MAX_BATCH];
+    const dlock_reply *reply[MAX_BATCH];
+    int got[LB_SCENARIO_MAX_SERVERS + 1];  /* replies in per connection */
+    uint32_t epoch[LB_SCENARIO_MAX_SERVERS + 1];
+    int64_t timer_at;
+} batch;
+
+typedef enum { C_IDLE, C_BUSY, C_WAIT, C_DOWN, C_DONE } cstate;
+
+/* An operation in flight, its timer and its connections. A client has two lanes, as a real
+ * client has its own connections and its renewer's: lane 0 runs the workload's steps, lane 1
+ * the lease renewals (lock.renew), each with its own batch and timer. */
+typedef struct lane {
+    dlock_machine *m;            /* the lock operation in progress */
+    op_kind op;
+    uint32_t op_commands;
+    batch *b;                    /* the batch in flight */
+    uint64_t timer_gen;
+    int64_t timer_until;         /* NONE: no timer */
+    sconn *conns;                /* nservers + 1 */
+} lane;
+
+struct sclient {
+    int id;
+    const lb_client_group *g;
+    lb_wl wl;
+    lb_client_result *out;
+    uint64_t rng, netrng, tokrng;  /* hold and think; links; tokens: apart, as in real runs */
+    char *key, *counter;         /* key: one of sim.keys */
+    int keyidx;
+    dlock_options opts;
+    lane ln[2];
+    dlock *l;                    /* the lock held */
+    bool renew;                  /* lock.renew: lane 1 extends the lease every ttl / 3 */
+    bool renew_on;               /* renewals are running for the lock held */
+    bool lease_lost;             /* a renewal found the lock lost */
+    bool thinking;               /* lane 0's timer ends a think (a stop ends it at once) */
+    int64_t lease_until;         /* renewals give up when they have not reached it by then */
+    int64_t renew_started;       /* the extend in flight began */
+    cstate state;
+    bool interrupt;              /* the group's deadline or a stop: the acquire stops */
+    bool stopping;
+    int paused, partitioned;
+    ev *held;                    /* events held while paused or partitioned */
+    size_t nheld, capheld;
+    int crash_when_holding, pause_when_holding;
+    int64_t pause_when_holding_us;
+    int frozen_event;            /* a holding pause in effect: its event (index + 1) */
+    int64_t frozen_at;
+    int64_t restart_after_us;
+    int64_t skew_ms;
+    const lb_event *delays[16];  /* delay events in effect, oldest first */
+    int ndelays;
+    lb_wl_tally tally;
+};
+
+typedef rn_action action;
+
+typedef struct sim {
+    const lb_scenario *sc;
+    const lb_run_target *t;
+    lb_run_result *out;
+    int nservers;                /* lock servers; servers[nservers] is the protected store */
+    sim_server **srv;
+    int64_t *srv_wake;
+    ev *heap;
+    size_t nheap, capheap;
+    uint64_t seq, events;
+    int64_t now;
+    size_t n;
+    sclient *cl;
+    size_t nkeys;
+    char **keys;
+    lb_oracle *oracle;
+    int64_t *core_free;
+    int ncores;
+    action *acts;
+    size_t nacts;
+    int64_t *fired_start, *fired_end;
+    int running;
+    batch *free_batches;         /* reused, linked through reply[0] */
+    int64_t epoch_ms;            /* wall-clock ms at virtual time 0 */
+    bool stopped;
+    struct timespec wall0;
+    int64_t next_progress_us;
+    void *probe;                 /* read_counters's tally */
+    uint64_t *key_slots;         /* open addressing: key index + 1, 0 = empty */
+    size_t key_mask;
+    char err[256];
+} sim;
+
+static void carry(sim *S, sclient *c, lb_wl_step s);
+static void feed(sim *S, sclient *c, lb_wl_input in);
+static void machine_go(sim *S, sclient *c, lane *L, const dlock_reply *const *replies);
+static void renew_done(sim *S, sclient *c, int rc);
+
+/* ---- randomness: xorshift64*, from the scenario's seed ------------------------------------- */
+
+static uint64_t next_u64(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1DULL;
+}
+
+static double uniform01(uint64_t *s)
+{
+    return (double)(next_u64(s) >> 11) * 0x1.0p-53;
+}
+
+static uint64_t mix(uint64_t a, uint64_t b)
+{
+    uint64_t z = a * 0x9E3779B97F4A7C15ULL ^ (b + 1) * 0xBF58476D1CE4E5B9ULL;
+    z ^= z >> 31;
+    return z ? z : 1;
+}
+
+/* ---- the event queue ------------------------------------------------------------------------ */
+
+static bool before(const ev *a, const ev *b)
+{
+    return a->t != b->t ? a->t < b->t : a->seq < b->seq;
+}
+
+static void push(sim *S, ev e)
+{
+    if (S->nheap == S->capheap) {
+        size_t cap = S->capheap ? 2 * S->capheap : 1024;
+        ev *h = realloc(S->heap, cap * sizeof *h);
+        if (!h)
+            abort();  /* the queue is the simulation: nothing sensible goes on without it */
+        S->heap = h;
+        S->capheap = cap;
+    }
+    e.seq = S->seq++;
+    if (e.t < S->now)
+        e.t = S->now;
+    size_t i = S->nheap++;
+    S->heap[i] = e;
+    while (i > 0 && before(&S->heap[i], &S->heap[(i - 1) / 2])) {
+        ev t = S->heap[i];
+        S->heap[i] = S->heap[(i - 1) / 2];
+        S->heap[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+static ev pop(sim *S)
+{
+    ev top = S->heap[0];
+    S->heap[0] = S->heap[--S->nheap];
+    for (size_t i = 0;;) {
+        size_t k = 2 * i + 1, best = i;
+        if (k < S->nheap && before(&S->heap[k], &S->heap[best]))
+            best = k;
+        if (k + 1 < S->nheap && before(&S->heap[k + 1], &S->heap[best]))
+            best = k + 1;
+        if (best == i)
+            break;
+        ev t = S->heap[i];
+        S->heap[i] = S->heap[best];
+        S->heap[best] = t;
+        i = best;
+    }
+    return top;
+}
+
+/* ---- copies of replies and commands --------------------------------------------------------- */
+
+static size_t reply_size(const dlock_reply *r)
+{
+    size_t n = sizeof *r + (r->str ? r->len + 1 : 0);
+    for (size_t i = 0; i < r->elements; i++)
+        n += reply_size(&r->element[i]);
+    return n;
+}
+
+/* Lays r out at *at (its elements first, then its string); returns the copy. */
+static dlock_reply *reply_copy_into(const dlock_reply *r, dlock_reply *dst, char **at)
+{
+    *dst = *r;
+    if (r->elements > 0) {
+        dlock_reply *el = (dlock_reply *)*at;
+        *at += r->elements * sizeof *el;
+        for (size_t i = 0; i < r->elements; i++)
+            reply_copy_into(&r->element[i], &el[i], at);
+        dst->element = el;
+    }
+    if (r->str) {
+        memcpy(*at, r->str, r->len);
+        (*at)[r->len] = '\0';
+        dst->str = *at;
+        *at += r->len + 1;
+    }
+    return dst;
+}
+
+static const dlock_reply *reply_copy(const dlock_reply *r)
+{
+    size_t n = reply_size(r);
+    dlock_reply *root = malloc(n);
+    if (!root)
+        abort();
+    char *at = (char *)(root + 1);
+    /* elements must stay aligned: strings go after every element array */
+    reply_copy_into(r, root, &at);
+    return root;
+}
+
+static msg *command_msg(int server, uint32_t epoch, int argc, const char *const *argv)
+{
+    size_t bytes = sizeof(msg) + (size_t)argc * (sizeof(size_t) + sizeof(char *));
+    for (int i = 0; i < argc; i++)
+        bytes += strlen(argv[i]) + 1;
+    msg *m = malloc(bytes);
+    if (!m)
+        abort();
+    *m = (msg){.conn = (uint32_t)server, .epoch = epoch, .argc = argc};
+    m->lens = (size_t *)(m + 1);
+    m->argv = (char **)(m->lens + argc);
+    char *at = (char *)(m->argv + argc);
+    for (int i = 0; i < argc; i++) {
+        m->lens[i] = strlen(argv[i]);
+        memcpy(at, argv[i], m->lens[i] + 1);
+        m->argv[i] = at;
+        at += m->lens[i] + 1;
+    }
+    return m;
+}
+
+/* ---- the network and the clients' cores ---------------------------------------------------- */
+
+/* One way on a client's link to server k. Network settings and faults act on the links to the
+ * lock servers, as the fault proxy does; the protected store is reached directly. */
+static int64_t link_delay(sim *S, sclient *c, int k)
+{
+    if (k == S->nservers)
+        return S->sc->sim.rtt_us / 2;
+    const lb_event *d = c->ndelays ? c->delays[c->ndelays - 1] : NULL;
+    int64_t lat = (d ? d->latency_ms : c->g->network.latency_ms) * 1000;
+    int64_t jit = (d ? d->jitter_ms : c->g->network.jitter_ms) * 1000;
+    int64_t one_way = S->sc->sim.rtt_us / 2 + lat;
+    if (jit > 0)
+        one_way += (int64_t)((2.0 * uniform01(&c->netrng) - 1.0) * (double)jit);
+    return one_way > 0 ? one_way : 0;
+}
+
+/* When CPU work of cost_us (at least 1) started now on the least busy client core is done. */
+static int64_t cpu_done(sim *S, int64_t cost_us)
+{
+    if (cost_us < 1)
+        cost_us = 1;  /* a model of zero costs must still let virtual time move */
+    int best = 0;
+    for (int i = 1; i < S->ncores; i++)
+        if (S->core_free[i] < S->core_free[best])
+            best = i;
+    int64_t start = S->core_free[best] > S->now ? S->core_free[best] : S->now;
+    S->core_free[best] = start + cost_us;
+    return start + cost_us;
+}
+
+static void server_poke(sim *S, int k)
+{
+    int64_t next = sim_server_next_us(S->srv[k]);
+    if (next == NONE || next >= S->srv_wake[k])
+        return;
+    S->srv_wake[k] = next < S->now ? S->now : next;
+    push(S, (ev){.t = S->srv_wake[k], .kind = EV_SERVER, .aux = (uint64_t)k});
+}
+
+static void conn_close(sim *S, sconn *cn)
+{
+    if (cn->c)
+        sim_conn_close(cn->c, S->now);
+    cn->c = NULL;
+    cn->epoch++;
+    server_poke(S, cn->server);
+}
+
+/* A reply from a modelled server: it crosses the link back. */
+typedef struct {
+    int64_t sum;
+    int left;
+} counter_read;
+
+static void on_reply(void *ctx, void *owner, int64_t at_us, const dlock_reply *r)
+{
+    sim *S = ctx;
+    sconn *cn = owner;
+    sclient *c = cn->cl;
+    if (!c) {  /* the counters, read at the end (read_counters) */
+        counter_read *cr = S->probe;
+        if (r->type == DLOCK_REPLY_STRING)
+            cr->sum += atoll(r->str);
+        cr->left--;
+        return;
+    }
+    int64_t at = at_us + link_delay(S, c, cn->server);
+    if (at < cn->last_in)
+        at = cn->last_in;
+    cn->last_in = at;
+    msg *m = malloc(sizeof *m);
+    if (!m)
+        abort();
+    *m = (msg){.conn = (uint32_t)cn->server, .lane = (uint32_t)cn->lane, .epoch = cn->epoch,
+               .reply = reply_copy(r)};
+    push(S, (ev){.t = at, .kind = EV_TO_CLIENT, .p = m, .client = (uint32_t)c->id,
+                 .lane = (uint32_t)cn->lane});
+}
+
+/* The connection's replies still due will never come: the client learns it one way later.
+ * epoch: the connection's before it was closed, the one its batch knows. */
+static void conn_lost(sim *S, sclient *c, lane *L, int server, uint32_t epoch)
+{
+    sconn *cn = &L->conns[server];
+    msg *m = malloc(sizeof *m);
+    if (!m)
+        abort();
+    *m = (msg){.conn = (uint32_t)server, .lane = (uint32_t)cn->lane, .epoch = epoch,
+               .reply = NULL};
+    int64_t at = S->now + link_delay(S, c, server);
+    if (at < cn->last_in)
+        at = cn->last_in;
+    cn->last_in = at;
+    push(S, (ev){.t = at, .kind = EV_TO_CLIENT, .p = m, .client = (uint32_t)c->id,
+                 .lane = (uint32_t)cn->lane});
+}
+
+/* ---- batches -------------------------------------------------------------------------------- */
+
+/* Whether the batch in flight still waits for a reply on server k's connection. */
+static bool pending_on(const lane *L, int k)
+{
+    const batch *b = L->b;
+    int sent = 0;
+    for (int i = 0; b && i < b->n; i++)
+        sent += b->server[i] == k;
+    return b && b->got[k] < sent;
+}
+
+static batch *batch_new(sim *S)
+{
+    batch *b = S->free_batches;
+    if (b)
+        S->free_batches = (batch *)(void *)b->reply[0];
+    else if (!(b = malloc(sizeof *b)))
+        abort();
+    memset(b, 0, sizeof *b);
+    return b;
+}
+
+static void batch_free(sim *S, batch *b)
+{
+    if (!b)
+        return;
+    for (int i = 0; i < b->n; i++)
+        free((void *)b->reply[i]);
+    b->reply[0] = (const dlock_reply *)(void *)S->free_batches;
+    S->free_batches = b;
+}
+
+static void timer_set(sim *S, sclient *c, lane *L, int64_t until)
+{
+    L->timer_gen++;
+    L->timer_until = until;
+    push(S, (ev){.t = until, .kind = EV_TIMER, .aux = L->timer_gen, .client = (uint32_t)c->id,
+                 .lane = (uint32_t)(L - c->ln)});
+}
+
+static void timer_stop(lane *L)
+{
+    L->timer_gen++;
+    L->timer_until = NONE;
+}
+
+/* Sends a batch: the commands leave once the client's core has done their work, each on its
+ * server's connection (opened if need be); a server that is down refuses the connection, which
+ * the client learns one link delay later. */
+static void send_batch(sim *S, sclient *c, lane *L, int n, const int *server,
+                       const char *const *const *argv, const int *argc, int64_t timeout_us,
+                       bool reconnect)
+{
+    batch *b = L->b = batch_new(S);
+    b->n = b->left = n;
+    int64_t depart = cpu_done(S, (int64_t)n * S->sc->sim.client_us_per_command);
+    bool refused[LB_SCENARIO_MAX_SERVERS + 1] = {false}, fresh[LB_SCENARIO_MAX_SERVERS + 1] = {false};
+    for (int i = 0; i < n; i++) {
+        int k = server[i];
+        sconn *cn = &L->conns[k];
+        b->server[i] = k;
+        if (reconnect && !fresh[k]) {
+            fresh[k] = true;
+            conn_close(S, cn);
+        }
+        if (cn->c && sim_conn_is_dead(cn->c))
+            conn_close(S, cn);
+        if (!cn->c && !refused[k] && !(cn->c = sim_conn_open(S->srv[k], cn))) {
+            refused[k] = true;
+            b->epoch[k] = cn->epoch;
+            continue;
+        }
+        if (refused[k])
+            continue;
+        b->epoch[k] = cn->epoch;
+        int64_t at = depart + link_delay(S, c, k);
+        if (at < cn->last_out)
+            at = cn->last_out;
+        cn->last_out = at;
+        msg *m = command_msg(k, cn->epoch, argc[i], argv[i]);
+        m->lane = (uint32_t)cn->lane;
+        push(S, (ev){.t = at, .kind = EV_TO_SERVER, .p = m, .client = (uint32_t)c->id,
+                     .lane = (uint32_t)cn->lane});
+    }
+    for (int k = 0; k <= S->nservers; k++)
+        if (refused[k])
+            conn_lost(S, c, L, k, L->conns[k].epoch);
+    b->timer_at = depart + timeout_us;
+    timer_set(S, c, L, b->timer_at);
+}
+
+/* A reply (or, r NULL, the loss of the connection) for the batch in flight. */
+static void batch_reply(sim *S, sclient *c, lane *L, const msg *m)
+{
+    batch *b = L->b;
+    int k = (int)m->conn;
+    if (!b || m->epoch != b->epoch[k] || !pending_on(L, k)) {
+        free((void *)m->reply);
+        return;  /* a batch long over, or a connection since closed */
+    }
+    for (int i = 0, seen = 0; i < b->n; i++) {
+        if (b->server[i] != k)
+            continue;
+        if (seen++ < b->got[k])
+            continue;
+        b->got[k]++;
+        b->left--;
+        b->reply[i] = m->reply;
+        if (m->reply)
+            break;
+        /* a lost connection: every reply still due on it is lost */
+    }
+    if (!m->reply)
+        conn_close(S, &L->conns[k]);
+    if (b->left > 0)
+        return;
+    timer_stop(L);
+    const dlock_reply *r[MAX_BATCH];
+    memcpy(r, b->reply, sizeof r);
+    L->b = NULL;
+    if (L->m) {
+        machine_go(S, c, L, r);
+    } else {
+        lb_wl_input in = {0};
+        const dlock_reply *x = r[0];
+        switch (L->op) {
+        case OP_READ:
+            in.ok = x && (x->type == DLOCK_REPLY_STRING || x->type == DLOCK_REPLY_NIL);
+            in.value = x && x->type == DLOCK_REPLY_STRING ? atoll(x->str) : 0;
+            break;
+        case OP_WRITE:
+            in.rc = x && x->type == DLOCK_REPLY_STATUS ? DLOCK_OK : DLOCK_EIO;
+            break;
+        case OP_INCR:
+            in.ok = x && x->type == DLOCK_REPLY_INTEGER;
+            break;
+        default:
+            break;
+        }
+        L->op = OP_NONE;
+        feed(S, c, in);
+    }
+    batch_free(S, b);
+}
+
+/* The batch's time is up: what has not come will not; a connection out of step is closed. */
+static void batch_timeout(sim *S, sclient *c, lane *L)
+{
+    batch *b = L->b;
+    for (int k = 0; k <= S->nservers; k++)
+        if (pending_on(L, k))
+            conn_close(S, &L->conns[k]);
+    b->left = 0;
+    const dlock_reply *r[MAX_BATCH];
+    memcpy(r, b->reply, sizeof r);
+    L->b = NULL;
+    if (L->m) {
+        machine_go(S, c, L, r);
+    } else {
+        lb_wl_input in = {.rc = DLOCK_EIO};
+        L->op = OP_NONE;
+        feed(S, c, in);
+    }
+    batch_free(S, b);
+}
+
+/* ---- the lock machines ---------------------------------------------------------------------- */
+
+static void machine_go(sim *S, sclient *c, lane *L, const dlock_reply *const *replies)
+{
+    dlock_input in = {.now_us = S->now, .wall_ms = S->epoch_ms + S->now / 1000 + c->skew_ms,
+                      .interrupted = L == c->ln && c->interrupt, .replies = replies};
+    dlock_action a = dlock_machine_next(L->m, &in);
+    if (a.interrupt_taken)
+        c->interrupt = false;
+    switch (a.what) {
+    case DLOCK_DO_SEND: {
+        int server[MAX_BATCH], argc[MAX_BATCH];
+        const char *const *argv[MAX_BATCH];
+        if (a.ncommands > MAX_BATCH)
+            abort();  /* the core's largest batch is 27: a bigger one is a bug to see at once */
+        int n = a.ncommands;
+        for (int i = 0; i < n; i++) {
+            server[i] = L->op == OP_FENCED ? S->nservers : a.commands[i].server;
+            argv[i] = a.commands[i].argv;
+            argc[i] = a.commands[i].argc;
+        }
+        if (L->op != OP_FENCED) {  /* the lock core's commands, the renewer's included */
+            L->op_commands += (uint32_t)n;
+            c->out->commands += (uint64_t)n;
+        }
+        if (L == c->ln)
+            c->state = C_BUSY;
+        send_batch(S, c, L, n, server, argv, argc, a.timeout_us, a.reconnect);
+        return;
+    }
+    case DLOCK_DO_WAIT:
+        if (L == c->ln)
+            c->state = C_WAIT;
+        timer_set(S, c, L, a.until_us);
+        return;
+    case DLOCK_DO_DONE:
+    default:
+        break;
+    }
+    op_kind op = L->op;
+    lb_wl_input win = {.rc = a.rc};
+    if (op == OP_ACQUIRE) {
+        win.attempts = (uint32_t)dlock_machine_tries(L->m);
+        win.commands = L->op_commands;
+        dlock *l = dlock_machine_take_lock(L->m);
+        if (l) {
+            if (c->l)
+                dlock_abandon(c->l);
+            c->l = l;
+            win.fence = dlock_fencing_token(l);
+        }
+    }
+    dlock_machine_free(L->m);
+    L->m = NULL;
+    L->op = OP_NONE;
+    if (op == OP_EXTEND) {
+        renew_done(S, c, a.rc);
+        return;
+    }
+    if (op == OP_RELEASE && c->lease_lost && win.rc == DLOCK_OK)
+        win.rc = DLOCK_ENOTOWNER;
+    if (op == OP_RELEASE && c->l) {  /* a release does not free its lock */
+        dlock_abandon(c->l);
+        c->l = NULL;
+    }
+    if (op == OP_ACQUIRE)
+        c->lease_lost = false;
+    if (op == OP_ACQUIRE && a.rc == DLOCK_OK && c->renew && c->g->lock.ttl_ms > 0) {
+        c->renew_on = true;  /* the lease counts from the acquire's call at the latest */
+        c->lease_until = S->now + c->g->lock.ttl_ms * 1000;
+        timer_set(S, c, &c->ln[1], S->now + c->g->lock.ttl_ms * 1000 / 3);
+    }
+    c->state = C_BUSY;
+    feed(S, c, win);
+}
+
+static void start_machine(sim *S, sclient *c, lane *L, dlock_machine *m, op_kind op)
+{
+    L->m = m;
+    L->op = op;
+    L->op_commands = 0;
+    machine_go(S, c, L, NULL);
+}
+
+/* ---- lease renewal (lock.renew) --------------------------------------------------------------
+ * As the loop driver's renewer does: every ttl / 3 from the last extend's start, an extend on
+ * the renewer's own connections; after one that could not reach the servers, again a quarter
+ * period later; a lock found lost (notowner), or not reached before its lease ran out, is given
+ * up. Renewals stop before the lock is released, kept or dropped, so no extend runs beside the
+ * release on the same lock. */
+
+static void renew_tick(sim *S, sclient *c)
+{
+    lane *R = &c->ln[1];
+    if (!c->renew_on || !c->l || R->m)
+        return;
+    dlock_machine *m = dlock_machine_extend(c->l, c->g->lock.ttl_ms);
+    if (!m) {
+        c->renew_on = false;
+        return;
+    }
+    c->renew_started = S->now;  /* the next period counts from here */
+    start_machine(S, c, R, m, OP_EXTEND);
+}
+
+static void renew_done(sim *S, sclient *c, int rc)
+{
+    lane *R = &c->ln[1];
+    int64_t period = c->g->lock.ttl_ms * 1000 / 3, started = c->renew_started;
+    if (!c->renew_on)
+        return;
+    if (rc == DLOCK_OK) {
+        c->lease_until = started + c->g->lock.ttl_ms * 1000;
+        timer_set(S, c, R, started + period);
+    } else if (rc == DLOCK_ENOTOWNER || S->now >= c->lease_until) {
+        c->renew_on = false;  /* lost: its release says so, as the watchdog's lock does */
+        c->lease_lost = true;
+    } else {
+        timer_set(S, c, R, S->now + period / 4);
+    }
+}
+
+static void renew_stop(sim *S, sclient *c)
+{
+    lane *R = &c->ln[1];
+    c->renew_on = false;
+    timer_stop(R);
+    if (R->m)
+        dlock_machine_free(R->m);
+    R->m = NULL;
+    R->op = OP_NONE;
+    batch_free(S, R->b);
+    R->b = NULL;
+    for (int k = 0; R->conns && k <= S->nservers; k++)  /* its traffic in flight is dropped */
+        conn_close(S, &R->conns[k]);
+}
+
+/* ---- the workload --------------------------------------------------------------------------- */
+
+static void close_lanes(sim *S, sclient *c)
+{
+    for (int j = 0; j < 2; j++) {
+        lane *L = &c->ln[j];
+        timer_stop(L);
+        if (L->m)
+            dlock_machine_free(L->m);
+        L->m = NULL;
+        L->op = OP_NONE;
+        batch_free(S, L->b);
+        L->b = NULL;
+        for (int k = 0; L->conns && k <= S->nservers; k++)
+            conn_close(S, &L->conns[k]);  /* every epoch moves on: nothing in flight counts */
+    }
+    c->renew_on = false;
+}
+
+static void drop_held(sclient *c);
+
+static void end_client(sim *S, sclient *c)
+{
+    if (c->state == C_DONE)
+        return;
+    close_lanes(S, c);
+    drop_held(c);
+    c->state = C_DONE;
+    c->out->end_us = S->now;
+    S->running--;
+}
+
+static void down(sim *S, sclient *c)
+{
+    close_lanes(S, c);
+    drop_held(c);
+    if (c->l)
+        dlock_abandon(c->l);
+    c->l = NULL;
+    c->out->crashes++;
+    c->out->crashed = true;
+    if (c->frozen_event) {  /* a holding pause ends with the crash; scheduled pauses go on */
+        c->paused--;
+        c->frozen_event = 0;
+    }
+    if (c->stopping || c->restart_after_us < 0) {
+        end_client(S, c);
+        return;
+    }
+    c->state = C_DOWN;
+    timer_set(S, c, c->ln, S->now + c->restart_after_us);
+}
+
+static void fired(sim *S, int event, int64_t start, int64_t end)
+{
+    if (S->fired_start[event] < 0 || start < S->fired_start[event])
+        S->fired_start[event] = start;
+    if (end > S->fired_end[event])
+        S->fired_end[event] = end;
+}
+
+static void send_resource(sim *S, sclient *c, op_kind op, const char *cmd, const char *arg2)
+{
+    const char *argv[4] = {cmd, c->counter, arg2, NULL};
+    const char *const *av[1] = {argv};
+    int server[1] = {S->nservers}, argc[1] = {arg2 ? 3 : 2};
+    c->ln[0].op = op;
+    c->state = C_BUSY;
+    send_batch(S, c, c->ln, 1, server, av, argc, c->g->lock.command_timeout_ms * 1000, false);
+}
+
+static void carry(sim *S, sclient *c, lb_wl_step s)
+{
+    char err[160], buf[32];
+    lane *L = c->ln;
+    for (;;) {
+        lb_wl_input in = {0};
+        switch (s.what) {
+        case LB_WL_ACQUIRE: {
+            unsigned char token[16];
+            for (int i = 0; i < 16; i += 8) {
+                uint64_t v = next_u64(&c->tokrng);
+                memcpy(token + i, &v, 8);
+            }
+            dlock_machine *m = dlock_machine_acquire(c->key, &c->opts, S->nservers, token, 0,
+                                                     err, sizeof err);
+            if (!m) {
+                in.rc = DLOCK_EINVAL;
+                break;
+            }
+            start_machine(S, c, L, m, OP_ACQUIRE);
+            return;
+        }
+        case LB_WL_READ:
+            send_resource(S, c, OP_READ, "GET", NULL);
+            return;
+        case LB_WL_WRITE: {
+            snprintf(buf, sizeof buf, "%lld", s.value);
+            if (s.fence == 0) {
+                send_resource(S, c, OP_WRITE, "SET", buf);
+                return;
+            }
+            dlock_machine *fm = dlock_machine_fenced_set(c->counter, s.fence, buf);
+            if (!fm) {
+                in.rc = DLOCK_ENOMEM;
+                break;
+            }
+            start_machine(S, c, L, fm, OP_FENCED);
+            return;
+        }
+        case LB_WL_INCR:
+            send_resource(S, c, OP_INCR, "INCR", NULL);
+            return;
+        case LB_WL_HOLDING: {
+            int crash = c->crash_when_holding, pause = c->pause_when_holding;
+            c->crash_when_holding = c->pause_when_holding = 0;
+            if (crash) {
+                fired(S, crash - 1, S->now, S->now);
+                in.crashed = true;
+                break;
+            }
+            if (pause) {  /* the whole client stops, its renewer too */
+                c->frozen_event = pause;
+                c->frozen_at = S->now;
+                c->paused++;
+                c->state = C_WAIT;
+                timer_set(S, c, L, S->now + c->pause_when_holding_us);
+                return;
+            }
+            break;
+        }
+        case LB_WL_HOLD:
+        case LB_WL_THINK:
+            c->state = C_WAIT;
+            c->thinking = s.what == LB_WL_THINK;
+            timer_set(S, c, L, s.until_us);
+            return;
+        case LB_WL_RELEASE: {
+            renew_stop(S, c);
+            dlock_machine *m = c->l ? dlock_machine_release(c->l) : NULL;
+            if (!m) {
+                in.rc = DLOCK_EINVAL;
+                break;
+            }
+            start_machine(S, c, L, m, OP_RELEASE);
+            return;
+        }
+        case LB_WL_KEEP:
+            renew_stop(S, c);
+            if (c->l)
+                dlock_abandon(c->l);
+            c->l = NULL;
+            break;
+        case LB_WL_CRASHED:
+            down(S, c);
+            return;
+        case LB_WL_DONE:
+        default:
+            end_client(S, c);
+            return;
+        }
+        in.now_us = S->now;
+        in.stop = S->stopped;
+        s = lb_wl_next(&c->wl, &in);
+    }
+}
+
+/* What became of the client's last step. */
+static void feed(sim *S, sclient *c, lb_wl_input in)
+{
+    in.now_us = S->now;
+    in.stop = S->stopped;
+    lb_wl_step s = lb_wl_next(&c->wl, &in);
+    carry(S, c, s);
+}
+
+/* ---- client events -------------------------------------------------------------------------- */
+
+static void release_held(sim *S, sclient *c);
+static void drop_held(sclient *c);
+
+static void on_timer(sim *S, sclient *c, lane *L)
+{
+    L->timer_until = NONE;
+    if (L != c->ln) {  /* the renewer: a batch's timeout, a back-off, or the next period */
+        if (L->b)
+            batch_timeout(S, c, L);
+        else if (L->m)
+            machine_go(S, c, L, NULL);
+        else
+            renew_tick(S, c);
+        return;
+    }
+    switch (c->state) {
+    case C_DOWN: {  /* back from a crash */
+        c->state = C_BUSY;
+        c->restart_after_us = -1;
+        if (c->stopping || S->stopped) {
+            end_client(S, c);
+            return;
+        }
+        c->out->crashed = false;
+        lb_wl_input in = {.now_us = S->now, .stop = S->stopped};
+        carry(S, c, lb_wl_restart(&c->wl, &in));
+        return;
+    }
+    case C_BUSY:  /* a batch's timeout */
+        if (L->b)
+            batch_timeout(S, c, L);
+        return;
+    case C_WAIT:
+        c->state = C_BUSY;
+        c->thinking = false;
+        if (L->m) {
+            machine_go(S, c, L, NULL);
+        } else {
+            feed(S, c, (lb_wl_input){0});
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+/* A paused client does nothing: its events wait until it resumes (the end of a holding pause
+ * is the one that comes through). A partitioned one's traffic to the lock servers waits until
+ * the partition heals. */
+static bool held(sim *S, sclient *c, const ev *e)
+{
+    bool net = (e->kind == EV_TO_SERVER || e->kind == EV_TO_CLIENT) &&
+               ((const msg *)e->p)->conn < (uint32_t)S->nservers;  /* the store is direct */
+    bool thaw = c->frozen_event && e->kind == EV_TIMER && e->lane == 0 &&
+                e->aux == c->ln[0].timer_gen;
+    bool hold = (c->paused > 0 && e->kind != EV_TO_SERVER && !thaw) ||
+                (c->partitioned > 0 && net);
+    if (!hold)
+        return false;
+    if (c->nheld == c->capheld) {
+        size_t cap = c->capheld ? 2 * c->capheld : 8;
+        ev *h = realloc(c->held, cap * sizeof *h);
+        if (!h)
+            abort();
+        c->held = h;
+        c->capheld = cap;
+    }
+    c->held[c->nheld++] = *e;
+    return true;
+}
+
+/* Held events of a client that crashed or ended belong to a dead incarnation. */
+static void drop_held(sclient *c)
+{
+    for (size_t i = 0; i < c->nheld; i++) {
+        ev *e = &c->held[i];
+        if (e->kind == EV_TO_CLIENT)
+            free((void *)((msg *)e->p)->reply);
+        if (e->kind == EV_TO_SERVER || e->kind == EV_TO_CLIENT)
+            free(e->p);
+    }
+    free(c->held);
+    c->held = NULL;
+    c->nheld = c->capheld = 0;
+}
+
+static void release_held(sim *S, sclient *c)
+{
+    size_t n = c->nheld;
+    ev *h = c->held;
+    c->held = NULL;
+    c->nheld = c->capheld = 0;
+    for (size_t i = 0; i < n; i++) {
+        ev e = h[i];
+        e.t = S->now;
+        push(S, e);
+    }
+    free(h);
+}
+
+static void client_event(sim *S, const ev *e)
+{
+    sclient *c = &S->cl[e->client];
+    lane *L = &c->ln[e->lane];
+    if (e->kind == EV_TIMER && (e->aux != L->timer_gen || c->state == C_DONE))
+        return;
+    if (held(S, c, e))
+        return;
+    switch (e->kind) {
+    case EV_TIMER:
+        if (c->frozen_event && L == c->ln) {  /* a holding pause ends: the client goes on */
+            fired(S, c->frozen_event - 1, c->frozen_at, S->now);
+            c->frozen_event = 0;
+            L->timer_until = NONE;
+            c->state = C_BUSY;
+            if (c->paused > 0 && --c->paused == 0) {
+                release_held(S, c);
+            } else if (c->paused > 0) {  /* a scheduled pause still holds the client */
+                c->state = C_WAIT;
+                timer_set(S, c, L, S->now);  /* held until it ends, then the client goes on */
+                break;
+            }
+            feed(S, c, (lb_wl_input){0});
+            break;
+        }
+        on_timer(S, c, L);
+        break;
+    case EV_TO_SERVER: {
+        msg *m = e->p;
+        sconn *cn = &L->conns[m->conn];
+        if (cn->c && m->epoch == cn->epoch && c->state != C_DONE) {
+            sim_conn_push(cn->c, S->now, m->argc, (const char *const *)m->argv, m->lens);
+            server_poke(S, (int)m->conn);
+        }
+        free(m);
+        break;
+    }
+    case EV_TO_CLIENT: {
+        msg *m = e->p;
+        if (c->state == C_DONE || c->state == C_DOWN)
+            free((void *)m->reply);
+        else
+            batch_reply(S, c, L, m);
+        free(m);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* ---- faults --------------------------------------------------------------------------------- */
+
+
+static void crash_now(sim *S, sclient *c)
+{
+    lb_wl_input in = {.crashed = true, .rc = DLOCK_ECANCELED};
+    lane *L = c->ln;
+    if (L->m && L->op == OP_ACQUIRE) {  /* what the acquire did before it was cut short */
+        in.attempts = (uint32_t)dlock_machine_tries(L->m);
+        in.commands = L->op_commands;
+    }
+    close_lanes(S, c);
+    drop_held(c);
+    c->state = C_BUSY;
+    feed(S, c, in);
+}
+
+/* A client event: false when the client is not one (it cannot fail otherwise). */
+static void apply_client(sim *S, sclient *c, const lb_event *e, size_t idx, bool ending)
+{
+    switch (e->action) {
+    case LB_EV_CRASH:
+        c->restart_after_us = e->restart_after_ms >= 0 ? e->restart_after_ms * 1000 : -1;
+        if (e->when_holding) {
+            c->crash_when_holding = (int)idx + 1;
+        } else if (c->state == C_DOWN) {
+            if (c->restart_after_us < 0)
+                end_client(S, c);
+            else
+                timer_set(S, c, c->ln, S->now + c->restart_after_us);  /* the count starts again */
+        } else if (c->state != C_DONE) {
+            crash_now(S, c);
+        }
+        break;
+    case LB_EV_PAUSE:
+        if (e->when_holding) {
+            c->pause_when_holding = (int)idx + 1;
+            c->pause_when_holding_us = e->duration_ms * 1000;
+        } else if (!ending) {
+            c->paused++;
+        } else if (c->paused > 0 && --c->paused == 0) {
+            release_held(S, c);
+        }
+        break;
+    case LB_EV_CLOCK_SKEW:
+        c->skew_ms = e->offset_ms;
+        break;
+    case LB_EV_DELAY:
+        if (!ending && c->ndelays < (int)(sizeof c->delays / sizeof c->delays[0])) {
+            c->delays[c->ndelays++] = e;
+        } else {
+            for (int i = 0; i < c->ndelays; i++) {
+                if (c->delays[i] == e) {
+                    memmove(&c->delays[i], &c->delays[i + 1],
+                            (size_t)(c->ndelays - i - 1) * sizeof c->delays[0]);
+                    c->ndelays--;
+                    break;
+                }
+            }
+        }
+        break;
+    case LB_EV_PARTITION:
+        if (!ending) {
+            c->partitioned++;
+        } else if (c->partitioned > 0 && --c->partitioned == 0) {
+            release_held(S, c);
+        }
+        break;
+    case LB_EV_RESET:
+        for (int j = 0; j < 2; j++) {
+            for (int k = 0; c->ln[j].conns && k < S->nservers; k++) {
+                lane *L = &c->ln[j];
+                sconn *cn = &L->conns[k];
+                bool pending = cn->c && pending_on(L, k);
+                uint32_t epoch = cn->epoch;
+                conn_close(S, cn);
+                if (pending)
+                    conn_lost(S, c, L, k, epoch);
+            }
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* A server dies (kill-server, crash-host): every connection to it is cut, and clients waiting
+ * on one learn it one link delay later, as from a reset. */
+static void server_down(sim *S, int k, bool host)
+{
+    sim_server_kill(S->srv[k], S->now, host);
+    for (size_t i = 0; i < S->n; i++) {
+        sclient *c = &S->cl[i];
+        for (int j = 0; j < 2; j++) {
+            lane *L = &c->ln[j];
+            sconn *cn = L->conns ? &L->conns[k] : NULL;
+            if (!cn || !cn->c)
+                continue;
+            bool pending = pending_on(L, k);
+            uint32_t epoch = cn->epoch;
+            conn_close(S, cn);
+            if (pending)
+                conn_lost(S, c, L, k, epoch);
+        }
+    }
+}
+
+static bool apply(sim *S, size_t idx, bool ending)
+{
+    const lb_event *e = &S->sc->events[idx];
+    switch (e->action) {
+    case LB_EV_KILL_SERVER:
+    case LB_EV_CRASH_HOST:  /* the process, or its machine: what persistence kept differs */
+        if (e->server < 0 || e->server >= S->nservers)
+            return false;
+        if (!ending)
+            server_down(S, e->server, e->action == LB_EV_CRASH_HOST);
+        else
+            sim_server_restart(S->srv[e->server], S->now);
+        server_poke(S, e->server);
+        return true;
+    case LB_EV_PAUSE_SERVER:
+        if (e->server < 0 || e->server >= S->nservers)
+            return false;
+        if (!ending)
+            sim_server_pause(S->srv[e->server], S->now, S->now + e->duration_ms * 1000);
+        server_poke(S, e->server);
+        return true;
+    default:
+        for (size_t i = 0; i < e->nclients; i++)
+            if (e->clients[i] >= 0 && (size_t)e->clients[i] < S->n)
+                apply_client(S, &S->cl[e->clients[i]], e, idx, ending);
+        return true;
+    }
+}
+
+static void on_fault(sim *S, size_t a)
+{
+    const action *act = &S->acts[a];
+    lb_fault_record *f = &S->out->faults[act->event];
+    bool ok = apply(S, act->event, act->ending);
+    if (!act->ending) {
+        f->applied = ok;
+        f->start_us = ok ? S->now : -1;
+        S->out->faults_applied += ok;
+    } else if (f->applied) {
+        f->end_us = S->now;
+    }
+}
+
+/* A group's deadline (or a stop, for every group): waits in progress are abandoned, and no new
+ * iteration starts. */
+static void stop_group(sim *S, size_t g)
+{
+    for (size_t i = 0; i < S->n; i++) {
+        sclient *c = &S->cl[i];
+        if (g != SIZE_MAX && (size_t)(c->g - S->sc->groups) != g)
+            continue;
+        c->stopping = true;
+        if (c->ln[0].m && c->ln[0].op == OP_ACQUIRE) {
+            c->interrupt = true;
+            if (c->state == C_WAIT && !c->frozen_event)
+                timer_set(S, c, c->ln, S->now);
+        }
+        if (c->state == C_DOWN)
+            end_client(S, c);
+        else if (g == SIZE_MAX && c->state == C_WAIT && c->thinking)
+            timer_set(S, c, c->ln, S->now);  /* a stop ends a think at once */
+    }
+}
+
+/* ---- set-up ----------------------------------------------------------------------------------- */
+
+static uint64_t hash_str(const char *p)
+{
+    uint64_t h = 1469598103934665603ULL;  /* FNV-1a */
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
+}
+
+/* The key's index: clients with the same key name share it. */
+static int intern_key(sim *S, const char *name)
+{
+    size_t i = (size_t)hash_str(name) & S->key_mask;
+    for (; S->key_slots[i]; i = (i + 1) & S->key_mask)
+        if (strcmp(S->keys[S->key_slots[i] - 1], name) == 0)
+            return (int)(S->key_slots[i] - 1);
+    if (!(S->keys[S->nkeys] = strdup(name)))
+        abort();
+    S->key_slots[i] = ++S->nkeys;
+    return (int)(S->nkeys - 1);
+}
+
+static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_result *out)
+{
+    S->sc = sc;
+    S->t = t;
+    S->out = out;
+    S->n = sc->nclients;
+    S->nservers = sc->redis.servers;
+    S->epoch_ms = INT64_C(1700000000000);
+    S->ncores = (int)sc->sim.client_cores;
+    memset(out, 0, sizeof *out);
+    out->driver = LB_DRIVER_SIM;
+    out->clients = calloc(S->n + 1, sizeof *out->clients);
+    out->faults = calloc(sc->nevents + 1, sizeof *out->faults);
+    out->meters = calloc(1, sizeof *out->meters);
+    S->cl = calloc(S->n + 1, sizeof *S->cl);
+    S->keys = calloc(S->n + 1, sizeof *S->keys);
+    for (S->key_mask = 1; S->key_mask < 2 * (S->n + 1); S->key_mask *= 2)
+        ;
+    S->key_slots = calloc(S->key_mask, sizeof *S->key_slots);
+    S->key_mask--;
+    S->srv = calloc((size_t)S->nservers + 1, sizeof *S->srv);
+    S->srv_wake = calloc((size_t)S->nservers + 1, sizeof *S->srv_wake);
+    S->core_free = calloc((size_t)S->ncores, sizeof *S->core_free);
+    S->acts = calloc(2 * sc->nevents + 1, sizeof *S->acts);
+    S->fired_start = calloc(sc->nevents + 1, sizeof *S->fired_start);
+    S->fired_end = calloc(sc->nevents + 1, sizeof *S->fired_end);
+    if (!out->clients || !out->faults || !out->meters || !S->cl || !S->keys || !S->key_slots ||
+        !S->srv ||
+        !S->srv_wake || !S->core_free || !S->acts || !S->fired_start || !S->fired_end) {
+        snprintf(S->err, sizeof S->err, "out of memory");
+        return -1;
+    }
+    out->nclients = S->n;
+    out->nfaults = sc->nevents;
+    for (size_t g = 0; g < sc->ngroups; g++)
+        out->open_loop |= sc->groups[g].workload.arrival.on;
+    if (lb_meter_init(&out->meters[0], S->n, out->open_loop) < 0) {
+        snprintf(S->err, sizeof S->err, "out of memory");
+        return -1;
+    }
+    out->nmeters = 1;
+    sim_server_params p;
+    sim_server_params_init(&p);
+    p.us_per_command = sc->sim.server_us_per_command;
+    p.us_per_script = sc->sim.script_us_per_call;
+    p.hz = (int)sc->sim.server_hz;
+    p.persistence = sc->redis.persistence;
+    p.unix_epoch_us = S->epoch_ms * 1000;
+    for (int k = 0; k <= S->nservers; k++) {
+        S->srv_wake[k] = NONE;
+        if (!(S->srv[k] = sim_server_new(&p, on_reply, S))) {
+            snprintf(S->err, sizeof S->err, "the modelled server %d could not start", k);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < sc->nevents; i++) {
+        rn_fault_describe(&sc->events[i], &out->faults[i]);
+        S->fired_start[i] = S->fired_end[i] = -1;
+    }
+    S->nacts = rn_fault_actions(sc, S->acts);
+    size_t id = 0;
+    for (size_t g = 0; g < sc->ngroups; g++) {
+        const lb_client_group *gr = &sc->groups[g];
+        for (int64_t k = 0; k < gr->count; k++, id++) {
+            sclient *c = &S->cl[id];
+            char name[600];
+            c->id = (int)id;
+            c->g = gr;
+            c->out = &out->clients[id];
+            c->out->client = (int)id;
+            c->out->group = g;
+            c->restart_after_us = -1;
+            c->rng = (sc->seed + 1) * 0x9E3779B97F4A7C15ULL ^ (id + 1) * 0xBF58476D1CE4E5B9ULL;
+            c->netrng = mix(sc->seed ^ 0x6E6574ULL, id);
+            c->tokrng = mix(sc->seed ^ 0x746F6BULL, id);
+            if (gr->lock.keys > 1)
+                snprintf(name, sizeof name, "%s%s:%lld", t->prefix, gr->lock.key,
+                         (long long)(c->id % gr->lock.keys));
+            else
+                snprintf(name, sizeof name, "%s%s", t->prefix, gr->lock.key);
+            c->keyidx = intern_key(S, name);
+            c->key = S->keys[c->keyidx];
+            snprintf(name, sizeof name, "%s:counter", c->key);
+            if (!(c->counter = strdup(name))) {
+                snprintf(S->err, sizeof S->err, "out of memory");
+                return -1;
+            }
+            for (int j = 0; j < (gr->lock.renew ? 2 : 1); j++) {
+                lane *L = &c->ln[j];
+                L->timer_until = NONE;
+                if (!(L->conns = calloc((size_t)S->nservers + 1, sizeof *L->conns))) {
+                    snprintf(S->err, sizeof S->err, "out of memory");
+                    return -1;
+                }
+                for (int s = 0; s <= S->nservers; s++)
+                    L->conns[s] = (sconn){.cl = c, .server = s, .lane = j};
+            }
+            c->renew = gr->lock.renew;
+            const lb_lock *lk = &gr->lock;
+            dlock_options_init(&c->opts);
+            c->opts.algorithm = (dlock_algorithm)lk->algorithm;
+            c->opts.ttl_ms = lk->ttl_ms;
+            c->opts.wait_timeout_ms = lk->wait_timeout_ms;
+            c->opts.wait = (dlock_wait)lk->wait;
+            c->opts.backoff.policy = (dlock_backoff_policy)lk->backoff.policy;
+            c->opts.backoff.base_ms = lk->backoff.base_ms;
+            c->opts.backoff.cap_ms = lk->backoff.cap_ms;
+            c->opts.fencing = lk->fencing;
+            c->opts.drift_factor = lk->drift_factor;
+            c->opts.command_timeout_ms = lk->command_timeout_ms;
+            c->opts.seed = sc->seed * 1000003 + (uint64_t)c->id + 1;
+            lb_wl_tally *ty = &c->tally;
+            atomic_init(&ty->acquired, 0);
+            atomic_init(&ty->timeouts, 0);
+            atomic_init(&ty->errors, 0);
+        }
+    }
+    out->nkeys = (int64_t)S->nkeys;
+    if (!(S->oracle = lb_oracle_new(S->nkeys))) {
+        snprintf(S->err, sizeof S->err, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0, member = 0; i < S->n; i++) {
+        sclient *c = &S->cl[i];
+        member = i > 0 && c->g == S->cl[i - 1].g ? member + 1 : 0;
+        int64_t d = c->g->workload.duration_ms;
+        lb_wl_setup st = {.g = c->g, .member = (int)member, .key = c->keyidx, .out = c->out,
+                          .meter = &out->meters[0], .oracle = S->oracle, .rng = &c->rng,
+                          .tally = &c->tally, .deadline_us = d >= 0 ? d * 1000 : INT64_MAX};
+        if (lb_wl_init(&c->wl, &st) < 0) {
+            snprintf(S->err, sizeof S->err, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void teardown(sim *S)
+{
+    for (size_t i = 0; S->cl && i < S->n; i++) {
+        sclient *c = &S->cl[i];
+        for (int j = 0; j < 2; j++) {
+            if (c->ln[j].m)
+                dlock_machine_free(c->ln[j].m);
+            batch_free(S, c->ln[j].b);
+            free(c->ln[j].conns);
+        }
+        if (c->l)
+            dlock_abandon(c->l);
+        drop_held(c);
+        free(c->counter);
+        lb_wl_free(&c->wl);
+    }
+    for (int k = 0; S->srv && k <= S->nservers; k++)
+        sim_server_free(S->srv[k]);  /* frees the connections too */
+    while (S->nheap > 0) {
+        ev e = pop(S);
+        if (e.kind == EV_TO_CLIENT)
+            free((void *)((msg *)e.p)->reply);
+        if (e.kind == EV_TO_SERVER || e.kind == EV_TO_CLIENT)
+            free(e.p);
+    }
+    for (batch *b = S->free_batches, *next; b; b = next) {
+        next = (batch *)(void *)b->reply[0];
+        free(b);
+    }
+    for (size_t k = 0; S->keys && k < S->nkeys; k++)
+        free(S->keys[k]);
+    free(S->keys);
+    free(S->key_slots);
+    free(S->heap);
+    free(S->cl);
+    free(S->srv);
+    free(S->srv_wake);
+    free(S->core_free);
+    free(S->acts);
+    free(S->fired_start);
+    free(S->fired_end);
+    lb_oracle_free(S->oracle);
+}
+
+/* ---- the counters, read from the modelled store at the end ---------------------------------- */
+
+static int64_t read_counters(sim *S)
+{
+    counter_read cr = {0};
+    sconn probe = {.cl = NULL, .server = S->nservers};
+    sim_server *st = S->srv[S->nservers];
+    int64_t t = S->now;
+    S->probe = &cr;
+    sim_conn *c = sim_conn_open(st, &probe);
+    for (size_t k = 0; c && k < S->nkeys; k++) {
+        char key[700];
+        snprintf(key, sizeof key, "%s:counter", S->keys[k]);
+        const char *argv[2] = {"GET", key};
+        size_t lens[2] = {3, strlen(key)};
+        sim_conn_push(c, t, 2, argv, lens);
+        cr.left++;
+    }
+    while (cr.left > 0) {
+        int64_t next = sim_server_next_us(st);
+        if (next == NONE)
+            break;
+        t = next > t ? next : t;
+        sim_server_run(st, t);
+    }
+    sim_conn_close(c, t);
+    S->probe = NULL;
+    return cr.sum;
+}
+
+/* ---- the run -------------------------------------------------------------------------------- */
+
+static int64_t wall_us_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)(now.tv_sec - t0->tv_sec) * 1000000 + (now.tv_nsec - t0->tv_nsec) / 1000;
+}
+
+static int64_t planned_us(const lb_scenario *sc)
+{
+    int64_t total = 0;
+    for (size_t g = 0; g < sc->ngroups; g++) {
+        int64_t d = sc->groups[g].workload.duration_ms;
+        if (d < 0)
+            return -1;
+        total = d * 1000 > total ? d * 1000 : total;
+    }
+    return total;
+}
+
+static void progress(sim *S)
+{
+    int64_t wall = wall_us_since(&S->wall0);
+    if (!S->t->progress || wall < S->next_progress_us)
+        return;
+    S->next_progress_us = wall + 250000;
+    if (wall < 1000000)
+        return;
+    long long acq = 0, timeouts = 0, errors = 0;
+    for (size_t i = 0; i < S->n; i++) {
+        acq += atomic_load_explicit(&S->cl[i].tally.acquired, memory_order_relaxed);
+        timeouts += atomic_load_explicit(&S->cl[i].tally.timeouts, memory_order_relaxed);
+        errors += atomic_load_explicit(&S->cl[i].tally.errors, memory_order_relaxed);
+    }
+    double v = (double)S->now / 1e6;
+    char total[32] = "";
+    int64_t planned = planned_us(S->sc);
+    if (planned > 0)
+        snprintf(total, sizeof total, " / %.1f", (double)planned / 1e6);
+    fprintf(stderr, "\r  %s  virtual %.1f%s s  %.0f acquisitions/s  %lld timeouts  %lld errors  "
+            "(%.1f s wall)\033[K", S->t->label ? S->t->label : "", v, total,
+            v > 0 ? (double)acq / v : 0.0, timeouts, errors, (double)wall / 1e6);
+}
+
+int lb_sim_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *out,
+               lb_sim_stats *stats, char *err, size_t errlen)
+{
+    sim S = {0};
+    clock_gettime(CLOCK_MONOTONIC, &S.wall0);
+    if (setup(&S, sc, t, out) < 0) {
+        snprintf(err, errlen, "%s", S.err);
+        teardown(&S);
+        lb_run_result_free(out);
+        return -1;
+    }
+    S.running = (int)S.n;
+    for (size_t a = 0; a < S.nacts; a++)
+        push(&S, (ev){.t = S.acts[a].at_us, .kind = EV_FAULT, .aux = a});
+    for (size_t g = 0; g < sc->ngroups; g++)
+        if (sc->groups[g].workload.duration_ms >= 0)
+            push(&S, (ev){.t = sc->groups[g].workload.duration_ms * 1000, .kind = EV_DEADLINE,
+                          .aux = g});
+    for (size_t i = 0; i < S.n; i++) {  /* every client starts at the barrier, time 0 */
+        sclient *c = &S.cl[i];
+        c->state = C_BUSY;
+        lb_wl_input in = {.now_us = 0};
+        carry(&S, c, lb_wl_next(&c->wl, &in));
+    }
+    size_t next_fault = 0;
+    while (S.nheap > 0 && S.running > 0) {
+        ev e = pop(&S);
+        S.now = e.t;
+        S.events++;
+        if ((S.events & 1023) == 0) {
+            progress(&S);
+            if (!S.stopped && lb_runner_stopped()) {
+                S.stopped = true;
+                stop_group(&S, SIZE_MAX);
+            }
+        }
+        switch (e.kind) {
+        case EV_SERVER:
+            if (S.srv_wake[e.aux] != e.t)
+                break;  /* superseded by an earlier wake */
+            S.srv_wake[e.aux] = NONE;
+            sim_server_run(S.srv[e.aux], e.t);
+            server_poke(&S, (int)e.aux);
+            break;
+        case EV_FAULT:
+            on_fault(&S, e.aux);
+            next_fault = e.aux + 1;
+            break;
+        case EV_DEADLINE:
+            stop_group(&S, e.aux);
+            break;
+        default:
+            client_event(&S, &e);
+            break;
+        }
+    }
+    /* faults still open when the clients finished end with the run */
+    for (size_t a = next_fault; a < S.nacts; a++)
+        if (S.acts[a].ending && out->faults[S.acts[a].event].applied)
+            out->faults[S.acts[a].event].end_us = S.now;
+    if (t->progress && wall_us_since(&S.wall0) >= 1000000)
+        fputc('\n', stderr);
+    for (size_t i = 0; i < S.n; i++)
+        if (out->clients[i].end_us > out->elapsed_us)
+            out->elapsed_us = out->clients[i].end_us;
+    for (size_t i = 0; i < sc->nevents; i++) {
+        const lb_event *ev_ = &sc->events[i];
+        lb_fault_record *f = &out->faults[i];
+        if (ev_->when_holding) {
+            bool did = S.fired_start[i] >= 0;
+            out->faults_applied -= f->applied && !did;
+            f->applied = did;
+            f->start_us = did ? S.fired_start[i] : -1;
+            f->end_us = did && ev_->action == LB_EV_PAUSE ? S.fired_end[i] : -1;
+        } else if (f->applied && f->end_us < 0 &&
+                   (((ev_->action == LB_EV_KILL_SERVER || ev_->action == LB_EV_CRASH_HOST) &&
+                     ev_->restart_after_ms < 0) ||
+                    ev_->action == LB_EV_CLOCK_SKEW)) {
+            f->end_us = out->elapsed_us;
+        }
+    }
+    out->complete = !S.stopped;
+    out->overlaps = lb_oracle_overlaps(S.oracle);
+    out->counter_actual = read_counters(&S);
+    *stats = (lb_sim_stats){.virtual_us = S.now, .wall_us = wall_us_since(&S.wall0),
+                            .events = S.events};
+    teardown(&S);
+    return 0;
+}

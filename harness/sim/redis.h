@@ -1,0 +1,103 @@
+/* redis.h -- a modelled Redis 7 server in virtual time, for the simulator.
+ *
+ * One sim_server per modelled server: single-threaded, with a CPU cost per command, keys that
+ * expire on the virtual clock, and the commands the lock core and the harness send (the list is
+ * the command table in commands.c; test_sim_knows checks it against the sources). Scripts are
+ * the core's own Lua files, run by Lua 5.1 as Redis runs them.
+ *
+ * Time is int64 microseconds of virtual time. The server is an event loop as Redis's ae.c is:
+ * an iteration starts when input is waiting (or a cron tick is due that has work), reads every
+ * connection that has input, runs its commands one after another (us_per_command each), runs
+ * serverCron when due, and then beforeSleep: blocked clients whose timeout passed get nil,
+ * clients unblocked in this iteration run the commands pipelined behind their BLPOP, and every
+ * reply of the iteration leaves at its end. An idle server sleeps until the next cron tick, so
+ * a BLPOP times out on time while the server is busy and at the next tick (1000/hz ms) when it
+ * is idle, as in Redis.
+ *
+ * The driver's contract: calls come in non-decreasing now_us; a command pushed at now_us is seen
+ * by the first iteration that starts at or after now_us, so push everything that arrives at T
+ * before sim_server_run(s, T). Replies go to the sim_reply_fn given at creation, from inside
+ * sim_server_run (and from sim_server_pause/kill, which first catch up to now_us). */
+#ifndef SIM_REDIS_H
+#define SIM_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dlock_machine.h"  /* dlock_reply */
+#include "servers.h"        /* lb_persistence */
+
+typedef struct sim_server sim_server;
+typedef struct sim_conn sim_conn;
+
+typedef struct sim_server_params {
+    int64_t us_per_command;    /* server CPU time per command (e.g. 8) */
+    int64_t us_per_script;     /* extra per redis.call (or pcall) a script makes */
+    int hz;                    /* serverCron frequency (10) */
+    /* Added to the interface: */
+    bool dynamic_hz;           /* Redis's dynamic-hz (on by default there): hz doubles, up to
+                                  500, while there are more than 200 clients per tick */
+    lb_persistence persistence;  /* what a kill keeps (see sim_server_kill) */
+    int64_t unix_epoch_us;     /* Unix time at virtual time 0: what TIME answers */
+    const char *requirepass;   /* NULL: no password, as a default redis-server */
+} sim_server_params;
+
+/* The defaults: 8 us a command, 10 us more a script, hz 10 with dynamic hz, no persistence,
+ * epoch 2023-11-14T22:13:20Z (1 700 000 000 s), no password. */
+void sim_server_params_init(sim_server_params *p);
+
+/* A reply leaves the server at at_us on a connection; r is valid only during the call. owner is
+ * what sim_conn_open was given. */
+typedef void (*sim_reply_fn)(void *ctx, void *owner, int64_t at_us, const dlock_reply *r);
+
+/* NULL when out of memory or when Lua cannot start. */
+sim_server *sim_server_new(const sim_server_params *p, sim_reply_fn fn, void *ctx);
+void        sim_server_free(sim_server *s);  /* accepts NULL; frees its connections too */
+
+/* A new connection (NULL while the server is down after a kill, or out of memory). */
+sim_conn   *sim_conn_open(sim_server *s, void *owner);
+/* The client is gone: its queued commands are dropped, a blocked BLPOP is abandoned (its pop
+ * never happens), replies not yet out are not delivered. Frees c; accepts NULL. */
+void        sim_conn_close(sim_conn *c, int64_t now_us);
+/* A command arrives in c's query buffer at now_us (argv is copied). Dropped on a connection
+ * that a kill cut. */
+void        sim_conn_push(sim_conn *c, int64_t now_us, int argc, const char *const *argv,
+                          const size_t *argvlen);
+/* Whether a kill cut c (then it only waits for sim_conn_close). */
+bool        sim_conn_is_dead(const sim_conn *c);
+
+/* Does all the work due by now_us (iterations, BLPOP timeouts, cron ticks); replies go to fn. */
+void        sim_server_run(sim_server *s, int64_t now_us);
+/* When the server next has something to do: the end of the iteration in progress (its replies
+ * go out then), the next iteration's start, or the cron tick at which a blocked client times
+ * out; INT64_MAX when nothing. */
+int64_t     sim_server_next_us(const sim_server *s);
+
+/* SIGSTOP at now_us, SIGCONT at until_us: nothing runs in between (an iteration in progress
+ * ends that much later); at until_us an iteration runs at once (cron, timeouts, input). */
+void        sim_server_pause(sim_server *s, int64_t now_us, int64_t until_us);
+
+/* The process dies (kill-server, host false) or its machine does (crash-host, host true) at
+ * now_us. Every connection is cut (sim_conn_is_dead; owners learn it from the driver); the
+ * iteration in progress never finishes and its replies never leave; the script cache is gone.
+ * The data kept depends on params.persistence: none keeps nothing; aof-always keeps every write
+ * it acknowledged; aof-everysec keeps, on a kill, everything written (what the OS has), and on a
+ * host crash the state as of the last fsync (the first iteration end in a new second after a
+ * write: up to a second of acknowledged writes lost). The server is down until restart. */
+void        sim_server_kill(sim_server *s, int64_t now_us, bool host);
+void        sim_server_restart(sim_server *s, int64_t now_us);
+bool        sim_server_is_down(const sim_server *s);
+
+/* Whether the model has a command of this name (any case). */
+bool        sim_server_knows(const char *name);
+
+/* Counters for the summary and tests. */
+typedef struct sim_server_stats {
+    uint64_t commands;     /* commands run (a script counts once) */
+    uint64_t iterations;   /* event-loop iterations */
+    uint64_t keys;         /* keys in db 0 now (expired ones not yet removed included) */
+} sim_server_stats;
+void sim_server_get_stats(const sim_server *s, sim_server_stats *out);
+
+#endif
