@@ -182,8 +182,9 @@ demo: deps
 	$(Q)sh scripts/demo.sh $(O)
 
 # The regression gate (scripts/gate.sh): scenarios/gate/ run by the work tree and by GATE_BASE
-# (default HEAD with uncommitted changes, else HEAD~1) alternately, GATE_REPEATS rounds a side,
-# then the head against results/baselines/ coarsely. GATE_SLOWDOWN_US=X slows the head's acquire
+# (default HEAD with uncommitted changes, else HEAD~1) alternately on one CPU (GATE_CPU),
+# GATE_REPEATS rounds a side tested pair by pair, then the head against results/baselines/
+# coarsely. GATE_SLOWDOWN_US=X slows the head's acquire
 # by X us to check the gate itself; GATE_UPDATE=1 rewrites the baselines.
 GATE_BASE ?=
 GATE_REPEATS ?= 12

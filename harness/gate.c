@@ -10,14 +10,18 @@
  * table (the rows with a gate check); so is how repeats combine. With >= LB_GATE_MIN_REPEATS
  * repeats on both sides a change past its threshold is a regression only when the Mann-Whitney
  * p, adjusted by Holm-Bonferroni over every metric tested in this run, is < LB_GATE_ALPHA:
- * sixteen metrics tested at 0.05 each would flag an unchanged tree more often than not.
- * Otherwise the threshold alone decides and the verdict is marked weak. So rows are measured
- * first, all of them, and decided after.
+ * sixteen independent tests at 0.05 each would flag an unchanged tree in 1 - 0.95^16 = 56 % of
+ * runs (dependent ones in 5 to 80 %). Otherwise the threshold alone decides and the verdict is
+ * marked weak. So rows are measured first, all of them, and decided after.
  *
  * A side may also be a folder of rounds: subfolders that each hold one run's summary.json (the
  * strict recipe runs base and head alternately, one run at a time). The rounds are folded into
  * one summary whose repeats are the rounds, each figure combined by the table's rule as --repeat
- * would have combined it, expectations passed only if every round passed. */
+ * would have combined it, expectations passed only if every round passed. Each listed figure
+ * keeps one entry per round (null where the round has none), so with --paired the rounds of one
+ * name on both sides, run one after the other, are matched and tested by Wilcoxon's signed-rank
+ * test on their differences: a slow spell of the machine that falls on both runs of a pair
+ * drops out, where pooled into Mann-Whitney's ranks it hides a change. */
 #include "gate.h"
 #include "atomic.h"
 #include "fields.h"
@@ -44,13 +48,15 @@ static bool lb__is_perf(const lb_field *f)
 
 /* ---- state ---------------------------------------------------------------------------------- */
 
+#define LB__MAX_ROUNDS LB_WSR_MAX   /* rounds folded per side; more are left out */
+
 typedef enum {
     LB__V_OK, LB__V_IMPROVED, LB__V_NOISE, LB__V_REGRESSION, LB__V_FAIL, LB__V_NEW, LB__V_NODATA
 } lb__verdict;
 
 /* Terminal/Markdown wording, and the stable names --json uses. */
 static const char *const lb__verdict_text[] = {
-    "ok", "improved", "noise (Holm p >= 0.05)", "REGRESSION", "FAIL", "new", "no data"};
+    "ok", "improved", "noise", "REGRESSION", "FAIL", "new", "no data"};
 static const char *const lb__verdict_key[] = {
     "ok", "improved", "noise", "regression", "fail", "new", "no-data"};
 
@@ -65,8 +71,10 @@ typedef struct {
     double                change_pct;  /* NAN when not computed */
     double                p;           /* NAN when no test was run */
     double                p_holm;      /* p adjusted over the run's tests; NAN likewise */
+    double                alpha;       /* what p_holm had to be under (--alpha) */
     double                threshold;   /* NAN for correctness rows */
     size_t                n_base, n_cur;
+    size_t                pairs;       /* --paired: rounds with the figure on both sides */
     bool                  weak;        /* performance verdict from the threshold alone */
     const char           *reason;      /* why a correctness row fails */
     json_t               *failures;    /* current's expect.failures (borrowed) */
@@ -80,12 +88,16 @@ typedef struct {
     json_t     *variants;
     const char *scenario;
     double      raw_ops;   /* calibration.raw_ops_per_s, when --normalize */
+    char      **rounds;    /* a folder of rounds: its subfolders' names, in order; else NULL */
+    size_t      nrounds;
 } lb__side;
 
 typedef struct {
     const char *input[2];
     double      threshold[LB_FIELDS_MAX];   /* by lb_field_index; performance rows only */
     bool        normalize;
+    bool        paired;    /* rounds of one name on both sides ran together: test per pair */
+    double      alpha;     /* family-wise significance level, LB_GATE_ALPHA unless --alpha */
     const char *markdown, *json, *bench_smaller, *bench_bigger;
 } lb__opts;
 
@@ -141,14 +153,19 @@ static const char *lb__usage(void)
     char *metrics = lb__metric_list(true, 8, 90);
     snprintf(text, sizeof text,
              "usage: lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize]\n"
-             "                      [--markdown FILE] [--json FILE] [--benchmark-json FILE]\n"
-             "                      [--benchmark-json-bigger FILE]\n"
+             "                      [--paired] [--alpha A] [--markdown FILE] [--json FILE]\n"
+             "                      [--benchmark-json FILE] [--benchmark-json-bigger FILE]\n"
              "BASELINE, CURRENT: result directories (holding summary.json) or summary.json "
              "files, or\n"
              "  folders of rounds (subfolders each holding one run's summary.json), folded as "
              "repeats.\n"
              "METRIC: %s; PCT is the allowed change in percent.\n"
-             "Exit status: 0 pass, 1 regression, 2 bad input.\n", metrics ? metrics : "?");
+             "--paired: both sides are folders of rounds, and the rounds of one name ran one\n"
+             "  after the other; each metric is tested on the differences within those pairs\n"
+             "  (Wilcoxon signed-rank) instead of on the pooled repeats (Mann-Whitney U).\n"
+             "--alpha A: a change past its threshold regresses when p (Holm) < A (default %g).\n"
+             "Exit status: 0 pass, 1 regression, 2 bad input.\n", metrics ? metrics : "?",
+             LB_GATE_ALPHA);
     free(metrics);
     return text;
 }
@@ -233,10 +250,23 @@ static int lb__parse_option(lb__opts *o, int argc, char **argv, int *i)
         o->normalize = true;
         return 0;
     }
+    if (strcmp(argv[*i], "--paired") == 0) {
+        o->paired = true;
+        return 0;
+    }
     const char *v;
     int rc = lb__option_value(argc, argv, i, "--threshold", &v);
     if (rc != 1)
         return rc ? rc : lb__parse_threshold(o, v);
+    rc = lb__option_value(argc, argv, i, "--alpha", &v);
+    if (rc != 1) {
+        char *end;
+        errno = 0;
+        o->alpha = rc ? 0 : strtod(v, &end);
+        if (!rc && (end == v || *end || errno || !(o->alpha > 0 && o->alpha < 1)))
+            return lb__bad("--alpha %s: a significance level between 0 and 1, e.g. 0.01", v);
+        return rc;
+    }
     for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
         const char **dest = (const char **)((char *)o + files[k].offset);
         rc = lb__option_value(argc, argv, i, files[k].name, dest);
@@ -255,6 +285,7 @@ static int lb__parse_args(int argc, char **argv, lb__opts *o)
     const lb_field *f = lb_fields(&nf);
     for (size_t k = 0; k < nf; k++)
         o->threshold[k] = f[k].threshold_pct;
+    o->alpha = LB_GATE_ALPHA;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!options_done && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
@@ -398,21 +429,25 @@ static json_t *lb__variant_named(json_t *root, const char *name)
     return NULL;
 }
 
-/* One figure of one variant over the rounds, the numbers into vals (at most 256). A round
- * whose figure is null (no data: no acquisitions, so no acquire latency) or that lacks the
- * variant or the figure adds nothing; a figure that is neither a number nor null is bad input. */
+/* One figure of one variant over the rounds (at most LB__MAX_ROUNDS), the numbers into vals and,
+ * when list is not NULL, one entry per round into list, so --paired can match rounds by
+ * position. A round whose figure is null (no data: no acquisitions, so no acquire latency) or
+ * that lacks the variant or the figure adds nothing to vals and a null to list; a figure that
+ * is neither a number nor null is bad input. */
 static int lb__fold_values(json_t *const *rounds, char *const *files, size_t n, const char *name,
-                           const char *path, double *vals, size_t *k)
+                           const char *path, double *vals, size_t *k, json_t *list)
 {
     *k = 0;
-    for (size_t r = 0; r < n && *k < 256; r++) {
+    for (size_t r = 0; r < n && r < LB__MAX_ROUNDS; r++) {
         json_t *x = lb__lookup(lb__variant_named(rounds[r], name), path);
-        if (!x || json_is_null(x))
-            continue;
-        if (!json_is_number(x))
+        if (x && !json_is_null(x) && !json_is_number(x))
             return lb__bad("%s: variant \"%s\": %s is neither a number nor null", files[r],
                            name, path);
-        vals[(*k)++] = json_number_value(x);
+        bool number = x && json_is_number(x);
+        if (number)
+            vals[(*k)++] = json_number_value(x);
+        if (list)
+            json_array_append_new(list, number ? json_real(json_number_value(x)) : json_null());
     }
     return 0;
 }
@@ -425,17 +460,17 @@ static int lb__fold_values(json_t *const *rounds, char *const *files, size_t n, 
 static int lb__fold_variant(json_t *out, json_t *const *rounds, char *const *files, size_t n)
 {
     const char *name = json_string_value(json_object_get(out, "name"));
-    double vals[256];
+    double vals[LB__MAX_ROUNDS];
     size_t nf, k;
     const lb_field *f = lb_fields(&nf);
     for (size_t i = 0; i < nf; i++) {
-        int rc = lb__fold_values(rounds, files, n, name, f[i].path, vals, &k);
-        if (rc)
+        json_t *list = f[i].listed ? json_array() : NULL;
+        int rc = lb__fold_values(rounds, files, n, name, f[i].path, vals, &k, list);
+        if (rc) {
+            json_decref(list);
             return rc;
-        if (f[i].listed) {
-            json_t *list = json_array();
-            for (size_t j = 0; j < k; j++)
-                json_array_append_new(list, json_real(vals[j]));
+        }
+        if (list) {
             char where[160];
             snprintf(where, sizeof where, "repeats.%s", f[i].path);
             lb__set_path(out, where, list);
@@ -503,9 +538,9 @@ static int lb__load_rounds(lb__side *s, const char *arg, char **files, size_t n)
         json_array_foreach(json_object_get(s->root, "variants"), i, v)
             if (rc == 0)
                 rc = lb__fold_variant(v, rounds, files, n);
-        double raw[256];
+        double raw[LB__MAX_ROUNDS];
         size_t k = 0;
-        for (size_t r = 0; r < n && k < 256; r++) {
+        for (size_t r = 0; r < n && k < LB__MAX_ROUNDS; r++) {
             json_t *x = lb__lookup(rounds[r], "calibration.raw_ops_per_s");
             if (json_is_number(x))
                 raw[k++] = json_number_value(x);
@@ -532,9 +567,15 @@ static int lb__load_side(lb__side *s, const char *arg)
         if (asprintf(&s->file, "%s", arg) < 0)
             s->file = NULL;
         int rc = s->file ? lb__load_rounds(s, arg, rounds, n) : lb__bad("out of memory");
-        for (size_t i = 0; i < n; i++)
-            free(rounds[i]);
-        free(rounds);
+        /* "ARG/NAME/summary.json" -> "NAME", in place: the names outlive the paths. */
+        size_t skip = strlen(arg) + 1, tail = strlen("/summary.json");
+        for (size_t i = 0; i < n; i++) {
+            size_t len = strlen(rounds[i]) - skip - tail;
+            memmove(rounds[i], rounds[i] + skip, len);
+            rounds[i][len] = '\0';
+        }
+        s->rounds = rounds;
+        s->nrounds = n < LB__MAX_ROUNDS ? n : LB__MAX_ROUNDS;
         return rc ? rc : lb__check_top(s);
     }
     int rc = lb__resolve_file(s, arg);
@@ -721,8 +762,42 @@ static double lb__change_pct(double base, double cur)
     return (cur - base) / fabs(base) * 100;
 }
 
-/* The figures, the change and the test's p; the verdict waits for every row's p (lb__decide). */
-static void lb__measure(lb__row *r, const lb__sample *b, const lb__sample *c)
+/* --paired: for each round name on both sides where both have the figure, the difference
+ * (c - b) / (|c| + |b|) (0 when both are 0), into d[*n]. Swapping the sides flips its sign, and
+ * for positive figures it orders pairs as the log of c/b does, so a round twice as slow weighs
+ * as much whatever the machine's speed in that round. The folded lists hold one entry per
+ * round (null when the round has no figure), in the order of s->rounds. */
+static int lb__paired_diffs(const lb__gate *g, size_t bvi, size_t cvi, const lb_field *m,
+                            double *d, size_t *n)
+{
+    char where[160];
+    snprintf(where, sizeof where, "repeats.%s", m->path);
+    json_t *bl = lb__lookup(json_array_get(g->side[0].variants, bvi), where);
+    json_t *cl = lb__lookup(json_array_get(g->side[1].variants, cvi), where);
+    bool norm = g->opt.normalize && strcmp(m->path, LB__THROUGHPUT) == 0;
+    *n = 0;
+    for (size_t i = 0; i < g->side[0].nrounds && i < json_array_size(bl); i++) {
+        json_t *bx = json_array_get(bl, i), *cx = NULL;
+        for (size_t j = 0; j < g->side[1].nrounds && j < json_array_size(cl) && !cx; j++)
+            if (strcmp(g->side[0].rounds[i], g->side[1].rounds[j]) == 0)
+                cx = json_array_get(cl, j);
+        if (!json_is_number(bx) || !json_is_number(cx))
+            continue;
+        double b = json_number_value(bx), c = json_number_value(cx);
+        if (norm) {
+            b /= g->side[0].raw_ops;
+            c /= g->side[1].raw_ops;
+        }
+        d[(*n)++] = fabs(b) + fabs(c) > 0 ? (c - b) / (fabs(b) + fabs(c)) : 0;
+    }
+    return 0;
+}
+
+/* The figures, the change and the test's p; the verdict waits for every row's p (lb__decide).
+ * With pairs (d not NULL), the test is Wilcoxon's signed-rank on them, and too few pairs make
+ * the verdict weak; else Mann-Whitney's on the two sides' repeats. */
+static void lb__measure(lb__row *r, const lb__sample *b, const lb__sample *c, const double *d,
+                        size_t nd)
 {
     r->base = b->value;
     r->cur = c->value;
@@ -734,8 +809,13 @@ static void lb__measure(lb__row *r, const lb__sample *b, const lb__sample *c)
     }
     r->change_pct = lb__change_pct(b->value, c->value);
     lb_mwu t;
-    r->weak = b->n < LB_GATE_MIN_REPEATS || c->n < LB_GATE_MIN_REPEATS;
-    if (!r->weak && lb_mann_whitney(b->reps, b->n, c->reps, c->n, &t) == 0)
+    lb_wsr w;
+    r->pairs = nd;
+    r->weak = d ? nd < LB_GATE_MIN_REPEATS
+                : b->n < LB_GATE_MIN_REPEATS || c->n < LB_GATE_MIN_REPEATS;
+    if (!r->weak && d && lb_wilcoxon_signed_rank(d, nd, &w) == 0)
+        r->p = w.p;
+    else if (!r->weak && !d && lb_mann_whitney(b->reps, b->n, c->reps, c->n, &t) == 0)
         r->p = t.p;
 }
 
@@ -745,10 +825,11 @@ static bool lb__row_pending(const lb__row *r)
     return r->perf && r->verdict != LB__V_NODATA && r->verdict != LB__V_NEW;
 }
 
-static void lb__decide(lb__row *r)
+static void lb__decide(lb__row *r, double alpha)
 {
     double worse = r->perf->gate == LB_CHECK_HIGHER ? -r->change_pct : r->change_pct;
-    bool significant = r->weak || r->p_holm < LB_GATE_ALPHA;
+    r->alpha = alpha;
+    bool significant = r->weak || r->p_holm < alpha;
     if (worse > r->threshold)
         r->verdict = significant ? LB__V_REGRESSION : LB__V_NOISE;
     else if (-worse > r->threshold && significant)
@@ -763,16 +844,21 @@ static int lb__check_metric(lb__gate *g, ssize_t bvi, size_t cvi, const char *na
                             const lb_field *m)
 {
     lb__sample b = {NAN, NULL, 0}, c = {NAN, NULL, 0};
+    double d[LB__MAX_ROUNDS];
+    size_t nd = 0;
+    bool paired = g->opt.paired && bvi >= 0;
     int rc = bvi >= 0 ? lb__read_sample(g, 0, (size_t)bvi, m, &b) : 0;
     if (!rc)
         rc = lb__read_sample(g, 1, cvi, m, &c);
+    if (!rc && paired)
+        rc = lb__paired_diffs(g, (size_t)bvi, cvi, m, d, &nd);
     lb__row *r = rc ? NULL : lb__add_row(g, name, m->path);
     if (!rc && !r)
         rc = lb__bad("out of memory");
     if (r) {
         r->perf = m;
         r->threshold = g->opt.threshold[lb_field_index(m)];
-        lb__measure(r, &b, &c);
+        lb__measure(r, &b, &c, paired ? d : NULL, nd);
         if (bvi < 0)
             r->verdict = LB__V_NEW;
     }
@@ -845,7 +931,7 @@ static int lb__decide_all(lb__gate *g)
     for (size_t i = 0; i < g->nrows && !rc; i++)
         if (lb__row_pending(&g->rows[i])) {
             g->rows[i].p_holm = p[i];
-            lb__decide(&g->rows[i]);
+            lb__decide(&g->rows[i], g->opt.alpha);
         }
     free(p);
     return rc;
@@ -925,8 +1011,11 @@ static void lb__format_row(const lb__row *r, lb__cells cells)
         snprintf(cells[LB__COL_CHANGE], sizeof cells[0], "%+.1f%%", r->change_pct);
     lb__format_p(cells[LB__COL_P], sizeof cells[0], r->p);
     lb__format_p(cells[LB__COL_HOLM], sizeof cells[0], r->p_holm);
-    snprintf(cells[LB__COL_VERDICT], sizeof cells[0], "%s%s", lb__verdict_text[r->verdict],
-             lb__row_weak(r) ? " (weak)" : "");
+    if (r->verdict == LB__V_NOISE)
+        snprintf(cells[LB__COL_VERDICT], sizeof cells[0], "noise (Holm p >= %g)", r->alpha);
+    else
+        snprintf(cells[LB__COL_VERDICT], sizeof cells[0], "%s%s", lb__verdict_text[r->verdict],
+                 lb__row_weak(r) ? " (weak)" : "");
 }
 
 /* "PASS: ..." or "FAIL: ..." -- the one line a CI log or PR comment leads with. */
@@ -957,10 +1046,13 @@ static void lb__notes(const lb__gate *g, FILE *f, const char *bullet)
         fprintf(f, "%sweak: fewer than %d repeats on one or both sides for %zu metric%s; the "
                 "threshold alone decided (run with --repeat %d or more)\n", bullet,
                 LB_GATE_MIN_REPEATS, weak, weak == 1 ? "" : "s", LB_GATE_MIN_REPEATS);
+    if (tested && g->opt.paired)
+        fprintf(f, "%sp-value: Wilcoxon signed-rank over the rounds paired by name (base and "
+                "current run one after the other)\n", bullet);
     if (tested)
         fprintf(f, "%sp (Holm): the p-values of the %zu metric%s tested, adjusted together "
                 "(Holm-Bonferroni); past its threshold, a change regresses if p (Holm) < %g\n",
-                bullet, tested, tested == 1 ? "" : "s", LB_GATE_ALPHA);
+                bullet, tested, tested == 1 ? "" : "s", g->opt.alpha);
     for (size_t i = 0; i < g->nrows; i++) {
         const lb__row *r = &g->rows[i];
         for (size_t k = 0; r->verdict == LB__V_FAIL && k < json_array_size(r->failures); k++) {
@@ -1079,7 +1171,7 @@ static json_t *lb__json_side(const lb__row *r, double v, const char *text)
     return lb__json_number(v);
 }
 
-static json_t *lb__json_row(const lb__row *r)
+static json_t *lb__json_row(const lb__row *r, bool paired)
 {
     json_t *o = json_object();
     json_object_set_new(o, "variant", json_string(r->variant));
@@ -1093,6 +1185,8 @@ static json_t *lb__json_row(const lb__row *r)
     json_object_set_new(o, "threshold_pct", lb__json_number(r->threshold));
     json_object_set_new(o, "repeats", json_pack("{s:I,s:I}", "baseline", (json_int_t)r->n_base,
                                                 "current", (json_int_t)r->n_cur));
+    if (r->perf && lb__row_pending(r) && paired)
+        json_object_set_new(o, "pairs", json_integer((json_int_t)r->pairs));
     json_object_set_new(o, "weak", json_boolean(lb__row_weak(r)));
     json_object_set_new(o, "verdict", json_string(lb__verdict_key[r->verdict]));
     if (r->reason)
@@ -1120,15 +1214,17 @@ static int lb__write_json(FILE *f, const lb__gate *g)
         if (lb__is_perf(&t[k]))
             json_object_set_new(thr, t[k].path, json_real(g->opt.threshold[k]));
     for (size_t i = 0; i < g->nrows; i++)
-        json_array_append_new(rows, lb__json_row(&g->rows[i]));
+        json_array_append_new(rows, lb__json_row(&g->rows[i], g->opt.paired));
     json_object_set_new(doc, "scenario", json_string(g->side[0].scenario));
     json_object_set_new(doc, "baseline", json_string(g->side[0].file));
     json_object_set_new(doc, "current", json_string(g->side[1].file));
     json_object_set_new(doc, "passed", json_boolean(!fail));
     json_object_set_new(doc, "exit_code", json_integer(fail ? LB_GATE_REGRESSION : LB_GATE_PASS));
     json_object_set_new(doc, "normalized", json_boolean(g->opt.normalize));
-    json_object_set_new(doc, "alpha", json_real(LB_GATE_ALPHA));
+    json_object_set_new(doc, "alpha", json_real(g->opt.alpha));
     json_object_set_new(doc, "correction", json_string("holm"));
+    json_object_set_new(doc, "test", json_string(g->opt.paired ? "wilcoxon-signed-rank"
+                                                               : "mann-whitney"));
     json_object_set_new(doc, "tests", json_integer((json_int_t)lb__count(g, lb__row_tested)));
     json_object_set_new(doc, "min_repeats", json_integer(LB_GATE_MIN_REPEATS));
     json_object_set_new(doc, "weak", json_boolean(lb__count(g, lb__row_weak) > 0));
@@ -1207,6 +1303,11 @@ static int lb__load(lb__gate *g)
         rc = lb__load_side(&g->side[s], g->opt.input[s]);
     for (int s = 0; s < 2 && !rc && g->opt.normalize; s++)
         rc = lb__load_calibration(&g->side[s]);
+    for (int s = 0; s < 2 && !rc && g->opt.paired; s++)
+        if (!g->side[s].rounds)
+            rc = lb__bad("--paired: %s %s is not a folder of rounds (subfolders each holding "
+                         "one run's summary.json), so its runs cannot be paired",
+                         g->side[s].role, g->opt.input[s]);
     if (!rc && strcmp(g->side[0].scenario, g->side[1].scenario) != 0)
         rc = lb__bad("%s is scenario \"%s\" but %s is scenario \"%s\": compare runs of the same "
                      "scenario", g->side[0].file, g->side[0].scenario, g->side[1].file,
@@ -1219,6 +1320,9 @@ static void lb__free(lb__gate *g)
     for (int s = 0; s < 2; s++) {
         json_decref(g->side[s].root);
         free(g->side[s].file);
+        for (size_t i = 0; g->side[s].rounds && g->side[s].rounds[i]; i++)
+            free(g->side[s].rounds[i]);
+        free(g->side[s].rounds);
     }
     free(g->rows);
 }

@@ -4,8 +4,10 @@
  * missing variant); speed is a soft one: a metric regresses only when its change is worse than
  * its threshold and, with at least LB_GATE_MIN_REPEATS repeats on both sides, a two-sided
  * Mann-Whitney U test says the change is not noise: its p, adjusted by Holm-Bonferroni over all
- * the metrics tested in the run, is < LB_GATE_ALPHA. Which figures are which, their directions
- * and default thresholds are fields.h's table. */
+ * the metrics tested in the run, is < LB_GATE_ALPHA. With --paired (both sides folders of
+ * rounds, a round of one name on each side run one after the other), the test is Wilcoxon's
+ * signed-rank on the differences within those pairs instead. Which figures are which, their
+ * directions and default thresholds are fields.h's table. */
 #ifndef LB_GATE_H
 #define LB_GATE_H
 
@@ -22,7 +24,8 @@ enum {
     LB_GATE_BAD_INPUT  = 2
 };
 
-/* `lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize] [--markdown FILE]
+/* `lockbench gate BASELINE CURRENT [--threshold METRIC=PCT]... [--normalize] [--paired]
+ *  [--markdown FILE]
  *  [--json FILE] [--benchmark-json FILE] [--benchmark-json-bigger FILE]`; argv[0] is "gate".
  * BASELINE and CURRENT are result directories holding summary.json, or summary.json files.
  * Prints the table on stdout and errors on stderr; returns LB_GATE_PASS, LB_GATE_REGRESSION or

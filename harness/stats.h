@@ -2,7 +2,8 @@
  *
  * Medians (the figure reported for repeated runs, robust against one slow repeat), Jain's
  * fairness index (how evenly the lock was shared among clients), the two-sided Mann-Whitney U
- * test the gate uses to tell a real change from noise between two sets of repeats, and the
+ * test the gate uses to tell a real change from noise between two sets of repeats, the Wilcoxon
+ * signed-rank test it uses instead when the repeats were run in pairs, and the
  * Holm-Bonferroni adjustment that keeps a gate testing many metrics at once from crying wolf.
  * All functions are pure: they never modify their inputs and keep no state. */
 #ifndef LB_STATS_H
@@ -41,6 +42,23 @@ int lb_mann_whitney(const double *a, size_t na, const double *b, size_t nb, lb_m
 /* P(U <= u) under the null hypothesis for samples of n1 and n2 values without ties (exact).
  * NAN when n1 or n2 exceeds LB_MWU_EXACT_MAX or memory runs out. */
 double lb_mwu_exact_cdf(size_t n1, size_t n2, double u);
+
+/* Largest number of pairs lb_wilcoxon_signed_rank takes (as many as the gate folds rounds). */
+#define LB_WSR_MAX 256
+
+typedef struct {
+    double w_plus;  /* sum of the ranks of the positive differences (ties: mean ranks) */
+    size_t n;       /* the differences that are not 0: the ones ranked */
+    double p;       /* two-sided p-value, exact, in [0, 1] */
+} lb_wsr;
+
+/* Two-sided Wilcoxon signed-rank test of the paired differences d[0..n-1]: is their
+ * distribution symmetric about 0? A difference of 0 is dropped (Wilcoxon's rule); equal |d|
+ * share the mean of their ranks. The p-value is exact, ties included: given the |d|, each of
+ * the 2^n sign patterns is equally likely under the null hypothesis, and W+ is counted over
+ * them. p = 1 when every difference is 0. Returns 0, or -1 (out untouched) when n is 0 or
+ * above LB_WSR_MAX, a value is NaN or memory runs out. */
+int lb_wilcoxon_signed_rank(const double *d, size_t n, lb_wsr *out);
 
 /* Holm-Bonferroni adjusted p-values of the tests p[0..n-1], into adjusted[0..n-1] (which may be
  * p itself). With the m p-values that are not NaN sorted, p(1) <= ... <= p(m), the k-th gets

@@ -960,6 +960,79 @@ static void test_rounds_with_null_figures(void **state)
     assert_contains(err_text, "acquire_ms.p99");
 }
 
+/* --paired: twelve rounds whose speed halves midway (a slow minute on a shared machine), the
+ * current 10 % slower than the base in every round. Pooled, the slow rounds of one side mix
+ * with the fast ones of the other: Mann-Whitney's p is 0.039, 0.31 after Holm over 8 metrics,
+ * so the gate passes it as noise. Paired by round name, all 12 differences are negative:
+ * p = 2/2^12, p (Holm) = 8 x 2/4096 = 0.0039, a regression. The pairs follow the names, not
+ * the positions (r1, r10, r11, ...): a round missing on one side leaves 11 pairs. A side that
+ * is not a folder of rounds cannot be paired: bad input, naming it. */
+static void test_paired_rounds(void **state)
+{
+    double base[12], slower[12];
+    for (int i = 0; i < 12; i++) {
+        base[i] = i < 6 ? 2000 + 20 * i : 1000 + 10 * i;
+        slower[i] = 0.85 * base[i];
+    }
+    write_rounds("paired-base", base, 12, -1);
+    write_rounds("paired-slower", slower, 12, -1);
+    assert_int_equal(run_gate(tmp_path("paired-base"), tmp_path("paired-slower"), "--json",
+                              tmp_path("pooled.json"), NULL), LB_GATE_PASS);
+    json_t *doc = load_json(tmp_path("pooled.json"));
+    json_t *row = result(doc, "token-poll", "throughput_per_s");
+    assert_string_equal(verdict(row), "noise");
+    assert_string_equal(json_string_value(json_object_get(doc, "test")), "mann-whitney");
+    assert_null(json_object_get(row, "pairs"));
+    json_decref(doc);
+
+    assert_int_equal(run_gate(tmp_path("paired-base"), tmp_path("paired-slower"), "--paired",
+                              "--json", tmp_path("paired.json"), NULL), LB_GATE_REGRESSION);
+    assert_contains(out_text, "Wilcoxon signed-rank over the rounds paired by name");
+    doc = load_json(tmp_path("paired.json"));
+    row = result(doc, "token-poll", "throughput_per_s");
+    assert_string_equal(verdict(row), "regression");
+    assert_string_equal(json_string_value(json_object_get(doc, "test")), "wilcoxon-signed-rank");
+    assert_int_equal(json_integer_value(json_object_get(row, "pairs")), 12);
+    assert_true(fabs(json_number_value(json_object_get(row, "p_value")) - 2.0 / 4096) < 1e-15);
+    assert_true(fabs(json_number_value(json_object_get(row, "p_holm")) - 16.0 / 4096) < 1e-15);
+    assert_true(fabs(json_number_value(json_object_get(row, "change_pct")) + 15) < 1e-9);
+    row = result(doc, "token-poll", "acquire_ms.p50");   /* every pair ties: no evidence */
+    assert_string_equal(verdict(row), "ok");
+    assert_true(fabs(json_number_value(json_object_get(row, "p_value")) - 1) < 1e-15);
+    json_decref(doc);
+
+    /* --alpha 0.001: p (Holm) 0.0039 is not below it, so the same change is noise. */
+    assert_int_equal(run_gate(tmp_path("paired-base"), tmp_path("paired-slower"), "--paired",
+                              "--alpha", "0.001", "--json", tmp_path("strict.json"), NULL),
+                     LB_GATE_PASS);
+    assert_contains(out_text, "noise (Holm p >= 0.001)");
+    assert_contains(out_text, "a change regresses if p (Holm) < 0.001");
+    doc = load_json(tmp_path("strict.json"));
+    assert_string_equal(verdict(result(doc, "token-poll", "throughput_per_s")), "noise");
+    assert_true(fabs(json_number_value(json_object_get(doc, "alpha")) - 0.001) < 1e-15);
+    json_decref(doc);
+    assert_int_equal(run_gate(tmp_path("paired-base"), tmp_path("paired-slower"), "--alpha", "1",
+                              NULL), LB_GATE_BAD_INPUT);
+    assert_contains(err_text, "--alpha 1: a significance level between 0 and 1");
+
+    char gone[PATH_MAX];
+    snprintf(gone, sizeof gone, "%s", tmp_path("paired-slower/r3/summary.json"));
+    assert_int_equal(unlink(gone), 0);
+    assert_int_equal(rmdir(tmp_path("paired-slower/r3")), 0);
+    assert_int_equal(run_gate(tmp_path("paired-base"), tmp_path("paired-slower"), "--paired",
+                              "--json", tmp_path("paired-11.json"), NULL), LB_GATE_REGRESSION);
+    doc = load_json(tmp_path("paired-11.json"));
+    row = result(doc, "token-poll", "throughput_per_s");
+    assert_int_equal(json_integer_value(json_object_get(row, "pairs")), 11);
+    assert_true(fabs(json_number_value(json_object_get(row, "p_value")) - 2.0 / 2048) < 1e-15);
+    json_decref(doc);
+
+    assert_int_equal(run_gate(fixture("base.json"), tmp_path("paired-slower"), "--paired", NULL),
+                     LB_GATE_BAD_INPUT);
+    assert_contains(err_text, "--paired: baseline");
+    assert_contains(err_text, "is not a folder of rounds");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -998,6 +1071,7 @@ int main(void)
         cmocka_unit_test(test_metric_table),
         cmocka_unit_test(test_rounds_are_folded_into_repeats),
         cmocka_unit_test(test_rounds_with_null_figures),
+        cmocka_unit_test(test_paired_rounds),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

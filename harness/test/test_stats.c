@@ -1,4 +1,5 @@
-/* test_stats.c -- medians, Jain's index and the Mann-Whitney U test against hand-checked values.
+/* test_stats.c -- medians, Jain's index, the Mann-Whitney U and Wilcoxon signed-rank tests against
+ * hand-checked values.
  *
  * Where the expected numbers come from:
  *  - Critical values: the standard table of Mann-Whitney critical U for a two-sided test at
@@ -11,6 +12,11 @@
  *    of C(10, 5) = 252, so P(U <= 2) = 4/252 and P(U <= 3) = 7/252; for 3 vs 4, P(U = 0) =
  *    1/C(7, 3) = 1/35. Two-sided p doubles them. These agree with enumerating every ordering.
  *  - The tie example is worked through in full in test_mwu_ties_normal_approximation.
+ *  - Wilcoxon signed-rank: with no ties, the sign patterns of ranks 1..n with W+ = k are the
+ *    subsets of {1..n} summing to k, 2^n patterns in all; for n = 6, W+ >= 19 means the
+ *    complement sums to <= 2 ({}, {1}, {2}), and by symmetry as many have W+ <= 2: p = 6/64.
+ *    All n positive (or negative) is the most extreme: p = 2/2^n. The tie example's 68/256
+ *    comes from enumerating all 256 sign patterns with mean ranks.
  *  - Holm's adjusted p-values and decisions are worked by hand above each test: sort, multiply
  *    the j-th smallest by m - j + 1, carry the running maximum, cap at 1. */
 #include <setjmp.h>
@@ -204,6 +210,74 @@ static void test_mwu_bad_input(void **state)
     assert_close(r.p, 42, 0);   /* untouched on error */
 }
 
+/* ---- Wilcoxon signed-rank ------------------------------------------------------------------ */
+
+static void test_wsr_exact_no_ties(void **state)
+{
+    const double d[] = {1, -2, 3, 4, 5, 6};
+    lb_wsr r;
+    assert_int_equal(lb_wilcoxon_signed_rank(d, 6, &r), 0);
+    assert_close(r.w_plus, 19, 0);
+    assert_int_equal(r.n, 6);
+    assert_close(r.p, 6.0 / 64, 1e-15);
+    const double neg[] = {-1, 2, -3, -4, -5, -6};   /* the mirror image: the same p */
+    assert_int_equal(lb_wilcoxon_signed_rank(neg, 6, &r), 0);
+    assert_close(r.w_plus, 2, 0);
+    assert_close(r.p, 6.0 / 64, 1e-15);
+}
+
+/* Every difference on one side: the smallest p for n pairs, 2/2^n. Five pairs cannot reach
+ * 0.05 (2/32); twelve give 2/4096, small enough for Holm over sixteen metrics. */
+static void test_wsr_all_one_sign(void **state)
+{
+    double d[12];
+    lb_wsr r;
+    for (int i = 0; i < 12; i++)
+        d[i] = -0.1 - 0.01 * i;
+    assert_int_equal(lb_wilcoxon_signed_rank(d, 5, &r), 0);
+    assert_close(r.p, 2.0 / 32, 1e-15);
+    assert_int_equal(lb_wilcoxon_signed_rank(d, 12, &r), 0);
+    assert_close(r.w_plus, 0, 0);
+    assert_close(r.p, 2.0 / 4096, 1e-15);
+}
+
+/* |d| 1,1,1,2,2,2,3,4 take mean ranks 2,2,2,5,5,5,7,8; the positive ones sum to W+ = 27 of 36. */
+static void test_wsr_ties_exact(void **state)
+{
+    const double d[] = {1, 1, -1, 2, 2, 2, -3, 4};
+    lb_wsr r;
+    assert_int_equal(lb_wilcoxon_signed_rank(d, 8, &r), 0);
+    assert_close(r.w_plus, 27, 0);
+    assert_close(r.p, 68.0 / 256, 1e-15);
+}
+
+/* Zeros are dropped before ranking; nothing but zeros is no evidence at all. */
+static void test_wsr_zeros(void **state)
+{
+    const double d[] = {0, 1, 2, 0, 3, 4, 5}, z[] = {0, 0, 0};
+    lb_wsr r;
+    assert_int_equal(lb_wilcoxon_signed_rank(d, 7, &r), 0);
+    assert_int_equal(r.n, 5);
+    assert_close(r.p, 2.0 / 32, 1e-15);
+    assert_int_equal(lb_wilcoxon_signed_rank(z, 3, &r), 0);
+    assert_int_equal(r.n, 0);
+    assert_close(r.p, 1, 0);
+}
+
+static void test_wsr_bad_input(void **state)
+{
+    double d[LB_WSR_MAX + 1] = {1, NAN};
+    lb_wsr r = {.p = 42};
+    assert_int_equal(lb_wilcoxon_signed_rank(d, 0, &r), -1);
+    assert_int_equal(lb_wilcoxon_signed_rank(d, 2, &r), -1);
+    for (int i = 0; i <= LB_WSR_MAX; i++)
+        d[i] = i + 1;
+    assert_int_equal(lb_wilcoxon_signed_rank(d, LB_WSR_MAX + 1, &r), -1);
+    assert_close(r.p, 42, 0);   /* untouched on error */
+    assert_int_equal(lb_wilcoxon_signed_rank(d, LB_WSR_MAX, &r), 0);
+    assert_true(r.p > 0 && r.p < 1e-70);   /* 2/2^256 */
+}
+
 /* ---- Holm-Bonferroni ------------------------------------------------------------------------ */
 
 static const double alpha = 0.05;
@@ -316,6 +390,11 @@ int main(void)
         cmocka_unit_test(test_mwu_all_tied),
         cmocka_unit_test(test_mwu_identical_samples),
         cmocka_unit_test(test_mwu_bad_input),
+        cmocka_unit_test(test_wsr_exact_no_ties),
+        cmocka_unit_test(test_wsr_all_one_sign),
+        cmocka_unit_test(test_wsr_ties_exact),
+        cmocka_unit_test(test_wsr_zeros),
+        cmocka_unit_test(test_wsr_bad_input),
         cmocka_unit_test(test_holm_step_down_stops),
         cmocka_unit_test(test_holm_beats_bonferroni),
         cmocka_unit_test(test_holm_five_repeats_among_many),
