@@ -1229,9 +1229,11 @@ static void the_simulator_scenarios_pass(void **state)
 
 /* Fault corners where the simulator once differed from the real drivers, each run on threads
  * and on the sim:
- *   thaw       a holding pause (600 ms) ends while a scheduled pause (50 to 1550 ms) still
- *              holds the client: it must not write until that one ends (its 900 ms lease ran
- *              out meanwhile: a lost update);
+ *   thaw       a holding pause (600 ms from the grant) ends while a scheduled pause (300 to
+ *              1800 ms) still holds the client: it must not write until that one ends (its
+ *              900 ms lease ran out meanwhile: a lost update); the holder starts at 50 ms, as
+ *              in gc-pause.json, so the holding pause is armed before it gets there on a slow
+ *              start (ThreadSanitizer);
  *   crash      a crash inside a scheduled pause does not end the pause: the restarted client
  *              waits for it, and the run lasts past it;
  *   reset      a reset while waiting in BLPOP is learnt at once, not after the wait slice and
@@ -1243,9 +1245,10 @@ static void the_simulator_agrees_on_fault_corners(void **state)
         "{\"name\": \"thaw\", \"seed\": 9, \"lock\": {\"key\": \"th\", \"ttl_ms\": 900,"
         " \"wait_timeout_ms\": 4000, \"backoff\": {\"base_ms\": 1, \"cap_ms\": 20}},"
         " \"workload\": {\"iterations\": 1, \"hold_ms\": 0},"
-        " \"clients\": [{\"name\": \"holder\"}, {\"name\": \"other\", \"start_ms\": 100}],"
+        " \"clients\": [{\"name\": \"holder\", \"start_ms\": 50},"
+        " {\"name\": \"other\", \"start_ms\": 100}],"
         " \"events\": [{\"at_ms\": 0, \"do\": \"pause\", \"when\": \"holding\", \"clients\": [0],"
-        " \"duration_ms\": 600}, {\"at_ms\": 50, \"do\": \"pause\", \"clients\": [0],"
+        " \"duration_ms\": 600}, {\"at_ms\": 300, \"do\": \"pause\", \"clients\": [0],"
         " \"duration_ms\": 1500}]}",
         "{\"name\": \"crash\", \"seed\": 9, \"lock\": {\"key\": \"cp\", \"ttl_ms\": 100,"
         " \"wait_timeout_ms\": 3000}, \"workload\": {\"iterations\": 2, \"hold_ms\": 200,"
