@@ -261,12 +261,11 @@ static bool apply(run *r, const lb_event *e, bool ending)
     return false;
 }
 
-/* The run's planned length: its latest group deadline, or -1 when a group runs by count. */
-static int64_t planned_us(const run *r)
+int64_t rn_planned_us(const lb_scenario *sc)
 {
     int64_t total = 0;
-    for (size_t g = 0; g < r->sc->ngroups; g++) {
-        int64_t d = r->sc->groups[g].workload.duration_ms;
+    for (size_t g = 0; g < sc->ngroups; g++) {
+        int64_t d = sc->groups[g].workload.duration_ms;
         if (d < 0)
             return -1;
         total = d * 1000 > total ? d * 1000 : total;
@@ -292,7 +291,7 @@ static void progress(run *r, int64_t now, lb_run_result *out, int64_t *next_us)
     if (s < 1.0)
         return;
     char total[32] = "";
-    int64_t planned = planned_us(r);
+    int64_t planned = rn_planned_us(r->sc);
     if (planned > 0)
         snprintf(total, sizeof total, " / %.1f", (double)planned / 1e6);
     fprintf(stderr, "\r  %s  %.1f%s s  %.0f acquisitions/s  %lld timeouts  %lld errors  "
@@ -371,17 +370,18 @@ void rn_schedule(run *r, lb_run_result *out)
 /* The real windows of the faults, once the run is over. A "when": "holding" event counts from
  * the moment it fired (if it ever did), not from when it was armed; a fault with no end of its
  * own (a kill without restart, a clock skew) lasts to the end of the run. */
-void rn_fault_windows(run *r, lb_run_result *out)
+void rn_fault_windows_of(const lb_scenario *sc, const int64_t *fired_start,
+                         const int64_t *fired_end, lb_run_result *out)
 {
-    for (size_t i = 0; i < r->sc->nevents; i++) {
-        const lb_event *e = &r->sc->events[i];
+    for (size_t i = 0; i < sc->nevents; i++) {
+        const lb_event *e = &sc->events[i];
         lb_fault_record *f = &out->faults[i];
         if (e->when_holding) {
-            bool did = atomic_load(&r->fired_start[i]) >= 0;
+            bool did = fired_start[i] >= 0;
             out->faults_applied -= f->applied && !did;
             f->applied = did;
-            f->start_us = did ? atomic_load(&r->fired_start[i]) : -1;
-            f->end_us = did && e->action == LB_EV_PAUSE ? atomic_load(&r->fired_end[i]) : -1;
+            f->start_us = did ? fired_start[i] : -1;
+            f->end_us = did && e->action == LB_EV_PAUSE ? fired_end[i] : -1;
         } else if (f->applied && f->end_us < 0 &&
                    (((e->action == LB_EV_KILL_SERVER || e->action == LB_EV_CRASH_HOST) &&
                      e->restart_after_ms < 0) ||
@@ -389,4 +389,18 @@ void rn_fault_windows(run *r, lb_run_result *out)
             f->end_us = out->elapsed_us;
         }
     }
+}
+
+void rn_fault_windows(run *r, lb_run_result *out)
+{
+    size_t n = r->sc->nevents;
+    int64_t *start = calloc(2 * n + 1, sizeof *start), *end = start ? start + n : NULL;
+    if (!start)
+        return;  /* out of memory: the windows stay as applied */
+    for (size_t i = 0; i < n; i++) {  /* the clients have finished: plain reads from here */
+        start[i] = atomic_load(&r->fired_start[i]);
+        end[i] = atomic_load(&r->fired_end[i]);
+    }
+    rn_fault_windows_of(r->sc, start, end, out);
+    free(start);
 }

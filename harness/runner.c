@@ -154,12 +154,7 @@ static int intern_key(run *r, const char *name)
 static int assign_key(run *r, client *c)
 {
     char name[512];
-    const lb_lock *lk = &c->g->lock;
-    if (lk->keys > 1)
-        snprintf(name, sizeof name, "%s%s:%lld", r->t->prefix, lk->key,
-                 (long long)(c->id % lk->keys));
-    else
-        snprintf(name, sizeof name, "%s%s", r->t->prefix, lk->key);
+    rn_key_name(name, sizeof name, r->t->prefix, &c->g->lock, c->id);
     c->key = intern_key(r, name);
     return c->key;
 }
@@ -302,9 +297,8 @@ int64_t rn_since_t0(const client *c)
     return dlock__mono_us() - c->run->t0;
 }
 
-void rn_options_of(client *c, dlock_options *o)
+void rn_lock_options(const lb_lock *lk, uint64_t seed, int id, dlock_options *o)
 {
-    const lb_lock *lk = &c->g->lock;
     dlock_options_init(o);
     o->algorithm = (dlock_algorithm)lk->algorithm;
     o->ttl_ms = lk->ttl_ms;
@@ -317,7 +311,25 @@ void rn_options_of(client *c, dlock_options *o)
     o->fencing = lk->fencing;
     o->drift_factor = lk->drift_factor;
     o->command_timeout_ms = lk->command_timeout_ms;
-    o->seed = c->run->sc->seed * 1000003 + (uint64_t)c->id + 1;
+    o->seed = seed * 1000003 + (uint64_t)id + 1;
+}
+
+uint64_t rn_client_rng(uint64_t seed, size_t id)
+{
+    return (seed + 1) * 0x9E3779B97F4A7C15ULL ^ (id + 1) * 0xBF58476D1CE4E5B9ULL;
+}
+
+void rn_key_name(char *buf, size_t len, const char *prefix, const lb_lock *lk, int id)
+{
+    if (lk->keys > 1)
+        snprintf(buf, len, "%s%s:%lld", prefix, lk->key, (long long)(id % lk->keys));
+    else
+        snprintf(buf, len, "%s%s", prefix, lk->key);
+}
+
+void rn_options_of(client *c, dlock_options *o)
+{
+    rn_lock_options(&c->g->lock, c->run->sc->seed, c->id, o);
     o->wallclock = skewed_wallclock;
     o->wallclock_ud = c;
 }
@@ -625,7 +637,7 @@ static int prepare_clients(run *r, lb_run_result *out)
             c->out = &out->clients[id];
             c->out->client = (int)id;
             c->out->group = g;
-            c->rng = (r->sc->seed + 1) * 0x9E3779B97F4A7C15ULL ^ (id + 1) * 0xBF58476D1CE4E5B9ULL;
+            c->rng = rn_client_rng(r->sc->seed, id);
             ctl_init(&c->ctl);
             c->delays = calloc(r->sc->nevents + 1, sizeof *c->delays);
             if (!c->delays || assign_key(r, c) < 0 || client_urls(r, c) < 0) {

@@ -129,6 +129,16 @@ typedef struct rn_action {
 } rn_action;
 size_t rn_fault_actions(const lb_scenario *sc, rn_action *acts);
 void rn_fault_windows(run *r, lb_run_result *out);
+/* The same from plain arrays of when each "when": "holding" event fired (-1: never). */
+void rn_fault_windows_of(const lb_scenario *sc, const int64_t *fired_start,
+                         const int64_t *fired_end, lb_run_result *out);
+/* The run's planned length: its latest group deadline, or -1 when a group runs by count. */
+int64_t rn_planned_us(const lb_scenario *sc);
+/* A client's lock options from its group's lock section (no clock hook), its hold-and-think
+ * random stream and its lock key: the same for every driver, so a seed means one thing. */
+void     rn_lock_options(const lb_lock *lk, uint64_t seed, int id, dlock_options *o);
+uint64_t rn_client_rng(uint64_t seed, size_t id);
+void     rn_key_name(char *buf, size_t len, const char *prefix, const lb_lock *lk, int id);
 
 /* runloop.c: the event-loop driver. Starts the loop threads, each with its share of the
  * clients; *started counts the clients whose thread started. 0, or -1 with r->err set. */

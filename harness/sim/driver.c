@@ -75,10 +75,9 @@ typedef struct batch {
     const dlock_reply *reply[MAX_BATCH];
     int got[LB_SCENARIO_MAX_SERVERS + 1];  /* replies in per connection */
     uint32_t epoch[LB_SCENARIO_MAX_SERVERS + 1];
-    int64_t timer_at;
 } batch;
 
-typedef enum { C_IDLE, C_BUSY, C_WAIT, C_DOWN, C_DONE } cstate;
+typedef enum { C_BUSY = 1, C_WAIT, C_DOWN, C_DONE } cstate;
 
 /* An operation in flight, its timer and its connections. A client has two lanes, as a real
  * client has its own connections and its renewer's: lane 0 runs the workload's steps, lane 1
@@ -488,8 +487,7 @@ static void send_batch(sim *S, sclient *c, lane *L, int n, const int *server,
     for (int k = 0; k <= S->nservers; k++)
         if (refused[k])
             conn_lost(S, c, L, k, L->conns[k].epoch);
-    b->timer_at = depart + timeout_us;
-    timer_set(S, c, L, b->timer_at);
+    timer_set(S, c, L, depart + timeout_us);  /* the batch's timeout runs from the writes */
 }
 
 /* A reply (or, r NULL, the loss of the connection) for the batch in flight. */
@@ -1299,14 +1297,10 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
             c->out->client = (int)id;
             c->out->group = g;
             c->restart_after_us = -1;
-            c->rng = (sc->seed + 1) * 0x9E3779B97F4A7C15ULL ^ (id + 1) * 0xBF58476D1CE4E5B9ULL;
+            c->rng = rn_client_rng(sc->seed, id);
             c->netrng = mix(sc->seed ^ 0x6E6574ULL, id);
             c->tokrng = mix(sc->seed ^ 0x746F6BULL, id);
-            if (gr->lock.keys > 1)
-                snprintf(name, sizeof name, "%s%s:%lld", t->prefix, gr->lock.key,
-                         (long long)(c->id % gr->lock.keys));
-            else
-                snprintf(name, sizeof name, "%s%s", t->prefix, gr->lock.key);
+            rn_key_name(name, sizeof name, t->prefix, &gr->lock, c->id);
             c->keyidx = intern_key(S, name);
             c->key = S->keys[c->keyidx];
             snprintf(name, sizeof name, "%s:counter", c->key);
@@ -1325,19 +1319,7 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
                     L->conns[s] = (sconn){.cl = c, .server = s, .lane = j};
             }
             c->renew = gr->lock.renew;
-            const lb_lock *lk = &gr->lock;
-            dlock_options_init(&c->opts);
-            c->opts.algorithm = (dlock_algorithm)lk->algorithm;
-            c->opts.ttl_ms = lk->ttl_ms;
-            c->opts.wait_timeout_ms = lk->wait_timeout_ms;
-            c->opts.wait = (dlock_wait)lk->wait;
-            c->opts.backoff.policy = (dlock_backoff_policy)lk->backoff.policy;
-            c->opts.backoff.base_ms = lk->backoff.base_ms;
-            c->opts.backoff.cap_ms = lk->backoff.cap_ms;
-            c->opts.fencing = lk->fencing;
-            c->opts.drift_factor = lk->drift_factor;
-            c->opts.command_timeout_ms = lk->command_timeout_ms;
-            c->opts.seed = sc->seed * 1000003 + (uint64_t)c->id + 1;
+            rn_lock_options(&gr->lock, sc->seed, c->id, &c->opts);
             lb_wl_tally *ty = &c->tally;
             atomic_init(&ty->acquired, 0);
             atomic_init(&ty->timeouts, 0);
@@ -1447,18 +1429,6 @@ static int64_t wall_us_since(const struct timespec *t0)
     return (int64_t)(now.tv_sec - t0->tv_sec) * 1000000 + (now.tv_nsec - t0->tv_nsec) / 1000;
 }
 
-static int64_t planned_us(const lb_scenario *sc)
-{
-    int64_t total = 0;
-    for (size_t g = 0; g < sc->ngroups; g++) {
-        int64_t d = sc->groups[g].workload.duration_ms;
-        if (d < 0)
-            return -1;
-        total = d * 1000 > total ? d * 1000 : total;
-    }
-    return total;
-}
-
 static void progress(sim *S)
 {
     int64_t wall = wall_us_since(&S->wall0);
@@ -1475,7 +1445,7 @@ static void progress(sim *S)
     }
     double v = (double)S->now / 1e6;
     char total[32] = "";
-    int64_t planned = planned_us(S->sc);
+    int64_t planned = rn_planned_us(S->sc);
     if (planned > 0)
         snprintf(total, sizeof total, " / %.1f", (double)planned / 1e6);
     fprintf(stderr, "\r  %s  virtual %.1f%s s  %.0f acquisitions/s  %lld timeouts  %lld errors  "
@@ -1548,22 +1518,7 @@ int lb_sim_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *out
     for (size_t i = 0; i < S.n; i++)
         if (out->clients[i].end_us > out->elapsed_us)
             out->elapsed_us = out->clients[i].end_us;
-    for (size_t i = 0; i < sc->nevents; i++) {
-        const lb_event *ev_ = &sc->events[i];
-        lb_fault_record *f = &out->faults[i];
-        if (ev_->when_holding) {
-            bool did = S.fired_start[i] >= 0;
-            out->faults_applied -= f->applied && !did;
-            f->applied = did;
-            f->start_us = did ? S.fired_start[i] : -1;
-            f->end_us = did && ev_->action == LB_EV_PAUSE ? S.fired_end[i] : -1;
-        } else if (f->applied && f->end_us < 0 &&
-                   (((ev_->action == LB_EV_KILL_SERVER || ev_->action == LB_EV_CRASH_HOST) &&
-                     ev_->restart_after_ms < 0) ||
-                    ev_->action == LB_EV_CLOCK_SKEW)) {
-            f->end_us = out->elapsed_us;
-        }
-    }
+    rn_fault_windows_of(sc, S.fired_start, S.fired_end, out);
     out->complete = !S.stopped;
     out->overlaps = lb_oracle_overlaps(S.oracle);
     out->counter_actual = read_counters(&S);
