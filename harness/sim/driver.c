@@ -9,6 +9,7 @@
  * server's replies cross back. Every event carries the time it happens and the order it was
  * made, so ties resolve the same way every run. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,12 +25,15 @@
 #include "workload.h"
 
 #define MAX_BATCH 32               /* the lock core's largest batch is 27 */
+#define MAX_ARGC 16                /* and its longest command has 15 arguments */
+#define MAX_DELAYS 16              /* delay events in effect on one client at once */
 #define NONE INT64_MAX
 
 typedef enum {
-    EV_TIMER = 1,    /* a client's timer: aux = its generation */
-    EV_TO_SERVER,    /* a command reaches a server: p = msg */
-    EV_TO_CLIENT,    /* a reply (or a lost connection) reaches a client: p = msg */
+    EV_TIMER = 1,    /* a client's timer, released from a pause: aux = its generation */
+    EV_TO_SERVER,    /* a command reaches a server: p = its argv, aux = to_server() */
+    EV_TO_CLIENT,    /* a reply (or a lost connection, p NULL) reaches a client: p = the reply,
+                        aux = to_client() */
     EV_SERVER,       /* a server has work: aux = its index */
     EV_FAULT,        /* aux = action index */
     EV_DEADLINE      /* a group's deadline: aux = group */
@@ -45,6 +49,39 @@ typedef struct ev {
     uint32_t lane;               /* the client's lane: 0 its own, 1 its renewer */
 } ev;
 
+/* What a command or a reply on the wire carries besides its payload, packed into an event's
+ * aux: the connection (the server's index) and its epoch, and for a command its argc and
+ * whether the event owns its argv. A command from a lock machine is not copied: its argv
+ * stays valid until the machine is called again, and the machine is only called again once
+ * each command of its batch has reached its server or its connection was closed (a new
+ * epoch), after which what is still on the wire is dropped unread. */
+#define WIRE_OWNED (UINT64_C(1) << 56)
+
+static uint64_t to_server(int conn, uint32_t epoch, int argc, bool owned)
+{
+    return epoch | (uint64_t)conn << 32 | (uint64_t)argc << 40 | (owned ? WIRE_OWNED : 0);
+}
+
+static uint64_t to_client(int conn, uint32_t epoch)
+{
+    return epoch | (uint64_t)conn << 32;
+}
+
+static int wire_conn(const ev *e)
+{
+    return (int)(e->aux >> 32 & 0xFF);
+}
+
+static uint32_t wire_epoch(const ev *e)
+{
+    return (uint32_t)e->aux;
+}
+
+static int wire_argc(const ev *e)
+{
+    return (int)(e->aux >> 40 & 0xFFFF);
+}
+
 typedef struct sclient sclient;
 
 /* A client's connection to one server (index nservers: the protected store). */
@@ -57,24 +94,27 @@ typedef struct sconn {
     int64_t last_out, last_in;   /* in-order delivery on the link, each way */
 } sconn;
 
-typedef struct msg {
-    uint32_t conn;               /* the server's index */
-    uint32_t lane;
-    uint32_t epoch;
-    const dlock_reply *reply;    /* EV_TO_CLIENT: a copy, NULL for a lost connection */
-    int argc;                    /* EV_TO_SERVER */
-    size_t *lens;
-    char **argv;
-} msg;
-
 typedef enum { OP_NONE, OP_ACQUIRE, OP_RELEASE, OP_EXTEND, OP_READ, OP_WRITE, OP_INCR, OP_FENCED } op_kind;
+
+/* A batch in flight, sized to its commands and the run's connections: a client in a run of a
+ * million keeps one at a time. */
+typedef struct bconn {
+    int got;                     /* replies in on this connection */
+    uint32_t epoch;              /* the connection's when the batch was sent */
+} bconn;
+
+typedef struct bcmd {
+    const dlock_reply *reply;
+    int server;
+} bcmd;
 
 typedef struct batch {
     int n, left;
-    int server[MAX_BATCH];
-    const dlock_reply *reply[MAX_BATCH];
-    int got[LB_SCENARIO_MAX_SERVERS + 1];  /* replies in per connection */
-    uint32_t epoch[LB_SCENARIO_MAX_SERVERS + 1];
+    union {
+        bconn *conn;             /* nservers + 1, after cmd */
+        struct batch *next_free;
+    } u;
+    bcmd cmd[];
 } batch;
 
 typedef enum { C_BUSY = 1, C_WAIT, C_DOWN, C_DONE } cstate;
@@ -84,23 +124,25 @@ typedef enum { C_BUSY = 1, C_WAIT, C_DOWN, C_DONE } cstate;
  * the lease renewals (lock.renew), each with its own batch and timer. */
 typedef struct lane {
     dlock_machine *m;            /* the lock operation in progress */
+    batch *b;                    /* the batch in flight */
+    sconn *conns;                /* nservers + 1 */
+    uint64_t timer_gen;          /* bumped at each set and stop: a timer released from a pause
+                                    fires only if none came since */
+    int64_t timer_at;            /* the armed timer, when heap_idx >= 0 */
+    uint64_t timer_seq;          /* its order among events of the same time */
+    int32_t heap_idx;            /* its place in the timer heap; -1: no timer armed */
     op_kind op;
     uint32_t op_commands;
-    batch *b;                    /* the batch in flight */
-    uint64_t timer_gen;
-    int64_t timer_until;         /* NONE: no timer */
-    sconn *conns;                /* nservers + 1 */
+    uint32_t idx;                /* 0 or 1: which of its client's lanes */
 } lane;
 
 struct sclient {
     int id;
+    int keyidx;                  /* its key: sim.keys[keyidx] */
     const lb_client_group *g;
     lb_wl wl;
     lb_client_result *out;
     uint64_t rng, netrng, tokrng;  /* hold and think; links; tokens: apart, as in real runs */
-    char *key, *counter;         /* key: one of sim.keys */
-    int keyidx;
-    dlock_options opts;
     lane ln[2];
     dlock *l;                    /* the lock held */
     bool renew;                  /* lock.renew: lane 1 extends the lease every ttl / 3 */
@@ -114,17 +156,23 @@ struct sclient {
     bool stopping;
     int paused, partitioned;
     ev *held;                    /* events held while paused or partitioned */
-    size_t nheld, capheld;
+    uint32_t nheld, capheld;
     int crash_when_holding, pause_when_holding;
     int64_t pause_when_holding_us;
     int frozen_event;            /* a holding pause in effect: its event (index + 1) */
     int64_t frozen_at;
     int64_t restart_after_us;
     int64_t skew_ms;
-    const lb_event *delays[16];  /* delay events in effect, oldest first */
+    const lb_event **delays;     /* delay events in effect, oldest first (MAX_DELAYS) */
     int ndelays;
     lb_wl_tally tally;
 };
+
+/* The client a lane belongs to. */
+static sclient *lane_client(lane *L)
+{
+    return (sclient *)(void *)((char *)(L - L->idx) - offsetof(sclient, ln));
+}
 
 typedef rn_action action;
 
@@ -150,7 +198,9 @@ typedef struct sim {
     size_t nacts;
     int64_t *fired_start, *fired_end;
     int running;
-    batch *free_batches;         /* reused, linked through reply[0] */
+    batch *free_batches[MAX_BATCH + 1];  /* reused, by their number of commands */
+    lane **timers;               /* the armed timers, a heap by (timer_at, timer_seq) */
+    size_t ntimers, captimers;
     int64_t epoch_ms;            /* wall-clock ms at virtual time 0 */
     bool stopped;
     struct timespec wall0;
@@ -238,6 +288,91 @@ static ev pop(sim *S)
     return top;
 }
 
+/* ---- the clients' timers ---------------------------------------------------------------------
+ * A heap of their own, by lane, so that a timer set again or stopped (a batch's timeout, once
+ * its replies are in) leaves nothing behind. A timer keeps the order it was given when set, so
+ * events of the same time come out as if every timer were in the one queue. */
+
+static bool timer_before(const lane *a, const lane *b)
+{
+    return a->timer_at != b->timer_at ? a->timer_at < b->timer_at : a->timer_seq < b->timer_seq;
+}
+
+static void timer_place(sim *S, size_t i, lane *L)
+{
+    S->timers[i] = L;
+    L->heap_idx = (int32_t)i;
+}
+
+static void timer_sift(sim *S, size_t i)
+{
+    lane *L = S->timers[i];
+    while (i > 0 && timer_before(L, S->timers[(i - 1) / 2])) {
+        timer_place(S, i, S->timers[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    for (;;) {
+        size_t k = 2 * i + 1, best = k;
+        if (k >= S->ntimers)
+            break;
+        if (k + 1 < S->ntimers && timer_before(S->timers[k + 1], S->timers[k]))
+            best = k + 1;
+        if (!timer_before(S->timers[best], L))
+            break;
+        timer_place(S, i, S->timers[best]);
+        i = best;
+    }
+    timer_place(S, i, L);
+}
+
+static void timer_unarm(sim *S, lane *L)
+{
+    if (L->heap_idx < 0)
+        return;
+    size_t i = (size_t)L->heap_idx;
+    lane *last = S->timers[--S->ntimers];
+    L->heap_idx = -1;
+    if (last != L) {
+        timer_place(S, i, last);
+        timer_sift(S, i);
+    }
+}
+
+static void timer_arm(sim *S, lane *L)
+{
+    if (L->heap_idx >= 0) {
+        timer_sift(S, (size_t)L->heap_idx);
+        return;
+    }
+    if (S->ntimers == S->captimers) {
+        size_t cap = S->captimers ? 2 * S->captimers : 1024;
+        lane **h = realloc(S->timers, cap * sizeof *h);
+        if (!h)
+            abort();  /* as for the event queue */
+        S->timers = h;
+        S->captimers = cap;
+    }
+    timer_place(S, S->ntimers++, L);
+    timer_sift(S, (size_t)L->heap_idx);
+}
+
+/* The earliest timer, as the event it stands for, when it comes before every queued event. */
+static bool timer_due(sim *S, ev *out)
+{
+    if (S->ntimers == 0)
+        return false;
+    lane *L = S->timers[0];
+    if (S->nheap > 0) {
+        const ev *e = &S->heap[0];
+        if (e->t != L->timer_at ? e->t < L->timer_at : e->seq < L->timer_seq)
+            return false;
+    }
+    timer_unarm(S, L);
+    *out = (ev){.t = L->timer_at, .seq = L->timer_seq, .kind = EV_TIMER, .aux = L->timer_gen,
+                .client = (uint32_t)lane_client(L)->id, .lane = L->idx};
+    return true;
+}
+
 /* ---- copies of replies and commands --------------------------------------------------------- */
 
 static size_t reply_size(const dlock_reply *r)
@@ -280,25 +415,31 @@ static const dlock_reply *reply_copy(const dlock_reply *r)
     return root;
 }
 
-static msg *command_msg(int server, uint32_t epoch, int argc, const char *const *argv)
+/* A command the driver makes itself (the protected store's GET, SET, INCR) is copied: its
+ * strings are the caller's for this call only. The event owns the copy. */
+static char **argv_copy(int argc, const char *const *argv)
 {
-    size_t bytes = sizeof(msg) + (size_t)argc * (sizeof(size_t) + sizeof(char *));
+    size_t bytes = (size_t)argc * sizeof(char *);
     for (int i = 0; i < argc; i++)
         bytes += strlen(argv[i]) + 1;
-    msg *m = malloc(bytes);
-    if (!m)
+    char **v = malloc(bytes);
+    if (!v)
         abort();
-    *m = (msg){.conn = (uint32_t)server, .epoch = epoch, .argc = argc};
-    m->lens = (size_t *)(m + 1);
-    m->argv = (char **)(m->lens + argc);
-    char *at = (char *)(m->argv + argc);
+    char *at = (char *)(v + argc);
     for (int i = 0; i < argc; i++) {
-        m->lens[i] = strlen(argv[i]);
-        memcpy(at, argv[i], m->lens[i] + 1);
-        m->argv[i] = at;
-        at += m->lens[i] + 1;
+        size_t n = strlen(argv[i]) + 1;
+        memcpy(at, argv[i], n);
+        v[i] = at;
+        at += n;
     }
-    return m;
+    return v;
+}
+
+/* What a dropped event still holds: a reply, or a command's copy. */
+static void ev_free(const ev *e)
+{
+    if (e->kind == EV_TO_CLIENT || (e->kind == EV_TO_SERVER && (e->aux & WIRE_OWNED)))
+        free(e->p);
 }
 
 /* ---- the network and the clients' cores ---------------------------------------------------- */
@@ -372,12 +513,8 @@ static void on_reply(void *ctx, void *owner, int64_t at_us, const dlock_reply *r
     if (at < cn->last_in)
         at = cn->last_in;
     cn->last_in = at;
-    msg *m = malloc(sizeof *m);
-    if (!m)
-        abort();
-    *m = (msg){.conn = (uint32_t)cn->server, .lane = (uint32_t)cn->lane, .epoch = cn->epoch,
-               .reply = reply_copy(r)};
-    push(S, (ev){.t = at, .kind = EV_TO_CLIENT, .p = m, .client = (uint32_t)c->id,
+    push(S, (ev){.t = at, .kind = EV_TO_CLIENT, .p = (void *)reply_copy(r),
+                 .aux = to_client(cn->server, cn->epoch), .client = (uint32_t)c->id,
                  .lane = (uint32_t)cn->lane});
 }
 
@@ -386,17 +523,12 @@ static void on_reply(void *ctx, void *owner, int64_t at_us, const dlock_reply *r
 static void conn_lost(sim *S, sclient *c, lane *L, int server, uint32_t epoch)
 {
     sconn *cn = &L->conns[server];
-    msg *m = malloc(sizeof *m);
-    if (!m)
-        abort();
-    *m = (msg){.conn = (uint32_t)server, .lane = (uint32_t)cn->lane, .epoch = epoch,
-               .reply = NULL};
     int64_t at = S->now + link_delay(S, c, server);
     if (at < cn->last_in)
         at = cn->last_in;
     cn->last_in = at;
-    push(S, (ev){.t = at, .kind = EV_TO_CLIENT, .p = m, .client = (uint32_t)c->id,
-                 .lane = (uint32_t)cn->lane});
+    push(S, (ev){.t = at, .kind = EV_TO_CLIENT, .p = NULL, .aux = to_client(server, epoch),
+                 .client = (uint32_t)c->id, .lane = (uint32_t)cn->lane});
 }
 
 /* ---- batches -------------------------------------------------------------------------------- */
@@ -407,18 +539,22 @@ static bool pending_on(const lane *L, int k)
     const batch *b = L->b;
     int sent = 0;
     for (int i = 0; b && i < b->n; i++)
-        sent += b->server[i] == k;
-    return b && b->got[k] < sent;
+        sent += b->cmd[i].server == k;
+    return b && b->u.conn[k].got < sent;
 }
 
-static batch *batch_new(sim *S)
+static batch *batch_new(sim *S, int n)
 {
-    batch *b = S->free_batches;
+    size_t nconn = (size_t)S->nservers + 1;
+    batch *b = S->free_batches[n];
     if (b)
-        S->free_batches = (batch *)(void *)b->reply[0];
-    else if (!(b = malloc(sizeof *b)))
+        S->free_batches[n] = b->u.next_free;
+    else if (!(b = malloc(sizeof *b + (size_t)n * sizeof b->cmd[0] + nconn * sizeof(bconn))))
         abort();
-    memset(b, 0, sizeof *b);
+    b->n = b->left = n;
+    b->u.conn = (bconn *)(b->cmd + n);
+    memset(b->cmd, 0, (size_t)n * sizeof b->cmd[0]);
+    memset(b->u.conn, 0, nconn * sizeof(bconn));
     return b;
 }
 
@@ -427,40 +563,40 @@ static void batch_free(sim *S, batch *b)
     if (!b)
         return;
     for (int i = 0; i < b->n; i++)
-        free((void *)b->reply[i]);
-    b->reply[0] = (const dlock_reply *)(void *)S->free_batches;
-    S->free_batches = b;
+        free((void *)b->cmd[i].reply);
+    b->u.next_free = S->free_batches[b->n];
+    S->free_batches[b->n] = b;
 }
 
-static void timer_set(sim *S, sclient *c, lane *L, int64_t until)
+static void timer_set(sim *S, lane *L, int64_t until)
 {
     L->timer_gen++;
-    L->timer_until = until;
-    push(S, (ev){.t = until, .kind = EV_TIMER, .aux = L->timer_gen, .client = (uint32_t)c->id,
-                 .lane = (uint32_t)(L - c->ln)});
+    L->timer_at = until < S->now ? S->now : until;
+    L->timer_seq = S->seq++;
+    timer_arm(S, L);
 }
 
-static void timer_stop(lane *L)
+static void timer_stop(sim *S, lane *L)
 {
     L->timer_gen++;
-    L->timer_until = NONE;
+    timer_unarm(S, L);
 }
 
 /* Sends a batch: the commands leave once the client's core has done their work, each on its
  * server's connection (opened if need be); a server that is down refuses the connection, which
- * the client learns one link delay later. */
+ * the client learns one link delay later. owned: argv are copies the events take over (else
+ * they stay valid while the batch is out: see WIRE_OWNED). */
 static void send_batch(sim *S, sclient *c, lane *L, int n, const int *server,
                        const char *const *const *argv, const int *argc, int64_t timeout_us,
-                       bool reconnect)
+                       bool reconnect, bool owned)
 {
-    batch *b = L->b = batch_new(S);
-    b->n = b->left = n;
+    batch *b = L->b = batch_new(S, n);
     int64_t depart = cpu_done(S, (int64_t)n * S->sc->sim.client_us_per_command);
     bool refused[LB_SCENARIO_MAX_SERVERS + 1] = {false}, fresh[LB_SCENARIO_MAX_SERVERS + 1] = {false};
     for (int i = 0; i < n; i++) {
         int k = server[i];
         sconn *cn = &L->conns[k];
-        b->server[i] = k;
+        b->cmd[i].server = k;
         if (reconnect && !fresh[k]) {
             fresh[k] = true;
             conn_close(S, cn);
@@ -469,62 +605,42 @@ static void send_batch(sim *S, sclient *c, lane *L, int n, const int *server,
             conn_close(S, cn);
         if (!cn->c && !refused[k] && !(cn->c = sim_conn_open(S->srv[k], cn))) {
             refused[k] = true;
-            b->epoch[k] = cn->epoch;
+            b->u.conn[k].epoch = cn->epoch;
+        }
+        if (refused[k]) {
+            if (owned)
+                free((void *)argv[i]);
             continue;
         }
-        if (refused[k])
-            continue;
-        b->epoch[k] = cn->epoch;
+        b->u.conn[k].epoch = cn->epoch;
         int64_t at = depart + link_delay(S, c, k);
         if (at < cn->last_out)
             at = cn->last_out;
         cn->last_out = at;
-        msg *m = command_msg(k, cn->epoch, argc[i], argv[i]);
-        m->lane = (uint32_t)cn->lane;
-        push(S, (ev){.t = at, .kind = EV_TO_SERVER, .p = m, .client = (uint32_t)c->id,
+        push(S, (ev){.t = at, .kind = EV_TO_SERVER, .p = (void *)argv[i],
+                     .aux = to_server(k, cn->epoch, argc[i], owned), .client = (uint32_t)c->id,
                      .lane = (uint32_t)cn->lane});
     }
     for (int k = 0; k <= S->nservers; k++)
         if (refused[k])
             conn_lost(S, c, L, k, L->conns[k].epoch);
-    timer_set(S, c, L, depart + timeout_us);  /* the batch's timeout runs from the writes */
+    timer_set(S, L, depart + timeout_us);  /* the batch's timeout runs from the writes */
 }
 
-/* A reply (or, r NULL, the loss of the connection) for the batch in flight. */
-static void batch_reply(sim *S, sclient *c, lane *L, const msg *m)
+/* The replies of a batch that is over, for its machine or its workload step; frees it. */
+static void batch_done(sim *S, sclient *c, lane *L, bool timed_out)
 {
     batch *b = L->b;
-    int k = (int)m->conn;
-    if (!b || m->epoch != b->epoch[k] || !pending_on(L, k)) {
-        free((void *)m->reply);
-        return;  /* a batch long over, or a connection since closed */
-    }
-    for (int i = 0, seen = 0; i < b->n; i++) {
-        if (b->server[i] != k)
-            continue;
-        if (seen++ < b->got[k])
-            continue;
-        b->got[k]++;
-        b->left--;
-        b->reply[i] = m->reply;
-        if (m->reply)
-            break;
-        /* a lost connection: every reply still due on it is lost */
-    }
-    if (!m->reply)
-        conn_close(S, &L->conns[k]);
-    if (b->left > 0)
-        return;
-    timer_stop(L);
     const dlock_reply *r[MAX_BATCH];
-    memcpy(r, b->reply, sizeof r);
+    for (int i = 0; i < b->n; i++)
+        r[i] = b->cmd[i].reply;
     L->b = NULL;
     if (L->m) {
         machine_go(S, c, L, r);
     } else {
         lb_wl_input in = {0};
-        const dlock_reply *x = r[0];
-        switch (L->op) {
+        const dlock_reply *x = timed_out ? NULL : r[0];
+        switch (timed_out ? OP_NONE : L->op) {
         case OP_READ:
             in.ok = x && (x->type == DLOCK_REPLY_STRING || x->type == DLOCK_REPLY_NIL);
             in.value = x && x->type == DLOCK_REPLY_STRING ? atoll(x->str) : 0;
@@ -536,6 +652,7 @@ static void batch_reply(sim *S, sclient *c, lane *L, const msg *m)
             in.ok = x && x->type == DLOCK_REPLY_INTEGER;
             break;
         default:
+            in.rc = timed_out ? DLOCK_EIO : DLOCK_OK;
             break;
         }
         L->op = OP_NONE;
@@ -544,25 +661,42 @@ static void batch_reply(sim *S, sclient *c, lane *L, const msg *m)
     batch_free(S, b);
 }
 
+/* A reply (or, r NULL, the loss of the connection) on server k's connection of epoch. */
+static void batch_reply(sim *S, sclient *c, lane *L, int k, uint32_t epoch, const dlock_reply *r)
+{
+    batch *b = L->b;
+    if (!b || epoch != b->u.conn[k].epoch || !pending_on(L, k)) {
+        free((void *)r);
+        return;  /* a batch long over, or a connection since closed */
+    }
+    for (int i = 0, seen = 0; i < b->n; i++) {
+        if (b->cmd[i].server != k)
+            continue;
+        if (seen++ < b->u.conn[k].got)
+            continue;
+        b->u.conn[k].got++;
+        b->left--;
+        b->cmd[i].reply = r;
+        if (r)
+            break;
+        /* a lost connection: every reply still due on it is lost */
+    }
+    if (!r)
+        conn_close(S, &L->conns[k]);
+    if (b->left > 0)
+        return;
+    timer_stop(S, L);
+    batch_done(S, c, L, false);
+}
+
 /* The batch's time is up: what has not come will not; a connection out of step is closed. */
 static void batch_timeout(sim *S, sclient *c, lane *L)
 {
-    batch *b = L->b;
     for (int k = 0; k <= S->nservers; k++)
         if (pending_on(L, k))
             conn_close(S, &L->conns[k]);
-    b->left = 0;
-    const dlock_reply *r[MAX_BATCH];
-    memcpy(r, b->reply, sizeof r);
-    L->b = NULL;
-    if (L->m) {
-        machine_go(S, c, L, r);
-    } else {
-        lb_wl_input in = {.rc = DLOCK_EIO};
-        L->op = OP_NONE;
-        feed(S, c, in);
-    }
-    batch_free(S, b);
+    L->b->left = 0;
+    batch_done(S, c, L, true);
 }
 
 /* ---- the lock machines ---------------------------------------------------------------------- */
@@ -592,13 +726,13 @@ static void machine_go(sim *S, sclient *c, lane *L, const dlock_reply *const *re
         }
         if (L == c->ln)
             c->state = C_BUSY;
-        send_batch(S, c, L, n, server, argv, argc, a.timeout_us, a.reconnect);
+        send_batch(S, c, L, n, server, argv, argc, a.timeout_us, a.reconnect, false);
         return;
     }
     case DLOCK_DO_WAIT:
         if (L == c->ln)
             c->state = C_WAIT;
-        timer_set(S, c, L, a.until_us);
+        timer_set(S, L, a.until_us);
         return;
     case DLOCK_DO_DONE:
     default:
@@ -635,7 +769,7 @@ static void machine_go(sim *S, sclient *c, lane *L, const dlock_reply *const *re
     if (op == OP_ACQUIRE && a.rc == DLOCK_OK && c->renew && c->g->lock.ttl_ms > 0) {
         c->renew_on = true;  /* the lease counts from the acquire's call at the latest */
         c->lease_until = S->now + c->g->lock.ttl_ms * 1000;
-        timer_set(S, c, &c->ln[1], S->now + c->g->lock.ttl_ms * 1000 / 3);
+        timer_set(S, &c->ln[1], S->now + c->g->lock.ttl_ms * 1000 / 3);
     }
     c->state = C_BUSY;
     feed(S, c, win);
@@ -678,12 +812,12 @@ static void renew_done(sim *S, sclient *c, int rc)
         return;
     if (rc == DLOCK_OK) {
         c->lease_until = started + c->g->lock.ttl_ms * 1000;
-        timer_set(S, c, R, started + period);
+        timer_set(S, R, started + period);
     } else if (rc == DLOCK_ENOTOWNER || S->now >= c->lease_until) {
         c->renew_on = false;  /* lost: its release says so, as the watchdog's lock does */
         c->lease_lost = true;
     } else {
-        timer_set(S, c, R, S->now + period / 4);
+        timer_set(S, R, S->now + period / 4);
     }
 }
 
@@ -691,7 +825,7 @@ static void renew_stop(sim *S, sclient *c)
 {
     lane *R = &c->ln[1];
     c->renew_on = false;
-    timer_stop(R);
+    timer_stop(S, R);
     if (R->m)
         dlock_machine_free(R->m);
     R->m = NULL;
@@ -708,7 +842,7 @@ static void close_lanes(sim *S, sclient *c)
 {
     for (int j = 0; j < 2; j++) {
         lane *L = &c->ln[j];
-        timer_stop(L);
+        timer_stop(S, L);
         if (L->m)
             dlock_machine_free(L->m);
         L->m = NULL;
@@ -752,7 +886,7 @@ static void down(sim *S, sclient *c)
         return;
     }
     c->state = C_DOWN;
-    timer_set(S, c, c->ln, S->now + c->restart_after_us);
+    timer_set(S, c->ln, S->now + c->restart_after_us);
 }
 
 static void fired(sim *S, int event, int64_t start, int64_t end)
@@ -763,14 +897,23 @@ static void fired(sim *S, int event, int64_t start, int64_t end)
         S->fired_end[event] = end;
 }
 
+/* The client's counter in the protected store: <key>:counter. */
+static void counter_key(const sim *S, const sclient *c, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s:counter", S->keys[c->keyidx]);
+}
+
 static void send_resource(sim *S, sclient *c, op_kind op, const char *cmd, const char *arg2)
 {
-    const char *argv[4] = {cmd, c->counter, arg2, NULL};
-    const char *const *av[1] = {argv};
+    char key[700];
+    counter_key(S, c, key, sizeof key);
+    const char *argv[4] = {cmd, key, arg2, NULL};
     int server[1] = {S->nservers}, argc[1] = {arg2 ? 3 : 2};
+    const char *const *av[1] = {(const char *const *)argv_copy(argc[0], argv)};
     c->ln[0].op = op;
     c->state = C_BUSY;
-    send_batch(S, c, c->ln, 1, server, av, argc, c->g->lock.command_timeout_ms * 1000, false);
+    send_batch(S, c, c->ln, 1, server, av, argc, c->g->lock.command_timeout_ms * 1000, false,
+               true);
 }
 
 static void carry(sim *S, sclient *c, lb_wl_step s)
@@ -786,7 +929,9 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
                 uint64_t v = next_u64(&c->tokrng);
                 memcpy(token + i, &v, 8);
             }
-            dlock_machine *m = dlock_machine_acquire(c->key, &c->opts, S->nservers, token, 0,
+            dlock_options o;  /* made again for each acquire: a million clients share a group's */
+            rn_lock_options(&c->g->lock, S->sc->seed, c->id, &o);
+            dlock_machine *m = dlock_machine_acquire(S->keys[c->keyidx], &o, S->nservers, token, 0,
                                                      err, sizeof err);
             if (!m) {
                 in.rc = DLOCK_EINVAL;
@@ -804,7 +949,9 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
                 send_resource(S, c, OP_WRITE, "SET", buf);
                 return;
             }
-            dlock_machine *fm = dlock_machine_fenced_set(c->counter, s.fence, buf);
+            char key[700];
+            counter_key(S, c, key, sizeof key);
+            dlock_machine *fm = dlock_machine_fenced_set(key, s.fence, buf);
             if (!fm) {
                 in.rc = DLOCK_ENOMEM;
                 break;
@@ -828,7 +975,7 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
                 c->frozen_at = S->now;
                 c->paused++;
                 c->state = C_WAIT;
-                timer_set(S, c, L, S->now + c->pause_when_holding_us);
+                timer_set(S, L, S->now + c->pause_when_holding_us);
                 return;
             }
             break;
@@ -837,7 +984,7 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
         case LB_WL_THINK:
             c->state = C_WAIT;
             c->thinking = s.what == LB_WL_THINK;
-            timer_set(S, c, L, s.until_us);
+            timer_set(S, L, s.until_us);
             return;
         case LB_WL_RELEASE: {
             renew_stop(S, c);
@@ -885,7 +1032,6 @@ static void drop_held(sclient *c);
 
 static void on_timer(sim *S, sclient *c, lane *L)
 {
-    L->timer_until = NONE;
     if (L != c->ln) {  /* the renewer: a batch's timeout, a back-off, or the next period */
         if (L->b)
             batch_timeout(S, c, L);
@@ -932,7 +1078,7 @@ static void on_timer(sim *S, sclient *c, lane *L)
 static bool held(sim *S, sclient *c, const ev *e)
 {
     bool net = (e->kind == EV_TO_SERVER || e->kind == EV_TO_CLIENT) &&
-               ((const msg *)e->p)->conn < (uint32_t)S->nservers;  /* the store is direct */
+               wire_conn(e) < S->nservers;  /* the store is direct */
     bool thaw = c->frozen_event && e->kind == EV_TIMER && e->lane == 0 &&
                 e->aux == c->ln[0].timer_gen;
     bool hold = (c->paused > 0 && e->kind != EV_TO_SERVER && !thaw) ||
@@ -940,7 +1086,7 @@ static bool held(sim *S, sclient *c, const ev *e)
     if (!hold)
         return false;
     if (c->nheld == c->capheld) {
-        size_t cap = c->capheld ? 2 * c->capheld : 8;
+        uint32_t cap = c->capheld ? 2 * c->capheld : 8;
         ev *h = realloc(c->held, cap * sizeof *h);
         if (!h)
             abort();
@@ -954,13 +1100,8 @@ static bool held(sim *S, sclient *c, const ev *e)
 /* Held events of a client that crashed or ended belong to a dead incarnation. */
 static void drop_held(sclient *c)
 {
-    for (size_t i = 0; i < c->nheld; i++) {
-        ev *e = &c->held[i];
-        if (e->kind == EV_TO_CLIENT)
-            free((void *)((msg *)e->p)->reply);
-        if (e->kind == EV_TO_SERVER || e->kind == EV_TO_CLIENT)
-            free(e->p);
-    }
+    for (size_t i = 0; i < c->nheld; i++)
+        ev_free(&c->held[i]);
     free(c->held);
     c->held = NULL;
     c->nheld = c->capheld = 0;
@@ -993,13 +1134,12 @@ static void client_event(sim *S, const ev *e)
         if (c->frozen_event && L == c->ln) {  /* a holding pause ends: the client goes on */
             fired(S, c->frozen_event - 1, c->frozen_at, S->now);
             c->frozen_event = 0;
-            L->timer_until = NONE;
             c->state = C_BUSY;
             if (c->paused > 0 && --c->paused == 0) {
                 release_held(S, c);
             } else if (c->paused > 0) {  /* a scheduled pause still holds the client */
                 c->state = C_WAIT;
-                timer_set(S, c, L, S->now);  /* held until it ends, then the client goes on */
+                timer_set(S, L, S->now);  /* held until it ends, then the client goes on */
                 break;
             }
             feed(S, c, (lb_wl_input){0});
@@ -1008,24 +1148,27 @@ static void client_event(sim *S, const ev *e)
         on_timer(S, c, L);
         break;
     case EV_TO_SERVER: {
-        msg *m = e->p;
-        sconn *cn = &L->conns[m->conn];
-        if (cn->c && m->epoch == cn->epoch && c->state != C_DONE) {
-            sim_conn_push(cn->c, S->now, m->argc, (const char *const *)m->argv, m->lens);
-            server_poke(S, (int)m->conn);
+        int k = wire_conn(e), argc = wire_argc(e);
+        sconn *cn = &L->conns[k];
+        if (cn->c && wire_epoch(e) == cn->epoch && c->state != C_DONE) {
+            const char *const *argv = e->p;
+            size_t lens[MAX_ARGC];
+            if (argc > MAX_ARGC)
+                abort();  /* the core's longest command has 15 arguments */
+            for (int i = 0; i < argc; i++)
+                lens[i] = strlen(argv[i]);
+            sim_conn_push(cn->c, S->now, argc, argv, lens);
+            server_poke(S, k);
         }
-        free(m);
+        ev_free(e);
         break;
     }
-    case EV_TO_CLIENT: {
-        msg *m = e->p;
+    case EV_TO_CLIENT:
         if (c->state == C_DONE || c->state == C_DOWN)
-            free((void *)m->reply);
+            ev_free(e);
         else
-            batch_reply(S, c, L, m);
-        free(m);
+            batch_reply(S, c, L, wire_conn(e), wire_epoch(e), e->p);
         break;
-    }
     default:
         break;
     }
@@ -1060,7 +1203,7 @@ static void apply_client(sim *S, sclient *c, const lb_event *e, size_t idx, bool
             if (c->restart_after_us < 0)
                 end_client(S, c);
             else
-                timer_set(S, c, c->ln, S->now + c->restart_after_us);  /* the count starts again */
+                timer_set(S, c->ln, S->now + c->restart_after_us);  /* the count starts again */
         } else if (c->state != C_DONE) {
             crash_now(S, c);
         }
@@ -1079,7 +1222,9 @@ static void apply_client(sim *S, sclient *c, const lb_event *e, size_t idx, bool
         c->skew_ms = e->offset_ms;
         break;
     case LB_EV_DELAY:
-        if (!ending && c->ndelays < (int)(sizeof c->delays / sizeof c->delays[0])) {
+        if (!ending && !c->delays && !(c->delays = calloc(MAX_DELAYS, sizeof *c->delays)))
+            abort();  /* as for the event queue */
+        if (!ending && c->ndelays < MAX_DELAYS) {
             c->delays[c->ndelays++] = e;
         } else {
             for (int i = 0; i < c->ndelays; i++) {
@@ -1193,12 +1338,12 @@ static void stop_group(sim *S, size_t g)
         if (c->ln[0].m && c->ln[0].op == OP_ACQUIRE) {
             c->interrupt = true;
             if (c->state == C_WAIT && !c->frozen_event)
-                timer_set(S, c, c->ln, S->now);
+                timer_set(S, c->ln, S->now);
         }
         if (c->state == C_DOWN)
             end_client(S, c);
         else if (g == SIZE_MAX && c->state == C_WAIT && c->thinking)
-            timer_set(S, c, c->ln, S->now);  /* a stop ends a think at once */
+            timer_set(S, c->ln, S->now);  /* a stop ends a think at once */
     }
 }
 
@@ -1302,15 +1447,12 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
             c->tokrng = mix(sc->seed ^ 0x746F6BULL, id);
             rn_key_name(name, sizeof name, t->prefix, &gr->lock, c->id);
             c->keyidx = intern_key(S, name);
-            c->key = S->keys[c->keyidx];
-            snprintf(name, sizeof name, "%s:counter", c->key);
-            if (!(c->counter = strdup(name))) {
-                snprintf(S->err, sizeof S->err, "out of memory");
-                return -1;
+            for (int j = 0; j < 2; j++) {
+                c->ln[j].heap_idx = -1;
+                c->ln[j].idx = (uint32_t)j;
             }
             for (int j = 0; j < (gr->lock.renew ? 2 : 1); j++) {
                 lane *L = &c->ln[j];
-                L->timer_until = NONE;
                 if (!(L->conns = calloc((size_t)S->nservers + 1, sizeof *L->conns))) {
                     snprintf(S->err, sizeof S->err, "out of memory");
                     return -1;
@@ -1319,7 +1461,6 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
                     L->conns[s] = (sconn){.cl = c, .server = s, .lane = j};
             }
             c->renew = gr->lock.renew;
-            rn_lock_options(&gr->lock, sc->seed, c->id, &c->opts);
             lb_wl_tally *ty = &c->tally;
             atomic_init(&ty->acquired, 0);
             atomic_init(&ty->timeouts, 0);
@@ -1359,22 +1500,22 @@ static void teardown(sim *S)
         if (c->l)
             dlock_abandon(c->l);
         drop_held(c);
-        free(c->counter);
+        free(c->delays);
         lb_wl_free(&c->wl);
     }
     for (int k = 0; S->srv && k <= S->nservers; k++)
         sim_server_free(S->srv[k]);  /* frees the connections too */
     while (S->nheap > 0) {
         ev e = pop(S);
-        if (e.kind == EV_TO_CLIENT)
-            free((void *)((msg *)e.p)->reply);
-        if (e.kind == EV_TO_SERVER || e.kind == EV_TO_CLIENT)
-            free(e.p);
+        ev_free(&e);
     }
-    for (batch *b = S->free_batches, *next; b; b = next) {
-        next = (batch *)(void *)b->reply[0];
-        free(b);
+    for (int n = 0; n <= MAX_BATCH; n++) {
+        for (batch *b = S->free_batches[n], *next; b; b = next) {
+            next = b->u.next_free;
+            free(b);
+        }
     }
+    free(S->timers);
     for (size_t k = 0; S->keys && k < S->nkeys; k++)
         free(S->keys[k]);
     free(S->keys);
@@ -1478,8 +1619,10 @@ int lb_sim_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *out
         carry(&S, c, lb_wl_next(&c->wl, &in));
     }
     size_t next_fault = 0;
-    while (S.nheap > 0 && S.running > 0) {
-        ev e = pop(&S);
+    while ((S.nheap > 0 || S.ntimers > 0) && S.running > 0) {
+        ev e;
+        if (!timer_due(&S, &e))
+            e = pop(&S);
         S.now = e.t;
         S.events++;
         if ((S.events & 1023) == 0) {
