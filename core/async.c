@@ -429,8 +429,8 @@ static void deliver(dlock_client *c, dlock__async *a)
     bool frees_lock = a->f->frees_lock;
     if (kind == DLOCK__OP_ACQUIRE)
         dlock__client_end_acquire(c, dlock__op_tries(op), dlock__mono_us() - op->start_us);
-    if (rc != DLOCK_OK && op->err[0])
-        dlock__client_set_err(c, op->err);
+    if (rc != DLOCK_OK && dlock__op_error(op)[0])
+        dlock__client_set_err(c, dlock__op_error(op));
     dlock__op_clear(op);
     free(a->f);
     a->f = NULL;

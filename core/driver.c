@@ -26,8 +26,8 @@ static int drive(dlock__op *op, dlock_client *c)
             break;
         case DLOCK_DO_DONE:
         default:
-            if (a.rc != DLOCK_OK && op->err[0])
-                dlock__client_set_err(c, op->err);
+            if (a.rc != DLOCK_OK && dlock__op_error(op)[0])
+                dlock__client_set_err(c, dlock__op_error(op));
             return a.rc;
         }
         in = dlock__client_input(c, op);

@@ -65,15 +65,26 @@ typedef struct dlock__cmd {
     const char *argv[3 + DLOCK__MAX_ARGV];
 } dlock__cmd;
 
-/* A batch has room for cap commands: three per server (legacy's WATCH, GET and MULTI/EXEC
- * transaction is the most one step sends to one server). */
+/* A batch: n commands, room for cap. An operation's batch starts with room for one command per
+ * server and grows, as a step adds more, up to max: three per server (legacy's WATCH, GET and
+ * MULTI/EXEC transaction is the most one step sends to one server). A batch with max 0 has
+ * fixed room (the tests' batches on the stack). op.c keeps the action's view of the commands
+ * and the NOSCRIPT resend's indices in the same allocation, after the commands
+ * (dlock__batch_bytes). */
 typedef struct dlock__batch {
-    int n, cap;
+    int n, cap, max;
+    bool oom;          /* a command could not be added for want of memory */
     int64_t block_ms;  /* how long the server may legitimately hold the reply (BLPOP) */
     dlock__cmd *cmd;
 } dlock__batch;
 
 #define DLOCK__BATCH_CAP(nservers) (3 * (nservers))
+
+/* The bytes of a batch's allocation with room for cap commands. */
+static inline size_t dlock__batch_bytes(int cap)
+{
+    return (size_t)cap * (sizeof(dlock__cmd) + sizeof(dlock_command) + sizeof(int));
+}
 
 /* The time a step is given. */
 typedef struct dlock__now {
@@ -307,11 +318,10 @@ struct dlock_machine {
     bool refused;                     /* ... a DLOCK_EIO that is the server refusing us */
     int rc;                           /* the result, once done */
     const dlock_input *in;            /* the input of the call in progress */
-    dlock__batch batch;               /* the step's batch */
-    dlock__batch resend;              /* its commands answered NOSCRIPT, as EVAL */
-    int *resend_from;                 /* where each resent command's reply goes */
+    dlock__batch batch;               /* the step's batch, then the action's view of it and
+                                         where each resent command's reply goes */
+    int nresend;                      /* commands answered NOSCRIPT, sent again as EVAL */
     dlock_reply *kept;                /* the first round's replies while the resend is out */
-    dlock_command *view;              /* the batch as the action shows it */
     bool fresh;                       /* the next send is on fresh connections */
     int64_t sleep_until_us;           /* at a wait */
     int64_t extend_ttl_ms;            /* DLOCK__OP_EXTEND: the new lease */
@@ -327,9 +337,12 @@ struct dlock_machine {
     bool unconfirmed;                 /* a try failed without an answer: it may hold the lock */
     bool undo_ours;
     bool owns_lock;                   /* dlock_machine_free frees l */
-    char saved_err[sizeof ((dlock *)0)->err];
-    char err[256];                    /* why the operation failed */
+    /* Errors take memory only once there is one: a simulator runs a million operations. */
+    char *saved_err;                  /* the lock's error while an undo runs (NULL: none) */
+    char *err;                        /* why the operation failed (NULL: no reason given) */
 };
+
+#define DLOCK__OP_ERR_LEN 256
 
 /* Makes op ready to run kind on l (its batch sized to l's servers); rng is the back-off's
  * generator, kept by the driver across acquires (NULL for other kinds). ENOMEM or OK. */
@@ -338,6 +351,7 @@ int  dlock__op_init(dlock__op *op, dlock *l, dlock__op_kind kind, dlock__step_fn
 /* The next action, given in (see dlock_machine_next). */
 dlock_action dlock__op_next(dlock__op *op, const dlock_input *in);
 void dlock__op_clear(dlock__op *op);  /* frees what the op holds (not l) */
+const char *dlock__op_error(const dlock__op *op);  /* why it failed, "" when no reason */
 bool dlock__op_reads_wall_clock(const dlock__op *op);
 /* An acquire's tries so far (wait steps' tries included) and when it began. */
 uint64_t dlock__op_tries(const dlock__op *op);

@@ -76,27 +76,49 @@ static bool interrupted(const dlock__op *op)
     return op->in->interrupted && !op->interrupt_taken;
 }
 
-static void set_err(dlock__op *op, const char *msg)
+/* The buffer for op's error, made at the first one; NULL when out of memory (the reason is
+ * then lost, not the result). */
+static char *err_buf(dlock__op *op)
 {
-    if (msg != op->err)
-        snprintf(op->err, sizeof op->err, "%s", msg);
+    if (!op->err)
+        op->err = malloc(DLOCK__OP_ERR_LEN);
+    return op->err;
 }
 
-/* One allocation holds the batch, its resend and the views the action shows: sized to the
- * servers, and only while the operation runs. */
+static void set_err(dlock__op *op, const char *msg)
+{
+    if (msg != op->err && err_buf(op))
+        snprintf(op->err, DLOCK__OP_ERR_LEN, "%s", msg);
+}
+
+const char *dlock__op_error(const dlock__op *op)
+{
+    return op->err ? op->err : "";
+}
+
+/* The action's view of the batch, and where each resent command's reply goes: in the batch's
+ * allocation, after its commands. */
+static dlock_command *batch_view(const dlock__op *op)
+{
+    return (dlock_command *)(void *)(op->batch.cmd + op->batch.cap);
+}
+
+static int *resend_from(const dlock__op *op)
+{
+    return (int *)(void *)(batch_view(op) + op->batch.cap);
+}
+
+/* The batch has room for one command per server at first, and grows when a step needs more:
+ * only while the operation runs. */
 int dlock__op_init(dlock__op *op, dlock *l, dlock__op_kind kind, dlock__step_fn step,
                    dlock__rng *rng)
 {
     memset(op, 0, sizeof *op);
-    int cap = DLOCK__BATCH_CAP(l->nservers);
-    size_t cmds = 2 * (size_t)cap * sizeof(dlock__cmd);
-    char *mem = malloc(cmds + (size_t)cap * (sizeof(dlock_command) + sizeof(int)));
+    int cap = l->nservers > 0 ? l->nservers : 1;
+    dlock__cmd *mem = malloc(dlock__batch_bytes(cap));
     if (!mem)
         return DLOCK_ENOMEM;
-    op->batch = (dlock__batch){.cap = cap, .cmd = (dlock__cmd *)mem};
-    op->resend = (dlock__batch){.cap = cap, .cmd = (dlock__cmd *)mem + cap};
-    op->view = (dlock_command *)(mem + cmds);
-    op->resend_from = (int *)(op->view + cap);
+    op->batch = (dlock__batch){.cap = cap, .max = DLOCK__BATCH_CAP(cap), .cmd = mem};
     op->l = l;
     op->kind = kind;
     op->step = step;
@@ -108,9 +130,13 @@ int dlock__op_init(dlock__op *op, dlock *l, dlock__op_kind kind, dlock__step_fn 
 void dlock__op_clear(dlock__op *op)
 {
     free(op->batch.cmd);
-    op->batch.cmd = op->resend.cmd = NULL;
+    op->batch.cmd = NULL;
     free(op->kept);
     op->kept = NULL;
+    free(op->saved_err);
+    op->saved_err = NULL;
+    free(op->err);
+    op->err = NULL;
     op->state = S_DONE;
 }
 
@@ -148,7 +174,8 @@ static void undo(dlock__op *op, int resume)
         op->state = resume;
         return;
     }
-    memcpy(op->saved_err, l->err, sizeof op->saved_err);
+    free(op->saved_err);
+    op->saved_err = l->err[0] ? strdup(l->err) : NULL;  /* lost when out of memory */
     run(op, l->algo->release, S_UNDONE);
 }
 
@@ -179,8 +206,9 @@ static bool retryable(const dlock__op *op)
 static void set_timeout_err(dlock__op *op)
 {
     const dlock *l = op->l;
-    snprintf(op->err, sizeof op->err, "timed out waiting for the lock%s%s%s",
-             l->err[0] ? " (last try: " : "", l->err, l->err[0] ? ")" : "");
+    if (err_buf(op))
+        snprintf(op->err, DLOCK__OP_ERR_LEN, "timed out waiting for the lock%s%s%s",
+                 l->err[0] ? " (last try: " : "", l->err, l->err[0] ? ")" : "");
 }
 
 /* The driver waits until t, unless the caller has asked to stop: then the machine goes on at
@@ -343,7 +371,7 @@ static dlock__need acquire_next(dlock__op *op)
             run(op, l->algo->leave, A_LEFT);  /* a crash (the hook cancels) cannot leave: the bound does */
         break;
     case A_LEFT:
-        if (op->cur == DLOCK_ECANCELED && strncmp(op->err, "canceled", 8) != 0)
+        if (op->cur == DLOCK_ECANCELED && strncmp(dlock__op_error(op), "canceled", 8) != 0)
             set_err(op, "canceled");  /* by an interrupt; the hook's says so */
         op->rc = op->cur;
         op->state = S_DONE;
@@ -390,40 +418,61 @@ static dlock__need simple_next(dlock__op *op)
 
 /* ---- sending, and the NOSCRIPT resend -------------------------------------------------- */
 
-static dlock_action send(dlock__op *op, const dlock__batch *b)
+/* Sends the first n commands of the view. */
+static dlock_action send_view(dlock__op *op, int n)
 {
-    for (int i = 0; i < b->n; i++)
-        op->view[i] = (dlock_command){b->cmd[i].server, b->cmd[i].argc, b->cmd[i].argv};
-    dlock_action a = {.what = DLOCK_DO_SEND, .commands = op->view, .ncommands = b->n,
-                      .timeout_us = (op->l->opt.command_timeout_ms + b->block_ms) * 1000,
+    dlock_action a = {.what = DLOCK_DO_SEND, .commands = batch_view(op), .ncommands = n,
+                      .timeout_us = (op->l->opt.command_timeout_ms + op->batch.block_ms) * 1000,
                       .reconnect = op->fresh};
     op->fresh = false;
     return a;
 }
 
-/* Moves the commands answered NOSCRIPT into op->resend as EVAL, noting where their replies go;
- * how many. */
+static dlock_action send_batch(dlock__op *op)
+{
+    const dlock__batch *b = &op->batch;
+    dlock_command *view = batch_view(op);
+    for (int i = 0; i < b->n; i++)
+        view[i] = (dlock_command){b->cmd[i].server, b->cmd[i].argc, b->cmd[i].argv};
+    return send_view(op, b->n);
+}
+
+/* Notes which commands were answered NOSCRIPT (where their replies go); how many. */
 static int collect_noscript(dlock__op *op, const dlock_reply *const *r)
 {
     const dlock__batch *b = &op->batch;
-    dlock__batch *retry = &op->resend;
-    retry->n = 0;
-    retry->block_ms = b->block_ms;
-    for (int i = 0; i < b->n; i++) {
-        if (!b->cmd[i].script || !dlock__reply_is_noscript(r[i]))
-            continue;
-        dlock__cmd *c = &retry->cmd[retry->n];
-        *c = b->cmd[i];
+    int *from = resend_from(op);
+    op->nresend = 0;
+    for (int i = 0; i < b->n; i++)
+        if (b->cmd[i].script && dlock__reply_is_noscript(r[i]))
+            from[op->nresend++] = i;
+    return op->nresend;
+}
+
+/* Sends those commands again, as EVAL: the batch's first round is over, so they are changed
+ * where they are. */
+static dlock_action send_resend(dlock__op *op)
+{
+    const int *from = resend_from(op);
+    dlock_command *view = batch_view(op);
+    for (int k = 0; k < op->nresend; k++) {
+        dlock__cmd *c = &op->batch.cmd[from[k]];
         c->argv[0] = "EVAL";
         c->argv[1] = c->script->text;
-        op->resend_from[retry->n++] = i;
+        view[k] = (dlock_command){c->server, c->argc, c->argv};
     }
-    return retry->n;
+    return send_view(op, op->nresend);
+}
+
+/* A copy's pieces stay aligned for the replies that follow them. */
+static size_t aligned(size_t n)
+{
+    return (n + _Alignof(dlock_reply) - 1) & ~(size_t)(_Alignof(dlock_reply) - 1);
 }
 
 static size_t reply_size(const dlock_reply *r)
 {
-    size_t n = sizeof *r + (r->str ? r->len + 1 : 0);
+    size_t n = sizeof *r + (r->str ? aligned(r->len + 1) : 0);
     for (size_t i = 0; i < r->elements; i++)
         n += reply_size(&r->element[i]);
     return n;
@@ -434,7 +483,7 @@ static void reply_copy(const dlock_reply *r, dlock_reply *to, char **mem)
 {
     *to = *r;
     if (r->elements) {
-        dlock_reply *el = (dlock_reply *)*mem;
+        dlock_reply *el = (dlock_reply *)(void *)*mem;
         *mem += r->elements * sizeof *el;
         to->element = el;
         for (size_t i = 0; i < r->elements; i++)
@@ -443,7 +492,7 @@ static void reply_copy(const dlock_reply *r, dlock_reply *to, char **mem)
     if (r->str) {
         memcpy(*mem, r->str, r->len + 1);
         to->str = *mem;
-        *mem += r->len + 1;
+        *mem += aligned(r->len + 1);
     }
 }
 
@@ -453,20 +502,20 @@ static void reply_copy(const dlock_reply *r, dlock_reply *to, char **mem)
 static bool keep_replies(dlock__op *op, const dlock_reply *const *r)
 {
     int n = op->batch.n;
-    size_t size = (size_t)n * sizeof(dlock_reply *);
+    size_t size = aligned((size_t)n * sizeof(dlock_reply *));
     for (int i = 0; i < n; i++)
         if (r[i] && !dlock__reply_is_noscript(r[i]))
             size += reply_size(r[i]);
     free(op->kept);
     if (!(op->kept = malloc(size)))
         return false;
-    const dlock_reply **ptr = (const dlock_reply **)op->kept;
-    char *mem = (char *)(ptr + n);
+    const dlock_reply **ptr = (const dlock_reply **)(void *)op->kept;
+    char *mem = (char *)op->kept + aligned((size_t)n * sizeof(dlock_reply *));
     for (int i = 0; i < n; i++) {
         ptr[i] = NULL;
         if (!r[i] || dlock__reply_is_noscript(r[i]))
             continue;
-        dlock_reply *to = (dlock_reply *)mem;
+        dlock_reply *to = (dlock_reply *)(void *)mem;
         mem += sizeof *to;
         reply_copy(r[i], to, &mem);
         ptr[i] = to;
@@ -476,9 +525,10 @@ static bool keep_replies(dlock__op *op, const dlock_reply *const *r)
 
 static const dlock_reply *const *merge_resent(dlock__op *op, const dlock_reply *const *again)
 {
-    const dlock_reply **ptr = (const dlock_reply **)op->kept;
-    for (int k = 0; k < op->resend.n; k++)
-        ptr[op->resend_from[k]] = again ? again[k] : NULL;
+    const dlock_reply **ptr = (const dlock_reply **)(void *)op->kept;
+    const int *from = resend_from(op);
+    for (int k = 0; k < op->nresend; k++)
+        ptr[from[k]] = again ? again[k] : NULL;
     return ptr;
 }
 
@@ -508,12 +558,15 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
             dlock__now now = {.mono_us = in->now_us, .wall_ms = l->algo->wall_clock ? in->wall_ms : 0};
             op->batch.n = 0;
             op->batch.block_ms = 0;
+            op->batch.oom = false;
             int rc = op->running(l, &now, replies, nreplies, &op->batch);
             replies = NULL;
             nreplies = 0;
+            if (rc == DLOCK__SEND && op->batch.oom)
+                rc = dlock__fail(l, DLOCK_ENOMEM, "out of memory for the step's commands");
             if (rc == DLOCK__SEND) {
                 op->state = S_EXCHANGED;
-                dlock_action a = send(op, &op->batch);
+                dlock_action a = send_batch(op);
                 a.interrupt_taken = op->interrupt_taken;
                 return a;
             }
@@ -531,7 +584,7 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
                 break;
             if (collect_noscript(op, in->replies) > 0 && keep_replies(op, in->replies)) {
                 op->state = S_RESENT;
-                return send(op, &op->resend);
+                return send_resend(op);
             }
             replies = in->replies;
             nreplies = op->batch.n;
@@ -546,7 +599,9 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
             op->undo_ours = op->step_rc == DLOCK_OK;
             if (op->step_rc == DLOCK_EIO)
                 op->unconfirmed = true;  /* the undo itself was lost: the lock may still be ours */
-            memcpy(l->err, op->saved_err, sizeof op->saved_err);
+            snprintf(l->err, sizeof l->err, "%s", op->saved_err ? op->saved_err : "");
+            free(op->saved_err);
+            op->saved_err = NULL;
             op->state = op->undo_resume;
             break;
         case S_LATE:
@@ -659,7 +714,7 @@ dlock *dlock_machine_take_lock(dlock_machine *m)
 
 const char *dlock_machine_error(const dlock_machine *m)
 {
-    return m ? m->err : "no machine";
+    return m ? dlock__op_error(m) : "no machine";
 }
 
 uint64_t dlock_machine_tries(const dlock_machine *m)

@@ -12,10 +12,29 @@ static const char *const nkeys_arg[DLOCK__MAX_ARGV + 1] = {
     "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"};
 _Static_assert(DLOCK__MAX_ARGV == 12, "nkeys_arg covers 0 to DLOCK__MAX_ARGV");
 
+/* More room in an operation's batch (the commands stay where they are in it; what op.c keeps
+ * after them is made again when the batch is sent). */
+static bool grow(dlock__batch *b)
+{
+    int cap = 2 * b->cap < b->max ? 2 * b->cap : b->max;
+    dlock__cmd *mem = realloc(b->cmd, dlock__batch_bytes(cap));
+    if (!mem)
+        return false;
+    b->cmd = mem;
+    b->cap = cap;
+    return true;
+}
+
+/* NULL when out of memory: b->oom says so, and the operation ends with DLOCK_ENOMEM. */
 static dlock__cmd *add_va(dlock__batch *b, int server, const dlock__script *s, int nkeys,
                           const char *first, va_list ap)
 {
-    assert(b->n < b->cap);  /* the batch is sized to the servers: more is a programming error */
+    /* the batch is sized to the servers: more is a programming error */
+    assert(b->n < b->cap || b->n < b->max);
+    if (b->n == b->cap && !grow(b)) {
+        b->oom = true;
+        return NULL;
+    }
     dlock__cmd *c = &b->cmd[b->n++];
     c->server = server;
     c->script = s;
