@@ -286,6 +286,7 @@ static void renewal_free(renewal *r)
 {
     dlock_timer_free(r->timer);
     free(r->shadow.key);
+    free(r->shadow.err);
     free(r);
 }
 
@@ -375,6 +376,7 @@ static int renewal_start(dlock_client *c, dlock__async *a, dlock *l)
     r->lock = l;
     r->owner = a;
     r->shadow = *l;
+    r->shadow.err = NULL;  /* its own, made by its own failures */
     r->shadow.client = a->renewer;
     r->shadow.loop_renewal = NULL;
     r->shadow.unrenew = NULL;

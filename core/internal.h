@@ -96,14 +96,16 @@ typedef struct dlock__now {
 typedef struct dlock__algo dlock__algo;
 typedef struct dlock_machine dlock__op;  /* op.c */
 
-/* A lock: taken (while acquiring) or held. The step functions keep their progress in it. */
+/* A lock: taken (while acquiring) or held. The step functions keep their progress in it. What
+ * only some locks need -- the wait modes' keys, the fence key, an error -- is made only for
+ * them: a simulator holds a million. */
 struct dlock {
     dlock_client *client;         /* NULL in step-function tests */
     const dlock__algo *algo;
     dlock_options opt;
     int nservers;
-    char *key;
-    char *fence_key;              /* <key>:fence */
+    char *key;                    /* in the lock's own allocation, after it */
+    char *fence_key;              /* <key>:fence; fencing, fifo and the fenced write only */
     char token[33];               /* 128 random bits, hex */
     char ttl_arg[24];             /* ttl in ms, as sent */
     char value[24];               /* legacy: the expiry value we wrote; fenced write: the token */
@@ -113,7 +115,7 @@ struct dlock {
     char *beat_key;
     char *seq_key;
     char *signal_prefix;          /* fifo: <key>:signal: */
-    char member[64];              /* fifo: token:ttl:fencing, our entry in the queue */
+    char *member;                 /* fifo: token:ttl:fencing, our entry in the queue */
     char wait_arg[24];            /* BLPOP timeout in seconds */
     int64_t wait_us;              /* the back-off delay before the next try */
     int64_t wait_left_us;         /* time left until the wait deadline (INT64_MAX = none) */
@@ -126,11 +128,20 @@ struct dlock {
     struct dlock__renewal *renewal; /* non-NULL while the watchdog renews it */
     struct dlock__loop_renewal *loop_renewal;  /* non-NULL while its loop renews it */
     void (*unrenew)(dlock *l);    /* stops whichever renews it (before a release or a free) */
-    char err[192];                /* why the last operation failed */
+    char *err;                    /* why the last step failed, at most DLOCK__LOCK_ERR_LEN bytes
+                                     (NULL: none yet; dlock__set_text); dlock__lock_err reads it.
+                                     A copy of the lock (a renewer's) starts with none of its own */
     bool refused;                 /* the last step's DLOCK_EIO is the server refusing us (NOAUTH,
                                      NOPERM, ...: dlock__error_is_refusal), not Redis out of
                                      reach */
 };
+
+#define DLOCK__LOCK_ERR_LEN 192
+
+static inline const char *dlock__lock_err(const dlock *l)
+{
+    return l->err ? l->err : "";
+}
 
 typedef int (*dlock__step_fn)(dlock *l, const dlock__now *now, const dlock_reply *const *replies,
                               int nreplies, dlock__batch *out);
@@ -179,6 +190,11 @@ bool dlock__reply_is_nil(const dlock_reply *r);
 bool dlock__reply_int(const dlock_reply *r, long long *v);
 bool dlock__reply_is_refusal(const dlock_reply *r);  /* an error reply that retrying cannot mend */
 int  dlock__fail(dlock *l, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Formats into *buf, made again to the text's size (at most max bytes with the NUL, cut as
+ * snprintf cuts); out of memory leaves *buf as it was, emptied. No argument may point into
+ * *buf. Error texts are kept this way: a simulator holds a million of them. */
+void dlock__set_text(char **buf, size_t max, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* DLOCK_EIO for a reply that is neither of the expected ones, saying what came; l->refused
  * when it was a refusal. */
 int  dlock__reply_error(dlock *l, const dlock_reply *r, const char *what);
@@ -339,7 +355,8 @@ struct dlock_machine {
     bool owns_lock;                   /* dlock_machine_free frees l */
     /* Errors take memory only once there is one: a simulator runs a million operations. */
     char *saved_err;                  /* the lock's error while an undo runs (NULL: none) */
-    char *err;                        /* why the operation failed (NULL: no reason given) */
+    char *err;                        /* why the operation failed, at most DLOCK__OP_ERR_LEN
+                                         bytes (NULL: no reason given; dlock__set_text) */
 };
 
 #define DLOCK__OP_ERR_LEN 256

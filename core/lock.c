@@ -149,19 +149,28 @@ static bool name_wait_keys(dlock *l)
         return asprintf(&l->signal_key, "%s:signal", k) >= 0;
     if (l->opt.wait != DLOCK_WAIT_FIFO)
         return true;
-    snprintf(l->member, sizeof l->member, "%s:%lld:%d", l->token, (long long)l->opt.ttl_ms,
-             l->opt.fencing ? 1 : 0);
-    return asprintf(&l->signal_key, "%s:signal:%s", k, l->token) >= 0 &&
+    return asprintf(&l->member, "%s:%lld:%d", l->token, (long long)l->opt.ttl_ms,
+                    l->opt.fencing ? 1 : 0) >= 0 &&
+           asprintf(&l->signal_key, "%s:signal:%s", k, l->token) >= 0 &&
            asprintf(&l->signal_prefix, "%s:signal:", k) >= 0 &&
            asprintf(&l->queue_key, "%s:queue", k) >= 0 &&
            asprintf(&l->beat_key, "%s:queue:beat", k) >= 0 &&
            asprintf(&l->seq_key, "%s:queue:seq", k) >= 0;
 }
 
+/* <key>:fence, for the scripts that read or bump the fencing counter: a fenced acquire, fifo's
+ * (which hand the lock over with its token), the fenced write. */
+static bool name_fence_key(dlock *l)
+{
+    return l->fence_key || asprintf(&l->fence_key, "%s:fence", l->key) >= 0;
+}
+
+/* The key lives in the lock's own allocation. */
 dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o, int nservers,
                        const unsigned char token[16])
 {
-    dlock *l = calloc(1, sizeof *l);
+    size_t klen = strlen(key);
+    dlock *l = calloc(1, sizeof *l + klen + 1);
     if (!l)
         return NULL;
     l->client = c;
@@ -169,9 +178,10 @@ dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o,
     l->algo = dlock__algo_of(o);
     l->nservers = nservers;
     l->valid_until_us = INT64_MAX;
-    l->key = strdup(key);
+    l->key = memcpy(l + 1, key, klen + 1);
     hex_token(token, l->token);
-    if (!l->key || asprintf(&l->fence_key, "%s:fence", key) < 0 || !name_wait_keys(l)) {
+    bool fenced = o->fencing || o->wait == DLOCK_WAIT_FIFO;
+    if ((fenced && !name_fence_key(l)) || !name_wait_keys(l)) {
         dlock__lock_free(l);
         return NULL;
     }
@@ -212,7 +222,7 @@ dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence,
     dlock_options_init(&o);
     o.command_timeout_ms = DLOCK__CONNECT_TIMEOUT_MS;
     dlock *l = dlock__lock_new(c, key, &o, 1, no_token);
-    if (l && !(l->payload = strdup(value))) {
+    if (l && (!name_fence_key(l) || !(l->payload = strdup(value)))) {
         dlock__lock_free(l);
         return NULL;
     }
@@ -225,7 +235,8 @@ void dlock__lock_free(dlock *l)
 {
     if (!l)
         return;
-    free(l->key);
+    free(l->err);
+    free(l->member);
     free(l->fence_key);
     free(l->signal_key);
     free(l->signal_prefix);

@@ -76,19 +76,10 @@ static bool interrupted(const dlock__op *op)
     return op->in->interrupted && !op->interrupt_taken;
 }
 
-/* The buffer for op's error, made at the first one; NULL when out of memory (the reason is
- * then lost, not the result). */
-static char *err_buf(dlock__op *op)
-{
-    if (!op->err)
-        op->err = malloc(DLOCK__OP_ERR_LEN);
-    return op->err;
-}
-
 static void set_err(dlock__op *op, const char *msg)
 {
-    if (msg != op->err && err_buf(op))
-        snprintf(op->err, DLOCK__OP_ERR_LEN, "%s", msg);
+    if (msg != op->err)
+        dlock__set_text(&op->err, DLOCK__OP_ERR_LEN, "%s", msg);
 }
 
 const char *dlock__op_error(const dlock__op *op)
@@ -156,7 +147,8 @@ static void run(dlock__op *op, dlock__step_fn step, int resume)
     op->running = step;
     op->resume = resume;
     op->l->phase = 0;
-    op->l->err[0] = '\0';
+    if (op->l->err)
+        op->l->err[0] = '\0';
     op->l->refused = false;
     op->state = S_RUN_STEP;
 }
@@ -175,7 +167,8 @@ static void undo(dlock__op *op, int resume)
         return;
     }
     free(op->saved_err);
-    op->saved_err = l->err[0] ? strdup(l->err) : NULL;  /* lost when out of memory */
+    op->saved_err = l->err;  /* the release's own failure must not replace it */
+    l->err = NULL;
     run(op, l->algo->release, S_UNDONE);
 }
 
@@ -205,10 +198,9 @@ static bool retryable(const dlock__op *op)
 
 static void set_timeout_err(dlock__op *op)
 {
-    const dlock *l = op->l;
-    if (err_buf(op))
-        snprintf(op->err, DLOCK__OP_ERR_LEN, "timed out waiting for the lock%s%s%s",
-                 l->err[0] ? " (last try: " : "", l->err, l->err[0] ? ")" : "");
+    const char *last = dlock__lock_err(op->l);
+    dlock__set_text(&op->err, DLOCK__OP_ERR_LEN, "timed out waiting for the lock%s%s%s",
+                    last[0] ? " (last try: " : "", last, last[0] ? ")" : "");
 }
 
 /* The driver waits until t, unless the caller has asked to stop: then the machine goes on at
@@ -571,8 +563,9 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
                 return a;
             }
             /* an undo's failure is not the operation's: it says why the try failed */
-            if (rc != DLOCK_OK && rc != DLOCK_EBUSY && l->err[0] && op->resume != S_UNDONE)
-                set_err(op, l->err);
+            if (rc != DLOCK_OK && rc != DLOCK_EBUSY && dlock__lock_err(l)[0] &&
+                op->resume != S_UNDONE)
+                set_err(op, dlock__lock_err(l));
             if (op->resume != S_UNDONE)  /* likewise */
                 op->step_refused = rc == DLOCK_EIO && l->refused;
             op->step_rc = rc;
@@ -599,8 +592,8 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
             op->undo_ours = op->step_rc == DLOCK_OK;
             if (op->step_rc == DLOCK_EIO)
                 op->unconfirmed = true;  /* the undo itself was lost: the lock may still be ours */
-            snprintf(l->err, sizeof l->err, "%s", op->saved_err ? op->saved_err : "");
-            free(op->saved_err);
+            free(l->err);
+            l->err = op->saved_err;
             op->saved_err = NULL;
             op->state = op->undo_resume;
             break;

@@ -74,6 +74,12 @@ static renewal *next_due(dlock__watchdog *w, int64_t *when_us)
     return due;
 }
 
+static void renewal_free(renewal *r)
+{
+    free(r->shadow.err);
+    free(r);
+}
+
 static void unlink_renewal(dlock__watchdog *w, renewal *r)
 {
     for (renewal **p = &w->list; *p; p = &(*p)->next) {
@@ -100,7 +106,7 @@ static void tell_lost(dlock__watchdog *w, renewal *r)
     pthread_cond_broadcast(&w->cv);
     if (r->orphaned) {
         unlink_renewal(w, r);
-        free(r);
+        renewal_free(r);
     }
 }
 
@@ -180,7 +186,7 @@ static void watchdog_free(void *ext)
         renewal *r = w->list;
         w->list = r->next;
         r->lock->renewal = NULL;
-        free(r);
+        renewal_free(r);
     }
     dlock_client_free(w->conn);
     pthread_cond_destroy(&w->cv);
@@ -203,6 +209,7 @@ int dlock__renew_start(dlock *l)
         return DLOCK_ENOMEM;
     r->lock = l;
     r->shadow = *l;
+    r->shadow.err = NULL;  /* its own, made by its own failures */
     r->shadow.client = w->conn;
     r->shadow.renewal = NULL;
     r->shadow.unrenew = NULL;
@@ -237,7 +244,7 @@ void dlock__renew_stop(dlock *l)
         pthread_cond_wait(&w->cv, &w->mu);
     unlink_renewal(w, r);
     pthread_mutex_unlock(&w->mu);
-    free(r);
+    renewal_free(r);
 }
 
 /* The owner's extend of a renewed lock: the watchdog holds off meanwhile (so the two never

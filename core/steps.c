@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "connect.h"
@@ -106,11 +107,35 @@ bool dlock__reply_int(const dlock_reply *r, long long *v)
     return true;
 }
 
+static void vset_text(char **buf, size_t max, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    size_t size = n < 0 ? 1 : (size_t)n + 1 < max ? (size_t)n + 1 : max;
+    char *p = realloc(*buf, size);
+    if (p) {
+        *buf = p;
+        vsnprintf(p, size, fmt, again);
+    } else if (*buf) {
+        (*buf)[0] = '\0';  /* out of memory: the reason is lost, not the result */
+    }
+    va_end(again);
+}
+
+void dlock__set_text(char **buf, size_t max, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vset_text(buf, max, fmt, ap);
+    va_end(ap);
+}
+
 int dlock__fail(dlock *l, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(l->err, sizeof l->err, fmt, ap);
+    vset_text(&l->err, DLOCK__LOCK_ERR_LEN, fmt, ap);
     va_end(ap);
     return code;
 }

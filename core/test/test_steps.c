@@ -79,11 +79,11 @@ static void token_acquire_error_or_no_reply_is_eio(void **state)
     dlock_reply err = R_ERROR("OOM command not allowed");
     feed(l, dlock__token.acquire, &T0, &b, 0);
     assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, &err), DLOCK_EIO);
-    assert_non_null(strstr(l->err, "OOM command not allowed"));
+    assert_non_null(strstr(dlock__lock_err(l), "OOM command not allowed"));
     l->phase = 0;
     feed(l, dlock__token.acquire, &T0, &b, 0);
     assert_int_equal(feed(l, dlock__token.acquire, &T0, &b, 1, (const dlock_reply *)NULL), DLOCK_EIO);
-    assert_non_null(strstr(l->err, "no reply"));
+    assert_non_null(strstr(dlock__lock_err(l), "no reply"));
     dlock__lock_free(l);
 }
 
@@ -307,7 +307,7 @@ static void legacy_watch_error_is_eio(void **state)
     feed(l, dlock__legacy.acquire, &T0, &b, 0);
     feed(l, dlock__legacy.acquire, &T0, &b, 1, &zero);
     assert_int_equal(feed(l, dlock__legacy.acquire, &T0, &b, 2, &err, &v), DLOCK_EIO);
-    assert_non_null(strstr(l->err, "WATCH"));
+    assert_non_null(strstr(dlock__lock_err(l), "WATCH"));
     dlock__lock_free(l);
 }
 

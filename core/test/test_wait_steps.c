@@ -63,7 +63,7 @@ static void redlock_quorum_missed_undoes_everywhere(void **state)
     assert_int_equal(b.n, 5);
     for (int s = 0; s < 5; s++)
         assert_cmd(&b, s, s, &dlock__script_release, "res", l->token, NULL);
-    assert_non_null(strstr(l->err, "2 of 5"));
+    assert_non_null(strstr(dlock__lock_err(l), "2 of 5"));
     const dlock_reply *undo[5] = {&ONE, &ONE, &ZERO, &ZERO, NULL};
     assert_int_equal(feed(l, dlock__redlock.acquire, at(2000), &b, 5, undo), DLOCK_EBUSY);
     dlock__lock_free(l);
@@ -76,7 +76,7 @@ static void redlock_quorum_too_late_is_a_failure(void **state)
     const dlock_reply *r[5] = {&OK, &OK, &OK, &OK, &OK};
     /* 9.9 s elapsed: 10000 - 9900 - 102 < 0 */
     assert_int_equal(redlock_try(l, &b, r, 9900000), DLOCK__SEND);
-    assert_non_null(strstr(l->err, "too late"));
+    assert_non_null(strstr(dlock__lock_err(l), "too late"));
     assert_int_equal(b.n, 5);
     dlock__lock_free(l);
 }
