@@ -51,10 +51,11 @@ typedef struct ev {
 
 /* What a command or a reply on the wire carries besides its payload, packed into an event's
  * aux: the connection (the server's index) and its epoch, and for a command its argc and
- * whether the event owns its argv. A command from a lock machine is not copied: its argv
- * stays valid until the machine is called again, and the machine is only called again once
- * each command of its batch has reached its server or its connection was closed (a new
- * epoch), after which what is still on the wire is dropped unread. */
+ * whether the event owns its argv. A command from a lock machine is not copied, on the wire
+ * or in the server's query buffer (sim_conn_push_ref): its argv stays valid until the machine
+ * is called again, and the machine is only called again once each command of its batch has
+ * been answered (it has run) or its connection was closed -- a new epoch, after which what is
+ * still on the wire is dropped unread, and the server drops the connection's query buffer. */
 #define WIRE_OWNED (UINT64_C(1) << 56)
 
 static uint64_t to_server(int conn, uint32_t epoch, int argc, bool owned)
@@ -1157,7 +1158,10 @@ static void client_event(sim *S, const ev *e)
                 abort();  /* the core's longest command has 15 arguments */
             for (int i = 0; i < argc; i++)
                 lens[i] = strlen(argv[i]);
-            sim_conn_push(cn->c, S->now, argc, argv, lens);
+            if (e->aux & WIRE_OWNED)
+                sim_conn_push(cn->c, S->now, argc, argv, lens);  /* freed below */
+            else
+                sim_conn_push_ref(cn->c, S->now, argc, argv, lens);  /* see WIRE_OWNED */
             server_poke(S, k);
         }
         ev_free(e);

@@ -139,10 +139,12 @@ static bool timeout_less(const sim_conn *a, const sim_conn *b)
 
 /* ---- commands in query buffers ---------------------------------------------------------- */
 
-static sim_cmd *cmd_new(sim_server *s, int argc, const char *const *argv, const size_t *len)
+/* A command for a query buffer: argv copied after it, or (ref) only pointed at. */
+static sim_cmd *cmd_new(sim_server *s, int argc, const char *const *argv, const size_t *len,
+                        bool ref)
 {
     size_t need = (size_t)argc * sizeof(sim_str);
-    for (int i = 0; i < argc; i++)
+    for (int i = 0; i < argc && !ref; i++)
         need += len[i] + 1;
     sim_cmd *c = s->free_cmds;
     if (c && c->cap >= need) {
@@ -161,7 +163,9 @@ static sim_cmd *cmd_new(sim_server *s, int argc, const char *const *argv, const 
     c->argc = argc;
     c->argv = (sim_str *)(c + 1);
     char *data = (char *)(c->argv + argc);
-    for (int i = 0; i < argc; i++) {
+    for (int i = 0; i < argc && ref; i++)
+        c->argv[i] = (sim_str){argv[i], len[i]};
+    for (int i = 0; i < argc && !ref; i++) {
         memcpy(data, argv[i], len[i]);
         data[len[i]] = '\0';
         c->argv[i] = (sim_str){data, len[i]};
@@ -789,13 +793,13 @@ bool sim_conn_is_dead(const sim_conn *c)
     return c->flags & SIM_C_DEAD;
 }
 
-void sim_conn_push(sim_conn *c, int64_t now_us, int argc, const char *const *argv,
-                   const size_t *argvlen)
+static void push(sim_conn *c, int64_t now_us, int argc, const char *const *argv,
+                 const size_t *argvlen, bool ref)
 {
     sim_server *s = c->s;
     if ((c->flags & SIM_C_DEAD) || argc < 1)
         return;
-    sim_cmd *q = cmd_new(s, argc, argv, argvlen);
+    sim_cmd *q = cmd_new(s, argc, argv, argvlen, ref);
     q->at_us = now_us;
     q->seq = s->next_seq++;
     if (c->qtail)
@@ -804,6 +808,18 @@ void sim_conn_push(sim_conn *c, int64_t now_us, int argc, const char *const *arg
         c->qhead = q;
     c->qtail = q;
     requeue(s, c);
+}
+
+void sim_conn_push(sim_conn *c, int64_t now_us, int argc, const char *const *argv,
+                   const size_t *argvlen)
+{
+    push(c, now_us, argc, argv, argvlen, false);
+}
+
+void sim_conn_push_ref(sim_conn *c, int64_t now_us, int argc, const char *const *argv,
+                       const size_t *argvlen)
+{
+    push(c, now_us, argc, argv, argvlen, true);
 }
 
 /* Everything the server holds for c, gone: its input, transaction, watches, block. */

@@ -64,6 +64,11 @@ void        sim_conn_close(sim_conn *c, int64_t now_us);
  * that a kill cut. */
 void        sim_conn_push(sim_conn *c, int64_t now_us, int argc, const char *const *argv,
                           const size_t *argvlen);
+/* The same without the copy: argv (NUL-terminated strings) must stay as they are until the
+ * command has run -- its reply is out -- or c is closed. The simulator's driver passes a lock
+ * machine's commands so: a hundred thousand clients' commands may queue at one server. */
+void        sim_conn_push_ref(sim_conn *c, int64_t now_us, int argc, const char *const *argv,
+                              const size_t *argvlen);
 /* Whether a kill cut c (then it only waits for sim_conn_close). */
 bool        sim_conn_is_dead(const sim_conn *c);
 
