@@ -27,6 +27,7 @@
 #define MAX_BATCH 32               /* the lock core's largest batch is 27 */
 #define MAX_ARGC 16                /* and its longest command has 15 arguments */
 #define MAX_DELAYS 16              /* delay events in effect on one client at once */
+#define KEY_MAX 600                /* a key's name (the prefix, the scenario's key, its number) */
 #define NONE INT64_MAX
 
 typedef enum {
@@ -88,11 +89,11 @@ typedef struct sclient sclient;
 /* A client's connection to one server (index nservers: the protected store). */
 typedef struct sconn {
     sclient *cl;
-    int server;
-    int lane;
     sim_conn *c;                 /* NULL: closed */
-    uint32_t epoch;              /* bumped when closed: what is still in flight is dropped */
     int64_t last_out, last_in;   /* in-order delivery on the link, each way */
+    uint32_t epoch;              /* bumped when closed: what is still in flight is dropped */
+    uint16_t server;
+    uint16_t lane;
 } sconn;
 
 typedef enum { OP_NONE, OP_ACQUIRE, OP_RELEASE, OP_EXTEND, OP_READ, OP_WRITE, OP_INCR, OP_FENCED } op_kind;
@@ -126,7 +127,7 @@ typedef enum { C_BUSY = 1, C_WAIT, C_DOWN, C_DONE } cstate;
 typedef struct lane {
     dlock_machine *m;            /* the lock operation in progress */
     batch *b;                    /* the batch in flight */
-    sconn *conns;                /* nservers + 1 */
+    sconn *conns;                /* nconns: the lock servers, then the store if it is used */
     uint64_t timer_gen;          /* bumped at each set and stop: a timer released from a pause
                                     fires only if none came since */
     int64_t timer_at;            /* the armed timer, when heap_idx >= 0 */
@@ -134,45 +135,85 @@ typedef struct lane {
     int32_t heap_idx;            /* its place in the timer heap; -1: no timer armed */
     op_kind op;
     uint32_t op_commands;
-    uint32_t idx;                /* 0 or 1: which of its client's lanes */
+    uint16_t idx;                /* 0 or 1: which of its client's lanes */
+    uint16_t nconns;
 } lane;
 
-struct sclient {
-    int id;
-    int keyidx;                  /* its key: sim.keys[keyidx] */
-    const lb_client_group *g;
-    lb_wl wl;
-    lb_client_result *out;
-    uint64_t rng, netrng, tokrng;  /* hold and think; links; tokens: apart, as in real runs */
-    lane ln[2];
-    dlock *l;                    /* the lock held */
-    bool renew;                  /* lock.renew: lane 1 extends the lease every ttl / 3 */
-    bool renew_on;               /* renewals are running for the lock held */
-    bool lease_lost;             /* a renewal found the lock lost */
-    bool thinking;               /* lane 0's timer ends a think (a stop ends it at once) */
-    int64_t lease_until;         /* renewals give up when they have not reached it by then */
-    int64_t renew_started;       /* the extend in flight began */
-    cstate state;
-    bool interrupt;              /* the group's deadline or a stop: the acquire stops */
-    bool stopping;
+/* What faults leave on a client: made at the first fault event that names it. */
+typedef struct sfaults {
     int paused, partitioned;
     ev *held;                    /* events held while paused or partitioned */
     uint32_t nheld, capheld;
     int crash_when_holding, pause_when_holding;
     int64_t pause_when_holding_us;
     int frozen_event;            /* a holding pause in effect: its event (index + 1) */
-    int64_t frozen_at;
-    int64_t restart_after_us;
-    int64_t skew_ms;
-    const lb_event **delays;     /* delay events in effect, oldest first (MAX_DELAYS) */
     int ndelays;
+    int64_t frozen_at;
+    int64_t restart_after_us;    /* -1: a crash is for good */
+    int64_t skew_ms;
+    const lb_event *delays[MAX_DELAYS];  /* delay events in effect, oldest first */
+} sfaults;
+
+struct sclient {
+    int id;
+    int keyidx;                  /* its key (key_name) */
+    const lb_client_group *g;
+    lb_wl wl;
+    lb_client_result *out;
+    uint64_t rng, netrng, tokrng;  /* hold and think; links; tokens: apart, as in real runs */
+    lane ln[1];                  /* its own lane (c->ln) */
+    struct renewer *rn;          /* lock.renew: the renewer's lane, NULL without */
+    dlock *l;                    /* the lock held */
+    bool renew;                  /* lock.renew: lane 1 extends the lease every ttl / 3 */
+    bool renew_on;               /* renewals are running for the lock held */
+    bool lease_lost;             /* a renewal found the lock lost */
+    bool thinking;               /* lane 0's timer ends a think (a stop ends it at once) */
+    cstate state;
+    bool interrupt;              /* the group's deadline or a stop: the acquire stops */
+    bool stopping;
+    sfaults *f;                  /* NULL: no fault has touched it (see no_faults) */
     lb_wl_tally tally;
 };
+
+static const sfaults no_faults = {.restart_after_us = -1};
+
+/* The client's fault state, to read. */
+static const sfaults *faults_of(const sclient *c)
+{
+    return c->f ? c->f : &no_faults;
+}
+
+/* The client's fault state, to change: made when first needed. */
+static sfaults *faults(sclient *c)
+{
+    if (!c->f) {
+        if (!(c->f = malloc(sizeof *c->f)))
+            abort();  /* as for the event queue */
+        *c->f = no_faults;
+    }
+    return c->f;
+}
+
+/* The lane of lock.renew's renewals, made for the clients of groups that renew. */
+typedef struct renewer {
+    lane L;                      /* idx 1 */
+    sclient *c;
+    int64_t lease_until;         /* renewals give up when they have not reached it by then */
+    int64_t renew_started;       /* the extend in flight began */
+} renewer;
 
 /* The client a lane belongs to. */
 static sclient *lane_client(lane *L)
 {
-    return (sclient *)(void *)((char *)(L - L->idx) - offsetof(sclient, ln));
+    if (L->idx == 0)
+        return (sclient *)(void *)((char *)L - offsetof(sclient, ln));
+    return ((renewer *)(void *)((char *)L - offsetof(renewer, L)))->c;
+}
+
+/* Lane j (0: its own, 1: its renewer's) of c; NULL when it has none. */
+static lane *lane_at(sclient *c, int j)
+{
+    return j == 0 ? c->ln : c->rn ? &c->rn->L : NULL;
 }
 
 typedef rn_action action;
@@ -191,7 +232,7 @@ typedef struct sim {
     size_t n;
     sclient *cl;
     size_t nkeys;
-    char **keys;
+    uint32_t *key_client;        /* per key: a client of it, whose group and number name it */
     lb_oracle *oracle;
     int64_t *core_free;
     int ncores;
@@ -207,7 +248,7 @@ typedef struct sim {
     struct timespec wall0;
     int64_t next_progress_us;
     void *probe;                 /* read_counters's tally */
-    uint64_t *key_slots;         /* open addressing: key index + 1, 0 = empty */
+    uint64_t *key_slots;         /* during set-up, open addressing: key index + 1, 0 = empty */
     size_t key_mask;
     char err[256];
 } sim;
@@ -451,7 +492,8 @@ static int64_t link_delay(sim *S, sclient *c, int k)
 {
     if (k == S->nservers)
         return S->sc->sim.rtt_us / 2;
-    const lb_event *d = c->ndelays ? c->delays[c->ndelays - 1] : NULL;
+    const sfaults *f = faults_of(c);
+    const lb_event *d = f->ndelays ? f->delays[f->ndelays - 1] : NULL;
     int64_t lat = (d ? d->latency_ms : c->g->network.latency_ms) * 1000;
     int64_t jit = (d ? d->jitter_ms : c->g->network.jitter_ms) * 1000;
     int64_t one_way = S->sc->sim.rtt_us / 2 + lat;
@@ -704,7 +746,7 @@ static void batch_timeout(sim *S, sclient *c, lane *L)
 
 static void machine_go(sim *S, sclient *c, lane *L, const dlock_reply *const *replies)
 {
-    dlock_input in = {.now_us = S->now, .wall_ms = S->epoch_ms + S->now / 1000 + c->skew_ms,
+    dlock_input in = {.now_us = S->now, .wall_ms = S->epoch_ms + S->now / 1000 + faults_of(c)->skew_ms,
                       .interrupted = L == c->ln && c->interrupt, .replies = replies};
     dlock_action a = dlock_machine_next(L->m, &in);
     if (a.interrupt_taken)
@@ -769,8 +811,8 @@ static void machine_go(sim *S, sclient *c, lane *L, const dlock_reply *const *re
         c->lease_lost = false;
     if (op == OP_ACQUIRE && a.rc == DLOCK_OK && c->renew && c->g->lock.ttl_ms > 0) {
         c->renew_on = true;  /* the lease counts from the acquire's call at the latest */
-        c->lease_until = S->now + c->g->lock.ttl_ms * 1000;
-        timer_set(S, &c->ln[1], S->now + c->g->lock.ttl_ms * 1000 / 3);
+        c->rn->lease_until = S->now + c->g->lock.ttl_ms * 1000;
+        timer_set(S, &c->rn->L, S->now + c->g->lock.ttl_ms * 1000 / 3);
     }
     c->state = C_BUSY;
     feed(S, c, win);
@@ -793,7 +835,7 @@ static void start_machine(sim *S, sclient *c, lane *L, dlock_machine *m, op_kind
 
 static void renew_tick(sim *S, sclient *c)
 {
-    lane *R = &c->ln[1];
+    lane *R = &c->rn->L;
     if (!c->renew_on || !c->l || R->m)
         return;
     dlock_machine *m = dlock_machine_extend(c->l, c->g->lock.ttl_ms);
@@ -801,20 +843,20 @@ static void renew_tick(sim *S, sclient *c)
         c->renew_on = false;
         return;
     }
-    c->renew_started = S->now;  /* the next period counts from here */
+    c->rn->renew_started = S->now;  /* the next period counts from here */
     start_machine(S, c, R, m, OP_EXTEND);
 }
 
 static void renew_done(sim *S, sclient *c, int rc)
 {
-    lane *R = &c->ln[1];
-    int64_t period = c->g->lock.ttl_ms * 1000 / 3, started = c->renew_started;
+    lane *R = &c->rn->L;
+    int64_t period = c->g->lock.ttl_ms * 1000 / 3, started = c->rn->renew_started;
     if (!c->renew_on)
         return;
     if (rc == DLOCK_OK) {
-        c->lease_until = started + c->g->lock.ttl_ms * 1000;
+        c->rn->lease_until = started + c->g->lock.ttl_ms * 1000;
         timer_set(S, R, started + period);
-    } else if (rc == DLOCK_ENOTOWNER || S->now >= c->lease_until) {
+    } else if (rc == DLOCK_ENOTOWNER || S->now >= c->rn->lease_until) {
         c->renew_on = false;  /* lost: its release says so, as the watchdog's lock does */
         c->lease_lost = true;
     } else {
@@ -824,8 +866,10 @@ static void renew_done(sim *S, sclient *c, int rc)
 
 static void renew_stop(sim *S, sclient *c)
 {
-    lane *R = &c->ln[1];
     c->renew_on = false;
+    if (!c->rn)
+        return;
+    lane *R = &c->rn->L;
     timer_stop(S, R);
     if (R->m)
         dlock_machine_free(R->m);
@@ -833,7 +877,7 @@ static void renew_stop(sim *S, sclient *c)
     R->op = OP_NONE;
     batch_free(S, R->b);
     R->b = NULL;
-    for (int k = 0; R->conns && k <= S->nservers; k++)  /* its traffic in flight is dropped */
+    for (int k = 0; k < R->nconns; k++)  /* its traffic in flight is dropped */
         conn_close(S, &R->conns[k]);
 }
 
@@ -841,8 +885,8 @@ static void renew_stop(sim *S, sclient *c)
 
 static void close_lanes(sim *S, sclient *c)
 {
-    for (int j = 0; j < 2; j++) {
-        lane *L = &c->ln[j];
+    for (int j = 0; j < 2 && lane_at(c, j); j++) {
+        lane *L = lane_at(c, j);
         timer_stop(S, L);
         if (L->m)
             dlock_machine_free(L->m);
@@ -850,7 +894,7 @@ static void close_lanes(sim *S, sclient *c)
         L->op = OP_NONE;
         batch_free(S, L->b);
         L->b = NULL;
-        for (int k = 0; L->conns && k <= S->nservers; k++)
+        for (int k = 0; k < L->nconns; k++)
             conn_close(S, &L->conns[k]);  /* every epoch moves on: nothing in flight counts */
     }
     c->renew_on = false;
@@ -878,16 +922,16 @@ static void down(sim *S, sclient *c)
     c->l = NULL;
     c->out->crashes++;
     c->out->crashed = true;
-    if (c->frozen_event) {  /* a holding pause ends with the crash; scheduled pauses go on */
-        c->paused--;
-        c->frozen_event = 0;
+    if (faults_of(c)->frozen_event) {  /* a holding pause ends with the crash; scheduled pauses go on */
+        c->f->paused--;
+        c->f->frozen_event = 0;
     }
-    if (c->stopping || c->restart_after_us < 0) {
+    if (c->stopping || faults_of(c)->restart_after_us < 0) {
         end_client(S, c);
         return;
     }
     c->state = C_DOWN;
-    timer_set(S, c->ln, S->now + c->restart_after_us);
+    timer_set(S, c->ln, S->now + c->f->restart_after_us);
 }
 
 static void fired(sim *S, int event, int64_t start, int64_t end)
@@ -898,16 +942,25 @@ static void fired(sim *S, int event, int64_t start, int64_t end)
         S->fired_end[event] = end;
 }
 
-/* The client's counter in the protected store: <key>:counter. */
-static void counter_key(const sim *S, const sclient *c, char *buf, size_t len)
+/* Key k's name, made when needed rather than kept: a run may have a million keys. */
+static void key_name(const sim *S, size_t k, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s:counter", S->keys[c->keyidx]);
+    const sclient *c = &S->cl[S->key_client[k]];
+    rn_key_name(buf, len, S->t->prefix, &c->g->lock, c->id);
+}
+
+/* Key k's counter in the protected store: <key>:counter. */
+static void counter_key(const sim *S, size_t k, char *buf, size_t len)
+{
+    char name[KEY_MAX];
+    key_name(S, k, name, sizeof name);
+    snprintf(buf, len, "%s:counter", name);
 }
 
 static void send_resource(sim *S, sclient *c, op_kind op, const char *cmd, const char *arg2)
 {
-    char key[700];
-    counter_key(S, c, key, sizeof key);
+    char key[KEY_MAX + 16];
+    counter_key(S, (size_t)c->keyidx, key, sizeof key);
     const char *argv[4] = {cmd, key, arg2, NULL};
     int server[1] = {S->nservers}, argc[1] = {arg2 ? 3 : 2};
     const char *const *av[1] = {(const char *const *)argv_copy(argc[0], argv)};
@@ -932,7 +985,9 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
             }
             dlock_options o;  /* made again for each acquire: a million clients share a group's */
             rn_lock_options(&c->g->lock, S->sc->seed, c->id, &o);
-            dlock_machine *m = dlock_machine_acquire(S->keys[c->keyidx], &o, S->nservers, token, 0,
+            char key[KEY_MAX];
+            key_name(S, (size_t)c->keyidx, key, sizeof key);
+            dlock_machine *m = dlock_machine_acquire(key, &o, S->nservers, token, 0,
                                                      err, sizeof err);
             if (!m) {
                 in.rc = DLOCK_EINVAL;
@@ -950,8 +1005,8 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
                 send_resource(S, c, OP_WRITE, "SET", buf);
                 return;
             }
-            char key[700];
-            counter_key(S, c, key, sizeof key);
+            char key[KEY_MAX + 16];
+            counter_key(S, (size_t)c->keyidx, key, sizeof key);
             dlock_machine *fm = dlock_machine_fenced_set(key, s.fence, buf);
             if (!fm) {
                 in.rc = DLOCK_ENOMEM;
@@ -964,19 +1019,20 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
             send_resource(S, c, OP_INCR, "INCR", NULL);
             return;
         case LB_WL_HOLDING: {
-            int crash = c->crash_when_holding, pause = c->pause_when_holding;
-            c->crash_when_holding = c->pause_when_holding = 0;
+            int crash = faults_of(c)->crash_when_holding, pause = faults_of(c)->pause_when_holding;
+            if (crash || pause)
+                c->f->crash_when_holding = c->f->pause_when_holding = 0;
             if (crash) {
                 fired(S, crash - 1, S->now, S->now);
                 in.crashed = true;
                 break;
             }
             if (pause) {  /* the whole client stops, its renewer too */
-                c->frozen_event = pause;
-                c->frozen_at = S->now;
-                c->paused++;
+                c->f->frozen_event = pause;
+                c->f->frozen_at = S->now;
+                c->f->paused++;
                 c->state = C_WAIT;
-                timer_set(S, L, S->now + c->pause_when_holding_us);
+                timer_set(S, L, S->now + c->f->pause_when_holding_us);
                 return;
             }
             break;
@@ -1045,7 +1101,8 @@ static void on_timer(sim *S, sclient *c, lane *L)
     switch (c->state) {
     case C_DOWN: {  /* back from a crash */
         c->state = C_BUSY;
-        c->restart_after_us = -1;
+        if (c->f)
+            c->f->restart_after_us = -1;
         if (c->stopping || S->stopped) {
             end_client(S, c);
             return;
@@ -1078,42 +1135,49 @@ static void on_timer(sim *S, sclient *c, lane *L)
  * the partition heals. */
 static bool held(sim *S, sclient *c, const ev *e)
 {
+    sfaults *f = c->f;
+    if (!f)
+        return false;
     bool net = (e->kind == EV_TO_SERVER || e->kind == EV_TO_CLIENT) &&
                wire_conn(e) < S->nservers;  /* the store is direct */
-    bool thaw = c->frozen_event && e->kind == EV_TIMER && e->lane == 0 &&
+    bool thaw = f->frozen_event && e->kind == EV_TIMER && e->lane == 0 &&
                 e->aux == c->ln[0].timer_gen;
-    bool hold = (c->paused > 0 && e->kind != EV_TO_SERVER && !thaw) ||
-                (c->partitioned > 0 && net);
+    bool hold = (f->paused > 0 && e->kind != EV_TO_SERVER && !thaw) ||
+                (f->partitioned > 0 && net);
     if (!hold)
         return false;
-    if (c->nheld == c->capheld) {
-        uint32_t cap = c->capheld ? 2 * c->capheld : 8;
-        ev *h = realloc(c->held, cap * sizeof *h);
+    if (f->nheld == f->capheld) {
+        uint32_t cap = f->capheld ? 2 * f->capheld : 8;
+        ev *h = realloc(f->held, cap * sizeof *h);
         if (!h)
             abort();
-        c->held = h;
-        c->capheld = cap;
+        f->held = h;
+        f->capheld = cap;
     }
-    c->held[c->nheld++] = *e;
+    f->held[f->nheld++] = *e;
     return true;
 }
 
 /* Held events of a client that crashed or ended belong to a dead incarnation. */
 static void drop_held(sclient *c)
 {
-    for (size_t i = 0; i < c->nheld; i++)
-        ev_free(&c->held[i]);
-    free(c->held);
-    c->held = NULL;
-    c->nheld = c->capheld = 0;
+    sfaults *f = c->f;
+    if (!f)
+        return;
+    for (size_t i = 0; i < f->nheld; i++)
+        ev_free(&f->held[i]);
+    free(f->held);
+    f->held = NULL;
+    f->nheld = f->capheld = 0;
 }
 
 static void release_held(sim *S, sclient *c)
 {
-    size_t n = c->nheld;
-    ev *h = c->held;
-    c->held = NULL;
-    c->nheld = c->capheld = 0;
+    sfaults *f = faults(c);
+    size_t n = f->nheld;
+    ev *h = f->held;
+    f->held = NULL;
+    f->nheld = f->capheld = 0;
     for (size_t i = 0; i < n; i++) {
         ev e = h[i];
         e.t = S->now;
@@ -1125,20 +1189,21 @@ static void release_held(sim *S, sclient *c)
 static void client_event(sim *S, const ev *e)
 {
     sclient *c = &S->cl[e->client];
-    lane *L = &c->ln[e->lane];
+    lane *L = lane_at(c, (int)e->lane);
     if (e->kind == EV_TIMER && (e->aux != L->timer_gen || c->state == C_DONE))
         return;
     if (held(S, c, e))
         return;
     switch (e->kind) {
     case EV_TIMER:
-        if (c->frozen_event && L == c->ln) {  /* a holding pause ends: the client goes on */
-            fired(S, c->frozen_event - 1, c->frozen_at, S->now);
-            c->frozen_event = 0;
+        if (faults_of(c)->frozen_event && L == c->ln) {  /* a holding pause ends: the client goes on */
+            sfaults *f = c->f;
+            fired(S, f->frozen_event - 1, f->frozen_at, S->now);
+            f->frozen_event = 0;
             c->state = C_BUSY;
-            if (c->paused > 0 && --c->paused == 0) {
+            if (f->paused > 0 && --f->paused == 0) {
                 release_held(S, c);
-            } else if (c->paused > 0) {  /* a scheduled pause still holds the client */
+            } else if (f->paused > 0) {  /* a scheduled pause still holds the client */
                 c->state = C_WAIT;
                 timer_set(S, L, S->now);  /* held until it ends, then the client goes on */
                 break;
@@ -1198,44 +1263,43 @@ static void crash_now(sim *S, sclient *c)
 /* A client event: false when the client is not one (it cannot fail otherwise). */
 static void apply_client(sim *S, sclient *c, const lb_event *e, size_t idx, bool ending)
 {
+    sfaults *f = e->action == LB_EV_RESET ? NULL : faults(c);
     switch (e->action) {
     case LB_EV_CRASH:
-        c->restart_after_us = e->restart_after_ms >= 0 ? e->restart_after_ms * 1000 : -1;
+        f->restart_after_us = e->restart_after_ms >= 0 ? e->restart_after_ms * 1000 : -1;
         if (e->when_holding) {
-            c->crash_when_holding = (int)idx + 1;
+            f->crash_when_holding = (int)idx + 1;
         } else if (c->state == C_DOWN) {
-            if (c->restart_after_us < 0)
+            if (f->restart_after_us < 0)
                 end_client(S, c);
             else
-                timer_set(S, c->ln, S->now + c->restart_after_us);  /* the count starts again */
+                timer_set(S, c->ln, S->now + f->restart_after_us);  /* the count starts again */
         } else if (c->state != C_DONE) {
             crash_now(S, c);
         }
         break;
     case LB_EV_PAUSE:
         if (e->when_holding) {
-            c->pause_when_holding = (int)idx + 1;
-            c->pause_when_holding_us = e->duration_ms * 1000;
+            f->pause_when_holding = (int)idx + 1;
+            f->pause_when_holding_us = e->duration_ms * 1000;
         } else if (!ending) {
-            c->paused++;
-        } else if (c->paused > 0 && --c->paused == 0) {
+            f->paused++;
+        } else if (f->paused > 0 && --f->paused == 0) {
             release_held(S, c);
         }
         break;
     case LB_EV_CLOCK_SKEW:
-        c->skew_ms = e->offset_ms;
+        f->skew_ms = e->offset_ms;
         break;
     case LB_EV_DELAY:
-        if (!ending && !c->delays && !(c->delays = calloc(MAX_DELAYS, sizeof *c->delays)))
-            abort();  /* as for the event queue */
-        if (!ending && c->ndelays < MAX_DELAYS) {
-            c->delays[c->ndelays++] = e;
+        if (!ending && f->ndelays < MAX_DELAYS) {
+            f->delays[f->ndelays++] = e;
         } else {
-            for (int i = 0; i < c->ndelays; i++) {
-                if (c->delays[i] == e) {
-                    memmove(&c->delays[i], &c->delays[i + 1],
-                            (size_t)(c->ndelays - i - 1) * sizeof c->delays[0]);
-                    c->ndelays--;
+            for (int i = 0; i < f->ndelays; i++) {
+                if (f->delays[i] == e) {
+                    memmove(&f->delays[i], &f->delays[i + 1],
+                            (size_t)(f->ndelays - i - 1) * sizeof f->delays[0]);
+                    f->ndelays--;
                     break;
                 }
             }
@@ -1243,15 +1307,15 @@ static void apply_client(sim *S, sclient *c, const lb_event *e, size_t idx, bool
         break;
     case LB_EV_PARTITION:
         if (!ending) {
-            c->partitioned++;
-        } else if (c->partitioned > 0 && --c->partitioned == 0) {
+            f->partitioned++;
+        } else if (f->partitioned > 0 && --f->partitioned == 0) {
             release_held(S, c);
         }
         break;
     case LB_EV_RESET:
-        for (int j = 0; j < 2; j++) {
-            for (int k = 0; c->ln[j].conns && k < S->nservers; k++) {
-                lane *L = &c->ln[j];
+        for (int j = 0; j < 2 && lane_at(c, j); j++) {
+            for (int k = 0; k < S->nservers; k++) {
+                lane *L = lane_at(c, j);
                 sconn *cn = &L->conns[k];
                 bool pending = cn->c && pending_on(L, k);
                 uint32_t epoch = cn->epoch;
@@ -1273,10 +1337,10 @@ static void server_down(sim *S, int k, bool host)
     sim_server_kill(S->srv[k], S->now, host);
     for (size_t i = 0; i < S->n; i++) {
         sclient *c = &S->cl[i];
-        for (int j = 0; j < 2; j++) {
-            lane *L = &c->ln[j];
-            sconn *cn = L->conns ? &L->conns[k] : NULL;
-            if (!cn || !cn->c)
+        for (int j = 0; j < 2 && lane_at(c, j); j++) {
+            lane *L = lane_at(c, j);
+            sconn *cn = &L->conns[k];
+            if (!cn->c)
                 continue;
             bool pending = pending_on(L, k);
             uint32_t epoch = cn->epoch;
@@ -1341,7 +1405,7 @@ static void stop_group(sim *S, size_t g)
         c->stopping = true;
         if (c->ln[0].m && c->ln[0].op == OP_ACQUIRE) {
             c->interrupt = true;
-            if (c->state == C_WAIT && !c->frozen_event)
+            if (c->state == C_WAIT && !faults_of(c)->frozen_event)
                 timer_set(S, c->ln, S->now);
         }
         if (c->state == C_DOWN)
@@ -1361,15 +1425,18 @@ static uint64_t hash_str(const char *p)
     return h;
 }
 
-/* The key's index: clients with the same key name share it. */
-static int intern_key(sim *S, const char *name)
+/* Client c's key index: clients with the same key name share it. */
+static int intern_key(sim *S, const sclient *c)
 {
+    char name[KEY_MAX], other[KEY_MAX];
+    rn_key_name(name, sizeof name, S->t->prefix, &c->g->lock, c->id);
     size_t i = (size_t)hash_str(name) & S->key_mask;
-    for (; S->key_slots[i]; i = (i + 1) & S->key_mask)
-        if (strcmp(S->keys[S->key_slots[i] - 1], name) == 0)
+    for (; S->key_slots[i]; i = (i + 1) & S->key_mask) {
+        key_name(S, S->key_slots[i] - 1, other, sizeof other);
+        if (strcmp(other, name) == 0)
             return (int)(S->key_slots[i] - 1);
-    if (!(S->keys[S->nkeys] = strdup(name)))
-        abort();
+    }
+    S->key_client[S->nkeys] = (uint32_t)c->id;
     S->key_slots[i] = ++S->nkeys;
     return (int)(S->nkeys - 1);
 }
@@ -1389,7 +1456,7 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
     out->faults = calloc(sc->nevents + 1, sizeof *out->faults);
     out->meters = calloc(1, sizeof *out->meters);
     S->cl = calloc(S->n + 1, sizeof *S->cl);
-    S->keys = calloc(S->n + 1, sizeof *S->keys);
+    S->key_client = calloc(S->n + 1, sizeof *S->key_client);
     for (S->key_mask = 1; S->key_mask < 2 * (S->n + 1); S->key_mask *= 2)
         ;
     S->key_slots = calloc(S->key_mask, sizeof *S->key_slots);
@@ -1400,7 +1467,7 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
     S->acts = calloc(2 * sc->nevents + 1, sizeof *S->acts);
     S->fired_start = calloc(sc->nevents + 1, sizeof *S->fired_start);
     S->fired_end = calloc(sc->nevents + 1, sizeof *S->fired_end);
-    if (!out->clients || !out->faults || !out->meters || !S->cl || !S->keys || !S->key_slots ||
+    if (!out->clients || !out->faults || !out->meters || !S->cl || !S->key_client || !S->key_slots ||
         !S->srv ||
         !S->srv_wake || !S->core_free || !S->acts || !S->fired_start || !S->fired_end) {
         snprintf(S->err, sizeof S->err, "out of memory");
@@ -1439,30 +1506,35 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
         const lb_client_group *gr = &sc->groups[g];
         for (int64_t k = 0; k < gr->count; k++, id++) {
             sclient *c = &S->cl[id];
-            char name[600];
             c->id = (int)id;
             c->g = gr;
             c->out = &out->clients[id];
             c->out->client = (int)id;
             c->out->group = g;
-            c->restart_after_us = -1;
             c->rng = rn_client_rng(sc->seed, id);
             c->netrng = mix(sc->seed ^ 0x6E6574ULL, id);
             c->tokrng = mix(sc->seed ^ 0x746F6BULL, id);
-            rn_key_name(name, sizeof name, t->prefix, &gr->lock, c->id);
-            c->keyidx = intern_key(S, name);
-            for (int j = 0; j < 2; j++) {
-                c->ln[j].heap_idx = -1;
-                c->ln[j].idx = (uint32_t)j;
+            c->keyidx = intern_key(S, c);
+            if (gr->lock.renew && !(c->rn = calloc(1, sizeof *c->rn))) {
+                snprintf(S->err, sizeof S->err, "out of memory");
+                return -1;
             }
-            for (int j = 0; j < (gr->lock.renew ? 2 : 1); j++) {
-                lane *L = &c->ln[j];
-                if (!(L->conns = calloc((size_t)S->nservers + 1, sizeof *L->conns))) {
+            if (c->rn) {
+                c->rn->c = c;
+                c->rn->L.idx = 1;
+            }
+            for (int j = 0; j < 2 && lane_at(c, j); j++) {
+                lane *L = lane_at(c, j);
+                L->heap_idx = -1;
+                /* the protected store: only the own lane of a client with a critical section */
+                bool store = j == 0 && gr->workload.critical_section != LB_CS_NONE;
+                L->nconns = (uint16_t)(S->nservers + store);
+                if (!(L->conns = calloc(L->nconns, sizeof *L->conns))) {
                     snprintf(S->err, sizeof S->err, "out of memory");
                     return -1;
                 }
-                for (int s = 0; s <= S->nservers; s++)
-                    L->conns[s] = (sconn){.cl = c, .server = s, .lane = j};
+                for (int s = 0; s < L->nconns; s++)
+                    L->conns[s] = (sconn){.cl = c, .server = (uint16_t)s, .lane = (uint16_t)j};
             }
             c->renew = gr->lock.renew;
             lb_wl_tally *ty = &c->tally;
@@ -1472,6 +1544,8 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
         }
     }
     out->nkeys = (int64_t)S->nkeys;
+    free(S->key_slots);  /* the names are interned: the table is not needed again */
+    S->key_slots = NULL;
     if (!(S->oracle = lb_oracle_new(S->nkeys))) {
         snprintf(S->err, sizeof S->err, "out of memory");
         return -1;
@@ -1495,16 +1569,18 @@ static void teardown(sim *S)
 {
     for (size_t i = 0; S->cl && i < S->n; i++) {
         sclient *c = &S->cl[i];
-        for (int j = 0; j < 2; j++) {
-            if (c->ln[j].m)
-                dlock_machine_free(c->ln[j].m);
-            batch_free(S, c->ln[j].b);
-            free(c->ln[j].conns);
+        for (int j = 0; j < 2 && lane_at(c, j); j++) {
+            lane *L = lane_at(c, j);
+            if (L->m)
+                dlock_machine_free(L->m);
+            batch_free(S, L->b);
+            free(L->conns);
         }
+        free(c->rn);
         if (c->l)
             dlock_abandon(c->l);
         drop_held(c);
-        free(c->delays);
+        free(c->f);
         lb_wl_free(&c->wl);
     }
     for (int k = 0; S->srv && k <= S->nservers; k++)
@@ -1520,9 +1596,7 @@ static void teardown(sim *S)
         }
     }
     free(S->timers);
-    for (size_t k = 0; S->keys && k < S->nkeys; k++)
-        free(S->keys[k]);
-    free(S->keys);
+    free(S->key_client);
     free(S->key_slots);
     free(S->heap);
     free(S->cl);
@@ -1540,14 +1614,14 @@ static void teardown(sim *S)
 static int64_t read_counters(sim *S)
 {
     counter_read cr = {0};
-    sconn probe = {.cl = NULL, .server = S->nservers};
+    sconn probe = {.cl = NULL, .server = (uint16_t)S->nservers};
     sim_server *st = S->srv[S->nservers];
     int64_t t = S->now;
     S->probe = &cr;
     sim_conn *c = sim_conn_open(st, &probe);
     for (size_t k = 0; c && k < S->nkeys; k++) {
-        char key[700];
-        snprintf(key, sizeof key, "%s:counter", S->keys[k]);
+        char key[KEY_MAX + 16];
+        counter_key(S, k, key, sizeof key);
         const char *argv[2] = {"GET", key};
         size_t lens[2] = {3, strlen(key)};
         sim_conn_push(c, t, 2, argv, lens);
