@@ -103,7 +103,6 @@ struct dlock {
     dlock_client *client;         /* NULL in step-function tests */
     const dlock__algo *algo;
     dlock_options opt;
-    int nservers;
     char *key;                    /* in the lock's own allocation, after it */
     char *fence_key;              /* <key>:fence; fencing, fifo and the fenced write only */
     char token[33];               /* 128 random bits, hex */
@@ -125,15 +124,16 @@ struct dlock {
     int64_t started_us;           /* when the current operation began (monotonic) */
     _Atomic int64_t valid_until_us; /* end of the lease as we know it (monotonic); INT64_MAX = none */
     atomic_bool lost;             /* the watchdog failed to extend it */
+    bool refused;                 /* the last step's DLOCK_EIO is the server refusing us (NOAUTH,
+                                     NOPERM, ...: dlock__error_is_refusal), not Redis out of
+                                     reach */
+    int nservers;
     struct dlock__renewal *renewal; /* non-NULL while the watchdog renews it */
     struct dlock__loop_renewal *loop_renewal;  /* non-NULL while its loop renews it */
     void (*unrenew)(dlock *l);    /* stops whichever renews it (before a release or a free) */
     char *err;                    /* why the last step failed, at most DLOCK__LOCK_ERR_LEN bytes
                                      (NULL: none yet; dlock__set_text); dlock__lock_err reads it.
                                      A copy of the lock (a renewer's) starts with none of its own */
-    bool refused;                 /* the last step's DLOCK_EIO is the server refusing us (NOAUTH,
-                                     NOPERM, ...: dlock__error_is_refusal), not Redis out of
-                                     reach */
 };
 
 #define DLOCK__LOCK_ERR_LEN 192
@@ -321,28 +321,20 @@ typedef enum {
     DLOCK__OP_RUN           /* one step function, once */
 } dlock__op_kind;
 
-struct dlock_machine {
+struct dlock_machine {                /* pointers, then numbers, then flags: no holes */
     dlock *l;
-    dlock__op_kind kind;
     dlock__step_fn step;              /* DLOCK__OP_RUN: the step */
-    int state;
     dlock__step_fn running;           /* the step being run */
-    int resume, undo_resume, granted_resume;  /* where a sub-sequence goes on */
-    int step_rc;                      /* the last step's decision */
-    bool step_refused;                /* ... a DLOCK_EIO that is the server refusing us */
-    int cur;                          /* acquire: the result so far */
-    bool refused;                     /* ... a DLOCK_EIO that is the server refusing us */
-    int rc;                           /* the result, once done */
     const dlock_input *in;            /* the input of the call in progress */
     dlock__batch batch;               /* the step's batch, then the action's view of it and
                                          where each resent command's reply goes */
-    int nresend;                      /* commands answered NOSCRIPT, sent again as EVAL */
     dlock_reply *kept;                /* the first round's replies while the resend is out */
-    bool fresh;                       /* the next send is on fresh connections */
     int64_t sleep_until_us;           /* at a wait */
     int64_t extend_ttl_ms;            /* DLOCK__OP_EXTEND: the new lease */
-    char old_ttl_arg[24];
-    bool interrupt_taken;
+    /* Errors take memory only once there is one: a simulator runs a million operations. */
+    char *saved_err;                  /* the lock's error while an undo runs (NULL: none) */
+    char *err;                        /* why the operation failed, at most DLOCK__OP_ERR_LEN
+                                         bytes (NULL: no reason given; dlock__set_text) */
     /* acquire */
     dlock__rng *rng;
     dlock__rng own_rng;               /* when the machine was made without a driver's rng */
@@ -350,13 +342,23 @@ struct dlock_machine {
     uint64_t tries;
     uint32_t wait_tries_before;       /* l->wait_tries when the slice was sent */
     int failures;
-    bool unconfirmed;                 /* a try failed without an answer: it may hold the lock */
+    int cur;                          /* acquire: the result so far */
+    /* every kind */
+    dlock__op_kind kind;
+    int state;
+    int resume, undo_resume, granted_resume;  /* where a sub-sequence goes on */
+    int step_rc;                      /* the last step's decision */
+    int rc;                           /* the result, once done */
+    int nresend;                      /* commands answered NOSCRIPT, sent again as EVAL */
+    char old_ttl_arg[24];
+    bool step_refused;                /* step_rc is a DLOCK_EIO that is the server refusing us */
+    bool refused;                     /* cur is a DLOCK_EIO that is the server refusing us */
+    bool fresh;                       /* the next send is on fresh connections */
+    bool interrupt_taken;
+    bool unconfirmed;                 /* acquire: a try failed without an answer: it may hold
+                                         the lock */
     bool undo_ours;
     bool owns_lock;                   /* dlock_machine_free frees l */
-    /* Errors take memory only once there is one: a simulator runs a million operations. */
-    char *saved_err;                  /* the lock's error while an undo runs (NULL: none) */
-    char *err;                        /* why the operation failed, at most DLOCK__OP_ERR_LEN
-                                         bytes (NULL: no reason given; dlock__set_text) */
 };
 
 #define DLOCK__OP_ERR_LEN 256

@@ -188,17 +188,20 @@ static void record_acquire(lb_wl *m, const lb_wl_input *in)
         lb_hist_record(m->meter->acquire_hist, wait);
         if (a->intended_us >= 0)
             lb_hist_record(m->meter->service_hist, a->end_us - a->call_us);
-        atomic_fetch_add_explicit(&m->tally->acquired, 1, memory_order_relaxed);
+        if (m->tally)
+            atomic_fetch_add_explicit(&m->tally->acquired, 1, memory_order_relaxed);
         break;
     case LB_RES_TIMEOUT:
         o->timeouts++;
         lb_hist_record(m->meter->timeout_hist, wait);
-        atomic_fetch_add_explicit(&m->tally->timeouts, 1, memory_order_relaxed);
+        if (m->tally)
+            atomic_fetch_add_explicit(&m->tally->timeouts, 1, memory_order_relaxed);
         break;
     case LB_RES_ERROR:
         o->errors++;
         m->error = true;
-        atomic_fetch_add_explicit(&m->tally->errors, 1, memory_order_relaxed);
+        if (m->tally)
+            atomic_fetch_add_explicit(&m->tally->errors, 1, memory_order_relaxed);
         break;
     }
 }

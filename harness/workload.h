@@ -68,20 +68,20 @@ typedef struct lb_wl {
     lb_client_result *out;
     lb_meter *meter;              /* its driver thread's */
     lb_oracle *oracle;
-    lb_wl_tally *tally;           /* for the progress line */
+    lb_wl_tally *tally;           /* for the progress line; NULL: read from out instead */
     uint64_t *rng;                /* the client's hold and think draws */
     int key;
+    int state;
     int64_t start_us, deadline_us;  /* the group's start and deadline (INT64_MAX: none) */
     int64_t error_pause_us;
-    int state;
     int64_t done;                 /* iterations begun */
     bool error;                   /* the iteration in progress ended in an error */
     bool inside;                  /* in the critical section (the oracle knows) */
+    bool counter_read;
     lb_acquisition *a;            /* the iteration's record (&rec), NULL when none */
     lb_acquisition rec;           /* the call in progress, put back in the log at each step */
     size_t seq;                   /* its number in the meter's log */
     uint64_t fence;
-    bool counter_read;
     long long counter;
     /* open loop (w->arrival.on): the client's share of its group's arrivals, rate_per_s /
      * count each, and the ones that came due while it was busy, at most its share of
@@ -104,7 +104,7 @@ typedef struct lb_wl_setup {
     lb_meter *meter;
     lb_oracle *oracle;
     uint64_t *rng;                /* its hold and think draws */
-    lb_wl_tally *tally;
+    lb_wl_tally *tally;           /* NULL when no other thread reads the counts (the sim) */
     int64_t deadline_us;          /* its group's (INT64_MAX: none) */
 } lb_wl_setup;
 

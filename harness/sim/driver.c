@@ -172,7 +172,6 @@ struct sclient {
     bool interrupt;              /* the group's deadline or a stop: the acquire stops */
     bool stopping;
     sfaults *f;                  /* NULL: no fault has touched it (see no_faults) */
-    lb_wl_tally tally;
 };
 
 static const sfaults no_faults = {.restart_after_us = -1};
@@ -1537,10 +1536,6 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
                     L->conns[s] = (sconn){.cl = c, .server = (uint16_t)s, .lane = (uint16_t)j};
             }
             c->renew = gr->lock.renew;
-            lb_wl_tally *ty = &c->tally;
-            atomic_init(&ty->acquired, 0);
-            atomic_init(&ty->timeouts, 0);
-            atomic_init(&ty->errors, 0);
         }
     }
     out->nkeys = (int64_t)S->nkeys;
@@ -1556,7 +1551,7 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
         int64_t d = c->g->workload.duration_ms;
         lb_wl_setup st = {.g = c->g, .member = (int)member, .key = c->keyidx, .out = c->out,
                           .meter = &out->meters[0], .oracle = S->oracle, .rng = &c->rng,
-                          .tally = &c->tally, .deadline_us = d >= 0 ? d * 1000 : INT64_MAX};
+                          .tally = NULL, .deadline_us = d >= 0 ? d * 1000 : INT64_MAX};
         if (lb_wl_init(&c->wl, &st) < 0) {
             snprintf(S->err, sizeof S->err, "out of memory");
             return -1;
@@ -1658,9 +1653,9 @@ static void progress(sim *S)
         return;
     long long acq = 0, timeouts = 0, errors = 0;
     for (size_t i = 0; i < S->n; i++) {
-        acq += atomic_load_explicit(&S->cl[i].tally.acquired, memory_order_relaxed);
-        timeouts += atomic_load_explicit(&S->cl[i].tally.timeouts, memory_order_relaxed);
-        errors += atomic_load_explicit(&S->cl[i].tally.errors, memory_order_relaxed);
+        acq += S->cl[i].out->acquisitions;  /* one thread: the counts themselves */
+        timeouts += S->cl[i].out->timeouts;
+        errors += S->cl[i].out->errors;
     }
     double v = (double)S->now / 1e6;
     char total[32] = "";
