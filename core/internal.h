@@ -56,34 +56,47 @@ extern const dlock__script dlock__script_fifo_release;
 
 /* One command for one server, as sent: a script command is EVALSHA sha nkeys keys... args...
  * (EVAL text ... after a NOSCRIPT); dlock__cmd_args gives what the step put after that.
- * Strings must outlive the exchange. */
+ * argv is in its batch's args, one command's after the other's. Strings must outlive the
+ * exchange. */
 typedef struct dlock__cmd {
     int server;
-    const dlock__script *script;
     int nkeys;
     int argc;
-    const char *argv[3 + DLOCK__MAX_ARGV];
+    const dlock__script *script;
+    const char **argv;
 } dlock__cmd;
 
-/* A batch: n commands, room for cap. An operation's batch starts with room for one command per
- * server and grows, as a step adds more, up to max: three per server (legacy's WATCH, GET and
- * MULTI/EXEC transaction is the most one step sends to one server). A batch with max 0 has
- * fixed room (the tests' batches on the stack). op.c keeps the action's view of the commands
- * and the NOSCRIPT resend's indices in the same allocation, after the commands
+#define DLOCK__CMD_MAX_ARGC (3 + DLOCK__MAX_ARGV)
+
+/* A batch: n commands, room for cap, and room for acap arguments among them. An operation's
+ * batch starts with room for one command of six arguments per server and grows, as a step adds
+ * more, up to max commands: three per server (legacy's WATCH, GET and MULTI/EXEC transaction is
+ * the most one step sends to one server). A batch with max 0 has fixed room (the tests'
+ * batches on the stack). op.c keeps the action's view of the commands and the NOSCRIPT
+ * resend's indices in the same allocation, between the commands and the arguments
  * (dlock__batch_bytes). */
 typedef struct dlock__batch {
-    int n, cap, max;
+    int n, cap, max, acap;
     bool oom;          /* a command could not be added for want of memory */
     int64_t block_ms;  /* how long the server may legitimately hold the reply (BLPOP) */
     dlock__cmd *cmd;
+    const char **args;
 } dlock__batch;
 
 #define DLOCK__BATCH_CAP(nservers) (3 * (nservers))
+#define DLOCK__BATCH_ARGS(nservers) (6 * (nservers))
 
-/* The bytes of a batch's allocation with room for cap commands. */
-static inline size_t dlock__batch_bytes(int cap)
+/* Where the arguments start in a batch's allocation with room for cap commands, and its size
+ * with room for acap arguments too. */
+static inline size_t dlock__batch_args_at(int cap)
 {
-    return (size_t)cap * (sizeof(dlock__cmd) + sizeof(dlock_command) + sizeof(int));
+    size_t at = (size_t)cap * (sizeof(dlock__cmd) + sizeof(dlock_command) + sizeof(int));
+    return (at + sizeof(char *) - 1) / sizeof(char *) * sizeof(char *);
+}
+
+static inline size_t dlock__batch_bytes(int cap, int acap)
+{
+    return dlock__batch_args_at(cap) + (size_t)acap * sizeof(char *);
 }
 
 /* The time a step is given. */
@@ -350,7 +363,7 @@ struct dlock_machine {                /* pointers, then numbers, then flags: no 
     int step_rc;                      /* the last step's decision */
     int rc;                           /* the result, once done */
     int nresend;                      /* commands answered NOSCRIPT, sent again as EVAL */
-    char old_ttl_arg[24];
+    char old_ttl_arg[sizeof ((dlock *)0)->ttl_arg];
     bool step_refused;                /* step_rc is a DLOCK_EIO that is the server refusing us */
     bool refused;                     /* cur is a DLOCK_EIO that is the server refusing us */
     bool fresh;                       /* the next send is on fresh connections */

@@ -99,17 +99,19 @@ static int *resend_from(const dlock__op *op)
     return (int *)(void *)(batch_view(op) + op->batch.cap);
 }
 
-/* The batch has room for one command per server at first, and grows when a step needs more:
- * only while the operation runs. */
+/* The batch has room for one command per server at first, and grows when a step needs more;
+ * it exists only while the operation runs. */
 int dlock__op_init(dlock__op *op, dlock *l, dlock__op_kind kind, dlock__step_fn step,
                    dlock__rng *rng)
 {
     memset(op, 0, sizeof *op);
     int cap = l->nservers > 0 ? l->nservers : 1;
-    dlock__cmd *mem = malloc(dlock__batch_bytes(cap));
+    char *mem = malloc(dlock__batch_bytes(cap, DLOCK__BATCH_ARGS(cap)));
     if (!mem)
         return DLOCK_ENOMEM;
-    op->batch = (dlock__batch){.cap = cap, .max = DLOCK__BATCH_CAP(cap), .cmd = mem};
+    op->batch = (dlock__batch){.cap = cap, .max = DLOCK__BATCH_CAP(cap),
+                               .acap = DLOCK__BATCH_ARGS(cap), .cmd = (dlock__cmd *)(void *)mem,
+                               .args = (const char **)(void *)(mem + dlock__batch_args_at(cap))};
     op->l = l;
     op->kind = kind;
     op->step = step;
@@ -554,6 +556,8 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
             int rc = op->running(l, &now, replies, nreplies, &op->batch);
             replies = NULL;
             nreplies = 0;
+            free(op->kept);  /* a resend's replies, read */
+            op->kept = NULL;
             if (rc == DLOCK__SEND && op->batch.oom)
                 rc = dlock__fail(l, DLOCK_ENOMEM, "out of memory for the step's commands");
             if (rc == DLOCK__SEND) {

@@ -13,16 +13,33 @@ static const char *const nkeys_arg[DLOCK__MAX_ARGV + 1] = {
     "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"};
 _Static_assert(DLOCK__MAX_ARGV == 12, "nkeys_arg covers 0 to DLOCK__MAX_ARGV");
 
-/* More room in an operation's batch (the commands stay where they are in it; what op.c keeps
- * after them is made again when the batch is sent). */
-static bool grow(dlock__batch *b)
+/* Where the next command's arguments go in b->args. */
+static int args_used(const dlock__batch *b)
 {
-    int cap = 2 * b->cap < b->max ? 2 * b->cap : b->max;
-    dlock__cmd *mem = realloc(b->cmd, dlock__batch_bytes(cap));
+    const dlock__cmd *last = b->n > 0 ? &b->cmd[b->n - 1] : NULL;
+    return last ? (int)(last->argv - b->args) + last->argc : 0;
+}
+
+/* More room in an operation's batch for one more command of argc arguments. The commands and
+ * their arguments keep their order; what op.c keeps between them is made again when the batch
+ * is sent. */
+static bool grow(dlock__batch *b, int argc)
+{
+    int used = args_used(b);
+    int cap = b->n < b->cap ? b->cap : 2 * b->cap < b->max ? 2 * b->cap : b->max;
+    int acap = used + argc <= b->acap ? b->acap : 2 * b->acap > used + argc ? 2 * b->acap
+                                                                              : used + argc;
+    size_t old_at = dlock__batch_args_at(b->cap), at = dlock__batch_args_at(cap);
+    char *mem = realloc(b->cmd, dlock__batch_bytes(cap, acap));
     if (!mem)
         return false;
-    b->cmd = mem;
+    memmove(mem + at, mem + old_at, (size_t)used * sizeof(char *));
+    b->cmd = (dlock__cmd *)(void *)mem;
+    b->args = (const char **)(void *)(mem + at);
     b->cap = cap;
+    b->acap = acap;
+    for (int i = 0, k = 0; i < b->n; k += b->cmd[i++].argc)
+        b->cmd[i].argv = b->args + k;
     return true;
 }
 
@@ -30,26 +47,36 @@ static bool grow(dlock__batch *b)
 static dlock__cmd *add_va(dlock__batch *b, int server, const dlock__script *s, int nkeys,
                           const char *first, va_list ap)
 {
-    /* the batch is sized to the servers: more is a programming error */
+    va_list count;
+    va_copy(count, ap);
+    int argc = s ? 3 : 0;
+    for (const char *a = first; a != NULL; a = va_arg(count, const char *))
+        argc++;
+    va_end(count);
+    /* the batch is sized to the servers, a command to the longest script's: more is a
+     * programming error */
+    assert(argc <= DLOCK__CMD_MAX_ARGC);
     assert(b->n < b->cap || b->n < b->max);
-    if (b->n == b->cap && !grow(b)) {
+    bool room = b->n < b->cap && args_used(b) + argc <= b->acap;
+    assert(room || b->max > 0);  /* a fixed batch has room for any step */
+    if (!room && !grow(b, argc)) {
         b->oom = true;
         return NULL;
     }
+    const char **argv = b->args + args_used(b);
     dlock__cmd *c = &b->cmd[b->n++];
     c->server = server;
     c->script = s;
     c->nkeys = nkeys;
     c->argc = 0;
+    c->argv = argv;
     if (s) {
-        c->argv[c->argc++] = "EVALSHA";
-        c->argv[c->argc++] = s->sha;
-        c->argv[c->argc++] = nkeys_arg[nkeys];
+        argv[c->argc++] = "EVALSHA";
+        argv[c->argc++] = s->sha;
+        argv[c->argc++] = nkeys_arg[nkeys];
     }
-    for (const char *a = first; a != NULL; a = va_arg(ap, const char *)) {
-        assert(c->argc < 3 + DLOCK__MAX_ARGV);  /* a step asking for more is a programming error */
-        c->argv[c->argc++] = a;
-    }
+    for (const char *a = first; a != NULL; a = va_arg(ap, const char *))
+        argv[c->argc++] = a;
     return c;
 }
 

@@ -20,9 +20,11 @@
 #define R_ARRAY(n, els) ((dlock_reply){.type = DLOCK_REPLY_ARRAY, .elements = (n), .element = (els)})
 
 /* A batch with room for any step's commands, named b. */
-#define SCRIPTED_BATCH(b)                          \
-    dlock__cmd b##_cmds[DLOCK__MAX_BATCH];         \
-    dlock__batch b = {.cap = DLOCK__MAX_BATCH, .cmd = b##_cmds}
+#define SCRIPTED_BATCH(b)                                         \
+    dlock__cmd b##_cmds[DLOCK__MAX_BATCH];                        \
+    const char *b##_args[DLOCK__MAX_BATCH * DLOCK__CMD_MAX_ARGC]; \
+    dlock__batch b = {.cap = DLOCK__MAX_BATCH, .cmd = b##_cmds,   \
+                      .acap = DLOCK__MAX_BATCH * DLOCK__CMD_MAX_ARGC, .args = b##_args}
 
 /* A lock with no client, as the driver would create it (its token: 00 01 02 ... 0f). */
 dlock *scripted_lock(const dlock_options *o, int nservers);

@@ -1318,7 +1318,8 @@ static void an_idle_client_is_small(void **state)
     size_t bytes = dlock__client_footprint(c) + dlock__async_footprint();
     print_message("an idle loop client: %zu bytes of core state; a held lock: %zu; "
                   "an operation in flight: %zu\n", bytes, sizeof(struct dlock),
-                  sizeof(dlock__op) + dlock__batch_bytes(1) + sizeof(dlock__answers));
+                  sizeof(dlock__op) + dlock__batch_bytes(1, DLOCK__BATCH_ARGS(1)) +
+                      sizeof(dlock__answers));
     assert_in_range(bytes, 1, 1024);
     dlock_client_free(c);
     dlock_loop_free(lp);
