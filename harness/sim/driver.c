@@ -45,9 +45,9 @@ typedef struct ev {
     uint64_t seq;
     void *p;
     uint64_t aux;
-    uint32_t kind;
     uint32_t client;
-    uint32_t lane;               /* the client's lane: 0 its own, 1 its renewer */
+    uint16_t kind;
+    uint16_t lane;               /* the client's lane: 0 its own, 1 its renewer */
 } ev;
 
 /* What a command or a reply on the wire carries besides its payload, packed into an event's
@@ -241,6 +241,7 @@ typedef struct sim {
     int running;
     batch *free_batches[MAX_BATCH + 1];  /* reused, by their number of commands */
     lane **timers;               /* the armed timers, a heap by (timer_at, timer_seq) */
+    sconn *conn_block;           /* every lane's connections, in one allocation */
     size_t ntimers, captimers;
     int64_t epoch_ms;            /* wall-clock ms at virtual time 0 */
     bool stopped;
@@ -557,7 +558,7 @@ static void on_reply(void *ctx, void *owner, int64_t at_us, const dlock_reply *r
     cn->last_in = at;
     push(S, (ev){.t = at, .kind = EV_TO_CLIENT, .p = (void *)reply_copy(r),
                  .aux = to_client(cn->server, cn->epoch), .client = (uint32_t)c->id,
-                 .lane = (uint32_t)cn->lane});
+                 .lane = cn->lane});
 }
 
 /* The connection's replies still due will never come: the client learns it one way later.
@@ -570,7 +571,7 @@ static void conn_lost(sim *S, sclient *c, lane *L, int server, uint32_t epoch)
         at = cn->last_in;
     cn->last_in = at;
     push(S, (ev){.t = at, .kind = EV_TO_CLIENT, .p = NULL, .aux = to_client(server, epoch),
-                 .client = (uint32_t)c->id, .lane = (uint32_t)cn->lane});
+                 .client = (uint32_t)c->id, .lane = cn->lane});
 }
 
 /* ---- batches -------------------------------------------------------------------------------- */
@@ -661,7 +662,7 @@ static void send_batch(sim *S, sclient *c, lane *L, int n, const int *server,
         cn->last_out = at;
         push(S, (ev){.t = at, .kind = EV_TO_SERVER, .p = (void *)argv[i],
                      .aux = to_server(k, cn->epoch, argc[i], owned), .client = (uint32_t)c->id,
-                     .lane = (uint32_t)cn->lane});
+                     .lane = cn->lane});
     }
     for (int k = 0; k <= S->nservers; k++)
         if (refused[k])
@@ -1501,6 +1502,18 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
     }
     S->nacts = rn_fault_actions(sc, S->acts);
     size_t id = 0;
+    size_t nconn = 0;
+    for (size_t g = 0; g < sc->ngroups; g++) {
+        const lb_client_group *gr = &sc->groups[g];
+        size_t per = (size_t)S->nservers * (gr->lock.renew ? 2 : 1) +
+                     (gr->workload.critical_section != LB_CS_NONE);
+        nconn += (size_t)gr->count * per;
+    }
+    if (!(S->conn_block = calloc(nconn + 1, sizeof *S->conn_block))) {
+        snprintf(S->err, sizeof S->err, "out of memory");
+        return -1;
+    }
+    sconn *next_conn = S->conn_block;
     for (size_t g = 0; g < sc->ngroups; g++) {
         const lb_client_group *gr = &sc->groups[g];
         for (int64_t k = 0; k < gr->count; k++, id++) {
@@ -1528,10 +1541,8 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
                 /* the protected store: only the own lane of a client with a critical section */
                 bool store = j == 0 && gr->workload.critical_section != LB_CS_NONE;
                 L->nconns = (uint16_t)(S->nservers + store);
-                if (!(L->conns = calloc(L->nconns, sizeof *L->conns))) {
-                    snprintf(S->err, sizeof S->err, "out of memory");
-                    return -1;
-                }
+                L->conns = next_conn;
+                next_conn += L->nconns;
                 for (int s = 0; s < L->nconns; s++)
                     L->conns[s] = (sconn){.cl = c, .server = (uint16_t)s, .lane = (uint16_t)j};
             }
@@ -1569,7 +1580,6 @@ static void teardown(sim *S)
             if (L->m)
                 dlock_machine_free(L->m);
             batch_free(S, L->b);
-            free(L->conns);
         }
         free(c->rn);
         if (c->l)
@@ -1591,6 +1601,7 @@ static void teardown(sim *S)
         }
     }
     free(S->timers);
+    free(S->conn_block);
     free(S->key_client);
     free(S->key_slots);
     free(S->heap);

@@ -199,11 +199,11 @@ struct sim_conn {
     unsigned flags;
     int ready_idx;                  /* in s->ready, -1 when not */
     int timeout_idx;                /* in s->timeouts, -1 when not */
+    unsigned pending;               /* replies of the iteration in progress */
     sim_conn *next_unblocked;
     sim_watch *watches;
     sim_block *block;
     uint64_t id;
-    unsigned pending;               /* replies of the iteration in progress */
 };
 
 typedef struct sim_heap {
