@@ -69,6 +69,17 @@ static int64_t error_pause_us(const lb_lock *lk)
  * client is busy waits in the client's queue and is timed from when it was due; one that finds
  * the queue full is dropped. */
 
+/* The client's share of its group's arrivals, rate_per_s / count each, and the ones that came
+ * due while it was busy, at most its share of max_outstanding (ceil(max_outstanding / count));
+ * an arrival beyond that is dropped. */
+struct lb_wl_arrivals {
+    int64_t next_us;              /* the schedule's next arrival (INT64_MAX: none) */
+    int64_t count;                /* arrivals drawn so far */
+    uint64_t rng;                 /* poisson: the gaps' own stream */
+    uint32_t qhead, qlen, qcap;
+    int64_t queue[];              /* due, not started: a ring of intended starts */
+};
+
 static int64_t arrival_at(lb_wl *m, int64_t k, int64_t prev_us)
 {
     const lb_arrival *a = &m->w->arrival;
@@ -76,14 +87,14 @@ static int64_t arrival_at(lb_wl *m, int64_t k, int64_t prev_us)
     if (a->process == LB_ARRIVAL_UNIFORM)
         return m->start_us + (int64_t)(((double)m->member / a->rate_per_s +
                                         (double)k * per_client_s) * 1e6);
-    double gap_s = -log(1.0 - uniform01(&m->arrival_rng)) * per_client_s;
+    double gap_s = -log(1.0 - uniform01(&m->open->rng)) * per_client_s;
     return (k == 0 ? m->start_us : prev_us) + (int64_t)(gap_s * 1e6);
 }
 
 static void next_arrival(lb_wl *m)
 {
-    m->next_arrival_us = arrival_at(m, m->arrivals, m->next_arrival_us);
-    m->arrivals++;
+    m->open->next_us = arrival_at(m, m->open->count, m->open->next_us);
+    m->open->count++;
 }
 
 int lb_wl_init(lb_wl *m, const lb_wl_setup *st)
@@ -93,29 +104,28 @@ int lb_wl_init(lb_wl *m, const lb_wl_setup *st)
                  .tally = st->tally, .rng = st->rng, .key = st->key,
                  .start_us = g->start_ms * 1000, .deadline_us = st->deadline_us,
                  .error_pause_us = error_pause_us(&g->lock), .state = W_TOP,
-                 .member = st->member, .members = g->count > 0 ? (int)g->count : 1,
-                 .next_arrival_us = INT64_MAX};
+                 .member = st->member, .members = g->count > 0 ? (int)g->count : 1};
     const lb_arrival *a = &g->workload.arrival;
     if (!a->on)
         return 0;
-    m->qcap = (uint32_t)((a->max_outstanding + m->members - 1) / m->members);
-    if (m->qcap > 0 && !(m->queue = malloc(m->qcap * sizeof *m->queue)))
+    uint32_t qcap = (uint32_t)((a->max_outstanding + m->members - 1) / m->members);
+    if (!(m->open = malloc(sizeof *m->open + qcap * sizeof m->open->queue[0])))
         return -1;
-    m->arrival_rng = (*st->rng ^ 0xA0761D6478BD642FULL) * 0x9E3779B97F4A7C15ULL | 1;
+    *m->open = (struct lb_wl_arrivals){.next_us = INT64_MAX, .qcap = qcap};
+    m->open->rng = (*st->rng ^ 0xA0761D6478BD642FULL) * 0x9E3779B97F4A7C15ULL | 1;
     next_arrival(m);
     return 0;
 }
 
 void lb_wl_free(lb_wl *m)
 {
-    free(m->queue);
-    m->queue = NULL;
-    m->qcap = m->qlen = 0;
+    free(m->open);
+    m->open = NULL;
 }
 
 static bool due(const lb_wl *m, int64_t now)
 {
-    return m->next_arrival_us <= now && m->next_arrival_us < m->deadline_us;
+    return m->open->next_us <= now && m->open->next_us < m->deadline_us;
 }
 
 /* The intended start of the arrival the client takes now, or -1 when none is due. Arrivals
@@ -124,21 +134,22 @@ static bool due(const lb_wl *m, int64_t now)
  * at once; a busy one takes the oldest in its queue. */
 static int64_t take_arrival(lb_wl *m, int64_t now, bool idle)
 {
+    struct lb_wl_arrivals *o = m->open;
     int64_t taken = -1;
-    if (idle && m->qlen == 0 && due(m, now)) {
-        taken = m->next_arrival_us;
+    if (idle && o->qlen == 0 && due(m, now)) {
+        taken = o->next_us;
         next_arrival(m);
     }
     for (; due(m, now); next_arrival(m)) {
-        if (m->qlen < m->qcap)
-            m->queue[(m->qhead + m->qlen++) % m->qcap] = m->next_arrival_us;
+        if (o->qlen < o->qcap)
+            o->queue[(o->qhead + o->qlen++) % o->qcap] = o->next_us;
         else
             m->out->dropped++;
     }
-    if (taken < 0 && m->qlen > 0) {
-        taken = m->queue[m->qhead];
-        m->qhead = (m->qhead + 1) % m->qcap;
-        m->qlen--;
+    if (taken < 0 && o->qlen > 0) {
+        taken = o->queue[o->qhead];
+        o->qhead = (o->qhead + 1) % o->qcap;
+        o->qlen--;
     }
     return taken;
 }
@@ -256,8 +267,8 @@ static lb_wl_step top(lb_wl *m, const lb_wl_input *in)
         bool idle = m->state == W_ARRIVING || (m->state == W_TOP && m->done == 0);
         if ((intended = take_arrival(m, now, idle)) < 0)
             return go_until(m, W_ARRIVING, LB_WL_THINK,
-                            m->next_arrival_us < m->deadline_us ? m->next_arrival_us
-                                                                : m->deadline_us);
+                            m->open->next_us < m->deadline_us ? m->open->next_us
+                                                              : m->deadline_us);
     }
     m->done++;
     m->error = false;

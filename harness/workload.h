@@ -83,15 +83,10 @@ typedef struct lb_wl {
     size_t seq;                   /* its number in the meter's log */
     uint64_t fence;
     long long counter;
-    /* open loop (w->arrival.on): the client's share of its group's arrivals, rate_per_s /
-     * count each, and the ones that came due while it was busy, at most its share of
-     * max_outstanding (ceil(max_outstanding / count)); an arrival beyond that is dropped */
-    int64_t next_arrival_us;      /* the schedule's next arrival (INT64_MAX: none) */
-    int64_t arrivals;             /* arrivals drawn so far */
-    uint64_t arrival_rng;         /* poisson: the gaps' own stream */
-    int64_t *queue;               /* due, not started: a ring of intended starts */
-    uint32_t qhead, qlen, qcap;
     int member, members;          /* its place in its group, the group's count */
+    /* open loop (w->arrival.on) only, else NULL: its schedule and queue (workload.c) -- a
+     * simulated run of closed-loop clients keeps a million machines */
+    struct lb_wl_arrivals *open;
 } lb_wl;
 
 /* The machine for one client: member (0-based) of group g, with its key index, its result, its
