@@ -536,7 +536,7 @@ static int combine_and_write(scenario_run *sr, const char *started_at)
 
 static void report(const scenario_run *sr)
 {
-    for (size_t vi = 0; vi < sr->ncombined; vi++)
+    for (size_t vi = 0; vi < sr->ncombined && !sr->o->silent; vi++)
         lb_results_print_failures(stderr, &sr->combined[vi]);
     if (sr->o->quiet)
         return;
