@@ -421,9 +421,19 @@ static int collect_noscript(dlock__op *op, const dlock_reply *const *r)
     return retry->n;
 }
 
+/* A copy packs replies and strings into one block: a reply, or an array's elements, start at
+ * the next aligned address after whatever string came before them, so each may need padding. */
+#define REPLY_ALIGN _Alignof(dlock_reply)
+
+static char *aligned(char *p)
+{
+    return p + (REPLY_ALIGN - (uintptr_t)p % REPLY_ALIGN) % REPLY_ALIGN;
+}
+
 static size_t reply_size(const dlock_reply *r)
 {
-    size_t n = sizeof *r + (r->str ? r->len + 1 : 0);
+    size_t n = REPLY_ALIGN - 1 + sizeof *r + (r->str ? r->len + 1 : 0) +
+               (r->elements ? REPLY_ALIGN - 1 : 0);
     for (size_t i = 0; i < r->elements; i++)
         n += reply_size(&r->element[i]);
     return n;
@@ -434,6 +444,7 @@ static void reply_copy(const dlock_reply *r, dlock_reply *to, char **mem)
 {
     *to = *r;
     if (r->elements) {
+        *mem = aligned(*mem);
         dlock_reply *el = (dlock_reply *)*mem;
         *mem += r->elements * sizeof *el;
         to->element = el;
@@ -466,6 +477,7 @@ static bool keep_replies(dlock__op *op, const dlock_reply *const *r)
         ptr[i] = NULL;
         if (!r[i] || dlock__reply_is_noscript(r[i]))
             continue;
+        mem = aligned(mem);
         dlock_reply *to = (dlock_reply *)mem;
         mem += sizeof *to;
         reply_copy(r[i], to, &mem);

@@ -240,9 +240,13 @@ static ev pop(sim *S)
 
 /* ---- copies of replies and commands --------------------------------------------------------- */
 
+/* An array's elements start at the next aligned address after whatever string came before
+ * them (a nested array follows its sibling's string): each array may need padding. */
+#define REPLY_ALIGN _Alignof(dlock_reply)
+
 static size_t reply_size(const dlock_reply *r)
 {
-    size_t n = sizeof *r + (r->str ? r->len + 1 : 0);
+    size_t n = sizeof *r + (r->str ? r->len + 1 : 0) + (r->elements ? REPLY_ALIGN - 1 : 0);
     for (size_t i = 0; i < r->elements; i++)
         n += reply_size(&r->element[i]);
     return n;
@@ -253,6 +257,7 @@ static dlock_reply *reply_copy_into(const dlock_reply *r, dlock_reply *dst, char
 {
     *dst = *r;
     if (r->elements > 0) {
+        *at += (REPLY_ALIGN - (uintptr_t)*at % REPLY_ALIGN) % REPLY_ALIGN;
         dlock_reply *el = (dlock_reply *)*at;
         *at += r->elements * sizeof *el;
         for (size_t i = 0; i < r->elements; i++)
@@ -275,7 +280,6 @@ static const dlock_reply *reply_copy(const dlock_reply *r)
     if (!root)
         abort();
     char *at = (char *)(root + 1);
-    /* elements must stay aligned: strings go after every element array */
     reply_copy_into(r, root, &at);
     return root;
 }
