@@ -254,9 +254,23 @@ static int run_search(const explore *x, search *s)
         }
     }
     close(fds[0]);
-    for (int i = 0; i < nworkers; i++)
-        while (waitpid(workers[i], NULL, 0) < 0 && errno == EINTR)
+    /* A worker that died (a crash, a sanitizer's report) took its seed with it: the search
+     * cannot say that seed passed. */
+    for (int i = 0; i < nworkers; i++) {
+        int status = 0;
+        while (waitpid(workers[i], &status, 0) < 0 && errno == EINTR)
             ;
+        bool died = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        if (died && !stopping() && !s->env_error) {
+            s->env_error = LB_EXIT_ENV;
+            if (WIFSIGNALED(status))
+                snprintf(s->msg, sizeof s->msg, "a worker died of signal %d (%s)",
+                         WTERMSIG(status), strsignal(WTERMSIG(status)));
+            else
+                snprintf(s->msg, sizeof s->msg, "a worker exited with status %d",
+                         WEXITSTATUS(status));
+        }
+    }
     nworkers = 0;
     munmap(sh, sizeof *sh);
     s->seconds = (double)(dlock__mono_us() - start) / 1e6;
