@@ -1,10 +1,14 @@
 /* replicas.c -- a managed server with its replicas (see replicas.h).
  *
  * Start-up: every node starts as a plain server (servers.c), then gets its ingress link and
- * the settings that make it a member: it announces its ingress, a full sync starts at once
- * (`repl-diskless-sync-delay 0`: the default 5 s wait for more replicas would dominate a short
- * run), and the replicas are pointed at the primary's ingress. CONFIG REWRITE then saves each
- * node's role, so a restart keeps it. Start-up ends when every replica has caught up.
+ * the settings that make it a member: it announces its ingress, and a full sync goes through a
+ * file (`repl-diskless-sync no`): Redis 7's diskless sync waits 5 s for more replicas, and then
+ * streams no command to the new replica until its first ACK, up to a second later -- a write
+ * made meanwhile would reach no replica, whatever the scenario's faults. The file is deleted
+ * once used (`rdb-del-sync-files yes`), so a node without persistence still restarts empty.
+ * The replicas are pointed at the primary's ingress, and CONFIG REWRITE saves each node's
+ * role, so a restart keeps it. Start-up ends when a marker published on the primary has
+ * reached every replica: the command stream flows end to end.
  *
  * A failover follows Sentinel's steps: rank the replicas that answer by replication offset,
  * REPLICAOF NO ONE on the best, REPLICAOF the new primary on the others (by its announced,
@@ -148,7 +152,8 @@ static int join(lb_group *g, int k, char *err, size_t errlen)
         return -1;
     }
     redisReply *r = node_command(nd, "CONFIG SET replica-announce-ip 127.0.0.1 "
-                                      "replica-announce-port %d repl-diskless-sync-delay 0",
+                                      "replica-announce-port %d repl-diskless-sync no "
+                                      "rdb-del-sync-files yes",
                                  nd->ingress_port);
     return node_ok(g, k, err, errlen, "CONFIG SET", r);
 }
@@ -264,6 +269,8 @@ static bool in_sync(const lb_group *g, int k, int64_t want, char *why, size_t wh
 int lb_group_wait_sync(lb_group *g, int timeout_ms, char *err, size_t errlen)
 {
     int64_t deadline = dlock__mono_us() + (int64_t)timeout_ms * 1000;
+    if (g->n > 1)   /* PUBLISH is replicated: its offset is reached only through the stream */
+        freeReplyObject(node_command(&g->nodes[g->primary], "PUBLISH lockbench:sync 1"));
     int64_t want = lb_group_offset(g, g->primary);
     if (g->n > 1 && want < 0) {
         snprintf(err, errlen, "node %d (the primary) does not answer INFO", g->primary);
