@@ -1,7 +1,8 @@
 /* run.c -- the `run` and `validate` commands: each scenario through the pipeline of run.h.
  *
  * Servers: without --redis, every variant and repeat gets fresh managed servers (the lock
- * servers plus one for the protected counter, which no event touches). With --redis, the
+ * servers, each with redis.replicas replicas (replicas.h), plus one for the protected counter,
+ * which no event touches). With --redis, the
  * scenario's lock servers are the first URLs given and the counter lives on --resource or the
  * first URL; nothing is flushed, every key carries lockbench:<run-id>:<variant>:<repeat>: and
  * those keys are deleted when the variant's repeat ends. */
@@ -24,6 +25,7 @@
 #include "monotonic.h"
 #include "plot.h"
 #include "proxy.h"
+#include "replicas.h"
 #include "sim/sim.h"
 #include "report.h"
 #include "results.h"
@@ -79,7 +81,7 @@ static int interrupted_exit(void)
 /* ---- servers ------------------------------------------------------------------ */
 
 typedef struct servers {
-    lb_server *lock[LB_SCENARIO_MAX_SERVERS];
+    lb_group *lock[LB_SCENARIO_MAX_SERVERS];   /* each with its replicas (redis.replicas) */
     lb_server *resource;
     const char *urls[LB_SCENARIO_MAX_SERVERS];
     const char *resource_url;
@@ -89,7 +91,7 @@ typedef struct servers {
 static void servers_stop(servers *s)
 {
     for (int i = 0; i < s->n; i++)
-        lb_server_stop(s->lock[i]);
+        lb_group_stop(s->lock[i]);
     lb_server_stop(s->resource);
     memset(s, 0, sizeof *s);
 }
@@ -106,12 +108,15 @@ static int servers_start(servers *s, const lb_scenario *v, const lb_run_options 
         return 0;
     }
     for (int i = 0; i < s->n; i++) {
-        if (!(s->lock[i] = lb_server_start(v->redis.persistence, err, errlen))) {
+        char why[400];
+        s->lock[i] = lb_group_start(v->redis.persistence, v->redis.replicas, why, sizeof why);
+        if (!s->lock[i]) {
+            snprintf(err, errlen, "server %d: %s", i, why);
             s->n = i;
             servers_stop(s);
             return -1;
         }
-        s->urls[i] = lb_server_url(s->lock[i]);
+        s->urls[i] = lb_group_url(s->lock[i]);
     }
     if (o->resource) {
         s->resource_url = o->resource;
@@ -485,7 +490,7 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
     snprintf(prefix, sizeof prefix, "lockbench:%s:%s:%d:", sr->run_id, vname, rep + 1);
     lb_run_target t = {
         .lock_urls = sv.urls, .nservers = sv.n, .resource_url = sv.resource_url,
-        .prefix = prefix, .servers = sv.lock[0] ? sv.lock : NULL, .proxy = proxy,
+        .prefix = prefix, .groups = sv.lock[0] ? sv.lock : NULL, .proxy = proxy,
         .health = health, .progress = !sr->o->quiet && isatty(STDERR_FILENO), .label = vname,
     };
     if (!sr->o->quiet)

@@ -190,7 +190,8 @@ bool lb_runner_needs_proxy(const lb_scenario *v)
 
 /* The descriptors a run of v opens at most, spill files included: each client's lock connections
  * (and its renewer's), its fenced writer, a thread client's own connection to the store and its
- * acquisition log's spill file, the proxy's two per proxied link; each loop thread's epoll,
+ * acquisition log's spill file, the proxy's two per proxied link (and, with replicas, the
+ * front link's two per lock connection: that proxy runs in this process too); each loop thread's epoll,
  * eventfd, store connection and spill file; and a margin for the rest (results, listeners,
  * calibration). */
 int64_t lb_runner_fds_needed(const lb_scenario *v, int nservers)
@@ -207,7 +208,8 @@ int64_t lb_runner_fds_needed(const lb_scenario *v, int nservers)
         bool proxied = faults || gr->network.latency_ms > 0 || gr->network.jitter_ms > 0;
         int64_t per = nservers * (gr->lock.renew ? 2 : 1) + threads +
                       (gr->lock.fencing && cs == LB_CS_COUNTER) + (threads && cs != LB_CS_NONE) +
-                      (proxied ? 2 * nservers : 0);
+                      (proxied ? 2 * nservers : 0) +
+                      (v->redis.replicas > 0 ? 2 * nservers * (gr->lock.renew ? 2 : 1) : 0);
         n += per * gr->count;
     }
     return n;

@@ -175,7 +175,8 @@ typedef struct lb_run_target {
     int                nservers;
     const char        *resource_url;  /* the protected counter's store */
     const char        *prefix;        /* every key starts with it: lockbench:<run-id>:<variant>:<repeat>: */
-    struct lb_server **servers;       /* managed lock servers (server events), NULL with --redis */
+    struct lb_group  **groups;        /* managed lock servers with their replicas (server
+                                         events), NULL with --redis */
     struct lb_proxy   *proxy;         /* the fault proxy, NULL when no client needs it */
     struct lb_health  *health;        /* watches the servers while the clients run (NULL: no
                                          watch); a server it finds dead fails the run */

@@ -66,8 +66,9 @@ static const char *const driver_names[] = {"auto", "threads", "loop", "sim", NUL
 static const char *const persistence_names[] = {"none", "aof-everysec", "aof-always", NULL};
 static const char *const action_names[] = {
     "crash", "pause", "delay", "partition", "reset", "kill-server", "pause-server",
-    "clock-skew", "crash-host", NULL};
+    "clock-skew", "crash-host", "failover", "delay-replication", "partition-replication", NULL};
 static const char *const when_names[] = {"holding", NULL};
+static const char *const old_names[] = {"kill", "demote", NULL};
 
 static const char *name_of(const char *const *names, size_t n, int i)
 {
@@ -83,6 +84,7 @@ const char *lb_arrival_process_name(lb_arrival_process p) { return NAME_OF(proce
 const char *lb_driver_name(lb_driver d) { return NAME_OF(driver_names, d); }
 const char *lb_persistence_name(lb_persistence p) { return NAME_OF(persistence_names, p); }
 const char *lb_event_action_name(lb_event_action a) { return NAME_OF(action_names, a); }
+const char *lb_failover_old_name(lb_failover_old o) { return NAME_OF(old_names, o); }
 
 /* ---- errors --------------------------------------------------------------------------------- */
 
@@ -239,6 +241,8 @@ static const field redis_fields[] = {
     {.key = "servers", .type = F_INT, .off = offsetof(lb_redis, servers), .def = "1",
      .min = 1, .max = LB_SCENARIO_MAX_SERVERS, .narrow = true},
     ENUM_F("persistence", lb_redis, persistence, "\"none\"", persistence_names),
+    {.key = "replicas", .type = F_INT, .off = offsetof(lb_redis, replicas), .def = "0",
+     .min = 0, .max = LB_SCENARIO_MAX_REPLICAS, .narrow = true},
     END_F};
 
 static const field sim_fields[] = {
@@ -281,7 +285,7 @@ static const field variant_fields[] = {
 /* Events are decoded into this, then copied into an lb_event. */
 typedef struct {
     int64_t at_ms;
-    int     action, when;
+    int     action, when, old;
     int64_t restart_after_ms, duration_ms, latency_ms, jitter_ms, server, offset_ms;
 } event_raw;
 
@@ -296,12 +300,13 @@ static const field event_fields[] = {
     INT_F("jitter_ms", event_raw, jitter_ms, "0", 0, MS_MAX),
     INT_F("server", event_raw, server, NULL, 0, MS_MAX),
     INT_F("offset_ms", event_raw, offset_ms, NULL, -MS_MAX, MS_MAX),
+    ENUM_F("old", event_raw, old, "\"kill\"", old_names),
     END_F};
 
 /* Bits index event_fields. */
 enum { E_AT = 1 << 0, E_DO = 1 << 1, E_CLIENTS = 1 << 2, E_WHEN = 1 << 3, E_RESTART = 1 << 4,
        E_DURATION = 1 << 5, E_LATENCY = 1 << 6, E_JITTER = 1 << 7, E_SERVER = 1 << 8,
-       E_OFFSET = 1 << 9 };
+       E_OFFSET = 1 << 9, E_OLD = 1 << 10 };
 
 /* Per action (lb_event_action order): the keys it requires and the ones it also accepts. */
 static const struct { unsigned required, optional; } action_keys[] = {
@@ -314,6 +319,9 @@ static const struct { unsigned required, optional; } action_keys[] = {
     [LB_EV_CRASH_HOST]   = {E_SERVER, E_RESTART},
     [LB_EV_PAUSE_SERVER] = {E_SERVER | E_DURATION, 0},
     [LB_EV_CLOCK_SKEW]   = {E_CLIENTS | E_OFFSET, 0},
+    [LB_EV_FAILOVER]     = {E_SERVER, E_OLD | E_RESTART},
+    [LB_EV_DELAY_REPLICATION]     = {E_SERVER | E_LATENCY | E_DURATION, 0},
+    [LB_EV_PARTITION_REPLICATION] = {E_SERVER | E_DURATION, 0},
 };
 
 static const field *find_field(const field *fields, const char *key)
@@ -837,17 +845,41 @@ static int decode_event_fields(ctx *c, json_t *v, const lb_scenario *s, event_ra
     return 0;
 }
 
+static bool acts_on_replicas(int action)
+{
+    return action == LB_EV_FAILOVER || action == LB_EV_DELAY_REPLICATION ||
+           action == LB_EV_PARTITION_REPLICATION;
+}
+
+/* failover and the replication faults: the server has replicas; a demoted primary keeps
+ * running, so only a killed one can restart. */
+static int check_event_replicas(ctx *c, const event_raw *r, const lb_scenario *s,
+                                const char *path)
+{
+    char sub[PATH_LEN];
+    path_key(sub, path, "server");
+    if (s->redis.replicas == 0)
+        return fail(c, sub, "%s needs replicas of server %" PRId64 ", but redis.replicas is 0",
+                    action_names[r->action], r->server);
+    path_key(sub, path, "restart_after_ms");
+    if (r->action == LB_EV_FAILOVER && r->old == LB_OLD_DEMOTE && r->restart_after_ms >= 0)
+        return fail(c, sub, "only with \"old\": \"kill\" (a demoted primary keeps running)");
+    return 0;
+}
+
 static int check_event_server(ctx *c, const event_raw *r, const lb_scenario *s,
                               const char *path)
 {
     char sub[PATH_LEN];
     if (r->action != LB_EV_KILL_SERVER && r->action != LB_EV_PAUSE_SERVER &&
-        r->action != LB_EV_CRASH_HOST)
+        r->action != LB_EV_CRASH_HOST && !acts_on_replicas(r->action))
         return 0;
     path_key(sub, path, "server");
     if (r->server >= s->redis.servers)
         return fail(c, sub, "server %" PRId64 " does not exist (redis.servers is %d)", r->server,
                     s->redis.servers);
+    if (acts_on_replicas(r->action) && check_event_replicas(c, r, s, path) < 0)
+        return -1;
     path_key(sub, path, "do");
     if (r->action == LB_EV_CRASH_HOST && s->driver != LB_DRIVER_SIM)
         return fail(c, sub, "crash-host is the simulator's (a real run cannot lose its host): "
@@ -864,7 +896,7 @@ static int decode_event(ctx *c, json_t *v, size_t i, lb_event *ev, const lb_scen
                         json_t *res_events)
 {
     char path[PATH_LEN], sub[PATH_LEN];
-    event_raw r = {.when = -1, .restart_after_ms = -1, .server = -1};
+    event_raw r = {.when = -1, .restart_after_ms = -1, .server = -1, .old = LB_OLD_KILL};
     json_t *d, *rv;
     path_index(path, "events", i);
     path_key(sub, path, "do");
@@ -893,6 +925,19 @@ static int decode_event(ctx *c, json_t *v, size_t i, lb_event *ev, const lb_scen
     ev->jitter_ms = r.jitter_ms;
     ev->server = (int)r.server;
     ev->offset_ms = r.offset_ms;
+    ev->old = (lb_failover_old)r.old;
+    return 0;
+}
+
+/* Replicas are real processes lockbench starts: not on --redis's servers, not in the
+ * simulator's model (yet). Checked before the events, which may need them. */
+static int check_redis(ctx *c, const lb_scenario *s)
+{
+    if (s->redis.replicas > 0 && c->external_servers)
+        return fail(c, "redis.replicas", "replicas need servers that lockbench manages, not --redis");
+    if (s->redis.replicas > 0 && s->driver == LB_DRIVER_SIM)
+        return fail(c, "redis.replicas", "the simulator does not model replicas yet: run this "
+                                         "scenario with \"driver\": \"loop\" or \"threads\"");
     return 0;
 }
 
@@ -1104,6 +1149,8 @@ static int decode_events(ctx *c, json_t *raw, lb_scenario *s, json_t **out)
     json_t *in = json_object_get(raw, "events"), *drawn;
     size_t *origin;   /* drawn event → its place in the file, for messages */
     *out = json_array();
+    if (check_redis(c, s) < 0)
+        return -1;
     if (!in)
         return 0;
     if (!json_is_array(in))

@@ -29,7 +29,8 @@
  *   group or variant that sets duration_ms without iterations gets that default again.
  * - Cross-key rules: token and legacy use exactly one server, redlock an odd number (1..9);
  *   fencing needs token; renew needs token or redlock; backoff base_ms <= cap_ms; iterations
- *   and duration_ms are not both null; events name existing clients and servers.
+ *   and duration_ms are not both null; events name existing clients and servers; replicas
+ *   need managed servers and a real driver, and the replication events need replicas.
  */
 #ifndef LB_SCENARIO_H
 #define LB_SCENARIO_H
@@ -58,8 +59,13 @@ typedef enum { LB_DIST_FIXED, LB_DIST_UNIFORM, LB_DIST_EXPONENTIAL } lb_dist_kin
 typedef enum {
     LB_EV_CRASH, LB_EV_PAUSE, LB_EV_DELAY, LB_EV_PARTITION, LB_EV_RESET,
     LB_EV_KILL_SERVER, LB_EV_PAUSE_SERVER, LB_EV_CLOCK_SKEW,
-    LB_EV_CRASH_HOST           /* the simulator's only: the server's machine dies */
+    LB_EV_CRASH_HOST,          /* the simulator's only: the server's machine dies */
+    LB_EV_FAILOVER,            /* a replica of the server is promoted (redis.replicas > 0) */
+    LB_EV_DELAY_REPLICATION,   /* latency on the server's replication links */
+    LB_EV_PARTITION_REPLICATION  /* the server's replication links cut (bytes held) */
 } lb_event_action;
+/* failover's "old": what happens to the primary it replaces. */
+typedef enum { LB_OLD_KILL, LB_OLD_DEMOTE } lb_failover_old;
 
 /* hold_ms / think_ms: a number (fixed: a), {"uniform": [a, b]} (a <= b), {"exponential": mean}. */
 typedef struct {
@@ -122,9 +128,12 @@ typedef struct {
     int64_t server_hz;               /* the servers' cron frequency */
 } lb_sim;
 
+#define LB_SCENARIO_MAX_REPLICAS 4
+
 typedef struct {
     int            servers;          /* 1..9 */
     lb_persistence persistence;      /* none */
+    int            replicas;         /* 0..4 per server, managed only; not on the simulator */
 } lb_redis;
 
 /* A client group with its effective settings (base section merged with the group's override). */
@@ -149,7 +158,9 @@ typedef struct {
     int64_t         duration_ms;      /* pause, delay, partition, pause-server; else 0 */
     int64_t         latency_ms;       /* delay */
     int64_t         jitter_ms;        /* delay (default 0) */
-    int             server;           /* kill-server, pause-server; else -1 */
+    int             server;           /* kill-server, pause-server, failover, *-replication;
+                                         else -1 */
+    lb_failover_old old;              /* failover (default kill) */
     int64_t         offset_ms;        /* clock-skew (may be negative) */
 } lb_event;
 
@@ -251,5 +262,6 @@ const char *lb_driver_name(lb_driver d);
 lb_driver lb_scenario_driver(const lb_scenario *s);
 const char *lb_persistence_name(lb_persistence p);
 const char *lb_event_action_name(lb_event_action a);
+const char *lb_failover_old_name(lb_failover_old o);
 
 #endif

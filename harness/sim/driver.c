@@ -1163,6 +1163,10 @@ static bool apply(sim *S, size_t idx, bool ending)
             sim_server_pause(S->srv[e->server], S->now, S->now + e->duration_ms * 1000);
         server_poke(S, e->server);
         return true;
+    case LB_EV_FAILOVER:
+    case LB_EV_DELAY_REPLICATION:
+    case LB_EV_PARTITION_REPLICATION:
+        return false;  /* no replicas in the model: validation refuses them on the simulator */
     default:
         for (size_t i = 0; i < e->nclients; i++)
             if (e->clients[i] >= 0 && (size_t)e->clients[i] < S->n)

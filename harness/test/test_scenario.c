@@ -793,6 +793,73 @@ static void test_external_servers(void **state)
                              " \"clients\": \"all\"}]}", &ext));
 }
 
+/* redis.replicas and the events that act on replicas: ranges, defaults, what needs replicas,
+ * and where replicas cannot be (--redis, the simulator). */
+static void test_replicas(void **state)
+{
+    (void)state;
+    lb_load_options ext = {.external_servers = true};
+    lb_scenario *s = load_ok("{\"name\": \"x\", \"redis\": {\"replicas\": 2}, \"events\": ["
+                             "{\"at_ms\": 1, \"do\": \"failover\", \"server\": 0},"
+                             "{\"at_ms\": 2, \"do\": \"failover\", \"server\": 0, \"old\": \"demote\"},"
+                             "{\"at_ms\": 3, \"do\": \"delay-replication\", \"server\": 0,"
+                             " \"latency_ms\": 50, \"duration_ms\": 100},"
+                             "{\"at_ms\": 4, \"do\": \"partition-replication\", \"server\": 0,"
+                             " \"duration_ms\": 10},"
+                             "{\"at_ms\": 5, \"do\": \"failover\", \"server\": 0,"
+                             " \"restart_after_ms\": 100}]}", NULL);
+    assert_int_equal(s->redis.replicas, 2);
+    assert_int_equal(s->events[0].action, LB_EV_FAILOVER);
+    assert_int_equal(s->events[0].old, LB_OLD_KILL);          /* the default */
+    assert_int_equal(s->events[0].restart_after_ms, -1);
+    assert_int_equal(s->events[1].old, LB_OLD_DEMOTE);
+    assert_int_equal(s->events[2].action, LB_EV_DELAY_REPLICATION);
+    assert_int_equal(s->events[2].latency_ms, 50);
+    assert_int_equal(s->events[3].action, LB_EV_PARTITION_REPLICATION);
+    assert_int_equal(s->events[4].restart_after_ms, 100);
+    char *dump = lb_scenario_dump(s);
+    assert_non_null(strstr(dump, "\"replicas\": 2"));
+    assert_non_null(strstr(dump, "\"old\": \"kill\""));
+    free(dump);
+    lb_scenario_free(s);
+    s = load_ok("{\"name\": \"x\"}", NULL);
+    assert_int_equal(s->redis.replicas, 0);
+    lb_scenario_free(s);
+
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 5}}", NULL,
+               "t.json: redis.replicas: must be an integer from 0 to 4, got 5");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"failover\", "
+               "\"server\": 0}]}", NULL,
+               "t.json: events.0.server: failover needs replicas of server 0, but redis.replicas "
+               "is 0");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"delay-replication\", "
+               "\"server\": 0, \"latency_ms\": 5, \"duration_ms\": 5}]}", NULL,
+               "t.json: events.0.server: delay-replication needs replicas of server 0, but "
+               "redis.replicas is 0");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}, \"events\": [{\"at_ms\": 1, "
+               "\"do\": \"partition-replication\", \"server\": 1, \"duration_ms\": 5}]}", NULL,
+               "t.json: events.0.server: server 1 does not exist (redis.servers is 1)");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}, \"events\": [{\"at_ms\": 1, "
+               "\"do\": \"failover\", \"server\": 0, \"old\": \"demote\", "
+               "\"restart_after_ms\": 5}]}", NULL,
+               "t.json: events.0.restart_after_ms: only with \"old\": \"kill\" (a demoted "
+               "primary keeps running)");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}, \"events\": [{\"at_ms\": 1, "
+               "\"do\": \"failover\", \"server\": 0, \"old\": \"pause\"}]}", NULL,
+               "t.json: events.0.old: must be one of kill, demote, got \"pause\"");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}, \"events\": [{\"at_ms\": 1, "
+               "\"do\": \"delay-replication\", \"server\": 0, \"duration_ms\": 5}]}", NULL,
+               "t.json: events.0.latency_ms: missing required key for delay-replication");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}, \"events\": [{\"at_ms\": 1, "
+               "\"do\": \"kill-server\", \"server\": 0, \"old\": \"kill\"}]}", NULL,
+               "t.json: events.0.old: unknown key for kill-server");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}}", &ext,
+               "t.json: redis.replicas: replicas need servers that lockbench manages, not --redis");
+    load_fails("{\"name\": \"x\", \"driver\": \"sim\", \"redis\": {\"replicas\": 1}}", NULL,
+               "t.json: redis.replicas: the simulator does not model replicas yet: run this "
+               "scenario with \"driver\": \"loop\" or \"threads\"");
+}
+
 /* ---- odds and ends -------------------------------------------------------------------------- */
 
 static void test_files_and_parse_errors(void **state)
@@ -959,6 +1026,7 @@ int main(void)
         cmocka_unit_test(test_random_schedules),
         cmocka_unit_test(test_driver_given_over_sim_model),
         cmocka_unit_test(test_external_servers),
+        cmocka_unit_test(test_replicas),
         cmocka_unit_test(test_files_and_parse_errors),
         cmocka_unit_test(test_expect_paths_from_the_table),
         cmocka_unit_test(test_names),
