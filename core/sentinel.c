@@ -305,13 +305,15 @@ static bool ask_blocking(dlock__resolver *r, int first, int64_t timeout_ms, char
 }
 
 /* The address to connect to, asking the sentinels first when a query is due; a query another
- * thread or loop has in flight is waited for, up to timeout_ms. */
+ * thread has in flight is waited for, up to timeout_ms. A loop's query is not: this may be that
+ * loop's thread (a client made in one of its callbacks), and the address at hand will do for a
+ * try. */
 static int resolve_blocking(dlock__resolver *r, int64_t timeout_ms, char *host, int *port,
                             uint64_t *gen, char *err, size_t errlen)
 {
     struct timespec until = dlock__mono_timespec(dlock__mono_us() + timeout_ms * 1000);
     pthread_mutex_lock(&r->mu);
-    while (r->asking && pthread_cond_timedwait(&r->cv, &r->mu, &until) != ETIMEDOUT)
+    while (r->asking && !r->q && pthread_cond_timedwait(&r->cv, &r->mu, &until) != ETIMEDOUT)
         ;
     if (query_due(r, dlock__mono_us())) {
         r->asking = true;
