@@ -132,8 +132,11 @@ typedef struct dlock_stats {
 DLOCK_API void          dlock_options_init(dlock_options *o);
 DLOCK_API const char   *dlock_strerror(int code);
 
-/* urls: n of "redis://[user:password@]host:port[/db]" or "unix:///path". Connects to each and
- * sends AUTH and SELECT as needed; NULL on failure with the reason (never the password) in err. */
+/* urls: n of "redis://[user:password@]host:port[/db]", "unix:///path" or
+ * "sentinel://[user:password@]host:port[,host:port...]/master-name[/db]" (the primary the
+ * sentinels name, checked with ROLE and looked up again after a failover; the credentials and db
+ * are the primary's, the sentinels are asked without AUTH). Connects to each and sends AUTH and
+ * SELECT as needed; NULL on failure with the reason (never the password) in err. */
 DLOCK_API dlock_client *dlock_client_new(const char *const *urls, int n, char *err, size_t errlen);
 DLOCK_API void          dlock_client_free(dlock_client *c);  /* accepts NULL; does not release */
 DLOCK_API const char   *dlock_client_errstr(const dlock_client *c);  /* detail of the last error */

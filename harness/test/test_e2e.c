@@ -506,6 +506,11 @@ static void external_server_with_auth_and_db(void **state)
     assert_int_equal(lockbench(&msg, "run scenarios/seed-five-clients.json --redis localhost:1"), 2);
     assert_non_null(strstr(msg, "--redis"));
     free(msg);
+    assert_int_equal(lockbench(&msg, "run scenarios/seed-five-clients.json --redis "
+                                     "sentinel://:s3nt@127.0.0.1:1,127.0.0.1:x/m"), 2);
+    assert_non_null(strstr(msg, "--redis: bad sentinel URL: host 2: bad port"));
+    assert_null(strstr(msg, "s3nt"));
+    free(msg);
     redisFree(r);
     lb_server_stop(s);
     rmtree(out);

@@ -449,7 +449,12 @@ static bool ignored_word(const char *w)
     /* words in the sources' uppercase strings that are options, replies or names, not
      * commands (checked by hand when this list grows) */
     static const char *const words[] = {"NX", "PX", "OK", "PONG", "NOSCRIPT", "NOAUTH",
-                                        "WRONGPASS", "NOPERM", "QUEUED", "ERR", NULL};
+                                        "WRONGPASS", "NOPERM", "QUEUED", "ERR",
+                                        "READONLY", "MASTERDOWN",
+                                        /* core/sentinel.c: sent to sentinels, and ROLE to the
+                                           primary they name, only for a sentinel:// URL,
+                                           which no simulated client has */
+                                        "SENTINEL", "ROLE", NULL};
     for (int i = 0; words[i]; i++)
         if (strcmp(w, words[i]) == 0)
             return true;
