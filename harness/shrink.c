@@ -6,8 +6,8 @@
  * `counter.actual` miss, but that is another failure, not this one.
  *
  * Passes repeat until one changes nothing: drop each event (last first), drop each client (last
- * first; a group left empty goes, and so does an event left naming nobody), halve each event's
- * duration, halve the iterations and the run's length while the failure stays. A pass that
+ * first; a group left empty goes, and so does an event left naming nobody), shorten each event's
+ * duration, lower the iterations and the run's length while the failure stays. A pass that
  * changes nothing has tried every single event and client, so the result is 1-minimal: removing
  * any one more makes it pass. A budget of trials and time bounds the search; a result cut short
  * says so. */
@@ -202,27 +202,34 @@ static int drop_clients(shrinker *k, bool *changed)
     return 0;
 }
 
-/* Halves the integer at obj[key] (>= floor_at + 1) while the failure stays. label names it. */
-static int halve(shrinker *k, json_t *(*locate)(json_t *doc, size_t i), size_t i,
+/* Lowers the integer at locate(doc, i)[key] toward floor_at while the failure stays: cuts of
+ * half the way first, then of a quarter, an eighth, ... (a cut that loses the failure is tried
+ * again at half its size), so a value the failure needs is found in about log2 trials.
+ * label names it in the step. */
+static int lower(shrinker *k, json_t *(*locate)(json_t *doc, size_t i), size_t i,
                  const char *key, int64_t floor_at, const char *label, bool *changed)
 {
-    int64_t from = json_integer_value(json_object_get(locate(k->cur, i), key)), to = from;
-    for (;;) {
-        json_t *o = locate(k->cur, i), *v = json_object_get(o, key);
-        if (!json_is_integer(v) || json_integer_value(v) <= floor_at)
-            break;
-        int64_t next = floor_at + (json_integer_value(v) - floor_at) / 2;
+    json_t *v = json_object_get(locate(k->cur, i), key);
+    if (!json_is_integer(v) || json_integer_value(v) <= floor_at)
+        return 0;
+    int64_t from = json_integer_value(v), at = from;
+    for (int64_t cut = (at - floor_at + 1) / 2; cut >= 1 && at > floor_at;) {
         json_t *cand = json_deep_copy(k->cur);
-        json_object_set_new(locate(cand, i), key, json_integer(next));
+        json_object_set_new(locate(cand, i), key, json_integer(at - cut));
         int rc = try_keep(k, cand);
         if (rc < 0)
             return -1;
-        if (rc == 0)
+        if (rc == 1)
+            at -= cut;
+        else
+            cut /= 2;
+        if (cut > at - floor_at)
+            cut = at - floor_at;
+        if (k->out_of_budget)
             break;
-        to = next;
     }
-    if (to != from) {
-        step(k, "%s %" PRId64 " -> %" PRId64, label, from, to);
+    if (at != from) {
+        step(k, "%s %" PRId64 " -> %" PRId64, label, from, at);
         *changed = true;
     }
     return 0;
@@ -249,20 +256,20 @@ static int shorten(shrinker *k, bool *changed)
     char label[64];
     for (size_t i = 0; i < json_array_size(events_of(k->cur)); i++) {
         snprintf(label, sizeof label, "event %zu duration_ms", i);
-        if (halve(k, event_at, i, "duration_ms", 0, label, changed) < 0)
+        if (lower(k, event_at, i, "duration_ms", 0, label, changed) < 0)
             return -1;
     }
-    if (halve(k, workload_of, 0, "iterations", 1, "workload.iterations", changed) < 0 ||
-        halve(k, workload_of, 0, "duration_ms", 1, "workload.duration_ms", changed) < 0)
+    if (lower(k, workload_of, 0, "iterations", 1, "workload.iterations", changed) < 0 ||
+        lower(k, workload_of, 0, "duration_ms", 1, "workload.duration_ms", changed) < 0)
         return -1;
     for (size_t g = 0; g < json_array_size(json_object_get(k->cur, "clients")); g++) {
         if (!group_workload(k->cur, g))
             continue;
         snprintf(label, sizeof label, "clients.%zu.workload.iterations", g);
-        if (halve(k, group_workload, g, "iterations", 1, label, changed) < 0)
+        if (lower(k, group_workload, g, "iterations", 1, label, changed) < 0)
             return -1;
         snprintf(label, sizeof label, "clients.%zu.workload.duration_ms", g);
-        if (halve(k, group_workload, g, "duration_ms", 1, label, changed) < 0)
+        if (lower(k, group_workload, g, "duration_ms", 1, label, changed) < 0)
             return -1;
     }
     return 0;
