@@ -119,6 +119,21 @@ typedef struct dlock_options {
     void *wallclock_ud;
     dlock_lost_fn on_lost;       /* NULL; with renew, told when the lock is lost */
     void *on_lost_ud;
+    /* Replicas: with min_replicas > 0, every command that grants or extends the lock (each
+     * try, a wait mode's try or hand-off claim, redlock's SET on each server, extend and so
+     * renew) is followed in the same batch by WAIT min_replicas replica_timeout_ms. A grant
+     * that fewer replicas acknowledged is deleted again (only while it still holds our token)
+     * and counts as a failed try, the reason ("WAIT: 0 of 1 replicas acknowledged") in
+     * dlock_client_errstr: the acquire waits on, and ends DLOCK_ETIMEDOUT, or DLOCK_EBUSY when
+     * it tries once. On redlock a server whose WAIT falls short has not granted. An extend
+     * that falls short returns DLOCK_EIO and keeps the lease it had (a watchdog retries it).
+     * WAIT blocks, so a batch with one may take replica_timeout_ms (plus Redis's timer slack,
+     * 100 ms) on top of command_timeout_ms before its replies are given up on; the lease still
+     * counts from the send. WAIT narrows the window in which a failover loses the lock; it is
+     * not consensus: an acknowledged grant is lost all the same if the replica that had it is
+     * not the one promoted. */
+    int min_replicas;            /* 0 = off (no WAIT) */
+    int64_t replica_timeout_ms;  /* 100; 1 or more when min_replicas > 0 (WAIT n 0 blocks forever) */
 } dlock_options;
 
 /* Statistics of one client: totals since creation, and the last acquire call alone. */
