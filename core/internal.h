@@ -102,6 +102,8 @@ struct dlock {
     char ttl_arg[24];             /* ttl in ms, as sent */
     char value[24];               /* legacy: the expiry value we wrote; fenced write: the token */
     char *payload;                /* fenced write: the value to write (a copy) */
+    char *owner_key;              /* fenced write: <key>:fence:owner; its token is the writer's
+                                     (the lock's token; empty when not named) */
     char *signal_key;             /* notify: <key>:signal; fifo: <key>:signal:<token> */
     char *queue_key;              /* fifo: <key>:queue, <key>:queue:beat, <key>:queue:seq */
     char *beat_key;
@@ -194,8 +196,10 @@ int  dlock__fail(dlock *l, int code, const char *fmt, ...) __attribute__((format
 int  dlock__reply_error(dlock *l, const dlock_reply *r, const char *what);
 
 /* lock.c: a lock's lifetime apart from I/O */
-/* The lock a fenced write runs on (no token: it takes no lock), NULL when out of memory. */
-dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence, const char *value);
+/* The lock a fenced write runs on (it takes no lock): its token is writer's, the token of the
+ * lock the write is made under (NULL: not named). NULL when out of memory. */
+dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence,
+                               const dlock *writer, const char *value);
 /* token: 16 random bytes, the lock's identity on its servers. */
 dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o, int nservers,
                        const unsigned char token[16]);

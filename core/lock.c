@@ -215,19 +215,23 @@ dlock *dlock__lock_prepare(dlock_client *c, const char *key, const dlock_options
     return l;
 }
 
-dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence, const char *value)
+dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence,
+                               const dlock *writer, const char *value)
 {
     static const unsigned char no_token[16];
     dlock_options o;
     dlock_options_init(&o);
     o.command_timeout_ms = DLOCK__CONNECT_TIMEOUT_MS;
     dlock *l = dlock__lock_new(c, key, &o, 1, no_token);
-    if (l && !(l->payload = strdup(value))) {
+    if (!l)
+        return NULL;
+    if (!(l->payload = strdup(value)) || asprintf(&l->owner_key, "%s:fence:owner", key) < 0) {
+        l->owner_key = NULL;
         dlock__lock_free(l);
         return NULL;
     }
-    if (l)
-        snprintf(l->value, sizeof l->value, "%" PRIu64, fence);
+    snprintf(l->value, sizeof l->value, "%" PRIu64, fence);
+    memcpy(l->token, writer ? writer->token : "", writer ? sizeof l->token : 1);
     return l;
 }
 
@@ -243,6 +247,7 @@ void dlock__lock_free(dlock *l)
     free(l->beat_key);
     free(l->seq_key);
     free(l->payload);
+    free(l->owner_key);
     free(l);
 }
 

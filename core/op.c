@@ -665,15 +665,26 @@ dlock_machine *dlock_machine_extend(dlock *l, int64_t ttl_ms)
     return m;
 }
 
-dlock_machine *dlock_machine_fenced_set(const char *key, uint64_t fence, const char *value)
+static dlock_machine *fenced_write(const char *key, uint64_t fence, const dlock *writer,
+                                   const char *value)
 {
     if (!key || !value || fence == 0)
         return NULL;
-    dlock *l = dlock__fenced_write_new(NULL, key, fence, value);
+    dlock *l = dlock__fenced_write_new(NULL, key, fence, writer, value);
     dlock_machine *m = l ? machine_new(l, DLOCK__OP_RUN, true) : NULL;
     if (!m)
         dlock__lock_free(l);
     return m;
+}
+
+dlock_machine *dlock_machine_fenced_set(const char *key, uint64_t fence, const char *value)
+{
+    return fenced_write(key, fence, NULL, value);
+}
+
+dlock_machine *dlock_machine_fenced_write(const char *key, const dlock *l, const char *value)
+{
+    return l ? fenced_write(key, l->fence, l, value) : NULL;
 }
 
 dlock_action dlock_machine_next(dlock_machine *m, const dlock_input *in)

@@ -104,15 +104,17 @@ int dlock__unreplicated_extend(dlock *l, const char *what)
     return dlock__fail(l, DLOCK_EIO, "%s: %s", what, why);
 }
 
-/* The protected resource's side of fencing (dlock_fenced_set): fenced_set.lua writes
- * l->payload to the key unless <key>:fence already holds a newer token than l->value. */
+/* The protected resource's side of fencing (dlock_fenced_set, dlock_fenced_write):
+ * fenced_set.lua writes l->payload to the key if l->value is newer than the token in
+ * <key>:fence, or equal to it and the writer l->token (empty: not named) is the one in
+ * <key>:fence:owner. */
 int dlock__fenced_set_step(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                            dlock__batch *out)
 {
     long long v;
     if (l->phase++ == 0) {
-        dlock__add_script(out, 0, &dlock__script_fenced_set, 2, l->key, l->fence_key, l->value,
-                          l->payload, NULL);
+        dlock__add_script(out, 0, &dlock__script_fenced_set, 3, l->key, l->fence_key,
+                          l->owner_key, l->value, l->payload, l->token, NULL);
         return DLOCK__SEND;
     }
     if (!dlock__reply_int(r[0], &v))

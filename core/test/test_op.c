@@ -497,8 +497,9 @@ static void noscript_resends_only_the_scripts_as_eval(void **state)
     finish(&p);
 }
 
-/* The protected store's fenced write is a machine too: the script with the key, its fence key,
- * the token and the value; 1 is written, 0 refused as stale; NOSCRIPT resends it as EVAL. */
+/* The protected store's fenced write is a machine too: the script with the key, its fence and
+ * owner keys, the token, the value and the writer (not named here: empty); 1 is written, 0
+ * refused as stale; NOSCRIPT resends it as EVAL. */
 static void a_fenced_write_is_a_machine(void **state)
 {
     assert_null(dlock_machine_fenced_set("c", 0, "1"));   /* no token: no fenced write */
@@ -510,10 +511,14 @@ static void a_fenced_write_is_a_machine(void **state)
         assert_int_equal(a.what, DLOCK_DO_SEND);
         assert_int_equal(a.ncommands, 1);
         assert_string_equal(a.commands[0].argv[0], "EVALSHA");
-        assert_string_equal(a.commands[0].argv[2], "2");
+        assert_int_equal(a.commands[0].argc, 9);
+        assert_string_equal(a.commands[0].argv[2], "3");
         assert_string_equal(a.commands[0].argv[3], "counter");
-        assert_string_equal(a.commands[0].argv[5], "42");
-        assert_string_equal(a.commands[0].argv[6], "7");
+        assert_string_equal(a.commands[0].argv[4], "counter:fence");
+        assert_string_equal(a.commands[0].argv[5], "counter:fence:owner");
+        assert_string_equal(a.commands[0].argv[6], "42");
+        assert_string_equal(a.commands[0].argv[7], "7");
+        assert_string_equal(a.commands[0].argv[8], "");
         dlock_reply noscript = R_ERROR("NOSCRIPT No matching script.");
         const dlock_reply *r[1] = {&noscript};
         in = (dlock_input){.now_us = T0 + 100, .replies = r};
@@ -528,6 +533,38 @@ static void a_fenced_write_is_a_machine(void **state)
         assert_int_equal(a.rc, stale ? DLOCK_ESTALE : DLOCK_OK);
         dlock_machine_free(m);
     }
+}
+
+/* A fenced write made under a lock names its writer with the lock's token and carries the
+ * lock's fencing token, both read when the machine is made. */
+static void a_fenced_write_names_the_lock_it_is_made_under(void **state)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, 0);
+    o.fencing = true;
+    player p;
+    begin(&p, &o);
+    dlock_reply fence = R_INT(42);
+    answer(&p, T0 + 100, 1, &fence);
+    expect_done(&p, DLOCK_OK);
+    dlock *l = dlock_machine_take_lock(p.m);
+    finish(&p);
+    assert_null(dlock_machine_fenced_write("c", NULL, "1"));
+    dlock_machine *m = dlock_machine_fenced_write("counter", l, "7");
+    dlock_abandon(l);  /* the machine kept what it needs */
+    assert_non_null(m);
+    dlock_input in = {.now_us = T0};
+    dlock_action a = dlock_machine_next(m, &in);
+    assert_int_equal(a.what, DLOCK_DO_SEND);
+    assert_int_equal(a.commands[0].argc, 9);
+    assert_string_equal(a.commands[0].argv[1], dlock__script_fenced_set.sha);
+    assert_string_equal(a.commands[0].argv[6], "42");
+    assert_string_equal(a.commands[0].argv[8], TOK);
+    const dlock_reply *r[1] = {&ZERO};  /* a second holder of token 42 wrote first */
+    in = (dlock_input){.now_us = T0 + 100, .replies = r};
+    a = dlock_machine_next(m, &in);
+    assert_int_equal(a.what, DLOCK_DO_DONE);
+    assert_int_equal(a.rc, DLOCK_ESTALE);
+    dlock_machine_free(m);
 }
 
 /* A release whose reply was lost goes once more, on fresh connections. */
@@ -680,6 +717,7 @@ int main(void)
         cmocka_unit_test(a_fifo_waiter_leaves_the_queue_when_it_gives_up),
         cmocka_unit_test(noscript_resends_only_the_scripts_as_eval),
         cmocka_unit_test(a_fenced_write_is_a_machine),
+        cmocka_unit_test(a_fenced_write_names_the_lock_it_is_made_under),
         cmocka_unit_test(a_release_retries_once_on_a_fresh_connection),
         cmocka_unit_test(an_extend_keeps_its_ttl_only_on_success),
         cmocka_unit_test(a_refused_batch_cancels),

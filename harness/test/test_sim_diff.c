@@ -651,10 +651,11 @@ static void gen_script_cmd(gen *g)
         else
             ttl_arg(g, false);
         break;
-    case 3:  /* fenced_set: data, fence; token, value */
-        arg(g, "%s", key(g)), arg(g, "%s", any_key(g)), nkeys = 2;
+    case 3:  /* fenced_set: data, fence, owner; token, value, owner ("" = not named) */
+        arg(g, "%s", key(g)), arg(g, "%s", any_key(g)), arg(g, "%s", any_key(g)), nkeys = 3;
         arg(g, "%s", token(g));
         arg(g, "%s", value(g));
+        arg(g, "%s", chance(g, 30) ? "" : token(g));
         break;
     case 4:  /* notify_release: lock, signal; token */
         arg(g, "%s", key(g)), arg(g, "%s", key(g)), nkeys = 2;
