@@ -222,6 +222,8 @@ static dlock__need decide_wait(dlock__op *op)
     const dlock_options *o = &l->opt;
     int64_t now = now_us(op);
     if (!retryable(op) || o->wait_timeout_ms == 0) {
+        if (op->cur == DLOCK_EBUSY && l->err[0])
+            set_err(op, l->err);  /* a try once that failed for a reason (redlock, WAIT) */
         op->state = A_FINISH;
         return DLOCK__NEED_STEP;
     }

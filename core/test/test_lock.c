@@ -266,6 +266,43 @@ static void a_second_holder_of_the_same_token_is_refused(void **state)
     dlock_client_free(resource);
 }
 
+/* ---- replicas ---------------------------------------------------------------- */
+
+/* The test server has no replica: WAIT 1 blocks until its timeout and answers 0, so every
+ * grant is deleted again. A try once is busy and a wait times out, both saying why, and no
+ * lock is left behind. The same options without min_replicas take the lock. */
+static void without_replicas_min_replicas_refuses_the_lock(void **state)
+{
+    dlock_client *c = fx_client(1);
+    fx_counter waits = {.name = "WAIT"};
+    dlock_client_set_hook(c, fx_count_hook, &waits);
+    dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
+    o.min_replicas = 1;
+    o.replica_timeout_ms = 20;
+    dlock *l = NULL;
+    int64_t t0 = fx_now_ms();
+    assert_int_equal(dlock_acquire(c, "wait:lock", &o, &l), DLOCK_EBUSY);
+    assert_true(fx_now_ms() - t0 >= 20);  /* WAIT held the reply for its timeout */
+    assert_string_equal(dlock_client_errstr(c), "WAIT: 0 of 1 replicas acknowledged");
+    assert_null(l);
+    assert_int_equal(fx_int(0, "EXISTS %s", "wait:lock"), 0);
+    assert_int_equal(atomic_load(&waits.n), 1);
+    o.wait_timeout_ms = 150;
+    o.fencing = true;
+    assert_int_equal(dlock_acquire(c, "wait:lock", &o, &l), DLOCK_ETIMEDOUT);
+    assert_non_null(strstr(dlock_client_errstr(c), "last try: WAIT: 0 of 1 replicas"));
+    assert_int_equal(fx_int(0, "EXISTS %s", "wait:lock"), 0);
+    assert_true(atomic_load(&waits.n) >= 3);
+    o.min_replicas = 0;
+    assert_int_equal(dlock_acquire(c, "wait:lock", &o, &l), DLOCK_OK);
+    assert_int_equal(dlock_release(l), DLOCK_OK);
+    o.min_replicas = 1;
+    o.replica_timeout_ms = 0;
+    assert_int_equal(dlock_acquire(c, "wait:lock", &o, &l), DLOCK_EINVAL);
+    assert_non_null(strstr(dlock_client_errstr(c), "replica_timeout_ms"));
+    dlock_client_free(c);
+}
+
 /* ---- interruption, hooks, statistics --------------------------------------- */
 
 static void interrupt_cancels_a_blocked_acquire(void **state)
@@ -661,6 +698,7 @@ int main(void)
         cmocka_unit_test(extend_moves_the_lease),
         cmocka_unit_test(stale_fencing_token_is_rejected),
         cmocka_unit_test(a_second_holder_of_the_same_token_is_refused),
+        cmocka_unit_test(without_replicas_min_replicas_refuses_the_lock),
         cmocka_unit_test(interrupt_cancels_a_blocked_acquire),
         cmocka_unit_test(interrupt_from_another_thread),
         cmocka_unit_test(interrupt_reaches_a_notify_wait),
