@@ -311,6 +311,8 @@ void rn_lock_options(const lb_lock *lk, uint64_t seed, int id, dlock_options *o)
     o->fencing = lk->fencing;
     o->drift_factor = lk->drift_factor;
     o->command_timeout_ms = lk->command_timeout_ms;
+    o->min_replicas = (int)lk->min_replicas;
+    o->replica_timeout_ms = lk->replica_timeout_ms;
     o->seed = seed * 1000003 + (uint64_t)id + 1;
 }
 
