@@ -176,9 +176,10 @@ void dlock__add_blpop(dlock *l, dlock__batch *out, const char *key);
 void dlock__add_replica_wait(dlock *l, dlock__batch *out, int server);
 /* How many replies the WAIT adds after a granting command: 1 with min_replicas, else 0. */
 int  dlock__replica_waits(const dlock *l);
-/* Whether WAIT's reply r confirms the grant before it (always, without min_replicas); if not,
- * why, in l->err ("WAIT: 0 of 1 replicas acknowledged"), l->refused for a refusal. */
-bool dlock__replicated(dlock *l, const dlock_reply *r);
+/* Whether WAIT's reply, replies[at] of nr, confirms the grant before it (always, without
+ * min_replicas, when nothing is read); if not, why, in l->err ("WAIT: 0 of 1 replicas
+ * acknowledged"), l->refused for a refusal. */
+bool dlock__replicated(dlock *l, const dlock_reply *const *replies, int nr, int at);
 
 /* steps.c: building batches and reading replies */
 dlock__cmd *dlock__add(dlock__batch *b, int server, const char *arg0, ...);

@@ -41,10 +41,10 @@ static bool parse_expiry(const dlock_reply *r, int64_t *out)
     return true;
 }
 
-static int acquired(dlock *l, const dlock_reply *wait_reply)
+static int acquired(dlock *l, const dlock_reply *const *r, int nr, int wait_at)
 {
     dlock__lease_from(l, l->started_us, l->opt.ttl_ms > 0 ? l->opt.ttl_ms : LEGACY_FOREVER_MS);
-    return dlock__replicated(l, wait_reply) ? DLOCK_OK : DLOCK__UNREPLICATED;
+    return dlock__replicated(l, r, nr, wait_at) ? DLOCK_OK : DLOCK__UNREPLICATED;
 }
 
 static int legacy_acquire(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
@@ -66,7 +66,7 @@ static int legacy_acquire(dlock *l, const dlock__now *now, const dlock_reply *co
         if (!dlock__reply_int(r[0], &v))
             return dlock__reply_error(l, r[0], "SETNX");
         if (v == 1)
-            return acquired(l, r[1]);
+            return acquired(l, r, nr, 1);
         dlock__add(out, 0, "WATCH", l->key, NULL);
         dlock__add(out, 0, "GET", l->key, NULL);
         l->phase = WATCH_SENT;
@@ -93,7 +93,7 @@ static int legacy_acquire(dlock *l, const dlock__now *now, const dlock_reply *co
         if (dlock__reply_is_nil(r[2]))
             return DLOCK_EBUSY;  /* another client changed the key after our WATCH */
         if (r[2] && r[2]->type == DLOCK_REPLY_ARRAY)
-            return acquired(l, r[3]);
+            return acquired(l, r, nr, 3);
         return dlock__reply_error(l, r[2], "EXEC");
     case UNWATCH_SENT:
         if (!dlock__reply_is_status(r[0], "OK"))

@@ -69,7 +69,7 @@ static tally count_extended(dlock *l, const dlock_reply *const *r, int nr)
         if (!dlock__reply_int(r[i], &v))
             continue;
         t.answered++;
-        if (v == 1 && dlock__replicated(l, r[i + 1]))
+        if (v == 1 && dlock__replicated(l, r, nr, i + 1))
             t.yes++;
         else if (v == 1)
             t.unreplicated++;
@@ -101,7 +101,7 @@ static int redlock_acquire(dlock *l, const dlock__now *now, const dlock_reply *c
         char why[sizeof l->err + 32] = "";
         for (int i = 0; i < nr; i += step) {
             bool granted = dlock__reply_is_status(r[i], "OK");
-            if (granted && !dlock__replicated(l, r[i + 1])) {
+            if (granted && !dlock__replicated(l, r, nr, i + 1)) {
                 granted = false;
                 snprintf(why, sizeof why, ", %d unreplicated: %s", ++unreplicated, l->err);
             }

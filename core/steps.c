@@ -148,11 +148,12 @@ void dlock__add_replica_wait(dlock *l, dlock__batch *out, int server)
     out->waits_replicas = true;
 }
 
-bool dlock__replicated(dlock *l, const dlock_reply *r)
+bool dlock__replicated(dlock *l, const dlock_reply *const *replies, int nr, int at)
 {
     long long acks;
     if (!dlock__replica_waits(l))
         return true;
+    const dlock_reply *r = at < nr ? replies[at] : NULL;
     if (!dlock__reply_int(r, &acks)) {
         dlock__reply_error(l, r, "WAIT");
         return false;

@@ -41,11 +41,11 @@ int dlock__token_acquire(dlock *l, const dlock__now *now, const dlock_reply *con
             dlock__lease_from(l, l->started_us, l->opt.ttl_ms);  /* from the request, not the reply */
             if (v == 0)
                 return DLOCK_EBUSY;
-            return dlock__replicated(l, r[1]) ? DLOCK_OK : DLOCK__UNREPLICATED;
+            return dlock__replicated(l, r, nr, 1) ? DLOCK_OK : DLOCK__UNREPLICATED;
         }
         if (!l->opt.fencing && dlock__reply_is_status(r[0], "OK")) {
             dlock__lease_from(l, l->started_us, l->opt.ttl_ms);  /* from the request, not the reply */
-            return dlock__replicated(l, r[1]) ? DLOCK_OK : DLOCK__UNREPLICATED;
+            return dlock__replicated(l, r, nr, 1) ? DLOCK_OK : DLOCK__UNREPLICATED;
         }
         if (!l->opt.fencing && dlock__reply_is_nil(r[0]))
             return DLOCK_EBUSY;
@@ -86,7 +86,7 @@ int dlock__token_extend(dlock *l, const dlock__now *now, const dlock_reply *cons
         return DLOCK__SEND;
     }
     int rc = dlock__owner_reply(l, r[0], "extend");
-    if (rc == DLOCK_OK && !dlock__replicated(l, r[1]))
+    if (rc == DLOCK_OK && !dlock__replicated(l, r, nr, 1))
         return dlock__unreplicated_extend(l, "extend");
     if (rc == DLOCK_OK)
         dlock__lease_from(l, l->started_us, atoll(l->ttl_arg));

@@ -51,7 +51,7 @@ static int fifo_acquire(dlock *l, const dlock__now *now, const dlock_reply *cons
         return DLOCK_EBUSY;
     l->fence = (uint64_t)v;
     dlock__lease_from(l, l->started_us, l->opt.ttl_ms);
-    return dlock__replicated(l, r[1]) ? DLOCK_OK : DLOCK__UNREPLICATED;
+    return dlock__replicated(l, r, nr, 1) ? DLOCK_OK : DLOCK__UNREPLICATED;
 }
 
 /* The claim of a hand-off: extend.lua (and WAIT), sent with or after the signal. */
@@ -139,7 +139,7 @@ static int fifo_wait(dlock *l, const dlock__now *now, const dlock_reply *const *
             return DLOCK_EBUSY;  /* not handed to us, or its lease ran out first: queue again */
         if (rc != DLOCK_OK)
             return rc;
-        if (!dlock__replicated(l, r[2]))
+        if (!dlock__replicated(l, r, nr, 2))
             return DLOCK__UNREPLICATED;
         if (!signalled) {  /* handed over after the BLPOP timed out */
             dlock__add(out, 0, "LPOP", l->signal_key, NULL);
@@ -169,7 +169,7 @@ static int fifo_wait(dlock *l, const dlock__now *now, const dlock_reply *const *
             return DLOCK_EBUSY;  /* the hand-off lease ran out first: queue again */
         if (rc != DLOCK_OK)
             return rc;
-        if (!dlock__replicated(l, r[1]))
+        if (!dlock__replicated(l, r, nr, 1))
             return DLOCK__UNREPLICATED;
         dlock__lease_from(l, l->started_us, l->opt.ttl_ms);
         return DLOCK_OK;
