@@ -642,13 +642,13 @@ int dlock_extend_async(dlock *l, int64_t ttl_ms, dlock_done_fn fn, void *ud)
     return start(l->client, a, l, DLOCK__OP_EXTEND, ttl_ms);
 }
 
-int dlock_fenced_set_async(dlock_client *c, const char *key, uint64_t fence, const char *value,
-                           dlock_done_fn fn, void *ud)
+static int fenced_write_async(dlock_client *c, const char *key, uint64_t fence,
+                              const dlock *writer, const char *value, dlock_done_fn fn, void *ud)
 {
     dlock__async *a = idle_async(c);
     if (!a || !key || !value || fence == 0 || !fn)
         return DLOCK_EINVAL;
-    dlock *l = dlock__fenced_write_new(c, key, fence, value);
+    dlock *l = dlock__fenced_write_new(c, key, fence, writer, value);
     if (!l)
         return DLOCK_ENOMEM;
     a->done = fn;
@@ -657,6 +657,18 @@ int dlock_fenced_set_async(dlock_client *c, const char *key, uint64_t fence, con
     if (rc != DLOCK_OK)
         dlock__lock_free(l);
     return rc;
+}
+
+int dlock_fenced_set_async(dlock_client *c, const char *key, uint64_t fence, const char *value,
+                           dlock_done_fn fn, void *ud)
+{
+    return fenced_write_async(c, key, fence, NULL, value, fn, ud);
+}
+
+int dlock_fenced_write_async(dlock_client *c, const char *key, const dlock *l, const char *value,
+                             dlock_done_fn fn, void *ud)
+{
+    return l ? fenced_write_async(c, key, l->fence, l, value, fn, ud) : DLOCK_EINVAL;
 }
 
 void dlock_client_freeze(dlock_client *c, bool frozen)

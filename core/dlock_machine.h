@@ -106,6 +106,11 @@ DLOCK_API dlock_machine *dlock_machine_extend(dlock *l, int64_t ttl_ms);
  * refused as stale. NULL when fence is 0 or out of memory. */
 DLOCK_API dlock_machine *dlock_machine_fenced_set(const char *key, uint64_t fence,
                                                   const char *value);
+/* dlock_fenced_write as a machine: l (read when the machine is made, not after) gives the
+ * fencing token and names the writer. NULL when l is NULL, its fencing token 0, or out of
+ * memory. */
+DLOCK_API dlock_machine *dlock_machine_fenced_write(const char *key, const dlock *l,
+                                                    const char *value);
 /* The first call has in->replies NULL; each later call follows the previous action. */
 DLOCK_API dlock_action   dlock_machine_next(dlock_machine *m, const dlock_input *in);
 DLOCK_API bool           dlock_machine_reads_wall_clock(const dlock_machine *m);

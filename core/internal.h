@@ -19,6 +19,9 @@
 #define DLOCK__SEND 1        /* step result: send the batch, call again with the replies */
 #define DLOCK__WAITED 2      /* wait step result: the whole slice passed with no signal */
 #define DLOCK__TRIED 3       /* wait step result: a try sent with the slice found the lock held */
+#define DLOCK__UNREPLICATED 4 /* acquire or wait step result: the lock was granted, but fewer
+                                 replicas than min_replicas acknowledged it (the reason in
+                                 l->err): op.c undoes the grant and counts a failed try */
 
 /* A wait blocked in Redis is cut into slices this long, so an interrupt is seen between them. */
 #define DLOCK__WAIT_SLICE_US 100000
@@ -32,7 +35,7 @@
 
 #define DLOCK__MAX_SERVERS 9
 #define DLOCK__MAX_ARGV 12
-#define DLOCK__MAX_BATCH (3 * DLOCK__MAX_SERVERS)
+#define DLOCK__MAX_BATCH DLOCK__BATCH_CAP(DLOCK__MAX_SERVERS)
 
 /* A Lua script from core/scripts/, embedded at build time with its SHA1. */
 typedef struct dlock__script {
@@ -65,15 +68,17 @@ typedef struct dlock__cmd {
     const char *argv[3 + DLOCK__MAX_ARGV];
 } dlock__cmd;
 
-/* A batch has room for cap commands: three per server (legacy's WATCH, GET and MULTI/EXEC
- * transaction is the most one step sends to one server). */
+/* A batch has room for cap commands: three per server and one more (legacy's MULTI, SET, EXEC
+ * and WAIT is the most one step sends to one server; redlock sends at most two to each). */
 typedef struct dlock__batch {
     int n, cap;
-    int64_t block_ms;  /* how long the server may legitimately hold the reply (BLPOP) */
+    int64_t block_ms;  /* how long the server may legitimately hold the reply (BLPOP, WAIT) */
+    bool waits_replicas;  /* a WAIT is in it (counted in block_ms once: servers run theirs at
+                             the same time, and a step sends at most one to each) */
     dlock__cmd *cmd;
 } dlock__batch;
 
-#define DLOCK__BATCH_CAP(nservers) (3 * (nservers))
+#define DLOCK__BATCH_CAP(nservers) (3 * (nservers) + 1)
 
 /* The time a step is given. */
 typedef struct dlock__now {
@@ -97,6 +102,8 @@ struct dlock {
     char ttl_arg[24];             /* ttl in ms, as sent */
     char value[24];               /* legacy: the expiry value we wrote; fenced write: the token */
     char *payload;                /* fenced write: the value to write (a copy) */
+    char *owner_key;              /* fenced write: <key>:fence:owner; its token is the writer's
+                                     (the lock's token; empty when not named) */
     char *signal_key;             /* notify: <key>:signal; fifo: <key>:signal:<token> */
     char *queue_key;              /* fifo: <key>:queue, <key>:queue:beat, <key>:queue:seq */
     char *beat_key;
@@ -104,6 +111,8 @@ struct dlock {
     char *signal_prefix;          /* fifo: <key>:signal: */
     char member[64];              /* fifo: token:ttl:fencing, our entry in the queue */
     char wait_arg[24];            /* BLPOP timeout in seconds */
+    char replicas_arg[12];        /* WAIT's arguments: min_replicas, replica_timeout_ms */
+    char replica_timeout_arg[24];
     int64_t wait_us;              /* the back-off delay before the next try */
     int64_t wait_left_us;         /* time left until the wait deadline (INT64_MAX = none) */
     uint64_t fence;               /* fencing token, 0 = none */
@@ -119,6 +128,7 @@ struct dlock {
     bool refused;                 /* the last step's DLOCK_EIO is the server refusing us (NOAUTH,
                                      NOPERM, ...: dlock__error_is_refusal), not Redis out of
                                      reach */
+    bool unreplicated;            /* the last step's DLOCK_EIO is an extend WAIT did not confirm */
 };
 
 typedef int (*dlock__step_fn)(dlock *l, const dlock__now *now, const dlock_reply *const *replies,
@@ -135,6 +145,8 @@ struct dlock__algo {
                                 found the lock held (it counts as the next try); NULL = sleep
                                 the back-off delay */
     dlock__step_fn leave;    /* after giving up (timeout, cancel, error); NULL = nothing to undo */
+    dlock__step_fn unreplicated;  /* deletes a grant WAIT did not confirm, only if it still
+                                     holds our value; NULL = the release step */
     bool wall_clock;         /* its steps read now->wall_ms */
     bool keeps_lost_tries;   /* a try whose reply was lost is not released (op.c, undo) */
     bool takes_late_grants;  /* a grant with no lease left counts (op.c, check_granted) */
@@ -152,10 +164,22 @@ int dlock__token_acquire(dlock *l, const dlock__now *now, const dlock_reply *con
 int dlock__token_extend(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                         dlock__batch *out);
 int dlock__owner_reply(dlock *l, const dlock_reply *r, const char *what);
+/* An extend (what) that WAIT did not confirm (the reason in l->err): DLOCK_EIO, the lease as it
+ * was, l->unreplicated set. */
+int dlock__unreplicated_extend(dlock *l, const char *what);
 /* The protected resource's fenced write: value (payload) under key unless a newer token wrote. */
 int dlock__fenced_set_step(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                            dlock__batch *out);
 void dlock__add_blpop(dlock *l, dlock__batch *out, const char *key);
+/* With min_replicas: WAIT min_replicas replica_timeout_ms to server, after the command that
+ * grants or extends the lock there; nothing otherwise. */
+void dlock__add_replica_wait(dlock *l, dlock__batch *out, int server);
+/* How many replies the WAIT adds after a granting command: 1 with min_replicas, else 0. */
+int  dlock__replica_waits(const dlock *l);
+/* Whether WAIT's reply, replies[at] of nr, confirms the grant before it (always, without
+ * min_replicas, when nothing is read); if not, why, in l->err ("WAIT: 0 of 1 replicas
+ * acknowledged"), l->refused for a refusal. */
+bool dlock__replicated(dlock *l, const dlock_reply *const *replies, int nr, int at);
 
 /* steps.c: building batches and reading replies */
 dlock__cmd *dlock__add(dlock__batch *b, int server, const char *arg0, ...);
@@ -173,8 +197,10 @@ int  dlock__fail(dlock *l, int code, const char *fmt, ...) __attribute__((format
 int  dlock__reply_error(dlock *l, const dlock_reply *r, const char *what);
 
 /* lock.c: a lock's lifetime apart from I/O */
-/* The lock a fenced write runs on (no token: it takes no lock), NULL when out of memory. */
-dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence, const char *value);
+/* The lock a fenced write runs on (it takes no lock): its token is writer's, the token of the
+ * lock the write is made under (NULL: not named). NULL when out of memory. */
+dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence,
+                               const dlock *writer, const char *value);
 /* token: 16 random bytes, the lock's identity on its servers. */
 dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o, int nservers,
                        const unsigned char token[16]);
@@ -326,6 +352,7 @@ struct dlock_machine {
     int failures;
     bool unconfirmed;                 /* a try failed without an answer: it may hold the lock */
     bool undo_ours;
+    bool unreplicated_refused;        /* the WAIT that did not confirm a grant was refused */
     bool owns_lock;                   /* dlock_machine_free frees l */
     char saved_err[sizeof ((dlock *)0)->err];
     char err[256];                    /* why the operation failed */

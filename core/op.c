@@ -37,6 +37,7 @@ enum {
     S_RESENT,          /* the NOSCRIPT resend came back */
     S_UNDONE,          /* the undo's release ran */
     S_LATE,            /* a grant with no lease left was undone */
+    S_UNREPLICATED,    /* a grant WAIT did not confirm was undone */
     S_DONE,
     A_BEGIN,
     A_TRY,
@@ -132,6 +133,7 @@ static void run(dlock__op *op, dlock__step_fn step, int resume)
     op->l->phase = 0;
     op->l->err[0] = '\0';
     op->l->refused = false;
+    op->l->unreplicated = false;
     op->state = S_RUN_STEP;
 }
 
@@ -152,11 +154,30 @@ static void undo(dlock__op *op, int resume)
     run(op, l->algo->release, S_UNDONE);
 }
 
+/* A grant fewer replicas acknowledged than min_replicas asks for (DLOCK__UNREPLICATED) could be
+ * lost in a failover, and another client then granted the same lock: it is deleted again --
+ * only while it holds our value, by the algorithm's own script, even one that keeps its lost
+ * tries, since this grant is known -- and counts as a failed try whose reason (the step's, in
+ * op->err) is WAIT's. A WAIT that was refused ends the acquire as any refusal does. */
+static void undo_unreplicated(dlock__op *op, int resume)
+{
+    dlock *l = op->l;
+    op->unreplicated_refused = l->refused;
+    op->granted_resume = resume;
+    memcpy(op->saved_err, l->err, sizeof op->saved_err);
+    run(op, l->algo->unreplicated ? l->algo->unreplicated : l->algo->release, S_UNREPLICATED);
+}
+
 /* A lock granted with no lease left (the reply, or a FIFO hand-off, took longer than the ttl)
- * may already be someone else's: it counts as a failed try. Sets op->cur, goes on at resume. */
+ * may already be someone else's: it counts as a failed try, as does one WAIT did not confirm.
+ * Sets op->cur, goes on at resume. */
 static void check_granted(dlock__op *op, int rc, int resume)
 {
     dlock *l = op->l;
+    if (rc == DLOCK__UNREPLICATED) {
+        undo_unreplicated(op, resume);
+        return;
+    }
     op->cur = rc;
     op->refused = rc == DLOCK_EIO && op->step_refused;
     op->state = resume;
@@ -201,6 +222,8 @@ static dlock__need decide_wait(dlock__op *op)
     const dlock_options *o = &l->opt;
     int64_t now = now_us(op);
     if (!retryable(op) || o->wait_timeout_ms == 0) {
+        if (op->cur == DLOCK_EBUSY && l->err[0])
+            set_err(op, l->err);  /* a try once that failed for a reason (redlock, WAIT) */
         op->state = A_FINISH;
         return DLOCK__NEED_STEP;
     }
@@ -295,6 +318,13 @@ static dlock__need acquire_next(dlock__op *op)
             op->state = A_SLICE;
             break;
         }
+        if (op->step_rc == DLOCK__UNREPLICATED) {
+            /* the wait's try or hand-off claim was granted, but not replicated: a failed try,
+             * and the back-off before the next */
+            op->failures++;
+            check_granted(op, op->step_rc, A_AFTER_TRY);
+            break;
+        }
         if (op->step_rc == DLOCK__TRIED && !interrupted(op)) {
             /* the try behind the last slice was this step's try: no second one right after */
             op->failures++;
@@ -365,7 +395,7 @@ static dlock__need simple_next(dlock__op *op)
         run(op, op->kind == DLOCK__OP_RELEASE ? l->algo->release : l->algo->extend, R_FIRST);
         break;
     case R_FIRST:
-        if (op->step_rc == DLOCK_EIO && !op->step_refused) {
+        if (op->step_rc == DLOCK_EIO && !op->step_refused && !l->unreplicated) {
             op->fresh = true;
             run(op, op->running, R_SECOND);
             break;
@@ -520,6 +550,7 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
             dlock__now now = {.mono_us = in->now_us, .wall_ms = l->algo->wall_clock ? in->wall_ms : 0};
             op->batch.n = 0;
             op->batch.block_ms = 0;
+            op->batch.waits_replicas = false;
             int rc = op->running(l, &now, replies, nreplies, &op->batch);
             replies = NULL;
             nreplies = 0;
@@ -530,9 +561,10 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
                 return a;
             }
             /* an undo's failure is not the operation's: it says why the try failed */
-            if (rc != DLOCK_OK && rc != DLOCK_EBUSY && l->err[0] && op->resume != S_UNDONE)
+            bool undoing = op->resume == S_UNDONE || op->resume == S_UNREPLICATED;
+            if (rc != DLOCK_OK && rc != DLOCK_EBUSY && l->err[0] && !undoing)
                 set_err(op, l->err);
-            if (op->resume != S_UNDONE)  /* likewise */
+            if (!undoing)  /* likewise */
                 op->step_refused = rc == DLOCK_EIO && l->refused;
             op->step_rc = rc;
             op->state = op->resume;
@@ -563,6 +595,14 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
             break;
         case S_LATE:
             op->cur = dlock__fail(l, DLOCK_EBUSY, "granted after its lease had run out");
+            op->state = op->granted_resume;
+            break;
+        case S_UNREPLICATED:
+            if (op->step_rc == DLOCK_EIO)
+                op->unconfirmed = true;  /* the undo was lost: the lock may still be ours */
+            memcpy(l->err, op->saved_err, sizeof op->saved_err);
+            op->refused = op->unreplicated_refused;
+            op->cur = op->refused ? DLOCK_EIO : DLOCK_EBUSY;
             op->state = op->granted_resume;
             break;
         case S_DONE:
@@ -639,15 +679,26 @@ dlock_machine *dlock_machine_extend(dlock *l, int64_t ttl_ms)
     return m;
 }
 
-dlock_machine *dlock_machine_fenced_set(const char *key, uint64_t fence, const char *value)
+static dlock_machine *fenced_write(const char *key, uint64_t fence, const dlock *writer,
+                                   const char *value)
 {
     if (!key || !value || fence == 0)
         return NULL;
-    dlock *l = dlock__fenced_write_new(NULL, key, fence, value);
+    dlock *l = dlock__fenced_write_new(NULL, key, fence, writer, value);
     dlock_machine *m = l ? machine_new(l, DLOCK__OP_RUN, true) : NULL;
     if (!m)
         dlock__lock_free(l);
     return m;
+}
+
+dlock_machine *dlock_machine_fenced_set(const char *key, uint64_t fence, const char *value)
+{
+    return fenced_write(key, fence, NULL, value);
+}
+
+dlock_machine *dlock_machine_fenced_write(const char *key, const dlock *l, const char *value)
+{
+    return l ? fenced_write(key, l->fence, l, value) : NULL;
 }
 
 dlock_action dlock_machine_next(dlock_machine *m, const dlock_input *in)

@@ -480,7 +480,7 @@ static void carry(rn_loop_client *lc, lb_wl_step s)
                 return;
             }
             snprintf(buf, sizeof buf, "%lld", s.value);
-            in.rc = dlock_fenced_set_async(c->fenced, lc->counter, s.fence, buf, on_done, lc);
+            in.rc = dlock_fenced_write_async(c->fenced, lc->counter, lc->l, buf, on_done, lc);
             if (in.rc == DLOCK_OK)
                 return;
             break;

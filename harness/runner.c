@@ -313,6 +313,8 @@ void rn_lock_options(const lb_lock *lk, uint64_t seed, int id, dlock_options *o)
     o->fencing = lk->fencing;
     o->drift_factor = lk->drift_factor;
     o->command_timeout_ms = lk->command_timeout_ms;
+    o->min_replicas = (int)lk->min_replicas;
+    o->replica_timeout_ms = lk->replica_timeout_ms;
     o->seed = seed * 1000003 + (uint64_t)id + 1;
 }
 
@@ -394,12 +396,14 @@ static bool read_counter(client *c, const char *counter, long long *v)
     return ok;
 }
 
-static int write_counter(client *c, const char *counter, long long v, uint64_t fence)
+/* fence > 0: the write is fenced, and made under l (which names the writer). */
+static int write_counter(client *c, const char *counter, long long v, uint64_t fence,
+                         const dlock *l)
 {
     char buf[32];
     if (fence > 0) {
         snprintf(buf, sizeof buf, "%lld", v);
-        return dlock_fenced_set(c->fenced, counter, fence, buf);
+        return dlock_fenced_write(c->fenced, counter, l, buf);
     }
     redisReply *r = redisCommand(c->res, "SET %s %lld", counter, v);
     bool ok = r && r->type == REDIS_REPLY_STATUS;
@@ -494,7 +498,7 @@ static void workload(client *c)
                 in.ok = read_counter(c, counter, &in.value);
             break;
         case LB_WL_WRITE:
-            in.rc = write_counter(c, counter, s.value, s.fence);
+            in.rc = write_counter(c, counter, s.value, s.fence, l);
             break;
         case LB_WL_INCR:
             in.ok = incr_counter(c, counter);

@@ -212,6 +212,8 @@ static const field lock_fields[] = {
     BOOL_F("fencing", lb_lock, fencing, "false"),
     NUM_F("drift_factor", lb_lock, drift_factor, "0.01", 0, 1),
     INT_F("command_timeout_ms", lb_lock, command_timeout_ms, "1000", 1, MS_MAX),
+    INT_F("min_replicas", lb_lock, min_replicas, "0", 0, 100),
+    INT_F("replica_timeout_ms", lb_lock, replica_timeout_ms, "100", 1, MS_MAX),
     END_F};
 
 #define RATE_MAX 1e9

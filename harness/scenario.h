@@ -92,6 +92,8 @@ typedef struct {
     bool         fencing;             /* false */
     double       drift_factor;        /* 0.01 */
     int64_t      command_timeout_ms;  /* 1000 */
+    int64_t      min_replicas;        /* 0 = off; > 0: WAIT for that many behind every grant */
+    int64_t      replica_timeout_ms;  /* 100; WAIT's timeout, >= 1 */
 } lb_lock;
 
 typedef enum { LB_ARRIVAL_POISSON, LB_ARRIVAL_UNIFORM } lb_arrival_process;

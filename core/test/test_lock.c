@@ -215,9 +215,12 @@ static void stale_fencing_token_is_rejected(void **state)
     assert_int_equal(dlock_acquire(b, "fence:lock", &o, &lb), DLOCK_OK);
     uint64_t t2 = dlock_fencing_token(lb);
     assert_true(t2 > t1);
-    assert_int_equal(dlock_fenced_set(resource, "fence:data", t2, "from-b"), DLOCK_OK);
-    assert_int_equal(dlock_fenced_set(resource, "fence:data", t1, "from-a"), DLOCK_ESTALE);
-    assert_int_equal(dlock_fenced_set(resource, "fence:data", t2, "again-b"), DLOCK_OK);
+    assert_int_equal(dlock_fenced_write(resource, "fence:data", lb, "from-b"), DLOCK_OK);
+    assert_int_equal(dlock_fenced_write(resource, "fence:data", la, "from-a"), DLOCK_ESTALE);
+    assert_int_equal(dlock_fenced_write(resource, "fence:data", lb, "again-b"), DLOCK_OK);
+    /* not named, the same token could be a second holder's: only a newer one passes */
+    assert_int_equal(dlock_fenced_set(resource, "fence:data", t2, "unnamed"), DLOCK_ESTALE);
+    assert_int_equal(dlock_fenced_set(resource, "fence:data", t1, "unnamed"), DLOCK_ESTALE);
     redisContext *r = fx_raw(0);
     assert_non_null(r);
     redisReply *v = redisCommand(r, "GET fence:data");
@@ -229,6 +232,75 @@ static void stale_fencing_token_is_rejected(void **state)
     dlock_client_free(a);
     dlock_client_free(b);
     dlock_client_free(resource);
+}
+
+/* A failover can lose the INCR behind a fencing token: the next holder is handed the same
+ * token again (here the counter is set back by hand, as the promoted replica would have it).
+ * Of the two holders of one token, the first to write keeps the resource; the second is
+ * refused, and the first may go on writing. */
+static void a_second_holder_of_the_same_token_is_refused(void **state)
+{
+    dlock_client *a = fx_client(1), *b = fx_client(1), *resource = fx_client(1);
+    dlock_options o = opts(DLOCK_TOKEN, 50, 5000);
+    o.fencing = true;
+    dlock *la, *lb;
+    assert_int_equal(dlock_acquire(a, "twice:lock", &o, &la), DLOCK_OK);
+    uint64_t t = dlock_fencing_token(la);
+    wait_gone("twice:lock", 2000);
+    redisContext *r = fx_raw(0);
+    assert_non_null(r);
+    freeReplyObject(redisCommand(r, "DECR twice:lock:fence"));  /* the INCR lost in a failover */
+    assert_int_equal(dlock_acquire(b, "twice:lock", &o, &lb), DLOCK_OK);
+    assert_int_equal(dlock_fencing_token(lb), t);
+    assert_int_equal(dlock_fenced_write(resource, "twice:data", la, "from-a"), DLOCK_OK);
+    assert_int_equal(dlock_fenced_write(resource, "twice:data", lb, "from-b"), DLOCK_ESTALE);
+    assert_int_equal(dlock_fenced_write(resource, "twice:data", la, "again-a"), DLOCK_OK);
+    redisReply *v = redisCommand(r, "GET twice:data");
+    assert_string_equal(v->str, "again-a");
+    freeReplyObject(v);
+    redisFree(r);
+    dlock_abandon(la);
+    assert_int_equal(dlock_release(lb), DLOCK_OK);
+    dlock_client_free(a);
+    dlock_client_free(b);
+    dlock_client_free(resource);
+}
+
+/* ---- replicas ---------------------------------------------------------------- */
+
+/* The test server has no replica: WAIT 1 blocks until its timeout and answers 0, so every
+ * grant is deleted again. A try once is busy and a wait times out, both saying why, and no
+ * lock is left behind. The same options without min_replicas take the lock. */
+static void without_replicas_min_replicas_refuses_the_lock(void **state)
+{
+    dlock_client *c = fx_client(1);
+    fx_counter waits = {.name = "WAIT"};
+    dlock_client_set_hook(c, fx_count_hook, &waits);
+    dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
+    o.min_replicas = 1;
+    o.replica_timeout_ms = 20;
+    dlock *l = NULL;
+    int64_t t0 = fx_now_ms();
+    assert_int_equal(dlock_acquire(c, "wait:lock", &o, &l), DLOCK_EBUSY);
+    assert_true(fx_now_ms() - t0 >= 20);  /* WAIT held the reply for its timeout */
+    assert_string_equal(dlock_client_errstr(c), "WAIT: 0 of 1 replicas acknowledged");
+    assert_null(l);
+    assert_int_equal(fx_int(0, "EXISTS %s", "wait:lock"), 0);
+    assert_int_equal(atomic_load(&waits.n), 1);
+    o.wait_timeout_ms = 150;
+    o.fencing = true;
+    assert_int_equal(dlock_acquire(c, "wait:lock", &o, &l), DLOCK_ETIMEDOUT);
+    assert_non_null(strstr(dlock_client_errstr(c), "last try: WAIT: 0 of 1 replicas"));
+    assert_int_equal(fx_int(0, "EXISTS %s", "wait:lock"), 0);
+    assert_true(atomic_load(&waits.n) >= 3);
+    o.min_replicas = 0;
+    assert_int_equal(dlock_acquire(c, "wait:lock", &o, &l), DLOCK_OK);
+    assert_int_equal(dlock_release(l), DLOCK_OK);
+    o.min_replicas = 1;
+    o.replica_timeout_ms = 0;
+    assert_int_equal(dlock_acquire(c, "wait:lock", &o, &l), DLOCK_EINVAL);
+    assert_non_null(strstr(dlock_client_errstr(c), "replica_timeout_ms"));
+    dlock_client_free(c);
 }
 
 /* ---- interruption, hooks, statistics --------------------------------------- */
@@ -625,6 +697,8 @@ int main(void)
         cmocka_unit_test(legacy_release_after_expiry_deletes_the_new_holder),
         cmocka_unit_test(extend_moves_the_lease),
         cmocka_unit_test(stale_fencing_token_is_rejected),
+        cmocka_unit_test(a_second_holder_of_the_same_token_is_refused),
+        cmocka_unit_test(without_replicas_min_replicas_refuses_the_lock),
         cmocka_unit_test(interrupt_cancels_a_blocked_acquire),
         cmocka_unit_test(interrupt_from_another_thread),
         cmocka_unit_test(interrupt_reaches_a_notify_wait),

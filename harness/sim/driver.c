@@ -808,7 +808,7 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
                 send_resource(S, c, OP_WRITE, "SET", buf);
                 return;
             }
-            dlock_machine *fm = dlock_machine_fenced_set(c->counter, s.fence, buf);
+            dlock_machine *fm = dlock_machine_fenced_write(c->counter, c->l, buf);
             if (!fm) {
                 in.rc = DLOCK_ENOMEM;
                 break;

@@ -223,6 +223,8 @@ static void test_defaults(void **state)
     assert_false(l->fencing);
     assert_true(fabs(l->drift_factor - 0.01) < 1e-12);
     assert_int_equal(l->command_timeout_ms, 1000);
+    assert_int_equal(l->min_replicas, 0);
+    assert_int_equal(l->replica_timeout_ms, 100);
     assert_int_equal(s->workload.iterations, 1);
     assert_int_equal(s->workload.duration_ms, -1);
     assert_int_equal(s->workload.hold_ms.kind, LB_DIST_FIXED);
