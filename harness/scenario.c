@@ -609,11 +609,17 @@ static void check_path(char *out, const json_t *over, const char *gpath, const c
     path_key(out, in_group ? gpath : section, k1);
 }
 
-static int check_lock(ctx *c, const lb_lock *l, int servers, const json_t *over,
+static int check_lock(ctx *c, const lb_lock *l, const lb_redis *redis, const json_t *over,
                       const char *gpath)
 {
     char p[PATH_LEN];
     const char *alg = lb_algorithm_name(l->algorithm);
+    int servers = redis->servers;
+    /* A managed server has redis.replicas of them; --redis's servers have what they have. */
+    check_path(p, over, gpath, "lock", "min_replicas", NULL);
+    if (!c->external_servers && l->min_replicas > redis->replicas)
+        return fail(c, p, "%" PRId64 " replicas must acknowledge each grant, but redis.replicas "
+                    "is %d", l->min_replicas, redis->replicas);
     check_path(p, over, gpath, "lock", "algorithm", NULL);
     if (l->algorithm != LB_ALG_REDLOCK && servers != 1)
         return fail(c, p, "%s uses exactly one server, but redis.servers is %d", alg, servers);
@@ -684,7 +690,7 @@ static int decode_section(ctx *c, lb_scenario *s, json_t *group, json_t *rgroup,
     if (over)
         json_object_set(rgroup, key, over);
     if (strcmp(key, "lock") == 0)
-        return check_lock(c, dst, s->redis.servers, over, path);
+        return check_lock(c, dst, &s->redis, over, path);
     if (strcmp(key, "workload") == 0)
         return check_workload(c, dst, over, path);
     return 0;
