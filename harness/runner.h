@@ -131,7 +131,8 @@ typedef struct lb_client_result {
     uint64_t     commands;       /* sent by this client's lock core (all its incarnations) */
     int64_t      cs_attempted;   /* critical sections entered */
     int64_t      cs_acked;       /* counter writes Redis acknowledged */
-    int64_t      stale_rejected; /* fenced writes rejected as stale */
+    int64_t      stale_rejected; /* critical sections the store refused for an older token,
+                                    at the read or the write */
     bool         crashed;        /* crashed and not restarted */
     int          crashes;        /* times it crashed */
     int64_t      end_us;         /* when it finished */
