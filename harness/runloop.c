@@ -7,10 +7,11 @@
  * core's _async calls, a non-blocking connection to the protected resource, and timers for the
  * start, the hold and the think time.
  *
- * It runs scenarios without events, renew or fenced counter writes (lb_scenario_loop_capable):
- * crashes, pauses and the watchdog act on threads. The main thread still stops the groups at
- * their deadline (dlock_client_interrupt wakes the loop) and shows the progress line; a
- * 100 ms tick on each loop ends think-time sleeps once Ctrl-C asked the run to stop. */
+ * It runs every scenario: faults reach its clients through a notice on their loop, renewals are
+ * the loop's timers, and fenced reads and writes go through the _async fenced calls. The main
+ * thread still stops the groups at their deadline (dlock_client_interrupt wakes the loop) and
+ * shows the progress line; a 100 ms tick on each loop ends think-time sleeps once Ctrl-C asked
+ * the run to stop. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
