@@ -371,7 +371,7 @@ static int write_results(const explore *x, int64_t seed, char **dir_out)
     lb_run_options o = {.out = dir, .force = true, .repeat = 1, .sets = sets, .nsets = n,
                         .quiet = true, .silent = true, .plot_format = "png",
                         .calibration = x->calibrated ? &x->calibration : NULL};
-    char *file = x->text ? (char *)x->file : NULL;
+    char *file = (char *)x->file;
     int rc = lb_run_scenarios(&file, 1, &o);
     *dir_out = dir;
     return rc == LB_EXIT_FAILED ? LB_EXIT_OK : rc;
