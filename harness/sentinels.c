@@ -119,15 +119,26 @@ static bool all_ready(const lb_sentinels *s, const int *ports, int replicas, cha
     return true;
 }
 
-/* Sentinels find each other by the hello each publishes on the primaries every 2 s
- * (PUBLISH-PERIOD), which alone would cost a run two seconds before a failover can be agreed.
- * Redis 7's SENTINEL DEBUG sets that period: short while the set starts, the default again once
- * it is ready, so the failovers a run measures go at Sentinel's own pace (an older Redis
- * refuses the command, and its start just takes longer). */
-static void set_publish_period(const lb_sentinels *s, int ms)
+/* Redis 7's SENTINEL DEBUG sets the sentinels' internal periods (an older Redis refuses it: the
+ * start then takes longer, and see LB_SENTINEL_PING_MS).
+ *
+ * PING-PERIOD (1 s): a sentinel reconnects a lost link to a node at most once per period, and a
+ * node it cannot reach for down-after is down. A promotion loses those links: the SLAVEOF a
+ * sentinel sends comes with CLIENT KILL TYPE normal, which cuts every sentinel's connection to
+ * the promoted replica (and to each replica re-pointed). With down-after at 300 ms and
+ * reconnects 1 s apart, the sentinels then judged the new primary down some 340 ms after
+ * promoting it, every time, and with a second replica promoted that one too. With the period
+ * below down-after, as it is with Sentinel's defaults (1 s against 30 s), they reconnect first.
+ *
+ * PUBLISH-PERIOD (2 s): sentinels find each other by the hello each publishes on the
+ * primaries, which would cost every run two seconds before a failover can be agreed. Short
+ * while the set starts, the default again once it is ready. */
+static void sentinel_debug(const lb_sentinels *s, const char *param, int ms)
 {
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "SENTINEL DEBUG %s %%d", param);
     for (int k = 0; k < s->n; k++)
-        freeReplyObject(ask(s->s[k], "SENTINEL DEBUG publish-period %d", ms));
+        freeReplyObject(ask(s->s[k], cmd, ms));
 }
 
 /* The period the sentinel runs with (SENTINEL DEBUG's PUBLISH-PERIOD), or -1. */
@@ -135,12 +146,12 @@ static int publish_period(const lb_server *s)
 {
     redisReply *r = ask(s, "SENTINEL DEBUG", 0);
     int ms = -1;
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
-        if (r->element[i]->type == REDIS_REPLY_STRING &&
-            strcasecmp(r->element[i]->str, "publish-period") == 0)
-            ms = r->element[i + 1]->type == REDIS_REPLY_INTEGER ? (int)r->element[i + 1]->integer
-                                                                : atoi(r->element[i + 1]->str ?
-                                                                       r->element[i + 1]->str : "");
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && strcasecmp(k->str, "publish-period") == 0)
+            ms = v->type == REDIS_REPLY_INTEGER ? (int)v->integer
+                 : v->type == REDIS_REPLY_STRING ? atoi(v->str) : -1;
+    }
     freeReplyObject(r);
     return ms;
 }
@@ -185,8 +196,9 @@ lb_sentinels *lb_sentinels_start(int count, const int *ports, int n, int replica
         goto fail;
     }
     int period = publish_period(s->s[0]);
+    sentinel_debug(s, "ping-period", LB_SENTINEL_PING_MS);
     if (period > LB_SENTINEL_HELLO_MS)
-        set_publish_period(s, LB_SENTINEL_HELLO_MS);
+        sentinel_debug(s, "publish-period", LB_SENTINEL_HELLO_MS);
     char why[160] = "";
     for (int64_t deadline = now_ms() + LB_SENTINEL_READY_MS; !all_ready(s, ports, replicas, why,
                                                                           sizeof why);) {
@@ -198,7 +210,7 @@ lb_sentinels *lb_sentinels_start(int count, const int *ports, int n, int replica
         sleep_ms(POLL_MS);
     }
     if (period > LB_SENTINEL_HELLO_MS)
-        set_publish_period(s, period);
+        sentinel_debug(s, "publish-period", period);
     free(conf);
     return s;
 fail:

@@ -22,6 +22,8 @@
                                              promoted replica to report itself master, which a
                                              sentinel checks by INFO once a second: at 1 s, a
                                              promotion that worked was often abandoned */
+#define LB_SENTINEL_PING_MS        100    /* how often they PING a node, and reconnect a
+                                             lost link at most: below down-after (sentinels.c) */
 #define LB_SENTINEL_HELLO_MS       100    /* how often they announce themselves while the
                                              set starts (see sentinels.c) */
 #define LB_SENTINEL_READY_MS       15000  /* how long the start waits for the sentinels to see
