@@ -178,6 +178,8 @@ typedef struct lb_run_target {
     const char        *prefix;        /* every key starts with it: lockbench:<run-id>:<variant>:<repeat>: */
     struct lb_group  **groups;        /* managed lock servers with their replicas (server
                                          events), NULL with --redis */
+    struct lb_sentinels *sentinels;   /* watching the groups (redis.sentinels), else NULL:
+                                         server faults first ask them for the primary */
     struct lb_proxy   *proxy;         /* the fault proxy, NULL when no client needs it */
     struct lb_health  *health;        /* watches the servers while the clients run (NULL: no
                                          watch); a server it finds dead fails the run */
