@@ -5,6 +5,7 @@
 #   make test-sanitize      the suite under ASan+UBSan, then under TSan
 #   make demo               the seed scenarios on a managed redis-server
 #   make bench              performance ratios (see README)
+#   make scale              the back-off comparison at 1 000 to 100 000 simulated clients
 #   make gate               the work tree against GATE_BASE, run alternately (regression gate)
 #   make install            PREFIX=/usr/local DESTDIR=
 #   make deps               check (and on Debian, as root, install) what the build needs
@@ -84,7 +85,7 @@ LIB_A   := $(O)/libdlock.a
 LIB_SO  := $(O)/libdlock.so.$(VERSION)
 BIN     := $(if $(wildcard harness/main.c),$(O)/lockbench)
 
-.PHONY: all lib test test-sanitize check-build demo bench fidelity gate install uninstall deps clean fuzz examples
+.PHONY: all lib test test-sanitize check-build demo bench fidelity scale gate install uninstall deps clean fuzz examples
 all: lib $(BIN) examples
 
 lib: $(LIB_A) $(LIB_SO)
@@ -202,6 +203,12 @@ bench: deps
 $(O)/bench_hist: $(O)/harness/tools/bench_hist.o $(HARNESS_OBJ) $(SIM_LIB) $(LIB_A)
 	$(say) LD $@
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(LUA_LINK)
+
+# The back-off comparison at 1 000, 10 000 and 100 000 simulated clients (README, Back-off
+# strategies at scale): minutes, so not part of make test.
+scale: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)sh scripts/scale.sh $(O)
 
 # The simulator against real runs, side by side (README, The simulator).
 FIDELITY_RUNS ?= 5

@@ -23,6 +23,7 @@
 
 #include "connect.h"
 #include "internal.h"
+#include "sentinel.h"
 
 typedef struct conn {
     dlock__url url;
@@ -137,6 +138,8 @@ static int conn_open(dlock_client *c, conn *cn, int64_t timeout_ms, char *err, s
 {
     if (c->io) {  /* a loop's thread serves every client on it: no blocking connect or AUTH */
         set_refusal(cn, NULL);
+        if (cn->url.sentinel)
+            dlock__sentinel_ask_async(&cn->url, c->io, c->io_loop);
         cn->ctx = dlock__connect_nonblock(&cn->url, err, errlen, &cn->setup);
         return cn->ctx ? conn_go_nonblocking(c, cn) : -1;
     }
@@ -149,6 +152,8 @@ static int conn_open(dlock_client *c, conn *cn, int64_t timeout_ms, char *err, s
 
 static bool conn_ready(dlock_client *c, conn *cn, int64_t timeout_ms)
 {
+    if (cn->ctx && cn->url.sentinel && dlock__sentinel_outdated(&cn->url))
+        conn_drop(cn);  /* the sentinels have named another primary since it connected */
     if (!cn->ctx && conn_open(c, cn, timeout_ms, c->err, sizeof c->err) < 0)
         return false;
     if (cn->timeout_ms != timeout_ms && !c->io) {
@@ -397,6 +402,7 @@ static void fail_conn(dlock_client *c, conn *cn, const char *why)
 {
     snprintf(c->err, sizeof c->err, "%s: %s", cn->url.where, why);
     conn_drop(cn);
+    dlock__sentinel_failed(&cn->url);  /* through sentinels: ask them again */
 }
 
 static int next_cmd_of(const dlock_action *a, int server, int from)
@@ -416,6 +422,9 @@ static bool drain(conn *cn, int s, const dlock_action *a, redisReply **replies, 
         if (!r)
             return true;
         replies[p->next[s]] = r;
+        if (cn->url.sentinel && ((redisReply *)r)->type == REDIS_REPLY_ERROR &&
+            dlock__error_says_moved(((redisReply *)r)->str))
+            dlock__sentinel_failed(&cn->url);  /* READONLY, MASTERDOWN: a failover */
         p->next[s] = next_cmd_of(a, s, p->next[s] + 1);
         p->want[s]--;
     }
@@ -613,6 +622,14 @@ static bool setup_answered(dlock_client *c, conn *cn, int s)
             return true;  /* not yet */
         const redisReply *rr = r;
         bool refused = rr->type == REDIS_REPLY_ERROR;
+        char why[64];
+        if (rr->type == REDIS_REPLY_ARRAY && !dlock__role_is_master(rr, why, sizeof why)) {
+            /* a sentinel:// connection's ROLE: a replica, so the sentinels are asked again */
+            freeReplyObject(r);
+            cn->ctx->err = REDIS_ERR_OTHER;
+            snprintf(cn->ctx->errstr, sizeof cn->ctx->errstr, "not the primary (%s)", why);
+            return false;
+        }
         if (refused)
             set_refusal(cn, rr->str[0] ? rr->str : "ERR refused");
         freeReplyObject(r);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "connect.h"
+#include "sentinel.h"
 
 static int hexval(int ch)
 {
@@ -37,7 +38,7 @@ static char *pct_decode(const char *s, size_t len)
     return out;
 }
 
-static bool parse_int(const char *s, size_t len, int lo, int hi, int *out)
+bool dlock__url_int(const char *s, size_t len, int lo, int hi, int *out)
 {
     long v = 0;
     if (len == 0 || len > 9)
@@ -53,23 +54,27 @@ static bool parse_int(const char *s, size_t len, int lo, int hi, int *out)
     return true;
 }
 
-/* redis://[user:password@]host[:port][/db] -- a userinfo without ':' is a password, as
- * redis-cli reads it. */
+/* [user:password@] -- a userinfo without ':' is a password, as redis-cli reads it. */
+const char *dlock__url_userinfo(dlock__url *cn, const char *p)
+{
+    const char *at = strrchr(p, '@');
+    if (!at)
+        return p;
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    if (colon) {
+        if (colon > p)
+            cn->user = pct_decode(p, (size_t)(colon - p));
+        cn->pass = pct_decode(colon + 1, (size_t)(at - colon - 1));
+    } else {
+        cn->pass = pct_decode(p, (size_t)(at - p));
+    }
+    return at + 1;
+}
+
+/* redis://[user:password@]host[:port][/db] */
 static int parse_redis_url(dlock__url *cn, const char *url, char *err, size_t errlen)
 {
-    const char *p = url + strlen("redis://");
-    const char *at = strrchr(p, '@');
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            if (colon > p)
-                cn->user = pct_decode(p, (size_t)(colon - p));
-            cn->pass = pct_decode(colon + 1, (size_t)(at - colon - 1));
-        } else {
-            cn->pass = pct_decode(p, (size_t)(at - p));
-        }
-        p = at + 1;
-    }
+    const char *p = dlock__url_userinfo(cn, url + strlen("redis://"));
     const char *host = p, *host_end;
     if (*p == '[') {
         host_end = strchr(p, ']');
@@ -87,12 +92,12 @@ static int parse_redis_url(dlock__url *cn, const char *url, char *err, size_t er
     cn->port = 6379;
     if (*p == ':') {
         size_t len = strcspn(++p, "/");
-        if (!parse_int(p, len, 1, 65535, &cn->port))
+        if (!dlock__url_int(p, len, 1, 65535, &cn->port))
             goto bad;
         p += len;
     }
     if (*p == '/' && p[1] != '\0') {
-        if (!parse_int(p + 1, strlen(p + 1), 0, 1 << 20, &cn->db))
+        if (!dlock__url_int(p + 1, strlen(p + 1), 0, 1 << 20, &cn->db))
             goto bad;
     } else if (*p != '\0' && strcmp(p, "/") != 0) {
         goto bad;
@@ -115,6 +120,8 @@ int dlock__url_parse(dlock__url *cn, const char *url, char *err, size_t errlen)
         dlock__url_clear(cn);
         return -1;
     }
+    if (strncmp(url, "sentinel://", 11) == 0)
+        return dlock__sentinel_url_parse(cn, url, err, errlen);
     if (strncmp(url, "unix://", 7) == 0 && url[7] == '/') {
         cn->path = strdup(url + 7);
         snprintf(cn->where, sizeof cn->where, "%s", cn->path);
@@ -123,12 +130,14 @@ int dlock__url_parse(dlock__url *cn, const char *url, char *err, size_t errlen)
     if (strncmp(url, "rediss://", 9) == 0)
         snprintf(err, errlen, "rediss:// (TLS) is not supported");
     else
-        snprintf(err, errlen, "bad URL: expected redis://host:port or unix:///path");
+        snprintf(err, errlen, "bad URL: expected redis://host:port, sentinel://host:port/name "
+                 "or unix:///path");
     return -1;
 }
 
 void dlock__url_clear(dlock__url *cn)
 {
+    dlock__sentinel_free(cn->sentinel);
     free(cn->host);
     free(cn->path);
     free(cn->user);
@@ -226,6 +235,8 @@ static bool setup_command(const dlock__url *u, redisContext *ctx, int argc, cons
 redisContext *dlock__connect(const dlock__url *u, int64_t timeout_ms, char *err, size_t errlen,
                              char *refusal, size_t refusal_len)
 {
+    if (u->sentinel)
+        return dlock__sentinel_connect(u, timeout_ms, err, errlen, refusal, refusal_len);
     struct timeval tv = tv_ms(timeout_ms);
     if (refusal && refusal_len > 0)
         refusal[0] = '\0';
@@ -257,6 +268,8 @@ failed:
 
 redisContext *dlock__connect_nonblock(const dlock__url *u, char *err, size_t errlen, int *setup)
 {
+    if (u->sentinel)
+        return dlock__sentinel_connect_nonblock(u, err, errlen, setup);
     *setup = 0;
     redisContext *ctx = u->path ? redisConnectUnixNonBlock(u->path)
                                 : redisConnectNonBlock(u->host, u->port);

@@ -122,14 +122,43 @@ int dlock_extend(dlock *l, int64_t ttl_ms)
     return dlock__extend_now(l, ttl_ms);
 }
 
-int dlock_fenced_set(dlock_client *c, const char *key, uint64_t fence, const char *value)
+static int fenced_write(dlock_client *c, const char *key, uint64_t fence, const dlock *writer,
+                        const char *value)
 {
     if (!c || !key || !value || fence == 0 || dlock__client_on_loop(c))
         return DLOCK_EINVAL;
-    dlock *l = dlock__fenced_write_new(c, key, fence, value);
+    dlock *l = dlock__fenced_write_new(c, key, fence, writer, value);
     if (!l)
         return DLOCK_ENOMEM;
     int rc = dlock__run(l, dlock__fenced_set_step);
     dlock__lock_free(l);
+    return rc;
+}
+
+int dlock_fenced_set(dlock_client *c, const char *key, uint64_t fence, const char *value)
+{
+    return fenced_write(c, key, fence, NULL, value);
+}
+
+int dlock_fenced_write(dlock_client *c, const char *key, const dlock *l, const char *value)
+{
+    return l ? fenced_write(c, key, l->fence, l, value) : DLOCK_EINVAL;
+}
+
+int dlock_fenced_read(dlock_client *c, const char *key, const dlock *l, char **value_out)
+{
+    if (value_out)
+        *value_out = NULL;
+    if (!c || !key || !l || !value_out || l->fence == 0 || dlock__client_on_loop(c))
+        return DLOCK_EINVAL;
+    dlock *r = dlock__fenced_write_new(c, key, l->fence, l, NULL);
+    if (!r)
+        return DLOCK_ENOMEM;
+    int rc = dlock__run(r, dlock__fenced_get_step);
+    if (rc == DLOCK_OK) {
+        *value_out = r->payload;  /* the caller's now */
+        r->payload = NULL;
+    }
+    dlock__lock_free(r);
     return rc;
 }

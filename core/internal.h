@@ -19,6 +19,9 @@
 #define DLOCK__SEND 1        /* step result: send the batch, call again with the replies */
 #define DLOCK__WAITED 2      /* wait step result: the whole slice passed with no signal */
 #define DLOCK__TRIED 3       /* wait step result: a try sent with the slice found the lock held */
+#define DLOCK__UNREPLICATED 4 /* acquire or wait step result: the lock was granted, but fewer
+                                 replicas than min_replicas acknowledged it (the reason in
+                                 l->err): op.c undoes the grant and counts a failed try */
 
 /* A wait blocked in Redis is cut into slices this long, so an interrupt is seen between them. */
 #define DLOCK__WAIT_SLICE_US 100000
@@ -32,7 +35,7 @@
 
 #define DLOCK__MAX_SERVERS 9
 #define DLOCK__MAX_ARGV 12
-#define DLOCK__MAX_BATCH (3 * DLOCK__MAX_SERVERS)
+#define DLOCK__MAX_BATCH DLOCK__BATCH_CAP(DLOCK__MAX_SERVERS)
 
 /* A Lua script from core/scripts/, embedded at build time with its SHA1. */
 typedef struct dlock__script {
@@ -45,6 +48,7 @@ extern const dlock__script dlock__script_acquire_fenced;
 extern const dlock__script dlock__script_release;
 extern const dlock__script dlock__script_extend;
 extern const dlock__script dlock__script_fenced_set;
+extern const dlock__script dlock__script_fenced_get;
 extern const dlock__script dlock__script_notify_release;
 extern const dlock__script dlock__script_fifo_acquire;
 extern const dlock__script dlock__script_fifo_release;
@@ -70,20 +74,22 @@ typedef struct dlock__cmd {
 
 /* A batch: n commands, room for cap, and room for acap arguments among them. An operation's
  * batch starts with room for one command of six arguments per server and grows, as a step adds
- * more, up to max commands: three per server (legacy's WATCH, GET and MULTI/EXEC transaction is
- * the most one step sends to one server). A batch with max 0 has fixed room (the tests'
- * batches on the stack). op.c keeps the action's view of the commands and the NOSCRIPT
- * resend's indices in the same allocation, between the commands and the arguments
- * (dlock__batch_bytes). */
+ * more, up to max commands: three per server and one more (legacy's MULTI, SET, EXEC and WAIT is
+ * the most one step sends to one server; redlock sends at most two to each). A batch with max 0
+ * has fixed room (the tests' batches on the stack). op.c keeps the action's view of the commands
+ * and the NOSCRIPT resend's indices in the same allocation, between the commands and the
+ * arguments (dlock__batch_bytes). */
 typedef struct dlock__batch {
     int n, cap, max, acap;
     bool oom;          /* a command could not be added for want of memory */
-    int64_t block_ms;  /* how long the server may legitimately hold the reply (BLPOP) */
+    bool waits_replicas;  /* a WAIT is in it (counted in block_ms once: servers run theirs at
+                             the same time, and a step sends at most one to each) */
+    int64_t block_ms;  /* how long the server may legitimately hold the reply (BLPOP, WAIT) */
     dlock__cmd *cmd;
     const char **args;
 } dlock__batch;
 
-#define DLOCK__BATCH_CAP(nservers) (3 * (nservers))
+#define DLOCK__BATCH_CAP(nservers) (3 * (nservers) + 1)
 #define DLOCK__BATCH_ARGS(nservers) (6 * (nservers))
 
 /* Where the arguments start in a batch's allocation with room for cap commands, and its size
@@ -120,8 +126,13 @@ struct dlock {
     char *fence_key;              /* <key>:fence; fencing, fifo and the fenced write only */
     char token[33];               /* 128 random bits, hex */
     char ttl_arg[24];             /* ttl in ms, as sent */
-    char value[24];               /* legacy: the expiry value we wrote; fenced write: the token */
-    char *payload;                /* fenced write: the value to write (a copy) */
+    char value[24];               /* legacy: the expiry value we wrote; fenced write or read: the
+                                     fencing token */
+    char *payload;                /* fenced write: the value to write (a copy); fenced read: the
+                                     value read (NULL: the key has none) */
+    char *owner_key;              /* fenced write or read: <key>:fence:owner; its token is the
+                                     writer's or reader's (the lock's token; empty when not
+                                     named) */
     char *signal_key;             /* notify: <key>:signal; fifo: <key>:signal:<token> */
     char *queue_key;              /* fifo: <key>:queue, <key>:queue:beat, <key>:queue:seq */
     char *beat_key;
@@ -129,6 +140,8 @@ struct dlock {
     char *signal_prefix;          /* fifo: <key>:signal: */
     char *member;                 /* fifo: token:ttl:fencing, our entry in the queue */
     char wait_arg[24];            /* BLPOP timeout in seconds */
+    char replicas_arg[12];        /* WAIT's arguments: min_replicas, replica_timeout_ms */
+    char replica_timeout_arg[24];
     int64_t wait_us;              /* the back-off delay before the next try */
     int64_t wait_left_us;         /* time left until the wait deadline (INT64_MAX = none) */
     uint64_t fence;               /* fencing token, 0 = none */
@@ -140,6 +153,7 @@ struct dlock {
     bool refused;                 /* the last step's DLOCK_EIO is the server refusing us (NOAUTH,
                                      NOPERM, ...: dlock__error_is_refusal), not Redis out of
                                      reach */
+    bool unreplicated;            /* the last step's DLOCK_EIO is an extend WAIT did not confirm */
     int nservers;
     struct dlock__renewal *renewal; /* non-NULL while the watchdog renews it */
     struct dlock__loop_renewal *loop_renewal;  /* non-NULL while its loop renews it */
@@ -170,6 +184,8 @@ struct dlock__algo {
                                 found the lock held (it counts as the next try); NULL = sleep
                                 the back-off delay */
     dlock__step_fn leave;    /* after giving up (timeout, cancel, error); NULL = nothing to undo */
+    dlock__step_fn unreplicated;  /* deletes a grant WAIT did not confirm, only if it still
+                                     holds our value; NULL = the release step */
     bool wall_clock;         /* its steps read now->wall_ms */
     bool keeps_lost_tries;   /* a try whose reply was lost is not released (op.c, undo) */
     bool takes_late_grants;  /* a grant with no lease left counts (op.c, check_granted) */
@@ -187,10 +203,26 @@ int dlock__token_acquire(dlock *l, const dlock__now *now, const dlock_reply *con
 int dlock__token_extend(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                         dlock__batch *out);
 int dlock__owner_reply(dlock *l, const dlock_reply *r, const char *what);
+/* An extend (what) that WAIT did not confirm (the reason in l->err): DLOCK_EIO, the lease as it
+ * was, l->unreplicated set. */
+int dlock__unreplicated_extend(dlock *l, const char *what);
 /* The protected resource's fenced write: value (payload) under key unless a newer token wrote. */
 int dlock__fenced_set_step(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                            dlock__batch *out);
+/* Its fenced read: the key's value into payload unless a newer token came, the token recorded
+ * as the highest seen. */
+int dlock__fenced_get_step(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
+                           dlock__batch *out);
 void dlock__add_blpop(dlock *l, dlock__batch *out, const char *key);
+/* With min_replicas: WAIT min_replicas replica_timeout_ms to server, after the command that
+ * grants or extends the lock there; nothing otherwise. */
+void dlock__add_replica_wait(dlock *l, dlock__batch *out, int server);
+/* How many replies the WAIT adds after a granting command: 1 with min_replicas, else 0. */
+int  dlock__replica_waits(const dlock *l);
+/* Whether WAIT's reply, replies[at] of nr, confirms the grant before it (always, without
+ * min_replicas, when nothing is read); if not, why, in l->err ("WAIT: 0 of 1 replicas
+ * acknowledged"), l->refused for a refusal. */
+bool dlock__replicated(dlock *l, const dlock_reply *const *replies, int nr, int at);
 
 /* steps.c: building batches and reading replies */
 dlock__cmd *dlock__add(dlock__batch *b, int server, const char *arg0, ...);
@@ -213,8 +245,11 @@ void dlock__set_text(char **buf, size_t max, const char *fmt, ...)
 int  dlock__reply_error(dlock *l, const dlock_reply *r, const char *what);
 
 /* lock.c: a lock's lifetime apart from I/O */
-/* The lock a fenced write runs on (no token: it takes no lock), NULL when out of memory. */
-dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence, const char *value);
+/* The lock a fenced write or read runs on (it takes no lock): its token is writer's, the token
+ * of the lock the write or read is made under (NULL: not named); value is what to write, NULL
+ * for a read. NULL when out of memory. */
+dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence,
+                               const dlock *writer, const char *value);
 /* token: 16 random bytes, the lock's identity on its servers. */
 dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o, int nservers,
                        const unsigned char token[16]);
@@ -371,6 +406,7 @@ struct dlock_machine {                /* pointers, then numbers, then flags: no 
     bool unconfirmed;                 /* acquire: a try failed without an answer: it may hold
                                          the lock */
     bool undo_ours;
+    bool unreplicated_refused;        /* the WAIT that did not confirm a grant was refused */
     bool owns_lock;                   /* dlock_machine_free frees l */
 };
 

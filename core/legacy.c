@@ -8,6 +8,9 @@
  *            MULTI; SET key value; EXEC           -> committed: acquired (taken over);
  *                                                    aborted (the key changed): busy
  *   release  DEL key, unconditionally
+ *   with min_replicas, WAIT min_replicas replica_timeout_ms behind the SETNX and behind the
+ *   EXEC: a grant fewer replicas acknowledged is deleted again by release.lua on our value (a
+ *   compare-and-delete, unlike the release) and counts as a failed try
  *
  * No Redis TTL is ever set; expiry is judged by each client's wall clock. Known flaws, kept:
  * a holder whose lease ran out deletes its successor's lock on release; a client whose clock
@@ -38,10 +41,10 @@ static bool parse_expiry(const dlock_reply *r, int64_t *out)
     return true;
 }
 
-static int acquired(dlock *l)
+static int acquired(dlock *l, const dlock_reply *const *r, int nr, int wait_at)
 {
     dlock__lease_from(l, l->started_us, l->opt.ttl_ms > 0 ? l->opt.ttl_ms : LEGACY_FOREVER_MS);
-    return DLOCK_OK;
+    return dlock__replicated(l, r, nr, wait_at) ? DLOCK_OK : DLOCK__UNREPLICATED;
 }
 
 static int legacy_acquire(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
@@ -55,6 +58,7 @@ static int legacy_acquire(dlock *l, const dlock__now *now, const dlock_reply *co
         l->started_us = now->mono_us;
         snprintf(l->value, sizeof l->value, "%" PRId64, now->wall_ms + lease + 1);
         dlock__add(out, 0, "SETNX", l->key, l->value, NULL);
+        dlock__add_replica_wait(l, out, 0);
         l->phase = SETNX_SENT;
         return DLOCK__SEND;
     }
@@ -62,7 +66,7 @@ static int legacy_acquire(dlock *l, const dlock__now *now, const dlock_reply *co
         if (!dlock__reply_int(r[0], &v))
             return dlock__reply_error(l, r[0], "SETNX");
         if (v == 1)
-            return acquired(l);
+            return acquired(l, r, nr, 1);
         dlock__add(out, 0, "WATCH", l->key, NULL);
         dlock__add(out, 0, "GET", l->key, NULL);
         l->phase = WATCH_SENT;
@@ -80,6 +84,7 @@ static int legacy_acquire(dlock *l, const dlock__now *now, const dlock_reply *co
         dlock__add(out, 0, "MULTI", NULL);
         dlock__add(out, 0, "SET", l->key, l->value, NULL);
         dlock__add(out, 0, "EXEC", NULL);
+        dlock__add_replica_wait(l, out, 0);
         l->phase = EXEC_SENT;
         return DLOCK__SEND;
     case EXEC_SENT:
@@ -88,7 +93,7 @@ static int legacy_acquire(dlock *l, const dlock__now *now, const dlock_reply *co
         if (dlock__reply_is_nil(r[2]))
             return DLOCK_EBUSY;  /* another client changed the key after our WATCH */
         if (r[2] && r[2]->type == DLOCK_REPLY_ARRAY)
-            return acquired(l);
+            return acquired(l, r, nr, 3);
         return dlock__reply_error(l, r[2], "EXEC");
     case UNWATCH_SENT:
         if (!dlock__reply_is_status(r[0], "OK"))
@@ -109,6 +114,18 @@ static int legacy_release(dlock *l, const dlock__now *now, const dlock_reply *co
     return dlock__reply_int(r[0], &v) ? DLOCK_OK : dlock__reply_error(l, r[0], "DEL");
 }
 
+/* A grant WAIT did not confirm: deleted only while it holds the value we wrote, so that a
+ * client that took it over meanwhile keeps it. */
+static int legacy_unreplicated(dlock *l, const dlock__now *now, const dlock_reply *const *r,
+                               int nr, dlock__batch *out)
+{
+    if (l->phase++ == 0) {
+        dlock__add_script(out, 0, &dlock__script_release, 1, l->key, l->value, NULL);
+        return DLOCK__SEND;
+    }
+    return dlock__owner_reply(l, r[0], "undo");
+}
+
 static int legacy_extend(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                          dlock__batch *out)
 {
@@ -120,6 +137,7 @@ const dlock__algo dlock__legacy = {
     .acquire = legacy_acquire,
     .release = legacy_release,
     .extend = legacy_extend,
+    .unreplicated = legacy_unreplicated,
     .wall_clock = true,
     .keeps_lost_tries = true,   /* it cannot tell its own value from another's */
     .takes_late_grants = true,  /* as the seed did */

@@ -21,6 +21,8 @@ void dlock_options_init(dlock_options *o)
         .drift_factor = 0.01,
         .command_timeout_ms = 1000,
         .seed = 0,
+        .min_replicas = 0,
+        .replica_timeout_ms = 100,
     };
 }
 
@@ -97,6 +99,11 @@ int dlock__check_options(const dlock_options *o, int nservers, char *err, size_t
         why = "the legacy algorithm cannot renew (it has no extend)";
     else if (redlock && !(o->drift_factor >= 0 && o->drift_factor < 1))   /* NaN too */
         why = "drift_factor must be in [0, 1)";
+    else if (o->min_replicas < 0)
+        why = "min_replicas must be 0 (off) or more";
+    else if (o->min_replicas > 0 && !in_range(o->replica_timeout_ms, 1))
+        why = "replica_timeout_ms must be 1 to 1000000000000 (DLOCK_MAX_DURATION_MS) with "
+              "min_replicas (WAIT n 0 would block forever)";
     if (why)
         snprintf(err, errlen, "%s", why);
     return why ? DLOCK_EINVAL : DLOCK_OK;
@@ -159,7 +166,7 @@ static bool name_wait_keys(dlock *l)
 }
 
 /* <key>:fence, for the scripts that read or bump the fencing counter: a fenced acquire, fifo's
- * (which hand the lock over with its token), the fenced write. */
+ * (which hand the lock over with its token), the fenced write and read. */
 static bool name_fence_key(dlock *l)
 {
     return l->fence_key || asprintf(&l->fence_key, "%s:fence", l->key) >= 0;
@@ -186,6 +193,9 @@ dlock *dlock__lock_new(dlock_client *c, const char *key, const dlock_options *o,
         return NULL;
     }
     dlock__set_ttl_arg(l, o->ttl_ms);
+    snprintf(l->replicas_arg, sizeof l->replicas_arg, "%d", o->min_replicas);
+    snprintf(l->replica_timeout_arg, sizeof l->replica_timeout_arg, "%" PRId64,
+             o->replica_timeout_ms);
     return l;
 }
 
@@ -215,19 +225,24 @@ dlock *dlock__lock_prepare(dlock_client *c, const char *key, const dlock_options
     return l;
 }
 
-dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence, const char *value)
+dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence,
+                               const dlock *writer, const char *value)
 {
     static const unsigned char no_token[16];
     dlock_options o;
     dlock_options_init(&o);
     o.command_timeout_ms = DLOCK__CONNECT_TIMEOUT_MS;
     dlock *l = dlock__lock_new(c, key, &o, 1, no_token);
-    if (l && (!name_fence_key(l) || !(l->payload = strdup(value)))) {
+    if (!l)
+        return NULL;
+    if (!name_fence_key(l) || (value && !(l->payload = strdup(value))) ||
+        asprintf(&l->owner_key, "%s:fence:owner", key) < 0) {
+        l->owner_key = NULL;
         dlock__lock_free(l);
         return NULL;
     }
-    if (l)
-        snprintf(l->value, sizeof l->value, "%" PRIu64, fence);
+    snprintf(l->value, sizeof l->value, "%" PRIu64, fence);
+    memcpy(l->token, writer ? writer->token : "", writer ? sizeof l->token : 1);
     return l;
 }
 
@@ -244,6 +259,7 @@ void dlock__lock_free(dlock *l)
     free(l->beat_key);
     free(l->seq_key);
     free(l->payload);
+    free(l->owner_key);
     free(l);
 }
 

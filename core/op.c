@@ -37,6 +37,7 @@ enum {
     S_RESENT,          /* the NOSCRIPT resend came back */
     S_UNDONE,          /* the undo's release ran */
     S_LATE,            /* a grant with no lease left was undone */
+    S_UNREPLICATED,    /* a grant WAIT did not confirm was undone */
     S_DONE,
     A_BEGIN,
     A_TRY,
@@ -152,6 +153,7 @@ static void run(dlock__op *op, dlock__step_fn step, int resume)
     if (op->l->err)
         op->l->err[0] = '\0';
     op->l->refused = false;
+    op->l->unreplicated = false;
     op->state = S_RUN_STEP;
 }
 
@@ -174,11 +176,32 @@ static void undo(dlock__op *op, int resume)
     run(op, l->algo->release, S_UNDONE);
 }
 
+/* A grant fewer replicas acknowledged than min_replicas asks for (DLOCK__UNREPLICATED) could be
+ * lost in a failover, and another client then granted the same lock: it is deleted again --
+ * only while it holds our value, by the algorithm's own script, even one that keeps its lost
+ * tries, since this grant is known -- and counts as a failed try whose reason (the step's, in
+ * op->err) is WAIT's. A WAIT that was refused ends the acquire as any refusal does. */
+static void undo_unreplicated(dlock__op *op, int resume)
+{
+    dlock *l = op->l;
+    op->unreplicated_refused = l->refused;
+    op->granted_resume = resume;
+    free(op->saved_err);
+    op->saved_err = l->err;  /* WAIT's reason: the undo's own failure must not replace it */
+    l->err = NULL;
+    run(op, l->algo->unreplicated ? l->algo->unreplicated : l->algo->release, S_UNREPLICATED);
+}
+
 /* A lock granted with no lease left (the reply, or a FIFO hand-off, took longer than the ttl)
- * may already be someone else's: it counts as a failed try. Sets op->cur, goes on at resume. */
+ * may already be someone else's: it counts as a failed try, as does one WAIT did not confirm.
+ * Sets op->cur, goes on at resume. */
 static void check_granted(dlock__op *op, int rc, int resume)
 {
     dlock *l = op->l;
+    if (rc == DLOCK__UNREPLICATED) {
+        undo_unreplicated(op, resume);
+        return;
+    }
     op->cur = rc;
     op->refused = rc == DLOCK_EIO && op->step_refused;
     op->state = resume;
@@ -223,6 +246,8 @@ static dlock__need decide_wait(dlock__op *op)
     const dlock_options *o = &l->opt;
     int64_t now = now_us(op);
     if (!retryable(op) || o->wait_timeout_ms == 0) {
+        if (op->cur == DLOCK_EBUSY && dlock__lock_err(l)[0])
+            set_err(op, dlock__lock_err(l));  /* a try once that failed for a reason (redlock, WAIT) */
         op->state = A_FINISH;
         return DLOCK__NEED_STEP;
     }
@@ -317,6 +342,13 @@ static dlock__need acquire_next(dlock__op *op)
             op->state = A_SLICE;
             break;
         }
+        if (op->step_rc == DLOCK__UNREPLICATED) {
+            /* the wait's try or hand-off claim was granted, but not replicated: a failed try,
+             * and the back-off before the next */
+            op->failures++;
+            check_granted(op, op->step_rc, A_AFTER_TRY);
+            break;
+        }
         if (op->step_rc == DLOCK__TRIED && !interrupted(op)) {
             /* the try behind the last slice was this step's try: no second one right after */
             op->failures++;
@@ -387,7 +419,7 @@ static dlock__need simple_next(dlock__op *op)
         run(op, op->kind == DLOCK__OP_RELEASE ? l->algo->release : l->algo->extend, R_FIRST);
         break;
     case R_FIRST:
-        if (op->step_rc == DLOCK_EIO && !op->step_refused) {
+        if (op->step_rc == DLOCK_EIO && !op->step_refused && !l->unreplicated) {
             op->fresh = true;
             run(op, op->running, R_SECOND);
             break;
@@ -553,6 +585,7 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
             op->batch.n = 0;
             op->batch.block_ms = 0;
             op->batch.oom = false;
+            op->batch.waits_replicas = false;
             int rc = op->running(l, &now, replies, nreplies, &op->batch);
             replies = NULL;
             nreplies = 0;
@@ -567,10 +600,10 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
                 return a;
             }
             /* an undo's failure is not the operation's: it says why the try failed */
-            if (rc != DLOCK_OK && rc != DLOCK_EBUSY && dlock__lock_err(l)[0] &&
-                op->resume != S_UNDONE)
+            bool undoing = op->resume == S_UNDONE || op->resume == S_UNREPLICATED;
+            if (rc != DLOCK_OK && rc != DLOCK_EBUSY && dlock__lock_err(l)[0] && !undoing)
                 set_err(op, dlock__lock_err(l));
-            if (op->resume != S_UNDONE)  /* likewise */
+            if (!undoing)  /* likewise */
                 op->step_refused = rc == DLOCK_EIO && l->refused;
             op->step_rc = rc;
             op->state = op->resume;
@@ -605,6 +638,16 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
             op->cur = dlock__fail(l, DLOCK_EBUSY, "granted after its lease had run out");
             op->state = op->granted_resume;
             break;
+        case S_UNREPLICATED:
+            if (op->step_rc == DLOCK_EIO)
+                op->unconfirmed = true;  /* the undo was lost: the lock may still be ours */
+            free(l->err);
+            l->err = op->saved_err;
+            op->saved_err = NULL;
+            op->refused = op->unreplicated_refused;
+            op->cur = op->refused ? DLOCK_EIO : DLOCK_EBUSY;
+            op->state = op->granted_resume;
+            break;
         case S_DONE:
             return (dlock_action){.what = DLOCK_DO_DONE, .rc = op->rc,
                                   .interrupt_taken = op->interrupt_taken};
@@ -621,10 +664,11 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
 
 /* ---- the public face (dlock_machine.h) -------------------------------------------------- */
 
-static dlock_machine *machine_new(dlock *l, dlock__op_kind kind, bool owns_lock)
+/* step: DLOCK__OP_RUN's step (NULL for the other kinds). */
+static dlock_machine *machine_new(dlock *l, dlock__op_kind kind, dlock__step_fn step,
+                                  bool owns_lock)
 {
     dlock_machine *m = malloc(sizeof *m);
-    dlock__step_fn step = kind == DLOCK__OP_RUN ? dlock__fenced_set_step : NULL;
     if (!m || dlock__op_init(m, l, kind, step, NULL) != DLOCK_OK) {
         free(m);
         return NULL;
@@ -654,7 +698,7 @@ dlock_machine *dlock_machine_acquire(const char *key, const dlock_options *o, in
     if (dlock__check_options(o, nservers, err, errlen) != DLOCK_OK)
         return NULL;
     dlock *l = dlock__lock_new(NULL, key, o, nservers, token);
-    dlock_machine *m = l ? machine_new(l, DLOCK__OP_ACQUIRE, true) : NULL;
+    dlock_machine *m = l ? machine_new(l, DLOCK__OP_ACQUIRE, NULL, true) : NULL;
     if (!m) {
         dlock__lock_free(l);
         snprintf(err, errlen, "out of memory");
@@ -666,28 +710,57 @@ dlock_machine *dlock_machine_acquire(const char *key, const dlock_options *o, in
 
 dlock_machine *dlock_machine_release(dlock *l)
 {
-    return l ? machine_new(l, DLOCK__OP_RELEASE, false) : NULL;
+    return l ? machine_new(l, DLOCK__OP_RELEASE, NULL, false) : NULL;
 }
 
 dlock_machine *dlock_machine_extend(dlock *l, int64_t ttl_ms)
 {
     if (!l || ttl_ms < 0 || l->algo == &dlock__legacy)
         return NULL;
-    dlock_machine *m = machine_new(l, DLOCK__OP_EXTEND, false);
+    dlock_machine *m = machine_new(l, DLOCK__OP_EXTEND, NULL, false);
     if (m)
         m->extend_ttl_ms = ttl_ms;
     return m;
 }
 
-dlock_machine *dlock_machine_fenced_set(const char *key, uint64_t fence, const char *value)
+static dlock_machine *fenced_write(const char *key, uint64_t fence, const dlock *writer,
+                                   const char *value)
 {
     if (!key || !value || fence == 0)
         return NULL;
-    dlock *l = dlock__fenced_write_new(NULL, key, fence, value);
-    dlock_machine *m = l ? machine_new(l, DLOCK__OP_RUN, true) : NULL;
+    dlock *l = dlock__fenced_write_new(NULL, key, fence, writer, value);
+    dlock_machine *m = l ? machine_new(l, DLOCK__OP_RUN, dlock__fenced_set_step, true) : NULL;
     if (!m)
         dlock__lock_free(l);
     return m;
+}
+
+dlock_machine *dlock_machine_fenced_set(const char *key, uint64_t fence, const char *value)
+{
+    return fenced_write(key, fence, NULL, value);
+}
+
+dlock_machine *dlock_machine_fenced_write(const char *key, const dlock *l, const char *value)
+{
+    return l ? fenced_write(key, l->fence, l, value) : NULL;
+}
+
+dlock_machine *dlock_machine_fenced_read(const char *key, const dlock *l)
+{
+    if (!key || !l || l->fence == 0)
+        return NULL;
+    dlock *r = dlock__fenced_write_new(NULL, key, l->fence, l, NULL);
+    dlock_machine *m = r ? machine_new(r, DLOCK__OP_RUN, dlock__fenced_get_step, true) : NULL;
+    if (!m)
+        dlock__lock_free(r);
+    return m;
+}
+
+const char *dlock_machine_value(const dlock_machine *m)
+{
+    if (!m || m->step != dlock__fenced_get_step || m->state != S_DONE || m->rc != DLOCK_OK)
+        return NULL;
+    return m->l->payload;
 }
 
 dlock_action dlock_machine_next(dlock_machine *m, const dlock_input *in)

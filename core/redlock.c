@@ -7,12 +7,15 @@
  *            try again later
  *   release  release.lua on every server
  *   extend   extend.lua on every server; held again only with a quorum inside the validity
+ *   with min_replicas, WAIT min_replicas replica_timeout_ms behind the SET and the extend on each
+ *   server: a server whose WAIT falls short has not granted (nor extended)
  *
  * Safety needs a majority of servers that did not lose the key: a server that restarts without
  * fsync'd persistence, or before the TTL passed, can let a second client reach a quorum. A
  * server that is down or slow costs one command timeout (the driver reads all servers against
  * one deadline); with a majority down, tries fail until the wait deadline. A majority that
  * refuses us (NOAUTH, NOPERM, ...) ends the acquire with DLOCK_EIO: no wait mends that. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -39,11 +42,12 @@ static void send_all_release(dlock *l, dlock__batch *out)
 typedef struct tally {
     int yes;       /* did it */
     int answered;  /* replied at all, yes or no */
+    int unreplicated;  /* did it, but WAIT fell short */
 } tally;
 
 static tally count_int_one(const dlock_reply *const *r, int nr)
 {
-    tally t = {0, 0};
+    tally t = {0, 0, 0};
     long long v;
     for (int i = 0; i < nr; i++) {
         if (dlock__reply_int(r[i], &v)) {
@@ -51,6 +55,26 @@ static tally count_int_one(const dlock_reply *const *r, int nr)
             t.yes += v == 1;
         }
     }
+    return t;
+}
+
+/* extend.lua's 1/0 on each server, a server whose WAIT fell short counting as not extended
+ * (the last such reason left in l->err). */
+static tally count_extended(dlock *l, const dlock_reply *const *r, int nr)
+{
+    tally t = {0, 0, 0};
+    int step = 1 + dlock__replica_waits(l);
+    long long v;
+    for (int i = 0; i < nr; i += step) {
+        if (!dlock__reply_int(r[i], &v))
+            continue;
+        t.answered++;
+        if (v == 1 && dlock__replicated(l, r, nr, i + 1))
+            t.yes++;
+        else if (v == 1)
+            t.unreplicated++;
+    }
+    l->refused = false;
     return t;
 }
 
@@ -67,20 +91,28 @@ static int redlock_acquire(dlock *l, const dlock__now *now, const dlock_reply *c
                 dlock__add(out, s, "SET", l->key, l->token, "NX", "PX", l->ttl_arg, NULL);
             else
                 dlock__add(out, s, "SET", l->key, l->token, "NX", NULL);
+            dlock__add_replica_wait(l, out, s);
         }
         l->phase = SET_SENT;
         return DLOCK__SEND;
     case SET_SENT: {
-        int ok = 0, held = 0, refused = 0;
+        int ok = 0, held = 0, refused = 0, unreplicated = 0, step = 1 + dlock__replica_waits(l);
         const dlock_reply *refusal = NULL;
-        for (int i = 0; i < nr; i++) {
-            ok += dlock__reply_is_status(r[i], "OK");
+        char why[DLOCK__LOCK_ERR_LEN + 32] = "";
+        for (int i = 0; i < nr; i += step) {
+            bool granted = dlock__reply_is_status(r[i], "OK");
+            if (granted && !dlock__replicated(l, r, nr, i + 1)) {
+                granted = false;
+                snprintf(why, sizeof why, ", %d unreplicated: %s", ++unreplicated, dlock__lock_err(l));
+            }
+            ok += granted;
             held += dlock__reply_is_nil(r[i]);
             if (dlock__reply_is_refusal(r[i])) {
                 refused++;
                 refusal = refusal ? refusal : r[i];
             }
         }
+        l->refused = false;  /* a refused WAIT is a server that did not grant, no more */
         int64_t valid = validity_us(l, now);
         if (ok >= quorum(l) && valid > 0) {
             l->valid_until_us = valid == INT64_MAX ? INT64_MAX : now->mono_us + valid;
@@ -93,8 +125,9 @@ static int redlock_acquire(dlock *l, const dlock__now *now, const dlock_reply *c
             dlock__fail(l, DLOCK_EIO, "%d of %d servers refused: %s", refused, l->nservers,
                         refusal->str);
         else
-            dlock__fail(l, DLOCK_EBUSY, "%d of %d servers granted (%d held elsewhere, %d failed)%s",
-                        ok, l->nservers, held, l->nservers - ok - held,
+            dlock__fail(l, DLOCK_EBUSY,
+                        "%d of %d servers granted (%d held elsewhere, %d failed%s)%s", ok,
+                        l->nservers, held, l->nservers - ok - held, why,
                         ok >= quorum(l) ? ", too late for the validity" : "");
         send_all_release(l, out);
         l->phase = UNDO_SENT;
@@ -130,12 +163,14 @@ static int redlock_extend(dlock *l, const dlock__now *now, const dlock_reply *co
         if (now->mono_us >= l->valid_until_us)
             return dlock__fail(l, DLOCK_ENOTOWNER, "extend: the validity already ran out");
         l->started_us = now->mono_us;
-        for (int s = 0; s < l->nservers; s++)
+        for (int s = 0; s < l->nservers; s++) {
             dlock__add_script(out, s, &dlock__script_extend, 1, l->key, l->token, l->ttl_arg,
                               NULL);
+            dlock__add_replica_wait(l, out, s);
+        }
         return DLOCK__SEND;
     }
-    tally t = count_int_one(r, nr);
+    tally t = count_extended(l, r, nr);
     dlock_options o = l->opt;
     o.ttl_ms = atoll(l->ttl_arg);
     int64_t valid = o.ttl_ms == 0 ? INT64_MAX
@@ -145,6 +180,8 @@ static int redlock_extend(dlock *l, const dlock__now *now, const dlock_reply *co
         l->valid_until_us = valid == INT64_MAX ? INT64_MAX : now->mono_us + valid;
         return DLOCK_OK;
     }
+    if (t.yes < quorum(l) && t.yes + t.unreplicated >= quorum(l))
+        return dlock__unreplicated_extend(l, "extend");  /* still ours: the old validity holds */
     if (t.answered >= quorum(l) || t.yes >= quorum(l))
         return dlock__fail(l, DLOCK_ENOTOWNER, "extend: %d of %d servers extended it%s", t.yes,
                            l->nservers, t.yes >= quorum(l) ? ", too late" : "");

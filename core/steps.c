@@ -199,5 +199,38 @@ void dlock__add_blpop(dlock *l, dlock__batch *out, const char *key)
     set_wait_arg(l);
     dlock__add(out, 0, "BLPOP", key, l->wait_arg, NULL);
     /* Redis times blocked clients out on its own timer (hz 10: up to 100 ms late) */
-    out->block_ms = l->wait_us / 1000 + 1 + DLOCK__BLOCK_SLACK_MS;
+    out->block_ms += l->wait_us / 1000 + 1 + DLOCK__BLOCK_SLACK_MS;
+}
+
+int dlock__replica_waits(const dlock *l)
+{
+    return l->opt.min_replicas > 0;
+}
+
+/* WAIT is a blocking command, timed out on the same timer as BLPOP: a batch with one may take
+ * replica_timeout_ms and that timer's slack before its replies are late. */
+void dlock__add_replica_wait(dlock *l, dlock__batch *out, int server)
+{
+    if (!dlock__replica_waits(l))
+        return;
+    dlock__add(out, server, "WAIT", l->replicas_arg, l->replica_timeout_arg, NULL);
+    if (!out->waits_replicas)
+        out->block_ms += l->opt.replica_timeout_ms + DLOCK__BLOCK_SLACK_MS;
+    out->waits_replicas = true;
+}
+
+bool dlock__replicated(dlock *l, const dlock_reply *const *replies, int nr, int at)
+{
+    long long acks;
+    if (!dlock__replica_waits(l))
+        return true;
+    const dlock_reply *r = at < nr ? replies[at] : NULL;
+    if (!dlock__reply_int(r, &acks)) {
+        dlock__reply_error(l, r, "WAIT");
+        return false;
+    }
+    if (acks >= l->opt.min_replicas)
+        return true;
+    dlock__fail(l, DLOCK_EIO, "WAIT: %lld of %d replicas acknowledged", acks, l->opt.min_replicas);
+    return false;
 }

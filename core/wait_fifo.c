@@ -12,6 +12,10 @@
  *            is within the bound (no round trip of its own), else sent once the signal came
  *   leave    fifo_release.lua: a waiter that gives up leaves the queue, and passes the lock on
  *            if it was handed to it meanwhile
+ *   with min_replicas, WAIT min_replicas replica_timeout_ms behind the try and behind every
+ *   extend that claims a hand-off: a grant or claim fewer replicas acknowledged is given up with
+ *   fifo_release.lua (the lock passes on, the waiter leaves the queue and joins it again at its
+ *   next try) and counts as a failed try
  *
  * Order: a newcomer joins at the tail and can take the lock only from the head, so nobody jumps
  * the queue. Hand-off: the next holder owns the lock when the release script ends; its BLPOP
@@ -38,6 +42,7 @@ static int fifo_acquire(dlock *l, const dlock__now *now, const dlock_reply *cons
                           l->beat_key, l->seq_key, l->fence_key, l->signal_key, l->token,
                           l->member, l->ttl_arg, XSTR(DLOCK__FIFO_WAITER_BOUND_MS),
                           l->opt.fencing ? "1" : "0", NULL);
+        dlock__add_replica_wait(l, out, 0);
         return DLOCK__SEND;
     }
     if (!dlock__reply_int(r[0], &v))
@@ -46,7 +51,14 @@ static int fifo_acquire(dlock *l, const dlock__now *now, const dlock_reply *cons
         return DLOCK_EBUSY;
     l->fence = (uint64_t)v;
     dlock__lease_from(l, l->started_us, l->opt.ttl_ms);
-    return DLOCK_OK;
+    return dlock__replicated(l, r, nr, 1) ? DLOCK_OK : DLOCK__UNREPLICATED;
+}
+
+/* The claim of a hand-off: extend.lua (and WAIT), sent with or after the signal. */
+static void add_claim(dlock *l, dlock__batch *out)
+{
+    dlock__add_script(out, 0, &dlock__script_extend, 1, l->key, l->token, l->ttl_arg, NULL);
+    dlock__add_replica_wait(l, out, 0);
 }
 
 static int fifo_release(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
@@ -85,7 +97,7 @@ static int handed_over(dlock *l, const dlock__now *now, const dlock_reply *signa
         return DLOCK_OK;
     }
     l->started_us = now->mono_us;
-    dlock__add_script(out, 0, &dlock__script_extend, 1, l->key, l->token, l->ttl_arg, NULL);
+    add_claim(l, out);
     l->phase = EXTEND_SENT;
     return DLOCK__SEND;
 }
@@ -113,7 +125,7 @@ static int fifo_wait(dlock *l, const dlock__now *now, const dlock_reply *const *
         l->started_us = now->mono_us;
         dlock__add_blpop(l, out, l->signal_key);
         if (pipelined)
-            dlock__add_script(out, 0, &dlock__script_extend, 1, l->key, l->token, l->ttl_arg, NULL);
+            add_claim(l, out);
         l->phase = pipelined ? CLAIM_SENT : BLPOP_SENT;
         return DLOCK__SEND;
     }
@@ -127,6 +139,8 @@ static int fifo_wait(dlock *l, const dlock__now *now, const dlock_reply *const *
             return DLOCK_EBUSY;  /* not handed to us, or its lease ran out first: queue again */
         if (rc != DLOCK_OK)
             return rc;
+        if (!dlock__replicated(l, r, nr, 2))
+            return DLOCK__UNREPLICATED;
         if (!signalled) {  /* handed over after the BLPOP timed out */
             dlock__add(out, 0, "LPOP", l->signal_key, NULL);
             l->phase = SIGNAL_SENT;
@@ -146,16 +160,19 @@ static int fifo_wait(dlock *l, const dlock__now *now, const dlock_reply *const *
             return dlock__reply_error(l, r[0], "BLPOP");
         l->fence = strtoull(r[0]->element[1].str, NULL, 10);
         l->started_us = now->mono_us;
-        dlock__add_script(out, 0, &dlock__script_extend, 1, l->key, l->token, l->ttl_arg, NULL);
+        add_claim(l, out);
         l->phase = EXTEND_SENT;
         return DLOCK__SEND;
     default: {
         int rc = dlock__owner_reply(l, r[0], "extend after hand-off");
         if (rc == DLOCK_ENOTOWNER)
             return DLOCK_EBUSY;  /* the hand-off lease ran out first: queue again */
-        if (rc == DLOCK_OK)
-            dlock__lease_from(l, l->started_us, l->opt.ttl_ms);
-        return rc;
+        if (rc != DLOCK_OK)
+            return rc;
+        if (!dlock__replicated(l, r, nr, 1))
+            return DLOCK__UNREPLICATED;
+        dlock__lease_from(l, l->started_us, l->opt.ttl_ms);
+        return DLOCK_OK;
     }
     }
 }

@@ -60,8 +60,9 @@ char *lb_endpoint_with_env_auth(const char *url)
     if (!env || !*env || dlock__url_parse(&u, url, err, sizeof err) < 0)
         return strdup(url);
     char *out = NULL;
-    if (u.pass || u.path) {
-        out = strdup(url);  /* a password of its own wins; a unix URL cannot carry one */
+    if (u.pass || u.path || u.sentinel) {
+        out = strdup(url);  /* a password of its own wins; a unix URL cannot carry one; a
+                               sentinel URL carries its own (no redis:// form to put it in) */
     } else {
         u.pass = strdup(env);
         out = u.pass ? compose(&u, u.host, u.port) : NULL;
@@ -76,7 +77,7 @@ char *lb_endpoint_via(const char *url, const char *host, int port)
     dlock__url u;
     if (dlock__url_parse(&u, url, err, sizeof err) < 0)
         return NULL;
-    char *out = u.path ? NULL : compose(&u, host, port);
+    char *out = u.path || u.sentinel ? NULL : compose(&u, host, port);
     dlock__url_clear(&u);
     return out;
 }
@@ -87,7 +88,7 @@ int lb_endpoint_hostport(const char *url, char *host, size_t hostlen, int *port)
     dlock__url u;
     if (dlock__url_parse(&u, url, err, sizeof err) < 0)
         return -1;
-    int rc = u.path ? -1 : 0;
+    int rc = u.path || u.sentinel ? -1 : 0;
     if (rc == 0) {
         snprintf(host, hostlen, "%s", u.host);
         *port = u.port;

@@ -14,9 +14,9 @@ int           lb_endpoint_check(const char *url, char *err, size_t errlen);
 /* The URL with the password from $REDISCLI_AUTH when it names none; malloc'd. */
 char         *lb_endpoint_with_env_auth(const char *url);
 /* The same URL (user, password, db) aimed at host:port instead; malloc'd; NULL for a unix
- * socket, which the proxy cannot relay. */
+ * socket, which the proxy cannot relay, and for a sentinel:// URL (its primary moves). */
 char         *lb_endpoint_via(const char *url, const char *host, int port);
-/* The TCP host and port of url; -1 for a unix socket or a bad URL. */
+/* The TCP host and port of url; -1 for a unix socket, a sentinel:// URL or a bad URL. */
 int           lb_endpoint_hostport(const char *url, char *host, size_t hostlen, int *port);
 /* A plain hiredis connection with AUTH and SELECT done; NULL with err filled. */
 redisContext *lb_endpoint_connect(const char *url, int64_t timeout_ms, char *err, size_t errlen);

@@ -3,7 +3,8 @@
  *
  * Client faults (crash, pause, clock skew) change a client's control block, which a client
  * thread sees through its condition variable and a loop's client through its driver's notice;
- * network faults go through the proxy; server faults through the managed servers. The main
+ * network faults go through the proxy; server faults (failover and the replication faults
+ * included) through the managed servers and their replicas (replicas.h). The main
  * thread applies them because a managed redis-server restarted by a thread dies with that
  * thread (PR_SET_PDEATHSIG), and the main thread outlives the run. What was applied, and when,
  * goes into the run's fault records for events.csv and the timeline. */
@@ -15,7 +16,9 @@
 #include "dlock.h"
 #include "monotonic.h"
 #include "proxy.h"
+#include "replicas.h"
 #include "runner_priv.h"
+#include "sentinels.h"
 #include "servers.h"
 
 typedef rn_action action;
@@ -52,9 +55,12 @@ int64_t rn_event_end_us(const lb_event *e)
     case LB_EV_DELAY:
     case LB_EV_PARTITION:
     case LB_EV_PAUSE_SERVER:
+    case LB_EV_DELAY_REPLICATION:
+    case LB_EV_PARTITION_REPLICATION:
         return e->duration_ms * 1000;
     case LB_EV_KILL_SERVER:
     case LB_EV_CRASH_HOST:
+    case LB_EV_FAILOVER:  /* a window only while a killed old primary is down */
         return e->restart_after_ms >= 0 ? e->restart_after_ms * 1000 : -1;
     default:
         return -1;
@@ -80,6 +86,14 @@ void rn_fault_describe(const lb_event *e, lb_fault_record *f)
     case LB_EV_DELAY:
         snprintf(f->detail, sizeof f->detail, "latency_ms=%lld jitter_ms=%lld duration_ms=%lld",
                  (long long)e->latency_ms, (long long)e->jitter_ms, (long long)e->duration_ms);
+        break;
+    case LB_EV_DELAY_REPLICATION:
+        snprintf(f->detail, sizeof f->detail, "latency_ms=%lld duration_ms=%lld",
+                 (long long)e->latency_ms, (long long)e->duration_ms);
+        break;
+    case LB_EV_FAILOVER:  /* the node promoted is added when it is applied */
+        snprintf(f->detail, sizeof f->detail, "old=%s restart_after_ms=%lld",
+                 lb_failover_old_name(e->old), (long long)e->restart_after_ms);
         break;
     case LB_EV_CLOCK_SKEW:
         snprintf(f->detail, sizeof f->detail, "offset_ms=%lld", (long long)e->offset_ms);
@@ -225,24 +239,59 @@ static bool do_skew(run *r, client *c, const lb_event *e, bool ending)
     return true;
 }
 
-static bool do_server(run *r, const lb_event *e, bool ending)
+/* A failover: the node promoted goes into the fault's detail for events.csv. */
+static int do_failover(lb_group *g, const lb_event *e, lb_fault_record *f, char *err,
+                       size_t errlen)
 {
-    struct lb_server *s = r->t->servers ? r->t->servers[e->server] : NULL;
-    char err[256];
-    if (!s)
-        return false;
-    if (e->action == LB_EV_PAUSE_SERVER)
-        return (ending ? lb_server_resume(s) : lb_server_pause(s)) == 0;
-    if (!ending)
-        return lb_server_kill(s) == 0;
-    if (lb_server_restart(s, err, sizeof err) < 0) {
-        fprintf(stderr, "lockbench: restarting server %d: %s\n", e->server, err);
-        return false;
+    int from = lb_group_primary(g);
+    int to = lb_group_failover(g, e->old == LB_OLD_KILL, err, errlen);
+    if (to >= 0) {
+        size_t len = strlen(f->detail);
+        snprintf(f->detail + len, sizeof f->detail - len, " from=node%d promoted=node%d", from, to);
     }
-    return true;
+    return to;
 }
 
-static bool apply(run *r, const lb_event *e, bool ending)
+/* Server faults act on the server's current primary (the node a failover promoted, if one
+ * did; with sentinels, the node they name now, asked at the fault's start); a restart brings
+ * back the node that was killed, and the end of a pause resumes the node paused. */
+static bool do_server(run *r, const lb_event *e, bool ending, lb_fault_record *f)
+{
+    lb_group *g = r->t->groups ? r->t->groups[e->server] : NULL;
+    char err[256] = "";
+    int rc = -1;
+    if (!g)
+        return false;
+    if (r->t->sentinels && !ending)
+        lb_sentinels_sync_group(r->t->sentinels, e->server, g);
+    switch (e->action) {
+    case LB_EV_PAUSE_SERVER:
+        rc = ending ? lb_group_resume(g) : lb_group_pause(g);
+        break;
+    case LB_EV_KILL_SERVER:
+    case LB_EV_FAILOVER:
+        if (ending)
+            rc = lb_group_restart(g, err, sizeof err);
+        else
+            rc = e->action == LB_EV_FAILOVER ? do_failover(g, e, f, err, sizeof err)
+                                              : lb_group_kill(g);
+        break;
+    case LB_EV_DELAY_REPLICATION:
+        rc = lb_group_repl_delay(g, e->latency_ms * 1000, !ending);
+        break;
+    case LB_EV_PARTITION_REPLICATION:
+        rc = lb_group_repl_partition(g, !ending);
+        break;
+    default:
+        break;
+    }
+    if (rc < 0 && err[0])
+        fprintf(stderr, "lockbench: %s%s, server %d: %s\n", ending ? "ending " : "",
+                lb_event_action_name(e->action), e->server, err);
+    return rc >= 0;
+}
+
+static bool apply(run *r, const lb_event *e, bool ending, lb_fault_record *f)
 {
     switch (e->action) {
     case LB_EV_CRASH: return for_clients(r, e, do_crash, ending);
@@ -254,7 +303,10 @@ static bool apply(run *r, const lb_event *e, bool ending)
         return r->t->proxy && for_clients(r, e, do_network, ending);
     case LB_EV_KILL_SERVER:
     case LB_EV_PAUSE_SERVER:
-        return do_server(r, e, ending);
+    case LB_EV_FAILOVER:
+    case LB_EV_DELAY_REPLICATION:
+    case LB_EV_PARTITION_REPLICATION:
+        return do_server(r, e, ending, f);
     case LB_EV_CRASH_HOST:  /* the simulator's only: validation keeps it from a real run */
         return false;
     }
@@ -341,7 +393,7 @@ void rn_schedule(run *r, lb_run_result *out)
             action *a = &acts[next++];
             const lb_event *e = &sc->events[a->event];
             lb_fault_record *f = &out->faults[a->event];
-            bool ok = apply(r, e, a->ending);
+            bool ok = apply(r, e, a->ending, f);
             if (!a->ending) {
                 f->applied = ok;
                 f->start_us = ok ? dlock__mono_us() - r->t0 : -1;
@@ -358,7 +410,7 @@ void rn_schedule(run *r, lb_run_result *out)
     for (; next < n; next++) {
         action *a = &acts[next];
         if (a->ending && out->faults[a->event].applied) {
-            apply(r, &sc->events[a->event], true);
+            apply(r, &sc->events[a->event], true, &out->faults[a->event]);
             out->faults[a->event].end_us = dlock__mono_us() - r->t0;
         }
     }

@@ -11,6 +11,7 @@
 
 #include "dlock.h"
 #include "calibrate.h"
+#include "explore.h"
 #include "gate.h"
 #include "plot.h"
 #include "run.h"
@@ -19,6 +20,8 @@ static const char usage_text[] =
     "usage: lockbench run SCENARIO.json... [--out DIR [--force]] [--redis URL]... [--repeat N]\n"
     "                     [--seed N] [--driver auto|threads|loop|sim] [--resource URL]\n"
     "                     [--calibration FILE] [--set PATH=VALUE]... [--no-plot] [--quiet]\n"
+    "       lockbench explore SCENARIO.json --seeds N [--from S] [--jobs J] [--out DIR [--force]]\n"
+    "                         [--all] [--confirm K] [--set PATH=VALUE]... [--calibration FILE]\n"
     "       lockbench calibrate [--redis URL] [--out FILE]\n"
     "       lockbench validate SCENARIO.json...\n"
     "       lockbench plot RESULT_DIR [--format png|svg] [--plot-preview]\n"
@@ -31,6 +34,8 @@ static const char usage_text[] =
     "          writes results/<name>/<timestamp>/ (or --out DIR, which must be empty unless\n"
     "          --force) and checks the scenario's expectations\n"
     "validate  loads and checks scenarios without running them\n"
+    "explore   searches a scenario's seeds in the simulator for one that fails its expectations,\n"
+    "          then replays, resolves and shrinks the first failure\n"
     "calibrate measures the simulator's model on this machine against a real redis-server\n"
     "plot      redraws the charts of a results folder with gnuplot\n"
     "gate      compares two results (folders or summary.json files) for regressions\n"
@@ -232,6 +237,8 @@ static int dispatch(int argc, char **argv)
         return cmd_plot(argc - 1, argv + 1);
     if (strcmp(cmd, "gate") == 0)
         return lb_gate_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "explore") == 0)
+        return lb_explore_main(argc - 1, argv + 1);
     if (strcmp(cmd, "calibrate") == 0)
         return lb_calibrate_main(argc - 1, argv + 1);
     return usage("unknown command '%s'", cmd);

@@ -788,6 +788,25 @@ int lb_proxy_reset(lb_proxy *p, int link)
     return ctl_commit(p, l);
 }
 
+static int resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len);
+
+int lb_proxy_set_target(lb_proxy *p, int link, const char *host, int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (host == NULL || port <= 0 || port > 65535 || resolve(host, port, &ss, &len) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    lb_proxy__link *l = ctl_lock(p, link);
+    if (l == NULL)
+        return -1;
+    l->target = ss;
+    l->target_len = len;
+    l->reset_pending = true;
+    return ctl_commit(p, l);
+}
+
 int lb_proxy_get_stats(lb_proxy *p, int link, lb_proxy_stats *out)
 {
     lb_proxy__link *l = ctl_lock(p, link);

@@ -54,6 +54,11 @@ int lb_proxy_set_partition(lb_proxy *p, int link, bool on);
  * with their connection, as a reset would. */
 int lb_proxy_reset(lb_proxy *p, int link);
 
+/* Aims the link at host:port (resolved now) and resets its connections as lb_proxy_reset does:
+ * what a failover does to the clients of a server that moved. New connections go to the new
+ * target; the link's faults (latency, partition) stay as they were. */
+int lb_proxy_set_target(lb_proxy *p, int link, const char *host, int port);
+
 int lb_proxy_get_stats(lb_proxy *p, int link, lb_proxy_stats *out);
 
 #endif

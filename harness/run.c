@@ -1,7 +1,9 @@
 /* run.c -- the `run` and `validate` commands: each scenario through the pipeline of run.h.
  *
  * Servers: without --redis, every variant and repeat gets fresh managed servers (the lock
- * servers plus one for the protected counter, which no event touches). With --redis, the
+ * servers, each with redis.replicas replicas (replicas.h) and, with redis.sentinels, the
+ * sentinels that watch them and through which the clients find the primaries (sentinels.h),
+ * plus one for the protected counter, which no event touches). With --redis, the
  * scenario's lock servers are the first URLs given and the counter lives on --resource or the
  * first URL; nothing is flushed, every key carries lockbench:<run-id>:<variant>:<repeat>: and
  * those keys are deleted when the variant's repeat ends. */
@@ -24,11 +26,13 @@
 #include "monotonic.h"
 #include "plot.h"
 #include "proxy.h"
+#include "replicas.h"
 #include "sim/sim.h"
 #include "report.h"
 #include "results.h"
 #include "run.h"
 #include "runner.h"
+#include "sentinels.h"
 #include "servers.h"
 
 /* ---- Ctrl-C, SIGTERM, SIGHUP ------------------------------------------------------ */
@@ -79,17 +83,22 @@ static int interrupted_exit(void)
 /* ---- servers ------------------------------------------------------------------ */
 
 typedef struct servers {
-    lb_server *lock[LB_SCENARIO_MAX_SERVERS];
+    lb_group *lock[LB_SCENARIO_MAX_SERVERS];   /* each with its replicas (redis.replicas) */
+    lb_sentinels *sentinels;                   /* watching them (redis.sentinels), or NULL */
     lb_server *resource;
-    const char *urls[LB_SCENARIO_MAX_SERVERS];
+    const char *urls[LB_SCENARIO_MAX_SERVERS];         /* each server's own address (front link) */
+    const char *client_urls[LB_SCENARIO_MAX_SERVERS];  /* what clients are given: the same, or
+                                                          the sentinels' sentinel:// URL */
     const char *resource_url;
     int n;
 } servers;
 
+/* The sentinels first: watching nodes that go down one by one, they would start failovers. */
 static void servers_stop(servers *s)
 {
+    lb_sentinels_stop(s->sentinels);
     for (int i = 0; i < s->n; i++)
-        lb_server_stop(s->lock[i]);
+        lb_group_stop(s->lock[i]);
     lb_server_stop(s->resource);
     memset(s, 0, sizeof *s);
 }
@@ -101,17 +110,30 @@ static int servers_start(servers *s, const lb_scenario *v, const lb_run_options 
     s->n = v->redis.servers;
     if (o->nredis > 0) {
         for (int i = 0; i < s->n; i++)
-            s->urls[i] = o->redis[i];
+            s->urls[i] = s->client_urls[i] = o->redis[i];
         s->resource_url = o->resource ? o->resource : o->redis[0];
         return 0;
     }
     for (int i = 0; i < s->n; i++) {
-        if (!(s->lock[i] = lb_server_start(v->redis.persistence, err, errlen))) {
+        char why[400];
+        s->lock[i] = lb_group_start(v->redis.persistence, v->redis.replicas, why, sizeof why);
+        if (!s->lock[i]) {
+            snprintf(err, errlen, "server %d: %s", i, why);
             s->n = i;
             servers_stop(s);
             return -1;
         }
-        s->urls[i] = lb_server_url(s->lock[i]);
+        s->urls[i] = s->client_urls[i] = lb_group_url(s->lock[i]);
+    }
+    /* The groups are in sync; the sentinels' start waits until each of them knows every
+     * primary, its replicas and the other sentinels. The health check and the calibration
+     * keep the front links: only the clients find their server through the sentinels. */
+    char why[400];
+    if (lb_sentinels_for_groups((int)v->redis.sentinels, s->lock, s->n, s->client_urls,
+                                &s->sentinels, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s", why);
+        servers_stop(s);
+        return -1;
     }
     if (o->resource) {
         s->resource_url = o->resource;
@@ -484,8 +506,9 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
     }
     snprintf(prefix, sizeof prefix, "lockbench:%s:%s:%d:", sr->run_id, vname, rep + 1);
     lb_run_target t = {
-        .lock_urls = sv.urls, .nservers = sv.n, .resource_url = sv.resource_url,
-        .prefix = prefix, .servers = sv.lock[0] ? sv.lock : NULL, .proxy = proxy,
+        .lock_urls = sv.client_urls, .nservers = sv.n, .resource_url = sv.resource_url,
+        .prefix = prefix, .groups = sv.lock[0] ? sv.lock : NULL, .sentinels = sv.sentinels,
+        .proxy = proxy,
         .health = health, .progress = !sr->o->quiet && isatty(STDERR_FILENO), .label = vname,
     };
     if (!sr->o->quiet)
@@ -536,7 +559,7 @@ static int combine_and_write(scenario_run *sr, const char *started_at)
 
 static void report(const scenario_run *sr)
 {
-    for (size_t vi = 0; vi < sr->ncombined; vi++)
+    for (size_t vi = 0; vi < sr->ncombined && !sr->o->silent; vi++)
         lb_results_print_failures(stderr, &sr->combined[vi]);
     if (sr->o->quiet)
         return;

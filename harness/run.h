@@ -32,6 +32,8 @@ typedef struct lb_run_options {
     size_t       nsets;
     bool         no_plot;
     bool         quiet;
+    bool         silent;         /* not even the failed expectations on stderr: a run that
+                                    another command (explore) makes and reports itself */
     const char  *plot_format;    /* "png" or "svg" */
     const lb_sim *calibration;   /* --calibration FILE, read: the simulator's model */
 } lb_run_options;

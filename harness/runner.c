@@ -189,8 +189,9 @@ bool lb_runner_needs_proxy(const lb_scenario *v)
 }
 
 /* The descriptors a run of v opens at most, spill files included: each client's lock connections
- * (and its renewer's), its fenced writer, a thread client's own connection to the store and its
- * acquisition log's spill file, the proxy's two per proxied link; each loop thread's epoll,
+ * (and its renewer's), its fenced client, a thread client's own connection to the store and its
+ * acquisition log's spill file, the proxy's two per proxied link (and, with replicas, the
+ * front link's two per lock connection: that proxy runs in this process too); each loop thread's epoll,
  * eventfd, store connection and spill file; and a margin for the rest (results, listeners,
  * calibration). */
 int64_t lb_runner_fds_needed(const lb_scenario *v, int nservers)
@@ -207,7 +208,8 @@ int64_t lb_runner_fds_needed(const lb_scenario *v, int nservers)
         bool proxied = faults || gr->network.latency_ms > 0 || gr->network.jitter_ms > 0;
         int64_t per = nservers * (gr->lock.renew ? 2 : 1) + threads +
                       (gr->lock.fencing && cs == LB_CS_COUNTER) + (threads && cs != LB_CS_NONE) +
-                      (proxied ? 2 * nservers : 0);
+                      (proxied ? 2 * nservers : 0) +
+                      (v->redis.replicas > 0 ? 2 * nservers * (gr->lock.renew ? 2 : 1) : 0);
         n += per * gr->count;
     }
     return n;
@@ -243,7 +245,8 @@ static int client_urls(run *r, client *c)
 
 /* A client's connections: its lock client (through the proxy when it has network faults) and,
  * with resource and a critical section that touches it, the protected resource (never through
- * the proxy: no event touches it) and, with fencing, a lock client on it for fenced writes. */
+ * the proxy: no event touches it) and, with fencing, a lock client on it for fenced reads and
+ * writes. */
 bool rn_client_connect(client *c, bool hooked, bool resource, char *err, size_t errlen)
 {
     dlock_client *lock = dlock_client_new((const char *const *)c->urls, c->run->t->nservers,
@@ -311,6 +314,8 @@ void rn_lock_options(const lb_lock *lk, uint64_t seed, int id, dlock_options *o)
     o->fencing = lk->fencing;
     o->drift_factor = lk->drift_factor;
     o->command_timeout_ms = lk->command_timeout_ms;
+    o->min_replicas = (int)lk->min_replicas;
+    o->replica_timeout_ms = lk->replica_timeout_ms;
     o->seed = seed * 1000003 + (uint64_t)id + 1;
 }
 
@@ -383,21 +388,33 @@ static bool holding_point(client *c)
     return ctl_checkpoint(k);
 }
 
-static bool read_counter(client *c, const char *counter, long long *v)
+/* fence > 0: the read is fenced, and made under l (which names the reader); its rc tells a
+ * refusal. */
+static void read_counter(client *c, const char *counter, uint64_t fence, const dlock *l,
+                         lb_wl_input *in)
 {
+    if (fence > 0) {
+        char *v = NULL;
+        in->rc = dlock_fenced_read(c->fenced, counter, l, &v);
+        in->ok = in->rc == DLOCK_OK;
+        in->value = v ? atoll(v) : 0;
+        free(v);
+        return;
+    }
     redisReply *r = redisCommand(c->res, "GET %s", counter);
-    bool ok = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
-    *v = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    in->ok = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
+    in->value = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
     freeReplyObject(r);
-    return ok;
 }
 
-static int write_counter(client *c, const char *counter, long long v, uint64_t fence)
+/* fence > 0: the write is fenced, and made under l (which names the writer). */
+static int write_counter(client *c, const char *counter, long long v, uint64_t fence,
+                         const dlock *l)
 {
     char buf[32];
     if (fence > 0) {
         snprintf(buf, sizeof buf, "%lld", v);
-        return dlock_fenced_set(c->fenced, counter, fence, buf);
+        return dlock_fenced_write(c->fenced, counter, l, buf);
     }
     redisReply *r = redisCommand(c->res, "SET %s %lld", counter, v);
     bool ok = r && r->type == REDIS_REPLY_STATUS;
@@ -489,10 +506,10 @@ static void workload(client *c)
         case LB_WL_READ:
             in.crashed = !ctl_checkpoint(&c->ctl);
             if (!in.crashed)
-                in.ok = read_counter(c, counter, &in.value);
+                read_counter(c, counter, s.fence, l, &in);
             break;
         case LB_WL_WRITE:
-            in.rc = write_counter(c, counter, s.value, s.fence);
+            in.rc = write_counter(c, counter, s.value, s.fence, l);
             break;
         case LB_WL_INCR:
             in.ok = incr_counter(c, counter);

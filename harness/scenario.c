@@ -66,8 +66,9 @@ static const char *const driver_names[] = {"auto", "threads", "loop", "sim", NUL
 static const char *const persistence_names[] = {"none", "aof-everysec", "aof-always", NULL};
 static const char *const action_names[] = {
     "crash", "pause", "delay", "partition", "reset", "kill-server", "pause-server",
-    "clock-skew", "crash-host", NULL};
+    "clock-skew", "crash-host", "failover", "delay-replication", "partition-replication", NULL};
 static const char *const when_names[] = {"holding", NULL};
+static const char *const old_names[] = {"kill", "demote", NULL};
 
 static const char *name_of(const char *const *names, size_t n, int i)
 {
@@ -83,6 +84,7 @@ const char *lb_arrival_process_name(lb_arrival_process p) { return NAME_OF(proce
 const char *lb_driver_name(lb_driver d) { return NAME_OF(driver_names, d); }
 const char *lb_persistence_name(lb_persistence p) { return NAME_OF(persistence_names, p); }
 const char *lb_event_action_name(lb_event_action a) { return NAME_OF(action_names, a); }
+const char *lb_failover_old_name(lb_failover_old o) { return NAME_OF(old_names, o); }
 
 /* ---- errors --------------------------------------------------------------------------------- */
 
@@ -210,6 +212,8 @@ static const field lock_fields[] = {
     BOOL_F("fencing", lb_lock, fencing, "false"),
     NUM_F("drift_factor", lb_lock, drift_factor, "0.01", 0, 1),
     INT_F("command_timeout_ms", lb_lock, command_timeout_ms, "1000", 1, MS_MAX),
+    INT_F("min_replicas", lb_lock, min_replicas, "0", 0, 100),
+    INT_F("replica_timeout_ms", lb_lock, replica_timeout_ms, "100", 1, MS_MAX),
     END_F};
 
 #define RATE_MAX 1e9
@@ -239,6 +243,9 @@ static const field redis_fields[] = {
     {.key = "servers", .type = F_INT, .off = offsetof(lb_redis, servers), .def = "1",
      .min = 1, .max = LB_SCENARIO_MAX_SERVERS, .narrow = true},
     ENUM_F("persistence", lb_redis, persistence, "\"none\"", persistence_names),
+    {.key = "replicas", .type = F_INT, .off = offsetof(lb_redis, replicas), .def = "0",
+     .min = 0, .max = LB_SCENARIO_MAX_REPLICAS, .narrow = true},
+    INT_F("sentinels", lb_redis, sentinels, "0", 0, MS_MAX),   /* 0, 3 or 5: check_sentinels */
     END_F};
 
 static const field sim_fields[] = {
@@ -281,7 +288,7 @@ static const field variant_fields[] = {
 /* Events are decoded into this, then copied into an lb_event. */
 typedef struct {
     int64_t at_ms;
-    int     action, when;
+    int     action, when, old;
     int64_t restart_after_ms, duration_ms, latency_ms, jitter_ms, server, offset_ms;
 } event_raw;
 
@@ -296,12 +303,13 @@ static const field event_fields[] = {
     INT_F("jitter_ms", event_raw, jitter_ms, "0", 0, MS_MAX),
     INT_F("server", event_raw, server, NULL, 0, MS_MAX),
     INT_F("offset_ms", event_raw, offset_ms, NULL, -MS_MAX, MS_MAX),
+    ENUM_F("old", event_raw, old, "\"kill\"", old_names),
     END_F};
 
 /* Bits index event_fields. */
 enum { E_AT = 1 << 0, E_DO = 1 << 1, E_CLIENTS = 1 << 2, E_WHEN = 1 << 3, E_RESTART = 1 << 4,
        E_DURATION = 1 << 5, E_LATENCY = 1 << 6, E_JITTER = 1 << 7, E_SERVER = 1 << 8,
-       E_OFFSET = 1 << 9 };
+       E_OFFSET = 1 << 9, E_OLD = 1 << 10 };
 
 /* Per action (lb_event_action order): the keys it requires and the ones it also accepts. */
 static const struct { unsigned required, optional; } action_keys[] = {
@@ -314,6 +322,9 @@ static const struct { unsigned required, optional; } action_keys[] = {
     [LB_EV_CRASH_HOST]   = {E_SERVER, E_RESTART},
     [LB_EV_PAUSE_SERVER] = {E_SERVER | E_DURATION, 0},
     [LB_EV_CLOCK_SKEW]   = {E_CLIENTS | E_OFFSET, 0},
+    [LB_EV_FAILOVER]     = {E_SERVER, E_OLD | E_RESTART},
+    [LB_EV_DELAY_REPLICATION]     = {E_SERVER | E_LATENCY | E_DURATION, 0},
+    [LB_EV_PARTITION_REPLICATION] = {E_SERVER | E_DURATION, 0},
 };
 
 static const field *find_field(const field *fields, const char *key)
@@ -599,11 +610,17 @@ static void check_path(char *out, const json_t *over, const char *gpath, const c
     path_key(out, in_group ? gpath : section, k1);
 }
 
-static int check_lock(ctx *c, const lb_lock *l, int servers, const json_t *over,
+static int check_lock(ctx *c, const lb_lock *l, const lb_redis *redis, const json_t *over,
                       const char *gpath)
 {
     char p[PATH_LEN];
     const char *alg = lb_algorithm_name(l->algorithm);
+    int servers = redis->servers;
+    /* A managed server has redis.replicas of them; --redis's servers have what they have. */
+    check_path(p, over, gpath, "lock", "min_replicas", NULL);
+    if (!c->external_servers && l->min_replicas > redis->replicas)
+        return fail(c, p, "%" PRId64 " replicas must acknowledge each grant, but redis.replicas "
+                    "is %d", l->min_replicas, redis->replicas);
     check_path(p, over, gpath, "lock", "algorithm", NULL);
     if (l->algorithm != LB_ALG_REDLOCK && servers != 1)
         return fail(c, p, "%s uses exactly one server, but redis.servers is %d", alg, servers);
@@ -674,7 +691,7 @@ static int decode_section(ctx *c, lb_scenario *s, json_t *group, json_t *rgroup,
     if (over)
         json_object_set(rgroup, key, over);
     if (strcmp(key, "lock") == 0)
-        return check_lock(c, dst, s->redis.servers, over, path);
+        return check_lock(c, dst, &s->redis, over, path);
     if (strcmp(key, "workload") == 0)
         return check_workload(c, dst, over, path);
     return 0;
@@ -837,17 +854,41 @@ static int decode_event_fields(ctx *c, json_t *v, const lb_scenario *s, event_ra
     return 0;
 }
 
+static bool acts_on_replicas(int action)
+{
+    return action == LB_EV_FAILOVER || action == LB_EV_DELAY_REPLICATION ||
+           action == LB_EV_PARTITION_REPLICATION;
+}
+
+/* failover and the replication faults: the server has replicas; a demoted primary keeps
+ * running, so only a killed one can restart. */
+static int check_event_replicas(ctx *c, const event_raw *r, const lb_scenario *s,
+                                const char *path)
+{
+    char sub[PATH_LEN];
+    path_key(sub, path, "server");
+    if (s->redis.replicas == 0)
+        return fail(c, sub, "%s needs replicas of server %" PRId64 ", but redis.replicas is 0",
+                    action_names[r->action], r->server);
+    path_key(sub, path, "restart_after_ms");
+    if (r->action == LB_EV_FAILOVER && r->old == LB_OLD_DEMOTE && r->restart_after_ms >= 0)
+        return fail(c, sub, "only with \"old\": \"kill\" (a demoted primary keeps running)");
+    return 0;
+}
+
 static int check_event_server(ctx *c, const event_raw *r, const lb_scenario *s,
                               const char *path)
 {
     char sub[PATH_LEN];
     if (r->action != LB_EV_KILL_SERVER && r->action != LB_EV_PAUSE_SERVER &&
-        r->action != LB_EV_CRASH_HOST)
+        r->action != LB_EV_CRASH_HOST && !acts_on_replicas(r->action))
         return 0;
     path_key(sub, path, "server");
     if (r->server >= s->redis.servers)
         return fail(c, sub, "server %" PRId64 " does not exist (redis.servers is %d)", r->server,
                     s->redis.servers);
+    if (acts_on_replicas(r->action) && check_event_replicas(c, r, s, path) < 0)
+        return -1;
     path_key(sub, path, "do");
     if (r->action == LB_EV_CRASH_HOST && s->driver != LB_DRIVER_SIM)
         return fail(c, sub, "crash-host is the simulator's (a real run cannot lose its host): "
@@ -860,11 +901,60 @@ static int check_event_server(ctx *c, const event_raw *r, const lb_scenario *s,
     return 0;
 }
 
-static int decode_event(ctx *c, json_t *v, size_t i, lb_scenario *s, json_t *res_events)
+/* Sentinels are real processes lockbench starts to watch the primaries it manages and promote
+ * one of their replicas: 3 or 5 of them (a majority of 2 or 3 agrees that a primary is down),
+ * only with replicas, not on --redis's servers, not in the simulator. Clients find the primary
+ * through them (sentinel://), so the fault proxy, which relays a client to one fixed address,
+ * cannot carry a client's own network faults. */
+static int check_sentinels(ctx *c, const lb_scenario *s)
+{
+    const char *key = "redis.sentinels";
+    if (s->redis.sentinels == 0)
+        return 0;
+    if (s->redis.sentinels != 3 && s->redis.sentinels != 5)
+        return fail(c, key, "must be 0, 3 or 5 (a majority of 2 or 3 agrees on a failover), got "
+                    "%" PRId64, s->redis.sentinels);
+    if (s->driver == LB_DRIVER_SIM)
+        return fail(c, key, "the simulator does not model sentinels: run this scenario with "
+                            "\"driver\": \"loop\" or \"threads\"");
+    if (c->external_servers)
+        return fail(c, key, "sentinels watch servers that lockbench manages, not --redis");
+    if (s->redis.replicas == 0)
+        return fail(c, key, "sentinels promote a replica: set redis.replicas to 1 or more");
+    for (size_t g = 0; g < s->ngroups; g++) {
+        const lb_network *n = &s->groups[g].network;
+        if (n->latency_ms > 0 || n->jitter_ms > 0)
+            return fail(c, key, "clients follow the primary the sentinels name, and the fault "
+                                "proxy relays to a fixed address: client group %s has network "
+                                "latency or jitter", s->groups[g].name);
+    }
+    return 0;
+}
+
+/* With sentinels, an event that would fight them or need a fixed address for a client. */
+static int check_event_sentinels(ctx *c, const event_raw *r, const lb_scenario *s,
+                                 const char *path)
+{
+    char sub[PATH_LEN];
+    if (s->redis.sentinels == 0)
+        return 0;
+    path_key(sub, path, "do");
+    if (r->action == LB_EV_FAILOVER)
+        return fail(c, sub, "failover is lockbench's own promotion, behind the backs of the "
+                            "sentinels (redis.sentinels), which would undo it: kill-server or "
+                            "pause-server the primary and let them promote a replica");
+    if (r->action == LB_EV_DELAY || r->action == LB_EV_PARTITION || r->action == LB_EV_RESET)
+        return fail(c, sub, "%s relays clients through the fault proxy to a fixed address, and "
+                            "with redis.sentinels they follow the primary the sentinels name",
+                    action_names[r->action]);
+    return 0;
+}
+
+static int decode_event(ctx *c, json_t *v, size_t i, lb_event *ev, const lb_scenario *s,
+                        json_t *res_events)
 {
     char path[PATH_LEN], sub[PATH_LEN];
-    event_raw r = {.when = -1, .restart_after_ms = -1, .server = -1};
-    lb_event *ev = &s->events[i];
+    event_raw r = {.when = -1, .restart_after_ms = -1, .server = -1, .old = LB_OLD_KILL};
     json_t *d, *rv;
     path_index(path, "events", i);
     path_key(sub, path, "do");
@@ -882,7 +972,7 @@ static int decode_event(ctx *c, json_t *v, size_t i, lb_scenario *s, json_t *res
     json_t *res = json_object();
     json_array_append_new(res_events, res);
     if (decode_event_fields(c, v, s, &r, ev, path, res) < 0 ||
-        check_event_server(c, &r, s, path) < 0)
+        check_event_server(c, &r, s, path) < 0 || check_event_sentinels(c, &r, s, path) < 0)
         return -1;
     ev->at_ms = r.at_ms;
     ev->action = (lb_event_action)r.action;
@@ -893,23 +983,261 @@ static int decode_event(ctx *c, json_t *v, size_t i, lb_scenario *s, json_t *res
     ev->jitter_ms = r.jitter_ms;
     ev->server = (int)r.server;
     ev->offset_ms = r.offset_ms;
+    ev->old = (lb_failover_old)r.old;
+    return 0;
+}
+
+/* Replicas are real processes lockbench starts: not on --redis's servers, not in the
+ * simulator's model (yet). Checked before the events, which may need them. */
+static int check_redis(ctx *c, const lb_scenario *s)
+{
+    if (check_sentinels(c, s) < 0)
+        return -1;
+    if (s->redis.replicas > 0 && c->external_servers)
+        return fail(c, "redis.replicas", "replicas need servers that lockbench manages, not --redis");
+    if (s->redis.replicas > 0 && s->driver == LB_DRIVER_SIM)
+        return fail(c, "redis.replicas", "the simulator does not model replicas yet: run this "
+                                         "scenario with \"driver\": \"loop\" or \"threads\"");
+    return 0;
+}
+
+/* ---- random schedules ---------------------------------------------------------------------
+ * An event as written may be a template: a distribution in place of a time ({"uniform": [a, b]},
+ * {"exponential": mean}), {"choose": k} in place of its clients (k distinct) or its server (one
+ * event per server drawn), "p" (the chance it happens at all) and "times" (k events, drawn
+ * independently). Templates are drawn here, before decoding, so every later stage -- the
+ * drivers, events.csv, scenario.json, a failure file -- sees plain events with the drawn values:
+ * a real run draws once, and the resolved file replays the draws on any driver.
+ *
+ * The draws come from the scenario's seed through a stream of their own per event and copy
+ * (seed, place in the file, copy number), apart from the clients' streams, so drawing them
+ * disturbs no client and editing one event leaves the others' draws alone. Each copy draws in
+ * a fixed order: p, then the times in the order of event_fields, then clients, then server. */
+
+static const char *const drawn_keys[] = {"at_ms", "restart_after_ms", "duration_ms",
+                                         "latency_ms", "jitter_ms", "offset_ms", NULL};
+
+static uint64_t mix64(uint64_t z)   /* splitmix64's finalizer */
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t draw_next(uint64_t *s)
+{
+    return mix64(*s += 0x9e3779b97f4a7c15ULL);
+}
+
+static double draw_unit(uint64_t *s)   /* [0, 1) */
+{
+    return (double)(draw_next(s) >> 11) * 0x1.0p-53;
+}
+
+/* Each input goes through the whole mix before the next joins: neighbouring events and copies
+ * (inputs one apart) get unrelated streams. */
+static uint64_t draw_stream(uint64_t seed, size_t event, int64_t copy)
+{
+    uint64_t s = mix64(seed ^ 0x6576656e7473ULL);   /* "events": apart from the clients' streams */
+    s = mix64(s ^ mix64((uint64_t)event + 0x9e3779b97f4a7c15ULL));
+    return mix64(s ^ mix64((uint64_t)copy + 0x632be59bd9b4e019ULL));
+}
+
+static bool is_template(json_t *v)
+{
+    if (json_object_get(v, "p") || json_object_get(v, "times"))
+        return true;
+    for (int k = 0; drawn_keys[k]; k++)
+        if (json_is_object(json_object_get(v, drawn_keys[k])))
+            return true;
+    return json_is_object(json_object_get(v, "clients")) ||
+           json_is_object(json_object_get(v, "server"));
+}
+
+/* A time the field f takes: an integer in its range, or a distribution of such. */
+static int check_drawn(ctx *c, const field *f, json_t *v, const char *path)
+{
+    char sub[PATH_LEN];
+    json_t *u = json_object_get(v, "uniform"), *e = json_object_get(v, "exponential");
+    if (!json_is_object(v))
+        return 0;   /* decoded (and checked) as a plain value */
+    if (json_object_size(v) == 1 && u) {
+        path_key(sub, path, "uniform");
+        json_t *a = json_array_get(u, 0), *b = json_array_get(u, 1);
+        if (!json_is_array(u) || json_array_size(u) != 2 || !json_is_integer(a) ||
+            !json_is_integer(b) || json_integer_value(a) < f->min ||
+            json_integer_value(b) > f->max)
+            return fail(c, sub, "must be [a, b], integers from %" PRId64 " to %" PRId64
+                        ", got %s", f->min, f->max, GOT(u));
+        if (json_integer_value(a) > json_integer_value(b))
+            return fail(c, sub, "a must not exceed b, got %s", GOT(u));
+        return 0;
+    }
+    if (json_object_size(v) == 1 && e) {
+        path_key(sub, path, "exponential");
+        if (!json_is_number(e) || json_number_value(e) <= 0 ||
+            json_number_value(e) > (double)f->max)
+            return fail(c, sub, "must be a positive number (the mean, ms), got %s", GOT(e));
+        return 0;
+    }
+    return fail(c, path, "must be an integer, {\"uniform\": [a, b]} or {\"exponential\": mean}, "
+                         "got %s", GOT(v));
+}
+
+static json_int_t draw_time(const field *f, json_t *v, uint64_t *rng)
+{
+    json_t *u = json_object_get(v, "uniform");
+    if (u) {
+        json_int_t a = json_integer_value(json_array_get(u, 0));
+        json_int_t b = json_integer_value(json_array_get(u, 1));
+        json_int_t x = a + (json_int_t)(draw_unit(rng) * ((double)(b - a) + 1.0));
+        return x > b ? b : x;
+    }
+    double x = -log(1.0 - draw_unit(rng)) * json_number_value(json_object_get(v, "exponential"));
+    return x >= (double)f->max ? f->max : (json_int_t)llround(x);
+}
+
+/* {"choose": k} with 1 <= k <= n; n = 0 when what it chooses from is not known here. */
+static int check_choose(ctx *c, json_t *v, int64_t n, const char *what, const char *path)
+{
+    char sub[PATH_LEN];
+    json_t *k = json_object_get(v, "choose");
+    if (!json_is_object(v))
+        return 0;
+    path_key(sub, path, "choose");
+    if (json_object_size(v) != 1 || !k)
+        return fail(c, path, "must be {\"choose\": k}, got %s", GOT(v));
+    if (!json_is_integer(k) || json_integer_value(k) < 1 || json_integer_value(k) > n)
+        return fail(c, sub, "must be an integer from 1 to %" PRId64 " (the %s), got %s", n,
+                    what, GOT(k));
+    return 0;
+}
+
+/* k distinct numbers of 0..n-1, ascending (Floyd's sampling over a bitmap). */
+static json_t *draw_choice(int64_t n, int64_t k, uint64_t *rng)
+{
+    uint8_t *taken = xcalloc((size_t)(n + 7) / 8, 1);
+    for (int64_t j = n - k; j < n; j++) {
+        int64_t t = (int64_t)(draw_unit(rng) * (double)(j + 1));
+        t = t > j ? j : t;
+        if (taken[t / 8] & (1u << (t % 8)))
+            t = j;
+        taken[t / 8] |= (uint8_t)(1u << (t % 8));
+    }
+    json_t *out = json_array();
+    for (int64_t i = 0; i < n; i++)
+        if (taken[i / 8] & (1u << (i % 8)))
+            json_array_append_new(out, json_integer(i));
+    free(taken);
+    return out;
+}
+
+static int check_template(ctx *c, json_t *v, const lb_scenario *s, const char *path,
+                          json_int_t *times, double *p)
+{
+    char sub[PATH_LEN];
+    json_t *t = json_object_get(v, "times"), *pv = json_object_get(v, "p");
+    *times = 1;
+    *p = 1.0;
+    path_key(sub, path, "times");
+    if (t && (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > 10000))
+        return fail(c, sub, "must be an integer from 1 to 10000 (events drawn), got %s", GOT(t));
+    if (t)
+        *times = json_integer_value(t);
+    path_key(sub, path, "p");
+    if (pv && (!json_is_number(pv) || json_number_value(pv) < 0 || json_number_value(pv) > 1))
+        return fail(c, sub, "must be a number from 0 to 1 (the chance the event happens), got %s",
+                    GOT(pv));
+    if (pv)
+        *p = json_number_value(pv);
+    for (int k = 0; drawn_keys[k]; k++) {
+        path_key(sub, path, drawn_keys[k]);
+        if (check_drawn(c, find_field(event_fields, drawn_keys[k]),
+                        json_object_get(v, drawn_keys[k]), sub) < 0)
+            return -1;
+    }
+    path_key(sub, path, "clients");
+    if (check_choose(c, json_object_get(v, "clients"), (int64_t)s->nclients, "clients", sub) < 0)
+        return -1;
+    path_key(sub, path, "server");
+    return check_choose(c, json_object_get(v, "server"), s->redis.servers, "servers", sub);
+}
+
+/* Draws the copies of template v (the file's event i) into out: plain events. */
+static int draw_template(ctx *c, json_t *v, size_t i, const lb_scenario *s, json_t *out)
+{
+    char path[PATH_LEN];
+    json_int_t times;
+    double p;
+    path_index(path, "events", i);
+    if (check_template(c, v, s, path, &times, &p) < 0)
+        return -1;
+    for (json_int_t copy = 0; copy < times; copy++) {
+        uint64_t rng = draw_stream(s->seed, i, copy);
+        if (p < 1.0 && !(draw_unit(&rng) < p))
+            continue;
+        json_t *e = json_copy(v), *x;
+        json_object_del(e, "times");
+        json_object_del(e, "p");
+        for (int k = 0; drawn_keys[k]; k++)
+            if (json_is_object(x = json_object_get(e, drawn_keys[k])))
+                json_object_set_new(e, drawn_keys[k],
+                                    json_integer(draw_time(find_field(event_fields, drawn_keys[k]),
+                                                           x, &rng)));
+        if (json_is_object(x = json_object_get(e, "clients")))
+            json_object_set_new(e, "clients",
+                                draw_choice((int64_t)s->nclients,
+                                            json_integer_value(json_object_get(x, "choose")), &rng));
+        json_t *servers = NULL;
+        if (json_is_object(x = json_object_get(e, "server")))
+            servers = draw_choice(s->redis.servers,
+                                  json_integer_value(json_object_get(x, "choose")), &rng);
+        for (size_t k = 0; k < (servers ? json_array_size(servers) : 1); k++) {
+            json_t *one = servers ? json_copy(e) : json_incref(e);
+            if (servers)
+                json_object_set(one, "server", json_array_get(servers, k));
+            json_array_append_new(out, one);
+        }
+        json_decref(servers);
+        json_decref(e);
+    }
     return 0;
 }
 
 static int decode_events(ctx *c, json_t *raw, lb_scenario *s, json_t **out)
 {
-    json_t *in = json_object_get(raw, "events");
+    json_t *in = json_object_get(raw, "events"), *drawn;
+    size_t *origin;   /* drawn event → its place in the file, for messages */
     *out = json_array();
+    if (check_redis(c, s) < 0)
+        return -1;
     if (!in)
         return 0;
     if (!json_is_array(in))
         return fail(c, "events", "must be an array of events, got %s", GOT(in));
-    s->nevents = json_array_size(in);
+    drawn = json_array();
+    origin = xcalloc(1, sizeof *origin);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < json_array_size(in); i++) {
+        json_t *v = json_array_get(in, i);
+        size_t before = json_array_size(drawn);
+        if (json_is_object(v) && is_template(v))
+            rc = draw_template(c, v, i, s, drawn);
+        else
+            json_array_append(drawn, v);
+        origin = realloc(origin, (json_array_size(drawn) + 1) * sizeof *origin);
+        if (!origin)
+            abort();
+        for (size_t k = before; k < json_array_size(drawn); k++)
+            origin[k] = i;
+    }
+    s->nevents = rc == 0 ? json_array_size(drawn) : 0;
     s->events = xcalloc(s->nevents, sizeof *s->events);
-    for (size_t i = 0; i < s->nevents; i++)
-        if (decode_event(c, json_array_get(in, i), i, s, *out) < 0)
-            return -1;
-    return 0;
+    for (size_t i = 0; rc == 0 && i < s->nevents; i++)
+        rc = decode_event(c, json_array_get(drawn, i), origin[i], &s->events[i], s, *out);
+    free(origin);
+    json_decref(drawn);
+    return rc;
 }
 
 /* ---- variants ----------------------------------------------------------------------------- */
@@ -1381,7 +1709,11 @@ static int load_root(ctx *c, json_t *root, const lb_load_options *opt, lb_scenar
     for (size_t i = 0; opt && i < opt->noverrides; i++)
         if (apply_override(c, root, &opt->overrides[i]) < 0)
             return -1;
-    bool names_sim = json_object_get(root, "sim") != NULL;
+    /* The command line's driver wins over the file's: a failure file written for the
+     * simulator (model and all) runs on a real driver with --driver loop. */
+    bool names_sim = json_object_get(root, "sim") != NULL, driver_given = false;
+    for (size_t i = 0; opt && i < opt->noverrides; i++)
+        driver_given |= opt->overrides[i].path && strcmp(opt->overrides[i].path, "driver") == 0;
     if (opt && opt->calibration && calibrate_root(root) < 0)
         return fail(c, "sim", "must be an object, got %s", GOT(json_object_get(root, "sim")));
     if (opt && opt->calibration)
@@ -1393,7 +1725,7 @@ static int load_root(ctx *c, json_t *root, const lb_load_options *opt, lb_scenar
     for (size_t i = 0; i < s->nvariants; i++)
         if (resolve_variant(c, s, i) < 0)
             goto fail;
-    if (names_sim && !runs_sim(s)) {
+    if (names_sim && !runs_sim(s) && !driver_given) {
         c->prefix[0] = '\0';
         fail(c, "sim", "the simulator's model, but no variant runs on the simulator (set "
                        "\"driver\": \"sim\", or --driver sim)");

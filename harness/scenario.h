@@ -29,7 +29,10 @@
  *   group or variant that sets duration_ms without iterations gets that default again.
  * - Cross-key rules: token and legacy use exactly one server, redlock an odd number (1..9);
  *   fencing needs token; renew needs token or redlock; backoff base_ms <= cap_ms; iterations
- *   and duration_ms are not both null; events name existing clients and servers.
+ *   and duration_ms are not both null; events name existing clients and servers; replicas
+ *   need managed servers and a real driver, and the replication events need replicas;
+ *   sentinels (0, 3 or 5) need replicas, managed servers and a real driver, and rule out
+ *   lockbench's own failover and the client network faults (see check_sentinels).
  */
 #ifndef LB_SCENARIO_H
 #define LB_SCENARIO_H
@@ -58,8 +61,13 @@ typedef enum { LB_DIST_FIXED, LB_DIST_UNIFORM, LB_DIST_EXPONENTIAL } lb_dist_kin
 typedef enum {
     LB_EV_CRASH, LB_EV_PAUSE, LB_EV_DELAY, LB_EV_PARTITION, LB_EV_RESET,
     LB_EV_KILL_SERVER, LB_EV_PAUSE_SERVER, LB_EV_CLOCK_SKEW,
-    LB_EV_CRASH_HOST           /* the simulator's only: the server's machine dies */
+    LB_EV_CRASH_HOST,          /* the simulator's only: the server's machine dies */
+    LB_EV_FAILOVER,            /* a replica of the server is promoted (redis.replicas > 0) */
+    LB_EV_DELAY_REPLICATION,   /* latency on the server's replication links */
+    LB_EV_PARTITION_REPLICATION  /* the server's replication links cut (bytes held) */
 } lb_event_action;
+/* failover's "old": what happens to the primary it replaces. */
+typedef enum { LB_OLD_KILL, LB_OLD_DEMOTE } lb_failover_old;
 
 /* hold_ms / think_ms: a number (fixed: a), {"uniform": [a, b]} (a <= b), {"exponential": mean}. */
 typedef struct {
@@ -86,6 +94,8 @@ typedef struct {
     bool         fencing;             /* false */
     double       drift_factor;        /* 0.01 */
     int64_t      command_timeout_ms;  /* 1000 */
+    int64_t      min_replicas;        /* 0 = off; > 0: WAIT for that many behind every grant */
+    int64_t      replica_timeout_ms;  /* 100; WAIT's timeout, >= 1 */
 } lb_lock;
 
 typedef enum { LB_ARRIVAL_POISSON, LB_ARRIVAL_UNIFORM } lb_arrival_process;
@@ -122,9 +132,14 @@ typedef struct {
     int64_t server_hz;               /* the servers' cron frequency */
 } lb_sim;
 
+#define LB_SCENARIO_MAX_REPLICAS 4
+
 typedef struct {
     int            servers;          /* 1..9 */
     lb_persistence persistence;      /* none */
+    int            replicas;         /* 0..4 per server, managed only; not on the simulator */
+    int64_t        sentinels;        /* 0, 3 or 5 watching every server; needs replicas >= 1;
+                                        managed only; not on the simulator */
 } lb_redis;
 
 /* A client group with its effective settings (base section merged with the group's override). */
@@ -149,7 +164,9 @@ typedef struct {
     int64_t         duration_ms;      /* pause, delay, partition, pause-server; else 0 */
     int64_t         latency_ms;       /* delay */
     int64_t         jitter_ms;        /* delay (default 0) */
-    int             server;           /* kill-server, pause-server; else -1 */
+    int             server;           /* kill-server, pause-server, failover, *-replication;
+                                         else -1 */
+    lb_failover_old old;              /* failover (default kill) */
     int64_t         offset_ms;        /* clock-skew (may be negative) */
 } lb_event;
 
@@ -251,5 +268,6 @@ const char *lb_driver_name(lb_driver d);
 lb_driver lb_scenario_driver(const lb_scenario *s);
 const char *lb_persistence_name(lb_persistence p);
 const char *lb_event_action_name(lb_event_action a);
+const char *lb_failover_old_name(lb_failover_old o);
 
 #endif

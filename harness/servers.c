@@ -66,6 +66,7 @@ struct lb_server {
     char dir[LB_DIR_MAX];
     char exe[LB_DIR_MAX];       /* resolved once, so a restart runs the same binary */
     char url[48];
+    char *sentinel_conf;        /* a sentinel (redis-server --sentinel): its own lines */
 };
 
 /* What the cleanup walk needs, readable from a signal handler without taking the mutex: the
@@ -574,6 +575,8 @@ static int write_conf(const lb_server *s, char *err, size_t errlen)
      * drop some of their SYNs and their connects time out. The kernel caps it at somaxconn.
      * As many clients as the descriptors the server gets (ours) allow, less redis's own 32. */
     fprintf(f, "tcp-backlog 4096\nmaxclients %d\n", fd_limit() - 32);
+    if (s->sentinel_conf)
+        fputs(s->sentinel_conf, f);
     if (fclose(f) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", conf, strerror(errno));
         return -1;
@@ -682,7 +685,8 @@ static int spawn(lb_server *s, char *err, size_t errlen)
     char conf[LB_DIR_MAX + 32], log[LB_DIR_MAX + 32];
     dir_file(s, "redis.conf", conf, sizeof conf);
     dir_file(s, "redis.log", log, sizeof log);
-    char *argv[] = { s->exe, conf, NULL };
+    char sentinel[] = "--sentinel";
+    char *argv[] = { s->exe, conf, s->sentinel_conf ? sentinel : NULL, NULL };
     lb_spawn_plan plan = { s->exe, argv, log, getpid(), fd_limit() };
     sigset_t all, old;
     sigfillset(&all);
@@ -817,24 +821,29 @@ static void discard(lb_server *s)
     kill_and_reap(s);
     rm_tree(s->dir);
     registry_remove(s);
+    free(s->sentinel_conf);
     free(s);
 }
 
-lb_server *lb_server_start(lb_persistence persistence, char *err, size_t errlen)
+static lb_server *start(lb_persistence persistence, const char *sentinel_conf, char *err,
+                        size_t errlen)
 {
     lb_server *s = calloc(1, sizeof *s);
-    if (s == NULL) {
+    if (s == NULL || (sentinel_conf && !(s->sentinel_conf = strdup(sentinel_conf)))) {
+        free(s);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     s->persistence = persistence;
     sweep_stale_dirs(tmp_root());
     if (find_redis(s->exe, sizeof s->exe, err, errlen) != 0 || make_dir(s, err, errlen) != 0) {
+        free(s->sentinel_conf);
         free(s);
         return NULL;
     }
     if (registry_add(s, err, errlen) != 0) {
         rm_tree(s->dir);
+        free(s->sentinel_conf);
         free(s);
         return NULL;
     }
@@ -844,6 +853,16 @@ lb_server *lb_server_start(lb_persistence persistence, char *err, size_t errlen)
     }
     snprintf(s->url, sizeof s->url, "redis://127.0.0.1:%d", s->port);
     return s;
+}
+
+lb_server *lb_server_start(lb_persistence persistence, char *err, size_t errlen)
+{
+    return start(persistence, NULL, err, errlen);
+}
+
+lb_server *lb_server_start_sentinel(const char *sentinel_conf, char *err, size_t errlen)
+{
+    return start(LB_PERSIST_NONE, sentinel_conf, err, errlen);
 }
 
 void lb_server_stop(lb_server *s)
@@ -860,6 +879,7 @@ void lb_server_stop(lb_server *s)
     }
     rm_tree(s->dir);
     registry_remove(s);
+    free(s->sentinel_conf);
     free(s);
 }
 

@@ -28,6 +28,10 @@ typedef struct lb_server lb_server;
 /* Starts a server and waits (polling PING to a deadline) until it answers. NULL on failure,
  * with the reason in err. */
 lb_server  *lb_server_start(lb_persistence persistence, char *err, size_t errlen);
+/* The same for a sentinel: redis-server --sentinel, its config file the usual lines (port,
+ * dir, log) followed by sentinel_conf ("sentinel monitor ..." lines; the sentinel rewrites the
+ * file as it learns). harness/sentinels.c builds on it. */
+lb_server  *lb_server_start_sentinel(const char *sentinel_conf, char *err, size_t errlen);
 /* SIGTERM, then SIGKILL after a grace period; reaps it, removes its directory, frees s.
  * Accepts NULL. */
 void        lb_server_stop(lb_server *s);

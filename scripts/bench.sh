@@ -20,6 +20,9 @@
 #       --driver sim) / lock cycles per second of the real run (u50).           target >= 5
 #   S2  memory per simulated client: (peak RSS at 100 000 simulated clients - peak at 1 000)
 #       / 99 000.                                                           target <= 2 KiB
+#   E1  explore speed: seeds per second that `lockbench explore` judges on scenarios/bench/
+#       explore.json (10 clients on one key, hold 1 ms, 1 virtual second, 2 random faults),
+#       one worker per core.                                                     target >= 50
 #   Scaling: throughput, p99 and peak memory per client for 1, 10, 50, 100, 1000, 10000
 #       clients, uncontended (N keys) and contended (1 key, each wait mode, the best shown).
 #                                 memory per client at the most clients: target <= 32 KiB
@@ -55,6 +58,9 @@ R2_TARGET=0.5
 R3_TARGET=20
 S1_TARGET=5
 S2_TARGET=2
+E1_TARGET=50
+EXPLORE=scenarios/bench/explore.json
+EXPLORE_SEEDS=${BENCH_EXPLORE_SEEDS:-300}
 MEM_TARGET=32
 
 die() { echo "bench: $*" >&2; exit 2; }
@@ -67,7 +73,7 @@ case $SET1_N in ''|*[!0-9]*) die "BENCH_SET1_REQUESTS must be a number";; esac
 [ "$RUNS" -ge 3 ] || echo "bench: BENCH_RUNS=$RUNS: fewer than 3 runs, the medians are weak" >&2
 [ -x "$LB" ] || die "$LB not built (run make bench)"
 [ -x "$BH" ] || die "$BH not built (run make bench)"
-for f in "$UNCONTENDED" "$CONTENDED"; do [ -f "$f" ] || die "$f missing"; done
+for f in "$UNCONTENDED" "$CONTENDED" "$EXPLORE"; do [ -f "$f" ] || die "$f missing"; done
 for t in redis-server redis-cli redis-benchmark; do
     command -v "$t" >/dev/null 2>&1 || die "$t not found (make deps installs redis-server and redis-tools)"
 done
@@ -279,6 +285,19 @@ run_sim() {
     rm -rf "$out"
 }
 
+# run_explore ROUND: explore's seeds per second on the bench scenario (every seed passes).
+run_explore() {
+    out=$tmp/runs/explore.$1
+    "$LB" explore "$EXPLORE" --seeds "$EXPLORE_SEEDS" --out "$out" --quiet >"$out.log" 2>&1
+    rc=$?
+    record explore exit "$1" "$rc"
+    [ "$rc" -eq 0 ] || echo "explore round $1: lockbench explore exit $rc: $(tail -n 1 "$out.log")" >> "$FAILS"
+    sps=null
+    [ -f "$out/explore.json" ] && sps=$("$BH" get "$out/explore.json" seeds_per_s 2>/dev/null)
+    record explore seeds_per_s "$1" "${sps:-null}"
+    rm -rf "$out"
+}
+
 run_hist() {
     round=$1
     ns=$("$BH" hist "$HIST_N" 2>>"$FAILS") || ns=null
@@ -302,7 +321,7 @@ for n in 50 1 $counts; do
     [ "$n" -eq 1 ] && configs="$configs set1"
     for w in $MODES; do configs="$configs c$n-$w"; done
 done
-configs="$configs s50 s1000 s100000 hist"
+configs="$configs s50 s1000 s100000 explore hist"
 ORDER=$configs
 # shellcheck disable=SC2086
 nconf=$(echo $configs | wc -w)
@@ -326,6 +345,7 @@ while [ "$round" -le "$RUNS" ]; do
             set)  run_set set "$round" 50 "$SET_N" ;;
             set1) run_set set1 "$round" 1 "$SET1_N" ;;
             hist) run_hist "$round" ;;
+            explore) run_explore "$round" ;;
             s50) run_sim s50 "$round" 50 "$DUR" ;;
             s*)  run_sim "$cfg" "$round" "${cfg#s}" "$DUR" ;;
             u50x4) run_lb u50x4 "$round" "$UNCONTENDED" 50 50 poll $((DUR * 4)) ;;
@@ -402,6 +422,8 @@ s1_v=$(verdict "$s1" "$S1_TARGET" ge)
 s2=$(awk -v a="$(med s100000 maxrss_kb)" -v b="$(med s1000 maxrss_kb)" 'BEGIN {
     if (a == "null" || b == "null") print "null"; else printf "%.6g\n", (a - b) / 99000 }')
 s2_v=$(verdict "$s2" "$S2_TARGET" le)
+e1=$(med explore seeds_per_s)
+e1_v=$(verdict "$e1" "$E1_TARGET" ge)
 lb_share=$(med u50 cpu_share)
 lb_cores=$(calc div "$(med u50 cpu_s)" "$(med u50 wall_s)")
 rd_share=$(med u50 redis_cpu_share)
@@ -465,6 +487,8 @@ TABLE=$tmp/table.txt
     printf '%-46s %10s  %-8s %s\n' "S2 KiB per simulated client" "$(fmt %.2f "$s2")" "<= $S2_TARGET" "$s2_v"
     printf '     (peak %s KiB at 100 000 simulated clients - %s KiB at 1 000) / 99 000\n' \
         "$(fmt %.0f "$(med s100000 maxrss_kb)")" "$(fmt %.0f "$(med s1000 maxrss_kb)")"
+    printf '%-46s %10s  %-8s %s\n' "E1 explore seeds/s" "$(fmt %.0f "$e1")" ">= $E1_TARGET" "$e1_v"
+    printf '     %s seeds of %s, one worker per core (%s)\n' "$EXPLORE_SEEDS" "$EXPLORE" "$NCPU"
     printf '%-46s %9s%%  (%s of %s cores)\n' "R3 lockbench CPU share during R1" \
         "$(fmt %.1f "$(calc div "$lb_share" 0.01)")" "$(fmt %.2f "$lb_cores")" "$NCPU"
     printf '%-46s %9s%%  (%s of %s cores; %s%% under redis-benchmark)\n' "   redis-server CPU share during R1" \
@@ -544,6 +568,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "null null null")
     echo "           \"redis_cpu_share\": $rd_share, \"redis_cpu_cores\": $rd_cores,"
     echo "           \"redis_cpu_share_under_redis_benchmark\": $rb_rd_share},"
     echo "    \"s1\": {\"ratio\": $s1, \"target_min\": $S1_TARGET, \"pass\": $(jbool "$s1_v"), \"sim_cycles_per_cpu_s\": $(med s50 cycles_per_cpu_s)},"
+    echo "    \"e1\": {\"seeds_per_s\": $e1, \"target_min\": $E1_TARGET, \"pass\": $(jbool "$e1_v"), \"seeds\": $EXPLORE_SEEDS, \"scenario\": \"$EXPLORE\"},"
     echo "    \"s2\": {\"kib_per_simulated_client\": $s2, \"target_max_kib\": $S2_TARGET, \"pass\": $(jbool "$s2_v"), \"rss_kib\": [$(med s1000 maxrss_kb), $(med s100000 maxrss_kb)]},"
     echo "    \"memory\": {\"clients\": $nmax, \"kib_per_client\": $mem_max, \"target_max_kib\": $MEM_TARGET, \"pass\": $(jbool "$mem_v"),"
     echo "               \"marginal_kib_per_client\": $mem_marginal, \"rss_kib_one_client\": $rss1,"

@@ -2,6 +2,7 @@
  * the seed's two examples, ownership on release, fencing, interruption, hooks, URLs and AUTH,
  * reconnection and SIGPIPE safety. */
 #include <hiredis/hiredis.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
@@ -215,9 +216,12 @@ static void stale_fencing_token_is_rejected(void **state)
     assert_int_equal(dlock_acquire(b, "fence:lock", &o, &lb), DLOCK_OK);
     uint64_t t2 = dlock_fencing_token(lb);
     assert_true(t2 > t1);
-    assert_int_equal(dlock_fenced_set(resource, "fence:data", t2, "from-b"), DLOCK_OK);
-    assert_int_equal(dlock_fenced_set(resource, "fence:data", t1, "from-a"), DLOCK_ESTALE);
-    assert_int_equal(dlock_fenced_set(resource, "fence:data", t2, "again-b"), DLOCK_OK);
+    assert_int_equal(dlock_fenced_write(resource, "fence:data", lb, "from-b"), DLOCK_OK);
+    assert_int_equal(dlock_fenced_write(resource, "fence:data", la, "from-a"), DLOCK_ESTALE);
+    assert_int_equal(dlock_fenced_write(resource, "fence:data", lb, "again-b"), DLOCK_OK);
+    /* not named, the same token could be a second holder's: only a newer one passes */
+    assert_int_equal(dlock_fenced_set(resource, "fence:data", t2, "unnamed"), DLOCK_ESTALE);
+    assert_int_equal(dlock_fenced_set(resource, "fence:data", t1, "unnamed"), DLOCK_ESTALE);
     redisContext *r = fx_raw(0);
     assert_non_null(r);
     redisReply *v = redisCommand(r, "GET fence:data");
@@ -229,6 +233,169 @@ static void stale_fencing_token_is_rejected(void **state)
     dlock_client_free(a);
     dlock_client_free(b);
     dlock_client_free(resource);
+}
+
+/* A failover can lose the INCR behind a fencing token: the next holder is handed the same
+ * token again (here the counter is set back by hand, as the promoted replica would have it).
+ * Of the two holders of one token, the first to write keeps the resource; the second is
+ * refused, and the first may go on writing. */
+static void a_second_holder_of_the_same_token_is_refused(void **state)
+{
+    dlock_client *a = fx_client(1), *b = fx_client(1), *resource = fx_client(1);
+    dlock_options o = opts(DLOCK_TOKEN, 50, 5000);
+    o.fencing = true;
+    dlock *la, *lb;
+    assert_int_equal(dlock_acquire(a, "twice:lock", &o, &la), DLOCK_OK);
+    uint64_t t = dlock_fencing_token(la);
+    wait_gone("twice:lock", 2000);
+    redisContext *r = fx_raw(0);
+    assert_non_null(r);
+    freeReplyObject(redisCommand(r, "DECR twice:lock:fence"));  /* the INCR lost in a failover */
+    assert_int_equal(dlock_acquire(b, "twice:lock", &o, &lb), DLOCK_OK);
+    assert_int_equal(dlock_fencing_token(lb), t);
+    assert_int_equal(dlock_fenced_write(resource, "twice:data", la, "from-a"), DLOCK_OK);
+    assert_int_equal(dlock_fenced_write(resource, "twice:data", lb, "from-b"), DLOCK_ESTALE);
+    assert_int_equal(dlock_fenced_write(resource, "twice:data", la, "again-a"), DLOCK_OK);
+    redisReply *v = redisCommand(r, "GET twice:data");
+    assert_string_equal(v->str, "again-a");
+    freeReplyObject(v);
+    redisFree(r);
+    dlock_abandon(la);
+    assert_int_equal(dlock_release(lb), DLOCK_OK);
+    dlock_client_free(a);
+    dlock_client_free(b);
+    dlock_client_free(resource);
+}
+
+/* The lost update a plain read leaves open: a (token t1) has read and paused past its lease; b
+ * (t2) reads. With the fenced read the store learns of t2 then, so a's late write is refused,
+ * before b writes, not only after; and a cannot read again either. */
+static void a_newer_tokens_read_makes_an_older_tokens_write_stale(void **state)
+{
+    dlock_client *a = fx_client(1), *b = fx_client(1), *resource = fx_client(1);
+    dlock_options o = opts(DLOCK_TOKEN, 50, 5000);
+    o.fencing = true;
+    dlock *la, *lb;
+    char *va, *vb;
+    assert_int_equal(dlock_acquire(a, "fread:lock", &o, &la), DLOCK_OK);
+    assert_int_equal(dlock_fenced_read(resource, "fread:data", la, &va), DLOCK_OK);
+    assert_null(va);  /* no value yet */
+    assert_int_equal(dlock_fenced_write(resource, "fread:data", la, "1"), DLOCK_OK);
+    assert_int_equal(dlock_fenced_read(resource, "fread:data", la, &va), DLOCK_OK);
+    assert_string_equal(va, "1");  /* a reads, then "pauses" past its lease */
+    wait_gone("fread:lock", 2000);
+    assert_int_equal(dlock_acquire(b, "fread:lock", &o, &lb), DLOCK_OK);
+    assert_true(dlock_fencing_token(lb) > dlock_fencing_token(la));
+    assert_int_equal(dlock_fenced_read(resource, "fread:data", lb, &vb), DLOCK_OK);
+    assert_string_equal(vb, "1");
+    assert_int_equal(dlock_fenced_write(resource, "fread:data", la, "2"), DLOCK_ESTALE);
+    assert_int_equal(dlock_fenced_write(resource, "fread:data", lb, "2"), DLOCK_OK);
+    char *again = va;
+    assert_int_equal(dlock_fenced_read(resource, "fread:data", la, &again), DLOCK_ESTALE);
+    assert_null(again);
+    char *v = fx_get(0, "fread:data");
+    assert_string_equal(v, "2");  /* both increments counted */
+    free(v);
+    free(va);
+    free(vb);
+    dlock_release(la);
+    assert_int_equal(dlock_release(lb), DLOCK_OK);
+    dlock_client_free(a);
+    dlock_client_free(b);
+    dlock_client_free(resource);
+}
+
+/* A read carrying an older token than the store has seen is refused, and records nothing; so is
+ * a second holder's read of the same token (a failover lost the INCR behind it) once the first
+ * has used it. A lock without a fencing token cannot read so. */
+static void an_older_tokens_read_is_refused(void **state)
+{
+    dlock_client *a = fx_client(1), *b = fx_client(1), *resource = fx_client(1);
+    dlock_options o = opts(DLOCK_TOKEN, 50, 5000);
+    o.fencing = true;
+    dlock *la, *lb;
+    char *v = (char *)"untouched";
+    assert_int_equal(dlock_acquire(a, "fold:lock", &o, &la), DLOCK_OK);
+    wait_gone("fold:lock", 2000);
+    assert_int_equal(dlock_acquire(b, "fold:lock", &o, &lb), DLOCK_OK);
+    assert_int_equal(dlock_fenced_write(resource, "fold:data", lb, "from-b"), DLOCK_OK);
+    assert_int_equal(dlock_fenced_read(resource, "fold:data", la, &v), DLOCK_ESTALE);
+    assert_null(v);
+    char *seen = fx_get(0, "fold:data:fence");
+    char want[24];
+    snprintf(want, sizeof want, "%" PRIu64, dlock_fencing_token(lb));
+    assert_string_equal(seen, want);  /* the refused read recorded nothing */
+    free(seen);
+    assert_int_equal(dlock_fenced_read(resource, "fold:data", lb, &v), DLOCK_OK);
+    assert_string_equal(v, "from-b");
+    free(v);
+    dlock_abandon(la);
+    assert_int_equal(dlock_release(lb), DLOCK_OK);
+
+    /* the same token twice: the first to read keeps the resource */
+    dlock *l1, *l2;
+    assert_int_equal(dlock_acquire(a, "fold:lock", &o, &l1), DLOCK_OK);
+    wait_gone("fold:lock", 2000);
+    redisContext *r = fx_raw(0);
+    assert_non_null(r);
+    freeReplyObject(redisCommand(r, "DECR fold:lock:fence"));  /* the INCR lost in a failover */
+    redisFree(r);
+    assert_int_equal(dlock_acquire(b, "fold:lock", &o, &l2), DLOCK_OK);
+    assert_int_equal(dlock_fencing_token(l2), dlock_fencing_token(l1));
+    assert_int_equal(dlock_fenced_read(resource, "fold:data", l1, &v), DLOCK_OK);
+    free(v);
+    assert_int_equal(dlock_fenced_read(resource, "fold:data", l2, &v), DLOCK_ESTALE);
+    assert_int_equal(dlock_fenced_write(resource, "fold:data", l2, "from-2"), DLOCK_ESTALE);
+    assert_int_equal(dlock_fenced_write(resource, "fold:data", l1, "from-1"), DLOCK_OK);
+    dlock_abandon(l1);
+    assert_int_equal(dlock_release(l2), DLOCK_OK);
+
+    dlock *plain;
+    dlock_options po = opts(DLOCK_TOKEN, 5000, 0);
+    assert_int_equal(dlock_acquire(a, "fold:plain", &po, &plain), DLOCK_OK);
+    assert_int_equal(dlock_fenced_read(resource, "fold:data", plain, &v), DLOCK_EINVAL);
+    assert_null(v);
+    assert_int_equal(dlock_release(plain), DLOCK_OK);
+    dlock_client_free(a);
+    dlock_client_free(b);
+    dlock_client_free(resource);
+}
+
+/* ---- replicas ---------------------------------------------------------------- */
+
+/* The test server has no replica: WAIT 1 blocks until its timeout and answers 0, so every
+ * grant is deleted again. A try once is busy and a wait times out, both saying why, and no
+ * lock is left behind. The same options without min_replicas take the lock. */
+static void without_replicas_min_replicas_refuses_the_lock(void **state)
+{
+    dlock_client *c = fx_client(1);
+    fx_counter waits = {.name = "WAIT"};
+    dlock_client_set_hook(c, fx_count_hook, &waits);
+    dlock_options o = opts(DLOCK_TOKEN, 30000, 0);
+    o.min_replicas = 1;
+    o.replica_timeout_ms = 20;
+    dlock *l = NULL;
+    int64_t t0 = fx_now_ms();
+    assert_int_equal(dlock_acquire(c, "wait:lock", &o, &l), DLOCK_EBUSY);
+    assert_true(fx_now_ms() - t0 >= 20);  /* WAIT held the reply for its timeout */
+    assert_string_equal(dlock_client_errstr(c), "WAIT: 0 of 1 replicas acknowledged");
+    assert_null(l);
+    assert_int_equal(fx_int(0, "EXISTS %s", "wait:lock"), 0);
+    assert_int_equal(atomic_load(&waits.n), 1);
+    o.wait_timeout_ms = 150;
+    o.fencing = true;
+    assert_int_equal(dlock_acquire(c, "wait:lock", &o, &l), DLOCK_ETIMEDOUT);
+    assert_non_null(strstr(dlock_client_errstr(c), "last try: WAIT: 0 of 1 replicas"));
+    assert_int_equal(fx_int(0, "EXISTS %s", "wait:lock"), 0);
+    assert_true(atomic_load(&waits.n) >= 3);
+    o.min_replicas = 0;
+    assert_int_equal(dlock_acquire(c, "wait:lock", &o, &l), DLOCK_OK);
+    assert_int_equal(dlock_release(l), DLOCK_OK);
+    o.min_replicas = 1;
+    o.replica_timeout_ms = 0;
+    assert_int_equal(dlock_acquire(c, "wait:lock", &o, &l), DLOCK_EINVAL);
+    assert_non_null(strstr(dlock_client_errstr(c), "replica_timeout_ms"));
+    dlock_client_free(c);
 }
 
 /* ---- interruption, hooks, statistics --------------------------------------- */
@@ -625,6 +792,10 @@ int main(void)
         cmocka_unit_test(legacy_release_after_expiry_deletes_the_new_holder),
         cmocka_unit_test(extend_moves_the_lease),
         cmocka_unit_test(stale_fencing_token_is_rejected),
+        cmocka_unit_test(a_second_holder_of_the_same_token_is_refused),
+        cmocka_unit_test(a_newer_tokens_read_makes_an_older_tokens_write_stale),
+        cmocka_unit_test(an_older_tokens_read_is_refused),
+        cmocka_unit_test(without_replicas_min_replicas_refuses_the_lock),
         cmocka_unit_test(interrupt_cancels_a_blocked_acquire),
         cmocka_unit_test(interrupt_from_another_thread),
         cmocka_unit_test(interrupt_reaches_a_notify_wait),

@@ -771,6 +771,29 @@ static const dlock_reply *cmd_brpop(sim_exec *x, int argc, const sim_str *argv)
     return bpop_generic(x, argc, argv, false);
 }
 
+/* WAIT numreplicas timeout (ms): the model has no replicas, so it answers 0 -- at once when 0
+ * is enough (numreplicas <= 0), inside EXEC and without a connection; otherwise, as Redis 7.0
+ * does for a primary whose replicas have not acknowledged, after blocking until the timeout
+ * (0 = forever), which is noticed on the same timer as a BLPOP's. */
+static const dlock_reply *cmd_wait(sim_exec *x, int argc, const sim_str *argv)
+{
+    long long n, ms;
+    if (!arg_ll(&argv[1], &n))
+        return r_error(x, "ERR value is not an integer or out of range");
+    if (!arg_ll(&argv[2], &ms))
+        return r_error(x, "ERR timeout is not an integer or out of range");
+    if (ms < 0)
+        return r_error(x, "ERR timeout is negative");
+    if (ms > LLONG_MAX - x->now_ms)
+        return r_error(x, "ERR timeout is out of range");
+    if (n <= 0 || x->deny_blocking || !x->c)
+        return &sim_r_zero;
+    conn_block(x, 0, NULL, ms > 0 ? x->now_ms + ms : 0, true);
+    x->c->block->replicas = true;
+    x->blocked = true;
+    return NULL;
+}
+
 /* ---- sorted sets ------------------------------------------------------------------------ */
 
 enum { Z_NX = 1, Z_XX = 2, Z_GT = 4, Z_LT = 8, Z_CH = 16, Z_INCR = 32 };
@@ -1104,6 +1127,7 @@ static const sim_command table[] = {  /* sorted by name */
     {"type", 2, 0, cmd_type},
     {"unlink", -2, 0, cmd_del},
     {"unwatch", 1, SIM_F_NOSCRIPT, cmd_unwatch},
+    {"wait", 3, SIM_F_NOSCRIPT, cmd_wait},
     {"watch", -2, SIM_F_NOSCRIPT, cmd_watch},
     {"zadd", -4, 0, cmd_zadd},
     {"zcard", 2, 0, cmd_zcard},

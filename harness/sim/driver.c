@@ -24,7 +24,7 @@
 #include "sim/sim.h"
 #include "workload.h"
 
-#define MAX_BATCH 32               /* the lock core's largest batch is 27 */
+#define MAX_BATCH 32               /* the lock core's largest batch is 28 */
 #define MAX_ARGC 16                /* and its longest command has 15 arguments */
 #define MAX_DELAYS 16              /* delay events in effect on one client at once */
 #define KEY_MAX 600                /* a key's name (the prefix, the scenario's key, its number) */
@@ -96,7 +96,11 @@ typedef struct sconn {
     uint16_t lane;
 } sconn;
 
-typedef enum { OP_NONE, OP_ACQUIRE, OP_RELEASE, OP_EXTEND, OP_READ, OP_WRITE, OP_INCR, OP_FENCED } op_kind;
+typedef enum {
+    OP_NONE, OP_ACQUIRE, OP_RELEASE, OP_EXTEND, OP_READ, OP_WRITE, OP_INCR,
+    OP_FENCED,                   /* a fenced write: a machine on the protected store */
+    OP_FENCED_READ               /* a fenced read: likewise */
+} op_kind;
 
 /* A batch in flight, sized to its commands and the run's connections: a client in a run of a
  * million keeps one at a time. */
@@ -417,9 +421,13 @@ static bool timer_due(sim *S, ev *out)
 
 /* ---- copies of replies and commands --------------------------------------------------------- */
 
+/* An array's elements start at the next aligned address after whatever string came before
+ * them (a nested array follows its sibling's string): each array may need padding. */
+#define REPLY_ALIGN _Alignof(dlock_reply)
+
 static size_t reply_size(const dlock_reply *r)
 {
-    size_t n = sizeof *r + (r->str ? r->len + 1 : 0);
+    size_t n = sizeof *r + (r->str ? r->len + 1 : 0) + (r->elements ? REPLY_ALIGN - 1 : 0);
     for (size_t i = 0; i < r->elements; i++)
         n += reply_size(&r->element[i]);
     return n;
@@ -430,6 +438,7 @@ static dlock_reply *reply_copy_into(const dlock_reply *r, dlock_reply *dst, char
 {
     *dst = *r;
     if (r->elements > 0) {
+        *at += (REPLY_ALIGN - (uintptr_t)*at % REPLY_ALIGN) % REPLY_ALIGN;
         dlock_reply *el = (dlock_reply *)*at;
         *at += r->elements * sizeof *el;
         for (size_t i = 0; i < r->elements; i++)
@@ -452,7 +461,6 @@ static const dlock_reply *reply_copy(const dlock_reply *r)
     if (!root)
         abort();
     char *at = (char *)(root + 1);
-    /* elements must stay aligned: strings go after every element array */
     reply_copy_into(r, root, &at);
     return root;
 }
@@ -753,17 +761,18 @@ static void machine_go(sim *S, sclient *c, lane *L, const dlock_reply *const *re
         c->interrupt = false;
     switch (a.what) {
     case DLOCK_DO_SEND: {
+        bool on_store = L->op == OP_FENCED || L->op == OP_FENCED_READ;
         int server[MAX_BATCH], argc[MAX_BATCH];
         const char *const *argv[MAX_BATCH];
         if (a.ncommands > MAX_BATCH)
-            abort();  /* the core's largest batch is 27: a bigger one is a bug to see at once */
+            abort();  /* the core's largest batch is 28: a bigger one is a bug to see at once */
         int n = a.ncommands;
         for (int i = 0; i < n; i++) {
-            server[i] = L->op == OP_FENCED ? S->nservers : a.commands[i].server;
+            server[i] = on_store ? S->nservers : a.commands[i].server;
             argv[i] = a.commands[i].argv;
             argc[i] = a.commands[i].argc;
         }
-        if (L->op != OP_FENCED) {  /* the lock core's commands, the renewer's included */
+        if (!on_store) {  /* the lock core's commands, the renewer's included */
             L->op_commands += (uint32_t)n;
             c->out->commands += (uint64_t)n;
         }
@@ -793,6 +802,11 @@ static void machine_go(sim *S, sclient *c, lane *L, const dlock_reply *const *re
             c->l = l;
             win.fence = dlock_fencing_token(l);
         }
+    }
+    if (op == OP_FENCED_READ) {
+        const char *v = dlock_machine_value(L->m);
+        win.ok = a.rc == DLOCK_OK;
+        win.value = v ? atoll(v) : 0;
     }
     dlock_machine_free(L->m);
     L->m = NULL;
@@ -996,9 +1010,21 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
             start_machine(S, c, L, m, OP_ACQUIRE);
             return;
         }
-        case LB_WL_READ:
-            send_resource(S, c, OP_READ, "GET", NULL);
+        case LB_WL_READ: {
+            if (s.fence == 0) {
+                send_resource(S, c, OP_READ, "GET", NULL);
+                return;
+            }
+            char key[KEY_MAX + 16];
+            counter_key(S, (size_t)c->keyidx, key, sizeof key);
+            dlock_machine *rm = dlock_machine_fenced_read(key, c->l);
+            if (!rm) {
+                in.rc = DLOCK_ENOMEM;
+                break;
+            }
+            start_machine(S, c, L, rm, OP_FENCED_READ);
             return;
+        }
         case LB_WL_WRITE: {
             snprintf(buf, sizeof buf, "%lld", s.value);
             if (s.fence == 0) {
@@ -1007,7 +1033,7 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
             }
             char key[KEY_MAX + 16];
             counter_key(S, (size_t)c->keyidx, key, sizeof key);
-            dlock_machine *fm = dlock_machine_fenced_set(key, s.fence, buf);
+            dlock_machine *fm = dlock_machine_fenced_write(key, c->l, buf);
             if (!fm) {
                 in.rc = DLOCK_ENOMEM;
                 break;
@@ -1372,6 +1398,10 @@ static bool apply(sim *S, size_t idx, bool ending)
             sim_server_pause(S->srv[e->server], S->now, S->now + e->duration_ms * 1000);
         server_poke(S, e->server);
         return true;
+    case LB_EV_FAILOVER:
+    case LB_EV_DELAY_REPLICATION:
+    case LB_EV_PARTITION_REPLICATION:
+        return false;  /* no replicas in the model: validation refuses them on the simulator */
     default:
         for (size_t i = 0; i < e->nclients; i++)
             if (e->clients[i] >= 0 && (size_t)e->clients[i] < S->n)

@@ -164,6 +164,7 @@ typedef struct sim_bqueue {
 typedef struct sim_block {
     int64_t deadline_ms;  /* 0 = none */
     bool head;            /* BLPOP (true) or BRPOP */
+    bool replicas;        /* WAIT (no keys): timed out, it is answered 0, not nil */
     int nkeys;
     sim_bwait w[];
 } sim_block;

@@ -11,7 +11,8 @@
  *   - after every command, clients blocked on a list that got elements are served, first
  *     blocked first, and queued as unblocked (processCommand -> handleClientsBlockedOnKeys);
  *   - serverCron runs when due (dynamic hz as Redis: more clients, higher hz);
- *   - beforeSleep: blocked clients whose deadline passed (deadline < now in ms) get nil; the
+ *   - beforeSleep: blocked clients whose deadline passed (deadline < now in ms) get nil (a WAIT
+ *     gets 0: no replica is modelled, so none ever acknowledges); the
  *     unblocked clients run what is pipelined behind their BLPOP; the AOF is written (and under
  *     appendfsync always, fsynced; under everysec, fsynced at the first iteration end in a new
  *     second); every reply of the iteration leaves at its end.
@@ -405,6 +406,7 @@ void conn_block(sim_exec *x, int nkeys, const sim_str *keys, int64_t deadline_ms
         abort();
     b->deadline_ms = deadline_ms;
     b->head = head;
+    b->replicas = false;
     b->nkeys = 0;
     for (int i = 0; i < nkeys; i++) {
         bool dup = false;
@@ -657,7 +659,7 @@ static void handle_timeouts(sim_server *s, int64_t t)
     int64_t now_ms = t / 1000;
     while (s->timeouts.n && s->timeouts.a[0]->block->deadline_ms < now_ms) {
         sim_conn *c = s->timeouts.a[0];
-        add_reply(s, c, &sim_r_nil);
+        add_reply(s, c, c->block->replicas ? &sim_r_zero : &sim_r_nil);
         unblock(s, c);
     }
 }

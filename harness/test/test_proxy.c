@@ -539,6 +539,42 @@ static void test_reset_closes_both_sides(void **state)
     assert_pong(again);
 }
 
+/* A failover's move: the link's connections are reset and new ones reach the new target; the
+ * link keeps its port and its faults. The second server is stopped at exit if an assertion
+ * fails first (servers.c kills what is left). */
+static void test_set_target_moves_connections(void **state)
+{
+    fixture *f = *state;
+    int port;
+    int link = add_link(f, &port);
+    lb_server *other = lb_server_start(LB_PERSIST_NONE, f->err, sizeof f->err);
+    if (other == NULL)
+        fail_msg("lb_server_start: %s", f->err);
+    redisContext *there = connect_port(f, lb_server_port(other), LONG_TIMEOUT_MS);
+    freeReplyObject(redisCommand(there, "SET moved yes"));
+    assert_int_equal(lb_proxy_set_latency(f->proxy, link, 20000, 0), 0);
+    redisContext *c = connect_port(f, port, LONG_TIMEOUT_MS);
+    assert_pong(c);
+
+    assert_int_equal(lb_proxy_set_target(f->proxy, link, "127.0.0.1", lb_server_port(other)), 0);
+    redisReply *r = redisCommand(c, "PING");
+    assert_null(r);                              /* the old connection was reset */
+    redisContext *again = connect_port(f, port, LONG_TIMEOUT_MS);
+    int64_t t0 = now_us();
+    r = redisCommand(again, "GET moved");
+    int64_t rtt = now_us() - t0;
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);   /* only the other server has the key */
+    assert_string_equal(r->str, "yes");
+    freeReplyObject(r);
+    assert_true(rtt >= 2 * 20000);                   /* the latency stayed on the link */
+    assert_int_equal(get_stats(f, link).resets, 1);
+    errno = 0;
+    assert_int_equal(lb_proxy_set_target(f->proxy, link, "127.0.0.1", 0), -1);
+    assert_int_equal(errno, EINVAL);
+    lb_server_stop(other);
+}
+
 static void test_reset_during_partition(void **state)
 {
     fixture *f = *state;
@@ -706,6 +742,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_partition_holds_then_delivers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partition_holds_reply_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_closes_both_sides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_target_moves_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_during_partition, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_are_independent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_close_passes_reply_then_eof, setup, teardown),

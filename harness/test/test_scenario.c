@@ -223,6 +223,8 @@ static void test_defaults(void **state)
     assert_false(l->fencing);
     assert_true(fabs(l->drift_factor - 0.01) < 1e-12);
     assert_int_equal(l->command_timeout_ms, 1000);
+    assert_int_equal(l->min_replicas, 0);
+    assert_int_equal(l->replica_timeout_ms, 100);
     assert_int_equal(s->workload.iterations, 1);
     assert_int_equal(s->workload.duration_ms, -1);
     assert_int_equal(s->workload.hold_ms.kind, LB_DIST_FIXED);
@@ -601,6 +603,181 @@ static void test_events(void **state)
                "t.json: events: must be an array of events, got {}");
 }
 
+/* ---- random schedules ---------------------------------------------------------------------- */
+
+static lb_scenario *load_seeded(const char *json, const char *seed)
+{
+    char arg[64];
+    snprintf(arg, sizeof arg, "seed=%s", seed);
+    const char *sets[] = {arg};
+    lb_scenario *s = load_with(json, sets, 1);
+    if (!s)
+        print_error("unexpected error: %s\n", err);
+    assert_non_null(s);
+    return s;
+}
+
+static bool same_events(const lb_scenario *a, const lb_scenario *b)
+{
+    if (a->nevents != b->nevents)
+        return false;
+    for (size_t i = 0; i < a->nevents; i++) {
+        const lb_event *x = &a->events[i], *y = &b->events[i];
+        if (x->at_ms != y->at_ms || x->duration_ms != y->duration_ms || x->server != y->server ||
+            x->offset_ms != y->offset_ms || x->nclients != y->nclients ||
+            x->restart_after_ms != y->restart_after_ms)
+            return false;
+        for (size_t k = 0; k < x->nclients; k++)
+            if (x->clients[k] != y->clients[k])
+                return false;
+    }
+    return true;
+}
+
+static const char random_json[] =
+    "{\"name\": \"x\", \"redis\": {\"servers\": 5}, \"lock\": {\"algorithm\": \"redlock\"},"
+    " \"clients\": [{\"count\": 10}], \"events\": ["
+    "  {\"at_ms\": {\"uniform\": [10, 20]}, \"do\": \"pause\", \"clients\": {\"choose\": 3},"
+    "   \"duration_ms\": {\"exponential\": 100}, \"times\": 2000},"
+    "  {\"at_ms\": 5, \"do\": \"kill-server\", \"server\": {\"choose\": 2},"
+    "   \"restart_after_ms\": {\"uniform\": [1, 9]}},"
+    "  {\"at_ms\": 7, \"do\": \"clock-skew\", \"clients\": [1], \"p\": 0.5, \"times\": 1000,"
+    "   \"offset_ms\": {\"uniform\": [-50, 50]}}]}";
+
+/* Distributions, choices, chances and copies are drawn from the seed when the file loads: the
+ * scenario holds plain events, within bounds, in the file's order, the same for the same seed. */
+static void test_random_schedules(void **state)
+{
+    (void)state;
+    lb_scenario *s = load_seeded(random_json, "11");
+    size_t pauses = 0, kills = 0, skews = 0;
+    double at = 0, dur = 0, off = 0;
+    for (size_t i = 0; i < s->nevents; i++) {
+        const lb_event *e = &s->events[i];
+        if (e->action == LB_EV_PAUSE) {
+            assert_int_equal(i, pauses);   /* the copies of the first event come first */
+            pauses++;
+            assert_in_range(e->at_ms, 10, 20);
+            at += (double)e->at_ms;
+            dur += (double)e->duration_ms;
+            assert_int_equal(e->nclients, 3);
+            assert_true(e->clients[0] < e->clients[1] && e->clients[1] < e->clients[2]);
+            assert_in_range(e->clients[2], 0, 9);
+        } else if (e->action == LB_EV_KILL_SERVER) {
+            assert_in_range(e->restart_after_ms, 1, 9);
+            assert_in_range(e->server, 0, 4);
+            kills++;
+        } else {
+            assert_int_equal(e->action, LB_EV_CLOCK_SKEW);
+            assert_in_range(e->offset_ms + 50, 0, 100);
+            off += (double)e->offset_ms;
+            skews++;
+        }
+    }
+    assert_int_equal(pauses, 2000);
+    assert_int_equal(kills, 2);                        /* one event per server chosen */
+    assert_int_not_equal(s->events[2000].server, s->events[2001].server);
+    assert_int_equal(s->events[2000].restart_after_ms, s->events[2001].restart_after_ms);
+    assert_in_range(skews, 430, 570);                  /* p 0.5 of 1000: 4.4 sigma either side */
+    assert_true(fabs(at / 2000 - 15.0) < 0.3);        /* uniform [10, 20]: mean 15, sd 0.07 */
+    assert_true(fabs(dur / 2000 - 100.0) < 10.0);     /* exponential 100: sd of the mean 2.2 */
+    assert_true(fabs(off / (double)skews) < 5.0);      /* uniform [-50, 50]: sd of the mean 1.3 */
+
+    lb_scenario *again = load_seeded(random_json, "11"), *other = load_seeded(random_json, "12");
+    assert_true(same_events(s, again));
+    assert_false(same_events(s, other));
+    lb_scenario_free(again);
+    lb_scenario_free(other);
+
+    /* The resolved file holds the draws: it loads back to the same events with any seed. */
+    char *dump = lb_scenario_dump(s);
+    assert_null(strstr(dump, "uniform"));
+    assert_null(strstr(dump, "choose"));
+    lb_scenario *back = load_seeded(dump, "99");
+    assert_true(same_events(s, back));
+    lb_scenario_free(back);
+    free(dump);
+    lb_scenario_free(s);
+
+    /* An event's draws are its own: changing the first leaves the second's alone. */
+    static const char one[] =
+        "{\"name\": \"x\", \"clients\": [{\"count\": 4}], \"events\": ["
+        "  {\"at_ms\": {\"uniform\": [0, 1000]}, \"do\": \"reset\", \"clients\": {\"choose\": 2}},"
+        "  {\"at_ms\": {\"uniform\": [0, 1000]}, \"do\": \"crash\", \"clients\": {\"choose\": 2}}]}";
+    static const char two[] =
+        "{\"name\": \"x\", \"clients\": [{\"count\": 4}], \"events\": ["
+        "  {\"at_ms\": {\"exponential\": 9}, \"do\": \"reset\", \"clients\": [1], \"p\": 0.3},"
+        "  {\"at_ms\": {\"uniform\": [0, 1000]}, \"do\": \"crash\", \"clients\": {\"choose\": 2}}]}";
+    lb_scenario *a = load_seeded(one, "5"), *b = load_seeded(two, "5");
+    const lb_event *ca = &a->events[a->nevents - 1], *cb = &b->events[b->nevents - 1];
+    assert_int_equal(ca->action, LB_EV_CRASH);
+    assert_int_equal(ca->at_ms, cb->at_ms);
+    assert_int_equal(ca->clients[0], cb->clients[0]);
+    assert_int_equal(ca->clients[1], cb->clients[1]);
+    lb_scenario_free(a);
+    lb_scenario_free(b);
+
+    /* p 0 never happens, p 1 always; choose all is everyone. */
+    s = load_ok("{\"name\": \"x\", \"clients\": [{\"count\": 3}], \"events\": ["
+                " {\"at_ms\": 1, \"do\": \"reset\", \"clients\": [0], \"p\": 0, \"times\": 50},"
+                " {\"at_ms\": 1, \"do\": \"reset\", \"clients\": {\"choose\": 3}, \"p\": 1}]}",
+                NULL);
+    assert_int_equal(s->nevents, 1);
+    assert_int_equal(s->events[0].nclients, 3);
+    lb_scenario_free(s);
+
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": {\"uniform\": [5, 2]}, \"do\": \"reset\","
+               " \"clients\": [0]}]}", NULL,
+               "t.json: events.0.at_ms.uniform: a must not exceed b, got [5, 2]");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": {\"uniform\": [-5, 2]}, \"do\": \"reset\","
+               " \"clients\": [0]}]}", NULL,
+               "t.json: events.0.at_ms.uniform: must be [a, b], integers from 0 to 1000000000000, "
+               "got [-5, 2]");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"pause\", \"clients\": [0],"
+               " \"duration_ms\": {\"exponential\": 0}}]}", NULL,
+               "t.json: events.0.duration_ms.exponential: must be a positive number (the mean, ms),"
+               " got 0");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": {\"normal\": 3}, \"do\": \"reset\","
+               " \"clients\": [0]}]}", NULL,
+               "t.json: events.0.at_ms: must be an integer, {\"uniform\": [a, b]} or "
+               "{\"exponential\": mean}, got {\"normal\": 3}");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"reset\","
+               " \"clients\": {\"choose\": 6}}]}", NULL,
+               "t.json: events.0.clients.choose: must be an integer from 1 to 5 (the clients), "
+               "got 6");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"kill-server\","
+               " \"server\": {\"choose\": 2}}]}", NULL,
+               "t.json: events.0.server.choose: must be an integer from 1 to 1 (the servers), "
+               "got 2");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"reset\", \"clients\": [0],"
+               " \"p\": 1.5}]}", NULL,
+               "t.json: events.0.p: must be a number from 0 to 1 (the chance the event happens), "
+               "got 1.5");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"reset\", \"clients\": [0],"
+               " \"times\": 0}]}", NULL,
+               "t.json: events.0.times: must be an integer from 1 to 10000 (events drawn), got 0");
+    /* A drawn event is checked as the file's: its messages name the file's event. */
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"reset\", \"clients\": [0]},"
+               " {\"at_ms\": 1, \"do\": \"reset\", \"clients\": [0], \"times\": 3, \"when\": 1}]}",
+               NULL, "t.json: events.1.when: unknown key for reset");
+}
+
+/* The command line's driver wins: a file with a model runs on a real driver with --driver. */
+static void test_driver_given_over_sim_model(void **state)
+{
+    (void)state;
+    static const char json[] =
+        "{\"name\": \"x\", \"driver\": \"sim\", \"sim\": {\"rtt_us\": 7}}";
+    const char *sets[] = {"driver=loop"};
+    lb_scenario *s = load_with(json, sets, 1);
+    assert_non_null(s);
+    assert_int_equal(lb_scenario_driver(s), LB_DRIVER_LOOP);
+    lb_scenario_free(s);
+    load_fails("{\"name\": \"x\", \"driver\": \"loop\", \"sim\": {\"rtt_us\": 7}}", NULL,
+               "t.json: sim: the simulator's model, but no variant runs on the simulator (set "
+               "\"driver\": \"sim\", or --driver sim)");
+}
+
 static void test_external_servers(void **state)
 {
     (void)state;
@@ -616,6 +793,138 @@ static void test_external_servers(void **state)
                             "manages, not --redis");
     lb_scenario_free(load_ok("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"reset\","
                              " \"clients\": \"all\"}]}", &ext));
+}
+
+/* redis.replicas and the events that act on replicas: ranges, defaults, what needs replicas,
+ * and where replicas cannot be (--redis, the simulator). */
+static void test_replicas(void **state)
+{
+    (void)state;
+    lb_load_options ext = {.external_servers = true};
+    lb_scenario *s = load_ok("{\"name\": \"x\", \"redis\": {\"replicas\": 2}, \"events\": ["
+                             "{\"at_ms\": 1, \"do\": \"failover\", \"server\": 0},"
+                             "{\"at_ms\": 2, \"do\": \"failover\", \"server\": 0, \"old\": \"demote\"},"
+                             "{\"at_ms\": 3, \"do\": \"delay-replication\", \"server\": 0,"
+                             " \"latency_ms\": 50, \"duration_ms\": 100},"
+                             "{\"at_ms\": 4, \"do\": \"partition-replication\", \"server\": 0,"
+                             " \"duration_ms\": 10},"
+                             "{\"at_ms\": 5, \"do\": \"failover\", \"server\": 0,"
+                             " \"restart_after_ms\": 100}]}", NULL);
+    assert_int_equal(s->redis.replicas, 2);
+    assert_int_equal(s->events[0].action, LB_EV_FAILOVER);
+    assert_int_equal(s->events[0].old, LB_OLD_KILL);          /* the default */
+    assert_int_equal(s->events[0].restart_after_ms, -1);
+    assert_int_equal(s->events[1].old, LB_OLD_DEMOTE);
+    assert_int_equal(s->events[2].action, LB_EV_DELAY_REPLICATION);
+    assert_int_equal(s->events[2].latency_ms, 50);
+    assert_int_equal(s->events[3].action, LB_EV_PARTITION_REPLICATION);
+    assert_int_equal(s->events[4].restart_after_ms, 100);
+    char *dump = lb_scenario_dump(s);
+    assert_non_null(strstr(dump, "\"replicas\": 2"));
+    assert_non_null(strstr(dump, "\"old\": \"kill\""));
+    free(dump);
+    lb_scenario_free(s);
+    s = load_ok("{\"name\": \"x\"}", NULL);
+    assert_int_equal(s->redis.replicas, 0);
+    lb_scenario_free(s);
+
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 5}}", NULL,
+               "t.json: redis.replicas: must be an integer from 0 to 4, got 5");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"failover\", "
+               "\"server\": 0}]}", NULL,
+               "t.json: events.0.server: failover needs replicas of server 0, but redis.replicas "
+               "is 0");
+    load_fails("{\"name\": \"x\", \"events\": [{\"at_ms\": 1, \"do\": \"delay-replication\", "
+               "\"server\": 0, \"latency_ms\": 5, \"duration_ms\": 5}]}", NULL,
+               "t.json: events.0.server: delay-replication needs replicas of server 0, but "
+               "redis.replicas is 0");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}, \"events\": [{\"at_ms\": 1, "
+               "\"do\": \"partition-replication\", \"server\": 1, \"duration_ms\": 5}]}", NULL,
+               "t.json: events.0.server: server 1 does not exist (redis.servers is 1)");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}, \"events\": [{\"at_ms\": 1, "
+               "\"do\": \"failover\", \"server\": 0, \"old\": \"demote\", "
+               "\"restart_after_ms\": 5}]}", NULL,
+               "t.json: events.0.restart_after_ms: only with \"old\": \"kill\" (a demoted "
+               "primary keeps running)");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}, \"events\": [{\"at_ms\": 1, "
+               "\"do\": \"failover\", \"server\": 0, \"old\": \"pause\"}]}", NULL,
+               "t.json: events.0.old: must be one of kill, demote, got \"pause\"");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}, \"events\": [{\"at_ms\": 1, "
+               "\"do\": \"delay-replication\", \"server\": 0, \"duration_ms\": 5}]}", NULL,
+               "t.json: events.0.latency_ms: missing required key for delay-replication");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}, \"events\": [{\"at_ms\": 1, "
+               "\"do\": \"kill-server\", \"server\": 0, \"old\": \"kill\"}]}", NULL,
+               "t.json: events.0.old: unknown key for kill-server");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}}", &ext,
+               "t.json: redis.replicas: replicas need servers that lockbench manages, not --redis");
+    load_fails("{\"name\": \"x\", \"driver\": \"sim\", \"redis\": {\"replicas\": 1}}", NULL,
+               "t.json: redis.replicas: the simulator does not model replicas yet: run this "
+               "scenario with \"driver\": \"loop\" or \"threads\"");
+}
+
+/* redis.sentinels: 0, 3 or 5, after replicas in scenario.json, and what rules it out: no
+ * replicas, --redis, the simulator, lockbench's own failover, and client network faults (the
+ * proxy relays to a fixed address; sentinel clients follow the primary). */
+static void test_sentinels(void **state)
+{
+    (void)state;
+    lb_load_options ext = {.external_servers = true};
+    lb_scenario *s = load_ok("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": 5},"
+                             " \"events\": [{\"at_ms\": 1, \"do\": \"kill-server\", \"server\": 0,"
+                             " \"restart_after_ms\": 100},"
+                             "{\"at_ms\": 2, \"do\": \"delay-replication\", \"server\": 0,"
+                             " \"latency_ms\": 5, \"duration_ms\": 5}]}", NULL);
+    assert_int_equal(s->redis.sentinels, 5);
+    char *dump = lb_scenario_dump(s);
+    const char *rep = strstr(dump, "\"replicas\": 1"), *sen = strstr(dump, "\"sentinels\": 5");
+    assert_non_null(rep);
+    assert_non_null(sen);
+    assert_true(rep < sen);   /* SPEC order: servers, persistence, replicas, sentinels */
+    free(dump);
+    lb_scenario_free(s);
+    s = load_ok("{\"name\": \"x\", \"redis\": {\"replicas\": 2}}", NULL);
+    assert_int_equal(s->redis.sentinels, 0);   /* the default */
+    dump = lb_scenario_dump(s);
+    assert_non_null(strstr(dump, "\"sentinels\": 0"));
+    free(dump);
+    lb_scenario_free(s);
+
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": 1}}", NULL,
+               "t.json: redis.sentinels: must be 0, 3 or 5 (a majority of 2 or 3 agrees on a "
+               "failover), got 1");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": -3}}", NULL,
+               "t.json: redis.sentinels: must be a non-negative integer, got -3");
+    load_fails("{\"name\": \"x\", \"redis\": {\"sentinels\": 3}}", NULL,
+               "t.json: redis.sentinels: sentinels promote a replica: set redis.replicas to 1 or "
+               "more");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": 3}}", &ext,
+               "t.json: redis.sentinels: sentinels watch servers that lockbench manages, not "
+               "--redis");
+    load_fails("{\"name\": \"x\", \"driver\": \"sim\", \"redis\": {\"replicas\": 1, "
+               "\"sentinels\": 3}}", NULL,
+               "t.json: redis.sentinels: the simulator does not model sentinels: run this "
+               "scenario with \"driver\": \"loop\" or \"threads\"");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": 3}, "
+               "\"events\": [{\"at_ms\": 1, \"do\": \"failover\", \"server\": 0}]}", NULL,
+               "t.json: events.0.do: failover is lockbench's own promotion, behind the backs of "
+               "the sentinels (redis.sentinels), which would undo it: kill-server or pause-server "
+               "the primary and let them promote a replica");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": 3}, "
+               "\"events\": [{\"at_ms\": 1, \"do\": \"delay\", \"clients\": [0], "
+               "\"latency_ms\": 5, \"duration_ms\": 5}]}", NULL,
+               "t.json: events.0.do: delay relays clients through the fault proxy to a fixed "
+               "address, and with redis.sentinels they follow the primary the sentinels name");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": 3}, "
+               "\"clients\": [{\"name\": \"a\"}, {\"name\": \"far\", \"network\": "
+               "{\"jitter_ms\": 2}}]}", NULL,
+               "t.json: redis.sentinels: clients follow the primary the sentinels name, and the "
+               "fault proxy relays to a fixed address: client group far has network latency or "
+               "jitter");
+    /* a variant that turns sentinels on is checked as its own scenario */
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}, \"variants\": [{\"name\": "
+               "\"ha\", \"set\": {\"redis.sentinels\": 2}}]}", NULL,
+               "t.json: variants[0] (ha): redis.sentinels: must be 0, 3 or 5 (a majority of 2 or 3 "
+               "agrees on a failover), got 2");
 }
 
 /* ---- odds and ends -------------------------------------------------------------------------- */
@@ -781,7 +1090,11 @@ int main(void)
         cmocka_unit_test(test_variants),
         cmocka_unit_test(test_set_overrides),
         cmocka_unit_test(test_events),
+        cmocka_unit_test(test_random_schedules),
+        cmocka_unit_test(test_driver_given_over_sim_model),
         cmocka_unit_test(test_external_servers),
+        cmocka_unit_test(test_replicas),
+        cmocka_unit_test(test_sentinels),
         cmocka_unit_test(test_files_and_parse_errors),
         cmocka_unit_test(test_expect_paths_from_the_table),
         cmocka_unit_test(test_names),

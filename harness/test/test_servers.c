@@ -1,12 +1,14 @@
 /* test_servers.c -- managed redis-server processes: start, kill, restart with and without
- * persistence, pause, stop. Every test keeps its servers in the fixture state so the teardown
- * stops them even when an assertion fails mid-way. */
+ * persistence, pause, stop; a server with replicas: sync, the replication faults, failover.
+ * Every test keeps its servers in the fixture state so the teardown stops them even when an
+ * assertion fails mid-way. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "replicas.h"
 #include "servers.h"
 
 #include <hiredis/hiredis.h>
@@ -23,11 +25,14 @@
 #include <unistd.h>
 
 #define MAX_FIXTURE_SERVERS 4
+#define MAX_GROUP_CONNS     8
 #define TEST_TIME_LIMIT_S   120
 
 typedef struct {
     lb_server *servers[MAX_FIXTURE_SERVERS];
     redisContext *conns[MAX_FIXTURE_SERVERS];
+    lb_group *group;
+    redisContext *gconns[MAX_GROUP_CONNS];
     char err[512];
     char tmp[64];          /* a TMPDIR of the test's own, removed by the teardown */
     char *saved_tmpdir;
@@ -57,6 +62,10 @@ static int teardown(void **state)
             redisFree(f->conns[i]);
         lb_server_stop(f->servers[i]);
     }
+    for (int i = 0; i < MAX_GROUP_CONNS; i++)
+        if (f->gconns[i] != NULL)
+            redisFree(f->gconns[i]);
+    lb_group_stop(f->group);
     if (f->tmp[0] != '\0') {
         if (f->saved_tmpdir != NULL)
             setenv("TMPDIR", f->saved_tmpdir, 1);
@@ -519,9 +528,185 @@ static void test_sigkilled_owner_dir_swept(void **state)
     assert_true(dir_exists(lb_server_dir(f->servers[0])));
 }
 
+/* ---- a server with replicas --------------------------------------------------------------- */
+
+static lb_group *start_group(fixture *f, lb_persistence p, int replicas)
+{
+    f->group = lb_group_start(p, replicas, f->err, sizeof f->err);
+    if (f->group == NULL)
+        fail_msg("lb_group_start: %s", f->err);
+    return f->group;
+}
+
+/* A connection to a port, kept in the fixture's slot i. */
+static redisContext *connect_port(fixture *f, int i, int port)
+{
+    struct timeval tv = {.tv_sec = 1};
+    if (f->gconns[i] != NULL)
+        redisFree(f->gconns[i]);
+    f->gconns[i] = redisConnectWithTimeout("127.0.0.1", port, tv);
+    assert_non_null(f->gconns[i]);
+    if (f->gconns[i]->err != 0)
+        fail_msg("connect to port %d: %s", port, f->gconns[i]->errstr);
+    assert_int_equal(redisSetTimeout(f->gconns[i], tv), REDIS_OK);
+    return f->gconns[i];
+}
+
+/* Through the front link, as the clients connect. */
+static redisContext *connect_front(fixture *f, int i)
+{
+    int port = 0;
+    assert_int_equal(sscanf(lb_group_url(f->group), "redis://127.0.0.1:%d", &port), 1);
+    return connect_port(f, i, port);
+}
+
+static redisContext *connect_node(fixture *f, int i, int node)
+{
+    return connect_port(f, i, lb_server_port(lb_group_node(f->group, node)));
+}
+
+/* INFO replication of the connection's server, copied into out. */
+static void info_replication(redisContext *c, char *out, size_t outlen)
+{
+    redisReply *r = redisCommand(c, "INFO replication");
+    if (r == NULL || r->type != REDIS_REPLY_STRING)
+        fail_msg("INFO replication: %s", r ? "not a string" : c->errstr);
+    snprintf(out, outlen, "%s", r->str);
+    freeReplyObject(r);
+}
+
+static void sync_group(fixture *f)
+{
+    if (lb_group_wait_sync(f->group, 5000, f->err, sizeof f->err) != 0)
+        fail_msg("lb_group_wait_sync: %s", f->err);
+}
+
+/* Every replica replicates through its primary's ingress link and announces its own, and is in
+ * sync when the start returns. */
+static void test_replicas_sync_through_announced_links(void **state)
+{
+    fixture *f = *state;
+    lb_group *g = start_group(f, LB_PERSIST_NONE, 2);
+    char info[2048], want[64], val[64];
+    assert_int_equal(lb_group_nodes(g), 3);
+    assert_int_equal(lb_group_primary(g), 0);
+    assert_string_not_equal(lb_group_url(g), lb_server_url(lb_group_node(g, 0)));
+    info_replication(connect_node(f, 0, 0), info, sizeof info);
+    assert_non_null(strstr(info, "connected_slaves:2"));
+    for (int k = 1; k <= 2; k++) {
+        snprintf(want, sizeof want, "ip=127.0.0.1,port=%d,", lb_group_ingress_port(g, k));
+        assert_non_null(strstr(info, want));
+    }
+    info_replication(connect_node(f, 1, 2), info, sizeof info);
+    snprintf(want, sizeof want, "master_port:%d\r\n", lb_group_ingress_port(g, 0));
+    assert_non_null(strstr(info, want));
+    assert_non_null(strstr(info, "master_link_status:up"));
+
+    expect_status(connect_front(f, 2), "OK", "SET lb:written hello");
+    sync_group(f);
+    for (int k = 1; k <= 2; k++) {
+        assert_int_equal(get_key(connect_node(f, 3, k), "lb:written", val, sizeof val), 1);
+        assert_string_equal(val, "hello");
+    }
+}
+
+/* Polls until node's offset reaches the primary's. */
+static void wait_offset(fixture *f, int node)
+{
+    int64_t deadline = now_ms() + 5000;
+    while (lb_group_offset(f->group, node) < lb_group_offset(f->group, lb_group_primary(f->group)))
+        if (now_ms() > deadline)
+            fail_msg("node %d did not reach the primary's offset", node);
+}
+
+/* Node 1 stops replicating before a write that node 2 gets: the failover promotes node 2,
+ * re-points node 1 to it, resets the clients' connections and sends new ones to node 2. The
+ * killed old primary restarts empty (persistence none) and comes back as node 2's replica. */
+static void test_failover_promotes_most_up_to_date(void **state)
+{
+    fixture *f = *state;
+    lb_group *g = start_group(f, LB_PERSIST_NONE, 2);
+    char val[64], info[2048];
+    expect_status(connect_front(f, 0), "OK", "SET lb:a 1");
+    sync_group(f);
+    expect_status(connect_node(f, 1, 1), "OK", "REPLICAOF NO ONE");
+    expect_status(f->gconns[0], "OK", "SET lb:b 2");
+    wait_offset(f, 2);
+    assert_true(lb_group_offset(g, 1) < lb_group_offset(g, 2));
+
+    assert_int_equal(lb_group_failover(g, true, f->err, sizeof f->err), 2);
+    assert_int_equal(lb_group_primary(g), 2);
+    assert_false(lb_server_is_running(lb_group_node(g, 0)));
+    redisReply *r = redisCommand(f->gconns[0], "PING");
+    assert_null(r);                                   /* the failover dropped the connection */
+    redisContext *c = connect_front(f, 0);
+    assert_int_equal(get_key(c, "lb:b", val, sizeof val), 1);
+    expect_status(c, "OK", "SET lb:c 3");             /* writable: a primary */
+    info_replication(c, info, sizeof info);
+    assert_non_null(strstr(info, "role:master"));
+    sync_group(f);                                    /* node 1 follows node 2 */
+    assert_int_equal(get_key(connect_node(f, 1, 1), "lb:c", val, sizeof val), 1);
+
+    if (lb_group_restart(g, f->err, sizeof f->err) != 0)
+        fail_msg("lb_group_restart: %s", f->err);
+    assert_true(lb_server_is_running(lb_group_node(g, 0)));
+    sync_group(f);
+    c = connect_node(f, 2, 0);
+    info_replication(c, info, sizeof info);
+    assert_non_null(strstr(info, "role:slave"));
+    assert_int_equal(get_key(c, "lb:c", val, sizeof val), 1);
+    assert_int_equal(lb_group_primary(g), 2);
+}
+
+/* A write still held in a delayed replication link is lost by a failover that demotes the old
+ * primary: the promoted replica never had it, and the demoted one discards it in its sync. */
+static void test_failover_demote_loses_delayed_write(void **state)
+{
+    fixture *f = *state;
+    lb_group *g = start_group(f, LB_PERSIST_NONE, 1);
+    char val[64], info[2048];
+    assert_int_equal(lb_group_repl_delay(g, 500000, true), 0);
+    expect_status(connect_front(f, 0), "OK", "SET lb:late 1");
+    assert_int_equal(lb_group_failover(g, false, f->err, sizeof f->err), 1);
+    assert_int_equal(lb_group_repl_delay(g, 500000, false), 0);
+    assert_true(lb_server_is_running(lb_group_node(g, 0)));
+    sync_group(f);
+    assert_int_equal(get_key(connect_front(f, 0), "lb:late", val, sizeof val), 0);
+    info_replication(connect_node(f, 1, 0), info, sizeof info);
+    assert_non_null(strstr(info, "role:slave"));
+    assert_int_equal(get_key(f->gconns[1], "lb:late", val, sizeof val), 0);
+}
+
+/* A partitioned replication link holds the stream; on heal the replica catches up. */
+static void test_partition_replication_holds_then_heals(void **state)
+{
+    fixture *f = *state;
+    lb_group *g = start_group(f, LB_PERSIST_NONE, 1);
+    char val[64];
+    assert_int_equal(lb_group_repl_partition(g, true), 0);
+    expect_status(connect_front(f, 0), "OK", "SET lb:held 1");
+    int64_t until = now_ms() + 200;
+    while (now_ms() < until)   /* absent over a window: no write gets through */
+        assert_int_equal(get_key(connect_node(f, 1, 1), "lb:held", val, sizeof val), 0);
+    assert_int_equal(lb_group_repl_partition(g, false), 0);
+    sync_group(f);
+    assert_int_equal(get_key(connect_node(f, 1, 1), "lb:held", val, sizeof val), 1);
+}
+
+static void test_failover_without_replicas_fails(void **state)
+{
+    fixture *f = *state;
+    lb_group *g = start_group(f, LB_PERSIST_NONE, 0);
+    assert_string_equal(lb_group_url(g), lb_server_url(lb_group_node(g, 0)));
+    assert_int_equal(lb_group_failover(g, true, f->err, sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "no replicas"));
+    assert_true(lb_server_is_running(lb_group_node(g, 0)));
+}
+
 int main(void)
 {
     alarm(TEST_TIME_LIMIT_S);   /* a hang fails the run; PR_SET_PDEATHSIG takes the servers */
+    signal(SIGPIPE, SIG_IGN);   /* a failover resets connections that the tests then write on */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_start_answers_ping_and_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_refuses_connections, setup, teardown),
@@ -537,6 +722,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_start_without_redis_in_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_sweeps_dead_owners_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkilled_owner_dir_swept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replicas_sync_through_announced_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failover_promotes_most_up_to_date, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failover_demote_loses_delayed_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partition_replication_holds_then_heals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failover_without_replicas_fails, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

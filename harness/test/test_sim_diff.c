@@ -5,7 +5,8 @@
  * (GET, SET with NX/XX/PX/EX/GET/KEEPTTL, SETNX, INCR, DEL, EXISTS, TYPE), expiry (PTTL, TTL,
  * PEXPIRE with NX/XX/GT/LT, PERSIST), lists (RPUSH, LPUSH, LPOP, RPOP, LLEN, LRANGE, LREM, BLPOP
  * where it returns at once), sorted sets (ZADD with options, ZREM, ZRANGE by rank and score,
- * ZRANGEBYSCORE, ZSCORE, ZCARD, ZRANK), TIME, the core's own scripts by EVAL and EVALSHA (and
+ * ZRANGEBYSCORE, ZSCORE, ZCARD, ZRANK), TIME, WAIT where it returns at once (no replicas on
+ * either side), the core's own scripts by EVAL and EVALSHA (and
  * SCRIPT LOAD/EXISTS, NOSCRIPT), WATCH/MULTI/EXEC/DISCARD/UNWATCH with a second connection
  * changing watched keys, and some bad commands (arity, syntax, unknown).
  *
@@ -626,8 +627,8 @@ static void gen_script_cmd(gen *g)
     static const dlock__script *const scripts[] = {
         &dlock__script_release, &dlock__script_extend, &dlock__script_acquire_fenced,
         &dlock__script_fenced_set, &dlock__script_notify_release, &dlock__script_fifo_acquire,
-        &dlock__script_fifo_release};
-    int which = pick(g, 7);
+        &dlock__script_fifo_release, &dlock__script_fenced_get};
+    int which = pick(g, 8);
     const dlock__script *s = scripts[which];
     bool by_sha = chance(g, 50);
     arg(g, by_sha ? "EVALSHA" : "EVAL");
@@ -651,10 +652,11 @@ static void gen_script_cmd(gen *g)
         else
             ttl_arg(g, false);
         break;
-    case 3:  /* fenced_set: data, fence; token, value */
-        arg(g, "%s", key(g)), arg(g, "%s", any_key(g)), nkeys = 2;
+    case 3:  /* fenced_set: data, fence, owner; token, value, owner ("" = not named) */
+        arg(g, "%s", key(g)), arg(g, "%s", any_key(g)), arg(g, "%s", any_key(g)), nkeys = 3;
         arg(g, "%s", token(g));
         arg(g, "%s", value(g));
+        arg(g, "%s", chance(g, 30) ? "" : token(g));
         break;
     case 4:  /* notify_release: lock, signal; token */
         arg(g, "%s", key(g)), arg(g, "%s", key(g)), nkeys = 2;
@@ -681,6 +683,11 @@ static void gen_script_cmd(gen *g)
         arg(g, "%d", fence);
         break;
     }
+    case 7:  /* fenced_get: data, fence, owner; token, reader */
+        arg(g, "%s", key(g)), arg(g, "%s", any_key(g)), arg(g, "%s", any_key(g)), nkeys = 3;
+        arg(g, "%s", token(g));
+        arg(g, "%s", chance(g, 20) ? "" : token(g));
+        break;
     default: {  /* fifo_release: lock, queue, heartbeats, fence; token, member, prefix, bound */
         arg(g, "%s", key(g)), arg(g, "%s", key(g)), arg(g, "%s", hb_keys[pick(g, 2)]);
         arg(g, "%s", key(g)), nkeys = 4;
@@ -701,9 +708,27 @@ static void gen_script_cmd(gen *g)
     g->len[numkey_arg] = strlen(g->buf[numkey_arg]);
 }
 
+/* WAIT where it answers at once (the real server has no replica either): none to wait for,
+ * inside MULTI, or a bad argument. */
+static void gen_wait_cmd(gen *g)
+{
+    static const char *const n[] = {"0", "-1", "x", "1"}, *const t[] = {"0", "5", "-1", "1.5"};
+    int which = pick(g, 4);
+    int when = pick(g, 4);
+    bool blocks = which == 3 && when < 2;  /* one replica, a valid timeout */
+    if (blocks && !(g->in_multi && g->conn == 0))
+        which = 0;  /* outside a transaction it would block for its timeout */
+    arg(g, "WAIT");
+    arg(g, "%s", n[which]);
+    arg(g, "%s", t[when]);
+}
+
 static void gen_bad_cmd(gen *g)
 {
-    switch (pick(g, 5)) {
+    switch (pick(g, 6)) {
+    case 4:
+        gen_wait_cmd(g);
+        break;
     case 0:
         arg(g, "GET"), arg(g, "k0"), arg(g, "k1");
         break;

@@ -1,6 +1,7 @@
 /* test_sim_redis.c -- the modelled Redis on its own: its timing (service time, iterations,
  * commands pipelined behind BLPOP, first-come wake-ups, BLPOP timeouts on time when busy and
- * at the cron tick when idle, pause), kill and restart under each persistence, WATCH/EXEC, the
+ * at the cron tick when idle, pause; WAIT with no replica), kill and restart under each
+ * persistence, WATCH/EXEC, the
  * script cache, and that it knows every command the lock core and the harness send.
  *
  * Each test plays the simulator's driver: it pushes commands at virtual times, runs the server
@@ -292,6 +293,46 @@ static void blpop_inside_multi_does_not_block(void **state)
     done(f);
 }
 
+/* ---- WAIT --------------------------------------------------------------------------------- */
+
+/* No replica is modelled, as on a primary with none (measured on redis-server 7.0.15): WAIT
+ * for at least one blocks the client until its timeout, noticed at the tick when idle as a
+ * BLPOP's, and answers 0; what is pipelined behind it waits. WAIT for none answers 0 at once,
+ * as inside MULTI; a script may not call it. */
+static void wait_blocks_until_its_timeout_with_no_replica(void **state)
+{
+    fixture *f = make(LB_PERSIST_NONE);
+    sim_conn *w = conn(f, 1), *a = conn(f, 0);
+    push(w, 0, "SET k v");
+    push(w, 0, "WAIT 1 50");
+    push(w, 0, "GET k");
+    run_to(f, 99999);
+    assert_int_equal(count_for(f, 1), 1);  /* the SET; the GET waits behind the WAIT */
+    run_to(f, 200000);
+    expect(f, 1, 1, 100008, ":0");  /* at the tick; the iteration's replies leave at its end */
+    expect(f, 1, 2, 100008, "$v");
+    push(a, 200000, "WAIT 0 0");
+    push(a, 200000, "WAIT -1 10");
+    push(a, 200000, "MULTI");
+    push(a, 200000, "WAIT 2 0");
+    push(a, 200000, "EXEC");
+    push(a, 200000, "WAIT 1 -1");
+    push(a, 200000, "WAIT x 1");
+    push(a, 200000, "WAIT 1 1.5");
+    push(a, 200000, "EVAL return(redis.call('WAIT','1','10')) 0");
+    run_to(f, 201000);
+    expect(f, 0, 0, -1, ":0");
+    expect(f, 0, 1, -1, ":0");
+    expect(f, 0, 4, -1, "[:0]");
+    expect(f, 0, 5, -1, "-ERR timeout is negative");
+    expect(f, 0, 6, -1, "-ERR value is not an integer or out of range");
+    expect(f, 0, 7, -1, "-ERR timeout is not an integer or out of range");
+    const got *g = nth(f, 0, 8);
+    assert_non_null(g);
+    assert_non_null(strstr(g->text, "not allowed from script"));
+    done(f);
+}
+
 /* ---- pause -------------------------------------------------------------------------------- */
 
 static void nothing_runs_while_paused(void **state)
@@ -449,7 +490,12 @@ static bool ignored_word(const char *w)
     /* words in the sources' uppercase strings that are options, replies or names, not
      * commands (checked by hand when this list grows) */
     static const char *const words[] = {"NX", "PX", "OK", "PONG", "NOSCRIPT", "NOAUTH",
-                                        "WRONGPASS", "NOPERM", "QUEUED", "ERR", NULL};
+                                        "WRONGPASS", "NOPERM", "QUEUED", "ERR",
+                                        "READONLY", "MASTERDOWN",
+                                        /* core/sentinel.c: sent to sentinels, and ROLE to the
+                                           primary they name, only for a sentinel:// URL,
+                                           which no simulated client has */
+                                        "SENTINEL", "ROLE", NULL};
     for (int i = 0; words[i]; i++)
         if (strcmp(w, words[i]) == 0)
             return true;
@@ -575,6 +621,7 @@ int main(void)
         cmocka_unit_test(a_blpop_times_out_on_time_when_busy),
         cmocka_unit_test(a_closed_waiter_is_abandoned),
         cmocka_unit_test(blpop_inside_multi_does_not_block),
+        cmocka_unit_test(wait_blocks_until_its_timeout_with_no_replica),
         cmocka_unit_test(nothing_runs_while_paused),
         cmocka_unit_test(a_kill_without_persistence_loses_everything),
         cmocka_unit_test(aof_always_keeps_what_it_acknowledged),
