@@ -1403,53 +1403,6 @@ static void the_client_cap_binds_the_real_drivers_only(void **state)
     free(err);
 }
 
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-/* (Not under the sanitizers: their shadow memory would swamp what this measures.) */
-
-/* Peak RSS (KiB) of a simulated run of scenarios/throughput.json with n clients on n keys for
- * 2 s of virtual time, as make bench takes it: the child's own maxrss. */
-static long simulated_peak_kib(int n)
-{
-    char *out = tempdir(), count[64], keys[64];
-    snprintf(count, sizeof count, "clients.0.count=%d", n);
-    snprintf(keys, sizeof keys, "lock.keys=%d", n);
-    char *const args[] = {(char *)bin(), "run", "scenarios/throughput.json", "--driver", "sim",
-                          "--out", out, "--force", "--no-plot", "--quiet",
-                          "--set", "workload.duration_ms=2000", "--set", count,
-                          "--set", keys, NULL};
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        dup2(null, 2);
-        execv(bin(), args);
-        _exit(127);
-    }
-    int status;
-    struct rusage ru;
-    assert_int_equal(wait4(pid, &status, 0, &ru), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-    rmtree(out);
-    free(out);
-    return ru.ru_maxrss;
-}
-
-/* The bench's S2: a simulated client costs at most 2 KiB, (peak at 100 000 clients - peak at
- * 1 000) / 99 000. In a closed loop every client has an operation in flight at once, so this
- * is what a lock, an operation, its batch and the driver's client record cost together. */
-static void a_simulated_client_costs_at_most_2_kib(void **state)
-{
-    long small = simulated_peak_kib(1000), large = simulated_peak_kib(100000);
-    double per_client = (double)(large - small) / 99000;
-    print_message("peak %ld KiB at 1 000 simulated clients, %ld KiB at 100 000: %.2f KiB each\n",
-                  small, large, per_client);
-    if (per_client > 2.0)
-        fail_msg("%.2f KiB per simulated client (peaks %ld and %ld KiB): more than 2 KiB",
-                 per_client, small, large);
-}
-#endif
 
 /* Mean acquire wait (ms) of rows whose call falls in [from, to) ms. */
 static double mean_wait(const char *csv, double from, double to)
@@ -1527,9 +1480,6 @@ int main(void)
         cmocka_unit_test(a_loop_client_costs_one_descriptor),
         cmocka_unit_test(a_simulated_run_replays_from_its_seed),
         cmocka_unit_test(the_client_cap_binds_the_real_drivers_only),
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-        cmocka_unit_test(a_simulated_client_costs_at_most_2_kib),
-#endif
         cmocka_unit_test(calibration_feeds_the_simulator),
         cmocka_unit_test(the_simulator_agrees_on_fault_corners),
         cmocka_unit_test(the_simulator_scenarios_pass),
