@@ -54,7 +54,7 @@ struct lb_group {
     int partitions;
     int64_t delays[MAX_DELAYS];              /* replication latencies in effect, oldest first */
     int ndelays;
-    char url[48];
+    char url[LB_SERVER_URL_MAX];
 };
 
 /* ---- commands on a node -------------------------------------------------------------------- */
