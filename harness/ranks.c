@@ -284,8 +284,8 @@ static void count_faults(lb_run_result *r)
 }
 
 int lb_ranks_merge(lb_run_result *r, int64_t t0_us, const void *all, const size_t *lens, int nranks,
-                  const lb_clock_sample *a, const lb_clock_sample *b, int64_t *bound_us,
-                  char *err, size_t errlen)
+                   const lb_clock_sample *a, const lb_clock_sample *b, int64_t *bound_us,
+                   int64_t *per_rank, char *err, size_t errlen)
 {
     size_t nclients, nmeters, off = lens[0];
     if (make_room(r, all, lens, nranks, &nclients, &nmeters) < 0) {
@@ -296,7 +296,10 @@ int lb_ranks_merge(lb_run_result *r, int64_t t0_us, const void *all, const size_
     size_t have = r->nclients;
     if (*bound_us < 0)  /* measured now: rank 0 against itself is exact */
         *bound_us = 0;
+    if (per_rank)
+        per_rank[0] = (int64_t)r->nclients;
     for (int k = 1; k < nranks; off += lens[k], k++) {
+        size_t before = have;
         shift s = {.t0_rank0_us = t0_us, .a = a[k], .b = b[k]};
         reader rd = {.p = (const unsigned char *)all + off, .len = lens[k]};
         if (merge_one(r, &rd, &s, &have) < 0) {
@@ -304,6 +307,8 @@ int lb_ranks_merge(lb_run_result *r, int64_t t0_us, const void *all, const size_
             r->nclients = have;
             return -1;
         }
+        if (per_rank)
+            per_rank[k] = (int64_t)(have - before);
         int64_t bound = a[k].bound_us > b[k].bound_us ? a[k].bound_us : b[k].bound_us;
         if (bound > *bound_us)
             *bound_us = bound;

@@ -41,6 +41,8 @@ struct lb_ranks {
     int rank, nranks;
     const char *const *hosts;   /* per rank: the host it runs on */
     int64_t clock_bound_us;     /* rank 0: the largest bound of every run so far; -1 before */
+    int64_t *clients_per_rank;  /* rank 0: how many clients each rank ran (the last run's
+                                   records), NULL until one is gathered */
     /* The largest of every rank's code: what they all do next. */
     int  (*agree)(lb_ranks *d, int code);
     /* Rank 0's len bytes into everyone's buf. 0, or -1. */
@@ -72,13 +74,14 @@ static inline bool lb_ranks_owns(const lb_ranks *d, size_t client)
  * *buf is malloc'd. 0, or -1 when out of memory. */
 int lb_ranks_pack(const lb_run_result *r, int64_t t0_us, void **buf, size_t *len);
 
-/* Rank 0: every other rank's record merged into its own result r (t0_us its start barrier):
+/* Rank 0: every other rank's record merged into its own result r (t0_us its start barrier),
+ * and how many clients each rank ran into per_rank (nranks of them; NULL: not wanted):
  * clients in order of their number, faults applied by any rank (earliest start, latest end),
  * their meters appended, overlaps summed, elapsed the latest end; each rank's times moved onto
  * rank 0's clock by its samples at the start (a) and the end (b). The largest bound is added to
  * *bound_us. 0, or -1 with err filled. */
 int lb_ranks_merge(lb_run_result *r, int64_t t0_us, const void *all, const size_t *lens, int nranks,
-                  const lb_clock_sample *a, const lb_clock_sample *b, int64_t *bound_us,
-                  char *err, size_t errlen);
+                   const lb_clock_sample *a, const lb_clock_sample *b, int64_t *bound_us,
+                   int64_t *per_rank, char *err, size_t errlen);
 
 #endif

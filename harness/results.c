@@ -452,6 +452,10 @@ static void lb__ranks_json(json_t *o)
     json_object_set_new(o, "clock_offset_bound_us", d->clock_bound_us >= 0
                                                         ? json_integer(d->clock_bound_us)
                                                         : json_null());
+    json_t *per = json_array();
+    for (int r = 0; d->clients_per_rank && d->clock_bound_us >= 0 && r < d->nranks; r++)
+        json_array_append_new(per, json_integer(d->clients_per_rank[r]));
+    json_object_set_new(o, "clients_per_rank", per);
 }
 
 static json_t *lb__top_json(const lb_scenario *sc, const lb_summary *v, size_t n,

@@ -57,8 +57,8 @@ int rn_ranks_gather(run *r, lb_run_result *out)
         if (!a || !b) {
             snprintf(r->err, sizeof r->err, "rank 0: out of memory");
             bad = 1;
-        } else if (lb_ranks_merge(out, r->t0, all, lens, d->nranks, a, b, &d->clock_bound_us, err,
-                                 sizeof err) < 0) {
+        } else if (lb_ranks_merge(out, r->t0, all, lens, d->nranks, a, b, &d->clock_bound_us,
+                                  d->clients_per_rank, err, sizeof err) < 0) {
             snprintf(r->err, sizeof r->err, "%s", err);
             bad = 1;
         }

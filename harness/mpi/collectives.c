@@ -105,7 +105,11 @@ static void clock_sync(lb_ranks *d, lb_clock_sample *samples)
 
 void lb_mpi_ranks_init(lb_ranks *d, int rank, int nranks, const char *const *hosts)
 {
+    static int64_t *per_rank;
+    if (!per_rank)
+        per_rank = calloc((size_t)nranks, sizeof *per_rank);  /* NULL: not reported */
     *d = (lb_ranks){.rank = rank, .nranks = nranks, .hosts = hosts, .clock_bound_us = -1,
+                    .clients_per_rank = per_rank,
                     .agree = agree, .bcast = bcast, .gather = gather, .barrier = barrier,
                     .clock = clock_sync};
 }
