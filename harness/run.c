@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,7 @@ static int servers_share(servers *s, int rc, char *err, size_t errlen)
             s->urls[i] = s->shared[i];
         s->resource_url = s->shared[s->n];
     } else if (d->rank != 0) {
-        snprintf(err, errlen, "rank 0 could not start the servers (its message says why)");
+        err[0] = '\0';  /* rank 0 says why */
     }
     rc = msg->rc;
     free(m);
@@ -708,7 +709,7 @@ static int run_all(scenario_run *sr, const char *started)
         }
     }
     if (!lb_ranks_leader()) {  /* rank 0 writes, reports and plots */
-        if (rc != LB_EXIT_OK && !sr->err_elsewhere)
+        if (rc != LB_EXIT_OK && !sr->err_elsewhere && sr->err[0])
             fprintf(stderr, "lockbench: rank %d: %s: %s\n", lb_ranks_get()->rank, sr->s->name,
                     sr->err);
         return rc != LB_EXIT_OK ? rc : !sr->complete ? interrupted_exit() : LB_EXIT_OK;
@@ -787,6 +788,17 @@ static bool proxied_over_unix(const lb_scenario *s, const lb_run_options *o)
     return false;
 }
 
+/* A message every rank would print alike (a scenario's error): rank 0 prints it. */
+static void lb_ranks_say(const char *fmt, ...)
+{
+    va_list ap;
+    if (!lb_ranks_leader())
+        return;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
+
 /* lockbench-mpi runs the real drivers over its ranks; the simulator is one process. Managed
  * replicas relay through rank 0's loopback and know no password: under MPI they need --redis. */
 static bool ranks_can_run(const lb_scenario *s, const lb_run_options *o, const char *file)
@@ -794,13 +806,13 @@ static bool ranks_can_run(const lb_scenario *s, const lb_run_options *o, const c
     for (size_t v = 0; v < lb_scenario_variant_count(s); v++) {
         const lb_scenario *var = lb_scenario_variant(s, v);
         if (lb_scenario_driver(var) == LB_DRIVER_SIM && lb_ranks_get()->nranks > 1) {
-            fprintf(stderr, "%s: driver: the simulator runs in one process; run it with lockbench "
-                            "(lockbench-mpi spreads the loop and threads drivers)\n", file);
+            lb_ranks_say("%s: driver: the simulator runs in one process; run it with lockbench "
+                         "(lockbench-mpi spreads the loop and threads drivers)\n", file);
             return false;
         }
         if (var->redis.replicas > 0 && o->nredis == 0) {
-            fprintf(stderr, "%s: redis.replicas: managed replicas are not reachable from other "
-                            "ranks; under lockbench-mpi give --redis URLs\n", file);
+            lb_ranks_say("%s: redis.replicas: managed replicas are not reachable from other "
+                         "ranks; under lockbench-mpi give --redis URLs\n", file);
             return false;
         }
     }
@@ -815,19 +827,19 @@ static int load_all(char *const *files, size_t n, const lb_run_options *o, lb_sc
     int rc = LB_EXIT_OK;
     for (size_t i = 0; i < n; i++) {
         if (lb_scenario_load(files[i], &lo, &out[i], err, sizeof err) < 0) {
-            fprintf(stderr, "%s\n", err);
+            lb_ranks_say("%s\n", err);
             rc = LB_EXIT_USAGE;
             continue;
         }
         if (o->nredis > 0 && (size_t)out[i]->redis.servers > o->nredis) {
-            fprintf(stderr, "%s: redis.servers: the scenario needs %d servers, --redis gave %zu\n",
-                    files[i], out[i]->redis.servers, o->nredis);
+            lb_ranks_say("%s: redis.servers: the scenario needs %d servers, --redis gave %zu\n",
+                         files[i], out[i]->redis.servers, o->nredis);
             rc = LB_EXIT_USAGE;
         } else if (lb_ranks_get() && !ranks_can_run(out[i], o, files[i])) {
             rc = LB_EXIT_USAGE;
         } else if (o->nredis > 0 && proxied_over_unix(out[i], o)) {
-            fprintf(stderr, "%s: network: network faults relay clients over TCP; --redis gave a "
-                            "unix:// URL\n", files[i]);
+            lb_ranks_say("%s: network: network faults relay clients over TCP; --redis gave a "
+                         "unix:// URL\n", files[i]);
             rc = LB_EXIT_USAGE;
         }
     }
