@@ -318,3 +318,35 @@ int lb_ranks_merge(lb_run_result *r, int64_t t0_us, const void *all, const size_
     count_faults(r);
     return 0;
 }
+
+/* ---- overlaps across ranks ---------------------------------------------------------------- */
+
+int64_t lb_ranks_cross_overlaps(const lb_run_result *r, int nranks, int64_t margin_us)
+{
+    size_t nkeys = r->nkeys > 0 ? (size_t)r->nkeys : 1;
+    /* per key and rank: the latest exit from the critical section of the entries seen so far */
+    int64_t *left = malloc(nkeys * (size_t)nranks * sizeof *left);
+    lb_acq_merge *m = left ? lb_acq_merge_new(r->meters, r->nmeters, LB_ACQ_BY_END) : NULL;
+    if (!m) {
+        free(left);
+        return -1;
+    }
+    for (size_t i = 0; i < nkeys * (size_t)nranks; i++)
+        left[i] = -1;
+    int64_t n = 0;
+    for (const lb_acquisition *a; (a = lb_acq_merge_next(m));) {
+        if (a->result != LB_RES_OK || a->key < 0 || (size_t)a->key >= nkeys || a->left_us < 0)
+            continue;
+        int rank = a->client % nranks;
+        int64_t *k = left + (size_t)a->key * (size_t)nranks;
+        bool inside = false;
+        for (int q = 0; q < nranks; q++)
+            inside |= q != rank && k[q] > a->end_us + margin_us;
+        n += inside && !a->overlap;
+        if (a->left_us > k[rank])
+            k[rank] = a->left_us;
+    }
+    lb_acq_merge_free(m);
+    free(left);
+    return n;
+}

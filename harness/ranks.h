@@ -84,4 +84,11 @@ int lb_ranks_merge(lb_run_result *r, int64_t t0_us, const void *all, const size_
                    const lb_clock_sample *a, const lb_clock_sample *b, int64_t *bound_us,
                    int64_t *per_rank, char *err, size_t errlen);
 
+/* Rank 0, after the merge: entries into a critical section while a client of another rank was
+ * still inside on the same key, by the corrected clocks -- what each rank's own oracle cannot
+ * see. An entry counts when the other client left more than margin_us after it entered (twice
+ * the clock offset bound: closer than that, the clocks cannot tell the order); an entry the
+ * oracle already counted is not counted again. -1 when out of memory. */
+int64_t lb_ranks_cross_overlaps(const lb_run_result *r, int nranks, int64_t margin_us);
+
 #endif

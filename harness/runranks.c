@@ -61,6 +61,9 @@ int rn_ranks_gather(run *r, lb_run_result *out)
                                   d->clients_per_rank, err, sizeof err) < 0) {
             snprintf(r->err, sizeof r->err, "%s", err);
             bad = 1;
+        } else {
+            int64_t cross = lb_ranks_cross_overlaps(out, d->nranks, 2 * d->clock_bound_us);
+            out->overlaps += cross > 0 ? cross : 0;
         }
     }
     free(all);
