@@ -22,7 +22,8 @@ typedef struct flight {
     dlock__answers ans;
     dlock_action act;          /* what its machine said last */
     bool canceled;             /* the hook refused the batch */
-    bool frees_lock;           /* DLOCK__OP_RUN: the lock is the operation's own (a fenced write) */
+    bool frees_lock;           /* DLOCK__OP_RUN: the lock is the operation's own (a fenced write
+                                  or read) */
 } flight;
 
 typedef struct dlock__loop_renewal renewal;
@@ -42,6 +43,7 @@ struct dlock__async {
     uint64_t interrupt_pass;   /* the last deliver_interrupts pass that woke it */
     dlock_acquired_fn acquired;
     dlock_done_fn done;
+    dlock_value_fn got;        /* a fenced read's (DLOCK__OP_RUN with the read step) */
     void *ud;
     dlock_client *renewer;     /* extends its renewed locks: a clone on the same loop */
     renewal *renewals;         /* its renewed locks */
@@ -427,6 +429,7 @@ static void deliver(dlock_client *c, dlock__async *a)
     dlock *l = op->l;
     int rc = op->rc;
     bool frees_lock = a->f->frees_lock;
+    bool reads = op->step == dlock__fenced_get_step;
     if (kind == DLOCK__OP_ACQUIRE)
         dlock__client_end_acquire(c, dlock__op_tries(op), dlock__mono_us() - op->start_us);
     if (rc != DLOCK_OK && op->err[0])
@@ -450,6 +453,11 @@ static void deliver(dlock_client *c, dlock__async *a)
         a->done(a->ud, rc);
         break;
     case DLOCK__OP_RUN:
+        if (reads) {  /* the value lives in its own lock until the callback has it */
+            a->got(a->ud, rc, rc == DLOCK_OK ? l->payload : NULL);
+            dlock__lock_free(l);
+            break;
+        }
         if (frees_lock)  /* a fenced write: its lock was its own */
             dlock__lock_free(l);
         a->done(a->ud, rc);
@@ -669,6 +677,23 @@ int dlock_fenced_write_async(dlock_client *c, const char *key, const dlock *l, c
                              dlock_done_fn fn, void *ud)
 {
     return l ? fenced_write_async(c, key, l->fence, l, value, fn, ud) : DLOCK_EINVAL;
+}
+
+int dlock_fenced_read_async(dlock_client *c, const char *key, const dlock *l,
+                            dlock_value_fn fn, void *ud)
+{
+    dlock__async *a = idle_async(c);
+    if (!a || !key || !l || l->fence == 0 || !fn)
+        return DLOCK_EINVAL;
+    dlock *r = dlock__fenced_write_new(c, key, l->fence, l, NULL);
+    if (!r)
+        return DLOCK_ENOMEM;
+    a->got = fn;
+    a->ud = ud;
+    int rc = start_op(c, a, r, DLOCK__OP_RUN, 0, dlock__fenced_get_step, true);
+    if (rc != DLOCK_OK)
+        dlock__lock_free(r);
+    return rc;
 }
 
 void dlock_client_freeze(dlock_client *c, bool frozen)

@@ -51,7 +51,7 @@ extern "C" {
 #define DLOCK_EINVAL     -5  /* bad argument or option combination */
 #define DLOCK_ECANCELED  -6  /* dlock_client_interrupt, or the hook asked to cancel */
 #define DLOCK_ENOMEM     -7
-#define DLOCK_ESTALE     -8  /* fenced write: an older fencing token, or another holder's */
+#define DLOCK_ESTALE     -8  /* fenced write or read: an older fencing token, or another holder's */
 
 typedef struct dlock_client dlock_client;  /* connections to the lock servers; one thread at a time */
 typedef struct dlock dlock;                /* a held lock */
@@ -193,13 +193,14 @@ DLOCK_API bool          dlock_is_lost(const dlock *l);
 DLOCK_API int64_t       dlock_validity_ms(const dlock *l);
 
 /* The protected resource's side of fencing: on the server of c (one URL, the resource's store,
- * not the lock's), writes value to key if l's fencing token is newer than any a write there
- * carried before, or the same and the earlier write was made under l too: l names the writer
- * (its token is kept beside the fence, in <key>:fence:owner). So when a failover lost the INCR
- * behind a fencing token and a second holder was given the same one, only the first of the two
- * to write gets through. The check and the write are one script, so a stale writer cannot slip
- * in between. DLOCK_ESTALE when refused; DLOCK_EINVAL when l has no fencing token. l may be
- * held (or have been) by another client and thread: only its token and fence are read. */
+ * not the lock's), writes value to key if l's fencing token is newer than any a write or a
+ * fenced read there carried before, or the same and the earlier one was made under l too: l
+ * names the writer (its token is kept beside the fence, in <key>:fence:owner). So when a
+ * failover lost the INCR behind a fencing token and a second holder was given the same one,
+ * only the first of the two to reach the resource gets through. The check and the write are
+ * one script, so a stale writer cannot slip in between. DLOCK_ESTALE when refused;
+ * DLOCK_EINVAL when l has no fencing token. l may be held (or have been) by another client and
+ * thread: only its token and fence are read. */
 DLOCK_API int           dlock_fenced_write(dlock_client *c, const char *key, const dlock *l,
                                            const char *value);
 /* The same without a lock to name the writer: the write needs a strictly newer token than any
@@ -207,6 +208,19 @@ DLOCK_API int           dlock_fenced_write(dlock_client *c, const char *key, con
  * per fencing token. */
 DLOCK_API int           dlock_fenced_set(dlock_client *c, const char *key, uint64_t fence,
                                          const char *value);
+/* The fenced read, for a read-modify-write: a fenced resource must see the token on every
+ * operation, reads included. Were the read plain, an older holder waking from a pause between
+ * a newer holder's read and its write would still write (its token being the highest the store
+ * had seen), and the newer holder's write of the value it read would then lose that update.
+ * Reads key on c's server, refused on the same terms as dlock_fenced_write (DLOCK_ESTALE: an
+ * older token than any a read or write there carried, or the same one under another lock);
+ * otherwise l's token and l are recorded as the highest seen, so that from then on an older
+ * token's write or read is refused, and the value is returned. Check, record and read are one
+ * script. On DLOCK_OK *value_out is a copy of the value, NUL-terminated, for the caller to
+ * free(), or NULL when the key has none; on any other result it is NULL. DLOCK_EINVAL when l
+ * has no fencing token. */
+DLOCK_API int           dlock_fenced_read(dlock_client *c, const char *key, const dlock *l,
+                                          char **value_out);
 
 /* ---- many clients on one thread --------------------------------------------------------
  *
@@ -242,6 +256,9 @@ typedef struct dlock_watch dlock_watch;
 
 typedef void (*dlock_acquired_fn)(void *ud, int rc, dlock *l);  /* l: the lock when rc == 0 */
 typedef void (*dlock_done_fn)(void *ud, int rc);
+/* value: the value read when rc == 0 (NULL when the key has none, and when rc != 0), valid
+ * only during the call: copy what you keep. */
+typedef void (*dlock_value_fn)(void *ud, int rc, const char *value);
 typedef void (*dlock_timer_fn)(void *ud);
 typedef void (*dlock_io_fn)(void *ud, bool readable, bool writable);
 
@@ -281,6 +298,10 @@ DLOCK_API int          dlock_fenced_set_async(dlock_client *c, const char *key, 
                                               const char *value, dlock_done_fn fn, void *ud);
 DLOCK_API int          dlock_fenced_write_async(dlock_client *c, const char *key, const dlock *l,
                                                 const char *value, dlock_done_fn fn, void *ud);
+/* dlock_fenced_read on a loop: fn gets DLOCK_OK and the value, DLOCK_ESTALE or an error. l is
+ * read when the call is made, not after. */
+DLOCK_API int          dlock_fenced_read_async(dlock_client *c, const char *key, const dlock *l,
+                                               dlock_value_fn fn, void *ud);
 /* Freezes an attached client as a stopped process would be (a GC or VM pause): its operation
  * takes no further step -- nothing is sent, a wait that ends and replies that come are held --
  * until it is thawed, when it goes on from where it was (its deadlines may have passed). On

@@ -111,12 +111,20 @@ DLOCK_API dlock_machine *dlock_machine_fenced_set(const char *key, uint64_t fenc
  * memory. */
 DLOCK_API dlock_machine *dlock_machine_fenced_write(const char *key, const dlock *l,
                                                     const char *value);
+/* dlock_fenced_read as a machine: key's value on server 0, l's fencing token recorded there as
+ * the highest seen (l read when the machine is made, not after). Ends DLOCK_OK, the value in
+ * dlock_machine_value, or DLOCK_ESTALE when refused. NULL when l is NULL, its fencing token 0,
+ * or out of memory. */
+DLOCK_API dlock_machine *dlock_machine_fenced_read(const char *key, const dlock *l);
 /* The first call has in->replies NULL; each later call follows the previous action. */
 DLOCK_API dlock_action   dlock_machine_next(dlock_machine *m, const dlock_input *in);
 DLOCK_API bool           dlock_machine_reads_wall_clock(const dlock_machine *m);
 /* After an acquire ended DLOCK_OK: the lock, now the caller's (free it with dlock_abandon,
  * after a release machine has run on it). NULL otherwise, or when taken already. */
 DLOCK_API dlock         *dlock_machine_take_lock(dlock_machine *m);
+/* After a fenced read ended DLOCK_OK: the value read, NUL-terminated, valid until the machine
+ * is freed; NULL when the key had none (and for any other machine or outcome). */
+DLOCK_API const char    *dlock_machine_value(const dlock_machine *m);
 DLOCK_API const char    *dlock_machine_error(const dlock_machine *m);
 /* Tries an acquire has made so far, the first included. */
 DLOCK_API uint64_t       dlock_machine_tries(const dlock_machine *m);

@@ -144,3 +144,21 @@ int dlock_fenced_write(dlock_client *c, const char *key, const dlock *l, const c
 {
     return l ? fenced_write(c, key, l->fence, l, value) : DLOCK_EINVAL;
 }
+
+int dlock_fenced_read(dlock_client *c, const char *key, const dlock *l, char **value_out)
+{
+    if (value_out)
+        *value_out = NULL;
+    if (!c || !key || !l || !value_out || l->fence == 0 || dlock__client_on_loop(c))
+        return DLOCK_EINVAL;
+    dlock *r = dlock__fenced_write_new(c, key, l->fence, l, NULL);
+    if (!r)
+        return DLOCK_ENOMEM;
+    int rc = dlock__run(r, dlock__fenced_get_step);
+    if (rc == DLOCK_OK) {
+        *value_out = r->payload;  /* the caller's now */
+        r->payload = NULL;
+    }
+    dlock__lock_free(r);
+    return rc;
+}

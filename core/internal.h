@@ -48,6 +48,7 @@ extern const dlock__script dlock__script_acquire_fenced;
 extern const dlock__script dlock__script_release;
 extern const dlock__script dlock__script_extend;
 extern const dlock__script dlock__script_fenced_set;
+extern const dlock__script dlock__script_fenced_get;
 extern const dlock__script dlock__script_notify_release;
 extern const dlock__script dlock__script_fifo_acquire;
 extern const dlock__script dlock__script_fifo_release;
@@ -100,10 +101,13 @@ struct dlock {
     char *fence_key;              /* <key>:fence */
     char token[33];               /* 128 random bits, hex */
     char ttl_arg[24];             /* ttl in ms, as sent */
-    char value[24];               /* legacy: the expiry value we wrote; fenced write: the token */
-    char *payload;                /* fenced write: the value to write (a copy) */
-    char *owner_key;              /* fenced write: <key>:fence:owner; its token is the writer's
-                                     (the lock's token; empty when not named) */
+    char value[24];               /* legacy: the expiry value we wrote; fenced write or read: the
+                                     fencing token */
+    char *payload;                /* fenced write: the value to write (a copy); fenced read: the
+                                     value read (NULL: the key has none) */
+    char *owner_key;              /* fenced write or read: <key>:fence:owner; its token is the
+                                     writer's or reader's (the lock's token; empty when not
+                                     named) */
     char *signal_key;             /* notify: <key>:signal; fifo: <key>:signal:<token> */
     char *queue_key;              /* fifo: <key>:queue, <key>:queue:beat, <key>:queue:seq */
     char *beat_key;
@@ -170,6 +174,10 @@ int dlock__unreplicated_extend(dlock *l, const char *what);
 /* The protected resource's fenced write: value (payload) under key unless a newer token wrote. */
 int dlock__fenced_set_step(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
                            dlock__batch *out);
+/* Its fenced read: the key's value into payload unless a newer token came, the token recorded
+ * as the highest seen. */
+int dlock__fenced_get_step(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
+                           dlock__batch *out);
 void dlock__add_blpop(dlock *l, dlock__batch *out, const char *key);
 /* With min_replicas: WAIT min_replicas replica_timeout_ms to server, after the command that
  * grants or extends the lock there; nothing otherwise. */
@@ -197,8 +205,9 @@ int  dlock__fail(dlock *l, int code, const char *fmt, ...) __attribute__((format
 int  dlock__reply_error(dlock *l, const dlock_reply *r, const char *what);
 
 /* lock.c: a lock's lifetime apart from I/O */
-/* The lock a fenced write runs on (it takes no lock): its token is writer's, the token of the
- * lock the write is made under (NULL: not named). NULL when out of memory. */
+/* The lock a fenced write or read runs on (it takes no lock): its token is writer's, the token
+ * of the lock the write or read is made under (NULL: not named); value is what to write, NULL
+ * for a read. NULL when out of memory. */
 dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence,
                                const dlock *writer, const char *value);
 /* token: 16 random bytes, the lock's identity on its servers. */

@@ -225,7 +225,8 @@ dlock *dlock__fenced_write_new(dlock_client *c, const char *key, uint64_t fence,
     dlock *l = dlock__lock_new(c, key, &o, 1, no_token);
     if (!l)
         return NULL;
-    if (!(l->payload = strdup(value)) || asprintf(&l->owner_key, "%s:fence:owner", key) < 0) {
+    if ((value && !(l->payload = strdup(value))) ||
+        asprintf(&l->owner_key, "%s:fence:owner", key) < 0) {
         l->owner_key = NULL;
         dlock__lock_free(l);
         return NULL;

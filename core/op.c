@@ -621,10 +621,11 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
 
 /* ---- the public face (dlock_machine.h) -------------------------------------------------- */
 
-static dlock_machine *machine_new(dlock *l, dlock__op_kind kind, bool owns_lock)
+/* step: DLOCK__OP_RUN's step (NULL for the other kinds). */
+static dlock_machine *machine_new(dlock *l, dlock__op_kind kind, dlock__step_fn step,
+                                  bool owns_lock)
 {
     dlock_machine *m = malloc(sizeof *m);
-    dlock__step_fn step = kind == DLOCK__OP_RUN ? dlock__fenced_set_step : NULL;
     if (!m || dlock__op_init(m, l, kind, step, NULL) != DLOCK_OK) {
         free(m);
         return NULL;
@@ -654,7 +655,7 @@ dlock_machine *dlock_machine_acquire(const char *key, const dlock_options *o, in
     if (dlock__check_options(o, nservers, err, errlen) != DLOCK_OK)
         return NULL;
     dlock *l = dlock__lock_new(NULL, key, o, nservers, token);
-    dlock_machine *m = l ? machine_new(l, DLOCK__OP_ACQUIRE, true) : NULL;
+    dlock_machine *m = l ? machine_new(l, DLOCK__OP_ACQUIRE, NULL, true) : NULL;
     if (!m) {
         dlock__lock_free(l);
         snprintf(err, errlen, "out of memory");
@@ -666,14 +667,14 @@ dlock_machine *dlock_machine_acquire(const char *key, const dlock_options *o, in
 
 dlock_machine *dlock_machine_release(dlock *l)
 {
-    return l ? machine_new(l, DLOCK__OP_RELEASE, false) : NULL;
+    return l ? machine_new(l, DLOCK__OP_RELEASE, NULL, false) : NULL;
 }
 
 dlock_machine *dlock_machine_extend(dlock *l, int64_t ttl_ms)
 {
     if (!l || ttl_ms < 0 || l->algo == &dlock__legacy)
         return NULL;
-    dlock_machine *m = machine_new(l, DLOCK__OP_EXTEND, false);
+    dlock_machine *m = machine_new(l, DLOCK__OP_EXTEND, NULL, false);
     if (m)
         m->extend_ttl_ms = ttl_ms;
     return m;
@@ -685,7 +686,7 @@ static dlock_machine *fenced_write(const char *key, uint64_t fence, const dlock 
     if (!key || !value || fence == 0)
         return NULL;
     dlock *l = dlock__fenced_write_new(NULL, key, fence, writer, value);
-    dlock_machine *m = l ? machine_new(l, DLOCK__OP_RUN, true) : NULL;
+    dlock_machine *m = l ? machine_new(l, DLOCK__OP_RUN, dlock__fenced_set_step, true) : NULL;
     if (!m)
         dlock__lock_free(l);
     return m;
@@ -699,6 +700,24 @@ dlock_machine *dlock_machine_fenced_set(const char *key, uint64_t fence, const c
 dlock_machine *dlock_machine_fenced_write(const char *key, const dlock *l, const char *value)
 {
     return l ? fenced_write(key, l->fence, l, value) : NULL;
+}
+
+dlock_machine *dlock_machine_fenced_read(const char *key, const dlock *l)
+{
+    if (!key || !l || l->fence == 0)
+        return NULL;
+    dlock *r = dlock__fenced_write_new(NULL, key, l->fence, l, NULL);
+    dlock_machine *m = r ? machine_new(r, DLOCK__OP_RUN, dlock__fenced_get_step, true) : NULL;
+    if (!m)
+        dlock__lock_free(r);
+    return m;
+}
+
+const char *dlock_machine_value(const dlock_machine *m)
+{
+    if (!m || m->step != dlock__fenced_get_step || m->state != S_DONE || m->rc != DLOCK_OK)
+        return NULL;
+    return m->l->payload;
 }
 
 dlock_action dlock_machine_next(dlock_machine *m, const dlock_input *in)

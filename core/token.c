@@ -8,14 +8,17 @@
  *   with min_replicas, WAIT min_replicas replica_timeout_ms behind the acquire and the extend,
  *   in the same batch: a grant fewer replicas acknowledged is undone by op.c (release.lua) and
  *   counts as a failed try; such an extend fails with DLOCK_EIO and keeps the old lease
+ *   the protected resource's side of fencing, on its own store: fenced_set.lua (a write) and
+ *   fenced_get.lua (a read), each refusing a token older than the highest seen there
  *
  * Safety: only the holder of the token can release or extend, so a client whose lease expired
  * cannot delete the next holder's lock. Mutual exclusion holds while the holder's work fits in
  * its lease; a pause longer than the lease (GC, VM, network) lets two clients act at once, which
- * only fencing, checked by the protected resource, makes harmless. Liveness: a crashed holder's
- * lock expires after ttl. */
+ * only fencing, checked by the protected resource on every read and write, makes harmless.
+ * Liveness: a crashed holder's lock expires after ttl. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -104,7 +107,8 @@ int dlock__unreplicated_extend(dlock *l, const char *what)
     return dlock__fail(l, DLOCK_EIO, "%s: %s", what, why);
 }
 
-/* The protected resource's side of fencing (dlock_fenced_set, dlock_fenced_write):
+/* The protected resource's side of fencing (dlock_fenced_set, dlock_fenced_write, and the read,
+ * below):
  * fenced_set.lua writes l->payload to the key if l->value is newer than the token in
  * <key>:fence, or equal to it and the writer l->token (empty: not named) is the one in
  * <key>:fence:owner. */
@@ -120,6 +124,34 @@ int dlock__fenced_set_step(dlock *l, const dlock__now *now, const dlock_reply *c
     if (!dlock__reply_int(r[0], &v))
         return dlock__reply_error(l, r[0], "fenced write");
     return v == 1 ? DLOCK_OK : DLOCK_ESTALE;
+}
+
+/* The read beside it (dlock_fenced_read): fenced_get.lua refuses l->value (the token) and the
+ * reader l->token on the same terms as the write, and otherwise records them as the highest seen
+ * and answers the key's value, which goes to l->payload (NULL when the key has none). The value
+ * is a string or nil; the refusal is the integer 0, which no GET answers. */
+int dlock__fenced_get_step(dlock *l, const dlock__now *now, const dlock_reply *const *r, int nr,
+                           dlock__batch *out)
+{
+    long long v;
+    if (l->phase++ == 0) {
+        dlock__add_script(out, 0, &dlock__script_fenced_get, 3, l->key, l->fence_key,
+                          l->owner_key, l->value, l->token, NULL);
+        return DLOCK__SEND;
+    }
+    if (dlock__reply_int(r[0], &v) && v == 0)
+        return dlock__fail(l, DLOCK_ESTALE, "fenced read: a newer fencing token, or another "
+                                            "holder of this one, came first");
+    if (dlock__reply_is_nil(r[0]))
+        return DLOCK_OK;
+    if (!r[0] || r[0]->type != DLOCK_REPLY_STRING)
+        return dlock__reply_error(l, r[0], "fenced read");
+    free(l->payload);
+    if (!(l->payload = malloc(r[0]->len + 1)))
+        return dlock__fail(l, DLOCK_ENOMEM, "fenced read: no memory for the value");
+    memcpy(l->payload, r[0]->str, r[0]->len);
+    l->payload[r[0]->len] = '\0';
+    return DLOCK_OK;
 }
 
 const dlock__algo dlock__token = {

@@ -77,7 +77,7 @@ typedef struct shared {
 
 static volatile sig_atomic_t interrupted;
 static pid_t workers[MAX_JOBS];
-static int nworkers;
+static volatile sig_atomic_t nworkers;   /* workers[0 .. nworkers-1] are running */
 
 /* Ctrl-C may come while a run of the replay or --confirm has its own handler in place (run.c),
  * which stops that run and the runner: either way, explore stops. */
@@ -86,8 +86,13 @@ static bool stopping(void)
     return interrupted || lb_runner_stopped();
 }
 
+/* The workers ignore Ctrl-C (the terminal sends it to the whole group); the first stop signal
+ * ends them here, whatever the parent is doing when it comes: their pipe then closes and the
+ * search loop ends on it. kill() is async-signal-safe. */
 static void on_interrupt(int sig)
 {
+    for (int i = 0; i < nworkers; i++)
+        kill(workers[i], SIGKILL);
     if (!interrupted)
         interrupted = sig;
     lb_runner_stop();   /* a run of the replay or --confirm in progress stops too */
@@ -213,7 +218,7 @@ static int run_search(const explore *x, search *s)
     atomic_init(&sh->limit, x->seeds);
     int64_t start = dlock__mono_us(), shown = 0;
     fflush(NULL);
-    for (nworkers = 0; nworkers < x->jobs; nworkers++) {
+    for (nworkers = 0; nworkers < x->jobs && !stopping(); nworkers++) {
         pid_t pid = fork();
         if (pid == 0) {
             close(fds[0]);
@@ -223,15 +228,17 @@ static int run_search(const explore *x, search *s)
             break;
         workers[nworkers] = pid;
     }
+    if (stopping())   /* a signal between a fork and its worker's entry above */
+        for (int i = 0; i < nworkers; i++)
+            kill(workers[i], SIGKILL);
     close(fds[1]);
     report r;
     ssize_t n;
     while (nworkers > 0 && (n = read(fds[0], &r, sizeof r)) != 0) {
-        if (n < 0 && errno == EINTR && stopping()) {
-            for (int i = 0; i < nworkers; i++)
-                kill(workers[i], SIGKILL);
-            continue;
-        }
+        if (n < 0 && errno == EINTR)
+            continue;   /* a stop signal ended the workers, and EOF follows */
+        if (n < 0)
+            break;
         if (n != (ssize_t)sizeof r)
             continue;
         s->run++;
@@ -371,7 +378,7 @@ static int write_results(const explore *x, int64_t seed, char **dir_out)
     lb_run_options o = {.out = dir, .force = true, .repeat = 1, .sets = sets, .nsets = n,
                         .quiet = true, .silent = true, .plot_format = "png",
                         .calibration = x->calibrated ? &x->calibration : NULL};
-    char *file = x->text ? (char *)x->file : NULL;
+    char *file = (char *)x->file;
     int rc = lb_run_scenarios(&file, 1, &o);
     *dir_out = dir;
     return rc == LB_EXIT_FAILED ? LB_EXIT_OK : rc;

@@ -18,6 +18,7 @@
 #include "proxy.h"
 #include "replicas.h"
 #include "runner_priv.h"
+#include "sentinels.h"
 #include "servers.h"
 
 typedef rn_action action;
@@ -254,7 +255,8 @@ static int do_failover(lb_group *g, const lb_event *e, lb_fault_record *f, char 
 }
 
 /* Server faults act on the server's current primary (the node a failover promoted, if one
- * did); a restart brings back the node that was killed. */
+ * did; with sentinels, the node they name now, asked at the fault's start); a restart brings
+ * back the node that was killed, and the end of a pause resumes the node paused. */
 static bool do_server(run *r, const lb_event *e, bool ending, lb_fault_record *f)
 {
     lb_group *g = r->t->groups ? r->t->groups[e->server] : NULL;
@@ -262,6 +264,8 @@ static bool do_server(run *r, const lb_event *e, bool ending, lb_fault_record *f
     int rc = -1;
     if (!g)
         return false;
+    if (r->t->sentinels && !ending)
+        lb_sentinels_sync_group(r->t->sentinels, e->server, g);
     switch (e->action) {
     case LB_EV_PAUSE_SERVER:
         rc = ending ? lb_group_resume(g) : lb_group_pause(g);

@@ -109,7 +109,9 @@ static lb_field lb__table[] = {
     LB__I("counter.attempted", "critical sections", counter.attempted, LB_REPEAT_SUM),
     LB__I("counter.actual", "writes", counter.actual, LB_REPEAT_SUM),
     LB__ZERO("counter.lost_updates", "writes", counter.lost_updates),
-    LB__I("counter.stale_writes_rejected", "writes", counter.stale_writes_rejected,
+    /* critical sections the store refused for an older token, at the read or the write (the
+     * name is the SPEC's, from when only the write was fenced) */
+    LB__I("counter.stale_writes_rejected", "critical sections", counter.stale_writes_rejected,
           LB_REPEAT_SUM),
 
     LB__ZERO("overlaps", "entries", overlaps),

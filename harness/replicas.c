@@ -54,6 +54,7 @@ struct lb_group {
     int partitions;
     int64_t delays[MAX_DELAYS];              /* replication latencies in effect, oldest first */
     int ndelays;
+    bool sentinels;     /* roles are the sentinels' (lb_group_leave_roles) */
     char url[LB_SERVER_URL_MAX];
 };
 
@@ -385,7 +386,31 @@ int lb_group_restart(lb_group *g, char *err, size_t errlen)
     if (lb_server_restart(g->nodes[k].srv, err, errlen) < 0)
         return -1;
     g->nodes[k].down = false;
-    return k == g->primary ? 0 : point(g, k, g->primary, err, errlen);
+    return k == g->primary || g->sentinels ? 0 : point(g, k, g->primary, err, errlen);
+}
+
+int lb_group_node_at(const lb_group *g, int port)
+{
+    for (int k = 0; port > 0 && k < g->n; k++)
+        if (g->nodes[k].ingress_port == port || lb_server_port(g->nodes[k].srv) == port)
+            return k;
+    return -1;
+}
+
+int lb_group_set_primary(lb_group *g, int k)
+{
+    if (k < 0 || k >= g->n || k == g->primary)
+        return k < 0 || k >= g->n ? -1 : 0;
+    g->primary = k;
+    if (g->front >= 0 &&
+        lb_proxy_set_target(g->proxy, g->front, "127.0.0.1", lb_server_port(g->nodes[k].srv)) < 0)
+        return -1;
+    return 0;
+}
+
+void lb_group_leave_roles(lb_group *g)
+{
+    g->sentinels = true;
 }
 
 int lb_group_pause(lb_group *g)

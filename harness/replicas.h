@@ -67,6 +67,20 @@ int lb_group_kill(lb_group *g);
  * is no longer the primary it comes back as a replica of the current one, as Sentinel re-points
  * a returning old primary. 0, or -1 with err filled. */
 int lb_group_restart(lb_group *g, char *err, size_t errlen);
+/* Sentinels watching the group (redis.sentinels) promote and re-point on their own; the group
+ * then follows what they report instead of deciding:
+ *
+ *   - lb_group_node_at: the node a sentinel names by its address (its ingress port, the one it
+ *     announces; its own port too), -1 when none is;
+ *   - lb_group_set_primary: the node the sentinels promoted becomes the one kill-server and
+ *     pause-server act on, and the front link follows it;
+ *   - lb_group_leave_roles: from now on lb_group_restart only restarts a killed node: a returning
+ *     old primary is the sentinels' to re-point (as they do once it has been up for a while),
+ *     and a REPLICAOF of ours, racing their reconfiguration, could aim it elsewhere. */
+int  lb_group_node_at(const lb_group *g, int port);
+int  lb_group_set_primary(lb_group *g, int node);
+void lb_group_leave_roles(lb_group *g);
+
 /* pause-server: SIGSTOP / SIGCONT of the current primary. */
 int lb_group_pause(lb_group *g);
 int lb_group_resume(lb_group *g);

@@ -1,8 +1,9 @@
 /* run.c -- the `run` and `validate` commands: each scenario through the pipeline of run.h.
  *
  * Servers: without --redis, every variant and repeat gets fresh managed servers (the lock
- * servers, each with redis.replicas replicas (replicas.h), plus one for the protected counter,
- * which no event touches). With --redis, the
+ * servers, each with redis.replicas replicas (replicas.h) and, with redis.sentinels, the
+ * sentinels that watch them and through which the clients find the primaries (sentinels.h),
+ * plus one for the protected counter, which no event touches). With --redis, the
  * scenario's lock servers are the first URLs given and the counter lives on --resource or the
  * first URL; nothing is flushed, every key carries lockbench:<run-id>:<variant>:<repeat>: and
  * those keys are deleted when the variant's repeat ends. */
@@ -33,6 +34,7 @@
 #include "results.h"
 #include "run.h"
 #include "runner.h"
+#include "sentinels.h"
 #include "servers.h"
 
 /* ---- Ctrl-C, SIGTERM, SIGHUP ------------------------------------------------------ */
@@ -84,15 +86,20 @@ static int interrupted_exit(void)
 
 typedef struct servers {
     lb_group *lock[LB_SCENARIO_MAX_SERVERS];   /* each with its replicas (redis.replicas) */
+    lb_sentinels *sentinels;                   /* watching them (redis.sentinels), or NULL */
     lb_server *resource;
-    const char *urls[LB_SCENARIO_MAX_SERVERS];
+    const char *urls[LB_SCENARIO_MAX_SERVERS];         /* each server's own address (front link) */
+    const char *client_urls[LB_SCENARIO_MAX_SERVERS];  /* what clients are given: the same, or
+                                                          the sentinels' sentinel:// URL */
     const char *resource_url;
     int n;
     char shared[LB_SCENARIO_MAX_SERVERS + 1][LB_SERVER_URL_MAX];  /* rank 0's, on the others */
 } servers;
 
+/* The sentinels first: watching nodes that go down one by one, they would start failovers. */
 static void servers_stop(servers *s)
 {
+    lb_sentinels_stop(s->sentinels);
     for (int i = 0; i < s->n; i++)
         lb_group_stop(s->lock[i]);
     lb_server_stop(s->resource);
@@ -145,7 +152,7 @@ static int servers_start(servers *s, const lb_scenario *v, const lb_run_options 
         return servers_share(s, 0, err, errlen);
     if (o->nredis > 0) {
         for (int i = 0; i < s->n; i++)
-            s->urls[i] = o->redis[i];
+            s->urls[i] = s->client_urls[i] = o->redis[i];
         s->resource_url = o->resource ? o->resource : o->redis[0];
         return 0;
     }
@@ -158,7 +165,17 @@ static int servers_start(servers *s, const lb_scenario *v, const lb_run_options 
             servers_stop(s);
             return servers_share(s, -1, err, errlen);
         }
-        s->urls[i] = lb_group_url(s->lock[i]);
+        s->urls[i] = s->client_urls[i] = lb_group_url(s->lock[i]);
+    }
+    /* The groups are in sync; the sentinels' start waits until each of them knows every
+     * primary, its replicas and the other sentinels. The health check and the calibration
+     * keep the front links: only the clients find their server through the sentinels. */
+    char why[400];
+    if (lb_sentinels_for_groups((int)v->redis.sentinels, s->lock, s->n, s->client_urls,
+                                &s->sentinels, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s", why);
+        servers_stop(s);
+        return -1;
     }
     if (o->resource) {
         s->resource_url = o->resource;
@@ -569,8 +586,9 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
     }
     snprintf(prefix, sizeof prefix, "lockbench:%s:%s:%d:", sr->run_id, vname, rep + 1);
     lb_run_target t = {
-        .lock_urls = sv.urls, .nservers = sv.n, .resource_url = sv.resource_url,
-        .prefix = prefix, .groups = sv.lock[0] ? sv.lock : NULL, .proxy = proxy,
+        .lock_urls = sv.client_urls, .nservers = sv.n, .resource_url = sv.resource_url,
+        .prefix = prefix, .groups = sv.lock[0] ? sv.lock : NULL, .sentinels = sv.sentinels,
+        .proxy = proxy,
         .health = health, .progress = !sr->o->quiet && isatty(STDERR_FILENO), .label = vname,
     };
     if (!sr->o->quiet && lb_ranks_leader())

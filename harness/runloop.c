@@ -7,10 +7,11 @@
  * core's _async calls, a non-blocking connection to the protected resource, and timers for the
  * start, the hold and the think time.
  *
- * It runs scenarios without events, renew or fenced counter writes (lb_scenario_loop_capable):
- * crashes, pauses and the watchdog act on threads. The main thread still stops the groups at
- * their deadline (dlock_client_interrupt wakes the loop) and shows the progress line; a
- * 100 ms tick on each loop ends think-time sleeps once Ctrl-C asked the run to stop. */
+ * It runs every scenario: faults reach its clients through a notice on their loop, renewals are
+ * the loop's timers, and fenced reads and writes go through the _async fenced calls. The main
+ * thread still stops the groups at their deadline (dlock_client_interrupt wakes the loop) and
+ * shows the progress line; a 100 ms tick on each loop ends think-time sleeps once Ctrl-C asked
+ * the run to stop. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -335,6 +336,11 @@ static void on_read(rn_loop_client *lc, redisReply *r)
     pump(lc, (lb_wl_input){.ok = ok, .value = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0});
 }
 
+static void on_fenced_read(void *ud, int rc, const char *value)
+{
+    pump(ud, (lb_wl_input){.rc = rc, .ok = rc == DLOCK_OK, .value = value ? atoll(value) : 0});
+}
+
 static void on_set(rn_loop_client *lc, redisReply *r)
 {
     pump(lc, (lb_wl_input){.rc = r && r->type == REDIS_REPLY_STATUS ? DLOCK_OK : DLOCK_EIO});
@@ -472,8 +478,14 @@ static void carry(rn_loop_client *lc, lb_wl_step s)
                 return;
             break;  /* refused at once: no call went out */
         case LB_WL_READ:
-            res_command(lc, on_read, "GET %s", lc->counter);
-            return;
+            if (s.fence == 0) {
+                res_command(lc, on_read, "GET %s", lc->counter);
+                return;
+            }
+            in.rc = dlock_fenced_read_async(c->fenced, lc->counter, lc->l, on_fenced_read, lc);
+            if (in.rc == DLOCK_OK)
+                return;
+            break;
         case LB_WL_WRITE:
             if (s.fence == 0) {
                 res_command(lc, on_set, "SET %s %lld", lc->counter, s.value);
@@ -609,7 +621,7 @@ static void on_tick(void *ud)
     dlock_timer_start(w->tick, TICK_US);
 }
 
-/* The client's connections, on its loop: the lock client, the fenced writer (with fencing)
+/* The client's connections, on its loop: the lock client, the fenced client (with fencing)
  * and the protected resource. No hook: faults reach a loop client through apply_ctl. */
 static bool connect_on_loop(rn_loop_client *lc, char *err, size_t errlen)
 {

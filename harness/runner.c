@@ -197,7 +197,7 @@ bool lb_runner_needs_proxy(const lb_scenario *v)
 }
 
 /* The descriptors a run of v opens at most, spill files included: each client's lock connections
- * (and its renewer's), its fenced writer, a thread client's own connection to the store and its
+ * (and its renewer's), its fenced client, a thread client's own connection to the store and its
  * acquisition log's spill file, the proxy's two per proxied link (and, with replicas, the
  * front link's two per lock connection: that proxy runs in this process too); each loop thread's epoll,
  * eventfd, store connection and spill file; and a margin for the rest (results, listeners,
@@ -253,7 +253,8 @@ static int client_urls(run *r, client *c)
 
 /* A client's connections: its lock client (through the proxy when it has network faults) and,
  * with resource and a critical section that touches it, the protected resource (never through
- * the proxy: no event touches it) and, with fencing, a lock client on it for fenced writes. */
+ * the proxy: no event touches it) and, with fencing, a lock client on it for fenced reads and
+ * writes. */
 bool rn_client_connect(client *c, bool hooked, bool resource, char *err, size_t errlen)
 {
     dlock_client *lock = dlock_client_new((const char *const *)c->urls, c->run->t->nservers,
@@ -395,13 +396,23 @@ static bool holding_point(client *c)
     return ctl_checkpoint(k);
 }
 
-static bool read_counter(client *c, const char *counter, long long *v)
+/* fence > 0: the read is fenced, and made under l (which names the reader); its rc tells a
+ * refusal. */
+static void read_counter(client *c, const char *counter, uint64_t fence, const dlock *l,
+                         lb_wl_input *in)
 {
+    if (fence > 0) {
+        char *v = NULL;
+        in->rc = dlock_fenced_read(c->fenced, counter, l, &v);
+        in->ok = in->rc == DLOCK_OK;
+        in->value = v ? atoll(v) : 0;
+        free(v);
+        return;
+    }
     redisReply *r = redisCommand(c->res, "GET %s", counter);
-    bool ok = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
-    *v = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    in->ok = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
+    in->value = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
     freeReplyObject(r);
-    return ok;
 }
 
 /* fence > 0: the write is fenced, and made under l (which names the writer). */
@@ -503,7 +514,7 @@ static void workload(client *c)
         case LB_WL_READ:
             in.crashed = !ctl_checkpoint(&c->ctl);
             if (!in.crashed)
-                in.ok = read_counter(c, counter, &in.value);
+                read_counter(c, counter, s.fence, l, &in);
             break;
         case LB_WL_WRITE:
             in.rc = write_counter(c, counter, s.value, s.fence, l);

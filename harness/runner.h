@@ -131,7 +131,8 @@ typedef struct lb_client_result {
     uint64_t     commands;       /* sent by this client's lock core (all its incarnations) */
     int64_t      cs_attempted;   /* critical sections entered */
     int64_t      cs_acked;       /* counter writes Redis acknowledged */
-    int64_t      stale_rejected; /* fenced writes rejected as stale */
+    int64_t      stale_rejected; /* critical sections the store refused for an older token,
+                                    at the read or the write */
     bool         crashed;        /* crashed and not restarted */
     int          crashes;        /* times it crashed */
     int64_t      end_us;         /* when it finished */
@@ -177,6 +178,8 @@ typedef struct lb_run_target {
     const char        *prefix;        /* every key starts with it: lockbench:<run-id>:<variant>:<repeat>: */
     struct lb_group  **groups;        /* managed lock servers with their replicas (server
                                          events), NULL with --redis */
+    struct lb_sentinels *sentinels;   /* watching the groups (redis.sentinels), else NULL:
+                                         server faults first ask them for the primary */
     struct lb_proxy   *proxy;         /* the fault proxy, NULL when no client needs it */
     struct lb_health  *health;        /* watches the servers while the clients run (NULL: no
                                          watch); a server it finds dead fails the run */

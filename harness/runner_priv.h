@@ -44,7 +44,7 @@ typedef struct client {
     ctl ctl;
     dlock_client *lock;
     redisContext *res;           /* the protected resource */
-    dlock_client *fenced;        /* the resource again, for fenced writes */
+    dlock_client *fenced;        /* the resource again, for fenced reads and writes */
     int links[LB_SCENARIO_MAX_SERVERS];  /* proxy links, -1 = direct */
     int partitions;              /* partitions in effect (the scheduler's alone) */
     const lb_event **delays;     /* delay events in effect, oldest first (the scheduler's) */

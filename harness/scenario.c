@@ -245,6 +245,7 @@ static const field redis_fields[] = {
     ENUM_F("persistence", lb_redis, persistence, "\"none\"", persistence_names),
     {.key = "replicas", .type = F_INT, .off = offsetof(lb_redis, replicas), .def = "0",
      .min = 0, .max = LB_SCENARIO_MAX_REPLICAS, .narrow = true},
+    INT_F("sentinels", lb_redis, sentinels, "0", 0, MS_MAX),   /* 0, 3 or 5: check_sentinels */
     END_F};
 
 static const field sim_fields[] = {
@@ -900,6 +901,55 @@ static int check_event_server(ctx *c, const event_raw *r, const lb_scenario *s,
     return 0;
 }
 
+/* Sentinels are real processes lockbench starts to watch the primaries it manages and promote
+ * one of their replicas: 3 or 5 of them (a majority of 2 or 3 agrees that a primary is down),
+ * only with replicas, not on --redis's servers, not in the simulator. Clients find the primary
+ * through them (sentinel://), so the fault proxy, which relays a client to one fixed address,
+ * cannot carry a client's own network faults. */
+static int check_sentinels(ctx *c, const lb_scenario *s)
+{
+    const char *key = "redis.sentinels";
+    if (s->redis.sentinels == 0)
+        return 0;
+    if (s->redis.sentinels != 3 && s->redis.sentinels != 5)
+        return fail(c, key, "must be 0, 3 or 5 (a majority of 2 or 3 agrees on a failover), got "
+                    "%" PRId64, s->redis.sentinels);
+    if (s->driver == LB_DRIVER_SIM)
+        return fail(c, key, "the simulator does not model sentinels: run this scenario with "
+                            "\"driver\": \"loop\" or \"threads\"");
+    if (c->external_servers)
+        return fail(c, key, "sentinels watch servers that lockbench manages, not --redis");
+    if (s->redis.replicas == 0)
+        return fail(c, key, "sentinels promote a replica: set redis.replicas to 1 or more");
+    for (size_t g = 0; g < s->ngroups; g++) {
+        const lb_network *n = &s->groups[g].network;
+        if (n->latency_ms > 0 || n->jitter_ms > 0)
+            return fail(c, key, "clients follow the primary the sentinels name, and the fault "
+                                "proxy relays to a fixed address: client group %s has network "
+                                "latency or jitter", s->groups[g].name);
+    }
+    return 0;
+}
+
+/* With sentinels, an event that would fight them or need a fixed address for a client. */
+static int check_event_sentinels(ctx *c, const event_raw *r, const lb_scenario *s,
+                                 const char *path)
+{
+    char sub[PATH_LEN];
+    if (s->redis.sentinels == 0)
+        return 0;
+    path_key(sub, path, "do");
+    if (r->action == LB_EV_FAILOVER)
+        return fail(c, sub, "failover is lockbench's own promotion, behind the backs of the "
+                            "sentinels (redis.sentinels), which would undo it: kill-server or "
+                            "pause-server the primary and let them promote a replica");
+    if (r->action == LB_EV_DELAY || r->action == LB_EV_PARTITION || r->action == LB_EV_RESET)
+        return fail(c, sub, "%s relays clients through the fault proxy to a fixed address, and "
+                            "with redis.sentinels they follow the primary the sentinels name",
+                    action_names[r->action]);
+    return 0;
+}
+
 static int decode_event(ctx *c, json_t *v, size_t i, lb_event *ev, const lb_scenario *s,
                         json_t *res_events)
 {
@@ -922,7 +972,7 @@ static int decode_event(ctx *c, json_t *v, size_t i, lb_event *ev, const lb_scen
     json_t *res = json_object();
     json_array_append_new(res_events, res);
     if (decode_event_fields(c, v, s, &r, ev, path, res) < 0 ||
-        check_event_server(c, &r, s, path) < 0)
+        check_event_server(c, &r, s, path) < 0 || check_event_sentinels(c, &r, s, path) < 0)
         return -1;
     ev->at_ms = r.at_ms;
     ev->action = (lb_event_action)r.action;
@@ -941,6 +991,8 @@ static int decode_event(ctx *c, json_t *v, size_t i, lb_event *ev, const lb_scen
  * simulator's model (yet). Checked before the events, which may need them. */
 static int check_redis(ctx *c, const lb_scenario *s)
 {
+    if (check_sentinels(c, s) < 0)
+        return -1;
     if (s->redis.replicas > 0 && c->external_servers)
         return fail(c, "redis.replicas", "replicas need servers that lockbench manages, not --redis");
     if (s->redis.replicas > 0 && s->driver == LB_DRIVER_SIM)

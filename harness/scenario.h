@@ -30,7 +30,9 @@
  * - Cross-key rules: token and legacy use exactly one server, redlock an odd number (1..9);
  *   fencing needs token; renew needs token or redlock; backoff base_ms <= cap_ms; iterations
  *   and duration_ms are not both null; events name existing clients and servers; replicas
- *   need managed servers and a real driver, and the replication events need replicas.
+ *   need managed servers and a real driver, and the replication events need replicas;
+ *   sentinels (0, 3 or 5) need replicas, managed servers and a real driver, and rule out
+ *   lockbench's own failover and the client network faults (see check_sentinels).
  */
 #ifndef LB_SCENARIO_H
 #define LB_SCENARIO_H
@@ -136,6 +138,8 @@ typedef struct {
     int            servers;          /* 1..9 */
     lb_persistence persistence;      /* none */
     int            replicas;         /* 0..4 per server, managed only; not on the simulator */
+    int64_t        sentinels;        /* 0, 3 or 5 watching every server; needs replicas >= 1;
+                                        managed only; not on the simulator */
 } lb_redis;
 
 /* A client group with its effective settings (base section merged with the group's override). */

@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "connect.h"
 #include "monotonic.h"
+#include "replicas.h"
 
 #define POLL_MS 20
 #define ASK_TIMEOUT_MS 500
@@ -117,6 +119,43 @@ static bool all_ready(const lb_sentinels *s, const int *ports, int replicas, cha
     return true;
 }
 
+/* Redis 7's SENTINEL DEBUG sets the sentinels' internal periods (an older Redis refuses it: the
+ * start then takes longer, and see LB_SENTINEL_PING_MS).
+ *
+ * PING-PERIOD (1 s): a sentinel reconnects a lost link to a node at most once per period, and a
+ * node it cannot reach for down-after is down. A promotion loses those links: the SLAVEOF a
+ * sentinel sends comes with CLIENT KILL TYPE normal, which cuts every sentinel's connection to
+ * the promoted replica (and to each replica re-pointed). With down-after at 300 ms and
+ * reconnects 1 s apart, the sentinels then judged the new primary down some 340 ms after
+ * promoting it, every time, and with a second replica promoted that one too. With the period
+ * below down-after, as it is with Sentinel's defaults (1 s against 30 s), they reconnect first.
+ *
+ * PUBLISH-PERIOD (2 s): sentinels find each other by the hello each publishes on the
+ * primaries, which would cost every run two seconds before a failover can be agreed. Short
+ * while the set starts, the default again once it is ready. */
+static void sentinel_debug(const lb_sentinels *s, const char *param, int ms)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "SENTINEL DEBUG %s %%d", param);
+    for (int k = 0; k < s->n; k++)
+        freeReplyObject(ask(s->s[k], cmd, ms));
+}
+
+/* The period the sentinel runs with (SENTINEL DEBUG's PUBLISH-PERIOD), or -1. */
+static int publish_period(const lb_server *s)
+{
+    redisReply *r = ask(s, "SENTINEL DEBUG", 0);
+    int ms = -1;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && strcasecmp(k->str, "publish-period") == 0)
+            ms = v->type == REDIS_REPLY_INTEGER ? (int)v->integer
+                 : v->type == REDIS_REPLY_STRING ? atoi(v->str) : -1;
+    }
+    freeReplyObject(r);
+    return ms;
+}
+
 static int make_urls(lb_sentinels *s)
 {
     for (int i = 0; i < s->nmasters; i++) {
@@ -156,6 +195,10 @@ lb_sentinels *lb_sentinels_start(int count, const int *ports, int n, int replica
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    int period = publish_period(s->s[0]);
+    sentinel_debug(s, "ping-period", LB_SENTINEL_PING_MS);
+    if (period > LB_SENTINEL_HELLO_MS)
+        sentinel_debug(s, "publish-period", LB_SENTINEL_HELLO_MS);
     char why[160] = "";
     for (int64_t deadline = now_ms() + LB_SENTINEL_READY_MS; !all_ready(s, ports, replicas, why,
                                                                           sizeof why);) {
@@ -166,6 +209,8 @@ lb_sentinels *lb_sentinels_start(int count, const int *ports, int n, int replica
         }
         sleep_ms(POLL_MS);
     }
+    if (period > LB_SENTINEL_HELLO_MS)
+        sentinel_debug(s, "publish-period", period);
     free(conf);
     return s;
 fail:
@@ -232,8 +277,18 @@ int lb_sentinels_wait_failover(const lb_sentinels *s, int i, int old_port, int64
     }
 }
 
-int lb_sentinels_for_servers(int count, lb_server *const *primaries, int n, int replicas,
-                             const char **urls, lb_sentinels **out, char *err, size_t errlen)
+/* What the sentinels monitor: each primary's ingress (replicas.h), not its own port. A sentinel
+ * learns the replicas from the primary's INFO, which lists the address each one announces --
+ * its ingress -- and it names, re-points (SLAVEOF) and reaches every node by the address it
+ * learned. Monitoring the primary by its ingress too gives every node one address in the
+ * sentinels' view: the promoted replica's SLAVEOF targets, a returning old primary's
+ * re-pointing and the address clients are given all go through the proxy, so replication stays
+ * proxied after a promotion, as with lockbench's own failover. (Monitored by its own port, the
+ * old primary would come back under two names: the port monitored and the ingress it announces
+ * once it replicates.) The price: the replication faults, which act on the ingress links, also
+ * delay or cut what the clients and the sentinels send to a node. */
+int lb_sentinels_for_groups(int count, lb_group *const *groups, int n, const char **urls,
+                            lb_sentinels **out, char *err, size_t errlen)
 {
     int ports[LB_SENTINEL_MASTERS_MAX] = {0};
     *out = NULL;
@@ -243,11 +298,27 @@ int lb_sentinels_for_servers(int count, lb_server *const *primaries, int n, int 
         snprintf(err, errlen, "sentinels: at most %d primaries", LB_SENTINEL_MASTERS_MAX);
         return -1;
     }
-    for (int i = 0; i < n; i++)
-        ports[i] = lb_server_port(primaries[i]);
-    if (!(*out = lb_sentinels_start(count, ports, n, replicas, err, errlen)))
+    for (int i = 0; i < n; i++) {
+        ports[i] = lb_group_ingress_port(groups[i], lb_group_primary(groups[i]));
+        if (ports[i] < 0) {
+            snprintf(err, errlen, "sentinels: server %d has no replicas to promote", i);
+            return -1;
+        }
+    }
+    if (!(*out = lb_sentinels_start(count, ports, n, lb_group_nodes(groups[0]) - 1, err,
+                                    errlen)))
         return -1;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         urls[i] = lb_sentinels_url(*out, i);
+        lb_group_leave_roles(groups[i]);
+    }
     return 0;
+}
+
+int lb_sentinels_sync_group(const lb_sentinels *s, int i, lb_group *g)
+{
+    int k = lb_group_node_at(g, lb_sentinels_primary_port(s, i));
+    if (k >= 0)
+        lb_group_set_primary(g, k);
+    return k;
 }

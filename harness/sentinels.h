@@ -17,8 +17,15 @@
 #define LB_SENTINELS_MAX           5
 #define LB_SENTINEL_MASTERS_MAX    9
 #define LB_SENTINEL_DOWN_AFTER_MS  300
-#define LB_SENTINEL_FAILOVER_MS    1000   /* failover-timeout: a stalled failover is retried
-                                             after twice this */
+#define LB_SENTINEL_FAILOVER_MS    3000   /* failover-timeout: a stalled failover is retried
+                                             after twice this. It also bounds the wait for the
+                                             promoted replica to report itself master, which a
+                                             sentinel checks by INFO once a second: at 1 s, a
+                                             promotion that worked was often abandoned */
+#define LB_SENTINEL_PING_MS        100    /* how often they PING a node, and reconnect a
+                                             lost link at most: below down-after (sentinels.c) */
+#define LB_SENTINEL_HELLO_MS       100    /* how often they announce themselves while the
+                                             set starts (see sentinels.c) */
 #define LB_SENTINEL_READY_MS       15000  /* how long the start waits for the sentinels to see
                                              the primaries, their replicas and each other */
 
@@ -44,11 +51,20 @@ int           lb_sentinels_primary_port(const lb_sentinels *s, int i);
 int           lb_sentinels_wait_failover(const lb_sentinels *s, int i, int old_port,
                                          int64_t timeout_ms, char *err, size_t errlen);
 
-/* The scenario's wiring (redis.sentinels): count sentinels watching the n managed primaries,
- * each with `replicas` replicas, into *out, and in urls[i] the sentinel:// URL its clients use
- * instead of the primary's own (valid until lb_sentinels_stop). count 0 starts nothing and
- * leaves urls and *out (NULL) alone. 0, or -1 with err filled. */
-int lb_sentinels_for_servers(int count, lb_server *const *primaries, int n, int replicas,
-                             const char **urls, lb_sentinels **out, char *err, size_t errlen);
+/* The scenario's wiring (redis.sentinels): count sentinels watching the primaries of the n
+ * managed groups (replicas.h; every group has replicas), into *out, and in urls[i] the
+ * sentinel:// URL group i's clients use instead of its front link (valid until
+ * lb_sentinels_stop). Each primary is monitored at its ingress, the proxied address it
+ * announces (see sentinels.c); the groups leave roles to the sentinels from then on
+ * (lb_group_leave_roles). count 0 starts nothing and leaves urls and *out (NULL) alone. 0, or
+ * -1 with err filled (nothing left running). */
+struct lb_group;
+int lb_sentinels_for_groups(int count, struct lb_group *const *groups, int n,
+                            const char **urls, lb_sentinels **out, char *err, size_t errlen);
+
+/* Which node of group i the sentinels name as its primary now (a majority of them), recorded
+ * in the group (lb_group_set_primary) so server faults act on it: the node, or -1 when they do
+ * not agree or name no node of the group (the group is left as it was). */
+int lb_sentinels_sync_group(const lb_sentinels *s, int i, struct lb_group *g);
 
 #endif

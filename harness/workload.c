@@ -1,9 +1,12 @@
 /* workload.c -- one client's workload as a machine (see workload.h).
  *
  * An iteration: the acquire call, recorded; on success the critical section -- counter: GET,
- * the holding point, the hold, SET (fenced with the lock's token when fencing is on); incr: the
- * holding point, the hold, INCR; none: the holding point and the hold -- then the release (or,
- * with release false, the lock is kept). Then the think time, at least the error pause after an
+ * the holding point, the hold, SET (with fencing on, the read and the write are both fenced
+ * with the lock's token, so the store learns of a newer holder before the older one can write;
+ * a read or write the store refuses counts in stale_rejected, and a refused read ends the
+ * critical section there, without the hold or the write); incr: the holding point, the hold,
+ * INCR; none: the holding point and the hold -- then the release (or, with release false, the
+ * lock is kept). Then the think time, at least the error pause after an
  * error, and the next iteration, until the iterations are done, the group's deadline passes or
  * the run is stopped. A client inside its critical section at the deadline finishes it and
  * releases; a client waiting to start or thinking stops at once. */
@@ -284,8 +287,10 @@ static lb_wl_step acquired(lb_wl *m, const lb_wl_input *in)
     m->out->cs_attempted++;
     if (in->crashed)
         return crashed(m, in);
-    if (m->w->critical_section == LB_CS_COUNTER)
-        return go(m, W_READING, LB_WL_READ);
+    if (m->w->critical_section == LB_CS_COUNTER) {
+        m->state = W_READING;
+        return (lb_wl_step){.what = LB_WL_READ, .fence = m->fence};
+    }
     return go(m, W_HOLDING, LB_WL_HOLDING);
 }
 
@@ -365,8 +370,9 @@ static lb_wl_step outcome(lb_wl *m, const lb_wl_input *in)
                                                 : LB_END_FAILED;
         break;
     case W_READING:
-        m->counter_read = in->ok;
-        m->counter = in->ok ? in->value : 0;
+        m->counter_read = in->ok && in->rc == DLOCK_OK;
+        m->counter = m->counter_read ? in->value : 0;
+        m->out->stale_rejected += in->rc == DLOCK_ESTALE;
         break;
     default:
         break;
@@ -379,6 +385,8 @@ static lb_wl_step outcome(lb_wl *m, const lb_wl_input *in)
     case W_ARRIVING:
         return top(m, in);
     case W_READING:
+        if (in->rc == DLOCK_ESTALE)  /* the store refused this holder: nothing to hold for */
+            return end_hold(m, in);
         return go(m, W_HOLDING, LB_WL_HOLDING);
     case W_HOLDING:
         return hold(m, in);

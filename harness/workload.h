@@ -23,7 +23,9 @@
 
 typedef enum {
     LB_WL_ACQUIRE = 1,  /* call acquire on the client's key; feed rc, attempts, commands, fence */
-    LB_WL_READ,         /* GET the counter; feed ok (a string or nil) and value */
+    LB_WL_READ,         /* read the counter (fence > 0: the fenced read, else GET); feed ok (a
+                           value or nil came) and value, and for a fenced read rc: DLOCK_OK,
+                           DLOCK_ESTALE (refused: the store saw a newer token) or an error */
     LB_WL_WRITE,        /* write value to the counter (fence > 0: the fenced write); feed rc:
                            DLOCK_OK, DLOCK_ESTALE (a fenced write refused) or another error */
     LB_WL_INCR,         /* INCR the counter; feed ok */
@@ -42,7 +44,7 @@ typedef struct lb_wl_step {
     lb_wl_do what;
     int64_t until_us;   /* HOLD, THINK: since the start barrier */
     long long value;    /* WRITE */
-    uint64_t fence;     /* WRITE: the fencing token, 0 = a plain SET */
+    uint64_t fence;     /* READ, WRITE: the fencing token, 0 = a plain GET or SET */
 } lb_wl_step;
 
 /* What became of the last step. */
@@ -50,7 +52,7 @@ typedef struct lb_wl_input {
     int64_t now_us;      /* since the start barrier (monotonic, or virtual) */
     bool stop;           /* the run was asked to stop (Ctrl-C) */
     bool crashed;        /* a crash fault stopped the client during the step */
-    int rc;              /* ACQUIRE, WRITE, RELEASE */
+    int rc;              /* ACQUIRE, WRITE, RELEASE, a fenced READ */
     bool ok;             /* READ, INCR */
     long long value;     /* READ */
     uint32_t attempts;   /* ACQUIRE: tries inside the call */

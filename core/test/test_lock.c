@@ -2,6 +2,7 @@
  * the seed's two examples, ownership on release, fencing, interruption, hooks, URLs and AUTH,
  * reconnection and SIGPIPE safety. */
 #include <hiredis/hiredis.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
@@ -261,6 +262,100 @@ static void a_second_holder_of_the_same_token_is_refused(void **state)
     redisFree(r);
     dlock_abandon(la);
     assert_int_equal(dlock_release(lb), DLOCK_OK);
+    dlock_client_free(a);
+    dlock_client_free(b);
+    dlock_client_free(resource);
+}
+
+/* The lost update a plain read leaves open: a (token t1) has read and paused past its lease; b
+ * (t2) reads. With the fenced read the store learns of t2 then, so a's late write is refused,
+ * before b writes, not only after; and a cannot read again either. */
+static void a_newer_tokens_read_makes_an_older_tokens_write_stale(void **state)
+{
+    dlock_client *a = fx_client(1), *b = fx_client(1), *resource = fx_client(1);
+    dlock_options o = opts(DLOCK_TOKEN, 50, 5000);
+    o.fencing = true;
+    dlock *la, *lb;
+    char *va, *vb;
+    assert_int_equal(dlock_acquire(a, "fread:lock", &o, &la), DLOCK_OK);
+    assert_int_equal(dlock_fenced_read(resource, "fread:data", la, &va), DLOCK_OK);
+    assert_null(va);  /* no value yet */
+    assert_int_equal(dlock_fenced_write(resource, "fread:data", la, "1"), DLOCK_OK);
+    assert_int_equal(dlock_fenced_read(resource, "fread:data", la, &va), DLOCK_OK);
+    assert_string_equal(va, "1");  /* a reads, then "pauses" past its lease */
+    wait_gone("fread:lock", 2000);
+    assert_int_equal(dlock_acquire(b, "fread:lock", &o, &lb), DLOCK_OK);
+    assert_true(dlock_fencing_token(lb) > dlock_fencing_token(la));
+    assert_int_equal(dlock_fenced_read(resource, "fread:data", lb, &vb), DLOCK_OK);
+    assert_string_equal(vb, "1");
+    assert_int_equal(dlock_fenced_write(resource, "fread:data", la, "2"), DLOCK_ESTALE);
+    assert_int_equal(dlock_fenced_write(resource, "fread:data", lb, "2"), DLOCK_OK);
+    char *again = va;
+    assert_int_equal(dlock_fenced_read(resource, "fread:data", la, &again), DLOCK_ESTALE);
+    assert_null(again);
+    char *v = fx_get(0, "fread:data");
+    assert_string_equal(v, "2");  /* both increments counted */
+    free(v);
+    free(va);
+    free(vb);
+    dlock_release(la);
+    assert_int_equal(dlock_release(lb), DLOCK_OK);
+    dlock_client_free(a);
+    dlock_client_free(b);
+    dlock_client_free(resource);
+}
+
+/* A read carrying an older token than the store has seen is refused, and records nothing; so is
+ * a second holder's read of the same token (a failover lost the INCR behind it) once the first
+ * has used it. A lock without a fencing token cannot read so. */
+static void an_older_tokens_read_is_refused(void **state)
+{
+    dlock_client *a = fx_client(1), *b = fx_client(1), *resource = fx_client(1);
+    dlock_options o = opts(DLOCK_TOKEN, 50, 5000);
+    o.fencing = true;
+    dlock *la, *lb;
+    char *v = (char *)"untouched";
+    assert_int_equal(dlock_acquire(a, "fold:lock", &o, &la), DLOCK_OK);
+    wait_gone("fold:lock", 2000);
+    assert_int_equal(dlock_acquire(b, "fold:lock", &o, &lb), DLOCK_OK);
+    assert_int_equal(dlock_fenced_write(resource, "fold:data", lb, "from-b"), DLOCK_OK);
+    assert_int_equal(dlock_fenced_read(resource, "fold:data", la, &v), DLOCK_ESTALE);
+    assert_null(v);
+    char *seen = fx_get(0, "fold:data:fence");
+    char want[24];
+    snprintf(want, sizeof want, "%" PRIu64, dlock_fencing_token(lb));
+    assert_string_equal(seen, want);  /* the refused read recorded nothing */
+    free(seen);
+    assert_int_equal(dlock_fenced_read(resource, "fold:data", lb, &v), DLOCK_OK);
+    assert_string_equal(v, "from-b");
+    free(v);
+    dlock_abandon(la);
+    assert_int_equal(dlock_release(lb), DLOCK_OK);
+
+    /* the same token twice: the first to read keeps the resource */
+    dlock *l1, *l2;
+    assert_int_equal(dlock_acquire(a, "fold:lock", &o, &l1), DLOCK_OK);
+    wait_gone("fold:lock", 2000);
+    redisContext *r = fx_raw(0);
+    assert_non_null(r);
+    freeReplyObject(redisCommand(r, "DECR fold:lock:fence"));  /* the INCR lost in a failover */
+    redisFree(r);
+    assert_int_equal(dlock_acquire(b, "fold:lock", &o, &l2), DLOCK_OK);
+    assert_int_equal(dlock_fencing_token(l2), dlock_fencing_token(l1));
+    assert_int_equal(dlock_fenced_read(resource, "fold:data", l1, &v), DLOCK_OK);
+    free(v);
+    assert_int_equal(dlock_fenced_read(resource, "fold:data", l2, &v), DLOCK_ESTALE);
+    assert_int_equal(dlock_fenced_write(resource, "fold:data", l2, "from-2"), DLOCK_ESTALE);
+    assert_int_equal(dlock_fenced_write(resource, "fold:data", l1, "from-1"), DLOCK_OK);
+    dlock_abandon(l1);
+    assert_int_equal(dlock_release(l2), DLOCK_OK);
+
+    dlock *plain;
+    dlock_options po = opts(DLOCK_TOKEN, 5000, 0);
+    assert_int_equal(dlock_acquire(a, "fold:plain", &po, &plain), DLOCK_OK);
+    assert_int_equal(dlock_fenced_read(resource, "fold:data", plain, &v), DLOCK_EINVAL);
+    assert_null(v);
+    assert_int_equal(dlock_release(plain), DLOCK_OK);
     dlock_client_free(a);
     dlock_client_free(b);
     dlock_client_free(resource);
@@ -698,6 +793,8 @@ int main(void)
         cmocka_unit_test(extend_moves_the_lease),
         cmocka_unit_test(stale_fencing_token_is_rejected),
         cmocka_unit_test(a_second_holder_of_the_same_token_is_refused),
+        cmocka_unit_test(a_newer_tokens_read_makes_an_older_tokens_write_stale),
+        cmocka_unit_test(an_older_tokens_read_is_refused),
         cmocka_unit_test(without_replicas_min_replicas_refuses_the_lock),
         cmocka_unit_test(interrupt_cancels_a_blocked_acquire),
         cmocka_unit_test(interrupt_from_another_thread),

@@ -605,6 +605,119 @@ static void a_fenced_write_names_the_lock_it_is_made_under(void **state)
     dlock_machine_free(m);
 }
 
+/* A lock taken with fencing token 42 (fencing true) or none, through a scripted acquire. */
+static dlock *lock_with_fence(bool fencing)
+{
+    dlock_options o = opts(DLOCK_WAIT_POLL, 30000, 0);
+    o.fencing = fencing;
+    player p;
+    begin(&p, &o);
+    dlock_reply fence = R_INT(42);
+    answer(&p, T0 + 100, 1, fencing ? &fence : &OK);
+    expect_done(&p, DLOCK_OK);
+    dlock *l = dlock_machine_take_lock(p.m);
+    finish(&p);
+    return l;
+}
+
+/* Runs a fenced read of "counter" under l to its end: the script (by SHA1) with the key, its
+ * fence and owner keys, the lock's fencing token and its token as the reader, answered reply;
+ * returns the last action. */
+static dlock_action fenced_read(dlock_machine *m, const dlock_reply *reply)
+{
+    dlock_input in = {.now_us = T0};
+    dlock_action a = dlock_machine_next(m, &in);
+    assert_int_equal(a.what, DLOCK_DO_SEND);
+    assert_int_equal(a.ncommands, 1);
+    assert_int_equal(a.commands[0].server, 0);
+    assert_int_equal(a.commands[0].argc, 8);
+    assert_string_equal(a.commands[0].argv[0], "EVALSHA");
+    assert_string_equal(a.commands[0].argv[1], dlock__script_fenced_get.sha);
+    assert_string_equal(a.commands[0].argv[2], "3");
+    assert_string_equal(a.commands[0].argv[3], "counter");
+    assert_string_equal(a.commands[0].argv[4], "counter:fence");
+    assert_string_equal(a.commands[0].argv[5], "counter:fence:owner");
+    assert_string_equal(a.commands[0].argv[6], "42");
+    assert_string_equal(a.commands[0].argv[7], TOK);
+    assert_null(dlock_machine_value(m));  /* nothing read yet */
+    const dlock_reply *r[1] = {reply};
+    in = (dlock_input){.now_us = T0 + 100, .replies = r};
+    return dlock_machine_next(m, &in);
+}
+
+/* The fenced read shows the store the lock's token: the value comes back (kept by the machine
+ * after the driver's reply is gone), nil when the key has none, and 0 -- the store saw a newer
+ * token, or this one under another lock -- is a refusal, with no value. Only a lock with a
+ * fencing token can read so. */
+static void a_fenced_read_is_a_machine(void **state)
+{
+    dlock *plain = lock_with_fence(false);
+    assert_null(dlock_machine_fenced_read("counter", plain));  /* no fencing token */
+    assert_null(dlock_machine_fenced_read("counter", NULL));
+    dlock_abandon(plain);
+    dlock *l = lock_with_fence(true);
+
+    dlock_machine *m = dlock_machine_fenced_read("counter", l);
+    assert_non_null(m);
+    char text[] = "17";
+    dlock_reply value = {.type = DLOCK_REPLY_STRING, .str = text, .len = 2};
+    dlock_action a = fenced_read(m, &value);
+    assert_int_equal(a.what, DLOCK_DO_DONE);
+    assert_int_equal(a.rc, DLOCK_OK);
+    memset(text, 'x', 2);  /* the driver frees its replies */
+    assert_string_equal(dlock_machine_value(m), "17");
+    dlock_machine_free(m);
+
+    m = dlock_machine_fenced_read("counter", l);
+    a = fenced_read(m, &NIL);
+    assert_int_equal(a.rc, DLOCK_OK);
+    assert_null(dlock_machine_value(m));  /* the key has no value */
+    dlock_machine_free(m);
+
+    m = dlock_machine_fenced_read("counter", l);
+    a = fenced_read(m, &ZERO);
+    assert_int_equal(a.what, DLOCK_DO_DONE);
+    assert_int_equal(a.rc, DLOCK_ESTALE);
+    assert_null(dlock_machine_value(m));
+    assert_non_null(strstr(dlock_machine_error(m), "fenced read"));
+    dlock_machine_free(m);
+
+    dlock_reply wrongtype = R_ERROR("WRONGTYPE Operation against a key holding the wrong kind");
+    m = dlock_machine_fenced_read("counter", l);
+    a = fenced_read(m, &wrongtype);
+    assert_int_equal(a.rc, DLOCK_EIO);
+    dlock_machine_free(m);
+
+    m = dlock_machine_fenced_read("counter", l);  /* no reply came */
+    a = fenced_read(m, LOST);
+    assert_int_equal(a.rc, DLOCK_EIO);
+    dlock_machine_free(m);
+    dlock_abandon(l);
+}
+
+/* The read's script goes as EVAL after a NOSCRIPT, and the lock is read when the machine is
+ * made: it may be freed at once. */
+static void a_fenced_read_resends_its_script_as_eval(void **state)
+{
+    dlock *l = lock_with_fence(true);
+    dlock_machine *m = dlock_machine_fenced_read("counter", l);
+    dlock_abandon(l);
+    dlock_reply noscript = R_ERROR("NOSCRIPT No matching script.");
+    dlock_action a = fenced_read(m, &noscript);
+    assert_int_equal(a.what, DLOCK_DO_SEND);
+    assert_string_equal(a.commands[0].argv[0], "EVAL");
+    assert_string_equal(a.commands[0].argv[1], dlock__script_fenced_get.text);
+    assert_string_equal(a.commands[0].argv[7], TOK);
+    dlock_reply value = R_STRING("3");
+    const dlock_reply *r[1] = {&value};
+    dlock_input in = {.now_us = T0 + 200, .replies = r};
+    a = dlock_machine_next(m, &in);
+    assert_int_equal(a.what, DLOCK_DO_DONE);
+    assert_int_equal(a.rc, DLOCK_OK);
+    assert_string_equal(dlock_machine_value(m), "3");
+    dlock_machine_free(m);
+}
+
 /* A release whose reply was lost goes once more, on fresh connections. */
 static void a_release_retries_once_on_a_fresh_connection(void **state)
 {
@@ -1015,6 +1128,8 @@ int main(void)
         cmocka_unit_test(noscript_resends_only_the_scripts_as_eval),
         cmocka_unit_test(a_fenced_write_is_a_machine),
         cmocka_unit_test(a_fenced_write_names_the_lock_it_is_made_under),
+        cmocka_unit_test(a_fenced_read_is_a_machine),
+        cmocka_unit_test(a_fenced_read_resends_its_script_as_eval),
         cmocka_unit_test(a_release_retries_once_on_a_fresh_connection),
         cmocka_unit_test(an_extend_keeps_its_ttl_only_on_success),
         cmocka_unit_test(a_refused_batch_cancels),

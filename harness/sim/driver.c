@@ -67,7 +67,11 @@ typedef struct msg {
     char **argv;
 } msg;
 
-typedef enum { OP_NONE, OP_ACQUIRE, OP_RELEASE, OP_EXTEND, OP_READ, OP_WRITE, OP_INCR, OP_FENCED } op_kind;
+typedef enum {
+    OP_NONE, OP_ACQUIRE, OP_RELEASE, OP_EXTEND, OP_READ, OP_WRITE, OP_INCR,
+    OP_FENCED,                   /* a fenced write: a machine on the protected store */
+    OP_FENCED_READ               /* a fenced read: likewise */
+} op_kind;
 
 typedef struct batch {
     int n, left;
@@ -580,17 +584,18 @@ static void machine_go(sim *S, sclient *c, lane *L, const dlock_reply *const *re
         c->interrupt = false;
     switch (a.what) {
     case DLOCK_DO_SEND: {
+        bool on_store = L->op == OP_FENCED || L->op == OP_FENCED_READ;
         int server[MAX_BATCH], argc[MAX_BATCH];
         const char *const *argv[MAX_BATCH];
         if (a.ncommands > MAX_BATCH)
             abort();  /* the core's largest batch is 27: a bigger one is a bug to see at once */
         int n = a.ncommands;
         for (int i = 0; i < n; i++) {
-            server[i] = L->op == OP_FENCED ? S->nservers : a.commands[i].server;
+            server[i] = on_store ? S->nservers : a.commands[i].server;
             argv[i] = a.commands[i].argv;
             argc[i] = a.commands[i].argc;
         }
-        if (L->op != OP_FENCED) {  /* the lock core's commands, the renewer's included */
+        if (!on_store) {  /* the lock core's commands, the renewer's included */
             L->op_commands += (uint32_t)n;
             c->out->commands += (uint64_t)n;
         }
@@ -620,6 +625,11 @@ static void machine_go(sim *S, sclient *c, lane *L, const dlock_reply *const *re
             c->l = l;
             win.fence = dlock_fencing_token(l);
         }
+    }
+    if (op == OP_FENCED_READ) {
+        const char *v = dlock_machine_value(L->m);
+        win.ok = a.rc == DLOCK_OK;
+        win.value = v ? atoll(v) : 0;
     }
     dlock_machine_free(L->m);
     L->m = NULL;
@@ -799,9 +809,19 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
             start_machine(S, c, L, m, OP_ACQUIRE);
             return;
         }
-        case LB_WL_READ:
-            send_resource(S, c, OP_READ, "GET", NULL);
+        case LB_WL_READ: {
+            if (s.fence == 0) {
+                send_resource(S, c, OP_READ, "GET", NULL);
+                return;
+            }
+            dlock_machine *rm = dlock_machine_fenced_read(c->counter, c->l);
+            if (!rm) {
+                in.rc = DLOCK_ENOMEM;
+                break;
+            }
+            start_machine(S, c, L, rm, OP_FENCED_READ);
             return;
+        }
         case LB_WL_WRITE: {
             snprintf(buf, sizeof buf, "%lld", s.value);
             if (s.fence == 0) {

@@ -956,27 +956,31 @@ static json_t *run_on(const char *file, const char *driver, char **out)
 
 /* A scenario with replicas is refused by the simulator, which does not model them: exit 2
  * and a message that says so, never a run that silently differs. */
-static void sim_refuses_replicas(const char *file)
+static bool redis_key(const json_t *sc, const char *key)
 {
+    return json_integer_value(json_object_get(json_object_get(sc, "redis"), key)) > 0;
+}
+
+/* The simulator models neither replicas nor sentinels: a scenario with them is refused on it
+ * (exit 2) naming the key -- redis.sentinels when it has sentinels, which are checked first. */
+static void sim_refuses_replicas(const char *file, const json_t *sc)
+{
+    const char *want = redis_key(sc, "sentinels")
+                           ? "redis.sentinels: the simulator does not model sentinels"
+                           : "redis.replicas: the simulator does not model replicas";
     char *err = NULL, *out = tempdir();
     int rc = lockbench(&err, "run %s --out %s/r --no-plot --quiet --set driver=sim", file, out);
-    if (rc != 2 || !err || !strstr(err, "redis.replicas: the simulator does not model replicas"))
-        fail_msg("%s on sim: exit %d, want 2 naming redis.replicas\n%s", file, rc,
-                 err ? err : "");
+    if (rc != 2 || !err || !strstr(err, want))
+        fail_msg("%s on sim: exit %d, want 2 and \"%s\"\n%s", file, rc, want, err ? err : "");
     free(err);
     rmtree(out);
     free(out);
 }
 
-static bool has_replicas(const json_t *sc)
-{
-    return json_integer_value(json_object_get(json_object_get(sc, "redis"), "replicas")) > 0;
-}
-
 /* Every scenario the project ships, on both drivers: the correctness figures come out the same
  * -- overlaps, lost updates, stale writes rejected, crashed clients, and timeouts where the
  * scenario pins them -- and no expectation about what happened fails on either. A scenario with
- * replicas runs on the real drivers only (sim_refuses_replicas). */
+ * replicas (and sentinels) runs on the real drivers only (sim_refuses_replicas). */
 static void every_scenario_agrees_on_both_drivers(void **state)
 {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -1010,8 +1014,8 @@ static void every_scenario_agrees_on_both_drivers(void **state)
         char *out[ND];
         json_t *top[ND];
         int nd = ND;
-        if (has_replicas(sc) && strcmp(drivers[ND - 1], "sim") == 0) {
-            sim_refuses_replicas(files[f]);
+        if (redis_key(sc, "replicas") && strcmp(drivers[ND - 1], "sim") == 0) {
+            sim_refuses_replicas(files[f], sc);
             nd--;
         }
         for (int k = 0; k < nd; k++)

@@ -862,6 +862,71 @@ static void test_replicas(void **state)
                "scenario with \"driver\": \"loop\" or \"threads\"");
 }
 
+/* redis.sentinels: 0, 3 or 5, after replicas in scenario.json, and what rules it out: no
+ * replicas, --redis, the simulator, lockbench's own failover, and client network faults (the
+ * proxy relays to a fixed address; sentinel clients follow the primary). */
+static void test_sentinels(void **state)
+{
+    (void)state;
+    lb_load_options ext = {.external_servers = true};
+    lb_scenario *s = load_ok("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": 5},"
+                             " \"events\": [{\"at_ms\": 1, \"do\": \"kill-server\", \"server\": 0,"
+                             " \"restart_after_ms\": 100},"
+                             "{\"at_ms\": 2, \"do\": \"delay-replication\", \"server\": 0,"
+                             " \"latency_ms\": 5, \"duration_ms\": 5}]}", NULL);
+    assert_int_equal(s->redis.sentinels, 5);
+    char *dump = lb_scenario_dump(s);
+    const char *rep = strstr(dump, "\"replicas\": 1"), *sen = strstr(dump, "\"sentinels\": 5");
+    assert_non_null(rep);
+    assert_non_null(sen);
+    assert_true(rep < sen);   /* SPEC order: servers, persistence, replicas, sentinels */
+    free(dump);
+    lb_scenario_free(s);
+    s = load_ok("{\"name\": \"x\", \"redis\": {\"replicas\": 2}}", NULL);
+    assert_int_equal(s->redis.sentinels, 0);   /* the default */
+    dump = lb_scenario_dump(s);
+    assert_non_null(strstr(dump, "\"sentinels\": 0"));
+    free(dump);
+    lb_scenario_free(s);
+
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": 1}}", NULL,
+               "t.json: redis.sentinels: must be 0, 3 or 5 (a majority of 2 or 3 agrees on a "
+               "failover), got 1");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": -3}}", NULL,
+               "t.json: redis.sentinels: must be a non-negative integer, got -3");
+    load_fails("{\"name\": \"x\", \"redis\": {\"sentinels\": 3}}", NULL,
+               "t.json: redis.sentinels: sentinels promote a replica: set redis.replicas to 1 or "
+               "more");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": 3}}", &ext,
+               "t.json: redis.sentinels: sentinels watch servers that lockbench manages, not "
+               "--redis");
+    load_fails("{\"name\": \"x\", \"driver\": \"sim\", \"redis\": {\"replicas\": 1, "
+               "\"sentinels\": 3}}", NULL,
+               "t.json: redis.sentinels: the simulator does not model sentinels: run this "
+               "scenario with \"driver\": \"loop\" or \"threads\"");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": 3}, "
+               "\"events\": [{\"at_ms\": 1, \"do\": \"failover\", \"server\": 0}]}", NULL,
+               "t.json: events.0.do: failover is lockbench's own promotion, behind the backs of "
+               "the sentinels (redis.sentinels), which would undo it: kill-server or pause-server "
+               "the primary and let them promote a replica");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": 3}, "
+               "\"events\": [{\"at_ms\": 1, \"do\": \"delay\", \"clients\": [0], "
+               "\"latency_ms\": 5, \"duration_ms\": 5}]}", NULL,
+               "t.json: events.0.do: delay relays clients through the fault proxy to a fixed "
+               "address, and with redis.sentinels they follow the primary the sentinels name");
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1, \"sentinels\": 3}, "
+               "\"clients\": [{\"name\": \"a\"}, {\"name\": \"far\", \"network\": "
+               "{\"jitter_ms\": 2}}]}", NULL,
+               "t.json: redis.sentinels: clients follow the primary the sentinels name, and the "
+               "fault proxy relays to a fixed address: client group far has network latency or "
+               "jitter");
+    /* a variant that turns sentinels on is checked as its own scenario */
+    load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}, \"variants\": [{\"name\": "
+               "\"ha\", \"set\": {\"redis.sentinels\": 2}}]}", NULL,
+               "t.json: variants[0] (ha): redis.sentinels: must be 0, 3 or 5 (a majority of 2 or 3 "
+               "agrees on a failover), got 2");
+}
+
 /* ---- odds and ends -------------------------------------------------------------------------- */
 
 static void test_files_and_parse_errors(void **state)
@@ -1029,6 +1094,7 @@ int main(void)
         cmocka_unit_test(test_driver_given_over_sim_model),
         cmocka_unit_test(test_external_servers),
         cmocka_unit_test(test_replicas),
+        cmocka_unit_test(test_sentinels),
         cmocka_unit_test(test_files_and_parse_errors),
         cmocka_unit_test(test_expect_paths_from_the_table),
         cmocka_unit_test(test_names),

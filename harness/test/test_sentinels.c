@@ -1,7 +1,8 @@
 /* test_sentinels.c -- managed sentinels and sentinel:// clients against real processes: a
  * primary, one replica (REPLICAOF) and three `redis-server --sentinel`. Many clients share one
  * discovery (a bounded number of SENTINEL queries), and a killed primary leads to a real
- * promotion that blocking and loop clients follow. Only the last test waits for a promotion. */
+ * promotion that blocking and loop clients follow. The last test wires sentinels to a managed
+ * group (replicas.h) as a run does, and follows a promotion and the old primary's return. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 
 #include "dlock.h"
 #include "monotonic.h"
+#include "replicas.h"
 #include "sentinel.h"
 #include "sentinels.h"
 #include "servers.h"
@@ -301,6 +303,69 @@ static void failover_is_followed(void **state)
     dlock_client_free(b);
 }
 
+/* ---- the run's wiring: sentinels on a managed group ----------------------------------- */
+
+/* INFO replication of the node on port: its role and the port of its primary (0 for none). */
+static void role_of(int port, char *role, size_t len, int *master_port, bool *link_up)
+{
+    redisContext *c = raw(port);
+    redisReply *r = c ? redisCommand(c, "INFO replication") : NULL;
+    const char *str = r && r->type == REDIS_REPLY_STRING ? r->str : "";
+    const char *p = strstr(str, "role:"), *m = strstr(str, "master_port:");
+    snprintf(role, len, "%.*s", p ? (int)strcspn(p + 5, "\r\n") : 0, p ? p + 5 : "");
+    *master_port = m ? atoi(m + 12) : 0;
+    *link_up = strstr(str, "master_link_status:up") != NULL;
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* A group with one replica behind the fault proxy, watched as a run wires it: the sentinels
+ * monitor the primary at its ingress, so after a promotion they name the promoted node's
+ * ingress, and the group follows them. The killed old primary, restarted, is not re-pointed by
+ * the group: it comes back a primary (as its config was saved), and the sentinels make it a
+ * replica of the new one, through the new one's ingress -- replication stays proxied, and no
+ * REPLICAOF of ours races theirs. They wait some 8 s of its being up before they do. */
+static void sentinels_drive_a_managed_group(void **state)
+{
+    char err[512], role[32];
+    lb_group *g = lb_group_start(LB_PERSIST_NONE, 1, err, sizeof err);
+    if (!g)
+        fail_msg("group: %s", err);
+    const char *url = NULL;
+    lb_sentinels *s = NULL;
+    if (lb_sentinels_for_groups(3, &g, 1, &url, &s, err, sizeof err) < 0)
+        fail_msg("sentinels: %s", err);
+    assert_string_equal(url, lb_sentinels_url(s, 0));
+    int in0 = lb_group_ingress_port(g, 0), in1 = lb_group_ingress_port(g, 1), mport;
+    int port0 = lb_server_port(lb_group_node(g, 0));
+    assert_int_equal(lb_sentinels_primary_port(s, 0), in0);
+    assert_int_equal(lb_sentinels_sync_group(s, 0, g), 0);
+
+    assert_int_equal(lb_group_kill(g), 0);
+    assert_int_equal(lb_sentinels_wait_failover(s, 0, in0, 15000, err, sizeof err), in1);
+    assert_int_equal(lb_sentinels_sync_group(s, 0, g), 1);
+    assert_int_equal(lb_group_primary(g), 1);
+
+    assert_int_equal(lb_group_restart(g, err, sizeof err), 0);
+    bool up = false;
+    role_of(port0, role, sizeof role, &mport, &up);
+    assert_string_equal(role, "master");   /* not re-pointed by the group */
+    int64_t t0 = now_ms();
+    while (!(strcmp(role, "slave") == 0 && mport == in1 && up) && now_ms() - t0 < 40000) {
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+        role_of(port0, role, sizeof role, &mport, &up);
+    }
+    printf("# the sentinels re-pointed the returning old primary after %lld ms\n",
+           (long long)(now_ms() - t0));
+    assert_string_equal(role, "slave");
+    assert_int_equal(mport, in1);   /* the new primary's ingress: proxied */
+    assert_true(up);
+    assert_int_equal(lb_sentinels_primary_port(s, 0), in1);   /* and no second failover */
+    lb_sentinels_stop(s);
+    lb_group_stop(g);
+}
+
 int main(void)
 {
     alarm(TEST_TIME_LIMIT_S);
@@ -308,6 +373,7 @@ int main(void)
         cmocka_unit_test(the_sentinels_are_ready),
         cmocka_unit_test(threads_share_one_query),
         cmocka_unit_test(failover_is_followed),
+        cmocka_unit_test(sentinels_drive_a_managed_group),
     };
     return cmocka_run_group_tests_name("test_sentinels", tests, group_setup, group_teardown);
 }

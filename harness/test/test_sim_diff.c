@@ -627,8 +627,8 @@ static void gen_script_cmd(gen *g)
     static const dlock__script *const scripts[] = {
         &dlock__script_release, &dlock__script_extend, &dlock__script_acquire_fenced,
         &dlock__script_fenced_set, &dlock__script_notify_release, &dlock__script_fifo_acquire,
-        &dlock__script_fifo_release};
-    int which = pick(g, 7);
+        &dlock__script_fifo_release, &dlock__script_fenced_get};
+    int which = pick(g, 8);
     const dlock__script *s = scripts[which];
     bool by_sha = chance(g, 50);
     arg(g, by_sha ? "EVALSHA" : "EVAL");
@@ -683,6 +683,11 @@ static void gen_script_cmd(gen *g)
         arg(g, "%d", fence);
         break;
     }
+    case 7:  /* fenced_get: data, fence, owner; token, reader */
+        arg(g, "%s", key(g)), arg(g, "%s", any_key(g)), arg(g, "%s", any_key(g)), nkeys = 3;
+        arg(g, "%s", token(g));
+        arg(g, "%s", chance(g, 20) ? "" : token(g));
+        break;
     default: {  /* fifo_release: lock, queue, heartbeats, fence; token, member, prefix, bound */
         arg(g, "%s", key(g)), arg(g, "%s", key(g)), arg(g, "%s", hb_keys[pick(g, 2)]);
         arg(g, "%s", key(g)), nkeys = 4;

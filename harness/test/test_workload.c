@@ -134,14 +134,17 @@ static void a_counter_iteration_in_order(void **state)
     teardown(&f);
 }
 
-/* A fenced write carries the lock's token; a stale one is counted, not acknowledged. */
+/* The read and the write of a fenced counter carry the lock's token; a stale write is counted,
+ * not acknowledged. */
 static void a_fenced_write_carries_the_token(void **state)
 {
     fixture f;
     setup(&f, LB_CS_COUNTER, 1, 0, 0);
     begin(&f, INT64_MAX);
     feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_OK, .fence = 77});
-    feed(&f, (lb_wl_input){.now_us = 20, .ok = true, .value = 1});
+    expect(&f, LB_WL_READ);
+    assert_int_equal(f.s.fence, 77);
+    feed(&f, (lb_wl_input){.now_us = 20, .ok = true, .value = 1, .rc = DLOCK_OK});
     expect(&f, LB_WL_HOLDING);
     feed(&f, (lb_wl_input){.now_us = 30});
     expect(&f, LB_WL_WRITE);  /* a zero hold is no step */
@@ -151,6 +154,54 @@ static void a_fenced_write_carries_the_token(void **state)
     assert_int_equal(f.out.stale_rejected, 1);
     assert_int_equal(f.out.cs_acked, 0);
     assert_int_equal(record(&f, 0)->fence, 77);
+    teardown(&f);
+}
+
+/* A fenced read the store refuses (it saw a newer token): the holder has been overtaken, so it
+ * neither holds nor writes; the refusal counts as a stale critical section, entered but not
+ * acknowledged, and the lock is released. The next iteration reads fenced again, and without
+ * fencing the read is a plain GET. */
+static void a_refused_fenced_read_ends_the_critical_section(void **state)
+{
+    fixture f;
+    setup(&f, LB_CS_COUNTER, 2, 5, 0);
+    begin(&f, INT64_MAX);
+    feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_OK, .fence = 5});
+    expect(&f, LB_WL_READ);
+    assert_int_equal(f.s.fence, 5);
+    feed(&f, (lb_wl_input){.now_us = 20, .rc = DLOCK_ESTALE});
+    expect(&f, LB_WL_RELEASE);  /* no holding point, no hold, no write */
+    const lb_acquisition *a = record(&f, 0);
+    assert_int_equal(a->left_us, 20);
+    feed(&f, (lb_wl_input){.now_us = 30, .rc = DLOCK_ENOTOWNER});
+    expect(&f, LB_WL_ACQUIRE);
+    assert_int_equal(f.out.cs_attempted, 1);
+    assert_int_equal(f.out.cs_acked, 0);
+    assert_int_equal(f.out.stale_rejected, 1);
+    assert_int_equal(f.out.errors, 0);
+    assert_int_equal(lb_oracle_overlaps(f.oracle), 0);
+
+    /* a read that failed otherwise (no reply) is not stale: the client holds, and skips the
+     * write it has no value for */
+    feed(&f, (lb_wl_input){.now_us = 40, .rc = DLOCK_OK, .fence = 6});
+    expect(&f, LB_WL_READ);
+    assert_int_equal(f.s.fence, 6);
+    feed(&f, (lb_wl_input){.now_us = 50, .rc = DLOCK_EIO});
+    expect(&f, LB_WL_HOLDING);
+    feed(&f, (lb_wl_input){.now_us = 60});
+    expect_until(&f, LB_WL_HOLD, 60 + 5000);
+    feed(&f, (lb_wl_input){.now_us = 5060});
+    expect(&f, LB_WL_RELEASE);
+    assert_int_equal(f.out.stale_rejected, 1);
+    assert_int_equal(f.out.cs_attempted, 2);
+    assert_int_equal(f.out.cs_acked, 0);
+    teardown(&f);
+
+    setup(&f, LB_CS_COUNTER, 1, 0, 0);  /* fencing off: the lock has no token */
+    begin(&f, INT64_MAX);
+    feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_OK, .fence = 0});
+    expect(&f, LB_WL_READ);
+    assert_int_equal(f.s.fence, 0);
     teardown(&f);
 }
 
@@ -396,6 +447,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_counter_iteration_in_order),
         cmocka_unit_test(a_fenced_write_carries_the_token),
+        cmocka_unit_test(a_refused_fenced_read_ends_the_critical_section),
         cmocka_unit_test(a_crash_while_holding_ends_the_hold),
         cmocka_unit_test(a_crash_while_waiting_is_canceled),
         cmocka_unit_test(an_error_pauses_the_backoff_cap),
