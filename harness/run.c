@@ -132,8 +132,8 @@ static int servers_share(servers *s, int rc, char *err, size_t errlen)
     if (d->rank != 0 && msg->rc == 0) {
         for (int i = 0; i <= s->n; i++)
             memcpy(s->shared[i], msg->urls[i], sizeof s->shared[i]);
-        for (int i = 0; i < s->n; i++)
-            s->urls[i] = s->shared[i];
+        for (int i = 0; i < s->n; i++)  /* no sentinels under MPI: clients get the same */
+            s->urls[i] = s->client_urls[i] = s->shared[i];
         s->resource_url = s->shared[s->n];
     } else if (d->rank != 0) {
         err[0] = '\0';  /* rank 0 says why */
@@ -595,7 +595,8 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
         fprintf(stderr, "%s / %s\n", sr->s->name, vname);
     int rc = lb_runner_run(v, &t, &run, sr->err, sizeof sr->err);
     lb_proxy_stop(proxy);
-    if (sr->o->nredis > 0 && lb_ranks_leader()) {  /* under MPI every rank has finished */  /* a server found dead would only cost its timeouts */
+    /* under MPI every rank has finished; a server found dead would only cost its timeouts */
+    if (sr->o->nredis > 0 && lb_ranks_leader()) {
         for (int i = 0; i < sv.n; i++)
             if (!lb_health_dead(health, i))
                 delete_prefix(sv.urls[i], prefix);
