@@ -1,6 +1,7 @@
 # lockbench: libdlock (core/) and the lockbench harness (harness/).
 #
 #   make                    build/libdlock.a, build/libdlock.so*, build/lockbench
+#   make mpi                build/lockbench-mpi: run over the ranks of an MPI job (Open MPI)
 #   make test               unit and integration tests; ends with "N passed, N failed"
 #   make test-sanitize      the suite under ASan+UBSan, then under TSan
 #   make demo               the seed scenarios on a managed redis-server
@@ -150,6 +151,33 @@ $(O)/lockbench: $(O)/harness/main.o $(HARNESS_OBJ) $(SIM_LIB) $(LIB_A)
 	$(say) LD $@
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(LUA_LINK)
 
+# ---- lockbench-mpi -----------------------------------------------------------
+
+# The run command over the ranks of an MPI job: harness/mpi/ with mpicc, lockbench's command line
+# (harness/main.c) built again under the name lb_cli_main, and the same harness objects. Only
+# this program links MPI.
+MPICC     ?= mpicc
+HAVE_MPI  := $(shell command -v $(MPICC) >/dev/null 2>&1 && echo yes)
+MPI_OBJ   := $(patsubst %.c,$(O)/%.o,$(wildcard harness/mpi/*.c)) $(O)/harness/mpi/cli.o
+
+.PHONY: mpi
+mpi: $(O)/lockbench-mpi
+
+$(O)/harness/mpi/%.o: harness/mpi/%.c
+	$(say) MPICC $<
+	@mkdir -p $(dir $@)
+	$(Q)$(MPICC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(O)/harness/mpi/cli.o: harness/main.c
+	$(say) CC $@
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Dmain=lb_cli_main -c -o $@ $<
+
+$(O)/lockbench-mpi: $(MPI_OBJ) $(HARNESS_OBJ) $(SIM_LIB) $(LIB_A)
+	@command -v $(MPICC) >/dev/null 2>&1 || { echo "make mpi: $(MPICC) not found; run make deps" >&2; exit 3; }
+	$(say) LD $@
+	$(Q)$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(LUA_LINK)
+
 # ---- tests and examples ----------------------------------------------------
 
 # Core tests link the managed-server module so integration tests can start redis-server.
@@ -165,7 +193,9 @@ $(O)/core/examples/%: $(O)/core/examples/%.o $(LIB_A)
 	$(say) LD $@
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-check-build: all $(CORE_TESTS) $(HARNESS_TESTS)
+# With Open MPI installed (and no sanitizer: MPI's own allocations are not ours to chase),
+# lockbench-mpi too, for harness/test/mpi.sh.
+check-build: all $(CORE_TESTS) $(HARNESS_TESTS) $(if $(and $(HAVE_MPI),$(if $(SANITIZER),,y)),mpi)
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory check-build

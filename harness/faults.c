@@ -127,9 +127,11 @@ static bool for_clients(run *r, const lb_event *e,
                         bool (*fn)(run *, client *, const lb_event *, bool), bool ending)
 {
     bool ok = true;
-    for (size_t i = 0; i < e->nclients; i++)
-        if (e->clients[i] >= 0 && (size_t)e->clients[i] < r->n)
-            ok &= fn(r, &r->clients[e->clients[i]], e, ending);
+    for (size_t i = 0; i < e->nclients; i++) {
+        client *c = rn_client_of(r, e->clients[i]);  /* another rank's: that rank applies it */
+        if (c)
+            ok &= fn(r, c, e, ending);
+    }
     return ok;
 }
 

@@ -118,6 +118,19 @@ size_t lb_hist_bytes(void)
     return sizeof(lb_hist);
 }
 
+const void *lb_hist_raw(const lb_hist *h)
+{
+    return h;
+}
+
+int lb_hist_load(lb_hist *h, const void *raw, size_t len)
+{
+    if (len != sizeof *h)
+        return -1;
+    memcpy(h, raw, len);
+    return 0;
+}
+
 /* ---- recording -------------------------------------------------------------------------- */
 
 /* Kept out of line: out-of-range values are rare and should not bloat the hot path. */

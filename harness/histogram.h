@@ -40,6 +40,11 @@ void     lb_hist_reset(lb_hist *h);
 /* Size in bytes of one histogram, counters included. */
 size_t   lb_hist_bytes(void);
 
+/* The histogram as lb_hist_bytes() bytes, and back: for a process of the same build (the ranks
+ * of an MPI run send theirs to rank 0). lb_hist_load returns 0, or -1 when len is not the size. */
+const void *lb_hist_raw(const lb_hist *h);
+int         lb_hist_load(lb_hist *h, const void *raw, size_t len);
+
 /* Records one latency in microseconds.  0 is recorded as 0 (the lowest bucket is exact);
  * a negative value is recorded as 0 and one above LB_HIST_MAX_US as LB_HIST_MAX_US, and both
  * count in lb_hist_clamped().  count, sum, min and max are exact (of the clamped values). */

@@ -55,7 +55,7 @@ struct lb_group {
     int64_t delays[MAX_DELAYS];              /* replication latencies in effect, oldest first */
     int ndelays;
     bool sentinels;     /* roles are the sentinels' (lb_group_leave_roles) */
-    char url[48];
+    char url[LB_SERVER_URL_MAX];
 };
 
 /* ---- commands on a node -------------------------------------------------------------------- */

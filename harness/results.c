@@ -11,6 +11,7 @@
  * p99 would read as a real (and impossibly good) figure to the gate and to a reader. The same
  * holds in the per-repeat lists: a repeat without acquisitions has null for its acquire p50 and
  * p99 (metrics.c leaves NAN there), and the gate skips those entries. */
+#include "ranks.h"
 #include "results.h"
 #include "atomic.h"
 #include "dlock.h"
@@ -436,6 +437,27 @@ int lb_results_write_run(const char *dir, const lb_summary *s, const lb_run_resu
 
 /* ---- the scenario folder -------------------------------------------------------------------- */
 
+/* lockbench-mpi: how many ranks ran the clients, each one's host, and how far apart their clocks
+ * may be after correction (null before a run has measured them). Nothing in one process. */
+static void lb__ranks_json(json_t *o)
+{
+    const lb_ranks *d = lb_ranks_get();
+    if (!d)
+        return;
+    json_t *hosts = json_array();
+    for (int r = 0; r < d->nranks; r++)
+        json_array_append_new(hosts, lb__str(d->hosts[r]));
+    json_object_set_new(o, "ranks", json_integer(d->nranks));
+    json_object_set_new(o, "hosts", hosts);
+    json_object_set_new(o, "clock_offset_bound_us", d->clock_bound_us >= 0
+                                                        ? json_integer(d->clock_bound_us)
+                                                        : json_null());
+    json_t *per = json_array();
+    for (int r = 0; d->clients_per_rank && d->clock_bound_us >= 0 && r < d->nranks; r++)
+        json_array_append_new(per, json_integer(d->clients_per_rank[r]));
+    json_object_set_new(o, "clients_per_rank", per);
+}
+
 static json_t *lb__top_json(const lb_scenario *sc, const lb_summary *v, size_t n,
                             const lb_calibration *cal, const char *started_at, bool complete)
 {
@@ -450,6 +472,7 @@ static json_t *lb__top_json(const lb_scenario *sc, const lb_summary *v, size_t n
     json_object_set_new(o, "passed", json_boolean(passed));
     json_object_set_new(o, "started_at", lb__str(started_at));
     json_object_set_new(o, "lockbench_version", json_string(DLOCK_VERSION));
+    lb__ranks_json(o);
     json_object_set_new(o, "calibration",
                         json_pack("{s:o, s:o}", "ping_rtt_us",
                                   cal ? lb__real(cal->ping_rtt_us) : json_null(),

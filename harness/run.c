@@ -12,6 +12,7 @@
 #include <hiredis/hiredis.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "monotonic.h"
 #include "plot.h"
 #include "proxy.h"
+#include "ranks.h"
 #include "replicas.h"
 #include "sim/sim.h"
 #include "report.h"
@@ -91,6 +93,7 @@ typedef struct servers {
                                                           the sentinels' sentinel:// URL */
     const char *resource_url;
     int n;
+    char shared[LB_SCENARIO_MAX_SERVERS + 1][LB_SERVER_URL_MAX];  /* rank 0's, on the others */
 } servers;
 
 /* The sentinels first: watching nodes that go down one by one, they would start failovers. */
@@ -103,11 +106,50 @@ static void servers_stop(servers *s)
     memset(s, 0, sizeof *s);
 }
 
+/* lockbench-mpi: rank 0 started the managed servers (or failed to); every rank learns their
+ * URLs, password included, in one broadcast, or that they did not start. */
+static int servers_share(servers *s, int rc, char *err, size_t errlen)
+{
+    lb_ranks *d = lb_ranks_get();
+    struct { int32_t rc; char urls[LB_SCENARIO_MAX_SERVERS + 1][LB_SERVER_URL_MAX]; } *m;
+    if (!d)
+        return rc;
+    if (!(m = calloc(1, sizeof *m))) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;  /* the broadcast must still happen: a zeroed one on the stack says so */
+    }
+    typeof(*m) failed = {.rc = -1};
+    typeof(*m) *msg = m ? m : &failed;
+    if (m && d->rank == 0) {
+        m->rc = rc;
+        for (int i = 0; rc == 0 && i < s->n; i++)
+            snprintf(m->urls[i], sizeof m->urls[i], "%s", s->urls[i]);
+        if (rc == 0)
+            snprintf(m->urls[s->n], sizeof m->urls[s->n], "%s", s->resource_url);
+    }
+    if (d->bcast(d, msg, sizeof *msg) < 0)
+        msg->rc = -1;
+    if (d->rank != 0 && msg->rc == 0) {
+        for (int i = 0; i <= s->n; i++)
+            memcpy(s->shared[i], msg->urls[i], sizeof s->shared[i]);
+        for (int i = 0; i < s->n; i++)  /* no sentinels under MPI: clients get the same */
+            s->urls[i] = s->client_urls[i] = s->shared[i];
+        s->resource_url = s->shared[s->n];
+    } else if (d->rank != 0) {
+        err[0] = '\0';  /* rank 0 says why */
+    }
+    rc = msg->rc;
+    free(m);
+    return rc;
+}
+
 static int servers_start(servers *s, const lb_scenario *v, const lb_run_options *o, char *err,
                          size_t errlen)
 {
     memset(s, 0, sizeof *s);
     s->n = v->redis.servers;
+    if (o->nredis == 0 && !lb_ranks_leader())
+        return servers_share(s, 0, err, errlen);
     if (o->nredis > 0) {
         for (int i = 0; i < s->n; i++)
             s->urls[i] = s->client_urls[i] = o->redis[i];
@@ -121,7 +163,7 @@ static int servers_start(servers *s, const lb_scenario *v, const lb_run_options 
             snprintf(err, errlen, "server %d: %s", i, why);
             s->n = i;
             servers_stop(s);
-            return -1;
+            return servers_share(s, -1, err, errlen);
         }
         s->urls[i] = s->client_urls[i] = lb_group_url(s->lock[i]);
     }
@@ -141,10 +183,10 @@ static int servers_start(servers *s, const lb_scenario *v, const lb_run_options 
         s->resource_url = lb_server_url(s->resource);
     } else {
         servers_stop(s);
-        return -1;
+        return servers_share(s, -1, err, errlen);
     }
     catch_interrupt();  /* after the servers module installed its own handler */
-    return 0;
+    return servers_share(s, 0, err, errlen);
 }
 
 /* ---- plain hiredis helpers: calibration and clean-up ------------------------------ */
@@ -391,7 +433,31 @@ typedef struct scenario_run {
     bool calibrated;
     bool complete;
     char err[512];
+    bool err_elsewhere;     /* lockbench-mpi: another rank failed and printed why */
 } scenario_run;
+
+/* lockbench-mpi: every rank's verdict on a step (0 or -1), the worst wins: a step that failed on
+ * any rank fails on all, so they stay in step. A rank that did not fail itself says nothing
+ * unless it is rank 0. In one process, rc. */
+static int ranks_agree(scenario_run *sr, int rc)
+{
+    lb_ranks *d = lb_ranks_get();
+    if (!d)
+        return rc;
+    int all = d->agree(d, rc < 0 ? 1 : 0);
+    if (all && rc == 0) {
+        snprintf(sr->err, sizeof sr->err, "stopped: another rank failed (its message says why)");
+        sr->err_elsewhere = d->rank != 0;
+    }
+    return all ? -1 : 0;
+}
+
+/* Whether any rank says yes (in one process: whether this one does). */
+static bool ranks_any(bool yes)
+{
+    lb_ranks *d = lb_ranks_get();
+    return d ? d->agree(d, yes) != 0 : yes;
+}
 
 static char *run_folder(const scenario_run *sr, const char *variant, int rep)
 {
@@ -416,7 +482,8 @@ static int check_servers(scenario_run *sr, const lb_scenario *v, const servers *
         return -1;
     char name[160];
     lb_health_name(*health, 0, name, sizeof name);
-    if (!sr->calibrated && calibrate(sv->urls[0], name, &sr->cal, sr->err, sizeof sr->err) < 0)
+    if (!sr->calibrated && lb_ranks_leader() &&
+        calibrate(sv->urls[0], name, &sr->cal, sr->err, sizeof sr->err) < 0)
         return -1;
     sr->calibrated = true;
     return 0;
@@ -446,6 +513,11 @@ static int measure_and_write(scenario_run *sr, size_t vi, int rep, lb_run_result
     const lb_scenario *v = lb_scenario_variant(sr->s, vi);
     const char *vname = lb_scenario_variant_name(sr->s, vi);
     lb_summary *sum = &sr->runs[vi * (size_t)sr->repeats + (size_t)rep];
+    if (!lb_ranks_leader()) {  /* rank 0 has this rank's record in its own, and writes it */
+        sr->ran[vi]++;
+        lb_run_result_free(run);
+        return LB_EXIT_OK;
+    }
     char *dir = run_folder(sr, vname, rep);
     int rc = lb_metrics_compute(v, run, sum) < 0 || !dir ? -1 : 0;
     if (rc == 0) {
@@ -494,12 +566,20 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
         return LB_EXIT_ENV;
     if (!enough_fds(v, vname, sv.n, sr->err, sizeof sr->err) ||
         check_servers(sr, v, &sv, &health) < 0) {
+        ranks_agree(sr, -1);
         lb_health_free(health);
         servers_stop(&sv);
         return LB_EXIT_ENV;
     }
     lb_proxy *proxy = NULL;
     if (lb_runner_needs_proxy(v) && !(proxy = lb_proxy_start(v->seed, sr->err, sizeof sr->err))) {
+        ranks_agree(sr, -1);
+        lb_health_free(health);
+        servers_stop(&sv);
+        return LB_EXIT_ENV;
+    }
+    if (ranks_agree(sr, 0) < 0) {  /* another rank could not reach the servers */
+        lb_proxy_stop(proxy);
         lb_health_free(health);
         servers_stop(&sv);
         return LB_EXIT_ENV;
@@ -511,11 +591,12 @@ static int run_once(scenario_run *sr, size_t vi, int rep)
         .proxy = proxy,
         .health = health, .progress = !sr->o->quiet && isatty(STDERR_FILENO), .label = vname,
     };
-    if (!sr->o->quiet)
+    if (!sr->o->quiet && lb_ranks_leader())
         fprintf(stderr, "%s / %s\n", sr->s->name, vname);
     int rc = lb_runner_run(v, &t, &run, sr->err, sizeof sr->err);
     lb_proxy_stop(proxy);
-    if (sr->o->nredis > 0) {  /* a server found dead would only cost its timeouts */
+    /* under MPI every rank has finished; a server found dead would only cost its timeouts */
+    if (sr->o->nredis > 0 && lb_ranks_leader()) {
         for (int i = 0; i < sv.n; i++)
             if (!lb_health_dead(health, i))
                 delete_prefix(sv.urls[i], prefix);
@@ -641,14 +722,23 @@ static int run_all(scenario_run *sr, const char *started)
     for (int rep = 0; rc == LB_EXIT_OK && rep < sr->repeats && sr->complete; rep++) {
         for (size_t vi = 0; rc == LB_EXIT_OK && vi < sr->nv && sr->complete; vi++) {
             rc = run_once(sr, vi, rep);
-            sr->complete &= !lb_runner_stopped();
+            if (ranks_agree(sr, rc == LB_EXIT_OK ? 0 : -1) < 0)  /* rank 0's writing too */
+                rc = LB_EXIT_ENV;
+            sr->complete &= !ranks_any(lb_runner_stopped());
         }
+    }
+    if (!lb_ranks_leader()) {  /* rank 0 writes, reports and plots */
+        if (rc != LB_EXIT_OK && !sr->err_elsewhere && sr->err[0])
+            fprintf(stderr, "lockbench: rank %d: %s: %s\n", lb_ranks_get()->rank, sr->s->name,
+                    sr->err);
+        return rc != LB_EXIT_OK ? rc : !sr->complete ? interrupted_exit() : LB_EXIT_OK;
     }
     /* A later variant's servers failing to start does not lose what already ran: it is written,
      * marked incomplete, and the run still exits 3. */
     bool failed_late = rc == LB_EXIT_ENV && sr->ran[0] > 0;
     if (failed_late) {
-        fprintf(stderr, "lockbench: %s: %s\n", sr->s->name, sr->err);
+        if (!sr->err_elsewhere)
+            fprintf(stderr, "lockbench: %s: %s\n", sr->s->name, sr->err);
         sr->complete = false;
         if (combine_and_write(sr, started) < 0)
             fprintf(stderr, "lockbench: %s: %s\n", sr->s->name, sr->err);
@@ -683,7 +773,9 @@ static int run_scenario(const lb_scenario *s, const lb_run_options *o, size_t nf
     sr.runs = calloc(sr.nv * (size_t)sr.repeats, sizeof *sr.runs);
     sr.ran = calloc(sr.nv, sizeof *sr.ran);
     sr.combined = calloc(sr.nv, sizeof *sr.combined);
-    int rc = begin(&sr, started, stamp, nfiles);
+    int rc = lb_ranks_leader() ? begin(&sr, started, stamp, nfiles) : LB_EXIT_OK;
+    if (ranks_any(rc != LB_EXIT_OK) && rc == LB_EXIT_OK)  /* rank 0 said why */
+        rc = LB_EXIT_ENV;
     if (rc == LB_EXIT_OK)
         rc = run_all(&sr, started);
     for (size_t i = 0; sr.runs && i < sr.nv * (size_t)o->repeat; i++)
@@ -715,6 +807,37 @@ static bool proxied_over_unix(const lb_scenario *s, const lb_run_options *o)
     return false;
 }
 
+/* A message every rank would print alike (a scenario's error): rank 0 prints it. */
+static void lb_ranks_say(const char *fmt, ...)
+{
+    va_list ap;
+    if (!lb_ranks_leader())
+        return;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
+
+/* lockbench-mpi runs the real drivers over its ranks; the simulator is one process. Managed
+ * replicas relay through rank 0's loopback and know no password: under MPI they need --redis. */
+static bool ranks_can_run(const lb_scenario *s, const lb_run_options *o, const char *file)
+{
+    for (size_t v = 0; v < lb_scenario_variant_count(s); v++) {
+        const lb_scenario *var = lb_scenario_variant(s, v);
+        if (lb_scenario_driver(var) == LB_DRIVER_SIM && lb_ranks_get()->nranks > 1) {
+            lb_ranks_say("%s: driver: the simulator runs in one process; run it with lockbench "
+                         "(lockbench-mpi spreads the loop and threads drivers)\n", file);
+            return false;
+        }
+        if (var->redis.replicas > 0 && o->nredis == 0) {
+            lb_ranks_say("%s: redis.replicas: managed replicas are not reachable from other "
+                         "ranks; under lockbench-mpi give --redis URLs\n", file);
+            return false;
+        }
+    }
+    return true;
+}
+
 static int load_all(char *const *files, size_t n, const lb_run_options *o, lb_scenario **out)
 {
     lb_load_options lo = {.overrides = o->sets, .noverrides = o->nsets,
@@ -723,17 +846,19 @@ static int load_all(char *const *files, size_t n, const lb_run_options *o, lb_sc
     int rc = LB_EXIT_OK;
     for (size_t i = 0; i < n; i++) {
         if (lb_scenario_load(files[i], &lo, &out[i], err, sizeof err) < 0) {
-            fprintf(stderr, "%s\n", err);
+            lb_ranks_say("%s\n", err);
             rc = LB_EXIT_USAGE;
             continue;
         }
         if (o->nredis > 0 && (size_t)out[i]->redis.servers > o->nredis) {
-            fprintf(stderr, "%s: redis.servers: the scenario needs %d servers, --redis gave %zu\n",
-                    files[i], out[i]->redis.servers, o->nredis);
+            lb_ranks_say("%s: redis.servers: the scenario needs %d servers, --redis gave %zu\n",
+                         files[i], out[i]->redis.servers, o->nredis);
+            rc = LB_EXIT_USAGE;
+        } else if (lb_ranks_get() && !ranks_can_run(out[i], o, files[i])) {
             rc = LB_EXIT_USAGE;
         } else if (o->nredis > 0 && proxied_over_unix(out[i], o)) {
-            fprintf(stderr, "%s: network: network faults relay clients over TCP; --redis gave a "
-                            "unix:// URL\n", files[i]);
+            lb_ranks_say("%s: network: network faults relay clients over TCP; --redis gave a "
+                         "unix:// URL\n", files[i]);
             rc = LB_EXIT_USAGE;
         }
     }
@@ -812,11 +937,16 @@ int lb_run_scenarios(char *const *files, size_t nfiles, const lb_run_options *gi
         return urc != LB_EXIT_OK ? urc : LB_EXIT_ENV;
     }
     int rc = load_all(files, nfiles, o, s);  /* every file valid before any server starts */
-    if (rc == LB_EXIT_OK && o->out)
+    if (rc == LB_EXIT_OK && o->out && lb_ranks_leader())
         rc = prepare_given_outs(s, nfiles, o);   /* and every --out folder usable */
+    if (ranks_any(rc != LB_EXIT_OK) && rc == LB_EXIT_OK)  /* rank 0 said why */
+        rc = LB_EXIT_USAGE;
     if (o->nredis > 0)
         catch_interrupt();  /* no managed server will install its handler first */
     snprintf(run_id, sizeof run_id, "%lx%04x", (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
+    if (lb_ranks_get() && lb_ranks_get()->bcast(lb_ranks_get(), run_id, sizeof run_id) < 0 &&
+        rc == LB_EXIT_OK)  /* every rank's keys under rank 0's run id: one lock, one counter */
+        rc = LB_EXIT_ENV;
     /* A failed expectation does not stop the other scenarios; bad input, a broken
      * environment or Ctrl-C does. */
     for (size_t i = 0; (rc == LB_EXIT_OK || rc == LB_EXIT_FAILED) && i < nfiles; i++) {

@@ -150,13 +150,21 @@ static int intern_key(run *r, const char *name)
     return (int)r->nkeys++;
 }
 
-/* The lock key of client c: prefix + key, or prefix + key:i mod K. */
-static int assign_key(run *r, client *c)
+/* The lock key of client id of group g: prefix + key, or prefix + key:i mod K. Every client's
+ * key is interned, run here or not, so a key's index means the same on every rank. */
+static int assign_key(run *r, const lb_client_group *g, int id)
 {
     char name[512];
-    rn_key_name(name, sizeof name, r->t->prefix, &c->g->lock, c->id);
-    c->key = intern_key(r, name);
-    return c->key;
+    rn_key_name(name, sizeof name, r->t->prefix, &g->lock, id);
+    return intern_key(r, name);
+}
+
+client *rn_client_of(run *r, int id)
+{
+    size_t k = r->ranks ? (size_t)r->ranks->nranks : 1;
+    if (id < 0 || !lb_ranks_owns(r->ranks, (size_t)id) || (size_t)id / k >= r->n)
+        return NULL;
+    return &r->clients[(size_t)id / k];
 }
 
 static bool needs_proxy(const run *r, const client *c)
@@ -572,15 +580,20 @@ bool rn_start_barrier(run *r, size_t n)
     return go;
 }
 
-/* The main thread's side: waits for the started clients, then opens the barrier at t0. */
+/* The main thread's side: waits for the started clients (and, under MPI, every rank's), then
+ * opens the barrier at t0. */
 static void open_barrier(run *r, size_t started)
 {
     pthread_mutex_lock(&r->done_mu);
     while (r->ready < started)
         pthread_cond_wait(&r->done_cv, &r->done_mu);
+    bool abort = started < r->n;
     for (size_t i = 0; i < started; i++)
-        r->abort |= r->clients[i].setup_failed;
-    r->abort |= started < r->n;
+        abort |= r->clients[i].setup_failed;
+    pthread_mutex_unlock(&r->done_mu);
+    abort = rn_ranks_start(r, abort);  /* the clients wait on go, not on done_mu */
+    pthread_mutex_lock(&r->done_mu);
+    r->abort = abort;
     r->t0 = dlock__mono_us();
     for (size_t g = 0; g < r->sc->ngroups; g++) {
         int64_t d = r->sc->groups[g].workload.duration_ms;
@@ -643,26 +656,33 @@ static int64_t read_counters(run *r)
 
 static int prepare_clients(run *r, lb_run_result *out)
 {
-    size_t id = 0;
+    size_t id = 0, n = 0;
     for (size_t g = 0; g < r->sc->ngroups; g++) {
         for (int64_t k = 0; k < r->sc->groups[g].count; k++, id++) {
-            client *c = &r->clients[id];
+            int key = assign_key(r, &r->sc->groups[g], (int)id);
+            if (key < 0) {
+                snprintf(r->err, sizeof r->err, "client %zu: out of memory", id);
+                return -1;
+            }
+            if (!lb_ranks_owns(r->ranks, id))
+                continue;  /* another rank runs it */
+            client *c = &r->clients[n];
+            c->out = &out->clients[n++];
+            c->key = key;
             c->run = r;
             c->id = (int)id;
             c->group = g;
             c->g = &r->sc->groups[g];
-            c->out = &out->clients[id];
             c->out->client = (int)id;
             c->out->group = g;
             c->rng = rn_client_rng(r->sc->seed, id);
             ctl_init(&c->ctl);
             c->delays = calloc(r->sc->nevents + 1, sizeof *c->delays);
-            if (!c->delays || assign_key(r, c) < 0 || client_urls(r, c) < 0) {
+            if (!c->delays || client_urls(r, c) < 0) {
                 if (!r->err[0])
                     snprintf(r->err, sizeof r->err, "client %zu: out of memory", id);
                 return -1;
             }
-
         }
     }
     return 0;
@@ -726,6 +746,7 @@ static void free_run(run *r)
     free(r->deadline);
     free(r->stopped);
     lb_oracle_free(r->oracle);
+    free(r->clock_a);
     free(r->clients);
     pthread_mutex_destroy(&r->done_mu);
     pthread_cond_destroy(&r->done_cv);
@@ -737,14 +758,18 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
     memset(out, 0, sizeof *out);
     r->sc = sc;
     r->t = t;
+    r->ranks = lb_ranks_get();
     r->n = sc->nclients;
-    r->clients = calloc(r->n, sizeof *r->clients);
-    r->keys = calloc(r->n, sizeof *r->keys);
+    if (r->ranks)  /* this rank's share: clients rank, rank + K, rank + 2K, ... */
+        r->n = (sc->nclients + (size_t)(r->ranks->nranks - r->ranks->rank - 1)) /
+               (size_t)r->ranks->nranks;
+    r->clients = calloc(r->n + 1, sizeof *r->clients);
+    r->keys = calloc(sc->nclients + 1, sizeof *r->keys);
     r->fired_start = calloc(sc->nevents + 1, sizeof *r->fired_start);
     r->deadline = calloc(sc->ngroups, sizeof *r->deadline);
     r->stopped = calloc(sc->ngroups, sizeof *r->stopped);
     r->fired_end = calloc(sc->nevents + 1, sizeof *r->fired_end);
-    out->clients = calloc(r->n, sizeof *out->clients);
+    out->clients = calloc(r->n + 1, sizeof *out->clients);
     out->faults = calloc(sc->nevents + 1, sizeof *out->faults);
     out->nclients = out->clients ? r->n : 0;
     out->nfaults = out->faults ? sc->nevents : 0;
@@ -768,9 +793,11 @@ static int init_run(run *r, const lb_scenario *sc, const lb_run_target *t, lb_ru
         snprintf(r->err, sizeof r->err, "out of memory");
         return -1;
     }
-    for (size_t i = 0, member = 0; i < r->n; i++) {
+    for (size_t i = 0; i < r->n; i++) {
         client *c = &r->clients[i];
-        member = i > 0 && c->group == r->clients[i - 1].group ? member + 1 : 0;
+        size_t member = (size_t)c->id;  /* its place in its group, among every rank's clients */
+        for (size_t g = 0; g < c->group; g++)
+            member -= (size_t)r->sc->groups[g].count;
         int64_t d = c->g->workload.duration_ms;
         lb_wl_setup st = {.g = c->g, .member = (int)member, .key = c->key, .out = c->out,
                           .meter = &out->meters[i % out->nmeters], .oracle = r->oracle,
@@ -830,6 +857,7 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
         rc = r.driver == LB_DRIVER_LOOP ? rn_loops_start(&r, &started) : start_threads(&r, &started);
     atomic_store(&r.running, (int)started);  /* none can finish before the barrier opens */
     if (rc < 0 && started == 0) {
+        rn_ranks_start(&r, true);
         snprintf(err, errlen, "%s", r.err);
         free_run(&r);
         lb_run_result_free(out);
@@ -849,6 +877,8 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
             pthread_join(r.clients[i].thread, NULL);
     for (size_t i = 0; i < started; i++)
         rn_client_disconnect(&r.clients[i]);
+    if (!r.abort && rn_ranks_end(&r, atomic_load(&r.failed)))
+        atomic_store(&r.failed, true);
     if (r.abort || atomic_load(&r.failed)) {
         snprintf(err, errlen, "%s", r.err[0] ? r.err : "clients could not start");
         free_run(&r);
@@ -863,7 +893,14 @@ int lb_runner_run(const lb_scenario *sc, const lb_run_target *t, lb_run_result *
     out->nkeys = (int64_t)r.nkeys;
     out->driver = r.driver;
     out->overlaps = lb_oracle_overlaps(r.oracle);
-    out->counter_actual = read_counters(&r);
+    if (lb_ranks_leader())  /* under MPI every rank's clients have finished by now */
+        out->counter_actual = read_counters(&r);
+    if (rn_ranks_gather(&r, out) < 0) {
+        snprintf(err, errlen, "%s", r.err);
+        free_run(&r);
+        lb_run_result_free(out);
+        return -1;
+    }
     free_run(&r);
     return 0;
 }

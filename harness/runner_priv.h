@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "ranks.h"
 #include "dlock.h"
 #include "oracle.h"
 #include "runner.h"
@@ -85,6 +86,8 @@ struct run {
     lb_driver driver;            /* threads or loop, "auto" resolved */
     void (*notify)(client *c);   /* the scheduler changed c's control block (loop: wakes it) */
     rn_loops *loops;             /* the loop driver's threads */
+    lb_ranks *ranks;             /* lockbench-mpi: the other ranks (NULL: one process) */
+    lb_clock_sample *clock_a;    /* rank 0: each rank's clock when the clients start */
 };
 
 int64_t rn_since_t0(const client *c);
@@ -110,6 +113,18 @@ void    rn_count_commands(client *c);   /* into c->out->commands, at the end */
 void    rn_finish(client *c);
 /* Every client connects first, then all start together: n clients arrive. false = aborted. */
 bool    rn_start_barrier(run *r, size_t n);
+
+/* The client numbered id when this process runs it, else NULL (lockbench-mpi deals the clients
+ * over its ranks: ranks.h). */
+client *rn_client_of(run *r, int id);
+
+/* runranks.c: the ranks' steps at the start barrier (true when any rank's clients failed to
+ * start: every rank aborts), when the clients have finished (true when a server stopped
+ * answering on any rank: every rank fails the run), and the gather of every rank's record into
+ * rank 0's out (0, or -1 with r->err filled on every rank). No-ops in one process. */
+bool rn_ranks_start(run *r, bool abort);
+bool rn_ranks_end(run *r, bool failed);
+int  rn_ranks_gather(run *r, lb_run_result *out);
 
 /* runner.c: a pause starts (+1) or ends (-1) in c. */
 void rn_ctl_pause(ctl *c, int delta);

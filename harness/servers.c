@@ -1,8 +1,9 @@
 /* servers.c -- managed redis-server processes.
  *
  * lockbench's embedded servers and the fixture of the integration tests. Each server runs in a
- * temporary directory of its own (config, log, AOF files) and listens on 127.0.0.1 only, on a
- * port the kernel reported free. Ownership rules that keep stray servers from outliving us:
+ * temporary directory of its own (config, log, AOF files) and listens on 127.0.0.1 only (or,
+ * for lockbench-mpi, lb_servers_listen's address and password), on a port the kernel reported
+ * free. Ownership rules that keep stray servers from outliving us:
  *
  *   - the child asks for SIGKILL when its parent thread dies (PR_SET_PDEATHSIG), so a crash or
  *     SIGKILL of lockbench takes the servers down with it;
@@ -65,7 +66,7 @@ struct lb_server {
     lb_persistence persistence;
     char dir[LB_DIR_MAX];
     char exe[LB_DIR_MAX];       /* resolved once, so a restart runs the same binary */
-    char url[48];
+    char url[LB_SERVER_URL_MAX];
     char *sentinel_conf;        /* a sentinel (redis-server --sentinel): its own lines */
 };
 
@@ -555,6 +556,16 @@ static int fd_limit(void)
     return (int)rl.rlim_cur;
 }
 
+/* lb_servers_listen's address and password */
+static char listen_addr[64] = "127.0.0.1";
+static char listen_pass[64];
+
+void lb_servers_listen(const char *addr, const char *password)
+{
+    snprintf(listen_addr, sizeof listen_addr, "%s", addr);
+    snprintf(listen_pass, sizeof listen_pass, "%s", password ? password : "");
+}
+
 static int write_conf(const lb_server *s, char *err, size_t errlen)
 {
     char conf[LB_DIR_MAX + 32], log[LB_DIR_MAX + 32];
@@ -565,7 +576,9 @@ static int write_conf(const lb_server *s, char *err, size_t errlen)
         snprintf(err, errlen, "cannot write %s: %s", conf, strerror(errno));
         return -1;
     }
-    fprintf(f, "port %d\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\n", s->port);
+    fprintf(f, "port %d\nbind %s\nprotected-mode no\ndaemonize no\n", s->port, listen_addr);
+    if (listen_pass[0])
+        fprintf(f, "requirepass %s\n", listen_pass);
     put_quoted(f, "dir", s->dir);
     put_quoted(f, "logfile", log);
     fputs("save \"\"\n", f);    /* no RDB snapshots: persistence is only what the AOF says */
@@ -728,10 +741,12 @@ static bool reply_names_pid(const redisReply *r, pid_t pid)
 static bool ping_once(int port, pid_t pid, int timeout_ms)
 {
     struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    redisContext *c = redisConnectWithTimeout(listen_addr, port, tv);
     bool ok = false;
     if (c != NULL && c->err == 0 && redisSetTimeout(c, tv) == REDIS_OK) {
-        redisReply *r = redisCommand(c, "PING");
+        redisReply *r = listen_pass[0] ? redisCommand(c, "AUTH %s", listen_pass) : NULL;
+        freeReplyObject(r);
+        r = redisCommand(c, "PING");
         ok = reply_is_status(r, "PONG");
         freeReplyObject(r);
         if (ok) {
@@ -851,7 +866,10 @@ static lb_server *start(lb_persistence persistence, const char *sentinel_conf, c
         discard(s);
         return NULL;
     }
-    snprintf(s->url, sizeof s->url, "redis://127.0.0.1:%d", s->port);
+    if (listen_pass[0])
+        snprintf(s->url, sizeof s->url, "redis://:%s@%s:%d", listen_pass, listen_addr, s->port);
+    else
+        snprintf(s->url, sizeof s->url, "redis://%s:%d", listen_addr, s->port);
     return s;
 }
 

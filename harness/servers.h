@@ -36,7 +36,15 @@ lb_server  *lb_server_start_sentinel(const char *sentinel_conf, char *err, size_
  * Accepts NULL. */
 void        lb_server_stop(lb_server *s);
 
-const char *lb_server_url(const lb_server *s);    /* "redis://127.0.0.1:PORT" */
+const char *lb_server_url(const lb_server *s);    /* "redis://127.0.0.1:PORT" (see below) */
+
+/* Where the servers started from now on listen, for lockbench-mpi, whose other ranks may be on
+ * other hosts: addr (an IPv4 address or a host name, not a wildcard: it goes into the URL) and,
+ * when password is not NULL, requirepass password (then the URL is redis://:PASSWORD@ADDR:PORT
+ * and this module's own PINGs authenticate). The default is 127.0.0.1 with no password. Call it
+ * before the first server starts. */
+#define LB_SERVER_URL_MAX 192
+void        lb_servers_listen(const char *addr, const char *password);
 int         lb_server_port(const lb_server *s);
 const char *lb_server_dir(const lb_server *s);    /* its working directory (AOF files live here) */
 pid_t       lb_server_pid(const lb_server *s);    /* 0 while killed */

@@ -17,6 +17,9 @@ need redis-tools     command -v redis-benchmark
 need gnuplot-nox     command -v gnuplot
 need make            command -v make
 need gcc             command -v cc
+# Only `make mpi` (build/lockbench-mpi) uses Open MPI; plain lockbench links none of it.
+need libopenmpi-dev  command -v mpicc
+need openmpi-bin     command -v mpirun
 
 [ -z "$missing" ] && exit 0
 
