@@ -995,9 +995,6 @@ static int check_redis(ctx *c, const lb_scenario *s)
         return -1;
     if (s->redis.replicas > 0 && c->external_servers)
         return fail(c, "redis.replicas", "replicas need servers that lockbench manages, not --redis");
-    if (s->redis.replicas > 0 && s->driver == LB_DRIVER_SIM)
-        return fail(c, "redis.replicas", "the simulator does not model replicas yet: run this "
-                                         "scenario with \"driver\": \"loop\" or \"threads\"");
     return 0;
 }
 

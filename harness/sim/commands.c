@@ -771,10 +771,10 @@ static const dlock_reply *cmd_brpop(sim_exec *x, int argc, const sim_str *argv)
     return bpop_generic(x, argc, argv, false);
 }
 
-/* WAIT numreplicas timeout (ms): the model has no replicas, so it answers 0 -- at once when 0
- * is enough (numreplicas <= 0), inside EXEC and without a connection; otherwise, as Redis 7.0
- * does for a primary whose replicas have not acknowledged, after blocking until the timeout
- * (0 = forever), which is noticed on the same timer as a BLPOP's. */
+/* WAIT numreplicas timeout (ms): how many replicas acknowledged the primary's offset as of the
+ * WAIT -- at once when that is enough, inside EXEC and without a connection (0 without
+ * replicas); otherwise, as Redis 7.0 does, once enough have (served before the server sleeps,
+ * repl.c) or at the timeout (0 = forever), noticed on the same timer as a BLPOP's. */
 static const dlock_reply *cmd_wait(sim_exec *x, int argc, const sim_str *argv)
 {
     long long n, ms;
@@ -786,10 +786,15 @@ static const dlock_reply *cmd_wait(sim_exec *x, int argc, const sim_str *argv)
         return r_error(x, "ERR timeout is negative");
     if (ms > LLONG_MAX - x->now_ms)
         return r_error(x, "ERR timeout is out of range");
-    if (n <= 0 || x->deny_blocking || !x->c)
-        return &sim_r_zero;
+    uint64_t off = x->s->repl_off;  /* what the replicas must have: all written so far */
+    int acked = repl_acked(x->s, off);
+    if (n <= acked || x->deny_blocking || !x->c)
+        return r_int(x, acked);
     conn_block(x, 0, NULL, ms > 0 ? x->now_ms + ms : 0, true);
     x->c->block->replicas = true;
+    x->c->block->wait_n = n > INT_MAX ? INT_MAX : (int)n;
+    x->c->block->wait_off = off;
+    x->s->nwaiting++;
     x->blocked = true;
     return NULL;
 }

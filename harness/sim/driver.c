@@ -226,7 +226,8 @@ typedef struct sim {
     const lb_run_target *t;
     lb_run_result *out;
     int nservers;                /* lock servers; servers[nservers] is the protected store */
-    sim_server **srv;
+    sim_server **srv;            /* a group's primary, which runs its replicas' links too */
+    sim_server **killed;         /* per event: the server a kill-server took down, to restart */
     int64_t *srv_wake;
     ev *heap;
     size_t nheap, capheap;
@@ -1356,11 +1357,10 @@ static void apply_client(sim *S, sclient *c, const lb_event *e, size_t idx, bool
     }
 }
 
-/* A server dies (kill-server, crash-host): every connection to it is cut, and clients waiting
- * on one learn it one link delay later, as from a reset. */
-static void server_down(sim *S, int k, bool host)
+/* Every client connection to server k is cut, and clients waiting on one learn it one link
+ * delay later, as from a reset. */
+static void cut_clients(sim *S, int k)
 {
-    sim_server_kill(S->srv[k], S->now, host);
     for (size_t i = 0; i < S->n; i++) {
         sclient *c = &S->cl[i];
         for (int j = 0; j < 2 && lane_at(c, j); j++) {
@@ -1377,6 +1377,29 @@ static void server_down(sim *S, int k, bool host)
     }
 }
 
+/* A server dies (kill-server, crash-host): its connections are cut. */
+static void server_down(sim *S, int k, bool host)
+{
+    sim_server_kill(S->srv[k], S->now, host);
+    cut_clients(S, k);
+}
+
+/* failover: a replica is promoted; the clients' connections to server k are reset and they
+ * reconnect to the new primary, as the real driver's front link does. */
+static bool failover(sim *S, size_t idx, int k, bool demote)
+{
+    sim_server *old = S->srv[k];
+    sim_server *np = sim_server_failover(old, S->now, demote);
+    if (!np)
+        return false;
+    if (!demote)
+        S->killed[idx] = old;  /* restart_after_ms: it comes back as a replica of np */
+    cut_clients(S, k);
+    S->srv[k] = np;
+    S->srv_wake[k] = NONE;
+    return true;
+}
+
 static bool apply(sim *S, size_t idx, bool ending)
 {
     const lb_event *e = &S->sc->events[idx];
@@ -1385,10 +1408,12 @@ static bool apply(sim *S, size_t idx, bool ending)
     case LB_EV_CRASH_HOST:  /* the process, or its machine: what persistence kept differs */
         if (e->server < 0 || e->server >= S->nservers)
             return false;
-        if (!ending)
+        if (!ending) {
+            S->killed[idx] = S->srv[e->server];
             server_down(S, e->server, e->action == LB_EV_CRASH_HOST);
-        else
-            sim_server_restart(S->srv[e->server], S->now);
+        } else if (S->killed[idx]) {  /* the very server killed, even if a failover replaced it */
+            sim_server_restart(S->killed[idx], S->now);
+        }
         server_poke(S, e->server);
         return true;
     case LB_EV_PAUSE_SERVER:
@@ -1400,8 +1425,21 @@ static bool apply(sim *S, size_t idx, bool ending)
         return true;
     case LB_EV_FAILOVER:
     case LB_EV_DELAY_REPLICATION:
-    case LB_EV_PARTITION_REPLICATION:
-        return false;  /* no replicas in the model: validation refuses them on the simulator */
+    case LB_EV_PARTITION_REPLICATION: {
+        if (e->server < 0 || e->server >= S->nservers || S->sc->redis.replicas == 0)
+            return false;
+        bool ok = true;
+        if (e->action == LB_EV_FAILOVER && !ending)
+            ok = failover(S, idx, e->server, e->old == LB_OLD_DEMOTE);
+        else if (e->action == LB_EV_FAILOVER && S->killed[idx])
+            sim_server_restart(S->killed[idx], S->now);
+        else if (e->action == LB_EV_DELAY_REPLICATION)
+            sim_server_repl_delay(S->srv[e->server], S->now, ending ? 0 : e->latency_ms * 1000);
+        else
+            sim_server_repl_hold(S->srv[e->server], S->now, !ending);
+        server_poke(S, e->server);
+        return ok;
+    }
     default:
         for (size_t i = 0; i < e->nclients; i++)
             if (e->clients[i] >= 0 && (size_t)e->clients[i] < S->n)
@@ -1493,12 +1531,13 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
     S->key_mask--;
     S->srv = calloc((size_t)S->nservers + 1, sizeof *S->srv);
     S->srv_wake = calloc((size_t)S->nservers + 1, sizeof *S->srv_wake);
+    S->killed = calloc(sc->nevents + 1, sizeof *S->killed);
     S->core_free = calloc((size_t)S->ncores, sizeof *S->core_free);
     S->acts = calloc(2 * sc->nevents + 1, sizeof *S->acts);
     S->fired_start = calloc(sc->nevents + 1, sizeof *S->fired_start);
     S->fired_end = calloc(sc->nevents + 1, sizeof *S->fired_end);
     if (!out->clients || !out->faults || !out->meters || !S->cl || !S->key_client || !S->key_slots ||
-        !S->srv ||
+        !S->srv || !S->killed ||
         !S->srv_wake || !S->core_free || !S->acts || !S->fired_start || !S->fired_end) {
         snprintf(S->err, sizeof S->err, "out of memory");
         return -1;
@@ -1523,6 +1562,12 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
         S->srv_wake[k] = NONE;
         if (!(S->srv[k] = sim_server_new(&p, on_reply, S))) {
             snprintf(S->err, sizeof S->err, "the modelled server %d could not start", k);
+            return -1;
+        }
+        if (k < S->nservers &&
+            sim_server_add_replicas(S->srv[k], (int)sc->redis.replicas, sc->sim.rtt_us / 2) < 0) {
+            snprintf(S->err, sizeof S->err, "the replicas of modelled server %d could not start",
+                     k);
             return -1;
         }
     }
@@ -1638,6 +1683,7 @@ static void teardown(sim *S)
     free(S->cl);
     free(S->srv);
     free(S->srv_wake);
+    free(S->killed);
     free(S->core_free);
     free(S->acts);
     free(S->fired_start);

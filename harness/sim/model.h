@@ -164,7 +164,9 @@ typedef struct sim_bqueue {
 typedef struct sim_block {
     int64_t deadline_ms;  /* 0 = none */
     bool head;            /* BLPOP (true) or BRPOP */
-    bool replicas;        /* WAIT (no keys): timed out, it is answered 0, not nil */
+    bool replicas;        /* WAIT (no keys): timed out, it is answered the count, not nil */
+    int wait_n;           /* WAIT: the replicas wanted */
+    uint64_t wait_off;    /* WAIT: the primary's offset when it ran */
     int nkeys;
     sim_bwait w[];
 } sim_block;
@@ -236,6 +238,25 @@ typedef struct sim_ready_key {
 struct lua_State;
 typedef struct sim_exec sim_exec;
 
+/* ---- replication (repl.c) ---- */
+
+typedef struct sim_rkey {  /* a key's value after a write: NULL, deleted */
+    int db;
+    char *key;
+    size_t klen;
+    sim_val *v;
+} sim_rkey;
+
+typedef struct sim_rentry {  /* the effects of one command, as the replicas apply them */
+    struct sim_rentry *next;  /* in the primary's list for the iteration in progress */
+    unsigned refs;
+    uint64_t off;
+    size_t n;
+    sim_rkey k[];
+} sim_rentry;
+
+typedef struct sim_group sim_group;
+
 struct sim_server {
     sim_server_params p;
     sim_reply_fn fn;
@@ -279,6 +300,15 @@ struct sim_server {
     sim_exec *script_x;             /* the script running, for redis.call */
 
     sim_server_stats stats;
+
+    /* replication: NULL without replicas */
+    sim_group *grp;
+    int gidx;                       /* this server's index among the group's members */
+    uint64_t repl_off;              /* the primary's offset, or what a replica has applied */
+    sim_rkey *dirty;                /* keys the command running wrote */
+    size_t ndirty, capdirty;
+    sim_rentry *rpend_head, *rpend_tail;  /* this iteration's effects: they leave at its end */
+    size_t nwaiting;                /* clients blocked in WAIT */
 };
 
 /* What a command runs with. */
@@ -350,6 +380,21 @@ const dlock_reply *cmd_discard(sim_exec *x, int argc, const sim_str *argv);
 const dlock_reply *cmd_watch(sim_exec *x, int argc, const sim_str *argv);
 const dlock_reply *cmd_unwatch(sim_exec *x, int argc, const sim_str *argv);
 const dlock_reply *cmd_auth(sim_exec *x, int argc, const sim_str *argv);
+
+/* repl.c */
+bool repl_is_primary(const sim_server *s);
+void repl_note_write(sim_server *s, int db, const sim_str *key);   /* db_prepare_write */
+void repl_propagate(sim_server *s);                  /* after a command: its effects */
+void repl_send(sim_server *s, int64_t at_us);        /* the iteration's effects leave */
+void repl_drop_pending(sim_server *s);               /* a kill: they never leave */
+void repl_take_acks(sim_server *s, int64_t w);       /* acks that arrived by w */
+int64_t repl_next_ack(const sim_server *s);          /* INT64_MAX: none */
+int64_t repl_next_delivery(const sim_server *s);     /* INT64_MAX: none */
+void repl_deliver_next(sim_server *s);
+int  repl_acked(const sim_server *s, uint64_t off);  /* replicas that acknowledged off */
+void repl_free_group(sim_server *s);                 /* sim_server_free */
+void repl_on_restart(sim_server *s, int64_t now_us);
+void sim_server_demote(sim_server *s, int64_t now_us);  /* redis.c: connections cut, data kept */
 
 /* script.c */
 int  script_init(sim_server *s);

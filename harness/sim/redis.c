@@ -459,6 +459,8 @@ static void block_abandon(sim_server *s, sim_conn *c)
         }
     }
     heap_remove(&s->timeouts, c);
+    if (b->replicas)
+        s->nwaiting--;
     free(b);
     c->block = NULL;
     c->flags &= ~(unsigned)SIM_C_BLOCKED;
@@ -576,6 +578,8 @@ static void process_command(sim_server *s, sim_conn *c, sim_cmd *q, int64_t *t)
     if (!x.blocked)
         add_reply(s, c, r);
     serve_ready_keys(s, *t);
+    if (s->grp)
+        repl_propagate(s);  /* the command's effects, and the pops it served */
 }
 
 /* Runs c's commands that arrived by limit, until it blocks or has none. */
@@ -659,7 +663,26 @@ static void handle_timeouts(sim_server *s, int64_t t)
     int64_t now_ms = t / 1000;
     while (s->timeouts.n && s->timeouts.a[0]->block->deadline_ms < now_ms) {
         sim_conn *c = s->timeouts.a[0];
-        add_reply(s, c, c->block->replicas ? &sim_r_zero : &sim_r_nil);
+        sim_exec x = {.s = s, .c = c};
+        add_reply(s, c, c->block->replicas ? r_int(&x, repl_acked(s, c->block->wait_off))
+                                           : &sim_r_nil);
+        unblock(s, c);
+    }
+}
+
+/* processClientsWaitingReplicas: a WAIT that enough replicas acknowledged is answered. */
+static void serve_waiting(sim_server *s)
+{
+    if (s->nwaiting == 0)
+        return;
+    for (sim_conn *c = s->conns; c && s->nwaiting; c = c->next) {
+        if (!(c->flags & SIM_C_BLOCKED) || !c->block->replicas)
+            continue;
+        int n = repl_acked(s, c->block->wait_off);
+        if (n < c->block->wait_n)
+            continue;
+        sim_exec x = {.s = s, .c = c};
+        add_reply(s, c, r_int(&x, n));
         unblock(s, c);
     }
 }
@@ -684,6 +707,7 @@ static void iterate(sim_server *s, int64_t w)
     s->stats.iterations++;
     s->in_iter = true;
     int64_t t = w;
+    repl_take_acks(s, w);
     while (s->ready.n && s->ready.a[0]->qhead->at_us <= w) {
         sim_conn *c = s->ready.a[0];
         heap_remove(&s->ready, c);
@@ -693,6 +717,7 @@ static void iterate(sim_server *s, int64_t w)
     if (s->next_cron <= t)
         cron(s, t);
     handle_timeouts(s, t);
+    serve_waiting(s);
     process_unblocked(s, &t);
     s->iter_end = t;
     s->t_free = t;
@@ -701,6 +726,7 @@ static void iterate(sim_server *s, int64_t w)
 static void finish_iteration(sim_server *s)
 {
     fsync_if_due(s, s->iter_end);  /* the AOF is written before the replies */
+    repl_send(s, s->iter_end);
     for (size_t i = 0; i < s->nout; i++) {
         sim_conn *c = s->out[i].c;
         c->pending--;
@@ -731,28 +757,33 @@ static int64_t next_wake(const sim_server *s)
         }
         w = min64(w, tick);
     }
+    if (s->nwaiting)
+        w = min64(w, max64(base, repl_next_ack(s)));
     return w;
 }
 
 void sim_server_run(sim_server *s, int64_t now_us)
 {
-    while (!s->down) {
-        if (s->in_iter) {
-            if (s->iter_end > now_us)
-                return;
-            finish_iteration(s);
+    for (;;) {
+        int64_t d = repl_next_delivery(s);  /* the links: replicas apply what reached them */
+        int64_t w = s->down ? INT64_MAX : s->in_iter ? s->iter_end : next_wake(s);
+        if (d <= now_us && d <= w) {
+            repl_deliver_next(s);
             continue;
         }
-        int64_t w = next_wake(s);
         if (w > now_us)
             return;
-        iterate(s, w);
+        if (s->in_iter)
+            finish_iteration(s);
+        else
+            iterate(s, w);
     }
 }
 
 int64_t sim_server_next_us(const sim_server *s)
 {
-    return s->in_iter ? s->iter_end : next_wake(s);
+    int64_t w = s->down ? INT64_MAX : s->in_iter ? s->iter_end : next_wake(s);
+    return min64(w, repl_next_delivery(s));
 }
 
 void sim_server_pause(sim_server *s, int64_t now_us, int64_t until_us)
@@ -918,6 +949,9 @@ void sim_server_free(sim_server *s)
 {
     if (!s)
         return;
+    repl_free_group(s);
+    repl_drop_pending(s);
+    free(s->dirty);
     kill_connections(s);
     for (sim_conn *c = s->conns, *n; c; c = n) {
         n = c->next;
@@ -969,6 +1003,7 @@ void sim_server_kill(sim_server *s, int64_t now_us, bool host)
         break;
     }
     undo_trim(s);
+    repl_drop_pending(s);  /* the iteration's effects never left */
     for (size_t i = 0; i < s->nout; i++)
         s->out[i].c->pending--;
     s->nout = 0;
@@ -978,6 +1013,24 @@ void sim_server_kill(sim_server *s, int64_t now_us, bool host)
     kill_connections(s);
     script_flush(s);
     s->down = true;
+}
+
+/* A primary made a replica: its clients are disconnected, the iteration in progress answers no
+ * one (its effects never leave), and the data it keeps until the resync replaces it. */
+void sim_server_demote(sim_server *s, int64_t now_us)
+{
+    sim_server_run(s, now_us);
+    if (s->down)
+        return;
+    repl_drop_pending(s);
+    for (size_t i = 0; i < s->nout; i++)
+        s->out[i].c->pending--;
+    s->nout = 0;
+    sa_reset(&s->arena);
+    free_graveyard(s);
+    s->in_iter = false;
+    s->t_free = max64(s->t_free, now_us);
+    kill_connections(s);
 }
 
 void sim_server_restart(sim_server *s, int64_t now_us)
@@ -990,6 +1043,7 @@ void sim_server_restart(sim_server *s, int64_t now_us)
     s->hz = s->p.hz;
     s->next_cron = now_us + period_us(s->hz);
     s->last_fsync_sec = now_us / 1000000;
+    repl_on_restart(s, now_us);
 }
 
 bool sim_server_is_down(const sim_server *s)

@@ -94,6 +94,34 @@ void        sim_server_kill(sim_server *s, int64_t now_us, bool host);
 void        sim_server_restart(sim_server *s, int64_t now_us);
 bool        sim_server_is_down(const sim_server *s);
 
+/* ---- replication (redis.replicas) ---------------------------------------------------------
+ * A primary and its replicas are a group. The primary replicates the effects of each write it
+ * runs (a script's too, as Redis 7 does; TTLs as absolute times) to every replica: they leave
+ * at the end of the iteration that ran them and cross a link of one_way_us (plus a delay's
+ * latency) in order; a replica applies them on arrival and acknowledges its offset over the same
+ * link. WAIT n timeout answers once n replicas acknowledged the primary's offset as of the WAIT,
+ * or at the timeout with how many did. The group's links are run by sim_server_run and
+ * sim_server_next_us of its primary (whatever its state), and sim_server_free of the primary
+ * frees the group. */
+
+/* Gives primary n replicas (same params, empty, in sync). 0, or -1 when out of memory. */
+int         sim_server_add_replicas(sim_server *primary, int n, int64_t one_way_us);
+/* Promotes the replica with the highest offset (ties: the lowest index); the others copy its
+ * data (a full resync); the old primary is killed (demote false: see sim_server_kill) or made a
+ * replica of the new one (its connections cut, its unreplicated writes lost). Effects in flight
+ * from the old primary are dropped. The new primary, or NULL when no replica is up. */
+sim_server *sim_server_failover(sim_server *primary, int64_t now_us, bool demote);
+/* A delay-replication event's latency on every link (0: none), or a partition (hold): what is
+ * not yet delivered is held both ways until it heals, then delivered. */
+void        sim_server_repl_delay(sim_server *primary, int64_t now_us, int64_t extra_us);
+void        sim_server_repl_hold(sim_server *primary, int64_t now_us, bool hold);
+int         sim_server_nmembers(const sim_server *s);      /* 1 + replicas; 1 without */
+sim_server *sim_server_member(const sim_server *s, int i);  /* the member i (0: the first primary) */
+bool        sim_server_is_primary(const sim_server *s);
+uint64_t    sim_server_offset(const sim_server *s);
+/* A key's string value in db 0 (NULL: absent, expired or not a string), for tests. */
+const char *sim_server_peek(sim_server *s, const char *key, int64_t now_us);
+
 /* Whether the model has a command of this name (any case). */
 bool        sim_server_knows(const char *name);
 

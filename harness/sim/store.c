@@ -644,6 +644,8 @@ static bool undo_wanted(const sim_server *s)
 void db_prepare_write(sim_exec *x, const sim_str *key)
 {
     sim_server *s = x->s;
+    if (s->grp)
+        repl_note_write(s, x->dbi, key);
     if (!undo_wanted(s))
         return;
     char buf[256];

@@ -954,20 +954,16 @@ static json_t *run_on(const char *file, const char *driver, char **out)
     return top;
 }
 
-/* A scenario with replicas is refused by the simulator, which does not model them: exit 2
- * and a message that says so, never a run that silently differs. */
 static bool redis_key(const json_t *sc, const char *key)
 {
     return json_integer_value(json_object_get(json_object_get(sc, "redis"), key)) > 0;
 }
 
-/* The simulator models neither replicas nor sentinels: a scenario with them is refused on it
- * (exit 2) naming the key -- redis.sentinels when it has sentinels, which are checked first. */
-static void sim_refuses_replicas(const char *file, const json_t *sc)
+/* The simulator models replicas but not sentinels: a scenario with sentinels is refused on it
+ * (exit 2) naming the key, never a run that silently differs. */
+static void sim_refuses_sentinels(const char *file)
 {
-    const char *want = redis_key(sc, "sentinels")
-                           ? "redis.sentinels: the simulator does not model sentinels"
-                           : "redis.replicas: the simulator does not model replicas";
+    const char *want = "redis.sentinels: the simulator does not model sentinels";
     char *err = NULL, *out = tempdir();
     int rc = lockbench(&err, "run %s --out %s/r --no-plot --quiet --set driver=sim", file, out);
     if (rc != 2 || !err || !strstr(err, want))
@@ -980,7 +976,8 @@ static void sim_refuses_replicas(const char *file, const json_t *sc)
 /* Every scenario the project ships, on both drivers: the correctness figures come out the same
  * -- overlaps, lost updates, stale writes rejected, crashed clients, and timeouts where the
  * scenario pins them -- and no expectation about what happened fails on either. A scenario with
- * replicas (and sentinels) runs on the real drivers only (sim_refuses_replicas). */
+ * sentinels runs on the real drivers only (sim_refuses_sentinels); one with replicas alone
+ * (faults/failover.json) runs on the simulator too. */
 static void every_scenario_agrees_on_both_drivers(void **state)
 {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -1014,8 +1011,8 @@ static void every_scenario_agrees_on_both_drivers(void **state)
         char *out[ND];
         json_t *top[ND];
         int nd = ND;
-        if (redis_key(sc, "replicas") && strcmp(drivers[ND - 1], "sim") == 0) {
-            sim_refuses_replicas(files[f], sc);
+        if (redis_key(sc, "sentinels") && strcmp(drivers[ND - 1], "sim") == 0) {
+            sim_refuses_sentinels(files[f]);
             nd--;
         }
         for (int k = 0; k < nd; k++)

@@ -857,9 +857,6 @@ static void test_replicas(void **state)
                "t.json: events.0.old: unknown key for kill-server");
     load_fails("{\"name\": \"x\", \"redis\": {\"replicas\": 1}}", &ext,
                "t.json: redis.replicas: replicas need servers that lockbench manages, not --redis");
-    load_fails("{\"name\": \"x\", \"driver\": \"sim\", \"redis\": {\"replicas\": 1}}", NULL,
-               "t.json: redis.replicas: the simulator does not model replicas yet: run this "
-               "scenario with \"driver\": \"loop\" or \"threads\"");
 }
 
 /* redis.sentinels: 0, 3 or 5, after replicas in scenario.json, and what rules it out: no
