@@ -333,6 +333,113 @@ static void wait_blocks_until_its_timeout_with_no_replica(void **state)
     done(f);
 }
 
+
+/* ---- replication -------------------------------------------------------------------------- */
+
+/* A write reaches each replica one link delay after its iteration ends, its ack one more later,
+ * and WAIT answers when enough acks are in -- or at its timeout with how many were. */
+static void replicas_apply_late_and_wait_counts_their_acks(void **state)
+{
+    fixture *f = make(LB_PERSIST_NONE);
+    assert_int_equal(sim_server_add_replicas(f->s, 2, 1000), 0);
+    assert_int_equal(sim_server_nmembers(f->s), 3);
+    sim_server *r1 = sim_server_member(f->s, 1), *r2 = sim_server_member(f->s, 2);
+    assert_false(sim_server_is_primary(r1));
+    sim_conn *a = conn(f, 0);
+    push(a, 0, "SET k v PX 60000");
+    push(a, 0, "WAIT 2 100");
+    run_to(f, 1015);  /* the iteration ends at 16: the SET leaves then, 1 ms on the wire */
+    expect(f, 0, 0, 16, "+OK");
+    assert_null(sim_server_peek(r1, "k", 1015));
+    run_to(f, 1016);
+    assert_string_equal(sim_server_peek(r1, "k", 1016), "v");
+    assert_string_equal(sim_server_peek(r2, "k", 1016), "v");
+    assert_int_equal(sim_server_offset(r1), 1);
+    assert_int_equal(count_for(f, 0), 1);  /* the acks are still on their way */
+    run_to(f, 3000);
+    expect(f, 0, 1, 2016, ":2");
+    /* the TTL is absolute: the replica's copy expires when the primary's does */
+    assert_null(sim_server_peek(r1, "k", 60001000));
+    /* a delay on the links: WAIT times out at its tick, with none acknowledged */
+    sim_server_repl_delay(f->s, 3000, 500000);
+    push(a, 3000, "SET k2 w");
+    push(a, 3000, "WAIT 1 10");
+    run_to(f, 400000);
+    expect(f, 0, 3, -1, ":0");
+    assert_null(sim_server_peek(r1, "k2", 400000));
+    /* already acknowledged: answered at once */
+    run_to(f, 2000000);
+    assert_string_equal(sim_server_peek(r2, "k2", 2000000), "w");
+    push(a, 2000000, "WAIT 2 0");
+    run_to(f, 2001000);
+    expect(f, 0, 4, 2000008, ":2");
+    /* a partition holds the stream until it heals */
+    sim_server_repl_delay(f->s, 2001000, 0);
+    sim_server_repl_hold(f->s, 2001000, true);
+    push(a, 2001000, "SET k3 x");
+    run_to(f, 3000000);
+    assert_null(sim_server_peek(r1, "k3", 3000000));
+    sim_server_repl_hold(f->s, 3000000, false);
+    run_to(f, 3001000);
+    assert_string_equal(sim_server_peek(r1, "k3", 3001000), "x");
+    done(f);
+}
+
+/* failover promotes the replica with the highest offset (the lowest on a tie); what was still
+ * on the wire is lost, and a script's writes are replicated as their effects. */
+static void failover_promotes_the_most_up_to_date_replica(void **state)
+{
+    fixture *f = make(LB_PERSIST_NONE);
+    assert_int_equal(sim_server_add_replicas(f->s, 2, 1000), 0);
+    sim_server *old = f->s, *r1 = sim_server_member(old, 1), *r2 = sim_server_member(old, 2);
+    sim_conn *a = conn(f, 0);
+    push(a, 0, "EVAL redis.call('SET',KEYS[1],'1') 1 a");
+    run_to(f, 5000);
+    assert_string_equal(sim_server_peek(r2, "a", 5000), "1");
+    sim_server_kill(r1, 5000, false);  /* r1 misses b */
+    push(a, 5000, "SET b 2");
+    run_to(f, 10000);
+    assert_int_equal(sim_server_offset(r2), 2);
+    sim_server_restart(r1, 10000);     /* resyncs: in step again */
+    assert_int_equal(sim_server_offset(r1), 2);
+    sim_server_repl_delay(old, 10000, 50000);
+    push(a, 10000, "SET c 3");         /* on the wire at the failover */
+    run_to(f, 20000);
+    sim_server *np = sim_server_failover(old, 20000, false);
+    assert_ptr_equal(np, r1);          /* r1 and r2 at offset 2: the lowest index */
+    assert_true(sim_server_is_primary(np));
+    assert_true(sim_server_is_down(old));
+    assert_true(sim_conn_is_dead(a));
+    assert_string_equal(sim_server_peek(np, "b", 20000), "2");
+    assert_null(sim_server_peek(np, "c", 20000));
+    f->s = np;
+    run_to(f, 200000);
+    assert_null(sim_server_peek(r2, "c", 200000));  /* from the old primary: dropped */
+    sim_server_kill(r2, 200000, false);             /* the new primary's replica gone */
+    sim_conn_close(a, 200000);
+    a = conn(f, 0);
+    push(a, 200000, "SET d 4");
+    push(a, 200000, "WAIT 1 10");
+    run_to(f, 400000);
+    expect(f, 0, 4, -1, ":0");
+    /* the killed old primary restarts empty, as a replica of the new one */
+    sim_server_restart(r2, 400000);
+    sim_server_restart(old, 400000);
+    assert_false(sim_server_is_primary(old));
+    assert_string_equal(sim_server_peek(old, "d", 400000), "4");
+    /* a second failover: old and r2 are in step, and old is member 0 */
+    push(a, 400000, "SET e 5");
+    run_to(f, 500000);
+    sim_server *np2 = sim_server_failover(np, 500000, true);  /* demote r1 */
+    assert_ptr_equal(np2, old);
+    assert_false(sim_server_is_primary(np));
+    assert_false(sim_server_is_down(np));
+    assert_string_equal(sim_server_peek(np, "e", 500000), "5");
+    f->s = np2;
+    sim_conn_close(a, 500000);
+    done(f);
+}
+
 /* ---- pause -------------------------------------------------------------------------------- */
 
 static void nothing_runs_while_paused(void **state)
@@ -623,6 +730,8 @@ int main(void)
         cmocka_unit_test(blpop_inside_multi_does_not_block),
         cmocka_unit_test(wait_blocks_until_its_timeout_with_no_replica),
         cmocka_unit_test(nothing_runs_while_paused),
+        cmocka_unit_test(replicas_apply_late_and_wait_counts_their_acks),
+        cmocka_unit_test(failover_promotes_the_most_up_to_date_replica),
         cmocka_unit_test(a_kill_without_persistence_loses_everything),
         cmocka_unit_test(aof_always_keeps_what_it_acknowledged),
         cmocka_unit_test(aof_everysec_keeps_written_on_kill_fsynced_on_crash),
