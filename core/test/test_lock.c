@@ -338,12 +338,14 @@ static void an_older_tokens_read_is_refused(void **state)
 
     /* the same token twice: the first to read keeps the resource */
     dlock *l1, *l2;
+    o.ttl_ms = 50;
     assert_int_equal(dlock_acquire(a, "fold:lock", &o, &l1), DLOCK_OK);
     wait_gone("fold:lock", 2000);
     redisContext *r = fx_raw(0);
     assert_non_null(r);
     freeReplyObject(redisCommand(r, "DECR fold:lock:fence"));  /* the INCR lost in a failover */
     redisFree(r);
+    o.ttl_ms = 30000;
     assert_int_equal(dlock_acquire(b, "fold:lock", &o, &l2), DLOCK_OK);
     assert_int_equal(dlock_fencing_token(l2), dlock_fencing_token(l1));
     assert_int_equal(dlock_fenced_read(resource, "fold:data", l1, &v), DLOCK_OK);
