@@ -899,6 +899,19 @@ void sim_conn_close(sim_conn *c, int64_t now_us)
     }
 }
 
+
+/* The iteration in progress answers no one and its effects never leave for the replicas. */
+static void abandon_iteration(sim_server *s)
+{
+    repl_drop_pending(s);
+    for (size_t i = 0; i < s->nout; i++)
+        s->out[i].c->pending--;
+    s->nout = 0;
+    sa_reset(&s->arena);
+    free_graveyard(s);
+    s->in_iter = false;
+}
+
 /* ---- the server ------------------------------------------------------------------------- */
 
 sim_server *sim_server_new(const sim_server_params *p, sim_reply_fn fn, void *ctx)
@@ -1003,13 +1016,7 @@ void sim_server_kill(sim_server *s, int64_t now_us, bool host)
         break;
     }
     undo_trim(s);
-    repl_drop_pending(s);  /* the iteration's effects never left */
-    for (size_t i = 0; i < s->nout; i++)
-        s->out[i].c->pending--;
-    s->nout = 0;
-    sa_reset(&s->arena);
-    free_graveyard(s);
-    s->in_iter = false;
+    abandon_iteration(s);
     kill_connections(s);
     script_flush(s);
     s->down = true;
@@ -1022,13 +1029,7 @@ void sim_server_demote(sim_server *s, int64_t now_us)
     sim_server_run(s, now_us);
     if (s->down)
         return;
-    repl_drop_pending(s);
-    for (size_t i = 0; i < s->nout; i++)
-        s->out[i].c->pending--;
-    s->nout = 0;
-    sa_reset(&s->arena);
-    free_graveyard(s);
-    s->in_iter = false;
+    abandon_iteration(s);
     s->t_free = max64(s->t_free, now_us);
     kill_connections(s);
 }
