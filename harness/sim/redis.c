@@ -899,7 +899,6 @@ void sim_conn_close(sim_conn *c, int64_t now_us)
     }
 }
 
-
 /* The iteration in progress answers no one and its effects never leave for the replicas. */
 static void abandon_iteration(sim_server *s)
 {
