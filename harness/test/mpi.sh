@@ -127,6 +127,22 @@ check "gc-pause on two ranks: the cross-rank overlap counted, every expectation 
     [ "$rc" -eq 0 ]
 [ "$rc" -eq 0 ] || sed 's/^/# /' "$tmp/gc.log"
 
+# The same with the store's count of clients inside (workload.inside_check): the store sees the
+# overlap without any clock, and says so in store_overlaps, equal to overlaps in every variant.
+mpi 2 "$MPI" run scenarios/faults/gc-pause.json --out "$tmp/gcin" --no-plot --quiet \
+    --set workload.inside_check=true >"$tmp/gcin.log" 2>&1
+rc=$?
+check "gc-pause on two ranks with inside_check: exit 0 (got $rc)" [ "$rc" -eq 0 ]
+python3 - "$tmp/gcin/summary.json" >"$tmp/gcin.cmp" 2>&1 <<'PY'
+import json, sys
+vs = json.load(open(sys.argv[1]))["variants"]
+for v in vs:
+    print("# %s: overlaps %s, store_overlaps %s" % (v["name"], v["overlaps"], v["store_overlaps"]))
+sys.exit(0 if vs and all(v["store_overlaps"] == v["overlaps"] == 1 for v in vs) else 1)
+PY
+check "... store_overlaps equals overlaps (1) in every variant" [ $? -eq 0 ]
+cat "$tmp/gcin.cmp"
+
 # ---- explore: the seeds split over the ranks ---------------------------------------------------
 
 # pause-no-fencing's first failing seed is 7 in one process; on two ranks (rank 0 takes the even
