@@ -894,6 +894,25 @@ static void catch_signals(void)
     sigaction(SIGHUP, &sa, NULL);
 }
 
+/* The file read and checked; on rank 0 (or the only process) DIR made and explore.json written,
+ * incomplete, before the search begins. The exit code. */
+static int setup(explore *x, search *s, char **name)
+{
+    char err[512];
+    int rc;
+    if ((rc = read_file(x)) != LB_EXIT_OK || (rc = check_scenario(x, name)) != LB_EXIT_OK)
+        return rc;
+    if (x->rank != 0)
+        return LB_EXIT_OK;
+    if ((rc = make_dir(x, *name)) != LB_EXIT_OK)
+        return rc;
+    if (write_explore_json(x, s, false, NULL, err, sizeof err) < 0) {
+        fprintf(stderr, "lockbench: %s\n", err);
+        return LB_EXIT_ENV;
+    }
+    return LB_EXIT_OK;
+}
+
 /* Under lockbench-mpi, every rank but 0 says nothing while it sets up (rank 0 says it, once):
  * its stderr goes to /dev/null until restore_stderr. */
 static int mute_stderr(void)
@@ -930,15 +949,9 @@ int lb_explore_main(int argc, char **argv)
     x.stride = d ? d->nranks : 1;
     int muted = d && d->rank != 0 ? mute_stderr() : -1;
     int rc = parse_flags(&x, argc, argv);
-    if (rc < 0 && ((rc = read_file(&x)) != LB_EXIT_OK ||
-                   (rc = check_scenario(&x, &name)) != LB_EXIT_OK ||
-                   (x.rank == 0 && (rc = make_dir(&x, name)) != LB_EXIT_OK)))
-        ;
-    else if (rc < 0 && x.rank == 0 && write_explore_json(&x, &s, false, NULL, err, sizeof err) < 0) {
-        fprintf(stderr, "lockbench: %s\n", err);
-        rc = LB_EXIT_ENV;
-    } else if (rc < 0) {
-        rc = LB_EXIT_OK;
+    if (rc < 0) {
+        catch_signals();   /* before explore.json says the search has begun */
+        rc = setup(&x, &s, &name);
     }
     restore_stderr(muted);
     if (d) {
@@ -951,11 +964,12 @@ int lb_explore_main(int argc, char **argv)
     }
     if (rc != LB_EXIT_OK)
         goto out;
-    catch_signals();
     rc = run_search(&x, &s);
     if (d) {
-        if (gather_search(d, &s) < 0 && rc == LB_EXIT_OK && x.rank == 0)
-            rc = s.env_error;
+        if (rc != LB_EXIT_OK && !s.env_error)   /* its workers could not start: rank 0 says so */
+            s.env_error = rc;
+        rc = LB_EXIT_OK;
+        gather_search(d, &s);   /* on rank 0, a failure to gather is s.env_error */
         if (x.rank != 0)   /* rank 0 reports this rank's findings */
             goto out;
         lb_ranks_set(NULL);   /* the replay, shrink and --confirm: rank 0 alone, one process */
