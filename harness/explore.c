@@ -15,6 +15,7 @@
  *           (atomically) when it ends; an interrupted explore writes what it found, incomplete.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -37,6 +38,7 @@
 #include "explore.h"
 #include "metrics.h"
 #include "monotonic.h"
+#include "ranks.h"
 #include "results.h"
 #include "run.h"
 #include "sim/sim.h"
@@ -54,6 +56,8 @@ typedef struct explore {
     lb_sim       calibration;
     bool         calibrated;
     int64_t      from, seeds;
+    int          rank, stride;      /* under lockbench-mpi: this rank takes seeds from+rank,
+                                       from+rank+stride, ...; else 0 and 1 */
     int          jobs, confirm;
     bool         all, quiet, force;
     const char  *out;
@@ -71,7 +75,7 @@ typedef struct report {
 
 /* Shared by the workers (an anonymous shared mapping). */
 typedef struct shared {
-    atomic_int_fast64_t next;       /* the next seed offset to take */
+    atomic_int_fast64_t next;       /* the next seed offset (this rank's k-th seed) to take */
     atomic_int_fast64_t limit;      /* no seed offset at or above it is taken */
 } shared;
 
@@ -170,7 +174,7 @@ static void worker(const explore *x, shared *sh, int fd)
         int64_t k = atomic_fetch_add(&sh->next, 1);
         if (k >= atomic_load(&sh->limit))
             break;
-        report r = judge(x, x->from + k);
+        report r = judge(x, x->from + x->rank + k * x->stride);
         if (write(fd, &r, sizeof r) != (ssize_t)sizeof r)
             _exit(3);
     }
@@ -206,6 +210,14 @@ static void record_failure(search *s, const report *r)
     s->variant[s->nfailing++] = r->variant;
 }
 
+/* How many of the seeds this rank takes: every stride-th from its own. */
+static int64_t mine(const explore *x)
+{
+    return x->seeds > x->rank ? (x->seeds - x->rank + x->stride - 1) / x->stride : 0;
+}
+
+static void sort_failures(search *s);
+
 static int run_search(const explore *x, search *s)
 {
     int fds[2];
@@ -215,7 +227,7 @@ static int run_search(const explore *x, search *s)
         return LB_EXIT_ENV;
     }
     atomic_init(&sh->next, 0);
-    atomic_init(&sh->limit, x->seeds);
+    atomic_init(&sh->limit, mine(x));
     int64_t start = dlock__mono_us(), shown = 0;
     fflush(NULL);
     for (nworkers = 0; nworkers < x->jobs && !stopping(); nworkers++) {
@@ -245,7 +257,8 @@ static int run_search(const explore *x, search *s)
         if (r.verdict == 1) {
             record_failure(s, &r);
             if (!x->all) {   /* no higher seed is taken; the lower ones finish */
-                int64_t lim = atomic_load(&sh->limit), k = r.seed - x->from;
+                int64_t lim = atomic_load(&sh->limit);
+                int64_t k = (r.seed - x->from - x->rank) / x->stride;
                 while (k < lim && !atomic_compare_exchange_weak(&sh->limit, &lim, k))
                     ;
             }
@@ -282,7 +295,13 @@ static int run_search(const explore *x, search *s)
     munmap(sh, sizeof *sh);
     s->seconds = (double)(dlock__mono_us() - start) / 1e6;
     progress(x, s, s->seconds, true);
-    /* the seeds in order, with their variants alongside */
+    sort_failures(s);
+    return LB_EXIT_OK;
+}
+
+/* The failing seeds in order, with their variants alongside. */
+static void sort_failures(search *s)
+{
     for (size_t i = 1; i < s->nfailing; i++)
         for (size_t j = i; j > 0 && s->failing[j - 1] > s->failing[j]; j--) {
             int64_t t = s->failing[j];
@@ -292,7 +311,92 @@ static int run_search(const explore *x, search *s)
             s->failing[j - 1] = t;
             s->variant[j - 1] = v;
         }
-    return LB_EXIT_OK;
+}
+
+/* ---- the ranks' searches, gathered (lockbench-mpi) ---------------------------------------------- */
+
+/* What a rank sends rank 0 of its search: this, then nfailing seeds and nfailing variants. Every
+ * rank runs the same binary (lockbench-mpi checks), so the layout is the same on both ends. */
+typedef struct rank_record {
+    int64_t run, nfailing;
+    double  seconds;
+    int32_t env_error, pad;
+    char    msg[512];
+} rank_record;
+
+/* Every rank's search into rank 0's s: seeds judged summed, failing seeds merged (run_search's
+ * order, ascending), the longest rank's time, the lowest rank's error. Each rank judged every
+ * one of its seeds below its own first failure, so every seed below the lowest failure of all is
+ * judged: the first failure is the one a single process finds. 0, or -1 (out of memory, a
+ * record that does not parse) with s->msg filled on rank 0. */
+static int gather_search(lb_ranks *d, search *s)
+{
+    size_t len = sizeof(rank_record) + s->nfailing * (sizeof(int64_t) + sizeof(int32_t));
+    char *buf = calloc(1, len), *all = NULL;
+    size_t *lens = calloc((size_t)d->nranks, sizeof *lens);
+    int bad = !buf || !lens;
+    if (bad) {
+        len = 0;   /* an empty record still takes part; rank 0 then refuses it */
+    } else {
+        rank_record h = {.run = s->run, .nfailing = (int64_t)s->nfailing, .seconds = s->seconds,
+                         .env_error = s->env_error};
+        memcpy(h.msg, s->msg, sizeof h.msg);
+        memcpy(buf, &h, sizeof h);
+        memcpy(buf + sizeof h, s->failing, s->nfailing * sizeof(int64_t));
+        memcpy(buf + sizeof h + s->nfailing * sizeof(int64_t), s->variant,
+               s->nfailing * sizeof(int32_t));
+    }
+    if (d->gather(d, buf, len, (void **)&all, lens) < 0)
+        bad = 1;
+    free(buf);
+    if (d->rank == 0 && !bad) {
+        search m = {0};
+        size_t at = 0;
+        for (int r = 0; r < d->nranks && !bad; r++) {
+            rank_record h;
+            if (lens[r] < sizeof h) {
+                bad = 1;
+                break;
+            }
+            memcpy(&h, all + at, sizeof h);
+            size_t n = (size_t)h.nfailing;
+            if (h.nfailing < 0 || lens[r] != sizeof h + n * (sizeof(int64_t) + sizeof(int32_t))) {
+                bad = 1;
+                break;
+            }
+            m.run += h.run;
+            m.seconds = h.seconds > m.seconds ? h.seconds : m.seconds;
+            if (h.env_error && !m.env_error) {
+                m.env_error = h.env_error;
+                h.msg[sizeof h.msg - 1] = '\0';
+                snprintf(m.msg, sizeof m.msg, "rank %d: %.480s", r, h.msg);
+            }
+            for (size_t i = 0; i < n; i++) {
+                report rep = {0};
+                memcpy(&rep.seed, all + at + sizeof h + i * sizeof(int64_t), sizeof(int64_t));
+                memcpy(&rep.variant, all + at + sizeof h + n * sizeof(int64_t) +
+                       i * sizeof(int32_t), sizeof(int32_t));
+                record_failure(&m, &rep);
+            }
+            at += lens[r];
+        }
+        if (bad) {
+            free(m.failing);
+            free(m.variant);
+        } else {
+            free(s->failing);
+            free(s->variant);
+            *s = m;
+            sort_failures(s);
+        }
+    }
+    free(all);
+    free(lens);
+    if (bad && d->rank == 0 && !s->env_error) {
+        s->env_error = LB_EXIT_ENV;
+        snprintf(s->msg, sizeof s->msg, "the ranks' searches could not be gathered");
+    }
+    return bad ? -1 : 0;
 }
 
 /* ---- the failure's files -------------------------------------------------------------------- */
@@ -442,6 +546,8 @@ static int write_explore_json(const explore *x, const search *s, bool complete, 
                             "failing_seeds", seeds_json(s),
                             "seeds_per_s", s->seconds > 0 ? (double)s->run / s->seconds : 0.0,
                             "first_failure", first);
+    if (doc && x->stride > 1)
+        json_object_set_new(doc, "ranks", json_integer(x->stride));
     int rc = doc ? write_json(path, doc, err, errlen) : -1;
     json_decref(doc);
     free(path);
@@ -788,24 +894,86 @@ static void catch_signals(void)
     sigaction(SIGHUP, &sa, NULL);
 }
 
+/* The file read and checked; on rank 0 (or the only process) DIR made and explore.json written,
+ * incomplete, before the search begins. The exit code. */
+static int setup(explore *x, search *s, char **name)
+{
+    char err[512];
+    int rc;
+    if ((rc = read_file(x)) != LB_EXIT_OK || (rc = check_scenario(x, name)) != LB_EXIT_OK)
+        return rc;
+    if (x->rank != 0)
+        return LB_EXIT_OK;
+    if ((rc = make_dir(x, *name)) != LB_EXIT_OK)
+        return rc;
+    if (write_explore_json(x, s, false, NULL, err, sizeof err) < 0) {
+        fprintf(stderr, "lockbench: %s\n", err);
+        return LB_EXIT_ENV;
+    }
+    return LB_EXIT_OK;
+}
+
+/* Under lockbench-mpi, every rank but 0 says nothing while it sets up (rank 0 says it, once):
+ * its stderr goes to /dev/null until restore_stderr. */
+static int mute_stderr(void)
+{
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY);
+    if (saved >= 0 && null >= 0)
+        dup2(null, STDERR_FILENO);
+    if (null >= 0)
+        close(null);
+    return saved;
+}
+
+static void restore_stderr(int saved)
+{
+    if (saved < 0)
+        return;
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+}
+
 int lb_explore_main(int argc, char **argv)
 {
     static explore x;
     char err[512], *name = NULL;
     search s = {0};
+    /* Under lockbench-mpi every rank runs this with the same arguments and files: each searches
+     * every K-th seed, rank 0 gathers the verdicts and does the rest alone. */
+    lb_ranks *d = lb_ranks_get();
+    if (d && d->nranks < 2)
+        d = NULL;
+    x.rank = d ? d->rank : 0;
+    x.stride = d ? d->nranks : 1;
+    int muted = d && d->rank != 0 ? mute_stderr() : -1;
     int rc = parse_flags(&x, argc, argv);
-    if (rc >= 0)
-        return rc;
-    if ((rc = read_file(&x)) != LB_EXIT_OK || (rc = check_scenario(&x, &name)) != LB_EXIT_OK ||
-        (rc = make_dir(&x, name)) != LB_EXIT_OK)
-        goto out;
-    catch_signals();
-    if (write_explore_json(&x, &s, false, NULL, err, sizeof err) < 0) {
-        fprintf(stderr, "lockbench: %s\n", err);
-        rc = LB_EXIT_ENV;
-        goto out;
+    if (rc < 0) {
+        catch_signals();   /* before explore.json says the search has begun */
+        rc = setup(&x, &s, &name);
     }
+    restore_stderr(muted);
+    if (d) {
+        int all = d->agree(d, rc);
+        if (all != LB_EXIT_OK && rc == LB_EXIT_OK && x.rank == 0)
+            fprintf(stderr, "lockbench: explore: another rank could not set up the search (exit "
+                            "%d)\n", all);
+        rc = all;
+        x.quiet = x.quiet || x.rank != 0;
+    }
+    if (rc != LB_EXIT_OK)
+        goto out;
     rc = run_search(&x, &s);
+    if (d) {
+        if (rc != LB_EXIT_OK && !s.env_error)   /* its workers could not start: rank 0 says so */
+            s.env_error = rc;
+        rc = LB_EXIT_OK;
+        gather_search(d, &s);   /* on rank 0, a failure to gather is s.env_error */
+        if (x.rank != 0)   /* rank 0 reports this rank's findings */
+            goto out;
+        lb_ranks_set(NULL);   /* the replay, shrink and --confirm: rank 0 alone, one process */
+    }
     if (rc == LB_EXIT_OK && s.env_error) {
         fprintf(stderr, "lockbench: %s\n", s.msg);
         rc = s.env_error;

@@ -104,6 +104,7 @@ static void lb__totals(const lb_run_result *run, lb_summary *s)
         s->counter.attempted += c->cs_attempted;
         s->counter.acked += c->cs_acked;
         s->counter.stale_writes_rejected += c->stale_rejected;
+        s->store_overlaps += c->store_overlaps;
         s->redis.commands += (int64_t)c->commands;
     }
     s->counter.actual = run->counter_actual;

@@ -83,6 +83,7 @@ typedef struct lb_summary {
         int64_t acked, attempted, actual, lost_updates, stale_writes_rejected;
     } counter;
     int64_t     overlaps;
+    int64_t     store_overlaps;  /* workload.inside_check: entries the store saw overlap */
     struct {
         int64_t commands;
         double  commands_per_acquisition;

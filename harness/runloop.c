@@ -351,6 +351,13 @@ static void on_incr(rn_loop_client *lc, redisReply *r)
     pump(lc, (lb_wl_input){.ok = r && r->type == REDIS_REPLY_INTEGER});
 }
 
+/* inside_check: the INCR or DECR of <counter>:inside, and its reply. */
+static void on_inside(rn_loop_client *lc, redisReply *r)
+{
+    bool ok = r && r->type == REDIS_REPLY_INTEGER;
+    pump(lc, (lb_wl_input){.ok = ok, .value = ok ? r->integer : 0});
+}
+
 /* Waits on the client's timer until until_us (since the start barrier). */
 static void wait_until(rn_loop_client *lc, int64_t until_us, lc_state state)
 {
@@ -498,6 +505,11 @@ static void carry(rn_loop_client *lc, lb_wl_step s)
             break;
         case LB_WL_INCR:
             res_command(lc, on_incr, "INCR %s", lc->counter);
+            return;
+        case LB_WL_ENTER:
+        case LB_WL_EXIT:
+            res_command(lc, on_inside, s.what == LB_WL_ENTER ? "INCR %s:inside" : "DECR %s:inside",
+                        lc->counter);
             return;
         case LB_WL_HOLDING:
             if (!holding_point(lc, &in))

@@ -430,6 +430,16 @@ static int write_counter(client *c, const char *counter, long long v, uint64_t f
     return ok ? DLOCK_OK : DLOCK_EIO;
 }
 
+/* inside_check: INCR (by +1) or DECR (-1) of <counter>:inside; the INCR's reply in *value. */
+static bool count_inside(client *c, const char *counter, int by, long long *value)
+{
+    redisReply *r = redisCommand(c->res, by > 0 ? "INCR %s:inside" : "DECR %s:inside", counter);
+    bool ok = r && r->type == REDIS_REPLY_INTEGER;
+    *value = ok ? r->integer : 0;
+    freeReplyObject(r);
+    return ok;
+}
+
 static bool incr_counter(client *c, const char *counter)
 {
     redisReply *r = redisCommand(c->res, "INCR %s", counter);
@@ -521,6 +531,10 @@ static void workload(client *c)
             break;
         case LB_WL_INCR:
             in.ok = incr_counter(c, counter);
+            break;
+        case LB_WL_ENTER:
+        case LB_WL_EXIT:
+            in.ok = count_inside(c, counter, s.what == LB_WL_ENTER ? 1 : -1, &in.value);
             break;
         case LB_WL_HOLDING:
             in.crashed = !holding_point(c);

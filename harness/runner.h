@@ -133,6 +133,8 @@ typedef struct lb_client_result {
     int64_t      cs_acked;       /* counter writes Redis acknowledged */
     int64_t      stale_rejected; /* critical sections the store refused for an older token,
                                     at the read or the write */
+    int64_t      store_overlaps; /* inside_check: entries the store counted a second client
+                                    inside at (an INCR of <counter>:inside that answered > 1) */
     bool         crashed;        /* crashed and not restarted */
     int          crashes;        /* times it crashed */
     int64_t      end_us;         /* when it finished */

@@ -232,6 +232,7 @@ static const field workload_fields[] = {
     ENUM_F("critical_section", lb_workload, critical_section, "\"counter\"", cs_names),
     BOOL_F("release", lb_workload, release, "true"),
     NOBJ_F("arrival", lb_workload, arrival, arrival_fields),
+    BOOL_F("inside_check", lb_workload, inside_check, "false"),
     END_F};
 
 static const field network_fields[] = {

@@ -116,6 +116,8 @@ typedef struct {
     lb_critical_section critical_section;   /* counter */
     bool    release;         /* true */
     lb_arrival arrival;      /* off */
+    bool    inside_check;    /* false: the store's count of clients inside (INCR on entry, DECR
+                                on exit on <counter key>:inside), store_overlaps */
 } lb_workload;
 
 typedef struct {

@@ -8,7 +8,11 @@
  * INCR; none: the holding point and the hold -- then the release (or, with release false, the
  * lock is kept). Then the think time, at least the error pause after an
  * error, and the next iteration, until the iterations are done, the group's deadline passes or
- * the run is stopped. A client inside its critical section at the deadline finishes it and
+ * the run is stopped. With workload.inside_check on, the critical section begins with an INCR
+ * of the store's count of clients inside (<counter key>:inside; a reply above 1 is an overlap
+ * the store saw, counted in store_overlaps, clock-free, whichever process the other client
+ * runs in) and ends with its DECR, before the release or keep. A client that crashes inside, or
+ * whose DECR does not arrive, leaves the count one too high for the rest of the run. A client inside its critical section at the deadline finishes it and
  * releases; a client waiting to start or thinking stops at once. */
 #include <math.h>
 #include <stdlib.h>
@@ -24,6 +28,8 @@ enum {
     W_HELD,         /* the hold is over */
     W_WRITING,
     W_INCRING,
+    W_ENTERING,     /* inside_check: the INCR of the store's count of clients inside */
+    W_EXITING,      /* inside_check: its DECR */
     W_RELEASING,
     W_KEPT,
     W_THINKING,
@@ -241,6 +247,7 @@ static void leave(lb_wl *m, int64_t now_us)
 /* A crash ends what the client was doing: a hold ends there, never released. */
 static lb_wl_step crashed(lb_wl *m, const lb_wl_input *in)
 {
+    m->store_inside = false;   /* its count stays in the store: no DECR comes from a crash */
     if (m->inside) {
         leave(m, in->now_us);
         m->a->end = LB_END_CRASHED;
@@ -288,6 +295,8 @@ static lb_wl_step top(lb_wl *m, const lb_wl_input *in)
     return go(m, W_ACQUIRING, LB_WL_ACQUIRE);
 }
 
+static lb_wl_step in_critical_section(lb_wl *m);
+
 /* A crash right after the grant still counts as entering: the client crashes inside. */
 static lb_wl_step acquired(lb_wl *m, const lb_wl_input *in)
 {
@@ -301,6 +310,14 @@ static lb_wl_step acquired(lb_wl *m, const lb_wl_input *in)
     m->out->cs_attempted++;
     if (in->crashed)
         return crashed(m, in);
+    if (m->w->inside_check)
+        return go(m, W_ENTERING, LB_WL_ENTER);
+    return in_critical_section(m);
+}
+
+/* The critical section's first step of its own: the counter's read, or the holding point. */
+static lb_wl_step in_critical_section(lb_wl *m)
+{
     if (m->w->critical_section == LB_CS_COUNTER) {
         m->state = W_READING;
         return (lb_wl_step){.what = LB_WL_READ, .fence = m->fence};
@@ -339,6 +356,10 @@ static lb_wl_step held(lb_wl *m, const lb_wl_input *in)
 /* Out of the critical section: release, or keep the lock (release: false). */
 static lb_wl_step end_hold(lb_wl *m, const lb_wl_input *in)
 {
+    if (m->store_inside) {   /* the store's count first, still holding the lock */
+        m->store_inside = false;
+        return go(m, W_EXITING, LB_WL_EXIT);
+    }
     leave(m, in->now_us);
     if (m->w->release)
         return go(m, W_RELEASING, LB_WL_RELEASE);
@@ -377,6 +398,10 @@ static lb_wl_step outcome(lb_wl *m, const lb_wl_input *in)
     case W_INCRING:
         m->out->cs_acked += in->ok;
         break;
+    case W_ENTERING:   /* an INCR that did not answer may have counted: a DECR follows all the same */
+        m->store_inside = true;
+        m->out->store_overlaps += in->ok && in->value > 1;
+        break;
     case W_RELEASING:
         m->a->released_us = in->now_us;
         m->a->end = in->rc == DLOCK_OK         ? LB_END_RELEASED
@@ -408,8 +433,11 @@ static lb_wl_step outcome(lb_wl *m, const lb_wl_input *in)
         lb_wl_step s = held(m, in);
         return s.what != 0 ? s : end_hold(m, in);
     }
+    case W_ENTERING:
+        return in_critical_section(m);
     case W_WRITING:
     case W_INCRING:
+    case W_EXITING:
         return end_hold(m, in);
     case W_RELEASING:
     case W_KEPT:

@@ -29,6 +29,10 @@ typedef enum {
     LB_WL_WRITE,        /* write value to the counter (fence > 0: the fenced write); feed rc:
                            DLOCK_OK, DLOCK_ESTALE (a fenced write refused) or another error */
     LB_WL_INCR,         /* INCR the counter; feed ok */
+    LB_WL_ENTER,        /* inside_check: INCR <counter>:inside on the resource connection, the
+                           first step in the critical section; feed ok and value (the reply) */
+    LB_WL_EXIT,         /* inside_check: DECR <counter>:inside, the last step in it (before
+                           the release); feed ok */
     LB_WL_HOLDING,      /* the holding point: apply the client's armed "when": "holding" faults */
     LB_WL_HOLD,         /* stay in the critical section until until_us (the deadline does not
                            cut it; a crash does) */
@@ -53,8 +57,8 @@ typedef struct lb_wl_input {
     bool stop;           /* the run was asked to stop (Ctrl-C) */
     bool crashed;        /* a crash fault stopped the client during the step */
     int rc;              /* ACQUIRE, WRITE, RELEASE, a fenced READ */
-    bool ok;             /* READ, INCR */
-    long long value;     /* READ */
+    bool ok;             /* READ, INCR, ENTER, EXIT */
+    long long value;     /* READ, ENTER */
     uint32_t attempts;   /* ACQUIRE: tries inside the call */
     uint32_t commands;   /* ACQUIRE: commands the lock core sent for it */
     uint64_t fence;      /* ACQUIRE: the lock's fencing token */
@@ -80,6 +84,7 @@ typedef struct lb_wl {
     bool error;                   /* the iteration in progress ended in an error */
     bool inside;                  /* in the critical section (the oracle knows) */
     bool counter_read;
+    bool store_inside;            /* inside_check: counted in <counter>:inside, not yet out */
     lb_acquisition *a;            /* the iteration's record (&rec), NULL when none */
     lb_acquisition rec;           /* the call in progress, put back in the log at each step */
     size_t seq;                   /* its number in the meter's log */

@@ -12,7 +12,11 @@
  * takes the job down (MPI's default error handling); rank 0's summary.json then still says
  * "complete": false, as it did from before the first client started.
  *
- * Other commands (validate, plot, gate, --help, ...) run once, on rank 0. */
+ *   mpirun -np K lockbench-mpi explore SCENARIO.json --seeds N [explore flags]
+ *
+ * explore splits the seeds over the ranks (rank r searches seeds S+r, S+r+K, ..., each on its
+ * --jobs workers); rank 0 gathers the verdicts and alone replays, shrinks and writes the first
+ * failure (explore.c). Other commands (validate, plot, gate, --help, ...) run once, on rank 0. */
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -172,7 +176,8 @@ static int run(int rank, int nranks, const char *const *hosts, int argc, char **
     int rc = check_same(rank, nranks, hosts, argc, argv);
     if (rc)
         return rc;
-    if (rank == 0 && !given_redis(argc, argv))
+    bool servers = strcmp(argv[1], "run") == 0;   /* explore's search needs none */
+    if (servers && rank == 0 && !given_redis(argc, argv))
         rc = listen_with_password(bind);
     MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (rc)
@@ -207,14 +212,15 @@ int main(int argc, char **argv)
             fprintf(stderr, "lockbench-mpi: --bind: expected the address the other ranks reach "
                             "rank 0's servers on (not a wildcard)\n");
         rc = EXIT_USAGE;
-    } else if (argc > 1 && strcmp(argv[1], "run") == 0) {
+    } else if (argc > 1 && (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "explore") == 0)) {
         rc = run(rank, nranks, hosts, argc, argv, bind);
     } else if (rank == 0) {  /* validate, plot, gate, --help...: once */
         rc = lb_cli_main(argc, argv);
         if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
             fputs("\nlockbench-mpi: mpirun -np K lockbench-mpi run SCENARIO... [--bind ADDR]: the "
                   "clients dealt over the K ranks;\nrank 0 starts the servers on ADDR (default "
-                  "127.0.0.1) and writes the results\n", stderr);
+                  "127.0.0.1) and writes the results\nmpirun -np K lockbench-mpi explore SCENARIO --seeds N ...: "
+                  "the seeds split over the K ranks\n", stderr);
     }
     MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     MPI_Finalize();

@@ -98,6 +98,7 @@ typedef struct sconn {
 
 typedef enum {
     OP_NONE, OP_ACQUIRE, OP_RELEASE, OP_EXTEND, OP_READ, OP_WRITE, OP_INCR,
+    OP_INSIDE,                   /* inside_check: INCR or DECR of <counter>:inside */
     OP_FENCED,                   /* a fenced write: a machine on the protected store */
     OP_FENCED_READ               /* a fenced read: likewise */
 } op_kind;
@@ -701,7 +702,9 @@ static void batch_done(sim *S, sclient *c, lane *L, bool timed_out)
             in.rc = x && x->type == DLOCK_REPLY_STATUS ? DLOCK_OK : DLOCK_EIO;
             break;
         case OP_INCR:
+        case OP_INSIDE:
             in.ok = x && x->type == DLOCK_REPLY_INTEGER;
+            in.value = in.ok ? x->integer : 0;
             break;
         default:
             in.rc = timed_out ? DLOCK_EIO : DLOCK_OK;
@@ -976,6 +979,8 @@ static void send_resource(sim *S, sclient *c, op_kind op, const char *cmd, const
 {
     char key[KEY_MAX + 16];
     counter_key(S, (size_t)c->keyidx, key, sizeof key);
+    if (op == OP_INSIDE)
+        strcat(key, ":inside");
     const char *argv[4] = {cmd, key, arg2, NULL};
     int server[1] = {S->nservers}, argc[1] = {arg2 ? 3 : 2};
     const char *const *av[1] = {(const char *const *)argv_copy(argc[0], argv)};
@@ -1044,6 +1049,10 @@ static void carry(sim *S, sclient *c, lb_wl_step s)
         }
         case LB_WL_INCR:
             send_resource(S, c, OP_INCR, "INCR", NULL);
+            return;
+        case LB_WL_ENTER:
+        case LB_WL_EXIT:
+            send_resource(S, c, OP_INSIDE, s.what == LB_WL_ENTER ? "INCR" : "DECR", NULL);
             return;
         case LB_WL_HOLDING: {
             int crash = faults_of(c)->crash_when_holding, pause = faults_of(c)->pause_when_holding;

@@ -4,7 +4,8 @@
 # MPI ones; the counter is exact across the ranks; the clients are split; the clock offset bound
 # is reported. Then the bad inputs: ranks with different scenario files stop at the checksum
 # (exit 2), and a rank killed part-way takes the job down leaving a summary that says
-# "complete": false. Prints TAP; skips when mpirun is missing or the build is a sanitizer's.
+# "complete": false. explore on two ranks finds the first failing seed one process finds.
+# Prints TAP; skips when mpirun is missing or the build is a sanitizer's.
 # Run from the repository root: sh harness/test/mpi.sh
 # LOCKBENCH names the lockbench binary (default build/lockbench); lockbench-mpi sits beside it.
 
@@ -125,6 +126,55 @@ rc=$?
 check "gc-pause on two ranks: the cross-rank overlap counted, every expectation holds" \
     [ "$rc" -eq 0 ]
 [ "$rc" -eq 0 ] || sed 's/^/# /' "$tmp/gc.log"
+
+# The same with the store's count of clients inside (workload.inside_check): the store sees the
+# overlap without any clock, and says so in store_overlaps, equal to overlaps in every variant.
+mpi 2 "$MPI" run scenarios/faults/gc-pause.json --out "$tmp/gcin" --no-plot --quiet \
+    --set workload.inside_check=true >"$tmp/gcin.log" 2>&1
+rc=$?
+check "gc-pause on two ranks with inside_check: exit 0 (got $rc)" [ "$rc" -eq 0 ]
+python3 - "$tmp/gcin/summary.json" >"$tmp/gcin.cmp" 2>&1 <<'PY'
+import json, sys
+vs = json.load(open(sys.argv[1]))["variants"]
+for v in vs:
+    print("# %s: overlaps %s, store_overlaps %s" % (v["name"], v["overlaps"], v["store_overlaps"]))
+sys.exit(0 if vs and all(v["store_overlaps"] == v["overlaps"] == 1 for v in vs) else 1)
+PY
+check "... store_overlaps equals overlaps (1) in every variant" [ $? -eq 0 ]
+cat "$tmp/gcin.cmp"
+
+# ---- explore: the seeds split over the ranks ---------------------------------------------------
+
+# pause-no-fencing's first failing seed is 7 in one process; on two ranks (rank 0 takes the even
+# seeds, rank 1 the odd ones) rank 0 gathers both searches and finds the same seed, with every
+# seed below it judged.
+explore_check() {  # explore_check DIR SEED MIN_RUN: the first failure, seeds_run, complete
+    python3 - "$@" <<'PY'
+import json, sys
+d, seed, least = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+j = json.load(open(d + "/explore.json"))
+first = (j.get("first_failure") or {}).get("seed")
+ok = j["complete"] is True and j["seeds_run"] >= least and (seed < 0 and first is None or first == seed)
+print("# %s: first failure %s, seeds_run %s, complete %s, ranks %s" %
+      (d, first, j["seeds_run"], j["complete"], j.get("ranks")))
+sys.exit(0 if ok else 1)
+PY
+}
+"$LOCKBENCH" explore scenarios/explore/pause-no-fencing.json --seeds 40 --out "$tmp/ex1" \
+    --quiet >"$tmp/ex1.log" 2>&1
+check "explore in one process: seed 7 fails first" explore_check "$tmp/ex1" 7 8
+mpi 2 "$MPI" explore scenarios/explore/pause-no-fencing.json --seeds 40 --out "$tmp/ex2" \
+    --jobs 1 --quiet >"$tmp/ex2.log" 2>&1
+rc=$?
+check "explore on two ranks: exit 1 (got $rc)" [ "$rc" -eq 1 ]
+check "... the same first failing seed, 7; seeds_run >= 8; complete" explore_check "$tmp/ex2" 7 8
+check "... the failure written, shrunk, replayed by rank 0" \
+    sh -c "[ -f '$tmp/ex2/failure-7.json' ] && [ -f '$tmp/ex2/minimized.json' ] && [ -d '$tmp/ex2/seed-7' ]"
+mpi 2 "$MPI" explore scenarios/explore/redlock-kill-aof-always.json --seeds 10 --out "$tmp/ex3" \
+    --quiet >"$tmp/ex3.log" 2>&1
+rc=$?
+check "explore on two ranks, no seed failing: exit 0 (got $rc)" [ "$rc" -eq 0 ]
+check "... seeds_run 10, complete" python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(not (j["seeds_run"] == 10 and j["complete"] is True and j["failures"] == 0))' "$tmp/ex3/explore.json"
 
 # ---- bad input: different scenario files behind the same name ------------------------------
 

@@ -361,6 +361,40 @@ static void repeats_and_set_overrides(void **state)
     free(out);
 }
 
+/* workload.inside_check: gc-pause's one overlap (a client frozen past its lease while the other
+ * takes the lock) is seen by the store too, clock-free, on both real drivers: store_overlaps 1
+ * in each variant, as overlaps; off (the default), store_overlaps is 0. */
+static void the_store_sees_the_overlap(void **state)
+{
+    static const char *const drivers[] = {"loop", "threads"};
+    for (size_t d = 0; d < 2; d++) {
+        char *out = tempdir();
+        assert_int_equal(lockbench(NULL, "run scenarios/faults/gc-pause.json --out %s --no-plot "
+                                         "--quiet --driver %s --set workload.inside_check=true",
+                                   out, drivers[d]), 0);
+        json_t *top = load_json(out, "summary.json");
+        json_t *vs = json_object_get(top, "variants");
+        assert_true(json_array_size(vs) > 0);
+        for (size_t i = 0; i < json_array_size(vs); i++) {
+            json_t *v = json_array_get(vs, i);
+            if (num(v, "store_overlaps") != 1 || num(v, "overlaps") != 1)
+                fail_msg("%s, variant %zu: store_overlaps %g, overlaps %g", drivers[d], i,
+                         num(v, "store_overlaps"), num(v, "overlaps"));
+        }
+        json_decref(top);
+        rmtree(out);
+        free(out);
+    }
+    char *out = tempdir();
+    assert_int_equal(lockbench(NULL, "run scenarios/faults/gc-pause.json --out %s --no-plot "
+                                     "--quiet", out), 0);
+    json_t *top = load_json(out, "summary.json");
+    assert_int_equal(num(json_array_get(json_object_get(top, "variants"), 0), "store_overlaps"), 0);
+    json_decref(top);
+    rmtree(out);
+    free(out);
+}
+
 /* With --redis: nothing is flushed and every key lockbench made is gone afterwards. */
 static void external_server_is_left_as_found(void **state)
 {
@@ -1452,6 +1486,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(version_and_help),
         cmocka_unit_test(missing_file_is_bad_input),
+        cmocka_unit_test(the_store_sees_the_overlap),
         cmocka_unit_test(invalid_scenarios_exit_2_with_their_message),
         cmocka_unit_test(seed_five_clients),
         cmocka_unit_test(seed_timeout),

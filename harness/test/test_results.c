@@ -268,7 +268,7 @@ static void test_variant_summary(void **state)
         "fairness.jain", "fairness.jain_wait", "fairness.min_acquisitions",
         "fairness.max_acquisitions", "fairness.max_wait_ms", "counter.acked",
         "counter.attempted", "counter.actual", "counter.lost_updates",
-        "counter.stale_writes_rejected", "overlaps", "redis.commands",
+        "counter.stale_writes_rejected", "overlaps", "store_overlaps", "redis.commands",
         "redis.commands_per_acquisition", "faults_applied"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (!json_is_number(at(j, keys[i])))

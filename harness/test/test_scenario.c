@@ -969,7 +969,8 @@ static void test_expect_paths_from_the_table(void **state)
             load_fails(json, NULL, want);
         }
     }
-    assert_int_equal(named, 48);   /* SPEC section 6's figures and section 10's open-loop ones */
+    assert_int_equal(named, 49);   /* SPEC section 6's figures, section 10's open-loop ones and
+                                      store_overlaps (workload.inside_check) */
     load_fails("{\"name\": \"x\", \"expect\": {\"timeout_ms.p99\": 1}}", NULL,
                "t.json: expect.timeout_ms.p99: unknown summary path");
     load_fails("{\"name\": \"x\", \"expect\": {\"acquire_ms\": 1}}", NULL,

@@ -231,6 +231,89 @@ static void a_crash_while_holding_ends_the_hold(void **state)
     teardown(&f);
 }
 
+/* inside_check: the critical section begins with the INCR of the store's count of clients
+ * inside and ends with its DECR, before the release; a reply above 1 is an overlap the store
+ * saw. Off (the default), neither step comes. */
+static void the_store_counts_the_clients_inside(void **state)
+{
+    fixture f;
+    setup(&f, LB_CS_COUNTER, 3, 5, 0);
+    f.g.workload.inside_check = true;
+    begin(&f, INT64_MAX);
+    expect(&f, LB_WL_ACQUIRE);
+    feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_OK, .fence = 3});
+    expect(&f, LB_WL_ENTER);
+    feed(&f, (lb_wl_input){.now_us = 20, .ok = true, .value = 1});
+    expect(&f, LB_WL_READ);
+    assert_int_equal(f.s.fence, 3);
+    feed(&f, (lb_wl_input){.now_us = 30, .ok = true, .value = 7, .rc = DLOCK_OK});
+    expect(&f, LB_WL_HOLDING);
+    feed(&f, (lb_wl_input){.now_us = 40});
+    expect_until(&f, LB_WL_HOLD, 40 + 5000);
+    feed(&f, (lb_wl_input){.now_us = 5040});
+    expect(&f, LB_WL_WRITE);
+    assert_int_equal(f.s.value, 8);
+    feed(&f, (lb_wl_input){.now_us = 5050, .rc = DLOCK_OK});
+    expect(&f, LB_WL_EXIT);
+    assert_int_equal(record(&f, 0)->left_us, -1);  /* still inside until the DECR answers */
+    feed(&f, (lb_wl_input){.now_us = 5060, .ok = true});
+    expect(&f, LB_WL_RELEASE);
+    assert_int_equal(record(&f, 0)->left_us, 5060);
+    assert_int_equal(f.out.store_overlaps, 0);
+    feed(&f, (lb_wl_input){.now_us = 5070, .rc = DLOCK_OK});
+    expect(&f, LB_WL_ACQUIRE);
+
+    /* another client was inside: the INCR answers 2 */
+    feed(&f, (lb_wl_input){.now_us = 6000, .rc = DLOCK_OK, .fence = 4});
+    expect(&f, LB_WL_ENTER);
+    feed(&f, (lb_wl_input){.now_us = 6010, .ok = true, .value = 2});
+    expect(&f, LB_WL_READ);
+    assert_int_equal(f.out.store_overlaps, 1);
+    /* a refused read ends the critical section: the DECR still comes before the release */
+    feed(&f, (lb_wl_input){.now_us = 6020, .rc = DLOCK_ESTALE});
+    expect(&f, LB_WL_EXIT);
+    feed(&f, (lb_wl_input){.now_us = 6030, .ok = true});
+    expect(&f, LB_WL_RELEASE);
+    feed(&f, (lb_wl_input){.now_us = 6040, .rc = DLOCK_OK});
+    expect(&f, LB_WL_ACQUIRE);
+
+    /* an INCR with no reply counts nothing, but is undone all the same; a crash inside sends
+     * no DECR */
+    feed(&f, (lb_wl_input){.now_us = 7000, .rc = DLOCK_OK, .fence = 5});
+    expect(&f, LB_WL_ENTER);
+    feed(&f, (lb_wl_input){.now_us = 7010, .ok = false});
+    expect(&f, LB_WL_READ);
+    feed(&f, (lb_wl_input){.now_us = 7020, .ok = true, .value = 8, .rc = DLOCK_OK});
+    expect(&f, LB_WL_HOLDING);
+    feed(&f, (lb_wl_input){.now_us = 7030, .crashed = true});
+    expect(&f, LB_WL_CRASHED);
+    assert_int_equal(f.out.store_overlaps, 1);
+    teardown(&f);
+
+    setup(&f, LB_CS_INCR, 1, 0, 0);   /* off: no step of its own */
+    begin(&f, INT64_MAX);
+    feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_OK});
+    expect(&f, LB_WL_HOLDING);
+    feed(&f, (lb_wl_input){.now_us = 20});
+    expect(&f, LB_WL_INCR);
+    feed(&f, (lb_wl_input){.now_us = 30, .ok = true});
+    expect(&f, LB_WL_RELEASE);
+    teardown(&f);
+
+    setup(&f, LB_CS_NONE, 1, 0, 0);   /* on, with no store work of the section's own */
+    f.g.workload.inside_check = true;
+    begin(&f, INT64_MAX);
+    feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_OK});
+    expect(&f, LB_WL_ENTER);
+    feed(&f, (lb_wl_input){.now_us = 20, .ok = true, .value = 1});
+    expect(&f, LB_WL_HOLDING);
+    feed(&f, (lb_wl_input){.now_us = 30});
+    expect(&f, LB_WL_EXIT);
+    feed(&f, (lb_wl_input){.now_us = 40, .ok = true});
+    expect(&f, LB_WL_RELEASE);
+    teardown(&f);
+}
+
 /* A crash while waiting for the lock: the call counts as canceled, not as a timeout or error. */
 static void a_crash_while_waiting_is_canceled(void **state)
 {
@@ -449,6 +532,7 @@ int main(void)
         cmocka_unit_test(a_fenced_write_carries_the_token),
         cmocka_unit_test(a_refused_fenced_read_ends_the_critical_section),
         cmocka_unit_test(a_crash_while_holding_ends_the_hold),
+        cmocka_unit_test(the_store_counts_the_clients_inside),
         cmocka_unit_test(a_crash_while_waiting_is_canceled),
         cmocka_unit_test(an_error_pauses_the_backoff_cap),
         cmocka_unit_test(start_and_deadline),
