@@ -20,6 +20,10 @@ need gcc             command -v cc
 # Only `make mpi` (build/lockbench-mpi) uses Open MPI; plain lockbench links none of it.
 need libopenmpi-dev  command -v mpicc
 need openmpi-bin     command -v mpirun
+# The MPI test (harness/test/mpi.sh) reads the results' JSON with python3; iproute2 gives it
+# the two network namespaces its ranks sit in.
+need python3         command -v python3
+need iproute2        command -v ip
 
 [ -z "$missing" ] && exit 0
 

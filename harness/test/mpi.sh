@@ -228,5 +228,49 @@ check "the results say \"complete\": false" \
     "$tmp/dead/summary.json"
 check "... and hold no variant that looks finished" [ ! -e "$tmp/dead/default/summary.json" ]
 
+# ---- two hosts' addresses: a rank in each of two network namespaces joined by a veth pair ---------
+# Where the machine allows it (root, iproute2): mpirun and rank 0 in one namespace, rank 1 in the
+# other; the ranks' PMIx and MPI traffic and the clients' Redis traffic cross the veth pair.
+ns0=lbmpi$$a ns1=lbmpi$$b
+if ip netns add "$ns0" 2>/dev/null; then
+    trap 'ip netns del "$ns0" 2>/dev/null; ip netns del "$ns1" 2>/dev/null; rm -rf "$tmp"' EXIT
+    ip netns add "$ns1" &&
+        ip link add "v$$a" type veth peer name "v$$b" &&
+        ip link set "v$$a" netns "$ns0" && ip link set "v$$b" netns "$ns1" &&
+        ip -n "$ns0" addr add 10.213.7.1/30 dev "v$$a" && ip -n "$ns1" addr add 10.213.7.2/30 dev "v$$b" &&
+        ip -n "$ns0" link set "v$$a" up && ip -n "$ns1" link set "v$$b" up &&
+        ip -n "$ns0" link set lo up && ip -n "$ns1" link set lo up
+    check "two namespaces joined by a veth pair" [ $? -eq 0 ]
+    across() {  # across BIND OUT: the counter scenario, rank 0 in ns0, rank 1 in ns1
+        timeout -k 5 60 ip netns exec "$ns0" env PMIX_MCA_ptl_tcp_remote_connections=1 \
+            PMIX_MCA_ptl_tcp_if_include="v$$a" mpirun --oversubscribe --mca btl self,vader \
+            --mca oob_tcp_if_include "v$$a" \
+            -np 1 "$MPI" run "$FIX/counter.json" --bind "$1" --out "$2" --no-plot --quiet : \
+            -np 1 ip netns exec "$ns1" "$MPI" run "$FIX/counter.json" --bind "$1" --out "$2" \
+            --no-plot --quiet
+    }
+    across 10.213.7.1 "$tmp/netns" >"$tmp/netns.log" 2>&1
+    rc=$?
+    check "across the veth pair: the counter is exact (exit $rc)" [ "$rc" -eq 0 ]
+    [ "$rc" -eq 0 ] || sed 's/^/# /' "$tmp/netns.log"
+    check "... two ranks, the clients split 3 + 2" python3 -c 'import json,sys
+s = json.load(open(sys.argv[1]))
+sys.exit(not (s["ranks"] == 2 and s["clients_per_rank"] == [3, 2] and s["complete"] is True))' \
+        "$tmp/netns/summary.json"
+    # --bind on an address rank 1 cannot reach (rank 0's loopback): a clear error, exit 3, soon
+    start=$(date +%s)
+    across 127.0.0.1 "$tmp/unreach" >"$tmp/unreach.log" 2>&1
+    rc=$? secs=$(( $(date +%s) - start ))
+    check "--bind on an address another rank cannot reach: exit 3 (got $rc)" [ "$rc" -eq 3 ]
+    check "... within the command timeout (${secs}s)" [ "$secs" -le 20 ]
+    check "... saying which server did not answer" grep -q "did not answer" "$tmp/unreach.log"
+    check "... and the results say \"complete\": false" python3 -c 'import json,sys
+sys.exit(json.load(open(sys.argv[1]))["complete"] is not False)' "$tmp/unreach/summary.json"
+    ip netns del "$ns0"
+    ip netns del "$ns1"
+else
+    ok "# SKIP network namespaces: this machine does not allow them (ip netns add failed)"
+fi
+
 echo "1..$n"
 [ "$failed" -eq 0 ]
