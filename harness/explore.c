@@ -181,11 +181,15 @@ static void worker(const explore *x, shared *sh, int fd)
     _exit(0);
 }
 
+typedef struct failure {
+    int64_t seed;
+    int32_t variant;         /* the first variant that failed */
+} failure;
+
 typedef struct search {
     int64_t  run;            /* seeds judged */
-    int64_t *failing;        /* ascending once sorted */
-    int32_t *variant;        /* per failing seed, parallel */
-    size_t   nfailing;
+    failure *failing;        /* by seed once sorted */
+    size_t   nfailing, cap;
     double   seconds;
     int      env_error;      /* 2 or 3 when a worker could not judge a seed */
     char     msg[512];
@@ -200,14 +204,14 @@ static void progress(const explore *x, const search *s, double elapsed, bool las
             last ? "\n" : "");
 }
 
-static void record_failure(search *s, const report *r)
+static void record_failure(search *s, failure f)
 {
-    s->failing = realloc(s->failing, (s->nfailing + 1) * sizeof *s->failing);
-    s->variant = realloc(s->variant, (s->nfailing + 1) * sizeof *s->variant);
-    if (!s->failing || !s->variant)
-        abort();
-    s->failing[s->nfailing] = r->seed;
-    s->variant[s->nfailing++] = r->variant;
+    if (s->nfailing == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 16;
+        if (!(s->failing = realloc(s->failing, s->cap * sizeof *s->failing)))
+            abort();
+    }
+    s->failing[s->nfailing++] = f;
 }
 
 /* How many of the seeds this rank takes: every stride-th from its own. */
@@ -255,7 +259,7 @@ static int run_search(const explore *x, search *s)
             continue;
         s->run++;
         if (r.verdict == 1) {
-            record_failure(s, &r);
+            record_failure(s, (failure){r.seed, r.variant});
             if (!x->all) {   /* no higher seed is taken; the lower ones finish */
                 int64_t lim = atomic_load(&sh->limit);
                 int64_t k = (r.seed - x->from - x->rank) / x->stride;
@@ -299,23 +303,22 @@ static int run_search(const explore *x, search *s)
     return LB_EXIT_OK;
 }
 
-/* The failing seeds in order, with their variants alongside. */
+static int by_seed(const void *a, const void *b)
+{
+    int64_t x = ((const failure *)a)->seed, y = ((const failure *)b)->seed;
+    return (x > y) - (x < y);
+}
+
+/* The failing seeds in order (each seed is judged once, so no two are equal). */
 static void sort_failures(search *s)
 {
-    for (size_t i = 1; i < s->nfailing; i++)
-        for (size_t j = i; j > 0 && s->failing[j - 1] > s->failing[j]; j--) {
-            int64_t t = s->failing[j];
-            int32_t v = s->variant[j];
-            s->failing[j] = s->failing[j - 1];
-            s->variant[j] = s->variant[j - 1];
-            s->failing[j - 1] = t;
-            s->variant[j - 1] = v;
-        }
+    if (s->nfailing > 1)
+        qsort(s->failing, s->nfailing, sizeof *s->failing, by_seed);
 }
 
 /* ---- the ranks' searches, gathered (lockbench-mpi) ---------------------------------------------- */
 
-/* What a rank sends rank 0 of its search: this, then nfailing seeds and nfailing variants. Every
+/* What a rank sends rank 0 of its search: this, then its nfailing failures. Every
  * rank runs the same binary (lockbench-mpi checks), so the layout is the same on both ends. */
 typedef struct rank_record {
     int64_t run, nfailing;
@@ -331,7 +334,7 @@ typedef struct rank_record {
  * record that does not parse) with s->msg filled on rank 0. */
 static int gather_search(lb_ranks *d, search *s)
 {
-    size_t len = sizeof(rank_record) + s->nfailing * (sizeof(int64_t) + sizeof(int32_t));
+    size_t len = sizeof(rank_record) + s->nfailing * sizeof(failure);
     char *buf = calloc(1, len), *all = NULL;
     size_t *lens = calloc((size_t)d->nranks, sizeof *lens);
     int bad = !buf || !lens;
@@ -342,9 +345,8 @@ static int gather_search(lb_ranks *d, search *s)
                          .env_error = s->env_error};
         memcpy(h.msg, s->msg, sizeof h.msg);
         memcpy(buf, &h, sizeof h);
-        memcpy(buf + sizeof h, s->failing, s->nfailing * sizeof(int64_t));
-        memcpy(buf + sizeof h + s->nfailing * sizeof(int64_t), s->variant,
-               s->nfailing * sizeof(int32_t));
+        if (s->nfailing)
+            memcpy(buf + sizeof h, s->failing, s->nfailing * sizeof(failure));
     }
     if (d->gather(d, buf, len, (void **)&all, lens) < 0)
         bad = 1;
@@ -360,7 +362,7 @@ static int gather_search(lb_ranks *d, search *s)
             }
             memcpy(&h, all + at, sizeof h);
             size_t n = (size_t)h.nfailing;
-            if (h.nfailing < 0 || lens[r] != sizeof h + n * (sizeof(int64_t) + sizeof(int32_t))) {
+            if (h.nfailing < 0 || lens[r] != sizeof h + n * sizeof(failure)) {
                 bad = 1;
                 break;
             }
@@ -372,20 +374,16 @@ static int gather_search(lb_ranks *d, search *s)
                 snprintf(m.msg, sizeof m.msg, "rank %d: %.480s", r, h.msg);
             }
             for (size_t i = 0; i < n; i++) {
-                report rep = {0};
-                memcpy(&rep.seed, all + at + sizeof h + i * sizeof(int64_t), sizeof(int64_t));
-                memcpy(&rep.variant, all + at + sizeof h + n * sizeof(int64_t) +
-                       i * sizeof(int32_t), sizeof(int32_t));
-                record_failure(&m, &rep);
+                failure f;
+                memcpy(&f, all + at + sizeof h + i * sizeof f, sizeof f);
+                record_failure(&m, f);
             }
             at += lens[r];
         }
         if (bad) {
             free(m.failing);
-            free(m.variant);
         } else {
             free(s->failing);
-            free(s->variant);
             *s = m;
             sort_failures(s);
         }
@@ -529,7 +527,7 @@ static json_t *seeds_json(const search *s)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < s->nfailing; i++)
-        json_array_append_new(a, json_integer(s->failing[i]));
+        json_array_append_new(a, json_integer(s->failing[i].seed));
     return a;
 }
 
@@ -558,7 +556,7 @@ static int write_explore_json(const explore *x, const search *s, bool complete, 
 
 /* The failure's signature: the variant's first failed expectation and the side it missed. */
 static int signature_of(const lb_scenario *v, const lb_summary *sum, lb_shrink_target *t,
-                        const lb_expect_failure **failure)
+                        const lb_expect_failure **missed)
 {
     for (size_t i = 0; i < sum->expect.nfailures; i++) {
         const lb_expect_failure *f = &sum->expect.failures[i];
@@ -570,7 +568,7 @@ static int signature_of(const lb_scenario *v, const lb_summary *sum, lb_shrink_t
             t->min = e->min;
             t->max = e->max;
             t->above = f->value > e->max;
-            *failure = f;
+            *missed = f;
             return 0;
         }
     }
@@ -615,8 +613,8 @@ static int minimize(const explore *x, json_t *doc, const lb_shrink_target *t, js
 static int first_failure(const explore *x, const search *s, json_t *first)
 {
     char err[512], *file = NULL, *results = NULL;
-    int64_t seed = s->failing[0];
-    size_t vi = (size_t)s->variant[0];
+    int64_t seed = s->failing[0].seed;
+    size_t vi = (size_t)s->failing[0].variant;
     lb_scenario *sc = NULL;
     lb_summary sum = {0};
     lb_shrink_target t = {0};
@@ -682,8 +680,9 @@ static int write_failures(const explore *x, const search *s)
     char err[512];
     size_t n = x->all ? s->nfailing : s->nfailing > 0;
     for (size_t i = 0; i < n && !stopping(); i++) {
-        json_t *doc = resolved_variant(x, s->failing[i], s->variant[i], err, sizeof err);
-        char *path = path_in(x, "failure-%" PRId64 ".json", s->failing[i]);
+        const failure *f = &s->failing[i];
+        json_t *doc = resolved_variant(x, f->seed, f->variant, err, sizeof err);
+        char *path = path_in(x, "failure-%" PRId64 ".json", f->seed);
         int rc = doc ? write_json(path, doc, err, sizeof err) : -1;
         json_decref(doc);
         free(path);
@@ -1006,7 +1005,6 @@ int lb_explore_main(int argc, char **argv)
              : s.nfailing > 0 ? LB_EXIT_FAILED : LB_EXIT_OK;
 out:
     free(s.failing);
-    free(s.variant);
     free(name);
     free(x.text);
     free(x.dir);
