@@ -247,6 +247,7 @@ static int do_failover(lb_group *g, const lb_event *e, lb_fault_record *f, char 
 {
     int from = lb_group_primary(g);
     int to = lb_group_failover(g, e->old == LB_OLD_KILL, err, errlen);
+    f->node = to >= 0 && e->old == LB_OLD_KILL ? from : -1;
     if (to >= 0) {
         size_t len = strlen(f->detail);
         snprintf(f->detail + len, sizeof f->detail - len, " from=node%d promoted=node%d", from, to);
@@ -273,10 +274,11 @@ static bool do_server(run *r, const lb_event *e, bool ending, lb_fault_record *f
     case LB_EV_KILL_SERVER:
     case LB_EV_FAILOVER:
         if (ending)
-            rc = lb_group_restart(g, err, sizeof err);
+            rc = lb_group_restart(g, f->node, err, sizeof err);
+        else if (e->action == LB_EV_FAILOVER)
+            rc = do_failover(g, e, f, err, sizeof err);
         else
-            rc = e->action == LB_EV_FAILOVER ? do_failover(g, e, f, err, sizeof err)
-                                              : lb_group_kill(g);
+            rc = f->node = lb_group_kill(g);
         break;
     case LB_EV_DELAY_REPLICATION:
         rc = lb_group_repl_delay(g, e->latency_ms * 1000, !ending);

@@ -48,8 +48,6 @@ struct lb_group {
     int primary;
     node nodes[1 + LB_GROUP_MAX_REPLICAS];
     int front;          /* the clients' link, -1 without replicas */
-    int killed[1 + LB_GROUP_MAX_REPLICAS];   /* nodes killed and still down, oldest first */
-    int nkilled;
     int paused;         /* the node paused, -1 = none */
     int partitions;
     int64_t delays[MAX_DELAYS];              /* replication latencies in effect, oldest first */
@@ -298,7 +296,6 @@ int lb_group_wait_sync(lb_group *g, int timeout_ms, char *err, size_t errlen)
 static void mark_killed(lb_group *g, int k)
 {
     g->nodes[k].down = true;
-    g->killed[g->nkilled++] = k;
     if (g->paused == k)
         g->paused = -1;
 }
@@ -348,8 +345,14 @@ static int repoint_others(lb_group *g, int old, int best, bool kill_old, char *e
 int lb_group_failover(lb_group *g, bool kill_old, char *err, size_t errlen)
 {
     int old = g->primary;
-    if (g->n < 2) {
-        snprintf(err, errlen, "the server has no replicas");
+    bool replica_up = false;
+    for (int k = 0; k < g->n; k++)
+        replica_up |= k != old && !g->nodes[k].down;
+    if (g->n < 2 || !replica_up) {   /* checked before the kill: a failover that cannot promote
+                                        leaves the primary alone */
+        snprintf(err, errlen, g->n < 2 ? "the server has no replicas"
+                                       : "every replica of node %d is down: nothing to promote",
+                 old);
         return -1;
     }
     if (kill_old && !g->nodes[old].down) {
@@ -376,13 +379,12 @@ int lb_group_failover(lb_group *g, bool kill_old, char *err, size_t errlen)
     return repoint_others(g, old, best, kill_old, err, errlen) < 0 ? -1 : best;
 }
 
-int lb_group_restart(lb_group *g, char *err, size_t errlen)
+int lb_group_restart(lb_group *g, int k, char *err, size_t errlen)
 {
-    if (g->nkilled == 0) {
-        snprintf(err, errlen, "no node is down");
+    if (k < 0 || k >= g->n || !g->nodes[k].down) {
+        snprintf(err, errlen, "node %d is not down", k);
         return -1;
     }
-    int k = g->killed[--g->nkilled];
     if (lb_server_restart(g->nodes[k].srv, err, errlen) < 0)
         return -1;
     g->nodes[k].down = false;

@@ -57,16 +57,17 @@ int64_t lb_group_offset(const lb_group *g, int node);
  * node on a tie): the old primary is killed first (kill_old) or demoted after the promotion
  * (REPLICAOF the new primary), replication bytes still in flight from it are dropped, the new
  * primary gets REPLICAOF NO ONE, the other replicas are re-pointed to it, and the front link
- * follows. Returns the promoted node, or -1 with err filled (no replica answers). */
+ * follows. Returns the promoted node, or -1 with err filled (no replica answers; then nothing
+ * was done: the old primary runs on). */
 int lb_group_failover(lb_group *g, bool kill_old, char *err, size_t errlen);
 
 /* kill-server: SIGKILL the current primary (no failover: its clients find nothing). The node
  * killed is returned (-1 when none is running). */
 int lb_group_kill(lb_group *g);
-/* Restarts the node killed last (by lb_group_kill or a failover) on its port and files. If it
- * is no longer the primary it comes back as a replica of the current one, as Sentinel re-points
- * a returning old primary. 0, or -1 with err filled. */
-int lb_group_restart(lb_group *g, char *err, size_t errlen);
+/* Restarts node k, killed by lb_group_kill or a failover, on its port and files. If it is no
+ * longer the primary it comes back as a replica of the current one, as Sentinel re-points a
+ * returning old primary. 0, or -1 with err filled. */
+int lb_group_restart(lb_group *g, int k, char *err, size_t errlen);
 /* Sentinels watching the group (redis.sentinels) promote and re-point on their own; the group
  * then follows what they report instead of deciding:
  *

@@ -149,6 +149,8 @@ typedef struct lb_fault_record {
     char             target[64]; /* "clients=0,1", "server=2", "clients=all" */
     char             detail[96]; /* "duration_ms=500", "latency_ms=20 jitter_ms=5", ... */
     bool             applied;
+    int              node;       /* kill-server, failover with kill: the node it killed, which
+                                    its restart brings back; -1 otherwise */
 } lb_fault_record;
 
 typedef struct lb_run_result {

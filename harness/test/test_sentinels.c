@@ -346,7 +346,7 @@ static void sentinels_drive_a_managed_group(void **state)
     assert_int_equal(lb_sentinels_sync_group(s, 0, g), 1);
     assert_int_equal(lb_group_primary(g), 1);
 
-    assert_int_equal(lb_group_restart(g, err, sizeof err), 0);
+    assert_int_equal(lb_group_restart(g, 0, err, sizeof err), 0);
     bool up = false;
     role_of(port0, role, sizeof role, &mport, &up);
     assert_string_equal(role, "master");   /* not re-pointed by the group */

@@ -647,7 +647,7 @@ static void test_failover_promotes_most_up_to_date(void **state)
     sync_group(f);                                    /* node 1 follows node 2 */
     assert_int_equal(get_key(connect_node(f, 1, 1), "lb:c", val, sizeof val), 1);
 
-    if (lb_group_restart(g, f->err, sizeof f->err) != 0)
+    if (lb_group_restart(g, 0, f->err, sizeof f->err) != 0)
         fail_msg("lb_group_restart: %s", f->err);
     assert_true(lb_server_is_running(lb_group_node(g, 0)));
     sync_group(f);
@@ -703,6 +703,22 @@ static void test_failover_without_replicas_fails(void **state)
     assert_true(lb_server_is_running(lb_group_node(g, 0)));
 }
 
+/* A failover whose replicas are all down promotes nothing and kills nothing: the primary (here
+ * node 1, promoted by the first failover, with node 0 killed) runs on. */
+static void test_failover_with_every_replica_down_leaves_the_primary(void **state)
+{
+    fixture *f = *state;
+    lb_group *g = start_group(f, LB_PERSIST_NONE, 1);
+    assert_int_equal(lb_group_failover(g, true, f->err, sizeof f->err), 1);
+    assert_int_equal(lb_group_failover(g, true, f->err, sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "nothing to promote"));
+    assert_int_equal(lb_group_primary(g), 1);
+    assert_true(lb_server_is_running(lb_group_node(g, 1)));
+    assert_int_equal(lb_group_restart(g, 1, f->err, sizeof f->err), -1);   /* not down */
+    assert_int_equal(lb_group_restart(g, 0, f->err, sizeof f->err), 0);
+    assert_true(lb_server_is_running(lb_group_node(g, 0)));
+}
+
 int main(void)
 {
     alarm(TEST_TIME_LIMIT_S);   /* a hang fails the run; PR_SET_PDEATHSIG takes the servers */
@@ -726,6 +742,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failover_promotes_most_up_to_date, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failover_demote_loses_delayed_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partition_replication_holds_then_heals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failover_with_every_replica_down_leaves_the_primary,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_failover_without_replicas_fails, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
