@@ -1443,7 +1443,7 @@ static bool apply(sim *S, size_t idx, bool ending)
         else if (e->action == LB_EV_FAILOVER && S->killed[idx])
             sim_server_restart(S->killed[idx], S->now);
         else if (e->action == LB_EV_DELAY_REPLICATION)
-            sim_server_repl_delay(S->srv[e->server], S->now, ending ? 0 : e->latency_ms * 1000);
+            sim_server_repl_delay(S->srv[e->server], S->now, e->latency_ms * 1000, !ending);
         else
             sim_server_repl_hold(S->srv[e->server], S->now, !ending);
         server_poke(S, e->server);

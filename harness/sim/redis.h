@@ -111,10 +111,12 @@ int         sim_server_add_replicas(sim_server *primary, int n, int64_t one_way_
  * replica of the new one (its connections cut, its unreplicated writes lost). Effects in flight
  * from the old primary are dropped. The new primary, or NULL when no replica is up. */
 sim_server *sim_server_failover(sim_server *primary, int64_t now_us, bool demote);
-/* A delay-replication event's latency on every link (0: none), or a partition (hold): what is
- * not yet delivered is held both ways until it heals, then delivered. */
-void        sim_server_repl_delay(sim_server *primary, int64_t now_us, int64_t extra_us);
-void        sim_server_repl_hold(sim_server *primary, int64_t now_us, bool hold);
+/* A delay-replication event's latency on every link begins (on) or ends, or a partition: what
+ * is not yet delivered is held both ways until it heals, then delivered. Overlapping events
+ * stack as on the real drivers: the latest delay in effect applies; a partition lasts until the
+ * last one ends. */
+void        sim_server_repl_delay(sim_server *primary, int64_t now_us, int64_t latency_us, bool on);
+void        sim_server_repl_hold(sim_server *primary, int64_t now_us, bool on);
 int         sim_server_nmembers(const sim_server *s);      /* 1 + replicas; 1 without */
 sim_server *sim_server_member(const sim_server *s, int i);  /* the member i (0: the first primary) */
 bool        sim_server_is_primary(const sim_server *s);

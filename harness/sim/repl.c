@@ -46,6 +46,10 @@ struct sim_group {
     int primary;
     int64_t one_way_us, extra_us;
     bool held;
+    /* Faults may overlap, as on the real drivers (replicas.c): the latest delay still in effect
+     * applies, and the links stay cut while any partition lasts. */
+    int64_t delays[8];
+    int ndelays, partitions;
     rlink link[MAX_MEMBERS];
 };
 
@@ -405,20 +409,36 @@ void repl_on_restart(sim_server *s, int64_t now_us)
     }
 }
 
-void sim_server_repl_delay(sim_server *p, int64_t now_us, int64_t extra_us)
-{
-    if (!p->grp)
-        return;
-    sim_server_run(p, now_us);
-    p->grp->extra_us = extra_us > 0 ? extra_us : 0;
-}
-
-void sim_server_repl_hold(sim_server *p, int64_t now_us, bool hold)
+void sim_server_repl_delay(sim_server *p, int64_t now_us, int64_t latency_us, bool on)
 {
     sim_group *g = p->grp;
     if (!g)
         return;
     sim_server_run(p, now_us);
+    if (on && g->ndelays < (int)(sizeof g->delays / sizeof g->delays[0])) {
+        g->delays[g->ndelays++] = latency_us;
+    } else if (!on) {
+        for (int i = g->ndelays - 1; i >= 0; i--)
+            if (g->delays[i] == latency_us) {
+                memmove(&g->delays[i], &g->delays[i + 1],
+                        (size_t)(g->ndelays - i - 1) * sizeof g->delays[0]);
+                g->ndelays--;
+                break;
+            }
+    }
+    g->extra_us = g->ndelays ? g->delays[g->ndelays - 1] : 0;
+}
+
+void sim_server_repl_hold(sim_server *p, int64_t now_us, bool on)
+{
+    sim_group *g = p->grp;
+    if (!g)
+        return;
+    sim_server_run(p, now_us);
+    g->partitions += on ? 1 : -1;
+    if (g->partitions < 0)
+        g->partitions = 0;
+    bool hold = g->partitions > 0;
     if (hold == g->held)
         return;
     g->held = hold;

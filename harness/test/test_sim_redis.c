@@ -361,7 +361,7 @@ static void replicas_apply_late_and_wait_counts_their_acks(void **state)
     /* the TTL is absolute: the replica's copy expires when the primary's does */
     assert_null(sim_server_peek(r1, "k", 60001000));
     /* a delay on the links: WAIT times out at its tick, with none acknowledged */
-    sim_server_repl_delay(f->s, 3000, 500000);
+    sim_server_repl_delay(f->s, 3000, 500000, true);
     push(a, 3000, "SET k2 w");
     push(a, 3000, "WAIT 1 10");
     run_to(f, 400000);
@@ -373,15 +373,18 @@ static void replicas_apply_late_and_wait_counts_their_acks(void **state)
     push(a, 2000000, "WAIT 2 0");
     run_to(f, 2001000);
     expect(f, 0, 4, 2000008, ":2");
-    /* a partition holds the stream until it heals */
-    sim_server_repl_delay(f->s, 2001000, 0);
+    /* a partition holds the stream until it heals; two overlapping ones until both have */
+    sim_server_repl_delay(f->s, 2001000, 500000, false);
+    sim_server_repl_hold(f->s, 2001000, true);
     sim_server_repl_hold(f->s, 2001000, true);
     push(a, 2001000, "SET k3 x");
     run_to(f, 3000000);
-    assert_null(sim_server_peek(r1, "k3", 3000000));
     sim_server_repl_hold(f->s, 3000000, false);
     run_to(f, 3001000);
-    assert_string_equal(sim_server_peek(r1, "k3", 3001000), "x");
+    assert_null(sim_server_peek(r1, "k3", 3001000));
+    sim_server_repl_hold(f->s, 3001000, false);
+    run_to(f, 3002000);
+    assert_string_equal(sim_server_peek(r1, "k3", 3002000), "x");
     done(f);
 }
 
@@ -402,7 +405,7 @@ static void failover_promotes_the_most_up_to_date_replica(void **state)
     assert_int_equal(sim_server_offset(r2), 2);
     sim_server_restart(r1, 10000);     /* resyncs: in step again */
     assert_int_equal(sim_server_offset(r1), 2);
-    sim_server_repl_delay(old, 10000, 50000);
+    sim_server_repl_delay(old, 10000, 50000, true);
     push(a, 10000, "SET c 3");         /* on the wire at the failover */
     run_to(f, 20000);
     sim_server *np = sim_server_failover(old, 20000, false);
