@@ -393,7 +393,7 @@ int64_t repl_next_delivery(const sim_server *s);     /* INT64_MAX: none */
 void repl_deliver_next(sim_server *s);
 int  repl_acked(const sim_server *s, uint64_t off);  /* replicas that acknowledged off */
 void repl_free_group(sim_server *s);                 /* sim_server_free */
-void repl_on_restart(sim_server *s, int64_t now_us);
+void repl_on_restart(sim_server *s);
 void sim_server_demote(sim_server *s, int64_t now_us);  /* redis.c: connections cut, data kept */
 
 /* script.c */

@@ -12,7 +12,7 @@
  *     blocked first, and queued as unblocked (processCommand -> handleClientsBlockedOnKeys);
  *   - serverCron runs when due (dynamic hz as Redis: more clients, higher hz);
  *   - beforeSleep: blocked clients whose deadline passed (deadline < now in ms) get nil (a WAIT
- *     gets 0: no replica is modelled, so none ever acknowledges); the
+ *     gets the count of replicas that acknowledged, repl.c); the
  *     unblocked clients run what is pipelined behind their BLPOP; the AOF is written (and under
  *     appendfsync always, fsynced; under everysec, fsynced at the first iteration end in a new
  *     second); every reply of the iteration leaves at its end.
@@ -1043,7 +1043,7 @@ void sim_server_restart(sim_server *s, int64_t now_us)
     s->hz = s->p.hz;
     s->next_cron = now_us + period_us(s->hz);
     s->last_fsync_sec = now_us / 1000000;
-    repl_on_restart(s, now_us);
+    repl_on_restart(s);
 }
 
 bool sim_server_is_down(const sim_server *s)

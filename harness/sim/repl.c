@@ -394,10 +394,9 @@ sim_server *sim_server_failover(sim_server *p, int64_t now_us, bool demote)
 
 /* A restarted member: a primary's replicas resync from it (empty, with persistence none, they
  * become empty too); an old primary that a failover replaced is re-pointed as a replica. */
-void repl_on_restart(sim_server *s, int64_t now_us)
+void repl_on_restart(sim_server *s)
 {
     sim_group *g = s->grp;
-    (void)now_us;
     if (!g)
         return;
     if (repl_is_primary(s)) {
