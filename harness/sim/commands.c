@@ -794,7 +794,9 @@ static const dlock_reply *cmd_wait(sim_exec *x, int argc, const sim_str *argv)
     x->c->block->replicas = true;
     x->c->block->wait_n = n > INT_MAX ? INT_MAX : (int)n;
     x->c->block->wait_off = off;
-    x->s->nwaiting++;
+    x->c->block->wait_prev = x->s->waiting_tail;
+    *(x->s->waiting_tail ? &x->s->waiting_tail->block->wait_next : &x->s->waiting_head) = x->c;
+    x->s->waiting_tail = x->c;
     x->blocked = true;
     return NULL;
 }

@@ -167,6 +167,8 @@ typedef struct sim_block {
     bool replicas;        /* WAIT (no keys): timed out, it is answered the count, not nil */
     int wait_n;           /* WAIT: the replicas wanted */
     uint64_t wait_off;    /* WAIT: the primary's offset when it ran */
+    sim_conn *wait_prev, *wait_next;  /* WAIT: the server's clients waiting for acks, in the
+                                         order they blocked */
     int nkeys;
     sim_bwait w[];
 } sim_block;
@@ -308,7 +310,7 @@ struct sim_server {
     sim_rkey *dirty;                /* keys the command running wrote */
     size_t ndirty, capdirty;
     sim_rentry *rpend_head, *rpend_tail;  /* this iteration's effects: they leave at its end */
-    size_t nwaiting;                /* clients blocked in WAIT */
+    sim_conn *waiting_head, *waiting_tail;  /* clients blocked in WAIT (sim_block.wait_*) */
 };
 
 /* What a command runs with. */

@@ -407,6 +407,7 @@ void conn_block(sim_exec *x, int nkeys, const sim_str *keys, int64_t deadline_ms
     b->deadline_ms = deadline_ms;
     b->head = head;
     b->replicas = false;
+    b->wait_prev = b->wait_next = NULL;
     b->nkeys = 0;
     for (int i = 0; i < nkeys; i++) {
         bool dup = false;
@@ -459,8 +460,11 @@ static void block_abandon(sim_server *s, sim_conn *c)
         }
     }
     heap_remove(&s->timeouts, c);
-    if (b->replicas)
-        s->nwaiting--;
+    if (b->replicas) {
+        sim_conn *p = b->wait_prev, *n = b->wait_next;
+        *(p ? &p->block->wait_next : &s->waiting_head) = n;
+        *(n ? &n->block->wait_prev : &s->waiting_tail) = p;
+    }
     free(b);
     c->block = NULL;
     c->flags &= ~(unsigned)SIM_C_BLOCKED;
@@ -670,14 +674,12 @@ static void handle_timeouts(sim_server *s, int64_t t)
     }
 }
 
-/* processClientsWaitingReplicas: a WAIT that enough replicas acknowledged is answered. */
+/* processClientsWaitingReplicas: a WAIT that enough replicas acknowledged is answered; only
+ * the clients blocked in WAIT are looked at, in the order they blocked. */
 static void serve_waiting(sim_server *s)
 {
-    if (s->nwaiting == 0)
-        return;
-    for (sim_conn *c = s->conns; c && s->nwaiting; c = c->next) {
-        if (!(c->flags & SIM_C_BLOCKED) || !c->block->replicas)
-            continue;
+    for (sim_conn *c = s->waiting_head, *next; c; c = next) {
+        next = c->block->wait_next;   /* unblock unlinks c */
         int n = repl_acked(s, c->block->wait_off);
         if (n < c->block->wait_n)
             continue;
@@ -757,7 +759,7 @@ static int64_t next_wake(const sim_server *s)
         }
         w = min64(w, tick);
     }
-    if (s->nwaiting)
+    if (s->waiting_head)
         w = min64(w, max64(base, repl_next_ack(s)));
     return w;
 }
