@@ -406,7 +406,6 @@ struct dlock_machine {                /* pointers, then numbers, then flags: no 
     bool unconfirmed;                 /* acquire: a try failed without an answer: it may hold
                                          the lock */
     bool undo_ours;
-    bool unreplicated_refused;        /* the WAIT that did not confirm a grant was refused */
     bool owns_lock;                   /* dlock_machine_free frees l */
 };
 

@@ -161,6 +161,22 @@ static void run(dlock__op *op, dlock__step_fn step, int resume)
  * resume. A try whose reply was lost may have taken the lock all the same, and every later try
  * of this call would then be refused by our own token until its TTL -- forever without one.
  * Algorithms that keep their lost tries (legacy, fifo) are left alone. */
+/* The lock's error is put aside while an undo runs: the undo's own failure must not replace
+ * the reason the try failed. */
+static void save_lock_err(dlock__op *op)
+{
+    free(op->saved_err);
+    op->saved_err = op->l->err;
+    op->l->err = NULL;
+}
+
+static void restore_lock_err(dlock__op *op)
+{
+    free(op->l->err);
+    op->l->err = op->saved_err;
+    op->saved_err = NULL;
+}
+
 static void undo(dlock__op *op, int resume)
 {
     dlock *l = op->l;
@@ -170,9 +186,7 @@ static void undo(dlock__op *op, int resume)
         op->state = resume;
         return;
     }
-    free(op->saved_err);
-    op->saved_err = l->err;  /* the release's own failure must not replace it */
-    l->err = NULL;
+    save_lock_err(op);
     run(op, l->algo->release, S_UNDONE);
 }
 
@@ -184,11 +198,9 @@ static void undo(dlock__op *op, int resume)
 static void undo_unreplicated(dlock__op *op, int resume)
 {
     dlock *l = op->l;
-    op->unreplicated_refused = l->refused;
+    op->refused = l->refused;   /* the undo's step leaves op->refused alone */
     op->granted_resume = resume;
-    free(op->saved_err);
-    op->saved_err = l->err;  /* WAIT's reason: the undo's own failure must not replace it */
-    l->err = NULL;
+    save_lock_err(op);          /* WAIT's reason */
     run(op, l->algo->unreplicated ? l->algo->unreplicated : l->algo->release, S_UNREPLICATED);
 }
 
@@ -342,18 +354,14 @@ static dlock__need acquire_next(dlock__op *op)
             op->state = A_SLICE;
             break;
         }
-        if (op->step_rc == DLOCK__UNREPLICATED) {
-            /* the wait's try or hand-off claim was granted, but not replicated: a failed try,
-             * and the back-off before the next */
+        if (op->step_rc == DLOCK__UNREPLICATED ||
+            (op->step_rc == DLOCK__TRIED && !interrupted(op))) {
+            /* the try behind the last slice was this step's try, so no second one right after;
+             * or the wait's try or hand-off claim was granted but not replicated (undone by
+             * check_granted): a failed try, and the back-off before the next */
             op->failures++;
-            check_granted(op, op->step_rc, A_AFTER_TRY);
-            break;
-        }
-        if (op->step_rc == DLOCK__TRIED && !interrupted(op)) {
-            /* the try behind the last slice was this step's try: no second one right after */
-            op->failures++;
-            op->cur = DLOCK_EBUSY;
-            op->state = A_AFTER_TRY;
+            check_granted(op, op->step_rc == DLOCK__TRIED ? DLOCK_EBUSY : op->step_rc,
+                          A_AFTER_TRY);
             break;
         }
         if (op->step_rc == DLOCK_EIO && op->step_refused) {
@@ -629,9 +637,7 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
             op->undo_ours = op->step_rc == DLOCK_OK;
             if (op->step_rc == DLOCK_EIO)
                 op->unconfirmed = true;  /* the undo itself was lost: the lock may still be ours */
-            free(l->err);
-            l->err = op->saved_err;
-            op->saved_err = NULL;
+            restore_lock_err(op);
             op->state = op->undo_resume;
             break;
         case S_LATE:
@@ -641,10 +647,7 @@ dlock_action dlock__op_next(dlock__op *op, const dlock_input *in)
         case S_UNREPLICATED:
             if (op->step_rc == DLOCK_EIO)
                 op->unconfirmed = true;  /* the undo was lost: the lock may still be ours */
-            free(l->err);
-            l->err = op->saved_err;
-            op->saved_err = NULL;
-            op->refused = op->unreplicated_refused;
+            restore_lock_err(op);
             op->cur = op->refused ? DLOCK_EIO : DLOCK_EBUSY;
             op->state = op->granted_resume;
             break;
