@@ -652,18 +652,22 @@ int dlock_extend_async(dlock *l, int64_t ttl_ms, dlock_done_fn fn, void *ud)
     return start(l->client, a, l, DLOCK__OP_EXTEND, ttl_ms);
 }
 
-static int fenced_write_async(dlock_client *c, const char *key, uint64_t fence,
-                              const dlock *writer, const char *value, dlock_done_fn fn, void *ud)
+/* A fenced write (done told the result) or read (got told it and the value), on the lock of its
+ * own that carries the fence and the writer. */
+static int fenced_async(dlock_client *c, const char *key, uint64_t fence, const dlock *writer,
+                        const char *value, dlock__step_fn step, dlock_done_fn done,
+                        dlock_value_fn got, void *ud)
 {
     dlock__async *a = idle_async(c);
-    if (!a || !key || !value || fence == 0 || !fn)
+    if (!a || !key || fence == 0 || (!done && !got) || (step == dlock__fenced_set_step && !value))
         return DLOCK_EINVAL;
     dlock *l = dlock__fenced_write_new(c, key, fence, writer, value);
     if (!l)
         return DLOCK_ENOMEM;
-    a->done = fn;
+    a->done = done;
+    a->got = got;
     a->ud = ud;
-    int rc = start_op(c, a, l, DLOCK__OP_RUN, 0, dlock__fenced_set_step, true);
+    int rc = start_op(c, a, l, DLOCK__OP_RUN, 0, step, true);
     if (rc != DLOCK_OK)
         dlock__lock_free(l);
     return rc;
@@ -672,30 +676,21 @@ static int fenced_write_async(dlock_client *c, const char *key, uint64_t fence,
 int dlock_fenced_set_async(dlock_client *c, const char *key, uint64_t fence, const char *value,
                            dlock_done_fn fn, void *ud)
 {
-    return fenced_write_async(c, key, fence, NULL, value, fn, ud);
+    return fenced_async(c, key, fence, NULL, value, dlock__fenced_set_step, fn, NULL, ud);
 }
 
 int dlock_fenced_write_async(dlock_client *c, const char *key, const dlock *l, const char *value,
                              dlock_done_fn fn, void *ud)
 {
-    return l ? fenced_write_async(c, key, l->fence, l, value, fn, ud) : DLOCK_EINVAL;
+    return l && fn ? fenced_async(c, key, l->fence, l, value, dlock__fenced_set_step, fn, NULL, ud)
+                   : DLOCK_EINVAL;
 }
 
 int dlock_fenced_read_async(dlock_client *c, const char *key, const dlock *l,
                             dlock_value_fn fn, void *ud)
 {
-    dlock__async *a = idle_async(c);
-    if (!a || !key || !l || l->fence == 0 || !fn)
-        return DLOCK_EINVAL;
-    dlock *r = dlock__fenced_write_new(c, key, l->fence, l, NULL);
-    if (!r)
-        return DLOCK_ENOMEM;
-    a->got = fn;
-    a->ud = ud;
-    int rc = start_op(c, a, r, DLOCK__OP_RUN, 0, dlock__fenced_get_step, true);
-    if (rc != DLOCK_OK)
-        dlock__lock_free(r);
-    return rc;
+    return l && fn ? fenced_async(c, key, l->fence, l, NULL, dlock__fenced_get_step, NULL, fn, ud)
+                   : DLOCK_EINVAL;
 }
 
 void dlock_client_freeze(dlock_client *c, bool frozen)
