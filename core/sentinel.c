@@ -270,14 +270,25 @@ static void count_query(void)
 
 static const char *const ask_argv[3] = {"SENTINEL", "get-master-addr-by-name", NULL};
 
-/* The blocking query: each sentinel in turn, the last one to answer first. */
-static bool ask_blocking(dlock__resolver *r, int first, int64_t timeout_ms, char *host, int *port,
-                         int *idx, char *why, size_t whylen)
+/* The time left until deadline_us, in ms: at least 1, as hiredis takes no zero timeout. */
+static int64_t ms_left(int64_t deadline_us)
 {
-    int64_t ms = timeout_ms < DLOCK__SENTINEL_ASK_MS ? timeout_ms : DLOCK__SENTINEL_ASK_MS;
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    int64_t ms = (deadline_us - dlock__mono_us()) / 1000;
+    return ms < 1 ? 1 : ms;
+}
+
+/* The blocking query: each sentinel in turn, the last one to answer first, each given at most
+ * DLOCK__SENTINEL_ASK_MS of what is left until deadline_us. */
+static bool ask_blocking(dlock__resolver *r, int first, int64_t deadline_us, char *host,
+                         int *port, int *idx, char *why, size_t whylen)
+{
     const char *argv[3] = {ask_argv[0], ask_argv[1], r->master};
-    for (int k = 0; k < r->n; k++) {
+    snprintf(why, whylen, "no time left to ask the sentinels");
+    for (int k = 0; k < r->n && dlock__mono_us() < deadline_us; k++) {
+        int64_t ms = ms_left(deadline_us);
+        if (ms > DLOCK__SENTINEL_ASK_MS)
+            ms = DLOCK__SENTINEL_ASK_MS;
+        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
         int i = (first + k) % r->n;
         redisContext *ctx = redisConnectWithTimeout(r->host[i], r->port[i], tv);
         redisReply *rr = NULL;
@@ -305,13 +316,13 @@ static bool ask_blocking(dlock__resolver *r, int first, int64_t timeout_ms, char
 }
 
 /* The address to connect to, asking the sentinels first when a query is due; a query another
- * thread has in flight is waited for, up to timeout_ms. A loop's query is not: this may be that
+ * thread has in flight is waited for, up to deadline_us. A loop's query is not: this may be that
  * loop's thread (a client made in one of its callbacks), and the address at hand will do for a
  * try. */
-static int resolve_blocking(dlock__resolver *r, int64_t timeout_ms, char *host, int *port,
+static int resolve_blocking(dlock__resolver *r, int64_t deadline_us, char *host, int *port,
                             uint64_t *gen, char *err, size_t errlen)
 {
-    struct timespec until = dlock__mono_timespec(dlock__mono_us() + timeout_ms * 1000);
+    struct timespec until = dlock__mono_timespec(deadline_us);
     pthread_mutex_lock(&r->mu);
     while (r->asking && !r->q && pthread_cond_timedwait(&r->cv, &r->mu, &until) != ETIMEDOUT)
         ;
@@ -320,7 +331,7 @@ static int resolve_blocking(dlock__resolver *r, int64_t timeout_ms, char *host, 
         int first = r->first, idx = 0;
         char h[HOST_MAX], why[sizeof r->why];
         pthread_mutex_unlock(&r->mu);
-        bool ok = ask_blocking(r, first, timeout_ms, h, port, &idx, why, sizeof why);
+        bool ok = ask_blocking(r, first, deadline_us, h, port, &idx, why, sizeof why);
         pthread_mutex_lock(&r->mu);
         if (!ok)
             snprintf(r->why, sizeof r->why, "%s", why);
@@ -553,11 +564,15 @@ redisContext *dlock__sentinel_connect(const dlock__url *u, int64_t timeout_ms, c
         snprintf(err, errlen, "%s: out of memory", u->where);
         return NULL;
     }
-    if (resolve_blocking(r, timeout_ms, host, &port, &s->gen, err, errlen) < 0)
+    /* one deadline for the whole connect: the wait for another thread's query, the sentinels
+     * asked in turn, and the primary's connection and ROLE */
+    int64_t deadline_us = dlock__mono_us() + timeout_ms * 1000;
+    if (resolve_blocking(r, deadline_us, host, &port, &s->gen, err, errlen) < 0)
         return NULL;
     dlock__url d;
     direct_url(u, host, port, &d);
-    redisContext *ctx = dlock__connect(&d, timeout_ms, err, errlen, refusal, refusal_len);
+    redisContext *ctx = dlock__connect(&d, ms_left(deadline_us), err, errlen, refusal,
+                                       refusal_len);
     if (ctx && check_role(&d, ctx, err, errlen, refusal, refusal_len) == 1)
         return ctx;
     redisFree(ctx);

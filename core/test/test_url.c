@@ -1,5 +1,11 @@
 /* test_url.c -- sentinel:// URLs: the good forms and every malformed one, each refused with the
  * part that is wrong named and the password never repeated. No server needed. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "scripted.h"
 
 #include "connect.h"
@@ -109,6 +115,42 @@ static void no_sentinel_answers(void **state)
     assert_int_equal(dlock__sentinel_queries(), before);  /* nothing reached: nothing sent */
 }
 
+/* A listening socket that never answers (its connections wait in the backlog). */
+static int silent_listener(int *port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* Three sentinels that take the connection and never answer: the client gives up within its
+ * one connect timeout (1 s) for the whole connect, not a second for each sentinel. */
+static void silent_sentinels_cost_one_timeout(void **state)
+{
+    int p[3], fd[3];
+    for (int i = 0; i < 3; i++)
+        fd[i] = silent_listener(&p[i]);
+    char url[160], err[256];
+    snprintf(url, sizeof url, "sentinel://127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/silent", p[0],
+             p[1], p[2]);
+    const char *u = url;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_null(dlock_client_new(&u, 1, err, sizeof err));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    print_message("three silent sentinels: gave up after %lld ms (%s)\n", (long long)ms, err);
+    assert_in_range(ms, 900, 1900);
+    for (int i = 0; i < 3; i++)
+        close(fd[i]);
+}
+
 static void role_and_moved_replies(void **state)
 {
     redisReply master_s = {.type = REDIS_REPLY_STRING, .str = "master", .len = 6};
@@ -136,6 +178,7 @@ int main(void)
         cmocka_unit_test(malformed_forms_name_the_part),
         cmocka_unit_test(client_new_refuses_them),
         cmocka_unit_test(no_sentinel_answers),
+        cmocka_unit_test(silent_sentinels_cost_one_timeout),
         cmocka_unit_test(role_and_moved_replies),
     };
     return cmocka_run_group_tests_name("test_url", tests, NULL, NULL);
