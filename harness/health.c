@@ -152,13 +152,6 @@ static int ping(target *t, int64_t timeout_ms, bool *refused)
     return pong ? 0 : -1;
 }
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 static void say_dead(const target *t, const char *verb, double s, char *err, size_t errlen)
 {
     snprintf(err, errlen, "%s (%s) %s %.1f s (last: %s)", t->name, t->url.where, verb, s,
@@ -184,7 +177,7 @@ static int check_one(lb_health *h, target *t, int64_t deadline_us, char *err, si
             atomic_store(&t->dead, true);
             return -1;
         }
-        sleep_ms(left_ms < RETRY_MS ? left_ms : RETRY_MS);
+        lb_sleep_ms(left_ms < RETRY_MS ? left_ms : RETRY_MS);
     }
 }
 

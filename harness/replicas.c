@@ -58,13 +58,6 @@ struct lb_group {
 
 /* ---- commands on a node -------------------------------------------------------------------- */
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
-        ;
-}
-
 /* One command on a fresh connection to the node's own port; NULL when it cannot be reached or
  * does not answer in time. A node may die under us: its SIGPIPE is swallowed. */
 static redisReply *node_command(const node *nd, const char *fmt, ...)
@@ -285,7 +278,7 @@ int lb_group_wait_sync(lb_group *g, int timeout_ms, char *err, size_t errlen)
                          "within %d ms (%s)", k, lb_server_port(g->nodes[k].srv), timeout_ms, why);
                 return -1;
             }
-            sleep_ms(SYNC_POLL_MS);
+            lb_sleep_ms(SYNC_POLL_MS);
         }
     }
     return 0;

@@ -25,13 +25,6 @@ struct lb_sentinels {
     char *urls[LB_SENTINEL_MASTERS_MAX];
 };
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
-        ;
-}
-
 static int64_t now_ms(void)
 {
     return dlock__mono_us() / 1000;
@@ -207,7 +200,7 @@ lb_sentinels *lb_sentinels_start(int count, const int *ports, int n, int replica
                      why);
             goto fail;
         }
-        sleep_ms(POLL_MS);
+        lb_sleep_ms(POLL_MS);
     }
     if (period > LB_SENTINEL_HELLO_MS)
         sentinel_debug(s, "publish-period", period);
@@ -273,7 +266,7 @@ int lb_sentinels_wait_failover(const lb_sentinels *s, int i, int old_port, int64
                      "name port %d", i, (long long)timeout_ms, port);
             return -1;
         }
-        sleep_ms(POLL_MS);
+        lb_sleep_ms(POLL_MS);
     }
 }
 

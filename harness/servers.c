@@ -101,9 +101,9 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
+void lb_sleep_ms(int64_t ms)
 {
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
     while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
         ;
 }
@@ -310,7 +310,7 @@ static bool wait_exit(pid_t pid, int timeout_ms)
     while (!has_exited(pid)) {
         if (now_ms() >= deadline)
             return false;
-        sleep_ms(LB_POLL_MS);
+        lb_sleep_ms(LB_POLL_MS);
     }
     return true;
 }
@@ -801,7 +801,7 @@ static lb_ready wait_ready(lb_server *s, char *err, size_t errlen)
                      s->port, LB_START_TIMEOUT_MS, tail);
             return READY_TIMEOUT;
         }
-        sleep_ms(LB_POLL_MS);
+        lb_sleep_ms(LB_POLL_MS);
     }
 }
 
@@ -970,7 +970,7 @@ int lb_server_pause(lb_server *s)
             return 0;
         if (has_exited(s->pid) || now_ms() >= deadline)
             return -1;
-        sleep_ms(1);
+        lb_sleep_ms(1);
     }
 }
 

@@ -61,4 +61,8 @@ int lb_server_resume(lb_server *s);
 /* True between lb_server_pause and lb_server_resume (or a kill). */
 bool lb_server_is_paused(const lb_server *s);
 
+/* Sleeps ms on the monotonic clock, a signal notwithstanding: for the polls to a deadline that
+ * the managed processes need (a server, a replica's sync, a sentinel's view). */
+void lb_sleep_ms(int64_t ms);
+
 #endif
