@@ -19,23 +19,22 @@
 #define HELD INT64_MAX
 #define MAX_MEMBERS 8
 
-typedef struct rnode {  /* an entry on its way to one replica */
-    struct rnode *next;
-    sim_rentry *e;
-    int64_t at;
-} rnode;
+typedef struct rmsg {   /* an entry on its way to a replica, or an acknowledgement coming back */
+    struct rmsg *next;
+    int64_t at;         /* when it arrives (HELD: while a partition holds it) */
+    sim_rentry *e;      /* to the replica: the entry */
+    uint64_t off;       /* back: the offset acknowledged */
+} rmsg;
 
-typedef struct rack {   /* an acknowledgement on its way back */
-    struct rack *next;
-    uint64_t off;
-    int64_t at;
-} rack;
+typedef struct rqueue { /* one direction of a link: in order */
+    rmsg *h, *t;
+    int64_t last_at;    /* the latest arrival so far: none may overtake it */
+} rqueue;
+
+enum { TO, BACK };     /* a link's directions: entries to the member, its acknowledgements back */
 
 typedef struct rlink {  /* the link from the primary to one member */
-    rnode *qh, *qt;
-    int64_t last_at;
-    rack *ah, *at;
-    int64_t last_ack_at;
+    rqueue q[2];
     uint64_t acked;     /* the offset the primary knows the member has */
     bool linked;        /* the member replicates the primary */
 } rlink;
@@ -139,6 +138,49 @@ static int64_t one_way(const sim_group *g)
     return g->one_way_us + g->extra_us;
 }
 
+/* Sends m on q: it arrives one way after `from`, never before what went ahead of it, or is held
+ * while a partition lasts. */
+static void q_push(const sim_group *g, rqueue *q, rmsg *m, int64_t from)
+{
+    if (g->held) {
+        m->at = HELD;
+    } else {
+        m->at = from + one_way(g);
+        if (m->at < q->last_at)
+            m->at = q->last_at;
+        q->last_at = m->at;
+    }
+    *(q->t ? &q->t->next : &q->h) = m;
+    q->t = m;
+}
+
+static rmsg *q_pop(rqueue *q)
+{
+    rmsg *m = q->h;
+    q->h = m->next;
+    if (!q->h)
+        q->t = NULL;
+    return m;
+}
+
+/* The link whose queue in direction dir has the earliest arrival, -1 if none. */
+static int q_earliest(const sim_group *g, int dir)
+{
+    int best = -1;
+    for (int i = 0; i < g->n; i++) {
+        const rmsg *h = g->link[i].q[dir].h;
+        if (h && (best < 0 || h->at < g->link[best].q[dir].h->at))
+            best = i;
+    }
+    return best;
+}
+
+static int64_t q_next_at(const sim_group *g, int dir)
+{
+    int i = q_earliest(g, dir);
+    return i < 0 ? INT64_MAX : g->link[i].q[dir].h->at;
+}
+
 void repl_send(sim_server *s, int64_t at_us)
 {
     sim_group *g = s->grp;
@@ -151,22 +193,10 @@ void repl_send(sim_server *s, int64_t at_us)
             rlink *l = &g->link[i];
             if (!l->linked)
                 continue;
-            rnode *r = xcalloc1(sizeof *r);
-            r->e = e;
+            rmsg *m = xcalloc1(sizeof *m);
+            m->e = e;
             e->refs++;
-            if (g->held) {
-                r->at = HELD;
-            } else {
-                r->at = at_us + one_way(g);
-                if (r->at < l->last_at)
-                    r->at = l->last_at;
-                l->last_at = r->at;
-            }
-            if (l->qt)
-                l->qt->next = r;
-            else
-                l->qh = r;
-            l->qt = r;
+            q_push(g, &l->q[TO], m, at_us);
         }
         entry_unref(e);
     }
@@ -176,13 +206,7 @@ void repl_send(sim_server *s, int64_t at_us)
 int64_t repl_next_delivery(const sim_server *s)
 {
     const sim_group *g = s->grp;
-    int64_t t = INT64_MAX;
-    if (!g || !repl_is_primary(s))
-        return t;
-    for (int i = 0; i < g->n; i++)
-        if (g->link[i].qh && g->link[i].qh->at < t)
-            t = g->link[i].qh->at;
-    return t;
+    return g && repl_is_primary(s) ? q_next_at(g, TO) : INT64_MAX;
 }
 
 static void apply_entry(sim_server *r, const sim_rentry *e)
@@ -205,35 +229,17 @@ static void apply_entry(sim_server *r, const sim_rentry *e)
 void repl_deliver_next(sim_server *s)
 {
     sim_group *g = s->grp;
-    int best = -1;
-    for (int i = 0; i < g->n; i++)
-        if (g->link[i].qh && (best < 0 || g->link[i].qh->at < g->link[best].qh->at))
-            best = i;
+    int best = q_earliest(g, TO);
     if (best < 0)
         return;
     rlink *l = &g->link[best];
-    rnode *r = l->qh;
-    l->qh = r->next;
-    if (!l->qh)
-        l->qt = NULL;
+    rmsg *r = q_pop(&l->q[TO]);
     sim_server *m = g->m[best];
     if (!m->down) {
         apply_entry(m, r->e);
-        rack *a = xcalloc1(sizeof *a);
+        rmsg *a = xcalloc1(sizeof *a);
         a->off = m->repl_off;
-        if (g->held) {
-            a->at = HELD;
-        } else {
-            a->at = r->at + one_way(g);
-            if (a->at < l->last_ack_at)
-                a->at = l->last_ack_at;
-            l->last_ack_at = a->at;
-        }
-        if (l->at)
-            l->at->next = a;
-        else
-            l->ah = a;
-        l->at = a;
+        q_push(g, &l->q[BACK], a, r->at);
     }
     entry_unref(r->e);
     free(r);
@@ -242,13 +248,7 @@ void repl_deliver_next(sim_server *s)
 int64_t repl_next_ack(const sim_server *s)
 {
     const sim_group *g = s->grp;
-    int64_t t = INT64_MAX;
-    if (!g || !repl_is_primary(s))
-        return t;
-    for (int i = 0; i < g->n; i++)
-        if (g->link[i].ah && g->link[i].ah->at < t)
-            t = g->link[i].ah->at;
-    return t;
+    return g && repl_is_primary(s) ? q_next_at(g, BACK) : INT64_MAX;
 }
 
 void repl_take_acks(sim_server *s, int64_t w)
@@ -258,11 +258,8 @@ void repl_take_acks(sim_server *s, int64_t w)
         return;
     for (int i = 0; i < g->n; i++) {
         rlink *l = &g->link[i];
-        while (l->ah && l->ah->at <= w) {
-            rack *a = l->ah;
-            l->ah = a->next;
-            if (!l->ah)
-                l->at = NULL;
+        while (l->q[BACK].h && l->q[BACK].h->at <= w) {
+            rmsg *a = q_pop(&l->q[BACK]);
             if (a->off > l->acked)
                 l->acked = a->off;
             free(a);
@@ -283,15 +280,13 @@ int repl_acked(const sim_server *s, uint64_t off)
 
 static void link_clear(rlink *l)
 {
-    for (rnode *r = l->qh, *n; r; r = n) {
-        n = r->next;
-        entry_unref(r->e);
-        free(r);
-    }
-    for (rack *a = l->ah, *n; a; a = n) {
-        n = a->next;
-        free(a);
-    }
+    for (rqueue *q = l->q; q < l->q + 2; q++)
+        for (rmsg *m = q->h, *n; m; m = n) {
+            n = m->next;
+            if (m->e)
+                entry_unref(m->e);
+            free(m);
+        }
     memset(l, 0, sizeof *l);
 }
 
@@ -444,11 +439,11 @@ void sim_server_repl_hold(sim_server *p, int64_t now_us, bool on)
     for (int i = 0; i < g->n; i++) {
         rlink *l = &g->link[i];
         int64_t t = now_us + one_way(g);
-        for (rnode *r = l->qh; r; r = r->next)
-            r->at = hold ? HELD : t;
-        for (rack *a = l->ah; a; a = a->next)
-            a->at = hold ? HELD : t;
-        l->last_at = l->last_ack_at = hold ? 0 : t;
+        for (rqueue *q = l->q; q < l->q + 2; q++) {
+            for (rmsg *m = q->h; m; m = m->next)
+                m->at = hold ? HELD : t;
+            q->last_at = hold ? 0 : t;
+        }
     }
 }
 
