@@ -45,36 +45,22 @@ typedef struct tally {
     int unreplicated;  /* did it, but WAIT fell short */
 } tally;
 
-static tally count_int_one(const dlock_reply *const *r, int nr)
+/* A script's 1/0 on each server, every step-th reply (step 2: each followed by its WAIT); with a
+ * WAIT, a server whose WAIT fell short counts as not done (the last such reason left in
+ * l->err). */
+static tally count_ones(dlock *l, const dlock_reply *const *r, int nr, int step)
 {
     tally t = {0, 0, 0};
-    long long v;
-    for (int i = 0; i < nr; i++) {
-        if (dlock__reply_int(r[i], &v)) {
-            t.answered++;
-            t.yes += v == 1;
-        }
-    }
-    return t;
-}
-
-/* extend.lua's 1/0 on each server, a server whose WAIT fell short counting as not extended
- * (the last such reason left in l->err). */
-static tally count_extended(dlock *l, const dlock_reply *const *r, int nr)
-{
-    tally t = {0, 0, 0};
-    int step = 1 + dlock__replica_waits(l);
     long long v;
     for (int i = 0; i < nr; i += step) {
         if (!dlock__reply_int(r[i], &v))
             continue;
         t.answered++;
-        if (v == 1 && dlock__replicated(l, r, nr, i + 1))
+        if (v == 1 && (step == 1 || dlock__replicated(l, r, nr, i + 1)))
             t.yes++;
         else if (v == 1)
             t.unreplicated++;
     }
-    l->refused = false;
     return t;
 }
 
@@ -146,7 +132,7 @@ static int redlock_release(dlock *l, const dlock__now *now, const dlock_reply *c
         send_all_release(l, out);
         return DLOCK__SEND;
     }
-    tally t = count_int_one(r, nr);
+    tally t = count_ones(l, r, nr, 1);
     if (t.yes >= quorum(l))
         return DLOCK_OK;
     if (t.answered >= quorum(l))
@@ -170,7 +156,8 @@ static int redlock_extend(dlock *l, const dlock__now *now, const dlock_reply *co
         }
         return DLOCK__SEND;
     }
-    tally t = count_extended(l, r, nr);
+    tally t = count_ones(l, r, nr, 1 + dlock__replica_waits(l));
+    l->refused = false;
     dlock_options o = l->opt;
     o.ttl_ms = atoll(l->ttl_arg);
     int64_t valid = o.ttl_ms == 0 ? INT64_MAX
