@@ -11,6 +11,7 @@
 
 LOCKBENCH=${LOCKBENCH:-build/lockbench}
 MPI=$(dirname "$LOCKBENCH")/lockbench-mpi
+case $MPI in /*) MPI_ABS=$MPI;; *) MPI_ABS=$(pwd)/$MPI;; esac  # for ranks started elsewhere
 FIX=harness/test/fixtures/mpi
 
 case $LOCKBENCH in
@@ -182,7 +183,7 @@ mkdir -p "$tmp/r0" "$tmp/r1"
 cp "$FIX/counter.json" "$tmp/r0/s.json"
 sed 's/"seed": 7/"seed": 8/' "$FIX/counter.json" >"$tmp/r1/s.json"
 mpi 2 sh -c 'cd "$0/r$OMPI_COMM_WORLD_RANK" && exec "$1" run s.json --out ../bad --no-plot --quiet' \
-    "$tmp" "$(pwd)/$MPI" >"$tmp/bad.log" 2>&1
+    "$tmp" "$MPI_ABS" >"$tmp/bad.log" 2>&1
 rc=$?
 check "different scenario files on the ranks: exit 2 (got $rc)" [ "$rc" -eq 2 ]
 check "... saying which file differs" grep -q 'rank 1 (on .*) has a different s.json' "$tmp/bad.log"
