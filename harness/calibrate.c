@@ -24,7 +24,8 @@
 #define PINGS 2000
 
 static const char *const keys[] = {"rtt_us", "server_us_per_command", "script_us_per_call",
-                                   "client_us_per_command", "client_cores", "server_hz"};
+                                   "client_us_per_command", "client_cores", "server_hz",
+                                   "cores"};
 
 static int64_t mono_ns(void)
 {
@@ -285,13 +286,15 @@ int lb_calibrate_main(int argc, char **argv)
                 .script_us_per_call = srv_script > srv_script0
                                           ? (int64_t)((srv_script - srv_script0) / 10 + 0.5) : 0,
                 .client_us_per_command = cli < 1 ? 1 : (int64_t)(cli + 0.5),
-                .client_cores = cores, .server_hz = server_hz(b.admin)};
+                .client_cores = cores, .server_hz = server_hz(b.admin),
+                .cores = cpus > 0 ? cpus : 1};  /* the clients and the servers share them */
     char version[64];
     json_t *doc = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:{s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:s, s:i}}",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:s, s:i}}",
         keys[0], (json_int_t)m.rtt_us, keys[1], (json_int_t)m.server_us_per_command,
         keys[2], (json_int_t)m.script_us_per_call, keys[3], (json_int_t)m.client_us_per_command,
-        keys[4], (json_int_t)m.client_cores, keys[5], (json_int_t)m.server_hz, "measured",
+        keys[4], (json_int_t)m.client_cores, keys[5], (json_int_t)m.server_hz,
+        keys[6], (json_int_t)m.cores, "measured",
         "ping_rtt_us", (double)ping / 1000.0, "server_us_per_command", srv,
         "server_us_per_script_no_calls", srv_script0,
         "server_us_per_script_ten_calls", srv_script, "client_us_per_command", cli, "connections", CONNS, "commands_per_burst",
@@ -347,9 +350,9 @@ int lb_calibration_load(const char *path, lb_sim *m, char *err, size_t errlen)
         return -1;
     }
     int64_t *dst[] = {&m->rtt_us, &m->server_us_per_command, &m->script_us_per_call,
-                      &m->client_us_per_command, &m->client_cores, &m->server_hz};
-    static const int64_t lo[] = {0, 0, 0, 0, 1, 1}, hi[] = {1000000000, 1000000000, 1000000000,
-                                                            1000000000, 1024, 500};
+                      &m->client_us_per_command, &m->client_cores, &m->server_hz, &m->cores};
+    static const int64_t lo[] = {0, 0, 0, 0, 1, 1, 0}, hi[] = {1000000000, 1000000000, 1000000000,
+                                                               1000000000, 1024, 500, 1024};
     int rc = 0;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0] && rc == 0; i++) {
         json_t *v = json_object_get(doc, keys[i]);

@@ -196,13 +196,13 @@ static void lb__variant_head(json_t *o, const lb_summary *s)
     json_object_set_new(o, "driver", lb__str(s->driver));
     if (s->simulated) {  /* times in the figures are virtual; the model that made them */
         const lb_sim *m = &s->sim_model;
-        json_object_set_new(o, "sim", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I}",
+        json_object_set_new(o, "sim", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I}",
             "rtt_us", (json_int_t)m->rtt_us,
             "server_us_per_command", (json_int_t)m->server_us_per_command,
             "script_us_per_call", (json_int_t)m->script_us_per_call,
             "client_us_per_command", (json_int_t)m->client_us_per_command,
-            "client_cores", (json_int_t)m->client_cores, "server_hz", (json_int_t)m->server_hz,
-            "virtual_ms", lb__real(s->sim_virtual_ms), "wall_ms", lb__real(s->sim_wall_ms),
+            "client_cores", (json_int_t)m->client_cores, "cores", (json_int_t)m->cores,
+            "server_hz", (json_int_t)m->server_hz, "virtual_ms", lb__real(s->sim_virtual_ms), "wall_ms", lb__real(s->sim_wall_ms),
             "events", (json_int_t)s->sim_events));
     }
 }

@@ -255,6 +255,7 @@ static const field sim_fields[] = {
     INT_F("script_us_per_call", lb_sim, script_us_per_call, "10", 0, MS_MAX),
     INT_F("client_us_per_command", lb_sim, client_us_per_command, "11", 0, MS_MAX),
     INT_F("client_cores", lb_sim, client_cores, "1", 1, 1024),
+    INT_F("cores", lb_sim, cores, "0", 0, 1024),
     INT_F("server_hz", lb_sim, server_hz, "10", 1, 500),
     END_F};
 
@@ -1695,7 +1696,7 @@ static void fill_calibration(json_t *sim, const lb_sim *m)
         {"rtt_us", m->rtt_us}, {"server_us_per_command", m->server_us_per_command},
         {"script_us_per_call", m->script_us_per_call},
         {"client_us_per_command", m->client_us_per_command},
-        {"client_cores", m->client_cores}, {"server_hz", m->server_hz}};
+        {"client_cores", m->client_cores}, {"cores", m->cores}, {"server_hz", m->server_hz}};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
         if (!json_object_get(sim, kv[i].key))
             json_object_set_new(sim, kv[i].key, json_integer(kv[i].v));

@@ -130,7 +130,9 @@ typedef struct {
     int64_t server_us_per_command;   /* a modelled server's CPU per command */
     int64_t script_us_per_call;      /* and more per redis.call a script makes */
     int64_t client_us_per_command;   /* the clients' CPU per command sent */
-    int64_t client_cores;            /* cores the clients share */
+    int64_t client_cores;            /* the clients' threads: how many cores they use at once */
+    int64_t cores;                   /* the machine's cores, which the clients' threads and the
+                                        servers share; 0: each server has a core of its own */
     int64_t server_hz;               /* the servers' cron frequency */
 } lb_sim;
 

@@ -13,7 +13,9 @@
 #
 # Rows: u1, u10, u50 (scenarios/throughput.json with N clients on N keys); c50-notify,
 # c50-fifo, c50-poll (scenarios/bench/contended.json, 50 clients on one key); slow-network
-# (scenarios/faults/slow-network.json, its "delayed" variant: 10 ms each way through the proxy).
+# (scenarios/faults/slow-network.json, its "delayed" variant: 10 ms each way through the proxy);
+# r5-u10 (throughput.json, redlock on 5 servers, 10 clients on 10 keys: the client and five
+# servers share the machine's cores, sim.cores).
 #
 # Environment: FIDELITY_RUNS (real runs per row, default 5), FIDELITY_DURATION_MS (each run,
 # default 2000). Writes results/fidelity/<YYYYmmdd-HHMMSS>/fidelity.txt and calibration.json.
@@ -50,9 +52,10 @@ echo "real: median of $RUNS alternating runs on the loop driver, ${DUR} ms each;
 echo
 
 # row name, scenario, --set arguments, variant folder
-ROWS="u1 u10 u50 c50-notify c50-fifo c50-poll slow-network"
+ROWS="u1 u10 u50 c50-notify c50-fifo c50-poll slow-network r5-u10"
 row_args() {
     case $1 in
+        r5-u10) echo "scenarios/throughput.json --set clients.0.count=10 --set lock.keys=10 --set lock.algorithm=redlock --set redis.servers=5 --set workload.duration_ms=$DUR";;
         u*) n=${1#u}; echo "scenarios/throughput.json --set clients.0.count=$n --set lock.keys=$n --set workload.duration_ms=$DUR";;
         c50-*) echo "scenarios/bench/contended.json --set clients.0.count=50 --set lock.wait=${1#c50-} --set workload.duration_ms=$DUR";;
         slow-network) echo "scenarios/faults/slow-network.json";;

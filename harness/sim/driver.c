@@ -239,8 +239,9 @@ typedef struct sim {
     size_t nkeys;
     uint32_t *key_client;        /* per key: a client of it, whose group and number name it */
     lb_oracle *oracle;
-    int64_t *core_free;
-    int ncores;
+    int64_t *thread_free;        /* when each of the clients' client_cores threads is free */
+    int nthreads;
+    sim_cores *cores;            /* sim.cores: the machine's, shared with the servers; or NULL */
     action *acts;
     size_t nacts;
     int64_t *fired_start, *fired_end;
@@ -512,18 +513,19 @@ static int64_t link_delay(sim *S, sclient *c, int k)
     return one_way > 0 ? one_way : 0;
 }
 
-/* When CPU work of cost_us (at least 1) started now on the least busy client core is done. */
+/* When CPU work of cost_us (at least 1) that is ready now is done: on the client thread that
+ * is free first, and, when the machine's cores are shared (sim.cores), on a core as well. */
 static int64_t cpu_done(sim *S, int64_t cost_us)
 {
     if (cost_us < 1)
         cost_us = 1;  /* a model of zero costs must still let virtual time move */
     int best = 0;
-    for (int i = 1; i < S->ncores; i++)
-        if (S->core_free[i] < S->core_free[best])
+    for (int i = 1; i < S->nthreads; i++)
+        if (S->thread_free[i] < S->thread_free[best])
             best = i;
-    int64_t start = S->core_free[best] > S->now ? S->core_free[best] : S->now;
-    S->core_free[best] = start + cost_us;
-    return start + cost_us;
+    int64_t ready = S->thread_free[best] > S->now ? S->thread_free[best] : S->now;
+    int64_t end = S->cores ? sim_cores_book(S->cores, ready, cost_us) : ready + cost_us;
+    return S->thread_free[best] = end;
 }
 
 static void server_poke(sim *S, int k)
@@ -1526,7 +1528,7 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
     S->n = sc->nclients;
     S->nservers = sc->redis.servers;
     S->epoch_ms = INT64_C(1700000000000);
-    S->ncores = (int)sc->sim.client_cores;
+    S->nthreads = (int)sc->sim.client_cores;
     memset(out, 0, sizeof *out);
     out->driver = LB_DRIVER_SIM;
     out->clients = calloc(S->n + 1, sizeof *out->clients);
@@ -1541,13 +1543,14 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
     S->srv = calloc((size_t)S->nservers + 1, sizeof *S->srv);
     S->srv_wake = calloc((size_t)S->nservers + 1, sizeof *S->srv_wake);
     S->killed = calloc(sc->nevents + 1, sizeof *S->killed);
-    S->core_free = calloc((size_t)S->ncores, sizeof *S->core_free);
+    S->thread_free = calloc((size_t)S->nthreads, sizeof *S->thread_free);
+    S->cores = sc->sim.cores > 0 ? sim_cores_new((int)sc->sim.cores) : NULL;
     S->acts = calloc(2 * sc->nevents + 1, sizeof *S->acts);
     S->fired_start = calloc(sc->nevents + 1, sizeof *S->fired_start);
     S->fired_end = calloc(sc->nevents + 1, sizeof *S->fired_end);
     if (!out->clients || !out->faults || !out->meters || !S->cl || !S->key_client || !S->key_slots ||
         !S->srv || !S->killed ||
-        !S->srv_wake || !S->core_free || !S->acts || !S->fired_start || !S->fired_end) {
+        !S->srv_wake || !S->thread_free || (sc->sim.cores > 0 && !S->cores) || !S->acts || !S->fired_start || !S->fired_end) {
         snprintf(S->err, sizeof S->err, "out of memory");
         return -1;
     }
@@ -1567,6 +1570,7 @@ static int setup(sim *S, const lb_scenario *sc, const lb_run_target *t, lb_run_r
     p.hz = (int)sc->sim.server_hz;
     p.persistence = sc->redis.persistence;
     p.unix_epoch_us = S->epoch_ms * 1000;
+    p.cores = S->cores;
     for (int k = 0; k <= S->nservers; k++) {
         S->srv_wake[k] = NONE;
         if (!(S->srv[k] = sim_server_new(&p, on_reply, S))) {
@@ -1693,7 +1697,8 @@ static void teardown(sim *S)
     free(S->srv);
     free(S->srv_wake);
     free(S->killed);
-    free(S->core_free);
+    free(S->thread_free);
+    sim_cores_free(S->cores);
     free(S->acts);
     free(S->fired_start);
     free(S->fired_end);

@@ -702,13 +702,16 @@ static void process_unblocked(sim_server *s, int64_t *t)
     }
 }
 
+/* An iteration takes the input that has come by w, when the server wakes; on shared cores it
+ * runs once one is free, and everything it does is timed from then. */
 static void iterate(sim_server *s, int64_t w)
 {
-    catch_up_cron(s, w);
+    int64_t start = s->p.cores ? sim_cores_start(s->p.cores, w) : w;
+    catch_up_cron(s, start);
     s->iter++;
     s->stats.iterations++;
     s->in_iter = true;
-    int64_t t = w;
+    int64_t t = start;
     repl_take_acks(s, w);
     while (s->ready.n && s->ready.a[0]->qhead->at_us <= w) {
         sim_conn *c = s->ready.a[0];
@@ -721,6 +724,8 @@ static void iterate(sim_server *s, int64_t w)
     handle_timeouts(s, t);
     serve_waiting(s);
     process_unblocked(s, &t);
+    if (s->p.cores && t > start)
+        t = sim_cores_book(s->p.cores, w, t - start);
     s->iter_end = t;
     s->t_free = t;
 }

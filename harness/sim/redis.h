@@ -27,6 +27,7 @@
 
 #include "dlock_machine.h"  /* dlock_reply */
 #include "servers.h"        /* lb_persistence */
+#include "sim/cores.h"
 
 typedef struct sim_server sim_server;
 typedef struct sim_conn sim_conn;
@@ -41,6 +42,8 @@ typedef struct sim_server_params {
     lb_persistence persistence;  /* what a kill keeps (see sim_server_kill) */
     int64_t unix_epoch_us;     /* Unix time at virtual time 0: what TIME answers */
     const char *requirepass;   /* NULL: no password, as a default redis-server */
+    sim_cores *cores;          /* the machine's cores it shares with others (cores.h); NULL:
+                                  a core of its own */
 } sim_server_params;
 
 /* The defaults: 8 us a command, 10 us more a script, hz 10 with dynamic hz, no persistence,

@@ -8,9 +8,11 @@
  *   network   each connection delivers in order, one way in rtt_us / 2 plus the group's (or a
  *             delay event's) latency, uniform ± jitter; a partition holds a client's traffic
  *             both ways until it heals; a reset cuts its connections.
- *   clients   share client_cores cores; every command sent costs client_us_per_command of one.
+ *   clients   share client_cores threads; every command sent costs client_us_per_command of one.
  *   servers   single-threaded event loops (redis.h): server_us_per_command a command,
  *             script_us_per_call more a script, cron at server_hz.
+ *   machine   with cores > 0, the clients' threads and the servers share that many cores
+ *             (cores.h); with 0, each server has a core of its own.
  * The run's raw record is the real drivers' (runner.h), so metrics, results, plots and the gate
  * read it unchanged. */
 #ifndef LB_SIM_H

@@ -1369,7 +1369,8 @@ static void the_simulator_agrees_on_fault_corners(void **state)
 static void calibration_feeds_the_simulator(void **state)
 {
     static const char *const keys[] = {"rtt_us", "server_us_per_command", "script_us_per_call",
-                                       "client_us_per_command", "client_cores", "server_hz"};
+                                       "client_us_per_command", "client_cores", "server_hz",
+                                       "cores"};
     char *out = tempdir(), *err = NULL, cal[1100], dir[1100];
     snprintf(cal, sizeof cal, "%s/cal.json", out);
     int rc = lockbench(&err, "calibrate --out %s", cal);
@@ -1384,6 +1385,7 @@ static void calibration_feeds_the_simulator(void **state)
         assert_true(json_is_integer(json_object_get(c, keys[i])));
     assert_true(num(c, "server_us_per_command") >= 1 && num(c, "server_us_per_command") < 1000);
     assert_true(num(c, "client_cores") >= 1);
+    assert_int_equal(num(c, "cores"), sysconf(_SC_NPROCESSORS_ONLN));
     assert_true(num(json_object_get(c, "measured"), "ping_rtt_us") > 0);
     snprintf(dir, sizeof dir, "%s/r", out);
     rc = lockbench(&err, "run scenarios/seed-five-clients.json --driver sim --calibration %s "
@@ -1397,6 +1399,7 @@ static void calibration_feeds_the_simulator(void **state)
     assert_int_equal(num(sim, "rtt_us"), 777);  /* the file's own (here --set) wins */
     assert_int_equal(num(sim, "server_us_per_command"), num(c, "server_us_per_command"));
     assert_int_equal(num(sim, "client_us_per_command"), num(c, "client_us_per_command"));
+    assert_int_equal(num(sim, "cores"), num(c, "cores"));
     json_decref(v);
     json_object_del(c, "server_hz");
     json_dump_file(c, cal, 0);
@@ -1405,6 +1408,49 @@ static void calibration_feeds_the_simulator(void **state)
     assert_non_null(strstr(err, "server_hz"));
     free(err);
     json_decref(c);
+    rmtree(out);
+    free(out);
+}
+
+/* Throughput of throughput.json on the simulator: 10 clients, servers servers (redlock when
+ * more than one), the machine's cores shared or not (sim.cores 0). */
+static double sim_throughput(const char *dir, int servers, int cores)
+{
+    char *err = NULL;
+    int rc = lockbench(&err, "run scenarios/throughput.json --driver sim --set clients.0.count=10 "
+                             "--set lock.keys=10 --set workload.duration_ms=300 "
+                             "--set redis.servers=%d --set lock.algorithm=%s "
+                             "--set sim.rtt_us=1 --set sim.server_us_per_command=13 "
+                             "--set sim.client_us_per_command=11 --set sim.client_cores=1 "
+                             "--set sim.cores=%d --out %s --force --no-plot --quiet",
+                       servers, servers > 1 ? "redlock" : "token", cores, dir);
+    if (rc != 0)
+        fail_msg("run: exit %d: %s", rc, err ? err : "");
+    free(err);
+    json_t *v = load_json(dir, "default/summary.json");
+    double tp = num(v, "throughput_per_s");
+    assert_int_equal(num(json_object_get(v, "sim"), "cores"), cores);
+    json_decref(v);
+    return tp;
+}
+
+/* sim.cores: the client's thread and the servers share the machine's cores. One client thread
+ * and one server on two cores have nothing to share; redlock's five servers on two do, and on one
+ * core the client's and the servers' work take turns, so a lock cycle costs their sum. */
+static void the_machines_cores_are_shared(void **state)
+{
+    char *out = tempdir(), dir[1100];
+    snprintf(dir, sizeof dir, "%s/r", out);
+    assert_true(sim_throughput(dir, 1, 2) == sim_throughput(dir, 1, 0));
+    double own = sim_throughput(dir, 5, 0), two = sim_throughput(dir, 5, 2),
+           one = sim_throughput(dir, 5, 1);
+    print_message("redlock on 5 servers: %.0f cycles/s on cores of their own, %.0f on 2 shared, "
+                  "%.0f on 1\n", own, two, one);
+    assert_true(two < 0.95 * own && one < two);
+    /* a cycle is 10 client commands (5 SET, 5 EVALSHA) of 11 us and 10 server commands of 13
+     * us, plus a script's calls: on one core no more than 1e6 / 240 cycles a second */
+    assert_true(one <= 1e6 / 240.0);
+    assert_true(own > 1e6 / 240.0);
     rmtree(out);
     free(out);
 }
@@ -1513,6 +1559,7 @@ int main(void)
         cmocka_unit_test(a_simulated_run_replays_from_its_seed),
         cmocka_unit_test(the_client_cap_binds_the_real_drivers_only),
         cmocka_unit_test(calibration_feeds_the_simulator),
+        cmocka_unit_test(the_machines_cores_are_shared),
         cmocka_unit_test(the_simulator_agrees_on_fault_corners),
         cmocka_unit_test(the_simulator_scenarios_pass),
     };

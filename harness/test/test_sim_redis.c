@@ -185,6 +185,59 @@ static void commands_queue_for_the_single_thread(void **state)
     done(f);
 }
 
+/* sim.cores: work ready at r goes to a core free by r (the one that came free last) or waits for
+ * the first to come free. */
+static void cores_book_the_best_fitting_core(void **state)
+{
+    sim_cores *p = sim_cores_new(2);
+    assert_non_null(p);
+    assert_int_equal(sim_cores_book(p, 0, 50), 50);     /* core 0 until 50 */
+    assert_int_equal(sim_cores_start(p, 60), 60);
+    assert_int_equal(sim_cores_book(p, 60, 10), 70);    /* core 0 again: core 1 stays free */
+    assert_int_equal(sim_cores_book(p, 10, 5), 15);     /* core 1, idle since 0 */
+    assert_int_equal(sim_cores_book(p, 12, 5), 20);     /* both busy: core 1 frees first */
+    assert_int_equal(sim_cores_start(p, 0), 20);
+    sim_cores_free(p);
+    assert_null(sim_cores_new(0));
+}
+
+/* Two servers on one shared core take turns: the second's iteration waits for the first's, and
+ * everything it does is timed from when it runs. On two cores they run side by side. */
+static void servers_sharing_a_core_take_turns(void **state)
+{
+    for (int ncores = 1; ncores <= 2; ncores++) {
+        fixture *f = make(LB_PERSIST_NONE);
+        sim_cores *p = sim_cores_new(ncores);
+        sim_server_params sp;
+        sim_server_params_init(&sp);
+        sp.cores = p;
+        sim_server_free(f->s);
+        f->s = sim_server_new(&sp, on_reply, f);
+        sim_server *other = sim_server_new(&sp, on_reply, f);
+        assert_non_null(other);
+        sim_conn *a = conn(f, 0), *b = sim_conn_open(other, &f->owners[1]);
+        push(a, 1000, "SET k v");
+        push(a, 1000, "PING");
+        push(b, 1000, "PING");
+        push(b, 1002, "TIME");     /* arrives while b waits for the core: the next iteration */
+        for (int64_t t = 0; t < 5000;) {  /* in time order, as the driver runs them */
+            int64_t ta = sim_server_next_us(f->s), tb = sim_server_next_us(other);
+            t = ta <= tb ? ta : tb;
+            if (t < 5000)
+                sim_server_run(ta <= tb ? f->s : other, t);
+        }
+        expect(f, 0, 0, 1016, "+OK");
+        expect(f, 0, 1, 1016, "+PONG");
+        expect(f, 1, 0, ncores == 1 ? 1024 : 1008, "+PONG");
+        const got *g = nth(f, 1, 1);
+        assert_non_null(g);
+        assert_int_equal(g->at_us, ncores == 1 ? 1032 : 1016);
+        sim_server_free(other);
+        done(f);
+        sim_cores_free(p);
+    }
+}
+
 /* ---- BLPOP ------------------------------------------------------------------------------ */
 
 /* The notify wait: a try pipelined behind BLPOP runs when the BLPOP returns, in the releasing
@@ -725,6 +778,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_command_takes_its_service_time),
         cmocka_unit_test(commands_queue_for_the_single_thread),
+        cmocka_unit_test(cores_book_the_best_fitting_core),
+        cmocka_unit_test(servers_sharing_a_core_take_turns),
         cmocka_unit_test(pipelined_commands_wait_behind_a_blocked_blpop),
         cmocka_unit_test(blocked_clients_are_served_first_come),
         cmocka_unit_test(a_blpop_times_out_at_the_tick_when_idle),
