@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <poll.h>
@@ -20,7 +21,8 @@
 #include "servers.h"
 
 #define CONNS 50          /* connections in a burst, one command in flight on each */
-#define ROUNDS 1000       /* rounds of a burst: 100 000 commands */
+#define ROUNDS 300        /* rounds of a burst: 15 000 commands */
+#define REPEATS 3         /* bursts of each kind: the least CPU per command of them is kept */
 #define PINGS 2000
 
 static const char *const keys[] = {"rtt_us", "server_us_per_command", "script_us_per_call",
@@ -163,6 +165,22 @@ static int burst(bench *b, int script, double *server_us, double *client_us)
     return 0;
 }
 
+/* The least CPU per command, the server's and this process's, over REPEATS bursts: on a shared
+ * machine other work only ever adds to CPU time (caches, a busy sibling core), so the quietest
+ * burst is the closest to the cost itself. */
+static int burst_min(bench *b, int script, double *server_us, double *client_us)
+{
+    *server_us = *client_us = INFINITY;
+    for (int i = 0; i < REPEATS; i++) {
+        double srv, cli;
+        if (burst(b, script, &srv, &cli) < 0)
+            return -1;
+        *server_us = fmin(*server_us, srv);
+        *client_us = fmin(*client_us, cli);
+    }
+    return 0;
+}
+
 static long server_hz(redisContext *c)
 {
     redisReply *r = redisCommand(c, "CONFIG GET hz");
@@ -272,8 +290,8 @@ int lb_calibrate_main(int argc, char **argv)
     double warm_s, warm_c, srv, cli, srv_script, cli_script, srv_script0, cli_script0;
     int64_t ping;
     if (burst(&b, 0, &warm_s, &warm_c) < 0 || (ping = ping_ns(&b)) < 0 ||
-        burst(&b, 0, &srv, &cli) < 0 || burst(&b, 1, &srv_script0, &cli_script0) < 0 ||
-        burst(&b, 10, &srv_script, &cli_script) < 0) {
+        burst_min(&b, 0, &srv, &cli) < 0 || burst_min(&b, 1, &srv_script0, &cli_script0) < 0 ||
+        burst_min(&b, 10, &srv_script, &cli_script) < 0) {
         if (!b.err[0])
             snprintf(b.err, sizeof b.err, "PING: %s", b.admin->errstr);
         goto done;
@@ -290,7 +308,7 @@ int lb_calibrate_main(int argc, char **argv)
                 .cores = cpus > 0 ? cpus : 1};  /* the clients and the servers share them */
     char version[64];
     json_t *doc = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:s, s:i}}",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:i, s:s, s:i}}",
         keys[0], (json_int_t)m.rtt_us, keys[1], (json_int_t)m.server_us_per_command,
         keys[2], (json_int_t)m.script_us_per_call, keys[3], (json_int_t)m.client_us_per_command,
         keys[4], (json_int_t)m.client_cores, keys[5], (json_int_t)m.server_hz,
@@ -298,7 +316,7 @@ int lb_calibrate_main(int argc, char **argv)
         "ping_rtt_us", (double)ping / 1000.0, "server_us_per_command", srv,
         "server_us_per_script_no_calls", srv_script0,
         "server_us_per_script_ten_calls", srv_script, "client_us_per_command", cli, "connections", CONNS, "commands_per_burst",
-        CONNS * ROUNDS, "redis_version", redis_version(b.admin, version, sizeof version),
+        CONNS * ROUNDS, "bursts_kept_least_of", REPEATS, "redis_version", redis_version(b.admin, version, sizeof version),
         "cpus", (int)cpus);
     char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
