@@ -564,6 +564,7 @@ static void conn_abort(sim *S, sconn *cn)
         sim_conn_close(cn->c, S->now);
     cn->c = NULL;
     cn->epoch++;
+    cn->last_out = 0;  /* the next connection's bytes do not queue behind this one's */
     server_poke(S, cn->server);
 }
 
@@ -725,6 +726,7 @@ static void conn_close(sim *S, sconn *cn)
                  .client = (uint32_t)c->id, .lane = cn->lane});
     cn->c = NULL;
     cn->epoch++;
+    cn->last_out = 0;
 }
 
 /* A reply from a modelled server: it crosses the link back. */
