@@ -667,6 +667,21 @@ static void closing_drop(sim *S, const ev *e)
     closing_free(r);
 }
 
+/* A reset: the proxy closes every connection of the client's links to the lock servers, those
+ * the client has closed too, and what they still had on their way is lost. */
+static void closing_reset(sim *S, const sclient *c)
+{
+    for (size_t i = 0; S->nclosings > 0 && i < S->closings_cap; i++) {
+        for (closing *r = S->closings[i]; r; r = r->next) {
+            if (r->client != (uint32_t)c->id || r->server >= S->nservers)
+                continue;
+            for (int j = 0; j < r->n; j++)
+                free(r->cmd[j].copy);
+            r->n = 0;  /* the FIN still comes: the proxy closes the server's side with one */
+        }
+    }
+}
+
 /* Whether a partition holds a command of cn's connection. */
 static bool held_on(const sclient *c, const sconn *cn)
 {
@@ -1557,6 +1572,7 @@ static void apply_client(sim *S, sclient *c, const lb_event *e, size_t idx, bool
         }
         break;
     case LB_EV_RESET:
+        closing_reset(S, c);
         for (int j = 0; j < 2 && lane_at(c, j); j++) {
             for (int k = 0; k < S->nservers; k++) {
                 lane *L = lane_at(c, j);
