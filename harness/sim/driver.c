@@ -37,7 +37,9 @@ typedef enum {
                         aux = to_client() */
     EV_SERVER,       /* a server has work: aux = its index */
     EV_FAULT,        /* aux = action index */
-    EV_DEADLINE      /* a group's deadline: aux = group */
+    EV_DEADLINE,     /* a group's deadline: aux = group */
+    EV_FIN           /* a client's close reaches a server: p = the sim_conn it closed, aux =
+                        to_client() of the connection */
 } ev_kind;
 
 typedef struct ev {
@@ -55,8 +57,10 @@ typedef struct ev {
  * whether the event owns its argv. A command from a lock machine is not copied, on the wire
  * or in the server's query buffer (sim_conn_push_ref): its argv stays valid until the machine
  * is called again, and the machine is only called again once each command of its batch has
- * been answered (it has run) or its connection was closed -- a new epoch, after which what is
- * still on the wire is dropped unread, and the server drops the connection's query buffer. */
+ * been answered (it has run) or its connection was closed -- a new epoch. A connection the
+ * client closes (conn_close) still delivers what it sent: its commands still on the wire are
+ * copied then (a closing record) and the server copies those in its query buffer. Of one that
+ * was reset or cut (conn_abort), what is still on the wire is dropped unread. */
 #define WIRE_OWNED (UINT64_C(1) << 56)
 
 static uint64_t to_server(int conn, uint32_t epoch, int argc, bool owned)
@@ -118,11 +122,18 @@ typedef struct bcmd {
 typedef struct batch {
     int n, left;
     union {
-        bconn *conn;             /* nservers + 1, after cmd */
+        const dlock_command *sent;  /* a lock machine's: its commands, valid while it is in
+                                       flight (for conn_close's copies); else NULL */
         struct batch *next_free;
     } u;
-    bcmd cmd[];
+    bcmd cmd[];                  /* then nservers + 1 bconn: batch_conn */
 } batch;
+
+/* The batch's state on server k's connection. */
+static bconn *batch_conn(const batch *b, int k)
+{
+    return (bconn *)(void *)(b->cmd + b->n) + k;
+}
 
 typedef enum { C_BUSY = 1, C_WAIT, C_DOWN, C_DONE } cstate;
 
@@ -248,6 +259,8 @@ typedef struct sim {
     int running;
     batch *free_batches[MAX_BATCH + 1];  /* reused, by their number of commands */
     lane **timers;               /* the armed timers, a heap by (timer_at, timer_seq) */
+    struct closing **closings;   /* connections closed with commands on their way (a table) */
+    size_t closings_cap, nclosings;
     sconn *conn_block;           /* every lane's connections, in one allocation */
     size_t ntimers, captimers;
     int64_t epoch_ms;            /* wall-clock ms at virtual time 0 */
@@ -497,17 +510,25 @@ static void ev_free(const ev *e)
 
 /* ---- the network and the clients' cores ---------------------------------------------------- */
 
-/* One way on a client's link to server k. Network settings and faults act on the links to the
- * lock servers, as the fault proxy does; the protected store is reached directly. */
-static int64_t link_delay(sim *S, sclient *c, int k)
+/* One way on a client's link to server k without its jitter, which goes in *jit. Network
+ * settings and faults act on the links to the lock servers, as the fault proxy does; the
+ * protected store is reached directly. */
+static int64_t link_latency(const sim *S, const sclient *c, int k, int64_t *jit)
 {
+    *jit = 0;
     if (k == S->nservers)
         return S->sc->sim.rtt_us / 2;
     const sfaults *f = faults_of(c);
     const lb_event *d = f->ndelays ? f->delays[f->ndelays - 1] : NULL;
     int64_t lat = (d ? d->latency_ms : c->g->network.latency_ms) * 1000;
-    int64_t jit = (d ? d->jitter_ms : c->g->network.jitter_ms) * 1000;
-    int64_t one_way = S->sc->sim.rtt_us / 2 + lat;
+    *jit = (d ? d->jitter_ms : c->g->network.jitter_ms) * 1000;
+    return S->sc->sim.rtt_us / 2 + lat;
+}
+
+/* One way on a client's link to server k. */
+static int64_t link_delay(sim *S, sclient *c, int k)
+{
+    int64_t jit, one_way = link_latency(S, c, k, &jit);
     if (jit > 0)
         one_way += (int64_t)((2.0 * uniform01(&c->netrng) - 1.0) * (double)jit);
     return one_way > 0 ? one_way : 0;
@@ -537,13 +558,192 @@ static void server_poke(sim *S, int k)
     push(S, (ev){.t = S->srv_wake[k], .kind = EV_SERVER, .aux = (uint64_t)k});
 }
 
-static void conn_close(sim *S, sconn *cn)
+/* The connection is gone at once, with what is still on its way (a reset, a server that cut
+ * it, a connection lost): the server drops its query buffer. */
+static void conn_abort(sim *S, sconn *cn)
 {
     if (cn->c)
         sim_conn_close(cn->c, S->now);
     cn->c = NULL;
     cn->epoch++;
+    cn->last_out = 0;  /* the next connection's bytes do not queue behind this one's */
     server_poke(S, cn->server);
+}
+
+/* ---- connections a client closed with commands on their way ------------------------------
+ * What a client sent before closing still reaches the server on the old connection, after the
+ * lock machine that made it has moved on. Such a close leaves a record: the old connection and
+ * copies of the batch's commands that may still be on their way, found by the events that carry
+ * the originals (compared, never read again), and freed by the FIN behind them. Few at a time,
+ * except under a fault on many clients: a chained table, by client, lane, server and epoch. */
+
+typedef struct closing {
+    struct closing *next;        /* in its slot */
+    sim_conn *c;
+    uint32_t client, epoch;
+    uint16_t lane, server;
+    int n;
+    struct {
+        const char *const *sent; /* the argv on the wire */
+        char **copy;
+    } cmd[];
+} closing;
+
+static closing **closing_slot(const sim *S, uint32_t cl, int ln, int k, uint32_t epoch)
+{
+    uint64_t h = mix((uint64_t)cl << 32 | epoch, (uint64_t)ln << 16 | (uint64_t)k);
+    return &S->closings[h & (S->closings_cap - 1)];
+}
+
+/* The record of the closed connection e was sent on; NULL when none (one reset or cut). */
+static closing *closing_find(const sim *S, const ev *e)
+{
+    if (S->nclosings == 0)
+        return NULL;
+    closing *r = *closing_slot(S, e->client, e->lane, wire_conn(e), wire_epoch(e));
+    while (r && (r->client != e->client || r->lane != e->lane ||
+                 r->server != wire_conn(e) || r->epoch != wire_epoch(e)))
+        r = r->next;
+    return r;
+}
+
+static void closing_add(sim *S, closing *r)
+{
+    if (S->nclosings >= S->closings_cap) {  /* a table twice as big */
+        size_t n = S->closings_cap ? 2 * S->closings_cap : 64;
+        closing **old = S->closings;
+        size_t nold = S->closings_cap;
+        if (!(S->closings = calloc(n, sizeof *S->closings)))
+            abort();  /* as for the event queue */
+        S->closings_cap = n;
+        for (size_t i = 0; i < nold; i++) {
+            for (closing *x = old[i], *next; x; x = next) {
+                next = x->next;
+                closing **slot = closing_slot(S, x->client, x->lane, x->server, x->epoch);
+                x->next = *slot;
+                *slot = x;
+            }
+        }
+        free(old);
+    }
+    closing **slot = closing_slot(S, r->client, r->lane, r->server, r->epoch);
+    r->next = *slot;
+    *slot = r;
+    S->nclosings++;
+}
+
+static void closing_free(closing *r)
+{
+    for (int i = 0; i < r->n; i++)
+        free(r->cmd[i].copy);
+    free(r);
+}
+
+/* Where a command sent on a connection since closed goes, with *argv its copy: NULL when the
+ * connection was reset or cut, and what was on its way is lost. */
+static sim_conn *closed_conn(const sim *S, const ev *e, const char *const **argv)
+{
+    closing *r = closing_find(S, e);
+    if (!r || (e->aux & WIRE_OWNED))
+        return r ? r->c : NULL;
+    for (int i = 0; i < r->n; i++) {
+        if (r->cmd[i].sent == e->p) {
+            *argv = (const char *const *)r->cmd[i].copy;
+            return r->c;
+        }
+    }
+    return NULL;
+}
+
+/* The FIN has come: nothing of the connection is on its way any more. */
+static void closing_drop(sim *S, const ev *e)
+{
+    closing *r = closing_find(S, e);
+    if (!r)
+        return;
+    closing **p = closing_slot(S, r->client, r->lane, r->server, r->epoch);
+    while (*p != r)
+        p = &(*p)->next;
+    *p = r->next;
+    S->nclosings--;
+    closing_free(r);
+}
+
+/* A reset: the proxy closes every connection of the client's links to the lock servers, those
+ * the client has closed too, and what they still had on their way is lost. */
+static void closing_reset(sim *S, const sclient *c)
+{
+    for (size_t i = 0; S->nclosings > 0 && i < S->closings_cap; i++) {
+        for (closing *r = S->closings[i]; r; r = r->next) {
+            if (r->client != (uint32_t)c->id || r->server >= S->nservers)
+                continue;
+            for (int j = 0; j < r->n; j++)
+                free(r->cmd[j].copy);
+            r->n = 0;  /* the FIN still comes: the proxy closes the server's side with one */
+        }
+    }
+}
+
+/* Whether a partition holds a command of cn's connection. */
+static bool held_on(const sclient *c, const sconn *cn)
+{
+    for (uint32_t i = 0; c->f && i < c->f->nheld; i++) {
+        const ev *e = &c->f->held[i];
+        if (e->kind == EV_TO_SERVER && e->lane == cn->lane && wire_conn(e) == cn->server &&
+            wire_epoch(e) == cn->epoch)
+            return true;
+    }
+    return false;
+}
+
+/* The record of cn's connection, closing: copies of the commands of the lane's batch on it
+ * that are not answered -- on the wire, held, or in the server's query buffer (which copies
+ * its own: those copies go unused). */
+static void closing_note(sim *S, sconn *cn)
+{
+    const lane *L = lane_at(cn->cl, cn->lane);
+    const batch *b = L->b;
+    int k = cn->server, n = 0;
+    bool ours = b && b->u.sent && batch_conn(b, k)->epoch == cn->epoch;
+    for (int i = 0; ours && i < b->n; i++)
+        n += b->cmd[i].server == k;
+    closing *r = malloc(sizeof *r + (size_t)n * sizeof r->cmd[0]);
+    if (!r)
+        abort();  /* as for the event queue */
+    *r = (closing){.c = cn->c, .client = (uint32_t)cn->cl->id, .epoch = cn->epoch,
+                   .lane = cn->lane, .server = (uint16_t)k};
+    for (int i = 0, seen = 0; ours && i < b->n; i++) {
+        if (b->cmd[i].server != k || seen++ < batch_conn(b, k)->got)
+            continue;
+        r->cmd[r->n].sent = b->u.sent[i].argv;
+        r->cmd[r->n++].copy = argv_copy(b->u.sent[i].argc, b->u.sent[i].argv);
+    }
+    closing_add(S, r);
+}
+
+/* The client closes the connection: a FIN follows what it sent, which still reaches the server
+ * and runs there (a SET NX sent just before a timeout takes the lock until its TTL), as TCP and
+ * the fault proxy deliver it; replies go nowhere. The FIN arrives one way later, without a
+ * jitter draw so that every other draw of the run stays as it was, and not before the last
+ * command. */
+static void conn_close(sim *S, sconn *cn)
+{
+    if (!cn->c || sim_conn_is_dead(cn->c)) {
+        conn_abort(S, cn);
+        return;
+    }
+    sclient *c = cn->cl;
+    sim_conn_shutdown(cn->c);
+    if (cn->last_out >= S->now || held_on(c, cn))  /* something may be on its way */
+        closing_note(S, cn);
+    int64_t jit, fin = S->now + link_latency(S, c, cn->server, &jit);
+    if (fin < cn->last_out)
+        fin = cn->last_out;
+    push(S, (ev){.t = fin, .kind = EV_FIN, .p = cn->c, .aux = to_client(cn->server, cn->epoch),
+                 .client = (uint32_t)c->id, .lane = cn->lane});
+    cn->c = NULL;
+    cn->epoch++;
+    cn->last_out = 0;
 }
 
 /* A reply from a modelled server: it crosses the link back. */
@@ -595,7 +795,7 @@ static bool pending_on(const lane *L, int k)
     int sent = 0;
     for (int i = 0; b && i < b->n; i++)
         sent += b->cmd[i].server == k;
-    return b && b->u.conn[k].got < sent;
+    return b && batch_conn(b, k)->got < sent;
 }
 
 static batch *batch_new(sim *S, int n)
@@ -607,9 +807,9 @@ static batch *batch_new(sim *S, int n)
     else if (!(b = malloc(sizeof *b + (size_t)n * sizeof b->cmd[0] + nconn * sizeof(bconn))))
         abort();
     b->n = b->left = n;
-    b->u.conn = (bconn *)(b->cmd + n);
+    b->u.sent = NULL;
     memset(b->cmd, 0, (size_t)n * sizeof b->cmd[0]);
-    memset(b->u.conn, 0, nconn * sizeof(bconn));
+    memset(batch_conn(b, 0), 0, nconn * sizeof(bconn));
     return b;
 }
 
@@ -657,17 +857,17 @@ static void send_batch(sim *S, sclient *c, lane *L, int n, const int *server,
             conn_close(S, cn);
         }
         if (cn->c && sim_conn_is_dead(cn->c))
-            conn_close(S, cn);
+            conn_abort(S, cn);
         if (!cn->c && !refused[k] && !(cn->c = sim_conn_open(S->srv[k], cn))) {
             refused[k] = true;
-            b->u.conn[k].epoch = cn->epoch;
+            batch_conn(b, k)->epoch = cn->epoch;
         }
         if (refused[k]) {
             if (owned)
                 free((void *)argv[i]);
             continue;
         }
-        b->u.conn[k].epoch = cn->epoch;
+        batch_conn(b, k)->epoch = cn->epoch;
         int64_t at = depart + link_delay(S, c, k);
         if (at < cn->last_out)
             at = cn->last_out;
@@ -722,16 +922,16 @@ static void batch_done(sim *S, sclient *c, lane *L, bool timed_out)
 static void batch_reply(sim *S, sclient *c, lane *L, int k, uint32_t epoch, const dlock_reply *r)
 {
     batch *b = L->b;
-    if (!b || epoch != b->u.conn[k].epoch || !pending_on(L, k)) {
+    if (!b || epoch != batch_conn(b, k)->epoch || !pending_on(L, k)) {
         free((void *)r);
         return;  /* a batch long over, or a connection since closed */
     }
     for (int i = 0, seen = 0; i < b->n; i++) {
         if (b->cmd[i].server != k)
             continue;
-        if (seen++ < b->u.conn[k].got)
+        if (seen++ < batch_conn(b, k)->got)
             continue;
-        b->u.conn[k].got++;
+        batch_conn(b, k)->got++;
         b->left--;
         b->cmd[i].reply = r;
         if (r)
@@ -739,7 +939,7 @@ static void batch_reply(sim *S, sclient *c, lane *L, int k, uint32_t epoch, cons
         /* a lost connection: every reply still due on it is lost */
     }
     if (!r)
-        conn_close(S, &L->conns[k]);
+        conn_abort(S, &L->conns[k]);
     if (b->left > 0)
         return;
     timer_stop(S, L);
@@ -785,6 +985,7 @@ static void machine_go(sim *S, sclient *c, lane *L, const dlock_reply *const *re
         if (L == c->ln)
             c->state = C_BUSY;
         send_batch(S, c, L, n, server, argv, argc, a.timeout_us, a.reconnect, false);
+        L->b->u.sent = a.commands;
         return;
     }
     case DLOCK_DO_WAIT:
@@ -891,14 +1092,14 @@ static void renew_stop(sim *S, sclient *c)
         return;
     lane *R = &c->rn->L;
     timer_stop(S, R);
+    for (int k = 0; k < R->nconns; k++)  /* before the machine goes: see conn_close */
+        conn_close(S, &R->conns[k]);
     if (R->m)
         dlock_machine_free(R->m);
     R->m = NULL;
     R->op = OP_NONE;
     batch_free(S, R->b);
     R->b = NULL;
-    for (int k = 0; k < R->nconns; k++)  /* its traffic in flight is dropped */
-        conn_close(S, &R->conns[k]);
 }
 
 /* ---- the workload --------------------------------------------------------------------------- */
@@ -908,26 +1109,27 @@ static void close_lanes(sim *S, sclient *c)
     for (int j = 0; j < 2 && lane_at(c, j); j++) {
         lane *L = lane_at(c, j);
         timer_stop(S, L);
+        for (int k = 0; k < L->nconns; k++)  /* a FIN on each, as the kernel sends for a
+                                                process that dies; before the machine goes */
+            conn_close(S, &L->conns[k]);
         if (L->m)
             dlock_machine_free(L->m);
         L->m = NULL;
         L->op = OP_NONE;
         batch_free(S, L->b);
         L->b = NULL;
-        for (int k = 0; k < L->nconns; k++)
-            conn_close(S, &L->conns[k]);  /* every epoch moves on: nothing in flight counts */
     }
     c->renew_on = false;
 }
 
-static void drop_held(sclient *c);
+static void drop_held(sclient *c, bool all);
 
 static void end_client(sim *S, sclient *c)
 {
     if (c->state == C_DONE)
         return;
     close_lanes(S, c);
-    drop_held(c);
+    drop_held(c, false);
     c->state = C_DONE;
     c->out->end_us = S->now;
     S->running--;
@@ -936,7 +1138,7 @@ static void end_client(sim *S, sclient *c)
 static void down(sim *S, sclient *c)
 {
     close_lanes(S, c);
-    drop_held(c);
+    drop_held(c, false);
     if (c->l)
         dlock_abandon(c->l);
     c->l = NULL;
@@ -1123,7 +1325,7 @@ static void feed(sim *S, sclient *c, lb_wl_input in)
 /* ---- client events -------------------------------------------------------------------------- */
 
 static void release_held(sim *S, sclient *c);
-static void drop_held(sclient *c);
+static void drop_held(sclient *c, bool all);
 
 static void on_timer(sim *S, sclient *c, lane *L)
 {
@@ -1176,12 +1378,12 @@ static bool held(sim *S, sclient *c, const ev *e)
     sfaults *f = c->f;
     if (!f)
         return false;
-    bool net = (e->kind == EV_TO_SERVER || e->kind == EV_TO_CLIENT) &&
+    bool sent = e->kind == EV_TO_SERVER || e->kind == EV_FIN;  /* out of the client already */
+    bool net = (sent || e->kind == EV_TO_CLIENT) &&
                wire_conn(e) < S->nservers;  /* the store is direct */
     bool thaw = f->frozen_event && e->kind == EV_TIMER && e->lane == 0 &&
                 e->aux == c->ln[0].timer_gen;
-    bool hold = (f->paused > 0 && e->kind != EV_TO_SERVER && !thaw) ||
-                (f->partitioned > 0 && net);
+    bool hold = (f->paused > 0 && !sent && !thaw) || (f->partitioned > 0 && net);
     if (!hold)
         return false;
     if (f->nheld == f->capheld) {
@@ -1196,17 +1398,27 @@ static bool held(sim *S, sclient *c, const ev *e)
     return true;
 }
 
-/* Held events of a client that crashed or ended belong to a dead incarnation. */
-static void drop_held(sclient *c)
+/* Held events of a client that crashed or ended belong to a dead incarnation, but for what it
+ * sent: the partition holds those bytes, and its FINs behind them, until it heals. all: those
+ * too (the run is over). */
+static void drop_held(sclient *c, bool all)
 {
     sfaults *f = c->f;
     if (!f)
         return;
-    for (size_t i = 0; i < f->nheld; i++)
-        ev_free(&f->held[i]);
-    free(f->held);
-    f->held = NULL;
-    f->nheld = f->capheld = 0;
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < f->nheld; i++) {
+        if (!all && (f->held[i].kind == EV_TO_SERVER || f->held[i].kind == EV_FIN))
+            f->held[kept++] = f->held[i];
+        else
+            ev_free(&f->held[i]);
+    }
+    f->nheld = kept;
+    if (kept == 0) {
+        free(f->held);
+        f->held = NULL;
+        f->capheld = 0;
+    }
 }
 
 static void release_held(sim *S, sclient *c)
@@ -1254,22 +1466,33 @@ static void client_event(sim *S, const ev *e)
     case EV_TO_SERVER: {
         int k = wire_conn(e), argc = wire_argc(e);
         sconn *cn = &L->conns[k];
-        if (cn->c && wire_epoch(e) == cn->epoch && c->state != C_DONE) {
-            const char *const *argv = e->p;
+        const char *const *argv = e->p;
+        sim_conn *to = cn->c && c->state != C_DONE ? cn->c : NULL;
+        bool owned = e->aux & WIRE_OWNED;
+        if (wire_epoch(e) != cn->epoch) {  /* a closed connection's: see conn_close */
+            to = closed_conn(S, e, &argv);
+            owned = true;
+        }
+        if (to) {
             size_t lens[MAX_ARGC];
             if (argc > MAX_ARGC)
                 abort();  /* the core's longest command has 15 arguments */
             for (int i = 0; i < argc; i++)
                 lens[i] = strlen(argv[i]);
-            if (e->aux & WIRE_OWNED)
-                sim_conn_push(cn->c, S->now, argc, argv, lens);  /* freed below */
+            if (owned)
+                sim_conn_push(to, S->now, argc, argv, lens);  /* freed below, or by the FIN */
             else
-                sim_conn_push_ref(cn->c, S->now, argc, argv, lens);  /* see WIRE_OWNED */
+                sim_conn_push_ref(to, S->now, argc, argv, lens);  /* see WIRE_OWNED */
             server_poke(S, k);
         }
         ev_free(e);
         break;
     }
+    case EV_FIN:
+        closing_drop(S, e);
+        sim_conn_fin(e->p, S->now);
+        server_poke(S, wire_conn(e));
+        break;
     case EV_TO_CLIENT:
         if (c->state == C_DONE || c->state == C_DOWN)
             ev_free(e);
@@ -1293,7 +1516,7 @@ static void crash_now(sim *S, sclient *c)
         in.commands = L->op_commands;
     }
     close_lanes(S, c);
-    drop_held(c);
+    drop_held(c, false);
     c->state = C_BUSY;
     feed(S, c, in);
 }
@@ -1351,13 +1574,14 @@ static void apply_client(sim *S, sclient *c, const lb_event *e, size_t idx, bool
         }
         break;
     case LB_EV_RESET:
+        closing_reset(S, c);
         for (int j = 0; j < 2 && lane_at(c, j); j++) {
             for (int k = 0; k < S->nservers; k++) {
                 lane *L = lane_at(c, j);
                 sconn *cn = &L->conns[k];
                 bool pending = cn->c && pending_on(L, k);
                 uint32_t epoch = cn->epoch;
-                conn_close(S, cn);
+                conn_abort(S, cn);
                 if (pending)
                     conn_lost(S, c, L, k, epoch);
             }
@@ -1381,7 +1605,7 @@ static void cut_clients(sim *S, int k)
                 continue;
             bool pending = pending_on(L, k);
             uint32_t epoch = cn->epoch;
-            conn_close(S, cn);
+            conn_abort(S, cn);
             if (pending)
                 conn_lost(S, c, L, k, epoch);
         }
@@ -1672,7 +1896,7 @@ static void teardown(sim *S)
         free(c->rn);
         if (c->l)
             dlock_abandon(c->l);
-        drop_held(c);
+        drop_held(c, true);
         free(c->f);
         lb_wl_free(&c->wl);
     }
@@ -1688,6 +1912,13 @@ static void teardown(sim *S)
             free(b);
         }
     }
+    for (size_t i = 0; i < S->closings_cap; i++) {
+        for (closing *r = S->closings[i], *next; r; r = next) {
+            next = r->next;
+            closing_free(r);
+        }
+    }
+    free(S->closings);
     free(S->timers);
     free(S->conn_block);
     free(S->key_client);

@@ -139,6 +139,7 @@ typedef struct sim_cmd {  /* a command in a query buffer or a MULTI queue */
     int64_t at_us;
     uint64_t seq;
     int argc;
+    bool ref;         /* argv points at the pusher's strings (sim_conn_push_ref) */
     size_t cap;       /* bytes after the header */
     sim_str *argv;
 } sim_cmd;
@@ -191,6 +192,8 @@ enum {
     SIM_C_DEAD = 1 << 5,       /* cut by a kill */
     SIM_C_CLOSED = 1 << 6,     /* closed, waiting for its last replies to be dropped */
     SIM_C_AUTHED = 1 << 7,
+    SIM_C_CLOSING = 1 << 8,    /* its client has closed it (sim_conn_shutdown): no replies */
+    SIM_C_EOF = 1 << 9,        /* its FIN has come: freed once what is queued has run */
 };
 
 struct sim_conn {

@@ -140,13 +140,9 @@ static bool timeout_less(const sim_conn *a, const sim_conn *b)
 
 /* ---- commands in query buffers ---------------------------------------------------------- */
 
-/* A command for a query buffer: argv copied after it, or (ref) only pointed at. */
-static sim_cmd *cmd_new(sim_server *s, int argc, const char *const *argv, const size_t *len,
-                        bool ref)
+/* A command with room for need bytes after its header, from the free list when one fits. */
+static sim_cmd *cmd_alloc(sim_server *s, size_t need)
 {
-    size_t need = (size_t)argc * sizeof(sim_str);
-    for (int i = 0; i < argc && !ref; i++)
-        need += len[i] + 1;
     sim_cmd *c = s->free_cmds;
     if (c && c->cap >= need) {
         s->free_cmds = c->next;
@@ -161,17 +157,52 @@ static sim_cmd *cmd_new(sim_server *s, int argc, const char *const *argv, const 
         c->cap = need;
     }
     c->next = NULL;
+    return c;
+}
+
+/* Copies p (len bytes) to *data, NUL-terminated, and moves *data past it. */
+static sim_str cmd_put(char **data, const char *p, size_t len)
+{
+    sim_str a = {*data, len};
+    memcpy(*data, p, len);
+    (*data)[len] = '\0';
+    *data += len + 1;
+    return a;
+}
+
+/* A command for a query buffer: argv copied after it, or (ref) only pointed at. */
+static sim_cmd *cmd_new(sim_server *s, int argc, const char *const *argv, const size_t *len,
+                        bool ref)
+{
+    size_t need = (size_t)argc * sizeof(sim_str);
+    for (int i = 0; i < argc && !ref; i++)
+        need += len[i] + 1;
+    sim_cmd *c = cmd_alloc(s, need);
     c->argc = argc;
+    c->ref = ref;
     c->argv = (sim_str *)(c + 1);
     char *data = (char *)(c->argv + argc);
-    for (int i = 0; i < argc && ref; i++)
-        c->argv[i] = (sim_str){argv[i], len[i]};
-    for (int i = 0; i < argc && !ref; i++) {
-        memcpy(data, argv[i], len[i]);
-        data[len[i]] = '\0';
-        c->argv[i] = (sim_str){data, len[i]};
-        data += len[i] + 1;
-    }
+    for (int i = 0; i < argc; i++)
+        c->argv[i] = ref ? (sim_str){argv[i], len[i]} : cmd_put(&data, argv[i], len[i]);
+    return c;
+}
+
+/* A copy of q that owns its strings, to take q's place in its list. */
+static sim_cmd *cmd_own(sim_server *s, const sim_cmd *q)
+{
+    size_t need = (size_t)q->argc * sizeof(sim_str);
+    for (int i = 0; i < q->argc; i++)
+        need += q->argv[i].len + 1;
+    sim_cmd *c = cmd_alloc(s, need);
+    c->next = q->next;
+    c->at_us = q->at_us;
+    c->seq = q->seq;
+    c->argc = q->argc;
+    c->ref = false;
+    c->argv = (sim_str *)(c + 1);
+    char *data = (char *)(c->argv + c->argc);
+    for (int i = 0; i < q->argc; i++)
+        c->argv[i] = cmd_put(&data, q->argv[i].p, q->argv[i].len);
     return c;
 }
 
@@ -596,6 +627,8 @@ static void process_input(sim_server *s, sim_conn *c, int64_t limit, int64_t *t)
             c->qtail = NULL;
         process_command(s, c, q, t);
     }
+    if ((c->flags & SIM_C_EOF) && (!c->qhead || (c->flags & SIM_C_BLOCKED)))
+        sim_conn_close(c, *t);  /* read up to its FIN: freed, a blocked one with the rest unrun */
 }
 
 static void requeue(sim_server *s, sim_conn *c)
@@ -737,7 +770,7 @@ static void finish_iteration(sim_server *s)
     for (size_t i = 0; i < s->nout; i++) {
         sim_conn *c = s->out[i].c;
         c->pending--;
-        if (!(c->flags & (SIM_C_CLOSED | SIM_C_DEAD)))
+        if (!(c->flags & (SIM_C_CLOSED | SIM_C_DEAD | SIM_C_CLOSING)))
             s->fn(s->ctx, c->owner, s->iter_end, s->out[i].r);
     }
     s->nout = 0;
@@ -897,13 +930,45 @@ void sim_conn_close(sim_conn *c, int64_t now_us)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    if (c->pending) {  /* replies of the iteration in progress still point at it */
+    if (c->pending || s->in_iter) {  /* replies of the iteration in progress, or the iteration
+                                        itself (a client read up to its FIN), still point at it */
         c->flags |= SIM_C_CLOSED;
         c->next = s->graveyard;
         s->graveyard = c;
     } else {
         free(c);
     }
+}
+
+/* Owned copies in place of the commands of the list that point at their pusher's strings. */
+static void cmds_own(sim_server *s, sim_cmd **head, sim_cmd **tail)
+{
+    for (sim_cmd **p = head; *p; p = &(*p)->next) {
+        sim_cmd *q = *p;
+        if (!q->ref)
+            continue;
+        *p = cmd_own(s, q);
+        if (*tail == q)
+            *tail = *p;
+        cmd_release(s, q);
+    }
+}
+
+void sim_conn_shutdown(sim_conn *c)
+{
+    c->flags |= SIM_C_CLOSING;
+    cmds_own(c->s, &c->qhead, &c->qtail);
+    cmds_own(c->s, &c->mhead, &c->mtail);  /* a MULTI's, for an EXEC still on its way */
+}
+
+/* Redis reads what came before the EOF and runs it; the EOF then frees the client, at once
+ * when it is blocked (processInputBuffer skips a blocked client's input). process_input frees
+ * one whose commands are still queued, once they have run or it blocks. */
+void sim_conn_fin(sim_conn *c, int64_t now_us)
+{
+    c->flags |= SIM_C_CLOSING | SIM_C_EOF;
+    if (!c->qhead || (c->flags & (SIM_C_BLOCKED | SIM_C_DEAD)))
+        sim_conn_close(c, now_us);
 }
 
 /* The iteration in progress answers no one and its effects never leave for the replicas. */
@@ -953,11 +1018,14 @@ static void free_bqueue(void *q)
 
 static void kill_connections(sim_server *s)
 {
-    for (sim_conn *c = s->conns; c; c = c->next) {
+    for (sim_conn *c = s->conns, *n; c; c = n) {
+        n = c->next;
         if (c->flags & SIM_C_DEAD)
             continue;
         conn_drop_state(s, c);
         c->flags |= SIM_C_DEAD;
+        if (c->flags & SIM_C_EOF)
+            sim_conn_close(c, 0);  /* its client is gone: no one else will close it */
     }
     s->nconns = 0;
     while (s->nready_keys)

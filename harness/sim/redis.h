@@ -63,12 +63,20 @@ sim_conn   *sim_conn_open(sim_server *s, void *owner);
 /* The client is gone: its queued commands are dropped, a blocked BLPOP is abandoned (its pop
  * never happens), replies not yet out are not delivered. Frees c; accepts NULL. */
 void        sim_conn_close(sim_conn *c, int64_t now_us);
+/* The client closes c, as TCP does, with a FIN behind what it sent: from now on no reply goes
+ * to the owner (which may give its owner pointer to a new connection at once), and commands
+ * pushed by reference are copied (their argv may go now). What was sent before the FIN is
+ * still pushed on c as it arrives, then sim_conn_fin. */
+void        sim_conn_shutdown(sim_conn *c);
+/* The FIN arrives at now_us: what c has queued runs (not behind a blocked BLPOP, which the EOF
+ * abandons), then the server frees c -- the caller must not use it again. */
+void        sim_conn_fin(sim_conn *c, int64_t now_us);
 /* A command arrives in c's query buffer at now_us (argv is copied). Dropped on a connection
  * that a kill cut. */
 void        sim_conn_push(sim_conn *c, int64_t now_us, int argc, const char *const *argv,
                           const size_t *argvlen);
 /* The same without the copy: argv (NUL-terminated strings) must stay as they are until the
- * command has run -- its reply is out -- or c is closed. The simulator's driver passes a lock
+ * command has run -- its reply is out -- or c is closed or shut down. The simulator's driver passes a lock
  * machine's commands so: a hundred thousand clients' commands may queue at one server. */
 void        sim_conn_push_ref(sim_conn *c, int64_t now_us, int argc, const char *const *argv,
                               const size_t *argvlen);

@@ -1304,10 +1304,17 @@ static void the_simulator_scenarios_pass(void **state)
  *   crash      a crash inside a scheduled pause does not end the pause: the restarted client
  *              waits for it, and the run lasts past it;
  *   reset      a reset while waiting in BLPOP is learnt at once, not after the wait slice and
- *              the command timeout: the waiter gets the lock at the release (600 ms). */
+ *              the command timeout: the waiter gets the lock at the release (600 ms);
+ *   ghost      a SET NX PX delayed 1.5 s on the wire outlives its 1 s command timeout: the
+ *              client closes the connection, but the SET still reaches Redis behind it and
+ *              holds the lock for its 3 s TTL (the undo, on a new connection after the delay
+ *              ended, came first and found nothing), so a client arriving at 1.8 s waits until
+ *              about 4.55 s;
+ *   unghost    the same with a reset at 1.2 s: the proxy drops the closed connection's SET it
+ *              still holds, and the other client takes the lock at once. */
 static void the_simulator_agrees_on_fault_corners(void **state)
 {
-    static const char *const files[] = {"thaw", "crash", "reset"};
+    static const char *const files[] = {"thaw", "crash", "reset", "ghost", "unghost"};
     static const char *const text[] = {
         "{\"name\": \"thaw\", \"seed\": 9, \"lock\": {\"key\": \"th\", \"ttl_ms\": 900,"
         " \"wait_timeout_ms\": 4000, \"backoff\": {\"base_ms\": 1, \"cap_ms\": 20}},"
@@ -1326,10 +1333,23 @@ static void the_simulator_agrees_on_fault_corners(void **state)
         " \"wait_timeout_ms\": 5000, \"wait\": \"notify\"}, \"workload\": {\"iterations\": 1,"
         " \"hold_ms\": 10, \"critical_section\": \"none\"}, \"clients\": [{\"name\": \"holder\","
         " \"workload\": {\"hold_ms\": 600}}, {\"name\": \"waiter\", \"start_ms\": 100}],"
-        " \"events\": [{\"at_ms\": 450, \"do\": \"reset\", \"clients\": [1]}]}"};
+        " \"events\": [{\"at_ms\": 450, \"do\": \"reset\", \"clients\": [1]}]}",
+        "{\"name\": \"ghost\", \"seed\": 3, \"lock\": {\"key\": \"gh\", \"ttl_ms\": 3000,"
+        " \"wait_timeout_ms\": 0}, \"workload\": {\"iterations\": 1,"
+        " \"critical_section\": \"none\"}, \"clients\": [{\"name\": \"ghost\", \"start_ms\": 50},"
+        " {\"name\": \"other\","
+        " \"start_ms\": 1800, \"lock\": {\"wait_timeout_ms\": 5000}}],"
+        " \"events\": [{\"at_ms\": 0, \"do\": \"delay\", \"clients\": [0], \"latency_ms\": 1500,"
+        " \"duration_ms\": 500}]}",
+        "{\"name\": \"unghost\", \"seed\": 3, \"lock\": {\"key\": \"ug\", \"ttl_ms\": 3000,"
+        " \"wait_timeout_ms\": 0}, \"workload\": {\"iterations\": 1,"
+        " \"critical_section\": \"none\"}, \"clients\": [{\"name\": \"ghost\", \"start_ms\": 50},"
+        " {\"name\": \"other\", \"start_ms\": 1800, \"lock\": {\"wait_timeout_ms\": 5000}}],"
+        " \"events\": [{\"at_ms\": 0, \"do\": \"delay\", \"clients\": [0], \"latency_ms\": 1500,"
+        " \"duration_ms\": 500}, {\"at_ms\": 1200, \"do\": \"reset\", \"clients\": [0]}]}"};
     static const char *const drivers[] = {"threads", "sim"};
     char *out = tempdir();
-    for (size_t f = 0; f < 3; f++) {
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
         char file[1100];
         snprintf(file, sizeof file, "%s/%s.json", out, files[f]);
         FILE *fp = fopen(file, "w");
@@ -1352,9 +1372,18 @@ static void the_simulator_agrees_on_fault_corners(void **state)
             } else if (f == 1) {
                 if (num(v, "elapsed_ms") < 1200 || num(v, "elapsed_ms") > 1600)
                     fail_msg("crash on %s: elapsed %g ms", drivers[d], num(v, "elapsed_ms"));
-            } else if (num(v, "acquire_ms.max") > 700) {
-                fail_msg("reset on %s: the waiter waited %g ms", drivers[d],
-                         num(v, "acquire_ms.max"));
+            } else if (f == 2) {
+                if (num(v, "acquire_ms.max") > 700)
+                    fail_msg("reset on %s: the waiter waited %g ms", drivers[d],
+                             num(v, "acquire_ms.max"));
+            } else if (f == 3) {
+                if (num(v, "acquisitions") != 1 || num(v, "acquire_ms.max") < 2500 ||
+                    num(v, "acquire_ms.max") > 3500)
+                    fail_msg("ghost on %s: %g acquisitions, the other waited %g ms", drivers[d],
+                             num(v, "acquisitions"), num(v, "acquire_ms.max"));
+            } else if (num(v, "acquisitions") != 1 || num(v, "acquire_ms.max") > 500) {
+                fail_msg("unghost on %s: %g acquisitions, the other waited %g ms", drivers[d],
+                         num(v, "acquisitions"), num(v, "acquire_ms.max"));
             }
             json_decref(v);
         }

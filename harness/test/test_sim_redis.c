@@ -1,7 +1,7 @@
 /* test_sim_redis.c -- the modelled Redis on its own: its timing (service time, iterations,
  * commands pipelined behind BLPOP, first-come wake-ups, BLPOP timeouts on time when busy and
  * at the cron tick when idle, pause; WAIT with no replica), kill and restart under each
- * persistence, WATCH/EXEC, the
+ * persistence, a client's close (what it sent first still runs), WATCH/EXEC, the
  * script cache, and that it knows every command the lock core and the harness send.
  *
  * Each test plays the simulator's driver: it pushes commands at virtual times, runs the server
@@ -582,6 +582,93 @@ static void aof_everysec_keeps_written_on_kill_fsynced_on_crash(void **state)
     done(f);
 }
 
+/* ---- a client's close (a FIN behind what it sent) ------------------------------------------ */
+
+/* What the client sent before closing runs when the server gets to it -- here after a pause
+ * -- with no reply to the owner, whose next connection sees only its own replies. Commands
+ * pushed by reference are copied at the shutdown: the lock machine's argv change once it is
+ * called again, which the driver does right after closing. */
+static void what_a_client_sent_before_closing_still_runs(void **state)
+{
+    fixture *f = make(LB_PERSIST_NONE);
+    sim_conn *a = conn(f, 0), *b = conn(f, 1);
+    char val[] = "v1";
+    const char *argv[] = {"SET", "k", val, "NX", "PX", "10000"};
+    const size_t len[] = {3, 1, 2, 2, 2, 5};
+    sim_server_pause(f->s, 0, 5000);
+    sim_conn_push_ref(a, 1000, 6, argv, len);
+    sim_conn_shutdown(a);
+    memcpy(val, "xx", 2);
+    push(a, 1500, "INCR n");  /* still on the wire at the close */
+    sim_conn_fin(a, 2000);
+    run_to(f, 6000);
+    assert_string_equal(sim_server_peek(f->s, "k", 6000), "v1");
+    assert_string_equal(sim_server_peek(f->s, "n", 6000), "1");
+    /* closed while the iteration that runs its command is in progress */
+    push(b, 7000, "SET m 1");
+    run_to(f, 7000);
+    sim_conn_shutdown(b);
+    sim_conn_fin(b, 7004);
+    run_to(f, 8000);
+    assert_string_equal(sim_server_peek(f->s, "m", 8000), "1");
+    assert_int_equal(count_for(f, 0) + count_for(f, 1), 0);
+    sim_conn *again = conn(f, 0);
+    push(again, 9000, "GET k");
+    run_to(f, 10000);
+    expect(f, 0, 0, 9008, "$v1");
+    assert_int_equal(count_for(f, 0), 1);
+    done(f);
+}
+
+/* The FIN frees a client blocked in BLPOP at once: the SET pipelined behind it never runs, and
+ * the waiter leaves the list's queue, so a later LPUSH stays in the list. */
+static void a_fin_frees_a_blocked_client_without_running_the_rest(void **state)
+{
+    fixture *f = make(LB_PERSIST_NONE);
+    sim_conn *w = conn(f, 1), *p = conn(f, 0);
+    push(w, 0, "BLPOP q 0");
+    push(w, 0, "SET after 1");
+    run_to(f, 100);
+    sim_conn_shutdown(w);
+    sim_conn_fin(w, 200);
+    push(p, 300, "LPUSH q x");
+    push(p, 300, "GET after");
+    push(p, 300, "LLEN q");
+    run_to(f, 1000);
+    expect(f, 0, 0, 324, ":1");
+    expect(f, 0, 1, 324, "(nil)");
+    expect(f, 0, 2, 324, ":1");
+    assert_int_equal(count_for(f, 1), 0);
+    done(f);
+}
+
+/* A kill cuts closing connections too: one whose FIN had come is freed by the server, one
+ * still waiting for its FIN at the FIN; sim_server_free takes both kinds. (ASan checks the
+ * frees.) */
+static void a_kill_or_free_takes_closing_connections(void **state)
+{
+    fixture *f = make(LB_PERSIST_NONE);
+    sim_conn *a = conn(f, 0), *b = conn(f, 1);
+    sim_server_pause(f->s, 0, 5000);
+    push(a, 100, "SET a 1");
+    push(b, 100, "SET b 1");
+    sim_conn_shutdown(a);
+    sim_conn_shutdown(b);
+    sim_conn_fin(b, 200);  /* its SET waits for the pause to end */
+    sim_server_kill(f->s, 300, false);
+    push(a, 400, "SET a 2");
+    sim_conn_fin(a, 500);
+    get_after_restart(f, 1000, "a", "(nil)");
+    sim_conn *d = conn(f, 3), *e = conn(f, 4);
+    sim_server_pause(f->s, 3000, 9000);
+    push(d, 3100, "SET d 1");
+    push(e, 3100, "SET e 1");
+    sim_conn_shutdown(d);
+    sim_conn_shutdown(e);
+    sim_conn_fin(e, 3200);
+    done(f);
+}
+
 static void expiry_follows_virtual_time(void **state)
 {
     fixture *f = make(LB_PERSIST_NONE);
@@ -793,6 +880,9 @@ int main(void)
         cmocka_unit_test(a_kill_without_persistence_loses_everything),
         cmocka_unit_test(aof_always_keeps_what_it_acknowledged),
         cmocka_unit_test(aof_everysec_keeps_written_on_kill_fsynced_on_crash),
+        cmocka_unit_test(what_a_client_sent_before_closing_still_runs),
+        cmocka_unit_test(a_fin_frees_a_blocked_client_without_running_the_rest),
+        cmocka_unit_test(a_kill_or_free_takes_closing_connections),
         cmocka_unit_test(expiry_follows_virtual_time),
         cmocka_unit_test(exec_fails_after_a_watched_key_changes_or_expires),
         cmocka_unit_test(scripts_are_cached_by_sha1),
