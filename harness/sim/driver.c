@@ -95,7 +95,7 @@ typedef struct sconn {
     sclient *cl;
     sim_conn *c;                 /* NULL: closed */
     int64_t last_out, last_in;   /* in-order delivery on the link, each way */
-    uint32_t epoch;              /* bumped when closed: what is still in flight is dropped */
+    uint32_t epoch;              /* bumped when closed: replies still on the way are dropped */
     uint16_t server;
     uint16_t lane;
 } sconn;
