@@ -11,9 +11,11 @@
  * the run is stopped. With workload.inside_check on, the critical section begins with an INCR
  * of the store's count of clients inside (<counter key>:inside; a reply above 1 is an overlap
  * the store saw, counted in store_overlaps, clock-free, whichever process the other client
- * runs in) and ends with its DECR, before the release or keep. A client that crashes inside, or
- * whose DECR does not arrive, leaves the count one too high for the rest of the run. A client inside its critical section at the deadline finishes it and
- * releases; a client waiting to start or thinking stops at once. */
+ * runs in) and ends with its DECR, before the release or keep. A crashed process is inside no
+ * more: for a client that crashes counted in, the harness sends the DECR (on the connection its
+ * INCR went on, so after it) before the client goes down. A client inside its critical section
+ * at the deadline finishes it and releases; a client waiting to start or thinking stops at
+ * once. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -30,6 +32,7 @@ enum {
     W_INCRING,
     W_ENTERING,     /* inside_check: the INCR of the store's count of clients inside */
     W_EXITING,      /* inside_check: its DECR */
+    W_UNCOUNTING,   /* inside_check: the DECR for a client that crashed counted in */
     W_RELEASING,
     W_KEPT,
     W_THINKING,
@@ -244,16 +247,22 @@ static void leave(lb_wl *m, int64_t now_us)
     m->a->left_us = now_us;
 }
 
-/* A crash ends what the client was doing: a hold ends there, never released. */
+/* A crash ends what the client was doing: a hold ends there, never released. Counted in the
+ * store's clients inside, it is taken out first: the count is of critical sections running, and
+ * a later holder must not see one that stopped with its process (the harness does it: the
+ * client itself never would). */
 static lb_wl_step crashed(lb_wl *m, const lb_wl_input *in)
 {
-    m->store_inside = false;   /* its count stays in the store: no DECR comes from a crash */
     if (m->inside) {
         leave(m, in->now_us);
         m->a->end = LB_END_CRASHED;
         m->a->released_us = m->a->left_us;
     }
     close_record(m);
+    if (m->store_inside) {
+        m->store_inside = false;
+        return go(m, W_UNCOUNTING, LB_WL_EXIT);
+    }
     return go(m, W_DOWN, LB_WL_CRASHED);
 }
 
@@ -442,6 +451,7 @@ static lb_wl_step outcome(lb_wl *m, const lb_wl_input *in)
     case W_RELEASING:
     case W_KEPT:
         return iteration_over(m, in);
+    case W_UNCOUNTING:
     case W_DOWN:
         return go(m, W_DOWN, LB_WL_CRASHED);
     case W_DONE:

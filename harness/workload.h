@@ -32,7 +32,8 @@ typedef enum {
     LB_WL_ENTER,        /* inside_check: INCR <counter>:inside on the resource connection, the
                            first step in the critical section; feed ok and value (the reply) */
     LB_WL_EXIT,         /* inside_check: DECR <counter>:inside, the last step in it (before
-                           the release); feed ok */
+                           the release), or for a client that crashed counted in, before
+                           LB_WL_CRASHED (its connections still up); feed ok */
     LB_WL_HOLDING,      /* the holding point: apply the client's armed "when": "holding" faults */
     LB_WL_HOLD,         /* stay in the critical section until until_us (the deadline does not
                            cut it; a crash does) */

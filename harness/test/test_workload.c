@@ -237,7 +237,7 @@ static void a_crash_while_holding_ends_the_hold(void **state)
 static void the_store_counts_the_clients_inside(void **state)
 {
     fixture f;
-    setup(&f, LB_CS_COUNTER, 3, 5, 0);
+    setup(&f, LB_CS_COUNTER, 4, 5, 0);
     f.g.workload.inside_check = true;
     begin(&f, INT64_MAX);
     expect(&f, LB_WL_ACQUIRE);
@@ -277,8 +277,9 @@ static void the_store_counts_the_clients_inside(void **state)
     feed(&f, (lb_wl_input){.now_us = 6040, .rc = DLOCK_OK});
     expect(&f, LB_WL_ACQUIRE);
 
-    /* an INCR with no reply counts nothing, but is undone all the same; a crash inside sends
-     * no DECR */
+    /* an INCR with no reply counts nothing, but is undone all the same; a client that crashes
+     * counted in is taken out (the harness's DECR) before it goes down, its hold over at the
+     * crash */
     feed(&f, (lb_wl_input){.now_us = 7000, .rc = DLOCK_OK, .fence = 5});
     expect(&f, LB_WL_ENTER);
     feed(&f, (lb_wl_input){.now_us = 7010, .ok = false});
@@ -286,8 +287,23 @@ static void the_store_counts_the_clients_inside(void **state)
     feed(&f, (lb_wl_input){.now_us = 7020, .ok = true, .value = 8, .rc = DLOCK_OK});
     expect(&f, LB_WL_HOLDING);
     feed(&f, (lb_wl_input){.now_us = 7030, .crashed = true});
+    expect(&f, LB_WL_EXIT);
+    assert_int_equal(record(&f, 2)->left_us, 7030);
+    assert_int_equal(record(&f, 2)->end, LB_END_CRASHED);
+    feed(&f, (lb_wl_input){.now_us = 7040, .ok = true});
     expect(&f, LB_WL_CRASHED);
     assert_int_equal(f.out.store_overlaps, 1);
+    /* back, and crashed on entering (the INCR cut short may have counted): the DECR again; a
+     * second crash while it is on its way goes down without another */
+    lb_wl_input back = {.now_us = 8000};
+    f.s = lb_wl_restart(&f.m, &back);
+    expect(&f, LB_WL_ACQUIRE);
+    feed(&f, (lb_wl_input){.now_us = 8010, .rc = DLOCK_OK, .fence = 6});
+    expect(&f, LB_WL_ENTER);
+    feed(&f, (lb_wl_input){.now_us = 8020, .crashed = true});
+    expect(&f, LB_WL_EXIT);
+    feed(&f, (lb_wl_input){.now_us = 8030, .crashed = true});
+    expect(&f, LB_WL_CRASHED);
     teardown(&f);
 
     setup(&f, LB_CS_INCR, 1, 0, 0);   /* off: no step of its own */
