@@ -361,6 +361,29 @@ static void repeats_and_set_overrides(void **state)
     free(out);
 }
 
+/* Runs file on driver with inside_check on; every variant must count store_overlaps as given
+ * and the figure named other as given too. */
+static void store_overlaps_are(const char *file, const char *driver, double store,
+                               const char *other, double other_want)
+{
+    char *out = tempdir();
+    assert_int_equal(lockbench(NULL, "run %s --out %s --no-plot --quiet --driver %s "
+                                     "--set workload.inside_check=true", file, out, driver), 0);
+    json_t *top = load_json(out, "summary.json");
+    json_t *vs = json_object_get(top, "variants");
+    assert_true(json_array_size(vs) > 0);
+    for (size_t i = 0; i < json_array_size(vs); i++) {
+        json_t *v = json_array_get(vs, i);
+        if (num(v, "store_overlaps") != store || num(v, other) != other_want)
+            fail_msg("%s on %s, variant %zu: store_overlaps %g (want %g), %s %g (want %g)", file,
+                     driver, i, num(v, "store_overlaps"), store, other, num(v, other),
+                     other_want);
+    }
+    json_decref(top);
+    rmtree(out);
+    free(out);
+}
+
 /* workload.inside_check: gc-pause's one overlap (a client frozen past its lease while the other
  * takes the lock) is seen by the store too, clock-free, on both real drivers: store_overlaps 1
  * in each variant, as overlaps; off (the default), store_overlaps is 0. A client that crashes
@@ -368,44 +391,11 @@ static void repeats_and_set_overrides(void **state)
  * lease see nobody: store_overlaps 0 on all three drivers. */
 static void the_store_sees_the_overlap(void **state)
 {
-    static const char *const all[] = {"loop", "threads", "sim"};
-    for (size_t d = 0; d < 3; d++) {
-        char *out = tempdir();
-        assert_int_equal(lockbench(NULL, "run scenarios/faults/zombie-lock.json --out %s "
-                                         "--no-plot --quiet --driver %s "
-                                         "--set workload.inside_check=true", out, all[d]), 0);
-        json_t *top = load_json(out, "summary.json");
-        json_t *vs = json_object_get(top, "variants");
-        assert_true(json_array_size(vs) > 0);
-        for (size_t i = 0; i < json_array_size(vs); i++) {
-            json_t *v = json_array_get(vs, i);
-            if (num(v, "store_overlaps") != 0 || num(v, "crashed_clients") != 1)
-                fail_msg("zombie-lock on %s, variant %zu: store_overlaps %g, crashed %g", all[d],
-                         i, num(v, "store_overlaps"), num(v, "crashed_clients"));
-        }
-        json_decref(top);
-        rmtree(out);
-        free(out);
-    }
-    static const char *const drivers[] = {"loop", "threads"};
-    for (size_t d = 0; d < 2; d++) {
-        char *out = tempdir();
-        assert_int_equal(lockbench(NULL, "run scenarios/faults/gc-pause.json --out %s --no-plot "
-                                         "--quiet --driver %s --set workload.inside_check=true",
-                                   out, drivers[d]), 0);
-        json_t *top = load_json(out, "summary.json");
-        json_t *vs = json_object_get(top, "variants");
-        assert_true(json_array_size(vs) > 0);
-        for (size_t i = 0; i < json_array_size(vs); i++) {
-            json_t *v = json_array_get(vs, i);
-            if (num(v, "store_overlaps") != 1 || num(v, "overlaps") != 1)
-                fail_msg("%s, variant %zu: store_overlaps %g, overlaps %g", drivers[d], i,
-                         num(v, "store_overlaps"), num(v, "overlaps"));
-        }
-        json_decref(top);
-        rmtree(out);
-        free(out);
-    }
+    static const char *const drivers[] = {"loop", "threads", "sim"};
+    for (size_t d = 0; d < 3; d++)
+        store_overlaps_are("scenarios/faults/zombie-lock.json", drivers[d], 0, "crashed_clients", 1);
+    for (size_t d = 0; d < 2; d++)
+        store_overlaps_are("scenarios/faults/gc-pause.json", drivers[d], 1, "overlaps", 1);
     char *out = tempdir();
     assert_int_equal(lockbench(NULL, "run scenarios/faults/gc-pause.json --out %s --no-plot "
                                      "--quiet", out), 0);
