@@ -73,7 +73,7 @@ typedef struct dlock__cmd {
 #define DLOCK__CMD_MAX_ARGC (3 + DLOCK__MAX_ARGV)
 
 /* A batch: n commands, room for cap, and room for acap arguments among them. An operation's
- * batch starts with room for one command of six arguments per server and grows, as a step adds
+ * batch starts with room for the lock's usual step (dlock__op_init) and grows, as a step adds
  * more, up to max commands: three per server and one more (legacy's MULTI, SET, EXEC and WAIT is
  * the most one step sends to one server; redlock sends at most two to each). A batch with max 0
  * has fixed room (the tests' batches on the stack). op.c keeps the action's view of the commands

@@ -100,18 +100,23 @@ static int *resend_from(const dlock__op *op)
     return (int *)(void *)(batch_view(op) + op->batch.cap);
 }
 
-/* The batch has room for one command per server at first, and grows when a step needs more;
- * it exists only while the operation runs. */
+/* The batch has room at first for what the lock's usual step sends each server -- a command
+ * (with a fence key, the scripts' longest: fencing, fifo, the fenced write) and with
+ * min_replicas the WAIT behind it -- so that an acquire does not grow it every time; it grows
+ * when a step needs more (legacy's MULTI and EXEC), and exists only while the operation runs. */
 int dlock__op_init(dlock__op *op, dlock *l, dlock__op_kind kind, dlock__step_fn step,
                    dlock__rng *rng)
 {
     memset(op, 0, sizeof *op);
-    int cap = l->nservers > 0 ? l->nservers : 1;
-    char *mem = malloc(dlock__batch_bytes(cap, DLOCK__BATCH_ARGS(cap)));
+    int servers = l->nservers > 0 ? l->nservers : 1, waits = dlock__replica_waits(l);
+    int cap = servers * (1 + waits);
+    int acap = servers * ((l->fence_key ? DLOCK__CMD_MAX_ARGC : DLOCK__BATCH_ARGS(1)) +
+                          waits * 3);  /* WAIT n timeout */
+    char *mem = malloc(dlock__batch_bytes(cap, acap));
     if (!mem)
         return DLOCK_ENOMEM;
-    op->batch = (dlock__batch){.cap = cap, .max = DLOCK__BATCH_CAP(cap),
-                               .acap = DLOCK__BATCH_ARGS(cap), .cmd = (dlock__cmd *)(void *)mem,
+    op->batch = (dlock__batch){.cap = cap, .max = DLOCK__BATCH_CAP(servers), .acap = acap,
+                               .cmd = (dlock__cmd *)(void *)mem,
                                .args = (const char **)(void *)(mem + dlock__batch_args_at(cap))};
     op->l = l;
     op->kind = kind;
