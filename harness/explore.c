@@ -14,6 +14,7 @@
  *   out     explore.json, written when the search begins with "complete": false and replaced
  *           (atomically) when it ends; an interrupted explore writes what it found, incomplete.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -435,8 +436,7 @@ static int write_json(const char *path, json_t *doc, char *err, size_t errlen)
     int rc = -1;
     if (text) {
         size_t n = strlen(text);
-        text = realloc(text, n + 2);
-        memcpy(text + n, "\n", 2);
+        text[n] = '\n';   /* the dump's NUL becomes a final newline; n + 1 bytes written */
         rc = lb_atomic_write(path, text, n + 1);
     }
     if (rc < 0)
@@ -841,6 +841,42 @@ static int check_scenario(explore *x, char **name)
     return LB_EXIT_OK;
 }
 
+/* --force: what an earlier explore wrote in dir goes, so that none of its failures stands
+ * beside the new explore.json -- its failure-<seed>.json, minimized.json, and the runs in
+ * seed-<seed>/ and confirm/run-<k>/. Other files stay. */
+static int clear_earlier(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int rc = 0;
+    char path[4200], err[512];
+    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+        const char *n = e->d_name;
+        size_t len = strlen(n);
+        snprintf(path, sizeof path, "%s/%s", dir, n);
+        if (strcmp(n, "minimized.json") == 0 ||
+            (strncmp(n, "failure-", 8) == 0 && len > 13 && strcmp(n + len - 5, ".json") == 0)) {
+            rc = unlink(path);
+        } else if (strncmp(n, "seed-", 5) == 0) {
+            rc = lb_results_clear(path, err, sizeof err);
+            rmdir(path);  /* left when it holds something of the user's */
+        } else if (strcmp(n, "confirm") == 0) {
+            for (int k = 1; rc == 0; k++) {
+                char run[4300];
+                snprintf(run, sizeof run, "%s/run-%d", path, k);
+                if (access(run, F_OK) != 0)
+                    break;
+                rc = lb_results_clear(run, err, sizeof err);
+                rmdir(run);
+            }
+            rmdir(path);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
 /* --out DIR (empty, or --force), or results/<name>/explore-<stamp>/. */
 static int make_dir(explore *x, const char *name)
 {
@@ -860,6 +896,11 @@ static int make_dir(explore *x, const char *name)
             fprintf(stderr, "lockbench: %s holds an earlier explore (--force to replace it)\n",
                     x->out);
             return LB_EXIT_USAGE;
+        }
+        if (used && clear_earlier(x->out) != 0) {
+            fprintf(stderr, "lockbench: cannot clear the earlier explore in %s: %s\n", x->out,
+                    strerror(errno));
+            return LB_EXIT_ENV;
         }
         return LB_EXIT_OK;
     }
