@@ -118,7 +118,7 @@ static int64_t iterations_of(json_t *doc)
 
 static int drop_events(shrinker *k, bool *changed)
 {
-    for (size_t i = json_array_size(events_of(k->cur)); i-- > 0;) {
+    for (size_t i = json_array_size(events_of(k->cur)); i-- > 0 && !k->out_of_budget;) {
         json_t *cand = json_deep_copy(k->cur);
         json_t *e = json_array_get(events_of(k->cur), i);
         char what[128];
@@ -182,7 +182,7 @@ static json_t *without_client(json_t *doc, int64_t j, int *events_dropped)
 
 static int drop_clients(shrinker *k, bool *changed)
 {
-    for (int64_t j = count_clients(k->cur); j-- > 0;) {
+    for (int64_t j = count_clients(k->cur); j-- > 0 && !k->out_of_budget;) {
         int dropped;
         json_t *cand = without_client(k->cur, j, &dropped);
         if (!cand)
