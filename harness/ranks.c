@@ -66,24 +66,21 @@ static void put(buf *b, const void *data, size_t n)
     b->len += n;
 }
 
-static lb_hist *const *meter_hists(const lb_meter *m, lb_hist *h[NHIST])
+/* A meter's histogram i, in the order a pack carries them (NULL ones are sent as absent). */
+static lb_hist **meter_hist(lb_meter *m, int i)
 {
-    h[0] = m->acquire_hist;
-    h[1] = m->timeout_hist;
-    h[2] = m->service_hist;
-    h[3] = m->lag_hist;
-    return h;
+    return i == 0 ? &m->acquire_hist : i == 1 ? &m->timeout_hist
+           : i == 2 ? &m->service_hist : &m->lag_hist;
 }
 
-static void pack_meter(buf *b, const lb_meter *m)
+static void pack_meter(buf *b, lb_meter *m)
 {
-    lb_hist *h[NHIST];
-    meter_hists(m, h);
     for (int i = 0; i < NHIST; i++) {
-        uint8_t has = h[i] != NULL;
+        const lb_hist *h = *meter_hist(m, i);
+        uint8_t has = h != NULL;
         put(b, &has, 1);
         if (has)
-            put(b, lb_hist_raw(h[i]), lb_hist_bytes());
+            put(b, lb_hist_raw(h), lb_hist_bytes());
     }
     uint64_t n = m->log.count;
     put(b, &n, sizeof n);
@@ -165,7 +162,6 @@ static int merge_meter(lb_run_result *r, reader *rd, const shift *s)
     *m = (lb_meter){0};
     lb_acq_log_init(&m->log, 0);
     r->nmeters++;  /* counted now, so lb_run_result_free frees a part-made one */
-    lb_hist *h[NHIST] = {0};
     for (int i = 0; i < NHIST; i++) {
         const uint8_t *has = take(rd, 1);
         if (!has)
@@ -173,12 +169,9 @@ static int merge_meter(lb_run_result *r, reader *rd, const shift *s)
         if (!*has)
             continue;
         const void *raw = take(rd, lb_hist_bytes());
-        if (!raw || !(h[i] = lb_hist_new()) || lb_hist_load(h[i], raw, lb_hist_bytes()) < 0) {
-            lb_hist_free(h[i]);
+        lb_hist **h = meter_hist(m, i);  /* the meter owns it at once: freed with the result */
+        if (!raw || !(*h = lb_hist_new()) || lb_hist_load(*h, raw, lb_hist_bytes()) < 0)
             return -1;
-        }
-        *(i == 0 ? &m->acquire_hist : i == 1 ? &m->timeout_hist
-                   : i == 2 ? &m->service_hist : &m->lag_hist) = h[i];
     }
     const uint64_t *n = take(rd, sizeof *n);
     for (uint64_t k = 0; n && k < *n; k++) {
@@ -249,12 +242,9 @@ static int merge_one(lb_run_result *r, reader *rd, const shift *s, size_t *nclie
 }
 
 /* The clients and meters every pack brings: room for them in r first. */
-static int make_room(lb_run_result *r, const void *all, const size_t *lens, int nranks,
-                     size_t *nclients, size_t *nmeters)
+static int make_room(lb_run_result *r, const void *all, const size_t *lens, int nranks)
 {
-    size_t off = 0;
-    *nclients = r->nclients;
-    *nmeters = r->nmeters;
+    size_t off = 0, nclients = r->nclients, nmeters = r->nmeters;
     for (int k = 0; k < nranks; off += lens[k], k++) {
         if (k == 0)
             continue;
@@ -262,13 +252,13 @@ static int make_room(lb_run_result *r, const void *all, const size_t *lens, int 
             return -1;
         pack_head h;
         memcpy(&h, (const unsigned char *)all + off, sizeof h);
-        *nclients += h.nclients;
-        *nmeters += h.nmeters;
+        nclients += h.nclients;
+        nmeters += h.nmeters;
     }
-    lb_client_result *c = realloc(r->clients, (*nclients + 1) * sizeof *c);
+    lb_client_result *c = realloc(r->clients, (nclients + 1) * sizeof *c);
     if (c)
         r->clients = c;
-    lb_meter *m = realloc(r->meters, (*nmeters + 1) * sizeof *m);
+    lb_meter *m = realloc(r->meters, (nmeters + 1) * sizeof *m);
     if (m)
         r->meters = m;
     return c && m ? 0 : -1;
@@ -287,8 +277,8 @@ int lb_ranks_merge(lb_run_result *r, int64_t t0_us, const void *all, const size_
                    const lb_clock_sample *a, const lb_clock_sample *b, int64_t *bound_us,
                    int64_t *per_rank, char *err, size_t errlen)
 {
-    size_t nclients, nmeters, off = lens[0];
-    if (make_room(r, all, lens, nranks, &nclients, &nmeters) < 0) {
+    size_t off = lens[0];
+    if (make_room(r, all, lens, nranks) < 0) {
         snprintf(err, errlen, "rank 0: cannot take the other ranks' records: out of memory or "
                               "a short record");
         return -1;
