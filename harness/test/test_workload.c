@@ -201,7 +201,19 @@ static void a_refused_fenced_read_ends_the_critical_section(void **state)
     begin(&f, INT64_MAX);
     feed(&f, (lb_wl_input){.now_us = 10, .rc = DLOCK_OK, .fence = 0});
     expect(&f, LB_WL_READ);
-    assert_int_equal(f.s.fence, 0);
+    assert_int_equal(f.s.fence, 0);     /* a plain GET ... */
+    feed(&f, (lb_wl_input){.now_us = 20, .ok = true, .value = 41});
+    expect(&f, LB_WL_HOLDING);
+    feed(&f, (lb_wl_input){.now_us = 30});
+    if (f.s.what == LB_WL_HOLD)         /* a hold of zero goes straight on */
+        feed(&f, (lb_wl_input){.now_us = 30});
+    expect(&f, LB_WL_WRITE);
+    assert_int_equal(f.s.fence, 0);     /* ... and a plain SET of the value read plus one */
+    assert_int_equal(f.s.value, 42);
+    feed(&f, (lb_wl_input){.now_us = 40, .rc = DLOCK_OK});
+    expect(&f, LB_WL_RELEASE);
+    assert_int_equal(f.out.cs_acked, 1);
+    assert_int_equal(f.out.stale_rejected, 0);
     teardown(&f);
 }
 
