@@ -1756,12 +1756,22 @@ static void timers_restart_from_callback(void **state)
     assert_non_null(tm);
     assert_non_null(ord);
     n = 0;
+    /* due at base + 50 ms + slot ms whenever each is started: the starts themselves take time
+     * (more than a millisecond under a sanitizer on a loaded machine), which must not reorder
+     * timers 1 ms apart */
+    struct timespec b;
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    int64_t base_us = (int64_t)b.tv_sec * 1000000 + b.tv_nsec / 1000;
     for (int i = 0; i < MANY; i++) {
         int slot = (i * 7919) % MANY;  /* a permutation of 0..MANY-1 */
         ts[i] = (tick){.id = slot, .order = ord, .n = &n};
         tm[i] = dlock_timer_new(lp, on_tick, &ts[i]);
         assert_non_null(tm[i]);
-        dlock_timer_start(tm[i], (int64_t)slot * 1000);  /* 0 .. 300 ms, 1 ms apart */
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        int64_t since = (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000 - base_us;
+        assert_true(since < 50000);  /* else the test could not tell the order it wants */
+        dlock_timer_start(tm[i], 50000 + (int64_t)slot * 1000 - since);
     }
     for (int i = 0; i < MANY; i += 3)
         dlock_timer_stop(tm[i]);
